@@ -1,0 +1,44 @@
+# The two commands of the quickstart are `make run` and `make test`; every other
+# target is something they build on. Everything the project needs is installed
+# into folders git ignores: .venv (Python), .tools (uv, opa).
+
+PYTHON  ?= python3
+HOST    ?= 127.0.0.1
+PORT    ?= 8080
+UV_VERSION := 0.13.8
+TOOLS   := $(CURDIR)/.tools
+UV      := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/uv/bin/uv)
+VENV    := $(CURDIR)/.venv
+STAMP   := $(VENV)/.synced
+
+.PHONY: setup run test test-setup lint bench clean
+
+setup: $(STAMP)
+
+$(TOOLS)/uv/bin/uv:
+	$(PYTHON) -m venv $(TOOLS)/uv
+	$(TOOLS)/uv/bin/pip install --quiet uv==$(UV_VERSION)
+
+# The lock file pins every dependency; `--locked` fails instead of silently re-resolving.
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --quiet
+	touch $@
+
+run: setup
+	$(VENV)/bin/gateway serve --dev --host $(HOST) --port $(PORT)
+
+# Provides the real components the tests use (PostgreSQL), then runs every test.
+test-setup: setup
+	bash scripts/ensure-postgres.sh
+
+test: test-setup
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check gateway tests bench
+
+bench: test-setup
+	$(VENV)/bin/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,355 @@
+"""The configuration file: pydantic models of its YAML, and the one loader.
+
+Every key is declared here with its default. Unknown keys are errors (a typo must not
+silently disable a security setting). `load_config` turns every validation problem
+into a `ConfigError` whose message names the key path and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from gateway.errors import ConfigError
+
+# Algorithms accepted unless the config widens the list. HMAC and "none" can never be
+# configured: a shared secret cannot identify an agent, and "none" identifies nobody.
+DEFAULT_ALGORITHMS = ("RS256", "ES256", "EdDSA")
+ALLOWED_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(Model):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    # The URL agents use to reach the gateway; also the default token audience.
+    public_url: str | None = None
+
+
+class IssuerConfig(Model):
+    issuer: str
+    jwks_url: str | None = None
+    key_files: list[Path] = []
+    algorithms: list[str] = list(DEFAULT_ALGORITHMS)
+
+    @field_validator("algorithms")
+    @classmethod
+    def _safe_algorithms(cls, value: list[str]) -> list[str]:
+        bad = [a for a in value if a not in ALLOWED_ALGORITHMS]
+        if bad:
+            raise ValueError(
+                f"algorithm(s) {bad} not allowed; choose from {sorted(ALLOWED_ALGORITHMS)}"
+                " (HMAC and 'none' are never accepted)"
+            )
+        if not value:
+            raise ValueError("at least one algorithm is required")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> IssuerConfig:
+        if bool(self.jwks_url) == bool(self.key_files):
+            raise ValueError("give exactly one of jwks_url or key_files")
+        return self
+
+
+class IdentityConfig(Model):
+    # The gateway's own resource identifier (RFC 9728 "resource"); tokens must carry it
+    # in "aud". Defaults to server.public_url.
+    audience: str | None = None
+    issuers: list[IssuerConfig] = Field(min_length=1)
+    leeway_s: int = Field(30, ge=0, le=300)
+    roles_claim: str = "roles"
+    tenant_claim: str = "tenant"
+    # Scopes every token must carry to use the gateway at all (403 otherwise).
+    required_scopes: list[str] = []
+    # JWKS refresh on an unknown kid happens at most this often per issuer.
+    jwks_min_refresh_s: float = Field(30.0, ge=0)
+    jwks_cache_s: float = Field(600.0, gt=0)
+    # The gateway's own Ed25519 key: mints upstream tokens (public half at
+    # /.well-known/jwks.json). Generated on first start when missing.
+    signing_key_file: Path = Path("var/keys/gateway-signing.pem")
+
+
+class EmbeddedPolicyConfig(Model):
+    engine: Literal["embedded"] = "embedded"
+    path: Path = Path("policies")
+    # Extra data merged under data.* besides the *.json files in `path`.
+    data: dict[str, Any] = {}
+    timeout_ms: int = Field(500, gt=0)
+
+
+class OpaPolicyConfig(Model):
+    engine: Literal["opa"]
+    url: str = "http://127.0.0.1:8181"
+    timeout_ms: int = Field(200, gt=0)
+
+
+PolicyConfig = Annotated[EmbeddedPolicyConfig | OpaPolicyConfig, Field(discriminator="engine")]
+
+
+class StorageConfig(Model):
+    url: str = "sqlite:///var/gateway.db"
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
+            raise ValueError("only sqlite:/// and postgresql:// URLs are supported")
+        return value
+
+
+class NoCredentials(Model):
+    mode: Literal["none"] = "none"
+
+
+class StaticCredentials(Model):
+    """A secret the admin gives the gateway for this upstream (never the agent's token)."""
+
+    mode: Literal["static"]
+    env: str | None = None
+    file: Path | None = None
+    header: str = "Authorization"
+    prefix: str = "Bearer "
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StaticCredentials:
+        if bool(self.env) == bool(self.file):
+            raise ValueError("give exactly one of env or file")
+        return self
+
+
+class MintedCredentials(Model):
+    """A short-lived JWT minted per call: sub = the agent, act chain + the gateway."""
+
+    mode: Literal["jwt"]
+    audience: str | None = None  # defaults to the upstream's URL
+    ttl_s: int = Field(60, gt=0, le=300)
+    header: str = "Authorization"
+
+
+Credentials = Annotated[
+    NoCredentials | StaticCredentials | MintedCredentials, Field(discriminator="mode")
+]
+
+
+class RiskConfig(Model):
+    default: Literal["low", "medium", "high"] | None = None
+    tools: dict[str, Literal["low", "medium", "high"]] = {}
+
+
+class UpstreamBase(Model):
+    name: str = Field(pattern=NAME_PATTERN)
+    credentials: Credentials = NoCredentials()
+    risk: RiskConfig = RiskConfig()
+    timeout_s: float = Field(30.0, gt=0)
+    labels: list[str] = []
+    # Annotations from this upstream are only trusted for risk when the admin says so.
+    trust_annotations: bool = False
+
+
+class McpHttpUpstream(UpstreamBase):
+    kind: Literal["mcp"] = "mcp"
+    transport: Literal["streamable_http"] = "streamable_http"
+    url: str
+    headers: dict[str, str] = {}
+
+
+class McpStdioUpstream(UpstreamBase):
+    kind: Literal["mcp"] = "mcp"
+    transport: Literal["stdio"]
+    command: list[str] = Field(min_length=1)
+    env: dict[str, str] = {}
+    cwd: Path | None = None
+
+    @model_validator(mode="after")
+    def _no_minted_tokens(self) -> McpStdioUpstream:
+        if isinstance(self.credentials, MintedCredentials):
+            raise ValueError("credentials mode 'jwt' needs an HTTP upstream, not stdio")
+        return self
+
+
+class HttpTool(Model):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    # Path and query placeholders, e.g. "/repos/{owner}/{repo}/issues"; filled from
+    # arguments of the same name. Remaining arguments go in the JSON body (or the
+    # query string for GET and DELETE).
+    path: str
+    input_schema: dict[str, Any] = {"type": "object"}
+    output_schema: dict[str, Any] | None = None
+    annotations: dict[str, Any] = {}
+
+
+class HttpUpstream(UpstreamBase):
+    kind: Literal["http"]
+    base_url: str
+    headers: dict[str, str] = {}
+    tools: list[HttpTool] = Field(min_length=1)
+
+
+def _upstream_discriminator(value: Any) -> str:
+    if isinstance(value, dict):
+        kind = value.get("kind", "mcp")
+        transport = value.get("transport", "streamable_http")
+    else:
+        kind = getattr(value, "kind", "mcp")
+        transport = getattr(value, "transport", "streamable_http")
+    if kind == "http":
+        return "http"
+    return "stdio" if transport == "stdio" else "mcp_http"
+
+
+Upstream = Annotated[
+    Annotated[McpHttpUpstream, Tag("mcp_http")]
+    | Annotated[McpStdioUpstream, Tag("stdio")]
+    | Annotated[HttpUpstream, Tag("http")],
+    Discriminator(_upstream_discriminator),
+]
+
+
+class LimitsConfig(Model):
+    max_body_bytes: int = Field(1_048_576, gt=0)
+    request_timeout_s: float = Field(60.0, gt=0)
+    upstream_connect_timeout_s: float = Field(10.0, gt=0)
+
+
+class AuditConfig(Model):
+    # The log's origin line (C2SP tlog-checkpoint): a name unique to this log.
+    origin: str = "agent-gateway/audit"
+
+
+class Config(Model):
+    server: ServerConfig = ServerConfig()
+    identity: IdentityConfig
+    policy: PolicyConfig = EmbeddedPolicyConfig()
+    storage: StorageConfig = StorageConfig()
+    upstreams: list[Upstream] = []
+    limits: LimitsConfig = LimitsConfig()
+    audit: AuditConfig = AuditConfig()
+    data_dir: Path = Path("var")
+
+    @model_validator(mode="after")
+    def _unique_upstreams(self) -> Config:
+        names = [u.name for u in self.upstreams]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"upstream names must be unique; repeated: {dupes}")
+        return self
+
+    @property
+    def audience(self) -> str:
+        return self.identity.audience or self.public_url
+
+    @property
+    def public_url(self) -> str:
+        return (self.server.public_url or f"http://{self.server.host}:{self.server.port}").rstrip(
+            "/"
+        )
+
+
+def _format_location(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("mcp_http", "stdio", "http", "embedded", "opa", "none", "static", "jwt"):
+            continue  # discriminator tags say nothing to the user
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        lines.append(f"  {_format_location(tuple(problem['loc']))}: {problem['msg']}")
+    return "\n".join(lines)
+
+
+def _expand_env(text: str) -> str:
+    """Replaces ${VAR} with the environment variable's value; a missing one is an error."""
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"config refers to ${{{name}}} but that variable is not set")
+        return os.environ[name]
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", sub, text)
+
+
+def parse_config(data: Any, *, source: str = "config") -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source} is invalid:\n{describe_validation_error(exc)}") from None
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(_expand_env(text))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    config = parse_config(data, source=str(path))
+    return _resolve_paths(config, base=path.parent)
+
+
+def _resolve_paths(config: Config, *, base: Path) -> Config:
+    """Relative paths in a config file are relative to the file, not the working dir."""
+
+    def rel(p: Path) -> Path:
+        return p if p.is_absolute() else (base / p)
+
+    identity = config.identity.model_copy(
+        update={
+            "signing_key_file": rel(config.identity.signing_key_file),
+            "issuers": [
+                i.model_copy(update={"key_files": [rel(k) for k in i.key_files]})
+                for i in config.identity.issuers
+            ],
+        }
+    )
+    policy = config.policy
+    if isinstance(policy, EmbeddedPolicyConfig):
+        policy = policy.model_copy(update={"path": rel(policy.path)})
+    storage = config.storage
+    if storage.url.startswith("sqlite:///") and not storage.url.startswith("sqlite:////"):
+        relative = storage.url.removeprefix("sqlite:///")
+        if relative and relative != ":memory:":
+            storage = storage.model_copy(update={"url": f"sqlite:///{rel(Path(relative))}"})
+    return config.model_copy(
+        update={
+            "identity": identity,
+            "policy": policy,
+            "storage": storage,
+            "data_dir": rel(config.data_dir),
+        }
+    )

@@ -1,0 +1,165 @@
+"""Every failure the gateway reports, as one exception hierarchy.
+
+Each error carries a stable machine-readable ``code`` (documented, never renamed),
+the HTTP status the REST surface answers with and the JSON-RPC code the MCP surface
+answers with. Surfaces never invent their own mapping: they read these attributes.
+
+Verification code raises instead of returning a flag, so a forgotten ``if`` cannot
+turn a failure into success.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# JSON-RPC 2.0 codes used by the MCP surface.
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+
+class GatewayError(Exception):
+    """Root of every error the gateway raises on purpose."""
+
+    code: str = "gateway_error"
+    http_status: int = 500
+    jsonrpc_code: int = INTERNAL_ERROR
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+# --- configuration -----------------------------------------------------------------
+
+
+class ConfigError(GatewayError):
+    """The configuration file is missing, unreadable or invalid."""
+
+    code = "config_invalid"
+
+
+# --- requests --------------------------------------------------------------------
+
+
+class BadRequest(GatewayError):
+    """The request itself is malformed (not JSON, wrong shape)."""
+
+    code = "bad_request"
+    http_status = 400
+    jsonrpc_code = INVALID_REQUEST
+
+
+class RequestTooLarge(BadRequest):
+    code = "request_too_large"
+    http_status = 413
+
+
+class UnknownTool(GatewayError):
+    code = "unknown_tool"
+    http_status = 404
+    jsonrpc_code = INVALID_PARAMS
+
+
+class InvalidArguments(GatewayError):
+    """Arguments do not match the tool's input schema; checked before policy."""
+
+    code = "invalid_arguments"
+    http_status = 400
+    jsonrpc_code = INVALID_PARAMS
+
+
+# --- identity --------------------------------------------------------------------
+
+
+class AuthenticationError(GatewayError):
+    """No usable bearer token: missing, malformed, badly signed, expired, wrong audience."""
+
+    code = "unauthenticated"
+    http_status = 401
+    jsonrpc_code = INVALID_REQUEST
+
+
+class InsufficientScope(GatewayError):
+    """A valid token that lacks a scope the gateway requires."""
+
+    code = "insufficient_scope"
+    http_status = 403
+    jsonrpc_code = INVALID_REQUEST
+
+
+class KeyUnavailable(AuthenticationError):
+    """The issuer's keys could not be fetched; tokens cannot be verified (fail closed)."""
+
+    code = "issuer_keys_unavailable"
+
+
+# --- policy ----------------------------------------------------------------------
+
+
+class PolicyError(GatewayError):
+    """The policy engine failed to produce a valid decision. Always means deny."""
+
+    code = "policy_error"
+    http_status = 503
+
+
+class PolicyLoadError(PolicyError):
+    """A policy failed to load or compile."""
+
+    code = "policy_load_failed"
+
+
+class CallDenied(GatewayError):
+    """Policy (or the gateway's own checks) refused the call."""
+
+    code = "denied"
+    http_status = 403
+
+
+class ApprovalRequired(CallDenied):
+    """Policy allows the call only after a human approves it."""
+
+    code = "approval_required"
+
+
+# --- upstreams -------------------------------------------------------------------
+
+
+class UpstreamError(GatewayError):
+    """The upstream tool could not be reached or failed at the transport level."""
+
+    code = "upstream_error"
+    http_status = 502
+
+
+class UpstreamUnavailable(UpstreamError):
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    code = "upstream_timeout"
+    http_status = 504
+
+
+# --- storage and audit -------------------------------------------------------------
+
+
+class StorageError(GatewayError):
+    code = "storage_error"
+    http_status = 503
+
+
+class AuditUnavailable(StorageError):
+    """The audit record could not be made durable; the call is not forwarded."""
+
+    code = "audit_unavailable"

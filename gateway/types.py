@@ -1,0 +1,215 @@
+"""The small vocabulary every part of the gateway shares.
+
+Surfaces build a `ToolCall`, the pipeline answers with an `Outcome`; identity yields a
+`Principal`, policy a `Decision`, the catalog `ToolDefinition`s. These are plain
+frozen dataclasses: validation happens at the edges (config, HTTP bodies, tokens),
+never in here.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Transport = Literal["mcp", "rest", "executor"]
+Risk = Literal["low", "medium", "high"]
+
+# Called with (progress, total, message) while a call waits or runs.
+ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """One link of a delegation chain (RFC 8693 ``act`` claim)."""
+
+    sub: str
+    iss: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sub": self.sub} if self.iss is None else {"sub": self.sub, "iss": self.iss}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's subject and the chain of actors it acts through.
+
+    ``act_chain[0]`` is the current actor (the outermost ``act``), the next one is
+    the actor before it, and so on.
+    """
+
+    sub: str
+    iss: str
+    roles: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()
+    tenant: str | None = None
+    act_chain: tuple[Actor, ...] = ()
+    claims: dict[str, Any] = field(default_factory=dict)
+    token_id: str | None = None
+
+    def to_policy_subject(self) -> dict[str, Any]:
+        return {
+            "sub": self.sub,
+            "iss": self.iss,
+            "roles": list(self.roles),
+            "scopes": list(self.scopes),
+            "tenant": self.tenant,
+            "act_chain": [a.to_dict() for a in self.act_chain],
+            "claims": self.claims,
+        }
+
+    def to_audit(self) -> dict[str, Any]:
+        return {
+            "sub": self.sub,
+            "iss": self.iss,
+            "roles": list(self.roles),
+            "act_chain": [a.to_dict() for a in self.act_chain],
+        }
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    ip: str | None = None
+    user_agent: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ip": self.ip, "user_agent": self.user_agent}
+
+
+@dataclass(frozen=True)
+class ToolDefinition:
+    """A tool as the gateway exposes it (``<upstream>__<tool>``)."""
+
+    name: str
+    server: str
+    upstream_tool: str
+    description: str | None
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any] | None
+    annotations: dict[str, Any]
+    risk: Risk
+    definition_hash: str
+    labels: tuple[str, ...] = ()
+    title: str | None = None
+
+    def to_policy_resource(self) -> dict[str, Any]:
+        return {
+            "tool": self.name,
+            "server": self.server,
+            "upstream_tool": self.upstream_tool,
+            "annotations": self.annotations,
+            "risk": self.risk,
+            "definition_hash": self.definition_hash,
+            "labels": list(self.labels),
+        }
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One request to run a tool, from any surface."""
+
+    principal: Principal
+    tool: str
+    arguments: dict[str, Any]
+    transport: Transport
+    request_id: str
+    client: ClientInfo = ClientInfo()
+    run_id: str | None = None
+    step_id: str | None = None
+    idempotency_key: str | None = None
+    progress: ProgressCallback | None = None
+
+
+@dataclass(frozen=True)
+class Obligations:
+    redact: tuple[str, ...] = ()
+    approvers: tuple[str, ...] = ()
+    approval_ttl_s: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"redact": list(self.redact), "approvers": list(self.approvers)}
+        if self.approval_ttl_s is not None:
+            out["approval_ttl_s"] = self.approval_ttl_s
+        return out
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A policy result (DESIGN §5), with where it came from.
+
+    ``engine`` is ``embedded``, ``opa`` or ``gateway`` (a refusal by the gateway's own
+    checks before policy, e.g. schema-invalid arguments).
+    """
+
+    allow: bool
+    require_approval: bool
+    reasons: tuple[str, ...]
+    obligations: Obligations
+    rule: str | None
+    engine: str
+    revision: str | None
+    decision_id: str | None = None
+
+    @property
+    def permits_now(self) -> bool:
+        return self.allow and not self.require_approval
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "allow": self.allow,
+            "require_approval": self.require_approval,
+            "reasons": list(self.reasons),
+            "obligations": self.obligations.to_dict(),
+            "rule": self.rule,
+            "engine": self.engine,
+            "revision": self.revision,
+            "decision_id": self.decision_id,
+        }
+
+
+def deny(reason: str, *, engine: str, revision: str | None = None) -> Decision:
+    """A refusal that did not come from a policy rule (errors, pre-policy checks)."""
+    return Decision(
+        allow=False,
+        require_approval=False,
+        reasons=(reason,),
+        obligations=Obligations(),
+        rule=None,
+        engine=engine,
+        revision=revision,
+    )
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """An upstream result, rebuilt: content, structured content and the error flag only."""
+
+    content: list[dict[str, Any]]
+    structured_content: dict[str, Any] | None = None
+    is_error: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "content": self.content,
+            "structured_content": self.structured_content,
+            "is_error": self.is_error,
+        }
+
+
+class OutcomeStatus(enum.StrEnum):
+    OK = "ok"  # forwarded; the upstream answered (its result may itself be an error)
+    DENIED = "denied"  # refused by policy or a gateway check; not forwarded
+    PENDING_APPROVAL = "pending_approval"  # waiting for a human; not forwarded yet
+    ERROR = "error"  # forwarding failed (upstream down, timeout, audit unavailable)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    request_id: str
+    tool: str
+    status: OutcomeStatus
+    decision: Decision | None
+    result: ToolResult | None = None
+    error: Any = None  # a GatewayError when status is DENIED or ERROR
+    approval_id: str | None = None
