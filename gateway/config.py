@@ -47,7 +47,7 @@ class ServerConfig(Model):
 
 
 class IssuerConfig(Model):
-    issuer: str
+    issuer: str = Field(min_length=1)
     jwks_url: str | None = None
     key_files: list[Path] = []
     algorithms: list[str] = list(DEFAULT_ALGORITHMS)
@@ -89,6 +89,16 @@ class IdentityConfig(Model):
     # /.well-known/jwks.json). Generated on first start when missing.
     signing_key_file: Path = Path("var/keys/gateway-signing.pem")
 
+    @model_validator(mode="after")
+    def _unique_issuers(self) -> IdentityConfig:
+        # Tokens are matched to an issuer entry by their "iss"; two entries with the same
+        # issuer would make the choice of keys and algorithms ambiguous.
+        names = [i.issuer for i in self.issuers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"issuers must be unique; repeated: {dupes}")
+        return self
+
 
 class EmbeddedPolicyConfig(Model):
     engine: Literal["embedded"] = "embedded"
@@ -98,13 +108,7 @@ class EmbeddedPolicyConfig(Model):
     timeout_ms: int = Field(500, gt=0)
 
 
-class OpaPolicyConfig(Model):
-    engine: Literal["opa"]
-    url: str = "http://127.0.0.1:8181"
-    timeout_ms: int = Field(200, gt=0)
-
-
-PolicyConfig = Annotated[EmbeddedPolicyConfig | OpaPolicyConfig, Field(discriminator="engine")]
+PolicyConfig = EmbeddedPolicyConfig
 
 
 class StorageConfig(Model):
@@ -248,6 +252,8 @@ class Config(Model):
     limits: LimitsConfig = LimitsConfig()
     audit: AuditConfig = AuditConfig()
     data_dir: Path = Path("var")
+    # How often every upstream's tool list is re-read (0: only at start and reconnect).
+    catalog_refresh_s: float = Field(60.0, ge=0)
 
     @model_validator(mode="after")
     def _unique_upstreams(self) -> Config:
@@ -273,7 +279,7 @@ def _format_location(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("mcp_http", "stdio", "http", "embedded", "opa", "none", "static", "jwt"):
+        elif part in ("mcp_http", "stdio", "http", "none", "static", "jwt"):
             continue  # discriminator tags say nothing to the user
         else:
             out += f".{part}" if out else str(part)
@@ -283,7 +289,8 @@ def _format_location(loc: tuple[Any, ...]) -> str:
 def describe_validation_error(error: ValidationError) -> str:
     lines = []
     for problem in error.errors():
-        lines.append(f"  {_format_location(tuple(problem['loc']))}: {problem['msg']}")
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"  {_format_location(tuple(problem['loc']))}: {message}")
     return "\n".join(lines)
 
 

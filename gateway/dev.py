@@ -1,0 +1,148 @@
+"""Dev mode: a complete gateway with no config file (``gateway serve --dev``).
+
+Everything lives in one data folder (``var/dev`` by default, ignored by git): SQLite,
+a dev token issuer key, the gateway's signing key and the demo upstream's sandbox.
+Keys are generated on first start and reused afterwards, so tokens stay valid across
+restarts.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from gateway.config import Config, parse_config
+from gateway.errors import ConfigError
+from gateway.identity import generate_dev_issuer, mint_token
+
+DEV_ISSUER = "agent-gateway-dev"
+DEFAULT_DEV_DIR = Path("var/dev")
+DEV_TOKEN_TTL_S = 24 * 3600
+
+_SANDBOX_README = """This is the demo upstream's sandbox.
+An agent with role "agent" may read files in here through demo__read_file,
+and nothing outside it.
+"""
+
+
+@dataclass(frozen=True)
+class DevSetup:
+    config: Config
+    issuer_key: Path
+    sandbox: Path
+
+
+def default_policy_path() -> Path:
+    """`./policies` when run from a checkout, else the copy shipped in the package."""
+    local = Path("policies")
+    if (local / "gateway").is_dir():
+        return local
+    shipped = Path(str(resources.files("gateway") / "default_policies"))
+    if shipped.is_dir():
+        return shipped
+    raise ConfigError("no policy folder found: run from the project folder or pass --policy DIR")
+
+
+def dev_setup(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    data_dir: Path = DEFAULT_DEV_DIR,
+    policy_path: Path | None = None,
+) -> DevSetup:
+    data_dir = data_dir.resolve()
+    keys = data_dir / "keys"
+    issuer_private, issuer_public = generate_dev_issuer(keys)
+    sandbox = data_dir / "sandbox"
+    sandbox.mkdir(parents=True, exist_ok=True)
+    readme = sandbox / "README.txt"
+    if not readme.exists():
+        readme.write_text(_SANDBOX_README)
+    config = parse_config(
+        {
+            "server": {"host": host, "port": port},
+            "identity": {
+                "issuers": [
+                    {
+                        "issuer": DEV_ISSUER,
+                        "key_files": [str(issuer_public)],
+                        "algorithms": ["EdDSA"],
+                    }
+                ],
+                "signing_key_file": str(keys / "gateway-signing.pem"),
+            },
+            "policy": {"path": str((policy_path or default_policy_path()).resolve())},
+            "storage": {"url": f"sqlite:///{data_dir / 'gateway.db'}"},
+            "upstreams": [
+                {
+                    "name": "demo",
+                    "transport": "stdio",
+                    "command": [sys.executable, "-m", "gateway.demo.server"],
+                    "env": {"GATEWAY_DEMO_SANDBOX": str(sandbox)},
+                    # The demo server is ours: its annotations can set risk tiers.
+                    "trust_annotations": True,
+                }
+            ],
+            "audit": {"origin": "dev.agent-gateway.local/audit"},
+            "data_dir": str(data_dir),
+        },
+        source="dev mode",
+    )
+    return DevSetup(config=config, issuer_key=issuer_private, sandbox=sandbox)
+
+
+def dev_token(
+    setup: DevSetup,
+    *,
+    sub: str,
+    roles: tuple[str, ...] = (),
+    scopes: tuple[str, ...] = (),
+    act: tuple[str, ...] = (),
+    ttl_s: int = DEV_TOKEN_TTL_S,
+) -> str:
+    return mint_token(
+        setup.issuer_key,
+        issuer=DEV_ISSUER,
+        audience=setup.config.audience,
+        sub=sub,
+        roles=roles,
+        scopes=scopes,
+        act=act,
+        ttl_s=ttl_s,
+    )
+
+
+def banner(setup: DevSetup) -> str:
+    """What `gateway serve --dev` prints on start: URLs, tokens and a command to paste."""
+    url = setup.config.public_url
+    agent = dev_token(setup, sub="agent:demo", roles=("agent",))
+    approver = dev_token(setup, sub="user:approver", roles=("approver",))
+    return f"""
+Agent tool gateway (dev mode), data in {setup.config.data_dir}
+
+  MCP endpoint   {url}/mcp
+  REST API       {url}/v1/tools   (OpenAPI: {url}/openapi.json)
+  Health         {url}/readyz
+
+  Dev agent token (role agent, 24 h):
+    {agent}
+
+  Dev approver token (role approver, 24 h):
+    {approver}
+
+Try it (paste into another terminal):
+
+  curl -s -X POST {url}/v1/tools/demo__echo/call \\
+    -H 'Authorization: Bearer {agent}' \\
+    -H 'Content-Type: application/json' -d '{{"arguments": {{"text": "hello"}}}}'
+
+Or point an MCP client at it, e.g. Claude Code:
+
+  claude mcp add --transport http gateway {url}/mcp \\
+    --header 'Authorization: Bearer {agent}'
+
+More tokens: .venv/bin/gateway token --sub agent:me --role agent
+Audit log:   .venv/bin/gateway audit tail
+"""

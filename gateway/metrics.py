@@ -1,0 +1,39 @@
+"""Prometheus metrics, declared once.
+
+Kept in one registry owned by the gateway (not the process-global default) so that
+several apps in one process, as in tests, do not collide.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+
+CALLS = Counter(
+    "gateway_calls_total",
+    "Tool calls by surface and outcome status.",
+    ["transport", "status"],
+    registry=REGISTRY,
+)
+DECISION_SECONDS = Histogram(
+    "gateway_policy_decision_seconds",
+    "Time to obtain a policy decision, failures included.",
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+UPSTREAM_SECONDS = Histogram(
+    "gateway_upstream_call_seconds",
+    "Time spent in the upstream tool call.",
+    ["upstream"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+AUDIT_APPEND_SECONDS = Histogram(
+    "gateway_audit_append_seconds",
+    "Time from asking for an audit append until it is durable.",
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)

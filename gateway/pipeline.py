@@ -1,0 +1,248 @@
+"""The one call path (DESIGN §2). Every surface hands its calls to `Pipeline`.
+
+    resolve tool → validate arguments → decide → audit(attempt + decision)
+        → forward to upstream → audit(outcome) → outcome
+
+The order is the security argument:
+- arguments are validated before policy, so policy reasons about well-formed input;
+- nothing is forwarded until the attempt and the decision are durable (§9.2); if the
+  audit log cannot commit, the call fails and the upstream never sees it;
+- a decision that is not an unconditional allow is never forwarded (§9.1);
+- the agent's token never reaches this module: upstream headers come from the
+  upstream's own credential provider (§9.3).
+
+Authentication happens before the pipeline (the surfaces share one authenticator),
+because an unauthenticated request has no principal to build a `ToolCall` for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Any
+
+from gateway.audit import AuditLog, AuditRecord
+from gateway.canonical import arguments_hash, jcs
+from gateway.errors import (
+    ApprovalRequired,
+    AuditUnavailable,
+    CallDenied,
+    GatewayError,
+    UpstreamError,
+)
+from gateway.metrics import CALLS, UPSTREAM_SECONDS
+from gateway.policy import PolicyEngine, build_input, decide
+from gateway.policy.engine import FAIL_CLOSED_RULE
+from gateway.redaction import redact
+from gateway.types import (
+    ClientInfo,
+    Decision,
+    Outcome,
+    OutcomeStatus,
+    Principal,
+    ToolCall,
+    ToolDefinition,
+    ToolResult,
+    Transport,
+    deny,
+)
+from gateway.upstreams.catalog import Catalog, CatalogEntry
+
+log = logging.getLogger(__name__)
+
+WITHHELD = "[withheld: no valid policy decision said what to redact]"
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        policy: PolicyEngine,
+        audit: AuditLog,
+        policy_timeout_s: float,
+    ) -> None:
+        self.catalog = catalog
+        self.policy = policy
+        self.audit = audit
+        self._policy_timeout_s = policy_timeout_s
+
+    # --- tools/list ----------------------------------------------------------------
+
+    async def list_tools(
+        self,
+        principal: Principal,
+        *,
+        transport: Transport,
+        request_id: str,
+        client: ClientInfo | None = None,
+    ) -> list[ToolDefinition]:
+        """The tools this principal may see: those policy allows for ``tools/list``."""
+        visible = []
+        for tool in self.catalog.tools():
+            policy_input = build_input(
+                principal=principal,
+                action="tools/list",
+                request_id=request_id,
+                transport=transport,
+                tool=tool,
+                client=client,
+            )
+            decision = await decide(self.policy, policy_input, timeout_s=self._policy_timeout_s)
+            if decision.allow:
+                visible.append(tool)
+        return visible
+
+    # --- tools/call ----------------------------------------------------------------
+
+    async def call(self, call: ToolCall) -> Outcome:
+        outcome = await self._call(call)
+        CALLS.labels(call.transport, outcome.status.value).inc()
+        return outcome
+
+    async def _call(self, call: ToolCall) -> Outcome:
+        try:
+            entry = self.catalog.resolve(call.tool)
+            entry.validate(call.arguments)
+        except GatewayError as exc:
+            # Refused before policy: still recorded, as a decision by the gateway itself.
+            decision = deny(exc.message, engine="gateway", revision=self.policy.revision)
+            recorded = await self._record_decision(call, None, decision, None)
+            return recorded or _refused(call, decision, exc)
+
+        policy_input = build_input(
+            principal=call.principal,
+            action="tools/call",
+            request_id=call.request_id,
+            transport=call.transport,
+            tool=entry.definition,
+            arguments=call.arguments,
+            client=call.client,
+            run_id=call.run_id,
+            step_id=call.step_id,
+        )
+        decision = await decide(self.policy, policy_input, timeout_s=self._policy_timeout_s)
+        failure = await self._record_decision(call, entry.definition, decision, policy_input)
+        if failure is not None:
+            return failure
+
+        if not decision.allow:
+            return _refused(call, decision, CallDenied(_reason_text(decision, "denied by policy")))
+        if decision.require_approval:
+            return _refused(
+                call,
+                decision,
+                ApprovalRequired(
+                    _reason_text(decision, "approval required")
+                    + "; this gateway does not hold calls for approval yet, so it was not executed"
+                ),
+            )
+        return await self._forward(call, entry, decision)
+
+    async def _record_decision(
+        self,
+        call: ToolCall,
+        tool: ToolDefinition | None,
+        decision: Decision,
+        policy_input: dict[str, Any] | None,
+    ) -> Outcome | None:
+        """Appends attempt + decision in one durable transaction; an `Outcome` on failure."""
+        pointers = decision.obligations.redact
+        withheld = decision.rule == FAIL_CLOSED_RULE
+        if withheld:
+            shown_arguments: Any = WITHHELD
+        else:
+            shown_arguments = redact({"arguments": call.arguments}, pointers)["arguments"]
+        attempt = {
+            "request_id": call.request_id,
+            "transport": call.transport,
+            "principal": call.principal.to_audit(),
+            "tool": call.tool,
+            "definition_hash": tool.definition_hash if tool else None,
+            "arguments": shown_arguments,
+            "arguments_sha256": arguments_hash(call.arguments),
+            "redacted": list(pointers),
+            "client": call.client.to_dict(),
+            "run_id": call.run_id,
+            "step_id": call.step_id,
+        }
+        recorded_input = None
+        if policy_input is not None:
+            recorded_input = (
+                {**policy_input, "arguments": WITHHELD}
+                if withheld
+                else redact(policy_input, pointers)
+            )
+        decided = {
+            "request_id": call.request_id,
+            "decision": decision.to_dict(),
+            "input": recorded_input,
+        }
+        try:
+            await self.audit.append(
+                AuditRecord(
+                    "call.attempt", call.request_id, attempt, call.principal.sub, call.tool
+                ),
+                AuditRecord(
+                    "call.decision", call.request_id, decided, call.principal.sub, call.tool
+                ),
+            )
+        except AuditUnavailable as exc:
+            log.error(
+                "audit append failed; call %s not forwarded: %s", call.request_id, exc.message
+            )
+            return Outcome(call.request_id, call.tool, OutcomeStatus.ERROR, decision, error=exc)
+        return None
+
+    async def _forward(self, call: ToolCall, entry: CatalogEntry, decision: Decision) -> Outcome:
+        started = time.perf_counter()
+        headers = entry.credentials.headers_for(call.principal)
+        error: GatewayError | None = None
+        result: ToolResult | None = None
+        try:
+            result = await entry.upstream.call_tool(
+                entry.definition.upstream_tool,
+                call.arguments,
+                headers=headers,
+                idempotency_key=call.idempotency_key,
+                progress=call.progress,
+                timeout_s=entry.config.timeout_s,
+            )
+        except UpstreamError as exc:
+            error = exc
+        elapsed = time.perf_counter() - started
+        UPSTREAM_SECONDS.labels(entry.config.name).observe(elapsed)
+
+        outcome_payload: dict[str, Any] = {
+            "request_id": call.request_id,
+            "status": "ok" if error is None else "error",
+            "duration_ms": round(elapsed * 1000, 3),
+        }
+        if result is not None:
+            outcome_payload["is_error"] = result.is_error
+            outcome_payload["result_sha256"] = hashlib.sha256(jcs(result.to_dict())).hexdigest()
+        if error is not None:
+            outcome_payload["error"] = error.to_dict()
+        try:
+            await self.audit.append(
+                AuditRecord(
+                    "call.outcome", call.request_id, outcome_payload, call.principal.sub, call.tool
+                )
+            )
+        except AuditUnavailable as exc:
+            # The call already happened; hiding its result would help nobody. The gap is
+            # visible to the verifier as a decision without an outcome.
+            log.error("outcome of %s not recorded: %s", call.request_id, exc.message)
+
+        if error is not None:
+            return Outcome(call.request_id, call.tool, OutcomeStatus.ERROR, decision, error=error)
+        return Outcome(call.request_id, call.tool, OutcomeStatus.OK, decision, result=result)
+
+
+def _reason_text(decision: Decision, fallback: str) -> str:
+    return "; ".join(decision.reasons) if decision.reasons else fallback
+
+
+def _refused(call: ToolCall, decision: Decision, error: GatewayError) -> Outcome:
+    return Outcome(call.request_id, call.tool, OutcomeStatus.DENIED, decision, error=error)

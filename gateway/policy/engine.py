@@ -1,0 +1,68 @@
+"""The `PolicyEngine` protocol and `decide`, the one fail-closed way to ask it.
+
+Engines may raise or return garbage; `decide` is the boundary where every failure
+becomes a deny with a reason, so callers never handle engine errors themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from typing import Any, Protocol
+
+import anyio
+
+from gateway.errors import PolicyError
+from gateway.metrics import DECISION_SECONDS
+from gateway.types import Decision, deny
+
+log = logging.getLogger(__name__)
+
+# The `rule` of a deny that no policy rule made: the engine failed, timed out or
+# returned something that is not a decision.
+FAIL_CLOSED_RULE = "gateway.fail_closed"
+
+
+class PolicyEngine(Protocol):
+    """Evaluates ``data.gateway.decision`` for one input document."""
+
+    name: str  # "embedded" or "opa": recorded with every decision
+
+    @property
+    def revision(self) -> str | None:
+        """The policy revision in force (bundle revision or content hash)."""
+        ...
+
+    async def evaluate(self, policy_input: dict[str, Any]) -> Decision:
+        """Returns a parsed decision; raises `PolicyError` on any failure."""
+        ...
+
+    async def ready(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+async def decide(
+    engine: PolicyEngine, policy_input: dict[str, Any], *, timeout_s: float
+) -> Decision:
+    """Asks the engine; any error, timeout or malformed result is a deny that says why."""
+    started = time.perf_counter()
+    try:
+        with anyio.fail_after(timeout_s):
+            return await engine.evaluate(policy_input)
+    except TimeoutError:
+        reason = (
+            f"policy engine did not answer within {timeout_s * 1000:.0f} ms; denied (fail closed)"
+        )
+    except PolicyError as exc:
+        reason = f"{exc.message}; denied (fail closed)"
+    except Exception as exc:  # an engine bug must still deny, never propagate as allow
+        log.exception("policy engine %s failed", engine.name)
+        reason = f"policy engine error ({type(exc).__name__}); denied (fail closed)"
+    finally:
+        DECISION_SECONDS.observe(time.perf_counter() - started)
+    log.warning("policy failure: %s", reason)
+    return replace(
+        deny(reason, engine=engine.name, revision=engine.revision), rule=FAIL_CLOSED_RULE
+    )

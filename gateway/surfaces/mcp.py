@@ -1,0 +1,217 @@
+"""The aggregated MCP endpoint (DESIGN §7): one `/mcp`, every upstream's tools.
+
+Stateless Streamable HTTP serving both protocol eras on the same endpoint: 2025-11-25
+(initialize handshake) and 2026-07-28 (sessionless); the SDK negotiates which. This
+module only translates: an authenticated request becomes a `ToolCall`, an `Outcome`
+becomes a `CallToolResult`.
+
+Denials are tool results with ``isError: true`` (so the model reads why), carrying the
+machine-readable decision under the `META_KEY` of ``_meta``. An unknown tool is a
+JSON-RPC invalid-params error, as the MCP specification asks.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+import mcp_types as types
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.errors import GatewayError, UnknownTool
+from gateway.pipeline import Pipeline
+from gateway.surfaces.auth import PRINCIPAL_STATE_KEY, Authenticator, client_info
+from gateway.surfaces.middleware import new_request_id
+from gateway.types import Outcome, OutcomeStatus, Principal, ToolCall, ToolDefinition
+from gateway.version import __version__
+
+# The one vendor key under `_meta` where the gateway puts its decision (stable: clients
+# parse it). Documented in docs/mcp.md.
+META_KEY = "io.agentgateway/decision"
+
+log = logging.getLogger(__name__)
+
+
+def build_mcp_server(pipeline: Pipeline) -> Server:
+    async def list_tools(
+        ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        request = _request(ctx)
+        tools = await pipeline.list_tools(
+            _principal(request),
+            transport="mcp",
+            request_id=_request_id(request),
+            client=client_info(request),
+        )
+        return types.ListToolsResult(tools=[_to_mcp_tool(t) for t in tools])
+
+    async def call_tool(
+        ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        request = _request(ctx)
+
+        async def progress(done: float, total: float | None, message: str | None) -> None:
+            await ctx.session.report_progress(done, total, message)
+
+        call = ToolCall(
+            principal=_principal(request),
+            tool=params.name,
+            arguments=dict(params.arguments or {}),
+            transport="mcp",
+            request_id=_request_id(request),
+            client=client_info(request),
+            progress=progress,
+        )
+        try:
+            outcome = await pipeline.call(call)
+        except Exception:
+            # The SDK would send str(exc) to the client on the 2025 path; say nothing
+            # internal, log it, and point at the request id.
+            log.exception("tools/call %s failed unexpectedly", call.request_id)
+            raise MCPError(
+                code=types.INTERNAL_ERROR,
+                message=f"internal gateway error (request {call.request_id})",
+            ) from None
+        if isinstance(outcome.error, UnknownTool):
+            raise MCPError(
+                code=outcome.error.jsonrpc_code,
+                message=outcome.error.message,
+                data={"tool": params.name, "request_id": outcome.request_id},
+            )
+        return to_call_tool_result(outcome)
+
+    return Server(
+        "agent-tool-gateway",
+        version=__version__,
+        instructions="Tools of every upstream behind this gateway, named <upstream>__<tool>. "
+        "Calls are checked by policy and audited; a refused call returns isError with the reason.",
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        # The SDK would otherwise run tools/list before each 2026-era call to find the
+        # schema; the pipeline validates arguments itself, and audits the refusal.
+        get_tool_input_schema=lambda name: None,
+    )
+
+
+def to_call_tool_result(outcome: Outcome) -> types.CallToolResult:
+    meta = {META_KEY: outcome_meta(outcome)}
+    if outcome.status is OutcomeStatus.OK and outcome.result is not None:
+        return types.CallToolResult.model_validate(
+            {
+                "content": outcome.result.content,
+                "structuredContent": outcome.result.structured_content,
+                "isError": outcome.result.is_error,
+                "_meta": meta,
+            }
+        )
+    error = outcome.error
+    message = error.message if isinstance(error, GatewayError) else "the call failed"
+    verb = "was not executed" if outcome.status is OutcomeStatus.DENIED else "failed"
+    text = f"The call to {outcome.tool} {verb}: {message}"
+    return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True, _meta=meta)
+
+
+def outcome_meta(outcome: Outcome) -> dict[str, Any]:
+    """The machine-readable part of an outcome, shared by MCP `_meta` and REST bodies."""
+    meta: dict[str, Any] = {"request_id": outcome.request_id, "status": outcome.status.value}
+    if isinstance(outcome.error, GatewayError):
+        meta["error"] = outcome.error.to_dict()
+    if outcome.decision is not None:
+        meta["decision"] = outcome.decision.to_dict()
+    if outcome.approval_id is not None:
+        meta["approval_id"] = outcome.approval_id
+    return meta
+
+
+def _to_mcp_tool(tool: ToolDefinition) -> types.Tool:
+    return types.Tool.model_validate(
+        {
+            "name": tool.name,
+            "title": tool.title,
+            "description": tool.description,
+            "inputSchema": tool.input_schema,
+            "outputSchema": tool.output_schema,
+            "annotations": tool.annotations or None,
+        }
+    )
+
+
+def _request(ctx: ServerRequestContext[Any, Any]) -> Request:
+    request = ctx.request
+    if not isinstance(request, Request):  # only reachable if mounted on a non-HTTP transport
+        raise MCPError(code=types.INTERNAL_ERROR, message="the gateway serves MCP over HTTP only")
+    return request
+
+
+def _principal(request: Request) -> Principal:
+    principal = getattr(request.state, PRINCIPAL_STATE_KEY, None)
+    if not isinstance(principal, Principal):  # the auth wrapper guarantees it; fail closed
+        raise MCPError(code=types.INVALID_REQUEST, message="not authenticated")
+    return principal
+
+
+def _request_id(request: Request) -> str:
+    return getattr(request.state, "request_id", None) or new_request_id()
+
+
+class McpEndpoint:
+    """The ASGI app at `/mcp`: authenticate, then the SDK's stateless transport."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        authenticator: Authenticator,
+        *,
+        public_url: str,
+        max_body_bytes: int,
+    ) -> None:
+        self.server = build_mcp_server(pipeline)
+        self.session_manager = StreamableHTTPSessionManager(
+            app=self.server,
+            stateless=True,
+            json_response=False,  # SSE, so progress notifications can reach the client
+            security_settings=_transport_security(public_url),
+            max_request_body_size=max_body_bytes,
+        )
+        self._transport: ASGIApp = StreamableHTTPASGIApp(self.session_manager)
+        self._authenticator = authenticator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] in ("GET", "DELETE"):
+            # Stateless: no standalone SSE stream to GET and no session to DELETE.
+            response: Response = JSONResponse(
+                {"error": {"code": "method_not_allowed", "message": "use POST"}},
+                status_code=405,
+                headers={"Allow": "POST"},
+            )
+            await response(scope, receive, send)
+            return
+        request = Request(scope)
+        try:
+            principal = await self._authenticator.authenticate(request.headers.get("authorization"))
+        except GatewayError as error:
+            request_id = scope.get("state", {}).get("request_id")
+            await self._authenticator.challenge(error, request_id=request_id)(scope, receive, send)
+            return
+        scope.setdefault("state", {})[PRINCIPAL_STATE_KEY] = principal
+        await self._transport(scope, receive, send)
+
+
+def _transport_security(public_url: str) -> TransportSecuritySettings:
+    """DNS-rebinding protection: only the gateway's own host names are accepted."""
+    parts = urlsplit(public_url)
+    host = parts.netloc
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[host, "127.0.0.1:*", "localhost:*", "[::1]:*"],
+        allowed_origins=[origin, "http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+    )

@@ -1,0 +1,166 @@
+"""The REST surface: ``GET /v1/tools`` and ``POST /v1/tools/{name}/call``.
+
+Bodies are pydantic models, so a malformed request is a 400 that names the field, and
+the same models generate the OpenAPI document at ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.errors import BadRequest, GatewayError
+from gateway.pipeline import Pipeline
+from gateway.surfaces.auth import Authenticator, client_info
+from gateway.surfaces.mcp import outcome_meta
+from gateway.surfaces.middleware import new_request_id
+from gateway.types import OutcomeStatus, Principal, ToolCall, ToolDefinition
+
+
+class CallRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    arguments: dict[str, Any] = Field(default_factory=dict, description="The tool's arguments")
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable machine-readable error code")
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class ToolInfo(BaseModel):
+    name: str
+    title: str | None = None
+    description: str | None = None
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any] | None = None
+    annotations: dict[str, Any] = {}
+    risk: str
+    definition_hash: str
+
+
+class ToolList(BaseModel):
+    tools: list[ToolInfo]
+
+
+class ToolResultBody(BaseModel):
+    content: list[dict[str, Any]]
+    structured_content: dict[str, Any] | None = None
+    is_error: bool
+
+
+class CallResponse(BaseModel):
+    request_id: str
+    status: str = Field(description="ok, denied, pending_approval or error")
+    result: ToolResultBody | None = None
+    error: ErrorBody | None = None
+    decision: dict[str, Any] | None = None
+    approval_id: str | None = None
+
+
+class RestSurface:
+    def __init__(self, pipeline: Pipeline, authenticator: Authenticator) -> None:
+        self._pipeline = pipeline
+        self._auth = authenticator
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/tools", self.list_tools, methods=["GET"]),
+            Route("/v1/tools/{name}/call", self.call_tool, methods=["POST"]),
+        ]
+
+    async def _principal(self, request: Request) -> Principal:
+        return await self._auth.authenticate(request.headers.get("authorization"))
+
+    async def list_tools(self, request: Request) -> Response:
+        request_id = _request_id(request)
+        try:
+            principal = await self._principal(request)
+        except GatewayError as error:
+            return self._auth.challenge(error, request_id=request_id)
+        tools = await self._pipeline.list_tools(
+            principal, transport="rest", request_id=request_id, client=client_info(request)
+        )
+        return JSONResponse(ToolList(tools=[_tool_info(t) for t in tools]).model_dump())
+
+    async def call_tool(self, request: Request) -> Response:
+        request_id = _request_id(request)
+        try:
+            principal = await self._principal(request)
+        except GatewayError as error:
+            return self._auth.challenge(error, request_id=request_id)
+        try:
+            body = await _parse_body(request)
+        except BadRequest as error:
+            return error_response(error, request_id)
+        outcome = await self._pipeline.call(
+            ToolCall(
+                principal=principal,
+                tool=request.path_params["name"],
+                arguments=body.arguments,
+                transport="rest",
+                request_id=request_id,
+                client=client_info(request),
+            )
+        )
+        meta = outcome_meta(outcome)
+        response = CallResponse(
+            request_id=outcome.request_id,
+            status=outcome.status.value,
+            result=ToolResultBody(**outcome.result.to_dict()) if outcome.result else None,
+            error=meta.get("error"),
+            decision=meta.get("decision"),
+            approval_id=outcome.approval_id,
+        )
+        status = 200
+        if outcome.status is OutcomeStatus.PENDING_APPROVAL:
+            status = 202
+        elif isinstance(outcome.error, GatewayError):
+            status = outcome.error.http_status
+        return JSONResponse(response.model_dump(exclude_none=True), status_code=status)
+
+
+async def _parse_body(request: Request) -> CallRequest:
+    raw = await request.body()
+    if not raw:
+        return CallRequest()
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    try:
+        return CallRequest.model_validate(data)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"]) or "body"
+        raise BadRequest(f"request body is invalid: {where}: {problem['msg']}") from None
+
+
+def error_response(error: GatewayError, request_id: str | None) -> JSONResponse:
+    body: dict[str, Any] = {"error": error.to_dict()}
+    if request_id:
+        body["request_id"] = request_id
+    return JSONResponse(body, status_code=error.http_status)
+
+
+def _request_id(request: Request) -> str:
+    return getattr(request.state, "request_id", None) or new_request_id()
+
+
+def _tool_info(tool: ToolDefinition) -> ToolInfo:
+    return ToolInfo(
+        name=tool.name,
+        title=tool.title,
+        description=tool.description,
+        input_schema=tool.input_schema,
+        output_schema=tool.output_schema,
+        annotations=tool.annotations,
+        risk=tool.risk,
+        definition_hash=tool.definition_hash,
+    )

@@ -1,0 +1,263 @@
+"""A long-lived connection to one upstream MCP server (Streamable HTTP or stdio).
+
+The SDK's `Client` opens its task groups in the task that enters it, and a transport
+failure cancels that task. So each upstream is entered inside its own supervisor task
+(started on the app's task group); requests only *use* the connected client. The
+supervisor reconnects with backoff after a failure and tells the catalog, so the tool
+list is re-read after every reconnect.
+
+Per-call headers (a JWT minted for this agent) ride on a context variable read by an
+httpx event hook: the SDK sends each request from the caller's context, so concurrent
+calls on one connection each carry their own credential.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from typing import Any
+
+import anyio
+import anyio.abc
+import httpx2
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult
+
+from gateway.config import McpHttpUpstream, McpStdioUpstream
+from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.types import ProgressCallback, ToolResult
+from gateway.upstreams.base import Reconnected, UpstreamStatus
+from gateway.upstreams.definitions import UpstreamTool
+
+log = logging.getLogger(__name__)
+
+_CALL_HEADERS: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "gateway_upstream_call_headers", default=None
+)
+# Key under `_meta` carrying the idempotency key of an executor step.
+IDEMPOTENCY_META_KEY = "io.agentgateway/idempotency-key"
+
+_MAX_BACKOFF_S = 30.0
+
+
+async def _apply_call_headers(request: httpx2.Request) -> None:
+    for name, value in (_CALL_HEADERS.get() or {}).items():
+        request.headers[name] = value
+
+
+class McpUpstream:
+    def __init__(
+        self,
+        config: McpHttpUpstream | McpStdioUpstream,
+        *,
+        static_headers: dict[str, str],
+        stdio_env: dict[str, str] | None = None,
+        connect_timeout_s: float,
+    ) -> None:
+        self.name = config.name
+        self._config = config
+        self._static_headers = static_headers
+        self._stdio_env = stdio_env or {}
+        self._connect_timeout_s = connect_timeout_s
+        self._on_reconnect: Reconnected | None = None
+        self._client: Client | None = None
+        self._broken = anyio.Event()
+        self._last_error: str | None = "not connected yet"
+        self._scope: anyio.CancelScope | None = None
+        self._started = False
+        self.connections = 0
+
+    @property
+    def status(self) -> UpstreamStatus:
+        return UpstreamStatus(connected=self._client is not None, detail=self._last_error)
+
+    async def start(self, task_group: anyio.abc.TaskGroup, on_reconnect: Reconnected) -> None:
+        """Returns after the first connection attempt, whether it succeeded or not."""
+        self._on_reconnect = on_reconnect
+        await task_group.start(self._supervise)
+
+    async def close(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+
+    # --- connection supervision ------------------------------------------------------
+
+    def _make_client(self) -> Client:
+        config = self._config
+        if isinstance(config, McpStdioUpstream):
+            params = StdioServerParameters(
+                command=config.command[0],
+                args=config.command[1:],
+                env={**config.env, **self._stdio_env} or None,
+                cwd=config.cwd,
+            )
+            transport = stdio_client(params)
+        else:
+            http = httpx2.AsyncClient(
+                headers={**config.headers, **self._static_headers},
+                timeout=httpx2.Timeout(config.timeout_s, connect=self._connect_timeout_s),
+                event_hooks={"request": [_apply_call_headers]},
+                follow_redirects=False,
+            )
+            transport = streamable_http_client(config.url, http_client=http)
+        # cache=None: the gateway diffs fresh tool lists; a cached list would hide changes.
+        return Client(transport, cache=None, read_timeout_seconds=config.timeout_s)
+
+    async def _supervise(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        backoff = 0.25
+        with anyio.CancelScope() as scope:
+            self._scope = scope
+            while True:
+                # A transport failure cancels the Client's task group, which ends the
+                # `async with` with an ExceptionGroup: caught here, then reconnected.
+                try:
+                    async with self._make_client() as client:
+                        backoff = 0.25
+                        await self._serve(client, task_status=task_status)
+                except Exception as exc:
+                    self._last_error = _describe(exc)
+                    log.warning("upstream %s: connection failed: %s", self.name, self._last_error)
+                finally:
+                    self._client = None
+                self._report_started(task_status)
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+
+    def _report_started(self, task_status: anyio.abc.TaskStatus[None]) -> None:
+        if not self._started:
+            self._started = True
+            task_status.started()
+
+    async def _serve(self, client: Client, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        self._client = client
+        self._last_error = None
+        self._broken = anyio.Event()
+        self.connections += 1
+        log.info("upstream %s connected (protocol %s)", self.name, client.protocol_version)
+        if self._started and self._on_reconnect is not None:
+            await self._on_reconnect(self.name)  # a reconnect: the tool list may have changed
+        self._report_started(task_status)
+        await self._broken.wait()
+
+    async def _connected(self) -> Client:
+        client = self._client
+        if client is None:
+            raise UpstreamUnavailable(
+                f"upstream {self.name} is not connected ({self._last_error or 'reconnecting'})"
+            )
+        return client
+
+    def _mark_broken(self, exc: BaseException) -> None:
+        self._last_error = _describe(exc)
+        self._broken.set()
+
+    # --- operations --------------------------------------------------------------------
+
+    async def list_tools(self) -> list[UpstreamTool]:
+        client = await self._connected()
+        tools: list[UpstreamTool] = []
+        cursor: str | None = None
+        try:
+            with anyio.fail_after(self._config.timeout_s):
+                while True:
+                    page = (
+                        await client.list_tools(cursor=cursor)
+                        if cursor
+                        else await client.list_tools()
+                    )
+                    for tool in page.tools:
+                        tools.append(_to_upstream_tool(tool))
+                    cursor = page.next_cursor
+                    if not cursor:
+                        break
+        except TimeoutError:
+            raise UpstreamTimeout(f"upstream {self.name} did not list its tools in time") from None
+        except MCPError as exc:
+            if exc.code == CONNECTION_CLOSED:
+                self._mark_broken(exc)
+            raise UpstreamError(f"upstream {self.name} refused tools/list: {exc.message}") from None
+        except Exception as exc:
+            self._mark_broken(exc)
+            raise UpstreamUnavailable(f"upstream {self.name} failed: {_describe(exc)}") from None
+        return tools
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        *,
+        headers: dict[str, str],
+        idempotency_key: str | None,
+        progress: ProgressCallback | None,
+        timeout_s: float,
+    ) -> ToolResult:
+        client = await self._connected()
+        meta = {IDEMPOTENCY_META_KEY: idempotency_key} if idempotency_key else None
+        token = _CALL_HEADERS.set(headers)
+        try:
+            with anyio.fail_after(timeout_s):
+                result = await client.call_tool(
+                    name,
+                    arguments,
+                    read_timeout_seconds=timeout_s,
+                    progress_callback=progress,
+                    meta=meta,
+                )
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"upstream {self.name} did not answer {name} within {timeout_s:g} s"
+            ) from None
+        except MCPError as exc:
+            if exc.code == REQUEST_TIMEOUT:
+                raise UpstreamTimeout(f"upstream {self.name} timed out on {name}") from None
+            if exc.code == CONNECTION_CLOSED:
+                self._mark_broken(exc)
+                raise UpstreamUnavailable(f"upstream {self.name} closed the connection") from None
+            raise UpstreamError(
+                f"upstream {self.name} rejected {name}: {exc.message} (JSON-RPC {exc.code})"
+            ) from None
+        except Exception as exc:
+            self._mark_broken(exc)
+            raise UpstreamUnavailable(f"upstream {self.name} failed: {_describe(exc)}") from None
+        finally:
+            _CALL_HEADERS.reset(token)
+        return _to_result(result)
+
+
+def _to_upstream_tool(tool: Any) -> UpstreamTool:
+    annotations = (
+        tool.annotations.model_dump(by_alias=True, exclude_none=True) if tool.annotations else None
+    )
+    return UpstreamTool(
+        name=tool.name,
+        description=tool.description,
+        input_schema=tool.input_schema,
+        output_schema=tool.output_schema,
+        annotations=annotations or None,
+        title=tool.title,
+    )
+
+
+def _to_result(result: CallToolResult) -> ToolResult:
+    # Rebuilt from content / structuredContent / isError only: the upstream's `_meta`
+    # (result-level and per content item) is not forwarded (DESIGN §7).
+    content = []
+    for item in result.content:
+        data = item.model_dump(by_alias=True, exclude_none=True, mode="json")
+        data.pop("_meta", None)
+        content.append(data)
+    return ToolResult(
+        content=content,
+        structured_content=result.structured_content,
+        is_error=bool(result.is_error),
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        return _describe(exc.exceptions[0])
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if str(exc) else text
