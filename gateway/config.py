@@ -352,11 +352,22 @@ def _resolve_paths(config: Config, *, base: Path) -> Config:
         relative = storage.url.removeprefix("sqlite:///")
         if relative and relative != ":memory:":
             storage = storage.model_copy(update={"url": f"sqlite:///{rel(Path(relative))}"})
+    upstreams = []
+    for upstream in config.upstreams:
+        if isinstance(upstream.credentials, StaticCredentials) and upstream.credentials.file:
+            credentials = upstream.credentials.model_copy(
+                update={"file": rel(upstream.credentials.file)}
+            )
+            upstream = upstream.model_copy(update={"credentials": credentials})
+        if isinstance(upstream, McpStdioUpstream) and upstream.cwd is not None:
+            upstream = upstream.model_copy(update={"cwd": rel(upstream.cwd)})
+        upstreams.append(upstream)
     return config.model_copy(
         update={
             "identity": identity,
             "policy": policy,
             "storage": storage,
+            "upstreams": upstreams,
             "data_dir": rel(config.data_dir),
         }
     )

@@ -128,7 +128,7 @@ class EmbeddedEngine:
         if interpreter is None:
             interpreter = self._local.interpreter = _new_interpreter()
         try:
-            interpreter.set_input(policy_input)
+            interpreter.set_input_term(jcs(policy_input).decode())
             output = interpreter.query_bundle_entrypoint(compiled.bundle, ENTRYPOINT)
         except RegoError as exc:
             raise PolicyError(f"policy evaluation failed: {_rego_message(exc)}") from None

@@ -1,0 +1,62 @@
+"""A gateway in front of real upstreams: one MCP server over HTTP, one over stdio, and
+an HTTP API, shared by the tests of a module (starting processes costs seconds)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import (
+    GatewayServer,
+    McpUpstreamServer,
+    stdio_upstream_command,
+    write_policy,
+)
+
+GRANTS = [
+    {"role": "agent", "tool": "up__echo"},
+    {"role": "agent", "tool": "up__whoami"},
+    {"role": "agent", "tool": "up__slow"},
+    {"role": "agent", "tool": "up__fail"},
+    {"role": "agent", "tool": "up__with_meta"},
+    # up__write: no grant at all, so every call to it must be refused.
+    {"role": "agent", "tool": "local__*"},
+    {"role": "agent", "tool": "api__*"},
+]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("e2e")
+
+
+@pytest.fixture(scope="module")
+def mcp_upstream(workdir: Path) -> Iterator[McpUpstreamServer]:
+    server = McpUpstreamServer.start(workdir)
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture(scope="module")
+def stdio_call_log(workdir: Path) -> Path:
+    return workdir / "stdio.calls.jsonl"
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    workdir: Path, mcp_upstream: McpUpstreamServer, stdio_call_log: Path
+) -> Iterator[GatewayServer]:
+    server = GatewayServer.configure(
+        workdir / "gateway",
+        upstreams=[
+            {"name": "up", "url": mcp_upstream.url, "timeout_s": 2,
+             "credentials": {"mode": "jwt", "audience": "http://up.test"}},
+            {"name": "local", "transport": "stdio", "command": stdio_upstream_command(stdio_call_log)},
+        ],
+        policy=write_policy(workdir, GRANTS),
+    )
+    server.start()
+    yield server
+    server.stop()

@@ -1,0 +1,20 @@
+"""Connecting the MCP SDK's own client to the gateway, in either protocol era."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+ERAS = ["legacy", "2026-07-28"]  # 2025-11-25 handshake, and the sessionless era
+
+
+@contextlib.asynccontextmanager
+async def connect(url: str, token: str, mode: str) -> AsyncIterator[Client]:
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+    async with http, Client(streamable_http_client(url, http_client=http), mode=mode,
+                            cache=None) as client:
+        yield client
