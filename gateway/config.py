@@ -255,13 +255,14 @@ class Config(Model):
     # How often every upstream's tool list is re-read (0: only at start and reconnect).
     catalog_refresh_s: float = Field(60.0, ge=0)
 
-    @model_validator(mode="after")
-    def _unique_upstreams(self) -> Config:
-        names = [u.name for u in self.upstreams]
+    @field_validator("upstreams")
+    @classmethod
+    def _unique_upstreams(cls, upstreams: list[Any]) -> list[Any]:
+        names = [u.name for u in upstreams]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"upstream names must be unique; repeated: {dupes}")
-        return self
+        return upstreams
 
     @property
     def audience(self) -> str:
@@ -295,7 +296,11 @@ def describe_validation_error(error: ValidationError) -> str:
 
 
 def _expand_env(text: str) -> str:
-    """Replaces ${VAR} with the environment variable's value; a missing one is an error."""
+    """Replaces ${VAR} with the environment variable's value; a missing one is an error.
+
+    Text-level, so a variable can stand for a number too; whole-line comments are
+    left alone, so documenting the syntax in a comment does not require the variable.
+    """
 
     def sub(match: re.Match[str]) -> str:
         name = match.group(1)
@@ -303,7 +308,13 @@ def _expand_env(text: str) -> str:
             raise ConfigError(f"config refers to ${{{name}}} but that variable is not set")
         return os.environ[name]
 
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", sub, text)
+    return "".join(
+        line if line.lstrip().startswith("#") else _ENV_VAR.sub(sub, line)
+        for line in text.splitlines(keepends=True)
+    )
+
+
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def parse_config(data: Any, *, source: str = "config") -> Config:

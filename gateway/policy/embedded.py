@@ -4,6 +4,10 @@ The policy folder is compiled once into a bundle; each decision only sets the in
 and evaluates the bundle's ``gateway/decision`` entrypoint (well under a millisecond,
 against several milliseconds for interpreting the modules afresh).
 
+The input is handed over as RFC 8785 canonical JSON text, not as a Python object:
+rego-cpp compares strings in their escaped form, and only text input escapes the same
+way as policy literals and data (docs/decisions/0002).
+
 Built-in errors are strict (a failing ``to_number`` is an error, not undefined), so a
 policy bug surfaces as a deny that says so instead of silently skipping a rule.
 
@@ -65,6 +69,7 @@ def compile_policy(path: Path, extra_data: dict[str, Any] | None = None) -> Comp
             raise PolicyLoadError(
                 f"policy module {relative} does not compile: {_rego_message(exc)}"
             ) from None
+    merged: dict[str, Any] = {}
     for data_file in data_files:
         relative = data_file.relative_to(path)
         try:
@@ -77,11 +82,15 @@ def compile_policy(path: Path, extra_data: dict[str, Any] | None = None) -> Comp
             document = {part: document}
         canonical = jcs(document)
         digest.update(b"data\0" + relative.as_posix().encode() + b"\0" + canonical + b"\0")
-        interpreter.add_data_json(canonical.decode())
+        _merge_data(merged, json.loads(canonical), source=f"policy data {relative}")
     if extra_data:
         canonical = jcs(extra_data)
         digest.update(b"extra\0" + canonical)
-        interpreter.add_data_json(canonical.decode())
+        _merge_data(merged, json.loads(canonical), source="policy.data in the config")
+    if merged:
+        # One document: rego-cpp refuses to build a bundle from base documents that
+        # share a key (x/data.json next to x/y/data.json), which OPA merges.
+        interpreter.add_data_json(jcs(merged).decode())
     try:
         bundle = interpreter.build(None, [ENTRYPOINT])
     except RegoError as exc:
@@ -95,6 +104,19 @@ def compile_policy(path: Path, extra_data: dict[str, Any] | None = None) -> Comp
         revision="sha256:" + digest.hexdigest(),
         modules=tuple(m.relative_to(path).as_posix() for m in modules),
     )
+
+
+def _merge_data(into: dict[str, Any], document: Any, *, source: str, at: str = "data") -> None:
+    """Merges objects key by key as OPA does; any other overlap is a conflict."""
+    if not isinstance(document, dict):
+        raise PolicyLoadError(f"{source}: {at} must be a JSON object")
+    for key, value in document.items():
+        if key not in into:
+            into[key] = value
+        elif isinstance(into[key], dict) and isinstance(value, dict):
+            _merge_data(into[key], value, source=source, at=f"{at}.{key}")
+        else:
+            raise PolicyLoadError(f"{source} conflicts with other policy data at {at}.{key}")
 
 
 class EmbeddedEngine:

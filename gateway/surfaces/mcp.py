@@ -61,6 +61,10 @@ def build_mcp_server(pipeline: Pipeline) -> Server:
         async def progress(done: float, total: float | None, message: str | None) -> None:
             await ctx.session.report_progress(done, total, message)
 
+        # Relay progress only when the client asked for it: a progress token makes the
+        # upstream answer as an event stream, which costs a round of latency.
+        wants_progress = _progress_token(params) is not None
+
         call = ToolCall(
             principal=_principal(request),
             tool=params.name,
@@ -68,7 +72,7 @@ def build_mcp_server(pipeline: Pipeline) -> Server:
             transport="mcp",
             request_id=_request_id(request),
             client=client_info(request),
-            progress=progress,
+            progress=progress if wants_progress else None,
         )
         try:
             outcome = await pipeline.call(call)
@@ -129,6 +133,13 @@ def outcome_meta(outcome: Outcome) -> dict[str, Any]:
     if outcome.approval_id is not None:
         meta["approval_id"] = outcome.approval_id
     return meta
+
+
+def _progress_token(params: types.CallToolRequestParams) -> Any:
+    meta: Any = params.meta or {}
+    if not isinstance(meta, dict):
+        meta = meta.model_dump(by_alias=True)
+    return meta.get("progressToken", meta.get("progress_token"))
 
 
 def _to_mcp_tool(tool: ToolDefinition) -> types.Tool:

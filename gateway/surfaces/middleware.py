@@ -60,6 +60,15 @@ class BodyLimitMiddleware:
         if declared is not None and declared > self.max_bytes:
             await self._reject(send)
             return
+        if declared is None and scope["method"] in ("POST", "PUT", "PATCH"):
+            # A body without Content-Length (chunked) is read here first, up to the
+            # limit: an app that reads bodies itself (the MCP SDK) would turn an error
+            # raised mid-read into a 500 instead of a 413.
+            buffered = await self._read_limited(receive)
+            if buffered is None:
+                await self._reject(send)
+                return
+            receive = _replay(buffered, receive)
         received = 0
         response_started = False
 
@@ -84,6 +93,21 @@ class BodyLimitMiddleware:
             if not response_started:
                 await self._reject(send)
 
+    async def _read_limited(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return b"".join(chunks)  # disconnected: the app will see an empty body
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
     async def _reject(self, send: Send) -> None:
         error = RequestTooLarge(f"request body exceeds the limit of {self.max_bytes} bytes")
         body = json.dumps({"error": error.to_dict()}).encode()
@@ -102,6 +126,19 @@ class BodyLimitMiddleware:
 
 class _TooLarge(Exception):
     pass
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # later messages: disconnect notifications
+
+    return replay
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -100,7 +100,8 @@ class HttpApiUpstream:
 
 
 def _fill_path(tool: HttpTool, arguments: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    fields = [f for _, f, _, _ in string.Formatter().parse(tool.path) if f]
+    # dict.fromkeys: a placeholder used twice is filled (and popped) once.
+    fields = dict.fromkeys(f for _, f, _, _ in string.Formatter().parse(tool.path) if f)
     rest = dict(arguments)
     values = {}
     for field in fields:
@@ -108,7 +109,12 @@ def _fill_path(tool: HttpTool, arguments: dict[str, Any]) -> tuple[str, dict[str
         # rather than sent to a different URL.
         if field not in rest:
             raise InvalidArguments(f"argument {field!r} is required to build the request path")
-        values[field] = quote(str(rest.pop(field)), safe="")
+        value = quote(str(rest.pop(field)), safe="")
+        if value in (".", ".."):
+            # Dot segments are removed by URL normalization (httpx does it): "/users/.."
+            # would climb out of the path; percent-encoded dots are kept as they are.
+            value = value.replace(".", "%2E")
+        values[field] = value
     return tool.path.format(**values), rest
 
 

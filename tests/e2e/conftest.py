@@ -21,8 +21,11 @@ GRANTS = [
     {"role": "agent", "tool": "up__slow"},
     {"role": "agent", "tool": "up__fail"},
     {"role": "agent", "tool": "up__with_meta"},
+    {"role": "agent", "tool": "up__login"},
     # up__write: no grant at all, so every call to it must be refused.
-    {"role": "agent", "tool": "local__*"},
+    {"role": "agent", "tool": "local__echo",
+     "constraints": [{"kind": "max_length", "argument": "text", "max": 20}]},
+    {"role": "agent", "tool": "local__write"},
     {"role": "agent", "tool": "api__*"},
 ]
 

@@ -164,7 +164,11 @@ class HttpApiServer:
         if jwks_url:
             args.append(jwks_url)
         process = spawn(args, directory / f"http-api-{port}.log")
-        wait_for_http(f"http://127.0.0.1:{port}/items/ping", process)
+        if jwks_url:
+            # A verifying server answers an untokened probe with 401, never 200.
+            wait_for_port(port, process)
+        else:
+            wait_for_http(f"http://127.0.0.1:{port}/items/ping", process)
         return cls(port, call_log, process)
 
 

@@ -56,6 +56,13 @@ def write(key: str, value: str, ctx: Context) -> str:
 
 
 @server.tool()
+def login(user: str, api_key: str, ctx: Context) -> str:
+    """Takes a secret argument, which the audit log must never hold."""
+    _record(ctx, "login", {"user": user, "api_key": api_key})
+    return f"welcome {user}"
+
+
+@server.tool()
 def whoami(ctx: Context) -> dict[str, Any]:
     """Reports the credential and metadata the upstream received."""
     return _record(ctx, "whoami", {})

@@ -1,0 +1,116 @@
+"""Direct upstream MCP call vs the same call through the gateway.
+
+Both paths use the MCP SDK client over loopback Streamable HTTP against the same
+upstream process (the recording test server's `echo`). The gateway path adds JWT
+verification, the embedded Rego decision, the durable audit appends (attempt +
+decision before forwarding, outcome after; SQLite with synchronous=FULL) and the
+forward. Reported: p50/p99 at concurrency 1, throughput at concurrency 16, and the
+ratios gateway/direct measured in the same run.
+
+    .venv/bin/python -m bench.gateway_overhead [--calls 500] [--concurrent-calls 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from bench.common import machine, summary_ms, write_result
+from tests.e2e.mcp_client import connect
+from tests.support.processes import GatewayServer, McpUpstreamServer, write_policy
+
+ERA = "2026-07-28"
+
+
+async def latencies(url: str, token: str, tool: str, calls: int) -> list[float]:
+    samples = []
+    async with connect(url, token, ERA) as client:
+        for _ in range(20):  # warm up: connections, caches, first-call tool listing
+            await client.call_tool(tool, {"text": "warm"})
+        for i in range(calls):
+            started = time.perf_counter()
+            result = await client.call_tool(tool, {"text": f"call {i}"})
+            samples.append(time.perf_counter() - started)
+            assert not result.is_error, result
+    return samples
+
+
+async def throughput(url: str, token: str, tool: str, calls: int, concurrency: int) -> float:
+    async with connect(url, token, ERA) as client:
+        await client.call_tool(tool, {"text": "warm"})
+        remaining = iter(range(calls))
+
+        async def worker() -> None:
+            for i in remaining:
+                result = await client.call_tool(tool, {"text": f"call {i}"})
+                assert not result.is_error, result
+
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tasks:
+            for _ in range(concurrency):
+                tasks.start_soon(worker)
+        return calls / (time.perf_counter() - started)
+
+
+async def measure(upstream: McpUpstreamServer, gateway: GatewayServer, args: Any) -> dict[str, Any]:
+    token = gateway.token(sub="agent:bench")
+    direct = (upstream.url, token, "echo")
+    via = (gateway.mcp_url, token, "up__echo")
+    out: dict[str, Any] = {}
+    out["direct_c1"] = summary_ms(await latencies(*direct, args.calls))
+    out["gateway_c1"] = summary_ms(await latencies(*via, args.calls))
+    out["direct_c16_calls_per_s"] = round(await throughput(*direct, args.concurrent_calls, 16), 1)
+    out["gateway_c16_calls_per_s"] = round(await throughput(*via, args.concurrent_calls, 16), 1)
+    out["ratio_p50"] = round(out["gateway_c1"]["p50_ms"] / out["direct_c1"]["p50_ms"], 2)
+    out["ratio_p99"] = round(out["gateway_c1"]["p99_ms"] / out["direct_c1"]["p99_ms"], 2)
+    out["ratio_throughput"] = round(out["gateway_c16_calls_per_s"] / out["direct_c16_calls_per_s"], 2)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--concurrent-calls", type=int, default=2000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        upstream = McpUpstreamServer.start(directory)
+        gateway = GatewayServer.configure(
+            directory / "gateway",
+            upstreams=[{"name": "up", "url": upstream.url}],
+            policy=write_policy(directory, [{"role": "agent", "tool": "up__echo"}]),
+        ).start()
+        try:
+            result = anyio.run(measure, upstream, gateway, args)
+        finally:
+            gateway.stop()
+            upstream.process.stop()
+    report = {"benchmark": "gateway_overhead", "machine": machine(), "era": ERA, **result}
+    d, g = result["direct_c1"], result["gateway_c1"]
+    markdown = f"""# Gateway overhead: direct MCP call vs through the gateway
+
+Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, Python
+{report['machine']['python']}, commit {report['machine']['commit']}, {report['machine']['date']}.
+MCP {ERA} over loopback Streamable HTTP; embedded Rego; durable audit (SQLite, FULL sync).
+Command: `.venv/bin/python -m bench.gateway_overhead --calls {args.calls} --concurrent-calls {args.concurrent_calls}`
+
+| path | p50 (c=1) | p99 (c=1) | throughput (c=16) |
+| --- | --- | --- | --- |
+| direct | {d['p50_ms']} ms | {d['p99_ms']} ms | {result['direct_c16_calls_per_s']} calls/s |
+| gateway | {g['p50_ms']} ms | {g['p99_ms']} ms | {result['gateway_c16_calls_per_s']} calls/s |
+| **ratio gateway/direct** | **{result['ratio_p50']}×** | {result['ratio_p99']}× | {result['ratio_throughput']}× |
+
+Target: gateway p50 within 2× the direct p50.
+"""
+    path = write_result("gateway_overhead", report, markdown)
+    print(markdown)
+    print(f"written to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""The version-1 leaf (DESIGN §6): building, hashing, parsing. Pure functions.
+
+A leaf is the RFC 8785 (JCS) canonical JSON of::
+
+    {"v":1, "log":origin, "seq":N, "prev":b64(leaf_hash(N-1)), "ts":"…Z",
+     "kind":kind, "ref":ref, "payload":b64(commitment)}
+
+Its bytes are what gets hashed, stored and verified; nothing is ever re-serialized
+from parsed fields. This format is a published contract: changing any byte of it
+needs a new ``v``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import rfc8785
+
+from gateway.audit.errors import LeafFormatError
+
+LEAF_VERSION = 1
+HASH_SIZE = 32
+SALT_SIZE = 32
+# prev of entry 0.
+ZERO_HASH = bytes(HASH_SIZE)
+# RFC 6962 leaf hash prefix; interior nodes use 0x01 (merkle, later).
+LEAF_HASH_PREFIX = b"\x00"
+# Domain separation: a payload commitment can never be mistaken for another hash.
+PAYLOAD_DOMAIN = b"agw-payload-v1\x00"
+
+_LEAF_KEYS = frozenset({"v", "log", "seq", "prev", "ts", "kind", "ref", "payload"})
+_TS_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+
+
+def canonical_json(value: Any) -> bytes:
+    """JCS bytes of ``value``. Raises ValueError for what JSON cannot represent
+    exactly (NaN, integers beyond 2^53, non-string keys, lone surrogates, objects)."""
+    try:
+        return rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError as exc:
+        raise ValueError(f"not representable as canonical JSON: {exc}") from None
+
+
+def format_ts(moment: datetime) -> str:
+    """``moment`` in UTC with millisecond precision (truncated), e.g.
+    ``2026-11-21T10:00:00.123Z``. Requires a timezone-aware datetime."""
+    if moment.tzinfo is None:
+        raise ValueError("audit timestamps need a timezone-aware datetime")
+    utc = moment.astimezone(UTC)
+    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
+
+
+def b64(data: bytes) -> str:
+    """Standard base64 with padding (RFC 4648 §4), as in C2SP notes."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def payload_commitment(salt: bytes, payload: Mapping[str, Any]) -> bytes:
+    """SHA-256("agw-payload-v1\\0" ‖ salt ‖ JCS(payload)). Requires a 32-byte salt."""
+    return commitment_of_jcs(salt, canonical_json(payload))
+
+
+def commitment_of_jcs(salt: bytes, payload_jcs: bytes) -> bytes:
+    """The commitment when the payload is already canonical bytes (avoids a second
+    canonicalization on the append path)."""
+    if len(salt) != SALT_SIZE:
+        raise ValueError(f"payload salt must be {SALT_SIZE} bytes, got {len(salt)}")
+    return hashlib.sha256(PAYLOAD_DOMAIN + salt + payload_jcs).digest()
+
+
+def leaf_hash(leaf: bytes) -> bytes:
+    """RFC 6962 leaf hash: SHA-256(0x00 ‖ leaf bytes)."""
+    return hashlib.sha256(LEAF_HASH_PREFIX + leaf).digest()
+
+
+def build_leaf(
+    *, origin: str, seq: int, prev: bytes, ts: str, kind: str, ref: str, commitment: bytes
+) -> bytes:
+    """The canonical leaf bytes. Requires 32-byte ``prev`` and ``commitment``."""
+    if len(prev) != HASH_SIZE or len(commitment) != HASH_SIZE:
+        raise ValueError("prev and commitment must be 32-byte hashes")
+    return canonical_json(
+        {
+            "v": LEAF_VERSION,
+            "log": origin,
+            "seq": seq,
+            "prev": b64(prev),
+            "ts": ts,
+            "kind": kind,
+            "ref": ref,
+            "payload": b64(commitment),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """The fields of a parsed leaf. ``commitment`` is the decoded ``payload`` field."""
+
+    v: int
+    log: str
+    seq: int
+    prev: bytes
+    ts: str
+    kind: str
+    ref: str
+    commitment: bytes
+
+
+def parse_leaf(data: bytes) -> Leaf:
+    """Parses leaf bytes, accepting only the exact canonical form of a v1 leaf.
+
+    Raises LeafFormatError on anything else: invalid JSON or UTF-8, bytes that differ
+    from their own JCS re-serialization (whitespace, key order, escapes, duplicate
+    keys), missing or extra keys, wrong types, non-canonical base64, wrong hash sizes,
+    a malformed timestamp.
+    """
+    try:
+        obj = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise LeafFormatError(f"leaf is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise LeafFormatError("leaf is not a JSON object")
+    try:
+        canonical = canonical_json(obj)
+    except ValueError as exc:
+        raise LeafFormatError(f"leaf cannot be canonicalized: {exc}") from None
+    if canonical != data:
+        raise LeafFormatError("leaf bytes are not in RFC 8785 canonical form")
+    if set(obj) != _LEAF_KEYS:
+        missing = sorted(_LEAF_KEYS - set(obj))
+        extra = sorted(set(obj) - _LEAF_KEYS)
+        raise LeafFormatError(f"leaf keys are wrong (missing {missing}, unexpected {extra})")
+    v = obj["v"]
+    if type(v) is not int or v != LEAF_VERSION:
+        raise LeafFormatError(f"unsupported leaf version {v!r} (this verifier knows v1)")
+    seq = obj["seq"]
+    if type(seq) is not int or seq < 0:
+        raise LeafFormatError(f"leaf seq must be a non-negative integer, got {seq!r}")
+    for key in ("log", "ts", "kind", "ref", "prev", "payload"):
+        if not isinstance(obj[key], str):
+            raise LeafFormatError(f"leaf {key!r} must be a string")
+    if not obj["log"]:
+        raise LeafFormatError("leaf 'log' (the origin) is empty")
+    if not obj["kind"]:
+        raise LeafFormatError("leaf 'kind' is empty")
+    _check_ts(obj["ts"])
+    return Leaf(
+        v=v,
+        log=obj["log"],
+        seq=seq,
+        prev=_decode_hash(obj["prev"], "prev"),
+        ts=obj["ts"],
+        kind=obj["kind"],
+        ref=obj["ref"],
+        commitment=_decode_hash(obj["payload"], "payload"),
+    )
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _decode_hash(text: str, key: str) -> bytes:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except binascii.Error:
+        raise LeafFormatError(f"leaf {key!r} is not valid base64") from None
+    # Re-encoding catches non-zero padding bits: one hash, one spelling.
+    if len(raw) != HASH_SIZE or b64(raw) != text:
+        raise LeafFormatError(f"leaf {key!r} must be the canonical base64 of 32 bytes")
+    return raw
+
+
+def _check_ts(ts: str) -> None:
+    if not _TS_PATTERN.fullmatch(ts):
+        raise LeafFormatError(f"leaf 'ts' {ts!r} is not of the form 2026-11-21T10:00:00.123Z")
+    try:
+        datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError:
+        raise LeafFormatError(f"leaf 'ts' {ts!r} is not a valid date and time") from None

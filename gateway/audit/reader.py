@@ -1,0 +1,143 @@
+"""Reading entries back: the chain head, seq ranges, the tail, with filters.
+
+Readers never lock: in WAL mode (SQLite) and under MVCC (PostgreSQL) they see a
+committed prefix of the chain while the sequencer appends.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Select, select
+
+from gateway.audit.records import AuditEntry, ChainHead
+from gateway.store.tables import audit_entries, audit_payloads
+
+_E = audit_entries.c
+_P = audit_payloads.c
+
+
+def read_head(conn: Connection) -> ChainHead | None:
+    """The newest entry on ``conn`` (inside the caller's transaction), or None."""
+    row = conn.execute(
+        select(_E.seq, _E.leaf_hash, _E.ts).order_by(_E.seq.desc()).limit(1)
+    ).first()
+    if row is None:
+        return None
+    return ChainHead(size=row.seq + 1, leaf_hash=bytes(row.leaf_hash), ts=row.ts)
+
+
+def chain_head(engine: Engine) -> ChainHead | None:
+    """The newest committed entry, or None for an empty log."""
+    with engine.connect() as conn:
+        return read_head(conn)
+
+
+def read_entries(
+    engine: Engine,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    kind: str | None = None,
+    ref: str | None = None,
+    subject: str | None = None,
+    tool: str | None = None,
+    limit: int | None = None,
+) -> list[AuditEntry]:
+    """Entries with ``start <= seq < stop`` matching every given filter, oldest first.
+
+    ``subject`` and ``tool`` match the values stored beside payloads, so erased
+    entries never match them.
+    """
+    query = _filtered(start, stop, kind, ref, subject, tool).order_by(_E.seq)
+    if limit is not None:
+        query = query.limit(limit)
+    with engine.connect() as conn:
+        return [_entry(row) for row in conn.execute(query)]
+
+
+def tail(
+    engine: Engine,
+    n: int = 20,
+    *,
+    kind: str | None = None,
+    ref: str | None = None,
+    subject: str | None = None,
+    tool: str | None = None,
+) -> list[AuditEntry]:
+    """The newest ``n`` entries matching the filters, oldest first."""
+    if n <= 0:
+        return []
+    query = _filtered(0, None, kind, ref, subject, tool).order_by(_E.seq.desc()).limit(n)
+    with engine.connect() as conn:
+        entries = [_entry(row) for row in conn.execute(query)]
+    entries.reverse()
+    return entries
+
+
+def iter_entries(
+    engine: Engine, *, start: int = 0, stop: int | None = None, page_size: int = 1000
+) -> Iterator[AuditEntry]:
+    """Every entry from ``start`` (to ``stop``), in pages: for verifying a large log
+    without holding it in memory or one long read transaction open."""
+    if page_size <= 0:
+        raise ValueError("page_size must be positive")
+    position = start
+    while stop is None or position < stop:
+        page = read_entries(engine, start=position, stop=stop, limit=page_size)
+        yield from page
+        if len(page) < page_size:
+            return
+        position = page[-1].seq + 1
+
+
+def _filtered(
+    start: int,
+    stop: int | None,
+    kind: str | None,
+    ref: str | None,
+    subject: str | None,
+    tool: str | None,
+) -> Select[Any]:
+    query = select(
+        _E.seq,
+        _E.ts,
+        _E.kind,
+        _E.ref,
+        _E.leaf,
+        _E.leaf_hash,
+        _P.salt,
+        _P.payload,
+        _P.subject,
+        _P.tool,
+    ).select_from(audit_entries.outerjoin(audit_payloads, _P.seq == _E.seq))
+    if start > 0:
+        query = query.where(_E.seq >= start)
+    if stop is not None:
+        query = query.where(_E.seq < stop)
+    if kind is not None:
+        query = query.where(_E.kind == kind)
+    if ref is not None:
+        query = query.where(_E.ref == ref)
+    if subject is not None:
+        query = query.where(_P.subject == subject)
+    if tool is not None:
+        query = query.where(_P.tool == tool)
+    return query
+
+
+def _entry(row: Any) -> AuditEntry:
+    return AuditEntry(
+        seq=row.seq,
+        ts=row.ts,
+        kind=row.kind,
+        ref=row.ref,
+        leaf=bytes(row.leaf),
+        leaf_hash=bytes(row.leaf_hash),
+        payload=None if row.payload is None else json.loads(row.payload),
+        salt=None if row.salt is None else bytes(row.salt),
+        subject=row.subject,
+        tool=row.tool,
+    )

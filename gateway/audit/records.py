@@ -1,0 +1,58 @@
+"""What goes into the audit log (`AuditRecord`) and what comes out (`AuditEntry`)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+# Lower-case dotted names ("call.attempt", "run.started"); checked on append so that
+# filters and the verifier's rules can rely on the spelling.
+KIND_PATTERN = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One thing to append.
+
+    ``ref`` ties related entries together (request, run or approval id). ``payload`` is
+    the JSON object committed to by the leaf (already redacted by the caller).
+    ``subject`` and ``tool`` are stored beside the payload for filtering only; they
+    are erased with it and are not part of the commitment unless also in ``payload``.
+    """
+
+    kind: str
+    ref: str
+    payload: dict[str, Any]
+    subject: str | None = None
+    tool: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One stored entry as read back.
+
+    ``leaf`` are the verbatim leaf bytes (the truth); ``ts``, ``kind`` and ``ref`` are
+    the indexed copies. ``payload``, ``salt``, ``subject`` and ``tool`` are ``None``
+    once the payload has been erased.
+    """
+
+    seq: int
+    ts: str
+    kind: str
+    ref: str
+    leaf: bytes
+    leaf_hash: bytes
+    payload: dict[str, Any] | None
+    salt: bytes | None
+    subject: str | None = None
+    tool: str | None = None
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    """The newest entry: ``size`` entries exist, the last one has ``leaf_hash``."""
+
+    size: int
+    leaf_hash: bytes
+    ts: str

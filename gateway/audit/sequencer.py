@@ -1,0 +1,438 @@
+"""The sequencer: the one place entries are appended, by group commit.
+
+Callers put (records, future) on a queue and wait. One writer thread per process
+drains the queue into a batch, and in one transaction: takes the database-wide writer
+lock, reads the chain head from the database, builds the leaves, inserts entries and
+payloads, commits. Only then are the callers' futures resolved, one wake-up per event
+loop per batch.
+
+No chain state is kept in memory. Because the head is read under the lock inside the
+transaction that extends it, several processes (each with its own writer thread)
+append to one chain that never forks, and a failed batch leaves nothing to undo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway.audit.errors import LeafFormatError
+from gateway.audit.leaf import (
+    SALT_SIZE,
+    ZERO_HASH,
+    build_leaf,
+    canonical_json,
+    commitment_of_jcs,
+    format_ts,
+    leaf_hash,
+    parse_leaf,
+)
+from gateway.audit.reader import read_head
+from gateway.audit.records import KIND_PATTERN, AuditRecord
+from gateway.errors import AuditUnavailable, ConfigError
+from gateway.store.db import exclusive_transaction
+from gateway.store.tables import audit_entries, audit_payloads
+
+logger = logging.getLogger("gateway.audit")
+
+# The PostgreSQL advisory lock every audit writer of a database takes (ASCII
+# "agwaudit"). Never change it: processes of two versions must exclude each other.
+WRITER_LOCK_KEY = 0x6167776175646974
+
+# Longest the writer waits, after a commit, for the callers it woke to queue their next
+# appends (see _commit_batch).
+CATCH_UP_WAIT_S = 0.002
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A validated record with its canonical payload, salt and commitment: everything
+    that does not depend on the position in the chain."""
+
+    kind: str
+    ref: str
+    payload_jcs: bytes
+    salt: bytes
+    commitment: bytes
+    subject: str | None
+    tool: str | None
+
+
+def _prepare(record: AuditRecord) -> _Prepared:
+    # Done in the caller, so one malformed record fails its own caller only and never
+    # the batch it would have shared with others.
+    if not isinstance(record, AuditRecord):
+        raise TypeError(f"expected an AuditRecord, got {type(record).__name__}")
+    if not isinstance(record.kind, str) or not KIND_PATTERN.fullmatch(record.kind):
+        raise ValueError(f"audit kind {record.kind!r} is not a dotted lower-case name")
+    if not isinstance(record.ref, str):
+        raise ValueError(f"audit ref must be a string, got {type(record.ref).__name__}")
+    if not isinstance(record.payload, dict):
+        raise ValueError("audit payload must be a JSON object (a dict)")
+    for name in ("subject", "tool"):
+        value = getattr(record, name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"audit {name} must be a string or None")
+    payload_jcs = canonical_json(record.payload)
+    salt = secrets.token_bytes(SALT_SIZE)
+    return _Prepared(
+        kind=record.kind,
+        ref=record.ref,
+        payload_jcs=payload_jcs,
+        salt=salt,
+        commitment=commitment_of_jcs(salt, payload_jcs),
+        subject=record.subject,
+        tool=record.tool,
+    )
+
+
+class _Request:
+    """One append call: its records land contiguously, in one transaction."""
+
+    __slots__ = ("future", "loop", "records", "sync_future")
+
+    def __init__(
+        self,
+        records: tuple[_Prepared, ...],
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        future: asyncio.Future[list[int]] | None = None,
+        sync_future: concurrent.futures.Future[list[int]] | None = None,
+    ) -> None:
+        self.records = records
+        self.loop = loop
+        self.future = future
+        self.sync_future = sync_future
+
+
+_STOP = object()  # queued by close(): everything queued before it is still written
+
+ErrorFactory = Callable[[], AuditUnavailable]
+
+
+class AuditLog:
+    """The audit log's append side. One instance (one writer thread) per process.
+
+    ``append`` returns only after the transaction holding the records has committed,
+    and raises `AuditUnavailable` (nothing of that call appended) if it did not.
+    """
+
+    def __init__(self, engine: Engine, origin: str, *, max_batch: int = 512) -> None:
+        if not origin or not origin.isprintable() or origin != origin.strip():
+            raise ConfigError(f"audit origin {origin!r} must be a non-empty printable line")
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._engine = engine
+        self._origin = origin
+        self._max_batch = max_batch
+        self._database = engine.url.render_as_string(hide_password=True)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Guards the accepting flag together with queue puts, so no request can slip
+        # in behind the stop marker and wait forever.
+        self._lock = threading.Lock()
+        self._accepting = False
+        self._thread: threading.Thread | None = None
+        self._failure: str | None = None
+        self._in_flight: Sequence[_Request] = ()
+
+    @property
+    def origin(self) -> str:
+        return self._origin
+
+    async def start(self) -> None:
+        """Checks the database (reachable, migrated, same origin), then starts the
+        writer thread."""
+        with self._lock:
+            if self._thread is not None:
+                raise RuntimeError("this AuditLog was already started")
+        await asyncio.to_thread(self._check_database)
+        thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        with self._lock:
+            self._thread = thread
+            self._accepting = True
+        thread.start()
+
+    async def append(self, *records: AuditRecord) -> list[int]:
+        """Appends ``records`` contiguously in one transaction; returns their seqs in
+        order once committed. If the task is cancelled while waiting, the records may
+        still be committed."""
+        prepared = tuple(_prepare(r) for r in records)
+        if not prepared:
+            return []
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[int]] = loop.create_future()
+        with self._lock:
+            if not self._accepting:
+                raise self._not_running()
+            self._queue.put(_Request(prepared, loop=loop, future=future))
+        return await future
+
+    def append_sync(self, *records: AuditRecord) -> list[int]:
+        """Blocking `append` for code without an event loop (the CLI). Goes through the
+        writer thread when it runs, otherwise writes in the calling thread."""
+        prepared = tuple(_prepare(r) for r in records)
+        if not prepared:
+            return []
+        with self._lock:
+            if self._failure is not None:
+                raise self._not_running()
+            future: concurrent.futures.Future[list[int]] | None = None
+            if self._accepting:
+                future = concurrent.futures.Future()
+                self._queue.put(_Request(prepared, sync_future=future))
+        if future is not None:
+            return future.result()
+        try:
+            return self._write((_Request(prepared),))[0]
+        except Exception as exc:
+            raise self._commit_failed(len(prepared), exc)() from exc
+
+    async def close(self) -> None:
+        """Stops accepting appends, writes everything already queued, stops the thread."""
+        with self._lock:
+            thread = self._thread
+            if thread is None or not self._accepting:
+                return
+            self._accepting = False
+            self._queue.put(_STOP)
+        await asyncio.to_thread(thread.join)
+
+    # --- the writer thread -----------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._drain_until_stop()
+        except BaseException as exc:  # a bug here must not leave callers waiting forever
+            logger.critical("audit writer thread died", exc_info=exc)
+            with self._lock:
+                self._accepting = False
+                self._failure = f"the audit writer stopped after an internal error ({exc!r})"
+            self._settle(self._in_flight, None, self._not_running)
+            self._fail_queued()
+
+    def _drain_until_stop(self) -> None:
+        carry: _Request | None = None
+        while True:
+            first = carry if carry is not None else self._queue.get()
+            carry = None
+            if first is _STOP:
+                return
+            batch = [first]
+            count = len(first.records)
+            stop = False
+            while count < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                if count + len(item.records) > self._max_batch:
+                    carry = item  # whole calls only: it opens the next batch
+                    break
+                batch.append(item)
+                count += len(item.records)
+            self._in_flight = batch
+            self._commit_batch(batch)
+            self._in_flight = ()
+            if stop:
+                return
+
+    def _commit_batch(self, batch: Sequence[_Request]) -> None:
+        try:
+            results = self._write(batch)
+        except Exception as exc:
+            count = sum(len(r.records) for r in batch)
+            caught_up = self._settle(batch, None, self._commit_failed(count, exc))
+        else:
+            caught_up = self._settle(batch, results, None)
+        # Group commit only works if the next batch collects every caller this one just
+        # woke. Without this wait the writer grabs the first one or two re-appends and
+        # commits them alone while the rest queue up: batches alternate tiny and large
+        # and throughput halves. Bounded, so a busy loop cannot stall the writer.
+        deadline = time.monotonic() + CATCH_UP_WAIT_S
+        for event in caught_up:
+            event.wait(max(0.0, deadline - time.monotonic()))
+
+    def _write(self, batch: Sequence[_Request]) -> list[list[int]]:
+        """Appends the batch in one transaction; returns each request's seqs. Raises
+        whatever the database raised, after the transaction was rolled back."""
+        entry_rows: list[dict[str, Any]] = []
+        payload_rows: list[dict[str, Any]] = []
+        results: list[list[int]] = []
+        with exclusive_transaction(self._engine, WRITER_LOCK_KEY) as conn:
+            head = read_head(conn)
+            seq = 0 if head is None else head.size
+            prev = ZERO_HASH if head is None else head.leaf_hash
+            ts = format_ts(datetime.now(UTC))
+            if head is not None and head.ts > ts:
+                ts = head.ts  # keep ts non-decreasing when clocks disagree a little
+            for request in batch:
+                seqs = []
+                for record in request.records:
+                    leaf = build_leaf(
+                        origin=self._origin,
+                        seq=seq,
+                        prev=prev,
+                        ts=ts,
+                        kind=record.kind,
+                        ref=record.ref,
+                        commitment=record.commitment,
+                    )
+                    prev = leaf_hash(leaf)
+                    entry_rows.append(
+                        {
+                            "seq": seq,
+                            "ts": ts,
+                            "kind": record.kind,
+                            "ref": record.ref,
+                            "leaf": leaf,
+                            "leaf_hash": prev,
+                        }
+                    )
+                    payload_rows.append(
+                        {
+                            "seq": seq,
+                            "salt": record.salt,
+                            "payload": record.payload_jcs.decode("utf-8"),
+                            "subject": record.subject,
+                            "tool": record.tool,
+                        }
+                    )
+                    seqs.append(seq)
+                    seq += 1
+                results.append(seqs)
+            conn.execute(audit_entries.insert(), entry_rows)
+            conn.execute(audit_payloads.insert(), payload_rows)
+        return results
+
+    def _settle(
+        self,
+        batch: Sequence[_Request],
+        results: list[list[int]] | None,
+        error: ErrorFactory | None,
+    ) -> list[threading.Event]:
+        """Resolves the batch's futures; returns one event per event loop, set once
+        that loop has run every caller woken by this batch."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[int]], Any]]]
+        by_loop = {}
+        for index, request in enumerate(batch):
+            value = None if results is None else results[index]
+            if request.sync_future is not None:
+                if request.sync_future.done():
+                    continue
+                if error is not None:
+                    request.sync_future.set_exception(error())
+                else:
+                    request.sync_future.set_result(value)  # type: ignore[arg-type]
+            elif request.loop is not None and request.future is not None:
+                by_loop.setdefault(request.loop, []).append((request.future, value))
+        caught_up = []
+        for loop, items in by_loop.items():
+            event = threading.Event()
+            try:
+                loop.call_soon_threadsafe(_settle_futures, items, error, event)
+            except RuntimeError:
+                continue  # that loop is closed: nobody waits for these any more
+            caught_up.append(event)
+        return caught_up
+
+    def _fail_queued(self) -> None:
+        pending = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                pending.append(item)
+        if pending:
+            self._settle(pending, None, self._not_running)
+
+    # --- errors ----------------------------------------------------------------------
+
+    def _commit_failed(self, count: int, exc: BaseException) -> ErrorFactory:
+        cause = _describe(exc)
+        message = (
+            f"audit log unavailable: {count} audit entries could not be committed to "
+            f"{self._database} ({cause}); none of them was appended. Check that the "
+            "database is reachable, writable and migrated (gateway.store.migrate)."
+        )
+        logger.error(message)
+        details = {"entries": count, "database": self._database, "cause": cause}
+        return lambda: AuditUnavailable(message, details=details)
+
+    def _not_running(self) -> AuditUnavailable:
+        reason = self._failure or (
+            "the audit log is not running (start() was not awaited, or close() was)"
+        )
+        return AuditUnavailable(f"audit log unavailable: {reason}; nothing was appended")
+
+    def _check_database(self) -> None:
+        try:
+            with self._engine.connect() as conn:
+                head = read_head(conn)
+                leaf = None
+                if head is not None:
+                    query = select(audit_entries.c.leaf).where(
+                        audit_entries.c.seq == head.size - 1
+                    )
+                    leaf = bytes(conn.execute(query).scalar_one())
+        except SQLAlchemyError as exc:
+            raise AuditUnavailable(
+                f"cannot read the audit log in {self._database} ({_describe(exc)}); "
+                "is the database reachable and migrated (gateway.store.migrate)?"
+            ) from exc
+        if leaf is None:
+            return
+        try:
+            log = parse_leaf(leaf).log
+        except LeafFormatError as exc:
+            raise AuditUnavailable(
+                f"the newest audit entry in {self._database} is not a valid leaf "
+                f"({exc.message}); run the audit verifier before appending"
+            ) from exc
+        if log != self._origin:
+            raise ConfigError(
+                f"the audit log in {self._database} has origin {log!r}, but audit.origin "
+                f"is {self._origin!r}; one database holds one log: fix audit.origin or "
+                "use another database"
+            )
+
+
+def _settle_futures(
+    items: list[tuple[asyncio.Future[list[int]], Any]],
+    error: ErrorFactory | None,
+    caught_up: threading.Event,
+) -> None:
+    for future, value in items:
+        if future.done():
+            continue  # its caller was cancelled
+        if error is not None:
+            future.set_exception(error())
+        else:
+            future.set_result(value)
+    # Queued behind the wake-ups of the tasks just resolved: when it runs, each of them
+    # has run up to its next await, i.e. has queued its next append if it has one.
+    asyncio.get_running_loop().call_soon(caught_up.set)
+
+
+def _describe(exc: BaseException) -> str:
+    # The driver's own message, first line only: SQLAlchemy's text would add the SQL
+    # and its parameters, i.e. audit payloads, to an error a client may see.
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__

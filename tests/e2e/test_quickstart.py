@@ -1,0 +1,99 @@
+"""The README's quickstart, run as a new user would: a clean clone, then `make run`.
+
+Uses a fresh clone of the committed tree (what CI and users get), its own virtualenv,
+and the uv bootstrap path a machine without uv takes. `make test` itself is what is
+running this test, so it is covered by CI running at all.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.processes import REPO, free_port
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("quickstart") / "gateway"
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(target)], check=True, timeout=120)
+    return target
+
+
+def test_make_run_starts_a_working_dev_gateway_from_a_clean_clone(clone: Path) -> None:
+    port = free_port()
+    log_path = clone / "make-run.log"
+    with log_path.open("wb") as log:
+        # UV=... forces the project's own uv bootstrap, as on a machine without uv.
+        process = subprocess.Popen(
+            ["make", "run", f"PORT={port}", f"UV={clone / '.tools/uv/bin/uv'}"],
+            cwd=clone, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={k: v for k, v in os.environ.items() if not k.startswith("VIRTUAL_ENV")},
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_ready(url, process, log_path, timeout=300)
+        banner = log_path.read_text()
+        assert f"{url}/mcp" in banner and f"{url}/v1/tools" in banner
+        agent, approver = re.findall(r"token \(role (?:agent|approver), 24 h\):\s+(\S+)", banner)
+        headers = {"Authorization": f"Bearer {agent}"}
+
+        echo = httpx.post(f"{url}/v1/tools/demo__echo/call", headers=headers,
+                          json={"arguments": {"text": "hello"}}, timeout=10)
+        assert echo.status_code == 200, echo.text
+        assert echo.json()["result"]["content"][0]["text"] == "hello"
+
+        inside = httpx.post(f"{url}/v1/tools/demo__read_file/call", headers=headers,
+                            json={"arguments": {"path": "README.txt"}}, timeout=10)
+        assert inside.status_code == 200 and "sandbox" in inside.json()["result"]["content"][0]["text"]
+        outside = httpx.post(f"{url}/v1/tools/demo__read_file/call", headers=headers,
+                             json={"arguments": {"path": "../keys/dev-issuer.pem"}}, timeout=10)
+        assert outside.status_code == 403
+
+        delete = httpx.post(f"{url}/v1/tools/demo__delete_records/call", headers=headers,
+                            json={"arguments": {"table": "orders", "ids": [1]}}, timeout=10)
+        assert delete.status_code == 403
+        assert delete.json()["error"]["code"] == "approval_required"
+
+        # The approver role alone grants no tool calls in the default policy.
+        as_approver = httpx.get(f"{url}/v1/tools", headers={"Authorization": f"Bearer {approver}"})
+        assert as_approver.json()["tools"] == []
+
+        # Tokens minted later with the CLI work against the same running gateway.
+        minted = subprocess.run(
+            [str(clone / ".venv/bin/gateway"), "token", "--sub", "agent:cli", "--role", "agent",
+             "--port", str(port)],
+            cwd=clone, capture_output=True, text=True, check=True, timeout=60,
+        ).stdout.strip()
+        listed = httpx.get(f"{url}/v1/tools", headers={"Authorization": f"Bearer {minted}"})
+        assert {t["name"] for t in listed.json()["tools"]} == {
+            "demo__echo", "demo__read_file", "demo__delete_records"
+        }
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+def _wait_ready(url: str, process: subprocess.Popen, log: Path, *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"make run exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"gateway not ready after {timeout}s:\n{log.read_text()}")

@@ -1,0 +1,179 @@
+"""Engines, migrations and the append-only triggers, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine
+
+from gateway.errors import ConfigError
+from gateway.store import create_engine, metadata, migrate, normalize_url
+from gateway.store.db import alembic_config
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("sqlite:///var/gateway.db", "sqlite+pysqlite"),
+        ("sqlite+pysqlite:///var/gateway.db", "sqlite+pysqlite"),
+        ("postgresql://u:p@db/gw", "postgresql+psycopg"),
+        ("postgresql+psycopg://u:p@db/gw", "postgresql+psycopg"),
+    ],
+)
+def test_normalize_url_pins_the_driver(url: str, driver: str) -> None:
+    assert normalize_url(url).drivername == driver
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://u@h/db", "postgresql+asyncpg://u@h/db", "sqlite+aiosqlite:///x", "nonsense"]
+)
+def test_unsupported_urls_are_config_errors(url: str) -> None:
+    with pytest.raises(ConfigError, match="not"):
+        normalize_url(url)
+
+
+def test_postgresql_url_uses_psycopg(pg_database_url: str) -> None:
+    plain = pg_database_url.replace("postgresql+psycopg://", "postgresql://")
+    engine = create_engine(plain)
+    try:
+        assert engine.dialect.driver == "psycopg"
+        with engine.connect() as conn:
+            assert conn.scalar(sa.text("SELECT 1")) == 1
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_engine_is_durable_and_creates_its_folder(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "deeper" / "gateway.db"
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            pragmas = {
+                name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+                for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+            }
+        assert pragmas == {
+            "journal_mode": "wal",
+            "synchronous": 2,  # FULL
+            "foreign_keys": 1,
+            "busy_timeout": 10_000,
+        }
+        assert path.exists()
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_transactions_cover_reads(tmp_path: Path) -> None:
+    # The sqlite3 module would leave SELECTs outside any transaction; the engine
+    # emits BEGIN itself, so a rollback undoes everything since the first statement.
+    engine = create_engine(f"sqlite:///{tmp_path / 'tx.db'}")
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT count(*) FROM t")
+            assert conn.in_transaction()
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+            conn.rollback()
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
+    finally:
+        engine.dispose()
+
+
+def test_migrate_is_idempotent_and_matches_the_tables(engine: Engine) -> None:
+    migrate(engine)  # a second run changes nothing
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    assert diff == []
+    assert version == "0001"
+
+
+def test_downgrade_is_refused(engine: Engine) -> None:
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        with pytest.raises(RuntimeError, match="cannot be downgraded"):
+            command.downgrade(config, "base")
+
+
+def _insert_entry(conn: sa.Connection, seq: int = 0) -> None:
+    conn.execute(
+        sa.text(
+            "INSERT INTO audit_entries (seq, ts, kind, ref, leaf, leaf_hash) "
+            "VALUES (:seq, 't', 'k', 'r', :leaf, :hash)"
+        ),
+        {"seq": seq, "leaf": b"{}", "hash": bytes(32)},
+    )
+    conn.execute(
+        sa.text("INSERT INTO audit_payloads (seq, salt, payload) VALUES (:seq, :salt, '{}')"),
+        {"seq": seq, "salt": bytes(32)},
+    )
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_entries SET kind = 'forged'",
+        "UPDATE audit_entries SET seq = 5",
+        "DELETE FROM audit_entries",
+        "UPDATE audit_payloads SET payload = '{\"forged\":1}'",
+    ],
+)
+def test_triggers_refuse_rewriting_history(engine: Engine, statement: str) -> None:
+    with engine.begin() as conn:
+        _insert_entry(conn)
+    with pytest.raises(sa.exc.DBAPIError, match="append-only|cannot be updated"):
+        with engine.begin() as conn:
+            conn.exec_driver_sql(statement)
+    with engine.connect() as conn:
+        row = conn.exec_driver_sql(
+            "SELECT e.seq, e.kind, p.payload FROM audit_entries e JOIN audit_payloads p "
+            "ON p.seq = e.seq"
+        ).one()
+    assert tuple(row) == (0, "k", "{}")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_truncate_is_refused_on_postgresql(engine: Engine) -> None:
+    # Row triggers do not fire on TRUNCATE; a statement trigger covers it.
+    with engine.begin() as conn:
+        _insert_entry(conn)
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+        with engine.begin() as conn:
+            conn.exec_driver_sql("TRUNCATE audit_entries CASCADE")
+
+
+def test_payloads_may_be_deleted_for_erasure(engine: Engine) -> None:
+    with engine.begin() as conn:
+        _insert_entry(conn)
+        conn.exec_driver_sql("DELETE FROM audit_payloads WHERE seq = 0")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM audit_payloads").scalar() == 0
+        assert conn.exec_driver_sql("SELECT count(*) FROM audit_entries").scalar() == 1
+
+
+@pytest.mark.parametrize(
+    ("column", "value"), [("leaf_hash", b"short"), ("seq", -1)], ids=["hash-len", "negative-seq"]
+)
+def test_check_constraints(engine: Engine, column: str, value: object) -> None:
+    row = {"seq": 0, "ts": "t", "kind": "k", "ref": "r", "leaf": b"{}", "leaf_hash": bytes(32)}
+    row[column] = value
+    with pytest.raises(sa.exc.IntegrityError):
+        with engine.begin() as conn:
+            conn.execute(sa.table("audit_entries", *map(sa.column, row)).insert(), row)
+
+
+def test_payload_needs_its_entry(engine: Engine) -> None:
+    with pytest.raises(sa.exc.IntegrityError):
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("INSERT INTO audit_payloads (seq, salt, payload) VALUES (3, :s, '{}')"),
+                {"s": bytes(32)},
+            )

@@ -1,0 +1,139 @@
+"""decide(): every engine failure becomes a deny that says why (fail closed)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio
+import pytest
+
+from gateway.errors import PolicyError
+from gateway.policy.decision import MalformedDecision, parse_decision
+from gateway.policy.engine import FAIL_CLOSED_RULE, decide
+from gateway.types import Decision
+
+pytestmark = pytest.mark.anyio
+
+INPUT: dict[str, Any] = {"version": 1, "action": "tools/call"}
+
+
+class FakeEngine:
+    """A collaborator of `decide`: answers with `behaviour(policy_input)`."""
+
+    name = "fake"
+
+    def __init__(self, behaviour: Any, revision: str | None = "rev-7") -> None:
+        self._behaviour = behaviour
+        self._revision = revision
+        self.seen: list[dict[str, Any]] = []
+
+    @property
+    def revision(self) -> str | None:
+        return self._revision
+
+    async def evaluate(self, policy_input: dict[str, Any]) -> Decision:
+        self.seen.append(policy_input)
+        return await self._behaviour(policy_input)
+
+    async def ready(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+async def valid(_: dict[str, Any]) -> Decision:
+    return parse_decision(
+        {"allow": True, "reasons": ["ok"], "rule": "grant"}, engine="fake", revision="rev-7"
+    )
+
+
+async def policy_error(_: dict[str, Any]) -> Decision:
+    raise PolicyError("policy evaluation failed: to_number: invalid number")
+
+
+async def malformed(_: dict[str, Any]) -> Decision:
+    return parse_decision({"allow": "true"}, engine="fake", revision="rev-7")
+
+
+async def runtime_error(_: dict[str, Any]) -> Decision:
+    raise RuntimeError("engine bug")
+
+
+async def key_error(_: dict[str, Any]) -> Decision:
+    return {}["allow"]  # type: ignore[no-any-return]
+
+
+async def too_slow(_: dict[str, Any]) -> Decision:
+    await anyio.sleep(5)
+    return await valid(_)
+
+
+def assert_fail_closed(decision: Decision) -> None:
+    assert decision.allow is False
+    assert decision.require_approval is False
+    assert not decision.permits_now
+    assert decision.rule == FAIL_CLOSED_RULE
+    assert decision.engine == "fake"
+    assert decision.revision == "rev-7"
+    assert len(decision.reasons) == 1
+    assert decision.reasons[0].endswith("denied (fail closed)")
+
+
+async def test_valid_decision_passes_through() -> None:
+    engine = FakeEngine(valid)
+    decision = await decide(engine, INPUT, timeout_s=1)
+    assert decision.allow is True
+    assert decision.rule == "grant"
+    assert decision.reasons == ("ok",)
+    assert decision.engine == "fake"
+    assert engine.seen == [INPUT]
+
+
+async def test_policy_error_is_a_deny_carrying_its_message() -> None:
+    decision = await decide(FakeEngine(policy_error), INPUT, timeout_s=1)
+    assert_fail_closed(decision)
+    assert "to_number: invalid number" in decision.reasons[0]
+
+
+async def test_malformed_result_is_a_deny_saying_so() -> None:
+    decision = await decide(FakeEngine(malformed), INPUT, timeout_s=1)
+    assert_fail_closed(decision)
+    assert "malformed" in decision.reasons[0]
+    assert "allow" in decision.reasons[0]
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "kind"), [(runtime_error, "RuntimeError"), (key_error, "KeyError")]
+)
+async def test_unexpected_exception_is_a_deny_naming_its_type(behaviour: Any, kind: str) -> None:
+    decision = await decide(FakeEngine(behaviour), INPUT, timeout_s=1)
+    assert_fail_closed(decision)
+    assert f"policy engine error ({kind})" in decision.reasons[0]
+
+
+async def test_timeout_is_a_deny_naming_the_limit() -> None:
+    started = time.perf_counter()
+    decision = await decide(FakeEngine(too_slow), INPUT, timeout_s=0.05)
+    assert time.perf_counter() - started < 2
+    assert_fail_closed(decision)
+    assert "did not answer within 50 ms" in decision.reasons[0]
+
+
+async def test_engine_without_revision_still_names_itself() -> None:
+    decision = await decide(FakeEngine(policy_error, revision=None), INPUT, timeout_s=1)
+    assert decision.allow is False
+    assert decision.engine == "fake"
+    assert decision.revision is None
+    assert decision.rule == FAIL_CLOSED_RULE
+
+
+async def test_malformed_decision_error_type_is_caught_as_policy_error() -> None:
+    # decide() relies on MalformedDecision being a PolicyError to report its message.
+    async def raise_malformed(_: dict[str, Any]) -> Decision:
+        raise MalformedDecision("policy result is undefined (no data.gateway.decision)")
+
+    decision = await decide(FakeEngine(raise_malformed), INPUT, timeout_s=1)
+    assert_fail_closed(decision)
+    assert "undefined" in decision.reasons[0]

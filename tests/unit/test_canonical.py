@@ -1,0 +1,54 @@
+"""Canonical JSON (RFC 8785) and the argument hash that binds approvals."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from gateway.canonical import arguments_hash, jcs
+
+
+def test_hash_is_sha256_of_the_canonical_form() -> None:
+    assert arguments_hash({"b": 1, "a": "x"}) == hashlib.sha256(b'{"a":"x","b":1}').hexdigest()
+
+
+def test_key_order_does_not_matter() -> None:
+    one = {"table": "orders", "ids": [1, 2], "opts": {"z": True, "a": None}}
+    two = {"opts": {"a": None, "z": True}, "ids": [1, 2], "table": "orders"}
+    assert arguments_hash(one) == arguments_hash(two)
+
+
+def test_list_order_matters() -> None:
+    assert arguments_hash({"ids": [1, 2]}) != arguments_hash({"ids": [2, 1]})
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [(1.0, 1), (1e2, 100), (-0.0, 0), (0.5, 5e-1)],
+)
+def test_numbers_are_canonicalized(left: float, right: float) -> None:
+    assert arguments_hash({"n": left}) == arguments_hash({"n": right})
+
+
+def test_number_serialization_follows_rfc_8785() -> None:
+    assert jcs({"n": 1.0}) == b'{"n":1}'
+    assert jcs({"n": 1e21}) == b'{"n":1e+21}'
+    assert jcs({"n": 0.000001}) == b'{"n":0.000001}'
+    assert jcs({"n": 1e-7}) == b'{"n":1e-7}'
+
+
+def test_different_values_differ() -> None:
+    assert arguments_hash({"n": 1}) != arguments_hash({"n": "1"})
+    assert arguments_hash({"n": 1}) != arguments_hash({"n": 1.5})
+    assert arguments_hash({}) != arguments_hash({"n": None})
+
+
+def test_strings_are_utf8_not_escaped() -> None:
+    assert jcs({"s": 'é\n"'}) == '{"s":"é\\n\\""}'.encode()
+
+
+def test_keys_sort_by_utf16_code_units() -> None:
+    # By code point U+E000 < U+1F600, but in UTF-16 the emoji is the surrogate pair
+    # D83D DE00, and 0xD83D < 0xE000: RFC 8785 sorts by UTF-16 code units.
+    assert jcs({"\ue000": 1, "\U0001f600": 2}) == '{"\U0001f600":2,"\ue000":1}'.encode()
