@@ -120,8 +120,12 @@ async def test_upstream_gets_a_minted_token_never_the_agents(
     assert seen is not None
     presented = seen["authorization"].removeprefix("Bearer ")
     assert presented != agent_token
-    jwks = jwt.PyJWKSet.from_dict(httpx.get(gateway.url + "/.well-known/jwks.json").json())
-    claims = jwt.decode(presented, jwks.keys[0].key, algorithms=["EdDSA"], audience="http://up.test")
+    async with httpx.AsyncClient() as http:
+        published = (await http.get(gateway.url + "/.well-known/jwks.json")).json()
+    jwks = jwt.PyJWKSet.from_dict(published)
+    claims = jwt.decode(
+        presented, jwks.keys[0].key, algorithms=["EdDSA"], audience="http://up.test"
+    )
     assert claims["iss"] == gateway.url
     assert claims["sub"] == "agent:minted"
     assert claims["act"] == {"sub": gateway.url, "act": {"sub": "user:alice"}}
