@@ -27,7 +27,8 @@ def anyio_backend() -> str:
 # starts from an empty, migrated schema.
 
 PG_ADMIN_URL = os.environ.get(
-    "GATEWAY_TEST_PG_URL", "postgresql+psycopg://gateway_test:gateway_test@127.0.0.1:5432/gateway_test"
+    "GATEWAY_TEST_PG_URL",
+    "postgresql+psycopg://gateway_test:gateway_test@127.0.0.1:5432/gateway_test",
 )
 
 

@@ -7,6 +7,7 @@ Responsibilities, one module each:
 - `records`: `AuditRecord` (what callers append) and `AuditEntry` (what is read back).
 - `sequencer`: `AuditLog`, the only writer: group commit, one writer thread per
   process, acknowledgement only after commit.
+- `batch`: one batch as one transaction: writer lock, chain head, leaves, inserts.
 - `reader`: the chain head, seq ranges, the tail, filters.
 - `chain`: `verify_chain`, the hash-chain half of the offline verifier.
 
@@ -23,6 +24,7 @@ Invariants:
   the chain verifiable.
 """
 
+from gateway.audit.batch import WRITER_LOCK_KEY
 from gateway.audit.chain import verify_chain
 from gateway.audit.errors import AuditVerificationError, ChainError, LeafFormatError
 from gateway.audit.leaf import (
@@ -36,7 +38,7 @@ from gateway.audit.leaf import (
 )
 from gateway.audit.reader import chain_head, iter_entries, read_entries, tail
 from gateway.audit.records import AuditEntry, AuditRecord, ChainHead
-from gateway.audit.sequencer import WRITER_LOCK_KEY, AuditLog
+from gateway.audit.sequencer import AuditLog
 
 __all__ = [
     "WRITER_LOCK_KEY",

@@ -21,9 +21,7 @@ _P = audit_payloads.c
 
 def read_head(conn: Connection) -> ChainHead | None:
     """The newest entry on ``conn`` (inside the caller's transaction), or None."""
-    row = conn.execute(
-        select(_E.seq, _E.leaf_hash, _E.ts).order_by(_E.seq.desc()).limit(1)
-    ).first()
+    row = conn.execute(select(_E.seq, _E.leaf_hash, _E.ts).order_by(_E.seq.desc()).limit(1)).first()
     if row is None:
         return None
     return ChainHead(size=row.seq + 1, leaf_hash=bytes(row.leaf_hash), ts=row.ts)

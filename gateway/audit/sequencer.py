@@ -17,85 +17,28 @@ import asyncio
 import concurrent.futures
 import logging
 import queue
-import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine
 
-from gateway.audit.errors import LeafFormatError
-from gateway.audit.leaf import (
-    SALT_SIZE,
-    ZERO_HASH,
-    build_leaf,
-    canonical_json,
-    commitment_of_jcs,
-    format_ts,
-    leaf_hash,
-    parse_leaf,
+from gateway.audit.batch import (
+    PreparedRecord,
+    check_log,
+    describe_error,
+    prepare_record,
+    write_batch,
 )
-from gateway.audit.reader import read_head
-from gateway.audit.records import KIND_PATTERN, AuditRecord
+from gateway.audit.records import AuditRecord
 from gateway.errors import AuditUnavailable, ConfigError
-from gateway.store.db import exclusive_transaction
-from gateway.store.tables import audit_entries, audit_payloads
 
 logger = logging.getLogger("gateway.audit")
-
-# The PostgreSQL advisory lock every audit writer of a database takes (ASCII
-# "agwaudit"). Never change it: processes of two versions must exclude each other.
-WRITER_LOCK_KEY = 0x6167776175646974
 
 # Longest the writer waits, after a commit, for the callers it woke to queue their next
 # appends (see _commit_batch).
 CATCH_UP_WAIT_S = 0.002
-
-
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    """A validated record with its canonical payload, salt and commitment: everything
-    that does not depend on the position in the chain."""
-
-    kind: str
-    ref: str
-    payload_jcs: bytes
-    salt: bytes
-    commitment: bytes
-    subject: str | None
-    tool: str | None
-
-
-def _prepare(record: AuditRecord) -> _Prepared:
-    # Done in the caller, so one malformed record fails its own caller only and never
-    # the batch it would have shared with others.
-    if not isinstance(record, AuditRecord):
-        raise TypeError(f"expected an AuditRecord, got {type(record).__name__}")
-    if not isinstance(record.kind, str) or not KIND_PATTERN.fullmatch(record.kind):
-        raise ValueError(f"audit kind {record.kind!r} is not a dotted lower-case name")
-    if not isinstance(record.ref, str):
-        raise ValueError(f"audit ref must be a string, got {type(record.ref).__name__}")
-    if not isinstance(record.payload, dict):
-        raise ValueError("audit payload must be a JSON object (a dict)")
-    for name in ("subject", "tool"):
-        value = getattr(record, name)
-        if value is not None and not isinstance(value, str):
-            raise ValueError(f"audit {name} must be a string or None")
-    payload_jcs = canonical_json(record.payload)
-    salt = secrets.token_bytes(SALT_SIZE)
-    return _Prepared(
-        kind=record.kind,
-        ref=record.ref,
-        payload_jcs=payload_jcs,
-        salt=salt,
-        commitment=commitment_of_jcs(salt, payload_jcs),
-        subject=record.subject,
-        tool=record.tool,
-    )
 
 
 class _Request:
@@ -105,7 +48,7 @@ class _Request:
 
     def __init__(
         self,
-        records: tuple[_Prepared, ...],
+        records: tuple[PreparedRecord, ...],
         *,
         loop: asyncio.AbstractEventLoop | None = None,
         future: asyncio.Future[list[int]] | None = None,
@@ -146,6 +89,7 @@ class AuditLog:
         self._thread: threading.Thread | None = None
         self._failure: str | None = None
         self._in_flight: Sequence[_Request] = ()
+        self._checked = False  # check_log passed: the database holds this log (or none)
 
     @property
     def origin(self) -> str:
@@ -154,21 +98,29 @@ class AuditLog:
     async def start(self) -> None:
         """Checks the database (reachable, migrated, same origin), then starts the
         writer thread."""
+        thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         with self._lock:
             if self._thread is not None:
                 raise RuntimeError("this AuditLog was already started")
-        await asyncio.to_thread(self._check_database)
-        thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
-        with self._lock:
             self._thread = thread
+        try:
+            await asyncio.to_thread(check_log, self._engine, self._origin)
+        except BaseException:
+            with self._lock:
+                self._thread = None  # nothing started: a later start() may try again
+            raise
+        with self._lock:
             self._accepting = True
+            self._checked = True
+        # Daemon: an unclosed log must not hang interpreter exit; whatever it still held
+        # was never acknowledged to anyone.
         thread.start()
 
     async def append(self, *records: AuditRecord) -> list[int]:
         """Appends ``records`` contiguously in one transaction; returns their seqs in
         order once committed. If the task is cancelled while waiting, the records may
         still be committed."""
-        prepared = tuple(_prepare(r) for r in records)
+        prepared = tuple(prepare_record(r) for r in records)
         if not prepared:
             return []
         loop = asyncio.get_running_loop()
@@ -182,7 +134,7 @@ class AuditLog:
     def append_sync(self, *records: AuditRecord) -> list[int]:
         """Blocking `append` for code without an event loop (the CLI). Goes through the
         writer thread when it runs, otherwise writes in the calling thread."""
-        prepared = tuple(_prepare(r) for r in records)
+        prepared = tuple(prepare_record(r) for r in records)
         if not prepared:
             return []
         with self._lock:
@@ -194,8 +146,11 @@ class AuditLog:
                 self._queue.put(_Request(prepared, sync_future=future))
         if future is not None:
             return future.result()
+        if not self._checked:
+            check_log(self._engine, self._origin)
+            self._checked = True
         try:
-            return self._write((_Request(prepared),))[0]
+            return write_batch(self._engine, self._origin, [prepared])[0]
         except Exception as exc:
             raise self._commit_failed(len(prepared), exc)() from exc
 
@@ -253,7 +208,7 @@ class AuditLog:
 
     def _commit_batch(self, batch: Sequence[_Request]) -> None:
         try:
-            results = self._write(batch)
+            results = write_batch(self._engine, self._origin, [r.records for r in batch])
         except Exception as exc:
             count = sum(len(r.records) for r in batch)
             caught_up = self._settle(batch, None, self._commit_failed(count, exc))
@@ -266,58 +221,6 @@ class AuditLog:
         deadline = time.monotonic() + CATCH_UP_WAIT_S
         for event in caught_up:
             event.wait(max(0.0, deadline - time.monotonic()))
-
-    def _write(self, batch: Sequence[_Request]) -> list[list[int]]:
-        """Appends the batch in one transaction; returns each request's seqs. Raises
-        whatever the database raised, after the transaction was rolled back."""
-        entry_rows: list[dict[str, Any]] = []
-        payload_rows: list[dict[str, Any]] = []
-        results: list[list[int]] = []
-        with exclusive_transaction(self._engine, WRITER_LOCK_KEY) as conn:
-            head = read_head(conn)
-            seq = 0 if head is None else head.size
-            prev = ZERO_HASH if head is None else head.leaf_hash
-            ts = format_ts(datetime.now(UTC))
-            if head is not None and head.ts > ts:
-                ts = head.ts  # keep ts non-decreasing when clocks disagree a little
-            for request in batch:
-                seqs = []
-                for record in request.records:
-                    leaf = build_leaf(
-                        origin=self._origin,
-                        seq=seq,
-                        prev=prev,
-                        ts=ts,
-                        kind=record.kind,
-                        ref=record.ref,
-                        commitment=record.commitment,
-                    )
-                    prev = leaf_hash(leaf)
-                    entry_rows.append(
-                        {
-                            "seq": seq,
-                            "ts": ts,
-                            "kind": record.kind,
-                            "ref": record.ref,
-                            "leaf": leaf,
-                            "leaf_hash": prev,
-                        }
-                    )
-                    payload_rows.append(
-                        {
-                            "seq": seq,
-                            "salt": record.salt,
-                            "payload": record.payload_jcs.decode("utf-8"),
-                            "subject": record.subject,
-                            "tool": record.tool,
-                        }
-                    )
-                    seqs.append(seq)
-                    seq += 1
-                results.append(seqs)
-            conn.execute(audit_entries.insert(), entry_rows)
-            conn.execute(audit_payloads.insert(), payload_rows)
-        return results
 
     def _settle(
         self,
@@ -365,7 +268,7 @@ class AuditLog:
     # --- errors ----------------------------------------------------------------------
 
     def _commit_failed(self, count: int, exc: BaseException) -> ErrorFactory:
-        cause = _describe(exc)
+        cause = describe_error(exc)
         message = (
             f"audit log unavailable: {count} audit entries could not be committed to "
             f"{self._database} ({cause}); none of them was appended. Check that the "
@@ -380,37 +283,6 @@ class AuditLog:
             "the audit log is not running (start() was not awaited, or close() was)"
         )
         return AuditUnavailable(f"audit log unavailable: {reason}; nothing was appended")
-
-    def _check_database(self) -> None:
-        try:
-            with self._engine.connect() as conn:
-                head = read_head(conn)
-                leaf = None
-                if head is not None:
-                    query = select(audit_entries.c.leaf).where(
-                        audit_entries.c.seq == head.size - 1
-                    )
-                    leaf = bytes(conn.execute(query).scalar_one())
-        except SQLAlchemyError as exc:
-            raise AuditUnavailable(
-                f"cannot read the audit log in {self._database} ({_describe(exc)}); "
-                "is the database reachable and migrated (gateway.store.migrate)?"
-            ) from exc
-        if leaf is None:
-            return
-        try:
-            log = parse_leaf(leaf).log
-        except LeafFormatError as exc:
-            raise AuditUnavailable(
-                f"the newest audit entry in {self._database} is not a valid leaf "
-                f"({exc.message}); run the audit verifier before appending"
-            ) from exc
-        if log != self._origin:
-            raise ConfigError(
-                f"the audit log in {self._database} has origin {log!r}, but audit.origin "
-                f"is {self._origin!r}; one database holds one log: fix audit.origin or "
-                "use another database"
-            )
 
 
 def _settle_futures(
@@ -428,11 +300,3 @@ def _settle_futures(
     # Queued behind the wake-ups of the tasks just resolved: when it runs, each of them
     # has run up to its next await, i.e. has queued its next append if it has one.
     asyncio.get_running_loop().call_soon(caught_up.set)
-
-
-def _describe(exc: BaseException) -> str:
-    # The driver's own message, first line only: SQLAlchemy's text would add the SQL
-    # and its parameters, i.e. audit payloads, to an error a client may see.
-    cause = getattr(exc, "orig", None) or exc
-    lines = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__

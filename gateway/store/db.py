@@ -59,7 +59,21 @@ def create_engine(url: str) -> Engine:
         return _sqlite_engine(parsed)
     # pre-ping: after a database restart the first append gets a live connection
     # instead of failing once on a stale pooled one.
-    return sa.create_engine(parsed, pool_pre_ping=True)
+    engine = sa.create_engine(parsed, pool_pre_ping=True)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # A server or database configured with synchronous_commit=off would acknowledge
+        # commits before they are on disk. Stricter settings (remote_apply, …) are left
+        # as they are.
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('synchronous_commit', 'on', false) "
+                "WHERE current_setting('synchronous_commit') = 'off'"
+            )
+        dbapi_connection.commit()  # a rolled-back SET would be undone
+
+    return engine
 
 
 def _sqlite_engine(url: URL) -> Engine:

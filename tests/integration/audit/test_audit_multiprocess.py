@@ -3,6 +3,7 @@ forks, no seq given twice (the head is read under the database-wide writer lock)
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -56,5 +57,5 @@ def test_processes_append_to_one_chain(engine: Engine, database_url: str) -> Non
     # write several batches in a row, so only correctness is asserted there.
     if engine.dialect.name == "postgresql":
         owners = [owner[e.seq] for e in entries]
-        turns = sum(1 for a, b in zip(owners, owners[1:], strict=False) if a != b)
+        turns = sum(1 for a, b in itertools.pairwise(owners) if a != b)
         assert turns >= PROCESSES

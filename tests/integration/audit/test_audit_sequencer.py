@@ -148,8 +148,9 @@ async def test_start_twice_is_a_programming_error(log: AuditLog) -> None:
 
 async def test_invalid_record_fails_only_its_caller(log: AuditLog, engine: Engine) -> None:
     bad = AuditRecord("call.attempt", "r", {"x": float("nan")})
-    good, failed = await asyncio.gather(log.append(record(1)), log.append(bad),
-                                        return_exceptions=True)
+    good, failed = await asyncio.gather(
+        log.append(record(1)), log.append(bad), return_exceptions=True
+    )
     assert good == [0]
     assert isinstance(failed, ValueError)
     for wrong in [
@@ -209,6 +210,9 @@ async def test_start_refuses_a_database_of_another_log(engine: Engine) -> None:
     AuditLog(engine, "other/log").append_sync(record(1))
     with pytest.raises(ConfigError, match="origin 'other/log'"):
         await AuditLog(engine, ORIGIN).start()
+    with pytest.raises(ConfigError, match="origin 'other/log'"):
+        AuditLog(engine, ORIGIN).append_sync(record(2))
+    assert len(read_entries(engine)) == 1
 
 
 async def test_start_refuses_an_unmigrated_database(database_url: str) -> None:
@@ -288,3 +292,62 @@ def _repair(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql(f"DROP TRIGGER sabotage{on}")
         assert conn.execute(sa.text("SELECT count(*) FROM sabotage")).scalar() == 0
+
+
+async def test_cancelled_caller_does_not_disturb_the_writer(log: AuditLog, engine: Engine) -> None:
+    waiting = asyncio.create_task(log.append(record(1)))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    # The cancelled record may or may not have been committed; later appends work and
+    # the chain stays whole either way.
+    [seq] = await log.append(record(2))
+    assert seq in (0, 1)
+    verify_chain(read_entries(engine), ORIGIN)
+
+
+class _WriterBug(BaseException):
+    pass
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_dead_writer_thread_fails_callers_instead_of_hanging(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audit = AuditLog(engine, ORIGIN)
+    await audit.start()
+
+    def broken(*args: object) -> None:
+        raise _WriterBug("simulated bug")
+
+    monkeypatch.setattr("gateway.audit.sequencer.write_batch", broken)
+    with pytest.raises(AuditUnavailable, match="internal error"):
+        await asyncio.wait_for(audit.append(record(1)), timeout=10)
+    with pytest.raises(AuditUnavailable, match="internal error"):
+        await audit.append(record(2))
+    with pytest.raises(AuditUnavailable, match="internal error"):
+        audit.append_sync(record(3))
+    await audit.close()
+    assert read_entries(engine) == []
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_appends_survive_dropped_connections(
+    log: AuditLog, engine: Engine, database_url: str
+) -> None:
+    await log.append(record(0))
+    # What a database restart or failover does to pooled connections.
+    admin = create_engine(database_url)
+    try:
+        with admin.connect() as conn:
+            killed = conn.execute(
+                sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar()
+    finally:
+        admin.dispose()
+    assert killed >= 1
+    assert await log.append(record(1)) == [1]
+    verify_chain(read_entries(engine), ORIGIN)

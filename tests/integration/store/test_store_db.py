@@ -128,7 +128,7 @@ def _insert_entry(conn: sa.Connection, seq: int = 0) -> None:
 def test_triggers_refuse_rewriting_history(engine: Engine, statement: str) -> None:
     with engine.begin() as conn:
         _insert_entry(conn)
-    with pytest.raises(sa.exc.DBAPIError, match="append-only|cannot be updated"):
+    with pytest.raises(sa.exc.DBAPIError, match=r"append-only|cannot be updated"):
         with engine.begin() as conn:
             conn.exec_driver_sql(statement)
     with engine.connect() as conn:
@@ -177,3 +177,22 @@ def test_payload_needs_its_entry(engine: Engine) -> None:
                 sa.text("INSERT INTO audit_payloads (seq, salt, payload) VALUES (3, :s, '{}')"),
                 {"s": bytes(32)},
             )
+
+
+@pytest.mark.postgres
+def test_postgresql_commits_are_synchronous_even_if_configured_off(pg_database_url: str) -> None:
+    name = sa.make_url(pg_database_url).database
+    admin = create_engine(pg_database_url)
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+        engine = create_engine(pg_database_url)
+        try:
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+        finally:
+            engine.dispose()
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'ALTER DATABASE "{name}" RESET synchronous_commit')
+        admin.dispose()

@@ -152,8 +152,13 @@ _DROP = object()
         (b"\xff\xfe", "not valid JSON"),
         (b"[1]", "not a JSON object"),
         (LEAF_0.replace(b",", b", ", 1), "canonical"),
-        (LEAF_0.replace(b'"kind":"call.attempt","log":"example.org/agw"',
-                        b'"log":"example.org/agw","kind":"call.attempt"'), "canonical"),
+        (
+            LEAF_0.replace(
+                b'"kind":"call.attempt","log":"example.org/agw"',
+                b'"log":"example.org/agw","kind":"call.attempt"',
+            ),
+            "canonical",
+        ),
         (LEAF_0.replace(b'"v":1}', b'"v":1,"v":1}'), "canonical"),
         (LEAF_0.replace(b'"v":1}', b'"v":NaN}'), "not valid JSON"),
         (LEAF_0.replace(b'"v":1}', b'"v":1.0}'), "canonical"),

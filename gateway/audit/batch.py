@@ -1,0 +1,182 @@
+"""One batch, one transaction: extending the chain in the database.
+
+`prepare_record` does everything that does not depend on the position in the chain
+(validation, canonical payload, salt, commitment); `write_batch` does the rest under
+the database-wide writer lock. The sequencer decides what goes into a batch; this
+module decides how a batch becomes entries.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway.audit.errors import LeafFormatError
+from gateway.audit.leaf import (
+    SALT_SIZE,
+    ZERO_HASH,
+    build_leaf,
+    canonical_json,
+    commitment_of_jcs,
+    format_ts,
+    leaf_hash,
+    parse_leaf,
+)
+from gateway.audit.reader import read_head
+from gateway.audit.records import KIND_PATTERN, AuditRecord
+from gateway.errors import AuditUnavailable, ConfigError
+from gateway.store.db import exclusive_transaction
+from gateway.store.tables import audit_entries, audit_payloads
+
+# The PostgreSQL advisory lock every audit writer of a database takes (ASCII
+# "agwaudit"). Never change it: processes of two versions must exclude each other.
+WRITER_LOCK_KEY = 0x6167776175646974
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRecord:
+    """A validated record with its canonical payload, salt and commitment."""
+
+    kind: str
+    ref: str
+    payload_jcs: bytes
+    salt: bytes
+    commitment: bytes
+    subject: str | None
+    tool: str | None
+
+
+def prepare_record(record: AuditRecord) -> PreparedRecord:
+    """Validates ``record`` and commits to its payload with a fresh random salt.
+    Raises TypeError or ValueError for a record that cannot be appended."""
+    # Called in the appending caller, so one malformed record fails its own caller
+    # only and never the batch it would have shared with others.
+    if not isinstance(record, AuditRecord):
+        raise TypeError(f"expected an AuditRecord, got {type(record).__name__}")
+    if not isinstance(record.kind, str) or not KIND_PATTERN.fullmatch(record.kind):
+        raise ValueError(f"audit kind {record.kind!r} is not a dotted lower-case name")
+    if not isinstance(record.ref, str):
+        raise ValueError(f"audit ref must be a string, got {type(record.ref).__name__}")
+    if not isinstance(record.payload, dict):
+        raise ValueError("audit payload must be a JSON object (a dict)")
+    for name in ("subject", "tool"):
+        value = getattr(record, name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"audit {name} must be a string or None")
+    payload_jcs = canonical_json(record.payload)
+    salt = secrets.token_bytes(SALT_SIZE)
+    return PreparedRecord(
+        kind=record.kind,
+        ref=record.ref,
+        payload_jcs=payload_jcs,
+        salt=salt,
+        commitment=commitment_of_jcs(salt, payload_jcs),
+        subject=record.subject,
+        tool=record.tool,
+    )
+
+
+def write_batch(
+    engine: Engine, origin: str, groups: Sequence[Sequence[PreparedRecord]]
+) -> list[list[int]]:
+    """Appends every group, each contiguously and in order, in one transaction; returns
+    each group's seqs. On any failure the transaction is rolled back and the
+    database's exception propagates: nothing of the batch exists."""
+    entry_rows: list[dict[str, Any]] = []
+    payload_rows: list[dict[str, Any]] = []
+    results: list[list[int]] = []
+    with exclusive_transaction(engine, WRITER_LOCK_KEY) as conn:
+        # Read under the lock, in this transaction: the head cannot move until commit.
+        head = read_head(conn)
+        seq = 0 if head is None else head.size
+        prev = ZERO_HASH if head is None else head.leaf_hash
+        ts = format_ts(datetime.now(UTC))
+        if head is not None and head.ts > ts:
+            ts = head.ts  # keep ts non-decreasing when hosts' clocks disagree a little
+        for group in groups:
+            seqs = []
+            for record in group:
+                leaf = build_leaf(
+                    origin=origin,
+                    seq=seq,
+                    prev=prev,
+                    ts=ts,
+                    kind=record.kind,
+                    ref=record.ref,
+                    commitment=record.commitment,
+                )
+                prev = leaf_hash(leaf)
+                entry_rows.append(
+                    {
+                        "seq": seq,
+                        "ts": ts,
+                        "kind": record.kind,
+                        "ref": record.ref,
+                        "leaf": leaf,
+                        "leaf_hash": prev,
+                    }
+                )
+                payload_rows.append(
+                    {
+                        "seq": seq,
+                        "salt": record.salt,
+                        "payload": record.payload_jcs.decode("utf-8"),
+                        "subject": record.subject,
+                        "tool": record.tool,
+                    }
+                )
+                seqs.append(seq)
+                seq += 1
+            results.append(seqs)
+        conn.execute(audit_entries.insert(), entry_rows)
+        conn.execute(audit_payloads.insert(), payload_rows)
+    return results
+
+
+def check_log(engine: Engine, origin: str) -> None:
+    """Checks before the first append that the database is reachable and migrated and
+    that the log it holds (if any) is log ``origin``. Raises AuditUnavailable or
+    ConfigError with what to do about it."""
+    database = engine.url.render_as_string(hide_password=True)
+    try:
+        with engine.connect() as conn:
+            head = read_head(conn)
+            leaf = None
+            if head is not None:
+                query = select(audit_entries.c.leaf).where(audit_entries.c.seq == head.size - 1)
+                leaf = bytes(conn.execute(query).scalar_one())
+    except SQLAlchemyError as exc:
+        raise AuditUnavailable(
+            f"cannot read the audit log in {database} ({describe_error(exc)}); "
+            "is the database reachable and migrated (gateway.store.migrate)?"
+        ) from exc
+    if leaf is None:
+        return
+    try:
+        log = parse_leaf(leaf).log
+    except LeafFormatError as exc:
+        raise AuditUnavailable(
+            f"the newest audit entry in {database} is not a valid leaf ({exc.message}); "
+            "run the audit verifier before appending"
+        ) from exc
+    if log != origin:
+        raise ConfigError(
+            f"the audit log in {database} has origin {log!r}, but audit.origin is "
+            f"{origin!r}; one database holds one log: fix audit.origin or use another "
+            "database"
+        )
+
+
+def describe_error(exc: BaseException) -> str:
+    """The driver's own message, first line only."""
+    # SQLAlchemy's text would add the SQL and its parameters, i.e. audit payloads, to
+    # an error message a client may see.
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__

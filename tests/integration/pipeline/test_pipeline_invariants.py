@@ -1,0 +1,129 @@
+"""The pipeline's security invariants with real components in one process: a real
+HTTP upstream process, the embedded Rego engine, the audit log on SQLite."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+from sqlalchemy import Engine
+
+from gateway.audit import AuditLog, read_entries
+from gateway.config import HttpUpstream
+from gateway.errors import AuditUnavailable
+from gateway.pipeline import WITHHELD, Pipeline
+from gateway.policy.embedded import EmbeddedEngine
+from gateway.policy.engine import FAIL_CLOSED_RULE
+from gateway.store import create_engine, migrate
+from gateway.types import OutcomeStatus, Principal, ToolCall
+from gateway.upstreams.catalog import Binding, Catalog
+from gateway.upstreams.credentials import CredentialProvider
+from gateway.upstreams.http_api import HttpApiUpstream
+from tests.support.processes import HttpApiServer, write_policy
+
+pytestmark = pytest.mark.anyio
+
+AGENT = Principal(sub="agent:x", iss="test", roles=("agent",))
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpApiServer]:
+    server = HttpApiServer.start(tmp_path_factory.mktemp("api"))
+    yield server
+    server.process.stop()
+
+
+def _catalog(api: HttpApiServer) -> Catalog:
+    config = HttpUpstream.model_validate(
+        {
+            "name": "api",
+            "kind": "http",
+            "base_url": api.url,
+            "tools": [
+                {
+                    "name": "create",
+                    "method": "POST",
+                    "path": "/items",
+                    "input_schema": {"type": "object"},
+                }
+            ],
+        }
+    )
+    credentials = CredentialProvider(
+        "api", config.credentials, default_audience=api.url, mint=lambda *a: ""
+    )
+    client = HttpApiUpstream(config, static_headers={}, connect_timeout_s=5)
+    return Catalog([Binding(client=client, config=config, credentials=credentials)])
+
+
+@pytest.fixture
+async def parts(
+    tmp_path: Path, api: HttpApiServer
+) -> AsyncIterator[tuple[Pipeline, AuditLog, Engine]]:
+    database = create_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
+    migrate(database)
+    audit = AuditLog(database, "test/audit")
+    await audit.start()
+    policy = EmbeddedEngine(write_policy(tmp_path, [{"role": "agent", "tool": "api__create"}]))
+    catalog = _catalog(api)
+    async with anyio.create_task_group() as tasks:
+        await catalog.start(tasks, refresh_interval_s=0)
+        pipeline = Pipeline(catalog=catalog, policy=policy, audit=audit, policy_timeout_s=2)
+        yield pipeline, audit, database
+        await catalog.close()
+        tasks.cancel_scope.cancel()
+    await audit.close()
+    database.dispose()
+
+
+def _call(arguments: dict) -> ToolCall:
+    return ToolCall(
+        principal=AGENT,
+        tool="api__create",
+        arguments=arguments,
+        transport="rest",
+        request_id=f"req_{abs(hash(json.dumps(arguments))):x}",
+    )
+
+
+async def test_allowed_call_is_forwarded_after_its_records(parts, api: HttpApiServer) -> None:
+    pipeline, _audit, _database = parts
+    outcome = await pipeline.call(_call({"name": "first"}))
+    assert outcome.status is OutcomeStatus.OK
+    assert [c["json"] for c in api.calls()][-1] == {"name": "first"}
+
+
+async def test_no_forward_without_a_durable_audit_record(parts, api: HttpApiServer) -> None:
+    pipeline, audit, _database = parts
+    before = len(api.calls())
+    await audit.close()  # the log can no longer commit anything
+    outcome = await pipeline.call(_call({"name": "unrecorded"}))
+    assert outcome.status is OutcomeStatus.ERROR
+    assert isinstance(outcome.error, AuditUnavailable)
+    assert outcome.decision is not None and outcome.decision.allow  # policy said yes...
+    assert len(api.calls()) == before  # ...and still nothing was forwarded
+
+
+async def test_policy_failure_denies_and_withholds_arguments(
+    parts, api: HttpApiServer, tmp_path: Path
+) -> None:
+    pipeline, _audit, database = parts
+    broken = tmp_path / "broken"
+    (broken / "gateway").mkdir(parents=True)
+    (broken / "gateway" / "decision.rego").write_text(
+        "package gateway\nimport rego.v1\n"
+        'decision := {"allow": to_number(input.arguments.name) > 0}\n'
+    )
+    pipeline.policy = EmbeddedEngine(broken)
+    before = len(api.calls())
+    outcome = await pipeline.call(_call({"name": "not a number", "secret": "s3"}))
+    assert outcome.status is OutcomeStatus.DENIED
+    assert outcome.decision is not None and outcome.decision.rule == FAIL_CLOSED_RULE
+    assert "fail closed" in outcome.decision.reasons[0]
+    assert len(api.calls()) == before
+    attempt, decision = read_entries(database, ref=outcome.request_id)
+    assert attempt.payload["arguments"] == WITHHELD
+    assert "s3" not in json.dumps([attempt.payload, decision.payload])
