@@ -10,8 +10,11 @@ TOOLS   := $(CURDIR)/.tools
 UV      := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/uv/bin/uv)
 VENV    := $(CURDIR)/.venv
 STAMP   := $(VENV)/.synced
+GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+OPA_VERSION := v1.22.0
+OPA     := $(TOOLS)/opa/$(OPA_VERSION)/opa
 
-.PHONY: setup run test test-setup lint bench clean
+.PHONY: setup run test test-setup opa lint bench clean
 
 setup: $(STAMP)
 
@@ -24,21 +27,29 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 	$(UV) sync --locked --quiet
 	touch $@
 
+# The real OPA binary, built from source by the Go toolchain (the only way in here),
+# static so it runs anywhere; reused while the pinned version stays the same.
+opa: $(OPA)
+
+$(OPA):
+	GOBIN=$(dir $(OPA)) CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
+		$(GO) install -trimpath -ldflags="-s -w" github.com/open-policy-agent/opa@$(OPA_VERSION)
+
 run: setup
 	$(VENV)/bin/gateway serve --dev --host $(HOST) --port $(PORT)
 
-# Provides the real components the tests use (PostgreSQL), then runs every test.
-test-setup: setup
+# Provides the real components the tests use (PostgreSQL, OPA), then runs every test.
+test-setup: setup $(OPA)
 	bash scripts/ensure-postgres.sh
 
 test: test-setup
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	GATEWAY_OPA=$(OPA) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check gateway tests bench
 
 bench: test-setup
-	$(VENV)/bin/python -m bench.run_all
+	GATEWAY_OPA=$(OPA) $(VENV)/bin/python -m bench.run_all
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -68,7 +68,9 @@ async def measure(upstream: McpUpstreamServer, gateway: GatewayServer, args: Any
     out["gateway_c16_calls_per_s"] = round(await throughput(*via, args.concurrent_calls, 16), 1)
     out["ratio_p50"] = round(out["gateway_c1"]["p50_ms"] / out["direct_c1"]["p50_ms"], 2)
     out["ratio_p99"] = round(out["gateway_c1"]["p99_ms"] / out["direct_c1"]["p99_ms"], 2)
-    out["ratio_throughput"] = round(out["gateway_c16_calls_per_s"] / out["direct_c16_calls_per_s"], 2)
+    out["ratio_throughput"] = round(
+        out["gateway_c16_calls_per_s"] / out["direct_c16_calls_per_s"], 2
+    )
     return out
 
 
@@ -94,16 +96,16 @@ def main() -> None:
     d, g = result["direct_c1"], result["gateway_c1"]
     markdown = f"""# Gateway overhead: direct MCP call vs through the gateway
 
-Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, Python
-{report['machine']['python']}, commit {report['machine']['commit']}, {report['machine']['date']}.
+Machine: {report["machine"]["cpu"]}, {report["machine"]["cores"]} cores, Python
+{report["machine"]["python"]}, commit {report["machine"]["commit"]}, {report["machine"]["date"]}.
 MCP {ERA} over loopback Streamable HTTP; embedded Rego; durable audit (SQLite, FULL sync).
 Command: `.venv/bin/python -m bench.gateway_overhead --calls {args.calls} --concurrent-calls {args.concurrent_calls}`
 
 | path | p50 (c=1) | p99 (c=1) | throughput (c=16) |
 | --- | --- | --- | --- |
-| direct | {d['p50_ms']} ms | {d['p99_ms']} ms | {result['direct_c16_calls_per_s']} calls/s |
-| gateway | {g['p50_ms']} ms | {g['p99_ms']} ms | {result['gateway_c16_calls_per_s']} calls/s |
-| **ratio gateway/direct** | **{result['ratio_p50']}×** | {result['ratio_p99']}× | {result['ratio_throughput']}× |
+| direct | {d["p50_ms"]} ms | {d["p99_ms"]} ms | {result["direct_c16_calls_per_s"]} calls/s |
+| gateway | {g["p50_ms"]} ms | {g["p99_ms"]} ms | {result["gateway_c16_calls_per_s"]} calls/s |
+| **ratio gateway/direct** | **{result["ratio_p50"]}×** | {result["ratio_p99"]}× | {result["ratio_throughput"]}× |
 
 Target: gateway p50 within 2× the direct p50.
 """

@@ -67,7 +67,7 @@ def build_components(config: Config) -> Components:
     )
     catalog = Catalog([_binding(u, config, minter) for u in config.upstreams])
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0))
-    verifier = TokenVerifier(config.identity, config.audience, http)
+    verifier = TokenVerifier(config.identity, config.audiences, http)
     authenticator = Authenticator(
         verifier,
         public_url=config.public_url,

@@ -269,6 +269,12 @@ class Config(Model):
         return self.identity.audience or self.public_url
 
     @property
+    def audiences(self) -> tuple[str, str]:
+        """What a token's ``aud`` may be: the gateway, or its MCP endpoint (the resource
+        MCP clients name, RFC 8707; also the ``resource`` of /.well-known/…/mcp)."""
+        return (self.audience, self.audience.rstrip("/") + "/mcp")
+
+    @property
     def public_url(self) -> str:
         return (self.server.public_url or f"http://{self.server.host}:{self.server.port}").rstrip(
             "/"

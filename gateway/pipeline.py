@@ -17,9 +17,11 @@ because an unauthenticated request has no principal to build a `ToolCall` for.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from gateway.audit import AuditLog, AuditRecord
@@ -31,6 +33,7 @@ from gateway.errors import (
     GatewayError,
     UpstreamError,
 )
+from gateway.logs import REQUEST_ID
 from gateway.metrics import CALLS, UPSTREAM_SECONDS
 from gateway.policy import PolicyEngine, build_input, decide
 from gateway.policy.engine import FAIL_CLOSED_RULE
@@ -97,8 +100,31 @@ class Pipeline:
     # --- tools/call ----------------------------------------------------------------
 
     async def call(self, call: ToolCall) -> Outcome:
-        outcome = await self._call(call)
+        started = time.perf_counter()
+        # Set here, not only by the HTTP middleware: the MCP SDK runs handlers in tasks
+        # that do not inherit the request's context.
+        context = REQUEST_ID.set(call.request_id)
+        try:
+            return self._finish(call, await self._call(call), started)
+        finally:
+            REQUEST_ID.reset(context)
+
+    def _finish(self, call: ToolCall, outcome: Outcome, started: float) -> Outcome:
         CALLS.labels(call.transport, outcome.status.value).inc()
+        log.info(
+            "%s %s: %s",
+            call.transport,
+            call.tool,
+            outcome.status.value,
+            extra={
+                "tool": call.tool,
+                "status": outcome.status.value,
+                "sub": call.principal.sub,
+                "transport": call.transport,
+                "error": outcome.error.code if isinstance(outcome.error, GatewayError) else None,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            },
+        )
         return outcome
 
     async def _call(self, call: ToolCall) -> Outcome:
@@ -224,20 +250,31 @@ class Pipeline:
             outcome_payload["result_sha256"] = hashlib.sha256(jcs(result.to_dict())).hexdigest()
         if error is not None:
             outcome_payload["error"] = error.to_dict()
+        # Queued, not awaited: the call has happened, so waiting for this commit would
+        # change nothing in the log, only delay the answer (docs/decisions/0005). A
+        # failure is logged; the verifier sees an allowing decision without an outcome.
+        record = AuditRecord(
+            "call.outcome", call.request_id, outcome_payload, call.principal.sub, call.tool
+        )
         try:
-            await self.audit.append(
-                AuditRecord(
-                    "call.outcome", call.request_id, outcome_payload, call.principal.sub, call.tool
-                )
-            )
+            self.audit.submit(record).add_done_callback(_outcome_logged(call.request_id))
         except AuditUnavailable as exc:
-            # The call already happened; hiding its result would help nobody. The gap is
-            # visible to the verifier as a decision without an outcome.
             log.error("outcome of %s not recorded: %s", call.request_id, exc.message)
 
         if error is not None:
             return Outcome(call.request_id, call.tool, OutcomeStatus.ERROR, decision, error=error)
         return Outcome(call.request_id, call.tool, OutcomeStatus.OK, decision, result=result)
+
+
+def _outcome_logged(request_id: str) -> Callable[[asyncio.Future[list[int]]], None]:
+    def check(future: asyncio.Future[list[int]]) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is not None:
+            log.error("outcome of %s not recorded: %s", request_id, error)
+
+    return check
 
 
 def _reason_text(decision: Decision, fallback: str) -> str:

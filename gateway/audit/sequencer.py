@@ -120,16 +120,24 @@ class AuditLog:
         """Appends ``records`` contiguously in one transaction; returns their seqs in
         order once committed. If the task is cancelled while waiting, the records may
         still be committed."""
+        return await self.submit(*records)
+
+    def submit(self, *records: AuditRecord) -> asyncio.Future[list[int]]:
+        """Queues ``records`` now and returns the future of their seqs, resolved after
+        the commit. For appends the caller need not wait for: the queue order is the
+        chain order, and `close` drains the queue, so nothing submitted is dropped on
+        a graceful shutdown. Raises AuditUnavailable at once when not running."""
         prepared = tuple(prepare_record(r) for r in records)
-        if not prepared:
-            return []
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[int]] = loop.create_future()
+        if not prepared:
+            future.set_result([])
+            return future
         with self._lock:
             if not self._accepting:
                 raise self._not_running()
             self._queue.put(_Request(prepared, loop=loop, future=future))
-        return await future
+        return future
 
     def append_sync(self, *records: AuditRecord) -> list[int]:
         """Blocking `append` for code without an event loop (the CLI). Goes through the

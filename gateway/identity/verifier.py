@@ -25,7 +25,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -177,16 +177,20 @@ class TokenVerifier:
     def __init__(
         self,
         config: IdentityConfig,
-        audience: str,
+        audience: str | Sequence[str],
         client: httpx.AsyncClient,
         *,
         cache_size: int = DEFAULT_MAX_ENTRIES,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not audience:
+        # Several audiences may name this one resource (the gateway, and its /mcp
+        # endpoint as MCP clients address it per RFC 8707); a token needs one of them.
+        audiences = (audience,) if isinstance(audience, str) else tuple(audience)
+        if not audiences or not all(audiences):
             raise ConfigError("identity: the token audience must not be empty")
-        self.audience = audience
+        self.audiences = audiences
+        self.audience = audiences[0]
         self._leeway = config.leeway_s
         self._roles_claim = config.roles_claim
         self._tenant_claim = config.tenant_claim
@@ -315,7 +319,7 @@ class TokenVerifier:
                 token,
                 key.public_key,
                 algorithms=[alg],  # exactly one: the one the key type allows
-                audience=self.audience,
+                audience=list(self.audiences),
                 issuer=issuer,
                 leeway=self._leeway,
                 options={"require": _REQUIRED_CLAIMS, "strict_aud": False},
@@ -350,7 +354,7 @@ class TokenVerifier:
             ) from None
         except jwt.InvalidAudienceError:
             raise _fail(
-                f"audience must be {self.audience!r}; the token's 'aud' is "
+                f"audience must be {_one_of(self.audiences)}; the token's 'aud' is "
                 f"{_quote(unverified.get('aud'))}",
                 "invalid_audience",
             ) from None
@@ -377,3 +381,7 @@ def _is_loopback(url: str) -> bool:
     except httpx.InvalidURL:
         raise ConfigError(f"identity: jwks_url {url!r} is not a valid URL") from None
     return host in {"127.0.0.1", "::1", "localhost"}
+
+
+def _one_of(values: Sequence[str]) -> str:
+    return repr(values[0]) if len(values) == 1 else "one of " + ", ".join(repr(v) for v in values)

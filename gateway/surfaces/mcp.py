@@ -212,6 +212,18 @@ class McpEndpoint:
             request_id = scope.get("state", {}).get("request_id")
             await self._authenticator.challenge(error, request_id=request_id)(scope, receive, send)
             return
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            await JSONResponse(
+                {
+                    "error": {
+                        "code": "unsupported_media_type",
+                        "message": "Content-Type must be application/json for MCP messages",
+                    }
+                },
+                status_code=415,
+            )(scope, receive, send)
+            return
         scope.setdefault("state", {})[PRINCIPAL_STATE_KEY] = principal
         await self._transport(scope, receive, send)
 

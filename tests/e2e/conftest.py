@@ -23,8 +23,11 @@ GRANTS = [
     {"role": "agent", "tool": "up__with_meta"},
     {"role": "agent", "tool": "up__login"},
     # up__write: no grant at all, so every call to it must be refused.
-    {"role": "agent", "tool": "local__echo",
-     "constraints": [{"kind": "max_length", "argument": "text", "max": 20}]},
+    {
+        "role": "agent",
+        "tool": "local__echo",
+        "constraints": [{"kind": "max_length", "argument": "text", "max": 20}],
+    },
     {"role": "agent", "tool": "local__write"},
     {"role": "agent", "tool": "api__*"},
 ]
@@ -54,9 +57,17 @@ def gateway(
     server = GatewayServer.configure(
         workdir / "gateway",
         upstreams=[
-            {"name": "up", "url": mcp_upstream.url, "timeout_s": 2,
-             "credentials": {"mode": "jwt", "audience": "http://up.test"}},
-            {"name": "local", "transport": "stdio", "command": stdio_upstream_command(stdio_call_log)},
+            {
+                "name": "up",
+                "url": mcp_upstream.url,
+                "timeout_s": 2,
+                "credentials": {"mode": "jwt", "audience": "http://up.test"},
+            },
+            {
+                "name": "local",
+                "transport": "stdio",
+                "command": stdio_upstream_command(stdio_call_log),
+            },
         ],
         policy=write_policy(workdir, GRANTS),
     )

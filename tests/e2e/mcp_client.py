@@ -15,6 +15,8 @@ ERAS = ["legacy", "2026-07-28"]  # 2025-11-25 handshake, and the sessionless era
 @contextlib.asynccontextmanager
 async def connect(url: str, token: str, mode: str) -> AsyncIterator[Client]:
     http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
-    async with http, Client(streamable_http_client(url, http_client=http), mode=mode,
-                            cache=None) as client:
+    async with (
+        http,
+        Client(streamable_http_client(url, http_client=http), mode=mode, cache=None) as client,
+    ):
         yield client

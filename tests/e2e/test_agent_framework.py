@@ -29,8 +29,12 @@ def scripted(tool: str, arguments: dict[str, Any], seen_tools: list[str]) -> Fun
 
     def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         # A tool error reaches the model as a retry prompt carrying the error text.
-        returns = [p for m in messages for p in getattr(m, "parts", [])
-                   if isinstance(p, ToolReturnPart | RetryPromptPart)]
+        returns = [
+            p
+            for m in messages
+            for p in getattr(m, "parts", [])
+            if isinstance(p, ToolReturnPart | RetryPromptPart)
+        ]
         if not returns:
             seen_tools.extend(t.name for t in info.function_tools)
             return ModelResponse(parts=[ToolCallPart(tool_name=tool, args=arguments)])
@@ -42,8 +46,9 @@ def scripted(tool: str, arguments: dict[str, Any], seen_tools: list[str]) -> Fun
 async def test_pydantic_ai_agent_calls_tools_through_the_gateway(
     gateway: GatewayServer, mcp_upstream: McpUpstreamServer
 ) -> None:
-    toolset = MCPToolset(gateway.mcp_url, headers=gateway.headers(sub="agent:pydantic-ai"),
-                         cache_tools=False)
+    toolset = MCPToolset(
+        gateway.mcp_url, headers=gateway.headers(sub="agent:pydantic-ai"), cache_tools=False
+    )
     seen: list[str] = []
     agent = Agent(scripted("up__echo", {"text": "from pydantic-ai"}, seen), toolsets=[toolset])
 

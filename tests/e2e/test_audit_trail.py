@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -15,9 +16,24 @@ from gateway.store import create_engine
 from tests.support.processes import REPO, GatewayServer, McpUpstreamServer
 
 
+def entries_for(database, ref: str, count: int):
+    """The entries of one request, once `count` of them are committed: the outcome is
+    appended after the response (docs/decisions/0005)."""
+    deadline = time.monotonic() + 5
+    while True:
+        entries = read_entries(database, ref=ref)
+        if len(entries) >= count or time.monotonic() > deadline:
+            return entries
+        time.sleep(0.02)
+
+
 def call(gateway: GatewayServer, tool: str, arguments: dict, **token: object) -> httpx.Response:
-    return httpx.post(f"{gateway.url}/v1/tools/{tool}/call", json={"arguments": arguments},
-                      headers=gateway.headers(**token), timeout=10)
+    return httpx.post(
+        f"{gateway.url}/v1/tools/{tool}/call",
+        json={"arguments": arguments},
+        headers=gateway.headers(**token),
+        timeout=10,
+    )
 
 
 @pytest.fixture
@@ -30,11 +46,13 @@ def database(gateway: GatewayServer):
 def test_allowed_call_leaves_attempt_decision_outcome_and_the_chain_verifies(
     gateway: GatewayServer, database
 ) -> None:
-    response = call(gateway, "up__echo", {"text": "audited"}, sub="agent:auditee", act=("user:bob",))
+    response = call(
+        gateway, "up__echo", {"text": "audited"}, sub="agent:auditee", act=("user:bob",)
+    )
     assert response.status_code == 200
     request_id = response.json()["request_id"]
 
-    entries = read_entries(database, ref=request_id)
+    entries = entries_for(database, request_id, 3)
     assert [e.kind for e in entries] == ["call.attempt", "call.decision", "call.outcome"]
     attempt, decision, outcome = (e.payload for e in entries)
     assert attempt["principal"]["sub"] == "agent:auditee"
@@ -65,22 +83,39 @@ def test_secret_arguments_are_redacted_everywhere_but_reach_the_upstream(
 ) -> None:
     response = call(gateway, "up__login", {"user": "ann", "api_key": "sk-live-123"})
     assert response.status_code == 200
-    entries = read_entries(database, ref=response.json()["request_id"])
+    entries = entries_for(database, response.json()["request_id"], 3)
     stored = json.dumps([e.payload for e in entries])
     assert "sk-live-123" not in stored
     assert entries[0].payload["arguments"] == {"user": "ann", "api_key": "[redacted]"}
     assert entries[0].payload["redacted"] == ["/arguments/api_key"]
     assert entries[1].payload["input"]["arguments"]["api_key"] == "[redacted]"
     # The upstream still gets the real value: redaction is about records, not calls.
-    assert {"user": "ann", "api_key": "sk-live-123"} in [c["arguments"] for c in mcp_upstream.calls()]
+    assert {"user": "ann", "api_key": "sk-live-123"} in [
+        c["arguments"] for c in mcp_upstream.calls()
+    ]
 
 
-def test_audit_tail_command_prints_the_newest_entries(gateway: GatewayServer) -> None:
-    call(gateway, "up__echo", {"text": "tail me"})
+def test_audit_tail_command_prints_the_newest_entries(gateway: GatewayServer, database) -> None:
+    response = call(gateway, "up__echo", {"text": "tail me"})
+    entries_for(database, response.json()["request_id"], 3)
     out = subprocess.run(
-        [sys.executable, "-m", "gateway", "audit", "tail", "-n", "3", "--json",
-         "--config", str(gateway.config_path)],
-        capture_output=True, text=True, cwd=REPO, timeout=60, check=True,
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "audit",
+            "tail",
+            "-n",
+            "3",
+            "--json",
+            "--config",
+            str(gateway.config_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=True,
     ).stdout
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["kind"] for r in rows] == ["call.attempt", "call.decision", "call.outcome"]

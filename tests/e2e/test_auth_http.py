@@ -18,10 +18,11 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from gateway.identity import mint_token
 from tests.e2e.conftest import GRANTS
 from tests.support.processes import TEST_ISSUER, GatewayServer, McpUpstreamServer, write_policy
-from gateway.identity import mint_token
 
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 METADATA_PATH = "/.well-known/oauth-protected-resource"
@@ -57,8 +58,6 @@ def _issuer_kid(gateway: GatewayServer) -> str:
 
 def _signed(gateway: GatewayServer, claims: dict[str, Any]) -> str:
     """Claims signed with the genuine issuer key (for stale or misdirected tokens)."""
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
     key = load_pem_private_key(gateway.issuer_key.read_bytes(), password=None)
     return jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": _issuer_kid(gateway)})
 
@@ -151,7 +150,9 @@ def _auth(authorization: str | None) -> dict[str, str]:
     return {} if authorization is None else {"Authorization": authorization}
 
 
-def mcp_post(gateway: GatewayServer, body: dict[str, Any], authorization: str | None):
+def mcp_post(
+    gateway: GatewayServer, body: dict[str, Any], authorization: str | None
+) -> httpx.Response:
     return httpx.post(
         gateway.mcp_url,
         content=json.dumps(body),
@@ -241,9 +242,9 @@ def test_bad_credentials_are_401_with_a_challenge(
     for response in surface_requests(gateway, surface, authorization, marker):
         assert response.status_code == 401, response.text
         challenge = response.headers["www-authenticate"]
-        assert challenge.startswith(
-            f'Bearer resource_metadata="{gateway.url}{METADATA_PATH}"'
-        ), challenge
+        assert challenge.startswith(f'Bearer resource_metadata="{gateway.url}{METADATA_PATH}"'), (
+            challenge
+        )
         assert 'error="invalid_token"' in challenge
         error = response.json()["error"]
         assert error["code"] == "unauthenticated"
@@ -299,3 +300,18 @@ def test_missing_scope_is_403_insufficient_scope(
     assert listing.status_code == 200, listing.text
     assert calling.status_code == 200, calling.text
     assert f"scoped-{surface}" in json.dumps(mcp_upstream.calls())
+
+
+@pytest.mark.parametrize("audience_suffix", ["", "/mcp"])
+def test_tokens_for_the_gateway_or_its_mcp_resource_are_accepted(
+    gateway: GatewayServer, audience_suffix: str
+) -> None:
+    # MCP clients ask for a token for the resource they connect to (RFC 8707), which
+    # the /mcp metadata document names; both identify this gateway.
+    token = _signed(gateway, _claims(gateway, aud=gateway.url + audience_suffix))
+    response = httpx.get(gateway.url + "/v1/tools", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
+    listed = mcp_post(
+        gateway, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, f"Bearer {token}"
+    )
+    assert listed.status_code == 200

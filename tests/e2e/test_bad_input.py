@@ -180,16 +180,21 @@ def test_invalid_jsonrpc_message_is_a_jsonrpc_error(gateway: GatewayServer, mess
 
 
 @pytest.mark.parametrize(
-    "headers",
-    [{"Content-Type": "text/plain"}, {"Content-Type": "application/x-www-form-urlencoded"}],
-    ids=["text-plain", "form"],
+    ("headers", "names"),
+    [
+        ({"Content-Type": "text/plain"}, "Content-Type"),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, "Content-Type"),
+        ({"Accept": "text/html"}, "accept"),
+    ],
+    ids=["text-plain", "form", "accept-html"],
 )
 def test_wrong_content_type_on_mcp_is_refused(
-    gateway: GatewayServer, steady: McpUpstreamServer, headers: dict[str, str]
+    gateway: GatewayServer, steady: McpUpstreamServer, headers: dict[str, str], names: str
 ) -> None:
-    marker = f"content-type-{headers['Content-Type']}"
+    marker = f"headers-{sorted(headers.items())}"
     response = mcp_post(gateway, tools_call("steady__echo", {"text": marker}), headers=headers)
     assert 400 <= response.status_code < 500, response.text
+    assert names in response.text  # says which header is wrong
     assert marker not in json.dumps(steady.calls())
 
 
@@ -214,8 +219,11 @@ def _oversized_rest(marker: str) -> bytes:
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 @pytest.mark.parametrize(
     ("path", "build"),
-    [("/mcp", _oversized_mcp), ("/v1/tools/x/call", _oversized_rest),
-     ("/v1/tools/steady__echo/call", _oversized_rest)],
+    [
+        ("/mcp", _oversized_mcp),
+        ("/v1/tools/x/call", _oversized_rest),
+        ("/v1/tools/steady__echo/call", _oversized_rest),
+    ],
     ids=["mcp", "rest-unknown-tool", "rest-real-tool"],
 )
 def test_oversized_body_is_413(
@@ -286,8 +294,11 @@ def test_refused_calls_with_a_known_principal_are_audited(gateway: GatewayServer
     invalid = rest_call(gateway, "steady__echo", {"text": 7}, token=token)
     denied = rest_call(gateway, "steady__write", {"key": "k", "value": "v"}, token=token)
     assert [r.status_code for r in (unknown, invalid, denied)] == [404, 400, 403]
-    on_mcp = mcp_post(gateway, tools_call("steady__write", {"key": "k", "value": "v"}),
-                      headers={"Authorization": f"Bearer {token}"})
+    on_mcp = mcp_post(
+        gateway,
+        tools_call("steady__write", {"key": "k", "value": "v"}),
+        headers={"Authorization": f"Bearer {token}"},
+    )
     mcp_meta = jsonrpc(on_mcp)["result"]["_meta"][META_KEY]
     assert mcp_meta["status"] == "denied"
 
@@ -378,6 +389,7 @@ async def test_killed_upstream_fails_clearly_and_is_reconnected(
 
     revived = McpUpstreamServer.start(workdir, port=victim.port)
     try:
+
         def answered() -> bool:
             response = rest_call(gateway, "victim__echo", {"text": "after"})
             return response.status_code == 200 and response.json()["status"] == "ok"
@@ -387,7 +399,9 @@ async def test_killed_upstream_fails_clearly_and_is_reconnected(
         async with connect(gateway.mcp_url, gateway.token(), "2026-07-28") as client:
             result = await client.call_tool("victim__echo", {"text": "after, over mcp"})
         assert not result.is_error and result.content[0].text == "after, over mcp"
-        served_by = {c["pid"] for c in revived.calls() if c["arguments"]["text"].startswith("after")}
+        served_by = {
+            c["pid"] for c in revived.calls() if c["arguments"]["text"].startswith("after")
+        }
         assert served_by == {revived.process.popen.pid}
     finally:
         revived.process.stop()

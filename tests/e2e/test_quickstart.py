@@ -34,7 +34,10 @@ def test_make_run_starts_a_working_dev_gateway_from_a_clean_clone(clone: Path) -
         # UV=... forces the project's own uv bootstrap, as on a machine without uv.
         process = subprocess.Popen(
             ["make", "run", f"PORT={port}", f"UV={clone / '.tools/uv/bin/uv'}"],
-            cwd=clone, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=clone,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env={k: v for k, v in os.environ.items() if not k.startswith("VIRTUAL_ENV")},
         )
     try:
@@ -45,20 +48,38 @@ def test_make_run_starts_a_working_dev_gateway_from_a_clean_clone(clone: Path) -
         agent, approver = re.findall(r"token \(role (?:agent|approver), 24 h\):\s+(\S+)", banner)
         headers = {"Authorization": f"Bearer {agent}"}
 
-        echo = httpx.post(f"{url}/v1/tools/demo__echo/call", headers=headers,
-                          json={"arguments": {"text": "hello"}}, timeout=10)
+        echo = httpx.post(
+            f"{url}/v1/tools/demo__echo/call",
+            headers=headers,
+            json={"arguments": {"text": "hello"}},
+            timeout=10,
+        )
         assert echo.status_code == 200, echo.text
         assert echo.json()["result"]["content"][0]["text"] == "hello"
 
-        inside = httpx.post(f"{url}/v1/tools/demo__read_file/call", headers=headers,
-                            json={"arguments": {"path": "README.txt"}}, timeout=10)
-        assert inside.status_code == 200 and "sandbox" in inside.json()["result"]["content"][0]["text"]
-        outside = httpx.post(f"{url}/v1/tools/demo__read_file/call", headers=headers,
-                             json={"arguments": {"path": "../keys/dev-issuer.pem"}}, timeout=10)
+        inside = httpx.post(
+            f"{url}/v1/tools/demo__read_file/call",
+            headers=headers,
+            json={"arguments": {"path": "README.txt"}},
+            timeout=10,
+        )
+        assert (
+            inside.status_code == 200 and "sandbox" in inside.json()["result"]["content"][0]["text"]
+        )
+        outside = httpx.post(
+            f"{url}/v1/tools/demo__read_file/call",
+            headers=headers,
+            json={"arguments": {"path": "../keys/dev-issuer.pem"}},
+            timeout=10,
+        )
         assert outside.status_code == 403
 
-        delete = httpx.post(f"{url}/v1/tools/demo__delete_records/call", headers=headers,
-                            json={"arguments": {"table": "orders", "ids": [1]}}, timeout=10)
+        delete = httpx.post(
+            f"{url}/v1/tools/demo__delete_records/call",
+            headers=headers,
+            json={"arguments": {"table": "orders", "ids": [1]}},
+            timeout=10,
+        )
         assert delete.status_code == 403
         assert delete.json()["error"]["code"] == "approval_required"
 
@@ -68,13 +89,27 @@ def test_make_run_starts_a_working_dev_gateway_from_a_clean_clone(clone: Path) -
 
         # Tokens minted later with the CLI work against the same running gateway.
         minted = subprocess.run(
-            [str(clone / ".venv/bin/gateway"), "token", "--sub", "agent:cli", "--role", "agent",
-             "--port", str(port)],
-            cwd=clone, capture_output=True, text=True, check=True, timeout=60,
+            [
+                str(clone / ".venv/bin/gateway"),
+                "token",
+                "--sub",
+                "agent:cli",
+                "--role",
+                "agent",
+                "--port",
+                str(port),
+            ],
+            cwd=clone,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
         ).stdout.strip()
         listed = httpx.get(f"{url}/v1/tools", headers={"Authorization": f"Bearer {minted}"})
         assert {t["name"] for t in listed.json()["tools"]} == {
-            "demo__echo", "demo__read_file", "demo__delete_records"
+            "demo__echo",
+            "demo__read_file",
+            "demo__delete_records",
         }
     finally:
         os.killpg(process.pid, signal.SIGTERM)

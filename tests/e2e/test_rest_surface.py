@@ -158,10 +158,10 @@ def calls_total(gateway: GatewayServer, transport: str, status: str) -> float:
     text = httpx.get(gateway.url + "/metrics", timeout=5).text
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if (
-                sample.name == "gateway_calls_total"
-                and sample.labels == {"transport": transport, "status": status}
-            ):
+            if sample.name == "gateway_calls_total" and sample.labels == {
+                "transport": transport,
+                "status": status,
+            }:
                 return sample.value
     return 0.0
 
@@ -241,6 +241,14 @@ def test_path_placeholders_are_url_encoded(
     assert result["is_error"] is True
     assert result["content"][0]["text"] == "HTTP 404: Not Found"
     assert len(static_api.calls()) == before
+
+    # A whole-segment dot or dot-dot is sent percent-encoded, so URL normalization cannot
+    # remove it: the API sees an item named "..", not a request for "/".
+    for item in ("..", "."):
+        response = call(gateway, "staticapi__get_item", {"item": item})
+        assert response.status_code == 200, response.text
+        assert response.json()["result"]["is_error"] is False
+        assert static_api.calls()[-1]["path"] == f"/items/{item}"
 
     response = call(gateway, "staticapi__get_item", {"item": "x y?tag=evil#frag"})
     assert response.status_code == 200, response.text

@@ -56,7 +56,9 @@ async def record(request: Request) -> JSONResponse:
         log.write(json.dumps(entry) + "\n")
     if request.path_params.get("item") == "missing":
         return JSONResponse({"error": "no such item"}, status_code=404)
-    return JSONResponse({"ok": True, "path": request.url.path, "echo": entry["json"] or entry["query"]})
+    return JSONResponse(
+        {"ok": True, "path": request.url.path, "echo": entry["json"] or entry["query"]}
+    )
 
 
 app = Starlette(

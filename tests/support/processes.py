@@ -175,8 +175,9 @@ class HttpApiServer:
 def write_policy(directory: Path, grants: list[dict[str, Any]], **settings: Any) -> Path:
     """The shipped policy modules with test-specific grants (tests excluded)."""
     target = directory / "policy"
-    shutil.copytree(POLICIES / "gateway", target / "gateway",
-                    ignore=shutil.ignore_patterns("*_test.rego"))
+    shutil.copytree(
+        POLICIES / "gateway", target / "gateway", ignore=shutil.ignore_patterns("*_test.rego")
+    )
     data = {
         "max_chain_length": 4,
         "blocked_actors": [],
@@ -218,7 +219,9 @@ class GatewayServer:
         config: dict[str, Any] = {
             "server": {"host": "127.0.0.1", "port": port},
             "identity": {
-                "issuers": [{"issuer": TEST_ISSUER, "key_files": [str(public)], "algorithms": ["EdDSA"]}],
+                "issuers": [
+                    {"issuer": TEST_ISSUER, "key_files": [str(public)], "algorithms": ["EdDSA"]}
+                ],
                 "signing_key_file": str(directory / "keys" / "gateway.pem"),
                 **(identity or {}),
             },
@@ -266,8 +269,16 @@ class GatewayServer:
         act: tuple[str, ...] = (),
         ttl_s: int = 600,
     ) -> str:
-        return mint_token(self.issuer_key, issuer=TEST_ISSUER, audience=self.url, sub=sub,
-                          roles=roles, scopes=scopes, act=act, ttl_s=ttl_s)
+        return mint_token(
+            self.issuer_key,
+            issuer=TEST_ISSUER,
+            audience=self.url,
+            sub=sub,
+            roles=roles,
+            scopes=scopes,
+            act=act,
+            ttl_s=ttl_s,
+        )
 
     def headers(self, token: str | None = None, **token_args: Any) -> dict[str, str]:
         return {"Authorization": f"Bearer {token or self.token(**token_args)}"}
