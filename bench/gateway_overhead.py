@@ -40,6 +40,16 @@ async def latencies(url: str, token: str, tool: str, calls: int) -> list[float]:
     return samples
 
 
+async def interleaved(paths: list[tuple[str, str, str]], calls: int, rounds: int = 5):
+    """Latency samples per path, measured in alternating rounds so that drift in the
+    machine's load hits every path alike."""
+    samples: list[list[float]] = [[] for _ in paths]
+    for _ in range(rounds):
+        for index, path in enumerate(paths):
+            samples[index].extend(await latencies(*path, calls // rounds))
+    return samples
+
+
 async def throughput(url: str, token: str, tool: str, calls: int, concurrency: int) -> float:
     async with connect(url, token, ERA) as client:
         await client.call_tool(tool, {"text": "warm"})
@@ -62,8 +72,9 @@ async def measure(upstream: McpUpstreamServer, gateway: GatewayServer, args: Any
     direct = (upstream.url, token, "echo")
     via = (gateway.mcp_url, token, "up__echo")
     out: dict[str, Any] = {}
-    out["direct_c1"] = summary_ms(await latencies(*direct, args.calls))
-    out["gateway_c1"] = summary_ms(await latencies(*via, args.calls))
+    direct_samples, gateway_samples = await interleaved([direct, via], args.calls)
+    out["direct_c1"] = summary_ms(direct_samples)
+    out["gateway_c1"] = summary_ms(gateway_samples)
     out["direct_c16_calls_per_s"] = round(await throughput(*direct, args.concurrent_calls, 16), 1)
     out["gateway_c16_calls_per_s"] = round(await throughput(*via, args.concurrent_calls, 16), 1)
     out["ratio_p50"] = round(out["gateway_c1"]["p50_ms"] / out["direct_c1"]["p50_ms"], 2)

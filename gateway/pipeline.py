@@ -18,14 +18,13 @@ because an unauthenticated request has no principal to build a `ToolCall` for.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from gateway.audit import AuditLog, AuditRecord
-from gateway.canonical import arguments_hash, jcs
+from gateway.canonical import arguments_hash, sha256_hex
 from gateway.errors import (
     ApprovalRequired,
     AuditUnavailable,
@@ -247,7 +246,7 @@ class Pipeline:
         }
         if result is not None:
             outcome_payload["is_error"] = result.is_error
-            outcome_payload["result_sha256"] = hashlib.sha256(jcs(result.to_dict())).hexdigest()
+            outcome_payload["result_sha256"] = sha256_hex(result.to_dict())
         if error is not None:
             outcome_payload["error"] = error.to_dict()
         # Queued, not awaited: the call has happened, so waiting for this commit would

@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import rfc8785
-
 from gateway.audit.errors import LeafFormatError
+from gateway.canonical import jcs
 
 LEAF_VERSION = 1
 HASH_SIZE = 32
@@ -40,13 +39,9 @@ _LEAF_KEYS = frozenset({"v", "log", "seq", "prev", "ts", "kind", "ref", "payload
 _TS_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 
 
-def canonical_json(value: Any) -> bytes:
-    """JCS bytes of ``value``. Raises ValueError for what JSON cannot represent
-    exactly (NaN, integers beyond 2^53, non-string keys, lone surrogates, objects)."""
-    try:
-        return rfc8785.dumps(value)
-    except rfc8785.CanonicalizationError as exc:
-        raise ValueError(f"not representable as canonical JSON: {exc}") from None
+# The one canonicalizer of the project (gateway.canonical), under the name this
+# module's callers use.
+canonical_json = jcs
 
 
 def format_ts(moment: datetime) -> str:

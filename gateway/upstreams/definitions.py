@@ -7,12 +7,10 @@ change to what the model is told about a tool changes the hash.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-import rfc8785
-
+from gateway.canonical import sha256_hex
 from gateway.config import RiskConfig
 from gateway.types import Risk, ToolDefinition
 
@@ -39,7 +37,7 @@ def definition_hash(tool: UpstreamTool) -> str:
         "outputSchema": tool.output_schema,
         "annotations": tool.annotations,
     }
-    return hashlib.sha256(rfc8785.dumps(document)).hexdigest()
+    return sha256_hex(document)
 
 
 def gateway_name(server: str, tool: str) -> str:
