@@ -1,7 +1,7 @@
 """Prometheus metrics, declared once.
 
-Kept in one registry owned by the gateway (not the process-global default) so that
-several apps in one process, as in tests, do not collide.
+Kept in the gateway's own registry rather than the process-global default, so
+/metrics shows the gateway's metrics and nothing a library registered.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ UPSTREAM_SECONDS = Histogram(
 )
 AUDIT_APPEND_SECONDS = Histogram(
     "gateway_audit_append_seconds",
-    "Time from asking for an audit append until it is durable.",
+    "Time to make a call's attempt and decision durable, before it is forwarded.",
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )

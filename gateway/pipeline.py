@@ -33,7 +33,7 @@ from gateway.errors import (
     UpstreamError,
 )
 from gateway.logs import REQUEST_ID
-from gateway.metrics import CALLS, UPSTREAM_SECONDS
+from gateway.metrics import AUDIT_APPEND_SECONDS, CALLS, UPSTREAM_SECONDS
 from gateway.policy import PolicyEngine, build_input, decide
 from gateway.policy.engine import FAIL_CLOSED_RULE
 from gateway.redaction import redact
@@ -204,6 +204,7 @@ class Pipeline:
             "decision": decision.to_dict(),
             "input": recorded_input,
         }
+        appending = time.perf_counter()
         try:
             await self.audit.append(
                 AuditRecord(
@@ -218,6 +219,7 @@ class Pipeline:
                 "audit append failed; call %s not forwarded: %s", call.request_id, exc.message
             )
             return Outcome(call.request_id, call.tool, OutcomeStatus.ERROR, decision, error=exc)
+        AUDIT_APPEND_SECONDS.observe(time.perf_counter() - appending)
         return None
 
     async def _forward(self, call: ToolCall, entry: CatalogEntry, decision: Decision) -> Outcome:
