@@ -100,15 +100,49 @@ class IdentityConfig(Model):
         return self
 
 
+class ConformanceConfig(Model):
+    """The policy's conformance cases (DESIGN §5): run at start and before a reload
+    is accepted."""
+
+    # enforce: refuse to serve (or to reload) on a mismatch; warn: log it; off: skip.
+    on_start: Literal["enforce", "warn", "off"] = "enforce"
+    # Default: the "conformance" folder inside the policy folder.
+    path: Path | None = None
+
+
 class EmbeddedPolicyConfig(Model):
     engine: Literal["embedded"] = "embedded"
     path: Path = Path("policies")
     # Extra data merged under data.* besides the *.json files in `path`.
     data: dict[str, Any] = {}
     timeout_ms: int = Field(500, gt=0)
+    # Reload when a file in `path` changes (SIGHUP always reloads).
+    watch: bool = True
+    watch_interval_s: float = Field(1.0, gt=0)
+    conformance: ConformanceConfig = ConformanceConfig()
 
 
-PolicyConfig = EmbeddedPolicyConfig
+class OpaPolicyConfig(Model):
+    """Decisions by an OPA server (a sidecar): POST {url}/v1/data/gateway/decision."""
+
+    engine: Literal["opa"]
+    url: str = "http://127.0.0.1:8181"
+    timeout_ms: int = Field(200, gt=0)
+    # The policy folder the OPA server serves: where its conformance cases live, and
+    # what `gateway policy push` uploads to a development server.
+    path: Path | None = None
+    conformance: ConformanceConfig = ConformanceConfig()
+
+
+def _engine_discriminator(value: Any) -> str:
+    engine = value.get("engine", "embedded") if isinstance(value, dict) else value.engine
+    return engine if engine in ("embedded", "opa") else "embedded"
+
+
+PolicyConfig = Annotated[
+    Annotated[EmbeddedPolicyConfig, Tag("embedded")] | Annotated[OpaPolicyConfig, Tag("opa")],
+    Discriminator(_engine_discriminator),
+]
 
 
 class StorageConfig(Model):
@@ -286,7 +320,7 @@ def _format_location(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("mcp_http", "stdio", "http", "none", "static", "jwt"):
+        elif part in ("mcp_http", "stdio", "http", "embedded", "opa", "none", "static", "jwt"):
             continue  # discriminator tags say nothing to the user
         else:
             out += f".{part}" if out else str(part)
@@ -362,8 +396,14 @@ def _resolve_paths(config: Config, *, base: Path) -> Config:
         }
     )
     policy = config.policy
-    if isinstance(policy, EmbeddedPolicyConfig):
-        policy = policy.model_copy(update={"path": rel(policy.path)})
+    policy_update: dict[str, Any] = {}
+    if policy.path is not None:
+        policy_update["path"] = rel(policy.path)
+    if policy.conformance.path is not None:
+        policy_update["conformance"] = policy.conformance.model_copy(
+            update={"path": rel(policy.conformance.path)}
+        )
+    policy = policy.model_copy(update=policy_update)
     storage = config.storage
     if storage.url.startswith("sqlite:///") and not storage.url.startswith("sqlite:////"):
         relative = storage.url.removeprefix("sqlite:///")

@@ -1,0 +1,26 @@
+"""What every command shares: the config option and how a command finds its config."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from gateway.config import Config, load_config
+from gateway.dev import dev_setup
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=os.environ.get("GATEWAY_CONFIG"),
+        help="config file (default: $GATEWAY_CONFIG, else the dev setup in var/dev)",
+    )
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    """The --config file, or the dev-mode setup when none is given."""
+    if args.config:
+        return load_config(args.config)
+    return dev_setup().config
