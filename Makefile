@@ -38,9 +38,11 @@ $(OPA):
 run: setup
 	$(VENV)/bin/gateway serve --dev --host $(HOST) --port $(PORT)
 
-# Provides the real components the tests use (PostgreSQL, OPA), then runs every test.
+# Provides the real components the tests use (PostgreSQL, OPA, Chromium for the
+# console's browser test), then runs every test.
 test-setup: setup $(OPA)
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-chromium.sh
 
 test: test-setup
 	GATEWAY_OPA=$(OPA) $(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -20,24 +20,42 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway.approvals import ApprovalService
 from gateway.audit import AuditLog
-from gateway.config import Config, HttpUpstream, McpHttpUpstream, McpStdioUpstream
+from gateway.config import (
+    Config,
+    HttpUpstream,
+    McpHttpUpstream,
+    McpStdioUpstream,
+    OpaPolicyConfig,
+)
+from gateway.executor.mcp_tools import WorkflowTools
+from gateway.executor.service import build_executor
 from gateway.identity import TokenVerifier, UpstreamTokenMinter, load_or_create_signing_key
 from gateway.pipeline import Pipeline
 from gateway.policy import PolicyEngine
 from gateway.policy.embedded import EmbeddedEngine
+from gateway.policy.lifecycle import start_policy
+from gateway.policy.opa import OpaEngine
+from gateway.policy.reload import build_reloader
 from gateway.store import create_engine, migrate
+from gateway.surfaces.approvals_api import ApprovalsApi
 from gateway.surfaces.auth import METADATA_PATH, Authenticator
+from gateway.surfaces.console import Console
 from gateway.surfaces.health import Health
 from gateway.surfaces.mcp import McpEndpoint
 from gateway.surfaces.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from gateway.surfaces.openapi import build_openapi
+from gateway.surfaces.pins import PinRoutes
 from gateway.surfaces.rest import RestSurface
+from gateway.surfaces.runs import RunsApi
 from gateway.upstreams.base import UpstreamClient
 from gateway.upstreams.catalog import Binding, Catalog
 from gateway.upstreams.credentials import CredentialProvider
 from gateway.upstreams.http_api import HttpApiUpstream
 from gateway.upstreams.mcp_client import McpUpstream
+from gateway.upstreams.pinning import PinGuard, configured_pins
+from gateway.upstreams.pins import PinStore
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +73,8 @@ class Components:
     http: httpx.AsyncClient
     authenticator: Authenticator
     minter: UpstreamTokenMinter
+    # None when approvals are disabled (config approvals.enabled: false).
+    approvals: ApprovalService | None = None
 
 
 def build_components(config: Config) -> Components:
@@ -65,7 +85,11 @@ def build_components(config: Config) -> Components:
     minter = UpstreamTokenMinter(
         load_or_create_signing_key(config.identity.signing_key_file), issuer=config.public_url
     )
-    catalog = Catalog([_binding(u, config, minter) for u in config.upstreams])
+    catalog = Catalog(
+        [_binding(u, config, minter) for u in config.upstreams],
+        pins=PinGuard(PinStore(database), audit, configured=configured_pins(config)),
+        pin_sync_interval_s=config.pinning.sync_interval_s,
+    )
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0))
     verifier = TokenVerifier(config.identity, config.audiences, http)
     authenticator = Authenticator(
@@ -75,18 +99,54 @@ def build_components(config: Config) -> Components:
         issuers=[i.issuer for i in config.identity.issuers],
         scopes=list(config.identity.required_scopes),
     )
+    approvals = _approval_service(config, database, audit, policy, http)
     pipeline = Pipeline(
         catalog=catalog,
         policy=policy,
         audit=audit,
         policy_timeout_s=config.policy.timeout_ms / 1000,
+        approvals=approvals,
     )
     return Components(
-        config, database, audit, policy, catalog, pipeline, http, authenticator, minter
+        config,
+        database,
+        audit,
+        policy,
+        catalog,
+        pipeline,
+        http,
+        authenticator,
+        minter,
+        approvals=approvals,
+    )
+
+
+def _approval_service(
+    config: Config,
+    database: sa.Engine,
+    audit: AuditLog,
+    policy: PolicyEngine,
+    http: httpx.AsyncClient,
+) -> ApprovalService | None:
+    if not config.approvals.enabled:
+        return None
+    return ApprovalService(
+        database=database,
+        audit=audit,
+        policy=policy,
+        config=config.approvals,
+        public_url=config.public_url,
+        http=http,
+        policy_timeout_s=config.policy.timeout_ms / 1000,
     )
 
 
 def build_policy_engine(config: Config) -> PolicyEngine:
+    """The engine the config names. Neither contacts anything: an OPA engine connects on
+    its first decision (or readiness probe), so a gateway starts while OPA is down and
+    denies until it is up."""
+    if isinstance(config.policy, OpaPolicyConfig):
+        return OpaEngine(config.policy)
     return EmbeddedEngine(config.policy.path, extra_data=config.policy.data)
 
 
@@ -123,13 +183,20 @@ def _binding(
 
 def build_app(config: Config, components: Components | None = None) -> Starlette:
     parts = components or build_components(config)
+    executor = build_executor(parts)
     mcp = McpEndpoint(
         parts.pipeline,
         parts.authenticator,
         public_url=config.public_url,
         max_body_bytes=config.limits.max_body_bytes,
+        local_tools=WorkflowTools(executor),
     )
     rest = RestSurface(parts.pipeline, parts.authenticator)
+    pins = parts.catalog.pins
+    if pins is None:  # build_components always gives the catalog a PinGuard
+        raise RuntimeError("the catalog of an app must pin tool definitions")
+    pin_routes = PinRoutes(pins, parts.authenticator, approver_roles=config.pinning.approver_roles)
+    console = Console()
     health = Health(
         policy=parts.policy, database_check=_database_check(parts.database), catalog=parts.catalog
     )
@@ -149,7 +216,11 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
 
     routes = [
         Route("/mcp", endpoint=mcp, methods=["GET", "POST", "DELETE"]),
+        *pin_routes.routes(),
         *rest.routes(),
+        *_approval_routes(parts),
+        *RunsApi(executor, parts.authenticator).routes(),
+        *console.routes(),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route(METADATA_PATH, resource_metadata, methods=["GET"]),
         Route(METADATA_PATH + "/mcp", mcp_resource_metadata, methods=["GET"]),
@@ -166,11 +237,13 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with running(parts), mcp.session_manager.run():
+        # Workers start after the components they call through, and stop before them.
+        async with running(parts), executor.running(), mcp.session_manager.run():
             yield
 
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.components = parts
+    app.state.executor = executor
     return app
 
 
@@ -183,8 +256,15 @@ async def running(parts: Components) -> AsyncIterator[None]:
     """
     await parts.audit.start()
     try:
+        # Before anything serves: a policy failing its conformance cases (under
+        # `enforce`) stops the start here, and the load is in the audit log first.
+        await start_policy(parts.config.policy, parts.policy, parts.audit)
+        reloader = build_reloader(parts.policy, parts.audit, parts.config.policy)
         async with anyio.create_task_group() as tasks:
+            if reloader is not None:
+                await reloader.start(tasks)
             await parts.catalog.start(tasks, refresh_interval_s=parts.config.catalog_refresh_s)
+            await _start_approvals(parts)  # approvals: the expiry sweeper (needs the audit log)
             log.info(
                 "gateway ready: %d tools from %d upstreams",
                 len(parts.catalog.tools()),
@@ -193,14 +273,34 @@ async def running(parts: Components) -> AsyncIterator[None]:
             try:
                 yield
             finally:
+                if reloader is not None:
+                    reloader.stop()
                 await parts.catalog.close()
                 tasks.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
+            await _close_approvals(parts)  # approvals: release holds before the audit log closes
             await parts.audit.close()
             await parts.http.aclose()
             await parts.policy.close()
             parts.database.dispose()
+
+
+async def _start_approvals(parts: Components) -> None:
+    if parts.approvals is not None:
+        await parts.approvals.start()
+
+
+async def _close_approvals(parts: Components) -> None:
+    if parts.approvals is not None:
+        await parts.approvals.close()
+
+
+def _approval_routes(parts: Components) -> list[Route]:
+    if parts.approvals is None:  # disabled: no approvals to list or decide
+        return []
+    api = ApprovalsApi(parts.approvals, parts.authenticator, public_url=parts.config.public_url)
+    return api.routes()
 
 
 def _database_check(database: sa.Engine):

@@ -33,6 +33,7 @@ ALLOWED_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class Model(BaseModel):
@@ -203,6 +204,17 @@ class UpstreamBase(Model):
     labels: list[str] = []
     # Annotations from this upstream are only trusted for risk when the admin says so.
     trust_annotations: bool = False
+    # Definition hashes approved in advance, by upstream tool name (docs/approvals.md):
+    # such a tool is pinned to this hash, and quarantined whenever it differs.
+    pins: dict[str, str] = {}
+
+    @field_validator("pins")
+    @classmethod
+    def _sha256_pins(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted(tool for tool, digest in value.items() if not _SHA256.fullmatch(digest))
+        if bad:
+            raise ValueError(f"pins of {bad} must be SHA-256 hex digests (64 lowercase hex)")
+        return value
 
 
 class McpHttpUpstream(UpstreamBase):
@@ -273,8 +285,78 @@ class LimitsConfig(Model):
 
 
 class AuditConfig(Model):
-    # The log's origin line (C2SP tlog-checkpoint): a name unique to this log.
+    # The log's origin line (C2SP tlog-checkpoint): a name unique to this log. Also the
+    # name of its signing key, so no spaces and no "+" (C2SP signed-note).
     origin: str = "agent-gateway/audit"
+    # A signed checkpoint is made once this many entries are not covered by one, or
+    # once checkpoint_every_s passed since the last with any entry not covered.
+    checkpoint_every_entries: int = Field(1000, ge=1)
+    checkpoint_every_s: float = Field(10.0, gt=0)
+    # Where checkpoints are published (one file per tree size, plus `latest` and
+    # `keys`); default: <data_dir>/checkpoints. Put it beyond the database owner's reach.
+    checkpoint_dir: Path | None = None
+    # The Ed25519 key that signs checkpoints; generated on first start when missing.
+    signing_key_file: Path = Path("var/keys/audit-signing.pem")
+
+    @field_validator("origin")
+    @classmethod
+    def _key_name(cls, value: str) -> str:
+        if not value or "+" in value or any(ch.isspace() for ch in value):
+            raise ValueError("must be non-empty, without spaces or '+' (it names the audit key)")
+        if not value.isprintable():
+            raise ValueError("must not contain control characters")
+        return value
+
+    def checkpoint_directory(self, data_dir: Path) -> Path:
+        """checkpoint_dir, or its default under ``data_dir``."""
+        return self.checkpoint_dir if self.checkpoint_dir is not None else data_dir / "checkpoints"
+
+
+class ApprovalsConfig(Model):
+    """Human approval of calls whose decision says ``require_approval`` (docs/approvals.md)."""
+
+    # Off: such calls are refused with code approval_required, as before approvals existed.
+    enabled: bool = True
+    # How long a call waits for a decision before answering pending_approval.
+    hold_s: float = Field(20.0, ge=0, le=600)
+    # Lifetime of an approval when the policy's obligation names no approval_ttl_s.
+    default_ttl_s: int = Field(3600, gt=0)
+    # Optional webhook told of each new approval request (failures are only logged).
+    webhook_url: str | None = None
+    webhook_format: Literal["json", "slack"] = "json"
+    # How often pending approvals past their expiry are marked expired.
+    sweep_interval_s: float = Field(5.0, gt=0)
+
+
+class PinningConfig(Model):
+    """Pinned tool definitions (DESIGN §7, docs/approvals.md)."""
+
+    # Roles whose holders may approve a changed tool definition (REST, console, CLI).
+    approver_roles: list[str] = Field(["approver"], min_length=1)
+    # How often each process looks for pin changes made through other processes
+    # (approvals); a tool list refresh checks the pins as well.
+    sync_interval_s: float = Field(5.0, gt=0)
+
+
+class ExecutorConfig(Model):
+    """The durable executor (docs/workflows.md): workers inside `gateway serve` and
+    `gateway worker`, and the limits every run is held to whatever its plan says."""
+
+    # Worker loops in this process, each running one claimed run at a time (0: none;
+    # runs are then executed by `gateway worker` processes only).
+    workers: int = Field(1, ge=0, le=64)
+    # A worker renews its lease every lease_s / 3; another takes over after lease_s.
+    lease_s: float = Field(10.0, ge=0.5, le=3600)
+    # How often an idle worker looks for runnable runs and due schedules.
+    poll_s: float = Field(0.2, gt=0, le=60)
+    # Steps of one run executing at once (independent branches).
+    max_parallel_steps: int = Field(4, ge=1, le=64)
+    # Quotas enforced by the engine, not by the agent; a plan may ask for less.
+    max_steps: int = Field(100, ge=1)
+    max_tool_calls: int = Field(500, ge=1)
+    max_run_s: float = Field(7 * 86400.0, gt=0)
+    # How often a run waiting for an approval looks whether it was decided.
+    approval_poll_s: float = Field(1.0, gt=0)
 
 
 class Config(Model):
@@ -285,6 +367,9 @@ class Config(Model):
     upstreams: list[Upstream] = []
     limits: LimitsConfig = LimitsConfig()
     audit: AuditConfig = AuditConfig()
+    pinning: PinningConfig = PinningConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
+    executor: ExecutorConfig = ExecutorConfig()
     data_dir: Path = Path("var")
     # How often every upstream's tool list is re-read (0: only at start and reconnect).
     catalog_refresh_s: float = Field(60.0, ge=0)
@@ -409,6 +494,14 @@ def _resolve_paths(config: Config, *, base: Path) -> Config:
         relative = storage.url.removeprefix("sqlite:///")
         if relative and relative != ":memory:":
             storage = storage.model_copy(update={"url": f"sqlite:///{rel(Path(relative))}"})
+    audit = config.audit.model_copy(
+        update={
+            "signing_key_file": rel(config.audit.signing_key_file),
+            "checkpoint_dir": None
+            if config.audit.checkpoint_dir is None
+            else rel(config.audit.checkpoint_dir),
+        }
+    )
     upstreams = []
     for upstream in config.upstreams:
         if isinstance(upstream.credentials, StaticCredentials) and upstream.credentials.file:
@@ -424,6 +517,7 @@ def _resolve_paths(config: Config, *, base: Path) -> Config:
             "identity": identity,
             "policy": policy,
             "storage": storage,
+            "audit": audit,
             "upstreams": upstreams,
             "data_dir": rel(config.data_dir),
         }

@@ -125,6 +125,7 @@ Agent tool gateway (dev mode), data in {setup.config.data_dir}
   MCP endpoint   {url}/mcp
   REST API       {url}/v1/tools   (OpenAPI: {url}/openapi.json)
   Health         {url}/readyz
+  Console        {url}/console   (sign in with the approver token below)
 
   Dev agent token (role agent, 24 h):
     {agent}

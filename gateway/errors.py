@@ -78,6 +78,42 @@ class InvalidArguments(GatewayError):
     jsonrpc_code = INVALID_PARAMS
 
 
+# --- pinned tool definitions (DESIGN §7) ----------------------------------------------
+
+
+class ToolQuarantined(GatewayError):
+    """The tool's definition changed since it was approved; it is hidden and refused
+    until an approver approves the new definition. 409: the tool exists, but its
+    current state forbids calls; the same call succeeds once the state changes."""
+
+    code = "tool_quarantined"
+    http_status = 409
+    jsonrpc_code = INVALID_PARAMS
+
+
+class DefinitionNotPending(GatewayError):
+    """An approval named a definition that is not the one awaiting approval (it was
+    approved already, or the upstream changed it again since the approver looked)."""
+
+    code = "definition_not_pending"
+    http_status = 409
+
+
+class PinConfigured(GatewayError):
+    """The tool is pinned in the config file (``upstreams[].pins``); only a config
+    change can approve another definition."""
+
+    code = "pin_configured"
+    http_status = 409
+
+
+class NotAnApprover(GatewayError):
+    """A valid token without a role that may approve tool definitions."""
+
+    code = "not_an_approver"
+    http_status = 403
+
+
 # --- identity --------------------------------------------------------------------
 
 

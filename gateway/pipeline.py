@@ -7,7 +7,10 @@ The order is the security argument:
 - arguments are validated before policy, so policy reasons about well-formed input;
 - nothing is forwarded until the attempt and the decision are durable (§9.2); if the
   audit log cannot commit, the call fails and the upstream never sees it;
-- a decision that is not an unconditional allow is never forwarded (§9.1);
+- a decision that is not an unconditional allow is never forwarded (§9.1), except a
+  "require approval" allow whose approval — bound to this principal, tool and argument
+  hash — a human approved and whose decision is durable in the audit log; such a call
+  runs once, and retries get the recorded outcome (§9.4);
 - the agent's token never reaches this module: upstream headers come from the
   upstream's own credential provider (§9.3).
 
@@ -23,6 +26,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from gateway.approvals import ApprovalService
+from gateway.approvals.gate import pass_gate
 from gateway.audit import AuditLog, AuditRecord
 from gateway.canonical import arguments_hash, sha256_hex
 from gateway.errors import (
@@ -64,11 +69,14 @@ class Pipeline:
         policy: PolicyEngine,
         audit: AuditLog,
         policy_timeout_s: float,
+        approvals: ApprovalService | None = None,
     ) -> None:
         self.catalog = catalog
         self.policy = policy
         self.audit = audit
         self._policy_timeout_s = policy_timeout_s
+        # None: approvals are disabled, and calls needing one are refused.
+        self.approvals = approvals
 
     # --- tools/list ----------------------------------------------------------------
 
@@ -155,13 +163,24 @@ class Pipeline:
         if not decision.allow:
             return _refused(call, decision, CallDenied(_reason_text(decision, "denied by policy")))
         if decision.require_approval:
-            return _refused(
+            if self.approvals is None:
+                return _refused(
+                    call,
+                    decision,
+                    ApprovalRequired(
+                        _reason_text(decision, "approval required")
+                        + "; approvals are disabled on this gateway, so it was not executed"
+                    ),
+                )
+            return await pass_gate(
+                self.approvals,
                 call,
+                entry.definition,
                 decision,
-                ApprovalRequired(
-                    _reason_text(decision, "approval required")
-                    + "; this gateway does not hold calls for approval yet, so it was not executed"
+                forward=lambda approval_id: self._forward(
+                    call, entry, decision, approval_id=approval_id
                 ),
+                record_outcome=self._submit_outcome,
             )
         return await self._forward(call, entry, decision)
 
@@ -222,7 +241,14 @@ class Pipeline:
         AUDIT_APPEND_SECONDS.observe(time.perf_counter() - appending)
         return None
 
-    async def _forward(self, call: ToolCall, entry: CatalogEntry, decision: Decision) -> Outcome:
+    async def _forward(
+        self,
+        call: ToolCall,
+        entry: CatalogEntry,
+        decision: Decision,
+        *,
+        approval_id: str | None = None,
+    ) -> Outcome:
         started = time.perf_counter()
         headers = entry.credentials.headers_for(call.principal)
         error: GatewayError | None = None
@@ -251,20 +277,25 @@ class Pipeline:
             outcome_payload["result_sha256"] = sha256_hex(result.to_dict())
         if error is not None:
             outcome_payload["error"] = error.to_dict()
+        if approval_id is not None:
+            outcome_payload["approval_id"] = approval_id
+        self._submit_outcome(call, outcome_payload)
+
+        if error is not None:
+            return Outcome(call.request_id, call.tool, OutcomeStatus.ERROR, decision, error=error)
+        return Outcome(call.request_id, call.tool, OutcomeStatus.OK, decision, result=result)
+
+    def _submit_outcome(self, call: ToolCall, payload: dict[str, Any]) -> None:
         # Queued, not awaited: the call has happened, so waiting for this commit would
         # change nothing in the log, only delay the answer (docs/decisions/0005). A
         # failure is logged; the verifier sees an allowing decision without an outcome.
         record = AuditRecord(
-            "call.outcome", call.request_id, outcome_payload, call.principal.sub, call.tool
+            "call.outcome", call.request_id, payload, call.principal.sub, call.tool
         )
         try:
             self.audit.submit(record).add_done_callback(_outcome_logged(call.request_id))
         except AuditUnavailable as exc:
             log.error("outcome of %s not recorded: %s", call.request_id, exc.message)
-
-        if error is not None:
-            return Outcome(call.request_id, call.tool, OutcomeStatus.ERROR, decision, error=error)
-        return Outcome(call.request_id, call.tool, OutcomeStatus.OK, decision, result=result)
 
 
 def _outcome_logged(request_id: str) -> Callable[[asyncio.Future[list[int]]], None]:

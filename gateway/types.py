@@ -119,6 +119,9 @@ class ToolCall:
     step_id: str | None = None
     idempotency_key: str | None = None
     progress: ProgressCallback | None = None
+    # The longest the caller will wait for a human decision (REST ``Prefer: wait=N``);
+    # None: the configured hold. Never lengthens the configured hold.
+    hold_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -211,5 +214,8 @@ class Outcome:
     status: OutcomeStatus
     decision: Decision | None
     result: ToolResult | None = None
-    error: Any = None  # a GatewayError when status is DENIED or ERROR
+    error: Any = None  # a GatewayError when status is DENIED, PENDING_APPROVAL or ERROR
     approval_id: str | None = None
+    # Set when this is the recorded outcome of an approved call that already ran for
+    # another request (named here), returned instead of running it twice.
+    replay_of: str | None = None

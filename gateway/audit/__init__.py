@@ -9,7 +9,16 @@ Responsibilities, one module each:
   process, acknowledgement only after commit.
 - `batch`: one batch as one transaction: writer lock, chain head, leaves, inserts.
 - `reader`: the chain head, seq ranges, the tail, filters.
-- `chain`: `verify_chain`, the hash-chain half of the offline verifier.
+- `chain`: `verify_chain` / `verify_chain_rows`, the hash-chain half of the offline
+  verifier.
+- `merkle`: RFC 6962/9162 node hashing, tree shape (`NodeId`, `range_nodes`), roots.
+- `proof`: building inclusion and consistency proofs from a `NodeSource`.
+- `verify_proof`: RFC 9162 proof verification (`verify_inclusion`, `verify_consistency`).
+- `tree_store`: complete subtree hashes in the database, filled up to each checkpoint.
+- `note`, `keys`: C2SP signed notes; Ed25519 audit keys and the sizes each may sign.
+- `checkpoint`, `receipt`: the C2SP tlog-checkpoint and tlog-proof formats.
+- `checkpointer`, `sinks`: signing checkpoints every N entries or T seconds, storing
+  and publishing them outside the database.
 
 Invariants:
 
@@ -22,11 +31,43 @@ Invariants:
 - The records of one append call are contiguous and commit together.
 - Payloads are committed to by salted hashes, so erasing one (payload and salt) keeps
   the chain verifiable.
+- Checkpoint sizes only grow, and each new checkpoint is proved consistent with the
+  previous one before it is signed: the log never signs two views of its history.
 """
 
 from gateway.audit.batch import WRITER_LOCK_KEY
-from gateway.audit.chain import verify_chain
-from gateway.audit.errors import AuditVerificationError, ChainError, LeafFormatError
+from gateway.audit.chain import verify_chain, verify_chain_rows
+from gateway.audit.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint, sign_checkpoint
+from gateway.audit.checkpointer import (
+    Checkpointer,
+    StoredCheckpoint,
+    latest_checkpoint,
+    read_checkpoint,
+)
+from gateway.audit.errors import (
+    AuditVerificationError,
+    ChainError,
+    CheckpointFormatError,
+    LeafFormatError,
+    NoteError,
+    NoteFormatError,
+    NoteSignatureError,
+    ProofError,
+    ProofUnavailable,
+    ReceiptFormatError,
+    RootMismatchError,
+)
+from gateway.audit.keys import (
+    AuditKey,
+    SigningKey,
+    VerifierKey,
+    format_keys,
+    load_signing_key,
+    parse_keys,
+    read_keys,
+    register_key,
+    retire_key,
+)
 from gateway.audit.leaf import (
     ZERO_HASH,
     Leaf,
@@ -36,29 +77,82 @@ from gateway.audit.leaf import (
     parse_leaf,
     payload_commitment,
 )
-from gateway.audit.reader import chain_head, iter_entries, read_entries, tail
-from gateway.audit.records import AuditEntry, AuditRecord, ChainHead
+from gateway.audit.merkle import EMPTY_ROOT, CompactRange, NodeId, node_hash, root
+from gateway.audit.note import sign_note, verify_note
+from gateway.audit.proof import MemoryTree, consistency_proof, inclusion_proof
+from gateway.audit.reader import chain_head, iter_chain_rows, iter_entries, read_entries, tail
+from gateway.audit.receipt import parse_receipt, receipt_for_entry, verify_receipt
+from gateway.audit.records import AuditEntry, AuditRecord, ChainHead, ChainRow
 from gateway.audit.sequencer import AuditLog
+from gateway.audit.sinks import CheckpointSink, DirectorySink
+from gateway.audit.tree_store import TreeStore
+from gateway.audit.verify_proof import verify_consistency, verify_inclusion
 
 __all__ = [
+    "EMPTY_ROOT",
     "WRITER_LOCK_KEY",
     "ZERO_HASH",
     "AuditEntry",
+    "AuditKey",
     "AuditLog",
     "AuditRecord",
     "AuditVerificationError",
     "ChainError",
     "ChainHead",
+    "ChainRow",
+    "Checkpoint",
+    "CheckpointFormatError",
+    "CheckpointSink",
+    "Checkpointer",
+    "CompactRange",
+    "DirectorySink",
     "Leaf",
     "LeafFormatError",
+    "MemoryTree",
+    "NodeId",
+    "NoteError",
+    "NoteFormatError",
+    "NoteSignatureError",
+    "ProofError",
+    "ProofUnavailable",
+    "ReceiptFormatError",
+    "RootMismatchError",
+    "SigningKey",
+    "StoredCheckpoint",
+    "TreeStore",
+    "VerifierKey",
     "build_leaf",
     "chain_head",
+    "consistency_proof",
+    "format_keys",
     "format_ts",
+    "inclusion_proof",
+    "iter_chain_rows",
     "iter_entries",
+    "latest_checkpoint",
     "leaf_hash",
+    "load_signing_key",
+    "node_hash",
+    "open_checkpoint",
+    "parse_checkpoint",
+    "parse_keys",
     "parse_leaf",
+    "parse_receipt",
     "payload_commitment",
+    "read_checkpoint",
     "read_entries",
+    "read_keys",
+    "receipt_for_entry",
+    "register_key",
+    "retire_key",
+    "root",
+    "sign_checkpoint",
+    "sign_note",
     "tail",
     "verify_chain",
+    "verify_chain_rows",
+    "verify_consistency",
+    "verify_inclusion",
+    "verify_note",
+    "verify_receipt",
 ]

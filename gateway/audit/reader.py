@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, select
 
-from gateway.audit.records import AuditEntry, ChainHead
+from gateway.audit.records import AuditEntry, ChainHead, ChainRow
 from gateway.store.tables import audit_entries, audit_payloads
 
 _E = audit_entries.c
@@ -89,6 +89,39 @@ def iter_entries(
         if len(page) < page_size:
             return
         position = page[-1].seq + 1
+
+
+def iter_chain_rows(
+    engine: Engine, *, start: int = 0, stop: int | None = None, page_size: int = 10_000
+) -> Iterator[ChainRow]:
+    """Every entry from ``start`` (to ``stop``) as stored bytes, for
+    `gateway.audit.chain.verify_chain_rows`: payloads are neither parsed nor
+    filtered, so reading a large log costs little more than the rows themselves."""
+    if page_size <= 0:
+        raise ValueError("page_size must be positive")
+    columns = (_E.seq, _E.ts, _E.kind, _E.ref, _E.leaf, _E.leaf_hash, _P.salt, _P.payload)
+    joined = audit_entries.outerjoin(audit_payloads, _P.seq == _E.seq)
+    position = start
+    while stop is None or position < stop:
+        query = select(*columns).select_from(joined).where(_E.seq >= position)
+        if stop is not None:
+            query = query.where(_E.seq < stop)
+        with engine.connect() as conn:
+            page = conn.execute(query.order_by(_E.seq).limit(page_size)).all()
+        for seq, ts, kind, ref, leaf, hash_, salt, payload in page:
+            yield ChainRow(
+                seq,
+                ts,
+                kind,
+                ref,
+                bytes(leaf),
+                bytes(hash_),
+                None if salt is None else bytes(salt),
+                None if payload is None else payload.encode("utf-8"),
+            )
+        if len(page) < page_size:
+            return
+        position = page[-1][0] + 1
 
 
 def _filtered(

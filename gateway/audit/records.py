@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # Lower-case dotted names ("call.attempt", "run.started"); checked on append so that
 # filters and the verifier's rules can rely on the spelling.
@@ -47,6 +47,21 @@ class AuditEntry:
     salt: bytes | None
     subject: str | None = None
     tool: str | None = None
+
+
+class ChainRow(NamedTuple):
+    """What the chain verifier reads of one entry: bytes and the indexed copies, no
+    parsed payload. ``payload_jcs`` are the stored canonical payload bytes (the
+    commitment's input), ``None`` with ``salt`` once erased."""
+
+    seq: int
+    ts: str
+    kind: str
+    ref: str
+    leaf: bytes
+    leaf_hash: bytes
+    salt: bytes | None
+    payload_jcs: bytes | None
 
 
 @dataclass(frozen=True)

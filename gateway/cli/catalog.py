@@ -1,4 +1,5 @@
-"""`gateway tools`: the tool catalog as the gateway sees it."""
+"""`gateway tools`: the tool catalog as the gateway sees it; `drift` and `approve` for
+changed definitions (`tool_pins`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import anyio
 
+from gateway.cli import tool_pins
 from gateway.cli.common import add_config_option, config_from
 
 
@@ -17,6 +19,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_config_option(tools)
     tools.add_argument("--json", action="store_true")
     tools.set_defaults(handler=cmd_tools)
+    sub = tools.add_subparsers(dest="tools_command", required=False, metavar="COMMAND")
+    tool_pins.register(sub)
 
 
 def cmd_tools(args: argparse.Namespace) -> int:
@@ -26,12 +30,19 @@ def cmd_tools(args: argparse.Namespace) -> int:
     components = build_components(config)
 
     async def collect() -> list[dict[str, Any]]:
-        async with anyio.create_task_group() as tasks:
-            await components.catalog.start(tasks)
-            tools = components.catalog.tools()
-            status = components.catalog.upstream_status()
-            await components.catalog.close()
-            tasks.cancel_scope.cancel()
+        # Reading the catalog checks pins like a gateway does, and records what it pins
+        # or quarantines, so the audit log must be running. Quarantined tools are not
+        # listed (`gateway tools drift` shows them).
+        await components.audit.start()
+        try:
+            async with anyio.create_task_group() as tasks:
+                await components.catalog.start(tasks, refresh_interval_s=0)
+                tools = components.catalog.tools()
+                status = components.catalog.upstream_status()
+                await components.catalog.close()
+                tasks.cancel_scope.cancel()
+        finally:
+            await components.audit.close()
         for name, state in status.items():
             if not state.connected:
                 print(f"warning: upstream {name} is not reachable: {state.detail}", file=sys.stderr)

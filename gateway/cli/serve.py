@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
+
+import anyio
 
 from gateway.config import load_config
 from gateway.dev import DevSetup, banner, dev_setup
 from gateway.errors import GatewayError
+from gateway.policy import PolicyEngine
+from gateway.policy.opa import OpaEngine
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -75,7 +80,30 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"{args.file}: ok")
     print(f"  audience   {config.audience}")
     print(f"  issuers    {', '.join(i.issuer for i in config.identity.issuers)}")
-    print(f"  policy     {config.policy.engine} {engine.revision}")
+    print(f"  policy     {config.policy.engine} {_policy_state(engine)}")
     print(f"  storage    {config.storage.url.split('@')[-1]}")
     print(f"  upstreams  {', '.join(u.name for u in config.upstreams) or '(none)'}")
     return 0
+
+
+def _policy_state(engine: PolicyEngine) -> str:
+    """The revision; for an OPA engine its URL and whether it answers now. An OPA that is
+    down does not make the file invalid (the gateway denies until OPA is up), so that
+    is a warning, not an error."""
+    if not isinstance(engine, OpaEngine):
+        return str(engine.revision)
+
+    async def probe() -> bool:
+        try:
+            return await engine.ready()
+        finally:
+            await engine.close()
+
+    if anyio.run(probe):
+        return f"{engine.url} (reachable; revision {engine.revision})"
+    print(
+        f"warning: OPA at {engine.url} is not reachable or not ready now; "
+        "the gateway will deny every call until it is",
+        file=sys.stderr,
+    )
+    return f"{engine.url} (not reachable)"

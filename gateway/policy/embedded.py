@@ -37,10 +37,36 @@ ENTRYPOINT = "gateway/decision"
 
 
 @dataclass(frozen=True)
+class PolicySource:
+    """A policy folder read once: what is compiled is exactly what was hashed.
+
+    Reloads, conformance overlays and the revision all work from this snapshot, so a
+    file saved while a reload runs cannot make the checked policy differ from the
+    one that is swapped in.
+    """
+
+    path: Path
+    modules: tuple[tuple[str, str], ...]  # (relative path, text)
+    data: tuple[tuple[str, Any], ...]  # (relative path, document mounted at its folder)
+
+    def revision(self, extra_data: dict[str, Any] | None = None) -> str:
+        """The content hash recorded with every decision (modules, data, config data)."""
+        digest = hashlib.sha256()
+        for relative, text in self.modules:
+            digest.update(b"module\0" + relative.encode() + b"\0" + text.encode() + b"\0")
+        for relative, document in self.data:
+            digest.update(b"data\0" + relative.encode() + b"\0" + jcs(document) + b"\0")
+        if extra_data:
+            digest.update(b"extra\0" + jcs(extra_data))
+        return "sha256:" + digest.hexdigest()
+
+
+@dataclass(frozen=True)
 class CompiledPolicy:
     bundle: Any
     revision: str
     modules: tuple[str, ...]
+    source: PolicySource | None = None
 
 
 def policy_files(path: Path) -> tuple[list[Path], list[Path]]:
@@ -54,15 +80,52 @@ def policy_files(path: Path) -> tuple[list[Path], list[Path]]:
     return modules, data
 
 
-def compile_policy(path: Path, extra_data: dict[str, Any] | None = None) -> CompiledPolicy:
+def read_policy(path: Path) -> PolicySource:
+    """Reads a policy folder; raises `PolicyLoadError` naming the file and problem."""
+    path = Path(path)
+    module_files, data_files = policy_files(path)
+    try:
+        modules = tuple((m.relative_to(path).as_posix(), m.read_text()) for m in module_files)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyLoadError(f"cannot read policy folder {path}: {exc}") from None
+    data = []
+    for data_file in data_files:
+        relative = data_file.relative_to(path)
+        try:
+            document = json.loads(data_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise PolicyLoadError(f"policy data {relative} is not valid JSON: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PolicyLoadError(f"cannot read policy data {relative}: {exc}") from None
+        # OPA mounts data files under their folder path; do the same so both engines
+        # see the same document tree.
+        for part in reversed(relative.parent.parts):
+            document = {part: document}
+        # Canonical form: the revision must not depend on formatting or key order.
+        data.append((relative.as_posix(), json.loads(jcs(document))))
+    return PolicySource(path=path, modules=modules, data=tuple(data))
+
+
+def compile_policy(
+    path: Path,
+    extra_data: dict[str, Any] | None = None,
+    *,
+    overlay: dict[str, Any] | None = None,
+) -> CompiledPolicy:
     """Compiles a policy folder; raises `PolicyLoadError` naming the file and problem."""
-    modules, data_files = policy_files(path)
-    digest = hashlib.sha256()
+    return compile_source(read_policy(path), extra_data, overlay=overlay)
+
+
+def compile_source(
+    source: PolicySource,
+    extra_data: dict[str, Any] | None = None,
+    *,
+    overlay: dict[str, Any] | None = None,
+) -> CompiledPolicy:
+    """Compiles a read policy. ``overlay`` (conformance cases) is merged over the data
+    last: objects key by key, anything else replaced."""
     interpreter = _new_interpreter()
-    for module in modules:
-        relative = module.relative_to(path).as_posix()
-        text = module.read_text()
-        digest.update(b"module\0" + relative.encode() + b"\0" + text.encode() + b"\0")
+    for relative, text in source.modules:
         try:
             interpreter.add_module(relative, text)
         except RegoError as exc:
@@ -70,23 +133,16 @@ def compile_policy(path: Path, extra_data: dict[str, Any] | None = None) -> Comp
                 f"policy module {relative} does not compile: {_rego_message(exc)}"
             ) from None
     merged: dict[str, Any] = {}
-    for data_file in data_files:
-        relative = data_file.relative_to(path)
-        try:
-            document = json.loads(data_file.read_text())
-        except json.JSONDecodeError as exc:
-            raise PolicyLoadError(f"policy data {relative} is not valid JSON: {exc}") from None
-        # OPA mounts data files under their folder path; do the same so both engines
-        # see the same document tree.
-        for part in reversed(relative.parent.parts):
-            document = {part: document}
-        canonical = jcs(document)
-        digest.update(b"data\0" + relative.as_posix().encode() + b"\0" + canonical + b"\0")
-        _merge_data(merged, json.loads(canonical), source=f"policy data {relative}")
+    for relative, document in source.data:
+        _merge_data(merged, document, source=f"policy data {relative}")
     if extra_data:
-        canonical = jcs(extra_data)
-        digest.update(b"extra\0" + canonical)
-        _merge_data(merged, json.loads(canonical), source="policy.data in the config")
+        _merge_data(merged, json.loads(jcs(extra_data)), source="policy.data in the config")
+    revision = source.revision(extra_data)
+    if overlay:
+        merged = overlay_data(merged, json.loads(jcs(overlay)))
+        # A policy with different data is a different policy: never pass it off as
+        # the folder's revision.
+        revision += "+overlay:" + hashlib.sha256(jcs(overlay)).hexdigest()[:16]
     if merged:
         # One document: rego-cpp refuses to build a bundle from base documents that
         # share a key (x/data.json next to x/y/data.json), which OPA merges.
@@ -101,9 +157,24 @@ def compile_policy(path: Path, extra_data: dict[str, Any] | None = None) -> Comp
         )
     return CompiledPolicy(
         bundle=bundle,
-        revision="sha256:" + digest.hexdigest(),
-        modules=tuple(m.relative_to(path).as_posix() for m in modules),
+        revision=revision,
+        modules=tuple(relative for relative, _ in source.modules),
+        source=source,
     )
+
+
+def overlay_data(base: Any, overlay: Any) -> Any:
+    """``overlay`` over ``base``: objects merged key by key, anything else replaced.
+
+    The semantics of a conformance case's ``data`` (and of OPA's ``with`` on each
+    replaced path), as opposed to `_merge_data`, for which any overlap is a conflict.
+    """
+    if not isinstance(base, dict) or not isinstance(overlay, dict):
+        return overlay
+    merged = dict(base)
+    for key, value in overlay.items():
+        merged[key] = overlay_data(base[key], value) if key in base else value
+    return merged
 
 
 def _merge_data(into: dict[str, Any], document: Any, *, source: str, at: str = "data") -> None:
@@ -120,6 +191,12 @@ def _merge_data(into: dict[str, Any], document: Any, *, source: str, at: str = "
 
 
 class EmbeddedEngine:
+    """Evaluates the compiled policy in force; `swap` replaces it atomically.
+
+    Each evaluation reads ``self._compiled`` once and uses that bundle throughout, so
+    a reload (gateway.policy.reload) never changes the policy under a call in flight.
+    """
+
     name = "embedded"
 
     def __init__(self, path: Path, *, extra_data: dict[str, Any] | None = None) -> None:
@@ -132,6 +209,27 @@ class EmbeddedEngine:
     def revision(self) -> str:
         return self._compiled.revision
 
+    @property
+    def compiled(self) -> CompiledPolicy:
+        return self._compiled
+
+    @property
+    def extra_data(self) -> dict[str, Any]:
+        return self._extra_data
+
+    def compile(
+        self, source: PolicySource | None = None, *, overlay: dict[str, Any] | None = None
+    ) -> CompiledPolicy:
+        """Compiles this engine's folder (or ``source``) with its config data, without
+        putting it in force; raises `PolicyLoadError`."""
+        return compile_source(source or read_policy(self.path), self._extra_data, overlay=overlay)
+
+    def swap(self, compiled: CompiledPolicy) -> CompiledPolicy:
+        """Puts ``compiled`` in force for every later evaluation; returns the previous
+        one. One reference assignment, hence atomic for concurrent evaluations."""
+        previous, self._compiled = self._compiled, compiled
+        return previous
+
     async def evaluate(self, policy_input: dict[str, Any]) -> Decision:
         compiled = self._compiled
         raw = await anyio.to_thread.run_sync(
@@ -141,7 +239,11 @@ class EmbeddedEngine:
 
     def evaluate_sync(self, policy_input: dict[str, Any]) -> Decision:
         """For tools that are not async (policy replay, conformance checks)."""
-        compiled = self._compiled
+        return self.evaluate_compiled(self._compiled, policy_input)
+
+    def evaluate_compiled(self, compiled: CompiledPolicy, policy_input: dict[str, Any]) -> Decision:
+        """Evaluates a bundle that need not be in force (a reload's candidate, a
+        conformance overlay), synchronously; raises `PolicyError`."""
         raw = self._evaluate_sync(compiled, policy_input)
         return parse_decision(raw, engine=self.name, revision=compiled.revision)
 

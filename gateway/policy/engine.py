@@ -53,7 +53,8 @@ async def decide(
             return await engine.evaluate(policy_input)
     except TimeoutError:
         reason = (
-            f"policy engine did not answer within {timeout_s * 1000:.0f} ms; denied (fail closed)"
+            f"policy engine {engine.name} did not answer within {timeout_s * 1000:.0f} ms; "
+            "denied (fail closed)"
         )
     except PolicyError as exc:
         reason = f"{exc.message}; denied (fail closed)"

@@ -16,6 +16,8 @@ Invariants kept here, in the database itself rather than in Python:
 - ``audit_entries`` is append-only: UPDATE, DELETE (and TRUNCATE on PostgreSQL) raise.
 - ``audit_payloads`` rows are never updated; they may be deleted (erasure).
 - Hash and salt columns hold exactly 32 bytes (CHECK constraints).
+- ``audit_tree_nodes`` and ``audit_checkpoints`` are append-only like the entries;
+  ``audit_keys`` rows are never deleted, and only ``valid_to_size`` may be set, once.
 """
 
 from gateway.store.db import create_engine, exclusive_transaction, migrate, normalize_url

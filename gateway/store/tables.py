@@ -8,16 +8,21 @@ expressible here and live in the migrations only.
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
+    Double,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 # Deterministic constraint names on both dialects, so later migrations can name them.
@@ -66,4 +71,221 @@ audit_payloads = Table(
     CheckConstraint("length(salt) = 32", name="salt_len"),
     Index(None, "subject"),
     Index(None, "tool"),
+)
+
+# --- the Merkle tree, checkpoints and keys (gateway/audit/tree_store.py, checkpointer.py,
+# keys.py) --------------------------------------------------------------------------------
+# Complete subtree hashes above the leaves (level 0 is audit_entries.leaf_hash). Derived
+# from the leaves and final once written: they turn a proof into O(log n) lookups.
+audit_tree_nodes = Table(
+    "audit_tree_nodes",
+    metadata,
+    Column("level", Integer, primary_key=True, autoincrement=False),
+    Column("idx", SeqType, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    CheckConstraint("level >= 1 AND level < 64", name="level_range"),
+    CheckConstraint("idx >= 0", name="idx_non_negative"),
+    CheckConstraint("length(hash) = 32", name="hash_len"),
+)
+
+# Signed checkpoints (C2SP tlog-checkpoint notes), one per tree size, append-only.
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("size", SeqType, primary_key=True, autoincrement=False),
+    Column("root", LargeBinary(32), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("ts", Text, nullable=False),
+    CheckConstraint("size >= 0", name="size_non_negative"),
+    CheckConstraint("length(root) = 32", name="root_len"),
+)
+
+# Every public key the log signs with and the tree sizes it may sign (inclusive).
+# Rows are never deleted; valid_to_size may be set once (rotation).
+audit_keys = Table(
+    "audit_keys",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("key_id", LargeBinary(4), primary_key=True),
+    Column("public_key", LargeBinary(32), nullable=False),
+    Column("valid_from_size", BigInteger, nullable=False),
+    Column("valid_to_size", BigInteger, nullable=True),
+    Column("created", Text, nullable=False),
+    CheckConstraint("length(key_id) = 4", name="key_id_len"),
+    CheckConstraint("length(public_key) = 32", name="public_key_len"),
+    CheckConstraint("valid_from_size >= 0", name="valid_from_non_negative"),
+    CheckConstraint(
+        "valid_to_size IS NULL OR valid_to_size >= valid_from_size", name="valid_range"
+    ),
+)
+
+# --- approvals (gateway/approvals) ---------------------------------------------------
+# One row per approval request. Times are fixed-width UTC text (TIME_FORMAT in
+# gateway/approvals/models.py), so comparisons of the strings compare the instants on
+# both dialects. ``version`` is unique and grows with every change of any row: the
+# change feed of the console.
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("status", Text, nullable=False),
+    Column("requester_sub", Text, nullable=False),
+    Column("requester_iss", Text, nullable=False),
+    Column("requester_act_chain", JSON, nullable=False),
+    Column("tool", Text, nullable=False),
+    Column("definition_hash", Text, nullable=True),
+    Column("arguments_hash", Text, nullable=False),
+    Column("arguments_display", JSON, nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("approvers", JSON, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("expires_at", Text, nullable=False),
+    Column("decided_by", Text, nullable=True),
+    Column("decided_at", Text, nullable=True),
+    Column("decision_reason", Text, nullable=True),
+    Column("channel", Text, nullable=True),
+    Column("execution_state", Text, nullable=False),
+    Column("execution_request_id", Text, nullable=True),
+    Column("outcome", JSON, nullable=True),
+    Column("request_seq", BigInteger, nullable=True),
+    Column("decision_seq", BigInteger, nullable=True),
+    Column("version", BigInteger, nullable=False),
+    CheckConstraint(
+        "status IN ('pending', 'approved', 'denied', 'expired', 'cancelled')", name="status"
+    ),
+    CheckConstraint("execution_state IN ('none', 'running', 'done')", name="execution_state"),
+    Index("ix_approvals_binding", "requester_sub", "tool", "arguments_hash", "status"),
+    Index(None, "status"),
+    Index(None, "version", unique=True),
+)
+
+# --- pinned tool definitions (gateway/upstreams/pins.py) -----------------------------
+# One row per gateway tool name. ``definition_hash``/``definition`` are what was last
+# approved (NULL definition: known only by a hash pinned in config); while quarantined,
+# ``pending_*`` hold the live definition awaiting approval. ``version`` is unique and
+# grows with every change of any row: the change feed of the console.
+tool_pins = Table(
+    "tool_pins",
+    metadata,
+    Column("tool", Text, primary_key=True),
+    Column("definition_hash", Text, nullable=False),
+    Column("definition", JSON, nullable=True),
+    Column("status", Text, nullable=False),
+    Column("pending_hash", Text, nullable=True),
+    Column("pending_definition", JSON, nullable=True),
+    Column("first_seen", Text, nullable=False),
+    Column("changed_at", Text, nullable=False),
+    Column("approved_by", Text, nullable=True),
+    Column("approved_at", Text, nullable=True),
+    Column("version", BigInteger, nullable=False),
+    CheckConstraint("status IN ('pinned', 'quarantined')", name="status"),
+    Index(None, "version", unique=True),
+)
+
+# --- executor (gateway/executor) ------------------------------------------------------
+# Times are seconds since the epoch as read from the database clock (never a worker's),
+# so lease and timer arithmetic is plain subtraction on both dialects. A worker may
+# write a run (and its steps) only while ``fencing_token`` is the one it claimed with.
+RUN_STATUSES = ("pending", "running", "waiting", "succeeded", "failed", "cancelled")
+STEP_STATUSES = ("pending", "running", "waiting", "succeeded", "failed", "skipped", "cancelled")
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("status", Text, nullable=False),
+    Column("plan", JSON, nullable=False),
+    Column("plan_hash", Text, nullable=False),
+    Column("inputs", JSON, nullable=False),
+    # The submitter's principal: every step runs under it, the executor appended.
+    Column("principal", JSON, nullable=False),
+    Column("submitted_by", Text, nullable=False),
+    Column("idempotency_key", Text, nullable=False),
+    Column("request_id", Text, nullable=True),
+    Column("provenance", JSON, nullable=False),
+    Column("schedule_id", Text, nullable=True),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("started_at", Double, nullable=True),
+    Column("finished_at", Double, nullable=True),
+    Column("deadline_at", Double, nullable=True),
+    # A waiting run is claimable again from this time (timer, backoff, approval).
+    Column("wake_at", Double, nullable=True),
+    Column("lease_owner", Text, nullable=True),
+    Column("lease_expires_at", Double, nullable=True),
+    Column("fencing_token", BigInteger, nullable=False),
+    Column("cancel_requested", Boolean, nullable=False),
+    Column("tool_calls", Integer, nullable=False),
+    Column("max_tool_calls", Integer, nullable=False),
+    Column("error", JSON, nullable=True),
+    UniqueConstraint("submitted_by", "idempotency_key"),
+    CheckConstraint(f"status IN {RUN_STATUSES}", name="status"),
+    Index("ix_runs_claim", "status", "wake_at"),
+    Index(None, "created_at"),
+)
+
+run_steps = Table(
+    "run_steps",
+    metadata,
+    Column("run_id", Text, ForeignKey("runs.id"), nullable=False),
+    Column("step_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),  # attempts started
+    Column("failures", Integer, nullable=False),  # attempts that failed (the retry budget)
+    Column("idempotency_key", Text, nullable=False),  # "<run id>:<step id>", every attempt
+    Column("arguments", JSON, nullable=True),  # as sent, redacted by the decision
+    Column("output", JSON, nullable=True),
+    Column("error", JSON, nullable=True),
+    Column("decision", JSON, nullable=True),
+    Column("redact", JSON, nullable=True),
+    Column("approval_id", Text, nullable=True),
+    Column("wake_at", Double, nullable=True),
+    Column("started_at", Double, nullable=True),
+    Column("finished_at", Double, nullable=True),
+    Column("compensation", Text, nullable=True),  # null, succeeded or failed
+    Column("compensation_error", JSON, nullable=True),
+    PrimaryKeyConstraint("run_id", "step_id"),
+    CheckConstraint(f"status IN {STEP_STATUSES}", name="status"),
+)
+
+step_attempts = Table(
+    "step_attempts",
+    metadata,
+    Column("run_id", Text, ForeignKey("runs.id"), nullable=False),
+    Column("step_id", Text, nullable=False),
+    Column("purpose", Text, nullable=False),  # "step" or "compensate"
+    Column("attempt", Integer, nullable=False),
+    Column("request_id", Text, nullable=True),
+    Column("idempotency_key", Text, nullable=False),
+    Column("worker", Text, nullable=False),
+    Column("fencing_token", BigInteger, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("started_at", Double, nullable=False),
+    Column("finished_at", Double, nullable=True),
+    Column("error", JSON, nullable=True),
+    PrimaryKeyConstraint("run_id", "step_id", "purpose", "attempt"),
+)
+
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("cron", Text, nullable=False),
+    Column("plan", JSON, nullable=False),
+    Column("plan_hash", Text, nullable=False),
+    Column("inputs", JSON, nullable=False),
+    Column("principal", JSON, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("next_fire_at", Double, nullable=False),
+    Column("last_fired_at", Double, nullable=True),
+    Column("last_run_id", Text, nullable=True),
+    # A worker firing this schedule holds it until then (another takes over after).
+    Column("lease_expires_at", Double, nullable=True),
+    Column("enabled", Boolean, nullable=False),
+    UniqueConstraint("name"),
+    Index(None, "next_fire_at"),
 )

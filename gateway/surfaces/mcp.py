@@ -13,7 +13,7 @@ JSON-RPC invalid-params error, as the MCP specification asks.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import mcp_types as types
@@ -30,7 +30,15 @@ from gateway.errors import GatewayError, UnknownTool
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import PRINCIPAL_STATE_KEY, Authenticator, client_info
 from gateway.surfaces.middleware import new_request_id
-from gateway.types import Outcome, OutcomeStatus, Principal, ToolCall, ToolDefinition
+from gateway.types import (
+    ClientInfo,
+    Outcome,
+    OutcomeStatus,
+    Principal,
+    ToolCall,
+    ToolDefinition,
+    ToolResult,
+)
 from gateway.version import __version__
 
 # The one vendor key under `_meta` where the gateway puts its decision (stable: clients
@@ -40,7 +48,30 @@ META_KEY = "io.agentgateway/decision"
 log = logging.getLogger(__name__)
 
 
-def build_mcp_server(pipeline: Pipeline) -> Server:
+class LocalTools(Protocol):
+    """Tools the gateway offers itself (the executor's ``workflow__*``): listed beside
+    the upstream tools, called with the authenticated principal, never forwarded."""
+
+    async def visible(
+        self, principal: Principal, *, request_id: str, client: ClientInfo | None = None
+    ) -> list[ToolDefinition]:
+        """The local tools this principal may see (policy, ``tools/list``)."""
+        ...
+
+    def handles(self, name: str) -> bool: ...
+
+    async def call(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        *,
+        principal: Principal,
+        request_id: str,
+        client: ClientInfo | None = None,
+    ) -> ToolResult: ...
+
+
+def build_mcp_server(pipeline: Pipeline, local_tools: LocalTools | None = None) -> Server:
     async def list_tools(
         ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
@@ -51,12 +82,36 @@ def build_mcp_server(pipeline: Pipeline) -> Server:
             request_id=_request_id(request),
             client=client_info(request),
         )
+        if local_tools is not None:
+            tools = [
+                *tools,
+                *await local_tools.visible(
+                    _principal(request),
+                    request_id=_request_id(request),
+                    client=client_info(request),
+                ),
+            ]
         return types.ListToolsResult(tools=[_to_mcp_tool(t) for t in tools])
 
     async def call_tool(
         ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
         request = _request(ctx)
+        if local_tools is not None and local_tools.handles(params.name):
+            local = await local_tools.call(
+                params.name,
+                dict(params.arguments or {}),
+                principal=_principal(request),
+                request_id=_request_id(request),
+                client=client_info(request),
+            )
+            return types.CallToolResult.model_validate(
+                {
+                    "content": local.content,
+                    "structuredContent": local.structured_content,
+                    "isError": local.is_error,
+                }
+            )
 
         async def progress(done: float, total: float | None, message: str | None) -> None:
             await ctx.session.report_progress(done, total, message)
@@ -118,8 +173,12 @@ def to_call_tool_result(outcome: Outcome) -> types.CallToolResult:
         )
     error = outcome.error
     message = error.message if isinstance(error, GatewayError) else "the call failed"
-    verb = "was not executed" if outcome.status is OutcomeStatus.DENIED else "failed"
-    text = f"The call to {outcome.tool} {verb}: {message}"
+    if outcome.status is OutcomeStatus.PENDING_APPROVAL:
+        # Already says "pending_approval: …", the approval id and how to retry.
+        text = message
+    else:
+        verb = "was not executed" if outcome.status is OutcomeStatus.DENIED else "failed"
+        text = f"The call to {outcome.tool} {verb}: {message}"
     return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True, _meta=meta)
 
 
@@ -132,6 +191,10 @@ def outcome_meta(outcome: Outcome) -> dict[str, Any]:
         meta["decision"] = outcome.decision.to_dict()
     if outcome.approval_id is not None:
         meta["approval_id"] = outcome.approval_id
+    if outcome.replay_of is not None:
+        # The recorded outcome of an approved call that ran for that request; this
+        # request did not run it again.
+        meta["replay_of"] = outcome.replay_of
     return meta
 
 
@@ -183,8 +246,9 @@ class McpEndpoint:
         *,
         public_url: str,
         max_body_bytes: int,
+        local_tools: LocalTools | None = None,
     ) -> None:
-        self.server = build_mcp_server(pipeline)
+        self.server = build_mcp_server(pipeline, local_tools)
         self.session_manager = StreamableHTTPSessionManager(
             app=self.server,
             stateless=True,

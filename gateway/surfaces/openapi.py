@@ -6,10 +6,16 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
+from gateway.surfaces.approvals_api import ApprovalBody, ApprovalList, DecisionRequest
+from gateway.surfaces.pins import openapi_paths as pin_openapi_paths
 from gateway.surfaces.rest import CallRequest, CallResponse, ErrorBody, ToolList
+from gateway.surfaces.runs import OPENAPI_MODELS as RUN_MODELS
+from gateway.surfaces.runs import openapi_paths as run_openapi_paths
 from gateway.version import __version__
 
 _REF = "#/components/schemas/{model}"
+REST_MODELS = (CallRequest, CallResponse, ErrorBody, ToolList)
+APPROVAL_MODELS = (ApprovalBody, ApprovalList, DecisionRequest)
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -22,7 +28,7 @@ def _json(name: str, description: str) -> dict[str, Any]:
 
 def build_openapi(public_url: str) -> dict[str, Any]:
     _, schemas = models_json_schema(
-        [(m, "validation") for m in (CallRequest, CallResponse, ErrorBody, ToolList)],
+        [(m, "validation") for m in (*REST_MODELS, *APPROVAL_MODELS, *RUN_MODELS)],
         ref_template=_REF,
     )
     error = {
@@ -89,6 +95,9 @@ def build_openapi(public_url: str) -> dict[str, Any]:
                         ),
                         **auth_errors,
                         "404": _json("CallResponse", "Unknown tool"),
+                        "409": _json(
+                            "CallResponse", "Tool quarantined: its definition changed (not run)"
+                        ),
                         "413": error,
                         "502": _json("CallResponse", "Upstream unreachable or failed"),
                         "503": _json("CallResponse", "Audit log unavailable: not forwarded"),
@@ -96,6 +105,9 @@ def build_openapi(public_url: str) -> dict[str, Any]:
                     },
                 }
             },
+            **_approval_paths(error, auth_errors),
+            **pin_openapi_paths(error, auth_errors),
+            **run_openapi_paths(error, auth_errors),
             "/healthz": {
                 "get": {
                     "summary": "Liveness",
@@ -114,4 +126,93 @@ def build_openapi(public_url: str) -> dict[str, Any]:
                 }
             },
         },
+    }
+
+
+def _approval_paths(error: dict[str, Any], auth_errors: dict[str, Any]) -> dict[str, Any]:
+    """The approvals API (gateway/surfaces/approvals_api.py, docs/approvals.md)."""
+    approval_id = {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "Approval id, apr_…",
+    }
+    not_found = {**error, "description": "No such approval, or not one the caller may see"}
+
+    def decision(verb: str, summary: str) -> dict[str, Any]:
+        return {
+            "post": {
+                "summary": summary,
+                "operationId": f"{verb}Approval",
+                "parameters": [approval_id],
+                "requestBody": {
+                    "required": verb == "deny",
+                    "content": {"application/json": {"schema": _ref("DecisionRequest")}},
+                },
+                "responses": {
+                    "200": _json("ApprovalBody", "Decided"),
+                    "400": {**error, "description": "Malformed body; reason_required to deny"},
+                    **auth_errors,
+                    "403": {
+                        **error,
+                        "description": "self_approval, not_an_approver or "
+                        "decision_denied_by_policy (or a missing scope)",
+                    },
+                    "404": not_found,
+                    "409": {**error, "description": "approval_not_pending: decided or expired"},
+                    "503": {**error, "description": "Audit log unavailable: not decided"},
+                },
+            }
+        }
+
+    return {
+        "/v1/approvals": {
+            "get": {
+                "summary": "Approvals the caller requested or may decide, newest first; "
+                "with `since`, the changes after that version (oldest first)",
+                "operationId": "listApprovals",
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {
+                            "enum": ["pending", "approved", "denied", "expired", "cancelled"]
+                        },
+                    },
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 50}},
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "schema": {"type": "integer"},
+                        "description": "Only approvals changed after this version",
+                    },
+                    {
+                        "name": "wait",
+                        "in": "query",
+                        "schema": {"type": "number", "maximum": 30},
+                        "description": "With since: wait up to this many seconds for a change",
+                    },
+                ],
+                "responses": {
+                    "200": _json("ApprovalList", "The approvals"),
+                    "400": error,
+                    **auth_errors,
+                },
+            }
+        },
+        "/v1/approvals/{id}": {
+            "get": {
+                "summary": "One approval",
+                "operationId": "getApproval",
+                "parameters": [approval_id],
+                "responses": {
+                    "200": _json("ApprovalBody", "The approval"),
+                    **auth_errors,
+                    "404": not_found,
+                },
+            }
+        },
+        "/v1/approvals/{id}/approve": decision("approve", "Approve a pending call"),
+        "/v1/approvals/{id}/deny": decision("deny", "Deny a pending call (reason required)"),
     }

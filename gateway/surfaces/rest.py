@@ -62,6 +62,11 @@ class CallResponse(BaseModel):
     error: ErrorBody | None = None
     decision: dict[str, Any] | None = None
     approval_id: str | None = None
+    replay_of: str | None = Field(
+        None,
+        description="Set when this is the recorded outcome of an approved call that already "
+        "ran for that request id; this request did not run it again",
+    )
 
 
 class RestSurface:
@@ -107,6 +112,7 @@ class RestSurface:
                 transport="rest",
                 request_id=request_id,
                 client=client_info(request),
+                hold_s=prefer_wait(request.headers.get("prefer")),
             )
         )
         meta = outcome_meta(outcome)
@@ -117,6 +123,7 @@ class RestSurface:
             error=meta.get("error"),
             decision=meta.get("decision"),
             approval_id=outcome.approval_id,
+            replay_of=outcome.replay_of,
         )
         status = 200
         if outcome.status is OutcomeStatus.PENDING_APPROVAL:
@@ -140,6 +147,20 @@ async def _parse_body(request: Request) -> CallRequest:
         problem = exc.errors()[0]
         where = ".".join(str(p) for p in problem["loc"]) or "body"
         raise BadRequest(f"request body is invalid: {where}: {problem['msg']}") from None
+
+
+def prefer_wait(header: str | None) -> float | None:
+    """The ``wait`` preference of an RFC 7240 ``Prefer`` header, in seconds: how long
+    the client will wait for a call held for approval (``Prefer: wait=0`` answers 202
+    at once). None when absent or malformed."""
+    for preference in (header or "").split(","):
+        name, _, value = preference.split(";")[0].strip().partition("=")
+        if name.strip().lower() == "wait":
+            try:
+                return max(0.0, float(value.strip().strip('"')))
+            except ValueError:
+                return None
+    return None
 
 
 def error_response(error: GatewayError, request_id: str | None) -> JSONResponse:

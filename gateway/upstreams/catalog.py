@@ -4,6 +4,10 @@ The catalog owns the upstream clients for the app's lifetime, discovers their to
 names them ``<upstream>__<tool>``, hashes their definitions, and validates arguments
 against each tool's input schema. A tool the catalog cannot resolve does not exist
 for the rest of the gateway.
+
+With a `PinGuard` (always, in the app), every refresh checks each definition against
+its pin: a quarantined tool is left out of `tools` and `resolve` refuses it with
+`ToolQuarantined` (it exists, but may not be called until re-approved).
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ from jsonschema.exceptions import SchemaError
 from jsonschema.protocols import Validator
 
 from gateway.config import HttpUpstream, McpHttpUpstream, McpStdioUpstream
-from gateway.errors import InvalidArguments, UnknownTool, UpstreamError
+from gateway.errors import InvalidArguments, StorageError, UnknownTool, UpstreamError
 from gateway.types import ToolDefinition
 from gateway.upstreams.base import UpstreamClient, UpstreamStatus
 from gateway.upstreams.credentials import CredentialProvider
-from gateway.upstreams.definitions import to_definition
+from gateway.upstreams.definitions import definition_document, to_definition
+from gateway.upstreams.pinning import PinGuard, Seen
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +66,17 @@ class Binding:
 
 
 class Catalog:
-    def __init__(self, bindings: list[Binding]) -> None:
+    def __init__(
+        self,
+        bindings: list[Binding],
+        *,
+        pins: PinGuard | None = None,
+        pin_sync_interval_s: float = 5.0,
+    ) -> None:
         self._bindings = {b.config.name: b for b in bindings}
+        # None only in tests of the catalog itself: then nothing is pinned.
+        self._pins = pins
+        self._pin_sync_interval_s = pin_sync_interval_s
         self._entries: dict[str, CatalogEntry] = {}
         self._by_upstream: dict[str, list[str]] = {}
 
@@ -74,6 +88,8 @@ class Catalog:
         await self.refresh()
         if refresh_interval_s > 0:
             task_group.start_soon(self._refresh_periodically, refresh_interval_s)
+        if self._pins is not None and self._pin_sync_interval_s > 0:
+            task_group.start_soon(self._pins.watch, self._pin_sync_interval_s)
 
     async def _refresh_periodically(self, interval_s: float) -> None:
         # Doubles as a health check: an idle connection that broke is only noticed
@@ -102,6 +118,7 @@ class Catalog:
                 log.warning("cannot list tools of upstream %s: %s", name, exc.message)
                 continue
             entries = {}
+            seen = []
             for tool in tools:
                 definition = to_definition(
                     name,
@@ -122,19 +139,44 @@ class Catalog:
                 entries[definition.name] = CatalogEntry(
                     definition, binding.client, binding.config, binding.credentials, validator
                 )
+                seen.append(
+                    Seen(definition.name, definition.definition_hash, definition_document(tool))
+                )
+            if self._pins is not None:
+                try:
+                    await self._pins.check(seen)
+                except StorageError as exc:
+                    # Unchecked definitions are not offered: keep the last checked list.
+                    log.warning("cannot check tool pins of upstream %s: %s", name, exc.message)
+                    continue
             for old in self._by_upstream.get(name, []):
                 self._entries.pop(old, None)
             self._entries.update(entries)
             self._by_upstream[name] = list(entries)
 
+    @property
+    def pins(self) -> PinGuard | None:
+        return self._pins
+
     def tools(self) -> list[ToolDefinition]:
-        return [e.definition for e in self._entries.values()]
+        """The tools that may be offered: quarantined ones are left out."""
+        pins = self._pins
+        return [
+            e.definition
+            for e in self._entries.values()
+            if pins is None or pins.allows(e.definition)
+        ]
 
     def resolve(self, name: str) -> CatalogEntry:
+        """Raises `UnknownTool`, or `ToolQuarantined` for a tool whose definition
+        changed since it was approved."""
         try:
-            return self._entries[name]
+            entry = self._entries[name]
         except KeyError:
             raise UnknownTool(f"unknown tool {name!r}", details={"tool": name}) from None
+        if self._pins is not None:
+            self._pins.verify(entry.definition)
+        return entry
 
     def upstream_status(self) -> dict[str, UpstreamStatus]:
         return {name: b.client.status for name, b in self._bindings.items()}

@@ -29,15 +29,20 @@ class UpstreamTool:
     title: str | None = None
 
 
-def definition_hash(tool: UpstreamTool) -> str:
-    document = {
+def definition_document(tool: UpstreamTool) -> dict[str, Any]:
+    """What the hash covers, with the MCP spelling of its keys; stored with each pin so
+    an approver can see what changed."""
+    return {
         "name": tool.name,
         "description": tool.description,
         "inputSchema": tool.input_schema,
         "outputSchema": tool.output_schema,
         "annotations": tool.annotations,
     }
-    return sha256_hex(document)
+
+
+def definition_hash(tool: UpstreamTool) -> str:
+    return sha256_hex(definition_document(tool))
 
 
 def gateway_name(server: str, tool: str) -> str:

@@ -1,7 +1,12 @@
 # The gateway's decision (DESIGN §5, policy contract version 1).
 #
-# data.gateway.decision is always defined: the default below denies. Exactly one of
-# the rules for each action applies, so the result is never a conflict.
+# data.gateway.decision is always defined: the default below denies. Each action has
+# exactly one rule, and each of those rules is one else-chain ending in a deny, so the
+# result is never undefined for a known action and never a conflict.
+#
+# Every string in a result is built with concat, never sprintf: the embedded engine
+# (rego-cpp) mangles sprintf of a string passed as a function argument (see
+# docs/policies.md, "Embedded engine differences").
 package gateway
 
 import rego.v1
@@ -24,23 +29,49 @@ decision := list_decision if {
 	input.action == "tools/list"
 }
 
+decision := plan_decision if {
+	input.version == 1
+	input.action == "plan/submit"
+}
+
+decision := approval_decision if {
+	input.version == 1
+	input.action == "approval/decide"
+}
+
 # --- tools/call ----------------------------------------------------------------------
+#
+# Order: delegation chain → a satisfied grant needing no approval (and a tool below
+# the approval risk tier) → allowed once approved → failing constraints → risk tier
+# above what the roles may call → no grant.
 
 call_decision := _deny(chain_violations, "delegation_chain") if {
 	count(chain_violations) > 0
 } else := _allow("grant") if {
-	some grant in satisfied_grants
-	not grant.approval
-} else := _approval(approval_grants) if {
-	count(approval_grants) > 0
+	count(free_grants(satisfied_grants)) > 0
+	count(risk_gates(input.resource)) == 0
+} else := _approval(input.resource.tool, call_gates, call_approval_rule) if {
+	count(satisfied_grants) > 0
 } else := _deny(constraint_violations, "argument_constraint") if {
 	count(applicable_grants) > 0
-} else := _deny({sprintf("no grant lets roles %v call %s", [input.subject.roles, input.resource.tool])}, "no_grant")
+} else := _deny({risk_violation(input.resource)}, "risk_tier") if {
+	count(grants_for_tool(input.resource)) > 0
+} else := _deny({no_grant_reason(input.resource.tool)}, "no_grant")
+
+# The approvals a call waits for: its grants' (when every satisfied grant asks for
+# one) and the risk tier's (when the tool is at or above data's approval_for_risk).
+call_gates := approval_gates(satisfied_grants, input.resource)
+
+call_approval_rule := "approval_grant" if {
+	some gate in call_gates
+	gate.source == "grant"
+} else := "approval_risk"
 
 # --- tools/list: a tool is visible when some grant could let the caller use it --------
 
-list_decision := _allow("list_grant") if {
-	count(chain_violations) == 0
+list_decision := _deny(chain_violations, "delegation_chain") if {
+	count(chain_violations) > 0
+} else := _allow("list_grant") if {
 	count(applicable_grants) > 0
 } else := _deny({"no grant for this tool"}, "list_no_grant")
 
@@ -49,22 +80,21 @@ list_decision := _allow("list_grant") if {
 _allow(rule) := {
 	"allow": true,
 	"require_approval": false,
-	# concat, not sprintf: rego-cpp mangles sprintf of a string passed as a function
-	# argument (see docs/policies.md, "Embedded engine differences").
 	"reasons": [concat(" ", ["allowed by", rule])],
 	"obligations": {"redact": redactions, "approvers": []},
 	"rule": rule,
 }
 
-_approval(grants) := {
+# Allowed once one of the gates' approvers approves; the shortest TTL wins.
+_approval(what, gates, rule) := {
 	"allow": true,
 	"require_approval": true,
-	"reasons": [concat("", [input.resource.tool, " needs approval by ", concat(", ", approvers)])],
+	"reasons": [concat("", [what, " needs approval by ", concat(", ", approvers)])],
 	"obligations": {"redact": redactions, "approvers": approvers, "approval_ttl_s": ttl},
-	"rule": "approval_grant",
+	"rule": rule,
 } if {
-	approvers := sort({a | some g in grants; some a in g.approval.approvers})
-	ttl := min({object.get(g.approval, "ttl_s", data.gateway_data.approval_ttl_s) | some g in grants})
+	approvers := sort({a | some gate in gates; some a in gate.approvers})
+	ttl := least({gate.ttl_s | some gate in gates})
 }
 
 _deny(reasons, rule) := {

@@ -4,100 +4,210 @@ import rego.v1
 
 import data.gateway
 
-_subject(roles) := {"sub": "agent:test", "iss": "dev", "roles": roles, "scopes": [], "tenant": null, "act_chain": [], "claims": {}}
-
-_call(roles, tool, arguments) := {
-	"version": 1,
-	"subject": _subject(roles),
-	"action": "tools/call",
-	"resource": {"tool": tool, "server": "demo", "upstream_tool": tool, "annotations": {}, "risk": "low", "definition_hash": "h", "labels": []},
-	"arguments": arguments,
-	"context": {},
-}
-
 test_agent_may_echo if {
-	d := gateway.decision with input as _call(["agent"], "demo__echo", {"text": "hi"})
-	d.allow
-	not d.require_approval
-	d.rule == "grant"
+	d := gateway.decision with input as call(["agent"], "demo__echo", {"text": "hi"})
+	d == {
+		"allow": true,
+		"require_approval": false,
+		"reasons": ["allowed by grant"],
+		"obligations": {"redact": [], "approvers": []},
+		"rule": "grant",
+	}
 }
 
 test_no_role_no_calls if {
-	d := gateway.decision with input as _call([], "demo__echo", {"text": "hi"})
+	d := gateway.decision with input as call([], "demo__echo", {"text": "hi"})
 	not d.allow
 	d.rule == "no_grant"
+	d.reasons == ["no grant lets roles (none) call demo__echo"]
+}
+
+test_no_grant_names_the_roles if {
+	d := gateway.decision with input as call(["guest", "ops"], "demo__echo", {})
+	d.reasons == ["no grant lets roles guest, ops call demo__echo"]
 }
 
 test_read_inside_sandbox if {
-	d := gateway.decision with input as _call(["agent"], "demo__read_file", {"path": "notes/today.txt"})
+	d := gateway.decision with input as call(["agent"], "demo__read_file", {"path": "notes/today.txt"})
 	d.allow
 }
 
 test_read_outside_sandbox_denied if {
 	every path in ["../etc/passwd", "/etc/passwd", "a/../../b", "", "a\\..\\b"] {
-		d := gateway.decision with input as _call(["agent"], "demo__read_file", {"path": path})
+		d := gateway.decision with input as call(["agent"], "demo__read_file", {"path": path})
 		not d.allow
 		d.rule == "argument_constraint"
+		d.reasons == ["argument 'path' violates constraint relative_path"]
 	}
 }
 
 test_delete_needs_approver if {
-	d := gateway.decision with input as _call(["agent"], "demo__delete_records", {"table": "orders", "ids": [1]})
-	d.allow
-	d.require_approval
-	d.obligations.approvers == ["role:approver"]
-	d.obligations.approval_ttl_s == 3600
+	d := gateway.decision with input as call_at(["agent"], "demo__delete_records", {"table": "orders", "ids": [1]}, "high")
+	d == {
+		"allow": true,
+		"require_approval": true,
+		"reasons": ["demo__delete_records needs approval by role:approver"],
+		"obligations": {"redact": [], "approvers": ["role:approver"], "approval_ttl_s": 3600},
+		"rule": "approval_grant",
+	}
 }
 
 test_secrets_redacted if {
-	d := gateway.decision with input as _call(["agent"], "demo__echo", {"text": "hi", "API_KEY": "s3cret"})
+	d := gateway.decision with input as call(["agent"], "demo__echo", {"text": "hi", "API_KEY": "s3cret"})
 	d.obligations.redact == ["/arguments/API_KEY"]
 }
 
+test_secrets_redacted_on_every_result if {
+	arguments := {"token": "t"}
+	every inp in [
+		call([], "demo__echo", arguments),
+		call(["agent"], "demo__echo", arguments),
+		call_at(["agent"], "demo__delete_records", arguments, "high"),
+		with_chain(call(["agent"], "demo__echo", arguments), ["a", "b", "c", "d", "e"]),
+	] {
+		d := gateway.decision with input as inp
+		d.obligations.redact == ["/arguments/token"]
+	}
+}
+
 test_long_chain_denied if {
-	long := object.union(_call(["agent"], "demo__echo", {"text": "x"}), {"subject": object.union(_subject(["agent"]), {"act_chain": [{"sub": "a"}, {"sub": "b"}, {"sub": "c"}, {"sub": "d"}, {"sub": "e"}]})})
-	d := gateway.decision with input as long
+	d := gateway.decision with input as with_chain(call(["agent"], "demo__echo", {"text": "x"}), ["a", "b", "c", "d", "e"])
 	not d.allow
+	d.rule == "delegation_chain"
+	d.reasons == ["delegation chain has 5 actors; at most 4 allowed"]
+}
+
+test_chain_rules_come_before_grants if {
+	d := gateway.decision with input as with_chain(call([], "demo__echo", {}), ["agent:rogue"])
+		with data.gateway_data.blocked_actors as ["agent:rogue"]
 	d.rule == "delegation_chain"
 }
 
-test_blocked_actor_denied if {
-	chained := object.union(_call(["agent"], "demo__echo", {"text": "x"}), {"subject": object.union(_subject(["agent"]), {"act_chain": [{"sub": "agent:rogue"}]})})
-	d := gateway.decision with input as chained with data.gateway_data.blocked_actors as ["agent:rogue"]
-	not d.allow
-}
-
 test_server_wildcard_grant if {
-	d := gateway.decision with input as _call(["ops"], "demo__echo", {"text": "x"})
+	d := gateway.decision with input as call(["ops"], "demo__echo", {"text": "x"})
 		with data.gateway_data.grants as [{"role": "ops", "tool": "demo__*"}]
 	d.allow
 }
 
 test_list_visible_for_granted_tool if {
-	inp := object.union(_call(["agent"], "demo__delete_records", {}), {"action": "tools/list"})
-	d := gateway.decision with input as inp
+	d := gateway.decision with input as listing(["agent"], "demo__delete_records")
 	d.allow
+	d.rule == "list_grant"
 }
 
 test_list_hidden_without_grant if {
-	inp := object.union(_call([], "demo__echo", {}), {"action": "tools/list"})
-	d := gateway.decision with input as inp
+	d := gateway.decision with input as listing([], "demo__echo")
+	not d.allow
+	d.rule == "list_no_grant"
+}
+
+test_list_hidden_above_role_risk if {
+	d := gateway.decision with input as object.union(listing(["agent"], "demo__echo"), {"resource": {"risk": "high"}})
+		with data.gateway_data.role_max_risk as {"agent": "medium"}
 	not d.allow
 }
 
+test_list_hidden_for_bad_chain if {
+	d := gateway.decision with input as with_chain(listing(["agent"], "demo__echo"), ["a", "b", "c", "d", "e"])
+	not d.allow
+	d.rule == "delegation_chain"
+}
+
 test_unknown_version_denied if {
-	inp := object.union(_call(["agent"], "demo__echo", {"text": "x"}), {"version": 2})
+	inp := object.union(call(["agent"], "demo__echo", {"text": "x"}), {"version": 2})
 	d := gateway.decision with input as inp
 	not d.allow
 	d.rule == "default_deny"
 }
 
+test_unknown_action_denied if {
+	inp := object.union(call(["agent"], "demo__echo", {"text": "x"}), {"action": "tools/delete"})
+	d := gateway.decision with input as inp
+	d.rule == "default_deny"
+}
+
+test_empty_input_denied if {
+	d := gateway.decision with input as {}
+	d.rule == "default_deny"
+}
+
 test_max_length_and_one_of if {
 	grants := [{"role": "agent", "tool": "demo__echo", "constraints": [{"kind": "max_length", "argument": "text", "max": 3}, {"kind": "one_of", "argument": "mode", "values": ["a", "b"]}]}]
-	ok := gateway.decision with input as _call(["agent"], "demo__echo", {"text": "abc", "mode": "a"}) with data.gateway_data.grants as grants
+	ok := gateway.decision with input as call(["agent"], "demo__echo", {"text": "abc", "mode": "a"}) with data.gateway_data.grants as grants
 	ok.allow
-	long := gateway.decision with input as _call(["agent"], "demo__echo", {"text": "abcd", "mode": "a"}) with data.gateway_data.grants as grants
+	long := gateway.decision with input as call(["agent"], "demo__echo", {"text": "abcd", "mode": "a"}) with data.gateway_data.grants as grants
 	not long.allow
-	bad := gateway.decision with input as _call(["agent"], "demo__echo", {"text": "a", "mode": "c"}) with data.gateway_data.grants as grants
+	bad := gateway.decision with input as call(["agent"], "demo__echo", {"text": "a", "mode": "c"}) with data.gateway_data.grants as grants
 	not bad.allow
+	both := gateway.decision with input as call(["agent"], "demo__echo", {"text": "abcd", "mode": "c"}) with data.gateway_data.grants as grants
+	both.reasons == ["argument 'mode' violates constraint one_of", "argument 'text' violates constraint max_length"]
+}
+
+# --- risk tiers in the call decision ---------------------------------------------------
+
+test_high_risk_tool_needs_approval_by_tier if {
+	d := gateway.decision with input as call_at(["agent"], "demo__echo", {}, "high")
+	d == {
+		"allow": true,
+		"require_approval": true,
+		"reasons": ["demo__echo needs approval by role:approver"],
+		"obligations": {"redact": [], "approvers": ["role:approver"], "approval_ttl_s": 3600},
+		"rule": "approval_risk",
+	}
+}
+
+test_medium_risk_tool_needs_no_approval if {
+	d := gateway.decision with input as call_at(["agent"], "demo__echo", {}, "medium")
+	d.rule == "grant"
+}
+
+test_grant_and_tier_approvals_combine if {
+	grants := [{"role": "agent", "tool": "demo__echo", "approval": {"approvers": ["user:bob"], "ttl_s": 600}}]
+	tier := {"min_risk": "high", "approvers": ["role:security"], "ttl_s": 900}
+	d := gateway.decision with input as call_at(["agent"], "demo__echo", {}, "high")
+		with data.gateway_data.grants as grants
+		with data.gateway_data.approval_for_risk as tier
+	d.rule == "approval_grant"
+	d.obligations.approvers == ["role:security", "user:bob"]
+	d.obligations.approval_ttl_s == 600
+}
+
+test_risk_above_role_limit_denied if {
+	d := gateway.decision with input as call_at(["agent"], "demo__echo", {}, "high")
+		with data.gateway_data.role_max_risk as {"agent": "medium"}
+	d == {
+		"allow": false,
+		"require_approval": false,
+		"reasons": ["risk high of demo__echo is above what roles agent may call"],
+		"obligations": {"redact": [], "approvers": []},
+		"rule": "risk_tier",
+	}
+}
+
+test_no_tier_approval_without_setting if {
+	d := gateway.decision with input as call_at(["agent"], "demo__echo", {}, "high")
+		with data.gateway_data.approval_for_risk as null
+	d.rule == "grant"
+}
+
+# --- backward compatibility: data without the newer settings -----------------------
+
+test_minimal_data_still_works if {
+	d := gateway.decision with input as call(["agent"], "demo__echo", {"password": "p"})
+		with data.gateway_data as {"grants": [{"role": "agent", "tool": "demo__echo"}]}
+	d.allow
+	d.obligations.redact == ["/arguments/password"]
+}
+
+test_no_data_denies if {
+	d := gateway.decision with input as call(["agent"], "demo__echo", {})
+		with data.gateway_data as {}
+	d.rule == "no_grant"
+}
+
+test_non_object_data_means_defaults if {
+	d := gateway.decision with input as call(["agent"], "demo__echo", {"token": "t"})
+		with data.gateway_data as "not an object"
+	d.rule == "no_grant"
+	d.obligations.redact == ["/arguments/token"]
 }

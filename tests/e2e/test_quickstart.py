@@ -74,14 +74,16 @@ def test_make_run_starts_a_working_dev_gateway_from_a_clean_clone(clone: Path) -
         )
         assert outside.status_code == 403
 
+        # Held for a human: Prefer: wait=0 answers 202 at once instead of waiting.
         delete = httpx.post(
             f"{url}/v1/tools/demo__delete_records/call",
-            headers=headers,
+            headers={**headers, "Prefer": "wait=0"},
             json={"arguments": {"table": "orders", "ids": [1]}},
             timeout=10,
         )
-        assert delete.status_code == 403
-        assert delete.json()["error"]["code"] == "approval_required"
+        assert delete.status_code == 202, delete.text
+        assert delete.json()["status"] == "pending_approval"
+        assert delete.json()["approval_id"].startswith("apr_")
 
         # The approver role alone grants no tool calls in the default policy.
         as_approver = httpx.get(f"{url}/v1/tools", headers={"Authorization": f"Bearer {approver}"})

@@ -331,14 +331,23 @@ def test_denied_call_is_403_and_never_forwarded(
     assert (len(jwt_api.calls()), len(static_api.calls())) == before
 
 
-def test_approval_required_is_403_and_never_forwarded(
+def test_approval_required_is_202_pending_and_never_forwarded(
     gateway: GatewayServer, jwt_api: HttpApiServer
 ) -> None:
     before = len(jwt_api.calls())
-    response = call(gateway, "jwtapi__delete_item", {"item": "precious"})
-    assert response.status_code == 403, response.text
+    # Prefer: wait=0 (RFC 7240): answer at once instead of holding for a decision.
+    response = httpx.post(
+        f"{gateway.url}/v1/tools/jwtapi__delete_item/call",
+        json={"arguments": {"item": "precious"}},
+        headers={**gateway.headers(), "Prefer": "wait=0"},
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
     body = response.json()
-    assert body["error"]["code"] == "approval_required"
+    assert body["status"] == "pending_approval"
+    assert body["error"]["code"] == "pending_approval"
+    assert body["approval_id"].startswith("apr_")
+    assert body["approval_id"] in body["error"]["message"]
     assert body["decision"]["allow"] is True
     assert body["decision"]["require_approval"] is True
     assert body["decision"]["obligations"]["approvers"] == ["role:approver"]

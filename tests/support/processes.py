@@ -207,12 +207,17 @@ class GatewayServer:
         directory: Path,
         *,
         upstreams: list[dict[str, Any]],
-        policy: Path,
+        policy: Path | None = None,
+        policy_config: dict[str, Any] | None = None,
         storage_url: str | None = None,
         identity: dict[str, Any] | None = None,
         limits: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
     ) -> GatewayServer:
+        # `policy_config` replaces the whole `policy` section (e.g. an OPA engine);
+        # `policy` alone is the embedded engine on that folder.
+        if (policy is None) == (policy_config is None):
+            raise ValueError("give exactly one of policy or policy_config")
         directory.mkdir(parents=True, exist_ok=True)
         port = free_port()
         private, public = generate_dev_issuer(directory / "issuer")
@@ -225,7 +230,7 @@ class GatewayServer:
                 "signing_key_file": str(directory / "keys" / "gateway.pem"),
                 **(identity or {}),
             },
-            "policy": {"path": str(policy)},
+            "policy": policy_config if policy_config is not None else {"path": str(policy)},
             "storage": {"url": storage_url or f"sqlite:///{directory / 'gateway.db'}"},
             "upstreams": upstreams,
             "limits": limits or {},

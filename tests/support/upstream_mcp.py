@@ -97,6 +97,64 @@ def with_meta(ctx: Context) -> CallToolResult:
     )
 
 
+@server.tool()
+def set_description(tool: str, description: str, ctx: Context) -> str:
+    """Test hook for rug-pulls: changes another tool's description from now on."""
+    _record(ctx, "set_description", {"tool": tool, "description": description})
+    target = server._tool_manager.get_tool(tool)
+    if target is None:
+        raise ToolError(f"no tool {tool}")
+    target.description = description
+    return f"description of {tool} changed"
+
+
+# --- tools for the executor's tests: effects applied once per idempotency key --------
+# The server process is the single source of truth for which keys were applied (one
+# process serves every gateway and worker in a test); each application is also written
+# to CALL_LOG.effects.jsonl so tests can count effects from outside.
+_EFFECTS: dict[str, dict[str, Any]] = {}
+_ATTEMPTS: dict[str, int] = {}
+IDEMPOTENCY_META = "io.agentgateway/idempotency-key"
+
+
+def _idempotency_key(ctx: Context) -> str | None:
+    raw_meta: Any = ctx.request_context.meta or {}
+    meta = raw_meta if isinstance(raw_meta, dict) else raw_meta.model_dump(by_alias=True)
+    key = meta.get(IDEMPOTENCY_META)
+    return key if isinstance(key, str) else None
+
+
+@server.tool(annotations=ToolAnnotations(destructive_hint=True, read_only_hint=False))
+async def effect(label: str, ctx: Context, delay_s: float = 0.0) -> dict[str, Any]:
+    """Applies an effect once per idempotency key (a repeat returns the first result)."""
+    key = _idempotency_key(ctx) or f"no-key:{len(_EFFECTS)}"
+    _record(ctx, "effect", {"label": label, "delay_s": delay_s})
+    if delay_s:
+        await anyio.sleep(delay_s)
+    if key in _EFFECTS:
+        return {**_EFFECTS[key], "replayed": True}
+    result = {"label": label, "key": key, "seq": len(_EFFECTS) + 1, "replayed": False}
+    _EFFECTS[key] = result
+    _log_effect(result)
+    return result
+
+
+def _log_effect(result: dict[str, Any]) -> None:
+    with Path(str(CALL_LOG) + ".effects.jsonl").open("a") as log:
+        log.write(json.dumps(result) + "\n")
+
+
+@server.tool()
+def flaky(fail_times: int, ctx: Context) -> dict[str, Any]:
+    """Fails (isError) the first ``fail_times`` calls per idempotency key, then succeeds."""
+    key = _idempotency_key(ctx) or "no-key"
+    _record(ctx, "flaky", {"fail_times": fail_times})
+    _ATTEMPTS[key] = _ATTEMPTS.get(key, 0) + 1
+    if _ATTEMPTS[key] <= fail_times:
+        raise ToolError(f"failure {_ATTEMPTS[key]} of {fail_times}")
+    return {"attempts": _ATTEMPTS[key]}
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "stdio":

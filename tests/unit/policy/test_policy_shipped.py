@@ -22,7 +22,7 @@ def engine() -> EmbeddedEngine:
     return EmbeddedEngine(POLICIES)
 
 
-def tool(name: str, server: str = "demo") -> ToolDefinition:
+def tool(name: str, server: str = "demo", risk: Any = "low") -> ToolDefinition:
     return ToolDefinition(
         name=name,
         server=server,
@@ -31,7 +31,7 @@ def tool(name: str, server: str = "demo") -> ToolDefinition:
         input_schema={"type": "object"},
         output_schema=None,
         annotations={},
-        risk="low",
+        risk=risk,
         definition_hash="0" * 64,
     )
 
@@ -44,13 +44,14 @@ def call(
     roles: tuple[str, ...] = ("agent",),
     chain: tuple[Actor, ...] = (),
     action: Any = "tools/call",
+    risk: Any = "low",
 ) -> Decision:
     policy_input = build_input(
         principal=Principal(sub="agent:test", iss="dev", roles=roles, act_chain=chain),
         action=action,
         request_id="req_test",
         transport="rest",
-        tool=tool(tool_name),
+        tool=tool(tool_name, risk=risk),
         arguments=arguments,
         client=ClientInfo(ip="127.0.0.1", user_agent="pytest"),
         now=datetime(2026, 11, 21, 10, 0, tzinfo=UTC),
@@ -186,9 +187,91 @@ def test_list_shows_granted_tools_only(engine: EmbeddedEngine) -> None:
 
 
 def test_other_actions_fall_to_default_deny(engine: EmbeddedEngine) -> None:
-    decision = call(engine, "demo__echo", {"text": "x"}, action="approval/decide")
+    decision = call(engine, "demo__echo", {"text": "x"}, action="resources/read")
     assert decision.allow is False
     assert decision.rule == "default_deny"
+
+
+def test_high_risk_tools_wait_for_an_approver(engine: EmbeddedEngine) -> None:
+    # Destructive tools reach policy as risk "high" (config, or trusted annotations).
+    decision = call(engine, "demo__echo", {"text": "x"}, risk="high")
+    assert decision.allow and decision.require_approval
+    assert decision.rule == "approval_risk"
+    assert decision.obligations.approvers == ("role:approver",)
+    assert call(engine, "demo__echo", {"text": "x"}, risk="medium").rule == "grant"
+
+
+def test_nested_secrets_are_redacted(engine: EmbeddedEngine) -> None:
+    arguments = {"headers": {"Authorization": "Bearer x"}, "items": [{"token": "t"}]}
+    decision = call(engine, "demo__echo", arguments)
+    assert decision.obligations.redact == (
+        "/arguments/headers/Authorization",
+        "/arguments/items/0/token",
+    )
+
+
+def plan_decision(engine: EmbeddedEngine, steps: list[dict[str, Any]]) -> Decision:
+    """plan/submit as the executor asks it: the plan and the catalog entry of its tools."""
+    names = {"demo__echo", "demo__delete_records", "demo__read_file"}
+    risks = {"demo__delete_records": "high"}
+    policy_input = build_input(
+        principal=Principal(sub="agent:test", iss="dev", roles=("agent",)),
+        action="plan/submit",
+        request_id="req_plan",
+        transport="rest",
+        resource={
+            "plan": {"version": 1, "steps": steps},
+            "tools": {n: tool(n, risk=risks.get(n, "low")).to_policy_resource() for n in names},
+        },
+    )
+    return engine.evaluate_sync(policy_input)
+
+
+def test_plan_of_granted_tools_is_allowed(engine: EmbeddedEngine) -> None:
+    steps = [
+        {"id": "s1", "tool": "demo__echo", "arguments": {"text": "hi"}},
+        {"id": "t", "sleep_s": 5},
+    ]
+    assert plan_decision(engine, steps).rule == "plan"
+
+
+def test_plan_with_a_destructive_step_needs_approval(engine: EmbeddedEngine) -> None:
+    decision = plan_decision(engine, [{"id": "s1", "tool": "demo__delete_records"}])
+    assert decision.require_approval and decision.rule == "plan_approval"
+
+
+def test_plan_with_an_unknown_tool_is_refused(engine: EmbeddedEngine) -> None:
+    decision = plan_decision(engine, [{"id": "s1", "tool": "demo__drop_database"}])
+    assert decision.allow is False
+    assert decision.reasons == ("step s1: demo__drop_database is not in the tool catalog",)
+
+
+def approval_decision(engine: EmbeddedEngine, approver: Principal) -> Decision:
+    approval = {
+        "id": "apr_1",
+        "tool": "demo__delete_records",
+        "requester": {"sub": "agent:test", "iss": "dev", "act_chain": [{"sub": "user:alice"}]},
+        "approvers": ["role:approver"],
+        "status": "pending",
+        "arguments_hash": "0" * 64,
+    }
+    policy_input = build_input(
+        principal=approver,
+        action="approval/decide",
+        request_id="req_decide",
+        transport="rest",
+        resource={"approval": approval},
+    )
+    return engine.evaluate_sync(policy_input)
+
+
+def test_approver_may_decide_but_not_a_party_to_the_request(engine: EmbeddedEngine) -> None:
+    approver = Principal(sub="user:carol", iss="dev", roles=("approver",))
+    assert approval_decision(engine, approver).rule == "approver"
+    alice = Principal(sub="user:alice", iss="dev", roles=("approver",))
+    assert approval_decision(engine, alice).rule == "self_approval"
+    stranger = Principal(sub="user:mallory", iss="dev", roles=("agent",))
+    assert approval_decision(engine, stranger).rule == "not_an_approver"
 
 
 def test_max_length_never_lets_a_longer_string_through(tmp_path: Path) -> None:
@@ -210,3 +293,13 @@ def test_max_length_never_lets_a_longer_string_through(tmp_path: Path) -> None:
         assert call(engine, "demo__echo", {"text": allowed}).allow is True, allowed
     for denied in ["abcd", 'ab"c', "a\\bc", "ab\nc", "\u00e9\u00e9\u00e9\u00e9"]:
         assert call(engine, "demo__echo", {"text": denied}).allow is False, denied
+
+
+def test_very_long_strings_are_decided(engine: EmbeddedEngine) -> None:
+    # rego-cpp crashes the process on some regular expressions over strings of about
+    # 100,000 characters (docs/policies.md); the policy must never use such a one.
+    assert call(engine, "demo__read_file", {"path": "a" * 500_000}).allow is True
+    assert call(engine, "demo__read_file", {"path": "a/" * 200_000}).allow is True
+    assert call(engine, "demo__echo", {"text": "x" * 900_000, "Token": "t"}).obligations.redact == (
+        "/arguments/Token",
+    )

@@ -1,0 +1,282 @@
+"""The checkpointer: signs the tree head every N entries or T seconds, stores the
+signed checkpoint, publishes it outside the database.
+
+One step (`Checkpointer.checkpoint_now`): read the committed chain head (size N);
+extend the tree store to N (`TreeStore.extend`), which yields the root; check that the
+new tree is consistent with the last checkpoint (a consistency proof, verified as an
+auditor would: the log must never sign a head that contradicts one it signed);
+sign with every configured key valid for N; insert into ``audit_checkpoints`` under
+the tree lock unless a checkpoint of size >= N exists; publish to every sink.
+
+Invariants:
+
+- Checkpoint sizes only grow: the database refuses a second row of a size, the
+  insert is skipped when a larger one exists, and sinks refuse to go backwards.
+- Nothing is signed for entries not committed, nor for the empty log; a log shorter
+  than its latest checkpoint (truncated) is reported on every step, never re-signed.
+- Appends never wait for a checkpoint (PostgreSQL: separate lock; SQLite: the tree
+  rows are computed before the short write transaction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Select, select
+
+from gateway.audit.checkpoint import Checkpoint, sign_checkpoint
+from gateway.audit.errors import ChainError
+from gateway.audit.keys import SigningKey, format_keys, read_keys, register_key
+from gateway.audit.leaf import format_ts
+from gateway.audit.note import check_key_name
+from gateway.audit.reader import chain_head
+from gateway.audit.sinks import CheckpointSink
+from gateway.audit.tree_store import TREE_LOCK_KEY, TreeStore
+from gateway.audit.verify_proof import verify_consistency
+from gateway.errors import ConfigError
+from gateway.store.db import exclusive_transaction
+from gateway.store.tables import audit_checkpoints
+
+logger = logging.getLogger("gateway.audit")
+
+# How often the head is polled; the smaller of this and every_seconds.
+POLL_INTERVAL_S = 0.1
+# After a failed step, wait this long before the next try (a down database must not
+# turn into a busy loop of errors).
+RETRY_DELAY_S = 1.0
+
+_C = audit_checkpoints.c
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    """A row of ``audit_checkpoints``: the signed note and what it states."""
+
+    size: int
+    root: bytes
+    note: str
+    ts: str
+
+
+def latest_checkpoint(conn: Engine | Connection) -> StoredCheckpoint | None:
+    """The checkpoint of the largest tree size, or None."""
+    return _one(conn, select(audit_checkpoints).order_by(_C.size.desc()).limit(1))
+
+
+def read_checkpoint(conn: Engine | Connection, size: int) -> StoredCheckpoint | None:
+    """The checkpoint of exactly ``size``, or None."""
+    return _one(conn, select(audit_checkpoints).where(_C.size == size))
+
+
+class Checkpointer:
+    """Makes, stores and publishes signed checkpoints of one log."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        origin: str,
+        signing_keys: Sequence[SigningKey],
+        *,
+        every_entries: int = 1000,
+        every_seconds: float = 10.0,
+        sinks: Sequence[CheckpointSink] = (),
+    ) -> None:
+        try:
+            check_key_name(origin)
+        except ValueError as exc:
+            raise ConfigError(f"audit origin is not usable as a key name: {exc}") from None
+        if not signing_keys:
+            raise ConfigError("the checkpointer needs at least one audit signing key")
+        for key in signing_keys:
+            if key.name != origin:
+                raise ConfigError(
+                    f"audit signing key {key.verifier.encode()} is named {key.name!r}; "
+                    f"the key name must be the log's origin {origin!r}"
+                )
+        if every_entries < 1 or every_seconds <= 0:
+            raise ConfigError("checkpoint_every_entries must be >= 1, checkpoint_every_s > 0")
+        self._engine = engine
+        self._origin = origin
+        self._signing_keys = tuple(signing_keys)
+        self._every_entries = every_entries
+        self._every_seconds = every_seconds
+        self._sinks = tuple(sinks)
+        self._tree = TreeStore(engine)
+        self._lock = asyncio.Lock()  # one step at a time per process
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        # Per sink, the largest size it acknowledged: a sink that missed one (an error,
+        # a restart) gets the latest on the next step.
+        self._published = [0] * len(self._sinks)
+        self._last_size = 0
+        self._last_time = time.monotonic()
+
+    @property
+    def tree(self) -> TreeStore:
+        return self._tree
+
+    async def start(self) -> None:
+        """Registers the signing keys, publishes the latest checkpoint and the keys to
+        every sink (a sink may have missed them), then checkpoints in the background."""
+        if self._task is not None:
+            raise RuntimeError("this Checkpointer was already started")
+        latest = await asyncio.to_thread(self._register_keys)
+        self._last_size = 0 if latest is None else latest.size
+        await asyncio.to_thread(self._publish_keys)
+        if latest is not None:
+            await asyncio.to_thread(self._publish, latest)
+        self._stopping.clear()
+        self._task = asyncio.create_task(self._run(), name="audit-checkpointer")
+
+    async def close(self) -> None:
+        """Stops the background loop (between steps, never inside one) and makes a
+        last checkpoint of what was appended (close the AuditLog first, so that it
+        covers every entry)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping.set()
+        await task
+        try:
+            await self.checkpoint_now()
+        except Exception:  # shutting down: report, do not mask the shutdown
+            logger.exception("final audit checkpoint failed")
+
+    async def checkpoint_now(self) -> StoredCheckpoint | None:
+        """Checkpoints the current head unless a checkpoint already covers it; returns
+        the latest stored checkpoint (None while the log is empty). Publishes it to
+        every sink that does not have it yet."""
+        async with self._lock:
+            stored, created = await asyncio.to_thread(self._step)
+            if stored is None:
+                return None
+            self._last_size = stored.size
+            if created:
+                self._last_time = time.monotonic()
+            await asyncio.to_thread(self._publish, stored)
+            return stored
+
+    # --- the background loop ---------------------------------------------------------
+
+    async def _run(self) -> None:
+        poll = min(self._every_seconds, POLL_INTERVAL_S)
+        while not await self._stopped_within(poll):
+            try:
+                head = await asyncio.to_thread(chain_head, self._engine)
+                pending = (0 if head is None else head.size) - self._last_size
+                waited = time.monotonic() - self._last_time
+                if pending >= self._every_entries or (
+                    pending > 0 and waited >= self._every_seconds
+                ):
+                    await self.checkpoint_now()
+            except Exception:
+                logger.exception("audit checkpoint failed; retrying")
+                await self._stopped_within(RETRY_DELAY_S)
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    # --- one step, in a worker thread -------------------------------------------------
+
+    def _step(self) -> tuple[StoredCheckpoint | None, bool]:
+        head = chain_head(self._engine)
+        latest = latest_checkpoint(self._engine)
+        size = 0 if head is None else head.size
+        if latest is not None and size < latest.size:
+            # Entries under a signed checkpoint are gone: say so on every step rather
+            # than wait quietly for the log to grow past the old size.
+            raise ChainError(
+                size,
+                f"the log has {size} entries but a checkpoint of size {latest.size} was "
+                "signed: entries were removed (restore the database, then run the verifier)",
+            )
+        if size == 0 or (latest is not None and latest.size >= size):
+            return latest, False
+        root = self._tree.extend(size)
+        if latest is not None:
+            # The log must never sign a head inconsistent with one it signed: prove it
+            # to ourselves exactly as an auditor will.
+            proof = self._tree.consistency_proof(latest.size, size)
+            verify_consistency(latest.size, size, proof, latest.root, root)
+        registry = read_keys(self._engine)
+        signers = [
+            key
+            for key in self._signing_keys
+            if any(
+                r.key_id == key.key_id and r.name == key.name and r.covers(size) for r in registry
+            )
+        ]
+        if not signers:
+            raise ConfigError(
+                f"no configured audit signing key is valid for tree size {size}; "
+                "register a new key (see docs/audit.md, keys)"
+            )
+        note = sign_checkpoint(Checkpoint(self._origin, size, root), signers)
+        stored = StoredCheckpoint(size, root, note, format_ts(datetime.now(UTC)))
+        with exclusive_transaction(self._engine, TREE_LOCK_KEY) as conn:
+            current = latest_checkpoint(conn)
+            if current is not None and current.size >= size:
+                return current, False  # another process got there first
+            conn.execute(
+                audit_checkpoints.insert(),
+                {"size": size, "root": root, "note": note, "ts": stored.ts},
+            )
+        logger.info("audit checkpoint at tree size %d", size)
+        return stored, True
+
+    def _register_keys(self) -> StoredCheckpoint | None:
+        latest = latest_checkpoint(self._engine)
+        # A key added to a running log signs from the next checkpoint on.
+        valid_from = 0 if latest is None else latest.size + 1
+        for key in self._signing_keys:
+            register_key(self._engine, key.verifier, valid_from_size=valid_from)
+        ours = {(k.name, k.key_id) for k in self._signing_keys}
+        for record in read_keys(self._engine):
+            if record.valid_to_size is None and (record.name, record.key_id) not in ours:
+                logger.warning(
+                    "audit key %s is still valid but not configured here; if it was "
+                    "replaced, set its valid_to_size",
+                    record.verifier.encode(),
+                )
+        return latest
+
+    def _publish(self, stored: StoredCheckpoint) -> None:
+        checkpoint = Checkpoint(self._origin, stored.size, stored.root)
+        for index, sink in enumerate(self._sinks):
+            if self._published[index] >= stored.size:
+                continue
+            try:
+                sink.publish(checkpoint, stored.note)
+            except OSError:
+                # The checkpoint is stored; the next step publishes the latest again.
+                logger.exception("could not publish audit checkpoint %d to %r", stored.size, sink)
+            else:
+                self._published[index] = stored.size
+
+    def _publish_keys(self) -> None:
+        text = format_keys(read_keys(self._engine))
+        for sink in self._sinks:
+            try:
+                sink.publish_keys(text)
+            except OSError:
+                logger.exception("could not publish the audit keys to %r", sink)
+
+
+def _one(conn: Engine | Connection, query: Select[Any]) -> StoredCheckpoint | None:
+    if isinstance(conn, Engine):
+        with conn.connect() as own:
+            return _one(own, query)
+    row = conn.execute(query).first()
+    if row is None:
+        return None
+    return StoredCheckpoint(row.size, bytes(row.root), row.note, row.ts)

@@ -1,0 +1,187 @@
+"""`gateway approvals list|show|approve|deny`: deciding held calls from a terminal.
+
+A client of the running gateway's REST API (never the database directly), so a
+decision made here passes the same checks, policy decision and audit as any other.
+The approver's JWT comes from ``--token`` or ``$GATEWAY_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+import httpx
+
+from gateway.errors import GatewayError
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+TIMEOUT_S = 30.0
+
+
+class ApprovalsCliError(GatewayError):
+    """The gateway refused the request or could not be reached; says why."""
+
+    code = "approvals_cli_error"
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    group = commands.add_parser("approvals", help="list and decide calls held for approval")
+    sub = group.add_subparsers(dest="approvals_command", required=True, metavar="COMMAND")
+
+    listing = sub.add_parser("list", help="approvals you may see (newest first)")
+    _connection_options(listing)
+    listing.add_argument(
+        "--status",
+        choices=["pending", "approved", "denied", "expired", "cancelled", "all"],
+        default="pending",
+        help="which approvals (default: pending)",
+    )
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    listing.add_argument("--json", action="store_true", help="the API's JSON")
+    listing.set_defaults(handler=cmd_list)
+
+    show = sub.add_parser("show", help="one approval in full")
+    _connection_options(show)
+    show.add_argument("id", help="approval id (apr_…)")
+    show.add_argument("--json", action="store_true", help="the API's JSON")
+    show.set_defaults(handler=cmd_show)
+
+    approve = sub.add_parser("approve", help="approve a pending call: it runs on its retry")
+    _connection_options(approve)
+    approve.add_argument("id", help="approval id (apr_…)")
+    approve.add_argument("--reason", help="why (optional)")
+    approve.set_defaults(handler=cmd_decide, approve=True)
+
+    deny = sub.add_parser("deny", help="deny a pending call")
+    _connection_options(deny)
+    deny.add_argument("id", help="approval id (apr_…)")
+    deny.add_argument("--reason", required=True, help="why (required; the agent sees it)")
+    deny.set_defaults(handler=cmd_decide, approve=False)
+
+
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("GATEWAY_URL", DEFAULT_URL),
+        help=f"the gateway (default: $GATEWAY_URL, else {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("GATEWAY_TOKEN"),
+        help="your JWT as an approver (default: $GATEWAY_TOKEN)",
+    )
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.status != "all":
+        params["status"] = args.status
+    body = _request(args, "GET", "/v1/approvals", params=params)
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0
+    approvals = body.get("approvals", [])
+    if not approvals:
+        print(f"no {'' if args.status == 'all' else args.status + ' '}approvals")
+        return 0
+    print(f"{'ID':<28} {'STATUS':<9} {'TOOL':<28} {'REQUESTER':<22} {'EXPIRES':<24} DECIDE")
+    for a in approvals:
+        print(
+            f"{a['id']:<28} {a['status']:<9} {a['tool']:<28} {a['requester']['sub']:<22} "
+            f"{a['expires_at']:<24} {'yes' if a.get('may_decide') else 'no'}"
+        )
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    body = _request(args, "GET", f"/v1/approvals/{args.id}")
+    if args.json:
+        print(json.dumps(body, indent=2))
+    else:
+        _print_approval(body)
+    return 0
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    verb = "approve" if args.approve else "deny"
+    payload: dict[str, Any] = {"channel": "cli"}
+    if args.reason:
+        payload["reason"] = args.reason
+    body = _request(args, "POST", f"/v1/approvals/{args.id}/{verb}", json_body=payload)
+    print(f"{body['id']} {body['status']} by {body['decided_by']} at {body['decided_at']}")
+    return 0
+
+
+def _print_approval(a: dict[str, Any]) -> None:
+    chain = " → ".join(actor["sub"] for actor in a["requester"]["act_chain"])
+    rows = [
+        ("id", a["id"]),
+        ("status", a["status"]),
+        ("tool", a["tool"]),
+        ("requester", a["requester"]["sub"] + (f" (via {chain})" if chain else "")),
+        ("arguments", json.dumps(a["arguments"], sort_keys=True)),
+        ("arguments hash", a["arguments_hash"]),
+        ("reasons", "; ".join(a["reasons"])),
+        ("approvers", ", ".join(a["approvers"])),
+        ("requested", f"{a['created_at']} (request {a['request_id']})"),
+        ("expires", a["expires_at"]),
+        ("decided", _decided(a)),
+        ("execution", a["execution_state"]),
+        ("you may decide", "yes" if a.get("may_decide") else "no"),
+        ("console", a.get("console_url", "")),
+    ]
+    for name, value in rows:
+        print(f"{name + ':':<16} {value}")
+
+
+def _decided(a: dict[str, Any]) -> str:
+    if not a.get("decided_by"):
+        return "-"
+    text = f"{a['decided_by']} at {a['decided_at']} via {a['channel']}"
+    return text + (f": {a['decision_reason']}" if a.get("decision_reason") else "")
+
+
+def _request(
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    *,
+    params: dict[str, Any] | None = None,
+    json_body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    if not args.token:
+        raise ApprovalsCliError("no token: pass --token or set $GATEWAY_TOKEN to your JWT")
+    url = args.url.rstrip("/") + path
+    try:
+        response = httpx.request(
+            method,
+            url,
+            params=params,
+            json=json_body,
+            headers={"Authorization": f"Bearer {args.token}"},
+            timeout=TIMEOUT_S,
+        )
+    except httpx.HTTPError as exc:
+        raise ApprovalsCliError(f"cannot reach the gateway at {args.url}: {exc}") from None
+    if response.status_code >= 400:
+        raise ApprovalsCliError(_describe_failure(response))
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def _describe_failure(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error", {})
+    except ValueError:
+        error = {}
+    message = error.get("message") or response.text[:200] or response.reason_phrase
+    code = error.get("code", "error")
+    hint = {
+        401: " (is the token valid and meant for this gateway?)",
+        403: "",
+        404: " (no such approval, or not one you may see)",
+        409: "",
+    }.get(response.status_code, "")
+    return f"HTTP {response.status_code} {code}: {message}{hint}"

@@ -1,0 +1,243 @@
+"""`gateway runs submit|show|list|cancel|watch` and `gateway schedules add|list|remove`.
+
+Clients of the running gateway's REST API (never the database directly): a plan
+submitted here is authenticated, decided by policy (``plan/submit``) and audited like
+one an agent submits. The JWT comes from ``--token`` or ``$GATEWAY_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gateway.errors import GatewayError
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+TIMEOUT_S = 30.0
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+class RunsCliError(GatewayError):
+    """The gateway refused the request or could not be reached; says why."""
+
+    code = "runs_cli_error"
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    runs = commands.add_parser("runs", help="submit plans and follow their runs")
+    sub = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
+
+    submit = sub.add_parser("submit", help="submit a plan file (JSON or YAML)")
+    _connection(submit)
+    submit.add_argument("plan", type=Path, help="the plan file")
+    submit.add_argument("--inputs", default="{}", help="inputs as JSON, or @file.json")
+    submit.add_argument("--key", help="idempotency key (same key, same run)")
+    submit.add_argument("--watch", action="store_true", help="follow the run until it ends")
+    submit.set_defaults(handler=cmd_submit)
+
+    show = sub.add_parser("show", help="one run: steps, attempts, outputs, provenance")
+    _connection(show)
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=cmd_show)
+
+    listing = sub.add_parser("list", help="your runs, newest first")
+    _connection(listing)
+    listing.add_argument("--status", choices=["pending", "running", "waiting", *FINISHED])
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=cmd_list)
+
+    cancel = sub.add_parser("cancel", help="cancel a run")
+    _connection(cancel)
+    cancel.add_argument("id")
+    cancel.set_defaults(handler=cmd_cancel)
+
+    watch = sub.add_parser("watch", help="print step changes until the run ends")
+    _connection(watch)
+    watch.add_argument("id")
+    watch.add_argument("--interval", type=float, default=0.5)
+    watch.add_argument("--timeout", type=float, default=3600.0)
+    watch.set_defaults(handler=cmd_watch)
+
+    schedules = commands.add_parser("schedules", help="plans fired on a cron schedule")
+    ssub = schedules.add_subparsers(dest="schedules_command", required=True, metavar="COMMAND")
+    add = ssub.add_parser("add", help="register a plan on a cron schedule (UTC)")
+    _connection(add)
+    add.add_argument("name")
+    add.add_argument("cron", help='five fields, e.g. "0 6 * * 1-5"')
+    add.add_argument("plan", type=Path)
+    add.add_argument("--inputs", default="{}", help="inputs as JSON, or @file.json")
+    add.set_defaults(handler=cmd_schedule_add)
+    slist = ssub.add_parser("list", help="your schedules")
+    _connection(slist)
+    slist.add_argument("--json", action="store_true")
+    slist.set_defaults(handler=cmd_schedule_list)
+    remove = ssub.add_parser("remove", help="remove a schedule")
+    _connection(remove)
+    remove.add_argument("id")
+    remove.set_defaults(handler=cmd_schedule_remove)
+
+
+def _connection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("GATEWAY_URL", DEFAULT_URL),
+        help=f"the gateway (default: $GATEWAY_URL, else {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--token", default=os.environ.get("GATEWAY_TOKEN"), help="your JWT ($GATEWAY_TOKEN)"
+    )
+
+
+def _inputs(text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(text[1:]).read_text() if text.startswith("@") else text)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunsCliError(f"--inputs is not a JSON object: {exc}") from None
+    if not isinstance(data, dict):
+        raise RunsCliError("--inputs must be a JSON object")
+    return data
+
+
+def _plan_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise RunsCliError(f"cannot read plan {path}: {exc.strerror}") from None
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"plan": _plan_text(args.plan), "inputs": _inputs(args.inputs)}
+    if args.key:
+        body["idempotency_key"] = args.key
+    answer = _request(args, "POST", "/v1/runs", json_body=body)
+    print(
+        f"{answer['run_id']} {'submitted' if answer['created'] else 'exists'}: {answer['status']}"
+    )
+    if args.watch:
+        args.id, args.interval, args.timeout = answer["run_id"], 0.5, 3600.0
+        return cmd_watch(args)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    run = _request(args, "GET", f"/v1/runs/{args.id}")
+    if args.json:
+        print(json.dumps(run, indent=2))
+        return 0
+    print(f"run        {run['id']} ({run.get('name') or 'unnamed'})")
+    print(f"status     {run['status']}" + (f": {run['error']['message']}" if run["error"] else ""))
+    print(f"submitted  {run['created_at']} by {run['submitted_by']}")
+    print(f"plan       {run['plan_hash']}, policy {run['provenance'].get('policy_revision')}")
+    print(f"tool calls {run['tool_calls']} of {run['max_tool_calls']}")
+    for step in run["steps"]:
+        attempts = ", ".join(a["status"] for a in step["attempts"]) or "-"
+        print(f"  {step['id']:<20} {step['kind']:<8} {step['status']:<10} attempts: {attempts}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.status:
+        params["status"] = args.status
+    body = _request(args, "GET", "/v1/runs", params=params)
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0
+    print(f"{'ID':<26} {'STATUS':<10} {'CREATED':<25} NAME")
+    for run in body["runs"]:
+        print(f"{run['id']:<26} {run['status']:<10} {run['created_at']:<25} {run['name'] or ''}")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    body = _request(args, "POST", f"/v1/runs/{args.id}/cancel")
+    print(f"{body['run_id']}: {body['status']}")
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    seen: dict[str, str] = {}
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        run = _request(args, "GET", f"/v1/runs/{args.id}")
+        for step in run["steps"]:
+            if seen.get(step["id"]) != step["status"]:
+                seen[step["id"]] = step["status"]
+                print(f"{step['id']}: {step['status']}", flush=True)
+        if run["status"] in FINISHED:
+            error = f": {run['error']['message']}" if run["error"] else ""
+            print(f"run {run['id']} {run['status']}{error}")
+            return 0 if run["status"] == "succeeded" else 1
+        time.sleep(args.interval)
+    raise RunsCliError(f"run {args.id} did not finish within {args.timeout} s")
+
+
+def cmd_schedule_add(args: argparse.Namespace) -> int:
+    body = {
+        "name": args.name,
+        "cron": args.cron,
+        "plan": _plan_text(args.plan),
+        "inputs": _inputs(args.inputs),
+    }
+    schedule = _request(args, "POST", "/v1/schedules", json_body=body)
+    print(f"{schedule['id']} {schedule['name']}: next run {schedule['next_fire_at']}")
+    return 0
+
+
+def cmd_schedule_list(args: argparse.Namespace) -> int:
+    body = _request(args, "GET", "/v1/schedules")
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0
+    print(f"{'ID':<20} {'NAME':<20} {'CRON':<16} NEXT")
+    for s in body["schedules"]:
+        print(f"{s['id']:<20} {s['name']:<20} {s['cron']:<16} {s['next_fire_at']}")
+    return 0
+
+
+def cmd_schedule_remove(args: argparse.Namespace) -> int:
+    _request(args, "DELETE", f"/v1/schedules/{args.id}")
+    print(f"{args.id} removed")
+    return 0
+
+
+def _request(
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    *,
+    params: dict[str, Any] | None = None,
+    json_body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    if not args.token:
+        raise RunsCliError("no token: pass --token or set $GATEWAY_TOKEN to your JWT")
+    try:
+        response = httpx.request(
+            method,
+            args.url.rstrip("/") + path,
+            params=params,
+            json=json_body,
+            headers={"Authorization": f"Bearer {args.token}"},
+            timeout=TIMEOUT_S,
+        )
+    except httpx.HTTPError as exc:
+        raise RunsCliError(f"cannot reach the gateway at {args.url}: {exc}") from None
+    if response.status_code >= 400:
+        try:
+            error = response.json().get("error", {})
+        except ValueError:
+            error = {}
+        message = error.get("message") or response.text[:200] or response.reason_phrase
+        raise RunsCliError(f"HTTP {response.status_code} {error.get('code', 'error')}: {message}")
+    if response.status_code == 204:
+        return {}
+    result: dict[str, Any] = response.json()
+    return result

@@ -1,0 +1,49 @@
+"""`gateway worker`: executor workers without the HTTP surfaces.
+
+Runs the same worker loops `gateway serve` runs (``executor.workers`` of them, or
+``--workers``) against the configured database, with the gateway's own pipeline,
+catalog and audit log. Any number of worker processes may share one database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+import anyio
+
+from gateway.cli.common import add_config_option, config_from
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    worker = commands.add_parser("worker", help="run executor workers (no HTTP)")
+    add_config_option(worker)
+    worker.add_argument("--workers", type=int, default=None, help="worker loops (default: config)")
+    worker.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    worker.set_defaults(handler=cmd_worker)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from gateway.app import build_components, running
+    from gateway.executor.service import build_executor
+    from gateway.logs import configure_logging
+
+    configure_logging(args.log_level, json_format=True)
+    config = config_from(args)
+    components = build_components(config)
+    count = args.workers if args.workers is not None else max(1, config.executor.workers)
+
+    async def main() -> None:
+        async with running(components):
+            executor = build_executor(components)
+            async with executor.running(count):
+                # SIGTERM and SIGINT stop the loops; a run cut off mid-step is taken
+                # over by another worker after its lease, with the same keys.
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for _ in signals:
+                        break
+
+    anyio.run(main)
+    return 0

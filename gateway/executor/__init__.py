@@ -1,0 +1,49 @@
+"""The durable executor (DESIGN §8): plans in, runs out, every step through the pipeline.
+
+One concept per module:
+
+- `plan`: the plan model (JSON/YAML); `validation`: checking it against the catalog.
+- `expressions`: JMESPath references (``${{ inputs.x }}``) and ``when`` conditions.
+- `store`: runs, steps and attempts in SQL; leases, fencing tokens, the database clock.
+- `records`: creating, reading, listing and cancelling runs; run views.
+- `runner` / `steps` / `gates`: executing one claimed run; tool calls, retries,
+  compensation, approval gates and steps waiting for an approval.
+- `worker`: the claim-execute loops of `gateway serve` and `gateway worker`.
+- `service`: `Executor`, submission as a ``plan/submit`` policy decision.
+- `schedules`: plans fired on a cron schedule.
+
+Invariants:
+
+- A run exists only after the ``plan/submit`` decision allowing it is in the audit log.
+- Only the holder of a run's current fencing token writes it; a succeeded step is
+  never started again; every attempt of a step carries the same idempotency key.
+- Lease and timer arithmetic uses the database clock.
+"""
+
+from gateway.executor.errors import (
+    ExecutorError,
+    IdempotencyConflict,
+    InputsInvalid,
+    LeaseLost,
+    PlanInvalid,
+    PlanRefused,
+    RunFinished,
+    RunNotFound,
+)
+from gateway.executor.plan import Plan, load_plan_text, parse_plan
+from gateway.executor.validation import validate_plan
+
+__all__ = [
+    "ExecutorError",
+    "IdempotencyConflict",
+    "InputsInvalid",
+    "LeaseLost",
+    "Plan",
+    "PlanInvalid",
+    "PlanRefused",
+    "RunFinished",
+    "RunNotFound",
+    "load_plan_text",
+    "parse_plan",
+    "validate_plan",
+]

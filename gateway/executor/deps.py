@@ -1,0 +1,55 @@
+"""What the executor's parts share: the run store and the gateway's own components."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.audit import AuditLog, AuditRecord
+from gateway.config import ExecutorConfig
+from gateway.errors import AuditUnavailable
+from gateway.executor.store import RunStore
+from gateway.pipeline import Pipeline
+from gateway.policy import PolicyEngine
+from gateway.upstreams.catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExecutorDeps:
+    store: RunStore
+    pipeline: Pipeline
+    catalog: Catalog
+    audit: AuditLog
+    policy: PolicyEngine
+    config: ExecutorConfig
+    policy_timeout_s: float
+    # The approvals engine (gateway.approvals.ApprovalService) when approvals are on.
+    approvals: Any = None
+
+    def event(self, kind: str, run_id: str, payload: dict[str, Any], subject: str) -> None:
+        self.events([(kind, payload)], run_id, subject)
+
+    def events(self, events: list[tuple[str, dict[str, Any]]], run_id: str, subject: str) -> None:
+        """Queues run or step events for the audit log (one batch, in order) without
+        waiting for the commit: the calls a step makes are durably recorded by the
+        pipeline before they are forwarded; these entries tie them to the run
+        (docs/decisions/0005 reasoning)."""
+        records = [
+            AuditRecord(kind, run_id, {"run_id": run_id, **payload}, subject)
+            for kind, payload in events
+        ]
+        kinds = ", ".join(kind for kind, _ in events)
+        try:
+            future = self.audit.submit(*records)
+        except AuditUnavailable as exc:
+            log.error("%s of %s not recorded: %s", kinds, run_id, exc.message)
+            return
+        future.add_done_callback(lambda f: _log_failure(f, kinds, run_id))
+
+
+def _log_failure(future: Any, kind: str, run_id: str) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("%s of %s not recorded: %s", kind, run_id, future.exception())

@@ -1,0 +1,169 @@
+"""The executor as MCP tools the gateway offers itself: ``workflow__submit_plan`` and
+``workflow__get_run``, so a planning agent hands its plan over on the connection it
+already has.
+
+They are listed next to the upstream tools and reached through the same
+authenticated endpoint; submitting is the same ``plan/submit`` policy decision as
+``POST /v1/runs``, and a caller reads only its own runs. Failures are tool results
+with ``isError`` and the error's stable code, like a denied call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.canonical import sha256_hex
+from gateway.errors import GatewayError
+from gateway.executor.plan import load_plan_text, parse_plan
+from gateway.executor.service import Executor
+from gateway.policy import build_input, decide
+from gateway.types import ClientInfo, Principal, ToolDefinition, ToolResult
+
+SERVER = "workflow"
+
+_SUBMIT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "plan": {
+            "description": "The plan (see docs/workflows.md): an object with steps, or "
+            "its JSON/YAML text",
+            "type": ["object", "string"],
+        },
+        "inputs": {"type": "object", "description": "The run's inputs"},
+        "idempotency_key": {
+            "type": "string",
+            "description": "Submitting again with the same key returns the same run",
+        },
+    },
+    "required": ["plan"],
+    "additionalProperties": False,
+}
+
+_GET_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"run_id": {"type": "string"}},
+    "required": ["run_id"],
+    "additionalProperties": False,
+}
+
+
+def _definition(name: str, description: str, schema: dict[str, Any]) -> ToolDefinition:
+    document = {"name": name, "description": description, "inputSchema": schema}
+    return ToolDefinition(
+        name=f"{SERVER}__{name}",
+        server=SERVER,
+        upstream_tool=name,
+        description=description,
+        input_schema=schema,
+        output_schema=None,
+        annotations={"readOnlyHint": name == "get_run"},
+        risk="low",
+        definition_hash=sha256_hex(document),
+    )
+
+
+DEFINITIONS = [
+    _definition(
+        "submit_plan",
+        "Submit a plan (a DAG of tool calls, approval gates and timers) for durable "
+        "execution by the gateway. Returns the run id; every step is checked by policy "
+        "and audited like a direct call.",
+        _SUBMIT_SCHEMA,
+    ),
+    _definition(
+        "get_run",
+        "The status of a run you submitted: each step with its attempts, outputs and timing.",
+        _GET_SCHEMA,
+    ),
+]
+
+
+class WorkflowTools:
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+
+    async def visible(
+        self, principal: Principal, *, request_id: str, client: ClientInfo | None = None
+    ) -> list[ToolDefinition]:
+        """Listed like any tool: where policy allows ``tools/list`` for it (a grant for
+        ``workflow__submit_plan`` or ``workflow__*``)."""
+        deps = self._executor.deps
+        shown = []
+        for tool in DEFINITIONS:
+            policy_input = build_input(
+                principal=principal,
+                action="tools/list",
+                request_id=request_id,
+                transport="mcp",
+                tool=tool,
+                client=client,
+            )
+            decision = await decide(deps.policy, policy_input, timeout_s=deps.policy_timeout_s)
+            if decision.allow:
+                shown.append(tool)
+        return shown
+
+    def handles(self, name: str) -> bool:
+        return any(d.name == name for d in DEFINITIONS)
+
+    async def call(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        *,
+        principal: Principal,
+        request_id: str,
+        client: ClientInfo | None = None,
+    ) -> ToolResult:
+        try:
+            if name == f"{SERVER}__submit_plan":
+                data = await self._submit(arguments, principal, request_id, client)
+            else:
+                run_id = arguments.get("run_id")
+                if not isinstance(run_id, str):
+                    return _error({"code": "invalid_arguments", "message": "run_id is required"})
+                data = await self._executor.get(run_id, principal)
+        except GatewayError as error:
+            return _error(error.to_dict())
+        return ToolResult(
+            content=[{"type": "text", "text": _summary(data)}], structured_content=data
+        )
+
+    async def _submit(
+        self,
+        arguments: dict[str, Any],
+        principal: Principal,
+        request_id: str,
+        client: ClientInfo | None,
+    ) -> dict[str, Any]:
+        raw = arguments.get("plan")
+        plan = load_plan_text(raw) if isinstance(raw, str) else parse_plan(raw)
+        inputs = arguments.get("inputs") or {}
+        key = arguments.get("idempotency_key")
+        run_id, created = await self._executor.submit(
+            principal,
+            plan,
+            inputs if isinstance(inputs, dict) else {},
+            idempotency_key=key if isinstance(key, str) else None,
+            request_id=request_id,
+            transport="mcp",
+            client=client,
+        )
+        view = await self._executor.get(run_id, principal)
+        return {"run_id": run_id, "status": view["status"], "created": created}
+
+
+def _summary(data: dict[str, Any]) -> str:
+    if "steps" in data:
+        steps = ", ".join(f"{s['id']}: {s['status']}" for s in data["steps"])
+        return f"run {data['id']} is {data['status']} ({steps})"
+    verb = "created" if data.get("created") else "already exists"
+    return f"run {data['run_id']} {verb}, status {data['status']}"
+
+
+def _error(error: dict[str, Any]) -> ToolResult:
+    return ToolResult(
+        content=[{"type": "text", "text": f"{error['code']}: {error['message']}"}],
+        structured_content={"error": error},
+        is_error=True,
+    )

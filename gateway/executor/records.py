@@ -1,0 +1,311 @@
+"""Creating, reading, listing and cancelling runs; how a run looks to its readers.
+
+The worker's writes (leases, attempts) are in `store`; this module holds what the
+surfaces need. A view never shows more than was stored redacted: arguments are
+stored as the policy's ``redact`` obligation left them, and outputs are redacted on
+the way out by the same pointers where they name ``/output/…``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from gateway.executor.errors import IdempotencyConflict, RunFinished, RunNotFound
+from gateway.executor.plan import Plan
+from gateway.executor.store import ACTIVE, FINISHED, RunStore
+from gateway.redaction import redact
+from gateway.store.tables import run_steps, runs, step_attempts
+from gateway.types import Actor, Principal
+
+# The actor the executor adds in front of the submitter's chain: policies see that a
+# step runs through the executor, on behalf of whoever submitted the plan.
+EXECUTOR_ACTOR = Actor(sub="gateway:executor")
+
+
+def new_run_id() -> str:
+    return "run_" + secrets.token_hex(10)
+
+
+def principal_to_json(principal: Principal) -> dict[str, Any]:
+    return {**principal.to_policy_subject(), "token_id": principal.token_id}
+
+
+def principal_from_json(data: dict[str, Any]) -> Principal:
+    return Principal(
+        sub=data["sub"],
+        iss=data["iss"],
+        roles=tuple(data.get("roles", ())),
+        scopes=tuple(data.get("scopes", ())),
+        tenant=data.get("tenant"),
+        act_chain=tuple(Actor(a["sub"], a.get("iss")) for a in data.get("act_chain", ())),
+        claims=dict(data.get("claims", {})),
+        token_id=data.get("token_id"),
+    )
+
+
+def executor_principal(submitter: Principal) -> Principal:
+    """The submitter, acting through the executor (the executor is the current actor)."""
+    return Principal(
+        sub=submitter.sub,
+        iss=submitter.iss,
+        roles=submitter.roles,
+        scopes=submitter.scopes,
+        tenant=submitter.tenant,
+        act_chain=(EXECUTOR_ACTOR, *submitter.act_chain),
+        claims=submitter.claims,
+        token_id=submitter.token_id,
+    )
+
+
+def iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+# --- creating ------------------------------------------------------------------------
+
+
+def find_existing(store: RunStore, submitted_by: str, key: str) -> Any:
+    with store.engine.connect() as conn:
+        return conn.execute(
+            sa.select(runs).where(
+                runs.c.submitted_by == submitted_by, runs.c.idempotency_key == key
+            )
+        ).first()
+
+
+def check_same_submission(row: Any, plan_hash: str, inputs: dict[str, Any]) -> None:
+    """A repeated key must mean the same plan and inputs; anything else is a conflict."""
+    if row.plan_hash != plan_hash or row.inputs != inputs:
+        raise IdempotencyConflict(
+            f"idempotency key already used for run {row.id} with a different plan or inputs",
+            details={"run_id": row.id},
+        )
+
+
+def insert_run(
+    store: RunStore,
+    *,
+    run_id: str,
+    plan: Plan,
+    inputs: dict[str, Any],
+    principal: Principal,
+    idempotency_key: str,
+    request_id: str | None,
+    provenance: dict[str, Any],
+    deadline_s: float,
+    max_tool_calls: int,
+    schedule_id: str | None = None,
+) -> tuple[str, bool]:
+    """Inserts a pending run and its steps. Returns ``(run_id, created)``: with a key
+    already used by this submitter, the existing run's id and ``False``."""
+    now = store.now
+    try:
+        with store.write(durable=True) as conn:
+            conn.execute(
+                sa.insert(runs).values(
+                    id=run_id,
+                    status="pending",
+                    plan=plan.to_json(),
+                    plan_hash=plan.plan_hash,
+                    inputs=inputs,
+                    principal=principal_to_json(principal),
+                    submitted_by=principal.sub,
+                    idempotency_key=idempotency_key,
+                    request_id=request_id,
+                    provenance=provenance,
+                    schedule_id=schedule_id,
+                    created_at=now,
+                    updated_at=now,
+                    deadline_at=now + deadline_s,
+                    fencing_token=0,
+                    cancel_requested=False,
+                    tool_calls=0,
+                    max_tool_calls=max_tool_calls,
+                )
+            )
+            conn.execute(
+                sa.insert(run_steps),
+                [
+                    {
+                        "run_id": run_id,
+                        "step_id": step.id,
+                        "kind": step.kind,
+                        "status": "pending",
+                        "attempts": 0,
+                        "failures": 0,
+                        "idempotency_key": f"{run_id}:{step.id}",
+                    }
+                    for step in plan.steps
+                ],
+            )
+    except sa.exc.IntegrityError:
+        # Lost a race with the same submission: the unique key says which run it is.
+        existing = find_existing(store, principal.sub, idempotency_key)
+        if existing is None:
+            raise
+        check_same_submission(existing, plan.plan_hash, inputs)
+        return existing.id, False
+    return run_id, True
+
+
+# --- reading -----------------------------------------------------------------------
+
+
+def load_run(store: RunStore, run_id: str, viewer: Principal | None) -> Any:
+    """The run row; `RunNotFound` when it does not exist or ``viewer`` did not submit
+    it (``None``: an operator with the config file, who may see every run)."""
+    row = store.run_row(run_id)
+    if row is None or (viewer is not None and not _owns(row, viewer)):
+        raise RunNotFound(f"no run {run_id!r}", details={"run_id": run_id})
+    return row
+
+
+def _owns(row: Any, viewer: Principal) -> bool:
+    owner = row.principal
+    return bool(owner.get("sub") == viewer.sub and owner.get("iss") == viewer.iss)
+
+
+def list_runs(
+    store: RunStore,
+    viewer: Principal | None,
+    *,
+    status: str | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    query = sa.select(runs).order_by(runs.c.created_at.desc()).limit(max(1, min(limit, 500)))
+    if viewer is not None:
+        query = query.where(runs.c.submitted_by == viewer.sub)
+    if status:
+        query = query.where(runs.c.status == status)
+    with store.engine.connect() as conn:
+        rows = list(conn.execute(query))
+    return [summary(r) for r in rows if viewer is None or _owns(r, viewer)]
+
+
+def summary(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "status": row.status,
+        "name": (row.plan or {}).get("name"),
+        "plan_hash": row.plan_hash,
+        "submitted_by": row.submitted_by,
+        "schedule_id": row.schedule_id,
+        "created_at": iso(row.created_at),
+        "started_at": iso(row.started_at),
+        "finished_at": iso(row.finished_at),
+        "error": row.error,
+    }
+
+
+def run_view(store: RunStore, row: Any) -> dict[str, Any]:
+    """The whole run: steps with their attempts, redacted outputs, timing, provenance."""
+    attempts: dict[str, list[dict[str, Any]]] = {}
+    for attempt in store.attempt_rows(row.id):
+        attempts.setdefault(attempt.step_id, []).append(
+            {
+                "purpose": attempt.purpose,
+                "attempt": attempt.attempt,
+                "status": attempt.status,
+                "request_id": attempt.request_id,
+                "worker": attempt.worker,
+                "started_at": iso(attempt.started_at),
+                "finished_at": iso(attempt.finished_at),
+                "error": attempt.error,
+            }
+        )
+    order = {step["id"]: index for index, step in enumerate(row.plan["steps"])}
+    steps = []
+    for step in sorted(store.step_rows(row.id), key=lambda s: order.get(s.step_id, 0)):
+        pointers = [
+            p.removeprefix("/output") for p in step.redact or [] if p.startswith("/output/")
+        ]
+        output = step.output
+        if output is not None and pointers:
+            output = redact({"o": output}, ["/o" + p for p in pointers])["o"]
+        steps.append(
+            {
+                "id": step.step_id,
+                "kind": step.kind,
+                "status": step.status,
+                "attempts": attempts.get(step.step_id, []),
+                "idempotency_key": step.idempotency_key,
+                "arguments": step.arguments,
+                "output": output,
+                "error": step.error,
+                "decision": step.decision,
+                "approval_id": step.approval_id,
+                "wake_at": iso(step.wake_at) if step.status == "waiting" else None,
+                "started_at": iso(step.started_at),
+                "finished_at": iso(step.finished_at),
+                "compensation": step.compensation,
+                "compensation_error": step.compensation_error,
+            }
+        )
+    return {
+        **summary(row),
+        "inputs": row.inputs,
+        "deadline_at": iso(row.deadline_at),
+        "tool_calls": row.tool_calls,
+        "max_tool_calls": row.max_tool_calls,
+        "cancel_requested": bool(row.cancel_requested),
+        "provenance": row.provenance,
+        "plan": row.plan,
+        "steps": steps,
+    }
+
+
+# --- cancelling ----------------------------------------------------------------------
+
+
+def request_cancel(store: RunStore, run_id: str) -> str:
+    """Asks for a run to stop. A run no worker holds is cancelled here and now (its
+    token bumped, so a worker that still thinks it owns it cannot write); a leased one
+    is cancelled by its worker at the next heartbeat. Returns the status afterwards."""
+    now = store.now
+    with store.write(durable=True) as conn:
+        row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+        if row is None:
+            raise RunNotFound(f"no run {run_id!r}", details={"run_id": run_id})
+        if row.status in FINISHED:
+            raise RunFinished(f"run {run_id} already {row.status}", details={"status": row.status})
+        leased = conn.execute(
+            sa.select(
+                sa.and_(runs.c.lease_expires_at.is_not(None), runs.c.lease_expires_at >= now)
+            ).where(runs.c.id == run_id)
+        ).scalar()
+        if leased:
+            conn.execute(sa.update(runs).where(runs.c.id == run_id).values(cancel_requested=True))
+            return str(row.status)
+        conn.execute(
+            sa.update(runs)
+            .where(runs.c.id == run_id, runs.c.status.in_(ACTIVE))
+            .values(
+                status="cancelled",
+                cancel_requested=True,
+                fencing_token=runs.c.fencing_token + 1,
+                finished_at=now,
+                updated_at=now,
+                lease_owner=None,
+                lease_expires_at=None,
+                wake_at=None,
+                error={"code": "cancelled", "message": "cancelled on request"},
+            )
+        )
+        conn.execute(
+            sa.update(run_steps)
+            .where(run_steps.c.run_id == run_id, run_steps.c.status.in_(ACTIVE))
+            .values(status="cancelled", finished_at=now)
+        )
+        conn.execute(
+            sa.update(step_attempts)
+            .where(step_attempts.c.run_id == run_id, step_attempts.c.status == "running")
+            .values(status="cancelled", finished_at=now)
+        )
+    return "cancelled"

@@ -1,0 +1,229 @@
+"""`Executor`: submitting plans (a policy decision), reading and cancelling runs, and
+the workers of this process.
+
+Submission order, each step able to stop it with nothing changed (DESIGN §9.6):
+parse → validate against the catalog → check inputs → (same idempotency key: the
+existing run) → policy decision ``plan/submit`` with the whole plan → durable
+``run.submitted`` (or ``run.refused``) audit entry → the run row. A run exists only
+once the decision that allowed it is in the audit log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from gateway.audit import AuditRecord
+from gateway.executor import records
+from gateway.executor.deps import ExecutorDeps
+from gateway.executor.errors import PlanRefused
+from gateway.executor.plan import Plan, parse_plan
+from gateway.executor.schedules import Schedules
+from gateway.executor.store import RunStore
+from gateway.executor.validation import check_inputs, validate_plan
+from gateway.executor.worker import Worker, running_workers
+from gateway.policy import build_input, decide
+from gateway.redaction import redact
+from gateway.types import ClientInfo, Principal, Transport
+from gateway.version import __version__
+
+if TYPE_CHECKING:
+    from gateway.app import Components
+
+
+class Executor:
+    def __init__(self, deps: ExecutorDeps) -> None:
+        self.deps = deps
+        self.store = deps.store
+        self.workers: list[Worker] = []
+        self.schedules = Schedules(self)
+
+    # --- submitting -------------------------------------------------------------------
+
+    async def submit(
+        self,
+        principal: Principal,
+        plan: Plan | dict[str, Any],
+        inputs: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        request_id: str,
+        transport: Transport,
+        client: ClientInfo | None = None,
+        schedule_id: str | None = None,
+    ) -> tuple[str, bool]:
+        """Creates a run, or returns the one this key already created. Returns
+        ``(run_id, created)``. Raises `PlanInvalid`, `InputsInvalid`, `PlanRefused`,
+        `IdempotencyConflict` or `AuditUnavailable`, having changed nothing."""
+        config = self.deps.config
+        plan = plan if isinstance(plan, Plan) else parse_plan(plan)
+        inputs = inputs or {}
+        validate_plan(plan, self.deps.catalog, max_steps=config.max_steps)
+        check_inputs(plan, inputs)
+        if idempotency_key:
+            existing = await self._db(
+                records.find_existing, self.store, principal.sub, idempotency_key
+            )
+            if existing is not None:
+                records.check_same_submission(existing, plan.plan_hash, inputs)
+                return existing.id, False
+        run_id = records.new_run_id()
+        provenance = await self.decide_submission(
+            principal,
+            plan,
+            inputs,
+            request_id=request_id,
+            transport=transport,
+            client=client,
+            run_id=run_id,
+            schedule_id=schedule_id,
+        )
+        deadline_s = min(plan.deadline_s or config.max_run_s, config.max_run_s)
+        max_calls = min(plan.max_tool_calls or config.max_tool_calls, config.max_tool_calls)
+        return await self._db(
+            records.insert_run,
+            self.store,
+            run_id=run_id,
+            plan=plan,
+            inputs=inputs,
+            principal=principal,
+            idempotency_key=idempotency_key or f"auto:{run_id}",
+            request_id=request_id,
+            provenance=provenance,
+            deadline_s=deadline_s,
+            max_tool_calls=max_calls,
+            schedule_id=schedule_id,
+        )
+
+    async def decide_submission(
+        self,
+        principal: Principal,
+        plan: Plan,
+        inputs: dict[str, Any],
+        *,
+        request_id: str,
+        transport: Transport,
+        client: ClientInfo | None = None,
+        run_id: str | None,
+        schedule_id: str | None = None,
+    ) -> dict[str, Any]:
+        """The ``plan/submit`` decision, durably audited (``run.submitted`` or
+        ``run.refused``; ``schedule.*`` when registering a schedule). Returns the
+        provenance of an allowed plan; raises `PlanRefused` otherwise."""
+        tools = {name: self.deps.catalog.resolve(name).definition for name in sorted(plan.tools())}
+        policy_input = build_input(
+            principal=principal,
+            action="plan/submit",
+            request_id=request_id,
+            transport=transport,
+            resource={
+                "plan": plan.to_json(),
+                "plan_hash": plan.plan_hash,
+                "tools": {name: t.to_policy_resource() for name, t in tools.items()},
+                "schedule_id": schedule_id,
+            },
+            arguments=inputs,
+            client=client,
+            run_id=run_id,
+        )
+        decision = await decide(
+            self.deps.policy, policy_input, timeout_s=self.deps.policy_timeout_s
+        )
+        provenance = {
+            "plan_hash": plan.plan_hash,
+            "policy_engine": decision.engine,
+            "policy_revision": decision.revision,
+            "decision_id": decision.decision_id,
+            "tools": {name: t.definition_hash for name, t in tools.items()},
+            "gateway_version": __version__,
+            "submitted_by": principal.to_audit(),
+            "request_id": request_id,
+            "transport": transport,
+            "steps_need_approval": decision.require_approval,
+        }
+        shown = redact(policy_input, decision.obligations.redact)
+        prefix = "run" if run_id else "schedule"
+        ref = run_id or schedule_id or request_id
+        payload = {
+            f"{prefix}_id": ref,
+            "principal": principal.to_audit(),
+            "plan": shown["resource"]["plan"],
+            "inputs": shown["arguments"],
+            "decision": decision.to_dict(),
+            "provenance": provenance,
+        }
+        # "Allowed once approved" for a plan means: the steps whose tools need approval
+        # wait for it when they run. Each is decided again as a tools/call and held by
+        # the pipeline until a human approves that very call, so accepting the plan
+        # lets nothing run unapproved.
+        kind = f"{prefix}.submitted" if decision.allow else f"{prefix}.refused"
+        await self.deps.audit.append(AuditRecord(kind, ref, payload, principal.sub))
+        if not decision.allow:
+            reasons = "; ".join(decision.reasons) or "denied by policy"
+            raise PlanRefused(f"plan refused: {reasons}", details={"decision": decision.to_dict()})
+        return provenance
+
+    # --- reading and cancelling -----------------------------------------------------------
+
+    async def get(self, run_id: str, viewer: Principal | None) -> dict[str, Any]:
+        row = await self._db(records.load_run, self.store, run_id, viewer)
+        return await self._db(records.run_view, self.store, row)
+
+    async def list(
+        self, viewer: Principal | None, *, status: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        return await self._db(records.list_runs, self.store, viewer, status=status, limit=limit)
+
+    async def cancel(self, run_id: str, viewer: Principal | None) -> str:
+        """Cancels (or asks the owning worker to cancel) a run; returns its status."""
+        row = await self._db(records.load_run, self.store, run_id, viewer)
+        status = await self._db(records.request_cancel, self.store, run_id)
+        by = viewer.sub if viewer else "operator"
+        if status == "cancelled":
+            self.deps.event(
+                "run.cancelled", run_id, {"status": "cancelled", "by": by}, row.submitted_by
+            )
+        else:
+            self.deps.event("run.cancel_requested", run_id, {"by": by}, row.submitted_by)
+        return status
+
+    # --- workers --------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def running(self, workers: int | None = None) -> AsyncIterator[Executor]:
+        count = self.deps.config.workers if workers is None else workers
+        try:
+            if count == 0:
+                yield self
+                return
+            async with running_workers(self.deps, count, self.schedules.fire_due) as started:
+                self.workers = started
+                yield self
+        finally:
+            self.store.close()
+
+    async def _db(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        return await anyio.to_thread.run_sync(lambda: function(*args, **kwargs))
+
+
+def new_idempotency_key() -> str:
+    return "key_" + secrets.token_hex(12)
+
+
+def build_executor(parts: Components) -> Executor:
+    """The executor over a gateway's components (its pipeline, catalog, audit log)."""
+    deps = ExecutorDeps(
+        store=RunStore(parts.database),
+        pipeline=parts.pipeline,
+        catalog=parts.catalog,
+        audit=parts.audit,
+        policy=parts.policy,
+        config=parts.config.executor,
+        policy_timeout_s=parts.config.policy.timeout_ms / 1000,
+        approvals=parts.approvals,
+    )
+    return Executor(deps)

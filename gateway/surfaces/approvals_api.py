@@ -1,0 +1,231 @@
+"""The approvals REST API: listing, reading and deciding approvals (docs/approvals.md).
+
+    GET  /v1/approvals?status=&limit=        what the caller may see, newest first
+    GET  /v1/approvals?since=N&wait=S        changes after version N (long poll ≤ 30 s)
+    GET  /v1/approvals/{id}
+    POST /v1/approvals/{id}/approve          {"reason": "…"}  (reason optional)
+    POST /v1/approvals/{id}/deny             {"reason": "…"}  (reason required)
+
+Every route authenticates with the shared `Authenticator`. Visibility: a caller sees
+the approvals it requested and those naming an approver it holds; any other id is
+404. Who may decide, and the errors when not, are `ApprovalService.decide`'s.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.approvals import Approval, ApprovalService, ApprovalStatus
+from gateway.approvals.notify import console_link
+from gateway.errors import BadRequest, GatewayError
+from gateway.surfaces.auth import Authenticator, client_info, is_auth_error
+from gateway.surfaces.middleware import new_request_id
+from gateway.surfaces.rest import error_response
+from gateway.types import Principal
+
+MAX_LIMIT = 500
+MAX_WAIT_S = 30.0
+
+
+class DecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(
+        None, max_length=2000, description="Why; required to deny, optional to approve"
+    )
+    channel: Literal["rest", "cli", "console"] = Field(
+        "rest", description="Where the decision was made (recorded, informational)"
+    )
+
+
+class Requester(BaseModel):
+    sub: str
+    iss: str
+    act_chain: list[dict[str, Any]]
+
+
+class OutcomeSummary(BaseModel):
+    status: str | None = None
+    request_id: str | None = None
+    is_error: bool | None = None
+    error_code: str | None = None
+
+
+class ApprovalBody(BaseModel):
+    id: str
+    status: str = Field(description="pending, approved, denied, expired or cancelled")
+    tool: str
+    requester: Requester
+    arguments: Any = Field(description="The arguments, redacted per the policy's obligations")
+    arguments_hash: str = Field(description="SHA-256 (hex) of the JCS of the full arguments")
+    definition_hash: str | None = None
+    reasons: list[str]
+    approvers: list[str] = Field(description="Who may decide: role:<role> or user:<sub>")
+    request_id: str = Field(description="The call that asked for this approval")
+    created_at: str
+    expires_at: str
+    decided_by: str | None = Field(None, description="Approver's sub, or system:expiry")
+    decided_at: str | None = None
+    decision_reason: str | None = None
+    channel: str | None = Field(None, description="rest, cli, console or system")
+    execution_state: str = Field(description="none, running or done")
+    outcome: OutcomeSummary | None = None
+    version: int = Field(description="Grows with every change of any approval")
+    may_decide: bool = Field(description="Whether the caller may approve or deny it now")
+    console_url: str
+
+
+class ApprovalList(BaseModel):
+    approvals: list[ApprovalBody]
+    version: int = Field(description="Pass as `since` to get only later changes")
+
+
+class ApprovalsApi:
+    def __init__(
+        self, service: ApprovalService, authenticator: Authenticator, *, public_url: str
+    ) -> None:
+        self._service = service
+        self._auth = authenticator
+        self._public_url = public_url
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/approvals", self.list, methods=["GET"]),
+            Route("/v1/approvals/{id}", self.show, methods=["GET"]),
+            Route("/v1/approvals/{id}/approve", self.approve, methods=["POST"]),
+            Route("/v1/approvals/{id}/deny", self.deny, methods=["POST"]),
+        ]
+
+    async def list(self, request: Request) -> Response:
+        async def answer(principal: Principal) -> Response:
+            query = request.query_params
+            limit = _int(query.get("limit"), "limit", default=50, low=1, high=MAX_LIMIT)
+            if "since" in query:
+                since = _int(query.get("since"), "since", default=0, low=0, high=2**62)
+                wait = _float(query.get("wait"), "wait", default=0.0, high=MAX_WAIT_S)
+                changes = await self._service.changes(
+                    since, timeout_s=wait, principal=principal, limit=limit
+                )
+                approvals, version = changes.approvals, changes.version
+            else:
+                status = _status(query.get("status"))
+                version = await self._service.current_version()
+                approvals = await self._service.list(principal, status=status, limit=limit)
+            body = ApprovalList(
+                approvals=[self._body(a, principal) for a in approvals], version=version
+            )
+            return JSONResponse(body.model_dump())
+
+        return await self._handle(request, answer)
+
+    async def show(self, request: Request) -> Response:
+        async def answer(principal: Principal) -> Response:
+            approval = await self._service.get(request.path_params["id"], principal)
+            return JSONResponse(self._body(approval, principal).model_dump())
+
+        return await self._handle(request, answer)
+
+    async def approve(self, request: Request) -> Response:
+        return await self._decide(request, approve=True)
+
+    async def deny(self, request: Request) -> Response:
+        return await self._decide(request, approve=False)
+
+    async def _decide(self, request: Request, *, approve: bool) -> Response:
+        async def answer(principal: Principal) -> Response:
+            body = await _decision_body(request)
+            approval = await self._service.decide(
+                request.path_params["id"],
+                principal,
+                approve=approve,
+                reason=body.reason,
+                channel=body.channel,
+                request_id=_request_id(request),
+                client=client_info(request),
+            )
+            return JSONResponse(self._body(approval, principal).model_dump())
+
+        return await self._handle(request, answer)
+
+    async def _handle(
+        self, request: Request, answer: Callable[[Principal], Awaitable[Response]]
+    ) -> Response:
+        request_id = _request_id(request)
+        try:
+            principal = await self._auth.authenticate(request.headers.get("authorization"))
+        except GatewayError as error:
+            return self._auth.challenge(error, request_id=request_id)
+        try:
+            return await answer(principal)
+        except GatewayError as error:
+            if is_auth_error(error):
+                return self._auth.challenge(error, request_id=request_id)
+            return error_response(error, request_id)
+
+    def _body(self, approval: Approval, principal: Principal) -> ApprovalBody:
+        return ApprovalBody.model_validate(
+            {
+                **approval.to_dict(),
+                "may_decide": approval.may_decide(principal),
+                "console_url": console_link(self._public_url, approval.id),
+            }
+        )
+
+
+async def _decision_body(request: Request) -> DecisionRequest:
+    raw = await request.body()
+    if not raw:
+        return DecisionRequest()
+    try:
+        return DecisionRequest.model_validate(json.loads(raw))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"]) or "body"
+        raise BadRequest(f"request body is invalid: {where}: {problem['msg']}") from None
+
+
+def _status(value: str | None) -> ApprovalStatus | None:
+    if value is None or value == "":
+        return None
+    try:
+        return ApprovalStatus(value)
+    except ValueError:
+        choices = ", ".join(s.value for s in ApprovalStatus)
+        raise BadRequest(f"status must be one of: {choices}") from None
+
+
+def _int(value: str | None, name: str, *, default: int, low: int, high: int) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer") from None
+    if not low <= number <= high:
+        raise BadRequest(f"{name} must be between {low} and {high}")
+    return number
+
+
+def _float(value: str | None, name: str, *, default: float, high: float) -> float:
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be a number of seconds") from None
+    if not 0 <= number <= high:
+        raise BadRequest(f"{name} must be between 0 and {high:g}")
+    return number
+
+
+def _request_id(request: Request) -> str:
+    return getattr(request.state, "request_id", None) or new_request_id()

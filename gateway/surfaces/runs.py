@@ -1,0 +1,345 @@
+"""The runs REST API: submit a plan, read runs, cancel one; and schedules.
+
+    POST /v1/runs                 {"plan": {…} | "<yaml or json>", "inputs": {…},
+                                   "idempotency_key": "…"}  (or an Idempotency-Key header)
+    GET  /v1/runs                 ?status=…&limit=…   the caller's runs
+    GET  /v1/runs/{id}            status, steps with attempts, outputs, timing, provenance
+    POST /v1/runs/{id}/cancel
+    GET  /v1/schedules  POST /v1/schedules  DELETE /v1/schedules/{id}
+
+Every route authenticates like the tool routes; a caller sees only runs and schedules
+it submitted. Errors are the executor's `GatewayError`s with their stable codes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.errors import BadRequest, GatewayError
+from gateway.executor.plan import Plan, load_plan_text, parse_plan
+from gateway.executor.service import Executor
+from gateway.surfaces.auth import Authenticator, client_info
+from gateway.surfaces.middleware import new_request_id
+from gateway.types import Principal
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class SubmitRunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    plan: dict[str, Any] | str = Field(description="The plan: an object, or JSON/YAML text")
+    inputs: dict[str, Any] = Field(default_factory=dict, description="The run's inputs")
+    idempotency_key: str | None = Field(
+        None, min_length=1, max_length=200, description="Same key, same run (per submitter)"
+    )
+
+
+class RunSubmitted(BaseModel):
+    run_id: str
+    status: str
+    created: bool = Field(description="False when the idempotency key named an existing run")
+    url: str
+
+
+class ScheduleRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    cron: str = Field(description="Five-field cron expression, UTC")
+    plan: dict[str, Any] | str
+    inputs: dict[str, Any] = Field(default_factory=dict)
+
+
+def parse_plan_field(plan: dict[str, Any] | str) -> Plan:
+    return load_plan_text(plan) if isinstance(plan, str) else parse_plan(plan)
+
+
+class RunsApi:
+    def __init__(self, executor: Executor, authenticator: Authenticator) -> None:
+        self._executor = executor
+        self._auth = authenticator
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/runs", self.submit, methods=["POST"]),
+            Route("/v1/runs", self.list_runs, methods=["GET"]),
+            Route("/v1/runs/{run_id}", self.get_run, methods=["GET"]),
+            Route("/v1/runs/{run_id}/cancel", self.cancel, methods=["POST"]),
+            Route("/v1/schedules", self.list_schedules, methods=["GET"]),
+            Route("/v1/schedules", self.add_schedule, methods=["POST"]),
+            Route("/v1/schedules/{schedule_id}", self.remove_schedule, methods=["DELETE"]),
+        ]
+
+    async def _principal(self, request: Request) -> Principal:
+        return await self._auth.authenticate(request.headers.get("authorization"))
+
+    async def submit(self, request: Request) -> Response:
+        request_id = _request_id(request)
+        try:
+            principal = await self._principal(request)
+        except GatewayError as error:
+            return self._auth.challenge(error, request_id=request_id)
+        try:
+            body = await _body(request, SubmitRunRequest)
+            key = body.idempotency_key or request.headers.get("idempotency-key")
+            run_id, created = await self._executor.submit(
+                principal,
+                parse_plan_field(body.plan),
+                body.inputs,
+                idempotency_key=key,
+                request_id=request_id,
+                transport="rest",
+                client=client_info(request),
+            )
+            view = await self._executor.get(run_id, principal)
+        except GatewayError as error:
+            return error_response(error, request_id)
+        answer = RunSubmitted(
+            run_id=run_id, status=view["status"], created=created, url=f"/v1/runs/{run_id}"
+        )
+        return JSONResponse(answer.model_dump(), status_code=201 if created else 200)
+
+    async def list_runs(self, request: Request) -> Response:
+        request_id = _request_id(request)
+        try:
+            principal = await self._principal(request)
+        except GatewayError as error:
+            return self._auth.challenge(error, request_id=request_id)
+        try:
+            limit = int(request.query_params.get("limit", "50"))
+        except ValueError:
+            return error_response(BadRequest("limit must be an integer"), request_id)
+        runs = await self._executor.list(
+            principal, status=request.query_params.get("status"), limit=limit
+        )
+        return JSONResponse({"runs": runs})
+
+    async def get_run(self, request: Request) -> Response:
+        request_id = _request_id(request)
+        try:
+            principal = await self._principal(request)
+        except GatewayError as error:
+            return self._auth.challenge(error, request_id=request_id)
+        try:
+            view = await self._executor.get(request.path_params["run_id"], principal)
+        except GatewayError as error:
+            return error_response(error, request_id)
+        return JSONResponse(view)
+
+    async def cancel(self, request: Request) -> Response:
+        request_id = _request_id(request)
+        try:
+            principal = await self._principal(request)
+        except GatewayError as error:
+            return self._auth.challenge(error, request_id=request_id)
+        run_id = request.path_params["run_id"]
+        try:
+            status = await self._executor.cancel(run_id, principal)
+        except GatewayError as error:
+            return error_response(error, request_id)
+        return JSONResponse({"run_id": run_id, "status": status}, status_code=202)
+
+    async def list_schedules(self, request: Request) -> Response:
+        request_id = _request_id(request)
+        try:
+            principal = await self._principal(request)
+        except GatewayError as error:
+            return self._auth.challenge(error, request_id=request_id)
+        schedules = await self._executor.schedules.list(principal)
+        return JSONResponse({"schedules": schedules})
+
+    async def add_schedule(self, request: Request) -> Response:
+        request_id = _request_id(request)
+        try:
+            principal = await self._principal(request)
+        except GatewayError as error:
+            return self._auth.challenge(error, request_id=request_id)
+        try:
+            body = await _body(request, ScheduleRequest)
+            schedule = await self._executor.schedules.add(
+                principal,
+                name=body.name,
+                cron=body.cron,
+                plan=parse_plan_field(body.plan),
+                inputs=body.inputs,
+                request_id=request_id,
+                transport="rest",
+            )
+        except GatewayError as error:
+            return error_response(error, request_id)
+        return JSONResponse(schedule, status_code=201)
+
+    async def remove_schedule(self, request: Request) -> Response:
+        request_id = _request_id(request)
+        try:
+            principal = await self._principal(request)
+        except GatewayError as error:
+            return self._auth.challenge(error, request_id=request_id)
+        try:
+            await self._executor.schedules.remove(request.path_params["schedule_id"], principal)
+        except GatewayError as error:
+            return error_response(error, request_id)
+        return Response(status_code=204)
+
+
+async def _body(request: Request, model: type[M]) -> M:
+    raw = await request.body()
+    try:
+        data = json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"]) or "body"
+        raise BadRequest(f"request body is invalid: {where}: {problem['msg']}") from None
+
+
+def error_response(error: GatewayError, request_id: str | None) -> JSONResponse:
+    body: dict[str, Any] = {"error": error.to_dict()}
+    if request_id:
+        body["request_id"] = request_id
+    return JSONResponse(body, status_code=error.http_status)
+
+
+def _request_id(request: Request) -> str:
+    return getattr(request.state, "request_id", None) or new_request_id()
+
+
+# --- OpenAPI ---------------------------------------------------------------------------
+
+OPENAPI_MODELS = (SubmitRunRequest, RunSubmitted, ScheduleRequest)
+
+
+def openapi_paths(error: dict[str, Any], auth_errors: dict[str, Any]) -> dict[str, Any]:
+    """The runs and schedules API for /openapi.json (docs/workflows.md)."""
+
+    def ref(name: str, description: str) -> dict[str, Any]:
+        schema = {"$ref": f"#/components/schemas/{name}"}
+        return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+    def path_param(name: str) -> dict[str, Any]:
+        return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+    run_object = {
+        "description": "The run: status, steps with attempts, redacted outputs, timing, provenance",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+    return {
+        "/v1/runs": {
+            "post": {
+                "summary": "Submit a plan (a plan/submit policy decision) and create a run",
+                "operationId": "submitRun",
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/SubmitRunRequest"}
+                        }
+                    },
+                },
+                "responses": {
+                    "201": ref("RunSubmitted", "Run created"),
+                    "200": ref("RunSubmitted", "The run this idempotency key created before"),
+                    "400": {
+                        **error,
+                        "description": "Invalid plan (every problem listed) or inputs",
+                    },
+                    **auth_errors,
+                    "403": {**error, "description": "Plan refused by policy (plan_refused)"},
+                    "409": {**error, "description": "Idempotency key used for another plan"},
+                    "503": {**error, "description": "Audit log unavailable: no run created"},
+                },
+            },
+            "get": {
+                "summary": "Your runs, newest first",
+                "operationId": "listRuns",
+                "parameters": [
+                    {"name": "status", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer"}},
+                ],
+                "responses": {"200": {"description": '{"runs": [...]}'}, **auth_errors},
+            },
+        },
+        "/v1/runs/{run_id}": {
+            "get": {
+                "summary": "One run",
+                "operationId": "getRun",
+                "parameters": [path_param("run_id")],
+                "responses": {
+                    "200": run_object,
+                    **auth_errors,
+                    "404": {**error, "description": "No such run of yours"},
+                },
+            }
+        },
+        "/v1/runs/{run_id}/cancel": {
+            "post": {
+                "summary": "Cancel a run",
+                "operationId": "cancelRun",
+                "parameters": [path_param("run_id")],
+                "responses": {
+                    "202": {
+                        "description": '{"run_id", "status"}: cancelled, or '
+                        "cancelling at its worker's next heartbeat"
+                    },
+                    **auth_errors,
+                    "404": {**error, "description": "No such run of yours"},
+                    "409": {**error, "description": "The run already finished"},
+                },
+            }
+        },
+        "/v1/schedules": {
+            "get": {
+                "summary": "Your schedules",
+                "operationId": "listSchedules",
+                "responses": {"200": {"description": '{"schedules": [...]}'}, **auth_errors},
+            },
+            "post": {
+                "summary": "Register a plan on a cron schedule (a plan/submit decision)",
+                "operationId": "addSchedule",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/ScheduleRequest"}
+                        }
+                    },
+                },
+                "responses": {
+                    "201": {"description": "The schedule"},
+                    "400": {**error, "description": "Invalid cron, plan or inputs"},
+                    **auth_errors,
+                    "403": {**error, "description": "Plan refused by policy"},
+                },
+            },
+        },
+        "/v1/schedules/{schedule_id}": {
+            "delete": {
+                "summary": "Remove a schedule",
+                "operationId": "removeSchedule",
+                "parameters": [path_param("schedule_id")],
+                "responses": {
+                    "204": {"description": "Removed"},
+                    **auth_errors,
+                    "404": {**error, "description": "No such schedule of yours"},
+                },
+            }
+        },
+    }

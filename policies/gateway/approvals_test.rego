@@ -1,0 +1,96 @@
+package gateway_test
+
+import rego.v1
+
+import data.gateway
+
+test_approver_role_may_decide if {
+	d := gateway.decision with input as decide_input(person("user:carol", ["approver"]))
+	d == {
+		"allow": true,
+		"require_approval": false,
+		"reasons": ["allowed by approver"],
+		"obligations": {"redact": [], "approvers": []},
+		"rule": "approver",
+	}
+}
+
+test_named_user_may_decide if {
+	full := gateway.decision with input as decide_input(person("user:bob", []))
+	full.allow
+	bare := gateway.decision with input as decide_input(person("bob", []))
+	bare.allow
+}
+
+test_others_may_not_decide if {
+	d := gateway.decision with input as decide_input(person("user:mallory", ["agent"]))
+	d.rule == "not_an_approver"
+	d.reasons == ["user:mallory is not one of the approvers role:approver, user:bob"]
+
+	# "user:" entries name users only: a subject "bob:x" does not hold "user:bob".
+	other := gateway.decision with input as decide_input(person("role:approver", []))
+	other.rule == "not_an_approver"
+}
+
+test_requester_may_not_approve if {
+	d := gateway.decision with input as decide_input(person("agent:triage", ["approver"]))
+	d.rule == "self_approval"
+	not d.allow
+}
+
+test_requester_chain_may_not_approve if {
+	d := gateway.decision with input as decide_input(person("user:alice", ["approver"]))
+	d.rule == "self_approval"
+}
+
+test_requester_acting_through_approver_may_not_approve if {
+	approver := object.union(person("user:carol", ["approver"]), {"act_chain": [{"sub": "agent:triage"}]})
+	d := gateway.decision with input as decide_input(approver)
+	d.rule == "self_approval"
+}
+
+test_only_pending_approvals if {
+	inp := object.union(decide_input(person("user:carol", ["approver"])), {"resource": {"approval": {"status": "approved"}}})
+	d := gateway.decision with input as inp
+	d.rule == "approval_not_pending"
+	d.reasons == ["approval apr_1 is approved, not pending"]
+}
+
+test_malformed_approvals if {
+	approver := person("user:carol", ["approver"])
+	every approval in [
+		null,
+		object.remove(pending, ["status"]),
+		object.remove(pending, ["approvers"]),
+		object.union(pending, {"approvers": "role:approver"}),
+		object.union(pending, {"approvers": ["role:approver", 1]}),
+		object.union(pending, {"requester": {"sub": null}}),
+		object.union(pending, {"requester": {"act_chain": "user:alice"}}),
+		object.union(pending, {"requester": {"act_chain": null}}),
+	] {
+		inp := object.union(object.remove(decide_input(approver), ["resource"]), {"resource": {"approval": approval}})
+		d := gateway.decision with input as inp
+		d.rule == "approval_malformed"
+	}
+}
+
+test_requester_without_chain if {
+	approver := person("user:alice", ["approver"])
+	requester := {"sub": "agent:x"}
+	inp := object.union(object.remove(decide_input(approver), ["resource"]), {"resource": {"approval": object.union(object.remove(pending, ["requester"]), {"requester": requester})}})
+	d := gateway.decision with input as inp
+	d.rule == "approver"
+}
+
+test_approver_chain_rules if {
+	approver := object.union(person("user:carol", ["approver"]), {"act_chain": [{"sub": "agent:rogue"}]})
+	d := gateway.decision with input as decide_input(approver) with data.gateway_data.blocked_actors as ["agent:rogue"]
+	d.rule == "delegation_chain"
+}
+
+test_delegated_approvers_can_be_refused if {
+	# A deployment where approvals come from people only: required_origin "user:*".
+	approver := object.union(person("agent:helper", ["approver"]), {"act_chain": [{"sub": "service:bot"}]})
+	d := gateway.decision with input as decide_input(approver) with data.gateway_data.required_origin as ["user:*"]
+	d.rule == "delegation_chain"
+}

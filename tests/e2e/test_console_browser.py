@@ -1,0 +1,162 @@
+"""The approvals console in a real browser: headless Chromium (Debian's, driven by
+Playwright) signs in, sees an approval that a real MCP client call created, approves it,
+and the held call completes, executed exactly once.
+
+Chromium comes from `make test-setup` (scripts/ensure-chromium.sh); Playwright's own
+browser download is not used. On failure a screenshot is saved next to the gateway's
+log; with GATEWAY_CONSOLE_SCREENSHOTS=DIR one is always saved there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+
+from tests.e2e.mcp_client import connect
+from tests.support.processes import GatewayServer, McpUpstreamServer, write_policy
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    # Without these Chromium keeps trying to reach Google's services (offline here).
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+APPROVAL_GRANT = {
+    "role": "agent",
+    "tool": "up__write",
+    "approval": {"approvers": ["role:approver"], "ttl_s": 600},
+}
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Chromium missing: run scripts/ensure-chromium.sh"
+)
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Iterator[McpUpstreamServer]:
+    server = McpUpstreamServer.start(tmp_path)
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, upstream: McpUpstreamServer) -> Iterator[GatewayServer]:
+    server = GatewayServer.configure(
+        tmp_path / "gateway",
+        upstreams=[{"name": "up", "url": upstream.url, "timeout_s": 10}],
+        policy=write_policy(tmp_path, [APPROVAL_GRANT]),
+    )
+    # Held long enough for the browser to decide while the MCP call still waits.
+    server.config["approvals"] = {"hold_s": 120}
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[BrowserContext]:
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),  # fresh: no state from earlier runs
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 1000},
+        )
+        yield context
+        context.close()
+
+
+class HeldCall(threading.Thread):
+    """One MCP tools/call in the background: it blocks until a human decides."""
+
+    def __init__(self, gateway: GatewayServer) -> None:
+        super().__init__(daemon=True)
+        self.gateway = gateway
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        async def call() -> Any:
+            token = self.gateway.token(sub="agent:builder", act=("user:alice",))
+            async with connect(self.gateway.mcp_url, token, "legacy") as client:
+                return await client.call_tool("up__write", {"key": "color", "value": "blue"})
+
+        try:
+            self.result = anyio.run(call)
+        except BaseException as exc:
+            self.error = exc
+
+
+def screenshot(page: Page, directory: Path, name: str) -> None:
+    page.screenshot(path=str(directory / f"{name}.png"), full_page=True)
+    extra = os.environ.get("GATEWAY_CONSOLE_SCREENSHOTS")
+    if extra:
+        page.screenshot(path=str(Path(extra) / f"{name}.png"), full_page=True)
+
+
+def test_console_approves_a_held_mcp_call(
+    gateway: GatewayServer, upstream: McpUpstreamServer, browser: BrowserContext
+) -> None:
+    served = httpx.get(gateway.url + "/console", timeout=10)
+    assert "script-src 'self'" in served.headers["content-security-policy"]
+
+    held = HeldCall(gateway)
+    held.start()
+
+    page = browser.new_page()
+    problems: list[str] = []  # CSP violations and script errors show up here
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    try:
+        page.goto(gateway.url + "/console")
+        page.get_by_label("Approver token (JWT)").fill(
+            gateway.token(sub="user:carol", roles=("approver",))
+        )
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_text("Signed in as user:carol")).to_be_visible()
+
+        # Appears without reloading: the console polls while the call is held.
+        card = page.get_by_role("article", name=re.compile(r"up__write requested by agent:builder"))
+        expect(card).to_be_visible(timeout=30_000)
+        expect(card).to_contain_text("user:alice")  # the delegation chain
+        expect(card).to_contain_text('"value": "blue"')  # the (redacted) arguments
+        expect(card).to_contain_text("needs approval by role:approver")
+        expect(card.locator("[data-expires]")).to_have_text(re.compile(r"^\d+:\d\d"))
+        screenshot(page, gateway.directory, "console-pending")
+
+        card.get_by_label("Reason (required to deny)").fill("checked the key, fine")
+        card.get_by_role("button", name="Approve").click()
+        expect(page.get_by_role("status")).to_contain_text("Approved")
+        recent = page.get_by_role("table", name="Recent decisions")
+        expect(recent).to_contain_text("approved")
+        expect(recent).to_contain_text("checked the key, fine")
+        expect(page.get_by_text("Nothing is waiting for a decision.")).to_be_visible()
+        screenshot(page, gateway.directory, "console-decided")
+        assert problems == []
+    except BaseException:
+        screenshot(page, gateway.directory, "console-failure")
+        raise
+
+    held.join(60)
+    assert not held.is_alive(), "the held MCP call did not complete after approval"
+    assert held.error is None, held.error
+    assert not held.result.is_error, held.result.content
+    assert held.result.content[0].text == "wrote color"
+    writes = [c for c in upstream.calls() if c["tool"] == "write"]
+    assert [w["arguments"] for w in writes] == [{"key": "color", "value": "blue"}]

@@ -1,0 +1,155 @@
+"""An executor with real parts in this process: the recording MCP upstream (its own
+process), the embedded Rego engine, the audit log and the run store on the given
+database."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+from sqlalchemy import Engine
+
+from gateway.approvals import ApprovalService
+from gateway.audit import AuditLog
+from gateway.config import ApprovalsConfig, ExecutorConfig, McpHttpUpstream
+from gateway.executor.deps import ExecutorDeps
+from gateway.executor.service import Executor
+from gateway.executor.store import RunStore
+from gateway.pipeline import Pipeline
+from gateway.policy.embedded import EmbeddedEngine
+from gateway.store import create_engine, migrate
+from gateway.types import Principal
+from gateway.upstreams.catalog import Binding, Catalog
+from gateway.upstreams.credentials import CredentialProvider
+from gateway.upstreams.mcp_client import McpUpstream
+from tests.support.processes import write_policy
+
+AGENT = Principal(sub="agent:planner", iss="https://issuer.test", roles=("agent",))
+APPROVER = Principal(sub="user:approver", iss="https://issuer.test", roles=("approver",))
+
+GRANTS = [
+    {"role": "agent", "tool": "up__effect"},
+    {"role": "agent", "tool": "up__flaky"},
+    # Plans see no arguments; each step's tools/call decision checks this constraint.
+    {
+        "role": "agent",
+        "tool": "up__echo",
+        "constraints": [{"kind": "max_length", "argument": "text", "max": 40}],
+    },
+    {"role": "agent", "tool": "up__fail"},
+    {"role": "agent", "tool": "up__slow"},
+    {"role": "agent", "tool": "up__login"},
+    # Allowed once a human approves.
+    {"role": "agent", "tool": "up__write", "approval": {"approvers": ["role:approver"]}},
+]
+
+
+@dataclass
+class Parts:
+    executor: Executor
+    database: Engine
+    audit: AuditLog
+    approvals: ApprovalService
+
+    @property
+    def store(self) -> RunStore:
+        return self.executor.store
+
+    async def submit(
+        self, plan: dict[str, Any], inputs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> str:
+        run_id, _ = await self.executor.submit(
+            kwargs.pop("principal", AGENT),
+            plan,
+            inputs,
+            request_id="req_test",
+            transport="rest",
+            **kwargs,
+        )
+        return run_id
+
+    async def wait(self, run_id: str, timeout_s: float = 30) -> dict[str, Any]:
+        """The run once it finished; fails the test after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            view = await self.executor.get(run_id, None)
+            if view["status"] in ("succeeded", "failed", "cancelled"):
+                return view
+            await anyio.sleep(0.05)
+        raise AssertionError(f"run {run_id} did not finish: {view}")
+
+
+def upstream_binding(url: str) -> Binding:
+    config = McpHttpUpstream.model_validate({"name": "up", "url": url, "timeout_s": 5})
+    credentials = CredentialProvider(
+        "up", config.credentials, default_audience=url, mint=lambda *a: ""
+    )
+    client = McpUpstream(config, static_headers={}, connect_timeout_s=5)
+    return Binding(client=client, config=config, credentials=credentials)
+
+
+@contextlib.asynccontextmanager
+async def executor_parts(
+    database_url: str,
+    directory: Path,
+    upstream_url: str,
+    *,
+    workers: int = 1,
+    grants: list[dict[str, Any]] | None = None,
+    **config: Any,
+) -> AsyncIterator[Parts]:
+    database = create_engine(database_url)
+    migrate(database)
+    # The origin GatewayServer configures, so worker processes can share the database.
+    audit = AuditLog(database, "test.gateway/audit")
+    await audit.start()
+    policy = EmbeddedEngine(write_policy(directory, grants or GRANTS))
+    catalog = Catalog([upstream_binding(upstream_url)])
+    settings = ExecutorConfig.model_validate({"lease_s": 2, "poll_s": 0.05, **config})
+    try:
+        async with anyio.create_task_group() as tasks:
+            await catalog.start(tasks, refresh_interval_s=0)
+            http = httpx.AsyncClient()
+            approvals = ApprovalService(
+                database=database,
+                audit=audit,
+                policy=policy,
+                config=ApprovalsConfig(),
+                public_url="http://gateway.test",
+                http=http,
+                policy_timeout_s=5,
+            )
+            await approvals.start()
+            pipeline = Pipeline(
+                catalog=catalog,
+                policy=policy,
+                audit=audit,
+                policy_timeout_s=5,
+                approvals=approvals,
+            )
+            deps = ExecutorDeps(
+                store=RunStore(database),
+                pipeline=pipeline,
+                catalog=catalog,
+                audit=audit,
+                policy=policy,
+                config=settings,
+                policy_timeout_s=5,
+                approvals=approvals,
+            )
+            executor = Executor(deps)
+            async with executor.running(workers):
+                yield Parts(executor, database, audit, approvals)
+            await approvals.close()
+            await http.aclose()
+            await catalog.close()
+            tasks.cancel_scope.cancel()
+    finally:
+        await audit.close()
+        database.dispose()

@@ -1,0 +1,209 @@
+"""Safe reload of the embedded engine, in process: a real engine, a real audit log on
+SQLite, real files changing under the watcher."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from sqlalchemy import Engine
+
+from gateway.audit import AuditEntry, AuditLog, read_entries
+from gateway.config import ConformanceConfig, EmbeddedPolicyConfig
+from gateway.policy.embedded import EmbeddedEngine
+from gateway.policy.lifecycle import start_policy
+from gateway.policy.reload import PolicyReloader, fingerprint
+from gateway.store import create_engine, migrate
+from tests.support.fixture_policy import write_fixture_data, write_fixture_policy
+
+pytestmark = pytest.mark.anyio
+
+ECHO = {"role": "agent", "tool": "demo__echo"}
+WHOAMI = {"role": "agent", "tool": "demo__whoami"}
+
+
+def policy_input(tool: str) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "subject": {"sub": "agent:t", "roles": ["agent"], "act_chain": []},
+        "action": "tools/call",
+        "resource": {"tool": tool},
+        "arguments": {},
+        "context": {},
+    }
+
+
+def case(tool: str, allow: bool) -> dict[str, Any]:
+    """A conformance case pinning whether ``tool`` is allowed."""
+    reasons, rule = (
+        (["allowed by grant"], "grant") if allow else (["no grant for this tool"], "default_deny")
+    )
+    return {
+        "name": f"{tool} {'allowed' if allow else 'denied'}",
+        "input": policy_input(tool),
+        "expected": {
+            "allow": allow,
+            "require_approval": False,
+            "reasons": reasons,
+            "obligations": {"redact": [], "approvers": []},
+            "rule": rule,
+        },
+    }
+
+
+async def eventually(check: Callable[[], bool], timeout_s: float = 10) -> None:
+    """Bounded wait for the watcher (it acts once a change held for one tick)."""
+    for _ in range(int(timeout_s / 0.05)):
+        if check():
+            return
+        await anyio.sleep(0.05)
+    raise AssertionError(f"not within {timeout_s}s")
+
+
+@dataclass
+class Setup:
+    policy: Path
+    engine: EmbeddedEngine
+    audit: AuditLog
+    database: Engine
+
+    def entries(self, kind: str) -> list[AuditEntry]:
+        return read_entries(self.database, kind=kind)
+
+    def allows(self, tool: str) -> bool:
+        return self.engine.evaluate_sync(policy_input(tool)).allow
+
+    def reloader(self, **config: Any) -> PolicyReloader:
+        settings = {"path": self.policy, "watch": False, **config}
+        return PolicyReloader(self.engine, self.audit, EmbeddedPolicyConfig(**settings))
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
+    policy = write_fixture_policy(tmp_path / "policy", [ECHO, WHOAMI])
+    (policy / "conformance").mkdir()
+    (policy / "conformance" / "cases.json").write_text(
+        json.dumps({"cases": [case("demo__whoami", True)]})
+    )
+    database = create_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
+    migrate(database)
+    audit = AuditLog(database, "test.reload/audit")
+    await audit.start()
+    yield Setup(policy, EmbeddedEngine(policy), audit, database)
+    await audit.close()
+    database.dispose()
+
+
+async def test_start_records_the_policy_loaded_with_its_cases(setup: Setup) -> None:
+    config = EmbeddedPolicyConfig(path=setup.policy)
+    await start_policy(config, setup.engine, setup.audit)
+    [loaded] = setup.entries("policy.loaded")
+    assert loaded.ref == setup.engine.revision
+    assert loaded.payload == {
+        "revision": setup.engine.revision,
+        "previous_revision": None,
+        "engine": "embedded",
+        "modules": ["gateway/decision.rego"],
+        "trigger": "start",
+        "conformance": {"mode": "enforce", "cases": 1, "passed": 1},
+    }
+
+
+async def test_a_changed_policy_is_loaded_and_recorded(setup: Setup) -> None:
+    before = setup.engine.compiled
+    write_fixture_data(setup.policy, [WHOAMI])
+    result = await setup.reloader().reload("sighup")
+    assert result.status == "loaded" and result.previous_revision == before.revision
+    assert setup.engine.revision == result.revision != before.revision
+    assert not setup.allows("demo__echo") and setup.allows("demo__whoami")
+    # A call that started before the swap keeps the bundle it started with.
+    assert setup.engine.evaluate_compiled(before, policy_input("demo__echo")).allow
+    [loaded] = setup.entries("policy.loaded")
+    assert loaded.payload["revision"] == result.revision
+    assert loaded.payload["previous_revision"] == before.revision
+    assert loaded.payload["trigger"] == "sighup"
+    assert loaded.payload["conformance"] == {"mode": "enforce", "cases": 1, "passed": 1}
+
+
+async def test_an_unchanged_policy_is_not_reloaded(setup: Setup) -> None:
+    (setup.policy / "gateway" / "decision_test.rego").write_text("package gateway_test\n")
+    result = await setup.reloader().reload("sighup")
+    assert result.status == "unchanged"
+    assert setup.entries("policy.loaded") == [] and setup.entries("policy.rejected") == []
+
+
+async def test_a_broken_module_is_rejected_and_the_old_policy_keeps_serving(
+    setup: Setup,
+) -> None:
+    before = setup.engine.revision
+    (setup.policy / "gateway" / "broken.rego").write_text("package gateway\n\nthis is not rego {\n")
+    result = await setup.reloader().reload("watch")
+    assert result.status == "rejected" and "broken.rego does not compile" in (result.error or "")
+    assert setup.engine.revision == before and setup.allows("demo__echo")
+    [rejected] = setup.entries("policy.rejected")
+    assert rejected.payload["revision"] == result.revision is not None
+    assert rejected.payload["previous_revision"] == before
+    assert rejected.payload["trigger"] == "watch"
+    assert rejected.payload["error"]["code"] == "policy_load_failed"
+    assert setup.entries("policy.loaded") == []
+
+
+async def test_a_policy_failing_its_cases_is_rejected_under_enforce(setup: Setup) -> None:
+    before = setup.engine.revision
+    write_fixture_data(setup.policy, [ECHO])  # the case says whoami is allowed
+    result = await setup.reloader().reload("sighup")
+    assert result.status == "rejected" and "demo__whoami allowed" in (result.error or "")
+    assert setup.engine.revision == before and setup.allows("demo__whoami")
+    [rejected] = setup.entries("policy.rejected")
+    assert rejected.payload["error"]["code"] == "policy_conformance_failed"
+    assert {m["field"] for m in rejected.payload["error"]["mismatches"]} == {
+        "allow",
+        "reasons",
+        "rule",
+    }
+
+
+async def test_under_warn_a_failing_policy_is_loaded(setup: Setup) -> None:
+    write_fixture_data(setup.policy, [ECHO])
+    reloader = setup.reloader(conformance=ConformanceConfig(on_start="warn"))
+    result = await reloader.reload("sighup")
+    assert result.status == "loaded" and not setup.allows("demo__whoami")
+    [loaded] = setup.entries("policy.loaded")
+    assert loaded.payload["conformance"] == {"mode": "warn", "cases": 1, "passed": 0}
+
+
+async def test_the_watcher_loads_changes_and_reports_a_broken_save_once(setup: Setup) -> None:
+    reloader = setup.reloader(watch=True, watch_interval_s=0.05)
+    async with anyio.create_task_group() as tasks:
+        await reloader.start(tasks)
+        write_fixture_data(setup.policy, [WHOAMI])
+        await eventually(lambda: not setup.allows("demo__echo"))
+        assert [e.payload["trigger"] for e in setup.entries("policy.loaded")] == ["watch"]
+
+        serving = setup.engine.revision
+        (setup.policy / "gateway" / "broken.rego").write_text("package gateway\n\nbroken(\n")
+        await eventually(lambda: bool(setup.entries("policy.rejected")))
+        await anyio.sleep(0.5)  # ten more ticks: the same broken files are not retried
+        assert len(setup.entries("policy.rejected")) == 1
+        assert setup.engine.revision == serving
+
+        (setup.policy / "gateway" / "broken.rego").unlink()
+        write_fixture_data(setup.policy, [ECHO, WHOAMI])
+        await eventually(lambda: setup.allows("demo__echo"))
+        assert len(setup.entries("policy.loaded")) == 2
+        reloader.stop()
+        tasks.cancel_scope.cancel()
+
+
+def test_fingerprint_sees_content_changes_and_ignores_other_files(tmp_path: Path) -> None:
+    policy = write_fixture_policy(tmp_path / "policy", [ECHO])
+    first = fingerprint([policy])
+    (policy / "notes.txt").write_text("editor backup")
+    assert fingerprint([policy]) == first
+    write_fixture_data(policy, [WHOAMI])
+    assert fingerprint([policy]) != first
