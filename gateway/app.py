@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.approvals import ApprovalService
-from gateway.audit import AuditLog
+from gateway.audit import AuditLog, Checkpointer, DirectorySink, load_signing_key
 from gateway.config import (
     Config,
     HttpUpstream,
@@ -39,6 +39,7 @@ from gateway.policy.lifecycle import start_policy
 from gateway.policy.opa import OpaEngine
 from gateway.policy.reload import build_reloader
 from gateway.store import create_engine, migrate
+from gateway.surfaces import audit_api
 from gateway.surfaces.approvals_api import ApprovalsApi
 from gateway.surfaces.auth import METADATA_PATH, Authenticator
 from gateway.surfaces.console import Console
@@ -75,12 +76,22 @@ class Components:
     minter: UpstreamTokenMinter
     # None when approvals are disabled (config approvals.enabled: false).
     approvals: ApprovalService | None = None
+    # Signs checkpoints of the audit log and publishes them outside the database.
+    checkpointer: Checkpointer | None = None
 
 
 def build_components(config: Config) -> Components:
     database = create_engine(config.storage.url)
     migrate(database)
     audit = AuditLog(database, config.audit.origin)
+    checkpointer = Checkpointer(
+        database,
+        config.audit.origin,
+        [load_signing_key(config.audit.signing_key_file, config.audit.origin)],
+        every_entries=config.audit.checkpoint_every_entries,
+        every_seconds=config.audit.checkpoint_every_s,
+        sinks=[DirectorySink(config.audit.checkpoint_directory(config.data_dir))],
+    )
     policy = build_policy_engine(config)
     minter = UpstreamTokenMinter(
         load_or_create_signing_key(config.identity.signing_key_file), issuer=config.public_url
@@ -118,6 +129,7 @@ def build_components(config: Config) -> Components:
         authenticator,
         minter,
         approvals=approvals,
+        checkpointer=checkpointer,
     )
 
 
@@ -218,6 +230,7 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
         Route("/mcp", endpoint=mcp, methods=["GET", "POST", "DELETE"]),
         *pin_routes.routes(),
         *rest.routes(),
+        *audit_api.routes(parts.database),
         *_approval_routes(parts),
         *RunsApi(executor, parts.authenticator).routes(),
         *console.routes(),
@@ -255,6 +268,8 @@ async def running(parts: Components) -> AsyncIterator[None]:
     log drains every queued append before the database is released.
     """
     await parts.audit.start()
+    if parts.checkpointer is not None:
+        await parts.checkpointer.start()
     try:
         # Before anything serves: a policy failing its conformance cases (under
         # `enforce`) stops the start here, and the load is in the audit log first.
@@ -281,6 +296,8 @@ async def running(parts: Components) -> AsyncIterator[None]:
         with anyio.CancelScope(shield=True):
             await _close_approvals(parts)  # approvals: release holds before the audit log closes
             await parts.audit.close()
+            if parts.checkpointer is not None:
+                await parts.checkpointer.close()  # after the last appends: a final checkpoint
             await parts.http.aclose()
             await parts.policy.close()
             parts.database.dispose()

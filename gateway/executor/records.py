@@ -160,7 +160,8 @@ def insert_run(
 
 def load_run(store: RunStore, run_id: str, viewer: Principal | None) -> Any:
     """The run row; `RunNotFound` when it does not exist or ``viewer`` did not submit
-    it (``None``: an operator with the config file, who may see every run)."""
+    it (``None``: a reader of every run: the operator with the config file, or a holder
+    of ``executor.viewer_roles``)."""
     row = store.run_row(run_id)
     if row is None or (viewer is not None and not _owns(row, viewer)):
         raise RunNotFound(f"no run {run_id!r}", details={"run_id": run_id})
@@ -185,8 +186,29 @@ def list_runs(
     if status:
         query = query.where(runs.c.status == status)
     with store.engine.connect() as conn:
-        rows = list(conn.execute(query))
-    return [summary(r) for r in rows if viewer is None or _owns(r, viewer)]
+        rows = [r for r in conn.execute(query) if viewer is None or _owns(r, viewer)]
+        counts = _step_counts(conn, [r.id for r in rows])
+    return [{**summary(r), **counts.get(r.id, _NO_STEPS)} for r in rows]
+
+
+# Steps that completed their work; the console shows "done / total".
+DONE = ("succeeded", "skipped")
+_NO_STEPS = {"steps_done": 0, "steps_total": 0}
+
+
+def _step_counts(conn: sa.Connection, run_ids: list[str]) -> dict[str, dict[str, int]]:
+    if not run_ids:
+        return {}
+    done = sa.func.sum(sa.case((run_steps.c.status.in_(DONE), 1), else_=0))
+    query = (
+        sa.select(run_steps.c.run_id, sa.func.count(), done)
+        .where(run_steps.c.run_id.in_(run_ids))
+        .group_by(run_steps.c.run_id)
+    )
+    return {
+        run_id: {"steps_done": int(finished or 0), "steps_total": int(total)}
+        for run_id, total, finished in conn.execute(query)
+    }
 
 
 def summary(row: Any) -> dict[str, Any]:
@@ -221,6 +243,7 @@ def run_view(store: RunStore, row: Any) -> dict[str, Any]:
             }
         )
     order = {step["id"]: index for index, step in enumerate(row.plan["steps"])}
+    tools = {step["id"]: step.get("tool") for step in row.plan["steps"]}
     steps = []
     for step in sorted(store.step_rows(row.id), key=lambda s: order.get(s.step_id, 0)):
         pointers = [
@@ -233,6 +256,7 @@ def run_view(store: RunStore, row: Any) -> dict[str, Any]:
             {
                 "id": step.step_id,
                 "kind": step.kind,
+                "tool": tools.get(step.step_id),
                 "status": step.status,
                 "attempts": attempts.get(step.step_id, []),
                 "idempotency_key": step.idempotency_key,
@@ -250,6 +274,8 @@ def run_view(store: RunStore, row: Any) -> dict[str, Any]:
         )
     return {
         **summary(row),
+        "steps_done": sum(1 for s in steps if s["status"] in DONE),
+        "steps_total": len(steps),
         "inputs": row.inputs,
         "deadline_at": iso(row.deadline_at),
         "tool_calls": row.tool_calls,

@@ -215,9 +215,12 @@ class Schedules:
         following = next_occurrence(row.cron, occurrence)
         skipped: list[float] = []
         # Too far behind: skip to the newest MAX_CATCH_UP occurrences, and say so.
+        # `occurrence` is skipped while MAX_CATCH_UP newer ones are due too, i.e. while
+        # the MAX_CATCH_UP-th occurrence after it (`following` advanced
+        # MAX_CATCH_UP - 1 times) is not in the future.
         while following <= row.now and len(skipped) < 100_000:
             probe = following
-            for _ in range(MAX_CATCH_UP):
+            for _ in range(MAX_CATCH_UP - 1):
                 probe = next_occurrence(row.cron, probe)
             if probe > row.now:
                 break

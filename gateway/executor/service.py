@@ -170,13 +170,23 @@ class Executor:
     # --- reading and cancelling -----------------------------------------------------------
 
     async def get(self, run_id: str, viewer: Principal | None) -> dict[str, Any]:
-        row = await self._db(records.load_run, self.store, run_id, viewer)
+        row = await self._db(records.load_run, self.store, run_id, self._reader(viewer))
         return await self._db(records.run_view, self.store, row)
 
     async def list(
         self, viewer: Principal | None, *, status: str | None = None, limit: int = 50
     ) -> list[dict[str, Any]]:
-        return await self._db(records.list_runs, self.store, viewer, status=status, limit=limit)
+        return await self._db(
+            records.list_runs, self.store, self._reader(viewer), status=status, limit=limit
+        )
+
+    def _reader(self, viewer: Principal | None) -> Principal | None:
+        """Whose runs ``viewer`` may read: every run (``None``) for the operator and for
+        holders of one of ``executor.viewer_roles`` (approvers, by default, so runs
+        show in the console); otherwise only its own. Cancelling never uses this."""
+        if viewer is not None and set(viewer.roles) & set(self.deps.config.viewer_roles):
+            return None
+        return viewer
 
     async def cancel(self, run_id: str, viewer: Principal | None) -> str:
         """Cancels (or asks the owning worker to cancel) a run; returns its status."""

@@ -2,13 +2,14 @@
 
     POST /v1/runs                 {"plan": {…} | "<yaml or json>", "inputs": {…},
                                    "idempotency_key": "…"}  (or an Idempotency-Key header)
-    GET  /v1/runs                 ?status=…&limit=…   the caller's runs
+    GET  /v1/runs                 ?status=…&limit=…   the runs the caller may read
     GET  /v1/runs/{id}            status, steps with attempts, outputs, timing, provenance
     POST /v1/runs/{id}/cancel
     GET  /v1/schedules  POST /v1/schedules  DELETE /v1/schedules/{id}
 
 Every route authenticates like the tool routes; a caller sees only runs and schedules
-it submitted. Errors are the executor's `GatewayError`s with their stable codes.
+it submitted, except that holders of ``executor.viewer_roles`` read every run (never
+cancel it). Errors are the executor's `GatewayError`s with their stable codes.
 """
 
 from __future__ import annotations
@@ -268,7 +269,7 @@ def openapi_paths(error: dict[str, Any], auth_errors: dict[str, Any]) -> dict[st
                 },
             },
             "get": {
-                "summary": "Your runs, newest first",
+                "summary": "Your runs (every run for executor.viewer_roles), newest first",
                 "operationId": "listRuns",
                 "parameters": [
                     {"name": "status", "in": "query", "schema": {"type": "string"}},

@@ -1,4 +1,5 @@
-// The approvals console: a client of the gateway's REST API (docs/approvals.md).
+// The approvals console: a client of the gateway's REST API (docs/approvals.md), which
+// also shows runs of the executor (docs/workflows.md) to holders of executor.viewer_roles.
 //
 // Security rules this file keeps:
 // - every value from the server is put on the page with textContent or as an
@@ -12,6 +13,7 @@
   const TOKEN_KEY = "agw.console.token";
   const POLL_MS = 2000;
   const RECENT = 15;
+  const RUNS = 20;
 
   const $ = (id) => document.getElementById(id);
   const state = {
@@ -19,7 +21,10 @@
     pending: [],
     recent: [],
     definitions: null, // null: not allowed to see them
+    runs: [],
+    run: null, // the run whose detail is open (#/runs/<id>), refreshed by every poll
     fingerprint: "",
+    runsFingerprint: "", // runs re-render on their own, so approval forms keep focus
     drafts: new Map(), // approval id -> reason typed so far (survives re-renders)
     busy: false,
     again: false,
@@ -54,6 +59,11 @@
 
   function shortHash(hash) {
     return hash ? `${hash.slice(0, 12)}…` : "?";
+  }
+
+  function parseTime(text) {
+    // Fractions beyond milliseconds are cut: not every Date parser takes microseconds.
+    return Date.parse(String(text).replace(/(\.\d{3})\d+/, "$1"));
   }
 
   // --- messages --------------------------------------------------------------------------
@@ -131,13 +141,30 @@
       if (!(error instanceof ApiError) || error.status !== 403) throw error;
       state.definitions = null; // an approver of calls who may not approve definitions
     }
+    const runs = await api("GET", `/v1/runs?limit=${RUNS}`);
+    state.runs = (runs && runs.runs) || [];
+    state.run = await loadRun(openRunId());
+  }
+
+  function openRunId() {
+    const match = /^#\/runs\/(.+)$/.exec(location.hash);
+    return match ? decodeURIComponent(match[1]) : null;
+  }
+
+  async function loadRun(id) {
+    if (!id) return null;
+    try {
+      return await api("GET", `/v1/runs/${encodeURIComponent(id)}`);
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.status !== 404) throw error;
+      return { id, missing: explain(error) };
+    }
   }
 
   // --- rendering ---------------------------------------------------------------------
 
   function timeLeft(expiresAt) {
-    // Fractions beyond milliseconds are cut: not every Date parser takes microseconds.
-    const ms = Date.parse(String(expiresAt).replace(/(\.\d{3})\d+/, "$1")) - Date.now();
+    const ms = parseTime(expiresAt) - Date.now();
     if (Number.isNaN(ms)) return "unknown";
     if (ms <= 0) return "expired";
     const s = Math.floor(ms / 1000);
@@ -299,6 +326,99 @@
     );
   }
 
+  // --- runs -------------------------------------------------------------------------
+
+  function statusBadge(status) {
+    return el("span", { class: `status ${status}`, text: status });
+  }
+
+  function planLabel(r) {
+    const hash = String(r.plan_hash || "").replace(/^sha256:/, "");
+    return [r.name || "(unnamed)", " ", el("code", { title: r.plan_hash, text: shortHash(hash) })];
+  }
+
+  function duration(start, end) {
+    if (!start) return "";
+    const ms = (end ? parseTime(end) : Date.now()) - parseTime(start);
+    if (Number.isNaN(ms)) return "";
+    const text = ms < 1000 ? `${Math.max(0, Math.round(ms))} ms` : `${(ms / 1000).toFixed(1)} s`;
+    return end ? text : `${text} so far`;
+  }
+
+  function runRow(r) {
+    return el(
+      "tr",
+      {},
+      el("td", {}, el("a", { href: `#/runs/${encodeURIComponent(r.id)}` }, el("code", { text: r.id }))),
+      el("td", { text: r.submitted_by }),
+      el("td", {}, statusBadge(r.status)),
+      el("td", {}, planLabel(r)),
+      el("td", { text: r.started_at || "not yet" }),
+      el("td", { text: `${r.steps_done}/${r.steps_total}` }),
+    );
+  }
+
+  function stepRow(step) {
+    const shown = step.output !== null && step.output !== undefined ? step.output : step.error;
+    return el(
+      "tr",
+      {},
+      el("td", {}, el("code", { text: step.id })),
+      el("td", { text: step.kind }),
+      el("td", {}, step.tool ? el("code", { text: step.tool }) : ""),
+      el("td", {}, statusBadge(step.status)),
+      el("td", { text: String((step.attempts || []).length) }),
+      el("td", { text: step.started_at || "" }),
+      el("td", { text: step.finished_at || "" }),
+      el("td", { text: duration(step.started_at, step.finished_at) }),
+      el("td", {}, shown === null || shown === undefined ? "" : el("pre", { text: json(shown) })),
+    );
+  }
+
+  function renderRun() {
+    const run = state.run;
+    $("run-detail").hidden = !run;
+    const body = $("run-detail-body");
+    clear(body);
+    if (!run) return;
+    if (run.missing) {
+      body.append(el("p", { text: run.missing }));
+      return;
+    }
+    const head = ["Step", "Kind", "Tool", "Status", "Attempts", "Started", "Finished", "Took", "Output (redacted)"];
+    body.append(
+      el("p", {}, "Run ", el("code", { text: run.id }), " is ", el("strong", { text: run.status })),
+      el(
+        "dl",
+        { class: "facts" },
+        field("Plan", planLabel(run)),
+        field("Submitter", run.submitted_by),
+        field("Schedule", run.schedule_id || "none"),
+        field("Created", run.created_at || ""),
+        field("Started", run.started_at || "not yet"),
+        field("Finished", run.finished_at || "not yet"),
+        field("Steps done", `${run.steps_done}/${run.steps_total}`),
+        run.error ? field("Error", el("pre", { text: json(run.error) })) : null,
+      ),
+      el(
+        "table",
+        { "aria-label": `Steps of run ${run.id}` },
+        el("thead", {}, el("tr", {}, head.map((h) => el("th", { scope: "col", text: h })))),
+        el("tbody", {}, (run.steps || []).map(stepRow)),
+      ),
+    );
+  }
+
+  function renderRuns() {
+    const rows = $("runs-rows");
+    clear(rows);
+    state.runs.forEach((r) => rows.append(runRow(r)));
+    $("runs").hidden = state.runs.length === 0;
+    $("runs-empty").hidden = state.runs.length > 0;
+    $("runs-count").textContent = `(${state.runs.length})`;
+    renderRun();
+  }
+
   function render() {
     const pending = $("pending");
     clear(pending);
@@ -358,6 +478,11 @@
         state.fingerprint = fingerprint;
         render();
       }
+      const runsFingerprint = JSON.stringify([state.runs, state.run]);
+      if (runsFingerprint !== state.runsFingerprint) {
+        state.runsFingerprint = runsFingerprint;
+        renderRuns();
+      }
       $("updated").textContent = `Updated ${new Date().toLocaleTimeString()}`;
       if ($("error").dataset.fromPoll) showError("");
     } catch (error) {
@@ -379,6 +504,12 @@
     state.fingerprint = "";
     await refresh();
     await renderDetail();
+  }
+
+  function navigated() {
+    renderDetail();
+    state.runsFingerprint = "";
+    refresh();
   }
 
   function handle(error, fromPoll) {
@@ -407,6 +538,7 @@
     $("app").hidden = false;
     $("sign-out").hidden = false;
     state.fingerprint = "";
+    state.runsFingerprint = "";
     refresh().then(renderDetail);
     clearInterval(state.timer);
     state.timer = setInterval(refresh, POLL_MS);
@@ -440,7 +572,7 @@
       signedIn(token);
     });
     $("sign-out").addEventListener("click", () => signOut(true));
-    window.addEventListener("hashchange", renderDetail);
+    window.addEventListener("hashchange", navigated);
     setInterval(tick, 1000);
     const saved = sessionStorage.getItem(TOKEN_KEY);
     if (saved) signedIn(saved);

@@ -1,0 +1,53 @@
+"""A running gateway signs checkpoints of its audit log, serves them, and publishes them
+outside the database; each one verifies against the published key."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from gateway.audit import parse_keys
+from gateway.audit.note import verify_note
+from tests.e2e.conftest import GRANTS
+from tests.support.processes import GatewayServer, McpUpstreamServer, write_policy
+
+
+def test_checkpoints_are_signed_served_and_published(
+    tmp_path: Path, mcp_upstream: McpUpstreamServer
+) -> None:
+    server = GatewayServer.configure(
+        tmp_path / "gw",
+        upstreams=[{"name": "up", "url": mcp_upstream.url}],
+        policy=write_policy(tmp_path, GRANTS),
+    )
+    server.config["audit"].update({"checkpoint_every_entries": 5, "checkpoint_every_s": 0.5})
+    server.start()
+    try:
+        for i in range(4):
+            response = httpx.post(
+                f"{server.url}/v1/tools/up__echo/call",
+                headers=server.headers(),
+                json={"arguments": {"text": f"c{i}"}},
+                timeout=10,
+            )
+            assert response.status_code == 200
+        deadline = time.monotonic() + 10
+        while True:
+            served = httpx.get(server.url + "/v1/audit/checkpoint", timeout=5)
+            if served.status_code == 200 and int(served.text.splitlines()[1]) >= 12:
+                break
+            assert time.monotonic() < deadline, served.text
+            time.sleep(0.2)
+        note = served.text
+        assert note.splitlines()[0] == "test.gateway/audit"
+        keys = parse_keys(httpx.get(server.url + "/v1/audit/keys", timeout=5).text)
+        verify_note(note, [k.verifier for k in keys])
+    finally:
+        server.stop()
+    published = tmp_path / "gw" / "var" / "checkpoints"  # data_dir "var", beside the config
+    latest = (published / "latest").read_text()  # the final checkpoint, made at shutdown
+    assert int(latest.splitlines()[1]) >= int(note.splitlines()[1])
+    verify_note(latest, [k.verifier for k in keys])
+    assert (published / note.splitlines()[1]).read_text() == note  # one file per checkpoint
