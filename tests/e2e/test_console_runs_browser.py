@@ -32,9 +32,12 @@ PLAN = {
     ],
 }
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Chromium missing: run scripts/ensure-chromium.sh"
-)
+
+@pytest.fixture(autouse=True)
+def chromium_installed() -> None:
+    # The test setup provides it (make test-setup runs scripts/ensure-chromium.sh).
+    if not CHROMIUM.exists():
+        pytest.fail("Chromium missing at /usr/bin/chromium: run scripts/ensure-chromium.sh")
 
 
 @pytest.fixture
