@@ -101,9 +101,7 @@ class McpUpstream:
                 # The per-call limit is enforced above (fail_after, read_timeout_seconds).
                 # A transport read timeout would instead tear down the whole connection,
                 # failing every other call on it, so it is kept well above that limit.
-                timeout=httpx2.Timeout(
-                    config.timeout_s * 2 + 30, connect=self._connect_timeout_s
-                ),
+                timeout=httpx2.Timeout(config.timeout_s * 2 + 30, connect=self._connect_timeout_s),
                 event_hooks={"request": [_apply_call_headers]},
                 follow_redirects=False,
             )
