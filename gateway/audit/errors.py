@@ -96,3 +96,44 @@ class ProofUnavailable(GatewayError):
 
     code = "audit_proof_unavailable"
     http_status = 404
+
+
+class CheckpointError(AuditVerificationError):
+    """A signed checkpoint that fails verification: malformed, not signed by a key
+    valid for its size, or stating a root the leaves do not have. ``checkpoint`` names
+    it (a stored size, a file), ``size`` is its tree size when it could be read."""
+
+    code = "audit_checkpoint_invalid"
+
+    def __init__(self, checkpoint: str, size: int | None, message: str) -> None:
+        super().__init__(
+            f"{checkpoint}: {message}", details={"checkpoint": checkpoint, "size": size}
+        )
+        self.checkpoint = checkpoint
+        self.size = size
+        self.reason = message
+
+
+class ForkError(CheckpointError):
+    """Two validly signed checkpoints of one size with different roots: the log
+    showed two histories."""
+
+    code = "audit_fork"
+
+
+class TruncationError(CheckpointError):
+    """A validly signed checkpoint is larger than the log: entries were removed."""
+
+    code = "audit_truncated"
+
+
+class CallTraceError(AuditVerificationError):
+    """An entry whose required predecessor is missing: a ``call.outcome`` without an
+    allowing ``call.decision`` of its ref, or naming an approval never approved."""
+
+    code = "audit_trace_incomplete"
+
+    def __init__(self, seq: int, message: str) -> None:
+        super().__init__(f"audit entry {seq}: {message}", details={"seq": seq})
+        self.seq = seq
+        self.reason = message

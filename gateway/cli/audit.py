@@ -1,21 +1,23 @@
-"""`gateway audit …`: reading the audit log."""
+"""`gateway audit …`: reading the audit log (checking it: `audit_verify`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+from gateway.cli import audit_verify
 from gateway.cli.common import add_config_option, config_from
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    audit = commands.add_parser("audit", help="read the audit log")
+    audit = commands.add_parser("audit", help="read, export and verify the audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
     audit_tail = audit_commands.add_parser("tail", help="newest entries with their payloads")
     add_config_option(audit_tail)
     audit_tail.add_argument("-n", type=int, default=20, help="how many entries (default 20)")
     audit_tail.add_argument("--json", action="store_true", help="one JSON object per line")
     audit_tail.set_defaults(handler=cmd_audit_tail)
+    audit_verify.register_commands(audit_commands)
 
 
 def cmd_audit_tail(args: argparse.Namespace) -> int:

@@ -1,0 +1,183 @@
+"""`gateway audit export | verify | prove | verify-receipt`: checking the audit log.
+
+``verify`` and ``verify-receipt`` need no gateway config: an auditor runs them on an
+export directory (or a database URL) with keys obtained out of band. Exit codes:
+0 clean, 1 a fault was found, 2 the input could not be read at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gateway.cli.common import add_config_option, config_from
+
+
+def register_commands(audit_commands: argparse._SubParsersAction) -> None:
+    export = audit_commands.add_parser(
+        "export", help="write entries, payloads, checkpoints and keys to a directory"
+    )
+    add_config_option(export)
+    export.add_argument("--out", type=Path, required=True, help="directory to write")
+    export.set_defaults(handler=cmd_audit_export)
+
+    verify = audit_commands.add_parser(
+        "verify", help="check an export directory or a database (exit 0 only when clean)"
+    )
+    verify.add_argument("dir", type=Path, nargs="?", help="an `audit export` directory")
+    verify.add_argument("--db", help="verify this database URL instead of a directory")
+    verify.add_argument(
+        "--keys", type=Path, help="public keys file (default: the log's own keys record)"
+    )
+    verify.add_argument(
+        "--trusted-checkpoint", type=Path, help="a signed checkpoint you kept earlier"
+    )
+    verify.add_argument("--json", action="store_true", help="the report as JSON")
+    verify.set_defaults(handler=cmd_audit_verify)
+
+    prove = audit_commands.add_parser("prove", help="write a receipt (tlog-proof) of one entry")
+    add_config_option(prove)
+    prove.add_argument("seq", type=int, help="the entry's seq")
+    prove.add_argument("--size", type=int, help="checkpoint size (default: the latest)")
+    prove.add_argument("--out", type=Path, help="file to write (default: stdout)")
+    prove.set_defaults(handler=cmd_audit_prove)
+
+    check = audit_commands.add_parser("verify-receipt", help="check a receipt (exit 0/1)")
+    add_config_option(check)
+    check.add_argument("file", type=Path, help="the receipt")
+    trust = check.add_mutually_exclusive_group(required=True)
+    trust.add_argument("--key", help="verifier key <name>+<id>+<base64> (valid for all sizes)")
+    trust.add_argument("--keys", type=Path, help="public keys file with validity ranges")
+    check.add_argument(
+        "--leaf", type=Path, help="the entry's leaf bytes (default: read from the database)"
+    )
+    check.set_defaults(handler=cmd_audit_verify_receipt)
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    from gateway.audit.export import export_log
+    from gateway.store import create_engine
+
+    engine = create_engine(config_from(args).storage.url)
+    try:
+        summary = export_log(engine, args.out)
+    finally:
+        engine.dispose()
+    print(
+        f"exported {summary.entries} entries, {summary.payloads} payloads, "
+        f"{summary.checkpoints} checkpoints, {summary.keys} keys to {args.out}"
+    )
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from gateway.audit.export import database_source, directory_source
+    from gateway.audit.keys import parse_keys
+    from gateway.audit.verifier import verify_log
+    from gateway.store import create_engine
+
+    if (args.dir is None) == (args.db is None):
+        print("give an export directory or --db URL (one of them)", file=sys.stderr)
+        return 2
+    try:
+        keys = None if args.keys is None else parse_keys(args.keys.read_text(encoding="utf-8"))
+        trusted = (
+            None
+            if args.trusted_checkpoint is None
+            else args.trusted_checkpoint.read_text(encoding="utf-8")
+        )
+    except (OSError, ValueError) as exc:
+        print(f"cannot read input: {exc}", file=sys.stderr)
+        return 2
+    engine = None
+    try:
+        if args.db is not None:
+            engine = create_engine(args.db)
+            source = database_source(engine)
+        else:
+            source = directory_source(args.dir)
+        report = verify_log(source, keys=keys, trusted=trusted)
+    except (OSError, ValueError) as exc:
+        print(f"cannot read the log: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if engine is not None:
+            engine.dispose()
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        for warning in report.warnings:
+            print(f"warning: {warning}")
+        for fault in report.faults:
+            print(f"FAULT [{fault.code}] {fault.message}")
+        verdict = "OK" if report.ok else f"FAILED ({len(report.faults)} faults)"
+        print(
+            f"{verdict}: {report.size} entries, {report.checkpoints} checkpoints verified "
+            f"({report.source})"
+        )
+    return 0 if report.ok else 1
+
+
+def cmd_audit_prove(args: argparse.Namespace) -> int:
+    from gateway.audit.receipt import receipt_for_entry
+    from gateway.errors import GatewayError
+    from gateway.store import create_engine
+
+    engine = create_engine(config_from(args).storage.url)
+    try:
+        text = receipt_for_entry(engine, args.seq, tree_size=args.size)
+    except GatewayError as exc:
+        print(f"no receipt: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.write_text(text, encoding="utf-8")
+    return 0
+
+
+def cmd_audit_verify_receipt(args: argparse.Namespace) -> int:
+    from gateway.audit.errors import AuditVerificationError
+    from gateway.audit.keys import AuditKey, VerifierKey, parse_keys
+    from gateway.audit.receipt import parse_receipt, verify_receipt
+
+    try:
+        if args.key is not None:
+            keys = [AuditKey(VerifierKey.parse(args.key), 0, None)]
+        else:
+            keys = parse_keys(args.keys.read_text(encoding="utf-8"))
+        if not keys:
+            raise ValueError("the keys file holds no key")
+        receipt = parse_receipt(args.file.read_bytes())
+        if args.leaf is not None:
+            leaf = args.leaf.read_bytes()
+        else:
+            leaf = _stored_leaf(args, receipt.index)
+        # The key name is the log's origin (DESIGN §6).
+        checkpoint = verify_receipt(receipt, leaf, origin=keys[0].name, keys=keys)
+    except (OSError, ValueError, LookupError) as exc:
+        print(f"cannot check the receipt: {exc}", file=sys.stderr)
+        return 1
+    except AuditVerificationError as exc:
+        print(f"INVALID [{exc.code}] {exc.message}")
+        return 1
+    print(f"OK: entry {receipt.index} is in {checkpoint.origin} at tree size {checkpoint.size}")
+    return 0
+
+
+def _stored_leaf(args: argparse.Namespace, seq: int) -> bytes:
+    from gateway.audit.reader import read_entries
+    from gateway.store import create_engine
+
+    engine = create_engine(config_from(args).storage.url)
+    try:
+        entries = read_entries(engine, start=seq, stop=seq + 1)
+    finally:
+        engine.dispose()
+    if not entries:
+        raise LookupError(f"entry {seq} is not in the database")
+    return entries[0].leaf
