@@ -9,21 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from typing import Any
 
-import httpx
-
-from gateway.errors import GatewayError
-
-DEFAULT_URL = "http://127.0.0.1:8080"
-TIMEOUT_S = 30.0
+from gateway.cli.remote import add_remote_options, request
 
 
-class ApprovalsCliError(GatewayError):
-    """The gateway refused the request or could not be reached; says why."""
-
-    code = "approvals_cli_error"
+def _options(parser: argparse.ArgumentParser) -> None:
+    add_remote_options(parser, token_help="your JWT as an approver")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -31,7 +23,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub = group.add_subparsers(dest="approvals_command", required=True, metavar="COMMAND")
 
     listing = sub.add_parser("list", help="approvals you may see (newest first)")
-    _connection_options(listing)
+    _options(listing)
     listing.add_argument(
         "--status",
         choices=["pending", "approved", "denied", "expired", "cancelled", "all"],
@@ -43,42 +35,29 @@ def register(commands: argparse._SubParsersAction) -> None:
     listing.set_defaults(handler=cmd_list)
 
     show = sub.add_parser("show", help="one approval in full")
-    _connection_options(show)
+    _options(show)
     show.add_argument("id", help="approval id (apr_…)")
     show.add_argument("--json", action="store_true", help="the API's JSON")
     show.set_defaults(handler=cmd_show)
 
     approve = sub.add_parser("approve", help="approve a pending call: it runs on its retry")
-    _connection_options(approve)
+    _options(approve)
     approve.add_argument("id", help="approval id (apr_…)")
     approve.add_argument("--reason", help="why (optional)")
     approve.set_defaults(handler=cmd_decide, approve=True)
 
     deny = sub.add_parser("deny", help="deny a pending call")
-    _connection_options(deny)
+    _options(deny)
     deny.add_argument("id", help="approval id (apr_…)")
     deny.add_argument("--reason", required=True, help="why (required; the agent sees it)")
     deny.set_defaults(handler=cmd_decide, approve=False)
-
-
-def _connection_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--url",
-        default=os.environ.get("GATEWAY_URL", DEFAULT_URL),
-        help=f"the gateway (default: $GATEWAY_URL, else {DEFAULT_URL})",
-    )
-    parser.add_argument(
-        "--token",
-        default=os.environ.get("GATEWAY_TOKEN"),
-        help="your JWT as an approver (default: $GATEWAY_TOKEN)",
-    )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"limit": args.limit}
     if args.status != "all":
         params["status"] = args.status
-    body = _request(args, "GET", "/v1/approvals", params=params)
+    body = request(args, "GET", "/v1/approvals", params=params)
     if args.json:
         print(json.dumps(body, indent=2))
         return 0
@@ -96,7 +75,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    body = _request(args, "GET", f"/v1/approvals/{args.id}")
+    body = request(
+        args,
+        "GET",
+        f"/v1/approvals/{args.id}",
+        not_found_hint=" (no such approval, or not one you may see)",
+    )
     if args.json:
         print(json.dumps(body, indent=2))
     else:
@@ -109,7 +93,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
     payload: dict[str, Any] = {"channel": "cli"}
     if args.reason:
         payload["reason"] = args.reason
-    body = _request(args, "POST", f"/v1/approvals/{args.id}/{verb}", json_body=payload)
+    body = request(args, "POST", f"/v1/approvals/{args.id}/{verb}", body=payload)
     print(f"{body['id']} {body['status']} by {body['decided_by']} at {body['decided_at']}")
     return 0
 
@@ -141,47 +125,3 @@ def _decided(a: dict[str, Any]) -> str:
         return "-"
     text = f"{a['decided_by']} at {a['decided_at']} via {a['channel']}"
     return text + (f": {a['decision_reason']}" if a.get("decision_reason") else "")
-
-
-def _request(
-    args: argparse.Namespace,
-    method: str,
-    path: str,
-    *,
-    params: dict[str, Any] | None = None,
-    json_body: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    if not args.token:
-        raise ApprovalsCliError("no token: pass --token or set $GATEWAY_TOKEN to your JWT")
-    url = args.url.rstrip("/") + path
-    try:
-        response = httpx.request(
-            method,
-            url,
-            params=params,
-            json=json_body,
-            headers={"Authorization": f"Bearer {args.token}"},
-            timeout=TIMEOUT_S,
-        )
-    except httpx.HTTPError as exc:
-        raise ApprovalsCliError(f"cannot reach the gateway at {args.url}: {exc}") from None
-    if response.status_code >= 400:
-        raise ApprovalsCliError(_describe_failure(response))
-    result: dict[str, Any] = response.json()
-    return result
-
-
-def _describe_failure(response: httpx.Response) -> str:
-    try:
-        error = response.json().get("error", {})
-    except ValueError:
-        error = {}
-    message = error.get("message") or response.text[:200] or response.reason_phrase
-    code = error.get("code", "error")
-    hint = {
-        401: " (is the token valid and meant for this gateway?)",
-        403: "",
-        404: " (no such approval, or not one you may see)",
-        409: "",
-    }.get(response.status_code, "")
-    return f"HTTP {response.status_code} {code}: {message}{hint}"

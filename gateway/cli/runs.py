@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from gateway.cli.remote import add_remote_options, request
 from gateway.errors import GatewayError
 
-DEFAULT_URL = "http://127.0.0.1:8080"
-TIMEOUT_S = 30.0
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
@@ -34,7 +30,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
 
     submit = sub.add_parser("submit", help="submit a plan file (JSON or YAML)")
-    _connection(submit)
+    add_remote_options(submit, token_help="your JWT")
     submit.add_argument("plan", type=Path, help="the plan file")
     submit.add_argument("--inputs", default="{}", help="inputs as JSON, or @file.json")
     submit.add_argument("--key", help="idempotency key (same key, same run)")
@@ -42,25 +38,25 @@ def register(commands: argparse._SubParsersAction) -> None:
     submit.set_defaults(handler=cmd_submit)
 
     show = sub.add_parser("show", help="one run: steps, attempts, outputs, provenance")
-    _connection(show)
+    add_remote_options(show, token_help="your JWT")
     show.add_argument("id")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=cmd_show)
 
     listing = sub.add_parser("list", help="your runs, newest first")
-    _connection(listing)
+    add_remote_options(listing, token_help="your JWT")
     listing.add_argument("--status", choices=["pending", "running", "waiting", *FINISHED])
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=cmd_list)
 
     cancel = sub.add_parser("cancel", help="cancel a run")
-    _connection(cancel)
+    add_remote_options(cancel, token_help="your JWT")
     cancel.add_argument("id")
     cancel.set_defaults(handler=cmd_cancel)
 
     watch = sub.add_parser("watch", help="print step changes until the run ends")
-    _connection(watch)
+    add_remote_options(watch, token_help="your JWT")
     watch.add_argument("id")
     watch.add_argument("--interval", type=float, default=0.5)
     watch.add_argument("--timeout", type=float, default=3600.0)
@@ -69,31 +65,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     schedules = commands.add_parser("schedules", help="plans fired on a cron schedule")
     ssub = schedules.add_subparsers(dest="schedules_command", required=True, metavar="COMMAND")
     add = ssub.add_parser("add", help="register a plan on a cron schedule (UTC)")
-    _connection(add)
+    add_remote_options(add, token_help="your JWT")
     add.add_argument("name")
     add.add_argument("cron", help='five fields, e.g. "0 6 * * 1-5"')
     add.add_argument("plan", type=Path)
     add.add_argument("--inputs", default="{}", help="inputs as JSON, or @file.json")
     add.set_defaults(handler=cmd_schedule_add)
     slist = ssub.add_parser("list", help="your schedules")
-    _connection(slist)
+    add_remote_options(slist, token_help="your JWT")
     slist.add_argument("--json", action="store_true")
     slist.set_defaults(handler=cmd_schedule_list)
     remove = ssub.add_parser("remove", help="remove a schedule")
-    _connection(remove)
+    add_remote_options(remove, token_help="your JWT")
     remove.add_argument("id")
     remove.set_defaults(handler=cmd_schedule_remove)
-
-
-def _connection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--url",
-        default=os.environ.get("GATEWAY_URL", DEFAULT_URL),
-        help=f"the gateway (default: $GATEWAY_URL, else {DEFAULT_URL})",
-    )
-    parser.add_argument(
-        "--token", default=os.environ.get("GATEWAY_TOKEN"), help="your JWT ($GATEWAY_TOKEN)"
-    )
 
 
 def _inputs(text: str) -> dict[str, Any]:
@@ -117,7 +102,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"plan": _plan_text(args.plan), "inputs": _inputs(args.inputs)}
     if args.key:
         body["idempotency_key"] = args.key
-    answer = _request(args, "POST", "/v1/runs", json_body=body)
+    answer = request(args, "POST", "/v1/runs", body=body)
     print(
         f"{answer['run_id']} {'submitted' if answer['created'] else 'exists'}: {answer['status']}"
     )
@@ -128,7 +113,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    run = _request(args, "GET", f"/v1/runs/{args.id}")
+    run = request(args, "GET", f"/v1/runs/{args.id}")
     if args.json:
         print(json.dumps(run, indent=2))
         return 0
@@ -147,7 +132,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"limit": args.limit}
     if args.status:
         params["status"] = args.status
-    body = _request(args, "GET", "/v1/runs", params=params)
+    body = request(args, "GET", "/v1/runs", params=params)
     if args.json:
         print(json.dumps(body, indent=2))
         return 0
@@ -158,7 +143,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    body = _request(args, "POST", f"/v1/runs/{args.id}/cancel")
+    body = request(args, "POST", f"/v1/runs/{args.id}/cancel")
     print(f"{body['run_id']}: {body['status']}")
     return 0
 
@@ -167,7 +152,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     seen: dict[str, str] = {}
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
-        run = _request(args, "GET", f"/v1/runs/{args.id}")
+        run = request(args, "GET", f"/v1/runs/{args.id}")
         for step in run["steps"]:
             if seen.get(step["id"]) != step["status"]:
                 seen[step["id"]] = step["status"]
@@ -187,13 +172,13 @@ def cmd_schedule_add(args: argparse.Namespace) -> int:
         "plan": _plan_text(args.plan),
         "inputs": _inputs(args.inputs),
     }
-    schedule = _request(args, "POST", "/v1/schedules", json_body=body)
+    schedule = request(args, "POST", "/v1/schedules", body=body)
     print(f"{schedule['id']} {schedule['name']}: next run {schedule['next_fire_at']}")
     return 0
 
 
 def cmd_schedule_list(args: argparse.Namespace) -> int:
-    body = _request(args, "GET", "/v1/schedules")
+    body = request(args, "GET", "/v1/schedules")
     if args.json:
         print(json.dumps(body, indent=2))
         return 0
@@ -204,40 +189,6 @@ def cmd_schedule_list(args: argparse.Namespace) -> int:
 
 
 def cmd_schedule_remove(args: argparse.Namespace) -> int:
-    _request(args, "DELETE", f"/v1/schedules/{args.id}")
+    request(args, "DELETE", f"/v1/schedules/{args.id}")
     print(f"{args.id} removed")
     return 0
-
-
-def _request(
-    args: argparse.Namespace,
-    method: str,
-    path: str,
-    *,
-    params: dict[str, Any] | None = None,
-    json_body: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    if not args.token:
-        raise RunsCliError("no token: pass --token or set $GATEWAY_TOKEN to your JWT")
-    try:
-        response = httpx.request(
-            method,
-            args.url.rstrip("/") + path,
-            params=params,
-            json=json_body,
-            headers={"Authorization": f"Bearer {args.token}"},
-            timeout=TIMEOUT_S,
-        )
-    except httpx.HTTPError as exc:
-        raise RunsCliError(f"cannot reach the gateway at {args.url}: {exc}") from None
-    if response.status_code >= 400:
-        try:
-            error = response.json().get("error", {})
-        except ValueError:
-            error = {}
-        message = error.get("message") or response.text[:200] or response.reason_phrase
-        raise RunsCliError(f"HTTP {response.status_code} {error.get('code', 'error')}: {message}")
-    if response.status_code == 204:
-        return {}
-    result: dict[str, Any] = response.json()
-    return result
