@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.approvals import ApprovalService
-from gateway.audit import AuditLog, Checkpointer, DirectorySink, load_signing_key
+from gateway.audit import AuditLog, Checkpointer, DirectorySink, load_signing_keys
 from gateway.config import (
     Config,
     HttpUpstream,
@@ -87,7 +87,8 @@ def build_components(config: Config) -> Components:
     checkpointer = Checkpointer(
         database,
         config.audit.origin,
-        [load_signing_key(config.audit.signing_key_file, config.audit.origin)],
+        # With keys retained by `audit rotate-key`: each signs while the record allows.
+        load_signing_keys(config.audit.signing_key_file, config.audit.origin),
         every_entries=config.audit.checkpoint_every_entries,
         every_seconds=config.audit.checkpoint_every_s,
         sinks=[DirectorySink(config.audit.checkpoint_directory(config.data_dir))],

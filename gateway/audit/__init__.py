@@ -17,6 +17,8 @@ Responsibilities, one module each:
 - `tree_store`: complete subtree hashes in the database, filled up to each checkpoint.
 - `note`, `keys`: C2SP signed notes; Ed25519 audit keys and the sizes each may sign.
 - `checkpoint`, `receipt`: the C2SP tlog-checkpoint and tlog-proof formats.
+- `erasure`, `rotation`: the operator's changes: erasing a payload, rotating the
+  signing key.
 - `checkpointer`, `sinks`: signing checkpoints every N entries or T seconds, storing
   and publishing them outside the database.
 
@@ -63,9 +65,11 @@ from gateway.audit.keys import (
     VerifierKey,
     format_keys,
     load_signing_key,
+    load_signing_keys,
     parse_keys,
     read_keys,
     register_key,
+    retained_key_path,
     retire_key,
 )
 from gateway.audit.leaf import (
@@ -132,6 +136,7 @@ __all__ = [
     "latest_checkpoint",
     "leaf_hash",
     "load_signing_key",
+    "load_signing_keys",
     "node_hash",
     "open_checkpoint",
     "parse_checkpoint",
@@ -144,6 +149,7 @@ __all__ = [
     "read_keys",
     "receipt_for_entry",
     "register_key",
+    "retained_key_path",
     "retire_key",
     "root",
     "sign_checkpoint",

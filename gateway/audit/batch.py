@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.audit.errors import LeafFormatError
@@ -88,54 +88,64 @@ def write_batch(
     """Appends every group, each contiguously and in order, in one transaction; returns
     each group's seqs. On any failure the transaction is rolled back and the
     database's exception propagates: nothing of the batch exists."""
+    with exclusive_transaction(engine, WRITER_LOCK_KEY) as conn:
+        return append_locked(conn, origin, groups)
+
+
+def append_locked(
+    conn: Connection, origin: str, groups: Sequence[Sequence[PreparedRecord]]
+) -> list[list[int]]:
+    """`write_batch` inside a transaction the caller opened with
+    ``exclusive_transaction(engine, WRITER_LOCK_KEY)``: for writes that must commit
+    together with their entries (an erasure deletes a payload in the same
+    transaction). The caller commits; nothing is acknowledged before that."""
     entry_rows: list[dict[str, Any]] = []
     payload_rows: list[dict[str, Any]] = []
     results: list[list[int]] = []
-    with exclusive_transaction(engine, WRITER_LOCK_KEY) as conn:
-        # Read under the lock, in this transaction: the head cannot move until commit.
-        head = read_head(conn)
-        seq = 0 if head is None else head.size
-        prev = ZERO_HASH if head is None else head.leaf_hash
-        ts = format_ts(datetime.now(UTC))
-        if head is not None and head.ts > ts:
-            ts = head.ts  # keep ts non-decreasing when hosts' clocks disagree a little
-        for group in groups:
-            seqs = []
-            for record in group:
-                leaf = build_leaf(
-                    origin=origin,
-                    seq=seq,
-                    prev=prev,
-                    ts=ts,
-                    kind=record.kind,
-                    ref=record.ref,
-                    commitment=record.commitment,
-                )
-                prev = leaf_hash(leaf)
-                entry_rows.append(
-                    {
-                        "seq": seq,
-                        "ts": ts,
-                        "kind": record.kind,
-                        "ref": record.ref,
-                        "leaf": leaf,
-                        "leaf_hash": prev,
-                    }
-                )
-                payload_rows.append(
-                    {
-                        "seq": seq,
-                        "salt": record.salt,
-                        "payload": record.payload_jcs.decode("utf-8"),
-                        "subject": record.subject,
-                        "tool": record.tool,
-                    }
-                )
-                seqs.append(seq)
-                seq += 1
-            results.append(seqs)
-        conn.execute(audit_entries.insert(), entry_rows)
-        conn.execute(audit_payloads.insert(), payload_rows)
+    # Read under the lock, in this transaction: the head cannot move until commit.
+    head = read_head(conn)
+    seq = 0 if head is None else head.size
+    prev = ZERO_HASH if head is None else head.leaf_hash
+    ts = format_ts(datetime.now(UTC))
+    if head is not None and head.ts > ts:
+        ts = head.ts  # keep ts non-decreasing when hosts' clocks disagree a little
+    for group in groups:
+        seqs = []
+        for record in group:
+            leaf = build_leaf(
+                origin=origin,
+                seq=seq,
+                prev=prev,
+                ts=ts,
+                kind=record.kind,
+                ref=record.ref,
+                commitment=record.commitment,
+            )
+            prev = leaf_hash(leaf)
+            entry_rows.append(
+                {
+                    "seq": seq,
+                    "ts": ts,
+                    "kind": record.kind,
+                    "ref": record.ref,
+                    "leaf": leaf,
+                    "leaf_hash": prev,
+                }
+            )
+            payload_rows.append(
+                {
+                    "seq": seq,
+                    "salt": record.salt,
+                    "payload": record.payload_jcs.decode("utf-8"),
+                    "subject": record.subject,
+                    "tool": record.tool,
+                }
+            )
+            seqs.append(seq)
+            seq += 1
+        results.append(seqs)
+    conn.execute(audit_entries.insert(), entry_rows)
+    conn.execute(audit_payloads.insert(), payload_rows)
     return results
 
 

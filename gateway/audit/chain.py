@@ -119,8 +119,8 @@ def _rows(entries: Iterable[AuditEntry], first_seq: int) -> Iterator[ChainRow]:
 
 
 def _erased_seq(seq: int, payload_jcs: bytes) -> int:
-    # Provisional shape of an erasure payload ({"seq": N, ...}); the erasure issue
-    # fixes the final one. Parsed only here: erasures are rare.
+    # An erasure payload is {"seq": N, "reason": ...} (gateway.audit.erasure); only
+    # "seq" matters here, other keys are ignored. Parsed only here: erasures are rare.
     try:
         erased = json.loads(payload_jcs).get("seq")
     except (ValueError, AttributeError):

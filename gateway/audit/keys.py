@@ -7,10 +7,11 @@ key name is the log's origin (DESIGN §6). The key ID is
 
 Every public key the log has signed with is kept in ``audit_keys`` with the range of
 tree sizes it is valid for, ``valid_from_size <= size <= valid_to_size`` (both
-inclusive; no end while the key is in service). Rotation (later) works on this
-record: a new key is registered while the old one is still valid, checkpoints in
-the overlap are signed by both, then the old key's end is set — once; the database
-refuses any other change and any deletion. A verifier counts a signature only from
+inclusive; no end while the key is in service). Rotation (`gateway.audit.rotation`)
+works on this record: the new key is registered from the current size while the old
+one is still valid, and the old key's end is set (once) some entries later, so
+checkpoints in that overlap are signed by both; the database refuses any other
+change and any deletion. A verifier counts a signature only from
 a key valid for the checkpoint's size, so a retired key that leaks cannot sign new
 history.
 """
@@ -21,9 +22,11 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -33,7 +36,8 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.audit.leaf import format_ts
 from gateway.audit.note import KEY_ID_SIZE, check_key_name
-from gateway.identity.keys import load_or_create_signing_key
+from gateway.errors import ConfigError
+from gateway.identity.keys import load_or_create_signing_key, load_private_key_file
 from gateway.store.tables import audit_keys
 
 SIGNATURE_TYPE_ED25519 = b"\x01"
@@ -130,6 +134,48 @@ def load_signing_key(path: str | os.PathLike[str], name: str) -> SigningKey:
     does not hold an Ed25519 private key, ValueError for an invalid key name."""
     check_key_name(name)
     return SigningKey(name, load_or_create_signing_key(path))
+
+
+def retained_key_path(path: str | os.PathLike[str], key_id: bytes) -> Path:
+    """Where `gateway audit rotate-key` keeps a replaced key during its overlap:
+    beside ``path``, named by its key ID (``audit-signing.pem`` ->
+    ``audit-signing.1a2b3c4d.pem``)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.{key_id.hex()}{path.suffix}")
+
+
+def load_signing_keys(path: str | os.PathLike[str], name: str) -> list[SigningKey]:
+    """The current key (`load_signing_key`: created when missing) followed by every key
+    retained beside it by a rotation (`retained_key_path`), oldest file name order.
+
+    All of them are handed to the checkpointer, which signs with those the key record
+    says are valid for the checkpoint's size: a restarted gateway dual-signs during a
+    rotation's overlap and stops using the old key after it, with no config change.
+    Raises ConfigError for a retained file whose key does not match its name (a file
+    dropped there by mistake must not become a signing key of the log)."""
+    path = Path(path)
+    keys = [load_signing_key(path, name)]
+    pattern = re.compile(re.escape(path.stem) + r"\.([0-9a-f]{8})" + re.escape(path.suffix))
+    for retained in sorted(path.parent.glob(f"{path.stem}.*{path.suffix}")):
+        match = pattern.fullmatch(retained.name)
+        if match is None:
+            continue
+        key = SigningKey(name, _load_existing_ed25519(retained))
+        if key.key_id.hex() != match.group(1):
+            raise ConfigError(
+                f"{retained}: holds audit key {key.key_id.hex()} for {name!r}, not the "
+                f"{match.group(1)} its name says; remove or rename it"
+            )
+        if all(key.key_id != k.key_id for k in keys):
+            keys.append(key)
+    return keys
+
+
+def _load_existing_ed25519(path: Path) -> ed25519.Ed25519PrivateKey:
+    key = load_private_key_file(path)
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise ConfigError(f"{path} must hold an Ed25519 private key")
+    return key
 
 
 # --- the audit_keys table ------------------------------------------------------------

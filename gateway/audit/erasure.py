@@ -1,0 +1,89 @@
+"""Erasing one entry's payload (a data subject's request) without breaking the log.
+
+The leaf commits to the payload by a salted hash (DESIGN §6), so deleting payload and
+salt leaves nothing to recompute it from, while the leaf, the chain and the tree stay
+as they were. The verifier accepts a missing payload only when a later ``erasure``
+entry names its seq (`gateway.audit.chain`): `erase_payload` appends that entry and
+deletes the payload in one transaction, under the same writer lock and through the
+same append code as the sequencer, so the chain keeps a single writer and there is
+no moment at which the log holds a missing payload without its erasure record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select
+
+from gateway.audit.batch import WRITER_LOCK_KEY, append_locked, check_log, prepare_record
+from gateway.audit.chain import ERASURE_KIND
+from gateway.audit.reader import read_head
+from gateway.audit.records import AuditRecord
+from gateway.store.db import exclusive_transaction
+from gateway.store.tables import audit_entries, audit_payloads
+
+# Long enough for a ticket reference and a sentence; the reason is itself a payload
+# that is never erased, so it should not be a place for personal data.
+MAX_REASON_LENGTH = 500
+
+
+class ErasureRefused(Exception):
+    """The entry cannot be erased (unknown, already erased, an erasure record)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What `erase_payload` did: entry ``seq`` lost its payload; ``erasure_seq`` is the
+    ``erasure`` entry recording it."""
+
+    seq: int
+    kind: str
+    erasure_seq: int
+
+
+def erasure_payload(seq: int, reason: str) -> dict[str, object]:
+    """The payload of the ``erasure`` entry for ``seq``. ``seq`` is what the verifier
+    reads (`gateway.audit.chain`); it ignores other keys, so ``reason`` rides along."""
+    return {"seq": seq, "reason": reason}
+
+
+def erase_payload(engine: Engine, origin: str, seq: int, reason: str) -> Erasure:
+    """Deletes the payload, salt, subject and tool of entry ``seq`` and appends an
+    ``erasure`` entry naming it, in one transaction. Raises ErasureRefused for an
+    unknown seq, an entry already erased or an ``erasure`` entry; ConfigError or
+    AuditUnavailable (from `check_log`) for a database holding another log."""
+    reason = reason.strip()
+    if not reason:
+        raise ErasureRefused("give a reason (it is recorded in the erasure entry)")
+    if len(reason) > MAX_REASON_LENGTH:
+        raise ErasureRefused(f"the reason is longer than {MAX_REASON_LENGTH} characters")
+    check_log(engine, origin)
+    prepared = prepare_record(
+        AuditRecord(ERASURE_KIND, f"erasure:{seq}", erasure_payload(seq, reason))
+    )
+    with exclusive_transaction(engine, WRITER_LOCK_KEY) as conn:
+        # Checked under the writer lock: a concurrent erasure of the same entry waits
+        # for this one and then finds the payload gone.
+        head = read_head(conn)
+        size = 0 if head is None else head.size
+        if not 0 <= seq < size:
+            raise ErasureRefused(f"audit entry {seq} does not exist (the log has {size} entries)")
+        kind = conn.execute(
+            select(audit_entries.c.kind).where(audit_entries.c.seq == seq)
+        ).scalar_one()
+        if kind == ERASURE_KIND:
+            # Its payload is what makes another erasure verifiable: erasing it would
+            # turn a legitimate erasure into an unexplained missing payload.
+            raise ErasureRefused(f"audit entry {seq} is an erasure record; it cannot be erased")
+        present = conn.execute(
+            select(audit_payloads.c.seq).where(audit_payloads.c.seq == seq)
+        ).first()
+        if present is None:
+            raise ErasureRefused(f"the payload of audit entry {seq} is already erased")
+        ((erasure_seq,),) = append_locked(conn, origin, [[prepared]])
+        conn.execute(audit_payloads.delete().where(audit_payloads.c.seq == seq))
+    return Erasure(seq=seq, kind=kind, erasure_seq=erasure_seq)
