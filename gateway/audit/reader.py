@@ -64,11 +64,19 @@ def tail(
     ref: str | None = None,
     subject: str | None = None,
     tool: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
 ) -> list[AuditEntry]:
-    """The newest ``n`` entries matching the filters, oldest first."""
+    """The newest ``n`` entries matching the filters, oldest first. ``since`` and
+    ``until`` are leaf timestamps (``2026-11-21T10:00:00.000Z``), both inclusive."""
     if n <= 0:
         return []
-    query = _filtered(0, None, kind, ref, subject, tool).order_by(_E.seq.desc()).limit(n)
+    query = _filtered(0, None, kind, ref, subject, tool)
+    if since is not None:
+        query = query.where(_E.ts >= since)
+    if until is not None:
+        query = query.where(_E.ts <= until)
+    query = query.order_by(_E.seq.desc()).limit(n)
     with engine.connect() as conn:
         entries = [_entry(row) for row in conn.execute(query)]
     entries.reverse()

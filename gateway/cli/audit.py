@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from gateway.cli import audit_admin, audit_verify
+from gateway.cli import audit_admin, audit_search, audit_verify
 from gateway.cli.common import add_config_option, config_from
 
 
@@ -19,6 +19,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     audit_tail.set_defaults(handler=cmd_audit_tail)
     audit_verify.register_commands(audit_commands)
     audit_admin.register_commands(audit_commands)
+    audit_search.register_commands(audit_commands)
 
 
 def cmd_audit_tail(args: argparse.Namespace) -> int:
