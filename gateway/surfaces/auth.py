@@ -6,7 +6,9 @@ discover where to get a token; a 403 names the missing scope (RFC 6750 §3.1).
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -78,3 +80,26 @@ def client_info(request: Request) -> ClientInfo:
 
 def is_auth_error(error: GatewayError) -> bool:
     return isinstance(error, AuthenticationError | InsufficientScope)
+
+
+class _Surface(Protocol):
+    _auth: Authenticator
+
+
+Handler = Callable[[Any, Request, Principal], Awaitable[Response]]
+
+
+def authenticated(handler: Handler) -> Callable[[Any, Request], Awaitable[Response]]:
+    """Wraps a REST handler method: the caller's Principal is passed in, and a request
+    without a valid token gets the 401/403 challenge instead, the handler never runs."""
+
+    @functools.wraps(handler)
+    async def wrapper(surface: _Surface, request: Request) -> Response:
+        try:
+            principal = await surface._auth.authenticate(request.headers.get("authorization"))
+        except GatewayError as error:
+            request_id = getattr(request.state, "request_id", None)
+            return surface._auth.challenge(error, request_id=request_id)
+        return await handler(surface, request, principal)
+
+    return wrapper

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from gateway.errors import BadRequest, GatewayError
 from gateway.pipeline import Pipeline
-from gateway.surfaces.auth import Authenticator, client_info
+from gateway.surfaces.auth import Authenticator, authenticated, client_info
 from gateway.surfaces.mcp import outcome_meta
 from gateway.surfaces.middleware import new_request_id
 from gateway.types import OutcomeStatus, Principal, ToolCall, ToolDefinition
@@ -80,26 +80,17 @@ class RestSurface:
             Route("/v1/tools/{name}/call", self.call_tool, methods=["POST"]),
         ]
 
-    async def _principal(self, request: Request) -> Principal:
-        return await self._auth.authenticate(request.headers.get("authorization"))
-
-    async def list_tools(self, request: Request) -> Response:
+    @authenticated
+    async def list_tools(self, request: Request, principal: Principal) -> Response:
         request_id = _request_id(request)
-        try:
-            principal = await self._principal(request)
-        except GatewayError as error:
-            return self._auth.challenge(error, request_id=request_id)
         tools = await self._pipeline.list_tools(
             principal, transport="rest", request_id=request_id, client=client_info(request)
         )
         return JSONResponse(ToolList(tools=[_tool_info(t) for t in tools]).model_dump())
 
-    async def call_tool(self, request: Request) -> Response:
+    @authenticated
+    async def call_tool(self, request: Request, principal: Principal) -> Response:
         request_id = _request_id(request)
-        try:
-            principal = await self._principal(request)
-        except GatewayError as error:
-            return self._auth.challenge(error, request_id=request_id)
         try:
             body = await _parse_body(request)
         except BadRequest as error:

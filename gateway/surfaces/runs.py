@@ -25,7 +25,7 @@ from starlette.routing import Route
 from gateway.errors import BadRequest, GatewayError
 from gateway.executor.plan import Plan, load_plan_text, parse_plan
 from gateway.executor.service import Executor
-from gateway.surfaces.auth import Authenticator, client_info
+from gateway.surfaces.auth import Authenticator, authenticated, client_info
 from gateway.surfaces.middleware import new_request_id
 from gateway.types import Principal
 
@@ -78,15 +78,9 @@ class RunsApi:
             Route("/v1/schedules/{schedule_id}", self.remove_schedule, methods=["DELETE"]),
         ]
 
-    async def _principal(self, request: Request) -> Principal:
-        return await self._auth.authenticate(request.headers.get("authorization"))
-
-    async def submit(self, request: Request) -> Response:
+    @authenticated
+    async def submit(self, request: Request, principal: Principal) -> Response:
         request_id = _request_id(request)
-        try:
-            principal = await self._principal(request)
-        except GatewayError as error:
-            return self._auth.challenge(error, request_id=request_id)
         try:
             body = await _body(request, SubmitRunRequest)
             key = body.idempotency_key or request.headers.get("idempotency-key")
@@ -107,12 +101,9 @@ class RunsApi:
         )
         return JSONResponse(answer.model_dump(), status_code=201 if created else 200)
 
-    async def list_runs(self, request: Request) -> Response:
+    @authenticated
+    async def list_runs(self, request: Request, principal: Principal) -> Response:
         request_id = _request_id(request)
-        try:
-            principal = await self._principal(request)
-        except GatewayError as error:
-            return self._auth.challenge(error, request_id=request_id)
         try:
             limit = int(request.query_params.get("limit", "50"))
         except ValueError:
@@ -122,24 +113,18 @@ class RunsApi:
         )
         return JSONResponse({"runs": runs})
 
-    async def get_run(self, request: Request) -> Response:
+    @authenticated
+    async def get_run(self, request: Request, principal: Principal) -> Response:
         request_id = _request_id(request)
-        try:
-            principal = await self._principal(request)
-        except GatewayError as error:
-            return self._auth.challenge(error, request_id=request_id)
         try:
             view = await self._executor.get(request.path_params["run_id"], principal)
         except GatewayError as error:
             return error_response(error, request_id)
         return JSONResponse(view)
 
-    async def cancel(self, request: Request) -> Response:
+    @authenticated
+    async def cancel(self, request: Request, principal: Principal) -> Response:
         request_id = _request_id(request)
-        try:
-            principal = await self._principal(request)
-        except GatewayError as error:
-            return self._auth.challenge(error, request_id=request_id)
         run_id = request.path_params["run_id"]
         try:
             status = await self._executor.cancel(run_id, principal)
@@ -147,21 +132,14 @@ class RunsApi:
             return error_response(error, request_id)
         return JSONResponse({"run_id": run_id, "status": status}, status_code=202)
 
-    async def list_schedules(self, request: Request) -> Response:
-        request_id = _request_id(request)
-        try:
-            principal = await self._principal(request)
-        except GatewayError as error:
-            return self._auth.challenge(error, request_id=request_id)
+    @authenticated
+    async def list_schedules(self, request: Request, principal: Principal) -> Response:
         schedules = await self._executor.schedules.list(principal)
         return JSONResponse({"schedules": schedules})
 
-    async def add_schedule(self, request: Request) -> Response:
+    @authenticated
+    async def add_schedule(self, request: Request, principal: Principal) -> Response:
         request_id = _request_id(request)
-        try:
-            principal = await self._principal(request)
-        except GatewayError as error:
-            return self._auth.challenge(error, request_id=request_id)
         try:
             body = await _body(request, ScheduleRequest)
             schedule = await self._executor.schedules.add(
@@ -177,12 +155,9 @@ class RunsApi:
             return error_response(error, request_id)
         return JSONResponse(schedule, status_code=201)
 
-    async def remove_schedule(self, request: Request) -> Response:
+    @authenticated
+    async def remove_schedule(self, request: Request, principal: Principal) -> Response:
         request_id = _request_id(request)
-        try:
-            principal = await self._principal(request)
-        except GatewayError as error:
-            return self._auth.challenge(error, request_id=request_id)
         try:
             await self._executor.schedules.remove(request.path_params["schedule_id"], principal)
         except GatewayError as error:
