@@ -21,6 +21,8 @@ Responsibilities, one module each:
   signing key.
 - `checkpointer`, `sinks`: signing checkpoints every N entries or T seconds, storing
   and publishing them outside the database.
+- `search`: finding entries and checking each against the latest checkpoint, for
+  `gateway audit search` and the explorer (``GET /v1/audit/entries``).
 
 Invariants:
 

@@ -98,6 +98,13 @@ class ProofUnavailable(GatewayError):
     http_status = 404
 
 
+class AuditEntryNotFound(GatewayError):
+    """No entry of the seq asked for (yet)."""
+
+    code = "audit_entry_not_found"
+    http_status = 404
+
+
 class CheckpointError(AuditVerificationError):
     """A signed checkpoint that fails verification: malformed, not signed by a key
     valid for its size, or stating a root the leaves do not have. ``checkpoint`` names

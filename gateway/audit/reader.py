@@ -66,12 +66,14 @@ def tail(
     tool: str | None = None,
     since: str | None = None,
     until: str | None = None,
+    before: int | None = None,
 ) -> list[AuditEntry]:
     """The newest ``n`` entries matching the filters, oldest first. ``since`` and
-    ``until`` are leaf timestamps (``2026-11-21T10:00:00.000Z``), both inclusive."""
+    ``until`` are leaf timestamps (``2026-11-21T10:00:00.000Z``), both inclusive;
+    ``before`` keeps only entries with a smaller seq (paging backwards)."""
     if n <= 0:
         return []
-    query = _filtered(0, None, kind, ref, subject, tool)
+    query = _filtered(0, before, kind, ref, subject, tool)
     if since is not None:
         query = query.where(_E.ts >= since)
     if until is not None:

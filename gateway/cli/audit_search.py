@@ -1,75 +1,51 @@
 """`gateway audit search`: find entries by time, principal, tool, kind or reference,
-each with its inclusion proof against the latest checkpoint, checked here."""
+each with its inclusion proof against the latest checkpoint, checked here
+(`gateway.audit.search`, shared with the explorer's ``GET /v1/audit/entries``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime
 from typing import Any
 
-from gateway.audit import AuditEntry, format_ts, tail
-from gateway.audit.checkpointer import latest_checkpoint
-from gateway.audit.errors import AuditVerificationError
-from gateway.audit.keys import read_keys
-from gateway.audit.receipt import receipt_for_entry, verify_receipt
+from gateway.audit.search import CheckedEntry, SearchQuery, leaf_time, search
 from gateway.cli.common import add_config_option, config_from
-from gateway.errors import GatewayError
 from gateway.store import create_engine
 
 
 def register_commands(audit_commands: argparse._SubParsersAction) -> None:
-    search = audit_commands.add_parser(
+    command = audit_commands.add_parser(
         "search", help="entries by time, principal, tool, kind or reference, with proofs"
     )
-    add_config_option(search)
-    search.add_argument("--since", help="from this time (RFC 3339, e.g. 2026-11-21T10:00Z)")
-    search.add_argument("--until", help="up to this time (RFC 3339)")
-    search.add_argument("--principal", help="the calling principal's sub")
-    search.add_argument("--tool", help="gateway tool name, e.g. demo__echo")
-    search.add_argument("--kind", help="entry kind, e.g. call.decision")
-    search.add_argument("--ref", help="request, run or approval id")
-    search.add_argument("-n", "--limit", type=int, default=50, help="newest N (default 50)")
-    search.add_argument("--json", action="store_true", help="one JSON object per line")
-    search.set_defaults(handler=cmd_audit_search)
-
-
-def _timestamp(text: str | None, option: str) -> str | None:
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise GatewayError(f"{option} {text!r} is not an RFC 3339 time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return format_ts(moment)
+    add_config_option(command)
+    command.add_argument("--since", help="from this time (RFC 3339, e.g. 2026-11-21T10:00Z)")
+    command.add_argument("--until", help="up to this time (RFC 3339)")
+    command.add_argument("--principal", help="the calling principal's sub")
+    command.add_argument("--tool", help="gateway tool name, e.g. demo__echo")
+    command.add_argument("--kind", help="entry kind, e.g. call.decision")
+    command.add_argument("--ref", help="request, run or approval id")
+    command.add_argument("-n", "--limit", type=int, default=50, help="newest N (default 50)")
+    command.add_argument("--json", action="store_true", help="one JSON object per line")
+    command.set_defaults(handler=cmd_audit_search)
 
 
 def cmd_audit_search(args: argparse.Namespace) -> int:
     config = config_from(args)
-    since = _timestamp(args.since, "--since")
-    until = _timestamp(args.until, "--until")
+    query = SearchQuery(
+        since=None if args.since is None else leaf_time(args.since, "--since"),
+        until=None if args.until is None else leaf_time(args.until, "--until"),
+        principal=args.principal,
+        tool=args.tool,
+        kind=args.kind,
+        ref=args.ref,
+        limit=args.limit,
+    )
     engine = create_engine(config.storage.url)
     try:
-        entries = tail(
-            engine,
-            args.limit,
-            kind=args.kind,
-            ref=args.ref,
-            subject=args.principal,
-            tool=args.tool,
-            since=since,
-            until=until,
-        )
-        keys = read_keys(engine)
-        latest = latest_checkpoint(engine)
-        rows = [
-            _with_proof(engine, entry, keys, config.audit.origin, latest.size if latest else 0)
-            for entry in entries
-        ]
+        result = search(engine, config.audit.origin, query)
     finally:
         engine.dispose()
+    rows = [_row(checked) for checked in reversed(result.entries)]  # oldest first
     for row in rows:
         if args.json:
             print(json.dumps(row))
@@ -82,9 +58,8 @@ def cmd_audit_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_proof(
-    engine: Any, entry: AuditEntry, keys: list[Any], origin: str, checkpoint_size: int
-) -> dict[str, Any]:
+def _row(checked: CheckedEntry) -> dict[str, Any]:
+    entry = checked.entry
     row: dict[str, Any] = {
         "seq": entry.seq,
         "ts": entry.ts,
@@ -92,16 +67,9 @@ def _with_proof(
         "ref": entry.ref,
         "leaf_hash": entry.leaf_hash.hex(),
         "payload": entry.payload,
+        "status": checked.status.value,
+        "proof": checked.summary(),
     }
-    if entry.seq >= checkpoint_size:
-        row["proof"] = "not yet in a checkpoint"
-        return row
-    try:
-        receipt = receipt_for_entry(engine, entry.seq)
-        checkpoint = verify_receipt(receipt, entry.leaf, origin=origin, keys=keys)
-    except AuditVerificationError as exc:
-        row["proof"] = f"FAILED: {exc.message}"
-        return row
-    row["proof"] = f"included in checkpoint {checkpoint.size}, verified"
-    row["receipt"] = receipt
+    if checked.proof is not None:
+        row["receipt"] = checked.proof.receipt
     return row
