@@ -41,6 +41,7 @@ from gateway.policy.reload import build_reloader
 from gateway.store import create_engine, migrate
 from gateway.surfaces import audit_api
 from gateway.surfaces.approvals_api import ApprovalsApi
+from gateway.surfaces.audit_explorer import AuditExplorer
 from gateway.surfaces.auth import METADATA_PATH, Authenticator
 from gateway.surfaces.console import Console
 from gateway.surfaces.health import Health
@@ -232,6 +233,12 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
         *pin_routes.routes(),
         *rest.routes(),
         *audit_api.routes(parts.database),
+        *AuditExplorer(
+            parts.database,
+            parts.authenticator,
+            origin=config.audit.origin,
+            reader_roles=config.audit.reader_roles,
+        ).routes(),
         *_approval_routes(parts),
         *RunsApi(executor, parts.authenticator).routes(),
         *console.routes(),

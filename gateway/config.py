@@ -297,6 +297,9 @@ class AuditConfig(Model):
     checkpoint_dir: Path | None = None
     # The Ed25519 key that signs checkpoints; generated on first start when missing.
     signing_key_file: Path = Path("var/keys/audit-signing.pem")
+    # Roles whose holders read entries and payloads in the explorer (REST
+    # /v1/audit/entries, the console's audit page). Checkpoints and keys are public.
+    reader_roles: list[str] = Field(["auditor"], min_length=1)
 
     @field_validator("origin")
     @classmethod

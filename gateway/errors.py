@@ -114,6 +114,13 @@ class NotAnApprover(GatewayError):
     http_status = 403
 
 
+class NotAnAuditor(GatewayError):
+    """A valid token without a role that may read audit entries (audit.reader_roles)."""
+
+    code = "not_an_auditor"
+    http_status = 403
+
+
 # --- identity --------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ def test_defaults() -> None:
         checkpoint_every_s=10,
         checkpoint_dir=None,
         signing_key_file=Path("var/keys/audit-signing.pem"),
+        reader_roles=["auditor"],
     )
     assert audit.checkpoint_directory(Path("/data")) == Path("/data/checkpoints")
 
@@ -32,6 +33,7 @@ def test_defaults() -> None:
         ({"checkpoint_every_entries": 0}, "audit.checkpoint_every_entries"),
         ({"checkpoint_every_s": 0}, "audit.checkpoint_every_s"),
         ({"checkpoint_every": 5}, "audit.checkpoint_every"),
+        ({"reader_roles": []}, "audit.reader_roles"),
     ],
 )
 def test_invalid_values_name_the_key(audit: dict[str, object], where: str) -> None:
