@@ -37,10 +37,10 @@ import httpx2
 from bench.common import machine, summary_ms, write_result
 from bench.gateway_overhead import interleaved, throughput
 from gateway.config import OpaPolicyConfig
+from gateway.http_client import KeepAliveClient
 from gateway.policy import build_input
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.opa import DECISION_PATH, OpaEngine
-from gateway.policy.opa_http import KeepAliveClient
 from gateway.types import ClientInfo, Principal, ToolDefinition
 from tests.support.opa import OpaServer
 from tests.support.processes import GatewayServer, McpUpstreamServer, write_policy

@@ -1,7 +1,7 @@
 """The OPA engine: decisions by an OPA server (usually a sidecar) over its REST API.
 
 Every decision is ``POST {url}/v1/data/gateway/decision?strict-builtin-errors&provenance``
-with ``{"input": …}`` over one long-lived keep-alive client (`opa_http`). The query
+with ``{"input": …}`` over one long-lived keep-alive client (`gateway.http_client`). The query
 options are there for the audit trail and for parity with the embedded engine:
 
 - ``strict-builtin-errors``: a failing built-in (``to_number("x")``) is an error, as in
@@ -33,13 +33,13 @@ import anyio
 
 from gateway.config import OpaPolicyConfig
 from gateway.errors import PolicyError
-from gateway.policy.decision import parse_decision
-from gateway.policy.opa_http import (
+from gateway.http_client import (
+    HttpConnectError,
     HttpResponse,
+    HttpTransportError,
     KeepAliveClient,
-    OpaConnectError,
-    OpaTransportError,
 )
+from gateway.policy.decision import parse_decision
 from gateway.types import Decision
 
 DECISION_PATH = "/v1/data/gateway/decision"
@@ -169,9 +169,9 @@ class OpaEngine:
                 if target == DECISION_TARGET
                 else f"OPA at {self.url} did not answer {target} within {timeout_s:g} s"
             ) from None
-        except OpaConnectError as exc:
+        except HttpConnectError as exc:
             raise OpaUnavailable(f"OPA at {self.url} is unreachable: {exc.message}") from None
-        except OpaTransportError as exc:
+        except HttpTransportError as exc:
             raise OpaUnavailable(f"OPA at {self.url} failed to answer: {exc.message}") from None
 
     def _document(self, response: HttpResponse) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import anyio
 import pytest
 from anyio.abc import SocketStream
 
-from gateway.policy.opa_http import KeepAliveClient, OpaConnectError, OpaTransportError
+from gateway.http_client import HttpConnectError, HttpTransportError, KeepAliveClient
 from tests.support.opa import OpaServer
 from tests.support.processes import free_port
 
@@ -70,7 +70,7 @@ async def test_broken_answers_are_transport_errors(reply: bytes, message: str) -
     client = KeepAliveClient(f"http://127.0.0.1:{port}")
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(listener.serve, answer)
-        with pytest.raises(OpaTransportError, match=message), anyio.fail_after(5):
+        with pytest.raises(HttpTransportError, match=message), anyio.fail_after(5):
             await client.request("POST", "/v1/data/gateway/decision", b"{}")
         tasks.cancel_scope.cancel()
     await listener.aclose()
@@ -80,7 +80,7 @@ async def test_broken_answers_are_transport_errors(reply: bytes, message: str) -
 
 async def test_refused_connection_is_a_connect_error() -> None:
     client = KeepAliveClient(f"http://127.0.0.1:{free_port()}")
-    with pytest.raises(OpaConnectError, match="connection refused"):
+    with pytest.raises(HttpConnectError, match="connection refused"):
         await client.request("GET", "/health")
     await client.aclose()
 
