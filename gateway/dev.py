@@ -126,6 +126,7 @@ Agent tool gateway (dev mode), data in {setup.config.data_dir}
   REST API       {url}/v1/tools   (OpenAPI: {url}/openapi.json)
   Health         {url}/readyz
   Console        {url}/console   (sign in with the approver token below)
+  Audit          {url}/console/audit   (needs role auditor: see More tokens)
 
   Dev agent token (role agent, 24 h):
     {agent}
@@ -145,5 +146,6 @@ Or point an MCP client at it, e.g. Claude Code:
     --header 'Authorization: Bearer {agent}'
 
 More tokens: .venv/bin/gateway token --sub agent:me --role agent
+             .venv/bin/gateway token --sub user:me --role auditor
 Audit log:   .venv/bin/gateway audit tail
 """

@@ -1,13 +1,16 @@
-"""The approvals console at ``/console``: one static page and one script, no build step.
+"""The console: static pages and scripts, no build step.
 
-The page is a client of the REST API (approvals and tool definitions) with the
-approver's own JWT, pasted in and kept in the tab's ``sessionStorage``: never a
-cookie (so no CSRF) and never a URL (so never in logs or history). Live updates
-are a poll every 2 seconds (docs/approvals.md says why not SSE).
+- ``/console``: approvals, changed tool definitions and runs (``console.js``);
+- ``/console/audit``: the audit explorer (``audit.js``, docs/audit.md).
+
+Each page is a client of the REST API with the user's own JWT, pasted in and kept
+in the tab's ``sessionStorage``: never a cookie (so no CSRF) and never a URL (so
+never in logs or history). The approvals page polls every 2 seconds
+(docs/approvals.md says why not SSE); the audit page reads on demand.
 
 Served from package data with a strict Content-Security-Policy: scripts and styles
 only from the gateway itself, no inline script or style, no framing, requests only
-to the gateway. The script renders every value with ``textContent``, never HTML.
+to the gateway. The scripts render every value with ``textContent``, never HTML.
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ SECURITY_HEADERS = {
 # Only these files are served: a name outside the list is a 404, whatever exists.
 STATIC_FILES = {
     "index.html": "text/html; charset=utf-8",
+    "audit.html": "text/html; charset=utf-8",
+    "common.js": "text/javascript; charset=utf-8",
     "console.js": "text/javascript; charset=utf-8",
+    "audit.js": "text/javascript; charset=utf-8",
     "console.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }
@@ -52,18 +58,22 @@ class Console:
         return [
             Route("/console", self.page, methods=["GET"]),
             Route("/console/", self.redirect, methods=["GET"]),
+            Route("/console/audit", self.audit_page, methods=["GET"]),
             Route("/console/static/{name}", self.static, methods=["GET"]),
         ]
 
     async def page(self, request: Request) -> Response:
         return self._file("index.html")
 
+    async def audit_page(self, request: Request) -> Response:
+        return self._file("audit.html")
+
     async def redirect(self, request: Request) -> Response:
         return RedirectResponse("/console", status_code=308)
 
     async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
-        if name not in STATIC_FILES or name == "index.html":
+        if name not in STATIC_FILES or name.endswith(".html"):
             return Response("not found", status_code=404, media_type="text/plain")
         return self._file(name)
 

@@ -1,21 +1,14 @@
 // The approvals console: a client of the gateway's REST API (docs/approvals.md), which
 // also shows runs of the executor (docs/workflows.md) to holders of executor.viewer_roles.
-//
-// Security rules this file keeps:
-// - every value from the server is put on the page with textContent or as an
-//   attribute value, never parsed as HTML (no innerHTML anywhere);
-// - the token lives in sessionStorage only and travels as an Authorization header,
-//   never in a URL or a cookie;
-// - no inline script or style (the page's Content-Security-Policy forbids both).
+// The helpers and the security rules it keeps are in common.js.
 "use strict";
 
 (() => {
-  const TOKEN_KEY = "agw.console.token";
+  const { TOKEN_KEY, $, el, clear, json, field, showError, ApiError, explain } = window.agwConsole;
   const POLL_MS = 2000;
   const RECENT = 15;
   const RUNS = 20;
 
-  const $ = (id) => document.getElementById(id);
   const state = {
     token: null,
     pending: [],
@@ -31,31 +24,7 @@
     timer: null,
   };
 
-  // --- DOM helpers: text only ---------------------------------------------------------
-
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (value === null || value === undefined || value === false) continue;
-      if (key === "class") node.className = value;
-      else if (key === "text") node.textContent = value;
-      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-      else node.setAttribute(key, value === true ? "" : String(value));
-    }
-    for (const child of children.flat()) {
-      if (child === null || child === undefined) continue;
-      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-    }
-    return node;
-  }
-
-  function clear(node) {
-    while (node.firstChild) node.removeChild(node.firstChild);
-  }
-
-  function json(value) {
-    return JSON.stringify(value, null, 2);
-  }
+  // --- helpers ---------------------------------------------------------------------
 
   function shortHash(hash) {
     return hash ? `${hash.slice(0, 12)}…` : "?";
@@ -68,56 +37,14 @@
 
   // --- messages --------------------------------------------------------------------------
 
-  function showError(text) {
-    const box = $("error");
-    box.textContent = text;
-    box.hidden = !text;
-  }
-
   function notice(text) {
     $("notice").textContent = text;
   }
 
-  class ApiError extends Error {
-    constructor(status, code, message) {
-      super(message);
-      this.status = status;
-      this.code = code;
-    }
-  }
-
-  function explain(error) {
-    if (!(error instanceof ApiError)) return `The gateway could not be reached: ${error.message}`;
-    const what = `${error.message}${error.code ? ` (${error.code})` : ""}`;
-    if (error.status === 401) return `Your token was not accepted: ${what}. Sign in again.`;
-    if (error.status === 403) return `Not allowed: ${what}`;
-    if (error.status === 409) return `Conflict: ${what}. The list has been refreshed.`;
-    return `Error ${error.status}: ${what}`;
-  }
-
   // --- the API -------------------------------------------------------------------------
 
-  async function api(method, path, body) {
-    const headers = { Authorization: `Bearer ${state.token}`, Accept: "application/json" };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    const response = await fetch(path, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: "no-store",
-      credentials: "omit",
-    });
-    let data = null;
-    try {
-      data = await response.json();
-    } catch (_) {
-      data = null;
-    }
-    if (!response.ok) {
-      const error = (data && data.error) || {};
-      throw new ApiError(response.status, error.code || "", error.message || response.statusText);
-    }
-    return data;
+  function api(method, path, body) {
+    return window.agwConsole.api(state.token, method, path, body);
   }
 
   function approvalsOf(data) {
@@ -183,10 +110,6 @@
   function chainText(requester) {
     const chain = (requester && requester.act_chain) || [];
     return chain.length ? chain.map((a) => a.sub).join(" → ") : "none (acting directly)";
-  }
-
-  function field(label, ...value) {
-    return [el("dt", { text: label }), el("dd", {}, ...value)];
   }
 
   function approvalFacts(a) {
@@ -520,20 +443,9 @@
 
   // --- signing in and out --------------------------------------------------------------
 
-  function claims(token) {
-    try {
-      const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-      return JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "=")));
-    } catch (_) {
-      return {};
-    }
-  }
-
   function signedIn(token) {
     state.token = token;
-    const c = claims(token);
-    const roles = Array.isArray(c.roles) ? c.roles.join(", ") : c.roles || "none";
-    $("who").textContent = `Signed in as ${c.sub || "?"} (roles: ${roles})`;
+    $("who").textContent = window.agwConsole.greeting(token);
     $("sign-in").hidden = true;
     $("app").hidden = false;
     $("sign-out").hidden = false;
