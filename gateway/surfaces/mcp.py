@@ -20,7 +20,7 @@ import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,12 +29,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.errors import GatewayError, UnknownTool
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import PRINCIPAL_STATE_KEY, Authenticator, client_info
-from gateway.surfaces.middleware import new_request_id
+from gateway.surfaces.mcp_direct import DirectToolsCall
+from gateway.surfaces.middleware import new_request_id, replay_body
 from gateway.types import (
     ClientInfo,
     Outcome,
     OutcomeStatus,
     Principal,
+    ProgressCallback,
     ToolCall,
     ToolDefinition,
     ToolResult,
@@ -96,56 +98,19 @@ def build_mcp_server(pipeline: Pipeline, local_tools: LocalTools | None = None) 
     async def call_tool(
         ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        request = _request(ctx)
-        if local_tools is not None and local_tools.handles(params.name):
-            local = await local_tools.call(
-                params.name,
-                dict(params.arguments or {}),
-                principal=_principal(request),
-                request_id=_request_id(request),
-                client=client_info(request),
-            )
-            return types.CallToolResult.model_validate(
-                {
-                    "content": local.content,
-                    "structuredContent": local.structured_content,
-                    "isError": local.is_error,
-                }
-            )
-
         async def progress(done: float, total: float | None, message: str | None) -> None:
             await ctx.session.report_progress(done, total, message)
 
         # Relay progress only when the client asked for it: a progress token makes the
         # upstream answer as an event stream, which costs a round of latency.
         wants_progress = _progress_token(params) is not None
-
-        call = ToolCall(
-            principal=_principal(request),
-            tool=params.name,
-            arguments=dict(params.arguments or {}),
-            transport="mcp",
-            request_id=_request_id(request),
-            client=client_info(request),
+        return await answer_tools_call(
+            pipeline,
+            local_tools,
+            _request(ctx),
+            params,
             progress=progress if wants_progress else None,
         )
-        try:
-            outcome = await pipeline.call(call)
-        except Exception:
-            # The SDK would send str(exc) to the client on the 2025 path; say nothing
-            # internal, log it, and point at the request id.
-            log.exception("tools/call %s failed unexpectedly", call.request_id)
-            raise MCPError(
-                code=types.INTERNAL_ERROR,
-                message=f"internal gateway error (request {call.request_id})",
-            ) from None
-        if isinstance(outcome.error, UnknownTool):
-            raise MCPError(
-                code=outcome.error.jsonrpc_code,
-                message=outcome.error.message,
-                data={"tool": params.name, "request_id": outcome.request_id},
-            )
-        return to_call_tool_result(outcome)
 
     return Server(
         "agent-tool-gateway",
@@ -158,6 +123,62 @@ def build_mcp_server(pipeline: Pipeline, local_tools: LocalTools | None = None) 
         # schema; the pipeline validates arguments itself, and audits the refusal.
         get_tool_input_schema=lambda name: None,
     )
+
+
+async def answer_tools_call(
+    pipeline: Pipeline,
+    local_tools: LocalTools | None,
+    request: Request,
+    params: types.CallToolRequestParams,
+    *,
+    progress: ProgressCallback | None,
+) -> types.CallToolResult:
+    """The one translation of an MCP ``tools/call`` into the pipeline and back, shared by
+    the SDK's transport and the direct path (`mcp_direct`). Raises `MCPError` for what
+    is a JSON-RPC error rather than a tool result (an unknown tool, a gateway bug)."""
+    principal = _principal(request)
+    request_id = _request_id(request)
+    if local_tools is not None and local_tools.handles(params.name):
+        local = await local_tools.call(
+            params.name,
+            dict(params.arguments or {}),
+            principal=principal,
+            request_id=request_id,
+            client=client_info(request),
+        )
+        return types.CallToolResult.model_validate(
+            {
+                "content": local.content,
+                "structuredContent": local.structured_content,
+                "isError": local.is_error,
+            }
+        )
+    call = ToolCall(
+        principal=principal,
+        tool=params.name,
+        arguments=dict(params.arguments or {}),
+        transport="mcp",
+        request_id=request_id,
+        client=client_info(request),
+        progress=progress,
+    )
+    try:
+        outcome = await pipeline.call(call)
+    except Exception:
+        # The SDK would send str(exc) to the client on the 2025 path; say nothing
+        # internal, log it, and point at the request id.
+        log.exception("tools/call %s failed unexpectedly", call.request_id)
+        raise MCPError(
+            code=types.INTERNAL_ERROR,
+            message=f"internal gateway error (request {call.request_id})",
+        ) from None
+    if isinstance(outcome.error, UnknownTool):
+        raise MCPError(
+            code=outcome.error.jsonrpc_code,
+            message=outcome.error.message,
+            data={"tool": params.name, "request_id": outcome.request_id},
+        )
+    return to_call_tool_result(outcome)
 
 
 def to_call_tool_result(outcome: Outcome) -> types.CallToolResult:
@@ -259,6 +280,16 @@ class McpEndpoint:
         self._transport: ASGIApp = StreamableHTTPASGIApp(self.session_manager)
         self._authenticator = authenticator
 
+        async def answer(request: Request, params: types.CallToolRequestParams) -> Any:
+            return await answer_tools_call(pipeline, local_tools, request, params, progress=None)
+
+        self._direct = DirectToolsCall(
+            self.server,
+            TransportSecurityMiddleware(_transport_security(public_url)),
+            answer=answer,
+            declines=local_tools.handles if local_tools is not None else lambda name: False,
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] in ("GET", "DELETE"):
             # Stateless: no standalone SSE stream to GET and no session to DELETE.
@@ -269,7 +300,7 @@ class McpEndpoint:
             )
             await response(scope, receive, send)
             return
-        request = Request(scope)
+        request = Request(scope, receive)
         try:
             principal = await self._authenticator.authenticate(request.headers.get("authorization"))
         except GatewayError as error:
@@ -289,6 +320,11 @@ class McpEndpoint:
             )(scope, receive, send)
             return
         scope.setdefault("state", {})[PRINCIPAL_STATE_KEY] = principal
+        if self._direct.may_take(request):
+            body = await request.body()
+            if await self._direct.answer(request, body, send):
+                return
+            receive = replay_body(body, receive)
         await self._transport(scope, receive, send)
 
 

@@ -68,7 +68,7 @@ class BodyLimitMiddleware:
             if buffered is None:
                 await self._reject(send)
                 return
-            receive = _replay(buffered, receive)
+            receive = replay_body(buffered, receive)
         received = 0
         response_started = False
 
@@ -128,7 +128,8 @@ class _TooLarge(Exception):
     pass
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands an app the body already read, then defers to ``receive``."""
     sent = False
 
     async def replay() -> Message:

@@ -9,6 +9,10 @@ list is re-read after every reconnect.
 Per-call headers (a JWT minted for this agent) ride on a context variable read by an
 httpx event hook: the SDK sends each request from the caller's context, so concurrent
 calls on one connection each carry their own credential.
+
+Once the connection has negotiated the sessionless revision, a ``tools/call`` without
+progress goes out through `mcp_lean_call` instead of the SDK (docs/decisions/0010):
+same request on the wire, a fraction of the client-side cost.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult
 
 from gateway.config import McpHttpUpstream, McpStdioUpstream
 from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.http_client import HttpTransportError
 from gateway.types import ProgressCallback, ToolResult
 from gateway.upstreams.base import Reconnected, UpstreamStatus
 from gateway.upstreams.definitions import UpstreamTool
+from gateway.upstreams.mcp_lean_call import LeanToolCaller, NeedsSdk, is_sessionless
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +75,11 @@ class McpUpstream:
         self._scope: anyio.CancelScope | None = None
         self._started = False
         self.connections = 0
+        self._lean = (
+            LeanToolCaller(config.name, config.url, headers={**config.headers, **static_headers})
+            if isinstance(config, McpHttpUpstream)
+            else None
+        )
 
     @property
     def status(self) -> UpstreamStatus:
@@ -82,6 +93,8 @@ class McpUpstream:
     async def close(self) -> None:
         if self._scope is not None:
             self._scope.cancel()
+        if self._lean is not None:
+            await self._lean.aclose()
 
     # --- connection supervision ------------------------------------------------------
 
@@ -185,6 +198,8 @@ class McpUpstream:
         except Exception as exc:
             self._mark_broken(exc)
             raise UpstreamUnavailable(f"upstream {self.name} failed: {_describe(exc)}") from None
+        if self._lean is not None:
+            self._lean.learn(tools)
         return tools
 
     async def call_tool(
@@ -199,6 +214,50 @@ class McpUpstream:
     ) -> ToolResult:
         client = await self._connected()
         meta = {IDEMPOTENCY_META_KEY: idempotency_key} if idempotency_key else None
+        if self._lean is not None and progress is None and is_sessionless(client.protocol_version):
+            try:
+                return await self._call_lean(
+                    self._lean, client.protocol_version, name, arguments, headers, meta, timeout_s
+                )
+            except NeedsSdk:
+                pass  # refused before it ran; the SDK re-lists the tools and retries once
+        return await self._call_sdk(client, name, arguments, headers, meta, progress, timeout_s)
+
+    async def _call_lean(
+        self,
+        lean: LeanToolCaller,
+        protocol_version: str,
+        name: str,
+        arguments: dict[str, Any],
+        headers: dict[str, str],
+        meta: dict[str, Any] | None,
+        timeout_s: float,
+    ) -> ToolResult:
+        try:
+            with anyio.fail_after(timeout_s):
+                result = await lean.call(
+                    name, arguments, protocol_version=protocol_version, headers=headers, meta=meta
+                )
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"upstream {self.name} did not answer {name} within {timeout_s:g} s"
+            ) from None
+        except HttpTransportError as exc:
+            # Down or restarted: the supervisor reconnects and re-reads the tool list.
+            self._mark_broken(exc)
+            raise UpstreamUnavailable(f"upstream {self.name} failed: {exc.message}") from None
+        return _to_result(result)
+
+    async def _call_sdk(
+        self,
+        client: Client,
+        name: str,
+        arguments: dict[str, Any],
+        headers: dict[str, str],
+        meta: dict[str, Any] | None,
+        progress: ProgressCallback | None,
+        timeout_s: float,
+    ) -> ToolResult:
         token = _CALL_HEADERS.set(headers)
         try:
             with anyio.fail_after(timeout_s):

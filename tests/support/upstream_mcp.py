@@ -14,12 +14,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import Field
 
 server = MCPServer("test-upstream", version="1.0.0")
 CALL_LOG = Path(os.environ.get("TEST_UPSTREAM_CALL_LOG", "/dev/null"))
@@ -33,6 +34,8 @@ def _record(ctx: Context, tool: str, arguments: dict[str, Any]) -> dict[str, Any
         "tool": tool,
         "arguments": arguments,
         "authorization": headers.get("authorization"),
+        "user_agent": headers.get("user-agent"),
+        "param_headers": {k: v for k, v in headers.items() if k.lower().startswith("mcp-param-")},
         "meta": meta,
         "pid": os.getpid(),
     }
@@ -60,6 +63,15 @@ def login(user: str, api_key: str, ctx: Context) -> str:
     """Takes a secret argument, which the audit log must never hold."""
     _record(ctx, "login", {"user": user, "api_key": api_key})
     return f"welcome {user}"
+
+
+@server.tool()
+def regional(
+    region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})], ctx: Context
+) -> str:
+    """Takes an argument the client must mirror into an `Mcp-Param-Region` header."""
+    _record(ctx, "regional", {"region": region})
+    return f"served in {region}"
 
 
 @server.tool()

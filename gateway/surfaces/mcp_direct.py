@@ -1,0 +1,169 @@
+"""A sessionless ``tools/call`` on `/mcp`, answered without the SDK's transport.
+
+Why: at the 2026-07-28 revision a ``tools/call`` is one self-contained POST, yet the
+SDK's generic transport runs it in a task group with an event-stream sink and a
+disconnect watcher, re-checks what the gateway already checked, and rebuilds its
+models on the way out — about as much time as the policy decision (docs/decisions/
+0010). This path takes only such a request and answers it exactly as the SDK would:
+
+- the envelope and headers go through the SDK's own classifier, the params through
+  the SDK's per-revision validator, and the result through its per-revision
+  serializer and ``serverInfo`` stamp; errors map to the same codes and statuses;
+- the call itself is `gateway.surfaces.mcp.answer_tools_call`, the one translation
+  both paths share, handed in as ``answer``.
+
+Everything else on `/mcp` goes to the SDK unchanged, with the body already read
+handed back to it: initialize, tools/list, notifications, handshake-era requests,
+calls that ask for progress (they need an event stream), and the gateway's own
+``workflow__*`` tools.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import mcp_types as types
+from mcp.server.lowlevel import Server
+from mcp.server.runner import modern_error_data
+from mcp.server.streamable_http import check_accept_headers
+from mcp.server.transport_security import TransportSecurityMiddleware
+from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import (
+    ERROR_CODE_HTTP_STATUS,
+    MCP_METHOD_HEADER,
+    MCP_PROTOCOL_VERSION_HEADER,
+    InboundLadderRejection,
+    classify_inbound_request,
+    find_duplicated_routing_header,
+)
+from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
+from mcp_types import SERVER_INFO_META_KEY
+from mcp_types import methods as spec_methods
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.types import Send
+
+log = logging.getLogger(__name__)
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+Answer = Callable[[Request, types.CallToolRequestParams], Awaitable[types.CallToolResult]]
+
+
+class DirectToolsCall:
+    """Answers the sessionless ``tools/call`` requests it can take; declines the rest."""
+
+    def __init__(
+        self,
+        server: Server[Any],
+        security: TransportSecurityMiddleware,
+        *,
+        answer: Answer,
+        declines: Callable[[str], bool],
+    ) -> None:
+        self._server = server
+        self._security = security
+        self._answer = answer
+        # Tool names left to the SDK's transport (the gateway's own workflow tools).
+        self._declines = declines
+
+    @staticmethod
+    def may_take(request: Request) -> bool:
+        """A cheap first look, before the body is read: a sessionless ``tools/call``."""
+        headers = request.headers
+        return (
+            headers.get(MCP_METHOD_HEADER) == "tools/call"
+            and headers.get(MCP_PROTOCOL_VERSION_HEADER) in MODERN_PROTOCOL_VERSIONS
+        )
+
+    async def answer(self, request: Request, body: bytes, send: Send) -> bool:
+        """Answers the request and returns True, or returns False (nothing sent) when
+        it is for the SDK's transport after all."""
+        if await self._security.validate_request(request, is_post=True) is not None:
+            return False  # the SDK sends the exact refusal
+        has_json, has_sse = check_accept_headers(request)
+        if not (has_json and has_sse):
+            return False
+        try:
+            decoded = json.loads(body)
+        except (ValueError, RecursionError):
+            return False
+        if not _is_plain_tools_call(decoded):
+            return False
+        params: Mapping[str, Any] = decoded["params"]
+        if progress_token_from_params(params) is not None:
+            return False  # progress needs an event stream
+        name = params.get("name")
+        if isinstance(name, str) and self._declines(name):
+            return False
+        request_id = decoded["id"]
+        if find_duplicated_routing_header(request.headers.items()) is not None:
+            return False
+        verdict = classify_inbound_request(decoded, headers=dict(request.headers))
+        if isinstance(verdict, InboundLadderRejection):
+            error = types.ErrorData(code=verdict.code, message=verdict.message, data=verdict.data)
+            await _send_error(send, request_id, error)
+            return True
+        version = verdict.protocol_version
+        try:
+            spec_methods.validate_client_request("tools/call", version, params)
+            typed = types.CallToolRequestParams.model_validate(params, by_name=False)
+            result = await self._answer(request, typed)
+            wire = self._serialize(version, result)
+        except Exception as exc:
+            # As the SDK does: MCPError and ValidationError map to their codes; anything
+            # else is logged and answered as an internal error that says nothing more.
+            await _send_error(send, request_id, modern_error_data(exc))
+            return True
+        await _send_json(send, 200, {"jsonrpc": "2.0", "id": request_id, "result": wire})
+        return True
+
+    def _serialize(self, version: str, result: types.CallToolResult) -> dict[str, Any]:
+        """The result on the wire, shaped as the SDK's server runner shapes it."""
+        dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        try:
+            dumped = spec_methods.serialize_server_result("tools/call", version, dumped)
+        except ValidationError:
+            log.exception("tools/call produced an invalid result")
+            raise MCPError(
+                code=types.INTERNAL_ERROR, message="Handler returned an invalid result"
+            ) from None
+        dumped.setdefault("resultType", "complete")
+        meta = dumped.get("_meta")
+        if meta is None:
+            dumped["_meta"] = {SERVER_INFO_META_KEY: self._server.server_info_stamp}
+        elif isinstance(meta, dict) and meta.get(SERVER_INFO_META_KEY) is None:
+            dumped["_meta"] = {**meta, SERVER_INFO_META_KEY: self._server.server_info_stamp}
+        return dumped
+
+
+def _is_plain_tools_call(decoded: Any) -> bool:
+    """One JSON-RPC request for ``tools/call`` with an object for params and a valid id;
+    anything else (a batch, a notification, a malformed envelope) is the SDK's to refuse."""
+    if not isinstance(decoded, dict) or decoded.get("jsonrpc") != "2.0":
+        return False
+    request_id = decoded.get("id")
+    if isinstance(request_id, bool) or not isinstance(request_id, str | int):
+        return False
+    return decoded.get("method") == "tools/call" and isinstance(decoded.get("params"), dict)
+
+
+async def _send_error(send: Send, request_id: Any, error: types.ErrorData) -> None:
+    status = ERROR_CODE_HTTP_STATUS.get(error.code, 200)
+    body = {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "error": error.model_dump(by_alias=True, mode="json", exclude_none=True),
+    }
+    await _send_json(send, status, body)
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    headers = [*_JSON_HEADERS, (b"content-length", str(len(data)).encode("ascii"))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data, "more_body": False})

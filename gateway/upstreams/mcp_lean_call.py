@@ -1,0 +1,208 @@
+"""A lean ``tools/call`` to an MCP upstream over Streamable HTTP, sessionless era.
+
+Why it exists: a forward through the SDK's client (httpx, its dispatcher, the
+per-request task machinery) cost more than the whole direct call it relays —
+≈ 0.7 ms of client overhead per call on this machine, against ≈ 0.7 ms for the
+upstream server's own work (bench/README.md, docs/decisions/0010). At the
+2026-07-28 revision a ``tools/call`` is one self-contained POST, so the gateway sends
+it itself over the keep-alive client of `gateway.http_client`.
+
+The SDK client stays in charge of everything else: connecting and negotiating the
+revision, ``tools/list`` (which also teaches this module the tools' ``Mcp-Param``
+headers), calls that want progress, and every call at the handshake-era revisions,
+whose sessions the SDK holds. A call this module cannot complete as the SDK would —
+the upstream says its headers mismatch (the tool changed since it was listed) —
+raises `NeedsSdk`, and the caller sends it through the SDK, which re-lists and
+retries once.
+
+The request is what the SDK would send: the routing headers (``MCP-Protocol-Version``,
+``Mcp-Method``, ``Mcp-Name``, ``Mcp-Param-*``), the ``_meta`` envelope of the revision,
+and the upstream's own credential headers. The answer is accepted as JSON or as an
+event stream (notifications in it are ignored: no progress was asked for).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from mcp.shared.inbound import (
+    MCP_METHOD_HEADER,
+    MCP_NAME_HEADER,
+    MCP_PROTOCOL_VERSION_HEADER,
+    encode_header_value,
+    mcp_param_headers,
+    x_mcp_header_map,
+)
+from mcp_types import (
+    CLIENT_CAPABILITIES_META_KEY,
+    CLIENT_INFO_META_KEY,
+    HEADER_MISMATCH,
+    PROTOCOL_VERSION_META_KEY,
+    CallToolResult,
+)
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+
+from gateway.errors import UpstreamError
+from gateway.http_client import KeepAliveClient
+from gateway.upstreams.definitions import UpstreamTool
+from gateway.version import __version__
+
+ACCEPT = "application/json, text/event-stream"
+CLIENT_INFO = {"name": "agent-tool-gateway", "version": __version__}
+# A tool result may be large (a file's contents); the SDK path sets no limit at all.
+MAX_RESULT_BYTES = 64 * 1024 * 1024
+
+
+class NeedsSdk(Exception):
+    """This call must go through the SDK client (which re-lists the tools and retries)."""
+
+
+def is_sessionless(protocol_version: str | None) -> bool:
+    """Whether a negotiated revision sends each request as a self-contained POST."""
+    return protocol_version in MODERN_PROTOCOL_VERSIONS
+
+
+class LeanToolCaller:
+    """``tools/call`` POSTs to one upstream URL over pooled keep-alive connections."""
+
+    def __init__(self, name: str, url: str, *, headers: Mapping[str, str]) -> None:
+        self.name = name
+        parts = urlsplit(url)
+        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._http = KeepAliveClient(
+            f"{parts.scheme}://{parts.netloc}",
+            max_response_bytes=MAX_RESULT_BYTES,
+            # A tool call is not resent on another connection: it may have run.
+            retry_unanswered=False,
+        )
+        self._headers = dict(headers)
+        # Tool name → the `Mcp-Param-*` headers its input schema declares (most: none).
+        self._param_headers: dict[str, dict[tuple[str, ...], str]] = {}
+        self._next_id = 0
+
+    def learn(self, tools: list[UpstreamTool]) -> None:
+        """Remembers which arguments each tool wants mirrored into headers."""
+        self._param_headers = {
+            tool.name: declared
+            for tool in tools
+            if (declared := x_mcp_header_map(tool.input_schema))
+        }
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def call(
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        protocol_version: str,
+        headers: Mapping[str, str],
+        meta: Mapping[str, Any] | None = None,
+    ) -> CallToolResult:
+        """Sends one ``tools/call``; raises `UpstreamError` for a JSON-RPC error answer,
+        `NeedsSdk` for a header mismatch, and `gateway.http_client.HttpTransportError`
+        when no complete HTTP response arrived (the caller treats the upstream as down)."""
+        self._next_id += 1
+        request_id = self._next_id
+        envelope = {
+            PROTOCOL_VERSION_META_KEY: protocol_version,
+            CLIENT_INFO_META_KEY: CLIENT_INFO,
+            CLIENT_CAPABILITIES_META_KEY: {},
+            **(meta or {}),
+        }
+        body = json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": request_id,
+                "method": "tools/call",
+                "params": {"name": tool, "arguments": arguments, "_meta": envelope},
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode()
+        routing = {
+            MCP_PROTOCOL_VERSION_HEADER: protocol_version,
+            MCP_METHOD_HEADER: "tools/call",
+            MCP_NAME_HEADER: encode_header_value(tool),
+        }
+        declared = self._param_headers.get(tool)
+        if declared:
+            routing.update(mcp_param_headers(declared, arguments))
+        response = await self._http.request(
+            "POST",
+            self._target,
+            body,
+            headers={**self._headers, **headers, **routing},
+            accept=ACCEPT,
+        )
+        message = self._answer(response.content_type, response.body, request_id, response.status)
+        error = message.get("error")
+        if error is not None:
+            code = error.get("code") if isinstance(error, dict) else None
+            text = error.get("message") if isinstance(error, dict) else None
+            if code == HEADER_MISMATCH:
+                raise NeedsSdk(str(text))
+            raise UpstreamError(
+                f"upstream {self.name} rejected {tool}: {text or 'no message'} (JSON-RPC {code})"
+            )
+        result = message.get("result")
+        if not isinstance(result, dict):
+            raise UpstreamError(f"upstream {self.name} answered {tool} without a result")
+        kind = result.get("resultType", "complete")
+        if kind != "complete":
+            raise UpstreamError(
+                f"upstream {self.name} answered {tool} with a {kind!r} result; the gateway "
+                "relays only complete tool results"
+            )
+        try:
+            return CallToolResult.model_validate(result)
+        except ValidationError as exc:
+            raise UpstreamError(
+                f"upstream {self.name} answered {tool} with a malformed result: "
+                f"{exc.error_count()} validation error(s)"
+            ) from None
+
+    def _answer(
+        self, content_type: str, body: bytes, request_id: int, status: int
+    ) -> dict[str, Any]:
+        """The JSON-RPC message answering ``request_id``, from a JSON body or an event stream."""
+        if content_type == "text/event-stream":
+            for message in _event_stream_messages(body):
+                if message.get("id") == request_id and ("result" in message or "error" in message):
+                    return message
+            raise UpstreamError(
+                f"upstream {self.name} closed its event stream without answering (HTTP {status})"
+            )
+        try:
+            message = json.loads(body)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict) or ("result" not in message and "error" not in message):
+            raise UpstreamError(
+                f"upstream {self.name} answered HTTP {status} without a JSON-RPC message"
+            )
+        return message
+
+
+def _event_stream_messages(body: bytes) -> list[dict[str, Any]]:
+    """The JSON objects carried by the ``data`` fields of a complete event stream."""
+    messages: list[dict[str, Any]] = []
+    text = body.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+    for event in text.split("\n\n"):
+        data = "\n".join(
+            line[5:].removeprefix(" ") for line in event.split("\n") if line.startswith("data:")
+        )
+        if not data:
+            continue
+        try:
+            message = json.loads(data)
+        except ValueError:
+            continue
+        if isinstance(message, dict):
+            messages.append(message)
+    return messages
