@@ -50,7 +50,12 @@ async def decide(
     started = time.perf_counter()
     try:
         with anyio.fail_after(timeout_s):
-            return await engine.evaluate(policy_input)
+            decision = await engine.evaluate(policy_input)
+        # An engine that evaluates without yielding (inline) cannot be interrupted by
+        # the deadline; a decision that arrives after it is refused all the same.
+        if time.perf_counter() - started > timeout_s:
+            raise TimeoutError
+        return decision
     except TimeoutError:
         reason = (
             f"policy engine {engine.name} did not answer within {timeout_s * 1000:.0f} ms; "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -409,3 +411,31 @@ def test_strings_that_look_like_escapes_are_never_matched_more_loosely(
     checks = set(echo(echo_engine, value).rule.split(","))
     assert "in_data" not in checks
     assert set(expected_checks(value).split(",")) <= checks
+
+
+@pytest.mark.anyio
+async def test_fast_evaluations_run_inline_and_slow_ones_move_to_worker_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = EmbeddedEngine(write_policy(tmp_path, {"p.rego": ALLOW_ALL}))
+    evaluate = engine._evaluate_sync
+    threads: list[str] = []
+    delay = 0.0
+
+    def observed(compiled: Any, policy_input: dict[str, Any]) -> Any:
+        threads.append(threading.current_thread().name)
+        time.sleep(delay)
+        return evaluate(compiled, policy_input)
+
+    monkeypatch.setattr(engine, "_evaluate_sync", observed)
+    loop_thread = threading.current_thread().name
+    for _ in range(5):
+        assert (await engine.evaluate({})).allow
+    assert set(threads) == {loop_thread}  # fast: no thread hop
+
+    delay = 0.02  # ten times the inline budget
+    threads.clear()
+    for _ in range(5):
+        assert (await engine.evaluate({})).allow
+    assert threads[0] == loop_thread  # found slow by running it...
+    assert all(name != loop_thread for name in threads[1:])  # ...then kept off the loop

@@ -121,6 +121,17 @@ async def test_timeout_is_a_deny_naming_the_limit() -> None:
     assert "did not answer within 50 ms" in decision.reasons[0]
 
 
+async def blocks_without_yielding(_: dict[str, Any]) -> Decision:
+    time.sleep(0.1)  # noqa: ASYNC251 -- stands for an inline evaluation the deadline cannot interrupt
+    return await valid(_)
+
+
+async def test_an_allow_that_arrives_after_the_deadline_is_a_deny() -> None:
+    decision = await decide(FakeEngine(blocks_without_yielding), INPUT, timeout_s=0.02)
+    assert_fail_closed(decision)
+    assert "did not answer within 20 ms" in decision.reasons[0]
+
+
 async def test_engine_without_revision_still_names_itself() -> None:
     decision = await decide(FakeEngine(policy_error, revision=None), INPUT, timeout_s=1)
     assert decision.allow is False
