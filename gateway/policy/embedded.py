@@ -16,7 +16,7 @@ evaluate more slowly together than one alone), so a worker thread buys no
 parallelism, only a thread hop per decision — a measurable part of a call's overhead
 (docs/decisions/0010). Evaluations therefore run inline on the event loop while the
 recent ones have been fast (under `INLINE_BUDGET_S` on average), and move to worker
-threads once a policy proves slow, where the caller's timeout can abandon a runaway
+threads while a policy proves slow, where the caller's timeout can abandon a runaway
 evaluation instead of stalling every other request. Either way a decision that
 arrives after the caller's deadline is a deny (`gateway.policy.engine.decide`). Each
 thread has its own interpreter: an interpreter holds the input, so it is not shared.
@@ -211,8 +211,15 @@ class EmbeddedEngine:
 
     name = "embedded"
 
-    def __init__(self, path: Path, *, extra_data: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        extra_data: dict[str, Any] | None = None,
+        inline_budget_s: float = INLINE_BUDGET_S,
+    ) -> None:
         self.path = Path(path)
+        self._inline_budget_s = inline_budget_s
         self._extra_data = extra_data or {}
         self._compiled = compile_policy(self.path, self._extra_data)
         self._local = threading.local()
@@ -247,7 +254,7 @@ class EmbeddedEngine:
         compiled = self._compiled
         started = time.perf_counter()
         try:
-            if self._recent_s < INLINE_BUDGET_S:
+            if self._recent_s < self._inline_budget_s:
                 raw = self._evaluate_sync(compiled, policy_input)
             else:
                 raw = await anyio.to_thread.run_sync(
