@@ -7,7 +7,10 @@ Responsibilities:
   on and a busy timeout; PostgreSQL always through psycopg 3.
 - `exclusive_transaction` is the single way to take the database-wide writer lock
   (SQLite ``BEGIN IMMEDIATE``, PostgreSQL a transaction-scoped advisory lock), so
-  writers in several processes serialize on the database, not on process memory.
+  writers in several processes serialize on the database, not on process memory. On
+  SQLite, the writers of one process also queue on a lock of their own first, so a
+  writer is handed the database the moment the previous commit ends instead of
+  sleeping in SQLite's busy handler.
 - `migrate` brings a database to the newest schema; the schema is defined once in
   `tables` and created only by the versioned migrations.
 

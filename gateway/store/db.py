@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,12 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 # The advisory lock that serializes schema migrations of several processes starting at
 # once (ASCII "agwmigr_").
 MIGRATION_LOCK_KEY = 0x6167776D6967725F
+
+# One lock per SQLite database file in this process, taken before BEGIN IMMEDIATE (see
+# exclusive_transaction). Reentrant: a nested writer in the same thread gets SQLite's
+# own "database is locked" after the busy timeout, as before, rather than a deadlock.
+_SQLITE_WRITERS: dict[str, threading.RLock] = {}
+_SQLITE_WRITERS_GUARD = threading.Lock()
 
 # Execution option read by the SQLite "begin" hook below.
 _SQLITE_IMMEDIATE = "gateway_sqlite_immediate"
@@ -123,15 +130,47 @@ def exclusive_transaction(engine: Engine, lock_key: int) -> Iterator[Connection]
     not needed: there is only one). PostgreSQL: ``pg_advisory_xact_lock(lock_key)``,
     released by the commit, after the commit is visible to the next holder.
     Requires ``lock_key`` to fit a signed 64-bit integer.
+
+    On SQLite, writers of this process (the audit writer, the executor's workers, …)
+    first queue on a lock of their own for the file: SQLite makes a writer that finds
+    the database locked sleep and retry (1, 2, 5, 10 ms …), so a writer arriving
+    during another's 1 ms commit would lose 1–3 ms; the in-process lock hands over the
+    moment the commit is done. Writers in other processes still serialize on SQLite's
+    lock with the busy timeout, as before.
     """
-    with engine.connect() as conn:
-        sqlite = conn.dialect.name == "sqlite"
-        if sqlite:
-            conn.execution_options(**{_SQLITE_IMMEDIATE: True})
-        with conn.begin():
-            if not sqlite:
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
-            yield conn
+    if engine.dialect.name == "sqlite":
+        writers = _sqlite_writer_lock(engine)
+        # Bounded like SQLite's own wait: past it, BEGIN IMMEDIATE decides.
+        held = writers is not None and writers.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        try:
+            with engine.connect() as conn:
+                conn.execution_options(**{_SQLITE_IMMEDIATE: True})
+                with conn.begin():
+                    yield conn
+        finally:
+            if held:
+                assert writers is not None
+                writers.release()
+        return
+    with engine.connect() as conn, conn.begin():
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
+        yield conn
+
+
+def _sqlite_writer_lock(engine: Engine) -> threading.RLock | None:
+    """The lock of the file ``engine`` writes; ``None`` for an in-memory database (one
+    connection, nobody to queue with)."""
+    name = engine.url.database or ""
+    if name in ("", ":memory:") or "mode=memory" in name:
+        return None
+    writers = _SQLITE_WRITERS.get(name)
+    if writers is None:
+        # Resolved once per spelling: two URLs naming one file share one lock.
+        file = name if name.startswith("file:") else str(Path(name).expanduser().resolve())
+        with _SQLITE_WRITERS_GUARD:
+            writers = _SQLITE_WRITERS.setdefault(file, threading.RLock())
+            _SQLITE_WRITERS[name] = writers
+    return writers
 
 
 def alembic_config() -> AlembicConfig:

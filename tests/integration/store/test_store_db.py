@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from sqlalchemy import Engine
 
 from gateway.errors import ConfigError
 from gateway.store import create_engine, metadata, migrate, normalize_url
-from gateway.store.db import alembic_config
+from gateway.store.db import alembic_config, exclusive_transaction
 
 
 @pytest.mark.parametrize(
@@ -198,3 +200,40 @@ def test_postgresql_commits_are_synchronous_even_if_configured_off(pg_database_u
         with admin.begin() as conn:
             conn.exec_driver_sql(f'ALTER DATABASE "{name}" RESET synchronous_commit')
         admin.dispose()
+
+
+def test_sqlite_writers_of_one_process_queue_in_process(tmp_path: Path) -> None:
+    """Two engines on one file (as the audit log's and the executor's are) share one
+    in-process writer lock: the second writer is handed the database when the first
+    commits, without SQLite's sleep-and-retry, and neither sees "database is locked"."""
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    first, second = create_engine(url), create_engine(url)
+    with first.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (n INTEGER)")
+    held, waited = threading.Event(), []
+
+    def hold() -> None:
+        with exclusive_transaction(first, 1) as conn:
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+            held.set()
+            # Past SQLite's retry at 228 ms: its next one comes at 328 ms.
+            time.sleep(0.235)
+
+    def wait() -> None:
+        held.wait()
+        started = time.monotonic()
+        with exclusive_transaction(second, 2) as conn:
+            waited.append(time.monotonic() - started)
+            conn.exec_driver_sql("INSERT INTO t VALUES (2)")
+
+    threads = [threading.Thread(target=hold), threading.Thread(target=wait)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with second.connect() as conn:
+        assert conn.exec_driver_sql("SELECT n FROM t ORDER BY rowid").scalars().all() == [1, 2]
+    # Handed over at the commit (≈ 0.235 s), not at SQLite's next retry (0.328 s).
+    assert 0.2 < waited[0] < 0.3
+    first.dispose()
+    second.dispose()
