@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import anyio
 
 from gateway.audit import AuditLog, AuditRecord
 from gateway.config import ExecutorConfig
@@ -15,6 +17,27 @@ from gateway.policy import PolicyEngine
 from gateway.upstreams.catalog import Catalog
 
 log = logging.getLogger(__name__)
+
+
+class Doorbell:
+    """Wakes this process's idle workers when a run is submitted here, so it starts at
+    once rather than at their next poll (workers in other processes still poll)."""
+
+    def __init__(self) -> None:
+        # Made on first use: an anyio event needs the running event loop.
+        self._event: anyio.Event | None = None
+
+    def current(self) -> anyio.Event:
+        """The event the next `ring` sets. Take it *before* looking for work, so a run
+        submitted while looking is not slept through."""
+        if self._event is None:
+            self._event = anyio.Event()
+        return self._event
+
+    def ring(self) -> None:
+        if self._event is not None:
+            self._event.set()
+            self._event = None
 
 
 @dataclass
@@ -28,6 +51,7 @@ class ExecutorDeps:
     policy_timeout_s: float
     # The approvals engine (gateway.approvals.ApprovalService) when approvals are on.
     approvals: Any = None
+    doorbell: Doorbell = field(default_factory=Doorbell)
 
     def event(self, kind: str, run_id: str, payload: dict[str, Any], subject: str) -> None:
         self.events([(kind, payload)], run_id, subject)

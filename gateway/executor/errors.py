@@ -90,3 +90,17 @@ class LeaseLost(ExecutorError):
 
     code = "lease_lost"
     http_status = 409
+
+
+def only_lease_lost(exc: BaseException) -> LeaseLost | None:
+    """``exc`` when it is `LeaseLost`, also as the only error inside task groups'
+    exception groups (a write by the run's driver raises it through two of them)."""
+    if isinstance(exc, LeaseLost):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        lost, rest = exc.split(LeaseLost)
+        while rest is None and isinstance(lost, BaseExceptionGroup):
+            lost = lost.exceptions[0]
+        if rest is None and isinstance(lost, LeaseLost):
+            return lost
+    return None

@@ -3,7 +3,14 @@
 The runner drives the DAG: it starts every step whose needs are done (up to
 ``max_parallel_steps`` at once), skips those whose ``when`` is false, and hands each
 tool call to the one pipeline under the submitter's identity with the executor as
-current actor. Each state change is a fenced write (`RunStore.guarded`).
+current actor. Each state change is a fenced write (`gateway.executor.progress`), made
+through the run's `RunWriter`: one at a time, in the order asked for; a step's success
+is carried by the next write (see `gateway.executor.writer`), while the runner's own
+state says "succeeded" at once, so dependents start without waiting.
+
+A tool step that a success made ready is run by the same task, at once (`_successor`);
+the driver wakes for what else became ready. A chain of steps thus goes from one call
+to the next without a trip through the driver.
 
 When only waiting is left (a timer, a retry backoff, an approval), the run is
 released: no lease, no thread, no task; ``wake_at`` on the database clock says when
@@ -17,21 +24,20 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
 
-from gateway.errors import GatewayError
-from gateway.executor import gates
+from gateway.executor import gates, progress
 from gateway.executor import steps as step_logic
 from gateway.executor.deps import ExecutorDeps
-from gateway.executor.errors import ExpressionError, LeaseLost
+from gateway.executor.errors import ExpressionError, LeaseLost, only_lease_lost
 from gateway.executor.expressions import condition_holds
 from gateway.executor.plan import ApprovalStep, Plan, SleepStep, ToolStep, order, parse_plan
 from gateway.executor.records import executor_principal, principal_from_json
 from gateway.executor.store import Claim
+from gateway.executor.writer import RunWriter, in_thread
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,6 +54,9 @@ class StepState:
     wake_at: float | None = None  # database clock
     compensation: str | None = None
     approval_id: str | None = None
+    attempts: int = 0  # of the step itself (not its compensation), the last one's number
+    # Read as "running": a dead worker's attempt may still be marked running.
+    orphaned: bool = False
 
 
 class RunExecution:
@@ -63,9 +72,14 @@ class RunExecution:
         self._steps_scope: anyio.CancelScope | None = None
         self._wake: Any = None
         self._deferred: list[tuple[str, dict[str, Any]]] = []
+        self.writer = RunWriter(self.store, claim)
+        # The writes of the step logic: `progress` functions, and results to carry.
+        self.write = self.writer.write
+        self.defer = self.writer.defer
+        self._running: set[str] = set()  # tool steps with a task
 
     async def db(self, function: Any, *args: Any, **kwargs: Any) -> Any:
-        return await anyio.to_thread.run_sync(partial(function, *args, **kwargs))
+        return await in_thread(function, *args, **kwargs)
 
     # --- the whole run ------------------------------------------------------------------
 
@@ -74,13 +88,17 @@ class RunExecution:
         ``failed``, ``cancelled``, ``waiting`` or ``lost``)."""
         try:
             result = await self._execute()
-        except LeaseLost as exc:
-            log.warning("worker %s stops run %s: %s", self.claim.worker, self.run_id, exc.message)
+        except Exception as exc:
+            lost = only_lease_lost(exc)
+            if lost is None:
+                raise
+            log.warning("worker %s stops run %s: %s", self.claim.worker, self.run_id, lost.message)
             return "lost"
         return "lost" if self.lost else result
 
     async def _execute(self) -> str:
-        row = await self.db(self.store.run_row, self.run_id)
+        loaded = await self.db(self.store.load, self.run_id)
+        row = loaded.run
         self.plan: Plan = parse_plan(row.plan)
         self.inputs: dict[str, Any] = row.inputs
         self.submitter = principal_from_json(row.principal)
@@ -90,13 +108,24 @@ class RunExecution:
         self.cancel_requested = bool(row.cancel_requested)
         self.states = {
             r.step_id: StepState(
-                r.status, r.output, r.failures, r.wake_at, r.compensation, r.approval_id
+                r.status,
+                r.output,
+                r.failures,
+                r.wake_at,
+                r.compensation,
+                r.approval_id,
+                attempts=r.attempts,
+                orphaned=r.status == "running",
             )
-            for r in await self.db(self.store.step_rows, self.run_id)
+            for r in loaded.steps
         }
         # Only to decide when to look again; every due-or-not answer comes from the
         # database clock.
-        self.clock_offset = await self.db(self.store.clock) - time.time()
+        self.clock_offset = loaded.clock - time.time()
+        self._dependents: dict[str, list[Any]] = {s.id: [] for s in self.plan.steps}
+        for step in self.plan.steps:
+            for need in step.needs:
+                self._dependents[need].append(step)
         kind = "run.started" if self.claim.token == 1 else "run.resumed"
         self.event(kind, {"worker": self.claim.worker, "fencing_token": self.claim.token})
 
@@ -114,19 +143,19 @@ class RunExecution:
 
     async def _conclude(self, result: str) -> str:
         if result == "waiting":
-            await self.db(self.store.release, self.claim, self._release_in())
+            await self.write(progress.release, self._release_in())
             return "waiting"
         if result == "succeeded":
-            await self.db(self.store.finish_run, self.claim, "succeeded", None)
+            await self.write(progress.finish_run, "succeeded", None)
             self.event("run.completed", {"status": "succeeded"})
             return result
         if result == "cancelled":
             error = {"code": "cancelled", "message": "cancelled on request"}
-            await self.db(self.store.finish_run, self.claim, "cancelled", error)
+            await self.write(progress.finish_run, "cancelled", error)
             self.event("run.cancelled", {"status": "cancelled"})
             return result
         await step_logic.compensate(self)
-        await self.db(self.store.finish_run, self.claim, "failed", self.failure)
+        await self.write(progress.finish_run, "failed", self.failure)
         self.event("run.failed", {"status": "failed", "error": self.failure})
         return "failed"
 
@@ -165,7 +194,7 @@ class RunExecution:
 
     async def _drive(self) -> str:
         send, receive = anyio.create_memory_object_stream[str](1000)
-        running: set[str] = set()
+        running = self._running
         async with anyio.create_task_group() as steps:
             self._steps_scope = steps.cancel_scope
             while True:
@@ -190,6 +219,10 @@ class RunExecution:
                         return "waiting"
                     self.failure = {"code": "run_stuck", "message": "no step can run"}
                     return "failed"
+                if not self.writer.starting:
+                    # No step about to make a first write that would carry the unwritten
+                    # results: write them before waiting. (Concluding writes them too.)
+                    await self.writer.flush()
                 with anyio.move_on_after(self._next_wake_in()):
                     running.discard(await receive.receive())
                     while True:  # collect every other step that finished meanwhile
@@ -262,8 +295,7 @@ class RunExecution:
                     changed = await gates.approval_gate(self, step) or changed
                     continue
                 assert isinstance(step, ToolStep)
-                running.add(step.id)
-                state.status = "running"
+                self._start(step)
                 steps.start_soon(self._step_task, step, send)
 
     async def _due(self, step_id: str, state: StepState) -> bool:
@@ -281,13 +313,42 @@ class RunExecution:
             await self.fail_step(step.id, exc.to_dict())
             return False
 
+    def _start(self, step: ToolStep) -> None:
+        self._running.add(step.id)
+        self.writer.starting.add(step.id)
+        self.states[step.id].status = "running"
+
     async def _step_task(self, step: ToolStep, send: Any) -> None:
-        try:
-            await step_logic.run_tool_step(self, step)
-        except LeaseLost:
-            self.lose()
-        finally:
-            send.send_nowait(step.id)
+        current: ToolStep | None = step
+        while current is not None:
+            following = None
+            try:
+                await step_logic.run_tool_step(self, current)
+                following = self._successor(current)
+            except LeaseLost:
+                self.lose()
+            finally:
+                self.writer.starting.discard(current.id)
+                send.send_nowait(current.id)  # the driver starts whatever else is ready
+            current = following
+
+    def _successor(self, step: ToolStep) -> ToolStep | None:
+        """A tool step that ``step``'s success made ready, now taken over by the
+        calling task (in the slot ``step`` frees). Only the plain case: pending, no
+        ``when``, every need succeeded; the driver handles the rest."""
+        if self.failure is not None or self.cancel_requested:
+            return None
+        if self.states[step.id].status != "succeeded":
+            return None
+        for candidate in self._dependents[step.id]:
+            if not isinstance(candidate, ToolStep) or candidate.when is not None:
+                continue
+            if candidate.id in self._running or self.states[candidate.id].status != "pending":
+                continue
+            if all(self.states[need].status == "succeeded" for need in candidate.needs):
+                self._start(candidate)
+                return candidate
+        return None
 
     # --- helpers the step logic uses -------------------------------------------------------
 
@@ -303,7 +364,7 @@ class RunExecution:
         }
 
     async def set_step(self, step_id: str, wake_in_s: float | None = None, **values: Any) -> None:
-        wake_at = await self.db(self.store.update_step, self.claim, step_id, values, wake_in_s)
+        wake_at = await self.write(progress.update_step, step_id, values, wake_in_s)
         self._mirror(step_id, values, wake_at)
 
     def _mirror(self, step_id: str, values: dict[str, Any], wake_at: float | None) -> None:
@@ -340,9 +401,3 @@ class RunExecution:
 
     def reverse_order(self) -> list[str]:
         return list(reversed(list(order(self.plan))))
-
-
-def error_dict(error: Any, fallback: str) -> dict[str, Any]:
-    if isinstance(error, GatewayError):
-        return error.to_dict()
-    return {"code": "error", "message": fallback}

@@ -84,7 +84,7 @@ class Executor:
         )
         deadline_s = min(plan.deadline_s or config.max_run_s, config.max_run_s)
         max_calls = min(plan.max_tool_calls or config.max_tool_calls, config.max_tool_calls)
-        return await self._db(
+        run_id, created = await self._db(
             records.insert_run,
             self.store,
             run_id=run_id,
@@ -98,6 +98,9 @@ class Executor:
             max_tool_calls=max_calls,
             schedule_id=schedule_id,
         )
+        if created:
+            self.deps.doorbell.ring()
+        return run_id, created
 
     async def decide_submission(
         self,

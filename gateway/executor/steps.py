@@ -1,23 +1,29 @@
 """What one step does: a tool call through the pipeline (with retries and timeouts),
 an approval gate, and the compensations that undo completed steps of a failed run.
 
-A tool step's attempt is recorded before the call and finished after it, both fenced.
-The idempotency key is ``<run id>:<step id>`` for every attempt of the step (and
-``…:compensate`` for its compensation), so a tool that honours keys applies the effect
-once however often a crash makes the executor call it again.
+A tool step's attempt is recorded before the call and finished after it, both fenced;
+a success is finished by the run's next write (`gateway.executor.progress`), and its
+``step.completed`` event is queued the moment the call returns, beside the pipeline's
+own ``call.outcome`` record, so both go in one audit commit. The idempotency key is
+``<run id>:<step id>`` for every attempt of the step (and ``…:compensate`` for its
+compensation), so a tool that honours keys applies the effect once however often a
+crash makes the executor call it again.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from gateway.errors import GatewayError
+from gateway.executor import progress
 from gateway.executor.errors import ExpressionError
 from gateway.executor.expressions import render
+from gateway.executor.progress import StepFinish
 from gateway.pipeline import WITHHELD
 from gateway.policy.engine import FAIL_CLOSED_RULE
 from gateway.redaction import redact
@@ -53,21 +59,21 @@ async def run_tool_step(run: RunExecution, step: ToolStep) -> None:
         return
     key = f"{run.run_id}:{step.id}"
     request_id = new_request_id()
-    attempt, calls, cap = await run.db(
-        run.store.begin_attempt, run.claim, step.id, "step", request_id, key
+    attempt, calls, cap = await run.write(
+        progress.begin_attempt,
+        step.id,
+        "step",
+        request_id,
+        key,
+        # Known while the run is held, unless a dead worker's attempt may be open.
+        previous=None if state.orphaned else state.attempts,
     )
+    state.attempts, state.orphaned = attempt, False
+    await run.writer.started(step.id)
     if calls > cap:
         error = {"code": "quota_exceeded", "message": f"the run used its {cap} tool calls"}
-        await run.db(
-            run.store.finish_attempt,
-            run.claim,
-            step.id,
-            "step",
-            attempt,
-            "refused",
-            error,
-            {"status": "failed", "error": error},
-        )
+        finish = StepFinish(step.id, "step", attempt, "refused", error)
+        await run.write(progress.finish_attempt, _with(finish, status="failed", error=error))
         state.status = "failed"
         run.failure = {"code": "quota_exceeded", "step": step.id, "message": error["message"]}
         run.event("step.failed", {"step_id": step.id, "error": error})
@@ -89,37 +95,24 @@ async def run_tool_step(run: RunExecution, step: ToolStep) -> None:
     decision = outcome.decision.to_dict() if outcome and outcome.decision else None
     pointers = list(outcome.decision.obligations.redact) if outcome and outcome.decision else []
     common = {"arguments": shown, "decision": decision, "redact": pointers}
+    finish = StepFinish(step.id, "step", attempt, status, error)
     if status == "ok":
         assert outcome is not None and outcome.result is not None
         output = step_output(outcome)
-        await run.db(
-            run.store.finish_attempt,
-            run.claim,
-            step.id,
-            "step",
-            attempt,
-            "ok",
-            None,
-            {"status": "succeeded", "output": output, "error": None, **common},
-        )
-        state.status, state.output = "succeeded", output
+        # Before any await: queued right behind the pipeline's call.outcome record.
         run.event(
             "step.completed", {"step_id": step.id, "attempt": attempt, "request_id": request_id}
         )
+        state.status, state.output = "succeeded", output
+        run.defer(_with(finish, status="succeeded", output=output, error=None, **common))
         return
     if status == "pending_approval" and outcome is not None:
         # Held for a human: wait for the decision holding nothing; when approved the
         # step calls again and the pipeline executes it, once (DESIGN §7).
         ttl = outcome.decision.obligations.approval_ttl_s if outcome.decision else None
-        state.wake_at = await run.db(
-            run.store.finish_attempt,
-            run.claim,
-            step.id,
-            "step",
-            attempt,
-            status,
-            error,
-            {"status": "waiting", "approval_id": outcome.approval_id, "error": error, **common},
+        state.wake_at = await run.write(
+            progress.finish_attempt,
+            _with(finish, status="waiting", approval_id=outcome.approval_id, error=error, **common),
             float(ttl or run.deps.config.max_run_s),
         )
         state.status, state.approval_id = "waiting", outcome.approval_id
@@ -128,15 +121,9 @@ async def run_tool_step(run: RunExecution, step: ToolStep) -> None:
     failures = state.failures + 1
     if status in RETRYABLE and failures < step.retry.max_attempts:
         delay = step.retry.delay_s(failures)
-        state.wake_at = await run.db(
-            run.store.finish_attempt,
-            run.claim,
-            step.id,
-            "step",
-            attempt,
-            status,
-            error,
-            {"status": "waiting", "failures": failures, "error": error, **common},
+        state.wake_at = await run.write(
+            progress.finish_attempt,
+            _with(finish, status="waiting", failures=failures, error=error, **common),
             delay,
         )
         state.status, state.failures = "waiting", failures
@@ -145,19 +132,18 @@ async def run_tool_step(run: RunExecution, step: ToolStep) -> None:
             {"step_id": step.id, "attempt": attempt, "error": error, "retry_in_s": delay},
         )
         return
-    await run.db(
-        run.store.finish_attempt,
-        run.claim,
-        step.id,
-        "step",
-        attempt,
-        status,
-        error,
-        {"status": "failed", "failures": failures, "error": error, **common},
+    await run.write(
+        progress.finish_attempt,
+        _with(finish, status="failed", failures=failures, error=error, **common),
     )
     state.status, state.failures = "failed", failures
     run.fail_run(step.id, error)
     run.event("step.failed", {"step_id": step.id, "attempt": attempt, "error": error})
+
+
+def _with(finish: StepFinish, **step_values: Any) -> StepFinish:
+    """``finish`` with the step's new columns."""
+    return replace(finish, step_values=step_values)
 
 
 def _definition_problem(run: RunExecution, tool: str) -> GatewayError | None:
@@ -262,8 +248,8 @@ async def compensate(run: RunExecution) -> None:
         error: dict[str, Any] | None = None
         for failures in range(1, step.retry.max_attempts + 1):
             request_id = new_request_id()
-            attempt, _, _ = await run.db(
-                run.store.begin_attempt, run.claim, step_id, "compensate", request_id, key
+            attempt, _, _ = await run.write(
+                progress.begin_attempt, step_id, "compensate", request_id, key
             )
             outcome = await call_tool(
                 run, compensation.tool, arguments, request_id, key, step_id, step.timeout_s
@@ -275,15 +261,9 @@ async def compensate(run: RunExecution) -> None:
             values: dict[str, Any] = {"compensation": result} if result else {}
             if result == "failed":
                 values["compensation_error"] = error
-            await run.db(
-                run.store.finish_attempt,
-                run.claim,
-                step_id,
-                "compensate",
-                attempt,
-                status,
-                error,
-                values,
+            await run.write(
+                progress.finish_attempt,
+                StepFinish(step_id, "compensate", attempt, status, error, values),
             )
             if result:
                 state.compensation = result

@@ -11,10 +11,12 @@ Ownership protocol (DESIGN §8):
   statement: PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets many workers claim at once
   without blocking each other; SQLite has a single writer (``BEGIN IMMEDIATE``).
 - `renew` extends the lease while the token is current.
-- Every other write runs in `guarded`, whose first statement touches the run row
-  ``WHERE fencing_token = :mine``: a worker that lost its lease (paused past expiry,
-  partitioned) finds zero rows, gets `LeaseLost` and writes nothing. On PostgreSQL the
-  row lock taken by that statement also orders the write against a concurrent claim.
+- Every other write of a claimed run is fenced (`gateway.executor.progress`): its
+  first statement (on PostgreSQL, the first part of its one statement) updates the run
+  row ``WHERE fencing_token = :mine``; a worker that lost its lease (paused past
+  expiry, partitioned) finds zero rows, gets `LeaseLost` and writes nothing. On
+  PostgreSQL the row lock taken by that statement also orders the write against a
+  concurrent claim.
 
 Invariant that makes takeover harmless: a step's ``succeeded`` row is written only by
 the holder of the current token, and a step that is ``succeeded`` is never started
@@ -26,13 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, event
 
-from gateway.executor.errors import LeaseLost
 from gateway.store import create_engine, exclusive_transaction
 from gateway.store.tables import run_steps, runs, step_attempts
 
@@ -42,6 +43,7 @@ RUNS_LOCK_KEY = 0x61677772756E735F
 
 ACTIVE = ("pending", "running", "waiting")
 FINISHED = ("succeeded", "failed", "cancelled")
+FINAL = ("succeeded", "failed", "skipped", "cancelled")  # of a step
 
 
 def db_now(engine_or_dialect: Engine | str) -> sa.ColumnElement[float]:
@@ -64,6 +66,28 @@ class Claim:
     worker: str
 
 
+@dataclass(frozen=True)
+class StepFinish:
+    """An attempt that ended: its own status and error, and its step's new columns
+    (written by `gateway.executor.progress`, possibly with a later write)."""
+
+    step_id: str
+    purpose: str  # "step" or "compensate"
+    attempt: int
+    status: str
+    error: dict[str, Any] | None
+    step_values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What a worker reads once when it claims a run (see `RunStore.load`)."""
+
+    run: Any
+    steps: list[Any]
+    clock: float
+
+
 class RunStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -74,8 +98,9 @@ class RunStore:
         # database's memory and WAL), and what a power loss or database crash could
         # lose is only progress, which is redone with the same idempotency keys (the
         # tool applies the effect once) — never a run a client was told exists, nor
-        # an audit entry. docs/workflows.md, "Durability".
-        self._relaxed = _relaxed_sqlite(engine) if self.sqlite else engine
+        # an audit entry. docs/workflows.md, "Durability". A second engine with that
+        # setting per connection, so no transaction pays a statement to ask for it.
+        self._relaxed = _relaxed_engine(engine)
 
     # --- transactions ----------------------------------------------------------------
 
@@ -85,35 +110,25 @@ class RunStore:
         upgrades could fail at once with "database is locked"); PostgreSQL plain.
         ``durable``: the commit is on disk before this returns (new runs, cancels,
         schedules); otherwise it may trail by a few milliseconds (see above)."""
+        engine = self.engine if durable else self._relaxed
         if self.sqlite:
-            with exclusive_transaction(
-                self.engine if durable else self._relaxed, RUNS_LOCK_KEY
-            ) as conn:
+            with exclusive_transaction(engine, RUNS_LOCK_KEY) as conn:
                 yield conn
         else:
-            with self.engine.begin() as conn:
-                if not durable:
-                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+            with engine.begin() as conn:
                 yield conn
+
+    @contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A progress connection whose every statement commits on its own: for a write
+        that is one statement (`gateway.executor.progress_pg`), no BEGIN or COMMIT
+        round trips."""
+        with self._relaxed.connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     def close(self) -> None:
         if self._relaxed is not self.engine:
             self._relaxed.dispose()
-
-    @contextmanager
-    def guarded(self, claim: Claim) -> Iterator[Connection]:
-        """A write transaction that proceeds only while ``claim.token`` is current."""
-        with self.write() as conn:
-            touched = conn.execute(
-                sa.update(runs)
-                .where(runs.c.id == claim.run_id, runs.c.fencing_token == claim.token)
-                .values(updated_at=self.now)
-            ).rowcount
-            if touched != 1:
-                raise LeaseLost(
-                    f"run {claim.run_id}: fencing token {claim.token} is no longer current"
-                )
-            yield conn
 
     def clock(self) -> float:
         with self.engine.connect() as conn:
@@ -163,27 +178,17 @@ class RunStore:
             ).first()
         return None if row is None else bool(row.cancel_requested)
 
-    def release(self, claim: Claim, wake_in_s: float | None = None) -> None:
-        """Gives the run up while it waits, holding no lease: claimable again at the
-        earliest ``wake_at`` of its waiting steps, or ``wake_in_s`` from now if sooner
-        (both on the database clock)."""
-        earliest = (
-            sa.select(sa.func.min(run_steps.c.wake_at))
-            .where(run_steps.c.run_id == claim.run_id, run_steps.c.status == "waiting")
-            .scalar_subquery()
-        )
-        wake_at: Any = sa.func.coalesce(earliest, self.now + 365 * 86400.0)
-        if wake_in_s is not None:
-            soon = self.now + max(0.0, wake_in_s)
-            wake_at = sa.case((wake_at > soon, soon), else_=wake_at)
-        with self.guarded(claim) as conn:
-            conn.execute(
-                sa.update(runs)
-                .where(runs.c.id == claim.run_id)
-                .values(status="waiting", lease_owner=None, lease_expires_at=None, wake_at=wake_at)
-            )
-
     # --- reading ----------------------------------------------------------------------
+
+    def load(self, run_id: str) -> Loaded:
+        """The run, its steps and the database clock, read together by the worker that
+        just claimed the run (one connection, one trip to a worker thread)."""
+        with self.engine.connect() as conn:
+            return Loaded(
+                run=self.run_row(run_id, conn),
+                steps=list(conn.execute(sa.select(run_steps).where(run_steps.c.run_id == run_id))),
+                clock=float(conn.execute(sa.select(self.now)).scalar_one()),
+            )
 
     def run_row(self, run_id: str, conn: Connection | None = None) -> Any:
         query = sa.select(runs).where(runs.c.id == run_id)
@@ -206,122 +211,6 @@ class RunStore:
                 )
             )
 
-    # --- step writes (all guarded) ------------------------------------------------------
-
-    def begin_attempt(
-        self, claim: Claim, step_id: str, purpose: str, request_id: str, idempotency_key: str
-    ) -> tuple[int, int, int]:
-        """Records an attempt as started. Returns ``(attempt, tool_calls, max_tool_calls)``
-        with the run's tool-call count after this one; an attempt a dead worker left
-        ``running`` is marked ``abandoned`` first."""
-        with self.guarded(claim) as conn:
-            conn.execute(
-                sa.update(step_attempts)
-                .where(
-                    step_attempts.c.run_id == claim.run_id,
-                    step_attempts.c.step_id == step_id,
-                    step_attempts.c.purpose == purpose,
-                    step_attempts.c.status == "running",
-                )
-                .values(status="abandoned", finished_at=self.now)
-            )
-            last = conn.execute(
-                sa.select(sa.func.max(step_attempts.c.attempt)).where(
-                    step_attempts.c.run_id == claim.run_id,
-                    step_attempts.c.step_id == step_id,
-                    step_attempts.c.purpose == purpose,
-                )
-            ).scalar()
-            attempt = int(last or 0) + 1
-            conn.execute(
-                sa.insert(step_attempts).values(
-                    run_id=claim.run_id,
-                    step_id=step_id,
-                    purpose=purpose,
-                    attempt=attempt,
-                    request_id=request_id,
-                    idempotency_key=idempotency_key,
-                    worker=claim.worker,
-                    fencing_token=claim.token,
-                    status="running",
-                    started_at=self.now,
-                )
-            )
-            counts = conn.execute(
-                sa.update(runs)
-                .where(runs.c.id == claim.run_id)
-                .values(tool_calls=runs.c.tool_calls + 1)
-                .returning(runs.c.tool_calls, runs.c.max_tool_calls)
-            ).one()
-            if purpose == "step":
-                conn.execute(
-                    _step(claim.run_id, step_id).values(
-                        status="running",
-                        attempts=attempt,
-                        started_at=sa.func.coalesce(run_steps.c.started_at, self.now),
-                        wake_at=None,
-                    )
-                )
-        return attempt, int(counts.tool_calls), int(counts.max_tool_calls)
-
-    def finish_attempt(
-        self,
-        claim: Claim,
-        step_id: str,
-        purpose: str,
-        attempt: int,
-        status: str,
-        error: dict[str, Any] | None,
-        step_values: dict[str, Any],
-        wake_in_s: float | None = None,
-    ) -> float | None:
-        """Ends an attempt and updates its step in one transaction. ``step_values`` are
-        the step's new columns; ``wake_in_s`` sets its ``wake_at`` (retry backoff),
-        which is returned."""
-        with self.guarded(claim) as conn:
-            conn.execute(
-                sa.update(step_attempts)
-                .where(
-                    step_attempts.c.run_id == claim.run_id,
-                    step_attempts.c.step_id == step_id,
-                    step_attempts.c.purpose == purpose,
-                    step_attempts.c.attempt == attempt,
-                )
-                .values(status=status, finished_at=self.now, error=error)
-            )
-            return self._update_step(conn, claim, step_id, step_values, wake_in_s)
-
-    def update_step(
-        self,
-        claim: Claim,
-        step_id: str,
-        values: dict[str, Any],
-        wake_in_s: float | None = None,
-    ) -> float | None:
-        """Updates one step; returns its ``wake_at`` when ``wake_in_s`` was given."""
-        with self.guarded(claim) as conn:
-            return self._update_step(conn, claim, step_id, values, wake_in_s)
-
-    def _update_step(
-        self,
-        conn: Connection,
-        claim: Claim,
-        step_id: str,
-        values: dict[str, Any],
-        wake_in_s: float | None,
-    ) -> float | None:
-        values = dict(values)
-        if values.get("status") in ("succeeded", "failed", "skipped", "cancelled"):
-            values.setdefault("finished_at", self.now)
-        if wake_in_s is not None:
-            values["wake_at"] = self.now + wake_in_s
-        if not values:
-            return None
-        row = conn.execute(
-            _step(claim.run_id, step_id).values(**values).returning(run_steps.c.wake_at)
-        ).first()
-        return float(row.wake_at) if row and row.wake_at is not None else None
-
     def step_due(self, claim: Claim, step_id: str) -> bool:
         """Whether the step's ``wake_at`` has come, on the database clock."""
         with self.engine.connect() as conn:
@@ -331,37 +220,6 @@ class RunStore:
                         run_steps.c.run_id == claim.run_id, run_steps.c.step_id == step_id
                     )
                 ).scalar()
-            )
-
-    def finish_run(self, claim: Claim, status: str, error: dict[str, Any] | None) -> None:
-        with self.guarded(claim) as conn:
-            conn.execute(
-                sa.update(run_steps)
-                .where(
-                    run_steps.c.run_id == claim.run_id,
-                    run_steps.c.status.in_(("pending", "running", "waiting")),
-                )
-                .values(status="cancelled", finished_at=self.now)
-            )
-            conn.execute(
-                sa.update(step_attempts)
-                .where(
-                    step_attempts.c.run_id == claim.run_id,
-                    step_attempts.c.status == "running",
-                )
-                .values(status="cancelled", finished_at=self.now)
-            )
-            conn.execute(
-                sa.update(runs)
-                .where(runs.c.id == claim.run_id)
-                .values(
-                    status=status,
-                    error=error,
-                    finished_at=self.now,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    wake_at=None,
-                )
             )
 
     def deadline_passed(self, run_id: str) -> bool:
@@ -375,21 +233,29 @@ class RunStore:
             )
 
 
-def _relaxed_sqlite(engine: Engine) -> Engine:
-    """A second engine on the same SQLite file whose commits do not fsync the WAL
-    (``synchronous=NORMAL``: durable across process crashes, not power loss)."""
+def _relaxed_engine(engine: Engine) -> Engine:
+    """A second engine on the same database whose commits do not wait for the disk:
+    SQLite ``synchronous=NORMAL`` (durable across process crashes, not power loss),
+    PostgreSQL ``synchronous_commit=off`` (durable across a crash of the client; the
+    server may lose its last few hundred milliseconds of commits on its own crash)."""
+    sqlite = engine.dialect.name == "sqlite"
+    if sqlite and engine.url.database in (None, "", ":memory:"):
+        return engine  # one shared in-memory database (tests): nothing on disk anyway
     relaxed = create_engine(engine.url.render_as_string(hide_password=False))
 
+    # Registered after create_engine's own hook, which insists on durable commits, so
+    # this one has the last word, for this engine's connections only.
     @event.listens_for(relaxed, "connect")
-    def _normal(dbapi_connection: Any, _record: Any) -> None:
+    def _relax(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            if sqlite:
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            else:
+                cursor.execute("SET synchronous_commit TO OFF")
         finally:
             cursor.close()
+        if not sqlite:
+            dbapi_connection.commit()  # a rolled-back SET would be undone
 
     return relaxed
-
-
-def _step(run_id: str, step_id: str) -> sa.Update:
-    return sa.update(run_steps).where(run_steps.c.run_id == run_id, run_steps.c.step_id == step_id)

@@ -2,7 +2,9 @@
 
 A worker holds at most one run at a time; ``executor.workers`` loops run in each
 process (``gateway serve`` and ``gateway worker`` alike), and any number of processes
-share one database. Between runs an idle worker also fires due schedules.
+share one database. An idle worker looks for work every ``poll_s``, or at once when a
+run is submitted in its own process (`Doorbell`); at most that often it also fires due
+schedules.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
@@ -35,21 +38,29 @@ class Worker:
         self.name = name
         self.tick = tick
         self.runs_done = 0
+        self._next_tick = 0.0
 
     async def run_forever(self) -> None:
         config = self.deps.config
         while True:
+            bell = self.deps.doorbell.current()
             try:
                 worked = await self.run_once()
             except Exception:  # a database outage must not kill the worker for good
                 log.exception("worker %s: claiming or running failed", self.name)
                 worked = False
             if not worked:
-                await anyio.sleep(config.poll_s)
+                with anyio.move_on_after(config.poll_s):
+                    await bell.wait()
 
     async def run_once(self) -> bool:
         """Claims and executes one run; ``False`` when there was nothing to do."""
-        fired = await self.tick() if self.tick is not None else 0
+        fired = 0
+        # Schedules are looked at once per poll interval, not before every claim: a
+        # busy worker would otherwise pay a query per run for them.
+        if self.tick is not None and time.monotonic() >= self._next_tick:
+            self._next_tick = time.monotonic() + self.deps.config.poll_s
+            fired = await self.tick()
         claim = await anyio.to_thread.run_sync(
             self.deps.store.claim, self.name, self.deps.config.lease_s
         )
