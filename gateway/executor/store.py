@@ -26,20 +26,35 @@ again with the same idempotency key, which the tool uses to apply its effect onc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, event
 
 from gateway.store import create_engine, exclusive_transaction
+from gateway.store.db import sqlite_writer_if_free
 from gateway.store.tables import run_steps, runs, step_attempts
 
 # The writer lock key for SQLite's BEGIN IMMEDIATE path (unused on PostgreSQL, where
 # row locks do the work; ASCII "agwruns_").
 RUNS_LOCK_KEY = 0x61677772756E735F
+
+T = TypeVar("T")
+
+# Writes are made on the event loop (`RunStore.inline`) while the recent ones took less
+# than this on average; slower (contention, a slow disk), they go to threads, so the
+# event loop is not stalled. As for the embedded policy engine (docs/decisions/0010).
+INLINE_BUDGET_S = 0.002
+_RECENT_WEIGHT = 0.2  # of the newest write in that running average
+
+# Set while a write runs on the event loop's thread (`RunStore.inline`).
+_INLINE: ContextVar[bool] = ContextVar("gateway_executor_inline_write", default=False)
 
 ACTIVE = ("pending", "running", "waiting")
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -101,6 +116,9 @@ class RunStore:
         # an audit entry. docs/workflows.md, "Durability". A second engine with that
         # setting per connection, so no transaction pays a statement to ask for it.
         self._relaxed = _relaxed_engine(engine)
+        # SQLite only: the connections of writes made on the event loop (`inline`).
+        self._inline = _never_waiting_engine(self._relaxed) if self.sqlite else None
+        self._recent_s = 0.0  # running average of write durations, inline or not
 
     # --- transactions ----------------------------------------------------------------
 
@@ -111,6 +129,9 @@ class RunStore:
         ``durable``: the commit is on disk before this returns (new runs, cancels,
         schedules); otherwise it may trail by a few milliseconds (see above)."""
         engine = self.engine if durable else self._relaxed
+        if _INLINE.get():
+            assert self._inline is not None and not durable
+            engine = self._inline
         if self.sqlite:
             with exclusive_transaction(engine, RUNS_LOCK_KEY) as conn:
                 yield conn
@@ -126,7 +147,48 @@ class RunStore:
         with self._relaxed.connect() as conn:
             yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
+    def inline(
+        self, function: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> tuple[bool, T | None]:
+        """Makes the progress write ``function(*args, **kwargs)`` on the calling thread,
+        the event loop's, if it can do so without waiting for anyone: SQLite, no other
+        writer of this process holding the database (tried without waiting), and none
+        of another process (BEGIN IMMEDIATE with no busy timeout). Returns ``(True,
+        result)``; or ``(False, None)`` having written nothing, and the caller writes
+        from a thread as usual.
+
+        Why: such a write is a few tenths of a millisecond of SQLite work, less than
+        the two thread hops around it; and made the moment a step's call returns, it
+        goes before the audit writer's commit of that call's outcome instead of queuing
+        behind it. A write that would wait never blocks the event loop, and none is
+        made here while recent writes took longer than `INLINE_BUDGET_S` on average."""
+        if self._inline is None or self._recent_s >= INLINE_BUDGET_S:
+            return False, None
+        with sqlite_writer_if_free(self.engine) as free:
+            if not free:
+                return False, None
+            token = _INLINE.set(True)
+            try:
+                return True, self.timed(function, *args, **kwargs)
+            except sa.exc.OperationalError as exc:
+                if not _busy(exc):
+                    raise
+                return False, None  # rolled back: nothing written
+            finally:
+                _INLINE.reset(token)
+
+    def timed(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``function(*args, **kwargs)``, a write, counted in the running average that
+        decides whether writes may be made inline."""
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            self._recent_s += _RECENT_WEIGHT * (time.perf_counter() - started - self._recent_s)
+
     def close(self) -> None:
+        if self._inline is not None and self._inline is not self._relaxed:
+            self._inline.dispose()
         if self._relaxed is not self.engine:
             self._relaxed.dispose()
 
@@ -259,3 +321,30 @@ def _relaxed_engine(engine: Engine) -> Engine:
             dbapi_connection.commit()  # a rolled-back SET would be undone
 
     return relaxed
+
+
+def _never_waiting_engine(relaxed: Engine) -> Engine:
+    """For writes on the event loop: like ``relaxed``, but a database another process
+    is writing fails at once (busy timeout 0) instead of sleeping, and the connection
+    never checkpoints the WAL (the others do), which would wait for the disk."""
+    if relaxed.url.database in (None, "", ":memory:"):
+        return relaxed  # one shared in-memory connection: nobody else to wait for
+    engine = _relaxed_engine(relaxed)
+
+    @event.listens_for(engine, "connect")
+    def _never_wait(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA busy_timeout=0")
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
+        finally:
+            cursor.close()
+
+    return engine
+
+
+def _busy(exc: sa.exc.OperationalError) -> bool:
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    if code is not None:
+        return bool(code & 0xFF == sqlite3.SQLITE_BUSY)
+    return "database is locked" in str(exc.orig)

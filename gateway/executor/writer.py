@@ -49,8 +49,20 @@ class RunWriter:
     async def _write(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         finishes, self._unwritten = self._unwritten, []
         try:
-            return await in_thread(
+            # On the event loop when that cannot wait for anyone (SQLite), else a thread.
+            done, result = self.store.inline(
                 function, self.store, self.claim, *args, finishes=finishes, **kwargs
+            )
+            if done:
+                return result
+            return await in_thread(
+                self.store.timed,
+                function,
+                self.store,
+                self.claim,
+                *args,
+                finishes=finishes,
+                **kwargs,
             )
         except BaseException:
             # Not written, or not known to be: the next write carries them again

@@ -157,6 +157,21 @@ def exclusive_transaction(engine: Engine, lock_key: int) -> Iterator[Connection]
         yield conn
 
 
+@contextmanager
+def sqlite_writer_if_free(engine: Engine) -> Iterator[bool]:
+    """Holds this process's writer lock of ``engine``'s SQLite file (the one
+    `exclusive_transaction` queues on) if no other writer of the process holds it,
+    without waiting; yields whether it does. ``False`` for anything but a SQLite file."""
+    writers = _sqlite_writer_lock(engine) if engine.dialect.name == "sqlite" else None
+    held = writers is not None and writers.acquire(blocking=False)
+    try:
+        yield held
+    finally:
+        if held:
+            assert writers is not None
+            writers.release()
+
+
 def _sqlite_writer_lock(engine: Engine) -> threading.RLock | None:
     """The lock of the file ``engine`` writes; ``None`` for an in-memory database (one
     connection, nobody to queue with)."""

@@ -4,6 +4,7 @@ the doorbell that starts a run submitted in this process without waiting for a p
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,6 +151,29 @@ def test_a_retry_backoff_returns_its_wake_time_on_the_database_clock(store: RunS
     steps, attempts = _rows(store)
     assert steps["a"].status == "waiting" and steps["a"].finished_at is None
     assert attempts[0].status == "tool_error" and attempts[0].error == {"code": "tool_error"}
+
+
+def test_an_inline_write_never_waits_for_the_database(store: RunStore) -> None:
+    claim = _run(store, ["a", "b"])
+    progress.begin_attempt(store, claim, "a", "step", "req_1", "k:a", previous=0)
+    if not store.sqlite:  # over the network: always from a thread
+        assert store.inline(progress.record, store, claim, [_succeeded("a", 1)]) == (False, None)
+        return
+    # Another process writing (a connection of its own, outside this process's lock).
+    other = sqlite3.connect(store.engine.url.database, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    assert store.inline(progress.record, store, claim, [_succeeded("a", 1)]) == (False, None)
+    assert time.monotonic() - started < 0.5  # no busy timeout on the event loop
+    other.execute("ROLLBACK")
+    other.close()
+    assert _rows(store)[0]["a"].status == "running"  # nothing written
+    # Free again: written where it was asked.
+    assert store.inline(progress.record, store, claim, [_succeeded("a", 1)]) == (True, None)
+    assert _rows(store)[0]["a"].status == "succeeded"
+    # Recent writes slow (contention, a slow disk): back to threads.
+    store._recent_s = 1.0
+    assert store.inline(progress.record, store, claim, []) == (False, None)
 
 
 def test_lease_lost_is_recognised_inside_task_group_errors() -> None:
