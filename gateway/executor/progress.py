@@ -1,12 +1,13 @@
 """The fenced progress writes of a claimed run: attempts, step results, release, finish.
 
-Each function is one transaction whose first statement is the fence
-(`RunStore.fence`): nothing is written once another worker holds the run. Each also
-takes ``finishes``: step results the runner has not written yet (`StepFinish`), which
-go first, in order, in the same transaction. A step that succeeded is thereby
-recorded by the very transaction that starts the step after it, so a chain of steps
-costs one transaction per step instead of two; the runner keeps no result unwritten
-past its next write or its next wait (`gateway.executor.runner`).
+Each function is one transaction whose first statement is the fence (the run row
+updated ``WHERE fencing_token = :mine``): nothing is written once another worker holds
+the run. Each also takes ``finishes``: step results the runner has not written yet
+(`StepFinish`), which go first, in order, in the same transaction. A step that
+succeeded is thereby recorded by the very transaction that starts the step after it,
+so a chain of steps costs one transaction per step instead of two; the runner keeps
+no result unwritten past its next write or its next wait (`gateway.executor.writer`).
+On PostgreSQL the hot two are one statement each (`gateway.executor.progress_pg`).
 
 The statements are built once per dialect and executed with parameters: building a
 SQLAlchemy statement costs several times more than running it on SQLite, and these
@@ -27,8 +28,6 @@ from gateway.executor import progress_pg
 from gateway.executor.errors import LeaseLost
 from gateway.executor.store import FINAL, Claim, RunStore, StepFinish, db_now
 from gateway.store.tables import run_steps, runs, step_attempts
-
-__all__ = ["StepFinish", "begin_attempt", "finish_attempt", "finish_run", "record", "release"]
 
 
 @contextmanager

@@ -7,7 +7,7 @@ the same write is one ``WITH`` statement of data-modifying parts, run on its own
 (autocommit: a single statement is its own transaction, all or nothing):
 
 - ``fence`` updates the run row only while the worker's token is current, and
-  returns the tool-call count (as `RunStore.fence` does);
+  returns the tool-call count (as the fence of `gateway.executor.progress` does);
 - every other part writes only ``WHERE EXISTS (SELECT 1 FROM fence)``: a stale token
   writes nothing at all;
 - the fence is the first lock taken on the run row, and the run row comes before its

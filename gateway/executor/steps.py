@@ -23,7 +23,7 @@ from gateway.errors import GatewayError
 from gateway.executor import progress
 from gateway.executor.errors import ExpressionError
 from gateway.executor.expressions import render
-from gateway.executor.progress import StepFinish
+from gateway.executor.store import StepFinish
 from gateway.pipeline import WITHHELD
 from gateway.policy.engine import FAIL_CLOSED_RULE
 from gateway.redaction import redact

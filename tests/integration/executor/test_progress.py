@@ -16,8 +16,7 @@ import sqlalchemy as sa
 
 from gateway.executor import progress
 from gateway.executor.errors import LeaseLost, only_lease_lost
-from gateway.executor.progress import StepFinish
-from gateway.executor.store import Claim, RunStore
+from gateway.executor.store import Claim, RunStore, StepFinish
 from gateway.store import create_engine, migrate
 from gateway.store.tables import run_steps, runs, step_attempts
 from tests.integration.executor.harness import executor_parts
