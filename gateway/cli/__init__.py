@@ -13,11 +13,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import approvals, audit, catalog, policy, runs, serve, tokens, worker
+from gateway.cli import approvals, audit, catalog, db, policy, runs, serve, tokens, worker
 from gateway.errors import GatewayError
 from gateway.version import __version__
 
-COMMAND_GROUPS = [serve, worker, tokens, catalog, policy, approvals, runs, audit]
+COMMAND_GROUPS = [serve, worker, tokens, catalog, policy, approvals, runs, audit, db]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,6 +35,9 @@ _SQLITE_WRITERS_GUARD = threading.Lock()
 # Execution option read by the SQLite "begin" hook below.
 _SQLITE_IMMEDIATE = "gateway_sqlite_immediate"
 
+# PostgreSQL's SQLSTATE for "permission denied" (and "must be owner of ...").
+_INSUFFICIENT_PRIVILEGE = "42501"
+
 # Alembic resolves "package:folder" through importlib.resources, so migrations are
 # found inside an installed wheel with no alembic.ini on disk.
 _SCRIPT_LOCATION = "gateway.store:migrations"
@@ -197,8 +200,22 @@ def alembic_config() -> AlembicConfig:
 
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Upgrades the database to ``revision`` (the newest by default). Idempotent, and
-    safe when several processes start at once: they take turns under a writer lock."""
+    safe when several processes start at once: they take turns under a writer lock.
+
+    At the newest revision this only reads ``alembic_version``: a role without DDL
+    privileges (the PostgreSQL app role of deploy/postgres/roles.sql) may call it. Such
+    a role on an older schema gets a `ConfigError` naming the fix, not a bare
+    "permission denied"."""
     config = alembic_config()
-    with exclusive_transaction(engine, MIGRATION_LOCK_KEY) as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, revision)
+    try:
+        with exclusive_transaction(engine, MIGRATION_LOCK_KEY) as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+    except sa.exc.DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != _INSUFFICIENT_PRIVILEGE:
+            raise
+        raise ConfigError(
+            f"the database role {engine.url.username!r} may not migrate the schema "
+            f"({str(exc.orig).splitlines()[0]}): run `gateway db migrate` with the owner "
+            "role's storage URL (docs/audit.md, PostgreSQL roles), then start again"
+        ) from exc
