@@ -6,7 +6,7 @@ the expected and calculated roots. Preconditions (sizes, hash lengths, the exact
 number of proof hashes) are checked before any hashing, so every malformed input has
 its own message; the bit-shifting algorithms then run as the RFC writes them.
 
-Deliberate choices, pinned by the shared vectors (`../shared/vectors/merkle/`):
+Deliberate choices, pinned by the transparency-dev vectors (`tests/vectors/merkle/`):
 
 - A consistency proof from size 0 is rejected: every tree extends the empty tree,
   so such a "proof" proves nothing and accepting it would hide a caller's mistake.

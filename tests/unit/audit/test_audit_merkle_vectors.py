@@ -1,6 +1,7 @@
 """The Merkle tree against the shared transparency-dev vectors and a naive reference.
 
-Every file in ../shared/vectors/merkle/ runs: happy cases must verify, ``wantErr``
+Every file in tests/vectors/merkle/ (a copy of the team's shared vectors, so that a
+clean clone carries them) runs: happy cases must verify, ``wantErr``
 cases must raise ProofError. Proof generation is cross-checked against a direct
 transcription of RFC 9162's recursive definitions (MTH, PATH, SUBPROOF).
 """
@@ -30,15 +31,14 @@ from gateway.audit.merkle import (
 from gateway.audit.proof import MemoryTree, consistency_proof, inclusion_proof
 from gateway.audit.verify_proof import verify_consistency, verify_inclusion
 
-# tests/unit/audit/<this file> -> the repository root -> its sibling "shared".
-VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "vectors" / "merkle"
+# tests/unit/audit/<this file> -> tests/vectors/merkle.
+VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "merkle"
 VECTOR_FILES = sorted(VECTORS.rglob("*.json")) if VECTORS.is_dir() else []
 
 
 def test_the_vectors_are_there() -> None:
     assert VECTORS.is_dir(), (
-        f"the shared Merkle test vectors are missing: expected {VECTORS} "
-        "(../shared/vectors/merkle relative to the repository)"
+        f"the Merkle test vectors are missing: expected {VECTORS}"
     )
     kinds = {path.relative_to(VECTORS).parts[0] for path in VECTOR_FILES}
     assert kinds == {"inclusion", "consistency"}
