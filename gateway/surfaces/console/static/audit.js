@@ -197,10 +197,15 @@
 
   // --- loading -----------------------------------------------------------------------
 
+  // Every search counts: an answer that arrives after a newer search was started (the
+  // form's Clear searches too) is dropped, so stale results never replace newer ones.
+  let searches = 0;
+
   async function search(query) {
-    state.query = query;
-    state.cursor = null;
+    const mine = ++searches;
     const page = await api(`/v1/audit/entries?${query}`);
+    if (mine !== searches) return;
+    state.query = query;
     state.entries = page.entries;
     state.cursor = page.next_cursor;
     renderResults(page.checkpoint);
@@ -208,9 +213,11 @@
   }
 
   async function older() {
+    const mine = searches;
     const query = new URLSearchParams(state.query);
     query.set("cursor", state.cursor);
     const page = await api(`/v1/audit/entries?${query}`);
+    if (mine !== searches) return;
     state.entries = state.entries.concat(page.entries);
     state.cursor = page.next_cursor;
     renderResults(page.checkpoint);
