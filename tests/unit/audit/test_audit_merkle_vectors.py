@@ -37,9 +37,7 @@ VECTOR_FILES = sorted(VECTORS.rglob("*.json")) if VECTORS.is_dir() else []
 
 
 def test_the_vectors_are_there() -> None:
-    assert VECTORS.is_dir(), (
-        f"the Merkle test vectors are missing: expected {VECTORS}"
-    )
+    assert VECTORS.is_dir(), f"the Merkle test vectors are missing: expected {VECTORS}"
     kinds = {path.relative_to(VECTORS).parts[0] for path in VECTOR_FILES}
     assert kinds == {"inclusion", "consistency"}
     assert len(VECTOR_FILES) >= 190  # 196 when this test was written
