@@ -280,7 +280,9 @@ class McpEndpoint:
         self._transport: ASGIApp = StreamableHTTPASGIApp(self.session_manager)
         self._authenticator = authenticator
 
-        async def answer(request: Request, params: types.CallToolRequestParams) -> Any:
+        async def answer(
+            request: Request, params: types.CallToolRequestParams
+        ) -> types.CallToolResult:
             return await answer_tools_call(pipeline, local_tools, request, params, progress=None)
 
         self._direct = DirectToolsCall(

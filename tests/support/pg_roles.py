@@ -60,7 +60,8 @@ def role_database(admin_url: str) -> Iterator[RoleDatabase]:
     """A new database on ``admin_url``'s server with the script applied once (before
     any migration, as an operator would); the caller migrates as the owner."""
     if shutil.which("psql") is None:
-        pytest.skip("psql (the PostgreSQL client) is not installed")
+        # Installed with PostgreSQL by `make test-setup` (scripts/ensure-postgres.sh).
+        pytest.fail("psql (the PostgreSQL client) is not installed: run `make test-setup`")
     token = secrets.token_hex(5)
     name, owner, app = f"gw_roles_{token}", f"gw_owner_{token}", f"gw_app_{token}"
     admin = sa.create_engine(admin_url).execution_options(isolation_level="AUTOCOMMIT")
