@@ -9,7 +9,6 @@ log; with GATEWAY_CONSOLE_SCREENSHOTS=DIR one is always saved there.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -19,35 +18,17 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import BrowserContext, expect
 
 from tests.e2e.mcp_client import connect
+from tests.support.browser import chromium, screenshot
 from tests.support.processes import GatewayServer, McpUpstreamServer, write_policy
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    # Without these Chromium keeps trying to reach Google's services (offline here).
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 APPROVAL_GRANT = {
     "role": "agent",
     "tool": "up__write",
     "approval": {"approvers": ["role:approver"], "ttl_s": 600},
 }
-
-
-@pytest.fixture(autouse=True)
-def chromium_installed() -> None:
-    # The test setup provides it (make test-setup runs scripts/ensure-chromium.sh).
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium missing at /usr/bin/chromium: run scripts/ensure-chromium.sh")
 
 
 @pytest.fixture
@@ -73,16 +54,8 @@ def gateway(tmp_path: Path, upstream: McpUpstreamServer) -> Iterator[GatewayServ
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[BrowserContext]:
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),  # fresh: no state from earlier runs
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 1000},
-        )
+    with chromium(tmp_path / "chromium-profile") as context:
         yield context
-        context.close()
 
 
 class HeldCall(threading.Thread):
@@ -104,13 +77,6 @@ class HeldCall(threading.Thread):
             self.result = anyio.run(call)
         except BaseException as exc:
             self.error = exc
-
-
-def screenshot(page: Page, directory: Path, name: str) -> None:
-    page.screenshot(path=str(directory / f"{name}.png"), full_page=True)
-    extra = os.environ.get("GATEWAY_CONSOLE_SCREENSHOTS")
-    if extra:
-        page.screenshot(path=str(Path(extra) / f"{name}.png"), full_page=True)
 
 
 def test_console_approves_a_held_mcp_call(

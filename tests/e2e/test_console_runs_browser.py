@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, expect, sync_playwright
+from playwright.sync_api import BrowserContext, expect
 
-from tests.e2e.test_console_browser import CHROMIUM, CHROMIUM_ARGS, screenshot
+from tests.support.browser import chromium, screenshot
 from tests.support.processes import GatewayServer, McpUpstreamServer, write_policy
 
 GRANTS = [{"role": "agent", "tool": "up__echo"}, {"role": "agent", "tool": "up__effect"}]
@@ -33,13 +33,6 @@ PLAN = {
 }
 
 
-@pytest.fixture(autouse=True)
-def chromium_installed() -> None:
-    # The test setup provides it (make test-setup runs scripts/ensure-chromium.sh).
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium missing at /usr/bin/chromium: run scripts/ensure-chromium.sh")
-
-
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[GatewayServer]:
     upstream = McpUpstreamServer.start(tmp_path)
@@ -57,16 +50,8 @@ def gateway(tmp_path: Path) -> Iterator[GatewayServer]:
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[BrowserContext]:
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 1000},
-        )
+    with chromium(tmp_path / "chromium-profile") as context:
         yield context
-        context.close()
 
 
 def test_an_agents_run_shows_in_the_approvers_console(
