@@ -99,54 +99,91 @@ def append_locked(
     ``exclusive_transaction(engine, WRITER_LOCK_KEY)``: for writes that must commit
     together with their entries (an erasure deletes a payload in the same
     transaction). The caller commits; nothing is acknowledged before that."""
-    entry_rows: list[dict[str, Any]] = []
-    payload_rows: list[dict[str, Any]] = []
-    results: list[list[int]] = []
-    # Read under the lock, in this transaction: the head cannot move until commit.
-    head = read_head(conn)
-    seq = 0 if head is None else head.size
-    prev = ZERO_HASH if head is None else head.leaf_hash
-    ts = format_ts(datetime.now(UTC))
-    if head is not None and head.ts > ts:
-        ts = head.ts  # keep ts non-decreasing when hosts' clocks disagree a little
-    for group in groups:
-        seqs = []
-        for record in group:
-            leaf = build_leaf(
-                origin=origin,
-                seq=seq,
-                prev=prev,
-                ts=ts,
-                kind=record.kind,
-                ref=record.ref,
-                commitment=record.commitment,
-            )
-            prev = leaf_hash(leaf)
-            entry_rows.append(
-                {
-                    "seq": seq,
-                    "ts": ts,
-                    "kind": record.kind,
-                    "ref": record.ref,
-                    "leaf": leaf,
-                    "leaf_hash": prev,
-                }
-            )
-            payload_rows.append(
-                {
-                    "seq": seq,
-                    "salt": record.salt,
-                    "payload": record.payload_jcs.decode("utf-8"),
-                    "subject": record.subject,
-                    "tool": record.tool,
-                }
-            )
-            seqs.append(seq)
-            seq += 1
-        results.append(seqs)
-    conn.execute(audit_entries.insert(), entry_rows)
-    conn.execute(audit_payloads.insert(), payload_rows)
+    return append_rows(conn.connection.dbapi_connection, conn.dialect.name, origin, groups)
+
+
+def append_rows(
+    dbapi_connection: Any, dialect: str, origin: str, groups: Sequence[Sequence[PreparedRecord]]
+) -> list[list[int]]:
+    """The chain extension itself, on a DB-API connection in a transaction that holds
+    the writer lock: reads the head, builds the leaves, inserts entries and payloads.
+    Returns each group's seqs. Every writer (`gateway.audit.appender`, erasures, the
+    CLI) appends through here."""
+    statements = _STATEMENTS[dialect]
+    cursor = dbapi_connection.cursor()
+    try:
+        # Read under the lock, in this transaction: the head cannot move until commit.
+        cursor.execute(statements.head)
+        head = cursor.fetchone()
+        seq = 0 if head is None else head[0] + 1
+        prev = ZERO_HASH if head is None else bytes(head[1])
+        ts = format_ts(datetime.now(UTC))
+        if head is not None and head[2] > ts:
+            ts = head[2]  # keep ts non-decreasing when hosts' clocks disagree a little
+        entry_rows: list[tuple[Any, ...]] = []
+        payload_rows: list[tuple[Any, ...]] = []
+        results: list[list[int]] = []
+        for group in groups:
+            seqs = []
+            for record in group:
+                leaf = build_leaf(
+                    origin=origin,
+                    seq=seq,
+                    prev=prev,
+                    ts=ts,
+                    kind=record.kind,
+                    ref=record.ref,
+                    commitment=record.commitment,
+                )
+                prev = leaf_hash(leaf)
+                entry_rows.append((seq, ts, record.kind, record.ref, leaf, prev))
+                payload_rows.append(
+                    (
+                        seq,
+                        record.salt,
+                        record.payload_jcs.decode("utf-8"),
+                        record.subject,
+                        record.tool,
+                    )
+                )
+                seqs.append(seq)
+                seq += 1
+            results.append(seqs)
+        cursor.executemany(statements.insert_entry, entry_rows)
+        cursor.executemany(statements.insert_payload, payload_rows)
+    finally:
+        cursor.close()
     return results
+
+
+@dataclass(frozen=True)
+class _Statements:
+    head: str
+    insert_entry: str
+    insert_payload: str
+
+
+def _statements(mark: str) -> _Statements:
+    """The writer's SQL in a driver's parameter style. Hand-written, not built with
+    SQLAlchemy Core: this runs for every call, and building and compiling a Core
+    statement cost more than executing it (bench/README.md)."""
+    entries, payloads = audit_entries.name, audit_payloads.name
+    return _Statements(
+        head=f"SELECT seq, leaf_hash, ts FROM {entries} ORDER BY seq DESC LIMIT 1",
+        insert_entry=(
+            f"INSERT INTO {entries} (seq, ts, kind, ref, leaf, leaf_hash) "
+            f"VALUES ({', '.join([mark] * 6)})"
+        ),
+        insert_payload=(
+            f"INSERT INTO {payloads} (seq, salt, payload, subject, tool) "
+            f"VALUES ({', '.join([mark] * 5)})"
+        ),
+    )
+
+
+# Keyed by SQLAlchemy dialect name; the drivers are pinned by gateway.store.normalize_url
+# (sqlite3: qmark, psycopg: format).
+_STATEMENTS = {"sqlite": _statements("?"), "postgresql": _statements("%s")}
 
 
 def check_log(engine: Engine, origin: str) -> None:

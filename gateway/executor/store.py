@@ -38,7 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, event
 
 from gateway.store import create_engine, exclusive_transaction
-from gateway.store.db import sqlite_writer_if_free
+from gateway.store.db import sqlite_writer
 from gateway.store.tables import run_steps, runs, step_attempts
 
 # The writer lock key for SQLite's BEGIN IMMEDIATE path (unused on PostgreSQL, where
@@ -164,7 +164,7 @@ class RunStore:
         made here while recent writes took longer than `INLINE_BUDGET_S` on average."""
         if self._inline is None or self._recent_s >= INLINE_BUDGET_S:
             return False, None
-        with sqlite_writer_if_free(self.engine) as free:
+        with sqlite_writer(self.engine, wait=False) as free:
             if not free:
                 return False, None
             token = _INLINE.set(True)

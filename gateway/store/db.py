@@ -142,18 +142,10 @@ def exclusive_transaction(engine: Engine, lock_key: int) -> Iterator[Connection]
     lock with the busy timeout, as before.
     """
     if engine.dialect.name == "sqlite":
-        writers = _sqlite_writer_lock(engine)
-        # Bounded like SQLite's own wait: past it, BEGIN IMMEDIATE decides.
-        held = writers is not None and writers.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
-        try:
-            with engine.connect() as conn:
-                conn.execution_options(**{_SQLITE_IMMEDIATE: True})
-                with conn.begin():
-                    yield conn
-        finally:
-            if held:
-                assert writers is not None
-                writers.release()
+        with sqlite_writer(engine), engine.connect() as conn:
+            conn.execution_options(**{_SQLITE_IMMEDIATE: True})
+            with conn.begin():
+                yield conn
         return
     with engine.connect() as conn, conn.begin():
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
@@ -161,12 +153,19 @@ def exclusive_transaction(engine: Engine, lock_key: int) -> Iterator[Connection]
 
 
 @contextmanager
-def sqlite_writer_if_free(engine: Engine) -> Iterator[bool]:
+def sqlite_writer(engine: Engine, *, wait: bool = True) -> Iterator[bool]:
     """Holds this process's writer lock of ``engine``'s SQLite file (the one
-    `exclusive_transaction` queues on) if no other writer of the process holds it,
-    without waiting; yields whether it does. ``False`` for anything but a SQLite file."""
+    `exclusive_transaction` queues on); yields whether it does. With ``wait`` it waits
+    as long as SQLite's own busy timeout (past it, BEGIN IMMEDIATE decides); without,
+    it takes the lock only if no other writer of the process holds it. ``False`` for
+    anything but a SQLite file."""
     writers = _sqlite_writer_lock(engine) if engine.dialect.name == "sqlite" else None
-    held = writers is not None and writers.acquire(blocking=False)
+    if writers is None:
+        held = False
+    elif wait:
+        held = writers.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+    else:
+        held = writers.acquire(blocking=False)
     try:
         yield held
     finally:
