@@ -1,11 +1,13 @@
 """Direct upstream MCP call vs the same call through the gateway.
 
-Both paths use the MCP SDK client over loopback Streamable HTTP against the same
+Every path uses the MCP SDK client over loopback Streamable HTTP against the same
 upstream process (the recording test server's `echo`). The gateway path adds JWT
 verification, the embedded Rego decision, the durable audit appends (attempt +
 decision before forwarding, outcome after; SQLite with synchronous=FULL) and the
-forward. Reported: p50/p99 at concurrency 1, throughput at concurrency 16, and the
-ratios gateway/direct measured in the same run.
+forward. A third path goes through `bench.bare_proxy`, a forwarding proxy on the
+gateway's HTTP stack that does nothing else: what the extra hop alone costs. Reported:
+p50/p99 at concurrency 1, throughput at concurrency 16, and the ratios to the direct
+call measured in the same run.
 
     .venv/bin/python -m bench.gateway_overhead [--calls 500] [--concurrent-calls 2000]
 """
@@ -13,6 +15,7 @@ ratios gateway/direct measured in the same run.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +25,15 @@ import anyio
 
 from bench.common import machine, summary_ms, write_result
 from tests.e2e.mcp_client import connect
-from tests.support.processes import GatewayServer, McpUpstreamServer, write_policy
+from tests.support.processes import (
+    GatewayServer,
+    McpUpstreamServer,
+    Process,
+    free_port,
+    spawn,
+    wait_for_port,
+    write_policy,
+)
 
 ERA = "2026-07-28"
 
@@ -67,21 +78,39 @@ async def throughput(url: str, token: str, tool: str, calls: int, concurrency: i
         return calls / (time.perf_counter() - started)
 
 
-async def measure(upstream: McpUpstreamServer, gateway: GatewayServer, args: Any) -> dict[str, Any]:
-    token = gateway.token(sub="agent:bench")
-    direct = (upstream.url, token, "echo")
-    via = (gateway.mcp_url, token, "up__echo")
-    out: dict[str, Any] = {}
-    direct_samples, gateway_samples = await interleaved([direct, via], args.calls)
-    out["direct_c1"] = summary_ms(direct_samples)
-    out["gateway_c1"] = summary_ms(gateway_samples)
-    out["direct_c16_calls_per_s"] = round(await throughput(*direct, args.concurrent_calls, 16), 1)
-    out["gateway_c16_calls_per_s"] = round(await throughput(*via, args.concurrent_calls, 16), 1)
-    out["ratio_p50"] = round(out["gateway_c1"]["p50_ms"] / out["direct_c1"]["p50_ms"], 2)
-    out["ratio_p99"] = round(out["gateway_c1"]["p99_ms"] / out["direct_c1"]["p99_ms"], 2)
-    out["ratio_throughput"] = round(
-        out["gateway_c16_calls_per_s"] / out["direct_c16_calls_per_s"], 2
+def start_proxy(directory: Path, upstream_url: str) -> tuple[Process, str]:
+    port = free_port()
+    process = spawn(
+        [sys.executable, "-m", "bench.bare_proxy", "--port", str(port), "--upstream", upstream_url],
+        directory / "bare-proxy.log",
     )
+    wait_for_port(port, process)
+    return process, f"http://127.0.0.1:{port}/mcp"
+
+
+async def measure(
+    upstream: McpUpstreamServer, proxy_url: str, gateway: GatewayServer, args: Any
+) -> dict[str, Any]:
+    token = gateway.token(sub="agent:bench")
+    paths = {
+        "direct": (upstream.url, token, "echo"),
+        "proxy": (proxy_url, token, "echo"),
+        "gateway": (gateway.mcp_url, token, "up__echo"),
+    }
+    out: dict[str, Any] = {}
+    samples = await interleaved(list(paths.values()), args.calls)
+    for name, path_samples in zip(paths, samples, strict=True):
+        out[f"{name}_c1"] = summary_ms(path_samples)
+    for name, path in paths.items():
+        rate = await throughput(*path, args.concurrent_calls, 16)
+        out[f"{name}_c16_calls_per_s"] = round(rate, 1)
+    for name in ("proxy", "gateway"):
+        prefix = "ratio" if name == "gateway" else f"{name}_ratio"
+        out[f"{prefix}_p50"] = round(out[f"{name}_c1"]["p50_ms"] / out["direct_c1"]["p50_ms"], 2)
+        out[f"{prefix}_p99"] = round(out[f"{name}_c1"]["p99_ms"] / out["direct_c1"]["p99_ms"], 2)
+        out[f"{prefix}_throughput"] = round(
+            out[f"{name}_c16_calls_per_s"] / out["direct_c16_calls_per_s"], 2
+        )
     return out
 
 
@@ -93,18 +122,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         upstream = McpUpstreamServer.start(directory)
+        proxy, proxy_url = start_proxy(directory, upstream.url)
         gateway = GatewayServer.configure(
             directory / "gateway",
             upstreams=[{"name": "up", "url": upstream.url}],
             policy=write_policy(directory, [{"role": "agent", "tool": "up__echo"}]),
         ).start()
         try:
-            result = anyio.run(measure, upstream, gateway, args)
+            result = anyio.run(measure, upstream, proxy_url, gateway, args)
         finally:
             gateway.stop()
+            proxy.stop()
             upstream.process.stop()
     report = {"benchmark": "gateway_overhead", "machine": machine(), "era": ERA, **result}
-    d, g = result["direct_c1"], result["gateway_c1"]
+    d, p, g = result["direct_c1"], result["proxy_c1"], result["gateway_c1"]
     markdown = f"""# Gateway overhead: direct MCP call vs through the gateway
 
 Machine: {report["machine"]["cpu"]}, {report["machine"]["cores"]} cores, Python
@@ -115,7 +146,9 @@ Command: `.venv/bin/python -m bench.gateway_overhead --calls {args.calls} --conc
 | path | p50 (c=1) | p99 (c=1) | throughput (c=16) |
 | --- | --- | --- | --- |
 | direct | {d["p50_ms"]} ms | {d["p99_ms"]} ms | {result["direct_c16_calls_per_s"]} calls/s |
+| bare proxy (the extra hop alone) | {p["p50_ms"]} ms | {p["p99_ms"]} ms | {result["proxy_c16_calls_per_s"]} calls/s |
 | gateway | {g["p50_ms"]} ms | {g["p99_ms"]} ms | {result["gateway_c16_calls_per_s"]} calls/s |
+| ratio bare proxy/direct | {result["proxy_ratio_p50"]}× | {result["proxy_ratio_p99"]}× | {result["proxy_ratio_throughput"]}× |
 | **ratio gateway/direct** | **{result["ratio_p50"]}×** | {result["ratio_p99"]}× | {result["ratio_throughput"]}× |
 
 Target: gateway p50 within 2× the direct p50.

@@ -6,8 +6,12 @@ Responsibilities, one module each:
   the published format).
 - `records`: `AuditRecord` (what callers append) and `AuditEntry` (what is read back).
 - `sequencer`: `AuditLog`, the only writer: group commit, one writer thread per
-  process, acknowledgement only after commit.
-- `batch`: one batch as one transaction: writer lock, chain head, leaves, inserts.
+  process (an idle SQLite log commits on the caller's loop), acknowledgement only
+  after commit.
+- `batch`: what a batch becomes: prepared records, then under the writer lock the
+  chain head, leaves and inserts (`append_rows`, the one implementation).
+- `appender`: the writer's kept driver connection and its transaction per batch
+  (docs/decisions/0012).
 - `reader`: the chain head, seq ranges, the tail, filters.
 - `chain`: `verify_chain` / `verify_chain_rows`, the hash-chain half of the offline
   verifier.

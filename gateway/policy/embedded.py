@@ -281,6 +281,9 @@ class EmbeddedEngine:
         if interpreter is None:
             interpreter = self._local.interpreter = _new_interpreter()
         try:
+            # As JSON text, not regopy.Input(value) (docs/decisions/0002): Input also
+            # cuts strings at a NUL and turns integers beyond 64 bits into 0, so policy
+            # would judge other arguments than the upstream receives.
             interpreter.set_input_term(jcs(policy_input).decode())
             output = interpreter.query_bundle_entrypoint(compiled.bundle, ENTRYPOINT)
         except RegoError as exc:
