@@ -13,21 +13,19 @@ the approvals it requested and those naming an approver it holds; any other id i
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.approvals import Approval, ApprovalService, ApprovalStatus
 from gateway.approvals.notify import console_link
-from gateway.errors import BadRequest, GatewayError
-from gateway.surfaces.auth import Authenticator, client_info, is_auth_error
-from gateway.surfaces.middleware import new_request_id
-from gateway.surfaces.rest import error_response
+from gateway.errors import BadRequest
+from gateway.surfaces.auth import Authenticator, authenticated, client_info
+from gateway.surfaces.middleware import request_id_of
+from gateway.surfaces.rest_io import json_body
 from gateway.types import Principal
 
 MAX_LIMIT = 500
@@ -103,71 +101,51 @@ class ApprovalsApi:
             Route("/v1/approvals/{id}/deny", self.deny, methods=["POST"]),
         ]
 
-    async def list(self, request: Request) -> Response:
-        async def answer(principal: Principal) -> Response:
-            query = request.query_params
-            limit = _int(query.get("limit"), "limit", default=50, low=1, high=MAX_LIMIT)
-            if "since" in query:
-                since = _int(query.get("since"), "since", default=0, low=0, high=2**62)
-                wait = _float(query.get("wait"), "wait", default=0.0, high=MAX_WAIT_S)
-                changes = await self._service.changes(
-                    since, timeout_s=wait, principal=principal, limit=limit
-                )
-                approvals, version = changes.approvals, changes.version
-            else:
-                status = _status(query.get("status"))
-                version = await self._service.current_version()
-                approvals = await self._service.list(principal, status=status, limit=limit)
-            body = ApprovalList(
-                approvals=[self._body(a, principal) for a in approvals], version=version
+    @authenticated
+    async def list(self, request: Request, principal: Principal) -> Response:
+        query = request.query_params
+        limit = _int(query.get("limit"), "limit", default=50, low=1, high=MAX_LIMIT)
+        if "since" in query:
+            since = _int(query.get("since"), "since", default=0, low=0, high=2**62)
+            wait = _float(query.get("wait"), "wait", default=0.0, high=MAX_WAIT_S)
+            changes = await self._service.changes(
+                since, timeout_s=wait, principal=principal, limit=limit
             )
-            return JSONResponse(body.model_dump())
+            approvals, version = changes.approvals, changes.version
+        else:
+            status = _status(query.get("status"))
+            version = await self._service.current_version()
+            approvals = await self._service.list(principal, status=status, limit=limit)
+        body = ApprovalList(
+            approvals=[self._body(a, principal) for a in approvals], version=version
+        )
+        return JSONResponse(body.model_dump())
 
-        return await self._handle(request, answer)
+    @authenticated
+    async def show(self, request: Request, principal: Principal) -> Response:
+        approval = await self._service.get(request.path_params["id"], principal)
+        return JSONResponse(self._body(approval, principal).model_dump())
 
-    async def show(self, request: Request) -> Response:
-        async def answer(principal: Principal) -> Response:
-            approval = await self._service.get(request.path_params["id"], principal)
-            return JSONResponse(self._body(approval, principal).model_dump())
+    @authenticated
+    async def approve(self, request: Request, principal: Principal) -> Response:
+        return await self._decide(request, principal, approve=True)
 
-        return await self._handle(request, answer)
+    @authenticated
+    async def deny(self, request: Request, principal: Principal) -> Response:
+        return await self._decide(request, principal, approve=False)
 
-    async def approve(self, request: Request) -> Response:
-        return await self._decide(request, approve=True)
-
-    async def deny(self, request: Request) -> Response:
-        return await self._decide(request, approve=False)
-
-    async def _decide(self, request: Request, *, approve: bool) -> Response:
-        async def answer(principal: Principal) -> Response:
-            body = await _decision_body(request)
-            approval = await self._service.decide(
-                request.path_params["id"],
-                principal,
-                approve=approve,
-                reason=body.reason,
-                channel=body.channel,
-                request_id=_request_id(request),
-                client=client_info(request),
-            )
-            return JSONResponse(self._body(approval, principal).model_dump())
-
-        return await self._handle(request, answer)
-
-    async def _handle(
-        self, request: Request, answer: Callable[[Principal], Awaitable[Response]]
-    ) -> Response:
-        request_id = _request_id(request)
-        try:
-            principal = await self._auth.authenticate(request.headers.get("authorization"))
-        except GatewayError as error:
-            return self._auth.challenge(error, request_id=request_id)
-        try:
-            return await answer(principal)
-        except GatewayError as error:
-            if is_auth_error(error):
-                return self._auth.challenge(error, request_id=request_id)
-            return error_response(error, request_id)
+    async def _decide(self, request: Request, principal: Principal, *, approve: bool) -> Response:
+        body = await json_body(request, DecisionRequest)
+        approval = await self._service.decide(
+            request.path_params["id"],
+            principal,
+            approve=approve,
+            reason=body.reason,
+            channel=body.channel,
+            request_id=request_id_of(request),
+            client=client_info(request),
+        )
+        return JSONResponse(self._body(approval, principal).model_dump())
 
     def _body(self, approval: Approval, principal: Principal) -> ApprovalBody:
         return ApprovalBody.model_validate(
@@ -177,20 +155,6 @@ class ApprovalsApi:
                 "console_url": console_link(self._public_url, approval.id),
             }
         )
-
-
-async def _decision_body(request: Request) -> DecisionRequest:
-    raw = await request.body()
-    if not raw:
-        return DecisionRequest()
-    try:
-        return DecisionRequest.model_validate(json.loads(raw))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(str(p) for p in problem["loc"]) or "body"
-        raise BadRequest(f"request body is invalid: {where}: {problem['msg']}") from None
 
 
 def _status(value: str | None) -> ApprovalStatus | None:
@@ -225,7 +189,3 @@ def _float(value: str | None, name: str, *, default: float, high: float) -> floa
     if not 0 <= number <= high:
         raise BadRequest(f"{name} must be between 0 and {high:g}")
     return number
-
-
-def _request_id(request: Request) -> str:
-    return getattr(request.state, "request_id", None) or new_request_id()

@@ -20,7 +20,8 @@ from gateway.audit.checkpointer import StoredCheckpoint, latest_checkpoint, read
 from gateway.audit.errors import ProofUnavailable
 from gateway.audit.keys import format_keys, read_keys
 from gateway.errors import BadRequest, GatewayError
-from gateway.surfaces.rest import error_response
+from gateway.surfaces.middleware import request_id_of
+from gateway.surfaces.rest_io import error_response
 
 CHECKPOINT_PATH = "/v1/audit/checkpoint"
 KEYS_PATH = "/v1/audit/keys"
@@ -38,7 +39,7 @@ def routes(database: Engine) -> list[Route]:
             size = _size_param(request.query_params.get("size"))
             stored = await anyio.to_thread.run_sync(_read_checkpoint(database, size))
         except GatewayError as error:
-            return error_response(error, getattr(request.state, "request_id", None))
+            return error_response(error, request_id_of(request))
         return PlainTextResponse(
             stored.note,
             media_type=MEDIA_TYPE,

@@ -29,9 +29,8 @@ from starlette.routing import Route
 from gateway.audit.checkpointer import StoredCheckpoint
 from gateway.audit.records import KIND_PATTERN
 from gateway.audit.search import CheckedEntry, SearchQuery, check_entry, leaf_time, search
-from gateway.errors import BadRequest, GatewayError, NotAnAuditor
+from gateway.errors import BadRequest, NotAnAuditor
 from gateway.surfaces.auth import Authenticator, authenticated
-from gateway.surfaces.rest import error_response
 from gateway.types import Principal
 
 ENTRIES_PATH = "/v1/audit/entries"
@@ -119,12 +118,9 @@ class AuditExplorer:
 
     @authenticated
     async def list_entries(self, request: Request, principal: Principal) -> Response:
-        try:
-            self._check_reader(principal)
-            query = search_query(request.query_params)
-            result = await anyio.to_thread.run_sync(search, self._database, self._origin, query)
-        except GatewayError as error:
-            return error_response(error, _request_id(request))
+        self._check_reader(principal)
+        query = search_query(request.query_params)
+        result = await anyio.to_thread.run_sync(search, self._database, self._origin, query)
         body = AuditEntryList(
             entries=[_summary(checked) for checked in result.entries],
             next_cursor=None if result.next_before is None else str(result.next_before),
@@ -134,12 +130,9 @@ class AuditExplorer:
 
     @authenticated
     async def get_entry(self, request: Request, principal: Principal) -> Response:
-        try:
-            self._check_reader(principal)
-            seq = _decimal(request.path_params["seq"], "entry seq")
-            checked = await anyio.to_thread.run_sync(check_entry, self._database, self._origin, seq)
-        except GatewayError as error:
-            return error_response(error, _request_id(request))
+        self._check_reader(principal)
+        seq = _decimal(request.path_params["seq"], "entry seq")
+        checked = await anyio.to_thread.run_sync(check_entry, self._database, self._origin, seq)
         return JSONResponse(_detail(checked).model_dump())
 
     def _check_reader(self, principal: Principal) -> None:
@@ -253,10 +246,6 @@ def _detail(checked: CheckedEntry) -> AuditEntryDetail:
         ),
         checkpoint=_checkpoint(checked.checkpoint),
     )
-
-
-def _request_id(request: Request) -> str | None:
-    return getattr(request.state, "request_id", None)
 
 
 # --- OpenAPI ---------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from starlette.responses import JSONResponse, Response
 
 from gateway.errors import AuthenticationError, GatewayError, InsufficientScope
 from gateway.identity import TokenVerifier
+from gateway.surfaces.middleware import request_id_of
+from gateway.surfaces.rest_io import error_response
 from gateway.types import ClientInfo, Principal
 
 PRINCIPAL_STATE_KEY = "principal"
@@ -91,15 +93,17 @@ Handler = Callable[[Any, Request, Principal], Awaitable[Response]]
 
 def authenticated(handler: Handler) -> Callable[[Any, Request], Awaitable[Response]]:
     """Wraps a REST handler method: the caller's Principal is passed in, and a request
-    without a valid token gets the 401/403 challenge instead, the handler never runs."""
+    without a valid token gets the 401/403 challenge instead, the handler never runs.
+    A `GatewayError` the handler raises is its answer (gateway.surfaces.rest_io)."""
 
     @functools.wraps(handler)
     async def wrapper(surface: _Surface, request: Request) -> Response:
         try:
             principal = await surface._auth.authenticate(request.headers.get("authorization"))
+            return await handler(surface, request, principal)
         except GatewayError as error:
-            request_id = getattr(request.state, "request_id", None)
-            return surface._auth.challenge(error, request_id=request_id)
-        return await handler(surface, request, principal)
+            if is_auth_error(error):
+                return surface._auth.challenge(error, request_id=request_id_of(request))
+            return error_response(error, request_id_of(request))
 
     return wrapper

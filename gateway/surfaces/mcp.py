@@ -30,7 +30,7 @@ from gateway.errors import GatewayError, UnknownTool
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import PRINCIPAL_STATE_KEY, Authenticator, client_info
 from gateway.surfaces.mcp_direct import DirectToolsCall
-from gateway.surfaces.middleware import new_request_id, replay_body
+from gateway.surfaces.middleware import replay_body, request_id_of
 from gateway.types import (
     ClientInfo,
     Outcome,
@@ -81,7 +81,7 @@ def build_mcp_server(pipeline: Pipeline, local_tools: LocalTools | None = None) 
         tools = await pipeline.list_tools(
             _principal(request),
             transport="mcp",
-            request_id=_request_id(request),
+            request_id=request_id_of(request),
             client=client_info(request),
         )
         if local_tools is not None:
@@ -89,7 +89,7 @@ def build_mcp_server(pipeline: Pipeline, local_tools: LocalTools | None = None) 
                 *tools,
                 *await local_tools.visible(
                     _principal(request),
-                    request_id=_request_id(request),
+                    request_id=request_id_of(request),
                     client=client_info(request),
                 ),
             ]
@@ -137,7 +137,7 @@ async def answer_tools_call(
     the SDK's transport and the direct path (`mcp_direct`). Raises `MCPError` for what
     is a JSON-RPC error rather than a tool result (an unknown tool, a gateway bug)."""
     principal = _principal(request)
-    request_id = _request_id(request)
+    request_id = request_id_of(request)
     if local_tools is not None and local_tools.handles(params.name):
         local = await local_tools.call(
             params.name,
@@ -251,10 +251,6 @@ def _principal(request: Request) -> Principal:
     if not isinstance(principal, Principal):  # the auth wrapper guarantees it; fail closed
         raise MCPError(code=types.INVALID_REQUEST, message="not authenticated")
     return principal
-
-
-def _request_id(request: Request) -> str:
-    return getattr(request.state, "request_id", None) or new_request_id()
 
 
 class McpEndpoint:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import RequestTooLarge
@@ -17,6 +18,11 @@ from gateway.logs import REQUEST_ID
 
 def new_request_id() -> str:
     return "req_" + secrets.token_hex(10)
+
+
+def request_id_of(request: Request) -> str:
+    """The id `RequestIdMiddleware` gave ``request`` (a fresh one outside it)."""
+    return getattr(request.state, "request_id", None) or new_request_id()
 
 
 class RequestIdMiddleware:

@@ -11,17 +11,16 @@ definitions are not secret, but the review queue is for approvers. The console a
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.errors import BadRequest, GatewayError, NotAnApprover
-from gateway.surfaces.auth import Authenticator
-from gateway.surfaces.middleware import new_request_id
+from gateway.errors import BadRequest, NotAnApprover
+from gateway.surfaces.auth import Authenticator, authenticated
+from gateway.surfaces.rest_io import json_body
 from gateway.types import Principal
 from gateway.upstreams.pinning import PinGuard
 from gateway.upstreams.pins import PinStatus
@@ -55,53 +54,32 @@ class PinRoutes:
             Route("/v1/tools/{name}/definition/approve", self.approve_definition, methods=["POST"]),
         ]
 
-    async def _approver(self, request: Request) -> Principal:
-        principal = await self._auth.authenticate(request.headers.get("authorization"))
+    def _check_approver(self, principal: Principal) -> None:
         if not self._roles.intersection(principal.roles):
             raise NotAnApprover(
                 f"approving tool definitions needs one of the roles {sorted(self._roles)}; "
                 f"{principal.sub} has {sorted(principal.roles)}"
             )
-        return principal
 
-    async def list_definitions(self, request: Request) -> Response:
-        request_id = _request_id(request)
+    @authenticated
+    async def list_definitions(self, request: Request, principal: Principal) -> Response:
+        self._check_approver(principal)
         status_param = request.query_params.get("status", "all")
-        try:
-            await self._approver(request)
-            status = None if status_param == "all" else _status(status_param)
-            version, rows = await self._pins.describe(status)
-        except GatewayError as error:
-            return self._error(error, request_id)
+        status = None if status_param == "all" else _status(status_param)
+        version, rows = await self._pins.describe(status)
         return JSONResponse({"version": version, "definitions": rows})
 
-    async def get_definition(self, request: Request) -> Response:
-        request_id = _request_id(request)
-        try:
-            await self._approver(request)
-            row = await self._pins.describe_one(request.path_params["name"])
-        except GatewayError as error:
-            return self._error(error, request_id)
-        return JSONResponse(row)
+    @authenticated
+    async def get_definition(self, request: Request, principal: Principal) -> Response:
+        self._check_approver(principal)
+        return JSONResponse(await self._pins.describe_one(request.path_params["name"]))
 
-    async def approve_definition(self, request: Request) -> Response:
-        request_id = _request_id(request)
-        try:
-            principal = await self._approver(request)
-            body = await _parse(request)
-            row = await self._pins.approve(
-                request.path_params["name"], principal, body.definition_hash
-            )
-        except GatewayError as error:
-            return self._error(error, request_id)
+    @authenticated
+    async def approve_definition(self, request: Request, principal: Principal) -> Response:
+        self._check_approver(principal)
+        body = await json_body(request, ApproveDefinition)
+        row = await self._pins.approve(request.path_params["name"], principal, body.definition_hash)
         return JSONResponse(row)
-
-    def _error(self, error: GatewayError, request_id: str) -> Response:
-        if error.http_status == 401:
-            return self._auth.challenge(error, request_id=request_id)
-        return JSONResponse(
-            {"error": error.to_dict(), "request_id": request_id}, status_code=error.http_status
-        )
 
 
 def _status(value: str) -> PinStatus:
@@ -109,25 +87,6 @@ def _status(value: str) -> PinStatus:
         return PinStatus(value)
     except ValueError:
         raise BadRequest(f"status must be one of all, pinned, quarantined; not {value!r}") from None
-
-
-async def _parse(request: Request) -> ApproveDefinition:
-    raw = await request.body()
-    if not raw:
-        return ApproveDefinition()
-    try:
-        data: Any = json.loads(raw)
-        return ApproveDefinition.model_validate(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(str(p) for p in problem["loc"]) or "body"
-        raise BadRequest(f"request body is invalid: {where}: {problem['msg']}") from None
-
-
-def _request_id(request: Request) -> str:
-    return getattr(request.state, "request_id", None) or new_request_id()
 
 
 def openapi_paths(error: dict[str, Any], auth_errors: dict[str, Any]) -> dict[str, Any]:

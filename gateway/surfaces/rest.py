@@ -6,19 +6,19 @@ the same models generate the OpenAPI document at ``/openapi.json``.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.errors import BadRequest, GatewayError
+from gateway.errors import GatewayError
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import Authenticator, authenticated, client_info
 from gateway.surfaces.mcp import outcome_meta
-from gateway.surfaces.middleware import new_request_id
+from gateway.surfaces.middleware import request_id_of
+from gateway.surfaces.rest_io import json_body
 from gateway.types import OutcomeStatus, Principal, ToolCall, ToolDefinition
 
 
@@ -82,26 +82,24 @@ class RestSurface:
 
     @authenticated
     async def list_tools(self, request: Request, principal: Principal) -> Response:
-        request_id = _request_id(request)
         tools = await self._pipeline.list_tools(
-            principal, transport="rest", request_id=request_id, client=client_info(request)
+            principal,
+            transport="rest",
+            request_id=request_id_of(request),
+            client=client_info(request),
         )
         return JSONResponse(ToolList(tools=[_tool_info(t) for t in tools]).model_dump())
 
     @authenticated
     async def call_tool(self, request: Request, principal: Principal) -> Response:
-        request_id = _request_id(request)
-        try:
-            body = await _parse_body(request)
-        except BadRequest as error:
-            return error_response(error, request_id)
+        body = await json_body(request, CallRequest)
         outcome = await self._pipeline.call(
             ToolCall(
                 principal=principal,
                 tool=request.path_params["name"],
                 arguments=body.arguments,
                 transport="rest",
-                request_id=request_id,
+                request_id=request_id_of(request),
                 client=client_info(request),
                 hold_s=prefer_wait(request.headers.get("prefer")),
             )
@@ -124,22 +122,6 @@ class RestSurface:
         return JSONResponse(response.model_dump(exclude_none=True), status_code=status)
 
 
-async def _parse_body(request: Request) -> CallRequest:
-    raw = await request.body()
-    if not raw:
-        return CallRequest()
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
-    try:
-        return CallRequest.model_validate(data)
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(str(p) for p in problem["loc"]) or "body"
-        raise BadRequest(f"request body is invalid: {where}: {problem['msg']}") from None
-
-
 def prefer_wait(header: str | None) -> float | None:
     """The ``wait`` preference of an RFC 7240 ``Prefer`` header, in seconds: how long
     the client will wait for a call held for approval (``Prefer: wait=0`` answers 202
@@ -152,17 +134,6 @@ def prefer_wait(header: str | None) -> float | None:
             except ValueError:
                 return None
     return None
-
-
-def error_response(error: GatewayError, request_id: str | None) -> JSONResponse:
-    body: dict[str, Any] = {"error": error.to_dict()}
-    if request_id:
-        body["request_id"] = request_id
-    return JSONResponse(body, status_code=error.http_status)
-
-
-def _request_id(request: Request) -> str:
-    return getattr(request.state, "request_id", None) or new_request_id()
 
 
 def _tool_info(tool: ToolDefinition) -> ToolInfo:

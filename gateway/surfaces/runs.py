@@ -14,22 +14,20 @@ cancel it). Errors are the executor's `GatewayError`s with their stable codes.
 
 from __future__ import annotations
 
-import json
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.errors import BadRequest, GatewayError
+from gateway.errors import BadRequest
 from gateway.executor.plan import Plan, load_plan_text, parse_plan
 from gateway.executor.service import Executor
 from gateway.surfaces.auth import Authenticator, authenticated, client_info
-from gateway.surfaces.middleware import new_request_id
+from gateway.surfaces.middleware import request_id_of
+from gateway.surfaces.rest_io import json_body
 from gateway.types import Principal
-
-M = TypeVar("M", bound=BaseModel)
 
 
 class SubmitRunRequest(BaseModel):
@@ -80,22 +78,18 @@ class RunsApi:
 
     @authenticated
     async def submit(self, request: Request, principal: Principal) -> Response:
-        request_id = _request_id(request)
-        try:
-            body = await _body(request, SubmitRunRequest)
-            key = body.idempotency_key or request.headers.get("idempotency-key")
-            run_id, created = await self._executor.submit(
-                principal,
-                parse_plan_field(body.plan),
-                body.inputs,
-                idempotency_key=key,
-                request_id=request_id,
-                transport="rest",
-                client=client_info(request),
-            )
-            view = await self._executor.get(run_id, principal)
-        except GatewayError as error:
-            return error_response(error, request_id)
+        body = await json_body(request, SubmitRunRequest)
+        key = body.idempotency_key or request.headers.get("idempotency-key")
+        run_id, created = await self._executor.submit(
+            principal,
+            parse_plan_field(body.plan),
+            body.inputs,
+            idempotency_key=key,
+            request_id=request_id_of(request),
+            transport="rest",
+            client=client_info(request),
+        )
+        view = await self._executor.get(run_id, principal)
         answer = RunSubmitted(
             run_id=run_id, status=view["status"], created=created, url=f"/v1/runs/{run_id}"
         )
@@ -103,11 +97,10 @@ class RunsApi:
 
     @authenticated
     async def list_runs(self, request: Request, principal: Principal) -> Response:
-        request_id = _request_id(request)
         try:
             limit = int(request.query_params.get("limit", "50"))
         except ValueError:
-            return error_response(BadRequest("limit must be an integer"), request_id)
+            raise BadRequest("limit must be an integer") from None
         runs = await self._executor.list(
             principal, status=request.query_params.get("status"), limit=limit
         )
@@ -115,21 +108,12 @@ class RunsApi:
 
     @authenticated
     async def get_run(self, request: Request, principal: Principal) -> Response:
-        request_id = _request_id(request)
-        try:
-            view = await self._executor.get(request.path_params["run_id"], principal)
-        except GatewayError as error:
-            return error_response(error, request_id)
-        return JSONResponse(view)
+        return JSONResponse(await self._executor.get(request.path_params["run_id"], principal))
 
     @authenticated
     async def cancel(self, request: Request, principal: Principal) -> Response:
-        request_id = _request_id(request)
         run_id = request.path_params["run_id"]
-        try:
-            status = await self._executor.cancel(run_id, principal)
-        except GatewayError as error:
-            return error_response(error, request_id)
+        status = await self._executor.cancel(run_id, principal)
         return JSONResponse({"run_id": run_id, "status": status}, status_code=202)
 
     @authenticated
@@ -139,55 +123,22 @@ class RunsApi:
 
     @authenticated
     async def add_schedule(self, request: Request, principal: Principal) -> Response:
-        request_id = _request_id(request)
-        try:
-            body = await _body(request, ScheduleRequest)
-            schedule = await self._executor.schedules.add(
-                principal,
-                name=body.name,
-                cron=body.cron,
-                plan=parse_plan_field(body.plan),
-                inputs=body.inputs,
-                request_id=request_id,
-                transport="rest",
-            )
-        except GatewayError as error:
-            return error_response(error, request_id)
+        body = await json_body(request, ScheduleRequest)
+        schedule = await self._executor.schedules.add(
+            principal,
+            name=body.name,
+            cron=body.cron,
+            plan=parse_plan_field(body.plan),
+            inputs=body.inputs,
+            request_id=request_id_of(request),
+            transport="rest",
+        )
         return JSONResponse(schedule, status_code=201)
 
     @authenticated
     async def remove_schedule(self, request: Request, principal: Principal) -> Response:
-        request_id = _request_id(request)
-        try:
-            await self._executor.schedules.remove(request.path_params["schedule_id"], principal)
-        except GatewayError as error:
-            return error_response(error, request_id)
+        await self._executor.schedules.remove(request.path_params["schedule_id"], principal)
         return Response(status_code=204)
-
-
-async def _body(request: Request, model: type[M]) -> M:
-    raw = await request.body()
-    try:
-        data = json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(str(p) for p in problem["loc"]) or "body"
-        raise BadRequest(f"request body is invalid: {where}: {problem['msg']}") from None
-
-
-def error_response(error: GatewayError, request_id: str | None) -> JSONResponse:
-    body: dict[str, Any] = {"error": error.to_dict()}
-    if request_id:
-        body["request_id"] = request_id
-    return JSONResponse(body, status_code=error.http_status)
-
-
-def _request_id(request: Request) -> str:
-    return getattr(request.state, "request_id", None) or new_request_id()
 
 
 # --- OpenAPI ---------------------------------------------------------------------------
