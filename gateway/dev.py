@@ -85,7 +85,10 @@ def dev_setup(
                     "trust_annotations": True,
                 }
             ],
-            "audit": {"origin": "dev.agent-gateway.local/audit"},
+            "audit": {
+                "origin": "dev.agent-gateway.local/audit",
+                "signing_key_file": str(keys / "audit-signing.pem"),
+            },
             "data_dir": str(data_dir),
         },
         source="dev mode",

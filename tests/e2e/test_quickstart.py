@@ -113,6 +113,13 @@ def test_make_run_starts_a_working_dev_gateway_from_a_clean_clone(clone: Path) -
             "demo__read_file",
             "demo__delete_records",
         }
+        # Everything dev mode made is in its data folder: removing var/dev resets it.
+        assert {p.name for p in (clone / "var").iterdir()} == {"dev"}
+        assert {p.name for p in (clone / "var/dev/keys").iterdir()} >= {
+            "dev-issuer.pem",
+            "gateway-signing.pem",
+            "audit-signing.pem",
+        }
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
