@@ -34,6 +34,7 @@ from gateway.executor.service import build_executor
 from gateway.identity import TokenVerifier, UpstreamTokenMinter, load_or_create_signing_key
 from gateway.pipeline import Pipeline
 from gateway.policy import PolicyEngine
+from gateway.policy.conformance_memo import ConformanceMemo
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.lifecycle import start_policy
 from gateway.policy.opa import OpaEngine
@@ -281,7 +282,12 @@ async def running(parts: Components) -> AsyncIterator[None]:
     try:
         # Before anything serves: a policy failing its conformance cases (under
         # `enforce`) stops the start here, and the load is in the audit log first.
-        await start_policy(parts.config.policy, parts.policy, parts.audit)
+        await start_policy(
+            parts.config.policy,
+            parts.policy,
+            parts.audit,
+            memo=ConformanceMemo(parts.config.data_dir / "conformance"),
+        )
         reloader = build_reloader(parts.policy, parts.audit, parts.config.policy)
         async with anyio.create_task_group() as tasks:
             if reloader is not None:

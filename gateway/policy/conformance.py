@@ -100,6 +100,9 @@ class ConformanceReport:
     engine: str
     total: int
     mismatches: tuple[Mismatch, ...] = field(default=())
+    # The cases did not run: a pass for the same policy, cases, engine and gateway
+    # code was remembered (gateway.policy.conformance_memo).
+    remembered: bool = False
 
     @property
     def failed(self) -> int:

@@ -30,6 +30,7 @@ from gateway.policy.conformance import (
     load_cases,
     run_cases,
 )
+from gateway.policy.conformance_memo import ConformanceMemo
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.opa_conformance import OpaCaseRunner
@@ -43,12 +44,20 @@ Check = Callable[[], ConformanceReport | None]
 
 
 def check_conformance(
-    mode: Mode, path: Path | None, evaluate: Evaluate, *, engine: str
+    mode: Mode,
+    path: Path | None,
+    evaluate: Evaluate,
+    *,
+    engine: str,
+    memo: ConformanceMemo | None = None,
+    revision: str | None = None,
 ) -> ConformanceReport | None:
     """Runs the cases at ``path`` as ``mode`` says; None when no cases ran.
 
     Raises `ConformanceFailed` (a mismatch) or `ConformanceCaseError` (unreadable
-    cases) only under ``enforce``; under ``warn`` both are logged.
+    cases) only under ``enforce``; under ``warn`` both are logged. With a ``memo``
+    and the policy's ``revision``, a pass remembered for the same policy, cases,
+    engine and gateway code stands in for running the cases again.
     """
     if mode == "off":
         return None
@@ -65,7 +74,19 @@ def check_conformance(
             raise
         log.warning("conformance cases not run: %s", exc.message)
         return None
+    key = memo.key(revision=revision, cases=cases, engine=engine) if memo and revision else None
+    if key is not None and memo is not None and memo.recall(key) == len(cases):
+        log.info(
+            "policy passes its %d conformance cases on the %s engine (remembered: same "
+            "policy, cases, engine and gateway as a run in %s)",
+            len(cases),
+            engine,
+            memo.folder,
+        )
+        return ConformanceReport(engine=engine, total=len(cases), remembered=True)
     report = run_cases(cases, evaluate, engine=engine)
+    if key is not None and memo is not None and report.ok and revision is not None:
+        memo.remember(key, revision=revision, cases=report.total)
     if not report.ok:
         if mode == "enforce":
             raise ConformanceFailed(report)
@@ -100,6 +121,7 @@ def loaded_record(
             "mode": mode,
             "cases": report.total if report else 0,
             "passed": report.passed if report else 0,
+            "remembered": report.remembered if report else False,
         },
     }
     return AuditRecord("policy.loaded", revision or "policy", payload)
@@ -126,18 +148,23 @@ def rejected_record(
 
 
 async def start_policy(
-    config: EmbeddedPolicyConfig | OpaPolicyConfig, engine: PolicyEngine, audit: AuditLog
+    config: EmbeddedPolicyConfig | OpaPolicyConfig,
+    engine: PolicyEngine,
+    audit: AuditLog,
+    *,
+    memo: ConformanceMemo | None = None,
 ) -> None:
     """Checks the policy in force against its conformance cases, then appends its
     `policy.loaded` entry. A refusal (under ``enforce``) is appended as
-    `policy.rejected` and raised, so the gateway does not start serving."""
+    `policy.rejected` and raised, so the gateway does not start serving. ``memo``
+    remembers the embedded engine's passes across restarts."""
     mode: Mode = config.conformance.on_start
     path = cases_path(config.path, config.conformance.path)
     modules: list[str] | None = None
     checking: Check | None
     if isinstance(engine, EmbeddedEngine):
         modules = list(engine.compiled.modules)
-        checking = _check_embedded(engine, mode, path)
+        checking = _check_embedded(engine, mode, path, memo)
     elif isinstance(config, OpaPolicyConfig):
         checking = _check_opa(config.url, mode, path)
     else:
@@ -185,9 +212,18 @@ async def _wait_ready(engine: PolicyEngine, wait_s: float) -> None:
             await anyio.sleep(0.1)
 
 
-def _check_embedded(engine: EmbeddedEngine, mode: Mode, path: Path | None) -> Check:
+def _check_embedded(
+    engine: EmbeddedEngine, mode: Mode, path: Path | None, memo: ConformanceMemo | None
+) -> Check:
     def check() -> ConformanceReport | None:
-        return check_conformance(mode, path, embedded_evaluator(engine), engine=engine.name)
+        return check_conformance(
+            mode,
+            path,
+            embedded_evaluator(engine),
+            engine=engine.name,
+            memo=memo,
+            revision=engine.revision,
+        )
 
     return check
 

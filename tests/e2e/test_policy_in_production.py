@@ -121,7 +121,12 @@ def test_file_changes_reload_and_bad_policies_keep_the_old_one(
         [started] = entries(db, "policy.loaded")
         assert started.payload is not None
         assert (started.payload["revision"], started.payload["trigger"]) == (first, "start")
-        assert started.payload["conformance"] == {"mode": "enforce", "cases": 1, "passed": 1}
+        assert started.payload["conformance"] == {
+            "mode": "enforce",
+            "cases": 1,
+            "passed": 1,
+            "remembered": False,
+        }
 
         # An edit that denies a tool: calls are denied once the watcher loaded it.
         write_fixture_data(policy, [WHOAMI])
@@ -257,7 +262,12 @@ def test_an_opa_policy_is_checked_against_the_opa_server_at_start(
             [loaded] = entries(database(gateway), "policy.loaded")
             assert loaded.payload is not None
             assert loaded.payload["engine"] == "opa" and loaded.payload["trigger"] == "start"
-            assert loaded.payload["conformance"] == {"mode": "enforce", "cases": 1, "passed": 1}
+            assert loaded.payload["conformance"] == {
+                "mode": "enforce",
+                "cases": 1,
+                "passed": 1,
+                "remembered": False,
+            }
         finally:
             if gateway.process is not None:
                 gateway.process.stop()

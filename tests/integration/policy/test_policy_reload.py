@@ -15,6 +15,8 @@ from sqlalchemy import Engine
 
 from gateway.audit import AuditEntry, AuditLog, read_entries
 from gateway.config import ConformanceConfig, EmbeddedPolicyConfig
+from gateway.policy import lifecycle
+from gateway.policy.conformance_memo import ConformanceMemo
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.lifecycle import start_policy
 from gateway.policy.reload import PolicyReloader, fingerprint
@@ -110,7 +112,7 @@ async def test_start_records_the_policy_loaded_with_its_cases(setup: Setup) -> N
         "engine": "embedded",
         "modules": ["gateway/decision.rego"],
         "trigger": "start",
-        "conformance": {"mode": "enforce", "cases": 1, "passed": 1},
+        "conformance": {"mode": "enforce", "cases": 1, "passed": 1, "remembered": False},
     }
 
 
@@ -127,7 +129,12 @@ async def test_a_changed_policy_is_loaded_and_recorded(setup: Setup) -> None:
     assert loaded.payload["revision"] == result.revision
     assert loaded.payload["previous_revision"] == before.revision
     assert loaded.payload["trigger"] == "sighup"
-    assert loaded.payload["conformance"] == {"mode": "enforce", "cases": 1, "passed": 1}
+    assert loaded.payload["conformance"] == {
+        "mode": "enforce",
+        "cases": 1,
+        "passed": 1,
+        "remembered": False,
+    }
 
 
 async def test_an_unchanged_policy_is_not_reloaded(setup: Setup) -> None:
@@ -174,7 +181,12 @@ async def test_under_warn_a_failing_policy_is_loaded(setup: Setup) -> None:
     result = await reloader.reload("sighup")
     assert result.status == "loaded" and not setup.allows("demo__whoami")
     [loaded] = setup.entries("policy.loaded")
-    assert loaded.payload["conformance"] == {"mode": "warn", "cases": 1, "passed": 0}
+    assert loaded.payload["conformance"] == {
+        "mode": "warn",
+        "cases": 1,
+        "passed": 0,
+        "remembered": False,
+    }
 
 
 async def test_the_watcher_loads_changes_and_reports_a_broken_save_once(setup: Setup) -> None:
@@ -207,3 +219,83 @@ def test_fingerprint_sees_content_changes_and_ignores_other_files(tmp_path: Path
     assert fingerprint([policy]) == first
     write_fixture_data(policy, [WHOAMI])
     assert fingerprint([policy]) != first
+
+
+# --- remembered conformance passes (gateway.policy.conformance_memo) -------------------
+
+
+@pytest.fixture
+def case_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many cases each conformance run evaluated, one item per run."""
+    runs: list[int] = []
+    real = lifecycle.run_cases
+
+    def counting(cases: Any, evaluate: Any, *, engine: str) -> Any:
+        runs.append(len(cases))
+        return real(cases, evaluate, engine=engine)
+
+    monkeypatch.setattr(lifecycle, "run_cases", counting)
+    return runs
+
+
+async def test_a_restart_with_nothing_changed_remembers_the_pass(
+    setup: Setup, tmp_path: Path, case_runs: list[int]
+) -> None:
+    config = EmbeddedPolicyConfig(path=setup.policy)
+    memo = ConformanceMemo(tmp_path / "memo")
+    await start_policy(config, setup.engine, setup.audit, memo=memo)
+    await start_policy(config, EmbeddedEngine(setup.policy), setup.audit, memo=memo)
+    assert case_runs == [1]
+    first, second = setup.entries("policy.loaded")
+    assert first.payload["conformance"]["remembered"] is False
+    assert second.payload["conformance"] == {
+        "mode": "enforce",
+        "cases": 1,
+        "passed": 1,
+        "remembered": True,
+    }
+
+
+async def test_changed_cases_or_a_changed_policy_run_the_cases_again(
+    setup: Setup, tmp_path: Path, case_runs: list[int]
+) -> None:
+    config = EmbeddedPolicyConfig(path=setup.policy)
+    memo = ConformanceMemo(tmp_path / "memo")
+    await start_policy(config, setup.engine, setup.audit, memo=memo)
+
+    cases = [case("demo__whoami", True), case("demo__echo", True)]
+    (setup.policy / "conformance" / "cases.json").write_text(json.dumps({"cases": cases}))
+    await start_policy(config, setup.engine, setup.audit, memo=memo)
+
+    write_fixture_policy(setup.policy, [ECHO, WHOAMI, {"role": "agent", "tool": "demo__x"}])
+    await start_policy(config, EmbeddedEngine(setup.policy), setup.audit, memo=memo)
+    assert case_runs == [1, 2, 2]
+    await start_policy(config, EmbeddedEngine(setup.policy), setup.audit, memo=memo)
+    assert case_runs == [1, 2, 2]  # that last pass is remembered
+
+
+async def test_a_failing_run_is_never_remembered(
+    setup: Setup, tmp_path: Path, case_runs: list[int]
+) -> None:
+    (setup.policy / "conformance" / "cases.json").write_text(
+        json.dumps({"cases": [case("demo__whoami", False)]})
+    )
+    config = EmbeddedPolicyConfig(path=setup.policy, conformance=ConformanceConfig(on_start="warn"))
+    memo = ConformanceMemo(tmp_path / "memo")
+    await start_policy(config, setup.engine, setup.audit, memo=memo)
+    await start_policy(config, setup.engine, setup.audit, memo=memo)
+    assert case_runs == [1, 1]
+    assert not list((tmp_path / "memo").glob("*"))
+
+
+async def test_a_memo_folder_that_cannot_be_written_only_costs_the_next_run(
+    setup: Setup, tmp_path: Path, case_runs: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "not-a-folder").write_text("")
+    memo = ConformanceMemo(tmp_path / "not-a-folder" / "memo")
+    config = EmbeddedPolicyConfig(path=setup.policy)
+    await start_policy(config, setup.engine, setup.audit, memo=memo)
+    await start_policy(config, setup.engine, setup.audit, memo=memo)
+    assert case_runs == [1, 1]
+    assert "could not remember the conformance verdict" in caplog.text
+    assert len(setup.entries("policy.loaded")) == 2
