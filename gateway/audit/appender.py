@@ -21,8 +21,8 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
-from gateway.audit.batch import WRITER_LOCK_KEY, PreparedRecord, append_rows
-from gateway.store.db import sqlite_writer
+from gateway.audit.batch import WRITER_LOCK_KEY, PreparedRecord, append_rows, describe_error
+from gateway.store.db import is_sqlite_file, sqlite_writer
 
 
 class WriterBusy(Exception):
@@ -30,21 +30,33 @@ class WriterBusy(Exception):
     appended."""
 
 
+class CommitUnknown(Exception):
+    """The connection broke while COMMIT was under way: the batch may or may not have
+    been appended. Never retried (that could append it twice)."""
+
+
 class Appender:
     """Appends batches to the chain in ``engine``'s database.
 
     ``never_wait`` (a SQLite file only): when another writer of this or another
     process holds the database, `write` raises `WriterBusy` at once instead of
-    waiting, and the connection leaves WAL checkpoints (which wait for the disk) to
-    the others. For writes made on an event loop's thread.
+    waiting. For writes made on an event loop's thread. Such a connection still
+    checkpoints the WAL when it grows past SQLite's threshold: a log whose every
+    append is made inline (a gateway denying every call makes no outcome records for
+    the writer thread) would otherwise grow its WAL without bound.
     """
 
     def __init__(self, engine: Engine, origin: str, *, never_wait: bool = False) -> None:
         self._engine = engine
         self._origin = origin
         self._dialect = engine.dialect.name
-        self._never_wait = never_wait and self._dialect == "sqlite" and not _in_memory(engine)
+        self._never_wait = never_wait and is_sqlite_file(engine)
         self._connection: PoolProxiedConnection | None = None
+
+    def connect(self) -> None:
+        """Checks the connection out now (it is otherwise taken on the first write):
+        a write on an event loop must not wait for the pool."""
+        self._dbapi()
 
     def write(self, groups: Sequence[Sequence[PreparedRecord]]) -> list[list[int]]:
         """Appends every group, each contiguously and in order, in one transaction;
@@ -72,16 +84,12 @@ class Appender:
             dbapi = self._dbapi()
             try:
                 dbapi.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if self._never_wait and exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
-                    raise WriterBusy("another process is writing the database") from exc
-                raise
-            try:
                 results = append_rows(dbapi, self._dialect, self._origin, groups)
                 dbapi.execute("COMMIT")
-            except BaseException:
-                if dbapi.in_transaction:
-                    dbapi.execute("ROLLBACK")
+            except BaseException as exc:
+                self._roll_back()  # SQLite's COMMIT either committed or left nothing
+                if self._never_wait and _busy(exc):
+                    raise WriterBusy("another process is writing the database") from exc
                 raise
             return results
         raise AssertionError("unreachable: sqlite_writer does not swallow exceptions")
@@ -102,21 +110,29 @@ class Appender:
                 committing = True
                 dbapi.commit()
                 return results
-            except Exception:
+            except Exception as exc:
                 broken = self._roll_back()
                 if attempt == 1 and broken and not committing:
                     continue
+                if broken and committing:
+                    raise CommitUnknown(describe_error(exc)) from exc
                 raise
         raise AssertionError("unreachable")
 
     def _roll_back(self) -> bool:
         """Rolls back after a failure; returns whether the connection was unusable (it
-        is then dropped, and the next write checks out another)."""
+        is then dropped, and the next write checks out another). A kept connection
+        left inside a transaction would hold the database's write lock for good."""
         connection = self._connection
         if connection is None:
             return True
         try:
-            connection.dbapi_connection.rollback()  # type: ignore[union-attr]
+            dbapi = connection.dbapi_connection
+            if self._dialect == "sqlite":
+                if dbapi.in_transaction:  # type: ignore[union-attr]
+                    dbapi.execute("ROLLBACK")  # type: ignore[union-attr]
+            else:
+                dbapi.rollback()  # type: ignore[union-attr]
         except Exception:
             self._connection = None
             connection.invalidate()
@@ -129,16 +145,17 @@ class Appender:
         if self._connection is None:
             connection = self._engine.raw_connection()
             if self._never_wait:
-                cursor = connection.dbapi_connection.cursor()  # type: ignore[union-attr]
                 try:
-                    cursor.execute("PRAGMA busy_timeout=0")
-                    cursor.execute("PRAGMA wal_autocheckpoint=0")
-                finally:
-                    cursor.close()
+                    connection.dbapi_connection.execute("PRAGMA busy_timeout=0")  # type: ignore[union-attr]
+                except BaseException:
+                    connection.invalidate()  # never back to the pool half set up
+                    raise
             self._connection = connection
         return self._connection.dbapi_connection
 
 
-def _in_memory(engine: Engine) -> bool:
-    database = engine.url.database or ""
-    return database in ("", ":memory:") or "mode=memory" in database
+def _busy(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, sqlite3.OperationalError)
+        and exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+    )

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from gateway.audit.appender import Appender, WriterBusy
+from gateway.audit.appender import Appender, CommitUnknown, WriterBusy
 from gateway.audit.batch import (
     PreparedRecord,
     check_log,
@@ -34,6 +34,7 @@ from gateway.audit.batch import (
 )
 from gateway.audit.records import AuditRecord
 from gateway.errors import AuditUnavailable, ConfigError
+from gateway.store.db import is_sqlite_file
 
 logger = logging.getLogger("gateway.audit")
 
@@ -84,7 +85,7 @@ class AuditLog:
     being written, no other writer holding the database) commits on the calling event
     loop's thread instead of handing over to the writer thread: a fraction of a
     millisecond of SQLite work, against two thread wake-ups on the call's critical
-    path. Never while recent inline commits took longer than `INLINE_BUDGET_S` on
+    path. Never while recent commits took longer than `INLINE_BUDGET_S` on
     average (a slow disk must not stall the loop), and never on PostgreSQL, where a
     commit is network round trips.
     """
@@ -112,7 +113,7 @@ class AuditLog:
         self._pending = 0
         self._inline: Appender | None = None
         self._inline_lock = threading.Lock()  # one inline append at a time, any thread
-        self._recent_s = 0.0  # running average of inline commit times
+        self._recent_s = 0.0  # running average of commit times, inline and writer thread
         self._last_append = 0.0  # time.monotonic() of the latest append or submit
 
     @property
@@ -127,17 +128,20 @@ class AuditLog:
             if self._thread is not None:
                 raise RuntimeError("this AuditLog was already started")
             self._thread = thread
+        inline = Appender(self._engine, self._origin, never_wait=True)
         try:
             await asyncio.to_thread(check_log, self._engine, self._origin)
+            if is_sqlite_file(self._engine):
+                await asyncio.to_thread(inline.connect)  # not on the loop, at the first append
+                self._inline = inline
         except BaseException:
+            inline.close()
             with self._lock:
                 self._thread = None  # nothing started: a later start() may try again
             raise
         with self._lock:
             self._accepting = True
             self._checked = True
-            if self._engine.dialect.name == "sqlite":
-                self._inline = Appender(self._engine, self._origin, never_wait=True)
         # Daemon: an unclosed log must not hang interpreter exit; whatever it still held
         # was never acknowledged to anyone.
         thread.start()
@@ -197,10 +201,14 @@ class AuditLog:
             except Exception as exc:
                 raise self._commit_failed(len(prepared), exc)() from exc
             finally:
-                elapsed = time.perf_counter() - started
-                self._recent_s += _RECENT_WEIGHT * (elapsed - self._recent_s)
+                self._timed(time.perf_counter() - started)
         finally:
             self._inline_lock.release()
+
+    def _timed(self, elapsed: float) -> None:
+        """Adds a commit's duration (inline or writer thread) to the running average.
+        Unlocked: a lost update from the other thread only delays the average a little."""
+        self._recent_s += _RECENT_WEIGHT * (elapsed - self._recent_s)
 
     def append_sync(self, *records: AuditRecord) -> list[int]:
         """Blocking `append` for code without an event loop (the CLI). Goes through the
@@ -227,17 +235,24 @@ class AuditLog:
             raise self._commit_failed(len(prepared), exc)() from exc
 
     async def close(self) -> None:
-        """Stops accepting appends, writes everything already queued, stops the thread."""
+        """Stops accepting appends, writes everything already queued, stops the thread,
+        and returns the connections (also after the writer thread died)."""
         with self._lock:
             thread = self._thread
-            if thread is None or not self._accepting:
-                return
-            self._accepting = False
-            self._queue.put(_STOP)
-        await asyncio.to_thread(thread.join)
-        with self._inline_lock:
-            if self._inline is not None:
-                self._inline.close()
+            stopping = thread is not None and self._accepting
+            if stopping:
+                self._accepting = False
+                self._queue.put(_STOP)
+        if stopping:
+            assert thread is not None
+            await asyncio.to_thread(thread.join)
+        await asyncio.to_thread(self._close_inline)
+
+    def _close_inline(self) -> None:
+        with self._inline_lock:  # after an inline append another thread is making
+            inline, self._inline = self._inline, None
+            if inline is not None:
+                inline.close()
 
     # --- the writer thread -----------------------------------------------------------
 
@@ -285,6 +300,7 @@ class AuditLog:
                 return
 
     def _commit_batch(self, appender: Appender, batch: Sequence[_Request]) -> None:
+        started = time.perf_counter()
         try:
             results = appender.write([r.records for r in batch])
         except Exception as exc:
@@ -294,6 +310,9 @@ class AuditLog:
         else:
             self._done(batch)
             caught_up = self._settle(batch, results, None)
+        # The writer's commits count too: an inline commit that was slow once must not
+        # keep appends off the loop for good, and a loaded log keeps them off.
+        self._timed(time.perf_counter() - started)
         # Group commit only works if the next batch collects every caller this one just
         # woke. Without this wait the writer grabs the first one or two re-appends and
         # commits them alone while the rest queue up: batches alternate tiny and large
@@ -353,10 +372,14 @@ class AuditLog:
     # --- errors ----------------------------------------------------------------------
 
     def _commit_failed(self, count: int, exc: BaseException) -> ErrorFactory:
-        cause = describe_error(exc)
+        cause = describe_error(exc.__cause__ or exc if isinstance(exc, CommitUnknown) else exc)
+        if isinstance(exc, CommitUnknown):
+            outcome = "the connection broke during COMMIT, so they may or may not be in the log"
+        else:
+            outcome = "none of them was appended"
         message = (
             f"audit log unavailable: {count} audit entries could not be committed to "
-            f"{self._database} ({cause}); none of them was appended. Check that the "
+            f"{self._database} ({cause}); {outcome}. Check that the "
             "database is reachable, writable and migrated (gateway.store.migrate)."
         )
         logger.error(message)

@@ -174,6 +174,14 @@ def sqlite_writer(engine: Engine, *, wait: bool = True) -> Iterator[bool]:
             writers.release()
 
 
+def is_sqlite_file(engine: Engine) -> bool:
+    """Whether ``engine`` is a SQLite database in a file (not in memory)."""
+    if engine.dialect.name != "sqlite":
+        return False
+    name = engine.url.database or ""
+    return not (name in ("", ":memory:") or "mode=memory" in name)
+
+
 def _sqlite_writer_lock(engine: Engine) -> threading.RLock | None:
     """The lock of the file ``engine`` writes; ``None`` for an in-memory database (one
     connection, nobody to queue with)."""

@@ -24,6 +24,12 @@ from gateway.audit import (
 )
 from gateway.errors import AuditUnavailable, ConfigError
 from gateway.store import create_engine
+from tests.support.audit_faults import (
+    kill_connections_at_commit,
+    repair_commits,
+    sabotage_commits,
+    stop_killing_connections,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -104,7 +110,7 @@ async def test_failed_commit_appends_nothing_and_the_chain_continues(
     log: AuditLog, engine: Engine
 ) -> None:
     await log.append(record(0), record(1))
-    _sabotage_commits(engine)
+    sabotage_commits(engine)
     # Several callers, likely sharing one batch: all of them fail, none is appended.
     outcomes = await asyncio.gather(
         *(log.append(record(i), record(i + 100)) for i in range(10)), return_exceptions=True
@@ -117,7 +123,7 @@ async def test_failed_commit_appends_nothing_and_the_chain_continues(
     assert error.code == "audit_unavailable" and error.http_status == 503
     assert len(read_entries(engine)) == 2
 
-    _repair(engine)
+    repair_commits(engine)
     assert await log.append(record(2)) == [2]
     verify_chain(read_entries(engine), ORIGIN)
 
@@ -199,10 +205,10 @@ def test_append_sync_without_a_writer_thread(engine: Engine) -> None:
 
 
 def test_append_sync_without_a_writer_thread_reports_failure(engine: Engine) -> None:
-    _sabotage_commits(engine)
+    sabotage_commits(engine)
     with pytest.raises(AuditUnavailable, match="none of them was appended"):
         AuditLog(engine, ORIGIN).append_sync(record(1))
-    _repair(engine)
+    repair_commits(engine)
     assert read_entries(engine) == []
 
 
@@ -260,38 +266,6 @@ async def test_erased_payload_reads_as_none_and_needs_an_erasure_entry(
     assert caught.value.seq == 1
     await log.append(AuditRecord("erasure", "erasure-1", {"seq": 1}))
     verify_chain(read_entries(engine), ORIGIN)
-
-
-def _sabotage_commits(engine: Engine) -> None:
-    """Makes every later COMMIT that appended audit entries fail: a trigger leaves a
-    dangling row behind a deferred foreign key, which the database checks at COMMIT."""
-    statements = [
-        "CREATE TABLE sabotage_parent (id INTEGER PRIMARY KEY)",
-        "CREATE TABLE sabotage (parent INTEGER REFERENCES sabotage_parent (id)"
-        " DEFERRABLE INITIALLY DEFERRED)",
-    ]
-    if engine.dialect.name == "sqlite":
-        statements.append(
-            "CREATE TRIGGER sabotage AFTER INSERT ON audit_entries"
-            " BEGIN INSERT INTO sabotage (parent) VALUES (1); END"
-        )
-    else:
-        statements += [
-            "CREATE FUNCTION sabotage() RETURNS trigger LANGUAGE plpgsql AS"
-            " $$ BEGIN INSERT INTO sabotage (parent) VALUES (1); RETURN NULL; END $$",
-            "CREATE TRIGGER sabotage AFTER INSERT ON audit_entries"
-            " FOR EACH STATEMENT EXECUTE FUNCTION sabotage()",
-        ]
-    with engine.begin() as conn:
-        for statement in statements:
-            conn.exec_driver_sql(statement)
-
-
-def _repair(engine: Engine) -> None:
-    on = "" if engine.dialect.name == "sqlite" else " ON audit_entries"
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP TRIGGER sabotage{on}")
-        assert conn.execute(sa.text("SELECT count(*) FROM sabotage")).scalar() == 0
 
 
 async def test_cancelled_caller_does_not_disturb_the_writer(log: AuditLog, engine: Engine) -> None:
@@ -352,3 +326,22 @@ async def test_appends_survive_dropped_connections(
     assert killed >= 1
     assert await log.append(record(1)) == [1]
     verify_chain(read_entries(engine), ORIGIN)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_connection_lost_during_commit_is_never_retried(
+    log: AuditLog, engine: Engine
+) -> None:
+    await log.append(record(0))
+    kill_connections_at_commit(engine)
+    with pytest.raises(AuditUnavailable, match="may or may not be in the log"):
+        await log.append(record(1))
+    stop_killing_connections(engine)
+    # Sent once, never again: whatever the server did with it, it is in the log at most
+    # once, and the chain goes on from there.
+    [seq] = await log.append(record(2))
+    entries = read_entries(engine)
+    assert [e.payload["i"] for e in entries if e.payload] in ([0, 2], [0, 1, 2])
+    assert seq == len(entries) - 1
+    verify_chain(entries, ORIGIN)
