@@ -11,10 +11,11 @@ way as policy literals and data (docs/decisions/0002).
 Built-in errors are strict (a failing ``to_number`` is an error, not undefined), so a
 policy bug surfaces as a deny that says so instead of silently skipping a rule.
 
-Where evaluation runs: rego-cpp holds the GIL while it evaluates (two threads
-evaluate more slowly together than one alone), so a worker thread buys no
-parallelism, only a thread hop per decision — a measurable part of a call's overhead
-(docs/decisions/0010). Evaluations therefore run inline on the event loop while the
+Where evaluation runs: regopy calls rego-cpp through ctypes, which releases the GIL
+(two threads evaluate 1.6× as fast as one on two cores), but a worker thread costs a
+thread hop per decision, a measurable part of a call's latency, and at 16 concurrent
+calls it bought no throughput either (bench/README.md; docs/decisions/0010 first
+assumed the GIL was held). Evaluations therefore run inline on the event loop while the
 recent ones have been fast (under `INLINE_BUDGET_S` on average), and move to worker
 threads while a policy proves slow, where the caller's timeout can abandon a runaway
 evaluation instead of stalling every other request. Either way a decision that
