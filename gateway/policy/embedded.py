@@ -19,8 +19,10 @@ assumed the GIL was held). Evaluations therefore run inline on the event loop wh
 recent ones have been fast (under `INLINE_BUDGET_S` on average), and move to worker
 threads while a policy proves slow, where the caller's timeout can abandon a runaway
 evaluation instead of stalling every other request. Either way a decision that
-arrives after the caller's deadline is a deny (`gateway.policy.engine.decide`). Each
-thread has its own interpreter: an interpreter holds the input, so it is not shared.
+arrives after the caller's deadline is a deny (`gateway.policy.engine.decide`). An
+input over `LARGE_INPUT_BYTES` is always evaluated off the loop, on a thread with a
+large stack (see there). Each thread has its own interpreter: an interpreter holds
+the input, so it is not shared.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from regopy import Interpreter, LogLevel, RegoError
@@ -48,6 +51,16 @@ ENTRYPOINT = "gateway/decision"
 INLINE_BUDGET_S = 0.005
 # Weight of the newest evaluation in that running average.
 _RECENT_WEIGHT = 0.2
+# rego-cpp's regular expressions recurse per character: `regex.match("^[a-z]*$", s)`
+# overflowed a thread's usual 8 MiB stack at 100,000 characters and took the process
+# down (20,000 is fine). So an input whose text is longer than this is evaluated on a
+# thread of its own with a 1 GiB stack, which carried 1,000,000 characters (past the
+# default 1 MiB body limit; 3,000,000 still overflow it). Never inline.
+LARGE_INPUT_BYTES = 16 * 1024
+LARGE_INPUT_STACK_BYTES = 1 << 30
+_STACK_SIZE_LOCK = threading.Lock()
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -254,13 +267,14 @@ class EmbeddedEngine:
 
     async def evaluate(self, policy_input: dict[str, Any]) -> Decision:
         compiled = self._compiled
+        text = input_text(policy_input)
         started = time.perf_counter()
         try:
-            if self._recent_s < self._inline_budget_s:
-                raw = self._evaluate_sync(compiled, policy_input)
+            if len(text) <= LARGE_INPUT_BYTES and self._recent_s < self._inline_budget_s:
+                raw = self._evaluate_sync(compiled, text)
             else:
                 raw = await anyio.to_thread.run_sync(
-                    self._evaluate_sync, compiled, policy_input, abandon_on_cancel=True
+                    self._evaluate_sync, compiled, text, abandon_on_cancel=True
                 )
         finally:
             elapsed = time.perf_counter() - started
@@ -274,18 +288,20 @@ class EmbeddedEngine:
     def evaluate_compiled(self, compiled: CompiledPolicy, policy_input: dict[str, Any]) -> Decision:
         """Evaluates a bundle that need not be in force (a reload's candidate, a
         conformance overlay), synchronously; raises `PolicyError`."""
-        raw = self._evaluate_sync(compiled, policy_input)
+        raw = self._evaluate_sync(compiled, input_text(policy_input))
         return parse_decision(raw, engine=self.name, revision=compiled.revision)
 
-    def _evaluate_sync(self, compiled: CompiledPolicy, policy_input: dict[str, Any]) -> Any:
+    def _evaluate_sync(self, compiled: CompiledPolicy, text: str) -> Any:
+        if len(text) > LARGE_INPUT_BYTES:
+            return on_a_large_stack(self._evaluate_text, compiled, text)
+        return self._evaluate_text(compiled, text)
+
+    def _evaluate_text(self, compiled: CompiledPolicy, text: str) -> Any:
         interpreter = getattr(self._local, "interpreter", None)
         if interpreter is None:
             interpreter = self._local.interpreter = _new_interpreter()
         try:
-            # As JSON text, not regopy.Input(value) (docs/decisions/0002): Input also
-            # cuts strings at a NUL and turns integers beyond 64 bits into 0, so policy
-            # would judge other arguments than the upstream receives.
-            interpreter.set_input_term(jcs(policy_input).decode())
+            interpreter.set_input_term(text)
             output = interpreter.query_bundle_entrypoint(compiled.bundle, ENTRYPOINT)
         except RegoError as exc:
             raise PolicyError(f"policy evaluation failed: {_rego_message(exc)}") from None
@@ -307,6 +323,42 @@ class EmbeddedEngine:
 
     async def close(self) -> None:
         return None
+
+
+def input_text(policy_input: dict[str, Any]) -> str:
+    """The input as rego-cpp gets it: JCS text, not regopy.Input(value) (0002). Input
+    also cuts strings at a NUL and turns integers beyond 64 bits into 0, so policy
+    would judge other arguments than the upstream receives."""
+    try:
+        return jcs(policy_input).decode()
+    except ValueError as exc:
+        raise PolicyError(f"the policy input cannot be evaluated: {exc}") from None
+
+
+def on_a_large_stack(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` on a thread of its own whose stack is `LARGE_INPUT_STACK_BYTES`,
+    waiting for it. The stack is reserved address space, touched only as deep as the
+    call recurses, and given back when the thread ends."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, function(*args)))
+        except BaseException as exc:
+            outcome.append((False, exc))
+
+    with _STACK_SIZE_LOCK:  # stack_size is process-wide: set it only around this start
+        previous = threading.stack_size(LARGE_INPUT_STACK_BYTES)
+        try:
+            thread = threading.Thread(target=run, name="policy-large-input", daemon=True)
+            thread.start()
+        finally:
+            threading.stack_size(previous)
+    thread.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
 
 
 def _new_interpreter() -> Interpreter:

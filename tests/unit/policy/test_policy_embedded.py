@@ -423,10 +423,10 @@ async def test_fast_evaluations_run_inline_and_slow_ones_move_to_worker_threads(
     threads: list[str] = []
     delay = 0.0
 
-    def observed(compiled: Any, policy_input: dict[str, Any]) -> Any:
+    def observed(compiled: Any, text: str) -> Any:
         threads.append(threading.current_thread().name)
         time.sleep(delay)
-        return evaluate(compiled, policy_input)
+        return evaluate(compiled, text)
 
     monkeypatch.setattr(engine, "_evaluate_sync", observed)
     loop_thread = threading.current_thread().name
