@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from gateway.errors import PolicyError, PolicyLoadError
-from gateway.policy.embedded import EmbeddedEngine, compile_policy, policy_files
+from gateway.policy.embedded import (
+    LARGE_INPUT_BYTES,
+    EmbeddedEngine,
+    compile_policy,
+    on_a_large_stack,
+    policy_files,
+)
 from gateway.policy.engine import FAIL_CLOSED_RULE, decide
 
 HEADER = "package gateway\n\nimport rego.v1\n\n"
@@ -440,3 +446,36 @@ async def test_fast_evaluations_run_inline_and_slow_ones_move_to_worker_threads(
         assert (await engine.evaluate({})).allow
     assert threads[0] == loop_thread  # found slow by running it...
     assert all(name != loop_thread for name in threads[1:])  # ...then kept off the loop
+
+
+def test_on_a_large_stack_returns_or_raises_what_the_function_did() -> None:
+    assert on_a_large_stack(lambda a, b: (a + b, threading.current_thread().name), 1, 2) == (
+        3,
+        "policy-large-input",
+    )
+
+    def fails() -> None:
+        raise PolicyError("from the thread")
+
+    with pytest.raises(PolicyError, match="from the thread"):
+        on_a_large_stack(fails)
+    assert threading.stack_size() == 0  # the process-wide default is left as it was
+
+
+@pytest.mark.anyio
+async def test_a_large_input_is_evaluated_on_a_large_stack_never_inline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = EmbeddedEngine(write_policy(tmp_path, {"p.rego": ALLOW_ALL}))
+    evaluate = engine._evaluate_text
+    threads: list[str] = []
+
+    def observed(compiled: Any, text: str) -> Any:
+        threads.append(threading.current_thread().name)
+        return evaluate(compiled, text)
+
+    monkeypatch.setattr(engine, "_evaluate_text", observed)
+    assert (await engine.evaluate({"text": "x" * LARGE_INPUT_BYTES})).allow
+    assert engine.evaluate_sync({"text": "x" * LARGE_INPUT_BYTES}).allow
+    assert (await engine.evaluate({"text": "small"})).allow
+    assert threads == ["policy-large-input", "policy-large-input", threading.current_thread().name]
