@@ -6,7 +6,7 @@
 "use strict";
 
 (() => {
-  const { TOKEN_KEY, $, el, clear, json, field, showError, ApiError, explain } = window.agwConsole;
+  const { $, el, clear, json, field, showError, ApiError, explain } = window.agwConsole;
   const FILTERS = ["principal", "tool", "kind", "ref"];
 
   const state = {
@@ -259,41 +259,9 @@
 
   // --- signing in and out --------------------------------------------------------------
 
-  function signedIn(token) {
-    state.token = token;
-    $("who").textContent = window.agwConsole.greeting(token);
-    $("sign-in").hidden = true;
-    $("app").hidden = false;
-    $("sign-out").hidden = false;
-    run(() => search(queryFromForm()));
-    showEntry();
-  }
-
-  function signOut(clearError) {
-    sessionStorage.removeItem(TOKEN_KEY);
-    state.token = null;
-    state.entries = [];
-    $("who").textContent = "";
-    $("updated").textContent = "";
-    $("sign-in").hidden = false;
-    $("app").hidden = true;
-    $("sign-out").hidden = true;
-    if (clearError) showError("");
-  }
+  let signOut = () => {};
 
   document.addEventListener("DOMContentLoaded", () => {
-    $("sign-in-form").addEventListener("submit", (event) => {
-      event.preventDefault();
-      const token = $("token").value.trim();
-      if (!token) {
-        showError("Paste a token first.");
-        return;
-      }
-      $("token").value = "";
-      showError("");
-      sessionStorage.setItem(TOKEN_KEY, token);
-      signedIn(token);
-    });
     $("filters").addEventListener("submit", (event) => {
       event.preventDefault();
       run(() => search(queryFromForm()));
@@ -301,9 +269,17 @@
     // After the form has reset its fields: search everything again.
     $("filters").addEventListener("reset", () => setTimeout(() => run(() => search(queryFromForm()))));
     $("older").addEventListener("click", () => run(older));
-    $("sign-out").addEventListener("click", () => signOut(true));
     window.addEventListener("hashchange", showEntry);
-    const saved = sessionStorage.getItem(TOKEN_KEY);
-    if (saved) signedIn(saved);
+    signOut = window.agwConsole.session({
+      signedIn(token) {
+        state.token = token;
+        run(() => search(queryFromForm()));
+        showEntry();
+      },
+      signedOut() {
+        state.token = null;
+        state.entries = [];
+      },
+    });
   });
 })();

@@ -113,6 +113,49 @@ window.agwConsole = (() => {
     return `Signed in as ${c.sub || "?"} (roles: ${roles})`;
   }
 
+  // --- signing in and out: the same on every page ------------------------------------
+
+  // Wires the sign-in form and the sign-out button, then signs in with the tab's saved
+  // token, if any. `page.signedIn(token)` and `page.signedOut()` do the page's own
+  // part. Returns signOut(clearError), for a page whose token the gateway refused.
+  function session(page) {
+    function signedIn(token) {
+      $("who").textContent = greeting(token);
+      $("sign-in").hidden = true;
+      $("app").hidden = false;
+      $("sign-out").hidden = false;
+      page.signedIn(token);
+    }
+
+    function signOut(clearError) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      page.signedOut();
+      $("who").textContent = "";
+      $("updated").textContent = "";
+      $("sign-in").hidden = false;
+      $("app").hidden = true;
+      $("sign-out").hidden = true;
+      if (clearError) showError("");
+    }
+
+    $("sign-in-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const token = $("token").value.trim();
+      if (!token) {
+        showError("Paste a token first.");
+        return;
+      }
+      $("token").value = "";
+      showError("");
+      sessionStorage.setItem(TOKEN_KEY, token);
+      signedIn(token);
+    });
+    $("sign-out").addEventListener("click", () => signOut(true));
+    const saved = sessionStorage.getItem(TOKEN_KEY);
+    if (saved) signedIn(saved);
+    return signOut;
+  }
+
   return Object.freeze({
     TOKEN_KEY,
     $,
@@ -125,5 +168,6 @@ window.agwConsole = (() => {
     explain,
     api,
     greeting,
+    session,
   });
 })();

@@ -4,7 +4,7 @@
 "use strict";
 
 (() => {
-  const { TOKEN_KEY, $, el, clear, json, field, showError, ApiError, explain } = window.agwConsole;
+  const { $, el, clear, json, field, showError, ApiError, explain } = window.agwConsole;
   const POLL_MS = 2000;
   const RECENT = 15;
   const RUNS = 20;
@@ -443,50 +443,26 @@
 
   // --- signing in and out --------------------------------------------------------------
 
-  function signedIn(token) {
-    state.token = token;
-    $("who").textContent = window.agwConsole.greeting(token);
-    $("sign-in").hidden = true;
-    $("app").hidden = false;
-    $("sign-out").hidden = false;
-    state.fingerprint = "";
-    state.runsFingerprint = "";
-    refresh().then(renderDetail);
-    clearInterval(state.timer);
-    state.timer = setInterval(refresh, POLL_MS);
-  }
-
-  function signOut(clearError) {
-    sessionStorage.removeItem(TOKEN_KEY);
-    state.token = null;
-    clearInterval(state.timer);
-    state.drafts.clear();
-    $("who").textContent = "";
-    $("updated").textContent = "";
-    notice("");
-    $("sign-in").hidden = false;
-    $("app").hidden = true;
-    $("sign-out").hidden = true;
-    if (clearError) showError("");
-  }
+  let signOut = () => {};
 
   document.addEventListener("DOMContentLoaded", () => {
-    $("sign-in-form").addEventListener("submit", (event) => {
-      event.preventDefault();
-      const token = $("token").value.trim();
-      if (!token) {
-        showError("Paste a token first.");
-        return;
-      }
-      $("token").value = "";
-      showError("");
-      sessionStorage.setItem(TOKEN_KEY, token);
-      signedIn(token);
-    });
-    $("sign-out").addEventListener("click", () => signOut(true));
     window.addEventListener("hashchange", navigated);
     setInterval(tick, 1000);
-    const saved = sessionStorage.getItem(TOKEN_KEY);
-    if (saved) signedIn(saved);
+    signOut = window.agwConsole.session({
+      signedIn(token) {
+        state.token = token;
+        state.fingerprint = "";
+        state.runsFingerprint = "";
+        refresh().then(renderDetail);
+        clearInterval(state.timer);
+        state.timer = setInterval(refresh, POLL_MS);
+      },
+      signedOut() {
+        state.token = null;
+        clearInterval(state.timer);
+        state.drafts.clear();
+        notice("");
+      },
+    });
   });
 })();
