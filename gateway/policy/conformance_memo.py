@@ -5,11 +5,16 @@ about five seconds, most of it compiling the policy once per distinct data overl
 A restart with nothing changed would spend that again for a verdict it already has.
 
 A verdict depends on the policy (modules, data and config data: its revision), every
-case, the engine and its version, and the gateway's own code that evaluates and
-compares decisions. The key hashes all of them, the code as the source of the whole
-`gateway` package, so any change at all runs the cases again. Only passes are kept: a
-failing run is run, and reported, every time. Only the embedded engine's verdicts are
-kept; an OPA sidecar can be upgraded behind the gateway's back.
+case, the engine, and the code that evaluates and compares decisions. The key hashes
+all of them: the source of the whole `gateway` package, the version of every
+installed distribution (regopy, rfc8785, pydantic, …), Python's version and the
+platform. Any change at all runs the cases again. Only passes are kept: a failing run
+is run, and reported, every time. Only the embedded engine's verdicts are kept; an
+OPA sidecar can be upgraded behind the gateway's back. Where the gateway's source is
+not readable as files (a zipped or compiled-only install), nothing is remembered.
+
+Whoever can write the data folder can forge a pass, as they can replace the signing
+keys kept beside it: the folder must be the gateway's alone (docs/policies.md).
 """
 
 from __future__ import annotations
@@ -18,10 +23,14 @@ import functools
 import hashlib
 import json
 import logging
+import os
+import platform
+import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import distributions
 from pathlib import Path
 
 import gateway
@@ -37,15 +46,26 @@ class ConformanceMemo:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
 
-    def key(self, *, revision: str, cases: Sequence[ConformanceCase], engine: str) -> str:
-        document = {
-            "revision": revision,
-            "cases": [asdict(case) for case in cases],
-            "engine": engine,
-            "engine_version": _engine_version(),
-            "gateway_code": _gateway_code_digest(),
-        }
-        text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    def key(self, *, revision: str, cases: Sequence[ConformanceCase], engine: str) -> str | None:
+        """The key of a verdict, or None when one cannot be formed (nothing is then
+        remembered or recalled)."""
+        try:
+            code = _gateway_code_digest()
+            if code is None:
+                return None
+            document = {
+                "revision": revision,
+                "cases": [asdict(case) for case in cases],
+                "engine": engine,
+                "code": code,
+                "distributions": _distributions(),
+                "python": sys.version,
+                "platform": platform.platform(),
+            }
+            text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("conformance verdicts are not remembered this time: %s", exc)
+            return None
         return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
     def recall(self, key: str) -> int | None:
@@ -62,9 +82,16 @@ class ConformanceMemo:
         record = {"revision": revision, "cases": cases, "at": datetime.now(UTC).isoformat()}
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            temporary = self._file(key).with_suffix(".tmp")
-            temporary.write_text(json.dumps(record) + "\n")
-            temporary.replace(self._file(key))
+            # A file of its own, then renamed: two gateways starting on one folder
+            # never read each other's half-written record.
+            handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".passed-")
+            try:
+                with os.fdopen(handle, "w") as file:
+                    file.write(json.dumps(record) + "\n")
+                os.replace(temporary, self._file(key))
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
             self._prune()
         except OSError as exc:
             log.warning("could not remember the conformance verdict in %s: %s", self.folder, exc)
@@ -78,19 +105,22 @@ class ConformanceMemo:
             old.unlink(missing_ok=True)
 
 
-def _engine_version() -> str:
-    try:
-        return version("regopy")
-    except PackageNotFoundError:
-        return "unknown"
+def _distributions() -> list[str]:
+    return sorted(
+        f"{d.metadata['Name']}=={d.version}" for d in distributions() if d.metadata["Name"]
+    )
 
 
 @functools.cache
-def _gateway_code_digest() -> str:
-    """The source of every module of the installed `gateway` package (≈ 20 ms, once)."""
+def _gateway_code_digest() -> str | None:
+    """The source of every module of the installed `gateway` package (≈ 20 ms, once);
+    None when there is none to read."""
     root = Path(gateway.__file__).parent
     digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
+    files = sorted(root.rglob("*.py"))
+    if not files:
+        return None
+    for path in files:
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()

@@ -51,13 +51,21 @@ ENTRYPOINT = "gateway/decision"
 INLINE_BUDGET_S = 0.005
 # Weight of the newest evaluation in that running average.
 _RECENT_WEIGHT = 0.2
-# rego-cpp's regular expressions recurse per character: `regex.match("^[a-z]*$", s)`
-# overflowed a thread's usual 8 MiB stack at 100,000 characters and took the process
-# down (20,000 is fine). So an input whose text is longer than this is evaluated on a
-# thread of its own with a 1 GiB stack, which carried 1,000,000 characters (past the
-# default 1 MiB body limit; 3,000,000 still overflow it). Never inline.
-LARGE_INPUT_BYTES = 16 * 1024
+# rego-cpp's regular expressions recurse once per byte of the string they match. On a
+# thread's usual 8 MiB stack, measured: `regex.match("^[a-z]*$", s)` overflowed it at
+# ≈ 26,000 ASCII characters, `^(a|b)*$` at 10,000–12,000, `^(.)*$` at 4,000 emoji
+# (16 KB), and an overflow kills the process. So an input whose text is longer than
+# LARGE_INPUT_BYTES (UTF-8) is never evaluated on the event loop or a worker thread
+# but on a thread of its own with a 1 GiB stack, which carried 1,000,000 characters
+# (past the default 1 MiB body limit) of each of those patterns. The stack is address
+# space, touched only as deep as the evaluation recurses, but that touch is real
+# memory (360–770 MiB for those million characters), so such evaluations run one at a
+# time; one that waits longer than LARGE_INPUT_WAIT_S for its turn is a PolicyError
+# (a deny). docs/policies.md has the numbers.
+LARGE_INPUT_BYTES = 2048
 LARGE_INPUT_STACK_BYTES = 1 << 30
+LARGE_INPUT_WAIT_S = 5.0
+_LARGE_INPUT_SLOT = threading.BoundedSemaphore(1)
 _STACK_SIZE_LOCK = threading.Lock()
 
 T = TypeVar("T")
@@ -268,9 +276,16 @@ class EmbeddedEngine:
     async def evaluate(self, policy_input: dict[str, Any]) -> Decision:
         compiled = self._compiled
         text = input_text(policy_input)
+        if is_large(text):
+            # Not counted in the running average: one large input must not move the
+            # small ones after it off the loop.
+            raw = await anyio.to_thread.run_sync(
+                self._evaluate_sync, compiled, text, abandon_on_cancel=True
+            )
+            return parse_decision(raw, engine=self.name, revision=compiled.revision)
         started = time.perf_counter()
         try:
-            if len(text) <= LARGE_INPUT_BYTES and self._recent_s < self._inline_budget_s:
+            if self._recent_s < self._inline_budget_s:
                 raw = self._evaluate_sync(compiled, text)
             else:
                 raw = await anyio.to_thread.run_sync(
@@ -292,7 +307,7 @@ class EmbeddedEngine:
         return parse_decision(raw, engine=self.name, revision=compiled.revision)
 
     def _evaluate_sync(self, compiled: CompiledPolicy, text: str) -> Any:
-        if len(text) > LARGE_INPUT_BYTES:
+        if is_large(text):
             return on_a_large_stack(self._evaluate_text, compiled, text)
         return self._evaluate_text(compiled, text)
 
@@ -335,10 +350,24 @@ def input_text(policy_input: dict[str, Any]) -> str:
         raise PolicyError(f"the policy input cannot be evaluated: {exc}") from None
 
 
+def is_large(text: str) -> bool:
+    """Whether ``text`` must be evaluated `on_a_large_stack` (its UTF-8 length, not its
+    character count: rego-cpp recurses per byte)."""
+    return len(text) > LARGE_INPUT_BYTES or (
+        not text.isascii() and len(text.encode("utf-8", "surrogatepass")) > LARGE_INPUT_BYTES
+    )
+
+
 def on_a_large_stack(function: Callable[..., T], *args: Any) -> T:
     """``function(*args)`` on a thread of its own whose stack is `LARGE_INPUT_STACK_BYTES`,
-    waiting for it. The stack is reserved address space, touched only as deep as the
-    call recurses, and given back when the thread ends."""
+    one such call at a time, waiting for it. Raises PolicyError when no turn comes
+    within `LARGE_INPUT_WAIT_S` or no such thread can be started."""
+    if not _LARGE_INPUT_SLOT.acquire(timeout=LARGE_INPUT_WAIT_S):
+        raise PolicyError(
+            f"another large policy input is being evaluated and this one waited "
+            f"{LARGE_INPUT_WAIT_S:g} s for its turn (inputs over {LARGE_INPUT_BYTES} bytes "
+            "are evaluated one at a time)"
+        )
     outcome: list[Any] = []
 
     def run() -> None:
@@ -346,14 +375,25 @@ def on_a_large_stack(function: Callable[..., T], *args: Any) -> T:
             outcome.append((True, function(*args)))
         except BaseException as exc:
             outcome.append((False, exc))
-
-    with _STACK_SIZE_LOCK:  # stack_size is process-wide: set it only around this start
-        previous = threading.stack_size(LARGE_INPUT_STACK_BYTES)
-        try:
-            thread = threading.Thread(target=run, name="policy-large-input", daemon=True)
-            thread.start()
         finally:
-            threading.stack_size(previous)
+            # Released by the thread itself: a caller that stopped waiting (its
+            # deadline passed) must not let another deep evaluation start meanwhile.
+            _LARGE_INPUT_SLOT.release()
+
+    try:
+        # stack_size is process-wide, so it is set only around this start. A thread
+        # another part of the process starts in that instant gets the large stack
+        # too: more address space reserved, nothing touched.
+        with _STACK_SIZE_LOCK:
+            previous = threading.stack_size(LARGE_INPUT_STACK_BYTES)
+            try:
+                thread = threading.Thread(target=run, name="policy-large-input", daemon=True)
+                thread.start()
+            finally:
+                threading.stack_size(previous)
+    except (RuntimeError, MemoryError, ValueError) as exc:
+        _LARGE_INPUT_SLOT.release()
+        raise PolicyError(f"could not start a thread for a large policy input: {exc}") from None
     thread.join()
     ok, value = outcome[0]
     if not ok:

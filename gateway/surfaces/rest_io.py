@@ -36,6 +36,8 @@ async def json_body(request: Request, model: type[M]) -> M:
         data = json.loads(raw) if raw else {}
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply to read") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:

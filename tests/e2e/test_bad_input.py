@@ -405,3 +405,20 @@ async def test_killed_upstream_fails_clearly_and_is_reconnected(
         assert served_by == {revived.process.popen.pid}
     finally:
         revived.process.stop()
+
+
+def test_deeply_nested_json_is_a_clear_400_on_both_surfaces(gateway: GatewayServer) -> None:
+    deep = b"[" * 2000 + b"]" * 2000  # far below the body limit, beyond the parser's depth
+    rest = httpx.post(
+        f"{gateway.url}/v1/tools/steady__echo/call",
+        headers={**gateway.headers(), "Content-Type": "application/json"},
+        content=b'{"arguments": {"text": ' + deep + b"}}",
+        timeout=10,
+    )
+    assert rest.status_code == 400, rest.text
+    assert "nested too deeply" in rest.json()["error"]["message"]
+    mcp = mcp_post(
+        gateway, b'{"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": ' + deep + b"}"
+    )
+    assert mcp.status_code == 400, mcp.text
+    assert jsonrpc(mcp)["error"]["code"] == -32700

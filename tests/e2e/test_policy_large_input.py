@@ -1,8 +1,9 @@
-"""A policy that recurses per character over a long argument: rego-cpp's regular
-expressions overflowed the 8 MiB stack of the thread evaluating them (100,000
-characters of `regex.match("^[a-z]*$", …)` killed the process). An agent must not be
-able to take the gateway down by sending such an argument: large inputs are
-evaluated on a thread with a large stack, and the gateway keeps serving."""
+"""A policy that recurses per byte over a long argument: rego-cpp's regular
+expressions overflowed the 8 MiB stack of the thread evaluating them (26,000 ASCII
+characters of `regex.match("^[a-z]*$", …)`, 4,000 emoji of `^(.)*$`, killed the
+process). An agent must not be able to take the gateway down by sending such an
+argument: large inputs are evaluated on a thread with a large stack, one at a time,
+and the gateway keeps serving."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import rego.v1
 default decision := {
 	"allow": false,
 	"require_approval": false,
-	"reasons": ["text is not all lower-case letters"],
+	"reasons": ["text has an exclamation mark"],
 	"obligations": {"redact": [], "approvers": []},
 	"rule": "default_deny",
 }
@@ -34,7 +35,7 @@ decision := {
 	"rule": "grant",
 } if {
 	"agent" in input.subject.roles
-	regex.match("^[a-z]*$", input.arguments.text)
+	regex.match("^[^!]*$", input.arguments.text)
 }
 """
 
@@ -68,12 +69,15 @@ def test_a_long_argument_does_not_take_the_gateway_down(gateway: GatewayServer) 
         assert allowed.status_code == 200, allowed.text
         assert allowed.json()["result"]["content"][0]["text"] == "a" * 400_000
 
-        denied = call(gateway, "a" * 399_999 + "A")
+        emoji = call(gateway, "😀" * 100_000)  # 400,000 bytes: the recursion is per byte
+        assert emoji.status_code == 200, emoji.text
+
+        denied = call(gateway, "a" * 399_999 + "!")
         assert denied.status_code == 403, denied.text
         assert denied.json()["decision"]["rule"] == "default_deny", denied.json()
 
-        assert call(gateway, "still serving").status_code == 403
-        assert call(gateway, "still").status_code == 200
+        assert call(gateway, "still serving!").status_code == 403
+        assert call(gateway, "still serving").status_code == 200
         assert gateway.process is not None and gateway.process.popen.poll() is None
     finally:
         gateway.stop()

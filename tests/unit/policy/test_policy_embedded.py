@@ -477,5 +477,30 @@ async def test_a_large_input_is_evaluated_on_a_large_stack_never_inline(
     monkeypatch.setattr(engine, "_evaluate_text", observed)
     assert (await engine.evaluate({"text": "x" * LARGE_INPUT_BYTES})).allow
     assert engine.evaluate_sync({"text": "x" * LARGE_INPUT_BYTES}).allow
+    # Measured in UTF-8 bytes, as rego-cpp recurses: fewer characters than the limit.
+    assert (await engine.evaluate({"text": "😀" * (LARGE_INPUT_BYTES // 3)})).allow
     assert (await engine.evaluate({"text": "small"})).allow
-    assert threads == ["policy-large-input", "policy-large-input", threading.current_thread().name]
+    assert threads == ["policy-large-input"] * 3 + [threading.current_thread().name]
+    assert engine._recent_s < 0.05  # large inputs do not count towards the inline budget
+
+
+def test_large_stack_evaluations_run_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("gateway.policy.embedded.LARGE_INPUT_WAIT_S", 0.2)
+    running = threading.Event()
+    release = threading.Event()
+
+    def slow() -> str:
+        running.set()
+        release.wait(10)
+        return "first"
+
+    first: list[str] = []
+    holder = threading.Thread(target=lambda: first.append(on_a_large_stack(slow)))
+    holder.start()
+    assert running.wait(10)
+    with pytest.raises(PolicyError, match="evaluated one at a time"):
+        on_a_large_stack(lambda: "second")
+    release.set()
+    holder.join(10)
+    assert first == ["first"]
+    assert on_a_large_stack(lambda: "third") == "third"  # the turn was given back
