@@ -1,7 +1,7 @@
 """Policy decision latency: the embedded engine vs an OPA sidecar, and what each costs
 end to end.
 
-1. Decisions: `EmbeddedEngine.evaluate` (regopy on a worker thread) and
+1. Decisions: `EmbeddedEngine.evaluate` (regopy, inline while fast, as served) and
    `OpaEngine.evaluate` (one POST to OPA on loopback) on the same inputs, built by
    `build_input` from the shipped policy's grants, in interleaved rounds.
 2. The HTTP client for the sidecar hot path: the same decision request through
@@ -278,7 +278,7 @@ Command: `.venv/bin/python -m bench.policy_decision --decisions {args.decisions}
 
 | engine | p50 | p99 | mean |
 | --- | --- | --- | --- |
-| embedded (regopy, worker thread) | {d["embedded"]["p50_ms"]} ms | {d["embedded"]["p99_ms"]} ms | {d["embedded"]["mean_ms"]} ms |
+| embedded (regopy, inline) | {d["embedded"]["p50_ms"]} ms | {d["embedded"]["p99_ms"]} ms | {d["embedded"]["mean_ms"]} ms |
 | OPA sidecar (HTTP, keep-alive) | {d["opa"]["p50_ms"]} ms | {d["opa"]["p99_ms"]} ms | {d["opa"]["mean_ms"]} ms |
 | **sidecar p50 − embedded p50** | **{added_p50:+} ms** | | |
 
