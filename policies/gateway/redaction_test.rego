@@ -63,6 +63,23 @@ test_plan_step_arguments_redacted if {
 	]
 }
 
+test_plan_step_secrets_found_whatever_their_case if {
+	plan := {"steps": [
+		{"id": "s1", "kind": "tool", "tool": "demo__echo", "arguments": {"API_Key": "k", "note": "n"}},
+		{"id": "s2", "kind": "tool", "tool": "demo__echo", "arguments": {"text": "no secret here"}},
+	]}
+	d := gateway.decision with input as plan_input(["agent"], plan)
+	d.obligations.redact == ["/resource/plan/steps/0/arguments/API_Key"]
+}
+
+test_plan_steps_all_walked_when_a_secret_name_is_escaped_in_json if {
+	# The quote is written \" in JSON text, so searching the text could miss the key.
+	plan := {"steps": [{"id": "s1", "kind": "tool", "tool": "demo__echo", "arguments": {"we\"ird": "k"}}]}
+	d := gateway.decision with input as plan_input(["agent"], plan)
+		with data.gateway_data.secret_argument_names as ["we\"ird"]
+	d.obligations.redact == ["/resource/plan/steps/0/arguments/we\"ird"]
+}
+
 test_plan_paths_only_for_plans if {
 	inp := object.union(call(["agent"], "demo__echo", {}), {"resource": {"plan": {"steps": [{"arguments": {"token": "t"}}]}}})
 	d := gateway.decision with input as inp
