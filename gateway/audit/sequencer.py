@@ -6,6 +6,10 @@ lock, reads the chain head from the database, builds the leaves, inserts entries
 payloads, commits. Only then are the callers' futures resolved, one wake-up per event
 loop per batch.
 
+An append to an idle SQLite log skips the queue and commits on the caller's event loop
+(`AuditLog`, docs/decisions/0012); it never runs while anything queued before it is
+unwritten, so the chain order is still the order of the calls.
+
 No chain state is kept in memory. Because the head is read under the lock inside the
 transaction that extends it, several processes (each with its own writer thread)
 append to one chain that never forks, and a failed batch leaves nothing to undo.
@@ -38,13 +42,14 @@ from gateway.store.db import is_sqlite_file
 
 logger = logging.getLogger("gateway.audit")
 
-# Inline appends (see AuditLog) stop while recent ones took longer than this on average.
+# Inline appends (see AuditLog) stop while recent commits, inline or in the writer
+# thread, took longer than this on average.
 INLINE_BUDGET_S = 0.002
 # An append arriving this soon after the previous one goes to the writer thread:
 # appends that come close together are what group commit is for, and committing them
 # one by one on the event loop would serialize them behind each other's fsync.
 INLINE_QUIET_S = 0.001
-_RECENT_WEIGHT = 0.2  # of the newest inline commit in that running average
+_RECENT_WEIGHT = 0.2  # of the newest commit in that running average
 
 # Longest the writer waits, after a commit, for the callers it woke to queue their next
 # appends (see _commit_batch).
