@@ -65,3 +65,31 @@ def sha256_hex(value: Any) -> str:
 def arguments_hash(arguments: dict[str, Any]) -> str:
     """Binds approvals and replays to the exact arguments (hex SHA-256 of their JCS)."""
     return sha256_hex(arguments)
+
+
+# The deepest nesting of objects and lists the gateway accepts in what callers send
+# (tool arguments, plan inputs and step arguments). Its readers (this module's
+# canonicalizer, JSON Schema, redaction, rego-cpp) recurse per level, and a few
+# hundred levels, well inside the body limit, exhaust Python's recursion limit. No
+# tool call needs this many.
+MAX_NESTING = 64
+
+
+def nests_deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests objects and lists more than ``limit`` levels deep (an
+    object or list at the top is level 1). Iterative: the documents it turns away are
+    the ones a recursive walk (this module's canonicalizer, JSON Schema, redaction)
+    would fail on with RecursionError."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False

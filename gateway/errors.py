@@ -194,6 +194,12 @@ class UpstreamTimeout(UpstreamError):
     http_status = 504
 
 
+class UpstreamResultRefused(UpstreamError):
+    """The upstream answered, but with a result the gateway does not pass on."""
+
+    code = "upstream_result_refused"
+
+
 # --- storage and audit -------------------------------------------------------------
 
 

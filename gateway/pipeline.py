@@ -29,13 +29,15 @@ from typing import Any
 from gateway.approvals import ApprovalService
 from gateway.approvals.gate import pass_gate
 from gateway.audit import AuditLog, AuditRecord
-from gateway.canonical import arguments_hash, sha256_hex
+from gateway.canonical import MAX_NESTING, arguments_hash, nests_deeper_than, sha256_hex
 from gateway.errors import (
     ApprovalRequired,
     AuditUnavailable,
     CallDenied,
     GatewayError,
+    InvalidArguments,
     UpstreamError,
+    UpstreamResultRefused,
 )
 from gateway.logs import REQUEST_ID
 from gateway.metrics import AUDIT_APPEND_SECONDS, CALLS, UPSTREAM_SECONDS
@@ -59,6 +61,13 @@ from gateway.upstreams.catalog import Catalog, CatalogEntry
 log = logging.getLogger(__name__)
 
 WITHHELD = "[withheld: no valid policy decision said what to redact]"
+
+# Arguments nested deeper than MAX_NESTING are refused before anything reads them, and
+# recorded as this.
+TOO_DEEP = f"[withheld: nested deeper than {MAX_NESTING} levels]"
+# A result may nest deeper than arguments (the upstream wraps what it was given), but
+# not without bound, for the same reason.
+MAX_RESULT_NESTING = 2 * MAX_NESTING
 
 
 class Pipeline:
@@ -135,13 +144,19 @@ class Pipeline:
         return outcome
 
     async def _call(self, call: ToolCall) -> Outcome:
+        too_deep = nests_deeper_than(call.arguments, MAX_NESTING)
         try:
             entry = self.catalog.resolve(call.tool)
+            if too_deep:
+                raise InvalidArguments(
+                    f"arguments are nested more than {MAX_NESTING} levels deep; "
+                    "no tool call needs that many"
+                )
             entry.validate(call.arguments)
         except GatewayError as exc:
             # Refused before policy: still recorded, as a decision by the gateway itself.
             decision = deny(exc.message, engine="gateway", revision=self.policy.revision)
-            recorded = await self._record_decision(call, None, decision, None)
+            recorded = await self._record_decision(call, None, decision, None, too_deep=too_deep)
             return recorded or _refused(call, decision, exc)
 
         policy_input = build_input(
@@ -190,12 +205,17 @@ class Pipeline:
         tool: ToolDefinition | None,
         decision: Decision,
         policy_input: dict[str, Any] | None,
+        *,
+        too_deep: bool = False,
     ) -> Outcome | None:
-        """Appends attempt + decision in one durable transaction; an `Outcome` on failure."""
+        """Appends attempt + decision in one durable transaction; an `Outcome` on failure.
+        Arguments ``too_deep`` to read are recorded as withheld, without their hash."""
         pointers = decision.obligations.redact
         withheld = decision.rule == FAIL_CLOSED_RULE
-        if withheld:
-            shown_arguments: Any = WITHHELD
+        if too_deep:
+            shown_arguments: Any = TOO_DEEP
+        elif withheld:
+            shown_arguments = WITHHELD
         else:
             shown_arguments = redact({"arguments": call.arguments}, pointers)["arguments"]
         attempt = {
@@ -205,7 +225,7 @@ class Pipeline:
             "tool": call.tool,
             "definition_hash": tool.definition_hash if tool else None,
             "arguments": shown_arguments,
-            "arguments_sha256": arguments_hash(call.arguments),
+            "arguments_sha256": None if too_deep else arguments_hash(call.arguments),
             "redacted": list(pointers),
             "client": call.client.to_dict(),
             "run_id": call.run_id,
@@ -264,6 +284,16 @@ class Pipeline:
             )
         except UpstreamError as exc:
             error = exc
+        if result is not None and nests_deeper_than(result.to_dict(), MAX_RESULT_NESTING):
+            # The call happened; its result is not hashed, audited or passed on, since
+            # every reader of it would recurse past Python's limit.
+            result, error = (
+                None,
+                UpstreamResultRefused(
+                    f"the result of {call.tool} nests more than {MAX_RESULT_NESTING} levels deep; "
+                    "the call ran, but its result is not passed on"
+                ),
+            )
         elapsed = time.perf_counter() - started
         UPSTREAM_SECONDS.labels(entry.config.name).observe(elapsed)
 

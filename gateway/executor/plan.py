@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.canonical import sha256_hex
+from gateway.canonical import MAX_NESTING, nests_deeper_than, sha256_hex
 from gateway.executor.errors import PlanInvalid
 
 # Step ids are JMESPath identifiers, so ``steps.<id>.output`` needs no quoting.
@@ -172,6 +172,11 @@ def parse_plan(data: Any) -> Plan:
     """A `Plan` from already-decoded JSON/YAML; raises `PlanInvalid` naming each field."""
     if not isinstance(data, dict):
         raise PlanInvalid([problem(None, "", "a plan must be a JSON or YAML object")])
+    # A plan nests its steps' arguments a few levels down.
+    if nests_deeper_than(data, MAX_NESTING + 4):
+        raise PlanInvalid(
+            [problem(None, "", f"the plan nests more than {MAX_NESTING} levels deep")]
+        )
     try:
         return Plan.model_validate(data)
     except ValidationError as exc:
@@ -184,6 +189,8 @@ def load_plan_text(text: str) -> Plan:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise PlanInvalid([problem(None, "", f"not valid JSON or YAML: {exc}")]) from None
+    except RecursionError:
+        raise PlanInvalid([problem(None, "", "the plan is nested too deeply to read")]) from None
     return parse_plan(data)
 
 

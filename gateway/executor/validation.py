@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import jsonschema
 
+from gateway.canonical import MAX_NESTING, nests_deeper_than
 from gateway.errors import GatewayError
 from gateway.executor.errors import ExpressionError, InputsInvalid, PlanInvalid
 from gateway.executor.expressions import (
@@ -96,7 +97,10 @@ def validate_plan(plan: Plan, tools: ToolLookup, *, max_steps: int | None = None
 
 
 def check_inputs(plan: Plan, inputs: dict[str, Any]) -> None:
-    """Raises `InputsInvalid` when ``inputs`` fails the plan's ``inputs`` schema."""
+    """Raises `InputsInvalid` when ``inputs`` nests too deep or fails the plan's
+    ``inputs`` schema."""
+    if nests_deeper_than(inputs, MAX_NESTING):
+        raise InputsInvalid(f"inputs are nested more than {MAX_NESTING} levels deep")
     if plan.inputs is None:
         return
     try:

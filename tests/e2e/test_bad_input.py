@@ -422,3 +422,49 @@ def test_deeply_nested_json_is_a_clear_400_on_both_surfaces(gateway: GatewayServ
     )
     assert mcp.status_code == 400, mcp.text
     assert jsonrpc(mcp)["error"]["code"] == -32700
+
+
+def test_arguments_nested_too_deeply_are_refused_and_audited_without_them(
+    gateway: GatewayServer,
+) -> None:
+    # 400 levels: inside the body limit and readable as JSON, but deeper than every
+    # recursive reader of arguments (schema, canonical form, redaction, Rego) can go.
+    deep: Any = "x"
+    for _ in range(400):
+        deep = [deep]
+    token = gateway.token(sub="agent:deep")
+    rest = rest_call(gateway, "steady__echo", {"text": deep}, token=token)
+    assert rest.status_code == 400, rest.text
+    assert rest.json()["error"]["code"] == "invalid_arguments"
+    assert "nested more than 64 levels" in rest.json()["error"]["message"]
+    # On MCP the SDK's JSON reader stops at about 200 levels (a parse error, nothing
+    # read); between 64 and that, the pipeline refuses the call like REST does.
+    unreadable = mcp_post(
+        gateway,
+        tools_call("steady__echo", {"text": deep}),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert jsonrpc(unreadable)["error"]["code"] == -32700
+    less_deep: Any = "x"
+    for _ in range(100):
+        less_deep = [less_deep]
+    mcp = mcp_post(
+        gateway,
+        tools_call("steady__echo", {"text": less_deep}),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    result = jsonrpc(mcp)["result"]
+    assert result["isError"] is True
+    assert "nested more than 64 levels" in result["content"][0]["text"]
+    assert rest_call(gateway, "steady__echo", {"text": "fine"}, token=token).status_code == 200
+
+    engine = create_engine(gateway.config["storage"]["url"])
+    try:
+        attempt, decided = (e.payload for e in tail(engine, 10, ref=rest.json()["request_id"]))
+        assert attempt is not None and decided is not None
+        assert attempt["arguments"] == "[withheld: nested deeper than 64 levels]"
+        assert attempt["arguments_sha256"] is None
+        assert decided["decision"]["allow"] is False
+        verify_chain(tail(engine, 100_000), gateway.config["audit"]["origin"])
+    finally:
+        engine.dispose()

@@ -61,8 +61,17 @@ async def record(request: Request) -> JSONResponse:
     )
 
 
+async def nested(request: Request) -> JSONResponse:
+    """A result nested ``depth`` lists deep, for tests of what the gateway reads back."""
+    value: Any = "bottom"
+    for _ in range(int(request.path_params["depth"])):
+        value = [value]
+    return JSONResponse({"nested": value})
+
+
 app = Starlette(
     routes=[
+        Route("/nested/{depth:int}", nested, methods=["GET"]),
         Route("/items/{item}", record, methods=["GET", "DELETE"]),
         Route("/items", record, methods=["POST"]),
     ]

@@ -8,7 +8,7 @@ import random
 import pytest
 import rfc8785
 
-from gateway.canonical import arguments_hash, jcs
+from gateway.canonical import arguments_hash, jcs, nests_deeper_than
 
 
 def test_hash_is_sha256_of_the_canonical_form() -> None:
@@ -109,3 +109,14 @@ def test_jcs_rejects_what_json_cannot_represent() -> None:
     for bad in ({"x": float("nan")}, {"s": "\ud800"}, {1: "int key"}, {"o": object()}):
         with pytest.raises(ValueError):
             jcs(bad)
+
+
+def test_nesting_depth_is_measured_without_recursion() -> None:
+    assert not nests_deeper_than({}, 1)
+    assert not nests_deeper_than({"a": [1, {"b": "x"}]}, 3)
+    assert nests_deeper_than({"a": [1, {"b": "x"}]}, 2)
+    assert not nests_deeper_than("scalar", 0)
+    deep: object = "x"
+    for _ in range(100_000):  # far beyond what a recursive walk survives
+        deep = [deep]
+    assert nests_deeper_than({"a": deep}, 64)

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from gateway.audit import AuditLog, read_entries
 from gateway.config import HttpUpstream
-from gateway.errors import AuditUnavailable
+from gateway.errors import AuditUnavailable, UpstreamResultRefused
 from gateway.pipeline import WITHHELD, Pipeline
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.engine import FAIL_CLOSED_RULE
@@ -48,7 +48,10 @@ def _catalog(api: HttpApiServer) -> Catalog:
                     "method": "POST",
                     "path": "/items",
                     "input_schema": {"type": "object"},
-                }
+                },
+                # Results nested 20 and 600 lists deep (tests/support/http_api.py).
+                {"name": "shallow", "method": "GET", "path": "/nested/20"},
+                {"name": "deep", "method": "GET", "path": "/nested/600"},
             ],
         }
     )
@@ -67,7 +70,7 @@ async def parts(
     migrate(database)
     audit = AuditLog(database, "test/audit")
     await audit.start()
-    policy = EmbeddedEngine(write_policy(tmp_path, [{"role": "agent", "tool": "api__create"}]))
+    policy = EmbeddedEngine(write_policy(tmp_path, [{"role": "agent", "tool": "api__*"}]))
     catalog = _catalog(api)
     async with anyio.create_task_group() as tasks:
         await catalog.start(tasks, refresh_interval_s=0)
@@ -79,13 +82,13 @@ async def parts(
     database.dispose()
 
 
-def _call(arguments: dict) -> ToolCall:
+def _call(arguments: dict, tool: str = "api__create") -> ToolCall:
     return ToolCall(
         principal=AGENT,
-        tool="api__create",
+        tool=tool,
         arguments=arguments,
         transport="rest",
-        request_id=f"req_{abs(hash(json.dumps(arguments))):x}",
+        request_id=f"req_{abs(hash(json.dumps([tool, arguments]))):x}",
     )
 
 
@@ -127,3 +130,20 @@ async def test_policy_failure_denies_and_withholds_arguments(
     attempt, decision = read_entries(database, ref=outcome.request_id)
     assert attempt.payload["arguments"] == WITHHELD
     assert "s3" not in json.dumps([attempt.payload, decision.payload])
+
+
+async def test_a_result_nested_too_deep_is_an_error_not_a_crash(parts) -> None:
+    pipeline, audit, database = parts
+    shallow = await pipeline.call(_call({}, "api__shallow"))
+    assert shallow.status is OutcomeStatus.OK
+    deep = await pipeline.call(_call({}, "api__deep"))
+    assert deep.status is OutcomeStatus.ERROR
+    assert isinstance(deep.error, UpstreamResultRefused)
+    assert "nests more than 128 levels" in deep.error.message
+    # The outcome is queued, not awaited (decision 0005): closing the log writes it.
+    await audit.close()
+    *_, outcome = read_entries(database, ref=deep.request_id)
+    assert outcome.kind == "call.outcome"
+    assert outcome.payload is not None
+    assert outcome.payload["error"]["code"] == "upstream_result_refused"
+    assert "result_sha256" not in outcome.payload

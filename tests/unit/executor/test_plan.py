@@ -229,6 +229,24 @@ def test_inputs_are_checked_against_the_plan_schema() -> None:
         check_inputs(plan, {"n": "one"})
 
 
+def _nested(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_plans_and_inputs_nested_too_deep_are_invalid_not_a_crash() -> None:
+    plan = parse_plan({"steps": [{"id": "a", "tool": "t__x", "arguments": {"v": _nested(60)}}]})
+    check_inputs(plan, {"v": _nested(60)})
+    with pytest.raises(InputsInvalid, match="nested more than 64 levels"):
+        check_inputs(plan, {"v": _nested(2000)})
+    with pytest.raises(PlanInvalid, match="nests more than 64 levels"):
+        parse_plan({"steps": [{"id": "a", "tool": "t__x", "arguments": {"v": _nested(2000)}}]})
+    with pytest.raises(PlanInvalid, match="nested too deeply to read"):
+        load_plan_text("steps: " + "[" * 5000 + "]" * 5000)
+
+
 def test_rendering_keeps_types_and_interpolates_text() -> None:
     context = {"inputs": {"n": 3, "name": "x"}, "steps": {"a": {"output": {"items": [1, 2]}}}}
     rendered = render(
