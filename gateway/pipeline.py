@@ -284,15 +284,14 @@ class Pipeline:
             )
         except UpstreamError as exc:
             error = exc
-        if result is not None and nests_deeper_than(result.to_dict(), MAX_RESULT_NESTING):
+        document = None if result is None else result.to_dict()
+        if document is not None and nests_deeper_than(document, MAX_RESULT_NESTING):
             # The call happened; its result is not hashed, audited or passed on, since
             # every reader of it would recurse past Python's limit.
-            result, error = (
-                None,
-                UpstreamResultRefused(
-                    f"the result of {call.tool} nests more than {MAX_RESULT_NESTING} levels deep; "
-                    "the call ran, but its result is not passed on"
-                ),
+            result, document = None, None
+            error = UpstreamResultRefused(
+                f"the result of {call.tool} nests more than {MAX_RESULT_NESTING} levels "
+                "deep; the call ran, but its result is not passed on"
             )
         elapsed = time.perf_counter() - started
         UPSTREAM_SECONDS.labels(entry.config.name).observe(elapsed)
@@ -304,7 +303,7 @@ class Pipeline:
         }
         if result is not None:
             outcome_payload["is_error"] = result.is_error
-            outcome_payload["result_sha256"] = sha256_hex(result.to_dict())
+            outcome_payload["result_sha256"] = sha256_hex(document)
         if error is not None:
             outcome_payload["error"] = error.to_dict()
         if approval_id is not None:
