@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
 
 import rfc8785
@@ -46,16 +47,33 @@ def _plain(value: Any) -> bool:
 
 def jcs(value: Any) -> bytes:
     """The RFC 8785 bytes of `value`. Raises ValueError for what JSON cannot represent
-    exactly (NaN, integers beyond 2^53, non-string keys, lone surrogates, objects)."""
+    exactly (NaN, integers no double equals, non-string keys, lone surrogates,
+    objects): `check_document` keeps such values out of everything the gateway
+    canonicalizes."""
     if _plain(value):
         try:
             return _encode(value).encode("utf-8")
         except UnicodeEncodeError:
             pass  # a lone surrogate: let the reference implementation reject it
     try:
-        return rfc8785.dumps(value)
-    except rfc8785.CanonicalizationError as exc:
+        return rfc8785.dumps(_as_doubles(value))
+    except (rfc8785.CanonicalizationError, OverflowError) as exc:
         raise ValueError(f"not representable as canonical JSON: {exc}") from None
+
+
+def _as_doubles(value: Any) -> Any:
+    """``value`` with every integer beyond 2^53 that a double represents exactly (the
+    1e17 a client sent as ``100000000000000000``) as that double: RFC 8785 numbers are
+    doubles, and `rfc8785` refuses such integers though they are the same number.
+    Integers no double equals stay, for `rfc8785` to refuse."""
+    kind = type(value)
+    if kind is int and not -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER:
+        return float(value) if _is_exact_double(value) else value
+    if kind is dict:
+        return {key: _as_doubles(item) for key, item in value.items()}
+    if kind is list:
+        return [_as_doubles(item) for item in value]
+    return value
 
 
 def sha256_hex(value: Any) -> str:
@@ -69,27 +87,167 @@ def arguments_hash(arguments: dict[str, Any]) -> str:
 
 # The deepest nesting of objects and lists the gateway accepts in what callers send
 # (tool arguments, plan inputs and step arguments). Its readers (this module's
-# canonicalizer, JSON Schema, redaction, rego-cpp) recurse per level, and a few
-# hundred levels, well inside the body limit, exhaust Python's recursion limit. No
+# canonicalizer, JSON Schema, redaction, the policy engine) recurse per level, and a
+# few hundred levels, well inside the body limit, exhaust Python's recursion limit. No
 # tool call needs this many.
 MAX_NESTING = 64
 
 
-def nests_deeper_than(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests objects and lists more than ``limit`` levels deep (an
-    object or list at the top is level 1). Iterative: the documents it turns away are
-    the ones a recursive walk (this module's canonicalizer, JSON Schema, redaction)
-    would fail on with RecursionError."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
+class NotIJson(ValueError):
+    """A document holds a value the gateway does not accept (see `check_document`).
+    ``pointer`` is the RFC 6901 JSON pointer to it within the document checked."""
+
+    def __init__(self, pointer: str, reason: str) -> None:
+        super().__init__(f"{pointer or '/'}: {reason}")
+        self.pointer = pointer
+        self.reason = reason
+
+
+def check_document(value: Any, *, max_depth: int = MAX_NESTING) -> None:
+    """The one rule for every document that enters the gateway (tool arguments, plans,
+    run inputs, upstream results): I-JSON (RFC 7493), so that RFC 8785 represents it
+    without changing it, and so that every reader of the audit log reads back what was
+    written. Raises `NotIJson` at the first value outside it:
+
+    - a number that is not an IEEE-754 double exactly: NaN, ±Infinity (``1e400``
+      parses to one), an integer no double equals (``9007199254740993``); integers that
+      are exact doubles (``100000000000000000``, i.e. ``1e17``) are accepted;
+    - a string or key that is not Unicode text (a lone surrogate such as ``"\\ud800"``);
+    - objects and lists nested more than ``max_depth`` levels (the top one is level 1);
+    - anything that is not JSON (a non-string key, a Python object).
+
+    Iterative and cheap on the common case: it runs on every call's arguments.
+    """
+    if not _acceptable(value, max_depth):
+        # Rare: walk again, now keeping the path, to name the first bad value.
+        problem = _first_problem(value, "", 1, max_depth)
+        raise problem if problem is not None else NotIJson("", "not a JSON document")
+
+
+def withhold_unacceptable(value: Any, *, max_depth: int = MAX_NESTING) -> Any:
+    """A copy of ``value`` in which every part `check_document` refuses is replaced by a
+    marker saying why: what the audit log records of a refused document, so the attempt
+    is on record without the value that could not be written down."""
+    return _withheld_copy(value, 1, max_depth)
+
+
+def _acceptable(value: Any, max_depth: int) -> bool:
+    if type(value) is dict:
+        stack: list[tuple[Any, int]] = [(value, 1)]
+    elif type(value) is list:
+        stack = [(value, 1)]
+    else:
+        return _scalar_ok(value)
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: Any = node.values()
-        elif isinstance(node, list):
-            children = node
+        if depth > max_depth:
+            return False
+        if type(node) is dict:
+            for key, item in node.items():
+                if type(key) is not str or not (key.isascii() or _is_text(key)):
+                    return False
+                kind = type(item)
+                if kind is dict or kind is list:
+                    stack.append((item, depth + 1))
+                elif not _scalar_ok(item):
+                    return False
         else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
+            for item in node:
+                kind = type(item)
+                if kind is dict or kind is list:
+                    stack.append((item, depth + 1))
+                elif not _scalar_ok(item):
+                    return False
+    return True
+
+
+def _scalar_ok(value: Any) -> bool:
+    kind = type(value)
+    if kind is str:
+        return value.isascii() or _is_text(value)
+    if kind is int:
+        return -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER or _is_exact_double(value)
+    if kind is float:
+        return math.isfinite(value)
+    return value is None or kind is bool
+
+
+def _is_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
+
+
+def _is_exact_double(number: int) -> bool:
+    try:
+        return float(number) == number
+    except OverflowError:
+        return False
+
+
+def _scalar_problem(value: Any) -> str | None:
+    if _scalar_ok(value):
+        return None
+    kind = type(value)
+    if kind is str:
+        return "a string holding a lone surrogate is not Unicode text"
+    if kind is int:
+        return (
+            f"the integer {value if abs(value) < 10**30 else 'given'} is not exactly "
+            "representable as an IEEE-754 double (I-JSON, RFC 7493)"
+        )
+    if kind is float:
+        return f"{value} is not a JSON number (I-JSON allows finite doubles only)"
+    return f"a {kind.__name__} is not a JSON value"
+
+
+def _first_problem(value: Any, pointer: str, depth: int, max_depth: int) -> NotIJson | None:
+    if type(value) is dict or type(value) is list:
+        if depth > max_depth:
+            return NotIJson(pointer, f"nested more than {max_depth} levels deep")
+        items = value.items() if type(value) is dict else enumerate(value)
+        for key, item in items:
+            if type(value) is dict and (type(key) is not str or not _is_text(key)):
+                return NotIJson(pointer, "an object key is not Unicode text")
+            found = _first_problem(item, f"{pointer}/{_escape(key)}", depth + 1, max_depth)
+            if found is not None:
+                return found
+        return None
+    reason = _scalar_problem(value)
+    return None if reason is None else NotIJson(pointer, reason)
+
+
+def _withheld_copy(value: Any, depth: int, max_depth: int) -> Any:
+    if type(value) is dict or type(value) is list:
+        if depth > max_depth:
+            return f"[withheld: nested more than {max_depth} levels deep]"
+        if type(value) is list:
+            return [_withheld_copy(item, depth + 1, max_depth) for item in value]
+        if not all(type(key) is str and _is_text(key) for key in value):
+            return "[withheld: an object key is not Unicode text]"
+        return {key: _withheld_copy(item, depth + 1, max_depth) for key, item in value.items()}
+    reason = _scalar_problem(value)
+    return value if reason is None else f"[withheld: {reason}]"
+
+
+def _escape(token: object) -> str:
+    return str(token).replace("~", "~0").replace("/", "~1")
+
+
+def parse_json(text: str | bytes) -> Any:
+    """Reads JSON the gateway wrote (audit payloads, records): numbers as the doubles
+    they are. RFC 8785 writes the double 1e17 as ``100000000000000000``, which Python
+    would read back as an integer beyond 2^53 that no longer canonicalizes; here it is
+    read as the float it was. Raises ValueError for what is not JSON (NaN included)."""
+    return json.loads(text, parse_int=_int_or_double, parse_constant=_no_constant)
+
+
+def _int_or_double(text: str) -> int | float:
+    number = int(text)
+    return number if -_MAX_SAFE_INTEGER <= number <= _MAX_SAFE_INTEGER else float(number)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")

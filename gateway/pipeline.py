@@ -29,7 +29,7 @@ from typing import Any
 from gateway.approvals import ApprovalService
 from gateway.approvals.gate import pass_gate
 from gateway.audit import AuditLog, AuditRecord
-from gateway.canonical import MAX_NESTING, arguments_hash, nests_deeper_than, sha256_hex
+from gateway.canonical import MAX_NESTING, NotIJson, arguments_hash, check_document, sha256_hex
 from gateway.errors import (
     ApprovalRequired,
     AuditUnavailable,
@@ -42,9 +42,9 @@ from gateway.errors import (
 from gateway.logs import REQUEST_ID
 from gateway.metrics import AUDIT_APPEND_SECONDS, CALLS, UPSTREAM_SECONDS
 from gateway.policy import PolicyEngine, build_input, decide
-from gateway.policy.engine import FAIL_CLOSED_RULE
-from gateway.redaction import redact
+from gateway.recording import recordable, recordable_arguments
 from gateway.types import (
+    GATEWAY_ENGINE,
     ClientInfo,
     Decision,
     Outcome,
@@ -60,13 +60,8 @@ from gateway.upstreams.catalog import Catalog, CatalogEntry
 
 log = logging.getLogger(__name__)
 
-WITHHELD = "[withheld: no valid policy decision said what to redact]"
-
-# Arguments nested deeper than MAX_NESTING are refused before anything reads them, and
-# recorded as this.
-TOO_DEEP = f"[withheld: nested deeper than {MAX_NESTING} levels]"
 # A result may nest deeper than arguments (the upstream wraps what it was given), but
-# not without bound, for the same reason.
+# not without bound: every reader of it recurses per level.
 MAX_RESULT_NESTING = 2 * MAX_NESTING
 
 
@@ -144,19 +139,20 @@ class Pipeline:
         return outcome
 
     async def _call(self, call: ToolCall) -> Outcome:
-        too_deep = nests_deeper_than(call.arguments, MAX_NESTING)
+        # Before anything reads the arguments: a value outside I-JSON is refused here
+        # (and recorded withheld), never met by the schema check, policy or the log.
+        unacceptable = _arguments_problem(call.arguments)
         try:
             entry = self.catalog.resolve(call.tool)
-            if too_deep:
-                raise InvalidArguments(
-                    f"arguments are nested more than {MAX_NESTING} levels deep; "
-                    "no tool call needs that many"
-                )
+            if unacceptable is not None:
+                raise unacceptable
             entry.validate(call.arguments)
         except GatewayError as exc:
             # Refused before policy: still recorded, as a decision by the gateway itself.
-            decision = deny(exc.message, engine="gateway", revision=self.policy.revision)
-            recorded = await self._record_decision(call, None, decision, None, too_deep=too_deep)
+            decision = deny(exc.message, engine=GATEWAY_ENGINE, revision=self.policy.revision)
+            recorded = await self._record_decision(
+                call, None, decision, None, hashable=unacceptable is None
+            )
             return recorded or _refused(call, decision, exc)
 
         policy_input = build_input(
@@ -206,42 +202,28 @@ class Pipeline:
         decision: Decision,
         policy_input: dict[str, Any] | None,
         *,
-        too_deep: bool = False,
+        hashable: bool = True,
     ) -> Outcome | None:
         """Appends attempt + decision in one durable transaction; an `Outcome` on failure.
-        Arguments ``too_deep`` to read are recorded as withheld, without their hash."""
-        pointers = decision.obligations.redact
-        withheld = decision.rule == FAIL_CLOSED_RULE
-        if too_deep:
-            shown_arguments: Any = TOO_DEEP
-        elif withheld:
-            shown_arguments = WITHHELD
-        else:
-            shown_arguments = redact({"arguments": call.arguments}, pointers)["arguments"]
+        What of the arguments is recorded is `gateway.recording`'s to say; arguments
+        that are not ``hashable`` (refused as not I-JSON) are recorded without a hash."""
         attempt = {
             "request_id": call.request_id,
             "transport": call.transport,
             "principal": call.principal.to_audit(),
             "tool": call.tool,
             "definition_hash": tool.definition_hash if tool else None,
-            "arguments": shown_arguments,
-            "arguments_sha256": None if too_deep else arguments_hash(call.arguments),
-            "redacted": list(pointers),
+            "arguments": recordable_arguments(call.arguments, decision),
+            "arguments_sha256": arguments_hash(call.arguments) if hashable else None,
+            "redacted": list(decision.obligations.redact),
             "client": call.client.to_dict(),
             "run_id": call.run_id,
             "step_id": call.step_id,
         }
-        recorded_input = None
-        if policy_input is not None:
-            recorded_input = (
-                {**policy_input, "arguments": WITHHELD}
-                if withheld
-                else redact(policy_input, pointers)
-            )
         decided = {
             "request_id": call.request_id,
             "decision": decision.to_dict(),
-            "input": recorded_input,
+            "input": None if policy_input is None else recordable(policy_input, decision),
         }
         appending = time.perf_counter()
         try:
@@ -285,14 +267,18 @@ class Pipeline:
         except UpstreamError as exc:
             error = exc
         document = None if result is None else result.to_dict()
-        if document is not None and nests_deeper_than(document, MAX_RESULT_NESTING):
-            # The call happened; its result is not hashed, audited or passed on, since
-            # every reader of it would recurse past Python's limit.
-            result, document = None, None
-            error = UpstreamResultRefused(
-                f"the result of {call.tool} nests more than {MAX_RESULT_NESTING} levels "
-                "deep; the call ran, but its result is not passed on"
-            )
+        if document is not None:
+            try:
+                check_document(document, max_depth=MAX_RESULT_NESTING)
+            except NotIJson as problem:
+                # The call happened; its result is not hashed, audited or passed on: the
+                # log could not record what the agent was given.
+                result, document = None, None
+                error = UpstreamResultRefused(
+                    f"the result of {call.tool} is refused at {problem.pointer or '/'}: "
+                    f"{problem.reason}; the call ran, but its result is not passed on",
+                    details={"pointer": problem.pointer, "reason": problem.reason},
+                )
         elapsed = time.perf_counter() - started
         UPSTREAM_SECONDS.labels(entry.config.name).observe(elapsed)
 
@@ -336,6 +322,19 @@ def _outcome_logged(request_id: str) -> Callable[[asyncio.Future[list[int]]], No
             log.error("outcome of %s not recorded: %s", request_id, error)
 
     return check
+
+
+def _arguments_problem(arguments: dict[str, Any]) -> InvalidArguments | None:
+    """The refusal of arguments outside I-JSON, naming where and why; None if fine."""
+    try:
+        check_document(arguments)
+    except NotIJson as problem:
+        where = f"arguments{problem.pointer}" if problem.pointer else "arguments"
+        return InvalidArguments(
+            f"{where}: {problem.reason}",
+            details={"pointer": problem.pointer, "reason": problem.reason},
+        )
+    return None
 
 
 def _reason_text(decision: Decision, fallback: str) -> str:

@@ -14,6 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Transport = Literal["mcp", "rest", "executor"]
+
+# The `engine` of a refusal by the gateway's own checks before policy was asked.
+GATEWAY_ENGINE = "gateway"
+# The `rule` of a deny that no policy rule made: the engine failed, timed out or
+# returned something that is not a decision.
+FAIL_CLOSED_RULE = "gateway.fail_closed"
 Risk = Literal["low", "medium", "high"]
 
 # Called with (progress, total, message) while a call waits or runs.
@@ -157,6 +163,13 @@ class Decision:
     @property
     def permits_now(self) -> bool:
         return self.allow and not self.require_approval
+
+    @property
+    def says_what_to_redact(self) -> bool:
+        """Whether policy itself decided, so that its ``redact`` obligations are the
+        whole answer to what may be recorded; not for a deny by the gateway's own
+        checks before policy, nor for one by an engine that failed (fail closed)."""
+        return self.engine != GATEWAY_ENGINE and self.rule != FAIL_CLOSED_RULE
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -7,12 +7,12 @@ so a caller cannot mistake a failed verification for a passed one.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 
 from gateway.audit.errors import ChainError, LeafFormatError
 from gateway.audit.leaf import ZERO_HASH, canonical_json, commitment_of_jcs, leaf_hash, parse_leaf
 from gateway.audit.records import AuditEntry, ChainRow
+from gateway.canonical import parse_json
 
 ERASURE_KIND = "erasure"
 
@@ -100,7 +100,9 @@ def _rows(entries: Iterable[AuditEntry], first_seq: int) -> Iterator[ChainRow]:
     # The commitment is over the canonical bytes of the payload as given: an entry
     # whose payload object was altered no longer matches.
     for position, entry in enumerate(entries, first_seq):
-        payload_jcs = None
+        # Stored bytes that are not a JSON object are checked as they are (their
+        # commitment tells whether they are what was appended).
+        payload_jcs = entry.payload_jcs
         if entry.payload is not None:
             try:
                 payload_jcs = canonical_json(entry.payload)
@@ -122,8 +124,8 @@ def _erased_seq(seq: int, payload_jcs: bytes) -> int:
     # An erasure payload is {"seq": N, "reason": ...} (gateway.audit.erasure); only
     # "seq" matters here, other keys are ignored. Parsed only here: erasures are rare.
     try:
-        erased = json.loads(payload_jcs).get("seq")
-    except (ValueError, AttributeError):
+        erased = parse_json(payload_jcs).get("seq")
+    except (ValueError, AttributeError, RecursionError):
         erased = None
     if type(erased) is not int or not 0 <= erased < seq:
         raise ChainError(seq, "erasure entry must name an earlier entry as payload 'seq'")

@@ -6,13 +6,13 @@ committed prefix of the chain while the sequencer appends.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, select
 
 from gateway.audit.records import AuditEntry, ChainHead, ChainRow
+from gateway.canonical import parse_json
 from gateway.store.tables import audit_entries, audit_payloads
 
 _E = audit_entries.c
@@ -177,8 +177,20 @@ def _entry(row: Any) -> AuditEntry:
         ref=row.ref,
         leaf=bytes(row.leaf),
         leaf_hash=bytes(row.leaf_hash),
-        payload=None if row.payload is None else json.loads(row.payload),
+        payload=None if row.payload is None else read_payload(row.payload),
         salt=None if row.salt is None else bytes(row.salt),
         subject=row.subject,
         tool=row.tool,
+        payload_jcs=None if row.payload is None else row.payload.encode("utf-8"),
     )
+
+
+def read_payload(text: str | bytes) -> dict[str, Any] | None:
+    """A stored payload as the object it is, or None when it is not a JSON object
+    (damage the entry's check reports). Never raises: every reader of the log must
+    cope with every entry in it."""
+    try:
+        payload = parse_json(text)
+    except (ValueError, RecursionError):
+        return None
+    return payload if isinstance(payload, dict) else None

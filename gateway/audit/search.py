@@ -36,7 +36,7 @@ from gateway.audit.errors import (
     ProofUnavailable,
 )
 from gateway.audit.keys import AuditKey, read_keys
-from gateway.audit.leaf import format_ts, leaf_hash, parse_leaf, payload_commitment
+from gateway.audit.leaf import commitment_of_jcs, format_ts, leaf_hash, parse_leaf
 from gateway.audit.reader import read_entries, tail
 from gateway.audit.receipt import parse_receipt, receipt_for_entry, verify_receipt
 from gateway.audit.records import AuditEntry
@@ -148,8 +148,8 @@ class EntryChecker:
         self.checkpoint: StoredCheckpoint | None = latest_checkpoint(engine)
 
     def check(self, entry: AuditEntry) -> CheckedEntry:
-        erasure_seq = None if entry.payload is not None else self._erasure_of(entry.seq)
-        if entry.payload is not None:
+        erasure_seq = None if entry.payload_jcs is not None else self._erasure_of(entry.seq)
+        if entry.payload_jcs is not None:
             state = PayloadState.PRESENT
         else:
             state = PayloadState.MISSING if erasure_seq is None else PayloadState.ERASED
@@ -198,13 +198,16 @@ class EntryChecker:
     def _check_payload(self, entry: AuditEntry, erasure_seq: int | None) -> None:
         """The payload matches the leaf's commitment, or is missing and erasure entry
         ``erasure_seq`` names it. Raises ChainError."""
-        if entry.payload is None:
+        if entry.payload_jcs is None:
             if erasure_seq is None:
                 raise ChainError(entry.seq, "the payload is missing and no erasure entry names it")
             return
+        # Over the stored bytes, as the offline verifier does: nothing is re-serialized.
         commitment = parse_leaf(entry.leaf).commitment
-        if entry.salt is None or payload_commitment(entry.salt, entry.payload) != commitment:
+        if entry.salt is None or _commitment(entry.salt, entry.payload_jcs) != commitment:
             raise ChainError(entry.seq, "the payload does not match the leaf's commitment")
+        if entry.payload is None:
+            raise ChainError(entry.seq, "the stored payload is not a JSON object")
 
     def _erasure_of(self, seq: int) -> int | None:
         """The seq of the erasure entry naming entry ``seq``, or None. Its payload's
@@ -221,6 +224,13 @@ class EntryChecker:
         receipt = receipt_for_entry(self._engine, entry.seq, tree_size=checkpoint.size)
         hashes = parse_receipt(receipt).proof
         return InclusionProof(entry.seq, checkpoint.size, checkpoint.root, hashes, receipt)
+
+
+def _commitment(salt: bytes, payload_jcs: bytes) -> bytes | None:
+    try:
+        return commitment_of_jcs(salt, payload_jcs)
+    except ValueError:  # a salt of the wrong size: damage, reported as a mismatch
+        return None
 
 
 def search(engine: Engine, origin: str, query: SearchQuery) -> SearchResult:

@@ -26,7 +26,6 @@ from a compact range at each checkpointed size as the leaves stream past.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +47,7 @@ from gateway.audit.keys import AuditKey
 from gateway.audit.merkle import EMPTY_ROOT, NODE_HASH_PREFIX, fold_right
 from gateway.audit.note import parse_note
 from gateway.audit.records import ChainRow
+from gateway.canonical import parse_json
 
 TRUSTED_LABEL = "trusted checkpoint"
 # Only these kinds' payloads are parsed (for the call-trace rules); the rest stream
@@ -299,7 +299,7 @@ def _payload(payload_jcs: bytes | None) -> dict[str, Any] | None:
     if payload_jcs is None:
         return None
     try:
-        payload = json.loads(payload_jcs)
-    except ValueError:
+        payload = parse_json(payload_jcs)
+    except (ValueError, RecursionError):
         return None  # the chain check reports a payload that fails its commitment
     return payload if isinstance(payload, dict) else None

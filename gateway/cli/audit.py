@@ -48,7 +48,6 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
             )
         return 0
     for entry in entries:
-        payload = "(erased)" if entry.payload is None else json.dumps(entry.payload, sort_keys=True)
         print(f"{entry.seq:>8}  {entry.ts}  {entry.kind:<16} {entry.ref}")
-        print(f"          {payload}")
+        print(f"          {entry.payload_line()}")
     return 0

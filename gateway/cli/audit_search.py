@@ -45,15 +45,15 @@ def cmd_audit_search(args: argparse.Namespace) -> int:
         result = search(engine, config.audit.origin, query)
     finally:
         engine.dispose()
-    rows = [_row(checked) for checked in reversed(result.entries)]  # oldest first
-    for row in rows:
+    checked = list(reversed(result.entries))  # oldest first
+    for one in checked:
+        row = _row(one)
         if args.json:
             print(json.dumps(row))
         else:
-            payload = "(erased)" if row["payload"] is None else json.dumps(row["payload"])
             print(f"{row['seq']:>8}  {row['ts']}  {row['kind']:<16} {row['ref']}  [{row['proof']}]")
-            print(f"          {payload}")
-    if not rows and not args.json:
+            print(f"          {one.entry.payload_line()}")
+    if not checked and not args.json:
         print("no entries match")
     return 0
 

@@ -14,7 +14,6 @@ from typing import Any
 
 from gateway.canonical import sha256_hex
 from gateway.errors import GatewayError
-from gateway.executor.plan import load_plan_text, parse_plan
 from gateway.executor.service import Executor
 from gateway.policy import build_input, decide
 from gateway.types import ClientInfo, Principal, ToolDefinition, ToolResult
@@ -136,14 +135,11 @@ class WorkflowTools:
         request_id: str,
         client: ClientInfo | None,
     ) -> dict[str, Any]:
-        raw = arguments.get("plan")
-        plan = load_plan_text(raw) if isinstance(raw, str) else parse_plan(raw)
-        inputs = arguments.get("inputs") or {}
         key = arguments.get("idempotency_key")
         run_id, created = await self._executor.submit(
             principal,
-            plan,
-            inputs if isinstance(inputs, dict) else {},
+            arguments.get("plan"),
+            arguments.get("inputs"),
             idempotency_key=key if isinstance(key, str) else None,
             request_id=request_id,
             transport="mcp",

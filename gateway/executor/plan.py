@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.canonical import MAX_NESTING, nests_deeper_than, sha256_hex
+from gateway.canonical import MAX_NESTING, NotIJson, check_document, sha256_hex
 from gateway.executor.errors import PlanInvalid
 
 # Step ids are JMESPath identifiers, so ``steps.<id>.output`` needs no quoting.
@@ -172,11 +172,12 @@ def parse_plan(data: Any) -> Plan:
     """A `Plan` from already-decoded JSON/YAML; raises `PlanInvalid` naming each field."""
     if not isinstance(data, dict):
         raise PlanInvalid([problem(None, "", "a plan must be a JSON or YAML object")])
-    # A plan nests its steps' arguments a few levels down.
-    if nests_deeper_than(data, MAX_NESTING + 4):
-        raise PlanInvalid(
-            [problem(None, "", f"the plan nests more than {MAX_NESTING} levels deep")]
-        )
+    try:
+        # The one rule for documents (I-JSON, bounded nesting); a plan nests its steps'
+        # arguments a few levels down.
+        check_document(data, max_depth=MAX_NESTING + 4)
+    except NotIJson as exc:
+        raise PlanInvalid([problem(None, exc.pointer, exc.reason)]) from None
     try:
         return Plan.model_validate(data)
     except ValidationError as exc:

@@ -18,17 +18,18 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from gateway.audit import AuditRecord
+from gateway.errors import GatewayError
 from gateway.executor import records
 from gateway.executor.deps import ExecutorDeps
-from gateway.executor.errors import PlanRefused
-from gateway.executor.plan import Plan, parse_plan
+from gateway.executor.errors import InputsInvalid, PlanInvalid, PlanRefused
+from gateway.executor.plan import Plan, load_plan_text, parse_plan
 from gateway.executor.schedules import Schedules
 from gateway.executor.store import RunStore
 from gateway.executor.validation import check_inputs, validate_plan
 from gateway.executor.worker import Worker, running_workers
 from gateway.policy import build_input, decide
-from gateway.redaction import redact
-from gateway.types import ClientInfo, Principal, Transport
+from gateway.recording import recordable
+from gateway.types import GATEWAY_ENGINE, ClientInfo, Principal, Transport, deny
 from gateway.version import __version__
 
 if TYPE_CHECKING:
@@ -47,8 +48,8 @@ class Executor:
     async def submit(
         self,
         principal: Principal,
-        plan: Plan | dict[str, Any],
-        inputs: dict[str, Any] | None = None,
+        plan: Plan | dict[str, Any] | str,
+        inputs: Any = None,
         *,
         idempotency_key: str | None = None,
         request_id: str,
@@ -56,14 +57,27 @@ class Executor:
         client: ClientInfo | None = None,
         schedule_id: str | None = None,
     ) -> tuple[str, bool]:
-        """Creates a run, or returns the one this key already created. Returns
-        ``(run_id, created)``. Raises `PlanInvalid`, `InputsInvalid`, `PlanRefused`,
-        `IdempotencyConflict` or `AuditUnavailable`, having changed nothing."""
+        """Creates a run, or returns the one this key already created. ``plan`` is a
+        `Plan`, its decoded JSON/YAML, or JSON/YAML text. Returns ``(run_id, created)``.
+        Raises `PlanInvalid`, `InputsInvalid`, `PlanRefused`, `IdempotencyConflict` or
+        `AuditUnavailable`, having changed nothing but the audit log, where a refused
+        submission is recorded (by the gateway's checks, or by policy)."""
         config = self.deps.config
-        plan = plan if isinstance(plan, Plan) else parse_plan(plan)
-        inputs = inputs or {}
-        validate_plan(plan, self.deps.catalog, max_steps=config.max_steps)
-        check_inputs(plan, inputs)
+        inputs = {} if inputs is None else inputs
+        try:
+            if not isinstance(inputs, dict):
+                raise InputsInvalid("inputs must be a JSON object")
+            if isinstance(plan, str):
+                plan = load_plan_text(plan)
+            elif not isinstance(plan, Plan):
+                plan = parse_plan(plan)
+            validate_plan(plan, self.deps.catalog, max_steps=config.max_steps)
+            check_inputs(plan, inputs)
+        except (PlanInvalid, InputsInvalid) as refusal:
+            await self._record_refused_submission(
+                principal, plan, inputs, refusal, request_id=request_id, transport=transport
+            )
+            raise
         if idempotency_key:
             existing = await self._db(
                 records.find_existing, self.store, principal.sub, idempotency_key
@@ -101,6 +115,33 @@ class Executor:
         if created:
             self.deps.doorbell.ring()
         return run_id, created
+
+    async def _record_refused_submission(
+        self,
+        principal: Principal,
+        plan: Any,
+        inputs: Any,
+        refusal: GatewayError,
+        *,
+        request_id: str,
+        transport: Transport,
+    ) -> None:
+        """``run.refused`` for a submission the gateway's own checks refused (a
+        decision by the gateway, as for a call: docs/decisions/0004). No policy said
+        what to redact, so the plan's arguments and the inputs are withheld."""
+        document = plan.to_json() if isinstance(plan, Plan) else plan
+        decision = deny(refusal.message, engine=GATEWAY_ENGINE, revision=self.deps.policy.revision)
+        shown = recordable({"resource": {"plan": document}, "arguments": inputs}, decision)
+        payload = {
+            "request_id": request_id,
+            "transport": transport,
+            "principal": principal.to_audit(),
+            "plan": shown["resource"]["plan"],
+            "inputs": shown["arguments"],
+            "decision": decision.to_dict(),
+            "error": refusal.to_dict(),
+        }
+        await self.deps.audit.append(AuditRecord("run.refused", request_id, payload, principal.sub))
 
     async def decide_submission(
         self,
@@ -148,7 +189,7 @@ class Executor:
             "transport": transport,
             "steps_need_approval": decision.require_approval,
         }
-        shown = redact(policy_input, decision.obligations.redact)
+        shown = recordable(policy_input, decision)
         prefix = "run" if run_id else "schedule"
         ref = run_id or schedule_id or request_id
         payload = {

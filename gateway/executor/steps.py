@@ -24,9 +24,7 @@ from gateway.executor import progress
 from gateway.executor.errors import ExpressionError
 from gateway.executor.expressions import render
 from gateway.executor.store import StepFinish
-from gateway.pipeline import WITHHELD
-from gateway.policy.engine import FAIL_CLOSED_RULE
-from gateway.redaction import redact
+from gateway.recording import recordable_arguments
 from gateway.surfaces.middleware import new_request_id
 from gateway.types import Outcome, OutcomeStatus, ToolCall
 
@@ -223,10 +221,8 @@ def step_output(outcome: Outcome) -> Any:
 
 
 def shown_arguments(outcome: Outcome | None, arguments: dict[str, Any]) -> Any:
-    """Arguments as they may be stored: redacted by the decision, withheld without one."""
-    if outcome is None or outcome.decision is None or outcome.decision.rule == FAIL_CLOSED_RULE:
-        return WITHHELD
-    return redact({"arguments": arguments}, outcome.decision.obligations.redact)["arguments"]
+    """Arguments as they may be stored (`gateway.recording`)."""
+    return recordable_arguments(arguments, outcome.decision if outcome is not None else None)
 
 
 async def compensate(run: RunExecution) -> None:

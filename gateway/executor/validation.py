@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import jsonschema
 
-from gateway.canonical import MAX_NESTING, nests_deeper_than
+from gateway.canonical import NotIJson, check_document
 from gateway.errors import GatewayError
 from gateway.executor.errors import ExpressionError, InputsInvalid, PlanInvalid
 from gateway.executor.expressions import (
@@ -97,10 +97,15 @@ def validate_plan(plan: Plan, tools: ToolLookup, *, max_steps: int | None = None
 
 
 def check_inputs(plan: Plan, inputs: dict[str, Any]) -> None:
-    """Raises `InputsInvalid` when ``inputs`` nests too deep or fails the plan's
-    ``inputs`` schema."""
-    if nests_deeper_than(inputs, MAX_NESTING):
-        raise InputsInvalid(f"inputs are nested more than {MAX_NESTING} levels deep")
+    """Raises `InputsInvalid` when ``inputs`` are not a document the gateway accepts
+    (`gateway.canonical.check_document`) or fail the plan's ``inputs`` schema."""
+    try:
+        check_document(inputs)
+    except NotIJson as exc:
+        raise InputsInvalid(
+            f"inputs{exc.pointer}: {exc.reason}",
+            details={"pointer": exc.pointer, "reason": exc.reason},
+        ) from None
     if plan.inputs is None:
         return
     try:

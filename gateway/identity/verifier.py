@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import httpx
 import jwt
 
+from gateway.canonical import NotIJson, check_document
 from gateway.config import IdentityConfig
 from gateway.errors import AuthenticationError, ConfigError, InsufficientScope
 from gateway.identity.cache import DEFAULT_MAX_ENTRIES, VerificationCache
@@ -120,6 +121,12 @@ def _peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         ) from None
     if not isinstance(header, dict) or not isinstance(payload, dict):
         raise _fail("malformed token: header and payload must be JSON objects", "malformed_token")
+    try:
+        # The claims reach policy and the audit log: the one rule for documents.
+        check_document(payload)
+    except NotIJson as exc:
+        message = f"malformed token: claim {exc.pointer}: {exc.reason}"
+        raise _fail(message, "malformed_token") from None
     kid = header.get("kid")
     if kid is not None and (not isinstance(kid, str) or not kid):
         raise _fail("malformed token: 'kid' header must be a non-empty string", "malformed_token")

@@ -15,13 +15,11 @@ import anyio
 
 from gateway.errors import PolicyError
 from gateway.metrics import DECISION_SECONDS
-from gateway.types import Decision, deny
+from gateway.types import FAIL_CLOSED_RULE, Decision, deny
+
+__all__ = ["FAIL_CLOSED_RULE", "PolicyEngine", "decide"]
 
 log = logging.getLogger(__name__)
-
-# The `rule` of a deny that no policy rule made: the engine failed, timed out or
-# returned something that is not a decision.
-FAIL_CLOSED_RULE = "gateway.fail_closed"
 
 
 class PolicyEngine(Protocol):

@@ -32,10 +32,9 @@ from gateway.audit import AuditEntry, read_entries
 from gateway.errors import PolicyError
 from gateway.policy.conformance import DECISION_FIELDS, comparable
 from gateway.policy.embedded import EmbeddedEngine
-from gateway.policy.engine import FAIL_CLOSED_RULE
-from gateway.types import Decision, deny
+from gateway.recording import is_withheld
+from gateway.types import FAIL_CLOSED_RULE, GATEWAY_ENGINE, Decision, deny
 
-WITHHELD_PREFIX = "[withheld"
 PAGE_SIZE = 500
 
 FailOn = Literal["allow", "deny", "any"]
@@ -196,19 +195,19 @@ def _replay_entry(entry: AuditEntry, engine: EmbeddedEngine, report: ReplayRepor
     if payload is None:
         report.skipped[Skipped.ERASED] += 1
         return
-    recorded = payload.get("decision") or {}
+    recorded = payload.get("decision")
     policy_input = payload.get("input")
-    if recorded.get("engine") == "gateway":
+    if isinstance(recorded, dict) and recorded.get("engine") == GATEWAY_ENGINE:
         report.skipped[Skipped.PRE_POLICY] += 1
         return
-    if not isinstance(policy_input, dict):
+    if not isinstance(recorded, dict) or not isinstance(policy_input, dict):
         report.skipped[Skipped.NO_INPUT] += 1
         return
-    arguments = policy_input.get("arguments")
-    if isinstance(arguments, str) and arguments.startswith(WITHHELD_PREFIX):
+    if is_withheld(policy_input.get("arguments")):
         report.skipped[Skipped.WITHHELD] += 1
         return
-    if (recorded.get("obligations") or {}).get("redact"):
+    obligations = recorded.get("obligations")
+    if isinstance(obligations, dict) and obligations.get("redact"):
         report.redacted_inputs += 1
     report.revisions[str(recorded.get("revision"))] += 1
     old = {name: recorded.get(name) for name in DECISION_FIELDS}
@@ -217,8 +216,8 @@ def _replay_entry(entry: AuditEntry, engine: EmbeddedEngine, report: ReplayRepor
     report.counts[change] += 1
     if change is Change.UNCHANGED:
         return
-    subject = policy_input.get("subject") or {}
-    resource = policy_input.get("resource") or {}
+    subject = _object(policy_input.get("subject"))
+    resource = _object(policy_input.get("resource"))
     report.differences.append(
         ReplayedCall(
             seq=entry.seq,
@@ -244,3 +243,8 @@ def _evaluate(engine: EmbeddedEngine, policy_input: dict[str, Any]) -> Decision:
     return replace(
         deny(reason, engine=engine.name, revision=engine.revision), rule=FAIL_CLOSED_RULE
     )
+
+
+def _object(value: Any) -> dict[str, Any]:
+    # Recorded inputs are read as they are: a malformed part is empty, never a crash.
+    return value if isinstance(value, dict) else {}

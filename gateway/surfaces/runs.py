@@ -82,7 +82,7 @@ class RunsApi:
         key = body.idempotency_key or request.headers.get("idempotency-key")
         run_id, created = await self._executor.submit(
             principal,
-            parse_plan_field(body.plan),
+            body.plan,
             body.inputs,
             idempotency_key=key,
             request_id=request_id_of(request),

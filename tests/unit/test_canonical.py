@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 
 import pytest
 import rfc8785
 
-from gateway.canonical import arguments_hash, jcs, nests_deeper_than
+from gateway.canonical import (
+    NotIJson,
+    arguments_hash,
+    check_document,
+    jcs,
+    parse_json,
+    withhold_unacceptable,
+)
 
 
 def test_hash_is_sha256_of_the_canonical_form() -> None:
@@ -92,8 +100,8 @@ def test_jcs_matches_the_reference_implementation_on_random_documents() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [{"é": 1, "z": 2, "a": 3}, {"\ue000": 1, "😀": 2}, {"n": 1.0}, {"big": 2**60}, [1e21]],
-    ids=["non-ascii-keys", "utf16-order", "float", "big-int", "exponent"],
+    [{"é": 1, "z": 2, "a": 3}, {"\ue000": 1, "😀": 2}, {"n": 1.0}, {"big": 2**60 + 1}, [1e21]],
+    ids=["non-ascii-keys", "utf16-order", "float", "big-int-not-a-double", "exponent"],
 )
 def test_jcs_falls_back_where_python_and_jcs_differ(value: object) -> None:
     try:
@@ -112,11 +120,94 @@ def test_jcs_rejects_what_json_cannot_represent() -> None:
 
 
 def test_nesting_depth_is_measured_without_recursion() -> None:
-    assert not nests_deeper_than({}, 1)
-    assert not nests_deeper_than({"a": [1, {"b": "x"}]}, 3)
-    assert nests_deeper_than({"a": [1, {"b": "x"}]}, 2)
-    assert not nests_deeper_than("scalar", 0)
+    check_document({}, max_depth=1)
+    check_document({"a": [1, {"b": "x"}]}, max_depth=3)
+    with pytest.raises(NotIJson) as raised:
+        check_document({"a": [1, {"b": "x"}]}, max_depth=2)
+    assert raised.value.pointer == "/a/1"
+    check_document("scalar", max_depth=0)
     deep: object = "x"
     for _ in range(100_000):  # far beyond what a recursive walk survives
         deep = [deep]
-    assert nests_deeper_than({"a": deep}, 64)
+    with pytest.raises(NotIJson, match="nested more than 64 levels"):
+        check_document({"a": deep})
+
+
+# --- the one rule for documents: I-JSON (RFC 7493) --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("document", "pointer", "reason"),
+    [
+        ({"n": 9007199254740993}, "/n", "not exactly representable"),
+        ({"n": -(2**64) - 1}, "/n", "not exactly representable"),
+        ({"n": 10**400}, "/n", "not exactly representable"),
+        ({"n": float("inf")}, "/n", "finite doubles only"),
+        ({"a": [0, float("nan")]}, "/a/1", "finite doubles only"),
+        ({"s": "\ud800"}, "/s", "lone surrogate"),
+        ({"x": {"\udfff": 1}}, "/x", "key is not Unicode text"),
+        ({"a/b": {"~": float("-inf")}}, "/a~1b/~0", "finite doubles only"),
+        ({"o": object()}, "/o", "not a JSON value"),
+        ({"t": (1, 2)}, "/t", "not a JSON value"),
+        ({1: "int key"}, "", "key is not Unicode text"),
+    ],
+)
+def test_documents_outside_i_json_are_refused_naming_where(
+    document: object, pointer: str, reason: str
+) -> None:
+    with pytest.raises(NotIJson) as raised:
+        check_document(document)
+    assert raised.value.pointer == pointer
+    assert reason in raised.value.reason
+
+
+@pytest.mark.parametrize(
+    "value",
+    [10**17, 2**53, -(2**60), 2**1023, 1e17, 1.5, "é😀", "", None, True, [], {}],
+)
+def test_exact_doubles_and_unicode_are_accepted(value: object) -> None:
+    check_document({"v": value})
+    # ... and canonicalize as the double they equal, whichever way they came.
+    if isinstance(value, int) and not isinstance(value, bool):
+        assert jcs({"v": value}) == jcs({"v": float(value)})
+
+
+def test_an_integer_sent_for_1e17_canonicalizes_as_rfc_8785_writes_the_double() -> None:
+    assert jcs({"n": 100000000000000000}) == b'{"n":100000000000000000}'
+    assert jcs({"n": 1e17}) == b'{"n":100000000000000000}'
+
+
+def test_logged_numbers_read_back_as_the_doubles_they_are() -> None:
+    # The bytes RFC 8785 writes for 1e17 read back as a value that canonicalizes to
+    # the same bytes: a reader of the log never meets an integer beyond 2^53.
+    written = jcs({"n": 1e17, "small": 7, "big": 1e21})
+    read = parse_json(written)
+    assert read == {"n": 1e17, "small": 7, "big": 1e21}
+    assert type(read["small"]) is int
+    assert jcs(read) == written
+
+
+@pytest.mark.parametrize("text", [b'{"n": NaN}', b'{"n": Infinity}', b'{"n": -Infinity}'])
+def test_reading_the_log_refuses_what_is_not_json(text: bytes) -> None:
+    with pytest.raises(ValueError):
+        parse_json(text)
+
+
+def test_withholding_replaces_each_refused_value_and_keeps_the_rest() -> None:
+    document = {"ok": "x", "n": 9007199254740993, "list": [1, float("nan")], "s": "\ud800"}
+    shown = withhold_unacceptable(document)
+    assert shown["ok"] == "x"
+    assert shown["list"][0] == 1
+    for value in (shown["n"], shown["list"][1], shown["s"]):
+        assert isinstance(value, str) and value.startswith("[withheld: ")
+    check_document(shown)
+    jcs(shown)  # what is recorded always canonicalizes
+
+
+def test_withholding_cuts_nesting_at_the_limit() -> None:
+    deep: object = "x"
+    for _ in range(200):
+        deep = {"d": deep}
+    shown = withhold_unacceptable({"a": deep})
+    check_document(shown)
+    assert "nested more than 64 levels" in json.dumps(shown)

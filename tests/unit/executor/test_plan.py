@@ -241,10 +241,32 @@ def test_plans_and_inputs_nested_too_deep_are_invalid_not_a_crash() -> None:
     check_inputs(plan, {"v": _nested(60)})
     with pytest.raises(InputsInvalid, match="nested more than 64 levels"):
         check_inputs(plan, {"v": _nested(2000)})
-    with pytest.raises(PlanInvalid, match="nests more than 64 levels"):
+    with pytest.raises(PlanInvalid, match="nested more than 68 levels"):
         parse_plan({"steps": [{"id": "a", "tool": "t__x", "arguments": {"v": _nested(2000)}}]})
     with pytest.raises(PlanInvalid, match="nested too deeply to read"):
         load_plan_text("steps: " + "[" * 5000 + "]" * 5000)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (9007199254740993, "not exactly representable"),
+        (float("nan"), "finite doubles only"),
+        (float("inf"), "finite doubles only"),
+        ("\ud800", "lone surrogate"),
+    ],
+)
+def test_plans_and_inputs_outside_i_json_are_invalid_naming_where(
+    value: object, reason: str
+) -> None:
+    with pytest.raises(PlanInvalid, match=reason) as raised:
+        parse_plan({"steps": [{"id": "a", "tool": "t__x", "arguments": {"v": value}}]})
+    assert raised.value.problems[0]["field"] == "/steps/0/arguments/v"
+    plan = parse_plan({"steps": [{"id": "a", "tool": "t__x", "arguments": {}}]})
+    with pytest.raises(InputsInvalid, match=reason) as refused:
+        check_inputs(plan, {"n": [value]})
+    assert refused.value.details["pointer"] == "/n/0"
+    check_inputs(plan, {"n": 1e17, "m": 100000000000000000})  # exact doubles are fine
 
 
 def test_rendering_keeps_types_and_interpolates_text() -> None:
