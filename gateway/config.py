@@ -358,8 +358,6 @@ class ExecutorConfig(Model):
     max_steps: int = Field(100, ge=1)
     max_tool_calls: int = Field(500, ge=1)
     max_run_s: float = Field(7 * 86400.0, gt=0)
-    # How often a run waiting for an approval looks whether it was decided.
-    approval_poll_s: float = Field(1.0, gt=0)
     # Principals holding one of these roles read every run (REST, console, MCP); the
     # others read only the runs they submitted. Reading only: cancelling stays the
     # submitter's.

@@ -1,7 +1,8 @@
 """Approvals inside runs: approval gate steps, and tool steps whose call needs one.
 
-Either way the run waits released (no lease, no worker) and looks at the approval
-every ``executor.approval_poll_s``; the approval itself is the approvals engine's
+Either way the run waits released (no lease, no worker, nothing written) until the
+approval is decided or expires, or the step's timeout comes (`RunStore.claim` wakes
+it); the approval itself is the approvals engine's
 (`gateway.approvals.ApprovalService`): bound to the submitter-through-executor, the
 gate and the plan, decided once by a named approver who is no party to the run.
 """
@@ -81,8 +82,12 @@ async def _settle_approval(run: RunExecution, step_id: str, approval_id: str | N
     """Looks at a waiting step's approval: approved (gate succeeds, or the tool step is
     retried and now runs), denied, expired, or still pending."""
     approvals = run.deps.approvals
-    if approvals is None or approval_id is None:
+    if approval_id is None:
         return False
+    if approvals is None:  # disabled since the step began waiting: it cannot be decided
+        error = {"code": "approvals_unavailable", "message": "approvals are disabled"}
+        await run.fail_step(step_id, {**error, "approval_id": approval_id})
+        return True
     approval = await approvals.get_fresh(approval_id)
     step = run.plan.step(step_id)
     if approval.status is ApprovalStatus.APPROVED:

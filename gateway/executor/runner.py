@@ -13,9 +13,11 @@ the driver wakes for what else became ready. A chain of steps thus goes from one
 to the next without a trip through the driver.
 
 When only waiting is left (a timer, a retry backoff, an approval), the run is
-released: no lease, no thread, no task; ``wake_at`` on the database clock says when
-any worker may claim it again. When its lease is lost (`LeaseLost`), the runner stops
-at once without writing anything more: the new owner carries on from the database.
+released: no lease, no thread, no task, no writes; ``wake_at`` on the database clock
+(the earliest timer, or the run's deadline) says when any worker may claim it again,
+and so does the decision of an approval it waits for. When its lease is lost
+(`LeaseLost`), the runner stops at once without writing anything more: the new owner
+carries on from the database.
 """
 
 from __future__ import annotations
@@ -143,7 +145,9 @@ class RunExecution:
 
     async def _conclude(self, result: str) -> str:
         if result == "waiting":
-            await self.write(progress.release, self._release_in())
+            # Claimable again at the earliest timer, the run's deadline, or as soon as
+            # an approval it waits for is decided (`RunStore.claim`): never to poll.
+            await self.write(progress.release, self._until_deadline())
             return "waiting"
         if result == "succeeded":
             await self.write(progress.finish_run, "succeeded", None)
@@ -159,12 +163,10 @@ class RunExecution:
         self.event("run.failed", {"status": "failed", "error": self.failure})
         return "failed"
 
-    def _release_in(self) -> float | None:
-        """How soon a released run must be looked at again besides its timers: runs
-        waiting for an approval poll for the decision."""
-        if any(s.approval_id and s.status == "waiting" for s in self.states.values()):
-            return self.deps.config.approval_poll_s
-        return None
+    def _until_deadline(self) -> float | None:
+        if self.deadline_at is None:
+            return None
+        return self.deadline_at - (time.time() + self.clock_offset)
 
     # --- lease ---------------------------------------------------------------------
 

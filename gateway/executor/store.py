@@ -39,7 +39,7 @@ from sqlalchemy import Connection, Engine, event
 
 from gateway.store import create_engine, exclusive_transaction
 from gateway.store.db import sqlite_writer
-from gateway.store.tables import run_steps, runs, step_attempts
+from gateway.store.tables import approvals, run_steps, runs, step_attempts
 
 # The writer lock key for SQLite's BEGIN IMMEDIATE path (unused on PostgreSQL, where
 # row locks do the work; ASCII "agwruns_").
@@ -205,7 +205,7 @@ class RunStore:
             .where(
                 runs.c.status.in_(ACTIVE),
                 sa.or_(runs.c.lease_expires_at.is_(None), runs.c.lease_expires_at < now),
-                sa.or_(runs.c.wake_at.is_(None), runs.c.wake_at <= now),
+                sa.or_(runs.c.wake_at.is_(None), runs.c.wake_at <= now, _approval_decided()),
             )
             .order_by(sa.func.coalesce(runs.c.wake_at, runs.c.created_at))
             .limit(1)
@@ -348,3 +348,19 @@ def _busy(exc: sa.exc.OperationalError) -> bool:
     if code is not None:
         return bool(code & 0xFF == sqlite3.SQLITE_BUSY)
     return "database is locked" in str(exc.orig)
+
+
+def _approval_decided() -> Any:
+    """A waiting step's approval is no longer pending (approved, denied or expired):
+    what wakes a run waiting for one, whichever process decided it. A run that waits
+    thus holds no lease and writes nothing until something happens."""
+    return (
+        sa.exists()
+        .where(
+            run_steps.c.run_id == runs.c.id,
+            run_steps.c.status == "waiting",
+            run_steps.c.approval_id == approvals.c.id,
+            approvals.c.status != "pending",
+        )
+        .correlate(runs)
+    )

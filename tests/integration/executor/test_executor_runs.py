@@ -14,6 +14,7 @@ from gateway.audit import read_entries
 from gateway.errors import GatewayError
 from gateway.executor import PlanInvalid, PlanRefused
 from gateway.executor.errors import IdempotencyConflict
+from gateway.executor.worker import Worker
 from tests.integration.executor.harness import AGENT, APPROVER, Parts, executor_parts
 from tests.support.processes import McpUpstreamServer
 
@@ -421,3 +422,41 @@ async def test_a_step_needing_approval_runs_once_approved(parts: Parts, upstream
         and c["meta"].get("io.agentgateway/idempotency-key") == f"{run_id}:w"
     ]
     assert len(writes) == 1
+
+
+async def test_a_run_waiting_for_approval_holds_nothing_and_writes_nothing(
+    database_url: str, tmp_path: Path, upstream: McpUpstreamServer
+):
+    # No worker loops: this test claims for itself, so "a minute of polling" is a count
+    # of claims, not a wait.
+    async with executor_parts(database_url, tmp_path, upstream.url, workers=0) as parts:
+        worker = Worker(parts.executor.deps, "w-test")
+        plan = {
+            "steps": [
+                {"id": "gate", "approval": {"approvers": ["role:approver"], "timeout_s": 3600}},
+                {"id": "after", "tool": "up__echo", "needs": ["gate"], "arguments": {"text": "x"}},
+            ]
+        }
+        run_id = await parts.submit(plan)
+        assert await worker.run_once()  # claims, asks for the approval, releases
+        waiting = parts.store.run_row(run_id)
+        assert waiting.status == "waiting" and waiting.lease_owner is None
+        now = parts.store.clock()
+        # Claimable again at the gate's timeout, not after a poll interval.
+        assert waiting.wake_at - now > 3000
+        before = len(read_entries(parts.database))
+        for _ in range(60):  # every poll of every worker for as long as it likes
+            assert not await worker.run_once()
+        assert len(read_entries(parts.database)) == before
+        assert parts.store.run_row(run_id).fencing_token == waiting.fencing_token
+
+        approval_id = _step(await parts.executor.get(run_id, None), "gate")["approval_id"]
+        await parts.approvals.decide(
+            approval_id, APPROVER, approve=True, reason=None, channel="rest"
+        )
+        assert await worker.run_once()  # the decision itself wakes the run
+        view = await parts.executor.get(run_id, None)
+        assert view["status"] == "succeeded", view
+        kinds = [e.kind for e in read_entries(parts.database, start=before)]
+        assert kinds.count("run.resumed") == 1
+        assert "approval.decision" in kinds

@@ -14,9 +14,10 @@ from sqlalchemy import Engine
 from gateway.audit import AuditLog, read_entries
 from gateway.config import HttpUpstream
 from gateway.errors import AuditUnavailable, UpstreamResultRefused
-from gateway.pipeline import WITHHELD, Pipeline
+from gateway.pipeline import Pipeline
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.engine import FAIL_CLOSED_RULE
+from gateway.recording import WITHHELD
 from gateway.store import create_engine, migrate
 from gateway.types import OutcomeStatus, Principal, ToolCall
 from gateway.upstreams.catalog import Binding, Catalog

@@ -12,10 +12,10 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.audit import AuditLog, AuditRecord
-from gateway.pipeline import WITHHELD
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.engine import FAIL_CLOSED_RULE
 from gateway.policy.replay import Change, Skipped, classify, parse_timestamp, replay
+from gateway.recording import WITHHELD
 from gateway.store import audit_payloads, create_engine, migrate
 from tests.support.fixture_policy import write_fixture_policy
 
