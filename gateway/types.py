@@ -9,6 +9,7 @@ never in here.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,15 +27,56 @@ Risk = Literal["low", "medium", "high"]
 ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
 
 
+# A subject that names its kind ("user:alice", "agent:triage"); the kind is a URI
+# scheme's shape, compared without case.
+_KIND = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(.+)", re.DOTALL)
+
+
+def canonical_subject(sub: str) -> str:
+    """The one spelling of a subject the gateway compares (docs/identity.md, "One
+    identity"): its kind in lower case, and a subject without a kind taken as a
+    user's, so that ``user:alice``, ``USER:alice`` and ``alice`` are one person. The
+    rest is compared exactly, as OpenID Connect compares ``sub``."""
+    kinded = _KIND.fullmatch(sub)
+    if kinded is None:
+        return "user:" + sub
+    return kinded.group(1).lower() + ":" + kinded.group(2)
+
+
+@dataclass(frozen=True, order=True)
+class Identity:
+    """Who someone is, for every comparison the gateway makes (self-approval, delegation
+    chains, approver entries, run ownership, approval bindings): the issuer and the
+    canonical subject. Two principals are the same person exactly when their
+    identities are equal."""
+
+    iss: str
+    sub: str
+
+    @classmethod
+    def of(cls, sub: str, iss: str) -> Identity:
+        return cls(iss, canonical_subject(sub))
+
+    @property
+    def key(self) -> str:
+        """One string for storing and indexing: ``<iss>`` newline ``<sub>`` (an issuer
+        is a URL and never holds a newline, so the split is unambiguous)."""
+        return f"{self.iss}\n{self.sub}"
+
+
 @dataclass(frozen=True)
 class Actor:
-    """One link of a delegation chain (RFC 8693 ``act`` claim)."""
+    """One link of a delegation chain (RFC 8693 ``act`` claim). ``iss`` is None when
+    the claim named none: the actor is then of the token's own issuer."""
 
     sub: str
     iss: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"sub": self.sub} if self.iss is None else {"sub": self.sub, "iss": self.iss}
+
+    def identity(self, token_issuer: str) -> Identity:
+        return Identity.of(self.sub, self.iss or token_issuer)
 
 
 @dataclass(frozen=True)
@@ -53,6 +95,15 @@ class Principal:
     act_chain: tuple[Actor, ...] = ()
     claims: dict[str, Any] = field(default_factory=dict)
     token_id: str | None = None
+
+    @property
+    def identity(self) -> Identity:
+        return Identity.of(self.sub, self.iss)
+
+    def parties(self) -> frozenset[Identity]:
+        """The subject and every actor of its delegation chain: whoever takes part in
+        what this principal does."""
+        return frozenset({self.identity, *(a.identity(self.iss) for a in self.act_chain)})
 
     def to_policy_subject(self) -> dict[str, Any]:
         return {
@@ -147,8 +198,9 @@ class Obligations:
 class Decision:
     """A policy result (DESIGN §5), with where it came from.
 
-    ``engine`` is ``embedded``, ``opa`` or ``gateway`` (a refusal by the gateway's own
-    checks before policy, e.g. schema-invalid arguments).
+    ``engine`` is ``embedded``, ``opa``, ``gateway`` (a refusal by the gateway's own
+    checks before policy, e.g. schema-invalid arguments) or ``plan`` (an approval gate
+    of a plan that policy allowed).
     """
 
     allow: bool

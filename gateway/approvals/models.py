@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from gateway.approvals.errors import ApprovalError, NotAnApprover, SelfApproval
-from gateway.types import Actor, Principal
+from gateway.types import Actor, Identity, Principal, canonical_subject
 
 Channel = Literal["rest", "cli", "console", "system"]
 CHANNELS: tuple[Channel, ...] = ("rest", "cli", "console")
@@ -86,29 +86,38 @@ class Approval:
     version: int = 0
 
     # --- who may do what ------------------------------------------------------------
+    # Every comparison is of identities (issuer and canonical subject, gateway.types):
+    # "USER:alice", "user:alice" and "alice" of one issuer are one person here, as in
+    # approvals.rego.
 
-    def parties(self) -> set[str]:
+    @property
+    def requester_identity(self) -> Identity:
+        return Identity.of(self.requester_sub, self.requester_iss)
+
+    def parties(self) -> frozenset[Identity]:
         """The requester and everyone in its delegation chain."""
-        return {self.requester_sub, *(a.sub for a in self.requester_act_chain)}
+        return Principal(
+            self.requester_sub, self.requester_iss, act_chain=self.requester_act_chain
+        ).parties()
 
     def is_requester(self, principal: Principal) -> bool:
-        return principal.sub == self.requester_sub
+        return principal.identity == self.requester_identity
 
     def is_party(self, principal: Principal) -> bool:
         """True when ``principal`` (or anyone it acts through) took part in the request:
         such a principal must not decide it (§9.4)."""
-        theirs = {principal.sub, *(a.sub for a in principal.act_chain)}
-        return bool(theirs & self.parties())
+        return bool(principal.parties() & self.parties())
 
     def named_approver(self, principal: Principal) -> str | None:
-        """The entry of ``approvers`` this principal holds, if any."""
+        """The entry of ``approvers`` this principal holds, if any: ``role:<r>`` by
+        holding role r, any other entry by naming the principal's subject (compared
+        canonically, e.g. ``user:alice`` names ``alice`` and ``USER:alice`` too)."""
         for entry in self.approvers:
             kind, _, name = entry.partition(":")
-            if kind == "role" and name in principal.roles:
-                return entry
-            # "user:alice" names the subject "user:alice" (subjects carry their kind)
-            # or a bare subject "alice".
-            if kind == "user" and principal.sub in (entry, name):
+            if kind == "role":
+                if name in principal.roles:
+                    return entry
+            elif canonical_subject(entry) == principal.identity.sub:
                 return entry
         return None
 

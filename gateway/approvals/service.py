@@ -45,7 +45,7 @@ from gateway.canonical import arguments_hash
 from gateway.config import ApprovalsConfig
 from gateway.errors import AuditUnavailable, BadRequest, GatewayError, StorageError
 from gateway.policy import PolicyEngine, build_input, decide
-from gateway.redaction import redact
+from gateway.recording import recordable_arguments
 from gateway.surfaces.middleware import new_request_id
 from gateway.types import ClientInfo, Decision, Principal, ProgressCallback, ToolCall
 
@@ -115,9 +115,7 @@ class ApprovalService:
         still governs the call, or None when a new request is needed: there is none,
         or it expired, was cancelled, or its TTL has passed (an approval, a denial and
         a recorded outcome hold until ``expires_at``)."""
-        approval, now = await self._db(
-            self.store.newest_bound, principal.sub, principal.iss, tool, args_hash
-        )
+        approval, now = await self._db(self.store.newest_bound, principal.identity, tool, args_hash)
         if approval is None:
             return None
         if approval.status is ApprovalStatus.PENDING and approval.expired_at(now):
@@ -131,7 +129,7 @@ class ApprovalService:
     async def request(self, call: ToolCall, definition_hash: str, decision: Decision) -> Approval:
         """A new pending approval for ``call`` (or the live one a concurrent identical
         call just created), audited as ``approval.request`` and announced."""
-        shown = redact({"arguments": call.arguments}, decision.obligations.redact)["arguments"]
+        shown = recordable_arguments(call.arguments, decision)
         ttl = decision.obligations.approval_ttl_s or self.config.default_ttl_s
         now = await self._db(self.store.now)
         draft = Approval(

@@ -46,7 +46,7 @@ from gateway.approvals.models import (
 )
 from gateway.store import exclusive_transaction
 from gateway.store.tables import approvals as table
-from gateway.types import Actor
+from gateway.types import Actor, Identity
 
 # The advisory lock serializing approval writes on PostgreSQL (ASCII "agwapprv").
 APPROVALS_LOCK_KEY = 0x6167776170707276
@@ -84,14 +84,13 @@ class ApprovalStore:
             return (_approval(row) if row else None), db_now(conn)
 
     def newest_bound(
-        self, sub: str, iss: str, tool: str, arguments_hash: str
+        self, requester: Identity, tool: str, arguments_hash: str
     ) -> tuple[Approval | None, str]:
-        """The newest approval bound to this principal, tool and argument hash."""
+        """The newest approval bound to this identity, tool and argument hash."""
         query = (
             sa.select(table)
             .where(
-                table.c.requester_sub == sub,
-                table.c.requester_iss == iss,
+                table.c.requester == requester.key,
                 table.c.tool == tool,
                 table.c.arguments_hash == arguments_hash,
             )
@@ -151,8 +150,7 @@ class ApprovalStore:
             existing = conn.execute(
                 sa.select(table)
                 .where(
-                    table.c.requester_sub == approval.requester_sub,
-                    table.c.requester_iss == approval.requester_iss,
+                    table.c.requester == approval.requester_identity.key,
                     table.c.tool == approval.tool,
                     table.c.arguments_hash == approval.arguments_hash,
                     table.c.status == ApprovalStatus.PENDING.value,
@@ -311,6 +309,7 @@ def _row(approval: Approval) -> dict[str, Any]:
         "status": approval.status.value,
         "requester_sub": approval.requester_sub,
         "requester_iss": approval.requester_iss,
+        "requester": approval.requester_identity.key,
         "requester_act_chain": [a.to_dict() for a in approval.requester_act_chain],
         "tool": approval.tool,
         "definition_hash": approval.definition_hash,

@@ -64,7 +64,9 @@ async def approval_gate(run: RunExecution, step: ApprovalStep) -> bool:
                 approvers=tuple(gate.approvers), approval_ttl_s=max(1, math.ceil(gate.timeout_s))
             ),
             rule="plan_approval_gate",
-            engine="gateway",
+            # Not policy, and not a refusal by the gateway's checks: the plan itself,
+            # which policy allowed, asks for this approval.
+            engine="plan",
             revision=run.deps.policy.revision,
         )
         approval = await approvals.request(call, GATE_DEFINITION_HASH, decision)

@@ -71,12 +71,10 @@ def iso(epoch: float | None) -> str | None:
 # --- creating ------------------------------------------------------------------------
 
 
-def find_existing(store: RunStore, submitted_by: str, key: str) -> Any:
+def find_existing(store: RunStore, owner: Principal, key: str) -> Any:
     with store.engine.connect() as conn:
         return conn.execute(
-            sa.select(runs).where(
-                runs.c.submitted_by == submitted_by, runs.c.idempotency_key == key
-            )
+            sa.select(runs).where(runs.c.owner == owner.identity.key, runs.c.idempotency_key == key)
         ).first()
 
 
@@ -117,6 +115,7 @@ def insert_run(
                     inputs=inputs,
                     principal=principal_to_json(principal),
                     submitted_by=principal.sub,
+                    owner=principal.identity.key,
                     idempotency_key=idempotency_key,
                     request_id=request_id,
                     provenance=provenance,
@@ -147,7 +146,7 @@ def insert_run(
             )
     except sa.exc.IntegrityError:
         # Lost a race with the same submission: the unique key says which run it is.
-        existing = find_existing(store, principal.sub, idempotency_key)
+        existing = find_existing(store, principal, idempotency_key)
         if existing is None:
             raise
         check_same_submission(existing, plan.plan_hash, inputs)
@@ -169,8 +168,7 @@ def load_run(store: RunStore, run_id: str, viewer: Principal | None) -> Any:
 
 
 def _owns(row: Any, viewer: Principal) -> bool:
-    owner = row.principal
-    return bool(owner.get("sub") == viewer.sub and owner.get("iss") == viewer.iss)
+    return bool(row.owner == viewer.identity.key)
 
 
 def list_runs(
@@ -182,11 +180,11 @@ def list_runs(
 ) -> list[dict[str, Any]]:
     query = sa.select(runs).order_by(runs.c.created_at.desc()).limit(max(1, min(limit, 500)))
     if viewer is not None:
-        query = query.where(runs.c.submitted_by == viewer.sub)
+        query = query.where(runs.c.owner == viewer.identity.key)
     if status:
         query = query.where(runs.c.status == status)
     with store.engine.connect() as conn:
-        rows = [r for r in conn.execute(query) if viewer is None or _owns(r, viewer)]
+        rows = list(conn.execute(query))
         counts = _step_counts(conn, [r.id for r in rows])
     return [{**summary(r), **counts.get(r.id, _NO_STEPS)} for r in rows]
 

@@ -110,6 +110,7 @@ class Schedules:
                         inputs=inputs,
                         principal=principal_to_json(principal),
                         created_by=principal.sub,
+                        owner=principal.identity.key,
                         created_at=now,
                         next_fire_at=next_occurrence(cron, now),
                         enabled=True,
@@ -138,7 +139,7 @@ class Schedules:
     ) -> list[dict[str, Any]]:
         query = sa.select(schedules).order_by(schedules.c.name)
         if viewer is not None:
-            query = query.where(schedules.c.created_by == viewer.sub)
+            query = query.where(schedules.c.owner == viewer.identity.key)
         if schedule_id is not None:
             query = query.where(schedules.c.id == schedule_id)
 
@@ -154,7 +155,7 @@ class Schedules:
                 row = conn.execute(
                     sa.select(schedules).where(schedules.c.id == schedule_id)
                 ).first()
-                if row is None or (viewer is not None and row.created_by != viewer.sub):
+                if row is None or (viewer is not None and row.owner != viewer.identity.key):
                     raise ScheduleNotFound(f"no schedule {schedule_id!r}")
                 conn.execute(sa.delete(schedules).where(schedules.c.id == schedule_id))
                 return row

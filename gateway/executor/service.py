@@ -79,9 +79,7 @@ class Executor:
             )
             raise
         if idempotency_key:
-            existing = await self._db(
-                records.find_existing, self.store, principal.sub, idempotency_key
-            )
+            existing = await self._db(records.find_existing, self.store, principal, idempotency_key)
             if existing is not None:
                 records.check_same_submission(existing, plan.plan_hash, inputs)
                 return existing.id, False

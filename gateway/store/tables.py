@@ -131,6 +131,8 @@ approvals = Table(
     Column("status", Text, nullable=False),
     Column("requester_sub", Text, nullable=False),
     Column("requester_iss", Text, nullable=False),
+    # The requester's identity key (gateway.types.Identity.key): what binds.
+    Column("requester", Text, nullable=False),
     Column("requester_act_chain", JSON, nullable=False),
     Column("tool", Text, nullable=False),
     Column("definition_hash", Text, nullable=True),
@@ -155,7 +157,7 @@ approvals = Table(
         "status IN ('pending', 'approved', 'denied', 'expired', 'cancelled')", name="status"
     ),
     CheckConstraint("execution_state IN ('none', 'running', 'done')", name="execution_state"),
-    Index("ix_approvals_binding", "requester_sub", "tool", "arguments_hash", "status"),
+    Index("ix_approvals_binding", "requester", "tool", "arguments_hash", "status"),
     Index(None, "status"),
     Index(None, "version", unique=True),
 )
@@ -201,6 +203,8 @@ runs = Table(
     # The submitter's principal: every step runs under it, the executor appended.
     Column("principal", JSON, nullable=False),
     Column("submitted_by", Text, nullable=False),
+    # The submitter's identity key (gateway.types.Identity.key): who owns the run.
+    Column("owner", Text, nullable=False),
     Column("idempotency_key", Text, nullable=False),
     Column("request_id", Text, nullable=True),
     Column("provenance", JSON, nullable=False),
@@ -219,7 +223,7 @@ runs = Table(
     Column("tool_calls", Integer, nullable=False),
     Column("max_tool_calls", Integer, nullable=False),
     Column("error", JSON, nullable=True),
-    UniqueConstraint("submitted_by", "idempotency_key"),
+    UniqueConstraint("owner", "idempotency_key"),
     CheckConstraint(f"status IN {RUN_STATUSES}", name="status"),
     Index("ix_runs_claim", "status", "wake_at"),
     Index(None, "created_at"),
@@ -279,6 +283,8 @@ schedules = Table(
     Column("inputs", JSON, nullable=False),
     Column("principal", JSON, nullable=False),
     Column("created_by", Text, nullable=False),
+    # The creator's identity key (gateway.types.Identity.key): who owns the schedule.
+    Column("owner", Text, nullable=False),
     Column("created_at", Double, nullable=False),
     Column("next_fire_at", Double, nullable=False),
     Column("last_fired_at", Double, nullable=True),

@@ -7,8 +7,9 @@
 #    "requester": {"sub": "agent:triage", "iss": "…", "act_chain": [{"sub": "user:alice"}]},
 #    "approvers": ["role:approver", "user:bob"], "arguments_hash": "…"}
 #
-# An entry "role:<r>" is held by subjects with role r; "user:<name>" by the subject
-# "user:<name>" (subjects carry their kind) or the bare subject "<name>".
+# An entry "role:<r>" is held by subjects with role r; any other entry names a subject,
+# compared as identity.rego compares subjects ("user:alice" names "alice" and
+# "USER:alice" too). Parties are compared as identities (identity.rego).
 #
 # Order: delegation chain (the approver's) → malformed → not pending → a party to the
 # request (the requester or anyone in its chain, or the requester in the approver's
@@ -42,9 +43,9 @@ _approval_well_formed if {
 	}
 }
 
-_request_parties := {pending_approval.requester.sub} | {actor.sub | some actor in object.get(pending_approval.requester, "act_chain", [])}
+_request_parties := parties(pending_approval.requester)
 
-_approver_parties := {input.subject.sub} | {actor.sub | some actor in act_chain}
+_approver_parties := parties(input.subject)
 
 holds_approver_entry(entry) if {
 	some role in input.subject.roles
@@ -52,10 +53,6 @@ holds_approver_entry(entry) if {
 }
 
 holds_approver_entry(entry) if {
-	startswith(entry, "user:")
-	entry == input.subject.sub
-}
-
-holds_approver_entry(entry) if {
-	entry == concat("", ["user:", input.subject.sub])
+	not startswith(entry, "role:")
+	canonical_subject(entry) == canonical_subject(input.subject.sub)
 }

@@ -94,3 +94,53 @@ test_delegated_approvers_can_be_refused if {
 	d := gateway.decision with input as decide_input(approver) with data.gateway_data.required_origin as ["user:*"]
 	d.rule == "delegation_chain"
 }
+
+# One identity per person (identity.rego): every spelling of a party is that party.
+test_spellings_of_a_party_may_not_approve if {
+	every sub in ["alice", "USER:alice", "User:alice", "user:alice"] {
+		d := gateway.decision with input as decide_input(person(sub, ["approver"]))
+		d.rule == "self_approval"
+	}
+	every sub in ["AGENT:triage", "Agent:triage"] {
+		d := gateway.decision with input as decide_input(person(sub, ["approver"]))
+		d.rule == "self_approval"
+	}
+}
+
+test_spellings_of_a_named_approver_hold_the_entry if {
+	every sub in ["bob", "USER:bob"] {
+		d := gateway.decision with input as decide_input(person(sub, []))
+		d.allow
+	}
+
+	# The subject itself is compared exactly: "BOB" is someone else.
+	other := gateway.decision with input as decide_input(person("BOB", []))
+	other.rule == "not_an_approver"
+}
+
+test_an_actor_without_an_issuer_is_of_the_tokens_issuer if {
+	# The requester's actor "user:alice" names no issuer: the requester's ("dev").
+	same := gateway.decision with input as decide_input(person("user:alice", ["approver"]))
+	same.rule == "self_approval"
+
+	# Another issuer's alice is another person.
+	elsewhere := object.union(person("user:alice", ["approver"]), {"iss": "other-idp"})
+	d := gateway.decision with input as decide_input(elsewhere)
+	d.allow
+}
+
+test_canonical_subject if {
+	canonical_subject_cases := {
+		"alice": "user:alice",
+		"USER:alice": "user:alice",
+		"Agent:Triage": "agent:Triage",
+		"agent:x:y": "agent:x:y",
+		"user:": "user:user:",
+		"1x:y": "user:1x:y",
+		"a@b.c": "user:a@b.c",
+		"spiffe://d/w": "spiffe://d/w",
+	}
+	every given, want in canonical_subject_cases {
+		gateway.canonical_subject(given) == want
+	}
+}

@@ -9,6 +9,9 @@
 #                     or a prefix pattern such as "agent:untrusted-*")
 #   required_origin   when non-empty, the origin must match one of these patterns
 #                     (e.g. ["user:*"]: every request traces back to a person)
+#
+# Actors and patterns are compared as canonical subjects (identity.rego), so another
+# spelling of a blocked actor ("AGENT:rogue") is blocked too.
 package gateway
 
 import rego.v1
@@ -26,7 +29,7 @@ chain_violations contains msg if {
 chain_violations contains msg if {
 	some actor in act_chain
 	some pattern in blocked_actors
-	pattern_matches(pattern, actor.sub)
+	pattern_matches(canonical_pattern(pattern), canonical_subject(actor.sub))
 	msg := concat("", ["actor ", text(actor.sub), " may not appear in a delegation chain"])
 }
 
@@ -42,5 +45,5 @@ chain_origin := act_chain[count(act_chain) - 1].sub if {
 
 _origin_allowed if {
 	some pattern in required_origin
-	pattern_matches(pattern, chain_origin)
+	pattern_matches(canonical_pattern(pattern), canonical_subject(chain_origin))
 }

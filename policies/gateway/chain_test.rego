@@ -70,3 +70,23 @@ test_no_required_origin_by_default if {
 	d := gateway.decision with input as with_chain(_echo, ["agent:cron"])
 	d.allow
 }
+
+test_blocked_actor_under_another_spelling if {
+	every actor in ["AGENT:rogue", "Agent:rogue"] {
+		d := gateway.decision with input as with_chain(_echo, [actor])
+			with data.gateway_data.blocked_actors as ["agent:rogue"]
+		d.rule == "delegation_chain"
+	}
+	pattern := gateway.decision with input as with_chain(_echo, ["AGENT:untrusted-7"])
+		with data.gateway_data.blocked_actors as ["Agent:untrusted-*"]
+	pattern.rule == "delegation_chain"
+}
+
+test_required_origin_under_another_spelling if {
+	d := gateway.decision with input as with_chain(_echo, ["agent:planner", "USER:alice"])
+		with data.gateway_data.required_origin as ["user:*"]
+	d.allow
+	bare := gateway.decision with input as with_chain(_echo, ["agent:planner", "alice"])
+		with data.gateway_data.required_origin as ["user:*"]
+	bare.allow
+}

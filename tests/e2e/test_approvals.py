@@ -340,6 +340,34 @@ async def test_self_approval_and_the_wrong_role_are_refused(
     ]
 
 
+async def test_other_spellings_of_a_party_are_that_party(
+    gateway: GatewayServer, upstream: McpUpstreamServer
+) -> None:
+    # One identity per person (docs/identity.md): "appr1", "USER:appr1" and
+    # "user:appr1" of one issuer are one person, in every check.
+    key = unique("spelling")
+    requester = gateway.token("agent:spell", roles=("agent",), act=("user:appr1",))
+    held = asyncio.create_task(
+        call(gateway, "up__write", {"key": key, "value": "v"}, token=requester)
+    )
+    approval = await pending_for(gateway, key)
+    for sub in ("appr1", "USER:appr1", "User:appr1", "AGENT:spell"):
+        refused = await decide(gateway, approval["id"], "approve", approver(gateway, sub))
+        assert refused.status_code == 403, (sub, refused.text)
+        assert refused.json()["error"]["code"] == "self_approval", sub
+    assert ran(upstream, "write", key) == 0
+    assert (await decide(gateway, approval["id"], "approve", approver(gateway))).status_code == 200
+    result = await asyncio.wait_for(held, HOLD_S + 5)
+    assert not result.is_error and ran(upstream, "write", key) == 1
+    refusals = [p for k, p in audit_entries(gateway, approval["id"]) if k == "approval.refused"]
+    assert [r["approver"]["sub"] for r in refusals] == [
+        "appr1",
+        "USER:appr1",
+        "User:appr1",
+        "AGENT:spell",
+    ]
+
+
 async def test_edited_arguments_do_not_ride_on_an_old_approval(
     gateway: GatewayServer, upstream: McpUpstreamServer
 ) -> None:

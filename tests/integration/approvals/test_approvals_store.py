@@ -25,7 +25,7 @@ from gateway.approvals.models import (
     add_seconds,
 )
 from gateway.approvals.store import ApprovalStore, db_now, new_approval_id
-from gateway.types import Actor
+from gateway.types import Actor, Identity
 
 HASH = "ab" * 32
 
@@ -93,7 +93,8 @@ def test_a_live_pending_approval_is_reused_for_the_same_binding(store: ApprovalS
     assert not created and again.id == first.id
     other, created = store.insert_pending(draft(arguments_hash="ef" * 32))
     assert created and other.id != first.id  # other arguments: another approval
-    newest, _ = store.newest_bound("agent:a", "https://issuer.test", "up__write", "ef" * 32)
+    requester = Identity.of("agent:a", "https://issuer.test")
+    newest, _ = store.newest_bound(requester, "up__write", "ef" * 32)
     assert newest is not None and newest.id == other.id
 
 

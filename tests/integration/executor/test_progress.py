@@ -44,6 +44,7 @@ def _run(store: RunStore, steps: list[str]) -> Claim:
                 inputs={},
                 principal={},
                 submitted_by="agent:t",
+                owner="https://issuer.test\nagent:t",
                 idempotency_key="k",
                 provenance={},
                 created_at=store.now,

@@ -14,7 +14,7 @@ from gateway.approvals.models import (
     format_time,
     parse_time,
 )
-from gateway.types import Actor, Principal
+from gateway.types import Actor, Identity, Principal, canonical_subject
 
 ISS = "https://issuer.test"
 APPROVAL = Approval(
@@ -44,7 +44,9 @@ def who(sub: str, *roles: str, act: tuple[str, ...] = ()) -> Principal:
     [
         (who("user:dave", "security"), "role:security"),
         (who("user:bob"), "user:bob"),  # the subject itself
-        (who("carol"), "user:carol"),  # a bare subject
+        (who("carol"), "user:carol"),  # a bare subject is a user's
+        (who("USER:bob"), "user:bob"),  # the kind is compared without case
+        (who("user:BOB"), None),  # the rest exactly
         (who("user:dave", "approver"), None),
         (who("role:security"), None),  # a subject is not a role
     ],
@@ -60,6 +62,11 @@ def test_named_approver(principal: Principal, entry: str | None) -> None:
         who("user:alice", "security"),  # in the requester's chain
         who("user:dave", "security", act=("agent:triage",)),  # requester in its chain
         who("user:dave", "security", act=("user:alice",)),  # shares a party
+        # Other spellings of one person are that person (docs/identity.md).
+        who("alice", "security"),
+        who("USER:alice", "security"),
+        who("Agent:triage", "security"),
+        who("user:dave", "security", act=("AGENT:triage",)),
     ],
 )
 def test_parties_never_decide(principal: Principal) -> None:
@@ -104,3 +111,38 @@ def test_times_are_fixed_width_and_ordered() -> None:
     assert format_time(parse_time(later)) == later
     assert APPROVAL.expired_at("2026-11-21T11:00:00.000000Z")
     assert not APPROVAL.expired_at("2026-11-21T10:59:59.999999Z")
+
+
+def test_identity_is_issuer_and_canonical_subject() -> None:
+    assert (
+        Identity.of("USER:alice", ISS) == Identity.of("alice", ISS) == Identity(ISS, "user:alice")
+    )
+    assert Identity.of("alice", ISS) != Identity.of("alice", "https://other.test")
+    # An actor naming no issuer is of the token's issuer; one naming another is not.
+    requester = who("agent:x", act=("user:alice",))
+    assert Identity(ISS, "user:alice") in requester.parties()
+    elsewhere = Principal("agent:x", ISS, act_chain=(Actor("user:alice", "https://other.test"),))
+    assert Identity(ISS, "user:alice") not in elsewhere.parties()
+
+
+def test_an_actor_of_another_issuer_is_another_person() -> None:
+    other = replace(APPROVAL, requester_act_chain=(Actor("user:alice", "https://other.test"),))
+    assert other.refusal_of(who("user:alice", "security")) is None
+
+
+@pytest.mark.parametrize(
+    ("sub", "canonical"),
+    [
+        ("alice", "user:alice"),
+        ("USER:alice", "user:alice"),
+        ("Agent:Triage", "agent:Triage"),
+        ("agent:x:y", "agent:x:y"),
+        ("user:", "user:user:"),
+        ("1x:y", "user:1x:y"),
+        ("a@b.c", "user:a@b.c"),
+        ("spiffe://d/w", "spiffe://d/w"),
+    ],
+)
+def test_canonical_subject_agrees_with_identity_rego(sub: str, canonical: str) -> None:
+    # The same table is in policies/gateway/approvals_test.rego (test_canonical_subject).
+    assert canonical_subject(sub) == canonical
