@@ -9,9 +9,18 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine
 
 from gateway.store import create_engine, migrate
+
+# Property tests never time an example (the machine may be busy), and in CI they run
+# the same examples every time (derandomized), so that a red run can be reproduced.
+settings.register_profile(
+    "local", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=100
+)
+settings.register_profile("ci", settings.get_profile("local"), derandomize=True, database=None)
+settings.load_profile("ci" if os.environ.get("CI") else "local")
 
 
 @pytest.fixture

@@ -97,6 +97,14 @@ class ApprovalExecuting(GatewayError):
     http_status = 409
 
 
+class OutcomeErased(GatewayError):
+    """The approved call already ran, and its recorded outcome was erased on request
+    (`gateway audit erase --request`): a retry learns that, and nothing runs again."""
+
+    code = "outcome_erased"
+    http_status = 410
+
+
 class ReplayedError(GatewayError):
     """The recorded error of an approved call that already ran, returned to a retry
     instead of running it again. Keeps the original code and HTTP status."""

@@ -26,6 +26,7 @@ from gateway.approvals.errors import (
     ApprovalExpired,
     ApprovalPending,
     ApprovalUnusable,
+    OutcomeErased,
     ReplayedError,
 )
 from gateway.approvals.models import Approval, ApprovalStatus, ExecutionState
@@ -157,7 +158,15 @@ def _replay(
     )
     result = recorded.get("result")
     error = recorded.get("error")
-    replayed_error = None
+    replayed_error: GatewayError | None = None
+    if recorded.get("erased"):
+        erased = OutcomeErased(
+            f"the call to {call.tool} ran once, for request {original}; its recorded outcome "
+            "was erased on request, and it is not run again"
+        )
+        return replace(
+            _outcome(call, decision, OutcomeStatus.ERROR, erased, approval), replay_of=original
+        )
     if error:
         replayed_error = ReplayedError(
             error.get("code", "error"),

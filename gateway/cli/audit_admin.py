@@ -15,10 +15,18 @@ from gateway.cli.common import add_config_option, config_from
 
 def register_commands(audit_commands: argparse._SubParsersAction) -> None:
     erase = audit_commands.add_parser(
-        "erase", help="delete one entry's payload and record an erasure entry"
+        "erase",
+        help="erase one entry's payload, or every copy of a call or a run",
+        description="Erases payloads (each recorded by an erasure entry, so the log keeps "
+        "verifying). SEQ erases one entry; --request and --run erase every copy the "
+        "gateway holds of a call or a finished run: its audit entries, approvals and run "
+        "records (docs/audit.md, 'What erasure removes').",
     )
     add_config_option(erase)
-    erase.add_argument("seq", type=int, help="the entry whose payload to erase")
+    target = erase.add_mutually_exclusive_group(required=True)
+    target.add_argument("seq", type=int, nargs="?", help="the entry whose payload to erase")
+    target.add_argument("--request", metavar="ID", help="a call's request id (req_…)")
+    target.add_argument("--run", metavar="ID", help="a finished run's id (run_…)")
     erase.add_argument(
         "--reason", required=True, help="why (kept in the log: a ticket, not personal data)"
     )
@@ -41,18 +49,37 @@ def register_commands(audit_commands: argparse._SubParsersAction) -> None:
 
 def cmd_audit_erase(args: argparse.Namespace) -> int:
     from gateway.audit.erasure import ErasureRefused, erase_payload
+    from gateway.erasure_scope import erase, scope_of_request, scope_of_run
     from gateway.store import create_engine
 
     config = config_from(args)
     engine = create_engine(config.storage.url)
     try:
-        done = erase_payload(engine, config.audit.origin, args.seq, args.reason)
+        if args.seq is not None:
+            done = erase_payload(engine, config.audit.origin, args.seq, args.reason)
+            print(
+                f"erased the payload of entry {done.seq} ({done.kind}); "
+                f"erasure entry {done.erasure_seq}"
+            )
+            return 0
+        if args.request is not None:
+            scope = scope_of_request(engine, args.request)
+        else:
+            scope = scope_of_run(engine, args.run)
+        report = erase(engine, config.audit.origin, scope, args.reason)
     except ErasureRefused as exc:
         print(f"not erased: {exc.message}", file=sys.stderr)
         return 1
     finally:
         engine.dispose()
-    print(f"erased the payload of entry {done.seq} ({done.kind}); erasure entry {done.erasure_seq}")
+    for done in report.erased:
+        print(f"erased entry {done.seq} ({done.kind}); erasure entry {done.erasure_seq}")
+    tables = ", ".join(f"{n} {t}" for t, n in report.rows.items() if n) or "no table rows"
+    print(
+        f"erased {len(report.erased)} payloads and {tables} for "
+        f"{len(report.scope.requests)} requests, {len(report.scope.approvals)} approvals "
+        f"and {len(report.scope.runs)} runs"
+    )
     return 0
 
 

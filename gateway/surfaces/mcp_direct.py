@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import mcp_types as types
-import pydantic_core
 from mcp.server.lowlevel import Server
 from mcp.server.runner import modern_error_data
 from mcp.server.streamable_http import check_accept_headers
@@ -90,9 +89,7 @@ class DirectToolsCall:
         if not (has_json and has_sse):
             return False
         try:
-            # The SDK's own parser, so that both paths agree on what is JSON (a lone
-            # surrogate escape is a parse error for both).
-            decoded = pydantic_core.from_json(body)
+            decoded = json.loads(body)
         except (ValueError, RecursionError):
             return False
         if not _is_plain_tools_call(decoded):

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from gateway.audit import tail, verify_chain
+from gateway.recording import WITHHELD
 from gateway.store import create_engine
 from gateway.surfaces.mcp import META_KEY
 from tests.e2e.mcp_client import connect
@@ -462,9 +463,11 @@ def test_arguments_nested_too_deeply_are_refused_and_audited_without_them(
     try:
         attempt, decided = (e.payload for e in tail(engine, 10, ref=rest.json()["request_id"]))
         assert attempt is not None and decided is not None
-        assert attempt["arguments"] == "[withheld: nested deeper than 64 levels]"
+        # Refused before policy: no decision said what to redact (gateway.recording).
+        assert attempt["arguments"] == WITHHELD
         assert attempt["arguments_sha256"] is None
         assert decided["decision"]["allow"] is False
+        assert "nested more than 64 levels" in decided["decision"]["reasons"][0]
         verify_chain(tail(engine, 100_000), gateway.config["audit"]["origin"])
     finally:
         engine.dispose()

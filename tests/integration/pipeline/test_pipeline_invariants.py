@@ -140,7 +140,7 @@ async def test_a_result_nested_too_deep_is_an_error_not_a_crash(parts) -> None:
     deep = await pipeline.call(_call({}, "api__deep"))
     assert deep.status is OutcomeStatus.ERROR
     assert isinstance(deep.error, UpstreamResultRefused)
-    assert "nests more than 128 levels" in deep.error.message
+    assert "nested more than 128 levels" in deep.error.message
     # The outcome is queued, not awaited (decision 0005): closing the log writes it.
     await audit.close()
     *_, outcome = read_entries(database, ref=deep.request_id)
