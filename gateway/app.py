@@ -35,6 +35,7 @@ from gateway.identity import TokenVerifier, UpstreamTokenMinter, load_or_create_
 from gateway.pipeline import Pipeline
 from gateway.policy import PolicyEngine
 from gateway.policy.conformance_memo import ConformanceMemo
+from gateway.policy.decider import Decider, DecisionQueue
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.lifecycle import start_policy
 from gateway.policy.opa import OpaEngine
@@ -71,6 +72,8 @@ class Components:
     database: sa.Engine
     audit: AuditLog
     policy: PolicyEngine
+    # The policy as every caller asks it: deadline and bounded queue in front of it.
+    decider: Decider
     catalog: Catalog
     pipeline: Pipeline
     http: httpx.AsyncClient
@@ -96,6 +99,7 @@ def build_components(config: Config) -> Components:
         sinks=[DirectorySink(config.audit.checkpoint_directory(config.data_dir))],
     )
     policy = build_policy_engine(config)
+    decider = build_decider(config, policy)
     minter = UpstreamTokenMinter(
         load_or_create_signing_key(config.identity.signing_key_file), issuer=config.public_url
     )
@@ -113,19 +117,14 @@ def build_components(config: Config) -> Components:
         issuers=[i.issuer for i in config.identity.issuers],
         scopes=list(config.identity.required_scopes),
     )
-    approvals = _approval_service(config, database, audit, policy, http)
-    pipeline = Pipeline(
-        catalog=catalog,
-        policy=policy,
-        audit=audit,
-        policy_timeout_s=config.policy.timeout_ms / 1000,
-        approvals=approvals,
-    )
+    approvals = _approval_service(config, database, audit, decider, http)
+    pipeline = Pipeline(catalog=catalog, decider=decider, audit=audit, approvals=approvals)
     return Components(
         config,
         database,
         audit,
         policy,
+        decider,
         catalog,
         pipeline,
         http,
@@ -140,7 +139,7 @@ def _approval_service(
     config: Config,
     database: sa.Engine,
     audit: AuditLog,
-    policy: PolicyEngine,
+    decider: Decider,
     http: httpx.AsyncClient,
 ) -> ApprovalService | None:
     if not config.approvals.enabled:
@@ -148,11 +147,10 @@ def _approval_service(
     return ApprovalService(
         database=database,
         audit=audit,
-        policy=policy,
+        decider=decider,
         config=config.approvals,
         public_url=config.public_url,
         http=http,
-        policy_timeout_s=config.policy.timeout_ms / 1000,
     )
 
 
@@ -163,6 +161,21 @@ def build_policy_engine(config: Config) -> PolicyEngine:
     if isinstance(config.policy, OpaPolicyConfig):
         return OpaEngine(config.policy)
     return EmbeddedEngine(config.policy.path, extra_data=config.policy.data)
+
+
+def build_decider(config: Config, engine: PolicyEngine) -> Decider:
+    """The engine behind its deadline and bounded queue (policy.timeout_ms, policy.queue)."""
+    timeout_ms = config.policy.timeout_ms
+    queue = config.policy.queue
+    return Decider(
+        engine,
+        timeout_s=timeout_ms / 1000,
+        queue=DecisionQueue(
+            concurrency=queue.concurrency,
+            size=queue.size,
+            wait_s=(queue.wait_ms or timeout_ms) / 1000,
+        ),
+    )
 
 
 def _binding(

@@ -111,12 +111,24 @@ class ConformanceConfig(Model):
     path: Path | None = None
 
 
+class DecisionQueueConfig(Model):
+    """The bounded queue in front of the engine (gateway.policy.decider): a decision
+    that cannot start within ``wait_ms`` (default: the engine's ``timeout_ms``), or
+    finds ``size`` others waiting, is answered 503 with Retry-After, not denied."""
+
+    concurrency: int = Field(8, ge=1, le=1024)  # evaluations at once
+    size: int = Field(256, ge=0)  # decisions waiting at most
+    wait_ms: int | None = Field(None, gt=0)
+
+
 class EmbeddedPolicyConfig(Model):
     engine: Literal["embedded"] = "embedded"
     path: Path = Path("policies")
     # Extra data merged under data.* besides the *.json files in `path`.
     data: dict[str, Any] = {}
+    # The decision deadline, from the moment an evaluation starts.
     timeout_ms: int = Field(500, gt=0)
+    queue: DecisionQueueConfig = DecisionQueueConfig()
     # Reload when a file in `path` changes (SIGHUP always reloads).
     watch: bool = True
     watch_interval_s: float = Field(1.0, gt=0)
@@ -128,7 +140,9 @@ class OpaPolicyConfig(Model):
 
     engine: Literal["opa"]
     url: str = "http://127.0.0.1:8181"
+    # The decision deadline, from the moment an evaluation starts.
     timeout_ms: int = Field(200, gt=0)
+    queue: DecisionQueueConfig = DecisionQueueConfig()
     # The policy folder the OPA server serves: where its conformance cases live, and
     # what `gateway policy push` uploads to a development server.
     path: Path | None = None

@@ -18,6 +18,9 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
+# Implementation-defined server error (JSON-RPC reserves -32000 to -32099): the gateway
+# is overloaded; retry later (``data.details.retry_after_s``).
+SERVER_BUSY = -32000
 
 
 class GatewayError(Exception):
@@ -154,6 +157,20 @@ class PolicyError(GatewayError):
 
     code = "policy_error"
     http_status = 503
+
+
+class PolicyUnavailable(GatewayError):
+    """No decision could start in time: the engine is overloaded (its queue is full, or
+    no evaluation slot came free within the wait). Not a denial: nothing was decided,
+    and the same call may succeed a moment later (``Retry-After``)."""
+
+    code = "policy_unavailable"
+    http_status = 503
+    jsonrpc_code = SERVER_BUSY
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message, details={"retry_after_s": retry_after_s})
+        self.retry_after_s = retry_after_s
 
 
 class PolicyLoadError(PolicyError):

@@ -6,7 +6,7 @@ Kept in the gateway's own registry rather than the process-global default, so
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -22,6 +22,16 @@ DECISION_SECONDS = Histogram(
     "gateway_policy_decision_seconds",
     "Time to obtain a policy decision, failures included.",
     buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+DECISIONS_WAITING = Gauge(
+    "gateway_policy_decisions_waiting",
+    "Decisions waiting for an evaluation slot (policy.queue).",
+    registry=REGISTRY,
+)
+POLICY_UNAVAILABLE = Counter(
+    "gateway_policy_unavailable_total",
+    "Decisions refused because none could start in time (answered 503, not denied).",
     registry=REGISTRY,
 )
 UPSTREAM_SECONDS = Histogram(

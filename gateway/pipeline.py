@@ -24,6 +24,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from gateway.approvals import ApprovalService
@@ -36,15 +37,18 @@ from gateway.errors import (
     CallDenied,
     GatewayError,
     InvalidArguments,
+    PolicyUnavailable,
     UpstreamError,
     UpstreamResultRefused,
 )
 from gateway.logs import REQUEST_ID
 from gateway.metrics import AUDIT_APPEND_SECONDS, CALLS, UPSTREAM_SECONDS
-from gateway.policy import PolicyEngine, build_input, decide
+from gateway.policy import build_input
+from gateway.policy.decider import Decider
 from gateway.recording import recordable, recordable_arguments
 from gateway.types import (
     GATEWAY_ENGINE,
+    UNAVAILABLE_RULE,
     ClientInfo,
     Decision,
     Outcome,
@@ -70,15 +74,13 @@ class Pipeline:
         self,
         *,
         catalog: Catalog,
-        policy: PolicyEngine,
+        decider: Decider,
         audit: AuditLog,
-        policy_timeout_s: float,
         approvals: ApprovalService | None = None,
     ) -> None:
         self.catalog = catalog
-        self.policy = policy
+        self.decider = decider
         self.audit = audit
-        self._policy_timeout_s = policy_timeout_s
         # None: approvals are disabled, and calls needing one are refused.
         self.approvals = approvals
 
@@ -103,7 +105,7 @@ class Pipeline:
                 tool=tool,
                 client=client,
             )
-            decision = await decide(self.policy, policy_input, timeout_s=self._policy_timeout_s)
+            decision = await self.decider.decide(policy_input)
             if decision.allow:
                 visible.append(tool)
         return visible
@@ -149,7 +151,7 @@ class Pipeline:
             entry.validate(call.arguments)
         except GatewayError as exc:
             # Refused before policy: still recorded, as a decision by the gateway itself.
-            decision = deny(exc.message, engine=GATEWAY_ENGINE, revision=self.policy.revision)
+            decision = deny(exc.message, engine=GATEWAY_ENGINE, revision=self.decider.revision)
             recorded = await self._record_decision(
                 call, None, decision, None, hashable=unacceptable is None
             )
@@ -166,7 +168,18 @@ class Pipeline:
             run_id=call.run_id,
             step_id=call.step_id,
         )
-        decision = await decide(self.policy, policy_input, timeout_s=self._policy_timeout_s)
+        try:
+            decision = await self.decider.decide(policy_input)
+        except PolicyUnavailable as overloaded:
+            # Not a decision: nothing was decided. Recorded as such, and answered 503.
+            unavailable = deny(
+                overloaded.message, engine=self.decider.engine.name, revision=self.decider.revision
+            )
+            unavailable = replace(unavailable, rule=UNAVAILABLE_RULE)
+            failure = await self._record_decision(call, entry.definition, unavailable, None)
+            return failure or Outcome(
+                call.request_id, call.tool, OutcomeStatus.ERROR, unavailable, error=overloaded
+            )
         failure = await self._record_decision(call, entry.definition, decision, policy_input)
         if failure is not None:
             return failure

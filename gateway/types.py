@@ -21,6 +21,9 @@ GATEWAY_ENGINE = "gateway"
 # The `rule` of a deny that no policy rule made: the engine failed, timed out or
 # returned something that is not a decision.
 FAIL_CLOSED_RULE = "gateway.fail_closed"
+# The `rule` recorded when no decision could start in time (the engine overloaded):
+# the call was refused as unavailable (503), not denied by policy.
+UNAVAILABLE_RULE = "gateway.unavailable"
 Risk = Literal["low", "medium", "high"]
 
 # Called with (progress, total, message) while a call waits or runs.
@@ -221,7 +224,10 @@ class Decision:
         """Whether policy itself decided, so that its ``redact`` obligations are the
         whole answer to what may be recorded; not for a deny by the gateway's own
         checks before policy, nor for one by an engine that failed (fail closed)."""
-        return self.engine != GATEWAY_ENGINE and self.rule != FAIL_CLOSED_RULE
+        return self.engine != GATEWAY_ENGINE and self.rule not in (
+            FAIL_CLOSED_RULE,
+            UNAVAILABLE_RULE,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

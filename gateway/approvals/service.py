@@ -44,7 +44,8 @@ from gateway.audit import AuditLog
 from gateway.canonical import arguments_hash
 from gateway.config import ApprovalsConfig
 from gateway.errors import AuditUnavailable, BadRequest, GatewayError, StorageError
-from gateway.policy import PolicyEngine, build_input, decide
+from gateway.policy import build_input
+from gateway.policy.decider import Decider
 from gateway.recording import recordable_arguments
 from gateway.surfaces.middleware import new_request_id
 from gateway.types import ClientInfo, Decision, Principal, ProgressCallback, ToolCall
@@ -69,17 +70,15 @@ class ApprovalService:
         *,
         database: sa.Engine,
         audit: AuditLog,
-        policy: PolicyEngine,
+        decider: Decider,
         config: ApprovalsConfig,
         public_url: str,
         http: httpx.AsyncClient,
-        policy_timeout_s: float,
     ) -> None:
         self.store = ApprovalStore(database)
         self.config = config
         self._audit = audit
-        self._policy = policy
-        self._policy_timeout_s = policy_timeout_s
+        self._decider = decider
         self._signals = holds.Signals()
         self._notifier = (
             Notifier(
@@ -319,7 +318,7 @@ class ApprovalService:
                 resource=approval.to_policy_resource(),
                 client=client,
             )
-            policy = await decide(self._policy, policy_input, timeout_s=self._policy_timeout_s)
+            policy = await self._decider.decide(policy_input)
             if not policy.allow:
                 refusal = DecisionDeniedByPolicy(
                     "policy does not let this approver decide: "

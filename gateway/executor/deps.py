@@ -13,7 +13,7 @@ from gateway.config import ExecutorConfig
 from gateway.errors import AuditUnavailable
 from gateway.executor.store import RunStore
 from gateway.pipeline import Pipeline
-from gateway.policy import PolicyEngine
+from gateway.policy.decider import Decider
 from gateway.upstreams.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -46,9 +46,8 @@ class ExecutorDeps:
     pipeline: Pipeline
     catalog: Catalog
     audit: AuditLog
-    policy: PolicyEngine
+    decider: Decider
     config: ExecutorConfig
-    policy_timeout_s: float
     # The approvals engine (gateway.approvals.ApprovalService) when approvals are on.
     approvals: Any = None
     doorbell: Doorbell = field(default_factory=Doorbell)

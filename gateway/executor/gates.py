@@ -67,7 +67,7 @@ async def approval_gate(run: RunExecution, step: ApprovalStep) -> bool:
             # Not policy, and not a refusal by the gateway's checks: the plan itself,
             # which policy allowed, asks for this approval.
             engine="plan",
-            revision=run.deps.policy.revision,
+            revision=run.deps.decider.revision,
         )
         approval = await approvals.request(call, GATE_DEFINITION_HASH, decision)
         await run.set_step(

@@ -15,7 +15,7 @@ from typing import Any
 from gateway.canonical import sha256_hex
 from gateway.errors import GatewayError
 from gateway.executor.service import Executor
-from gateway.policy import build_input, decide
+from gateway.policy import build_input
 from gateway.types import ClientInfo, Principal, ToolDefinition, ToolResult
 
 SERVER = "workflow"
@@ -97,7 +97,7 @@ class WorkflowTools:
                 tool=tool,
                 client=client,
             )
-            decision = await decide(deps.policy, policy_input, timeout_s=deps.policy_timeout_s)
+            decision = await deps.decider.decide(policy_input)
             if decision.allow:
                 shown.append(tool)
         return shown

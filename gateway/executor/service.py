@@ -27,7 +27,7 @@ from gateway.executor.schedules import Schedules
 from gateway.executor.store import RunStore
 from gateway.executor.validation import check_inputs, validate_plan
 from gateway.executor.worker import Worker, running_workers
-from gateway.policy import build_input, decide
+from gateway.policy import build_input
 from gateway.recording import recordable
 from gateway.types import GATEWAY_ENGINE, ClientInfo, Principal, Transport, deny
 from gateway.version import __version__
@@ -128,7 +128,7 @@ class Executor:
         decision by the gateway, as for a call: docs/decisions/0004). No policy said
         what to redact, so the plan's arguments and the inputs are withheld."""
         document = plan.to_json() if isinstance(plan, Plan) else plan
-        decision = deny(refusal.message, engine=GATEWAY_ENGINE, revision=self.deps.policy.revision)
+        decision = deny(refusal.message, engine=GATEWAY_ENGINE, revision=self.deps.decider.revision)
         shown = recordable({"resource": {"plan": document}, "arguments": inputs}, decision)
         payload = {
             "request_id": request_id,
@@ -172,9 +172,7 @@ class Executor:
             client=client,
             run_id=run_id,
         )
-        decision = await decide(
-            self.deps.policy, policy_input, timeout_s=self.deps.policy_timeout_s
-        )
+        decision = await self.deps.decider.decide(policy_input)
         provenance = {
             "plan_hash": plan.plan_hash,
             "policy_engine": decision.engine,
@@ -273,9 +271,8 @@ def build_executor(parts: Components) -> Executor:
         pipeline=parts.pipeline,
         catalog=parts.catalog,
         audit=parts.audit,
-        policy=parts.policy,
+        decider=parts.decider,
         config=parts.config.executor,
-        policy_timeout_s=parts.config.policy.timeout_ms / 1000,
         approvals=parts.approvals,
     )
     return Executor(deps)

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.errors import GatewayError, UnknownTool
+from gateway.errors import GatewayError, PolicyUnavailable, UnknownTool
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import PRINCIPAL_STATE_KEY, Authenticator, client_info
 from gateway.surfaces.mcp_direct import DirectToolsCall
@@ -78,21 +78,20 @@ def build_mcp_server(pipeline: Pipeline, local_tools: LocalTools | None = None) 
         ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         request = _request(ctx)
-        tools = await pipeline.list_tools(
-            _principal(request),
-            transport="mcp",
-            request_id=request_id_of(request),
-            client=client_info(request),
-        )
-        if local_tools is not None:
-            tools = [
-                *tools,
-                *await local_tools.visible(
-                    _principal(request),
-                    request_id=request_id_of(request),
-                    client=client_info(request),
-                ),
-            ]
+        principal = _principal(request)
+        request_id = request_id_of(request)
+        try:
+            tools = await pipeline.list_tools(
+                principal, transport="mcp", request_id=request_id, client=client_info(request)
+            )
+            if local_tools is not None:
+                tools += await local_tools.visible(
+                    principal, request_id=request_id, client=client_info(request)
+                )
+        except PolicyUnavailable as overloaded:
+            raise MCPError(
+                code=overloaded.jsonrpc_code, message=overloaded.message, data=overloaded.details
+            ) from None
         return types.ListToolsResult(tools=[_to_mcp_tool(t) for t in tools])
 
     async def call_tool(
@@ -172,11 +171,13 @@ async def answer_tools_call(
             code=types.INTERNAL_ERROR,
             message=f"internal gateway error (request {call.request_id})",
         ) from None
-    if isinstance(outcome.error, UnknownTool):
+    if isinstance(outcome.error, UnknownTool | PolicyUnavailable):
+        # Not a tool result: an unknown tool is invalid params; an overloaded gateway
+        # decided nothing, and the client should retry, not read a denial.
         raise MCPError(
             code=outcome.error.jsonrpc_code,
             message=outcome.error.message,
-            data={"tool": params.name, "request_id": outcome.request_id},
+            data={"tool": params.name, "request_id": outcome.request_id, **outcome.error.details},
         )
     return to_call_tool_result(outcome)
 

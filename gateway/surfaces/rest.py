@@ -18,7 +18,7 @@ from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import Authenticator, authenticated, client_info
 from gateway.surfaces.mcp import outcome_meta
 from gateway.surfaces.middleware import request_id_of
-from gateway.surfaces.rest_io import json_body
+from gateway.surfaces.rest_io import json_body, retry_headers
 from gateway.types import OutcomeStatus, Principal, ToolCall, ToolDefinition
 
 
@@ -119,7 +119,11 @@ class RestSurface:
             status = 202
         elif isinstance(outcome.error, GatewayError):
             status = outcome.error.http_status
-        return JSONResponse(response.model_dump(exclude_none=True), status_code=status)
+        return JSONResponse(
+            response.model_dump(exclude_none=True),
+            status_code=status,
+            headers=retry_headers(outcome.error),
+        )
 
 
 def prefer_wait(header: str | None) -> float | None:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from gateway.errors import BadRequest, GatewayError
+from gateway.errors import BadRequest, GatewayError, PolicyUnavailable
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -25,7 +25,14 @@ def error_response(error: GatewayError, request_id: str | None) -> JSONResponse:
     body: dict[str, Any] = {"error": error.to_dict()}
     if request_id:
         body["request_id"] = request_id
-    return JSONResponse(body, status_code=error.http_status)
+    return JSONResponse(body, status_code=error.http_status, headers=retry_headers(error))
+
+
+def retry_headers(error: Any) -> dict[str, str]:
+    """``Retry-After`` for an error that says when to try again (RFC 9110 §10.2.3)."""
+    if isinstance(error, PolicyUnavailable):
+        return {"Retry-After": str(error.retry_after_s)}
+    return {}
 
 
 async def json_body(request: Request, model: type[M]) -> M:

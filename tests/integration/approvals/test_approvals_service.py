@@ -27,6 +27,7 @@ from gateway.config import ApprovalsConfig
 from gateway.errors import AuditUnavailable
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.types import Actor, Decision, Obligations, Principal, ToolCall
+from tests.support.deciding import decider_for
 from tests.support.processes import write_policy
 
 pytestmark = pytest.mark.anyio
@@ -71,11 +72,10 @@ async def parts(
         service = ApprovalService(
             database=engine,
             audit=audit,
-            policy=policy,
+            decider=decider_for(policy),
             config=ApprovalsConfig(hold_s=5, sweep_interval_s=0.2),
             public_url="http://gw.test",
             http=http,
-            policy_timeout_s=5,
         )
         await service.start()
         yield service, audit, engine

@@ -28,6 +28,7 @@ from gateway.types import Principal
 from gateway.upstreams.catalog import Binding, Catalog
 from gateway.upstreams.credentials import CredentialProvider
 from gateway.upstreams.mcp_client import McpUpstream
+from tests.support.deciding import decider_for
 from tests.support.processes import write_policy
 
 AGENT = Principal(sub="agent:planner", iss="https://issuer.test", roles=("agent",))
@@ -109,7 +110,7 @@ async def executor_parts(
     # The origin GatewayServer configures, so worker processes can share the database.
     audit = AuditLog(database, "test.gateway/audit")
     await audit.start()
-    policy = EmbeddedEngine(write_policy(directory, grants or GRANTS))
+    decider = decider_for(EmbeddedEngine(write_policy(directory, grants or GRANTS)))
     catalog = Catalog([upstream_binding(upstream_url)])
     settings = ExecutorConfig.model_validate({"lease_s": 2, "poll_s": 0.05, **config})
     try:
@@ -119,28 +120,20 @@ async def executor_parts(
             approvals = ApprovalService(
                 database=database,
                 audit=audit,
-                policy=policy,
+                decider=decider,
                 config=ApprovalsConfig(),
                 public_url="http://gateway.test",
                 http=http,
-                policy_timeout_s=5,
             )
             await approvals.start()
-            pipeline = Pipeline(
-                catalog=catalog,
-                policy=policy,
-                audit=audit,
-                policy_timeout_s=5,
-                approvals=approvals,
-            )
+            pipeline = Pipeline(catalog=catalog, decider=decider, audit=audit, approvals=approvals)
             deps = ExecutorDeps(
                 store=RunStore(database),
                 pipeline=pipeline,
                 catalog=catalog,
                 audit=audit,
-                policy=policy,
+                decider=decider,
                 config=settings,
-                policy_timeout_s=5,
                 approvals=approvals,
             )
             executor = Executor(deps)

@@ -13,16 +13,19 @@ from sqlalchemy import Engine
 
 from gateway.audit import AuditLog, read_entries
 from gateway.config import HttpUpstream
-from gateway.errors import AuditUnavailable, UpstreamResultRefused
+from gateway.errors import AuditUnavailable, PolicyUnavailable, UpstreamResultRefused
 from gateway.pipeline import Pipeline
+from gateway.policy.decider import Decider, DecisionQueue
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.engine import FAIL_CLOSED_RULE
 from gateway.recording import WITHHELD
 from gateway.store import create_engine, migrate
-from gateway.types import OutcomeStatus, Principal, ToolCall
+from gateway.types import UNAVAILABLE_RULE, OutcomeStatus, Principal, ToolCall
 from gateway.upstreams.catalog import Binding, Catalog
 from gateway.upstreams.credentials import CredentialProvider
 from gateway.upstreams.http_api import HttpApiUpstream
+from tests.support.deciding import decider_for
+from tests.support.engines import GatedEngine
 from tests.support.processes import HttpApiServer, write_policy
 
 pytestmark = pytest.mark.anyio
@@ -75,7 +78,7 @@ async def parts(
     catalog = _catalog(api)
     async with anyio.create_task_group() as tasks:
         await catalog.start(tasks, refresh_interval_s=0)
-        pipeline = Pipeline(catalog=catalog, policy=policy, audit=audit, policy_timeout_s=2)
+        pipeline = Pipeline(catalog=catalog, decider=decider_for(policy, 2), audit=audit)
         yield pipeline, audit, database
         await catalog.close()
         tasks.cancel_scope.cancel()
@@ -121,7 +124,7 @@ async def test_policy_failure_denies_and_withholds_arguments(
         "package gateway\nimport rego.v1\n"
         'decision := {"allow": to_number(input.arguments.name) > 0}\n'
     )
-    pipeline.policy = EmbeddedEngine(broken)
+    pipeline.decider = decider_for(EmbeddedEngine(broken), 2)
     before = len(api.calls())
     outcome = await pipeline.call(_call({"name": "not a number", "secret": "s3"}))
     assert outcome.status is OutcomeStatus.DENIED
@@ -148,3 +151,35 @@ async def test_a_result_nested_too_deep_is_an_error_not_a_crash(parts) -> None:
     assert outcome.payload is not None
     assert outcome.payload["error"]["code"] == "upstream_result_refused"
     assert "result_sha256" not in outcome.payload
+
+
+async def test_an_overloaded_engine_is_unavailable_audited_and_nothing_is_forwarded(
+    parts, api: HttpApiServer
+) -> None:
+    pipeline, _audit, database = parts
+    engine = GatedEngine()
+    pipeline.decider = Decider(
+        engine, timeout_s=30, queue=DecisionQueue(concurrency=1, size=0, wait_s=30)
+    )
+    before = len(api.calls())
+    async with anyio.create_task_group() as tasks:
+        first: list = []
+
+        async def held() -> None:
+            first.append(await pipeline.call(_call({"name": "held"})))
+
+        tasks.start_soon(held)
+        await engine.one_started.wait()
+        refused = await pipeline.call(_call({"name": "refused", "secret": "s3"}))
+        engine.release.set()
+    assert refused.status is OutcomeStatus.ERROR
+    assert isinstance(refused.error, PolicyUnavailable)
+    assert refused.error.http_status == 503
+    assert refused.decision is not None and refused.decision.rule == UNAVAILABLE_RULE
+    assert first[0].status is OutcomeStatus.OK  # the held one was decided and ran
+    assert [c["json"]["name"] for c in api.calls()[before:]] == ["held"]
+    attempt, decided = read_entries(database, ref=refused.request_id)
+    assert (attempt.kind, decided.kind) == ("call.attempt", "call.decision")
+    assert decided.payload["decision"]["rule"] == UNAVAILABLE_RULE
+    assert decided.payload["input"] is None
+    assert attempt.payload["arguments"] == WITHHELD  # no decision said what to redact

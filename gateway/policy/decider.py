@@ -1,0 +1,98 @@
+"""`Decider`: the policy as the gateway asks it — an engine, the decision deadline, and
+a bounded queue in front of it.
+
+Two different failures, two different answers (docs/policies.md, "Overload"):
+
+- a decision that cannot *start* in time — every evaluation slot busy and the queue
+  full, or no slot free within the wait — is `PolicyUnavailable`: the gateway is
+  overloaded, so the caller gets 503 with ``Retry-After`` (MCP: a JSON-RPC error) and
+  the attempt is audited as unavailability, never reported as a policy denial;
+- a decision that started and then failed or overran the deadline is a deny that
+  says so (`gateway.policy.engine.decide`): the policy itself is the problem.
+
+Either way nothing is forwarded (fail closed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+
+from gateway.errors import PolicyUnavailable
+from gateway.metrics import DECISIONS_WAITING, POLICY_UNAVAILABLE
+from gateway.policy.engine import PolicyEngine, decide
+from gateway.types import Decision
+
+# What a refused caller is told to wait before trying again.
+RETRY_AFTER_S = 1
+
+
+class DecisionQueue:
+    """At most ``concurrency`` evaluations at once; at most ``size`` more waiting, each
+    for at most ``wait_s``."""
+
+    def __init__(self, *, concurrency: int, size: int, wait_s: float) -> None:
+        if concurrency < 1 or size < 0 or wait_s <= 0:
+            raise ValueError("a decision queue needs concurrency >= 1, size >= 0, wait_s > 0")
+        self._slots = anyio.Semaphore(concurrency)
+        self._size = size
+        self._wait_s = wait_s
+        self._waiting = 0
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Holds an evaluation slot for the block. Raises PolicyUnavailable when the
+        queue is full or the wait runs out."""
+        if self._slots.value == 0:
+            if self._waiting >= self._size:
+                raise _unavailable(f"{self._waiting} decisions are already waiting")
+            self._waiting += 1
+            DECISIONS_WAITING.inc()
+            try:
+                with anyio.move_on_after(self._wait_s) as waited:
+                    await self._slots.acquire()
+                if waited.cancelled_caught:
+                    raise _unavailable(
+                        f"no evaluation could start within {self._wait_s * 1000:.0f} ms"
+                    )
+            finally:
+                self._waiting -= 1
+                DECISIONS_WAITING.dec()
+        else:
+            await self._slots.acquire()
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
+class Decider:
+    """Asks ``engine`` for decisions: queued (`DecisionQueue`), then bounded by the
+    deadline ``timeout_s`` from the moment the evaluation starts."""
+
+    def __init__(self, engine: PolicyEngine, *, timeout_s: float, queue: DecisionQueue) -> None:
+        self.engine = engine
+        self.timeout_s = timeout_s
+        self._queue = queue
+
+    @property
+    def revision(self) -> str | None:
+        return self.engine.revision
+
+    async def decide(self, policy_input: dict[str, Any]) -> Decision:
+        """The decision, or a deny that says why it is one (fail closed). Raises
+        PolicyUnavailable when the decision could not start in time."""
+        async with self._queue.turn():
+            return await decide(self.engine, policy_input, timeout_s=self.timeout_s)
+
+
+def _unavailable(why: str) -> PolicyUnavailable:
+    POLICY_UNAVAILABLE.inc()
+    return PolicyUnavailable(
+        f"the policy engine is overloaded ({why}); nothing was decided or executed, "
+        f"retry in {RETRY_AFTER_S} s",
+        retry_after_s=RETRY_AFTER_S,
+    )
