@@ -65,6 +65,11 @@ class VerificationReport:
     checkpoints: int = 0
     faults: list[AuditVerificationError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Calls a decision allowed outright whose outcome is not in the log: the outcome
+    # is queued, not awaited (docs/decisions/0005), so a process that died between
+    # forwarding and that commit leaves the call's result unknown. Not a fault: the
+    # call may or may not have reached the upstream.
+    outcome_unknown: list[OutcomeUnknown] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -84,7 +89,17 @@ class VerificationReport:
             "checkpoints_verified": self.checkpoints,
             "faults": [{"code": f.code, "message": f.message, **f.details} for f in self.faults],
             "warnings": self.warnings,
+            "outcome_unknown": [{"seq": u.seq, "ref": u.ref} for u in self.outcome_unknown],
         }
+
+
+@dataclass(frozen=True)
+class OutcomeUnknown:
+    """A ``call.decision`` (at ``seq``) that allowed call ``ref`` outright, with no
+    ``call.outcome`` of that ref in the log."""
+
+    seq: int
+    ref: str
 
 
 @dataclass
@@ -94,6 +109,8 @@ class _Trace:
     allowed: dict[str, bool] = field(default_factory=dict)  # decision ref -> allows
     approved: set[str] = field(default_factory=set)  # approval ids approved
     outcomes: list[tuple[int, str, str | None]] = field(default_factory=list)
+    # Decisions that allowed a call without approval: ref -> seq of the decision.
+    outright: dict[str, int] = field(default_factory=dict)
 
     def add(self, seq: int, kind: str, ref: str, payload_jcs: bytes | None) -> None:
         payload = _payload(payload_jcs)
@@ -106,12 +123,24 @@ class _Trace:
                 and (decision.get("allow") is True or decision.get("require_approval") is True)
             )
             self.allowed[ref] = self.allowed.get(ref, False) or allows
+            if (
+                isinstance(decision, dict)
+                and decision.get("allow") is True
+                and decision.get("require_approval") is not True
+            ):
+                self.outright.setdefault(ref, seq)
         elif kind == "approval.decision":
             if payload is None or payload.get("status") == "approved":
                 self.approved.add(ref)
         else:  # call.outcome
             approval = payload.get("approval_id") if payload is not None else None
             self.outcomes.append((seq, ref, approval if isinstance(approval, str) else None))
+
+    def outcome_unknown(self) -> list[OutcomeUnknown]:
+        finished = {ref for _, ref, _ in self.outcomes}
+        return [
+            OutcomeUnknown(seq, ref) for ref, seq in self.outright.items() if ref not in finished
+        ]
 
     def first_fault(self) -> CallTraceError | None:
         for seq, ref, approval in self.outcomes:
@@ -188,8 +217,10 @@ def verify_log(
         # Entries past a broken chain are not the log's: rules over them would only
         # echo the chain fault.
         report.warnings.append("call trace not checked: the chain is broken")
-    elif (fault := trace.first_fault()) is not None:
-        report.faults.append(fault)
+    else:
+        if (fault := trace.first_fault()) is not None:
+            report.faults.append(fault)
+        report.outcome_unknown = trace.outcome_unknown()
     return report
 
 

@@ -112,6 +112,12 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             print(f"warning: {warning}")
         for fault in report.faults:
             print(f"FAULT [{fault.code}] {fault.message}")
+        for unknown in report.outcome_unknown:
+            print(
+                f"outcome unknown: call {unknown.ref} was allowed (entry {unknown.seq}) "
+                "but its outcome is not in the log (the gateway may have stopped between "
+                "forwarding it and recording the result)"
+            )
         verdict = "OK" if report.ok else f"FAILED ({len(report.faults)} faults)"
         print(
             f"{verdict}: {report.size} entries, {report.checkpoints} checkpoints verified "

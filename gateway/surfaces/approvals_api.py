@@ -105,9 +105,12 @@ class ApprovalsApi:
     async def list(self, request: Request, principal: Principal) -> Response:
         query = request.query_params
         limit = _int(query.get("limit"), "limit", default=50, low=1, high=MAX_LIMIT)
+        # Checked whether or not it applies: a bad parameter is a 400, never ignored.
+        wait = _float(query.get("wait"), "wait", default=0.0, high=MAX_WAIT_S)
+        if "wait" in query and "since" not in query:
+            raise BadRequest("wait needs since: it waits for changes after that version")
         if "since" in query:
             since = _int(query.get("since"), "since", default=0, low=0, high=2**62)
-            wait = _float(query.get("wait"), "wait", default=0.0, high=MAX_WAIT_S)
             changes = await self._service.changes(
                 since, timeout_s=wait, principal=principal, limit=limit
             )

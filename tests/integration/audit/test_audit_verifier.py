@@ -213,6 +213,34 @@ async def test_outcome_without_decision(exported: Exported, engine: Engine) -> N
     assert only(verify_log(database_source(engine))) == [(CallTraceError, SIZE)]
 
 
+async def test_an_allowed_call_without_outcome_is_reported_as_outcome_unknown(
+    exported: Exported, engine: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What a kill -9 between forwarding and the outcome's commit leaves (decision 0005):
+    # not a fault, but said plainly. A denied call and one held for approval have no
+    # outcome by design and are not reported.
+    log = AuditLog(engine, ORIGIN)
+    await log.start()
+    try:
+        await log.append(
+            AuditRecord("call.attempt", "lost", {"request_id": "lost"}),
+            AuditRecord("call.decision", "lost", {"decision": {"allow": True}}),
+            AuditRecord("call.decision", "denied", {"decision": {"allow": False}}),
+            AuditRecord(
+                "call.decision", "held", {"decision": {"allow": True, "require_approval": True}}
+            ),
+        )
+    finally:
+        await log.close()
+    report = verify_log(database_source(engine))
+    assert report.ok
+    assert [(u.seq, u.ref) for u in report.outcome_unknown] == [(SIZE + 1, "lost")]
+    assert report.to_dict()["outcome_unknown"] == [{"seq": SIZE + 1, "ref": "lost"}]
+    url = str(engine.url.render_as_string(hide_password=False))
+    assert main(["audit", "verify", "--db", url]) == 0
+    assert "outcome unknown: call lost was allowed (entry 13)" in capsys.readouterr().out
+
+
 async def test_prove_and_verify_receipt(exported: Exported, tmp_path: Path) -> None:
     receipt = tmp_path / "receipt"
     receipt.write_text(receipt_for_entry(exported.engine, 5))
