@@ -52,6 +52,7 @@ from gateway.surfaces.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from gateway.surfaces.openapi import build_openapi
 from gateway.surfaces.pins import PinRoutes
 from gateway.surfaces.rest import RestSurface
+from gateway.surfaces.routing import merge_methods
 from gateway.surfaces.runs import RunsApi
 from gateway.upstreams.base import UpstreamClient
 from gateway.upstreams.catalog import Binding, Catalog
@@ -276,7 +277,7 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
         async with running(parts), executor.running(), mcp.session_manager.run():
             yield
 
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app = Starlette(routes=merge_methods(routes), middleware=middleware, lifespan=lifespan)
     app.state.components = parts
     app.state.executor = executor
     return app

@@ -135,6 +135,14 @@ class AuthenticationError(GatewayError):
     jsonrpc_code = INVALID_REQUEST
 
 
+class AuthorizationHeaderInvalid(AuthenticationError):
+    """The request carries the Authorization header more than once: which one counts
+    would be a guess (RFC 6750 §3.1 ``invalid_request``)."""
+
+    code = "invalid_request"
+    http_status = 400
+
+
 class InsufficientScope(GatewayError):
     """A valid token that lacks a scope the gateway requires."""
 

@@ -13,7 +13,12 @@ from typing import Any, Protocol
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.errors import AuthenticationError, GatewayError, InsufficientScope
+from gateway.errors import (
+    AuthenticationError,
+    AuthorizationHeaderInvalid,
+    GatewayError,
+    InsufficientScope,
+)
 from gateway.identity import TokenVerifier
 from gateway.surfaces.middleware import request_id_of
 from gateway.surfaces.rest_io import error_response
@@ -39,8 +44,14 @@ class Authenticator:
         self._issuers = issuers
         self._scopes = scopes
 
-    async def authenticate(self, authorization: str | None) -> Principal:
-        return await self._verifier.verify(authorization)
+    async def authenticate(self, request: Request) -> Principal:
+        """The request's principal; raises AuthenticationError (or InsufficientScope)."""
+        given = request.headers.getlist("authorization")
+        if len(given) > 1:
+            raise AuthorizationHeaderInvalid(
+                f"the request carries {len(given)} Authorization headers; send exactly one"
+            )
+        return await self._verifier.verify(given[0] if given else None)
 
     def challenge(self, error: GatewayError, *, request_id: str | None = None) -> Response:
         """The 401/403 response for an authentication failure."""
@@ -48,6 +59,8 @@ class Authenticator:
             params = 'error="insufficient_scope"'
             if self._scopes:
                 params += f', scope="{" ".join(self._scopes)}"'
+        elif isinstance(error, AuthorizationHeaderInvalid):
+            params = 'error="invalid_request"'
         else:
             params = 'error="invalid_token"'
         description = error.message.replace('"', "'")
@@ -99,7 +112,7 @@ def authenticated(handler: Handler) -> Callable[[Any, Request], Awaitable[Respon
     @functools.wraps(handler)
     async def wrapper(surface: _Surface, request: Request) -> Response:
         try:
-            principal = await surface._auth.authenticate(request.headers.get("authorization"))
+            principal = await surface._auth.authenticate(request)
             return await handler(surface, request, principal)
         except GatewayError as error:
             if is_auth_error(error):

@@ -301,7 +301,7 @@ class McpEndpoint:
             return
         request = Request(scope, receive)
         try:
-            principal = await self._authenticator.authenticate(request.headers.get("authorization"))
+            principal = await self._authenticator.authenticate(request)
         except GatewayError as error:
             request_id = scope.get("state", {}).get("request_id")
             await self._authenticator.challenge(error, request_id=request_id)(scope, receive, send)

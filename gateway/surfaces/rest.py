@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.errors import GatewayError
+from gateway.errors import BadRequest, GatewayError
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import Authenticator, authenticated, client_info
 from gateway.surfaces.mcp import outcome_meta
@@ -92,7 +92,18 @@ class RestSurface:
 
     @authenticated
     async def call_tool(self, request: Request, principal: Principal) -> Response:
-        body = await json_body(request, CallRequest)
+        try:
+            body = await json_body(request, CallRequest)
+        except BadRequest as malformed:
+            # Every answer of this route is a CallResponse (openapi.py): no call was made.
+            refused = CallResponse(
+                request_id=request_id_of(request),
+                status=OutcomeStatus.ERROR.value,
+                error=ErrorBody(**malformed.to_dict()),
+            )
+            return JSONResponse(
+                refused.model_dump(exclude_none=True), status_code=malformed.http_status
+            )
         outcome = await self._pipeline.call(
             ToolCall(
                 principal=principal,

@@ -315,3 +315,29 @@ def test_tokens_for_the_gateway_or_its_mcp_resource_are_accepted(
         gateway, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, f"Bearer {token}"
     )
     assert listed.status_code == 200
+
+
+@pytest.mark.parametrize("second", ["same", "forged"])
+@pytest.mark.parametrize("path", ["/v1/tools", "/mcp", "/v1/runs"])
+def test_a_repeated_authorization_header_is_400_invalid_request(
+    gateway: GatewayServer, mcp_upstream: McpUpstreamServer, path: str, second: str
+) -> None:
+    # Which of two headers counts would be a guess (the first won before): RFC 6750
+    # invalid_request, whatever the second one says and in whichever order.
+    good = f"Bearer {gateway.token()}"
+    other = good if second == "same" else "Bearer not.a.token"
+    for pair in ((good, other), (other, good)):
+        headers = httpx.Headers([("Authorization", pair[0]), ("Authorization", pair[1])])
+        headers["Content-Type"] = "application/json"
+        headers["Accept"] = "application/json, text/event-stream"
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+        response = httpx.request(
+            "POST" if path == "/mcp" else "GET",
+            gateway.url + path,
+            headers=headers,
+            content=json.dumps(body) if path == "/mcp" else None,
+            timeout=10,
+        )
+        assert response.status_code == 400, response.text
+        assert 'error="invalid_request"' in response.headers["www-authenticate"]
+        assert response.json()["error"]["code"] == "invalid_request"

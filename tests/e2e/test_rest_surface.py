@@ -395,6 +395,7 @@ def test_malformed_body_is_400(
     before = len(static_api.calls())
     response = call(gateway, "staticapi__create_item", body=body)
     assert response.status_code == 400, response.text
+    assert response.json()["status"] == "error"  # a CallResponse, as the OpenAPI says
     error = response.json()["error"]
     assert error["code"] == "bad_request"
     assert mentions in error["message"]
@@ -403,6 +404,26 @@ def test_malformed_body_is_400(
 
 
 # --- documents and operations ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "methods"),
+    [
+        ("/v1/schedules", "GET, HEAD, OPTIONS, POST"),
+        ("/v1/runs", "GET, HEAD, OPTIONS, POST"),
+        ("/v1/tools", "GET, HEAD, OPTIONS"),
+        ("/v1/tools/up__x/call", "OPTIONS, POST"),
+    ],
+)
+def test_options_and_405_name_every_method_of_a_path(
+    gateway: GatewayServer, path: str, methods: str
+) -> None:
+    options = httpx.options(gateway.url + path, timeout=5)
+    assert options.status_code == 204
+    assert options.headers["allow"] == methods
+    wrong = httpx.request("PATCH", gateway.url + path, headers=gateway.headers(), timeout=5)
+    assert wrong.status_code == 405
+    assert set(wrong.headers["allow"].split(", ")) == set(methods.split(", "))
 
 
 def test_openapi_document_describes_the_rest_surface(gateway: GatewayServer) -> None:
