@@ -48,7 +48,7 @@ def build_openapi(public_url: str) -> dict[str, Any]:
         "401": {**error, "description": "Missing or invalid bearer token"},
         "403": {**error, "description": "Token lacks a required scope"},
     }
-    return {
+    document = {
         "openapi": "3.1.0",
         "info": {
             "title": "Agent tool gateway",
@@ -130,6 +130,28 @@ def build_openapi(public_url: str) -> dict[str, Any]:
             },
         },
     }
+    _declare_common_answers(document["paths"], error)
+    return document
+
+
+def _declare_common_answers(paths: dict[str, Any], error: dict[str, Any]) -> None:
+    """What any authenticated operation may answer besides its own answers: 400 for a
+    malformed request (a bad parameter or body, or a repeated Authorization header),
+    503 when what it needs is unavailable (database, audit log, policy engine)."""
+    common = {
+        "400": {**error, "description": "Malformed request (parameters, body, headers)"},
+        "503": {
+            **error,
+            "description": "Unavailable (database, audit log or an overloaded policy "
+            "engine; see Retry-After): nothing was changed",
+        },
+    }
+    for operations in paths.values():
+        for operation in operations.values():
+            if operation.get("security") == []:
+                continue  # public: no token, nothing behind it that can be down
+            for status, answer in common.items():
+                operation["responses"].setdefault(status, answer)
 
 
 def _approval_paths(error: dict[str, Any], auth_errors: dict[str, Any]) -> dict[str, Any]:
