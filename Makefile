@@ -1,6 +1,6 @@
 # The two commands of the quickstart are `make run` and `make test`; every other
 # target is something they build on. Everything the project needs is installed
-# into folders git ignores: .venv (Python), .tools (uv, opa).
+# into folders git ignores: .venv (Python), .tools (uv, opa, helm, kubecheck).
 
 PYTHON  ?= python3
 HOST    ?= 127.0.0.1
@@ -13,8 +13,14 @@ STAMP   := $(VENV)/.synced
 GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 OPA_VERSION := v1.22.0
 OPA     := $(TOOLS)/opa/$(OPA_VERSION)/opa
+HELM_VERSION := v4.3.2
+HELM    := $(TOOLS)/helm/$(HELM_VERSION)/helm
+# Our manifest checker (deploy/kubecheck), kept by a hash of its sources: .tools may be
+# shared by several checkouts, and each must run the checker its own sources describe.
+KUBECHECK_SRC := $(sort $(wildcard deploy/kubecheck/*.go)) deploy/kubecheck/go.mod deploy/kubecheck/go.sum
+KUBECHECK := $(TOOLS)/kubecheck/$(shell cat $(KUBECHECK_SRC) 2>/dev/null | sha256sum | cut -c1-16)/kubecheck
 
-.PHONY: setup run test test-setup opa lint bench clean
+.PHONY: setup run test test-setup opa helm kubecheck lint bench clean
 
 setup: $(STAMP)
 
@@ -35,17 +41,34 @@ $(OPA):
 	GOBIN=$(dir $(OPA)) CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
 		$(GO) install -trimpath -ldflags="-s -w" github.com/open-policy-agent/opa@$(OPA_VERSION)
 
+# Helm, the same way: `helm lint` and `helm template` check the chart in deploy/helm.
+helm: $(HELM)
+
+$(HELM):
+	@echo "building helm $(HELM_VERSION) from source (the first build takes a few minutes)"
+	GOBIN=$(dir $(HELM)) CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
+		$(GO) install -trimpath -ldflags="-s -w" helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+
+# Decodes rendered manifests strictly into the Kubernetes API's Go types (k8s.io/api).
+kubecheck: $(KUBECHECK)
+
+$(KUBECHECK): $(KUBECHECK_SRC)
+	@echo "building kubecheck (the first build downloads k8s.io/api)"
+	cd deploy/kubecheck && CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
+		$(GO) build -trimpath -ldflags="-s -w" -o $@ .
+
 run: setup
 	$(VENV)/bin/gateway serve --dev --host $(HOST) --port $(PORT)
 
-# Provides the real components the tests use (PostgreSQL, OPA, Chromium for the
-# console's browser test), then runs every test.
-test-setup: setup $(OPA)
+# Provides the real components the tests use (PostgreSQL, OPA, Helm and kubecheck for
+# the chart, Chromium for the console's browser test), then runs every test.
+test-setup: setup $(OPA) $(HELM) $(KUBECHECK)
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-chromium.sh
 
 test: test-setup
-	GATEWAY_OPA=$(OPA) $(VENV)/bin/pytest $(PYTEST_ARGS)
+	GATEWAY_OPA=$(OPA) GATEWAY_HELM=$(HELM) GATEWAY_KUBECHECK=$(KUBECHECK) \
+		$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check gateway tests bench
