@@ -68,38 +68,7 @@ ALTER DEFAULT PRIVILEGES FOR ROLE :"owner_role" IN SCHEMA public
 ALTER DEFAULT PRIVILEGES FOR ROLE :"owner_role" IN SCHEMA public
   GRANT USAGE, SELECT ON SEQUENCES TO :"app_role";
 
--- Tables that exist (a migrated database): exactly what the app role needs.
-DO $$
-DECLARE
-  owner_role text := current_setting('gateway.owner_role');
-  app_role text := current_setting('gateway.app_role');
-  t record;
-BEGIN
-  FOR t IN
-    SELECT c.relname, pg_get_userbyid(c.relowner) AS owner
-    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
-  LOOP
-    IF t.owner = app_role THEN
-      RAISE EXCEPTION 'table % is owned by the app role %: reassign it to % first',
-        t.relname, app_role, owner_role;
-    END IF;
-    EXECUTE format('REVOKE ALL ON TABLE public.%I FROM %I', t.relname, app_role);
-    IF t.relname LIKE 'audit\_%' THEN
-      -- Append-only: no UPDATE, DELETE or TRUNCATE; not the owner, so no
-      -- ALTER TABLE ... DISABLE TRIGGER either.
-      EXECUTE format('GRANT SELECT, INSERT ON TABLE public.%I TO %I', t.relname, app_role);
-    ELSIF t.relname = 'alembic_version' THEN
-      EXECUTE format('GRANT SELECT ON TABLE public.%I TO %I', t.relname, app_role);
-    ELSE
-      EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE public.%I TO %I',
-                     t.relname, app_role);
-    END IF;
-  END LOOP;
-  FOR t IN
-    SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = 'public' AND c.relkind = 'S'
-  LOOP
-    EXECUTE format('GRANT USAGE, SELECT ON SEQUENCE public.%I TO %I', t.relname, app_role);
-  END LOOP;
-END $$;
+-- Tables that exist (a migrated database): exactly what the app role needs. The same
+-- file is what the owner runs alone after a migration (the Helm chart's migration Job,
+-- compose's `grants` service): granting on its own tables needs no administrator.
+\ir grants.sql
