@@ -100,3 +100,12 @@ def container(doc: dict[str, Any], name: str) -> dict[str, Any]:
     found = [c for c in spec.get("initContainers", []) + spec["containers"] if c["name"] == name]
     assert len(found) == 1, f"no container {name} in {doc['metadata']['name']}"
     return found[0]
+
+
+def localize(text: str, root: Path) -> str:
+    """Container paths onto a folder laid out like the image, with the image's policy
+    (the Dockerfile copies policies/ to /etc/gateway/policies) being the repository's."""
+    text = text.replace("/etc/gateway/policies", str(REPO / "policies"))
+    for prefix in ("/etc/gateway/", "/var/lib/gateway/", "/etc/opa/"):
+        text = text.replace(prefix, f"{root}{prefix}")
+    return text

@@ -25,6 +25,7 @@ from tests.support.helm import (
     container,
     helm,
     kubecheck,
+    localize,
     pod_spec,
     render,
     render_error,
@@ -273,15 +274,6 @@ def test_kubecheck_gateway_refuses_a_writable_root_and_a_wrong_probe(tmp_path: P
 
 
 # --- the rendered config is one the gateway accepts ----------------------------------
-
-
-def localize(text: str, root: Path) -> str:
-    """Container paths onto a folder laid out like the image, with the image's policy
-    (the Dockerfile copies policies/ to /etc/gateway/policies) being the repository's."""
-    text = text.replace("/etc/gateway/policies", str(REPO / "policies"))
-    for prefix in ("/etc/gateway/", "/var/lib/gateway/", "/etc/opa/"):
-        text = text.replace(prefix, f"{root}{prefix}")
-    return text
 
 
 @pytest.mark.parametrize("values", VALUES, ids=lambda p: p.stem)
