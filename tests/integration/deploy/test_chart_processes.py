@@ -2,7 +2,8 @@
 renders for the OPA-sidecar install is run as written — the migration Job's two steps
 as the PostgreSQL owner role, the OPA sidecar with its rendered config loading a signed
 bundle from a bundle service, and `gateway serve` as the app role until the rendered
-readiness probe passes. Only what a cluster would provide is substituted: the Secrets'
+readiness probe passes; and the same sidecar refusing a bundle signed by another key.
+Only what a cluster would provide is substituted: the Secrets'
 values, loopback ports for the pod-local ones, and container paths mapped onto a
 temporary folder laid out like the image (tests/support/helm.py `localize`)."""
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -121,7 +123,7 @@ def argv(spec: dict[str, Any], root: Path, env: dict[str, str]) -> list[str]:
 
 
 def rendered_install(
-    tmp_path: Path, bundle_port: int, issuer_key: Path, roles: RoleDatabase
+    tmp_path: Path, bundle_port: int, issuer_key: Path, roles: RoleDatabase | None = None
 ) -> Rendered:
     issuer_values = tmp_path / "values.yaml"
     issuer_values.write_text(
@@ -137,7 +139,9 @@ def rendered_install(
                         ]
                     },
                 },
-                "database": {"app": {"role": roles.app}, "owner": {"role": roles.owner}},
+                "database": {"app": {"role": roles.app}, "owner": {"role": roles.owner}}
+                if roles
+                else {},
                 "policy": {
                     "bundle": {
                         "serviceUrl": f"http://127.0.0.1:{bundle_port}",
@@ -149,6 +153,63 @@ def rendered_install(
         )
     )
     return render([CI_VALUES / "opa-bundle-values.yaml", issuer_values])
+
+
+def start_sidecar(
+    rendered: Rendered, root: Path, tmp_path: Path, opa_port: int, diag_port: int
+) -> Process:
+    """The `opa` container of the gateway's pod, its API and health on free ports."""
+    write(
+        root / "etc/opa/config/config.yaml",
+        rendered.get("ConfigMap", "gw-gateway-opa")["data"]["config.yaml"],
+    )
+    args = argv(container(rendered.get("Deployment", "gw-gateway"), "opa"), root, {})
+    assert args[0] == "run"
+    args = [
+        a.replace("127.0.0.1:8181", f"127.0.0.1:{opa_port}").replace(
+            "0.0.0.0:8282", f"127.0.0.1:{diag_port}"
+        )
+        for a in args
+    ]
+    return spawn([opa_binary(), *args], tmp_path / "opa.log")
+
+
+def serve_bundles(directory: Path, port: int, tmp_path: Path) -> Process:
+    """The bundle service: static files over HTTP on loopback."""
+    return spawn(
+        [
+            *(sys.executable, "-m", "http.server", str(port)),
+            *("--bind", "127.0.0.1", "--directory", str(directory)),
+        ],
+        tmp_path / "bundles.log",
+    )
+
+
+def test_sidecar_refuses_a_bundle_signed_by_another_key(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    _, trusted = pem_pair(tmp_path)
+    (tmp_path / "other").mkdir()
+    other, _ = pem_pair(tmp_path / "other")
+    signed_bundle(tmp_path / "bundles" / "gateway" / "bundle.tar.gz", other)
+    _, issuer_key = generate_dev_issuer(tmp_path / "issuer")
+    bundle_port, opa_port, diag_port = free_port(), free_port(), free_port()
+    rendered = rendered_install(tmp_path, bundle_port, issuer_key)
+    write(root / "etc/opa/keys/policy-signing.pub.pem", trusted.read_text())
+    processes = [serve_bundles(tmp_path / "bundles", bundle_port, tmp_path)]
+    try:
+        opa = start_sidecar(rendered, root, tmp_path, opa_port, diag_port)
+        processes.append(opa)
+        # OPA fetched the bundle and refused it: bounded by the test's timeout.
+        while "Bundle load failed: failed to verify" not in opa.log():
+            assert opa.popen.poll() is None, opa.log()
+            time.sleep(0.05)
+        health = httpx.get(f"http://127.0.0.1:{diag_port}/health?bundles", timeout=5)
+        assert health.status_code != 200
+        bundles = httpx.get(f"http://127.0.0.1:{opa_port}/v1/data/system/bundles", timeout=5)
+        assert bundles.json().get("result", {}) == {}  # nothing activated
+    finally:
+        for process in reversed(processes):
+            process.stop()
 
 
 def test_rendered_pods_run_as_processes(roles: RoleDatabase, tmp_path: Path) -> None:
@@ -180,10 +241,6 @@ def test_rendered_pods_run_as_processes(roles: RoleDatabase, tmp_path: Path) -> 
     config["policy"]["url"] = f"http://127.0.0.1:{opa_port}"
     config["server"]["port"] = http_port
     write(root / "etc/gateway/config/gateway.yaml", yaml.safe_dump(config))
-    write(
-        root / "etc/opa/config/config.yaml",
-        rendered.get("ConfigMap", "gw-gateway-opa")["data"]["config.yaml"],
-    )
 
     # The migration Job: `gateway db migrate`, then grants.sql, both as the owner.
     for step in ("migrate", "grants"):
@@ -218,26 +275,10 @@ def test_rendered_pods_run_as_processes(roles: RoleDatabase, tmp_path: Path) -> 
 
     processes: list[Process] = []
     try:
-        bundles = spawn(
-            [
-                *(sys.executable, "-m", "http.server", str(bundle_port)),
-                *("--bind", "127.0.0.1", "--directory", str(tmp_path / "bundles")),
-            ],
-            tmp_path / "bundles.log",
-        )
-        processes.append(bundles)
-        opa_spec = container(deployment, "opa")
-        opa_args = argv(opa_spec, root, {})
-        assert opa_args[0] == "run"
-        opa_args = [
-            a.replace("127.0.0.1:8181", f"127.0.0.1:{opa_port}").replace(
-                "0.0.0.0:8282", f"127.0.0.1:{diag_port}"
-            )
-            for a in opa_args
-        ]
-        opa = spawn([opa_binary(), *opa_args], tmp_path / "opa.log")
+        processes.append(serve_bundles(tmp_path / "bundles", bundle_port, tmp_path))
+        opa = start_sidecar(rendered, root, tmp_path, opa_port, diag_port)
         processes.append(opa)
-        probe = opa_spec["readinessProbe"]["httpGet"]["path"]
+        probe = container(deployment, "opa")["readinessProbe"]["httpGet"]["path"]
         wait_for_http(f"http://127.0.0.1:{diag_port}{probe}", opa, timeout=60)
 
         gateway_spec = container(deployment, "gateway")
