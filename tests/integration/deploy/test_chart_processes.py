@@ -3,9 +3,9 @@ renders for the OPA-sidecar install is run as written — the migration Job's tw
 as the PostgreSQL owner role, the OPA sidecar with its rendered config loading a signed
 bundle from a bundle service, and `gateway serve` as the app role until the rendered
 readiness probe passes; and the same sidecar refusing a bundle signed by another key.
-Only what a cluster would provide is substituted: the Secrets'
-values, loopback ports for the pod-local ones, and container paths mapped onto a
-temporary folder laid out like the image (tests/support/helm.py `localize`)."""
+Only what a cluster would provide is substituted: the Secrets' values, loopback ports
+for the pod-local ones, and container paths mapped onto a temporary folder laid out
+like the image (tests/support/helm.py `localize`)."""
 
 from __future__ import annotations
 
