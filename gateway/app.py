@@ -29,8 +29,11 @@ from gateway.config import (
     McpStdioUpstream,
     OpaPolicyConfig,
 )
+from gateway.errors import GatewayError
+from gateway.executor.deps import ExecutorDeps
 from gateway.executor.mcp_tools import WorkflowTools
-from gateway.executor.service import build_executor
+from gateway.executor.service import Executor
+from gateway.executor.store import RunStore
 from gateway.identity import TokenVerifier, UpstreamTokenMinter, load_or_create_signing_key
 from gateway.pipeline import Pipeline
 from gateway.policy import PolicyEngine
@@ -44,7 +47,12 @@ from gateway.store import create_engine, migrate
 from gateway.surfaces import audit_api
 from gateway.surfaces.approvals_api import ApprovalsApi
 from gateway.surfaces.audit_explorer import AuditExplorer
-from gateway.surfaces.auth import METADATA_PATH, Authenticator
+from gateway.surfaces.auth import (
+    METADATA_PATH,
+    AuthenticationMiddleware,
+    Authenticator,
+    error_handler,
+)
 from gateway.surfaces.console import Console
 from gateway.surfaces.health import Health
 from gateway.surfaces.mcp import McpEndpoint
@@ -164,6 +172,20 @@ def build_policy_engine(config: Config) -> PolicyEngine:
     return EmbeddedEngine(config.policy.path, extra_data=config.policy.data)
 
 
+def build_executor(parts: Components) -> Executor:
+    """The executor over a gateway's components (its pipeline, catalog, audit log)."""
+    deps = ExecutorDeps(
+        store=RunStore(parts.database),
+        pipeline=parts.pipeline,
+        catalog=parts.catalog,
+        audit=parts.audit,
+        decider=parts.decider,
+        config=parts.config.executor,
+        approvals=parts.approvals,
+    )
+    return Executor(deps)
+
+
 def build_decider(config: Config, engine: PolicyEngine) -> Decider:
     """The engine behind its deadline and bounded queue (policy.timeout_ms, policy.queue)."""
     timeout_ms = config.policy.timeout_ms
@@ -215,16 +237,15 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
     executor = build_executor(parts)
     mcp = McpEndpoint(
         parts.pipeline,
-        parts.authenticator,
         public_url=config.public_url,
         max_body_bytes=config.limits.max_body_bytes,
         local_tools=WorkflowTools(executor),
     )
-    rest = RestSurface(parts.pipeline, parts.authenticator)
+    rest = RestSurface(parts.pipeline)
     pins = parts.catalog.pins
     if pins is None:  # build_components always gives the catalog a PinGuard
         raise RuntimeError("the catalog of an app must pin tool definitions")
-    pin_routes = PinRoutes(pins, parts.authenticator, approver_roles=config.pinning.approver_roles)
+    pin_routes = PinRoutes(pins, approver_roles=config.pinning.approver_roles)
     console = Console()
     health = Health(
         policy=parts.policy, database_check=_database_check(parts.database), catalog=parts.catalog
@@ -250,12 +271,11 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
         *audit_api.routes(parts.database),
         *AuditExplorer(
             parts.database,
-            parts.authenticator,
             origin=config.audit.origin,
             reader_roles=config.audit.reader_roles,
         ).routes(),
         *_approval_routes(parts),
-        *RunsApi(executor, parts.authenticator).routes(),
+        *RunsApi(executor).routes(),
         *console.routes(),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route(METADATA_PATH, resource_metadata, methods=["GET"]),
@@ -265,9 +285,11 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", health.metrics, methods=["GET"]),
     ]
-    # Outermost first: every request gets an id before anything can refuse it.
+    # Outermost first: every request gets an id before anything can refuse it; nothing
+    # reads a body before the caller is authenticated (protected by default).
     middleware = [
         Middleware(RequestIdMiddleware),
+        Middleware(AuthenticationMiddleware, authenticator=parts.authenticator),
         Middleware(BodyLimitMiddleware, max_bytes=config.limits.max_body_bytes),
     ]
 
@@ -277,7 +299,12 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
         async with running(parts), executor.running(), mcp.session_manager.run():
             yield
 
-    app = Starlette(routes=merge_methods(routes), middleware=middleware, lifespan=lifespan)
+    app = Starlette(
+        routes=merge_methods(routes),
+        middleware=middleware,
+        exception_handlers={GatewayError: error_handler(parts.authenticator)},
+        lifespan=lifespan,
+    )
     app.state.components = parts
     app.state.executor = executor
     return app
@@ -344,7 +371,7 @@ async def _close_approvals(parts: Components) -> None:
 def _approval_routes(parts: Components) -> list[Route]:
     if parts.approvals is None:  # disabled: no approvals to list or decide
         return []
-    api = ApprovalsApi(parts.approvals, parts.authenticator, public_url=parts.config.public_url)
+    api = ApprovalsApi(parts.approvals, public_url=parts.config.public_url)
     return api.routes()
 
 

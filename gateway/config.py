@@ -102,7 +102,7 @@ class IdentityConfig(Model):
 
 
 class ConformanceConfig(Model):
-    """The policy's conformance cases (DESIGN §5): run at start and before a reload
+    """The policy's conformance cases (architecture.md §5): run at start and before a reload
     is accepted."""
 
     # enforce: refuse to serve (or to reload) on a mismatch; warn: log it; off: skip.
@@ -346,7 +346,7 @@ class ApprovalsConfig(Model):
 
 
 class PinningConfig(Model):
-    """Pinned tool definitions (DESIGN §7, docs/approvals.md)."""
+    """Pinned tool definitions (architecture.md §7, docs/approvals.md)."""
 
     # Roles whose holders may approve a changed tool definition (REST, console, CLI).
     approver_roles: list[str] = Field(["approver"], min_length=1)

@@ -81,7 +81,7 @@ class InvalidArguments(GatewayError):
     jsonrpc_code = INVALID_PARAMS
 
 
-# --- pinned tool definitions (DESIGN §7) ----------------------------------------------
+# --- pinned tool definitions (architecture.md §7) ----------------------------------------------
 
 
 class ToolQuarantined(GatewayError):

@@ -5,10 +5,18 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import secrets
 import sys
 from datetime import UTC, datetime
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+
+def new_request_id() -> str:
+    """A request id (``req_`` and 20 hex digits): every HTTP request, executor step and
+    approval decision gets one, and logs and audit entries name it."""
+    return "req_" + secrets.token_hex(10)
+
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 

@@ -1,4 +1,4 @@
-"""The one call path (DESIGN §2). Every surface hands its calls to `Pipeline`.
+"""The one call path (architecture.md §2). Every surface hands its calls to `Pipeline`.
 
     resolve tool → validate arguments → decide → audit(attempt + decision)
         → forward to upstream → audit(outcome) → outcome

@@ -3,7 +3,7 @@
 Everything the gateway records of what a caller sent (audit payloads, approval
 records, run steps, logs) goes through `recordable`, so the pipeline, the executor and
 the approvals never each decide it (a copy drifted once and leaked a refused plan's
-secrets). The document is a policy input (DESIGN §5) or a part of one with the same
+secrets). The document is a policy input (architecture.md §5) or a part of one with the same
 keys (``{"arguments": …}``), and the rule is:
 
 1. A value the gateway refused as not I-JSON (`gateway.canonical.check_document`) is

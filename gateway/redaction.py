@@ -1,4 +1,4 @@
-"""Applying ``redact`` obligations (DESIGN §5) before anything is written down.
+"""Applying ``redact`` obligations (architecture.md §5) before anything is written down.
 
 Paths are JSON pointers (RFC 6901) into the policy input document, e.g.
 ``/arguments/api_key``. A redacted value is replaced by a marker rather than dropped,

@@ -199,7 +199,7 @@ class Obligations:
 
 @dataclass(frozen=True)
 class Decision:
-    """A policy result (DESIGN §5), with where it came from.
+    """A policy result (architecture.md §5), with where it came from.
 
     ``engine`` is ``embedded``, ``opa``, ``gateway`` (a refusal by the gateway's own
     checks before policy, e.g. schema-invalid arguments) or ``plan`` (an approval gate

@@ -1,4 +1,4 @@
-"""Human approval of high-risk calls (DESIGN §1.3, §7 "Pending approval", §9.4).
+"""Human approval of high-risk calls (architecture.md §1.3, §7 "Pending approval", §9.4).
 
 Responsibilities, one module each:
 

@@ -1,7 +1,7 @@
 """What an approval is: its status, who asked, for what, and who may decide it.
 
 An approval binds one principal (``sub`` + ``iss``), one tool and one argument hash
-(DESIGN §9.4). It is decided once, by a party other than the requester, before it
+(architecture.md §9.4). It is decided once, by a party other than the requester, before it
 expires; an approved approval lets exactly one call execute.
 """
 

@@ -1,4 +1,4 @@
-"""The audit records of approvals (DESIGN §6), one builder per kind.
+"""The audit records of approvals (architecture.md §6), one builder per kind.
 
 - ``approval.request``: a call asked for approval (ref: the approval id). Arguments
   only as redacted by the policy's obligations, plus the hash of the full ones.

@@ -5,7 +5,7 @@ console (list/get/decide and the `changes` feed). Every state change is a
 compare-and-swap in `ApprovalStore`; this module adds the rules about *who* may
 change what, the audit records, the wake-ups and the webhook.
 
-Audit order (DESIGN §9.2): an approval is decidable only once its ``approval.request``
+Audit order (architecture.md §9.2): an approval is decidable only once its ``approval.request``
 entry is durable, and an approved call runs only once its ``approval.decision``
 entry is (the store's swaps check ``request_seq``/``decision_seq``). If the audit log
 cannot take a decision, the decision is undone and the approver gets the error.
@@ -44,10 +44,10 @@ from gateway.audit import AuditLog
 from gateway.canonical import arguments_hash
 from gateway.config import ApprovalsConfig
 from gateway.errors import AuditUnavailable, BadRequest, GatewayError, StorageError
+from gateway.logs import new_request_id
 from gateway.policy import build_input
 from gateway.policy.decider import Decider
 from gateway.recording import recordable_arguments
-from gateway.surfaces.middleware import new_request_id
 from gateway.types import ClientInfo, Decision, Principal, ProgressCallback, ToolCall
 
 log = logging.getLogger(__name__)

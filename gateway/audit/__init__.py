@@ -1,4 +1,4 @@
-"""The tamper-evident audit log (DESIGN §6): leaf format, sequencer, reading, verifying.
+"""The tamper-evident audit log (architecture.md §6): leaf format, sequencer, reading, verifying.
 
 Responsibilities, one module each:
 
@@ -32,7 +32,7 @@ Invariants:
 
 - Leaves are never rewritten and the chain never forks: ``seq`` is contiguous from 0,
   each ``prev`` is the hash of the leaf before, and the head is read under a
-  database-wide writer lock in the transaction that extends it (DESIGN §9.5).
+  database-wide writer lock in the transaction that extends it (architecture.md §9.5).
 - An append is acknowledged only after its transaction committed; on failure the
   caller gets `gateway.errors.AuditUnavailable` and none of its records exists, so
   nothing is forwarded on the strength of an audit record that is not there (§9.2).

@@ -1,7 +1,7 @@
 """The audit writer's own connection: one batch, one transaction, straight to the driver.
 
 Appending is on every call's critical path: the attempt and the decision commit before
-the call is forwarded (DESIGN §9.2). Through SQLAlchemy, a transaction of two small
+the call is forwarded (architecture.md §9.2). Through SQLAlchemy, a transaction of two small
 INSERTs took ≈ 1.3 ms of CPU in the gateway (pool checkout, PostgreSQL's pre-ping
 round trip, statement building, event hooks) for ≈ 0.2 ms of sqlite3 work including
 the fsync (bench/README.md). So an `Appender` checks one connection out of the

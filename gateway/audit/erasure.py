@@ -1,6 +1,6 @@
 """Erasing one entry's payload (a data subject's request) without breaking the log.
 
-The leaf commits to the payload by a salted hash (DESIGN §6), so deleting payload and
+The leaf commits to the payload by a salted hash (architecture.md §6), so deleting payload and
 salt leaves nothing to recompute it from, while the leaf, the chain and the tree stay
 as they were. The verifier accepts a missing payload only when a later ``erasure``
 entry names its seq (`gateway.audit.chain`): `erase_payload` appends that entry and

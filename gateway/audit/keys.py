@@ -1,7 +1,7 @@
 """Audit signing keys: Ed25519 note keys, their IDs, and the tree sizes each may sign.
 
 Checkpoints are signed with Ed25519 per C2SP signed-note (signature type 0x01); the
-key name is the log's origin (DESIGN §6). The key ID is
+key name is the log's origin (architecture.md §6). The key ID is
 ``SHA-256(name ‖ 0x0A ‖ 0x01 ‖ public key)[:4]``; a verifier key is written
 ``<name>+<8 hex digits of the key ID>+<base64(0x01 ‖ public key)>``.
 

@@ -1,4 +1,4 @@
-"""The version-1 leaf (DESIGN §6): building, hashing, parsing. Pure functions.
+"""The version-1 leaf (architecture.md §6): building, hashing, parsing. Pure functions.
 
 A leaf is the RFC 8785 (JCS) canonical JSON of::
 
@@ -18,11 +18,12 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from gateway.audit.errors import LeafFormatError
 from gateway.canonical import jcs
+from gateway.timestamps import format_utc
 
 LEAF_VERSION = 1
 HASH_SIZE = 32
@@ -38,18 +39,10 @@ _LEAF_KEYS = frozenset({"v", "log", "seq", "prev", "ts", "kind", "ref", "payload
 _TS_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 
 
-# The one canonicalizer of the project (gateway.canonical), under the name this
-# module's callers use.
+# The one canonicalizer and timestamp format of the project (gateway.canonical,
+# gateway.timestamps), under the names this module's callers use.
 canonical_json = jcs
-
-
-def format_ts(moment: datetime) -> str:
-    """``moment`` in UTC with millisecond precision (truncated), e.g.
-    ``2026-11-21T10:00:00.123Z``. Requires a timezone-aware datetime."""
-    if moment.tzinfo is None:
-        raise ValueError("audit timestamps need a timezone-aware datetime")
-    utc = moment.astimezone(UTC)
-    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
+format_ts = format_utc
 
 
 def b64(data: bytes) -> str:

@@ -2,7 +2,7 @@
 
 Truncating the log's tail (or rewriting it with recomputed hashes) is only
 detectable against a checkpoint held somewhere the database's owner cannot rewrite
-(DESIGN §6). A sink is such a place: a directory (on another volume, synced
+(architecture.md §6). A sink is such a place: a directory (on another volume, synced
 elsewhere, …) now; a URL or a witness later, behind the same two methods.
 """
 

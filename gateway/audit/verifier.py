@@ -1,4 +1,4 @@
-"""The offline verifier (DESIGN §6): every check an auditor runs on a whole log.
+"""The offline verifier (architecture.md §6): every check an auditor runs on a whole log.
 
 `verify_log` reads a `LogSource` (an export directory or a database) once, in seq
 order, and returns a `VerificationReport` listing the faults found, each a typed

@@ -163,7 +163,7 @@ def cmd_audit_verify_receipt(args: argparse.Namespace) -> int:
             leaf = args.leaf.read_bytes()
         else:
             leaf = _stored_leaf(args, receipt.index)
-        # The key name is the log's origin (DESIGN §6).
+        # The key name is the log's origin (architecture.md §6).
         checkpoint = verify_receipt(receipt, leaf, origin=keys[0].name, keys=keys)
     except (OSError, ValueError, LookupError) as exc:
         print(f"cannot check the receipt: {exc}", file=sys.stderr)

@@ -26,8 +26,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from gateway.app import build_components, running
-    from gateway.executor.service import build_executor
+    from gateway.app import build_components, build_executor, running
     from gateway.logs import configure_logging
 
     configure_logging(args.log_level, json_format=True)

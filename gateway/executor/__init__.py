@@ -1,4 +1,4 @@
-"""The durable executor (DESIGN §8): plans in, runs out, every step through the pipeline.
+"""The durable executor (architecture.md §8): plans in, runs out, every step through the pipeline.
 
 One concept per module:
 

@@ -2,7 +2,7 @@
 
 JMESPath is declarative and not Turing-complete (no loops, no assignment, no access
 to Python objects), so a plan can compute arguments and route on earlier outputs
-without the gateway ever evaluating code (DESIGN §8).
+without the gateway ever evaluating code (architecture.md §8).
 
 Arguments embed expressions as ``${{ expression }}``. A string that is exactly one
 template becomes the expression's value with its JSON type (a number stays a number);

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from gateway.approvals.models import ApprovalStatus
 from gateway.canonical import sha256_hex
 from gateway.executor.plan import ToolStep
-from gateway.surfaces.middleware import new_request_id
+from gateway.logs import new_request_id
 from gateway.types import Decision, Obligations, ToolCall
 
 if TYPE_CHECKING:

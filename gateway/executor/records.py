@@ -9,7 +9,6 @@ the way out by the same pointers where they name ``/output/…``.
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +18,7 @@ from gateway.executor.plan import Plan
 from gateway.executor.store import ACTIVE, FINISHED, RunStore
 from gateway.redaction import redact
 from gateway.store.tables import run_steps, runs, step_attempts
+from gateway.timestamps import format_epoch
 from gateway.types import Actor, Principal
 
 # The actor the executor adds in front of the submitter's chain: policies see that a
@@ -59,13 +59,6 @@ def executor_principal(submitter: Principal) -> Principal:
         claims=submitter.claims,
         token_id=submitter.token_id,
     )
-
-
-def iso(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    moment = datetime.fromtimestamp(epoch, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 # --- creating ------------------------------------------------------------------------
@@ -217,9 +210,9 @@ def summary(row: Any) -> dict[str, Any]:
         "plan_hash": row.plan_hash,
         "submitted_by": row.submitted_by,
         "schedule_id": row.schedule_id,
-        "created_at": iso(row.created_at),
-        "started_at": iso(row.started_at),
-        "finished_at": iso(row.finished_at),
+        "created_at": format_epoch(row.created_at),
+        "started_at": format_epoch(row.started_at),
+        "finished_at": format_epoch(row.finished_at),
         "error": row.error,
     }
 
@@ -235,8 +228,8 @@ def run_view(store: RunStore, row: Any) -> dict[str, Any]:
                 "status": attempt.status,
                 "request_id": attempt.request_id,
                 "worker": attempt.worker,
-                "started_at": iso(attempt.started_at),
-                "finished_at": iso(attempt.finished_at),
+                "started_at": format_epoch(attempt.started_at),
+                "finished_at": format_epoch(attempt.finished_at),
                 "error": attempt.error,
             }
         )
@@ -263,9 +256,9 @@ def run_view(store: RunStore, row: Any) -> dict[str, Any]:
                 "error": step.error,
                 "decision": step.decision,
                 "approval_id": step.approval_id,
-                "wake_at": iso(step.wake_at) if step.status == "waiting" else None,
-                "started_at": iso(step.started_at),
-                "finished_at": iso(step.finished_at),
+                "wake_at": format_epoch(step.wake_at) if step.status == "waiting" else None,
+                "started_at": format_epoch(step.started_at),
+                "finished_at": format_epoch(step.finished_at),
                 "compensation": step.compensation,
                 "compensation_error": step.compensation_error,
             }
@@ -275,7 +268,7 @@ def run_view(store: RunStore, row: Any) -> dict[str, Any]:
         "steps_done": sum(1 for s in steps if s["status"] in DONE),
         "steps_total": len(steps),
         "inputs": row.inputs,
-        "deadline_at": iso(row.deadline_at),
+        "deadline_at": format_epoch(row.deadline_at),
         "tool_calls": row.tool_calls,
         "max_tool_calls": row.max_tool_calls,
         "cancel_requested": bool(row.cancel_requested),

@@ -31,10 +31,11 @@ from gateway.audit import AuditRecord
 from gateway.errors import BadRequest, GatewayError
 from gateway.executor.errors import ScheduleNotFound
 from gateway.executor.plan import Plan, parse_plan
-from gateway.executor.records import iso, principal_from_json, principal_to_json
+from gateway.executor.records import principal_from_json, principal_to_json
 from gateway.executor.validation import check_inputs, validate_plan
+from gateway.logs import new_request_id
 from gateway.store.tables import schedules
-from gateway.surfaces.middleware import new_request_id
+from gateway.timestamps import format_epoch
 from gateway.types import Principal, Transport
 
 if TYPE_CHECKING:
@@ -237,8 +238,8 @@ class Schedules:
                     {
                         "schedule_id": row.id,
                         "count": len(skipped),
-                        "first": iso(skipped[0]),
-                        "last": iso(skipped[-1]),
+                        "first": format_epoch(skipped[0]),
+                        "last": format_epoch(skipped[-1]),
                     },
                     principal.sub,
                 )
@@ -249,7 +250,7 @@ class Schedules:
                 principal,
                 parse_plan(row.plan),
                 row.inputs,
-                idempotency_key=f"schedule:{row.id}:{iso(occurrence)}",
+                idempotency_key=f"schedule:{row.id}:{format_epoch(occurrence)}",
                 request_id=new_request_id(),
                 transport="executor",
                 schedule_id=row.id,
@@ -257,12 +258,18 @@ class Schedules:
         except GatewayError as exc:
             # Refused or invalid now (policy or catalog changed): recorded, and the
             # schedule moves on to its next occurrence.
-            log.warning("schedule %s at %s not fired: %s", row.id, iso(occurrence), exc.message)
+            log.warning(
+                "schedule %s at %s not fired: %s", row.id, format_epoch(occurrence), exc.message
+            )
             await deps.audit.append(
                 AuditRecord(
                     "schedule.refused",
                     row.id,
-                    {"schedule_id": row.id, "occurrence": iso(occurrence), "error": exc.to_dict()},
+                    {
+                        "schedule_id": row.id,
+                        "occurrence": format_epoch(occurrence),
+                        "error": exc.to_dict(),
+                    },
                     principal.sub,
                 )
             )
@@ -291,9 +298,9 @@ def _view(row: Any) -> dict[str, Any]:
         "cron": row.cron,
         "plan_hash": row.plan_hash,
         "created_by": row.created_by,
-        "created_at": iso(row.created_at),
-        "next_fire_at": iso(row.next_fire_at),
-        "last_fired_at": iso(row.last_fired_at),
+        "created_at": format_epoch(row.created_at),
+        "next_fire_at": format_epoch(row.next_fire_at),
+        "last_fired_at": format_epoch(row.last_fired_at),
         "last_run_id": row.last_run_id,
         "enabled": bool(row.enabled),
     }

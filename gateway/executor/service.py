@@ -1,7 +1,7 @@
 """`Executor`: submitting plans (a policy decision), reading and cancelling runs, and
 the workers of this process.
 
-Submission order, each step able to stop it with nothing changed (DESIGN §9.6):
+Submission order, each step able to stop it with nothing changed (architecture.md §9.6):
 parse → validate against the catalog → check inputs → (same idempotency key: the
 existing run) → policy decision ``plan/submit`` with the whole plan → durable
 ``run.submitted`` (or ``run.refused``) audit entry → the run row. A run exists only
@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
@@ -24,16 +24,12 @@ from gateway.executor.deps import ExecutorDeps
 from gateway.executor.errors import InputsInvalid, PlanInvalid, PlanRefused
 from gateway.executor.plan import Plan, load_plan_text, parse_plan
 from gateway.executor.schedules import Schedules
-from gateway.executor.store import RunStore
 from gateway.executor.validation import check_inputs, validate_plan
 from gateway.executor.worker import Worker, running_workers
 from gateway.policy import build_input
 from gateway.recording import recordable
 from gateway.types import GATEWAY_ENGINE, ClientInfo, Principal, Transport, deny
 from gateway.version import __version__
-
-if TYPE_CHECKING:
-    from gateway.app import Components
 
 
 class Executor:
@@ -262,17 +258,3 @@ class Executor:
 
 def new_idempotency_key() -> str:
     return "key_" + secrets.token_hex(12)
-
-
-def build_executor(parts: Components) -> Executor:
-    """The executor over a gateway's components (its pipeline, catalog, audit log)."""
-    deps = ExecutorDeps(
-        store=RunStore(parts.database),
-        pipeline=parts.pipeline,
-        catalog=parts.catalog,
-        audit=parts.audit,
-        decider=parts.decider,
-        config=parts.config.executor,
-        approvals=parts.approvals,
-    )
-    return Executor(deps)

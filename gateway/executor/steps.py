@@ -24,8 +24,8 @@ from gateway.executor import progress
 from gateway.executor.errors import ExpressionError
 from gateway.executor.expressions import render
 from gateway.executor.store import StepFinish
+from gateway.logs import new_request_id
 from gateway.recording import recordable_arguments
-from gateway.surfaces.middleware import new_request_id
 from gateway.types import Outcome, OutcomeStatus, ToolCall
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ async def run_tool_step(run: RunExecution, step: ToolStep) -> None:
         return
     if status == "pending_approval" and outcome is not None:
         # Held for a human: wait for the decision holding nothing; when approved the
-        # step calls again and the pipeline executes it, once (DESIGN §7).
+        # step calls again and the pipeline executes it, once (architecture.md §7).
         ttl = outcome.decision.obligations.approval_ttl_s if outcome.decision else None
         state.wake_at = await run.write(
             progress.finish_attempt,

@@ -4,7 +4,7 @@ Every time here is the **database clock** (`db_now`): a worker's own clock never
 decides whether a lease expired or a timer fired, so workers on machines whose clocks
 disagree still agree on who owns a run.
 
-Ownership protocol (DESIGN §8):
+Ownership protocol (architecture.md §8):
 
 - `claim` picks one runnable run (pending; running with an expired lease; waiting
   whose ``wake_at`` has come), bumps its ``fencing_token`` and leases it, in one

@@ -1,6 +1,6 @@
 """Tokens the gateway signs: per-call upstream credentials, and development tokens.
 
-Upstream tokens (DESIGN §4) are how an upstream learns who asked and through whom,
+Upstream tokens (architecture.md §4) are how an upstream learns who asked and through whom,
 without ever seeing the agent's own token: ``iss`` = the gateway, ``aud`` = the upstream,
 ``sub`` = the agent's subject, and the agent's ``act`` chain with the gateway added as the
 new current actor. They live at most five minutes and are signed with the gateway's
@@ -30,7 +30,7 @@ from gateway.identity.keys import (
 )
 from gateway.types import Actor, Principal
 
-# DESIGN §4: "TTL ≤ 5 minutes". A leaked upstream token is worth little for long.
+# architecture.md §4: "TTL ≤ 5 minutes". A leaked upstream token is worth little for long.
 MAX_UPSTREAM_TTL_S = 300
 
 

@@ -1,6 +1,6 @@
 """Policy: asking Rego whether a principal may do something, and never failing open.
 
-Responsibilities: the policy input contract (DESIGN §5, version 1), the engines that
+Responsibilities: the policy input contract (architecture.md §5, version 1), the engines that
 evaluate it (embedded regopy, an OPA server), and turning whatever an engine returns
 into a `Decision`.
 

@@ -1,6 +1,6 @@
 """Conformance cases: one set of (input, data, expected decision) every engine must meet.
 
-DESIGN §5 promises the same input/result contract on the embedded engine and on an
+architecture.md §5 promises the same input/result contract on the embedded engine and on an
 OPA server; the cases in ``policies/conformance/*.json`` prove it. The same cases
 guard a policy at start and before a reload is accepted (gateway.policy.reload).
 

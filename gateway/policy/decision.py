@@ -1,6 +1,6 @@
 """Parsing an engine's raw result into a `Decision`, strictly.
 
-The contract (DESIGN §5) is exact: a result that is not an object with a boolean
+The contract (architecture.md §5) is exact: a result that is not an object with a boolean
 ``allow`` is malformed, and malformed means deny. Optional fields are validated too,
 because an approver list or redaction path of the wrong type would otherwise be
 silently ignored downstream.

@@ -1,4 +1,4 @@
-"""Building the policy input document (DESIGN §5, version 1).
+"""Building the policy input document (architecture.md §5, version 1).
 
 One builder for every action, so the shape a policy sees never depends on which
 surface the request came through.
@@ -9,19 +9,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from gateway.timestamps import format_utc
 from gateway.types import ClientInfo, Principal, ToolDefinition, Transport
 
 POLICY_INPUT_VERSION = 1
 
 Action = Literal["tools/call", "tools/list", "plan/submit", "approval/decide"]
-
-
-def utc_timestamp(moment: datetime | None = None) -> str:
-    """RFC 3339 UTC with millisecond precision, as every record of the gateway writes it."""
-    moment = moment or datetime.now(UTC)
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
 
 
 def build_input(
@@ -47,7 +40,7 @@ def build_input(
         "resource": resource or {},
         "arguments": arguments or {},
         "context": {
-            "time": utc_timestamp(now),
+            "time": format_utc(now or datetime.now(UTC)),
             "request_id": request_id,
             "transport": transport,
             "run_id": run_id,

@@ -23,7 +23,7 @@ from starlette.routing import Route
 from gateway.approvals import Approval, ApprovalService, ApprovalStatus
 from gateway.approvals.notify import console_link
 from gateway.errors import BadRequest
-from gateway.surfaces.auth import Authenticator, authenticated, client_info
+from gateway.surfaces.auth import client_info, principal_of
 from gateway.surfaces.middleware import request_id_of
 from gateway.surfaces.rest_io import json_body
 from gateway.types import Principal
@@ -86,11 +86,8 @@ class ApprovalList(BaseModel):
 
 
 class ApprovalsApi:
-    def __init__(
-        self, service: ApprovalService, authenticator: Authenticator, *, public_url: str
-    ) -> None:
+    def __init__(self, service: ApprovalService, *, public_url: str) -> None:
         self._service = service
-        self._auth = authenticator
         self._public_url = public_url
 
     def routes(self) -> list[Route]:
@@ -101,8 +98,8 @@ class ApprovalsApi:
             Route("/v1/approvals/{id}/deny", self.deny, methods=["POST"]),
         ]
 
-    @authenticated
-    async def list(self, request: Request, principal: Principal) -> Response:
+    async def list(self, request: Request) -> Response:
+        principal = principal_of(request)
         query = request.query_params
         limit = _int(query.get("limit"), "limit", default=50, low=1, high=MAX_LIMIT)
         # Checked whether or not it applies: a bad parameter is a 400, never ignored.
@@ -124,17 +121,17 @@ class ApprovalsApi:
         )
         return JSONResponse(body.model_dump())
 
-    @authenticated
-    async def show(self, request: Request, principal: Principal) -> Response:
+    async def show(self, request: Request) -> Response:
+        principal = principal_of(request)
         approval = await self._service.get(request.path_params["id"], principal)
         return JSONResponse(self._body(approval, principal).model_dump())
 
-    @authenticated
-    async def approve(self, request: Request, principal: Principal) -> Response:
+    async def approve(self, request: Request) -> Response:
+        principal = principal_of(request)
         return await self._decide(request, principal, approve=True)
 
-    @authenticated
-    async def deny(self, request: Request, principal: Principal) -> Response:
+    async def deny(self, request: Request) -> Response:
+        principal = principal_of(request)
         return await self._decide(request, principal, approve=False)
 
     async def _decide(self, request: Request, principal: Principal, *, approve: bool) -> Response:

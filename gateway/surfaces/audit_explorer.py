@@ -30,7 +30,7 @@ from gateway.audit.checkpointer import StoredCheckpoint
 from gateway.audit.records import KIND_PATTERN
 from gateway.audit.search import CheckedEntry, SearchQuery, check_entry, leaf_time, search
 from gateway.errors import BadRequest, NotAnAuditor
-from gateway.surfaces.auth import Authenticator, authenticated
+from gateway.surfaces.auth import principal_of
 from gateway.types import Principal
 
 ENTRIES_PATH = "/v1/audit/entries"
@@ -100,13 +100,11 @@ class AuditExplorer:
     def __init__(
         self,
         database: Engine,
-        authenticator: Authenticator,
         *,
         origin: str,
         reader_roles: list[str],
     ) -> None:
         self._database = database
-        self._auth = authenticator
         self._origin = origin
         self._roles = frozenset(reader_roles)
 
@@ -116,8 +114,8 @@ class AuditExplorer:
             Route(ENTRIES_PATH + "/{seq}", self.get_entry, methods=["GET"]),
         ]
 
-    @authenticated
-    async def list_entries(self, request: Request, principal: Principal) -> Response:
+    async def list_entries(self, request: Request) -> Response:
+        principal = principal_of(request)
         self._check_reader(principal)
         query = search_query(request.query_params)
         result = await anyio.to_thread.run_sync(search, self._database, self._origin, query)
@@ -128,8 +126,8 @@ class AuditExplorer:
         )
         return JSONResponse(body.model_dump())
 
-    @authenticated
-    async def get_entry(self, request: Request, principal: Principal) -> Response:
+    async def get_entry(self, request: Request) -> Response:
+        principal = principal_of(request)
         self._check_reader(principal)
         seq = _decimal(request.path_params["seq"], "entry seq")
         checked = await anyio.to_thread.run_sync(check_entry, self._database, self._origin, seq)

@@ -1,4 +1,8 @@
-"""Bearer authentication shared by every surface, and the RFC 9728 metadata it points to.
+"""Bearer authentication of every request, and the RFC 9728 metadata it points to.
+
+Protected by default: `AuthenticationMiddleware` is one entry of the ordered middleware
+list in `gateway.app`, in front of every route, and only `PUBLIC_PATHS` pass without a
+token. Handlers read the caller with `principal_of`.
 
 A 401 carries ``WWW-Authenticate: Bearer resource_metadata="…"`` so an MCP client can
 discover where to get a token; a 403 names the missing scope (RFC 6750 §3.1).
@@ -6,12 +10,12 @@ discover where to get a token; a 403 names the missing scope (RFC 6750 §3.1).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.errors import (
     AuthenticationError,
@@ -97,26 +101,81 @@ def is_auth_error(error: GatewayError) -> bool:
     return isinstance(error, AuthenticationError | InsufficientScope)
 
 
-class _Surface(Protocol):
-    _auth: Authenticator
+# --- protected by default ------------------------------------------------------------
+# Every path needs a valid bearer token except these, which serve what a client needs
+# before it has one (discovery, keys, the console's static pages that ask for a token)
+# or what monitoring reads. A new route is protected unless it is added here, and a
+# test holds this list to the routes that exist (tests/unit/surfaces/test_public_paths).
+PUBLIC_PATHS = frozenset(
+    {
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        METADATA_PATH,
+        METADATA_PATH + "/mcp",
+        "/.well-known/jwks.json",
+        "/v1/audit/checkpoint",
+        "/v1/audit/keys",
+        "/console",
+        "/console/",
+        "/console/audit",
+    }
+)
+PUBLIC_PREFIXES = ("/console/static/",)
 
 
-Handler = Callable[[Any, Request, Principal], Awaitable[Response]]
+def is_public(method: str, path: str) -> bool:
+    """Whether a request needs no token: a public path, or OPTIONS (which names a
+    path's methods and nothing else; gateway.surfaces.routing)."""
+    return method == "OPTIONS" or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
-def authenticated(handler: Handler) -> Callable[[Any, Request], Awaitable[Response]]:
-    """Wraps a REST handler method: the caller's Principal is passed in, and a request
-    without a valid token gets the 401/403 challenge instead, the handler never runs.
-    A `GatewayError` the handler raises is its answer (gateway.surfaces.rest_io)."""
+class AuthenticationMiddleware:
+    """Authenticates every HTTP request that is not public (`is_public`) before any
+    route sees it: a request without a valid token gets the 401/403 challenge and goes
+    no further; an authenticated one carries its `Principal` to the handlers
+    (`principal_of`)."""
 
-    @functools.wraps(handler)
-    async def wrapper(surface: _Surface, request: Request) -> Response:
+    def __init__(self, app: ASGIApp, *, authenticator: Authenticator) -> None:
+        self.app = app
+        self._authenticator = authenticator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or is_public(scope["method"], scope["path"]):
+            await self.app(scope, receive, send)
+            return
         try:
-            principal = await surface._auth.authenticate(request)
-            return await handler(surface, request, principal)
+            principal = await self._authenticator.authenticate(Request(scope))
         except GatewayError as error:
-            if is_auth_error(error):
-                return surface._auth.challenge(error, request_id=request_id_of(request))
-            return error_response(error, request_id_of(request))
+            request_id = scope.get("state", {}).get("request_id")
+            response = self._authenticator.challenge(error, request_id=request_id)
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})[PRINCIPAL_STATE_KEY] = principal
+        await self.app(scope, receive, send)
 
-    return wrapper
+
+def principal_of(request: Request) -> Principal:
+    """The principal `AuthenticationMiddleware` authenticated for ``request``. Fails
+    closed (401) if there is none: a handler of a public path must not ask."""
+    principal = getattr(request.state, PRINCIPAL_STATE_KEY, None)
+    if not isinstance(principal, Principal):
+        raise AuthenticationError("not authenticated", details={"reason": "missing_token"})
+    return principal
+
+
+def error_handler(
+    authenticator: Authenticator,
+) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """The one answer to a `GatewayError` a handler raises: authentication and scope
+    errors as the challenge, every other one as ``{"error": …, "request_id": …}`` with
+    its status (gateway.surfaces.rest_io)."""
+
+    async def answer(request: Request, error: Exception) -> Response:
+        assert isinstance(error, GatewayError)
+        if is_auth_error(error):
+            return authenticator.challenge(error, request_id=request_id_of(request))
+        return error_response(error, request_id_of(request))
+
+    return answer

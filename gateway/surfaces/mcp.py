@@ -1,4 +1,4 @@
-"""The aggregated MCP endpoint (DESIGN §7): one `/mcp`, every upstream's tools.
+"""The aggregated MCP endpoint (architecture.md §7): one `/mcp`, every upstream's tools.
 
 Stateless Streamable HTTP serving both protocol eras on the same endpoint: 2025-11-25
 (initialize handshake) and 2026-07-28 (sessionless); the SDK negotiates which. This
@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.errors import GatewayError, PolicyUnavailable, UnknownTool
 from gateway.pipeline import Pipeline
-from gateway.surfaces.auth import PRINCIPAL_STATE_KEY, Authenticator, client_info
+from gateway.surfaces.auth import client_info, principal_of
 from gateway.surfaces.mcp_direct import DirectToolsCall
 from gateway.surfaces.middleware import replay_body, request_id_of
 from gateway.types import (
@@ -248,19 +248,19 @@ def _request(ctx: ServerRequestContext[Any, Any]) -> Request:
 
 
 def _principal(request: Request) -> Principal:
-    principal = getattr(request.state, PRINCIPAL_STATE_KEY, None)
-    if not isinstance(principal, Principal):  # the auth wrapper guarantees it; fail closed
-        raise MCPError(code=types.INVALID_REQUEST, message="not authenticated")
-    return principal
+    try:
+        return principal_of(request)
+    except GatewayError:  # the middleware guarantees one; fail closed all the same
+        raise MCPError(code=types.INVALID_REQUEST, message="not authenticated") from None
 
 
 class McpEndpoint:
-    """The ASGI app at `/mcp`: authenticate, then the SDK's stateless transport."""
+    """The ASGI app at `/mcp` (behind `AuthenticationMiddleware`, like every route): the
+    SDK's stateless transport, or the direct path for a sessionless ``tools/call``."""
 
     def __init__(
         self,
         pipeline: Pipeline,
-        authenticator: Authenticator,
         *,
         public_url: str,
         max_body_bytes: int,
@@ -275,7 +275,6 @@ class McpEndpoint:
             max_request_body_size=max_body_bytes,
         )
         self._transport: ASGIApp = StreamableHTTPASGIApp(self.session_manager)
-        self._authenticator = authenticator
 
         async def answer(
             request: Request, params: types.CallToolRequestParams
@@ -300,12 +299,7 @@ class McpEndpoint:
             await response(scope, receive, send)
             return
         request = Request(scope, receive)
-        try:
-            principal = await self._authenticator.authenticate(request)
-        except GatewayError as error:
-            request_id = scope.get("state", {}).get("request_id")
-            await self._authenticator.challenge(error, request_id=request_id)(scope, receive, send)
-            return
+        principal_of(request)  # authenticated by AuthenticationMiddleware; fails closed
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
             await JSONResponse(
@@ -318,7 +312,6 @@ class McpEndpoint:
                 status_code=415,
             )(scope, receive, send)
             return
-        scope.setdefault("state", {})[PRINCIPAL_STATE_KEY] = principal
         if self._direct.may_take(request):
             body = await request.body()
             if await self._direct.answer(request, body, send):

@@ -7,17 +7,12 @@ through untouched.
 from __future__ import annotations
 
 import json
-import secrets
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import RequestTooLarge
-from gateway.logs import REQUEST_ID
-
-
-def new_request_id() -> str:
-    return "req_" + secrets.token_hex(10)
+from gateway.logs import REQUEST_ID, new_request_id
 
 
 def request_id_of(request: Request) -> str:

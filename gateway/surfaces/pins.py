@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.errors import BadRequest, NotAnApprover
-from gateway.surfaces.auth import Authenticator, authenticated
+from gateway.surfaces.auth import principal_of
 from gateway.surfaces.rest_io import json_body
 from gateway.types import Principal
 from gateway.upstreams.pinning import PinGuard
@@ -38,11 +38,8 @@ class ApproveDefinition(BaseModel):
 
 
 class PinRoutes:
-    def __init__(
-        self, pins: PinGuard, authenticator: Authenticator, *, approver_roles: list[str]
-    ) -> None:
+    def __init__(self, pins: PinGuard, *, approver_roles: list[str]) -> None:
         self._pins = pins
-        self._auth = authenticator
         self._roles = frozenset(approver_roles)
 
     def routes(self) -> list[Route]:
@@ -61,21 +58,21 @@ class PinRoutes:
                 f"{principal.sub} has {sorted(principal.roles)}"
             )
 
-    @authenticated
-    async def list_definitions(self, request: Request, principal: Principal) -> Response:
+    async def list_definitions(self, request: Request) -> Response:
+        principal = principal_of(request)
         self._check_approver(principal)
         status_param = request.query_params.get("status", "all")
         status = None if status_param == "all" else _status(status_param)
         version, rows = await self._pins.describe(status)
         return JSONResponse({"version": version, "definitions": rows})
 
-    @authenticated
-    async def get_definition(self, request: Request, principal: Principal) -> Response:
+    async def get_definition(self, request: Request) -> Response:
+        principal = principal_of(request)
         self._check_approver(principal)
         return JSONResponse(await self._pins.describe_one(request.path_params["name"]))
 
-    @authenticated
-    async def approve_definition(self, request: Request, principal: Principal) -> Response:
+    async def approve_definition(self, request: Request) -> Response:
+        principal = principal_of(request)
         self._check_approver(principal)
         body = await json_body(request, ApproveDefinition)
         row = await self._pins.approve(request.path_params["name"], principal, body.definition_hash)

@@ -15,11 +15,11 @@ from starlette.routing import Route
 
 from gateway.errors import BadRequest, GatewayError
 from gateway.pipeline import Pipeline
-from gateway.surfaces.auth import Authenticator, authenticated, client_info
+from gateway.surfaces.auth import client_info, principal_of
 from gateway.surfaces.mcp import outcome_meta
 from gateway.surfaces.middleware import request_id_of
 from gateway.surfaces.rest_io import json_body, retry_headers
-from gateway.types import OutcomeStatus, Principal, ToolCall, ToolDefinition
+from gateway.types import OutcomeStatus, ToolCall, ToolDefinition
 
 
 class CallRequest(BaseModel):
@@ -70,9 +70,8 @@ class CallResponse(BaseModel):
 
 
 class RestSurface:
-    def __init__(self, pipeline: Pipeline, authenticator: Authenticator) -> None:
+    def __init__(self, pipeline: Pipeline) -> None:
         self._pipeline = pipeline
-        self._auth = authenticator
 
     def routes(self) -> list[Route]:
         return [
@@ -80,8 +79,8 @@ class RestSurface:
             Route("/v1/tools/{name}/call", self.call_tool, methods=["POST"]),
         ]
 
-    @authenticated
-    async def list_tools(self, request: Request, principal: Principal) -> Response:
+    async def list_tools(self, request: Request) -> Response:
+        principal = principal_of(request)
         tools = await self._pipeline.list_tools(
             principal,
             transport="rest",
@@ -90,8 +89,8 @@ class RestSurface:
         )
         return JSONResponse(ToolList(tools=[_tool_info(t) for t in tools]).model_dump())
 
-    @authenticated
-    async def call_tool(self, request: Request, principal: Principal) -> Response:
+    async def call_tool(self, request: Request) -> Response:
+        principal = principal_of(request)
         try:
             body = await json_body(request, CallRequest)
         except BadRequest as malformed:

@@ -1,10 +1,10 @@
 """What every REST handler shares: its JSON body as a pydantic model, and the one way
 a `GatewayError` becomes a response.
 
-Handlers raise; they do not build error responses. `gateway.surfaces.auth.authenticated`
-runs each handler behind the token check and answers whatever `GatewayError` it raises:
-authentication and scope errors with the RFC 6750 / RFC 9728 challenge, every other
-one as ``{"error": …, "request_id": …}`` with the error's status.
+Handlers raise; they do not build error responses. `gateway.surfaces.auth.error_handler`
+answers whatever `GatewayError` they raise: authentication and scope errors with the
+RFC 6750 / RFC 9728 challenge, every other one as ``{"error": …, "request_id": …}``
+(`error_response`) with the error's status.
 """
 
 from __future__ import annotations

@@ -34,9 +34,7 @@ def merge_methods(routes: list[BaseRoute]) -> list[BaseRoute]:
             order.append(route.path)
         for method in route.methods:
             by_path[route.path].setdefault(method, route.endpoint)
-    return [
-        _one_route(item, by_path[item]) if isinstance(item, str) else item for item in order
-    ]
+    return [_one_route(item, by_path[item]) if isinstance(item, str) else item for item in order]
 
 
 def _one_route(path: str, endpoints: dict[str, Endpoint]) -> Route:

@@ -24,10 +24,9 @@ from starlette.routing import Route
 from gateway.errors import BadRequest
 from gateway.executor.plan import Plan, load_plan_text, parse_plan
 from gateway.executor.service import Executor
-from gateway.surfaces.auth import Authenticator, authenticated, client_info
+from gateway.surfaces.auth import client_info, principal_of
 from gateway.surfaces.middleware import request_id_of
 from gateway.surfaces.rest_io import json_body
-from gateway.types import Principal
 
 
 class SubmitRunRequest(BaseModel):
@@ -61,9 +60,8 @@ def parse_plan_field(plan: dict[str, Any] | str) -> Plan:
 
 
 class RunsApi:
-    def __init__(self, executor: Executor, authenticator: Authenticator) -> None:
+    def __init__(self, executor: Executor) -> None:
         self._executor = executor
-        self._auth = authenticator
 
     def routes(self) -> list[Route]:
         return [
@@ -76,8 +74,8 @@ class RunsApi:
             Route("/v1/schedules/{schedule_id}", self.remove_schedule, methods=["DELETE"]),
         ]
 
-    @authenticated
-    async def submit(self, request: Request, principal: Principal) -> Response:
+    async def submit(self, request: Request) -> Response:
+        principal = principal_of(request)
         body = await json_body(request, SubmitRunRequest)
         key = body.idempotency_key or request.headers.get("idempotency-key")
         run_id, created = await self._executor.submit(
@@ -95,8 +93,8 @@ class RunsApi:
         )
         return JSONResponse(answer.model_dump(), status_code=201 if created else 200)
 
-    @authenticated
-    async def list_runs(self, request: Request, principal: Principal) -> Response:
+    async def list_runs(self, request: Request) -> Response:
+        principal = principal_of(request)
         try:
             limit = int(request.query_params.get("limit", "50"))
         except ValueError:
@@ -106,23 +104,23 @@ class RunsApi:
         )
         return JSONResponse({"runs": runs})
 
-    @authenticated
-    async def get_run(self, request: Request, principal: Principal) -> Response:
+    async def get_run(self, request: Request) -> Response:
+        principal = principal_of(request)
         return JSONResponse(await self._executor.get(request.path_params["run_id"], principal))
 
-    @authenticated
-    async def cancel(self, request: Request, principal: Principal) -> Response:
+    async def cancel(self, request: Request) -> Response:
+        principal = principal_of(request)
         run_id = request.path_params["run_id"]
         status = await self._executor.cancel(run_id, principal)
         return JSONResponse({"run_id": run_id, "status": status}, status_code=202)
 
-    @authenticated
-    async def list_schedules(self, request: Request, principal: Principal) -> Response:
+    async def list_schedules(self, request: Request) -> Response:
+        principal = principal_of(request)
         schedules = await self._executor.schedules.list(principal)
         return JSONResponse({"schedules": schedules})
 
-    @authenticated
-    async def add_schedule(self, request: Request, principal: Principal) -> Response:
+    async def add_schedule(self, request: Request) -> Response:
+        principal = principal_of(request)
         body = await json_body(request, ScheduleRequest)
         schedule = await self._executor.schedules.add(
             principal,
@@ -135,8 +133,8 @@ class RunsApi:
         )
         return JSONResponse(schedule, status_code=201)
 
-    @authenticated
-    async def remove_schedule(self, request: Request, principal: Principal) -> Response:
+    async def remove_schedule(self, request: Request) -> Response:
+        principal = principal_of(request)
         await self._executor.schedules.remove(request.path_params["schedule_id"], principal)
         return Response(status_code=204)
 

@@ -1,6 +1,6 @@
 """What the gateway presents to an upstream: its own credential, never the agent's token.
 
-Each upstream has one mode (DESIGN §4): nothing, a static secret the admin provides,
+Each upstream has one mode (architecture.md §4): nothing, a static secret the admin provides,
 or a short-lived JWT minted per call naming the agent and the delegation chain.
 """
 

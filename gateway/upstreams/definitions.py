@@ -1,6 +1,6 @@
 """Tool definitions as the gateway exposes them: names, hashes and risk.
 
-The definition hash pins what an approver saw (DESIGN §7): SHA-256 over the JCS of
+The definition hash pins what an approver saw (architecture.md §7): SHA-256 over the JCS of
 the upstream's name, description, inputSchema, outputSchema and annotations. Any
 change to what the model is told about a tool changes the hash.
 """

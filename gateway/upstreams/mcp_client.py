@@ -305,7 +305,7 @@ def _to_upstream_tool(tool: Any) -> UpstreamTool:
 
 def _to_result(result: CallToolResult) -> ToolResult:
     # Rebuilt from content / structuredContent / isError only: the upstream's `_meta`
-    # (result-level and per content item) is not forwarded (DESIGN §7).
+    # (result-level and per content item) is not forwarded (architecture.md §7).
     content = []
     for item in result.content:
         data = item.model_dump(by_alias=True, exclude_none=True, mode="json")

@@ -1,4 +1,4 @@
-"""Pinned tool definitions (DESIGN §7): a changed definition is quarantined until approved.
+"""Pinned tool definitions (architecture.md §7): a changed definition is quarantined until approved.
 
 The catalog hands every refreshed tool list to `PinGuard.check`. For each tool the
 *expected* hash is the one pinned in config (``upstreams[].pins``) if any, else the one
@@ -40,7 +40,7 @@ from gateway.errors import (
     ToolQuarantined,
     UnknownTool,
 )
-from gateway.policy.input import utc_timestamp
+from gateway.timestamps import utc_now
 from gateway.types import Principal, ToolDefinition
 from gateway.upstreams.definitions import gateway_name
 from gateway.upstreams.pins import PinRow, PinStatus, PinStore
@@ -193,7 +193,7 @@ class PinGuard:
         audit: AuditLog,
         *,
         configured: dict[str, str],
-        clock: Callable[[], str] = utc_timestamp,
+        clock: Callable[[], str] = utc_now,
     ) -> None:
         self._store = store
         self._audit = audit

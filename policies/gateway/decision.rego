@@ -1,4 +1,4 @@
-# The gateway's decision (DESIGN §5, policy contract version 1).
+# The gateway's decision (architecture.md §5, policy contract version 1).
 #
 # data.gateway.decision is always defined: the default below denies. Each action has
 # exactly one rule, and each of those rules is one else-chain ending in a deny, so the

@@ -1,4 +1,4 @@
-# plan/submit: an executor plan (DESIGN §8) as a whole, before it is accepted.
+# plan/submit: an executor plan (architecture.md §8) as a whole, before it is accepted.
 #
 # input.resource: {"plan": {"steps": [...]}, "tools": {"<tool>": <tool resource>}}
 # "tools" holds the catalog entry (the same object tools/call sees as resource: tool,

@@ -1,4 +1,4 @@
-"""Pinned tool definitions end to end (DESIGN §7): a rug-pull is quarantined and only
+"""Pinned tool definitions end to end (architecture.md §7): a rug-pull is quarantined and only
 re-approval releases it; a pin in the config file that does not match quarantines at
 start. Real upstream, real gateway, the SDK's client in both eras, the real CLI."""
 

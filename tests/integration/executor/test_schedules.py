@@ -21,9 +21,9 @@ import sqlalchemy as sa
 
 from gateway.audit import read_entries
 from gateway.executor import schedules as schedules_module
-from gateway.executor.records import iso
 from gateway.executor.schedules import MAX_CATCH_UP
 from gateway.store.tables import runs, schedules
+from gateway.timestamps import format_epoch
 from tests.integration.executor.harness import AGENT, Parts, executor_parts
 from tests.support.processes import McpUpstreamServer
 
@@ -84,7 +84,7 @@ def _fired(parts: Parts, schedule_id: str) -> list[Any]:
 
 def _keys(schedule_id: str, first: float, end: float) -> list[str]:
     """The idempotency keys of every minute from ``first`` up to, not including, ``end``."""
-    return [f"schedule:{schedule_id}:{iso(t)}" for t in range(int(first), int(end), 60)]
+    return [f"schedule:{schedule_id}:{format_epoch(t)}" for t in range(int(first), int(end), 60)]
 
 
 def _check_each_occurrence_once(parts: Parts, schedule_id: str, first: float) -> list[Any]:
@@ -194,7 +194,7 @@ async def test_after_a_long_outage_old_occurrences_are_skipped_out_loud(
         assert skipped.payload == {
             "schedule_id": schedule_id,
             "count": int(last_skipped - first) // 60 + 1,
-            "first": iso(first),
-            "last": iso(last_skipped),
+            "first": format_epoch(first),
+            "last": format_epoch(last_skipped),
         }
         assert await parts.executor.schedules.fire_due() == 0

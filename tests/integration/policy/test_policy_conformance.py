@@ -1,5 +1,5 @@
 """Conformance: the same cases, run on the embedded engine and on a real OPA server,
-give the decisions the cases expect, so the two engines agree (DESIGN §5).
+give the decisions the cases expect, so the two engines agree (architecture.md §5).
 
 Runs every case shipped in policies/conformance/ and a small fixture set that pins the
 runner itself: data overlays (objects merged, lists replaced, new keys added) and a

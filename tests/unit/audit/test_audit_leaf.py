@@ -1,6 +1,6 @@
 """The v1 leaf format, hashes and commitment, pinned by known answers.
 
-The expected bytes and digests below were written out by hand from DESIGN §6 and
+The expected bytes and digests below were written out by hand from architecture.md §6 and
 hashed with plain hashlib, independently of gateway.audit.leaf.
 """
 

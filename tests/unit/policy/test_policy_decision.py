@@ -1,4 +1,4 @@
-"""parse_decision: the policy result contract (DESIGN §5) is exact; anything else raises."""
+"""parse_decision: the policy result contract (architecture.md §5) is exact; else it raises."""
 
 from __future__ import annotations
 
