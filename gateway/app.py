@@ -21,6 +21,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.approvals import ApprovalService
+from gateway.approvals.disabled import DisabledApprovals
+from gateway.approvals.gate import Approvals
 from gateway.audit import AuditLog, Checkpointer, DirectorySink, load_signing_keys
 from gateway.config import (
     Config,
@@ -88,10 +90,12 @@ class Components:
     http: httpx.AsyncClient
     authenticator: Authenticator
     minter: UpstreamTokenMinter
-    # None when approvals are disabled (config approvals.enabled: false).
-    approvals: ApprovalService | None = None
+    # The approvals engine, or its null object with approvals.enabled: false.
+    approvals: Approvals
+    # Pinned tool definitions (the catalog checks them; approvers release changes).
+    pins: PinGuard
     # Signs checkpoints of the audit log and publishes them outside the database.
-    checkpointer: Checkpointer | None = None
+    checkpointer: Checkpointer
 
 
 def build_components(config: Config) -> Components:
@@ -112,9 +116,10 @@ def build_components(config: Config) -> Components:
     minter = UpstreamTokenMinter(
         load_or_create_signing_key(config.identity.signing_key_file), issuer=config.public_url
     )
+    pins = PinGuard(PinStore(database), audit, configured=configured_pins(config))
     catalog = Catalog(
         [_binding(u, config, minter) for u in config.upstreams],
-        pins=PinGuard(PinStore(database), audit, configured=configured_pins(config)),
+        pins=pins,
         pin_sync_interval_s=config.pinning.sync_interval_s,
     )
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0))
@@ -129,17 +134,18 @@ def build_components(config: Config) -> Components:
     approvals = _approval_service(config, database, audit, decider, http)
     pipeline = Pipeline(catalog=catalog, decider=decider, audit=audit, approvals=approvals)
     return Components(
-        config,
-        database,
-        audit,
-        policy,
-        decider,
-        catalog,
-        pipeline,
-        http,
-        authenticator,
-        minter,
+        config=config,
+        database=database,
+        audit=audit,
+        policy=policy,
+        decider=decider,
+        catalog=catalog,
+        pipeline=pipeline,
+        http=http,
+        authenticator=authenticator,
+        minter=minter,
         approvals=approvals,
+        pins=pins,
         checkpointer=checkpointer,
     )
 
@@ -150,9 +156,9 @@ def _approval_service(
     audit: AuditLog,
     decider: Decider,
     http: httpx.AsyncClient,
-) -> ApprovalService | None:
+) -> Approvals:
     if not config.approvals.enabled:
-        return None
+        return DisabledApprovals()
     return ApprovalService(
         database=database,
         audit=audit,
@@ -242,10 +248,7 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
         local_tools=WorkflowTools(executor),
     )
     rest = RestSurface(parts.pipeline)
-    pins = parts.catalog.pins
-    if pins is None:  # build_components always gives the catalog a PinGuard
-        raise RuntimeError("the catalog of an app must pin tool definitions")
-    pin_routes = PinRoutes(pins, approver_roles=config.pinning.approver_roles)
+    pin_routes = PinRoutes(parts.pins, approver_roles=config.pinning.approver_roles)
     console = Console()
     health = Health(
         policy=parts.policy, database_check=_database_check(parts.database), catalog=parts.catalog
@@ -274,7 +277,7 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
             origin=config.audit.origin,
             reader_roles=config.audit.reader_roles,
         ).routes(),
-        *_approval_routes(parts),
+        *ApprovalsApi(parts.approvals, public_url=config.public_url).routes(),
         *RunsApi(executor).routes(),
         *console.routes(),
         Route("/openapi.json", openapi_json, methods=["GET"]),
@@ -318,8 +321,7 @@ async def running(parts: Components) -> AsyncIterator[None]:
     log drains every queued append before the database is released.
     """
     await parts.audit.start()
-    if parts.checkpointer is not None:
-        await parts.checkpointer.start()
+    await parts.checkpointer.start()
     try:
         # Before anything serves: a policy failing its conformance cases (under
         # `enforce`) stops the start here, and the load is in the audit log first.
@@ -334,7 +336,7 @@ async def running(parts: Components) -> AsyncIterator[None]:
             if reloader is not None:
                 await reloader.start(tasks)
             await parts.catalog.start(tasks, refresh_interval_s=parts.config.catalog_refresh_s)
-            await _start_approvals(parts)  # approvals: the expiry sweeper (needs the audit log)
+            await parts.approvals.start()  # the expiry sweeper (needs the audit log)
             log.info(
                 "gateway ready: %d tools from %d upstreams",
                 len(parts.catalog.tools()),
@@ -349,30 +351,12 @@ async def running(parts: Components) -> AsyncIterator[None]:
                 tasks.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
-            await _close_approvals(parts)  # approvals: release holds before the audit log closes
+            await parts.approvals.close()  # release holds before the audit log closes
             await parts.audit.close()
-            if parts.checkpointer is not None:
-                await parts.checkpointer.close()  # after the last appends: a final checkpoint
+            await parts.checkpointer.close()  # after the last appends: a final checkpoint
             await parts.http.aclose()
             await parts.policy.close()
             parts.database.dispose()
-
-
-async def _start_approvals(parts: Components) -> None:
-    if parts.approvals is not None:
-        await parts.approvals.start()
-
-
-async def _close_approvals(parts: Components) -> None:
-    if parts.approvals is not None:
-        await parts.approvals.close()
-
-
-def _approval_routes(parts: Components) -> list[Route]:
-    if parts.approvals is None:  # disabled: no approvals to list or decide
-        return []
-    api = ApprovalsApi(parts.approvals, public_url=parts.config.public_url)
-    return api.routes()
 
 
 def _database_check(database: sa.Engine):

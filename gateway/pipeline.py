@@ -27,12 +27,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from gateway.approvals import ApprovalService
-from gateway.approvals.gate import pass_gate
+from gateway.approvals.gate import Approvals, pass_gate
 from gateway.audit import AuditLog, AuditRecord
 from gateway.canonical import MAX_NESTING, NotIJson, arguments_hash, check_document, sha256_hex
 from gateway.errors import (
-    ApprovalRequired,
     AuditUnavailable,
     CallDenied,
     GatewayError,
@@ -76,12 +74,11 @@ class Pipeline:
         catalog: Catalog,
         decider: Decider,
         audit: AuditLog,
-        approvals: ApprovalService | None = None,
+        approvals: Approvals,
     ) -> None:
         self.catalog = catalog
         self.decider = decider
         self.audit = audit
-        # None: approvals are disabled, and calls needing one are refused.
         self.approvals = approvals
 
     # --- tools/list ----------------------------------------------------------------
@@ -187,15 +184,6 @@ class Pipeline:
         if not decision.allow:
             return _refused(call, decision, CallDenied(_reason_text(decision, "denied by policy")))
         if decision.require_approval:
-            if self.approvals is None:
-                return _refused(
-                    call,
-                    decision,
-                    ApprovalRequired(
-                        _reason_text(decision, "approval required")
-                        + "; approvals are disabled on this gateway, so it was not executed"
-                    ),
-                )
             return await pass_gate(
                 self.approvals,
                 call,

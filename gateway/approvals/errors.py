@@ -120,3 +120,11 @@ class ReplayedError(GatewayError):
         super().__init__(message, details=details)
         self.code = code
         self.http_status = http_status
+
+
+class ApprovalsDisabled(GatewayError):
+    """The gateway runs with ``approvals.enabled: false``: nothing can be held for, or
+    decided by, a human. A call that needs approval is refused (``approval_required``)."""
+
+    code = "approvals_disabled"
+    http_status = 404

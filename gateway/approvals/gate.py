@@ -20,11 +20,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+from gateway.approvals.disabled import DisabledApprovals
 from gateway.approvals.errors import (
     ApprovalDenied,
     ApprovalExecuting,
     ApprovalExpired,
     ApprovalPending,
+    ApprovalsDisabled,
     ApprovalUnusable,
     OutcomeErased,
     ReplayedError,
@@ -32,8 +34,11 @@ from gateway.approvals.errors import (
 from gateway.approvals.models import Approval, ApprovalStatus, ExecutionState
 from gateway.approvals.service import ApprovalService
 from gateway.canonical import arguments_hash
-from gateway.errors import GatewayError
+from gateway.errors import ApprovalRequired, GatewayError
 from gateway.types import Decision, Outcome, OutcomeStatus, ToolCall, ToolDefinition, ToolResult
+
+# What runs approvals: the engine, or its null object when they are disabled.
+Approvals = ApprovalService | DisabledApprovals
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +52,7 @@ RecordOutcome = Callable[[ToolCall, dict[str, Any]], None]
 
 
 async def pass_gate(
-    approvals: ApprovalService,
+    approvals: Approvals,
     call: ToolCall,
     tool: ToolDefinition,
     decision: Decision,
@@ -68,6 +73,10 @@ async def pass_gate(
                 approval, timeout_s=hold_s(call, approvals), progress=call.progress
             )
         return await _settle(approvals, call, decision, approval, forward, record_outcome)
+    except ApprovalsDisabled as disabled:
+        reason = "; ".join(decision.reasons) or "approval required"
+        required = ApprovalRequired(f"{reason}; {disabled.message}, so it was not executed")
+        return _outcome(call, decision, OutcomeStatus.DENIED, required)
     except GatewayError as exc:  # the approval store or audit log failed: fail closed
         log.error("approval of %s failed: %s", call.request_id, exc.message)
         return _outcome(call, decision, OutcomeStatus.ERROR, exc)

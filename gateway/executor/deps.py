@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 
+from gateway.approvals.gate import Approvals
 from gateway.audit import AuditLog, AuditRecord
 from gateway.config import ExecutorConfig
 from gateway.errors import AuditUnavailable
@@ -48,8 +49,8 @@ class ExecutorDeps:
     audit: AuditLog
     decider: Decider
     config: ExecutorConfig
-    # The approvals engine (gateway.approvals.ApprovalService) when approvals are on.
-    approvals: Any = None
+    # The approvals engine, or its null object when approvals are disabled.
+    approvals: Approvals
     doorbell: Doorbell = field(default_factory=Doorbell)
 
     def event(self, kind: str, run_id: str, payload: dict[str, Any], subject: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from gateway.approvals.errors import ApprovalsDisabled
 from gateway.approvals.models import ApprovalStatus
 from gateway.canonical import sha256_hex
 from gateway.executor.plan import ToolStep
@@ -33,10 +34,6 @@ async def approval_gate(run: RunExecution, step: ApprovalStep) -> bool:
     step changed."""
     approvals = run.deps.approvals
     state = run.states[step.id]
-    if approvals is None:
-        error = {"code": "approvals_unavailable", "message": "approvals are disabled"}
-        await run.fail_step(step.id, error)
-        return True
     if state.status == "pending":
         gate = step.approval
         message = gate.message or f"run {run.run_id} waits at approval gate {step.id}"
@@ -69,7 +66,11 @@ async def approval_gate(run: RunExecution, step: ApprovalStep) -> bool:
             engine="plan",
             revision=run.deps.decider.revision,
         )
-        approval = await approvals.request(call, GATE_DEFINITION_HASH, decision)
+        try:
+            approval = await approvals.request(call, GATE_DEFINITION_HASH, decision)
+        except ApprovalsDisabled as disabled:
+            await run.fail_step(step.id, disabled.to_dict())
+            return True
         await run.set_step(
             step.id, wake_in_s=gate.timeout_s, status="waiting", approval_id=approval.id
         )
@@ -83,14 +84,13 @@ async def approval_gate(run: RunExecution, step: ApprovalStep) -> bool:
 async def _settle_approval(run: RunExecution, step_id: str, approval_id: str | None) -> bool:
     """Looks at a waiting step's approval: approved (gate succeeds, or the tool step is
     retried and now runs), denied, expired, or still pending."""
-    approvals = run.deps.approvals
     if approval_id is None:
         return False
-    if approvals is None:  # disabled since the step began waiting: it cannot be decided
-        error = {"code": "approvals_unavailable", "message": "approvals are disabled"}
-        await run.fail_step(step_id, {**error, "approval_id": approval_id})
+    try:
+        approval = await run.deps.approvals.get_fresh(approval_id)
+    except ApprovalsDisabled as disabled:  # since the step began waiting: never decided
+        await run.fail_step(step_id, {**disabled.to_dict(), "approval_id": approval_id})
         return True
-    approval = await approvals.get_fresh(approval_id)
     step = run.plan.step(step_id)
     if approval.status is ApprovalStatus.APPROVED:
         if isinstance(step, ToolStep):

@@ -5,7 +5,7 @@ names them ``<upstream>__<tool>``, hashes their definitions, and validates argum
 against each tool's input schema. A tool the catalog cannot resolve does not exist
 for the rest of the gateway.
 
-With a `PinGuard` (always, in the app), every refresh checks each definition against
+Every refresh checks each definition against
 its pin: a quarantined tool is left out of `tools` and `resolve` refuses it with
 `ToolQuarantined` (it exists, but may not be called until re-approved).
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
@@ -28,7 +28,7 @@ from gateway.types import ToolDefinition
 from gateway.upstreams.base import UpstreamClient, UpstreamStatus
 from gateway.upstreams.credentials import CredentialProvider
 from gateway.upstreams.definitions import definition_document, to_definition
-from gateway.upstreams.pinning import PinGuard, Seen
+from gateway.upstreams.pinning import Seen
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +65,27 @@ class Binding:
     credentials: CredentialProvider
 
 
+class Pins(Protocol):
+    """What the catalog asks of pinning (`gateway.upstreams.pinning.PinGuard`)."""
+
+    def allows(self, tool: ToolDefinition) -> bool: ...
+
+    def verify(self, tool: ToolDefinition) -> None: ...
+
+    async def check(self, seen: list[Seen]) -> None: ...
+
+    async def watch(self, interval_s: float) -> None: ...
+
+
 class Catalog:
     def __init__(
         self,
         bindings: list[Binding],
         *,
-        pins: PinGuard | None = None,
+        pins: Pins,
         pin_sync_interval_s: float = 5.0,
     ) -> None:
         self._bindings = {b.config.name: b for b in bindings}
-        # None only in tests of the catalog itself: then nothing is pinned.
         self._pins = pins
         self._pin_sync_interval_s = pin_sync_interval_s
         self._entries: dict[str, CatalogEntry] = {}
@@ -88,7 +99,7 @@ class Catalog:
         await self.refresh()
         if refresh_interval_s > 0:
             task_group.start_soon(self._refresh_periodically, refresh_interval_s)
-        if self._pins is not None and self._pin_sync_interval_s > 0:
+        if self._pin_sync_interval_s > 0:
             task_group.start_soon(self._pins.watch, self._pin_sync_interval_s)
 
     async def _refresh_periodically(self, interval_s: float) -> None:
@@ -142,30 +153,20 @@ class Catalog:
                 seen.append(
                     Seen(definition.name, definition.definition_hash, definition_document(tool))
                 )
-            if self._pins is not None:
-                try:
-                    await self._pins.check(seen)
-                except StorageError as exc:
-                    # Unchecked definitions are not offered: keep the last checked list.
-                    log.warning("cannot check tool pins of upstream %s: %s", name, exc.message)
-                    continue
+            try:
+                await self._pins.check(seen)
+            except StorageError as exc:
+                # Unchecked definitions are not offered: keep the last checked list.
+                log.warning("cannot check tool pins of upstream %s: %s", name, exc.message)
+                continue
             for old in self._by_upstream.get(name, []):
                 self._entries.pop(old, None)
             self._entries.update(entries)
             self._by_upstream[name] = list(entries)
 
-    @property
-    def pins(self) -> PinGuard | None:
-        return self._pins
-
     def tools(self) -> list[ToolDefinition]:
         """The tools that may be offered: quarantined ones are left out."""
-        pins = self._pins
-        return [
-            e.definition
-            for e in self._entries.values()
-            if pins is None or pins.allows(e.definition)
-        ]
+        return [e.definition for e in self._entries.values() if self._pins.allows(e.definition)]
 
     def resolve(self, name: str) -> CatalogEntry:
         """Raises `UnknownTool`, or `ToolQuarantined` for a tool whose definition
@@ -174,8 +175,7 @@ class Catalog:
             entry = self._entries[name]
         except KeyError:
             raise UnknownTool(f"unknown tool {name!r}", details={"tool": name}) from None
-        if self._pins is not None:
-            self._pins.verify(entry.definition)
+        self._pins.verify(entry.definition)
         return entry
 
     def upstream_status(self) -> dict[str, UpstreamStatus]:

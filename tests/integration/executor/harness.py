@@ -28,6 +28,8 @@ from gateway.types import Principal
 from gateway.upstreams.catalog import Binding, Catalog
 from gateway.upstreams.credentials import CredentialProvider
 from gateway.upstreams.mcp_client import McpUpstream
+from gateway.upstreams.pinning import PinGuard
+from gateway.upstreams.pins import PinStore
 from tests.support.deciding import decider_for
 from tests.support.processes import write_policy
 
@@ -111,7 +113,8 @@ async def executor_parts(
     audit = AuditLog(database, "test.gateway/audit")
     await audit.start()
     decider = decider_for(EmbeddedEngine(write_policy(directory, grants or GRANTS)))
-    catalog = Catalog([upstream_binding(upstream_url)])
+    pins = PinGuard(PinStore(database), audit, configured={})
+    catalog = Catalog([upstream_binding(upstream_url)], pins=pins, pin_sync_interval_s=0)
     settings = ExecutorConfig.model_validate({"lease_s": 2, "poll_s": 0.05, **config})
     try:
         async with anyio.create_task_group() as tasks:

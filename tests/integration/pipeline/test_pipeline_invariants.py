@@ -11,6 +11,7 @@ import anyio
 import pytest
 from sqlalchemy import Engine
 
+from gateway.approvals.disabled import DisabledApprovals
 from gateway.audit import AuditLog, read_entries
 from gateway.config import HttpUpstream
 from gateway.errors import AuditUnavailable, PolicyUnavailable, UpstreamResultRefused
@@ -24,6 +25,8 @@ from gateway.types import UNAVAILABLE_RULE, OutcomeStatus, Principal, ToolCall
 from gateway.upstreams.catalog import Binding, Catalog
 from gateway.upstreams.credentials import CredentialProvider
 from gateway.upstreams.http_api import HttpApiUpstream
+from gateway.upstreams.pinning import PinGuard
+from gateway.upstreams.pins import PinStore
 from tests.support.deciding import decider_for
 from tests.support.engines import GatedEngine
 from tests.support.processes import HttpApiServer, write_policy
@@ -40,7 +43,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpApiServer]:
     server.process.stop()
 
 
-def _catalog(api: HttpApiServer) -> Catalog:
+def _bindings(api: HttpApiServer) -> list[Binding]:
     config = HttpUpstream.model_validate(
         {
             "name": "api",
@@ -63,7 +66,7 @@ def _catalog(api: HttpApiServer) -> Catalog:
         "api", config.credentials, default_audience=api.url, mint=lambda *a: ""
     )
     client = HttpApiUpstream(config, static_headers={}, connect_timeout_s=5)
-    return Catalog([Binding(client=client, config=config, credentials=credentials)])
+    return [Binding(client=client, config=config, credentials=credentials)]
 
 
 @pytest.fixture
@@ -75,10 +78,16 @@ async def parts(
     audit = AuditLog(database, "test/audit")
     await audit.start()
     policy = EmbeddedEngine(write_policy(tmp_path, [{"role": "agent", "tool": "api__*"}]))
-    catalog = _catalog(api)
+    pins = PinGuard(PinStore(database), audit, configured={})
+    catalog = Catalog(_bindings(api), pins=pins, pin_sync_interval_s=0)
     async with anyio.create_task_group() as tasks:
         await catalog.start(tasks, refresh_interval_s=0)
-        pipeline = Pipeline(catalog=catalog, decider=decider_for(policy, 2), audit=audit)
+        pipeline = Pipeline(
+            catalog=catalog,
+            decider=decider_for(policy, 2),
+            audit=audit,
+            approvals=DisabledApprovals(),
+        )
         yield pipeline, audit, database
         await catalog.close()
         tasks.cancel_scope.cancel()

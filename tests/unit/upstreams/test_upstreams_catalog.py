@@ -9,11 +9,12 @@ import pytest
 
 from gateway.config import McpHttpUpstream, NoCredentials, RiskConfig
 from gateway.errors import InvalidArguments, UnknownTool, UpstreamError, UpstreamUnavailable
-from gateway.types import ProgressCallback, ToolResult
+from gateway.types import ProgressCallback, ToolDefinition, ToolResult
 from gateway.upstreams.base import Reconnected, UpstreamStatus
 from gateway.upstreams.catalog import Binding, Catalog
 from gateway.upstreams.credentials import CredentialProvider
 from gateway.upstreams.definitions import UpstreamTool
+from gateway.upstreams.pinning import Seen
 
 pytestmark = pytest.mark.anyio
 
@@ -83,8 +84,25 @@ def binding(client: FakeClient, **config: Any) -> Binding:
     return Binding(client=client, config=upstream, credentials=credentials)
 
 
+class UnpinnedTools:
+    """A test double of pinning (gateway.upstreams.catalog.Pins): every definition is
+    allowed, so these tests see the catalog alone; pinning has tests of its own."""
+
+    def allows(self, tool: ToolDefinition) -> bool:
+        return True
+
+    def verify(self, tool: ToolDefinition) -> None:
+        return None
+
+    async def check(self, seen: list[Seen]) -> None:
+        return None
+
+    async def watch(self, interval_s: float) -> None:
+        return None
+
+
 async def catalog_of(*clients: FakeClient, **config: Any) -> Catalog:
-    catalog = Catalog([binding(c, **config) for c in clients])
+    catalog = Catalog([binding(c, **config) for c in clients], pins=UnpinnedTools())
     await catalog.refresh()
     return catalog
 
