@@ -20,7 +20,7 @@ HELM    := $(TOOLS)/helm/$(HELM_VERSION)/helm
 KUBECHECK_SRC := $(sort $(wildcard deploy/kubecheck/*.go)) deploy/kubecheck/go.mod deploy/kubecheck/go.sum
 KUBECHECK := $(TOOLS)/kubecheck/$(shell cat $(KUBECHECK_SRC) 2>/dev/null | sha256sum | cut -c1-16)/kubecheck
 
-.PHONY: setup run test test-setup opa helm kubecheck lint bench clean
+.PHONY: setup run test test-setup opa helm kubecheck lint bench bench-setup clean
 
 setup: $(STAMP)
 
@@ -73,7 +73,12 @@ test: test-setup
 lint: setup
 	$(VENV)/bin/ruff check gateway tests bench
 
-bench: test-setup
+# The peer the comparison measures: IBM ContextForge in its own virtual environment
+# (var/bench/, Python 3.12); idempotent, and never part of `make test`.
+bench-setup: setup
+	$(VENV)/bin/python -m bench.contextforge setup
+
+bench: test-setup bench-setup
 	GATEWAY_OPA=$(OPA) $(VENV)/bin/python -m bench.run_all
 
 clean:
