@@ -16,6 +16,7 @@ profile of the gateway at c=16 follows the rounds (bench/profile_areas.py).
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,7 +185,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run of the harness")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--profile-seconds", type=float, default=15)
+    parser.add_argument("--render", type=Path, help="only render the .md and .png of a result")
     args = parser.parse_args()
+    if args.render:
+        render(args.render)
+        return
     names = tuple(args.targets.split(","))
     if "direct" not in names:
         raise SystemExit("the direct call is the baseline of every ratio: keep it in --targets")
@@ -224,10 +229,19 @@ def main() -> None:
         if v not in (False, None)
     ]
     report["command"] = f".venv/bin/python -m bench.comparison {' '.join(flags)}"
-    path = write_result("comparison", report, comparison_report.markdown(report))
-    comparison_report.plot(report, path.with_suffix(".png"))
-    print(path.read_text())
-    print(f"written to {path} (+ .json, .png)")
+    # The figures first, so that a report that fails to render loses no measurement
+    # (`--render FILE.json` renders it again).
+    path = write_result("comparison", report, "")
+    render(path.with_suffix(".json"))
+
+
+def render(json_path: Path) -> None:
+    report = json.loads(json_path.read_text())
+    md_path = json_path.with_suffix(".md")
+    md_path.write_text(comparison_report.markdown(report))
+    comparison_report.plot(report, json_path.with_suffix(".png"))
+    print(md_path.read_text())
+    print(f"written to {md_path} (+ .json, .png)")
 
 
 if __name__ == "__main__":

@@ -91,23 +91,23 @@ def profile_section(profile: dict[str, Any] | None) -> str:
         for area, v in profile["areas"].items()
     )
     leaves = "\n".join(
-        f"| `{leaf['frame']}` | {leaf['share'] * 100:.1f} % |"
-        for leaf in profile["top_leaves"][:15]
+        f"| `{leaf['frame']}` | {leaf['samples']} |" for leaf in profile["top_leaves"][:15]
     )
     return f"""## Where the gateway's CPU goes (py-spy, c=16, raw client)
 
-{profile["samples"]} samples of the gateway's running threads ({profile.get("waiting_samples_left_out", 0)} more
-at a lock or queue wait, left out); {profile["cpu_ms_per_call"]} ms
-CPU per call in the same window ({profile["ok_per_s"]} calls/s). Each sample counts for
-the innermost frame of a known area (bench/profile_areas.py).
+{profile["samples"]} samples of {profile["threads"]} threads ({profile["waiting_samples_left_out"]} more at a lock or
+queue wait, left out); {profile["cpu_ms_per_call"]} ms of the gateway's CPU per call in the same
+window ({profile["ok_per_s"]} calls/s). Each thread's measured CPU is shared among the
+areas of its samples; a sample counts for the innermost frame of a known area
+(bench/profile_areas.py).
 
-| area | share of samples | ≈ CPU per call |
+| area | share of CPU | CPU per call |
 | --- | --- | --- |
 {rows}
 
-Hottest leaf frames:
+Most sampled leaf frames (waits left out):
 
-| frame | share |
+| frame | samples |
 | --- | --- |
 {leaves}
 """
@@ -154,13 +154,14 @@ def plot(report: dict[str, Any], path: Path) -> None:
             medians.append(med)
             lows.append(med - (s["min"] if s else 0.0))
             highs.append((s["max"] if s else 0.0) - med)
-        ax.bar(
+        bars = ax.bar(
             range(len(targets)),
             medians,
             yerr=[lows, highs],
             capsize=4,
             color=[COLORS.get(t, "#999") for t in targets],
         )
+        ax.bar_label(bars, labels=[f"{m:.3g}" for m in medians], fontsize=8, padding=2)
         ax.set_xticks(range(len(targets)), targets, rotation=30, ha="right")
         ax.set_yscale("log")
         ax.axhline(1.0, color="black", linewidth=0.8)

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from bench.profile_areas import OTHER, WAITING, classify_stack, summarize
+import pytest
+
+from bench.profile_areas import (
+    EVENT_LOOP,
+    OTHER,
+    UNATTRIBUTED,
+    WAITING,
+    classify_stack,
+    summarize,
+    weigh,
+)
 
 LOOP = "Runner.run (asyncio/runners.py:118)"
 CYCLE = "RequestResponseCycle.run_asgi (uvicorn/protocols/http/httptools_impl.py:409)"
 PIPELINE = "Pipeline.call (gateway/pipeline.py:120)"
+REGO = "rego_set_input_term (regopy/rego_shared.py:221)"
 
 
 def test_the_innermost_known_frame_names_the_area():
@@ -29,6 +40,7 @@ def test_the_innermost_known_frame_names_the_area():
     glue = [LOOP, CYCLE, PIPELINE, "dumps (json/__init__.py:231)"]
     assert classify_stack(glue) == "other (gateway glue)"
     assert classify_stack([LOOP, CYCLE]) == "HTTP/ASGI"
+    assert classify_stack(["<module> (gateway/__main__.py:3)", LOOP]) == EVENT_LOOP
     assert classify_stack(["main (somewhere.py:1)"]) == OTHER
 
 
@@ -51,13 +63,30 @@ def test_waiting_threads_are_counted_apart():
     assert classify_stack(frames) == WAITING
 
 
-def test_summarize_reads_collapsed_lines_and_drops_thread_prefixes():
+def test_summarize_counts_per_thread():
     raw = "\n".join(
         [
-            f"process 1:python;thread (0x7f);{LOOP};{CYCLE} 30",
-            f"thread (0x7f);{LOOP};{PIPELINE};rego_set_input_term (regopy/rego_shared.py:221) 12",
+            f"thread (101): MainThread;{LOOP};{CYCLE} 30",
+            f"thread (101): MainThread;{LOOP};{PIPELINE};{REGO} 12",
+            "thread (202): audit;_bootstrap (threading.py:1);Condition.wait (threading.py:327) 8",
             "garbage line",
             "",
         ]
     )
-    assert summarize(raw) == {"HTTP/ASGI": 30, "policy": 12}
+    assert summarize(raw) == {101: {"HTTP/ASGI": 30, "policy": 12}, 202: {WAITING: 8}}
+
+
+def test_each_thread_s_cpu_is_shared_among_its_working_samples():
+    samples = {
+        1: {"HTTP/ASGI": 30, "policy": 10, WAITING: 60},
+        2: {"audit": 5, WAITING: 95},
+        3: {WAITING: 4},
+    }
+    areas = weigh(samples, {1: 0.8, 2: 0.3, 3: 0.1, 4: 0.05})
+    assert areas["HTTP/ASGI"] == pytest.approx(0.6)
+    assert areas["policy"] == pytest.approx(0.2)
+    # A thread mostly waiting still gets all its measured CPU, on what it did.
+    assert areas["audit"] == pytest.approx(0.3)
+    # CPU of threads seen only at waits, or not at all, is kept, not dropped.
+    assert areas[UNATTRIBUTED] == pytest.approx(0.15)
+    assert WAITING not in areas
