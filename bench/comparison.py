@@ -9,7 +9,7 @@ round; the report gives min / median / max of those ratios over the rounds. CPU 
 call of the middle process(es) is read from /proc around the c=16 run. A py-spy
 profile of the gateway at c=16 follows the rounds (bench/profile_areas.py).
 
-    .venv/bin/python -m bench.comparison [--rounds 3] [--targets direct,gateway,...]
+    .venv/bin/python -m bench.comparison [--rounds 5] [--targets direct,gateway,...]
         [--methods tools/call] [--quick] [--no-profile]
 """
 
@@ -179,7 +179,7 @@ async def measure(lab_: Lab, method: Method, phases: list[Phase], rounds: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--targets", default=",".join(ALL))
     parser.add_argument("--methods", default="tools/call")
     parser.add_argument("--quick", action="store_true", help="a smoke run of the harness")
