@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 import anyio
 
 from bench import comparison_report, load, proc_cpu, profile_areas
-from bench.clients import raw_caller, sdk_caller
+from bench.clients import OK, raw_caller, sdk_caller
 from bench.common import machine, write_result
 from bench.methods import METHODS, Method
 from bench.stats import ratio, rotated, spread
@@ -143,9 +144,20 @@ def absolute(rounds: list[dict[str, Any]], targets: list[Target]) -> dict[str, A
             "policy_denials_c64": spread([r[t.name]["raw_c64"]["policy_denials"] for r in rounds]),
             "sdk_p50_ms_c1": over(t, "sdk_c1", "ok_p50_ms"),
             "sdk_calls_per_s_c16": over(t, "sdk_c16", "ok_per_s"),
+            "not_ok": not_ok(rounds, t.name),
         }
         for t in targets
     }
+
+
+def not_ok(rounds: list[dict[str, Any]], name: str) -> dict[str, int]:
+    """Every answer other than a success, over all phases and rounds: a run whose
+    figures rest on failed calls (an expired token, a crashed process) shows here."""
+    counts: Counter[str] = Counter()
+    for rnd in rounds:
+        for summary in rnd[name].values():
+            counts.update({k: n for k, n in summary["kinds"].items() if k != OK})
+    return dict(counts)
 
 
 async def measure(lab_: Lab, method: Method, phases: list[Phase], rounds: int) -> dict[str, Any]:

@@ -53,6 +53,11 @@ def method_section(name: str, result: dict[str, Any]) -> str:
             f"| {label} | {fmt_spread(r['sdk_p50_c1'])} | {fmt_spread(r['sdk_calls_per_s_c16'], 3)} | "
             f"{_abs(a['sdk_p50_ms_c1'], 3)} | {_abs(a['sdk_calls_per_s_c16'], 1)} |"
         )
+    failures = "; ".join(
+        f"{t}: " + ", ".join(f"{k} × {n}" for k, n in sorted(a["not_ok"].items()))
+        for t, a in absolute.items()
+        if a.get("not_ok")
+    )
     loads = ", ".join("/".join(f"{x:.2f}" for x in la) for la in result["load_average"])
     orders = "; ".join(" → ".join(r["order"]) for r in result["rounds"])
     return f"""## `{name}`
@@ -76,6 +81,7 @@ With the MCP SDK's client (its own direct baseline; same rounds):
 | --- | --- | --- | --- | --- |
 {chr(10).join(sdk)}
 
+Answers other than success, all phases and rounds: {failures or "none"}.
 Load average (1/5/15 min) before each round and after the last: {loads}.
 Turn order per round: {orders}.
 """
@@ -99,7 +105,7 @@ def profile_section(profile: dict[str, Any] | None) -> str:
 queue wait, left out); {profile["cpu_ms_per_call"]} ms of the gateway's CPU per call in the same
 window ({profile["ok_per_s"]} calls/s). Each thread's measured CPU is shared among the
 areas of its samples; a sample counts for the innermost frame of a known area
-(bench/profile_areas.py).
+(bench/profile_areas.py). Answers in the window: {profile.get("kinds")}.
 
 | area | share of CPU | CPU per call |
 | --- | --- | --- |

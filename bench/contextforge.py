@@ -159,8 +159,8 @@ class ContextForge:
                     "mcpgateway.utils.create_jwt_token",
                     "--username",
                     ADMIN,
-                    "--exp",
-                    "600",
+                    "--exp",  # minutes: outlives the longest run, as the gateway's token does
+                    "360",
                     "--secret",
                     secret,
                 ],

@@ -215,6 +215,7 @@ async def profile_target(
         "threads": len(samples),
         "cpu_ms_per_call": round(total_s * 1000 / calls, 3) if calls else None,
         "ok_per_s": result.summary()["ok_per_s"],
+        "kinds": dict(result.kinds),
         "areas": {
             area: {"share": round(s / total_s, 4), "ms_per_call": round(s * 1000 / calls, 3)}
             for area, s in areas.most_common()

@@ -39,7 +39,7 @@ from bench.clients import raw_caller
 from bench.common import machine, write_result
 from bench.methods import METHODS
 from bench.stats import fmt_spread, ratio, rotated, spread
-from bench.targets import GRANTS, Target, gateway_rename
+from bench.targets import GRANTS, TOKEN_TTL_S, Target, gateway_rename
 from gateway.audit.batch import prepare_record, write_batch
 from gateway.store import create_engine, migrate
 from tests.support.processes import GatewayServer, free_port, spawn, wait_for_port, write_policy
@@ -113,7 +113,7 @@ def setup(directory: Path, args: argparse.Namespace) -> Iterator[dict[str, Any]]
                 Target(
                     name,
                     gateway.mcp_url,
-                    gateway.token(sub="agent:bench"),
+                    gateway.token(sub="agent:bench", ttl_s=TOKEN_TTL_S),
                     gateway_rename,
                     {name: pid},
                 )

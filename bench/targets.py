@@ -36,6 +36,9 @@ from tests.support.processes import (
 
 ALL = ("direct", "bare_proxy", "gateway", "gateway_opa", "contextforge")
 GRANTS = [{"role": "agent", "tool": "up__*"}]
+# Tokens outlive the longest run: an expired token turns every later call into a 401
+# (the tests' default of 10 minutes is shorter than `make bench`).
+TOKEN_TTL_S = 6 * 3600
 
 
 @dataclass
@@ -110,7 +113,7 @@ def lab(directory: Path, names: tuple[str, ...] = ALL) -> Iterator[Lab]:
                 stack.callback(gateway.stop)
                 assert gateway.process is not None
                 middle = {name: gateway.process.popen.pid, **middle}
-                token = gateway.token(sub="agent:bench")
+                token = gateway.token(sub="agent:bench", ttl_s=TOKEN_TTL_S)
                 gateway_token = gateway_token or token
                 targets.append(Target(name, gateway.mcp_url, token, gateway_rename, middle))
             else:
