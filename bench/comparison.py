@@ -134,6 +134,10 @@ def absolute(rounds: list[dict[str, Any]], targets: list[Target]) -> dict[str, A
             "calls_per_s_c16": over(t, "raw_c16", "ok_per_s"),
             "calls_per_s_c64": over(t, "raw_c64", "ok_per_s"),
             "middle_cpu_ms_c16": spread([middle_cpu_ms(r[t.name]["raw_c16"], t) for r in rounds]),
+            "middle_parts_cpu_ms_c16": {
+                part: spread([r[t.name]["raw_c16"]["cpu_ms_per_call"].get(part) for r in rounds])
+                for part in t.middle
+            },
             "upstream_cpu_ms_c16": spread(
                 [r[t.name]["raw_c16"]["cpu_ms_per_call"].get("upstream") for r in rounds]
             ),

@@ -34,11 +34,13 @@ def method_section(name: str, result: dict[str, Any]) -> str:
     for target, r in ratios.items():
         a = absolute[target]
         label = LABELS.get(target, target)
-        cpu = (
-            "–"
-            if target == "direct"
-            else (f"{_abs(a['middle_cpu_ms_c16'])} ms ({fmt_spread(r['middle_cpu_c16'])})")
-        )
+        parts = a.get("middle_parts_cpu_ms_c16", {})
+        split = " + ".join(f"{n} {_abs(v)}" for n, v in parts.items()) if len(parts) > 1 else ""
+        cpu = "–"
+        if target != "direct":
+            cpu = f"{_abs(a['middle_cpu_ms_c16'])} ms"
+            cpu += f" ({split})" if split else ""
+            cpu += f", {fmt_spread(r['middle_cpu_c16'])}"
         rows.append(
             f"| {label} | {fmt_spread(r['p50_c1'])} | {fmt_spread(r['p99_c1'])} | "
             f"{fmt_spread(r['calls_per_s_c16'], 3)} | {fmt_spread(r['calls_per_s_c64'], 3)} | {cpu} |"
@@ -65,7 +67,7 @@ def method_section(name: str, result: dict[str, Any]) -> str:
 Ratios to the direct call of the same round, median (min–max) over {len(result["rounds"])} rounds.
 Latency is over successful calls; calls/s counts successful calls only.
 
-| system | p50 × direct, c=1 | p99 × direct, c=1 | calls/s × direct, c=16 | calls/s × direct, c=64 | CPU per call in the middle, c=16 (× the upstream's per direct call) |
+| system | p50 × direct, c=1 | p99 × direct, c=1 | calls/s × direct, c=16 | calls/s × direct, c=64 | CPU per call in the middle, c=16: ms, and × the upstream's CPU per direct call |
 | --- | --- | --- | --- | --- | --- |
 {chr(10).join(rows)}
 
