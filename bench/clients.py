@@ -135,21 +135,14 @@ async def sdk_caller(
 
         async def call() -> str:
             try:
-                if method.name == "tools/call":
-                    result = await client.call_tool(params["name"], params["arguments"])
-                    if not result.is_error:
-                        return OK
-                    meta = (result.meta or {}).get(DECISION_META) or {}
-                    if meta.get("status") == "denied":
-                        return f"denied:{(meta.get('decision') or {}).get('rule')}"
-                    return (
-                        f"error:{(meta.get('error') or {}).get('code')}" if meta else "tool_error"
-                    )
-                if method.name == "tools/list":
-                    await client.list_tools()
-                    return OK
+                result = await method.sdk(client, params)
             except Exception as exc:  # counted, not raised: the run goes on
                 return f"sdk:{type(exc).__name__}"
-            raise NotImplementedError(f"the SDK caller does not send {method.name} yet")
+            if not getattr(result, "is_error", False):
+                return OK
+            meta = (getattr(result, "meta", None) or {}).get(DECISION_META) or {}
+            if meta.get("status") == "denied":
+                return f"denied:{(meta.get('decision') or {}).get('rule')}"
+            return f"error:{(meta.get('error') or {}).get('code')}" if meta else "tool_error"
 
         yield call

@@ -4,20 +4,31 @@ A method is what one call sends (JSON-RPC method, params, the `Mcp-Name` header)
 terms of the *upstream's* names; each target renames them its own way (the gateway
 prefixes ``up__``, ContextForge ``up-``), see `bench.targets.Target.rename`.
 
-Adding a method is one entry in `METHODS`. ``resources/read`` and ``prompts/get`` do
-not exist on the gateway yet (another issue adds them); once the bench upstream serves
-a resource and a prompt, their entries are:
+Adding a method is one entry in `METHODS`: what the raw client sends, and the MCP SDK
+client's call for the same request. ``resources/read`` and ``prompts/get`` do not exist
+on the gateway yet (another issue adds them); once the bench upstream serves a resource
+and a prompt, their entries are along these lines (each target's `rename` learns how
+the gateway and ContextForge name resources and prompts):
 
-    "resources/read": Method("resources/read", lambda t: {"uri": t.rename_uri(URI)}, ...),
-    "prompts/get": Method("prompts/get", lambda t: {"name": t.rename("greeting"),
-                                                    "arguments": {"name": "bench"}}, ...),
+    "resources/read": Method(
+        "resources/read",
+        lambda t: {"uri": t.rename(RESOURCE_URI)},
+        lambda c, p: c.read_resource(p["uri"]),
+        lambda t: t.rename(RESOURCE_URI),
+    ),
+    "prompts/get": Method(
+        "prompts/get",
+        lambda t: {"name": t.rename("greeting"), "arguments": {"name": "bench"}},
+        lambda c, p: c.get_prompt(p["name"], p["arguments"]),
+        lambda t: t.rename("greeting"),
+    ),
 
 and `bench.comparison --methods tools/call,resources/read` measures them like the rest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -34,6 +45,8 @@ class Renames(Protocol):
 class Method:
     name: str  # the JSON-RPC method
     params: Callable[[Renames], dict[str, Any]]  # params without `_meta`
+    # The same request through the MCP SDK's `Client` (its result, or it raises).
+    sdk: Callable[[Any, dict[str, Any]], Awaitable[Any]]
     # The `Mcp-Name` header of the 2026-07-28 era (the tool, resource or prompt), or None.
     mcp_name: Callable[[Renames], str | None] = lambda _target: None
 
@@ -42,7 +55,8 @@ METHODS: dict[str, Method] = {
     "tools/call": Method(
         "tools/call",
         lambda t: {"name": t.rename(ECHO), "arguments": ARGUMENTS},
+        lambda c, p: c.call_tool(p["name"], p["arguments"]),
         lambda t: t.rename(ECHO),
     ),
-    "tools/list": Method("tools/list", lambda _t: {}),
+    "tools/list": Method("tools/list", lambda _t: {}, lambda c, _p: c.list_tools()),
 }
