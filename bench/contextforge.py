@@ -12,9 +12,11 @@ or as ``python3.12`` on the PATH) and installs the pinned package from PyPI with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -114,7 +116,12 @@ class ContextForge:
         return self.process.popen.pid
 
     def stop(self) -> None:
+        """Stops it, then whatever is left of its process group: its pool of forked
+        workers (concurrent.futures) outlives a main process that had to be killed
+        after the stop timeout, and ignores SIGTERM."""
         self.process.stop()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.popen.pid, signal.SIGKILL)  # its own session's group
 
     @classmethod
     def start(cls, directory: Path, upstream_url: str) -> ContextForge:
