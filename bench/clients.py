@@ -35,6 +35,8 @@ DECISION_META = "io.agentgateway/decision"  # gateway.surfaces.mcp.META_KEY
 FAIL_CLOSED = "gateway.fail_closed"  # gateway.policy.engine.FAIL_CLOSED_RULE
 
 OK = "ok"
+UNAVAILABLE = "unavailable"
+SERVER_BUSY = -32000  # gateway.errors.SERVER_BUSY: overloaded, retry later
 # One call of the benchmark: makes the request, returns its kind.
 Caller = Callable[[], Awaitable[str]]
 
@@ -47,6 +49,8 @@ def classify(status: int, content_type: str, body: bytes) -> str:
       gateway.fail_closed`` when the engine did not decide in time or failed);
     - ``error:<code>``: the gateway's error code for a call it did not complete
       (``audit_unavailable``, ``upstream_timeout``…);
+    - ``unavailable``: the gateway refused the call as overloaded before any decision
+      (JSON-RPC -32000 with a retry-after: not a denial);
     - ``tool_error``: a result with ``isError`` and no gateway decision;
     - ``rpc:<code>``: a JSON-RPC error; ``http:<status>``: anything else."""
     if status != 200:
@@ -55,7 +59,8 @@ def classify(status: int, content_type: str, body: bytes) -> str:
     if message is None:
         return "http:unparsed"
     if "error" in message:
-        return f"rpc:{message['error'].get('code')}"
+        code = message["error"].get("code")
+        return UNAVAILABLE if code == SERVER_BUSY else f"rpc:{code}"
     result = message.get("result")
     if not isinstance(result, dict):
         return "rpc:no_result"

@@ -5,10 +5,11 @@ keeps that many `tools/call` requests in flight until a call count or a time lim
 calls still unanswered a grace period later are cancelled and counted as unfinished.
 Reported: the share of started calls that succeeded, p99 latency (of every answered
 call, and of the successful ones), and every other answer by kind — above all the
-calls the gateway reported as a **policy denial** (`denied:gateway.fail_closed`: the
-engine did not decide within `policy.timeout_ms`, so the call was refused, as the
-gateway must when it cannot decide). Load is no reason to deny a call by policy; until
-the gateway sheds load otherwise, this count says how often it does.
+calls the gateway reported as a **policy denial** (`denied:*`; under load the rule is
+`gateway.fail_closed`: the engine did not decide within `policy.timeout_ms`), apart
+from calls it refused as **unavailable** (JSON-RPC -32000, retry later: overloaded
+before any decision, which is how the gateway sheds load since main's fd07f39). Load is
+no reason to deny a call by policy; the first count says how often it still does.
 
     .venv/bin/python -m bench.overload [--concurrency 64,256] [--seconds 10] [--calls 4000]
 """
@@ -69,11 +70,13 @@ def markdown(report: dict[str, Any]) -> str:
     rows = []
     for concurrency, targets in report["result"].items():
         for name, r in targets.items():
-            others = ", ".join(f"{k}: {n}" for k, n in sorted(r["kinds"].items()) if k != "ok")
+            others = ", ".join(
+                f"{k}: {n}" for k, n in sorted(r["kinds"].items()) if k not in ("ok", "unavailable")
+            )
             share = "–" if r["success_share"] is None else f"{r['success_share'] * 100:.1f} %"
             rows.append(
                 f"| {concurrency} | {name} | {r['started']} | {share} | {_ms(r.get('p99_ms'))} | "
-                f"{_ms(r.get('ok_p99_ms'))} | {r['ok_per_s']} | **{r['policy_denials']}** | "
+                f"{_ms(r.get('ok_p99_ms'))} | {r['ok_per_s']} | **{r['policy_denials']}** | {r['kinds'].get('unavailable', 0)} | "
                 f"{r['unfinished']} | {others or '–'} |"
             )
     return f"""# Overload: 64 and 256 calls in flight
@@ -82,13 +85,15 @@ Machine: {m["cpu"]}, {m["cores"]} cores, Python {m["python"]}, commit {m["commit
 The machine was shared with other work. Raw JSON-RPC client, `tools/call` of the same
 upstream's `echo`; each run: at most {args["calls"]} calls or {args["seconds"]} s, then
 {args["grace"]} s for calls in flight (per-call timeout {args["call_timeout"]} s). Both
-gateways run their defaults (`policy.timeout_ms` included). A *policy denial* is a call
-the gateway refused with the decision rule `gateway.fail_closed` (the engine did not
-decide in time, or failed): load turned into a policy decision. Command:
+gateways run their defaults (`policy.timeout_ms` and the decision queue included). A
+*policy denial* is a call the gateway refused with a decision (under load the rule
+`gateway.fail_closed`: the engine did not decide in time, or failed): load turned into
+a policy decision. *Unavailable* is a call refused as overloaded before any decision
+(JSON-RPC -32000 with a retry-after), which is not a denial. Command:
 `.venv/bin/python -m bench.overload --concurrency {",".join(map(str, args["concurrency"]))} --seconds {args["seconds"]} --calls {args["calls"]}`
 
-| in flight | target | calls started | succeeded | p99 (answered) | p99 (succeeded) | successful calls/s | policy denials | unfinished | other answers |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| in flight | target | calls started | succeeded | p99 (answered) | p99 (succeeded) | successful calls/s | policy denials | unavailable | unfinished | other answers |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 {chr(10).join(rows)}
 """
 

@@ -117,6 +117,9 @@ def test_classify_replies():
     assert classify(200, "application/json", _reply({"isError": True})) == "tool_error"
     error = json.dumps({"jsonrpc": "2.0", "id": 1, "error": {"code": -32602, "message": "x"}})
     assert classify(200, "application/json", error.encode()) == "rpc:-32602"
+    busy = json.dumps({"jsonrpc": "2.0", "id": 1, "error": {"code": -32000, "message": "busy"}})
+    assert classify(200, "application/json", busy.encode()) == "unavailable"
+    assert not is_policy_denial("unavailable")
     assert classify(429, "application/json", b"{}") == "http:429"
     assert classify(200, "application/json", b"not json") == "http:unparsed"
     assert not is_policy_denial("error:audit_unavailable")
