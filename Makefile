@@ -20,7 +20,9 @@ HELM    := $(TOOLS)/helm/$(HELM_VERSION)/helm
 KUBECHECK_SRC := $(sort $(wildcard deploy/kubecheck/*.go)) deploy/kubecheck/go.mod deploy/kubecheck/go.sum
 KUBECHECK := $(TOOLS)/kubecheck/$(shell cat $(KUBECHECK_SRC) 2>/dev/null | sha256sum | cut -c1-16)/kubecheck
 
-.PHONY: setup run test test-setup opa helm kubecheck lint bench bench-setup clean
+PEERS   := tests/peers/node_modules/.installed
+
+.PHONY: setup run test test-setup opa helm kubecheck peers lint bench bench-setup clean
 
 setup: $(STAMP)
 
@@ -57,12 +59,22 @@ $(KUBECHECK): $(KUBECHECK_SRC)
 	cd deploy/kubecheck && CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
 		$(GO) build -trimpath -ldflags="-s -w" -o $@ .
 
+# Real third-party MCP peers from npm (tests/peers/package.json, pinned by its lock):
+# the reference server, the TypeScript SDK clients (v1 and v2), the Inspector, the
+# official conformance suite, and a Node 22 it needs (this machine's Node is 20).
+peers: $(PEERS)
+
+$(PEERS): tests/peers/package.json tests/peers/package-lock.json
+	@echo "installing the npm test peers (tests/peers)"
+	cd tests/peers && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 run: setup
 	$(VENV)/bin/gateway serve --dev --host $(HOST) --port $(PORT)
 
 # Provides the real components the tests use (PostgreSQL, OPA, Helm and kubecheck for
-# the chart, Chromium for the console's browser test), then runs every test.
-test-setup: setup $(OPA) $(HELM) $(KUBECHECK)
+# the chart, the npm MCP peers, Chromium for the browser tests), then runs every test.
+test-setup: setup $(OPA) $(HELM) $(KUBECHECK) $(PEERS)
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-chromium.sh
 
