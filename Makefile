@@ -36,12 +36,16 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 	touch $@
 
 # The real OPA binary, built from source by the Go toolchain (the only way in here),
-# static so it runs anywhere; reused while the pinned version stays the same.
+# static so it runs anywhere; reused while the pinned version stays the same. The
+# embedded engine compiles the policy folder with it (to Wasm), so `make run` needs it
+# too. The first build takes minutes: -v names each package as it is compiled.
 opa: $(OPA)
 
 $(OPA):
+	@echo "Building OPA $(OPA_VERSION) from source into $(dir $(OPA)) (once; a few minutes)..."
 	GOBIN=$(dir $(OPA)) CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
-		$(GO) install -trimpath -ldflags="-s -w" github.com/open-policy-agent/opa@$(OPA_VERSION)
+		$(GO) install -v -trimpath -ldflags="-s -w" github.com/open-policy-agent/opa@$(OPA_VERSION)
+	@echo "OPA $(OPA_VERSION) built: $(OPA)"
 
 # Helm, the same way: `helm lint` and `helm template` check the chart in deploy/helm.
 helm: $(HELM)
@@ -69,8 +73,8 @@ $(PEERS): tests/peers/package.json tests/peers/package-lock.json
 	cd tests/peers && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-run: setup
-	$(VENV)/bin/gateway serve --dev --host $(HOST) --port $(PORT)
+run: setup $(OPA)
+	GATEWAY_OPA=$(OPA) $(VENV)/bin/gateway serve --dev --host $(HOST) --port $(PORT)
 
 # Provides the real components the tests use (PostgreSQL, OPA, Helm and kubecheck for
 # the chart, the npm MCP peers, Chromium for the browser tests), then runs every test.

@@ -41,9 +41,9 @@ from gateway.pipeline import Pipeline
 from gateway.policy import PolicyEngine
 from gateway.policy.conformance_memo import ConformanceMemo
 from gateway.policy.decider import Decider, DecisionQueue
-from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.lifecycle import start_policy
 from gateway.policy.opa import OpaEngine
+from gateway.policy.origins import build_embedded_engine
 from gateway.policy.reload import build_reloader
 from gateway.store import create_engine, migrate
 from gateway.surfaces import audit_api
@@ -175,7 +175,7 @@ def build_policy_engine(config: Config) -> PolicyEngine:
     denies until it is up."""
     if isinstance(config.policy, OpaPolicyConfig):
         return OpaEngine(config.policy)
-    return EmbeddedEngine(config.policy.path, extra_data=config.policy.data)
+    return build_embedded_engine(config.policy)
 
 
 def build_executor(parts: Components) -> Executor:

@@ -121,14 +121,88 @@ class DecisionQueueConfig(Model):
     wait_ms: int | None = Field(None, gt=0)
 
 
+class BundleKeyConfig(Model):
+    """A public key that may sign policy bundles (PEM file)."""
+
+    algorithm: Literal["RS256", "ES256", "EdDSA"] = "RS256"
+    key_file: Path
+    # The scope the signature must claim when policy.bundle.signing.scope is unset.
+    scope: str | None = None
+
+
+class BundleSigningConfig(Model):
+    """How a bundle's .signatures.json is checked (OPA's bundle-signing format)."""
+
+    # Key id -> key. The id is the JWT's "kid" (`opa build --signing-key` writes
+    # "default" unless told otherwise) unless `keyid` pins one.
+    keys: dict[str, BundleKeyConfig] = Field(min_length=1)
+    keyid: str | None = None
+    scope: str | None = None
+
+    @model_validator(mode="after")
+    def _known_keyid(self) -> BundleSigningConfig:
+        if self.keyid is not None and self.keyid not in self.keys:
+            raise ValueError(f"keyid {self.keyid!r} is not one of keys {sorted(self.keys)}")
+        return self
+
+
+class BundlePollingConfig(Model):
+    """How often a bundle server is asked for a new revision (with its ETag), as OPA
+    polls: a random delay between the two bounds."""
+
+    min_delay_s: float = Field(60.0, gt=0)
+    max_delay_s: float = Field(120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BundlePollingConfig:
+        if self.max_delay_s < self.min_delay_s:
+            raise ValueError("max_delay_s must be at least min_delay_s")
+        return self
+
+
+class BundleConfig(Model):
+    """A prebuilt OPA bundle (`opa build -b -t wasm …`), from a file or a bundle server."""
+
+    file: Path | None = None
+    url: str | None = None
+    polling: BundlePollingConfig = BundlePollingConfig()
+    # An HTTP request for the bundle taking longer than this fails (the policy in force stays).
+    timeout_s: float = Field(30.0, gt=0)
+    signing: BundleSigningConfig | None = None
+    # Accept bundles without a signature. Unsafe: whoever can write the file or answer
+    # for the URL decides every call. For development only.
+    allow_unsigned: bool = False
+
+    @model_validator(mode="after")
+    def _one_source_and_a_trust_decision(self) -> BundleConfig:
+        if (self.file is None) == (self.url is None):
+            raise ValueError("give exactly one of file or url")
+        if self.url is not None and not re.match(r"^https?://", self.url):
+            raise ValueError("url must be an http:// or https:// URL")
+        if (self.signing is None) == (not self.allow_unsigned):
+            raise ValueError(
+                "give signing (the keys that may sign the bundle), or allow_unsigned: true "
+                "to accept unsigned bundles (unsafe), not both"
+            )
+        return self
+
+
 class EmbeddedPolicyConfig(Model):
     engine: Literal["embedded"] = "embedded"
     path: Path = Path("policies")
-    # Extra data merged under data.* besides the *.json files in `path`.
+    # Extra data merged under data.* besides the data.json files in `path`.
     data: dict[str, Any] = {}
-    # The decision deadline, from the moment an evaluation starts.
+    # The decision deadline, from the moment an evaluation starts: an evaluation still
+    # running then is interrupted (a deny).
     timeout_ms: int = Field(500, gt=0)
     queue: DecisionQueueConfig = DecisionQueueConfig()
+    # Linear memory one evaluation may use (MiB); past it the evaluation is stopped (a deny).
+    memory_mb: int = Field(256, ge=1, le=4096)
+    # The OPA binary that compiles `path` to Wasm; default $GATEWAY_OPA, else `opa` on PATH.
+    opa_binary: Path | None = None
+    # Serve a prebuilt bundle instead of compiling `path` (which then only locates the
+    # default conformance cases, unless conformance.path is set).
+    bundle: BundleConfig | None = None
     # Reload when a file in `path` changes (SIGHUP always reloads).
     watch: bool = True
     watch_interval_s: float = Field(1.0, gt=0)

@@ -43,6 +43,7 @@ from gateway.logs import REQUEST_ID
 from gateway.metrics import AUDIT_APPEND_SECONDS, CALLS, UPSTREAM_SECONDS
 from gateway.policy import build_input
 from gateway.policy.decider import Decider
+from gateway.policy.listing import ListUnsupported, VisibleTools
 from gateway.recording import recordable, recordable_arguments
 from gateway.types import (
     GATEWAY_ENGINE,
@@ -79,6 +80,7 @@ class Pipeline:
         self.catalog = catalog
         self.decider = decider
         self.audit = audit
+        self._lister = VisibleTools()
         self.approvals = approvals
 
     # --- tools/list ----------------------------------------------------------------
@@ -91,9 +93,16 @@ class Pipeline:
         request_id: str,
         client: ClientInfo | None = None,
     ) -> list[ToolDefinition]:
-        """The tools this principal may see: those policy allows for ``tools/list``."""
+        """The tools this principal may see: one ``data.gateway.visible`` decision for
+        the whole catalog (gateway.policy.listing), cached per subject, policy and
+        catalog; per tool for a policy written before that rule existed."""
+        tools = self.catalog.tools()
+        try:
+            return await self._lister.visible(self.decider, principal, tools)
+        except ListUnsupported:
+            pass
         visible = []
-        for tool in self.catalog.tools():
+        for tool in tools:
             policy_input = build_input(
                 principal=principal,
                 action="tools/list",

@@ -2,16 +2,17 @@
 """Regenerates the ``expected`` decisions of the policy conformance cases with OPA.
 
 Not part of the gateway: a maintenance tool for whoever edits the policy or its cases.
-Each case in ``policies/conformance/*.json`` is
+Each case in ``policies/conformance/<name>.json`` (``{"<name>": [cases]}``) is
 
     {"name": "...", "input": {policy input v1}, "data": {optional overlay},
-     "expected": {the full decision}}
+     "entrypoint": "gateway/visible" (optional; default gateway/decision),
+     "expected": {the full decision, or {"visible": [names]}}}
 
 For every case this script lays out a scratch policy folder (the modules of the policy
 folder, without tests, and its data with the overlay merged over it: objects key by
 key, anything else replaced), runs
 
-    opa eval -d <scratch> -i <input> data.gateway.decision
+    opa eval -d <scratch> -i <input> data.gateway.decision   (or .visible)
 
 and writes what OPA answered into ``expected``. The gateway's conformance check then
 holds the embedded engine (and an OPA server) to those answers.
@@ -37,7 +38,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ROOT / "policies"
-QUERY = "data.gateway.decision"
 
 
 def overlay(base: Any, over: Any) -> Any:
@@ -65,6 +65,7 @@ def policy_data(policies: Path) -> dict[str, Any]:
 
 
 def evaluate(opa: str, policies: Path, case: dict[str, Any], scratch: Path) -> Any:
+    query = "data." + case.get("entrypoint", "gateway/decision").replace("/", ".")
     folder = scratch / "policy"
     if folder.exists():
         shutil.rmtree(folder)
@@ -79,7 +80,7 @@ def evaluate(opa: str, policies: Path, case: dict[str, Any], scratch: Path) -> A
     input_file = scratch / "input.json"
     input_file.write_text(json.dumps(case["input"]))
     result = subprocess.run(
-        [opa, "eval", "--format=json", "-d", str(folder), "-i", str(input_file), QUERY],
+        [opa, "eval", "--format=json", "-d", str(folder), "-i", str(input_file), query],
         capture_output=True,
         text=True,
         timeout=60,
@@ -105,10 +106,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         for path in files:
             document = json.loads(path.read_text())
-            names = [case["name"] for case in document["cases"]]
+            # Keyed by the file's name, so that OPA can load the folder as data.
+            key = path.stem if path.stem in document else "cases"
+            cases = document[key]
+            names = [case["name"] for case in cases]
             if len(set(names)) != len(names):
                 raise SystemExit(f"{path}: case names must be unique")
-            for case in document["cases"]:
+            for case in cases:
                 expected = evaluate(args.opa, args.policies, case, Path(scratch))
                 if case.get("expected") != expected:
                     stale += 1
@@ -116,7 +120,7 @@ def main() -> int:
                     case["expected"] = expected
             if not args.check:
                 path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
-            print(f"{path.name}: {len(document['cases'])} cases")
+            print(f"{path.name}: {len(cases)} cases")
     if args.check and stale:
         print(f"{stale} case(s) differ from OPA; rerun without --check to update them")
         return 1

@@ -82,7 +82,7 @@ def cmd_policy_replay(args: argparse.Namespace) -> int:
 
     from gateway.config import EmbeddedPolicyConfig
     from gateway.errors import PolicyLoadError, StorageError
-    from gateway.policy.embedded import EmbeddedEngine
+    from gateway.policy.embedded import folder_engine
     from gateway.policy.replay import replay
     from gateway.store import create_engine
 
@@ -90,10 +90,12 @@ def cmd_policy_replay(args: argparse.Namespace) -> int:
         print("gateway: error: --since must be before --until", file=sys.stderr)
         return EXIT_USAGE
     config = config_from(args)
-    # The candidate gets the same config data as the policy in production would.
-    extra = config.policy.data if isinstance(config.policy, EmbeddedPolicyConfig) else {}
+    # The candidate gets the same config data (and limits) as the policy in production.
+    settings = (
+        config.policy if isinstance(config.policy, EmbeddedPolicyConfig) else EmbeddedPolicyConfig()
+    )
     try:
-        engine = EmbeddedEngine(args.policy, extra_data=extra)
+        engine = folder_engine(settings, Path(args.policy))
     except PolicyLoadError as exc:
         print(f"gateway: error: candidate policy: {exc.message}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,8 +1,9 @@
 """Policy: asking Rego whether a principal may do something, and never failing open.
 
-Responsibilities: the policy input contract (architecture.md §5, version 1), the engines that
-evaluate it (embedded regopy, an OPA server), and turning whatever an engine returns
-into a `Decision`.
+Responsibilities: the policy input contract (architecture.md §5, version 1), the
+engines that evaluate it (embedded: OPA-compiled WebAssembly in a sandbox, from a Rego
+folder or a signed bundle; an OPA server), and turning whatever an engine returns into
+a `Decision`.
 
 Invariants:
 - Anything but a well-formed decision object (an engine error, a timeout, an undefined

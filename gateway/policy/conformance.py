@@ -4,13 +4,20 @@ architecture.md §5 promises the same input/result contract on the embedded engi
 OPA server; the cases in ``policies/conformance/*.json`` prove it. The same cases
 guard a policy at start and before a reload is accepted (gateway.policy.reload).
 
-A case file::
+A case file ``<name>.json`` holds one key, the file's own name (or ``cases``)::
 
-    {"cases": [{"name": "agent may echo",
-                "input": {policy input v1},
-                "data": {optional overlay over the policy's data},
-                "expected": {"allow": …, "require_approval": …, "reasons": […],
-                             "obligations": {…}, "rule": …}}]}
+    {"grants": [{"name": "agent may echo",
+                 "input": {policy input v1},
+                 "data": {optional overlay over the policy's data},
+                 "expected": {"allow": …, "require_approval": …, "reasons": […],
+                              "obligations": {…}, "rule": …}}]}
+
+Keyed by the file's name so that OPA, which loads every ``*.json`` under a folder as
+data, can merge the case files of ``policies/conformance/`` (as
+``data.conformance.<name>``): ``opa test policies`` and ``opa check policies`` work
+on the folder as it is. A case of ``"entrypoint": "gateway/visible"`` asks the list
+rule (gateway.policy.listing) instead, and expects ``{"visible": [names]}`` (compared
+as a set: the order is the catalog's, which the gateway keeps itself).
 
 ``data`` is merged over the policy's data: objects key by key, anything else
 replaced. ``expected`` is the full decision; it is compared field by field with what
@@ -35,13 +42,17 @@ from gateway.canonical import jcs
 from gateway.errors import PolicyError, PolicyLoadError
 from gateway.policy.decision import parse_decision
 from gateway.policy.embedded import CompiledPolicy, EmbeddedEngine
+from gateway.policy.listing import parse_visible
 from gateway.types import Decision
 
 # What a case pins: the fields the gateway acts on, in the order mismatches are shown.
 DECISION_FIELDS = ("allow", "require_approval", "reasons", "obligations", "rule")
-_CASE_KEYS = frozenset({"name", "description", "input", "data", "expected"})
+DECISION = "gateway/decision"
+VISIBLE = "gateway/visible"
+_CASE_KEYS = frozenset({"name", "description", "input", "data", "expected", "entrypoint"})
 
-Evaluate = Callable[["ConformanceCase"], Decision]
+# A decision for a gateway/decision case, the visible names for a gateway/visible one.
+Evaluate = Callable[["ConformanceCase"], "Decision | frozenset[str]"]
 
 
 class ConformanceCaseError(PolicyLoadError):
@@ -71,6 +82,7 @@ class ConformanceCase:
     input: dict[str, Any]
     data: dict[str, Any] | None
     expected: dict[str, Any]  # the DECISION_FIELDS, normalized by the gateway's parser
+    entrypoint: str = DECISION
 
     @property
     def label(self) -> str:
@@ -183,11 +195,17 @@ def _load_file(file: Path, label: str) -> list[ConformanceCase]:
         raise ConformanceCaseError(f"cannot read conformance file {label}: {exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConformanceCaseError(f"conformance file {label} is not valid JSON: {exc}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("cases"), list):
+    key = file.stem
+    if isinstance(document, dict) and set(document) == {"cases"}:
+        key = "cases"
+    if not isinstance(document, dict) or set(document) != {key} or not isinstance(
+        document[key], list
+    ):
         raise ConformanceCaseError(
-            f'conformance file {label} must be an object with a "cases" list'
+            f'conformance file {label} must be an object with one key, "{file.stem}" '
+            '(its own name) or "cases", holding the list of cases'
         )
-    return [_parse_case(raw, label, index) for index, raw in enumerate(document["cases"])]
+    return [_parse_case(raw, label, index) for index, raw in enumerate(document[key])]
 
 
 def _parse_case(raw: Any, label: str, index: int) -> ConformanceCase:
@@ -208,7 +226,23 @@ def _parse_case(raw: Any, label: str, index: int) -> ConformanceCase:
     overlay = raw.get("data")
     if overlay is not None and not isinstance(overlay, dict):
         raise ConformanceCaseError(f'{where}: "data" must be an object merged over data')
+    entrypoint = raw.get("entrypoint", DECISION)
+    if entrypoint not in (DECISION, VISIBLE):
+        raise ConformanceCaseError(f'{where}: "entrypoint" must be {DECISION} or {VISIBLE}')
     expected = raw.get("expected")
+    if entrypoint == VISIBLE:
+        try:
+            names = parse_visible(expected)
+        except PolicyError as exc:
+            raise ConformanceCaseError(f'{where}: "expected" {exc.message}') from None
+        return ConformanceCase(
+            name=name,
+            file=label,
+            input=raw["input"],
+            data=overlay or None,
+            expected={"visible": sorted(names)},
+            entrypoint=VISIBLE,
+        )
     if not isinstance(expected, dict):
         raise ConformanceCaseError(f'{where}: "expected" must be a decision object')
     missing = [f for f in DECISION_FIELDS if f not in expected]
@@ -234,9 +268,11 @@ def _parse_case(raw: Any, label: str, index: int) -> ConformanceCase:
 # --- running -------------------------------------------------------------------------
 
 
-def comparable(decision: Decision) -> dict[str, Any]:
+def comparable(result: Decision | frozenset[str]) -> dict[str, Any]:
     """The fields a case pins, in their JSON form."""
-    full = decision.to_dict()
+    if isinstance(result, frozenset):
+        return {"visible": sorted(result)}
+    full = result.to_dict()
     return {name: full[name] for name in DECISION_FIELDS}
 
 
@@ -251,8 +287,8 @@ def run_cases(
         except PolicyError as exc:
             mismatches.append(Mismatch(case.name, case.file, "error", None, exc.message))
             continue
-        for name in DECISION_FIELDS:
-            if actual[name] != case.expected[name]:
+        for name in case.expected:
+            if actual.get(name) != case.expected[name]:
                 mismatches.append(
                     Mismatch(case.name, case.file, name, case.expected[name], actual[name])
                 )
@@ -261,18 +297,20 @@ def run_cases(
 
 def embedded_evaluator(engine: EmbeddedEngine, compiled: CompiledPolicy | None = None) -> Evaluate:
     """Cases against ``compiled`` (default: the policy in force), which need not be in
-    force yet. A case with ``data`` runs on the same sources compiled with that
-    overlay; each distinct overlay is compiled once."""
+    force yet. A case with ``data`` runs on the same module over the overlaid data;
+    each distinct overlay is loaded once."""
     base = compiled or engine.compiled
     overlays: dict[bytes, CompiledPolicy] = {}
 
-    def evaluate(case: ConformanceCase) -> Decision:
+    def evaluate(case: ConformanceCase) -> Decision | frozenset[str]:
         target = base
         if case.data:
             key = jcs(case.data)
             if key not in overlays:
-                overlays[key] = engine.compile(base.source, overlay=case.data)
+                overlays[key] = base.with_overlay(case.data)
             target = overlays[key]
+        if case.entrypoint == VISIBLE:
+            return parse_visible(target.evaluate(VISIBLE, case.input))
         return engine.evaluate_compiled(target, case.input)
 
     return evaluate

@@ -89,6 +89,15 @@ class Decider:
             return await decide(self.engine, policy_input, timeout_s=self.timeout_s)
 
 
+    async def evaluate_list(self, list_input: dict[str, Any]) -> tuple[Any, str | None]:
+        """The engine's raw ``data.gateway.visible`` answer (gateway.policy.listing),
+        queued and bounded like a decision. Raises PolicyUnavailable when it could not
+        start in time, TimeoutError past the deadline, `PolicyError` for the rest."""
+        async with self._queue.turn():
+            with anyio.fail_after(self.timeout_s):
+                return await self.engine.evaluate_list(list_input)
+
+
 def _unavailable(why: str) -> PolicyUnavailable:
     POLICY_UNAVAILABLE.inc()
     return PolicyUnavailable(

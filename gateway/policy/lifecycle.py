@@ -38,7 +38,7 @@ from gateway.policy.opa_conformance import OpaCaseRunner
 log = logging.getLogger(__name__)
 
 Mode = Literal["enforce", "warn", "off"]
-Trigger = Literal["start", "sighup", "watch"]
+Trigger = Literal["start", "sighup", "watch", "poll"]
 READY_WAIT_S = 5.0
 Check = Callable[[], ConformanceReport | None]
 

@@ -40,10 +40,12 @@ from gateway.http_client import (
     KeepAliveClient,
 )
 from gateway.policy.decision import parse_decision
+from gateway.policy.listing import ListUnsupported
 from gateway.types import Decision
 
 DECISION_PATH = "/v1/data/gateway/decision"
 DECISION_TARGET = DECISION_PATH + "?strict-builtin-errors&provenance"
+VISIBLE_TARGET = "/v1/data/gateway/visible?strict-builtin-errors&provenance"
 HEALTH_TARGET = "/health?bundles"
 BUNDLES_TARGET = "/v1/data/system/bundles"
 READY_TIMEOUT_S = 1.0
@@ -122,6 +124,23 @@ class OpaEngine:
             revision=self.revision,
             decision_id=decision_id if isinstance(decision_id, str) else None,
         )
+
+    async def evaluate_list(self, list_input: dict[str, Any]) -> tuple[Any, str | None]:
+        """``POST /v1/data/gateway/visible``; see gateway.policy.listing."""
+        try:
+            body = json.dumps({"input": list_input}, allow_nan=False).encode()
+        except (TypeError, ValueError) as exc:
+            raise PolicyError(f"list input cannot be sent to OPA as JSON: {exc}") from None
+        response = await self._request("POST", VISIBLE_TARGET, body, self._budget_s)
+        document = self._document(response)
+        if "result" not in document:
+            raise ListUnsupported(
+                f"data.gateway.visible is undefined on the OPA server at {self.url}"
+            )
+        provenance = document.get("provenance")
+        if isinstance(provenance, dict):
+            self._revision = _bundle_revision(provenance)
+        return document["result"], self.revision
 
     async def ready(self) -> bool:
         """True when ``/health?bundles`` answers 200 (OPA up, its bundles activated)."""

@@ -24,12 +24,14 @@ from urllib.parse import quote
 import httpx
 
 from gateway.errors import PolicyError
-from gateway.policy.conformance import ConformanceCase
+from gateway.policy.conformance import VISIBLE, ConformanceCase
 from gateway.policy.decision import parse_decision
+from gateway.policy.listing import parse_visible
 from gateway.types import Decision
 
 # As the OPA engine asks (gateway.policy.opa): a failing built-in is an error there too.
 DECISION_PATH = "/v1/data/gateway/decision?strict-builtin-errors"
+VISIBLE_PATH = "/v1/data/gateway/visible?strict-builtin-errors"
 QUERY_PATH = "/v1/query"
 _MISSING = object()
 
@@ -52,7 +54,9 @@ class OpaCaseRunner:
     def close(self) -> None:
         self._client.close()
 
-    def __call__(self, case: ConformanceCase) -> Decision:
+    def __call__(self, case: ConformanceCase) -> Decision | frozenset[str]:
+        if case.entrypoint == VISIBLE:
+            return parse_visible(self._value(VISIBLE_PATH, "data.gateway.visible", case))
         if not case.data:
             body = self._post(DECISION_PATH, {"input": case.input})
             return parse_decision(
@@ -69,6 +73,18 @@ class OpaCaseRunner:
         body = self._post(QUERY_PATH, {"query": query, "input": case.input})
         rows = body.get("result") or []
         return parse_decision(rows[0]["x"] if rows else None, engine=self.engine, revision=None)
+
+    def _value(self, document: str, query: str, case: ConformanceCase) -> Any:
+        """``query`` for the case: the document API without data, else an ad-hoc query."""
+        if not case.data:
+            return self._post(document, {"input": case.input}).get("result")
+        withs = " ".join(
+            f"with {_ref(path)} as {json.dumps(value)}"
+            for path, value in self._replacements(case.data, ())
+        )
+        body = self._post(QUERY_PATH, {"query": f"x := {query} {withs}", "input": case.input})
+        rows = body.get("result") or []
+        return rows[0]["x"] if rows else None
 
     def _replacements(
         self, overlay: dict[str, Any], prefix: tuple[str, ...]

@@ -1,22 +1,27 @@
-"""Safe reload of the embedded engine: on SIGHUP, or when the policy folder changes.
+"""Safe reload of the embedded engine: on SIGHUP, when its source changes, or when its
+bundle server has a new revision.
 
-A reload reads the folder once (`read_policy`), compiles it, runs the NEW policy's
-conformance cases against the NEW bundle, appends `policy.loaded`, and only then
-swaps the bundle in (`EmbeddedEngine.swap`, one reference assignment). Calls in
-flight keep the bundle they started with. Anything that fails on the way (unreadable
-files, a module that does not compile, a failing case under ``enforce``, an audit log
-that cannot record the load) leaves the previous policy serving; the refusal is
-logged and appended as `policy.rejected`.
+A reload asks the policy's origin (gateway.policy.origins: a Rego folder, a bundle
+file, a bundle server) for a candidate other than the policy in force, compiled or
+verified; runs the NEW policy's conformance cases against it, appends
+`policy.loaded`, and only then swaps it in (`EmbeddedEngine.swap`, one reference
+assignment). Calls in flight keep the policy they started with. Anything that fails on
+the way (unreadable files, a module that does not compile, a bundle that is unsigned or
+does not match its signature, a failing case under ``enforce``, an audit log that
+cannot record the load) leaves the previous policy serving; the refusal is logged and
+appended as `policy.rejected`.
 
-Reloads run one at a time, and their compiling and case running happen in a worker
-thread, so the event loop keeps serving calls meanwhile.
+Reloads run one at a time, and their compiling, fetching and case running happen in a
+worker thread, so the event loop keeps serving calls meanwhile.
 
-Watching is polling (no new dependency): every ``watch_interval_s`` the folder's
-``*.rego`` and ``*.json`` files (and the conformance folder's) are fingerprinted by
-path, size, mtime and content hash. A change is acted on only once the fingerprint
+Watching a folder or a bundle file is polling (no new dependency): every
+``watch_interval_s`` the watched files (and the conformance folder's) are fingerprinted
+by path, size, mtime and content hash. A change is acted on only once the fingerprint
 has stayed the same for one interval, so an editor's half-written save is not
 loaded; and a fingerprint that was rejected is not retried until the files change
-again, so a broken save is reported once, not every second.
+again, so a broken save is reported once, not every second. A bundle server is polled
+as OPA polls one, after a random delay between ``polling.min_delay_s`` and
+``max_delay_s``, with the last ETag (gateway.policy.origins).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import random
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,7 +43,7 @@ from gateway.audit import AuditLog
 from gateway.config import EmbeddedPolicyConfig, OpaPolicyConfig
 from gateway.errors import AuditUnavailable, PolicyLoadError
 from gateway.policy.conformance import ConformanceReport, cases_path, embedded_evaluator
-from gateway.policy.embedded import CompiledPolicy, EmbeddedEngine, read_policy
+from gateway.policy.embedded import CompiledPolicy, EmbeddedEngine
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.lifecycle import (
     Trigger,
@@ -45,6 +51,7 @@ from gateway.policy.lifecycle import (
     loaded_record,
     rejected_record,
 )
+from gateway.policy.origins import Origin, OriginRejected, origin_for
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +83,20 @@ class PolicyReloader:
     """Reloads one `EmbeddedEngine` on request, on SIGHUP and (if configured) on change."""
 
     def __init__(
-        self, engine: EmbeddedEngine, audit: AuditLog, config: EmbeddedPolicyConfig
+        self,
+        engine: EmbeddedEngine,
+        audit: AuditLog,
+        config: EmbeddedPolicyConfig,
+        origin: Origin | None = None,
     ) -> None:
         self.engine = engine
+        self.origin = origin or origin_for(config)
         self._audit = audit
         self._mode = config.conformance.on_start
-        self._cases = cases_path(engine.path, config.conformance.path)
+        self._cases = cases_path(config.path, config.conformance.path)
         self._watch = config.watch
         self._interval_s = config.watch_interval_s
+        self._polling = config.bundle.polling if config.bundle is not None else None
         self._lock = anyio.Lock()
         # One pending request is enough: a reload reads the files as they are when it
         # runs, so requests arriving meanwhile coalesce into it.
@@ -99,7 +112,7 @@ class PolicyReloader:
         async with self._lock:
             current = self.engine.compiled
             try:
-                candidate = await anyio.to_thread.run_sync(self._prepare, current.revision)
+                candidate = await anyio.to_thread.run_sync(self._prepare, current)
             except _Rejected as rejected:
                 return await self._reject(trigger, rejected.revision, rejected.error, current)
             if candidate.compiled is None:
@@ -134,24 +147,25 @@ class PolicyReloader:
             )
             return ReloadResult("loaded", candidate.revision, current.revision)
 
-    def _prepare(self, current_revision: str) -> _Candidate:
-        """Worker thread: read, compile and check the folder; raises `_Rejected`."""
-        revision: str | None = None
+    def _prepare(self, current: CompiledPolicy) -> _Candidate:
+        """Worker thread: a candidate from the origin, checked; raises `_Rejected`."""
         try:
-            source = read_policy(self.engine.path)
-            revision = source.revision(self.engine.extra_data)
-            if revision == current_revision:
-                return _Candidate(revision)
-            compiled = self.engine.compile(source)
+            prepared = self.origin.prepare(current)
+        except OriginRejected as rejected:
+            raise _Rejected(rejected.revision, rejected.error) from None
+        if prepared.compiled is None:
+            return _Candidate(prepared.revision or current.revision)
+        revision = prepared.compiled.revision
+        try:
             report = check_conformance(
                 self._mode,
                 self._cases,
-                embedded_evaluator(self.engine, compiled),
+                embedded_evaluator(self.engine, prepared.compiled),
                 engine=self.engine.name,
             )
         except PolicyLoadError as exc:
             raise _Rejected(revision, exc) from None
-        return _Candidate(revision, compiled, report)
+        return _Candidate(revision, prepared.compiled, report)
 
     async def _reject(
         self,
@@ -196,8 +210,10 @@ class PolicyReloader:
         """Serves reload requests and, with ``watch``, polls the folder, in ``tasks``;
         installs the SIGHUP handler when the process can have one."""
         tasks.start_soon(self._serve_requests)
-        if self._watch:
+        if self._watch and self.origin.watched:
             tasks.start_soon(self._watch_loop)
+        if self._polling is not None and self.origin.polls:
+            tasks.start_soon(self._poll_loop)
         self._install_sighup()
 
     def stop(self) -> None:
@@ -253,8 +269,14 @@ class PolicyReloader:
                 last_tried = current
                 await self._reload_logged("watch")
 
+    async def _poll_loop(self) -> None:
+        assert self._polling is not None
+        while True:
+            await anyio.sleep(random.uniform(self._polling.min_delay_s, self._polling.max_delay_s))
+            await self._reload_logged("poll")
+
     def _fingerprint(self) -> str | None:
-        folders = [self.engine.path]
+        folders = list(self.origin.watched)
         if self._cases is not None:
             folders.append(self._cases)
         return fingerprint(folders)

@@ -4,9 +4,9 @@
 # exactly one rule, and each of those rules is one else-chain ending in a deny, so the
 # result is never undefined for a known action and never a conflict.
 #
-# Every string in a result is built with concat, never sprintf: the embedded engine
-# (rego-cpp) mangles sprintf of a string passed as a function argument (see
-# docs/policies.md, "Embedded engine differences").
+# Every string in a result is built with concat, never sprintf: OPA's WebAssembly
+# leaves sprintf to the host, and the embedded engine runs no policy code outside its
+# sandbox, so a policy using it is refused at load (docs/policies.md, "Built-ins").
 package gateway
 
 import rego.v1
@@ -74,6 +74,38 @@ list_decision := _deny(chain_violations, "delegation_chain") if {
 } else := _allow("list_grant") if {
 	count(applicable_grants) > 0
 } else := _deny({"no grant for this tool"}, "list_no_grant")
+
+# --- lists: the visible part of a catalog, in one evaluation ---------------------------
+#
+# data.gateway.visible answers {"version": 1, "action": "tools/list", "subject": …,
+# "items": [resource, …]} (each item what tools/call sees as input.resource) with the
+# names of the items the subject may see, in catalog order. Its input carries no
+# context (no time, no request id, no client): the gateway caches the answer per
+# subject, policy revision and catalog revision, so it may depend on nothing else.
+
+default visible := {"visible": []}
+
+visible := {"visible": [item.tool | some item in input.items; list_visible(item)]} if {
+	input.version == 1
+	input.action == "tools/list"
+	is_array(input.items)
+}
+
+# The same rule as tools/list's per-tool decision: no broken delegation chain, and
+# some grant applies (constraints are not checked). Written as an existence test over
+# the subject's grants, found once, rather than grants_within_risk's set per item.
+list_visible(resource) if {
+	count(chain_violations) == 0
+	some grant in _subject_grants
+	grant.tool in tool_patterns(resource)
+	within_risk_limits(grant, resource)
+}
+
+_subject_grants := [grant |
+	some grant in grants
+	grant.role in input.subject.roles
+	object.get(grant, "tenant", subject_tenant) == subject_tenant
+]
 
 # --- results -------------------------------------------------------------------------
 

@@ -23,8 +23,8 @@ threshold_rank(tier) := ranks[0] if {
 } else := -1
 
 # A grant's risk limits: its own max_risk and its role's (role_max_risk).
-# (Counted comprehensions rather than `every`: cheaper in rego-cpp, and the common
-# grant without limits never ranks anything.)
+# (Counted comprehensions rather than `every`: the common grant without limits never
+# ranks anything.)
 within_risk_limits(grant, resource) if {
 	limits := [limit |
 		some limit in [object.get(grant, "max_risk", null), object.get(role_max_risk, grant.role, null)]

@@ -1,7 +1,7 @@
 # Settings: each key of data.gateway_data with its default, so a data document written
 # for an older policy (without the newer keys) keeps working, and every rule reads one
-# place. One rule per key rather than one merged object: the embedded engine pays
-# for building an object on every decision, and most decisions read few keys.
+# place. One rule per key rather than one merged object: most decisions read few
+# keys, and an engine may build the object on every decision.
 package gateway
 
 import rego.v1

@@ -11,10 +11,9 @@
 #   is one word and "drop2" holds the word "drop"), nor any of the constraint's
 #   own deny_words.
 #
-# Why the refusals come first: the embedded engine keeps strings in their JSON-escaped
-# form, so a backslash or an escaped control character would change how the query
-# splits into words there but not in OPA. With those refused, both engines see the
-# same words (docs/policies.md, "Embedded engine differences").
+# Why the refusals come first: a backslash or a control character is where a reader
+# of SQL and this guard could split a query into words differently (escapes, odd
+# whitespace); the guard refuses what it cannot read with certainty.
 package gateway
 
 import rego.v1
@@ -26,11 +25,12 @@ read_only_sql(sql, deny_words) if {
 	not has_control_character(spaced)
 	flat := ascii_lower(spaced)
 	_single_statement(flat)
-	words := [word | some word in regex.split("[^a-z_]+", flat); word != ""]
+	words := [m[0] | some m in regex.find_all_string_submatch_n("[a-z_]+", flat, -1)]
 	count(words) > 0
 	words[0] in sql_first_words
 
-	# Counted, not `every … { not … }`: rego-cpp gets negation inside `every` wrong.
+	# Counted comprehensions (a shape kept from the former embedded engine, rego-cpp,
+	# which got negation inside `every` wrong).
 	count([word | some word in words; word in sql_write_words]) == 0
 	refused := [ascii_lower(w) | some w in deny_words]
 	count([word | some word in words; word in refused]) == 0

@@ -144,7 +144,8 @@ def test_file_changes_reload_and_bad_policies_keep_the_old_one(
         rejected = entries(db, "policy.rejected")[0].payload
         assert rejected is not None
         assert rejected["previous_revision"] == second
-        assert "broken.rego does not compile" in rejected["error"]["message"]
+        assert "does not compile" in rejected["error"]["message"]
+        assert "gateway/broken.rego:" in rejected["error"]["message"]
         assert status(gateway, "up__echo", {"text": "hi"}) == 403
         assert status(gateway, "up__whoami") == 200
         ready = readyz(gateway)

@@ -225,4 +225,5 @@ def test_usage_errors_exit_2(recorded: Recorded, workdir: Path) -> None:
     broken = candidate(workdir, "broken", [ECHO])
     (broken / "gateway" / "broken.rego").write_text("package gateway\n\n{{\n")
     result = replay(recorded, broken)
-    assert result.returncode == 2 and "broken.rego does not compile" in result.stderr
+    assert result.returncode == 2 and "gateway/broken.rego:" in result.stderr
+    assert "does not compile" in result.stderr

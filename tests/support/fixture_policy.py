@@ -24,17 +24,14 @@ default decision := {
 	"rule": "default_deny",
 }
 
-# An "explode" argument that is not a number is a built-in error (strict on both
-# engines): a policy failure on demand, for tests of what fails closed.
+# An "explode" argument makes two definitions of decision disagree: an evaluation
+# error (a conflict) on every engine, a policy failure on demand for tests of what
+# fails closed.
+decision := {"allow": false, "rule": "explode"} if input.arguments.explode
+
+decision := {"allow": false, "rule": "explode_too"} if input.arguments.explode
+
 decision := {
-	"allow": false,
-	"require_approval": false,
-	"reasons": ["exploded"],
-	"obligations": {"redact": [], "approvers": []},
-	"rule": "explode",
-} if {
-	to_number(input.arguments.explode) > 0
-} else := {
 	"allow": false,
 	"require_approval": false,
 	"reasons": ["a blocked actor is in the chain"],

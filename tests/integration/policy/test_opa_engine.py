@@ -23,8 +23,10 @@ from gateway.policy import build_input, decide
 from gateway.policy.decision import MalformedDecision
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.engine import FAIL_CLOSED_RULE
+from gateway.policy.listing import VisibleTools
 from gateway.policy.opa import DecisionUndefined, OpaEngine, OpaErrorResponse, OpaTimeout
 from gateway.types import Actor, ClientInfo, Principal, ToolDefinition
+from tests.support.deciding import decider_for
 from tests.support.opa import OpaServer, opa_binary
 from tests.support.processes import POLICIES, free_port
 
@@ -174,6 +176,23 @@ async def test_decisions_equal_the_embedded_engines(
     assert decision.decision_id  # decision logging is on in the test server
     # Plain files: OPA knows no revision, so the engine names the server.
     assert decision.revision == engine.revision == f"opa:{opa.url}"
+
+
+async def test_a_list_is_one_decision_on_both_engines(
+    opa: OpaServer, embedded: EmbeddedEngine
+) -> None:
+    # data.gateway.visible, the same contract on the sidecar and the embedded engine.
+    catalog = [tool("demo__echo"), tool("demo__read_file"), tool("other__lookup")]
+    lists = VisibleTools()
+    engine = OpaEngine(opa_config(opa.url))
+    try:
+        for roles, expected in [(("agent",), ["demo__echo", "demo__read_file"]), ((), [])]:
+            principal = Principal(sub="agent:test", iss="dev", roles=roles)
+            on_opa = await lists.visible(decider_for(engine), principal, catalog)
+            on_wasm = await lists.visible(decider_for(embedded), principal, catalog)
+            assert [t.name for t in on_opa] == [t.name for t in on_wasm] == expected
+    finally:
+        await engine.close()
 
 
 async def test_decision_ids_match_opa_decision_log_and_differ(opa: OpaServer) -> None:

@@ -52,6 +52,20 @@ def case(name: str = "c", **changes: Any) -> dict[str, Any]:
     return {"name": name, "input": {"version": 1}, "expected": EXPECTED, **changes}
 
 
+def test_a_file_keyed_by_its_own_name_loads_and_merges_as_opa_data(tmp_path: Path) -> None:
+    # OPA loads every *.json under a policy folder as data, mounted at the folder:
+    # keyed by their names, the case files merge (data.conformance.grants, .lists).
+    folder = tmp_path / "conformance"
+    folder.mkdir()
+    (folder / "grants.json").write_text(json.dumps({"grants": [case("g")]}))
+    visible = case("v", entrypoint="gateway/visible", expected={"visible": ["b", "a"]})
+    (folder / "lists.json").write_text(json.dumps({"lists": [visible]}))
+    grants, lists = load_cases(folder)
+    assert (grants.name, grants.entrypoint) == ("g", "gateway/decision")
+    assert (lists.name, lists.entrypoint) == ("v", "gateway/visible")
+    assert lists.expected == {"visible": ["a", "b"]}  # a set: the catalog orders it
+
+
 def test_cases_load_from_a_folder_in_file_order(tmp_path: Path) -> None:
     write_cases(tmp_path / "b.json", [case("b1")])
     write_cases(tmp_path / "a.json", [case("a1"), case("a2", data={"x": 1})])
@@ -69,7 +83,13 @@ def test_cases_load_from_a_folder_in_file_order(tmp_path: Path) -> None:
     ("content", "message"),
     [
         ("{not json", "conformance file bad.json is not valid JSON"),
-        ('{"case": []}', 'conformance file bad.json must be an object with a "cases" list'),
+        ('{"case": []}', 'bad.json must be an object with one key, "bad" (its own name)'),
+        ('{"bad": [], "cases": []}', 'bad.json must be an object with one key, "bad"'),
+        (
+            json.dumps({"bad": [case("x", entrypoint="gateway/visible", expected={"v": []})]}),
+            'bad.json: case 0 (\'x\'): "expected" policy list result is malformed',
+        ),
+        ([case("x", entrypoint="gateway/other")], '"entrypoint" must be gateway/decision or'),
         ([{"input": {}}], 'bad.json: case 0 needs a non-empty "name"'),
         ([case("x", input=[])], "bad.json: case 0 ('x'): \"input\" must be an object"),
         ([case("x", data=[1])], "bad.json: case 0 ('x'): \"data\" must be an object"),
@@ -84,7 +104,20 @@ def test_cases_load_from_a_folder_in_file_order(tmp_path: Path) -> None:
         ),
         ([case("x"), case("x")], "bad.json: case name 'x' is used twice"),
     ],
-    ids=["json", "shape", "name", "input", "data", "unknown", "partial", "types", "dupe"],
+    ids=[
+        "json",
+        "shape",
+        "two-keys",
+        "visible-expected",
+        "entrypoint",
+        "name",
+        "input",
+        "data",
+        "unknown",
+        "partial",
+        "types",
+        "dupe",
+    ],
 )
 def test_malformed_cases_name_file_and_case(tmp_path: Path, content: Any, message: str) -> None:
     write_cases(tmp_path / "cases" / "bad.json", content)

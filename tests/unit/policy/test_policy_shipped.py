@@ -275,8 +275,8 @@ def test_approver_may_decide_but_not_a_party_to_the_request(engine: EmbeddedEngi
 
 
 def test_max_length_never_lets_a_longer_string_through(tmp_path: Path) -> None:
-    # rego-cpp counts the JSON-escaped text, so count() can only over-count strings
-    # with quotes, backslashes or control characters: stricter than OPA, never looser.
+    # count() counts characters (code points), quotes, backslashes and control
+    # characters included, as OPA does.
     folder = tmp_path / "policies"
     shutil.copytree(POLICIES, folder)
     data = json.loads((folder / "data.json").read_text())
@@ -296,8 +296,7 @@ def test_max_length_never_lets_a_longer_string_through(tmp_path: Path) -> None:
 
 
 def test_very_long_strings_are_decided(engine: EmbeddedEngine) -> None:
-    # rego-cpp crashes the process on some regular expressions over strings of about
-    # 100,000 characters (docs/policies.md); the policy must never use such a one.
+    # Half a megabyte and more in every place the policy reads text.
     assert call(engine, "demo__read_file", {"path": "a" * 500_000}).allow is True
     assert call(engine, "demo__read_file", {"path": "a/" * 200_000}).allow is True
     assert call(engine, "demo__echo", {"text": "x" * 900_000, "Token": "t"}).obligations.redact == (

@@ -1,0 +1,151 @@
+"""A list in one decision: the part of the catalog a principal may see.
+
+``tools/list`` used to ask ``data.gateway.decision`` once per catalog tool (≈ 1 s for
+1,000 tools, stalling every other request meanwhile). It now asks
+``data.gateway.visible`` once, with every item:
+
+    {"version": 1, "action": "tools/list", "subject": {…as for a call…},
+     "items": [resource, …]}            # each what tools/call sees as input.resource
+
+and expects ``{"visible": ["<tool name>", …]}``. The input has no ``context``: no
+time, no request id, no client, no transport. The answer can therefore depend on
+nothing but the subject, the policy and the catalog, and is cached under exactly those:
+a digest of the subject document (sub, iss, roles, scopes, tenant, delegation chain,
+claims), the policy revision, and a digest of the items. A policy must not make
+visibility depend on anything else (docs/policies.md, "Lists").
+
+Shaped for every kind of list (``action`` names it; ``items`` are that kind's
+resources); tools are the only kind so far.
+
+Asked through the `Decider`, so a list waits in the same bounded queue as every
+decision and has the same deadline; one that cannot start in time is
+`PolicyUnavailable` (503), as for a call. Fail closed: an engine error, a timeout or a
+malformed answer shows nothing (and is logged). A policy written before
+``gateway/visible`` existed (`ListUnsupported`) is asked per item, as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from gateway.errors import PolicyError, PolicyUnavailable
+from gateway.policy.input import POLICY_INPUT_VERSION
+from gateway.types import Principal, ToolDefinition
+
+if TYPE_CHECKING:
+    from gateway.policy.decider import Decider
+
+log = logging.getLogger(__name__)
+
+ListAction = Literal["tools/list"]
+# Answers kept: one per (subject, policy revision, catalog) seen recently.
+CACHE_ENTRIES = 256
+
+
+class ListUnsupported(PolicyError):
+    """The policy has no ``gateway/visible`` (one written before it existed)."""
+
+    code = "policy_list_unsupported"
+
+
+class ListMalformed(PolicyError):
+    """``gateway/visible`` answered something other than ``{"visible": [names]}``."""
+
+    code = "policy_result_malformed"
+
+
+def list_input(
+    principal: Principal, action: ListAction, items: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """The input of ``data.gateway.visible``: no context, by design (see above)."""
+    return {
+        "version": POLICY_INPUT_VERSION,
+        "action": action,
+        "subject": principal.to_policy_subject(),
+        "items": list(items),
+    }
+
+
+def parse_visible(raw: Any) -> frozenset[str]:
+    """The names in a ``gateway/visible`` answer; raises `ListMalformed`."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("visible"), list):
+        raise ListMalformed('policy list result is malformed: expected {"visible": [names]}')
+    names = raw["visible"]
+    if not all(isinstance(name, str) for name in names):
+        raise ListMalformed("policy list result is malformed: visible holds a non-string")
+    return frozenset(names)
+
+
+def catalog_digest(tools: Sequence[ToolDefinition]) -> str:
+    """The catalog revision a list answer is cached under: every field of every item's
+    resource (the definition hash covers name, description, schemas and annotations;
+    risk and labels come from the config)."""
+    digest = hashlib.sha256()
+    for tool in tools:
+        fields = (tool.name, tool.server, tool.upstream_tool, tool.definition_hash, tool.risk)
+        digest.update("\0".join(fields + tool.labels).encode("utf-8", "surrogatepass"))
+        digest.update(b"\1")
+    return digest.hexdigest()
+
+
+def subject_digest(principal: Principal) -> str:
+    document = principal.to_policy_subject()
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class VisibleTools:
+    """Answers "which tools may this principal see?" with one decision, cached."""
+
+    def __init__(self) -> None:
+        self._cache: OrderedDict[tuple[str, str, str], frozenset[str]] = OrderedDict()
+
+    async def visible(
+        self, decider: Decider, principal: Principal, tools: Sequence[ToolDefinition]
+    ) -> list[ToolDefinition]:
+        """The tools of ``tools`` the policy shows ``principal``, in catalog order.
+        Raises `ListUnsupported` for a policy without ``gateway/visible``; any other
+        failure shows nothing."""
+        catalog = catalog_digest(tools)
+        key = (subject_digest(principal), decider.revision or "", catalog)
+        names = self._cache.get(key)
+        if names is None:
+            items = [tool.to_policy_resource() for tool in tools]
+            names, revision = await self._ask(decider, principal, items)
+            if names is None:
+                return []
+            # Keyed by the revision that answered: a reload meanwhile makes a new key.
+            self._remember((key[0], revision or "", catalog), names)
+        else:
+            self._cache.move_to_end(key)
+        return [tool for tool in tools if tool.name in names]
+
+    async def _ask(
+        self, decider: Decider, principal: Principal, items: list[dict[str, Any]]
+    ) -> tuple[frozenset[str] | None, str | None]:
+        policy_input = list_input(principal, "tools/list", items)
+        try:
+            raw, revision = await decider.evaluate_list(policy_input)
+            return parse_visible(raw), revision
+        except (ListUnsupported, PolicyUnavailable):
+            raise  # an older policy, or overload (503): not a "show nothing"
+        except TimeoutError:
+            reason = f"did not answer within {decider.timeout_s * 1000:.0f} ms"
+        except PolicyError as exc:
+            reason = exc.message
+        except Exception as exc:  # an engine bug must still show nothing
+            log.exception("policy engine %s failed on a list", decider.engine.name)
+            reason = f"policy engine error ({type(exc).__name__})"
+        log.warning("tools/list shows no tools (fail closed): %s", reason)
+        return None, None
+
+    def _remember(self, key: tuple[str, str, str], names: frozenset[str]) -> None:
+        self._cache[key] = names
+        self._cache.move_to_end(key)
+        while len(self._cache) > CACHE_ENTRIES:
+            self._cache.popitem(last=False)

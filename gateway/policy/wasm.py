@@ -1,0 +1,305 @@
+"""OPA's WebAssembly ABI on wasmtime: a compiled policy module and its sandboxed instances.
+
+A policy compiled by ``opa build -t wasm`` is a Wasm module that imports its linear
+memory (``env.memory``), an abort hook (``env.opa_abort``) and the built-ins it leaves
+to the host (``env.opa_builtin0``…``4``), and exports the evaluator: ``opa_malloc``,
+``opa_json_parse``, ``opa_heap_ptr_get``/``set`` and ``opa_eval`` (ABI 1.2+), which
+takes the input as JSON text and returns the result set as NUL-terminated JSON.
+
+Why the sandbox holds (docs/decisions/0013):
+- **Time.** Every module is compiled by one process-wide engine with epoch
+  interruption; a daemon thread advances the epoch every `EPOCH_TICK_S`, and each
+  evaluation arms a deadline of whole ticks. A runaway evaluation traps at the
+  deadline wherever it is (wasmtime checks the epoch in every loop and function
+  entry), and no host code runs inside an evaluation.
+- **Memory.** An instance's memory is created with a maximum page count; OPA's
+  allocator aborts when ``memory.grow`` fails, which traps.
+- **No host built-ins.** A module that needs a built-in from the host is refused at
+  load (`MissingBuiltins`): nothing outside the sandbox runs on policy's behalf.
+- **Poison.** An instance whose evaluation trapped (deadline, memory, abort) may hold
+  a half-written heap: it is dropped, never reused. One whose memory grew past
+  `RECYCLE_BYTES` is dropped after its evaluation too, so one large input does not pin
+  its memory for good.
+
+Instances are not thread-safe; `WasmPolicy` hands each evaluation an idle instance of
+its own (list pop/append are atomic under the GIL) and makes a new one when none is
+idle. The compiled module is shared.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import wasmtime
+
+from gateway.errors import PolicyError, PolicyLoadError
+
+PAGE_BYTES = 64 * 1024
+EPOCH_TICK_S = 0.005
+# An instance whose memory grew past this is dropped after its evaluation.
+RECYCLE_BYTES = 64 << 20
+# A deadline that never fires: set while loading data, outside any evaluation.
+_NO_DEADLINE = 1 << 40
+_ABI_MAJOR = 1
+_ABI_MIN_MINOR = 2  # opa_eval, the one-call evaluation
+_libc = ctypes.CDLL(None)
+_libc.strnlen.restype = ctypes.c_size_t
+_libc.strnlen.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+
+
+class PolicyTimeout(PolicyError):
+    """An evaluation ran past its deadline and was interrupted."""
+
+    code = "policy_timeout"
+
+
+class PolicyOutOfMemory(PolicyError):
+    """An evaluation needed more memory than the cap."""
+
+    code = "policy_out_of_memory"
+
+
+class PolicyTrap(PolicyError):
+    """An evaluation trapped or aborted (a built-in error, a conflict, a Wasm trap)."""
+
+    code = "policy_trap"
+
+
+class MissingBuiltins(PolicyLoadError):
+    """The compiled policy needs built-ins that OPA's Wasm leaves to the host."""
+
+    code = "policy_builtins_unsupported"
+
+
+class _Epoch:
+    """The process-wide engine and the thread that advances its epoch."""
+
+    def __init__(self) -> None:
+        config = wasmtime.Config()
+        config.epoch_interruption = True
+        self.engine = wasmtime.Engine(config)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def ensure_ticking(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._tick, name="policy-epoch", daemon=True)
+                self._thread.start()
+
+    def _tick(self) -> None:
+        stop = threading.Event()  # never set: the daemon thread ends with the process
+        while not stop.wait(EPOCH_TICK_S):
+            self.engine.increment_epoch()
+
+
+_EPOCH = _Epoch()
+
+
+def deadline_ticks(seconds: float) -> int:
+    """Whole ticks covering ``seconds``, plus one: a deadline armed just before a tick
+    must not fire early."""
+    return max(1, math.ceil(seconds / EPOCH_TICK_S)) + 1
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one evaluation may use: wall time and linear memory."""
+
+    timeout_s: float
+    memory_bytes: int
+
+    @property
+    def max_pages(self) -> int:
+        return max(2, self.memory_bytes // PAGE_BYTES)
+
+
+class WasmModule:
+    """A compiled policy: validated once, instantiated many times."""
+
+    def __init__(self, wasm: bytes) -> None:
+        try:
+            self.module = wasmtime.Module(_EPOCH.engine, wasm)
+        except wasmtime.WasmtimeError as exc:
+            raise PolicyLoadError(f"policy.wasm is not a valid WebAssembly module: {exc}") from None
+        imports = {(i.module, i.name) for i in self.module.imports}
+        if ("env", "memory") not in imports:
+            raise PolicyLoadError(
+                "policy.wasm does not import env.memory: not an OPA policy module"
+            )
+
+
+class WasmInstance:
+    """One sandbox: a store, its memory, the instantiated module and the data in it."""
+
+    def __init__(self, module: WasmModule, data: bytes, limits: Limits) -> None:
+        _EPOCH.ensure_ticking()
+        self.limits = limits
+        self._ticks = deadline_ticks(limits.timeout_s)
+        self._store = wasmtime.Store(_EPOCH.engine)
+        self._store.set_epoch_deadline(_NO_DEADLINE)
+        self._store.set_limits(memory_size=limits.max_pages * PAGE_BYTES)
+        self._aborted: str | None = None
+        engine = _EPOCH.engine
+        i32 = wasmtime.ValType.i32()
+        linker = wasmtime.Linker(engine)
+        try:
+            self._memory = wasmtime.Memory(
+                self._store, wasmtime.MemoryType(wasmtime.Limits(2, limits.max_pages))
+            )
+            linker.define(self._store, "env", "memory", self._memory)
+            linker.define_func("env", "opa_abort", wasmtime.FuncType([i32], []), self._abort)
+            linker.define_func("env", "opa_println", wasmtime.FuncType([i32], []), _ignore)
+            for arity in range(5):
+                linker.define_func(
+                    "env",
+                    f"opa_builtin{arity}",
+                    wasmtime.FuncType([i32] * (arity + 2), [i32]),
+                    _no_host_builtin,
+                )
+            linker.allow_shadowing = True
+            self._instance = linker.instantiate(self._store, module.module)
+        except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
+            raise PolicyLoadError(f"policy.wasm cannot be instantiated: {exc}") from None
+        exports = self._instance.exports(self._store)
+        try:
+            self._malloc = exports["opa_malloc"]
+            self._json_parse = exports["opa_json_parse"]
+            self._heap_get = exports["opa_heap_ptr_get"]
+            self._heap_set = exports["opa_heap_ptr_set"]
+            self._eval = exports["opa_eval"]
+            self._json_dump = exports["opa_json_dump"]
+            major = exports["opa_wasm_abi_version"].value(self._store)  # type: ignore[union-attr]
+            minor = exports["opa_wasm_abi_minor_version"].value(self._store)  # type: ignore[union-attr]
+        except KeyError as exc:
+            raise PolicyLoadError(f"policy.wasm lacks the OPA export {exc}") from None
+        if major != _ABI_MAJOR or minor < _ABI_MIN_MINOR:
+            raise PolicyLoadError(
+                f"policy.wasm uses OPA Wasm ABI {major}.{minor}; the gateway needs "
+                f"{_ABI_MAJOR}.{_ABI_MIN_MINOR} or later (rebuild it with a current opa)"
+            )
+        self.entrypoints: dict[str, int] = self._metadata(exports, "entrypoints")
+        self.builtins: dict[str, int] = self._metadata(exports, "builtins")
+        if self.builtins:
+            raise MissingBuiltins(
+                "the policy uses built-ins that OPA's WebAssembly leaves to the host, which "
+                f"the embedded engine does not provide: {', '.join(sorted(self.builtins))}. "
+                "Rewrite those rules with built-ins OPA compiles into Wasm "
+                "(docs/policies.md, 'Built-ins'), or use the OPA sidecar (policy.engine: opa)"
+            )
+        try:
+            self._data_addr = self._parse(data) if data else 0
+        except wasmtime.Trap as exc:
+            raise PolicyLoadError(f"the policy data does not fit the memory cap: {exc}") from None
+        self._base = self._heap_get(self._store)
+
+    def _metadata(self, exports: Any, name: str) -> dict[str, int]:
+        address = exports[name](self._store)
+        document = json.loads(self._string_at(self._json_dump(self._store, address)))
+        if not isinstance(document, dict):
+            raise PolicyLoadError(f"policy.wasm's {name}() is not an object")
+        return {str(k): int(v) for k, v in document.items()}
+
+    def _parse(self, text: bytes) -> int:
+        address = self._malloc(self._store, len(text))
+        self._memory.write(self._store, text, address)
+        value = self._json_parse(self._store, address, len(text))
+        if value == 0:
+            raise PolicyLoadError("the policy data is not valid JSON for OPA")
+        return int(value)
+
+    def evaluate(self, entrypoint: int, input_json: bytes) -> Any:
+        """The result set of ``entrypoint`` for ``input_json`` (``[]`` when undefined).
+
+        Raises `PolicyTimeout`, `PolicyOutOfMemory` or `PolicyTrap`; after any of them
+        the instance must be dropped.
+        """
+        store = self._store
+        self._aborted = None
+        try:
+            store.set_epoch_deadline(self._ticks)
+            self._heap_set(store, self._base)
+            address = self._malloc(store, len(input_json))
+            self._memory.write(store, input_json, address)
+            heap = self._heap_get(store)
+            result = self._eval(
+                store, 0, entrypoint, self._data_addr, address, len(input_json), heap, 0
+            )
+            text = self._string_at(result)
+        except (wasmtime.Trap, _Aborted) as exc:
+            raise self._classify(exc) from None
+        except (wasmtime.WasmtimeError, IndexError, ValueError) as exc:
+            # A write past the memory cap (an input larger than the cap allows).
+            raise PolicyOutOfMemory(
+                f"policy evaluation needs more than the memory cap of "
+                f"{self.limits.memory_bytes >> 20} MiB ({exc})"
+            ) from None
+        finally:
+            store.set_epoch_deadline(_NO_DEADLINE)
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise PolicyTrap("policy evaluation produced unreadable output") from None
+
+    @property
+    def memory_bytes(self) -> int:
+        return int(self._memory.data_len(self._store))
+
+    def _classify(self, exc: wasmtime.Trap | _Aborted) -> PolicyError:
+        if isinstance(exc, wasmtime.Trap) and exc.trap_code == wasmtime.TrapCode.INTERRUPT:
+            return PolicyTimeout(
+                f"policy evaluation ran past its deadline of "
+                f"{self.limits.timeout_s * 1000:.0f} ms and was interrupted"
+            )
+        aborted = self._aborted or ""
+        if "out of memory" in aborted or "malloc" in aborted:
+            return PolicyOutOfMemory(
+                f"policy evaluation needed more than the memory cap of "
+                f"{self.limits.memory_bytes >> 20} MiB and was stopped"
+            )
+        if aborted:
+            return PolicyTrap(f"policy evaluation failed: {aborted}")
+        message = exc.message if isinstance(exc, wasmtime.Trap) else str(exc)
+        return PolicyTrap(f"policy evaluation trapped: {message.splitlines()[0]}")
+
+    def _abort(self, address: int) -> None:
+        try:
+            self._aborted = self._string_at(address, limit=4096).decode("utf-8", "replace")
+        except (ValueError, wasmtime.WasmtimeError):
+            self._aborted = "(unreadable abort message)"
+        # Raised inside a host function, this unwinds the evaluation; wasmtime hands it
+        # back to `evaluate` as it is.
+        raise _Aborted(self._aborted)
+
+    def _string_at(self, address: int, *, limit: int | None = None) -> bytes:
+        """The NUL-terminated string at ``address``, never read past the memory."""
+        size = self._memory.data_len(self._store)
+        if not 0 < address < size:
+            raise PolicyTrap(f"policy returned an address outside its memory ({address})")
+        base = ctypes.addressof(self._memory.data_ptr(self._store).contents) + address
+        room = size - address if limit is None else min(limit, size - address)
+        length = _libc.strnlen(base, room)
+        if length == room and limit is None:
+            raise PolicyTrap("policy output is not terminated within its memory")
+        return ctypes.string_at(base, length)
+
+    def close(self) -> None:
+        self._store.close()
+
+
+class _Aborted(Exception):
+    """The module called ``opa_abort`` (its allocator failed, a conflict, a bug)."""
+
+
+def _ignore(_address: int) -> None:
+    return None
+
+
+def _no_host_builtin(*_args: int) -> int:
+    # Never reached: a module that lists host built-ins is refused at load.
+    raise RuntimeError("host built-ins are not provided")

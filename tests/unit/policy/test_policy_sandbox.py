@@ -1,0 +1,90 @@
+"""Hostile policies on the embedded engine: each is a clean deny, and the engine goes on
+serving. The Wasm sandbox bounds every evaluation in time (an epoch deadline) and
+memory (a page cap); an instance that trapped is dropped, never reused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import PolicyLoadError
+from gateway.policy.embedded import EmbeddedEngine
+from gateway.policy.engine import FAIL_CLOSED_RULE, decide
+from gateway.policy.wasm import Limits, MissingBuiltins, PolicyOutOfMemory, PolicyTimeout
+from tests.support.hostile_policy import HOSTILE
+
+MIB = 1 << 20
+
+
+def engine(tmp_path: Path, limits: Limits) -> EmbeddedEngine:
+    (tmp_path / "gateway").mkdir(exist_ok=True)
+    (tmp_path / "gateway" / "p.rego").write_text(HOSTILE)
+    return EmbeddedEngine(tmp_path, limits=limits)
+
+
+def ask(target: EmbeddedEngine, kind: str, text: str = "") -> str | None:
+    return target.evaluate_sync({"arguments": {"kind": kind, "text": text}}).rule
+
+
+def test_a_catastrophic_regex_over_a_megabyte_is_decided_in_linear_time(tmp_path: Path) -> None:
+    # RE2, compiled into the module: no backtracking, so the deny is the rule's own.
+    target = engine(tmp_path, Limits(timeout_s=30, memory_bytes=256 * MIB))
+    assert ask(target, "regex", "a" * MIB + "!") == "default_deny"
+    assert ask(target, "regex", "a" * MIB) == "regex"
+
+
+def test_a_runaway_evaluation_is_interrupted_at_its_deadline(tmp_path: Path) -> None:
+    # Memory to spare: only the deadline can stop it.
+    target = engine(tmp_path, Limits(timeout_s=0.05, memory_bytes=2048 * MIB))
+    with pytest.raises(PolicyTimeout, match="ran past its deadline of 50 ms"):
+        ask(target, "spin")
+    assert ask(target, "fine") == "fine"
+
+
+def test_allocating_until_the_cap_is_stopped(tmp_path: Path) -> None:
+    target = engine(tmp_path, Limits(timeout_s=30, memory_bytes=64 * MIB))
+    with pytest.raises(PolicyOutOfMemory, match="memory cap of 64 MiB"):
+        ask(target, "alloc", "x" * MIB)
+    assert ask(target, "fine") == "fine"
+
+
+def test_an_instance_that_failed_is_never_reused(tmp_path: Path) -> None:
+    target = engine(tmp_path, Limits(timeout_s=30, memory_bytes=64 * MIB))
+    idle = target.compiled._idle
+    assert ask(target, "fine") == "fine"
+    (instance,) = idle
+    with pytest.raises(PolicyOutOfMemory):
+        ask(target, "alloc", "x" * MIB)
+    assert idle == []  # the one that trapped is gone...
+    assert ask(target, "fine") == "fine"
+    assert len(idle) == 1 and idle[0] is not instance  # ...and a fresh one serves
+
+
+@pytest.mark.anyio
+async def test_hostile_evaluations_are_fail_closed_denies_that_say_why(tmp_path: Path) -> None:
+    # Each limit alone: the deadline with memory to spare, the cap with time to spare.
+    slow = engine(tmp_path, Limits(timeout_s=0.05, memory_bytes=2048 * MIB))
+    greedy = engine(tmp_path, Limits(timeout_s=30, memory_bytes=64 * MIB))
+    timed_out = await decide(slow, {"arguments": {"kind": "spin"}}, timeout_s=30)
+    arguments = {"kind": "alloc", "text": "x" * MIB}
+    out_of_memory = await decide(greedy, {"arguments": arguments}, timeout_s=30)
+    for decision, why in [(timed_out, "deadline"), (out_of_memory, "memory cap")]:
+        assert decision.allow is False
+        assert decision.rule == FAIL_CLOSED_RULE
+        assert why in decision.reasons[0] and "fail closed" in decision.reasons[0]
+    assert (await decide(slow, {"arguments": {"kind": "fine"}}, timeout_s=30)).allow
+    assert (await decide(greedy, {"arguments": {"kind": "fine"}}, timeout_s=30)).allow
+
+
+def test_a_policy_needing_host_builtins_is_refused_at_load(tmp_path: Path) -> None:
+    # OPA's Wasm leaves sprintf to the host; the gateway runs no policy code outside
+    # the sandbox, so such a policy never serves.
+    (tmp_path / "p.rego").write_text(
+        'package gateway\n\nimport rego.v1\n\ndecision := {"allow": true, '
+        '"reasons": [sprintf("%v", [input.x])]}\n'
+    )
+    with pytest.raises(MissingBuiltins, match="does not provide: sprintf") as caught:
+        EmbeddedEngine(tmp_path)
+    assert isinstance(caught.value, PolicyLoadError)
+    assert "policy.engine: opa" in caught.value.message
