@@ -9,7 +9,13 @@ gateway's HTTP stack that does nothing else: what the extra hop alone costs. Rep
 p50/p99 at concurrency 1, throughput at concurrency 16, and the ratios to the direct
 call measured in the same run.
 
+A second gateway serves the same upstream plus a 1,000-tool HTTP upstream: a REST
+tools/list takes one policy decision for the whole catalog (gateway.policy.listing),
+timed uncached (a new subject each time) and cached; and a tools/call is timed alone
+and while another client lists (uncached) in a loop, which used to stall it.
+
     .venv/bin/python -m bench.gateway_overhead [--calls 500] [--concurrent-calls 2000]
+        [--lists 200]
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 
 from bench.common import machine, summary_ms, write_result
 from tests.e2e.mcp_client import connect
@@ -114,10 +121,75 @@ async def measure(
     return out
 
 
+LIST_TOOLS = 1000
+
+
+def list_gateway(directory: Path, upstream: McpUpstreamServer) -> GatewayServer:
+    grants = [
+        {"role": "agent", "tool": "up__echo"},
+        {"role": "reader", "tool": "many__*", "max_risk": "low"},
+    ]
+    many = {
+        "name": "many",
+        "kind": "http",
+        "base_url": "http://127.0.0.1:9",  # listed, never called
+        "risk": {"default": "low", "tools": {f"t{i:04d}": "high" for i in range(0, LIST_TOOLS, 10)}},
+        "tools": [{"name": f"t{i:04d}", "path": f"/t/{i}"} for i in range(LIST_TOOLS)],
+    }
+    return GatewayServer.configure(
+        directory / "gateway-lists",
+        upstreams=[{"name": "up", "url": upstream.url}, many],
+        policy=write_policy(directory / "lists", grants),
+    ).start()
+
+
+async def measure_lists(gateway: GatewayServer, args: Any) -> dict[str, Any]:
+    url = f"{gateway.url}/v1/tools"
+    tokens = [gateway.token(sub=f"agent:lister-{i}", roles=("reader",)) for i in range(4000)]
+    state = {"next": 0}
+
+    async def one_list(client: httpx.AsyncClient, token: str) -> float:
+        started = time.perf_counter()
+        response = await client.get(url, headers={"Authorization": f"Bearer {token}"})
+        elapsed = time.perf_counter() - started
+        assert response.status_code == 200 and len(response.json()["tools"]) == 900, response.text
+        return elapsed
+
+    def fresh() -> str:
+        state["next"] += 1
+        return tokens[state["next"] % len(tokens)]
+
+    out: dict[str, Any] = {}
+    async with httpx.AsyncClient(timeout=30) as client:
+        for _ in range(10):
+            await one_list(client, fresh())
+        out["list_uncached"] = summary_ms([await one_list(client, fresh()) for _ in range(args.lists)])
+        cached = tokens[0]
+        out["list_cached"] = summary_ms([await one_list(client, cached) for _ in range(args.lists)])
+
+        token = gateway.token(sub="agent:caller")
+        out["call_alone_c1"] = summary_ms(await latencies(gateway.mcp_url, token, "up__echo", args.calls))
+        listed = {"count": 0}
+        async with anyio.create_task_group() as tasks:
+
+            async def list_in_a_loop() -> None:
+                while True:
+                    await one_list(client, fresh())
+                    listed["count"] += 1
+
+            tasks.start_soon(list_in_a_loop)
+            during = await latencies(gateway.mcp_url, token, "up__echo", args.calls)
+            tasks.cancel_scope.cancel()
+        out["call_while_listing_c1"] = summary_ms(during)
+        out["lists_during_calls"] = listed["count"]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--concurrent-calls", type=int, default=2000)
+    parser.add_argument("--lists", type=int, default=200)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
@@ -133,15 +205,23 @@ def main() -> None:
         finally:
             gateway.stop()
             proxy.stop()
+        try:
+            lister = list_gateway(directory, upstream)
+            try:
+                result["lists"] = anyio.run(measure_lists, lister, args)
+            finally:
+                lister.stop()
+        finally:
             upstream.process.stop()
     report = {"benchmark": "gateway_overhead", "machine": machine(), "era": ERA, **result}
     d, p, g = result["direct_c1"], result["proxy_c1"], result["gateway_c1"]
+    lists = result["lists"]
     markdown = f"""# Gateway overhead: direct MCP call vs through the gateway
 
 Machine: {report["machine"]["cpu"]}, {report["machine"]["cores"]} cores, Python
 {report["machine"]["python"]}, commit {report["machine"]["commit"]}, {report["machine"]["date"]}.
 MCP {ERA} over loopback Streamable HTTP; embedded Rego; durable audit (SQLite, FULL sync).
-Command: `.venv/bin/python -m bench.gateway_overhead --calls {args.calls} --concurrent-calls {args.concurrent_calls}`
+Command: `.venv/bin/python -m bench.gateway_overhead --calls {args.calls} --concurrent-calls {args.concurrent_calls} --lists {args.lists}`
 
 | path | p50 (c=1) | p99 (c=1) | throughput (c=16) |
 | --- | --- | --- | --- |
@@ -152,6 +232,20 @@ Command: `.venv/bin/python -m bench.gateway_overhead --calls {args.calls} --conc
 | **ratio gateway/direct** | **{result["ratio_p50"]}×** | {result["ratio_p99"]}× | {result["ratio_throughput"]}× |
 
 Target: gateway p50 within 2× the direct p50.
+
+## tools/list over 1,000 tools (900 visible), REST, one policy decision
+
+| what | p50 | p99 | mean |
+| --- | --- | --- | --- |
+| list, uncached (a new subject each time) | {lists["list_uncached"]["p50_ms"]} ms | {lists["list_uncached"]["p99_ms"]} ms | {lists["list_uncached"]["mean_ms"]} ms |
+| list, cached (the same subject) | {lists["list_cached"]["p50_ms"]} ms | {lists["list_cached"]["p99_ms"]} ms | {lists["list_cached"]["mean_ms"]} ms |
+| MCP tools/call alone (c=1) | {lists["call_alone_c1"]["p50_ms"]} ms | {lists["call_alone_c1"]["p99_ms"]} ms | {lists["call_alone_c1"]["mean_ms"]} ms |
+| MCP tools/call while another client lists in a loop | {lists["call_while_listing_c1"]["p50_ms"]} ms | {lists["call_while_listing_c1"]["p99_ms"]} ms | {lists["call_while_listing_c1"]["mean_ms"]} ms |
+
+{lists["lists_during_calls"]} uncached lists ran during the {args.calls} calls. Target: a
+list of 1,000 tools ≤ 20 ms (uncached: **{"met" if lists["list_uncached"]["p50_ms"] <= 20 else "not met"}**).
+The lister and the caller share one client process and the machine's two cores with
+the gateway.
 """
     path = write_result("gateway_overhead", report, markdown)
     print(markdown)

@@ -1,9 +1,14 @@
 """Policy decision latency: the embedded engine vs an OPA sidecar, and what each costs
 end to end.
 
-1. Decisions: `EmbeddedEngine.evaluate` (regopy, inline while fast, as served) and
+1. Decisions: `EmbeddedEngine.evaluate` (OPA-compiled Wasm, inline, as served) and
    `OpaEngine.evaluate` (one POST to OPA on loopback) on the same inputs, built by
-   `build_input` from the shipped policy's grants, in interleaved rounds.
+   `build_input` from the shipped policy's grants, in interleaved rounds; with
+   ``--old-engine-tree``, the former regopy engine too (bench.old_engine), its rounds
+   interleaved with the others.
+1b. Lists: `data.gateway.visible` over a 1,000-tool catalog on both engines
+   (gateway.policy.listing), uncached (a new subject each time) and cached; and, for
+   comparison, the former way: one decision per tool.
 2. The HTTP client for the sidecar hot path: the same decision request through
    httpx.AsyncClient, httpx2.AsyncClient, a bare httpcore pool and the engine's own
    keep-alive client; and the cost of ``?provenance`` (bundle revision per decision).
@@ -16,12 +21,15 @@ only returned with decision logging on). Everything runs on uvloop, as the gatew
 Target: the sidecar's p50 decision no more than the embedded engine's p50 + 1 ms.
 
     .venv/bin/python -m bench.policy_decision [--decisions 2000] [--calls 500]
+        [--old-engine-tree /path/to/checkout-with-regopy]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -40,6 +48,7 @@ from gateway.config import OpaPolicyConfig
 from gateway.http_client import KeepAliveClient
 from gateway.policy import build_input
 from gateway.policy.embedded import EmbeddedEngine
+from gateway.policy.listing import VisibleTools
 from gateway.policy.opa import DECISION_PATH, OpaEngine
 from gateway.types import ClientInfo, Principal, ToolDefinition
 from tests.support.opa import OpaServer
@@ -47,6 +56,8 @@ from tests.support.processes import GatewayServer, McpUpstreamServer, write_poli
 
 GRANTS = [
     {"role": "agent", "tool": "up__echo"},
+    # The list bench's readers: every tool of ten servers up to low risk.
+    *({"role": "reader", "tool": f"s{k}__*", "max_risk": "low"} for k in range(10)),
     {
         "role": "agent",
         "tool": "up__read",
@@ -121,18 +132,129 @@ def cycling(fn: Callable[[dict[str, Any]], Awaitable[Any]]) -> Sample:
     return run
 
 
-async def decisions(policy: Path, opa_url: str, count: int) -> dict[str, Any]:
+def old_engine_samples(tree: Path, policy: Path, count: int) -> list[float]:
+    """``count`` decisions of the former regopy engine, timed in its own checkout, on
+    that checkout's policy modules (written for rego-cpp) with this run's data."""
+    old_policy = policy.parent / "old-policy"
+    if not old_policy.exists():
+        shutil.copytree(
+            tree / "policies" / "gateway",
+            old_policy / "gateway",
+            ignore=shutil.ignore_patterns("*_test.rego"),
+        )
+        shutil.copyfile(policy / "data.json", old_policy / "data.json")
+    request = json.dumps({"policy": str(old_policy), "inputs": inputs(), "count": count})
+    done = subprocess.run(
+        [str(tree / ".venv" / "bin" / "python"), str(Path(__file__).with_name("old_engine.py"))],
+        input=request,
+        capture_output=True,
+        text=True,
+        cwd=tree,
+        env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
+        check=True,
+        timeout=600,
+    )
+    return [float(x) for x in json.loads(done.stdout)]
+
+
+async def decisions(
+    policy: Path, opa_url: str, count: int, old_tree: Path | None, rounds: int = 5
+) -> dict[str, Any]:
     embedded = EmbeddedEngine(policy)
     opa = OpaEngine(OpaPolicyConfig(engine="opa", url=opa_url, timeout_ms=1000))
     try:
         for document in inputs():  # both engines must agree before they are timed
             a, b = embedded.evaluate_sync(document), await opa.evaluate(document)
             assert (a.allow, a.require_approval, a.rule) == (b.allow, b.require_approval, b.rule)
-        return await interleave(
-            {"embedded": cycling(embedded.evaluate), "opa": cycling(opa.evaluate)}, count
-        )
+        paths = {"embedded": cycling(embedded.evaluate), "opa": cycling(opa.evaluate)}
+        samples: dict[str, list[float]] = {name: [] for name in paths}
+        if old_tree is not None:
+            samples["old_regopy"] = []
+        for _ in range(rounds):
+            for name, fn in paths.items():
+                samples[name].extend(await sample(fn, count // rounds))
+            if old_tree is not None:
+                samples["old_regopy"].extend(
+                    await anyio.to_thread.run_sync(old_engine_samples, old_tree, policy, count // rounds)
+                )
+        return {name: summary_ms(s) for name, s in samples.items()}
     finally:
         await opa.close()
+
+
+def catalog(size: int = 1000) -> list[ToolDefinition]:
+    """``size`` tools over ten servers, every tenth one high risk."""
+    return [
+        ToolDefinition(
+            name=f"s{i % 10}__t{i:04d}",
+            server=f"s{i % 10}",
+            upstream_tool=f"t{i:04d}",
+            description="A tool of the bench catalog, described in a sentence or two.",
+            input_schema={"type": "object"},
+            output_schema=None,
+            annotations={"readOnlyHint": True},
+            risk="high" if i % 10 == 0 else "low",
+            definition_hash=f"{i:064d}",
+        )
+        for i in range(size)
+    ]
+
+
+async def lists(policy: Path, opa_url: str, count: int) -> dict[str, Any]:
+    """tools/list over 1,000 tools: one decision (cached or not) vs one per tool."""
+    embedded = EmbeddedEngine(policy)
+    opa = OpaEngine(OpaPolicyConfig(engine="opa", url=opa_url, timeout_ms=5000))
+    tools = catalog()
+    state = {"i": 0}
+
+    def listing(engine: Any, cached: bool) -> Sample:
+        lists = VisibleTools(timeout_s=5)
+
+        async def run() -> Any:
+            state["i"] += 1
+            sub = "agent:bench" if cached else f"agent:bench-{state['i']}"
+            principal = Principal(sub=sub, iss="https://issuer.test", roles=("agent", "reader"))
+            shown = await lists.visible(engine, principal, tools)
+            assert len(shown) == 900, len(shown)
+
+        return run
+
+    async def per_tool() -> Any:
+        principal = Principal(sub="agent:bench", iss="https://issuer.test", roles=("agent", "reader"))
+        shown = 0
+        for tool in tools:
+            document = build_input(
+                principal=principal,
+                action="tools/list",
+                request_id="req_bench",
+                transport="mcp",
+                tool=tool,
+            )
+            shown += (await embedded.evaluate(document)).allow
+        assert shown == 900, shown
+
+    try:
+        result = await interleave(
+            {
+                "embedded_uncached": listing(embedded, cached=False),
+                "embedded_cached": listing(embedded, cached=True),
+                "opa_uncached": listing(opa, cached=False),
+                "opa_cached": listing(opa, cached=True),
+            },
+            count,
+        )
+        result["embedded_one_decision_per_tool"] = summary_ms(
+            [await _timed(per_tool) for _ in range(10)]
+        )
+        return result
+    finally:
+        await opa.close()
+
+
+async def _timed(fn: Sample) -> float:
+    started = time.perf_counter()
+    await fn()
+    return time.perf_counter() - started
 
 
 async def http_clients(opa_url: str, count: int) -> dict[str, Any]:
@@ -219,8 +341,9 @@ def run(args: Any) -> dict[str, Any]:
             result: dict[str, Any] = {}
             options = {"backend_options": {"use_uvloop": True}}
             result["decision"] = anyio.run(
-                decisions, policy, sidecar.url, args.decisions, **options
+                decisions, policy, sidecar.url, args.decisions, args.old_engine_tree, **options
             )
+            result["list"] = anyio.run(lists, policy, sidecar.url, args.lists, **options)
             result["http_client"] = anyio.run(http_clients, sidecar.url, args.decisions, **options)
             # One generous timeout for both engines: on a shared 2-core machine, 16
             # concurrent calls can queue a decision past the 200 ms default, and a
@@ -250,13 +373,22 @@ def main() -> None:
     parser.add_argument("--decisions", type=int, default=2000)
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--concurrent-calls", type=int, default=1000)
+    parser.add_argument("--lists", type=int, default=200)
+    parser.add_argument(
+        "--old-engine-tree",
+        type=Path,
+        default=None,
+        help="a checkout with the former regopy engine and its .venv (bench/old_engine.py)",
+    )
     args = parser.parse_args()
     result = run(args)
-    d, c, e = result["decision"], result["http_client"], result["end_to_end"]
+    d, c, e, lst = result["decision"], result["http_client"], result["end_to_end"], result["list"]
     added_p50 = round(d["opa"]["p50_ms"] - d["embedded"]["p50_ms"], 3)
     e2e_added_p50 = round(e["gateway_opa_c1"]["p50_ms"] - e["gateway_embedded_c1"]["p50_ms"], 3)
     result["sidecar_minus_embedded_p50_ms"] = added_p50
     result["target_met"] = added_p50 <= 1.0
+    result["embedded_target_met"] = d["embedded"]["p50_ms"] <= 0.25
+    result["list_target_met"] = lst["embedded_uncached"]["p50_ms"] <= 20
     result["gateway_opa_minus_embedded_p50_ms"] = e2e_added_p50
     result["ratio_gateway_opa_to_embedded_p50"] = round(
         e["gateway_opa_c1"]["p50_ms"] / e["gateway_embedded_c1"]["p50_ms"], 2
@@ -267,22 +399,48 @@ def main() -> None:
         f"| {name} | {s['p50_ms']} ms | {s['p99_ms']} ms | {s['mean_ms']} ms |"
         for name, s in c.items()
     )
+    old = d.get("old_regopy")
+    old_row = (
+        f"| former embedded (regopy, inline) | {old['p50_ms']} ms | {old['p99_ms']} ms | "
+        f"{old['mean_ms']} ms |"
+        if old
+        else "| former embedded (regopy) | not run (no `--old-engine-tree`) | | |"
+    )
+    list_rows = "\n".join(
+        f"| {name.replace('_', ' ')} | {s['p50_ms']} ms | {s['p99_ms']} ms | {s['mean_ms']} ms |"
+        for name, s in lst.items()
+    )
+    old_option = f" --old-engine-tree {args.old_engine_tree}" if args.old_engine_tree else ""
     markdown = f"""# Policy decisions: embedded engine vs OPA sidecar
 
 Machine: {m["cpu"]}, {m["cores"]} cores, Python {m["python"]}, commit {m["commit"]},
 {m["date"]}. OPA 1.22 on loopback with console decision logging; uvloop; both
 gateways with `policy.timeout_ms: 2000` so that queueing at c=16 cannot abort the run.
-Command: `.venv/bin/python -m bench.policy_decision --decisions {args.decisions} --calls {args.calls} --concurrent-calls {args.concurrent_calls}`
+Command: `.venv/bin/python -m bench.policy_decision --decisions {args.decisions} --calls {args.calls} --concurrent-calls {args.concurrent_calls} --lists {args.lists}{old_option}`
 
 ## Decision latency (the engine's `evaluate`, same inputs, interleaved rounds)
 
 | engine | p50 | p99 | mean |
 | --- | --- | --- | --- |
-| embedded (regopy, inline) | {d["embedded"]["p50_ms"]} ms | {d["embedded"]["p99_ms"]} ms | {d["embedded"]["mean_ms"]} ms |
+| embedded (OPA-compiled Wasm, inline) | {d["embedded"]["p50_ms"]} ms | {d["embedded"]["p99_ms"]} ms | {d["embedded"]["mean_ms"]} ms |
 | OPA sidecar (HTTP, keep-alive) | {d["opa"]["p50_ms"]} ms | {d["opa"]["p99_ms"]} ms | {d["opa"]["mean_ms"]} ms |
+{old_row}
 | **sidecar p50 − embedded p50** | **{added_p50:+} ms** | | |
 
-Target: the sidecar adds at most 1 ms to the embedded p50 — **{"met" if result["target_met"] else "not met"}**.
+Targets: embedded p50 ≤ 0.25 ms — **{"met" if result["embedded_target_met"] else "not met"}**;
+the sidecar adds at most 1 ms to the embedded p50 — **{"met" if result["target_met"] else "not met"}**.
+
+## tools/list over 1,000 tools (900 visible), in the engine
+
+`data.gateway.visible`, one decision for the whole catalog (gateway.policy.listing):
+uncached (a new subject each time) and cached (the same subject); then the former way,
+one `data.gateway.decision` per tool (10 lists).
+
+| path | p50 | p99 | mean |
+| --- | --- | --- | --- |
+{list_rows}
+
+Target: an uncached list on the embedded engine ≤ 20 ms — **{"met" if result["list_target_met"] else "not met"}**.
 
 ## HTTP client for the sidecar (POST decision + JSON parse)
 
