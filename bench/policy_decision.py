@@ -51,6 +51,7 @@ from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.listing import VisibleTools
 from gateway.policy.opa import DECISION_PATH, OpaEngine
 from gateway.types import ClientInfo, Principal, ToolDefinition
+from tests.support.deciding import decider_for
 from tests.support.opa import OpaServer
 from tests.support.processes import GatewayServer, McpUpstreamServer, write_policy
 
@@ -208,13 +209,14 @@ async def lists(policy: Path, opa_url: str, count: int) -> dict[str, Any]:
     state = {"i": 0}
 
     def listing(engine: Any, cached: bool) -> Sample:
-        lists = VisibleTools(timeout_s=5)
+        lists = VisibleTools()
+        decider = decider_for(engine)
 
         async def run() -> Any:
             state["i"] += 1
             sub = "agent:bench" if cached else f"agent:bench-{state['i']}"
             principal = Principal(sub=sub, iss="https://issuer.test", roles=("agent", "reader"))
-            shown = await lists.visible(engine, principal, tools)
+            shown = await lists.visible(decider, principal, tools)
             assert len(shown) == 900, len(shown)
 
         return run
