@@ -84,6 +84,14 @@ class CompiledPolicy:
             )
         self._idle.append(probe)
 
+    @property
+    def content_key(self) -> str:
+        """What identifies this policy's content: the folder's content hash, or a
+        bundle's revision with its digest (a manifest revision alone can be reused)."""
+        if self.source is None and self.bundle is not None:
+            return f"{self.revision}@sha256:{self.bundle.digest}"
+        return self.revision
+
     def with_overlay(self, overlay: dict[str, Any]) -> CompiledPolicy:
         """The same module over other data (a conformance case's overlay): objects
         merged key by key, anything else replaced. Its revision says so."""
@@ -108,8 +116,8 @@ class CompiledPolicy:
             instance = WasmInstance(self.module, self._data_json, self.limits)
         try:
             results = instance.evaluate(number, text)
-        except PolicyError:
-            instance.close()
+        except BaseException:
+            instance.close()  # whatever went wrong, this sandbox is not used again
             raise
         if instance.memory_bytes > RECYCLE_BYTES:
             instance.close()

@@ -222,7 +222,7 @@ def _check_embedded(
             embedded_evaluator(engine),
             engine=engine.name,
             memo=memo,
-            revision=engine.revision,
+            revision=engine.compiled.content_key,
         )
 
     return check

@@ -127,11 +127,17 @@ class WasmModule:
             self.module = wasmtime.Module(_EPOCH.engine, wasm)
         except wasmtime.WasmtimeError as exc:
             raise PolicyLoadError(f"policy.wasm is not a valid WebAssembly module: {exc}") from None
-        imports = {(i.module, i.name) for i in self.module.imports}
-        if ("env", "memory") not in imports:
+        memory = [
+            i.type
+            for i in self.module.imports
+            if (i.module, i.name) == ("env", "memory") and isinstance(i.type, wasmtime.MemoryType)
+        ]
+        if not memory:
             raise PolicyLoadError(
                 "policy.wasm does not import env.memory: not an OPA policy module"
             )
+        # The pages the module needs before it runs (its data segments live there).
+        self.min_pages = max(2, memory[0].limits.min)
 
 
 class WasmInstance:
@@ -149,8 +155,14 @@ class WasmInstance:
         i32 = wasmtime.ValType.i32()
         linker = wasmtime.Linker(engine)
         try:
+            if module.min_pages > limits.max_pages:
+                raise PolicyLoadError(
+                    f"policy.wasm needs {module.min_pages * PAGE_BYTES >> 20} MiB before it "
+                    f"runs, more than the memory cap of {limits.memory_bytes >> 20} MiB"
+                )
             self._memory = wasmtime.Memory(
-                self._store, wasmtime.MemoryType(wasmtime.Limits(2, limits.max_pages))
+                self._store,
+                wasmtime.MemoryType(wasmtime.Limits(module.min_pages, limits.max_pages)),
             )
             linker.define(self._store, "env", "memory", self._memory)
             linker.define_func("env", "opa_abort", wasmtime.FuncType([i32], []), self._abort)
@@ -162,7 +174,6 @@ class WasmInstance:
                     wasmtime.FuncType([i32] * (arity + 2), [i32]),
                     _no_host_builtin,
                 )
-            linker.allow_shadowing = True
             self._instance = linker.instantiate(self._store, module.module)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
             raise PolicyLoadError(f"policy.wasm cannot be instantiated: {exc}") from None
@@ -194,8 +205,10 @@ class WasmInstance:
             )
         try:
             self._data_addr = self._parse(data) if data else 0
-        except wasmtime.Trap as exc:
-            raise PolicyLoadError(f"the policy data does not fit the memory cap: {exc}") from None
+        except (wasmtime.Trap, _Aborted):
+            raise PolicyLoadError(
+                f"the policy data does not fit the memory cap of {limits.memory_bytes >> 20} MiB"
+            ) from None
         self._base = self._heap_get(self._store)
 
     def _metadata(self, exports: Any, name: str) -> dict[str, int]:

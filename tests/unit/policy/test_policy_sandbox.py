@@ -88,3 +88,13 @@ def test_a_policy_needing_host_builtins_is_refused_at_load(tmp_path: Path) -> No
         EmbeddedEngine(tmp_path)
     assert isinstance(caught.value, PolicyLoadError)
     assert "policy.engine: opa" in caught.value.message
+
+
+def test_data_larger_than_the_memory_cap_is_refused_at_load(tmp_path: Path) -> None:
+    (tmp_path / "p.rego").write_text(
+        'package gateway\n\nimport rego.v1\n\ndecision := {"allow": count(data.big) > 0}\n'
+    )
+    (tmp_path / "data.json").write_text('{"big": ["' + "x" * (4 * MIB) + '"]}')
+    with pytest.raises(PolicyLoadError, match="does not fit the memory cap of 2 MiB"):
+        EmbeddedEngine(tmp_path, limits=Limits(timeout_s=30, memory_bytes=2 * MIB))
+    assert EmbeddedEngine(tmp_path, limits=Limits(timeout_s=30, memory_bytes=64 * MIB))
