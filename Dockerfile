@@ -8,6 +8,9 @@ COPY policies ./policies
 RUN uv sync --locked --no-dev --no-editable
 
 FROM python:3.11-slim
+# OPA compiles a policy folder to WebAssembly at start and on reload (policy.path); a
+# gateway that serves prebuilt bundles (policy.bundle) does not need it.
+COPY --from=openpolicyagent/opa:1.22.0-static /opa /usr/local/bin/opa
 # The folders the Helm chart and compose mount (keys, data, checkpoints) exist owned by
 # the gateway's user, so a named volume mounted there starts writable by it.
 RUN groupadd --system --gid 10001 gateway && useradd --system --uid 10001 --gid 10001 gateway \
