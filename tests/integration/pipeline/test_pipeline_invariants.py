@@ -29,6 +29,7 @@ from gateway.upstreams.pinning import PinGuard
 from gateway.upstreams.pins import PinStore
 from tests.support.deciding import decider_for
 from tests.support.engines import GatedEngine
+from tests.support.fixture_policy import write_fixture_policy
 from tests.support.processes import HttpApiServer, write_policy
 
 pytestmark = pytest.mark.anyio
@@ -192,3 +193,21 @@ async def test_an_overloaded_engine_is_unavailable_audited_and_nothing_is_forwar
     assert decided.payload["decision"]["rule"] == UNAVAILABLE_RULE
     assert decided.payload["input"] is None
     assert attempt.payload["arguments"] == WITHHELD  # no decision said what to redact
+
+
+async def test_a_list_is_one_decision_and_a_policy_without_the_list_rule_is_asked_per_tool(
+    parts, tmp_path: Path
+) -> None:
+    pipeline, _audit, _database = parts
+    names = ["api__create", "api__deep", "api__shallow"]
+
+    async def listed() -> list[str]:
+        tools = await pipeline.list_tools(AGENT, transport="rest", request_id="req_list")
+        return sorted(t.name for t in tools)
+
+    assert await listed() == names  # the shipped policy's data.gateway.visible
+    # The fixture policy predates data.gateway.visible: every tool is asked about.
+    older = write_fixture_policy(tmp_path / "older", [{"role": "agent", "tool": "api__create"}])
+    pipeline.decider = decider_for(EmbeddedEngine(older), 2)
+    assert "gateway/visible" not in pipeline.decider.engine.compiled.entrypoints
+    assert await listed() == ["api__create"]
