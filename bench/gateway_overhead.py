@@ -21,6 +21,7 @@ and while another client lists (uncached) in a loop, which used to stall it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -43,12 +44,13 @@ from tests.support.processes import (
 )
 
 ERA = "2026-07-28"
+WARM_UP = 20
 
 
 async def latencies(url: str, token: str, tool: str, calls: int) -> list[float]:
     samples = []
     async with connect(url, token, ERA) as client:
-        for _ in range(20):  # warm up: connections, caches, first-call tool listing
+        for _ in range(WARM_UP):  # warm up: connections, caches, first-call tool listing
             await client.call_tool(tool, {"text": "warm"})
         for i in range(calls):
             started = time.perf_counter()
@@ -95,6 +97,12 @@ def start_proxy(directory: Path, upstream_url: str) -> tuple[Process, str]:
     return process, f"http://127.0.0.1:{port}/mcp"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def measure(
     upstream: McpUpstreamServer, proxy_url: str, gateway: GatewayServer, args: Any
 ) -> dict[str, Any]:
@@ -105,6 +113,13 @@ async def measure(
         "gateway": (gateway.mcp_url, token, "up__echo"),
     }
     out: dict[str, Any] = {}
+    assert gateway.process is not None
+    pid = gateway.process.popen.pid
+    # The gateway process's CPU per call, over the calls of the gateway path at c=1.
+    cpu_before = cpu_seconds(pid)
+    await latencies(*paths["gateway"], args.calls)
+    calls = args.calls + WARM_UP  # latencies() warms up first; those calls count too
+    out["gateway_cpu_ms_per_call"] = round((cpu_seconds(pid) - cpu_before) * 1000 / calls, 3)
     samples = await interleaved(list(paths.values()), args.calls)
     for name, path_samples in zip(paths, samples, strict=True):
         out[f"{name}_c1"] = summary_ms(path_samples)
@@ -230,6 +245,9 @@ Command: `.venv/bin/python -m bench.gateway_overhead --calls {args.calls} --conc
 | gateway | {g["p50_ms"]} ms | {g["p99_ms"]} ms | {result["gateway_c16_calls_per_s"]} calls/s |
 | ratio bare proxy/direct | {result["proxy_ratio_p50"]}× | {result["proxy_ratio_p99"]}× | {result["proxy_ratio_throughput"]}× |
 | **ratio gateway/direct** | **{result["ratio_p50"]}×** | {result["ratio_p99"]}× | {result["ratio_throughput"]}× |
+
+Gateway process CPU per `tools/call` (c=1, {args.calls} calls and their warm-up,
+before the interleaved rounds): **{result["gateway_cpu_ms_per_call"]} ms**.
 
 Target: gateway p50 within 2× the direct p50.
 
