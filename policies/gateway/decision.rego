@@ -92,13 +92,19 @@ visible := {"visible": [item.tool | some item in input.items; list_visible(item)
 }
 
 # The same rule as tools/list's per-tool decision: no broken delegation chain, and
-# some grant applies (constraints are not checked). Written as an existence test over
-# the subject's grants, found once, rather than grants_within_risk's set per item.
+# some grant applies (constraints are not checked). The subject's grants are indexed by
+# their "tool" once per list, so each item costs two lookups, not a pass over every
+# grant.
 list_visible(resource) if {
 	count(chain_violations) == 0
-	some grant in _subject_grants
-	grant.tool in tool_patterns(resource)
+	some pattern in tool_patterns(resource)
+	some grant in _subject_grants_by_tool[pattern]
 	within_risk_limits(grant, resource)
+}
+
+_subject_grants_by_tool[tool] := [grant | some grant in _subject_grants; grant.tool == tool] if {
+	some subject_grant in _subject_grants
+	tool := subject_grant.tool
 }
 
 _subject_grants := [grant |
