@@ -211,3 +211,40 @@ test_non_object_data_means_defaults if {
 	d.rule == "no_grant"
 	d.obligations.redact == ["/arguments/token"]
 }
+
+# --- data.gateway.visible: a whole catalog in one evaluation -----------------------------
+
+visible_input(roles, tools) := {
+	"version": 1,
+	"action": "tools/list",
+	"subject": subject(roles),
+	"items": [resource(tool, risk) | some [tool, risk] in tools],
+}
+
+visible_catalog := [["demo__echo", "low"], ["demo__read_file", "low"], ["gh__push", "high"], ["gh__read", "low"], ["x__y", "low"]]
+
+visible_grants := [
+	{"role": "agent", "tool": "demo__echo"},
+	{"role": "agent", "tool": "demo__read_file", "constraints": [{"kind": "relative_path", "argument": "path"}]},
+	{"role": "ops", "tool": "gh__*", "max_risk": "medium"},
+]
+
+test_visible_lists_the_tools_some_grant_applies_to if {
+	v := gateway.visible with input as visible_input(["agent", "ops"], visible_catalog) with data.gateway_data.grants as visible_grants
+	v == {"visible": ["demo__echo", "demo__read_file", "gh__read"]}
+}
+
+test_visible_shows_nothing_without_roles_or_with_a_broken_chain if {
+	none := gateway.visible with input as visible_input([], visible_catalog) with data.gateway_data.grants as visible_grants
+	none == {"visible": []}
+	inp := object.union(visible_input(["agent"], visible_catalog), {"subject": {"act_chain": [{"sub": "a"}, {"sub": "b"}, {"sub": "c"}, {"sub": "d"}, {"sub": "e"}]}})
+	broken := gateway.visible with input as inp with data.gateway_data.grants as visible_grants
+	broken == {"visible": []}
+}
+
+test_visible_needs_version_1_and_a_list_action if {
+	v := gateway.visible with input as object.union(visible_input(["agent"], visible_catalog), {"version": 2})
+	v == {"visible": []}
+	w := gateway.visible with input as object.union(visible_input(["agent"], visible_catalog), {"action": "tools/call"})
+	w == {"visible": []}
+}
