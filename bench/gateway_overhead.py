@@ -21,7 +21,9 @@ and while another client lists (uncached) in a loop, which used to stall it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -184,19 +186,23 @@ async def measure_lists(gateway: GatewayServer, args: Any) -> dict[str, Any]:
 
         token = gateway.token(sub="agent:caller")
         out["call_alone_c1"] = summary_ms(await latencies(gateway.mcp_url, token, "up__echo", args.calls))
-        listed = {"count": 0}
-        async with anyio.create_task_group() as tasks:
-
-            async def list_in_a_loop() -> None:
-                while True:
-                    await one_list(client, fresh())
-                    listed["count"] += 1
-
-            tasks.start_soon(list_in_a_loop)
-            during = await latencies(gateway.mcp_url, token, "up__echo", args.calls)
-            tasks.cancel_scope.cancel()
+        # The lister is a process of its own: sharing this one's event loop would time
+        # its JSON parsing, not the gateway.
+        with tempfile.TemporaryDirectory() as scratch:
+            request = Path(scratch) / "request.json"
+            stop = Path(scratch) / "stop"
+            request.write_text(json.dumps({"url": url, "tokens": tokens[1000:], "stop": str(stop), "expect": 900}))
+            lister = subprocess.Popen(  # noqa: ASYNC220 - starts at once; it runs on its own
+                [sys.executable, "-m", "bench.list_loop", str(request)], stdout=subprocess.PIPE
+            )
+            try:
+                await anyio.sleep(1)  # let it start listing
+                during = await latencies(gateway.mcp_url, token, "up__echo", args.calls)
+            finally:
+                stop.touch()
+                listed, _ = lister.communicate(timeout=60)
         out["call_while_listing_c1"] = summary_ms(during)
-        out["lists_during_calls"] = listed["count"]
+        out["lists_during_calls"] = int(listed.decode().strip() or 0)
     return out
 
 

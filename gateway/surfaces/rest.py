@@ -87,7 +87,10 @@ class RestSurface:
             request_id=request_id_of(request),
             client=client_info(request),
         )
-        return JSONResponse(ToolList(tools=[_tool_info(t) for t in tools]).model_dump())
+        # Serialized by pydantic-core: for 900 tools ≈ 3 ms, against ≈ 20 ms through
+        # model_dump() and JSONResponse's json.dumps (bench/gateway_overhead.py lists).
+        body = ToolList(tools=[_tool_info(t) for t in tools]).model_dump_json()
+        return Response(body, media_type="application/json")
 
     async def call_tool(self, request: Request) -> Response:
         principal = principal_of(request)
