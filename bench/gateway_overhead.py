@@ -268,8 +268,8 @@ Target: gateway p50 within 2× the direct p50.
 
 {lists["lists_during_calls"]} uncached lists ran during the {args.calls} calls. Target: a
 list of 1,000 tools ≤ 20 ms (uncached: **{"met" if lists["list_uncached"]["p50_ms"] <= 20 else "not met"}**).
-The lister and the caller share one client process and the machine's two cores with
-the gateway.
+The lister is a process of its own (bench/list_loop.py); it, the timed client, the
+upstream and the gateway share the machine's two cores.
 """
     path = write_result("gateway_overhead", report, markdown)
     print(markdown)
