@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from gateway.canonical import jcs
 from gateway.config import EmbeddedPolicyConfig
 from gateway.errors import PolicyError, PolicyLoadError
@@ -276,7 +278,12 @@ class EmbeddedEngine:
         """The raw ``gateway/visible`` result for ``list_input`` and the revision that
         produced it; raises `PolicyError` (`ListUnsupported` for an older policy)."""
         compiled = self._compiled
-        return compiled.evaluate(VISIBLE, list_input), compiled.revision
+        # On a worker thread, unlike a call's decision: a list over a large catalog
+        # evaluates for milliseconds, and on the event loop it would stall every call
+        # meanwhile. wasmtime runs the module with the GIL released, and each thread
+        # takes an instance of its own from the pool.
+        visible = await anyio.to_thread.run_sync(compiled.evaluate, VISIBLE, list_input)
+        return visible, compiled.revision
 
     def evaluate_sync(self, policy_input: dict[str, Any]) -> Decision:
         """For tools that are not async (policy replay, conformance checks)."""
