@@ -74,7 +74,12 @@ class ToolPrefix:
                     params["name"] = self.prefix + params["name"]
         for key in list(headers):
             if key.lower() == "mcp-name" and method == "tools/call":
-                headers[key] = self.prefix + headers[key].strip()
+                # Whitespace around the value stays where it was (the suite sends some
+                # on purpose: a server must ignore it, RFC 9110 §5.5).
+                value = headers[key]
+                name = value.strip()
+                start = value.index(name) if name else len(value)
+                headers[key] = value[:start] + self.prefix + value[start:]
         return json.dumps(message).encode(), method
 
     def response(self, message: Any) -> Any:

@@ -39,7 +39,7 @@ from mcp.shared.message import ServerMessageMetadata
 from pydantic import Field
 
 MODERN = "2026-07-28"
-IMAGE_PNG = (
+IMAGE_PNG = (  # a 1x1 PNG
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 )
 AUDIO_WAV = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA="
@@ -88,16 +88,12 @@ def test_simple_text() -> types.CallToolResult:
 
 @server.tool(description="Tests image content response", structured_output=False)
 def test_image_content() -> types.CallToolResult:
-    return types.CallToolResult(
-        content=[types.ImageContent(data=IMAGE_PNG, mime_type="image/png")]
-    )
+    return types.CallToolResult(content=[types.ImageContent(data=IMAGE_PNG, mime_type="image/png")])
 
 
 @server.tool(description="Tests audio content response", structured_output=False)
 def test_audio_content() -> types.CallToolResult:
-    return types.CallToolResult(
-        content=[types.AudioContent(data=AUDIO_WAV, mime_type="audio/wav")]
-    )
+    return types.CallToolResult(content=[types.AudioContent(data=AUDIO_WAV, mime_type="audio/wav")])
 
 
 @server.tool(description="Tests embedded resource content response", structured_output=False)
@@ -206,7 +202,7 @@ JSON_SCHEMA_2020_12 = {
 def json_schema_2020_12_tool(
     name: str | None = None,
     address: dict[str, Any] | None = None,
-    contactMethod: str | None = None,  # noqa: N803
+    contactMethod: str | None = None,
     phone: str | None = None,
     email: str | None = None,
 ) -> types.CallToolResult:
@@ -217,7 +213,10 @@ def json_schema_2020_12_tool(
 server._tool_manager.get_tool("json_schema_2020_12_tool").parameters = JSON_SCHEMA_2020_12  # type: ignore[union-attr]
 
 
-@server.tool(description="Takes an argument mirrored into an Mcp-Param-Region header (SEP-2243)", structured_output=False)
+@server.tool(
+    description="Takes an argument mirrored into an Mcp-Param-Region header (SEP-2243)",
+    structured_output=False,
+)
 def test_custom_headers(
     region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})],
 ) -> types.CallToolResult:
@@ -227,7 +226,10 @@ def test_custom_headers(
 # --- hooks that change what the server lists (list_changed and resource updates) ------
 
 
-@server.tool(description="Changes the tool list (adds or removes a tool) and says so", structured_output=False)
+@server.tool(
+    description="Changes the tool list (adds or removes a tool) and says so",
+    structured_output=False,
+)
 async def test_trigger_tool_change(ctx: Context) -> types.CallToolResult:
     if server._tool_manager.get_tool("test_dynamic_tool") is None:
         server.add_tool(lambda: "dynamic", name="test_dynamic_tool", description="Comes and goes")
@@ -239,7 +241,10 @@ async def test_trigger_tool_change(ctx: Context) -> types.CallToolResult:
     return _text("the tool list changed")
 
 
-@server.tool(description="Changes the prompt list (adds or removes a prompt) and says so", structured_output=False)
+@server.tool(
+    description="Changes the prompt list (adds or removes a prompt) and says so",
+    structured_output=False,
+)
 async def test_trigger_prompt_change(ctx: Context) -> types.CallToolResult:
     names = {p.name for p in server._prompt_manager.list_prompts()}
     if "test_dynamic_prompt" in names:
@@ -256,7 +261,10 @@ async def test_trigger_prompt_change(ctx: Context) -> types.CallToolResult:
     return _text("the prompt list changed")
 
 
-@server.tool(description="Changes test://watched-resource and notifies its subscribers", structured_output=False)
+@server.tool(
+    description="Changes test://watched-resource and notifies its subscribers",
+    structured_output=False,
+)
 async def test_trigger_resource_update(ctx: Context) -> types.CallToolResult:
     global _watched_version
     _watched_version += 1
@@ -311,7 +319,9 @@ def _sampled_text(answer: Any) -> str:
 
 
 @server.tool(description="Asks the client for an LLM completion", structured_output=False)
-async def test_sampling(prompt: str, ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
+async def test_sampling(
+    prompt: str, ctx: Context
+) -> types.CallToolResult | types.InputRequiredResult:
     request = _sampling(prompt)
     answer = await _ask(ctx, "sampling", request, types.CreateMessageResult)
     if answer is None:
@@ -401,7 +411,9 @@ async def test_elicitation(
     return await _elicitation_tool(ctx, message, RESPONSE_SCHEMA, "User response")
 
 
-@server.tool(description="Elicitation with defaults for every primitive (SEP-1034)", structured_output=False)
+@server.tool(
+    description="Elicitation with defaults for every primitive (SEP-1034)", structured_output=False
+)
 async def test_elicitation_sep1034_defaults(
     ctx: Context,
 ) -> types.CallToolResult | types.InputRequiredResult:
@@ -413,7 +425,9 @@ async def test_elicitation_sep1034_defaults(
     )
 
 
-@server.tool(description="Elicitation with each enum schema form (SEP-1330)", structured_output=False)
+@server.tool(
+    description="Elicitation with each enum schema form (SEP-1330)", structured_output=False
+)
 async def test_elicitation_sep1330_enums(
     ctx: Context,
 ) -> types.CallToolResult | types.InputRequiredResult:
@@ -423,6 +437,25 @@ async def test_elicitation_sep1330_enums(
         SEP1330_SCHEMA,
         "Elicitation completed",
     )
+
+
+@server.tool(
+    description="Needs elicitation: a request on the stream in 2025, MRTR in 2026",
+    structured_output=False,
+)
+async def test_streaming_elicitation(
+    ctx: Context,
+) -> types.CallToolResult | types.InputRequiredResult:
+    return await _elicitation_tool(ctx, "What is your name?", NAME_SCHEMA, "Streaming elicitation")
+
+
+@server.tool(
+    description="Logs at info level (2026: only when the request asked for logs)",
+    structured_output=False,
+)
+async def test_logging_tool(ctx: Context) -> types.CallToolResult:
+    await ctx.info("test_logging_tool ran")
+    return _text("logged")
 
 
 # --- 2026-07-28 multi-round-trip fixtures (SEP-2322) ------------------------------------
@@ -468,7 +501,9 @@ def test_input_required_result_list_roots(
     answer = (ctx.input_responses or {}).get("client_roots")
     if not isinstance(answer, types.ListRootsResult):
         return _input_required("client_roots", types.ListRootsRequest())
-    return _text(f"Client exposed {len(answer.roots)} root(s): {[str(r.uri) for r in answer.roots]}")
+    return _text(
+        f"Client exposed {len(answer.roots)} root(s): {[str(r.uri) for r in answer.roots]}"
+    )
 
 
 CONFIRM_SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
@@ -487,7 +522,9 @@ def test_input_required_result_request_state(
     )
 
 
-@server.tool(description="Asks for elicitation, sampling and roots at once", structured_output=False)
+@server.tool(
+    description="Asks for elicitation, sampling and roots at once", structured_output=False
+)
 def test_input_required_result_multiple_inputs(
     ctx: Context,
 ) -> types.CallToolResult | types.InputRequiredResult:
@@ -514,7 +551,11 @@ def test_input_required_result_multi_round(
             input_requests={
                 "step2": _elicit(
                     "Step 2: What is your favorite color?",
-                    {"type": "object", "properties": {"color": {"type": "string"}}, "required": ["color"]},
+                    {
+                        "type": "object",
+                        "properties": {"color": {"type": "string"}},
+                        "required": ["color"],
+                    },
                 )
             },
             request_state=json.dumps({"round": 2, "name": _accepted(responses["step1"], "name")}),
@@ -634,7 +675,7 @@ def test_prompt_with_arguments(arg1: str, arg2: str) -> list[UserMessage]:
 
 
 @server.prompt(description="A prompt with an embedded resource")
-def test_prompt_with_embedded_resource(resourceUri: str) -> list[UserMessage]:  # noqa: N803
+def test_prompt_with_embedded_resource(resourceUri: str) -> list[UserMessage]:
     return [
         UserMessage(content=_resource(resourceUri, "Embedded resource content for testing.")),
         UserMessage(content=types.TextContent(text="Please process the embedded resource above.")),
@@ -650,14 +691,20 @@ def test_prompt_with_image() -> list[UserMessage]:
 
 
 @server.prompt(description="A prompt that asks for context by MRTR")
-def test_input_required_result_prompt(ctx: Context) -> list[UserMessage] | types.InputRequiredResult:
+def test_input_required_result_prompt(
+    ctx: Context,
+) -> list[UserMessage] | types.InputRequiredResult:
     answer = (ctx.input_responses or {}).get("user_context")
     if not isinstance(answer, types.ElicitResult):
         return _input_required(
             "user_context",
             _elicit(
                 "What context should the prompt use?",
-                {"type": "object", "properties": {"context": {"type": "string"}}, "required": ["context"]},
+                {
+                    "type": "object",
+                    "properties": {"context": {"type": "string"}},
+                    "required": ["context"],
+                },
             ),
         )
     text = f"Prompt with context: {_accepted(answer, 'context')}"
@@ -690,7 +737,9 @@ class _EventStore(EventStore):
         self._events.append((stream_id, event_id, message))
         return event_id
 
-    async def replay_events_after(self, last_event_id: str, send_callback: EventCallback) -> str | None:
+    async def replay_events_after(
+        self, last_event_id: str, send_callback: EventCallback
+    ) -> str | None:
         stream = next((s for s, e, _ in self._events if e == last_event_id), None)
         if stream is None:
             return None
