@@ -108,9 +108,9 @@ class NodeClientError(AssertionError):
 
 
 def run_node_client(
-    script: str, args: list[str], *, env: dict[str, str] | None = None, timeout_s: float = 60
-) -> Any:
-    """Runs tests/peers/clients/SCRIPT with ARGS; returns the JSON it printed last."""
+    script: str, args: list[str], *, env: dict[str, str] | None = None, timeout_s: float = 120
+) -> list[Any]:
+    """Runs tests/peers/clients/SCRIPT with ARGS; returns the JSON lines it printed."""
     done = subprocess.run(
         [str(NODE), str(CLIENTS / script), *args],
         cwd=REPO,
@@ -120,10 +120,10 @@ def run_node_client(
         env={"PATH": "/usr/bin:/bin", **(env or {})},
         check=False,
     )
-    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         raise NodeClientError(
             f"{script} {args} exited {done.returncode}\nstdout:\n{done.stdout[-3000:]}\n"
             f"stderr:\n{done.stderr[-3000:]}"
         )
-    return json.loads(lines[-1])
+    return [json.loads(line) for line in lines]
