@@ -21,6 +21,8 @@ KUBECHECK_SRC := $(sort $(wildcard deploy/kubecheck/*.go)) deploy/kubecheck/go.m
 KUBECHECK := $(TOOLS)/kubecheck/$(shell cat $(KUBECHECK_SRC) 2>/dev/null | sha256sum | cut -c1-16)/kubecheck
 
 PEERS   := tests/peers/node_modules/.installed
+# langchain-mcp-adapters needs mcp<2, the gateway mcp>=2.3: it gets its own environment.
+LANGCHAIN := tests/peers/langchain/.venv/.synced
 
 .PHONY: setup run test test-setup opa helm kubecheck peers lint bench bench-setup clean
 
@@ -66,11 +68,15 @@ $(KUBECHECK): $(KUBECHECK_SRC)
 # Real third-party MCP peers from npm (tests/peers/package.json, pinned by its lock):
 # the reference server, the TypeScript SDK clients (v1 and v2), the Inspector, the
 # official conformance suite, and a Node 22 it needs (this machine's Node is 20).
-peers: $(PEERS)
+peers: $(PEERS) $(LANGCHAIN)
 
 $(PEERS): tests/peers/package.json tests/peers/package-lock.json
 	@echo "installing the npm test peers (tests/peers)"
 	cd tests/peers && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(LANGCHAIN): tests/peers/langchain/pyproject.toml tests/peers/langchain/uv.lock | $(UV)
+	$(UV) sync --project tests/peers/langchain --locked --quiet
 	touch $@
 
 run: setup $(OPA)
@@ -78,7 +84,7 @@ run: setup $(OPA)
 
 # Provides the real components the tests use (PostgreSQL, OPA, Helm and kubecheck for
 # the chart, the npm MCP peers, Chromium for the browser tests), then runs every test.
-test-setup: setup $(OPA) $(HELM) $(KUBECHECK) $(PEERS)
+test-setup: setup $(OPA) $(HELM) $(KUBECHECK) $(PEERS) $(LANGCHAIN)
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-chromium.sh
 

@@ -6,12 +6,14 @@ error, through the aggregated ``/mcp`` of the e2e gateway (tests/e2e/conftest.py
   (``@modelcontextprotocol/client``, both eras): tests/peers/clients/ts_tools_client.mjs;
 - the MCP Inspector's command line (``inspector --cli``);
 - the OpenAI Agents SDK's MCP client (``agents.mcp.MCPServerStreamableHttp``), its
-  tool objects called directly, without a model.
+  tool objects called directly, without a model;
+- ``langchain-mcp-adapters`` (``MultiServerMCPClient``, its LangChain tools invoked
+  directly): tests/peers/clients/langchain_client.py, in its own environment
+  (tests/peers/langchain, installed by ``make peers``), since its releases require
+  ``mcp<2`` and the gateway ``mcp>=2.3``.
 
 Elsewhere: pydantic-ai in test_agent_framework.py; raw 2026-07-28 requests in
 test_mcp_surface.py and test_mcp_direct_path.py; the Python SDK client throughout.
-``langchain-mcp-adapters`` cannot be tested in this environment: its releases require
-``mcp<2``, the gateway ``mcp>=2.3`` (see the report of the branch that added this file).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from tests.support.processes import REPO, GatewayServer, McpUpstreamServer, read
 
 pytestmark = pytest.mark.anyio
 
+LANGCHAIN_PYTHON = REPO / "tests" / "peers" / "langchain" / ".venv" / "bin" / "python"
+LANGCHAIN_CLIENT = REPO / "tests" / "peers" / "clients" / "langchain_client.py"
 INSPECTOR = PEERS / "@modelcontextprotocol" / "inspector" / "clients" / "launcher" / "build"
 # local__echo allows at most 20 characters of text (tests/e2e/conftest.py): a denial.
 DENIED = ("local__echo", {"text": "x" * 30})
@@ -139,3 +143,37 @@ async def test_openai_agents_lists_and_calls_tools(
         denied = await server.call_tool(*DENIED)
         assert denied.is_error and "was not executed" in denied.content[0].text
         assert len(read_calls(stdio_call_log)) == before
+
+
+def langchain(gateway: GatewayServer, tool: str, arguments: dict[str, Any]) -> Any:
+    done = subprocess.run(
+        [
+            str(LANGCHAIN_PYTHON),
+            str(LANGCHAIN_CLIENT),
+            gateway.mcp_url,
+            tool,
+            json.dumps(arguments),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "MCP_TOKEN": gateway.token(sub="agent:langchain")},
+        check=False,
+    )
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_langchain_mcp_adapters_lists_and_calls_tools(
+    gateway: GatewayServer, mcp_upstream: McpUpstreamServer, stdio_call_log: Path
+) -> None:
+    seen = langchain(gateway, "up__echo", {"text": "from langchain"})
+    assert "up__echo" in seen["tools"] and "up__write" not in seen["tools"]
+    assert seen["error"] is None and "from langchain" in json.dumps(seen["result"])
+    assert {"text": "from langchain"} in [c["arguments"] for c in mcp_upstream.calls()]
+
+    before = len(read_calls(stdio_call_log))
+    denied = langchain(gateway, *DENIED)
+    assert "was not executed" in json.dumps([denied["result"], denied["error"]])
+    assert len(read_calls(stdio_call_log)) == before
