@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import queue
 import threading
 import time
@@ -37,6 +38,7 @@ from gateway.audit.batch import (
     write_batch,
 )
 from gateway.audit.records import AuditRecord
+from gateway.clock import Clock, monotonic
 from gateway.errors import AuditUnavailable, ConfigError
 from gateway.store.db import is_sqlite_file
 
@@ -93,9 +95,13 @@ class AuditLog:
     path. Never while recent commits took longer than `INLINE_BUDGET_S` on
     average (a slow disk must not stall the loop), and never on PostgreSQL, where a
     commit is network round trips.
+
+    ``clock`` times those commits and the gaps between appends (`gateway.clock`).
     """
 
-    def __init__(self, engine: Engine, origin: str, *, max_batch: int = 512) -> None:
+    def __init__(
+        self, engine: Engine, origin: str, *, max_batch: int = 512, clock: Clock = monotonic
+    ) -> None:
         if not origin or not origin.isprintable() or origin != origin.strip():
             raise ConfigError(f"audit origin {origin!r} must be a non-empty printable line")
         if max_batch < 1:
@@ -103,6 +109,7 @@ class AuditLog:
         self._engine = engine
         self._origin = origin
         self._max_batch = max_batch
+        self._clock = clock
         self._database = engine.url.render_as_string(hide_password=True)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         # Guards the accepting flag together with queue puts, so no request can slip
@@ -119,7 +126,7 @@ class AuditLog:
         self._inline: Appender | None = None
         self._inline_lock = threading.Lock()  # one inline append at a time, any thread
         self._recent_s = 0.0  # running average of commit times, inline and writer thread
-        self._last_append = 0.0  # time.monotonic() of the latest append or submit
+        self._last_append = -math.inf  # clock() of the latest append or submit
 
     @property
     def origin(self) -> str:
@@ -170,7 +177,7 @@ class AuditLog:
         return self._queue_prepared(tuple(prepare_record(r) for r in records))
 
     def _queue_prepared(self, prepared: tuple[PreparedRecord, ...]) -> asyncio.Future[list[int]]:
-        self._last_append = time.monotonic()
+        self._last_append = self._clock()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[int]] = loop.create_future()
         if not prepared:
@@ -187,7 +194,7 @@ class AuditLog:
         """Commits ``prepared`` on the calling thread if the log is idle (see the class
         docstring); ``None`` when it did not, having appended nothing."""
         inline = self._inline
-        now = time.monotonic()
+        now = self._clock()
         quiet = now - self._last_append >= INLINE_QUIET_S
         self._last_append = now
         if inline is None or not quiet or self._recent_s >= INLINE_BUDGET_S:
@@ -198,7 +205,7 @@ class AuditLog:
             with self._lock:
                 if not self._accepting or self._pending:
                     return None
-            started = time.perf_counter()
+            started = self._clock()
             try:
                 return inline.write([prepared])[0]
             except WriterBusy:
@@ -206,7 +213,7 @@ class AuditLog:
             except Exception as exc:
                 raise self._commit_failed(len(prepared), exc)() from exc
             finally:
-                self._timed(time.perf_counter() - started)
+                self._timed(self._clock() - started)
         finally:
             self._inline_lock.release()
 
@@ -305,23 +312,27 @@ class AuditLog:
                 return
 
     def _commit_batch(self, appender: Appender, batch: Sequence[_Request]) -> None:
-        started = time.perf_counter()
+        started = self._clock()
         try:
             results = appender.write([r.records for r in batch])
         except Exception as exc:
+            elapsed = self._clock() - started
             count = sum(len(r.records) for r in batch)
             self._done(batch)
             caught_up = self._settle(batch, None, self._commit_failed(count, exc))
         else:
+            # The commit alone: once its callers are woken they may append again.
+            elapsed = self._clock() - started
             self._done(batch)
             caught_up = self._settle(batch, results, None)
         # The writer's commits count too: an inline commit that was slow once must not
         # keep appends off the loop for good, and a loaded log keeps them off.
-        self._timed(time.perf_counter() - started)
+        self._timed(elapsed)
         # Group commit only works if the next batch collects every caller this one just
         # woke. Without this wait the writer grabs the first one or two re-appends and
         # commits them alone while the rest queue up: batches alternate tiny and large
-        # and throughput halves. Bounded, so a busy loop cannot stall the writer.
+        # and throughput halves. Bounded, so a busy loop cannot stall the writer; real
+        # time, not self._clock: it bounds how long this thread actually blocks.
         deadline = time.monotonic() + CATCH_UP_WAIT_S
         for event in caught_up:
             event.wait(max(0.0, deadline - time.monotonic()))

@@ -7,46 +7,49 @@ import itertools
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 from sqlalchemy import Engine
 
 from gateway.audit import iter_entries, verify_chain
+from tests.support.processes import REPO
 
-WORKER = Path(__file__).with_name("audit_append_worker.py")
+WORKER = "tests.integration.audit.audit_append_worker"
 ORIGIN = "test.example/audit"
 PROCESSES, TASKS, PER_TASK = 3, 8, 40
 
 
 def test_processes_append_to_one_chain(engine: Engine, database_url: str) -> None:
-    _run_workers(engine, database_url, tasks=TASKS, per_task=PER_TASK, pause_s=0.0)
+    _run_workers(engine, database_url, tasks=TASKS, per_task=PER_TASK, walk=False)
 
 
 def test_processes_appending_at_a_walk_share_one_chain(engine: Engine, database_url: str) -> None:
-    # One task each, pausing between appends: on SQLite each process commits on its
-    # event loop whenever it finds the file free and hands over to its writer thread
-    # when another process holds it (busy timeout 0 on the loop).
-    _run_workers(engine, database_url, tasks=1, per_task=80, pause_s=0.002)
+    # One task each, whose appends are all quiet (the worker's clock says so): on SQLite
+    # each process commits on its event loop whenever it finds the file free and hands
+    # over to its writer thread when another process holds it (busy timeout 0 on the
+    # loop).
+    _run_workers(engine, database_url, tasks=1, per_task=80, walk=True)
 
 
 def _run_workers(
-    engine: Engine, database_url: str, *, tasks: int, per_task: int, pause_s: float
+    engine: Engine, database_url: str, *, tasks: int, per_task: int, walk: bool
 ) -> None:
     workers = [
         subprocess.Popen(
             [
                 sys.executable,
-                str(WORKER),
+                "-m",
+                WORKER,
                 database_url,
                 ORIGIN,
                 f"w{n}",
                 str(tasks),
                 str(per_task),
-                str(pause_s),
+                *(["walk"] if walk else []),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            cwd=REPO,
         )
         for n in range(PROCESSES)
     ]
@@ -77,7 +80,7 @@ def _run_workers(
     # On PostgreSQL, waiters for the advisory lock queue in order, so the processes
     # visibly take turns. SQLite's busy handler polls and is not fair: one process may
     # write several batches in a row, so only correctness is asserted there.
-    if engine.dialect.name == "postgresql" and not pause_s:
+    if engine.dialect.name == "postgresql" and not walk:
         owners = [owner[e.seq] for e in entries]
         turns = sum(1 for a, b in itertools.pairwise(owners) if a != b)
         assert turns >= PROCESSES

@@ -1,0 +1,29 @@
+"""The clock that code deciding something from elapsed time reads.
+
+Some decisions here are made from how long something took or how long ago it
+happened, on this process's own monotonic clock: whether a write may stay on the
+event loop (a running average of recent commit or evaluation times against a
+budget), whether appends come close enough together to be a burst, whether a
+checkpoint is due after ``every_seconds``. Such code takes a `Clock` at construction,
+`monotonic` in production, so that what it decides can be checked by moving time by
+hand rather than by waiting for it, or by hoping a busy machine is fast enough.
+
+Not for lease, expiry or timer arithmetic shared between processes: that is on the
+database clock (DESIGN: every process must agree on it), and a test moves it by
+writing times that are already in the past.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+Clock = Callable[[], float]
+"""Seconds on a monotonic scale: only the difference between two readings means
+anything."""
+
+
+def monotonic() -> float:
+    """The process's high-resolution monotonic clock (`time.perf_counter`: fine enough
+    for millisecond budgets on every platform)."""
+    return time.perf_counter()
