@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +12,7 @@ from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine
 
 from gateway.store import create_engine, migrate
+from tests.support.waiting import eventually
 
 # Property tests never time an example (the machine may be busy), and in CI they run
 # the same examples every time (derandomized), so that a red run can be reproduced.
@@ -66,15 +66,15 @@ def pg_database_url() -> Iterator[str]:
 def _drop_database(admin: sa.Engine, name: str) -> None:
     # FORCE ends our own leftover sessions, but not an autovacuum worker busy on the
     # database (not ours to signal): that one finishes within moments, so try again.
-    for attempt in range(40):
+    def dropped() -> bool:
         try:
             with admin.connect() as conn:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            return
         except sa.exc.ProgrammingError:
-            if attempt == 39:
-                raise
-            time.sleep(0.25)
+            return False
+        return True
+
+    eventually(dropped, f"DROP DATABASE {name} (still in use)")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from gateway.approvals.models import Approval, ApprovalStatus, parse_time
+from gateway.clock import Clock, monotonic
 from gateway.types import ProgressCallback
 
 log = logging.getLogger(__name__)
@@ -80,21 +81,22 @@ async def hold(
     signals: Signals,
     timeout_s: float,
     progress: ProgressCallback | None,
+    clock: Clock = monotonic,
 ) -> Approval:
     """Waits up to ``timeout_s`` for ``approval`` to settle; returns it as last read.
 
     ``read`` re-reads the approval (expiring it when due), so a hold ends as soon as
-    the approval is decided here or elsewhere, or expires.
+    the approval is decided here or elsewhere, or expires. ``clock`` paces the hold
+    and its progress reports (`gateway.clock`); the waits themselves are ``signals``'.
     """
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    started = clock()
     deadline = started + timeout_s
     next_progress = started
     current = approval
     while True:
         if settled(current) or signals.closed:
             return current
-        now = loop.time()
+        now = clock()
         if now >= deadline:
             return current
         if progress is not None and now >= next_progress:

@@ -7,7 +7,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+
+from tests.support.waiting import eventually
 
 # As in tests/conftest.py: the role that creates the test databases (CREATEROLE, too).
 PG_ADMIN_URL = os.environ.get(
@@ -82,14 +83,15 @@ def role_database(admin_url: str) -> Iterator[RoleDatabase]:
         yield roles
     finally:
         with admin.connect() as conn:
-            for attempt in range(40):
+
+            def dropped() -> bool:
                 try:
                     conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                    break
-                except sa.exc.ProgrammingError:
-                    if attempt == 39:
-                        raise
-                    time.sleep(0.25)
+                except sa.exc.ProgrammingError:  # an autovacuum worker: gone in moments
+                    return False
+                return True
+
+            eventually(dropped, f"DROP DATABASE {name} (still in use)")
             # The database held everything they owned or were granted.
             conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{app}"')
             conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{owner}"')

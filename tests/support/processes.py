@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import httpx
 import yaml
 
 from gateway.identity import generate_dev_issuer, mint_token
+from tests.support.waiting import TIMEOUT_S, eventually
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "policies"
@@ -80,35 +80,40 @@ def spawn(args: list[str], log_path: Path, *, env: dict[str, str] | None = None)
     return Process(popen, log_path)
 
 
-def wait_for_http(url: str, process: Process, *, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
+def wait_for_http(url: str, process: Process, *, timeout: float = TIMEOUT_S) -> None:
+    last = ["no answer"]
+
+    def answered() -> bool:
         if process.popen.poll() is not None:
             raise RuntimeError(f"process exited with {process.popen.returncode}:\n{process.log()}")
         try:
-            response = httpx.get(url, timeout=1)
-            if response.status_code == 200:
-                return
-            last = f"HTTP {response.status_code}: {response.text[:200]}"
+            response = httpx.get(url, timeout=5)
         except httpx.HTTPError as exc:
-            last = repr(exc)
-        time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"{url} not ready after {timeout}s ({last}):\n{process.log()}")
+            last[0] = repr(exc)
+            return False
+        last[0] = f"HTTP {response.status_code}: {response.text[:200]}"
+        return response.status_code == 200
+
+    try:
+        eventually(answered, f"{url} answers 200", timeout_s=timeout)
+    except AssertionError:
+        process.kill()
+        why = f"{url} not ready after {timeout}s ({last[0]})"
+        raise RuntimeError(f"{why}:\n{process.log()}") from None
 
 
-def wait_for_port(port: int, process: Process, *, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_for_port(port: int, process: Process, *, timeout: float = TIMEOUT_S) -> None:
+    def open_() -> bool:
         if process.popen.poll() is not None:
             raise RuntimeError(f"process exited with {process.popen.returncode}:\n{process.log()}")
         with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"port {port} not open after {timeout}s:\n{process.log()}")
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        eventually(open_, f"port {port} open", timeout_s=timeout)
+    except AssertionError:
+        process.kill()
+        raise RuntimeError(f"port {port} not open after {timeout}s:\n{process.log()}") from None
 
 
 @dataclass

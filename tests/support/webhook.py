@@ -4,7 +4,6 @@ every JSON body POSTed to it, for tests of the gateway's notifications."""
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import uvicorn
@@ -14,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.support.processes import free_port
+from tests.support.waiting import eventually
 
 
 class WebhookReceiver:
@@ -40,22 +40,18 @@ class WebhookReceiver:
 
     def __enter__(self) -> WebhookReceiver:
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("webhook receiver did not start")
-            time.sleep(0.02)
+        eventually(lambda: self._server.started, "the webhook receiver started")
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._server.should_exit = True
         self._thread.join(10)
 
-    def wait_for(self, count: int, timeout: float = 10) -> list[Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def wait_for(self, count: int) -> list[Any]:
+        """The bodies received, once there are at least ``count``."""
+
+        def received() -> list[Any] | None:
             with self._lock:
-                if len(self.bodies) >= count:
-                    return list(self.bodies)
-            time.sleep(0.05)
-        raise AssertionError(f"expected {count} webhook calls, got {len(self.bodies)}")
+                return list(self.bodies) if len(self.bodies) >= count else None
+
+        return eventually(received, f"{count} webhook calls")

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import Engine
 
-from gateway.approvals import ApprovalService, ApprovalStatus
+from gateway.approvals import ApprovalService, ApprovalStatus, holds
 from gateway.approvals.errors import (
     ApprovalNotFound,
     ApprovalNotPending,
@@ -22,13 +23,16 @@ from gateway.approvals.errors import (
     ReasonRequired,
     SelfApproval,
 )
+from gateway.approvals.holds import Signals
 from gateway.audit import AuditLog, read_entries
 from gateway.config import ApprovalsConfig
 from gateway.errors import AuditUnavailable
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.types import Actor, Decision, Obligations, Principal, ToolCall
+from tests.support.approvals import lapse
 from tests.support.deciding import decider_for
 from tests.support.processes import write_policy
+from tests.support.waiting import TIMEOUT_S, eventually_async
 
 pytestmark = pytest.mark.anyio
 
@@ -59,6 +63,34 @@ def call(arguments: dict[str, object] | None = None, principal: Principal = AGEN
         transport="mcp",
         request_id=f"req_{time.monotonic_ns()}",
     )
+
+
+# Longer than any test may run: a wait this long only ends by the event it waits for.
+NEVER_S = 3600.0
+
+Waiting = Callable[[str | None], Awaitable[None]]
+
+
+@pytest.fixture
+def waiting(monkeypatch: pytest.MonkeyPatch) -> Waiting:
+    """``await waiting(approval_id)`` returns once something in the service waits for
+    a wake-up about that approval (None: about any change), so that a test decides
+    only after the waiter it means to wake is listening."""
+    listening: defaultdict[str | None, asyncio.Event] = defaultdict(asyncio.Event)
+    real_wait = Signals.wait
+
+    async def wait(self: Signals, approval_id: str | None, timeout_s: float) -> None:
+        # Set before the real wait registers, but the test only runs once this task
+        # yields, inside that wait, registered.
+        listening[approval_id].set()
+        await real_wait(self, approval_id, timeout_s)
+
+    monkeypatch.setattr(Signals, "wait", wait)
+
+    async def waited(approval_id: str | None) -> None:
+        await asyncio.wait_for(listening[approval_id].wait(), TIMEOUT_S)
+
+    return waited
 
 
 @pytest.fixture
@@ -158,19 +190,23 @@ async def test_a_named_user_may_decide(parts) -> None:
     assert decided.status is ApprovalStatus.DENIED
 
 
-async def test_a_hold_is_released_at_once_by_a_decision_here(parts) -> None:
+async def test_a_hold_is_released_at_once_by_a_decision_here(
+    parts, waiting: Waiting, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No polling: only the in-process wake-up can end this hold before the test fails.
+    monkeypatch.setattr(holds, "POLL_S", NEVER_S)
     service, _, _ = parts
     approval = await service.request(call(), "h", needs_approval())
-    held = asyncio.create_task(service.hold(approval, timeout_s=5, progress=None))
-    await asyncio.sleep(0.1)
+    held = asyncio.create_task(service.hold(approval, timeout_s=NEVER_S, progress=None))
+    await waiting(approval.id)
     await service.decide(approval.id, BOB, approve=True, reason=None, channel="rest")
-    decided = time.monotonic()
-    released = await asyncio.wait_for(held, 5)
+    released = await asyncio.wait_for(held, TIMEOUT_S)
     assert released.status is ApprovalStatus.APPROVED
-    assert time.monotonic() - decided < 0.25  # the in-process wake-up, not the 0.5 s poll
 
 
 async def test_a_hold_reports_progress_and_ends_pending(parts) -> None:
+    # The cadence of the reports is tests/unit/approvals/test_approvals_holds.py's, on
+    # a clock that test moves; here, what a real hold reports first, and how it ends.
     service, _, _ = parts
     approval = await service.request(call(), "h", needs_approval())
     seen: list[tuple[float, str | None]] = []
@@ -180,36 +216,36 @@ async def test_a_hold_reports_progress_and_ends_pending(parts) -> None:
 
     result = await service.hold(approval, timeout_s=2.5, progress=progress)
     assert result.status is ApprovalStatus.PENDING
-    assert len(seen) == 2  # at 0 s and 2 s
-    assert seen[0][1] == f"waiting for approval {approval.id} (expires in 59 min)"
+    assert seen[0] == (0.0, f"waiting for approval {approval.id} (expires in 59 min)")
 
 
 async def test_the_sweeper_expires_and_audits(parts) -> None:
     service, _, engine = parts
-    approval = await service.request(call(), "h", needs_approval(ttl_s=1))
-    held = await service.hold(approval, timeout_s=4, progress=None)
+    approval = await service.request(call(), "h", needs_approval())
+    lapse(engine, approval.id)  # its TTL runs out
+    held = await service.hold(approval, timeout_s=TIMEOUT_S, progress=None)
     assert held.status is ApprovalStatus.EXPIRED  # the hold ends with the expiry
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        expiries = [p for k, p in kinds(engine, approval.id) if k == "approval.decision"]
-        if expiries:
-            break
-        await asyncio.sleep(0.1)
-    [expiry] = expiries
+    [expiry] = await eventually_async(
+        lambda: [p for k, p in kinds(engine, approval.id) if k == "approval.decision"],
+        "the expiry in the audit log",
+    )
     assert expiry["status"] == "expired" and expiry["decided_by"] == "system:expiry"
     with pytest.raises(ApprovalNotPending, match="expired at"):
         await service.decide(approval.id, BOB, approve=True, reason=None, channel="rest")
     assert await service.usable(AGENT, "up__write", approval.arguments_hash) is None
 
 
-async def test_changes_long_poll_returns_on_a_decision(parts) -> None:
+async def test_changes_long_poll_returns_on_a_decision(
+    parts, waiting: Waiting, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(holds, "POLL_S", NEVER_S)  # only the wake-up ends the long poll
     service, _, _ = parts
     approval = await service.request(call(), "h", needs_approval())
     version = await service.current_version()
-    waiting = asyncio.create_task(service.changes(version, timeout_s=5, principal=BOB))
-    await asyncio.sleep(0.1)
+    polling = asyncio.create_task(service.changes(version, timeout_s=NEVER_S, principal=BOB))
+    await waiting(None)
     await service.decide(approval.id, BOB, approve=True, reason=None, channel="console")
-    changes = await asyncio.wait_for(waiting, 5)
+    changes = await asyncio.wait_for(polling, TIMEOUT_S)
     assert [a.id for a in changes.approvals] == [approval.id]
     assert changes.version > version
     stranger = Principal(sub="user:zed", iss=ISS, roles=())

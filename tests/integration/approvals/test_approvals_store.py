@@ -3,6 +3,10 @@
 Each rule is a condition in an UPDATE's WHERE clause; these tests show each swap
 happens once, only from the state it names, and that concurrent attempts (threads
 with their own connections, as several processes would be) have one winner.
+
+Expiry compares against the database clock; a test makes a TTL run out by moving the
+approval's ``expires_at`` into the past (`tests.support.approvals.lapse`), never by
+waiting for it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from gateway.approvals.models import (
 )
 from gateway.approvals.store import ApprovalStore, db_now, new_approval_id
 from gateway.types import Actor, Identity
+from tests.support.approvals import lapse
 
 HASH = "ab" * 32
 
@@ -64,8 +69,8 @@ def audited(store: ApprovalStore, ttl_s: float = 3600, **kwargs: Any) -> Approva
     return result
 
 
-def approved(store: ApprovalStore, ttl_s: float = 3600) -> Approval:
-    approval = audited(store, ttl_s)
+def approved(store: ApprovalStore) -> Approval:
+    approval = audited(store)
     assert store.decide(
         approval.id, approve=True, decided_by="user:bob", reason=None, channel="rest"
     )
@@ -115,11 +120,11 @@ def test_a_decision_needs_the_request_audited_and_happens_once(store: ApprovalSt
     assert store.get(approval.id)[0].status is ApprovalStatus.DENIED  # type: ignore[union-attr]
 
 
-def test_expiry_happens_once_and_only_when_due(store: ApprovalStore) -> None:
-    approval = audited(store, ttl_s=0.5)
+def test_expiry_happens_once_and_only_when_due(store: ApprovalStore, engine: Engine) -> None:
+    approval = audited(store)
     assert store.expire(approval.id) is None  # not due yet
     assert store.due_for_expiry() == []
-    time.sleep(0.6)
+    lapse(engine, approval.id)
     assert store.due_for_expiry() == [approval.id]
     # Once due, a decision can no longer win, even though the row still says pending.
     assert (
@@ -132,9 +137,9 @@ def test_expiry_happens_once_and_only_when_due(store: ApprovalStore) -> None:
     assert store.due_for_expiry() == []
 
 
-def test_a_decided_approval_does_not_expire(store: ApprovalStore) -> None:
-    approval = approved(store, ttl_s=0.3)
-    time.sleep(0.4)
+def test_a_decided_approval_does_not_expire(store: ApprovalStore, engine: Engine) -> None:
+    approval = approved(store)
+    lapse(engine, approval.id)
     assert store.expire(approval.id) is None
     assert store.get(approval.id)[0].status is ApprovalStatus.APPROVED  # type: ignore[union-attr]
 
@@ -156,9 +161,9 @@ def test_execution_is_claimed_once_and_finished_by_its_claimant(store: ApprovalS
     assert store.claim(approval.id, "req_c") is None
 
 
-def test_an_approval_past_its_ttl_cannot_be_claimed(store: ApprovalStore) -> None:
-    approval = approved(store, ttl_s=0.3)
-    time.sleep(0.4)
+def test_an_approval_past_its_ttl_cannot_be_claimed(store: ApprovalStore, engine: Engine) -> None:
+    approval = approved(store)
+    lapse(engine, approval.id)
     assert store.claim(approval.id, "req_late") is None
 
 
@@ -207,11 +212,9 @@ def test_concurrent_swaps_have_exactly_one_winner(
     if action == "claim":
         approval = approved(store)
     else:
-        # Only the expiry race needs a short lifetime; a loaded machine can take longer
-        # than that to line the threads up.
-        approval = audited(store, ttl_s=0.3 if action == "expire" else 60)
+        approval = audited(store)
     if action == "expire":
-        time.sleep(0.4)
+        lapse(engine, approval.id)
     swaps: dict[str, Callable[[int], Approval | None]] = {
         "decide": lambda i: store.decide(
             approval.id, approve=i % 2 == 0, decided_by=f"u{i}", reason="r", channel="rest"
