@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from gateway.store import create_engine
 from tests.support.fixture_policy import write_fixture_data, write_fixture_policy
 from tests.support.opa import OpaServer
 from tests.support.processes import GatewayServer, McpUpstreamServer
+from tests.support.waiting import eventually
 
 ECHO = {"role": "agent", "tool": "up__echo"}
 WHOAMI = {"role": "agent", "tool": "up__whoami"}
@@ -82,14 +82,6 @@ def revision(gateway: GatewayServer) -> str:
     return str(readyz(gateway)["checks"]["policy"]["revision"])
 
 
-def wait_until(check: Callable[[], bool], what: str, timeout_s: float = 15) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s}s: {what}")
-        time.sleep(0.1)
-
-
 @pytest.fixture
 def database() -> Iterator[Callable[[GatewayServer], Engine]]:
     engines: list[Engine] = []
@@ -130,7 +122,7 @@ def test_file_changes_reload_and_bad_policies_keep_the_old_one(
 
         # An edit that denies a tool: calls are denied once the watcher loaded it.
         write_fixture_data(policy, [WHOAMI])
-        wait_until(lambda: status(gateway, "up__echo", {"text": "hi"}) == 403, "echo denied")
+        eventually(lambda: status(gateway, "up__echo", {"text": "hi"}) == 403, "echo denied")
         second = revision(gateway)
         assert second != first
         loaded = entries(db, "policy.loaded")[-1].payload
@@ -140,7 +132,7 @@ def test_file_changes_reload_and_bad_policies_keep_the_old_one(
 
         # A module that does not compile: rejected, recorded, the old policy serves on.
         (policy / "gateway" / "broken.rego").write_text("package gateway\n\nnot rego at all {\n")
-        wait_until(lambda: len(entries(db, "policy.rejected")) == 1, "policy.rejected")
+        eventually(lambda: len(entries(db, "policy.rejected")) == 1, "policy.rejected")
         rejected = entries(db, "policy.rejected")[0].payload
         assert rejected is not None
         assert rejected["previous_revision"] == second
@@ -154,7 +146,7 @@ def test_file_changes_reload_and_bad_policies_keep_the_old_one(
         # A change that breaks the policy's conformance case: rejected as well.
         (policy / "gateway" / "broken.rego").unlink()
         write_fixture_data(policy, [ECHO])
-        wait_until(lambda: len(entries(db, "policy.rejected")) == 2, "second rejection")
+        eventually(lambda: len(entries(db, "policy.rejected")) == 2, "second rejection")
         rejected = entries(db, "policy.rejected")[1].payload
         assert rejected is not None
         assert rejected["error"]["code"] == "policy_conformance_failed"
@@ -164,7 +156,7 @@ def test_file_changes_reload_and_bad_policies_keep_the_old_one(
 
         # Fixed: accepted.
         write_fixture_data(policy, [ECHO, WHOAMI, {"role": "agent", "tool": "up__login"}])
-        wait_until(lambda: status(gateway, "up__echo", {"text": "hi"}) == 200, "echo allowed")
+        eventually(lambda: status(gateway, "up__echo", {"text": "hi"}) == 200, "echo allowed")
         assert status(gateway, "up__whoami") == 200
         assert [e.payload["trigger"] for e in entries(db, "policy.loaded") if e.payload] == [
             "start",
@@ -185,13 +177,12 @@ def test_sighup_reloads_when_watching_is_off(
     try:
         first = revision(gateway)
         write_fixture_data(policy, [WHOAMI])
-        time.sleep(1.0)  # not watching: nothing changes on its own
         assert status(gateway, "up__echo", {"text": "hi"}) == 200
         assert revision(gateway) == first
 
         assert gateway.process is not None
         os.kill(gateway.process.popen.pid, signal.SIGHUP)
-        wait_until(lambda: status(gateway, "up__echo", {"text": "hi"}) == 403, "echo denied")
+        eventually(lambda: status(gateway, "up__echo", {"text": "hi"}) == 403, "echo denied")
         loaded = entries(db, "policy.loaded")[-1].payload
         assert loaded is not None
         assert (loaded["trigger"], loaded["previous_revision"]) == ("sighup", first)
@@ -200,9 +191,16 @@ def test_sighup_reloads_when_watching_is_off(
         # A broken policy on SIGHUP: rejected, and the process serves on.
         (policy / "gateway" / "broken.rego").write_text("package gateway\n\n{{{\n")
         os.kill(gateway.process.popen.pid, signal.SIGHUP)
-        wait_until(lambda: len(entries(db, "policy.rejected")) == 1, "policy.rejected")
+        eventually(lambda: len(entries(db, "policy.rejected")) == 1, "policy.rejected")
         assert status(gateway, "up__whoami") == 200
         assert gateway.process.popen.poll() is None
+        # Not watching: only the signals reloaded, nothing on its own, though both
+        # edits waited on disk for a while (whether a watcher would have got there
+        # first is a race; that no load or rejection ever says "watch" is not).
+        triggers = [e.payload["trigger"] for e in entries(db, "policy.loaded") if e.payload]
+        assert triggers == ["start", "sighup"]
+        [rejected] = entries(db, "policy.rejected")
+        assert rejected.payload is not None and rejected.payload["trigger"] == "sighup"
     finally:
         gateway.stop()
 

@@ -156,6 +156,23 @@ def _log_effect(result: dict[str, Any]) -> None:
         log.write(json.dumps(result) + "\n")
 
 
+_GATHERINGS: dict[str, tuple[list[int], anyio.Event]] = {}
+
+
+@server.tool()
+async def rendezvous(group: str, count: int, ctx: Context) -> str:
+    """Answers once ``count`` calls naming ``group`` have arrived: whoever gets an answer
+    knows they were all in flight at the same time, however slow the machine. (A call
+    whose partners never come waits until its caller gives up.)"""
+    _record(ctx, "rendezvous", {"group": group, "count": count})
+    arrived, everyone = _GATHERINGS.setdefault(group, ([0], anyio.Event()))
+    arrived[0] += 1
+    if arrived[0] >= count:
+        everyone.set()
+    await everyone.wait()
+    return f"{count} met"
+
+
 @server.tool()
 def flaky(fail_times: int, ctx: Context) -> dict[str, Any]:
     """Fails (isError) the first ``fail_times`` calls per idempotency key, then succeeds."""

@@ -5,7 +5,6 @@ database."""
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from gateway.upstreams.pinning import PinGuard
 from gateway.upstreams.pins import PinStore
 from tests.support.deciding import decider_for
 from tests.support.processes import write_policy
+from tests.support.waiting import eventually_async
 
 AGENT = Principal(sub="agent:planner", iss="https://issuer.test", roles=("agent",))
 APPROVER = Principal(sub="user:approver", iss="https://issuer.test", roles=("approver",))
@@ -48,6 +48,7 @@ GRANTS = [
     {"role": "agent", "tool": "up__fail"},
     {"role": "agent", "tool": "up__slow"},
     {"role": "agent", "tool": "up__login"},
+    {"role": "agent", "tool": "up__rendezvous"},
     # Allowed once a human approves.
     {"role": "agent", "tool": "up__write", "approval": {"approvers": ["role:approver"]}},
 ]
@@ -77,19 +78,24 @@ class Parts:
         )
         return run_id
 
-    async def wait(self, run_id: str, timeout_s: float = 30) -> dict[str, Any]:
-        """The run once it finished; fails the test after ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+    async def wait(self, run_id: str) -> dict[str, Any]:
+        """The run once it finished."""
+        return await self.view_once(run_id, "succeeded", "failed", "cancelled")
+
+    async def view_once(self, run_id: str, *statuses: str) -> dict[str, Any]:
+        """The run's view once its status is one of ``statuses``."""
+
+        async def reached() -> dict[str, Any] | None:
             view = await self.executor.get(run_id, None)
-            if view["status"] in ("succeeded", "failed", "cancelled"):
-                return view
-            await anyio.sleep(0.05)
-        raise AssertionError(f"run {run_id} did not finish: {view}")
+            return view if view["status"] in statuses else None
+
+        return await eventually_async(reached, f"run {run_id} {' or '.join(statuses)}")
 
 
 def upstream_binding(url: str) -> Binding:
-    config = McpHttpUpstream.model_validate({"name": "up", "url": url, "timeout_s": 5})
+    # A generous call timeout: a call that must wait for others (up__rendezvous) waits
+    # as long as a busy machine takes to make them. Step timeouts are tested per step.
+    config = McpHttpUpstream.model_validate({"name": "up", "url": url, "timeout_s": 60})
     credentials = CredentialProvider(
         "up", config.credentials, default_audience=url, mint=lambda *a: ""
     )

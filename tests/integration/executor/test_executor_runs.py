@@ -4,19 +4,20 @@ real pipeline to a real MCP upstream, with the shipped Rego policy."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import anyio
 import pytest
 
-from gateway.audit import read_entries
+from gateway.audit import AuditRecord, read_entries
 from gateway.errors import GatewayError
 from gateway.executor import PlanInvalid, PlanRefused
 from gateway.executor.errors import IdempotencyConflict
 from gateway.executor.worker import Worker
 from tests.integration.executor.harness import AGENT, APPROVER, Parts, executor_parts
 from tests.support.processes import McpUpstreamServer
+from tests.support.waiting import eventually_async
 
 pytestmark = pytest.mark.anyio
 
@@ -128,16 +129,16 @@ async def test_routing_skips_the_branch_not_taken(parts: Parts):
 
 
 async def test_independent_branches_run_concurrently(parts: Parts):
-    plan = {
-        "steps": [
-            {"id": f"b{i}", "tool": "up__slow", "arguments": {"seconds": 0.5}} for i in range(4)
-        ]
-    }
+    # Each branch's call is answered only once all four have reached the upstream: the
+    # run can only succeed if all four were running at the same time.
+    group = uuid.uuid4().hex
+    meet = {"tool": "up__rendezvous", "arguments": {"group": group, "count": 4}}
+    plan = {"steps": [{"id": f"b{i}", **meet} for i in range(4)]}
     view = await parts.wait(await parts.submit(plan))
     assert view["status"] == "succeeded", view
     starts = sorted(s["started_at"] for s in view["steps"])
     finishes = sorted(s["finished_at"] for s in view["steps"])
-    assert starts[-1] < finishes[0]  # all four were running at the same time
+    assert starts[-1] < finishes[0]
 
 
 async def test_retries_with_backoff_then_succeeds(parts: Parts):
@@ -270,14 +271,7 @@ async def test_cancel_stops_a_sleeping_run(parts: Parts):
         ]
     }
     run_id = await parts.submit(plan)
-    for _ in range(100):
-        view = await parts.executor.get(run_id, None)
-        if view["status"] == "waiting":
-            break
-        import anyio
-
-        await anyio.sleep(0.05)
-    assert view["status"] == "waiting"
+    await parts.view_once(run_id, "waiting")
     assert await parts.executor.cancel(run_id, None) == "cancelled"
     view = await parts.wait(run_id)
     assert view["status"] == "cancelled"
@@ -317,12 +311,11 @@ async def test_quota_of_tool_calls_is_enforced_by_the_engine(parts: Parts):
 
 async def test_step_timeout_and_run_deadline(parts: Parts):
     plan = {
-        "deadline_s": 1.5,
         "steps": [
             {
                 "id": "slow",
                 "tool": "up__slow",
-                "arguments": {"seconds": 1.0},
+                "arguments": {"seconds": 5.0},  # long past the step's timeout, however busy
                 "timeout_s": 0.3,
                 "retry": {"max_attempts": 1},
             },
@@ -339,23 +332,25 @@ async def test_step_timeout_and_run_deadline(parts: Parts):
 
 async def _waiting_approval(parts: Parts, run_id: str, step_id: str) -> str:
     """The approval a step waits for, once the run is released (status waiting)."""
-    for _ in range(200):
+
+    async def waiting() -> str | None:
         view = await parts.executor.get(run_id, None)
         step = _step(view, step_id)
         if step["approval_id"] and step["status"] == "waiting" and view["status"] == "waiting":
             return str(step["approval_id"])
-        await anyio.sleep(0.05)
-    raise AssertionError(f"step {step_id} never waited for an approval: {view}")
+        return None
+
+    return await eventually_async(waiting, f"step {step_id} waiting for an approval")
 
 
 async def _kinds(parts: Parts, run_id: str, last: str) -> list[str]:
     """The run's audit kinds once ``last`` is in the log (events are queued, not awaited)."""
-    for _ in range(100):
-        kinds = [e.kind for e in read_entries(parts.database, ref=run_id)]
-        if last in kinds:
-            return kinds
-        await anyio.sleep(0.05)
-    raise AssertionError(f"{last} never reached the audit log: {kinds}")
+
+    def kinds() -> list[str] | None:
+        found = [e.kind for e in read_entries(parts.database, ref=run_id)]
+        return found if last in found else None
+
+    return await eventually_async(kinds, f"{last} in the audit log")
 
 
 async def test_an_approval_gate_waits_durably_and_continues_when_approved(parts: Parts):
@@ -424,6 +419,14 @@ async def test_a_step_needing_approval_runs_once_approved(parts: Parts, upstream
     assert len(writes) == 1
 
 
+async def _entries_so_far(parts: Parts) -> int:
+    """How many entries the log has once everything queued so far is written. Run
+    events are queued, not awaited; the queue is the chain's order, so once a marker
+    appended now is written, so is everything queued before it."""
+    await parts.audit.append(AuditRecord("test.marker", "marker", {}))
+    return len(read_entries(parts.database))
+
+
 async def test_a_run_waiting_for_approval_holds_nothing_and_writes_nothing(
     database_url: str, tmp_path: Path, upstream: McpUpstreamServer
 ):
@@ -444,10 +447,10 @@ async def test_a_run_waiting_for_approval_holds_nothing_and_writes_nothing(
         now = parts.store.clock()
         # Claimable again at the gate's timeout, not after a poll interval.
         assert waiting.wake_at - now > 3000
-        before = len(read_entries(parts.database))
+        before = await _entries_so_far(parts)
         for _ in range(60):  # every poll of every worker for as long as it likes
             assert not await worker.run_once()
-        assert len(read_entries(parts.database)) == before
+        assert await _entries_so_far(parts) == before + 1  # only the second marker
         assert parts.store.run_row(run_id).fencing_token == waiting.fencing_token
 
         approval_id = _step(await parts.executor.get(run_id, None), "gate")["approval_id"]
@@ -457,6 +460,7 @@ async def test_a_run_waiting_for_approval_holds_nothing_and_writes_nothing(
         assert await worker.run_once()  # the decision itself wakes the run
         view = await parts.executor.get(run_id, None)
         assert view["status"] == "succeeded", view
+        await _entries_so_far(parts)
         kinds = [e.kind for e in read_entries(parts.database, start=before)]
         assert kinds.count("run.resumed") == 1
         assert "approval.decision" in kinds

@@ -4,7 +4,7 @@ SQLite, real files changing under the watcher."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,12 +16,14 @@ from sqlalchemy import Engine
 from gateway.audit import AuditEntry, AuditLog, read_entries
 from gateway.config import ConformanceConfig, EmbeddedPolicyConfig
 from gateway.policy import lifecycle
+from gateway.policy import reload as reload_module
 from gateway.policy.conformance_memo import ConformanceMemo
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.lifecycle import start_policy
 from gateway.policy.reload import PolicyReloader, fingerprint
 from gateway.store import create_engine, migrate
 from tests.support.fixture_policy import write_fixture_data, write_fixture_policy
+from tests.support.waiting import eventually_async
 
 pytestmark = pytest.mark.anyio
 
@@ -56,15 +58,6 @@ def case(tool: str, allow: bool) -> dict[str, Any]:
             "rule": rule,
         },
     }
-
-
-async def eventually(check: Callable[[], bool], timeout_s: float = 10) -> None:
-    """Bounded wait for the watcher (it acts once a change held for one tick)."""
-    for _ in range(int(timeout_s / 0.05)):
-        if check():
-            return
-        await anyio.sleep(0.05)
-    raise AssertionError(f"not within {timeout_s}s")
 
 
 @dataclass
@@ -190,24 +183,46 @@ async def test_under_warn_a_failing_policy_is_loaded(setup: Setup) -> None:
     }
 
 
-async def test_the_watcher_loads_changes_and_reports_a_broken_save_once(setup: Setup) -> None:
+@pytest.fixture
+def ticks(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """Every fingerprint the watcher took, one per tick, in order."""
+    taken: list[str | None] = []
+    real = reload_module.fingerprint
+
+    def counted(folders: Any) -> str | None:
+        result = real(folders)
+        taken.append(result)
+        return result
+
+    monkeypatch.setattr(reload_module, "fingerprint", counted)
+    return taken
+
+
+async def test_the_watcher_loads_changes_and_reports_a_broken_save_once(
+    setup: Setup, ticks: list[str | None]
+) -> None:
     reloader = setup.reloader(watch=True, watch_interval_s=0.05)
     async with anyio.create_task_group() as tasks:
         await reloader.start(tasks)
         write_fixture_data(setup.policy, [WHOAMI])
-        await eventually(lambda: not setup.allows("demo__echo"))
+        await eventually_async(lambda: not setup.allows("demo__echo"), "the edit loaded")
         assert [e.payload["trigger"] for e in setup.entries("policy.loaded")] == ["watch"]
 
         serving = setup.engine.revision
         (setup.policy / "gateway" / "broken.rego").write_text("package gateway\n\nbroken(\n")
-        await eventually(lambda: bool(setup.entries("policy.rejected")))
-        await anyio.sleep(0.5)  # ten more ticks: the same broken files are not retried
+        await eventually_async(lambda: setup.entries("policy.rejected"), "the rejection")
+        # Three more ticks, the last two of them over the same broken files, each done
+        # (a tick's reload, if any, ends before the next tick's fingerprint): the same
+        # broken files are not tried again.
+        seen = len(ticks)
+        await eventually_async(lambda: len(ticks) >= seen + 3, "three more ticks")
+        assert len(set(ticks[seen:])) == 1
         assert len(setup.entries("policy.rejected")) == 1
         assert setup.engine.revision == serving
 
         (setup.policy / "gateway" / "broken.rego").unlink()
         write_fixture_data(setup.policy, [ECHO, WHOAMI])
-        await eventually(lambda: setup.allows("demo__echo"))
+        await eventually_async(lambda: setup.allows("demo__echo"), "the fix loaded")
         assert len(setup.entries("policy.loaded")) == 2
         reloader.stop()
         tasks.cancel_scope.cancel()
