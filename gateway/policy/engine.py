@@ -7,12 +7,12 @@ becomes a deny with a reason, so callers never handle engine errors themselves.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import replace
 from typing import Any, Protocol
 
 import anyio
 
+from gateway.clock import Clock, monotonic
 from gateway.errors import PolicyError
 from gateway.metrics import DECISION_SECONDS
 from gateway.types import FAIL_CLOSED_RULE, Decision, deny
@@ -48,16 +48,22 @@ class PolicyEngine(Protocol):
 
 
 async def decide(
-    engine: PolicyEngine, policy_input: dict[str, Any], *, timeout_s: float
+    engine: PolicyEngine,
+    policy_input: dict[str, Any],
+    *,
+    timeout_s: float,
+    clock: Clock = monotonic,
 ) -> Decision:
-    """Asks the engine; any error, timeout or malformed result is a deny that says why."""
-    started = time.perf_counter()
+    """Asks the engine; any error, timeout or malformed result is a deny that says why.
+    ``clock`` (`gateway.clock`) tells whether an evaluation that could not be
+    interrupted overran the deadline."""
+    started = clock()
     try:
         with anyio.fail_after(timeout_s):
             decision = await engine.evaluate(policy_input)
         # An engine that evaluates without yielding (inline) cannot be interrupted by
         # the deadline; a decision that arrives after it is refused all the same.
-        if time.perf_counter() - started > timeout_s:
+        if clock() - started > timeout_s:
             raise TimeoutError
         return decision
     except TimeoutError:
@@ -71,7 +77,7 @@ async def decide(
         log.exception("policy engine %s failed", engine.name)
         reason = f"policy engine error ({type(exc).__name__}); denied (fail closed)"
     finally:
-        DECISION_SECONDS.observe(time.perf_counter() - started)
+        DECISION_SECONDS.observe(clock() - started)
     log.warning("policy failure: %s", reason)
     return replace(
         deny(reason, engine=engine.name, revision=engine.revision), rule=FAIL_CLOSED_RULE

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import anyio
@@ -12,6 +11,7 @@ from gateway.errors import PolicyError
 from gateway.policy.decision import MalformedDecision, parse_decision
 from gateway.policy.engine import FAIL_CLOSED_RULE, decide
 from gateway.types import Decision
+from tests.support.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -65,9 +65,9 @@ async def key_error(_: dict[str, Any]) -> Decision:
     return {}["allow"]  # type: ignore[no-any-return]
 
 
-async def too_slow(_: dict[str, Any]) -> Decision:
-    await anyio.sleep(5)
-    return await valid(_)
+async def never_answers(_: dict[str, Any]) -> Decision:
+    await anyio.sleep_forever()  # only the deadline can end this evaluation
+    raise AssertionError("unreachable")
 
 
 def assert_fail_closed(decision: Decision) -> None:
@@ -114,22 +114,32 @@ async def test_unexpected_exception_is_a_deny_naming_its_type(behaviour: Any, ki
 
 
 async def test_timeout_is_a_deny_naming_the_limit() -> None:
-    started = time.perf_counter()
-    decision = await decide(FakeEngine(too_slow), INPUT, timeout_s=0.05)
-    assert time.perf_counter() - started < 2
+    decision = await decide(FakeEngine(never_answers), INPUT, timeout_s=0.05)
     assert_fail_closed(decision)
     assert "did not answer within 50 ms" in decision.reasons[0]
 
 
-async def blocks_without_yielding(_: dict[str, Any]) -> Decision:
-    time.sleep(0.1)  # noqa: ASYNC251 -- stands for an inline evaluation the deadline cannot interrupt
-    return await valid(_)
-
-
 async def test_an_allow_that_arrives_after_the_deadline_is_a_deny() -> None:
-    decision = await decide(FakeEngine(blocks_without_yielding), INPUT, timeout_s=0.02)
+    clock = FakeClock()
+
+    async def blocks_without_yielding(_: dict[str, Any]) -> Decision:
+        clock.advance(0.1)  # an inline evaluation, which the deadline cannot interrupt
+        return await valid(_)
+
+    decision = await decide(FakeEngine(blocks_without_yielding), INPUT, timeout_s=0.02, clock=clock)
     assert_fail_closed(decision)
     assert "did not answer within 20 ms" in decision.reasons[0]
+
+
+async def test_an_allow_within_the_deadline_stands() -> None:
+    clock = FakeClock()
+
+    async def just_in_time(_: dict[str, Any]) -> Decision:
+        clock.advance(0.02)
+        return await valid(_)
+
+    decision = await decide(FakeEngine(just_in_time), INPUT, timeout_s=0.02, clock=clock)
+    assert decision.allow is True
 
 
 async def test_engine_without_revision_still_names_itself() -> None:
