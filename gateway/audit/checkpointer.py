@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +38,7 @@ from gateway.audit.reader import chain_head
 from gateway.audit.sinks import CheckpointSink
 from gateway.audit.tree_store import TREE_LOCK_KEY, TreeStore
 from gateway.audit.verify_proof import verify_consistency
+from gateway.clock import Clock, monotonic
 from gateway.errors import ConfigError
 from gateway.store.db import exclusive_transaction
 from gateway.store.tables import audit_checkpoints
@@ -86,6 +86,7 @@ class Checkpointer:
         every_entries: int = 1000,
         every_seconds: float = 10.0,
         sinks: Sequence[CheckpointSink] = (),
+        clock: Clock = monotonic,
     ) -> None:
         try:
             check_key_name(origin)
@@ -115,7 +116,8 @@ class Checkpointer:
         # a restart) gets the latest on the next step.
         self._published = [0] * len(self._sinks)
         self._last_size = 0
-        self._last_time = time.monotonic()
+        self._clock = clock  # for every_seconds (gateway.clock)
+        self._last_time = clock()
 
     @property
     def tree(self) -> TreeStore:
@@ -158,7 +160,7 @@ class Checkpointer:
                 return None
             self._last_size = stored.size
             if created:
-                self._last_time = time.monotonic()
+                self._last_time = self._clock()
             await asyncio.to_thread(self._publish, stored)
             return stored
 
@@ -170,7 +172,7 @@ class Checkpointer:
             try:
                 head = await asyncio.to_thread(chain_head, self._engine)
                 pending = (0 if head is None else head.size) - self._last_size
-                waited = time.monotonic() - self._last_time
+                waited = self._clock() - self._last_time
                 if pending >= self._every_entries or (
                     pending > 0 and waited >= self._every_seconds
                 ):

@@ -6,9 +6,9 @@ the ``GET /v1/audit/checkpoint`` handler."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -33,10 +33,13 @@ from gateway.audit import (
     retire_key,
     verify_receipt,
 )
+from gateway.audit import checkpointer as checkpointer_module
 from gateway.audit.errors import ChainError, ProofError
 from gateway.audit.proof import MemoryTree
 from gateway.errors import ConfigError
 from gateway.surfaces.audit_api import routes
+from tests.support.clock import FakeClock
+from tests.support.waiting import eventually_async
 
 pytestmark = pytest.mark.anyio
 
@@ -56,18 +59,38 @@ async def append(log: AuditLog, n: int) -> None:
         await log.append(AuditRecord(kind="call.attempt", ref=f"r{i}", payload={"i": i}))
 
 
-async def wait_for_size(engine: Engine, size: int, within_s: float = 10.0) -> StoredCheckpoint:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
+async def wait_for_size(engine: Engine, size: int) -> StoredCheckpoint:
+    def covering() -> StoredCheckpoint | None:
         stored = latest_checkpoint(engine)
-        if stored is not None and stored.size >= size:
-            return stored
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"no checkpoint of size >= {size} within {within_s} s")
+        return stored if stored is not None and stored.size >= size else None
+
+    return await eventually_async(covering, f"a checkpoint of size >= {size}")
+
+
+@pytest.fixture
+def looks(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
+    """The head size each step of the checkpointer's background loop read, in order."""
+    seen: list[int | None] = []
+    real = checkpointer_module.chain_head
+
+    def counted(engine: Engine) -> Any:
+        head = real(engine)
+        seen.append(None if head is None else head.size)
+        return head
+
+    monkeypatch.setattr(checkpointer_module, "chain_head", counted)
+    return seen
+
+
+async def looked_twice_more(looks: list[int | None]) -> None:
+    """Returns once the background loop has read the head twice more: the second
+    read started after this call, and its step (checkpointing or not) is decided."""
+    seen = len(looks)
+    await eventually_async(lambda: len(looks) >= seen + 2, "two more looks at the head")
 
 
 async def test_checkpoints_every_n_entries_published_and_verifiable(
-    engine: Engine, log: AuditLog, tmp_path: Path
+    engine: Engine, log: AuditLog, tmp_path: Path, looks: list[int | None]
 ) -> None:
     sink = DirectorySink(tmp_path / "checkpoints")
     key = SigningKey.generate(ORIGIN)
@@ -77,7 +100,8 @@ async def test_checkpoints_every_n_entries_published_and_verifiable(
     await checkpointer.start()
     try:
         await append(log, 4)
-        await asyncio.sleep(0.3)
+        await looked_twice_more(looks)
+        assert looks[-1] == 4
         assert latest_checkpoint(engine) is None  # 4 < 5 and an hour has not passed
         await append(log, 1)
         assert (await wait_for_size(engine, 5)).size == 5
@@ -109,14 +133,26 @@ async def test_checkpoints_every_n_entries_published_and_verifiable(
     assert verify_receipt(receipt, entry.leaf, origin=ORIGIN, keys=keys).size == 12
 
 
-async def test_checkpoint_after_t_seconds(engine: Engine, log: AuditLog) -> None:
+async def test_checkpoint_after_t_seconds(
+    engine: Engine, log: AuditLog, looks: list[int | None]
+) -> None:
+    clock = FakeClock()
     checkpointer = Checkpointer(
-        engine, ORIGIN, [SigningKey.generate(ORIGIN)], every_entries=1000, every_seconds=0.2
+        engine,
+        ORIGIN,
+        [SigningKey.generate(ORIGIN)],
+        every_entries=1000,
+        every_seconds=60,
+        clock=clock,
     )
     await checkpointer.start()
     try:
         await append(log, 3)
-        assert (await wait_for_size(engine, 3, within_s=5)).size == 3
+        clock.advance(59.9)
+        await looked_twice_more(looks)
+        assert latest_checkpoint(engine) is None  # 3 < 1000, and not yet a minute
+        clock.advance(0.1)
+        assert (await wait_for_size(engine, 3)).size == 3
     finally:
         await checkpointer.close()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from gateway.errors import ConfigError
-from gateway.store import create_engine, metadata, migrate, normalize_url
+from gateway.store import create_engine, db, metadata, migrate, normalize_url
 from gateway.store.db import alembic_config, exclusive_transaction
+from tests.support.waiting import TIMEOUT_S
 
 
 @pytest.mark.parametrize(
@@ -202,38 +202,73 @@ def test_postgresql_commits_are_synchronous_even_if_configured_off(pg_database_u
         admin.dispose()
 
 
-def test_sqlite_writers_of_one_process_queue_in_process(tmp_path: Path) -> None:
+class _Queueing:
+    """An in-process writer lock that says when a writer had to queue for it."""
+
+    def __init__(self, lock: threading.RLock) -> None:
+        self._lock = lock
+        self.queued = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self._lock.acquire(blocking=False):
+            return True
+        if not blocking:
+            return False
+        self.queued.set()
+        return self._lock.acquire(timeout=timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def test_sqlite_writers_of_one_process_queue_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two engines on one file (as the audit log's and the executor's are) share one
     in-process writer lock: the second writer is handed the database when the first
     commits, without SQLite's sleep-and-retry, and neither sees "database is locked"."""
     url = f"sqlite:///{tmp_path / 'w.db'}"
     first, second = create_engine(url), create_engine(url)
+    # The second engine's connections have no busy timeout: were the writers not
+    # queued in process, its BEGIN IMMEDIATE would fail at once with "database is
+    # locked" instead of waiting in SQLite's sleep-and-retry.
+    sa.event.listen(
+        second, "connect", lambda dbapi, _record: dbapi.execute("PRAGMA busy_timeout=0")
+    )
     with first.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE t (n INTEGER)")
-    held, waited = threading.Event(), []
+    shared = db._sqlite_writer_lock(first)
+    queueing = _Queueing(shared)  # type: ignore[arg-type]
+    for key, lock in list(db._SQLITE_WRITERS.items()):
+        if lock is shared:
+            monkeypatch.setitem(db._SQLITE_WRITERS, key, queueing)
+    held, errors = threading.Event(), []
 
     def hold() -> None:
-        with exclusive_transaction(first, 1) as conn:
-            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
-            held.set()
-            # Past SQLite's retry at 228 ms: its next one comes at 328 ms.
-            time.sleep(0.235)
+        try:
+            with exclusive_transaction(first, 1) as conn:
+                conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+                held.set()
+                # Commits only once the second writer queues behind it.
+                assert queueing.queued.wait(TIMEOUT_S), "the second writer never queued"
+        except BaseException as exc:
+            errors.append(exc)
 
     def wait() -> None:
-        held.wait()
-        started = time.monotonic()
-        with exclusive_transaction(second, 2) as conn:
-            waited.append(time.monotonic() - started)
-            conn.exec_driver_sql("INSERT INTO t VALUES (2)")
+        try:
+            assert held.wait(TIMEOUT_S)
+            with exclusive_transaction(second, 2) as conn:
+                conn.exec_driver_sql("INSERT INTO t VALUES (2)")
+        except BaseException as exc:
+            errors.append(exc)
 
     threads = [threading.Thread(target=hold), threading.Thread(target=wait)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert errors == []
     with second.connect() as conn:
         assert conn.exec_driver_sql("SELECT n FROM t ORDER BY rowid").scalars().all() == [1, 2]
-    # Handed over at the commit (≈ 0.235 s), not at SQLite's next retry (0.328 s).
-    assert 0.2 < waited[0] < 0.3
     first.dispose()
     second.dispose()
