@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +15,8 @@ import uvicorn
 from identity_jwks_server import JwksServer
 from starlette.applications import Starlette
 from starlette.routing import Route
+
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -34,11 +35,13 @@ def _jwks_server() -> Iterator[JwksServer]:
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
+
+    def started() -> bool:
+        if not thread.is_alive():
             raise RuntimeError("the test JWKS server did not start")
-        time.sleep(0.01)
+        return bool(server.started)
+
+    eventually(started, "the test JWKS server started")
     yield state
     server.should_exit = True
     thread.join(timeout=10)

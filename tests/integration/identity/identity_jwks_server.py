@@ -16,22 +16,27 @@ class JwksServer:
     base_url: str = ""
     document: dict[str, Any] = field(default_factory=lambda: {"keys": []})
     status: int = 200
-    delay_s: float = 0.0
     requests: int = 0
+    # Cleared, answers wait until it is set again: keeps a fetch in flight for as long
+    # as a test needs (coalescing), however slow the machine.
+    answering: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.answering.set()
 
     @property
     def url(self) -> str:
         return f"{self.base_url}/jwks"
 
     def reset(self) -> None:
-        self.document, self.status, self.delay_s, self.requests = {"keys": []}, 200, 0.0, 0
+        self.document, self.status, self.requests = {"keys": []}, 200, 0
+        self.answering.set()
 
     async def endpoint(self, request: Request) -> Response:
         with self._lock:
             self.requests += 1
-        if self.delay_s:
-            await anyio.sleep(self.delay_s)  # keeps a fetch in flight to test coalescing
+        await anyio.to_thread.run_sync(self.answering.wait)
         if self.status != 200:
             return Response("IdP unavailable", status_code=self.status)
         return JSONResponse(self.document)

@@ -15,6 +15,7 @@ from identity_jwks_server import JwksServer
 from gateway.config import IdentityConfig
 from gateway.errors import AuthenticationError, KeyUnavailable
 from gateway.identity import TokenVerifier, jwks_document, mint_token
+from tests.support.waiting import eventually_async
 
 pytestmark = pytest.mark.anyio
 
@@ -102,7 +103,7 @@ async def test_concurrent_refreshes_are_coalesced(
 ) -> None:
     key = ed25519.Ed25519PrivateKey.generate()
     jwks_server.document = jwks_document([key])
-    jwks_server.delay_s = 0.3
+    jwks_server.answering.clear()  # the first fetch stays in flight until released
     # No rate limit at all: only coalescing can keep this to one request.
     verifier = verifier_for(jwks_server.url, client, jwks_min_refresh_s=0)
     results: list[str] = []
@@ -113,6 +114,10 @@ async def test_concurrent_refreshes_are_coalesced(
     async with anyio.create_task_group() as group:
         for _ in range(50):
             group.start_soon(call)
+        # Every call ran up to its wait for keys (the loop turned many times while the
+        # fetch was in flight): release the one fetch.
+        await eventually_async(lambda: jwks_server.requests, "a JWKS fetch")
+        jwks_server.answering.set()
     assert results == ["agent:a"] * 50
     assert jwks_server.requests == 1
 

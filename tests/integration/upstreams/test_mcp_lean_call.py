@@ -17,6 +17,7 @@ from gateway.config import McpHttpUpstream
 from gateway.errors import UpstreamUnavailable
 from gateway.upstreams.mcp_client import McpUpstream
 from tests.support.processes import McpUpstreamServer
+from tests.support.waiting import eventually_async
 
 pytestmark = pytest.mark.anyio
 
@@ -25,8 +26,9 @@ LEAN_USER_AGENT = "agent-gateway"
 
 @contextlib.asynccontextmanager
 async def connected(url: str) -> AsyncIterator[McpUpstream]:
-    config = McpHttpUpstream.model_validate({"name": "up", "url": url, "timeout_s": 5})
-    upstream = McpUpstream(config, static_headers={"X-Static": "yes"}, connect_timeout_s=5)
+    # Generous limits: no test here is about them, and a busy machine must not hit them.
+    config = McpHttpUpstream.model_validate({"name": "up", "url": url, "timeout_s": 60})
+    upstream = McpUpstream(config, static_headers={"X-Static": "yes"}, connect_timeout_s=30)
 
     async def reconnected(name: str) -> None:
         await upstream.list_tools()
@@ -47,7 +49,7 @@ async def call(upstream: McpUpstream, tool: str, arguments: dict, **kwargs):  # 
         headers=kwargs.pop("headers", {"Authorization": "Bearer minted"}),
         idempotency_key=kwargs.pop("idempotency_key", None),
         progress=kwargs.pop("progress", None),
-        timeout_s=kwargs.pop("timeout_s", 5),
+        timeout_s=kwargs.pop("timeout_s", 60),
     )
 
 
@@ -142,16 +144,17 @@ async def test_an_upstream_killed_mid_call_fails_the_call_and_it_is_never_resent
             assert (await call(upstream, "echo", {"text": "warm"})).is_error is False
 
             async def kill_when_running() -> None:
-                for _ in range(500):  # the call log is a file: polled, 10 s at most
-                    if [c for c in server.calls() if c["tool"] == "effect"]:
-                        break
-                    await anyio.sleep(0.02)
+                await eventually_async(  # the call log is a file: polled
+                    lambda: [c for c in server.calls() if c["tool"] == "effect"],
+                    "the effect call at the upstream",
+                )
                 os.kill(server.process.popen.pid, signal.SIGKILL)
 
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(kill_when_running)
                 with pytest.raises(UpstreamUnavailable):
-                    await call(upstream, "effect", {"label": "once", "delay_s": 5})
+                    # Longer than the call may last: only the kill can end it.
+                    await call(upstream, "effect", {"label": "once", "delay_s": 300})
         effects = [c for c in server.calls() if c["tool"] == "effect"]
         assert len(effects) == 1  # ran once, and not sent again on another connection
     finally:
