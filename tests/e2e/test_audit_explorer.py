@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from tests.support.processes import (
     McpUpstreamServer,
     write_policy,
 )
+from tests.support.waiting import eventually
 
 ENTRIES = "/v1/audit/entries"
 ORIGIN = "test.gateway/audit"  # GatewayServer's audit.origin
@@ -73,13 +73,12 @@ def _get(server: GatewayServer, path: str, **params: Any) -> httpx.Response:
 def _checkpointed(server: GatewayServer) -> None:
     """Waits until a checkpoint covers every entry written so far."""
     newest = _get(server, ENTRIES, limit=1).json()["entries"][0]["seq"]
-    deadline = time.monotonic() + 15
-    while True:
-        served = httpx.get(server.url + "/v1/audit/checkpoint", timeout=5)
-        if served.status_code == 200 and int(served.text.splitlines()[1]) > newest:
-            return
-        assert time.monotonic() < deadline, served.text
-        time.sleep(0.1)
+
+    def covered() -> bool:
+        served = httpx.get(server.url + "/v1/audit/checkpoint", timeout=30)
+        return served.status_code == 200 and int(served.text.splitlines()[1]) > newest
+
+    eventually(covered, f"a checkpoint covering entry {newest}")
 
 
 def test_only_auditors_read_entries(explorer: GatewayServer, tmp_path: Path) -> None:

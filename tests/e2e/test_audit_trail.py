@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -14,17 +13,18 @@ import pytest
 from gateway.audit import read_entries, verify_chain
 from gateway.store import create_engine
 from tests.support.processes import REPO, GatewayServer, McpUpstreamServer
+from tests.support.waiting import eventually
 
 
 def entries_for(database, ref: str, count: int):
     """The entries of one request, once `count` of them are committed: the outcome is
     appended after the response (docs/decisions/0005)."""
-    deadline = time.monotonic() + 5
-    while True:
+
+    def committed() -> list | None:
         entries = read_entries(database, ref=ref)
-        if len(entries) >= count or time.monotonic() > deadline:
-            return entries
-        time.sleep(0.02)
+        return entries if len(entries) >= count else None
+
+    return eventually(committed, f"{count} entries of {ref}")
 
 
 def call(gateway: GatewayServer, tool: str, arguments: dict, **token: object) -> httpx.Response:

@@ -7,7 +7,6 @@ test_console_browser.py."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from playwright.sync_api import BrowserContext, expect
 
 from tests.support.browser import chromium, screenshot
 from tests.support.processes import GatewayServer, McpUpstreamServer, write_policy
+from tests.support.waiting import eventually
 
 GRANTS = [{"role": "agent", "tool": "up__echo"}]
 
@@ -59,13 +59,12 @@ def _wait_for_checkpoint(gateway: GatewayServer, auditor: str) -> None:
         headers={"Authorization": f"Bearer {auditor}"},
         timeout=5,
     ).json()["entries"][0]["seq"]
-    deadline = time.monotonic() + 15
-    while True:
-        served = httpx.get(gateway.url + "/v1/audit/checkpoint", timeout=5)
-        if served.status_code == 200 and int(served.text.splitlines()[1]) > newest:
-            return
-        assert time.monotonic() < deadline, served.text
-        time.sleep(0.1)
+
+    def covered() -> bool:
+        served = httpx.get(gateway.url + "/v1/audit/checkpoint", timeout=30)
+        return served.status_code == 200 and int(served.text.splitlines()[1]) > newest
+
+    eventually(covered, f"a checkpoint covering entry {newest}")
 
 
 def test_an_auditor_filters_the_log_and_sees_an_entry_verified(

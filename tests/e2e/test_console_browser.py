@@ -102,7 +102,7 @@ def test_console_approves_a_held_mcp_call(
 
         # Appears without reloading: the console polls while the call is held.
         card = page.get_by_role("article", name=re.compile(r"up__write requested by agent:builder"))
-        expect(card).to_be_visible(timeout=30_000)
+        expect(card).to_be_visible()
         expect(card).to_contain_text("user:alice")  # the delegation chain
         expect(card).to_contain_text('"value": "blue"')  # the (redacted) arguments
         expect(card).to_contain_text("needs approval by role:approver")

@@ -15,14 +15,16 @@ from playwright.sync_api import BrowserContext, expect
 
 from tests.support.browser import chromium, screenshot
 from tests.support.processes import GatewayServer, McpUpstreamServer, write_policy
+from tests.support.waiting import eventually
 
 GRANTS = [{"role": "agent", "tool": "up__echo"}, {"role": "agent", "tool": "up__effect"}]
 PLAN = {
     "name": "nightly-digest",
     "steps": [
         {"id": "hello", "tool": "up__echo", "arguments": {"text": "hello console"}},
-        # Long enough for the console to show the run before it finishes.
-        {"id": "pause", "sleep_s": 3, "needs": ["hello"]},
+        # The run waits here until the test approves, once the console showed it mid-run
+        # (a timed pause would race a busy machine's browser).
+        {"id": "pause", "approval": {"approvers": ["role:approver"]}, "needs": ["hello"]},
         {
             "id": "record",
             "tool": "up__effect",
@@ -46,6 +48,13 @@ def gateway(tmp_path: Path) -> Iterator[GatewayServer]:
     yield server
     server.stop()
     upstream.process.stop()
+
+
+def waiting_approval(gateway: GatewayServer, agent: dict[str, str], run_id: str) -> str | None:
+    """The approval the run's gate waits for, once it does."""
+    run = httpx.get(f"{gateway.url}/v1/runs/{run_id}", headers=agent, timeout=30).json()
+    [gate] = [s for s in run["steps"] if s["id"] == "pause"]
+    return gate["approval_id"] if gate["status"] == "waiting" and gate["approval_id"] else None
 
 
 @pytest.fixture
@@ -78,21 +87,27 @@ def test_an_agents_run_shows_in_the_approvers_console(
 
         runs = page.get_by_role("table", name="Runs")
         row = runs.get_by_role("row", name=re.compile(run_id))
-        expect(row).to_contain_text("agent:builder", timeout=15_000)
+        expect(row).to_contain_text("agent:builder")
         expect(row).to_contain_text("nightly-digest")
         expect(row).to_contain_text(re.compile(r"running|waiting"))  # caught mid-run
         row.get_by_role("link", name=run_id).click()
+        expect(page.locator("#run-detail")).to_contain_text(re.compile(r"running|waiting"))
+
+        # Let it go on: the gate's approval, decided over REST.
+        gate = eventually(lambda: waiting_approval(gateway, agent, run_id), "the gate waiting")
+        decided = httpx.post(
+            f"{gateway.url}/v1/approvals/{gate}/approve", json={}, headers=approver, timeout=30
+        )
+        assert decided.status_code == 200, decided.text
 
         steps = page.get_by_role("table", name=f"Steps of run {run_id}")
         # The open detail follows the run to its end without a reload.
-        expect(page.locator("#run-detail")).to_contain_text(
-            f"Run {run_id} is succeeded", timeout=30_000
-        )
+        expect(page.locator("#run-detail")).to_contain_text(f"Run {run_id} is succeeded")
         hello = steps.get_by_role("row", name=re.compile(r"^hello"))
         expect(hello).to_contain_text("up__echo")
         expect(hello).to_contain_text("succeeded")
         expect(hello).to_contain_text('"result": "hello console"')  # output, as text
-        expect(steps.get_by_role("row", name=re.compile(r"^pause"))).to_contain_text("sleep")
+        expect(steps.get_by_role("row", name=re.compile(r"^pause"))).to_contain_text("approval")
         record = steps.get_by_role("row", name=re.compile(r"^record"))
         expect(record).to_contain_text("up__effect")
         expect(record).to_contain_text("succeeded")

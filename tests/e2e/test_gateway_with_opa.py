@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,29 +21,30 @@ import yaml
 from gateway.audit import read_entries
 from gateway.policy.engine import FAIL_CLOSED_RULE
 from gateway.store import create_engine
+from tests.support.gate import Gate
 from tests.support.opa import OpaServer, opa_binary
 from tests.support.processes import GatewayServer, McpUpstreamServer, free_port, write_policy
+from tests.support.waiting import eventually
 
 REVISION = "e2e-rev-1"
-TIMEOUT_MS = 300
+# Generous: a healthy OPA answers a real call within it on a busy machine; the slow
+# sidecar (below) never answers before it.
+TIMEOUT_MS = 5000
 GRANTS = [
     {"role": "agent", "tool": "up__echo"},
     {"role": "agent", "tool": "up__whoami", "approval": {"approvers": ["role:approver"]}},
     # up__write: no grant, so every call to it is denied.
 ]
 
-# Answers allow, but only after a million iterations (≈ 1 s in OPA 1.22): a sidecar
-# that is up and healthy yet slower than the gateway's timeout.
+# Answers allow, but only once the test's gate lets its `http.send` through (at the end
+# of the module): a sidecar that is up and healthy yet slower than the gateway's
+# timeout, however fast the machine.
 SLOW_POLICY = """package gateway
 
 import rego.v1
 
-decision := {"allow": true, "reasons": ["eventually"]} if not _never
-
-_never if {
-	some i in numbers.range(1, 1000)
-	some j in numbers.range(1, 1000)
-	i * j < 0
+decision := {"allow": true, "reasons": ["eventually"]} if {
+	http.send({"method": "GET", "url": "%s", "timeout": "600s"}).status_code == 200
 }
 """
 
@@ -95,11 +95,13 @@ def sidecar(workdir: Path) -> Iterator[Sidecar]:
     )
     slow = workdir / "slow-policy"
     slow.mkdir()
-    (slow / "slow.rego").write_text(SLOW_POLICY)
+    gate = Gate()
+    (slow / "slow.rego").write_text(SLOW_POLICY % gate.url)
     server = Sidecar(workdir, bundle, slow)
     server.serve("bundle")
     yield server
     server.kill()
+    gate.close()
 
 
 @pytest.fixture(scope="module")
@@ -161,10 +163,7 @@ def test_allowed_call_is_forwarded_and_audited_with_opa_provenance(
     assert decision["revision"] == REVISION
     assert isinstance(decision["decision_id"], str) and decision["decision_id"]
     # The id names the entry in OPA's own decision log.
-    deadline = time.monotonic() + 5
-    while decision["decision_id"] not in sidecar.log() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert decision["decision_id"] in sidecar.log()
+    eventually(lambda: decision["decision_id"] in sidecar.log(), "the decision in OPA's log")
 
 
 def test_denied_call_is_not_forwarded(
@@ -228,12 +227,11 @@ def test_gateway_recovers_when_opa_is_back(
     assert call(gateway, "up__echo", {"text": "down"}).status_code == 403
     sidecar.serve("bundle")  # same port, as a restarted sidecar would be
 
-    deadline = time.monotonic() + 10
-    response = call(gateway, "up__echo", {"text": "back"})
-    while response.status_code != 200 and time.monotonic() < deadline:
-        time.sleep(0.1)
-        response = call(gateway, "up__echo", {"text": "back"})
-    assert response.status_code == 200, response.text
+    def allowed() -> httpx.Response | None:
+        answer = call(gateway, "up__echo", {"text": "back"})
+        return answer if answer.status_code == 200 else None
+
+    response = eventually(allowed, "a call allowed again")
     assert response.json()["decision"]["revision"] == REVISION
     assert mcp_upstream.calls()[-1]["arguments"] == {"text": "back"}
 
@@ -248,9 +246,9 @@ def test_opa_slower_than_the_timeout_fails_closed(
     sidecar.serve("slow")
     try:
         before = len(mcp_upstream.calls())
-        started = time.monotonic()
+        # OPA never answers before the end of the module (the gate), so an answer at
+        # all is the timeout's doing.
         response = call(gateway, "up__echo", {"text": "too slow"})
-        elapsed = time.monotonic() - started
         assert response.status_code == 403, response.text
         reason = response.json()["decision"]["reasons"][0]
         # The engine's own reason, or (event loop lagging past both deadlines) decide's.
@@ -258,7 +256,6 @@ def test_opa_slower_than_the_timeout_fails_closed(
             f"OPA at {sidecar.url} did not answer within {TIMEOUT_MS} ms; denied (fail closed)",
             f"policy engine opa did not answer within {TIMEOUT_MS} ms; denied (fail closed)",
         )
-        assert elapsed < 3  # the timeout, not OPA's ≈ 1 s evaluation plus slack
         assert len(mcp_upstream.calls()) == before
         # Healthy but slow is still "ready": readiness is about reachability.
         assert httpx.get(gateway.url + "/readyz", timeout=5).status_code == 200

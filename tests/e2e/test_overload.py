@@ -10,10 +10,8 @@ admits one evaluation and none waiting, so the second call finds it full.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -22,6 +20,7 @@ from gateway.audit import read_entries
 from gateway.errors import SERVER_BUSY
 from gateway.store import create_engine
 from gateway.types import UNAVAILABLE_RULE
+from tests.support.gate import Gate
 from tests.support.opa import OpaServer
 from tests.support.processes import GatewayServer, McpUpstreamServer
 
@@ -47,38 +46,6 @@ ENVELOPE = {
     "io.modelcontextprotocol/clientInfo": {"name": "overload", "version": "1"},
     "io.modelcontextprotocol/clientCapabilities": {},
 }
-
-
-class Gate:
-    """Answers GET /hold only once `release` is set; `entered` says one is waiting."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        gate = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                gate.entered.set()
-                gate.release.wait(120)
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/hold"
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,13 @@ import os
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.processes import REPO, free_port
+from tests.support.waiting import eventually
 
 
 @pytest.fixture(scope="module")
@@ -130,14 +130,12 @@ def test_make_run_starts_a_working_dev_gateway_from_a_clean_clone(clone: Path) -
 
 
 def _wait_ready(url: str, process: subprocess.Popen, log: Path, *, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def ready() -> bool:
         if process.poll() is not None:
             pytest.fail(f"make run exited with {process.returncode}:\n{log.read_text()}")
         try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
+            return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"gateway not ready after {timeout}s:\n{log.read_text()}")
+            return False
+
+    eventually(ready, "the gateway ready", timeout_s=timeout, detail=log.read_text)

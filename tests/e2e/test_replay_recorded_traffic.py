@@ -22,6 +22,7 @@ from gateway.cli import main
 from gateway.store import create_engine
 from tests.support.fixture_policy import write_fixture_policy
 from tests.support.processes import REPO, GatewayServer, McpUpstreamServer
+from tests.support.waiting import eventually
 
 ECHO = {"role": "agent", "tool": "up__echo"}
 LOGIN = {"role": "agent", "tool": "up__login"}
@@ -68,7 +69,15 @@ def recorded(workdir: Path, mcp_upstream: McpUpstreamServer) -> Iterator[Recorde
                 timeout=10,
             )
             request_ids.append(response.headers["x-request-id"])
-            time.sleep(0.01)  # distinct millisecond timestamps, for --since/--until
+            # Its entries are stamped (to the millisecond) before it answered; the next
+            # call's will be later once the clock shows a later millisecond: distinct
+            # timestamps, for --since/--until.
+            answered_ms = time.time_ns() // 1_000_000
+            eventually(
+                lambda: time.time_ns() // 1_000_000 > answered_ms,  # noqa: B023 (used at once)
+                "the next millisecond",
+                interval_s=0.001,
+            )
     finally:
         gateway.stop()
     database = create_engine(gateway.config["storage"]["url"])

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 from sqlalchemy import Engine
@@ -21,6 +20,7 @@ from gateway.store import create_engine
 from gateway.surfaces.mcp import META_KEY
 from tests.e2e.mcp_client import ERAS, connect
 from tests.support.processes import REPO, GatewayServer, McpUpstreamServer, write_policy
+from tests.support.waiting import eventually_async
 
 pytestmark = pytest.mark.anyio
 
@@ -86,14 +86,6 @@ async def call_echo(gateway: GatewayServer, era: str, text: str) -> Any:
         return await client.call_tool("up__echo", {"text": text})
 
 
-async def eventually(check: Any) -> None:
-    with anyio.fail_after(15):
-        while True:  # polls another process: there is no event to wait on
-            if await check():
-                return
-            await anyio.sleep(0.1)
-
-
 def pin_entries(database: Engine, kind: str) -> list[dict[str, Any]]:
     return [e.payload for e in read_entries(database, kind=kind, tool="up__echo") if e.payload]
 
@@ -121,7 +113,7 @@ async def test_rug_pull_is_quarantined_until_reapproved(
     async def hidden() -> bool:
         return all(["up__echo" not in await listed(gateway, era) for era in ERAS])
 
-    await eventually(hidden)
+    await eventually_async(hidden, "up__echo hidden in every era")
     assert "up__whoami" in await listed(gateway, "legacy")  # other tools unaffected
 
     calls_before = len(upstream.calls())

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from tests.support.processes import (
     stdio_upstream_command,
     write_policy,
 )
+from tests.support.waiting import eventually
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +58,15 @@ def test_a_killed_stdio_upstream_is_restarted_and_used_again(stdio_gateway) -> N
 
     failed = _echo(gateway, "while down")  # the dead pipe is noticed by this call
     assert failed.status_code in (200, 502), failed.text
-    deadline = time.monotonic() + 20
-    while True:
+
+    def served() -> httpx.Response | None:
         response = _echo(gateway, "after")
-        if response.status_code == 200 or time.monotonic() > deadline:
-            break
+        if response.status_code == 200:
+            return response
         assert response.json()["error"]["code"] in ("upstream_unavailable", "upstream_error")
-        time.sleep(0.2)
-    assert response.status_code == 200, response.text
+        return None
+
+    response = eventually(served, "a call served by a restarted upstream", interval_s=0.2)
     assert response.json()["result"]["content"][0]["text"] == "after"
     new_pid = read_calls(call_log)[-1]["pid"]
     assert new_pid != first_pid  # served by a freshly started server process

@@ -7,18 +7,17 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 import yaml
 
 from tests.e2e.mcp_client import connect
 from tests.support.processes import REPO, GatewayServer, McpUpstreamServer, write_policy
+from tests.support.waiting import eventually, eventually_async
 
 GRANTS = [
     {"role": "agent", "tool": "up__echo"},
@@ -58,20 +57,21 @@ def gateway(
         upstreams=[{"name": "up", "url": upstream.url, "timeout_s": 5}],
         policy=write_policy(directory, GRANTS),
     )
-    server.config["executor"] = {"workers": 2, "lease_s": 3, "poll_s": 0.05}
+    # A lease no busy machine lets lapse by accident: nothing here tests takeover.
+    server.config["executor"] = {"workers": 2, "lease_s": 60, "poll_s": 0.05}
     server.start()
     yield server
     server.stop()
 
 
-def _wait(gateway: GatewayServer, run_id: str, timeout_s: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        run = httpx.get(f"{gateway.url}/v1/runs/{run_id}", headers=gateway.headers()).json()
-        if run["status"] in ("succeeded", "failed", "cancelled"):
-            return run
-        time.sleep(0.05)
-    raise AssertionError(f"run {run_id} did not finish: {run}")
+def _wait(gateway: GatewayServer, run_id: str) -> dict[str, Any]:
+    def finished() -> dict[str, Any] | None:
+        run: dict[str, Any] = httpx.get(
+            f"{gateway.url}/v1/runs/{run_id}", headers=gateway.headers(), timeout=30
+        ).json()
+        return run if run["status"] in ("succeeded", "failed", "cancelled") else None
+
+    return eventually(finished, f"run {run_id} finished")
 
 
 def test_rest_submit_watch_and_list(gateway: GatewayServer) -> None:
@@ -129,12 +129,12 @@ async def test_a_planning_agent_submits_over_mcp(gateway: GatewayServer) -> None
         )
         assert not submitted.is_error, submitted.content
         run_id = submitted.structured_content["run_id"]
-        for _ in range(200):
+
+        async def finished() -> Any:
             run = await client.call_tool("workflow__get_run", {"run_id": run_id})
-            if run.structured_content["status"] == "succeeded":
-                break
-            await anyio.sleep(0.05)
-        assert run.structured_content["status"] == "succeeded"
+            return run if run.structured_content["status"] == "succeeded" else None
+
+        run = await eventually_async(finished, f"run {run_id} succeeded")
         assert "hello: succeeded" in run.content[0].text
         bad = await client.call_tool("workflow__submit_plan", {"plan": {"steps": []}})
         assert bad.is_error and bad.structured_content["error"]["code"] == "plan_invalid"

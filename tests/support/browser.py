@@ -12,7 +12,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, sync_playwright
+from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+
+from tests.support.waiting import TIMEOUT_S
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -41,6 +43,10 @@ def chromium(profile: Path) -> Iterator[BrowserContext]:
             args=CHROMIUM_ARGS,
             viewport={"width": 1280, "height": 1000},
         )
+        # Playwright's waits (actions and `expect`) poll until their condition holds;
+        # their deadlines are the suite's generous ones, for a busy machine.
+        context.set_default_timeout(TIMEOUT_S * 1000)
+        expect.set_options(timeout=TIMEOUT_S * 1000)
         yield context
         context.close()
 

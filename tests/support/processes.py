@@ -220,7 +220,9 @@ class GatewayServer:
         env: dict[str, str] | None = None,
     ) -> GatewayServer:
         # `policy_config` replaces the whole `policy` section (e.g. an OPA engine);
-        # `policy` alone is the embedded engine on that folder.
+        # `policy` alone is the embedded engine on that folder, with a decision deadline
+        # a busy test machine meets (the 500 ms default is for production hardware;
+        # tests of the deadline set their own).
         if (policy is None) == (policy_config is None):
             raise ValueError("give exactly one of policy or policy_config")
         directory.mkdir(parents=True, exist_ok=True)
@@ -235,7 +237,9 @@ class GatewayServer:
                 "signing_key_file": str(directory / "keys" / "gateway.pem"),
                 **(identity or {}),
             },
-            "policy": policy_config if policy_config is not None else {"path": str(policy)},
+            "policy": policy_config
+            if policy_config is not None
+            else {"path": str(policy), "timeout_ms": 10_000},
             "storage": {"url": storage_url or f"sqlite:///{directory / 'gateway.db'}"},
             "upstreams": upstreams,
             "limits": limits or {},

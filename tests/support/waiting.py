@@ -38,17 +38,19 @@ def eventually(
     *,
     timeout_s: float = TIMEOUT_S,
     interval_s: float = INTERVAL_S,
+    detail: Callable[[], str] | None = None,
 ) -> T:
     """Re-checks ``condition`` until it returns something truthy, and returns that.
-    Fails the test naming ``what`` if it has not after ``timeout_s``; an exception
-    from ``condition`` propagates at once (it is a failure, not "not yet")."""
+    Fails the test naming ``what`` (and ``detail()``, say a server's log) if it has
+    not after ``timeout_s``; an exception from ``condition`` propagates at once (it
+    is a failure, not "not yet")."""
     deadline = time.monotonic() + timeout_s
     while True:
         result = condition()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s:g} s: {what} (last: {_short(result)})")
+            raise _never(what, timeout_s, result, detail)
         time.sleep(interval_s)
 
 
@@ -58,6 +60,7 @@ async def eventually_async(
     *,
     timeout_s: float = TIMEOUT_S,
     interval_s: float = INTERVAL_S,
+    detail: Callable[[], str] | None = None,
 ) -> T:
     """`eventually` for code on an event loop: ``condition`` may be a coroutine
     function, and the loop keeps running between checks."""
@@ -69,10 +72,15 @@ async def eventually_async(
         if result:
             return result  # type: ignore[return-value]
         if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s:g} s: {what} (last: {_short(result)})")
+            raise _never(what, timeout_s, result, detail)
         await anyio.sleep(interval_s)
 
 
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 500 else text[:500] + "…"
+def _never(
+    what: str, timeout_s: float, last: object, detail: Callable[[], str] | None
+) -> AssertionError:
+    shown = repr(last)
+    if len(shown) > 500:
+        shown = shown[:500] + "…"
+    message = f"not within {timeout_s:g} s: {what} (last: {shown})"
+    return AssertionError(message + (f"\n{detail()}" if detail is not None else ""))

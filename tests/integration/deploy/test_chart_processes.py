@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from tests.support.helm import CI_VALUES, REPO, Rendered, container, localize, r
 from tests.support.opa import opa_binary
 from tests.support.pg_roles import PG_ADMIN_URL, RoleDatabase, role_database
 from tests.support.processes import Process, free_port, spawn, wait_for_http
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.postgres
 
@@ -199,10 +199,12 @@ def test_sidecar_refuses_a_bundle_signed_by_another_key(tmp_path: Path) -> None:
     try:
         opa = start_sidecar(rendered, root, tmp_path, opa_port, diag_port)
         processes.append(opa)
-        # OPA fetched the bundle and refused it: bounded by the test's timeout.
-        while "Bundle load failed: failed to verify" not in opa.log():
+        # OPA fetched the bundle and refused it.
+        def refused() -> bool:
             assert opa.popen.poll() is None, opa.log()
-            time.sleep(0.05)
+            return "Bundle load failed: failed to verify" in opa.log()
+
+        eventually(refused, "OPA refusing the bundle", detail=opa.log)
         health = httpx.get(f"http://127.0.0.1:{diag_port}/health?bundles", timeout=5)
         assert health.status_code != 200
         bundles = httpx.get(f"http://127.0.0.1:{opa_port}/v1/data/system/bundles", timeout=5)

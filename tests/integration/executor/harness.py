@@ -121,7 +121,9 @@ async def executor_parts(
     decider = decider_for(EmbeddedEngine(write_policy(directory, grants or GRANTS)))
     pins = PinGuard(PinStore(database), audit, configured={})
     catalog = Catalog([upstream_binding(upstream_url)], pins=pins, pin_sync_interval_s=0)
-    settings = ExecutorConfig.model_validate({"lease_s": 2, "poll_s": 0.05, **config})
+    # A lease no busy machine lets lapse by accident (takeover is tested by expiring
+    # leases on purpose, or with processes of their own).
+    settings = ExecutorConfig.model_validate({"lease_s": 60, "poll_s": 0.05, **config})
     try:
         async with anyio.create_task_group() as tasks:
             await catalog.start(tasks, refresh_interval_s=0)

@@ -164,13 +164,12 @@ async def test_runs_survive_killed_and_paused_workers(
                 workers.append(_spawn_worker(config, tmp_path, spawned))
                 spawned += 1
         # Calm: the surviving workers finish whatever is left.
-        try:
-            await eventually_async(
-                lambda: _all_finished(engine, run_ids), "every run finished", timeout_s=CALM_S
-            )
-        except AssertionError as exc:
-            logs = "\n".join(w.log()[-3000:] for w in workers)
-            raise AssertionError(f"{exc}\n{logs}") from None
+        await eventually_async(
+            lambda: _all_finished(engine, run_ids),
+            "every run finished",
+            timeout_s=CALM_S,
+            detail=lambda: "\n".join(w.log()[-3000:] for w in workers),
+        )
         _check_exactly_once(engine, run_ids, upstream)
         assert kills >= 2, "the chaos loop never killed a busy worker"
         assert paused, "no worker was ever paused while holding a run"
