@@ -12,6 +12,7 @@ from anyio.abc import SocketStream
 from gateway.http_client import HttpConnectError, HttpTransportError, KeepAliveClient
 from tests.support.opa import OpaServer
 from tests.support.processes import free_port
+from tests.support.waiting import TIMEOUT_S
 
 pytestmark = pytest.mark.anyio
 
@@ -70,7 +71,7 @@ async def test_broken_answers_are_transport_errors(reply: bytes, message: str) -
     client = KeepAliveClient(f"http://127.0.0.1:{port}")
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(listener.serve, answer)
-        with pytest.raises(HttpTransportError, match=message), anyio.fail_after(5):
+        with pytest.raises(HttpTransportError, match=message), anyio.fail_after(TIMEOUT_S):
             await client.request("POST", "/v1/data/gateway/decision", b"{}")
         tasks.cancel_scope.cancel()
     await listener.aclose()

@@ -14,6 +14,7 @@ from anyio.abc import SocketAttribute, SocketStream
 
 from gateway.errors import UpstreamError
 from gateway.upstreams.mcp_lean_call import LeanToolCaller, NeedsSdk
+from tests.support.waiting import TIMEOUT_S
 
 pytestmark = pytest.mark.anyio
 
@@ -53,7 +54,7 @@ async def _ask(reply: bytes) -> tuple[Any, bytes]:
     async with listener, anyio.create_task_group() as tasks:
         tasks.start_soon(listener.serve, answer)
         try:
-            with anyio.fail_after(5):
+            with anyio.fail_after(TIMEOUT_S):
                 outcome = await caller.call(
                     "echo",
                     {"text": "hi"},
