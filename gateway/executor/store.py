@@ -27,7 +27,6 @@ again with the same idempotency key, which the tool uses to apply its effect onc
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -37,6 +36,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, event
 
+from gateway.clock import Clock, monotonic
 from gateway.store import create_engine, exclusive_transaction
 from gateway.store.db import sqlite_writer
 from gateway.store.tables import approvals, run_steps, runs, step_attempts
@@ -104,7 +104,7 @@ class Loaded:
 
 
 class RunStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, clock: Clock = monotonic) -> None:
         self.engine = engine
         self.sqlite = engine.dialect.name == "sqlite"
         self.now = db_now(engine)
@@ -119,6 +119,7 @@ class RunStore:
         # SQLite only: the connections of writes made on the event loop (`inline`).
         self._inline = _never_waiting_engine(self._relaxed) if self.sqlite else None
         self._recent_s = 0.0  # running average of write durations, inline or not
+        self._clock = clock  # times those writes (gateway.clock)
 
     # --- transactions ----------------------------------------------------------------
 
@@ -180,11 +181,11 @@ class RunStore:
     def timed(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``function(*args, **kwargs)``, a write, counted in the running average that
         decides whether writes may be made inline."""
-        started = time.perf_counter()
+        started = self._clock()
         try:
             return function(*args, **kwargs)
         finally:
-            self._recent_s += _RECENT_WEIGHT * (time.perf_counter() - started - self._recent_s)
+            self._recent_s += _RECENT_WEIGHT * (self._clock() - started - self._recent_s)
 
     def close(self) -> None:
         if self._inline is not None and self._inline is not self._relaxed:
