@@ -14,6 +14,7 @@ import yaml
 from gateway.audit import read_entries, verify_chain
 from gateway.store import create_engine
 from tests.support.processes import REPO, GatewayServer
+from tests.support.waiting import TIMEOUT_S
 
 
 def gateway_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -114,7 +115,7 @@ def test_graceful_shutdown_drains_the_audit_log_and_logs_json(tmp_path: Path, mc
     assert server.process is not None
     server.process.popen.send_signal(signal.SIGTERM)
     # uvicorn re-raises the signal after a clean shutdown, as a signalled process should.
-    assert server.process.popen.wait(20) in (0, -signal.SIGTERM)
+    assert server.process.popen.wait(TIMEOUT_S) in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in server.log()
 
     engine = create_engine(server.config["storage"]["url"])
