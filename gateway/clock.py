@@ -9,8 +9,9 @@ checkpoint is due after ``every_seconds``. Such code takes a `Clock` at construc
 hand rather than by waiting for it, or by hoping a busy machine is fast enough.
 
 Not for lease, expiry or timer arithmetic shared between processes: that is on the
-database clock (DESIGN: every process must agree on it), and a test moves it by
-writing times that are already in the past.
+database clock (docs/architecture.md §8: every process must agree on it), and a test
+moves it by writing times that are already in the past. Not for the wall-clock time
+written into records either (`gateway.timestamps`).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ LAYERS: list[set[str]] = [
         "redaction",
         "recording",
         "timestamps",
+        "clock",
         "logs",
         "metrics",
         "version",
