@@ -27,7 +27,6 @@ again with the same idempotency key, which the tool uses to apply its effect onc
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -37,6 +36,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, event
 
+from gateway.inline_budget import InlineBudget
 from gateway.store import create_engine, exclusive_transaction
 from gateway.store.db import sqlite_writer
 from gateway.store.tables import approvals, run_steps, runs, step_attempts
@@ -46,12 +46,6 @@ from gateway.store.tables import approvals, run_steps, runs, step_attempts
 RUNS_LOCK_KEY = 0x61677772756E735F
 
 T = TypeVar("T")
-
-# Writes are made on the event loop (`RunStore.inline`) while the recent ones took less
-# than this on average; slower (contention, a slow disk), they go to threads, so the
-# event loop is not stalled. As for the embedded policy engine (docs/decisions/0010).
-INLINE_BUDGET_S = 0.002
-_RECENT_WEIGHT = 0.2  # of the newest write in that running average
 
 # Set while a write runs on the event loop's thread (`RunStore.inline`).
 _INLINE: ContextVar[bool] = ContextVar("gateway_executor_inline_write", default=False)
@@ -118,7 +112,10 @@ class RunStore:
         self._relaxed = _relaxed_engine(engine)
         # SQLite only: the connections of writes made on the event loop (`inline`).
         self._inline = _never_waiting_engine(self._relaxed) if self.sqlite else None
-        self._recent_s = 0.0  # running average of write durations, inline or not
+        # Writes are made on the event loop (`inline`) while the recent ones, inline or
+        # not, were fast; slower (contention, a slow disk), they go to threads, so the
+        # event loop is not stalled.
+        self._budget = InlineBudget()
 
     # --- transactions ----------------------------------------------------------------
 
@@ -161,8 +158,8 @@ class RunStore:
         the two thread hops around it; and made the moment a step's call returns, it
         goes before the audit writer's commit of that call's outcome instead of queuing
         behind it. A write that would wait never blocks the event loop, and none is
-        made here while recent writes took longer than `INLINE_BUDGET_S` on average."""
-        if self._inline is None or self._recent_s >= INLINE_BUDGET_S:
+        made here while recent writes took longer than the `InlineBudget` on average."""
+        if self._inline is None or not self._budget.allows():
             return False, None
         with sqlite_writer(self.engine, wait=False) as free:
             if not free:
@@ -180,11 +177,7 @@ class RunStore:
     def timed(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``function(*args, **kwargs)``, a write, counted in the running average that
         decides whether writes may be made inline."""
-        started = time.perf_counter()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            self._recent_s += _RECENT_WEIGHT * (time.perf_counter() - started - self._recent_s)
+        return self._budget.timed(function, *args, **kwargs)
 
     def close(self) -> None:
         if self._inline is not None and self._inline is not self._relaxed:

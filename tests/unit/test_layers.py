@@ -17,6 +17,7 @@ LAYERS: list[set[str]] = [
         "redaction",
         "recording",
         "timestamps",
+        "inline_budget",
         "logs",
         "metrics",
         "version",

@@ -172,7 +172,7 @@ def test_an_inline_write_never_waits_for_the_database(store: RunStore) -> None:
     assert store.inline(progress.record, store, claim, [_succeeded("a", 1)]) == (True, None)
     assert _rows(store)[0]["a"].status == "succeeded"
     # Recent writes slow (contention, a slow disk): back to threads.
-    store._recent_s = 1.0
+    store._budget.record(1.0)
     assert store.inline(progress.record, store, claim, []) == (False, None)
 
 
