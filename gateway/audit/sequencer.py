@@ -29,17 +29,12 @@ from typing import Any
 from sqlalchemy import Engine
 
 from gateway.audit.appender import Appender, CommitUnknown, WriterBusy
-from gateway.audit.batch import (
-    PreparedRecord,
-    check_log,
-    describe_error,
-    prepare_record,
-    write_batch,
-)
+from gateway.audit.batch import PreparedRecord, check_log, prepare_record, write_batch
 from gateway.audit.records import AuditRecord
 from gateway.errors import AuditUnavailable, ConfigError
 from gateway.inline_budget import InlineBudget
-from gateway.store.db import is_sqlite_file
+from gateway.store import dialect_of
+from gateway.store.dialect import describe_error
 
 logger = logging.getLogger("gateway.audit")
 
@@ -133,7 +128,7 @@ class AuditLog:
         inline = Appender(self._engine, self._origin, never_wait=True)
         try:
             await asyncio.to_thread(check_log, self._engine, self._origin)
-            if is_sqlite_file(self._engine):
+            if dialect_of(self._engine).writes_inline(self._engine):
                 await asyncio.to_thread(inline.connect)  # not on the loop, at the first append
                 self._inline = inline
         except BaseException:

@@ -5,7 +5,7 @@ One concept per module:
 - `plan`: the plan model (JSON/YAML); `validation`: checking it against the catalog.
 - `expressions`: JMESPath references (``${{ inputs.x }}``) and ``when`` conditions.
 - `store`: runs, steps and attempts in SQL; leases, fencing tokens, the database clock.
-- `progress` (and `progress_pg`, its one-statement form on PostgreSQL): the fenced
+- `progress` (and `progress_one_statement`, its one-statement form on PostgreSQL): the fenced
   writes of a claimed run; `writer`: one run's writes in order, a step's result
   carried by the next one.
 - `records`: creating, reading, listing and cancelling runs; run views.
