@@ -28,7 +28,8 @@ from sqlalchemy import Connection
 
 from gateway.executor import progress_one_statement
 from gateway.executor.errors import LeaseLost
-from gateway.executor.store import FINAL, Claim, RunStore, StepFinish
+from gateway.executor.step_state import FINAL, OPEN, StepStatus
+from gateway.executor.store import Claim, RunStore, StepFinish
 from gateway.store import Dialect
 from gateway.store.tables import run_steps, runs, step_attempts
 
@@ -148,7 +149,7 @@ def release(
     (both on the database clock)."""
     earliest = (
         sa.select(sa.func.min(run_steps.c.wake_at))
-        .where(run_steps.c.run_id == claim.run_id, run_steps.c.status == "waiting")
+        .where(run_steps.c.run_id == claim.run_id, run_steps.c.status == StepStatus.WAITING)
         .scalar_subquery()
     )
     wake_at: Any = sa.func.coalesce(earliest, store.now + 365 * 86400.0)
@@ -177,9 +178,9 @@ def finish_run(
             sa.update(run_steps)
             .where(
                 run_steps.c.run_id == claim.run_id,
-                run_steps.c.status.in_(("pending", "running", "waiting")),
+                run_steps.c.status.in_(OPEN),
             )
-            .values(status="cancelled", finished_at=store.now)
+            .values(status=StepStatus.CANCELLED, finished_at=store.now)
         )
         conn.execute(
             sa.update(step_attempts)
@@ -305,7 +306,7 @@ class _Statements:
             )
         )
         self.start_step = _step().values(
-            status="running",
+            status=StepStatus.RUNNING,
             attempts=sa.bindparam("p_attempt"),
             started_at=sa.func.coalesce(run_steps.c.started_at, now),
             wake_at=None,

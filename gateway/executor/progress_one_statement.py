@@ -28,7 +28,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from gateway.executor.errors import LeaseLost
-from gateway.executor.store import FINAL, Claim, RunStore, StepFinish
+from gateway.executor.step_state import FINAL, StepStatus
+from gateway.executor.store import Claim, RunStore, StepFinish
 from gateway.store import Dialect
 from gateway.store.tables import run_steps, runs, step_attempts
 
@@ -199,7 +200,7 @@ def _statement(
                 sa.update(run_steps)
                 .where(run_steps.c.run_id == run, run_steps.c.step_id == step, fenced)
                 .values(
-                    status="running",
+                    status=StepStatus.RUNNING,
                     attempts=attempt,
                     started_at=sa.func.coalesce(run_steps.c.started_at, now),
                     wake_at=None,

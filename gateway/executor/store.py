@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
+from gateway.executor.step_state import StepStatus
 from gateway.inline_budget import InlineBudget
 from gateway.store import dialect_of
 from gateway.store.tables import approvals, run_steps, runs, step_attempts
@@ -47,7 +48,6 @@ _INLINE: ContextVar[bool] = ContextVar("gateway_executor_inline_write", default=
 
 ACTIVE = ("pending", "running", "waiting")
 FINISHED = ("succeeded", "failed", "cancelled")
-FINAL = ("succeeded", "failed", "skipped", "cancelled")  # of a step
 
 
 @dataclass(frozen=True)
@@ -274,7 +274,7 @@ def _approval_decided() -> Any:
         sa.exists()
         .where(
             run_steps.c.run_id == runs.c.id,
-            run_steps.c.status == "waiting",
+            run_steps.c.status == StepStatus.WAITING,
             run_steps.c.approval_id == approvals.c.id,
             approvals.c.status != "pending",
         )
