@@ -18,8 +18,14 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.audit.errors import LeafFormatError
-from gateway.audit.leaf import (
+from gateway.audit.reader import read_head
+from gateway.audit.records import KIND_PATTERN, AuditRecord
+from gateway.errors import AuditUnavailable, ConfigError
+from gateway.store import Dialect, dialect_of, exclusive_transaction
+from gateway.store.dialect import describe_error
+from gateway.store.tables import audit_entries, audit_payloads
+from gateway.tlog.errors import LeafFormatError
+from gateway.tlog.leaf import (
     SALT_SIZE,
     ZERO_HASH,
     build_leaf,
@@ -29,12 +35,6 @@ from gateway.audit.leaf import (
     leaf_hash,
     parse_leaf,
 )
-from gateway.audit.reader import read_head
-from gateway.audit.records import KIND_PATTERN, AuditRecord
-from gateway.errors import AuditUnavailable, ConfigError
-from gateway.store import Dialect, dialect_of, exclusive_transaction
-from gateway.store.dialect import describe_error
-from gateway.store.tables import audit_entries, audit_payloads
 
 # The PostgreSQL advisory lock every audit writer of a database takes (ASCII
 # "agwaudit"). Never change it: processes of two versions must exclude each other.

@@ -22,11 +22,11 @@ from collections.abc import Collection
 
 from sqlalchemy import Connection, Engine, func, select
 
-from gateway.audit.errors import ProofUnavailable
-from gateway.audit.merkle import CompactRange, NodeId, range_nodes
-from gateway.audit.proof import consistency_proof, inclusion_proof, tree_root
 from gateway.store import dialect_of, exclusive_transaction
 from gateway.store.tables import audit_entries, audit_tree_nodes
+from gateway.tlog.errors import ProofUnavailable
+from gateway.tlog.merkle import CompactRange, NodeId, range_nodes
+from gateway.tlog.proof import consistency_proof, inclusion_proof, tree_root
 
 # The PostgreSQL advisory lock of everything derived from the log: tree nodes and
 # checkpoints (ASCII "agwtree_"). Distinct from the sequencer's writer lock, so

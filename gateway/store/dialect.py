@@ -35,7 +35,7 @@ from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import PoolProxiedConnection
 
@@ -219,6 +219,25 @@ class KeptConnection:
             connection.invalidate()  # its settings differ from the pool's others
         else:
             connection.close()  # back to the pool
+
+
+def on_connect(engine: Engine, *statements: str, commit: bool = False) -> Engine:
+    """Runs ``statements`` on every new connection of ``engine``, after the hooks
+    registered before (so these have the last word, for this engine's connections
+    only). ``commit``: where a rolled-back ``SET`` would be undone. Returns ``engine``."""
+
+    @event.listens_for(engine, "connect")
+    def _run(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            for statement in statements:
+                cursor.execute(statement)
+        finally:
+            cursor.close()
+        if commit:
+            dbapi_connection.commit()
+
+    return engine
 
 
 def describe_error(exc: BaseException) -> str:

@@ -23,7 +23,13 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import URL
 
-from gateway.store.dialect import CommitUnknown, Dialect, KeptConnection, describe_error
+from gateway.store.dialect import (
+    CommitUnknown,
+    Dialect,
+    KeptConnection,
+    describe_error,
+    on_connect,
+)
 
 T = TypeVar("T")
 
@@ -59,20 +65,9 @@ class PostgresDialect(Dialect):
     def relaxed_engine(self, engine: Engine) -> Engine:
         """``synchronous_commit=off``: durable across a crash of the client; the server
         may lose its last few hundred milliseconds of commits on its own crash."""
+        # After create_engine's own hook, which insists on durable commits.
         relaxed = self.create_engine(engine.url)
-
-        # Registered after create_engine's own hook, which insists on durable commits,
-        # so this one has the last word, for this engine's connections only.
-        @event.listens_for(relaxed, "connect")
-        def _relax(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            try:
-                cursor.execute("SET synchronous_commit TO OFF")
-            finally:
-                cursor.close()
-            dbapi_connection.commit()  # a rolled-back SET would be undone
-
-        return relaxed
+        return on_connect(relaxed, "SET synchronous_commit TO OFF", commit=True)
 
     def never_waiting_engine(self, relaxed: Engine) -> Engine | None:
         return None  # a commit is network round trips: never on the event loop

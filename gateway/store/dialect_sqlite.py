@@ -31,7 +31,7 @@ from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import StaticPool
 
-from gateway.store.dialect import Dialect, KeptConnection, WriterBusy
+from gateway.store.dialect import Dialect, KeptConnection, WriterBusy, on_connect
 
 T = TypeVar("T")
 
@@ -104,37 +104,17 @@ class SqliteDialect(Dialect):
         """``synchronous=NORMAL``: durable across process crashes, not power loss."""
         if engine.url.database in (None, "", ":memory:"):
             return engine  # one shared in-memory database (tests): nothing on disk anyway
-        relaxed = self.create_engine(engine.url)
-
-        # Registered after create_engine's own hook, which insists on durable commits,
-        # so this one has the last word, for this engine's connections only.
-        @event.listens_for(relaxed, "connect")
-        def _relax(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            try:
-                cursor.execute("PRAGMA synchronous=NORMAL")
-            finally:
-                cursor.close()
-
-        return relaxed
+        # After create_engine's own hook, which insists on durable commits.
+        return on_connect(self.create_engine(engine.url), "PRAGMA synchronous=NORMAL")
 
     def never_waiting_engine(self, relaxed: Engine) -> Engine | None:
         """Busy timeout 0, and the connection never checkpoints the WAL (the others do),
         which would wait for the disk."""
         if relaxed.url.database in (None, "", ":memory:"):
             return relaxed  # one shared in-memory connection: nobody else to wait for
-        engine = self.relaxed_engine(relaxed)
-
-        @event.listens_for(engine, "connect")
-        def _never_wait(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            try:
-                cursor.execute("PRAGMA busy_timeout=0")
-                cursor.execute("PRAGMA wal_autocheckpoint=0")
-            finally:
-                cursor.close()
-
-        return engine
+        return on_connect(
+            self.relaxed_engine(relaxed), "PRAGMA busy_timeout=0", "PRAGMA wal_autocheckpoint=0"
+        )
 
     def writes_inline(self, engine: Engine) -> bool:
         """A file: an in-memory database is one connection the writer thread shares."""

@@ -24,6 +24,7 @@ LAYERS: list[set[str]] = [
         "config",
         "http_client",
     },
+    {"tlog"},
     {"store"},
     {"identity"},
     {"audit"},

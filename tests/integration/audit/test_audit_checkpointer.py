@@ -33,10 +33,10 @@ from gateway.audit import (
     retire_key,
     verify_receipt,
 )
-from gateway.audit.errors import ChainError, ProofError
-from gateway.audit.proof import MemoryTree
 from gateway.errors import ConfigError
 from gateway.surfaces.audit_api import routes
+from gateway.tlog.errors import ChainError, ProofError
+from gateway.tlog.proof import MemoryTree
 
 pytestmark = pytest.mark.anyio
 
