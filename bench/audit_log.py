@@ -50,8 +50,8 @@ from gateway.audit import (
     verify_inclusion,
 )
 from gateway.audit.batch import prepare_record, write_batch
-from gateway.audit.merkle import root as merkle_root
 from gateway.store import create_engine, migrate
+from gateway.tlog.merkle import root as merkle_root
 
 ORIGIN = "bench.example/audit"
 PG_ADMIN_URL = os.environ.get(

@@ -27,10 +27,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
-from gateway.audit.chain import ERASURE_KIND
 from gateway.audit.erasure import Erasure, ErasureRefused, erase_payloads
 from gateway.redaction import replace_at
 from gateway.store.tables import approvals, audit_entries, run_steps, runs, step_attempts
+from gateway.tlog.chain import ERASURE_KIND
 
 ERASED = "[erased]"
 FINISHED = ("succeeded", "failed", "cancelled")

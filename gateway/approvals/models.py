@@ -22,7 +22,7 @@ CHANNELS: tuple[Channel, ...] = ("rest", "cli", "console")
 EXPIRY_DECIDER = "system:expiry"
 
 # Every timestamp of an approval is UTC text of this fixed width, so that comparing the
-# strings (in SQL too) compares the instants. See `gateway.approvals.store.db_now`.
+# strings (in SQL too) compares the instants. See `ApprovalStore.now`.
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 

@@ -17,10 +17,10 @@ PostgreSQL advisory lock) and takes the next ``version``: versions are unique an
 committed in increasing order, so "everything with version > N" is a complete change
 feed. Approvals change at human speed, so serializing their writes costs nothing.
 
-Time: "now" is the database's clock where there is one to share. PostgreSQL:
-``clock_timestamp()`` of the server, so every process compares expiry against the
-same clock. SQLite is a local file, so every process using it runs on the same host:
-the host's UTC clock is that one clock source. Times are stored as fixed-width UTC
+Time: "now" is the clock every process using the database shares (`Dialect.clock`).
+PostgreSQL: ``clock_timestamp()`` of the server, so every process compares expiry
+against the same clock. SQLite is a local file, so every process using it runs on the
+same host: the host's UTC clock is that one clock source. Times are stored as fixed-width UTC
 text (`models.TIME_FORMAT`), so SQL string comparison is time comparison.
 """
 
@@ -29,7 +29,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -44,7 +43,7 @@ from gateway.approvals.models import (
     format_time,
     parse_time,
 )
-from gateway.store import exclusive_transaction
+from gateway.store import dialect_of, exclusive_transaction
 from gateway.store.tables import approvals as table
 from gateway.types import Actor, Identity
 
@@ -58,30 +57,26 @@ def new_approval_id() -> str:
     return "apr_" + secrets.token_hex(12)
 
 
-def db_now(conn: Connection) -> str:
-    """The current time by the shared clock (see the module docstring)."""
-    if conn.dialect.name == "postgresql":
-        moment: datetime = conn.scalar(sa.text("SELECT clock_timestamp()"))
-    else:
-        moment = datetime.now(UTC)
-    return format_time(moment)
-
-
 class ApprovalStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._dialect = dialect_of(engine)
+
+    def _now(self, conn: Connection) -> str:
+        """The current time by the shared clock (see the module docstring)."""
+        return format_time(self._dialect.clock(conn))
 
     # --- reading ------------------------------------------------------------------
 
     def now(self) -> str:
         with self._engine.connect() as conn:
-            return db_now(conn)
+            return self._now(conn)
 
     def get(self, approval_id: str) -> tuple[Approval | None, str]:
         """The approval (or None) and the time it was read at."""
         with self._engine.connect() as conn:
             row = conn.execute(sa.select(table).where(table.c.id == approval_id)).first()
-            return (_approval(row) if row else None), db_now(conn)
+            return (_approval(row) if row else None), self._now(conn)
 
     def newest_bound(
         self, requester: Identity, tool: str, arguments_hash: str
@@ -99,7 +94,7 @@ class ApprovalStore:
         )
         with self._engine.connect() as conn:
             row = conn.execute(query).first()
-            return (_approval(row) if row else None), db_now(conn)
+            return (_approval(row) if row else None), self._now(conn)
 
     def scan(self, statuses: tuple[ApprovalStatus, ...] = ()) -> Iterator[Approval]:
         """Approvals newest first, optionally of some statuses, read page by page (the
@@ -129,7 +124,7 @@ class ApprovalStore:
 
     def due_for_expiry(self, limit: int = 100) -> list[str]:
         with self._engine.connect() as conn:
-            now = db_now(conn)
+            now = self._now(conn)
             query = (
                 sa.select(table.c.id)
                 .where(table.c.status == ApprovalStatus.PENDING.value, table.c.expires_at <= now)
@@ -146,7 +141,7 @@ class ApprovalStore:
         exists: then that one is returned. ``(approval, created)``."""
         ttl = _seconds_between(approval.created_at, approval.expires_at)
         with exclusive_transaction(self._engine, APPROVALS_LOCK_KEY) as conn:
-            now = db_now(conn)
+            now = self._now(conn)
             existing = conn.execute(
                 sa.select(table)
                 .where(
@@ -281,7 +276,7 @@ class ApprovalStore:
         self, approval_id: str, conditions: list[Any], values: dict[str, Any]
     ) -> Approval | None:
         with exclusive_transaction(self._engine, APPROVALS_LOCK_KEY) as conn:
-            now = db_now(conn)
+            now = self._now(conn)
             statement = (
                 sa.update(table)
                 .where(table.c.id == approval_id, *conditions)

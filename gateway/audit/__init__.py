@@ -1,10 +1,14 @@
-"""The tamper-evident audit log (architecture.md §6): leaf format, sequencer, reading, verifying.
+"""The tamper-evident audit log (architecture.md §6): appending, reading, proving.
+
+The log's side: the database, the writer, the signing keys. The published formats and
+their verification (leaf, Merkle tree, proofs, signed notes, checkpoints, receipts,
+the key record, the export directory, the offline verifier) are `gateway.tlog`, which
+imports no database layer, so that an auditor's verifier needs none
+(docs/decisions/0015). This package re-exports what its callers use of it.
 
 Responsibilities, one module each:
 
-- `leaf`: the version-1 leaf bytes, leaf hash and payload commitment (pure functions;
-  the published format).
-- `records`: `AuditRecord` (what callers append) and `AuditEntry` (what is read back).
+- `records`: `AuditRecord` (what callers append) and `ChainHead`.
 - `sequencer`: `AuditLog`, the only writer: group commit, one writer thread per
   process (an idle SQLite log commits on the caller's loop), acknowledgement only
   after commit.
@@ -13,14 +17,12 @@ Responsibilities, one module each:
 - `appender`: the writer's kept driver connection and its transaction per batch
   (docs/decisions/0012).
 - `reader`: the chain head, seq ranges, the tail, filters.
-- `chain`: `verify_chain` / `verify_chain_rows`, the hash-chain half of the offline
-  verifier.
-- `merkle`: RFC 6962/9162 node hashing, tree shape (`NodeId`, `range_nodes`), roots.
-- `proof`: building inclusion and consistency proofs from a `NodeSource`.
-- `verify_proof`: RFC 9162 proof verification (`verify_inclusion`, `verify_consistency`).
 - `tree_store`: complete subtree hashes in the database, filled up to each checkpoint.
-- `note`, `keys`: C2SP signed notes; Ed25519 audit keys and the sizes each may sign.
-- `checkpoint`, `receipt`: the C2SP tlog-checkpoint and tlog-proof formats.
+- `keys`: the log's Ed25519 signing keys and the ``audit_keys`` record of its public
+  keys and the sizes each may sign.
+- `receipt`: receipts (tlog-proof) of stored entries.
+- `export`: the export directory written from the database; the database read as a
+  `LogSource` for the verifier.
 - `erasure`, `rotation`: the operator's changes: erasing a payload, rotating the
   signing key.
 - `checkpointer`, `sinks`: signing checkpoints every N entries or T seconds, storing
@@ -44,15 +46,31 @@ Invariants:
 """
 
 from gateway.audit.batch import WRITER_LOCK_KEY
-from gateway.audit.chain import verify_chain, verify_chain_rows
-from gateway.audit.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint, sign_checkpoint
 from gateway.audit.checkpointer import (
     Checkpointer,
     StoredCheckpoint,
     latest_checkpoint,
     read_checkpoint,
 )
-from gateway.audit.errors import (
+from gateway.audit.keys import (
+    SigningKey,
+    load_signing_key,
+    load_signing_keys,
+    read_keys,
+    register_key,
+    retained_key_path,
+    retire_key,
+)
+from gateway.audit.reader import chain_head, iter_chain_rows, iter_entries, read_entries, tail
+from gateway.audit.receipt import receipt_for_entry
+from gateway.audit.records import AuditRecord, ChainHead
+from gateway.audit.sequencer import AuditLog
+from gateway.audit.sinks import CheckpointSink, DirectorySink
+from gateway.audit.tree_store import TreeStore
+from gateway.tlog.chain import verify_chain, verify_chain_rows
+from gateway.tlog.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint, sign_checkpoint
+from gateway.tlog.entries import AuditEntry, ChainRow
+from gateway.tlog.errors import (
     AuditVerificationError,
     ChainError,
     CheckpointFormatError,
@@ -65,20 +83,8 @@ from gateway.audit.errors import (
     ReceiptFormatError,
     RootMismatchError,
 )
-from gateway.audit.keys import (
-    AuditKey,
-    SigningKey,
-    VerifierKey,
-    format_keys,
-    load_signing_key,
-    load_signing_keys,
-    parse_keys,
-    read_keys,
-    register_key,
-    retained_key_path,
-    retire_key,
-)
-from gateway.audit.leaf import (
+from gateway.tlog.keys import AuditKey, VerifierKey, format_keys, parse_keys
+from gateway.tlog.leaf import (
     ZERO_HASH,
     Leaf,
     build_leaf,
@@ -87,16 +93,11 @@ from gateway.audit.leaf import (
     parse_leaf,
     payload_commitment,
 )
-from gateway.audit.merkle import EMPTY_ROOT, CompactRange, NodeId, node_hash, root
-from gateway.audit.note import sign_note, verify_note
-from gateway.audit.proof import MemoryTree, consistency_proof, inclusion_proof
-from gateway.audit.reader import chain_head, iter_chain_rows, iter_entries, read_entries, tail
-from gateway.audit.receipt import parse_receipt, receipt_for_entry, verify_receipt
-from gateway.audit.records import AuditEntry, AuditRecord, ChainHead, ChainRow
-from gateway.audit.sequencer import AuditLog
-from gateway.audit.sinks import CheckpointSink, DirectorySink
-from gateway.audit.tree_store import TreeStore
-from gateway.audit.verify_proof import verify_consistency, verify_inclusion
+from gateway.tlog.merkle import EMPTY_ROOT, CompactRange, NodeId, node_hash, root
+from gateway.tlog.note import sign_note, verify_note
+from gateway.tlog.proof import MemoryTree, consistency_proof, inclusion_proof
+from gateway.tlog.receipt import parse_receipt, verify_receipt
+from gateway.tlog.verify_proof import verify_consistency, verify_inclusion
 
 __all__ = [
     "EMPTY_ROOT",

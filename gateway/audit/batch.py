@@ -12,13 +12,20 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.audit.errors import LeafFormatError
-from gateway.audit.leaf import (
+from gateway.audit.reader import read_head
+from gateway.audit.records import KIND_PATTERN, AuditRecord
+from gateway.errors import AuditUnavailable, ConfigError
+from gateway.store import Dialect, dialect_of, exclusive_transaction
+from gateway.store.dialect import describe_error
+from gateway.store.tables import audit_entries, audit_payloads
+from gateway.tlog.errors import LeafFormatError
+from gateway.tlog.leaf import (
     SALT_SIZE,
     ZERO_HASH,
     build_leaf,
@@ -28,11 +35,6 @@ from gateway.audit.leaf import (
     leaf_hash,
     parse_leaf,
 )
-from gateway.audit.reader import read_head
-from gateway.audit.records import KIND_PATTERN, AuditRecord
-from gateway.errors import AuditUnavailable, ConfigError
-from gateway.store.db import exclusive_transaction
-from gateway.store.tables import audit_entries, audit_payloads
 
 # The PostgreSQL advisory lock every audit writer of a database takes (ASCII
 # "agwaudit"). Never change it: processes of two versions must exclude each other.
@@ -99,17 +101,20 @@ def append_locked(
     ``exclusive_transaction(engine, WRITER_LOCK_KEY)``: for writes that must commit
     together with their entries (an erasure deletes a payload in the same
     transaction). The caller commits; nothing is acknowledged before that."""
-    return append_rows(conn.connection.dbapi_connection, conn.dialect.name, origin, groups)
+    return append_rows(conn.connection.dbapi_connection, dialect_of(conn), origin, groups)
 
 
 def append_rows(
-    dbapi_connection: Any, dialect: str, origin: str, groups: Sequence[Sequence[PreparedRecord]]
+    dbapi_connection: Any,
+    dialect: Dialect,
+    origin: str,
+    groups: Sequence[Sequence[PreparedRecord]],
 ) -> list[list[int]]:
-    """The chain extension itself, on a DB-API connection in a transaction that holds
-    the writer lock: reads the head, builds the leaves, inserts entries and payloads.
-    Returns each group's seqs. Every writer (`gateway.audit.appender`, erasures, the
-    CLI) appends through here."""
-    statements = _STATEMENTS[dialect]
+    """The chain extension itself, on a DB-API connection of ``dialect`` in a
+    transaction that holds the writer lock: reads the head, builds the leaves, inserts
+    entries and payloads. Returns each group's seqs. Every writer
+    (`gateway.audit.appender`, erasures, the CLI) appends through here."""
+    statements = _statements(dialect.mark)
     cursor = dbapi_connection.cursor()
     try:
         # Read under the lock, in this transaction: the head cannot move until commit.
@@ -163,10 +168,12 @@ class _Statements:
     insert_payload: str
 
 
+@cache
 def _statements(mark: str) -> _Statements:
-    """The writer's SQL in a driver's parameter style. Hand-written, not built with
-    SQLAlchemy Core: this runs for every call, and building and compiling a Core
-    statement cost more than executing it (bench/README.md)."""
+    """The writer's SQL in a driver's parameter style (`Dialect.mark`), built once.
+    Hand-written, not built with SQLAlchemy Core: this runs for every call, and
+    building and compiling a Core statement cost more than executing it
+    (bench/README.md)."""
     entries, payloads = audit_entries.name, audit_payloads.name
     return _Statements(
         head=f"SELECT seq, leaf_hash, ts FROM {entries} ORDER BY seq DESC LIMIT 1",
@@ -179,11 +186,6 @@ def _statements(mark: str) -> _Statements:
             f"VALUES ({', '.join([mark] * 5)})"
         ),
     )
-
-
-# Keyed by SQLAlchemy dialect name; the drivers are pinned by gateway.store.normalize_url
-# (sqlite3: qmark, psycopg: format).
-_STATEMENTS = {"sqlite": _statements("?"), "postgresql": _statements("%s")}
 
 
 def check_log(engine: Engine, origin: str) -> None:
@@ -218,12 +220,3 @@ def check_log(engine: Engine, origin: str) -> None:
             f"{origin!r}; one database holds one log: fix audit.origin or use another "
             "database"
         )
-
-
-def describe_error(exc: BaseException) -> str:
-    """The driver's own message, first line only."""
-    # SQLAlchemy's text would add the SQL and its parameters, i.e. audit payloads, to
-    # an error message a client may see.
-    cause = getattr(exc, "orig", None) or exc
-    lines = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__

@@ -29,19 +29,20 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, select
 
-from gateway.audit.checkpoint import Checkpoint, sign_checkpoint
-from gateway.audit.errors import ChainError
-from gateway.audit.keys import SigningKey, format_keys, read_keys, register_key
-from gateway.audit.leaf import format_ts
-from gateway.audit.note import check_key_name
+from gateway.audit.keys import SigningKey, read_keys, register_key
 from gateway.audit.reader import chain_head
 from gateway.audit.sinks import CheckpointSink
 from gateway.audit.tree_store import TREE_LOCK_KEY, TreeStore
-from gateway.audit.verify_proof import verify_consistency
 from gateway.clock import Clock, monotonic
 from gateway.errors import ConfigError
 from gateway.store.db import exclusive_transaction
 from gateway.store.tables import audit_checkpoints
+from gateway.tlog.checkpoint import Checkpoint, sign_checkpoint
+from gateway.tlog.errors import ChainError
+from gateway.tlog.keys import format_keys
+from gateway.tlog.leaf import format_ts
+from gateway.tlog.note import check_key_name
+from gateway.tlog.verify_proof import verify_consistency
 
 logger = logging.getLogger("gateway.audit")
 

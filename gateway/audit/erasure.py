@@ -3,7 +3,7 @@
 The leaf commits to the payload by a salted hash (architecture.md §6), so deleting payload and
 salt leaves nothing to recompute it from, while the leaf, the chain and the tree stay
 as they were. The verifier accepts a missing payload only when a later ``erasure``
-entry names its seq (`gateway.audit.chain`): `erase_payload` appends that entry and
+entry names its seq (`gateway.tlog.chain`): `erase_payload` appends that entry and
 deletes the payload in one transaction, under the same writer lock and through the
 same append code as the sequencer, so the chain keeps a single writer and there is
 no moment at which the log holds a missing payload without its erasure record.
@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine, select
 
 from gateway.audit.batch import WRITER_LOCK_KEY, append_locked, check_log, prepare_record
-from gateway.audit.chain import ERASURE_KIND
 from gateway.audit.reader import read_head
 from gateway.audit.records import AuditRecord
 from gateway.store.db import exclusive_transaction
 from gateway.store.tables import audit_entries, audit_payloads
+from gateway.tlog.chain import ERASURE_KIND
 
 # Long enough for a ticket reference and a sentence; the reason is itself a payload
 # that is never erased, so it should not be a place for personal data.
@@ -48,7 +48,7 @@ class Erasure:
 
 def erasure_payload(seq: int, reason: str) -> dict[str, object]:
     """The payload of the ``erasure`` entry for ``seq``. ``seq`` is what the verifier
-    reads (`gateway.audit.chain`); it ignores other keys, so ``reason`` rides along."""
+    reads (`gateway.tlog.chain`); it ignores other keys, so ``reason`` rides along."""
     return {"seq": seq, "reason": reason}
 
 

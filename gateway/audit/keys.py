@@ -1,9 +1,9 @@
-"""Audit signing keys: Ed25519 note keys, their IDs, and the tree sizes each may sign.
+"""Audit signing keys: the log's private keys, and the record of its public keys.
 
-Checkpoints are signed with Ed25519 per C2SP signed-note (signature type 0x01); the
-key name is the log's origin (architecture.md §6). The key ID is
-``SHA-256(name ‖ 0x0A ‖ 0x01 ‖ public key)[:4]``; a verifier key is written
-``<name>+<8 hex digits of the key ID>+<base64(0x01 ‖ public key)>``.
+The formats (verifier keys, key IDs, `AuditKey` and its validity range, the key
+record's text) are published and live in `gateway.tlog.keys`; this is the log's side:
+loading and generating the Ed25519 private keys it signs checkpoints with, and the
+``audit_keys`` table.
 
 Every public key the log has signed with is kept in ``audit_keys`` with the range of
 tree sizes it is valid for, ``valid_from_size <= size <= valid_to_size`` (both
@@ -18,85 +18,24 @@ history.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import os
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gateway.audit.leaf import format_ts
-from gateway.audit.note import KEY_ID_SIZE, check_key_name
 from gateway.errors import ConfigError
 from gateway.identity.keys import load_or_create_signing_key, load_private_key_file
 from gateway.store.tables import audit_keys
-
-SIGNATURE_TYPE_ED25519 = b"\x01"
-PUBLIC_KEY_SIZE = 32
+from gateway.tlog.keys import AuditKey, VerifierKey
+from gateway.tlog.leaf import format_ts
+from gateway.tlog.note import check_key_name
 
 _K = audit_keys.c
-
-
-def ed25519_key_id(name: str, public_key: bytes) -> bytes:
-    """SHA-256(name ‖ 0x0A ‖ 0x01 ‖ public key)[:4] (C2SP signed-note, Ed25519)."""
-    digest = hashlib.sha256(name.encode("utf-8") + b"\n" + SIGNATURE_TYPE_ED25519 + public_key)
-    return digest.digest()[:KEY_ID_SIZE]
-
-
-@dataclass(frozen=True)
-class VerifierKey:
-    """An Ed25519 note verifier: a key name and a 32-byte public key."""
-
-    name: str
-    public_key: bytes
-    key_id: bytes = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        check_key_name(self.name)
-        if len(self.public_key) != PUBLIC_KEY_SIZE:
-            raise ValueError(f"an Ed25519 public key is {PUBLIC_KEY_SIZE} bytes")
-        object.__setattr__(self, "key_id", ed25519_key_id(self.name, self.public_key))
-
-    def verify(self, message: bytes, signature: bytes) -> bool:
-        try:
-            ed25519.Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
-        except InvalidSignature:
-            return False
-        return True
-
-    def encode(self) -> str:
-        """``<name>+<hex key ID>+<base64(0x01 ‖ public key)>``."""
-        blob = base64.b64encode(SIGNATURE_TYPE_ED25519 + self.public_key).decode("ascii")
-        return f"{self.name}+{self.key_id.hex()}+{blob}"
-
-    @classmethod
-    def parse(cls, text: str) -> VerifierKey:
-        """The inverse of `encode`; raises ValueError unless ``text`` is exactly a
-        canonical Ed25519 verifier key whose key ID matches its name and key."""
-        # Names cannot contain '+' and hex cannot either; base64 can: split from the left.
-        name, _, rest = text.partition("+")
-        key_hex, _, rest = rest.partition("+")
-        try:
-            blob = base64.b64decode(rest, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError(f"verifier key {text!r}: key is not base64") from None
-        if not name or base64.b64encode(blob).decode("ascii") != rest:
-            raise ValueError(f"verifier key {text!r} is not <name>+<key id>+<base64 key>")
-        if blob[:1] != SIGNATURE_TYPE_ED25519 or len(blob) != 1 + PUBLIC_KEY_SIZE:
-            raise ValueError(f"verifier key {text!r} is not an Ed25519 (type 0x01) key")
-        key = cls(name, blob[1:])
-        if key_hex != key.key_id.hex():
-            raise ValueError(f"verifier key {text!r}: key ID does not match name and key")
-        return key
 
 
 class SigningKey:
@@ -181,40 +120,6 @@ def _load_existing_ed25519(path: Path) -> ed25519.Ed25519PrivateKey:
 # --- the audit_keys table ------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class AuditKey:
-    """A public key of the log and the tree sizes it is valid for (both inclusive;
-    ``valid_to_size`` None while the key is in service)."""
-
-    verifier: VerifierKey
-    valid_from_size: int
-    valid_to_size: int | None
-    created: str = ""
-
-    @property
-    def name(self) -> str:
-        return self.verifier.name
-
-    @property
-    def key_id(self) -> bytes:
-        return self.verifier.key_id
-
-    def covers(self, tree_size: int) -> bool:
-        return self.valid_from_size <= tree_size and (
-            self.valid_to_size is None or tree_size <= self.valid_to_size
-        )
-
-    def line(self) -> str:
-        """``<verifier key> <valid_from_size> <valid_to_size or ->`` (the export)."""
-        end = "-" if self.valid_to_size is None else str(self.valid_to_size)
-        return f"{self.verifier.encode()} {self.valid_from_size} {end}\n"
-
-
-def verifiers_for(keys: Iterable[AuditKey], tree_size: int) -> list[VerifierKey]:
-    """The verifiers of the keys valid for a checkpoint of ``tree_size``."""
-    return [k.verifier for k in keys if k.covers(tree_size)]
-
-
 def read_keys(conn: Engine | Connection) -> list[AuditKey]:
     """Every registered key, oldest validity first."""
     query = select(audit_keys).order_by(_K.valid_from_size, _K.created, _K.key_id)
@@ -286,34 +191,6 @@ def retire_key(engine: Engine, key: VerifierKey, *, valid_to_size: int) -> Audit
     if retired is None:
         raise RuntimeError(f"audit key {key.encode()} vanished while being retired")
     return retired
-
-
-def format_keys(keys: Sequence[AuditKey]) -> str:
-    """The export of the key record: one `AuditKey.line` per key."""
-    return "".join(k.line() for k in keys)
-
-
-def parse_keys(text: str) -> list[AuditKey]:
-    """The inverse of `format_keys`. Raises ValueError naming the bad line."""
-    keys = []
-    for number, line in enumerate(text.splitlines(), 1):
-        parts = line.split(" ")
-        if len(parts) != 3:
-            raise ValueError(f"key line {number}: want '<verifier key> <from> <to or ->'")
-        try:
-            verifier = VerifierKey.parse(parts[0])
-            start = _decimal(parts[1])
-            end = None if parts[2] == "-" else _decimal(parts[2])
-        except ValueError as exc:
-            raise ValueError(f"key line {number}: {exc}") from None
-        keys.append(AuditKey(verifier, start, end))
-    return keys
-
-
-def _decimal(text: str) -> int:
-    if not text.isascii() or not text.isdigit() or (len(text) > 1 and text[0] == "0"):
-        raise ValueError(f"{text!r} is not a decimal tree size")
-    return int(text)
 
 
 def _find(engine: Engine, key: VerifierKey) -> AuditKey | None:

@@ -11,9 +11,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, select
 
-from gateway.audit.records import AuditEntry, ChainHead, ChainRow
+from gateway.audit.records import ChainHead
 from gateway.canonical import parse_json
 from gateway.store.tables import audit_entries, audit_payloads
+from gateway.tlog.entries import AuditEntry, ChainRow
 
 _E = audit_entries.c
 _P = audit_payloads.c
@@ -105,7 +106,7 @@ def iter_chain_rows(
     engine: Engine, *, start: int = 0, stop: int | None = None, page_size: int = 10_000
 ) -> Iterator[ChainRow]:
     """Every entry from ``start`` (to ``stop``) as stored bytes, for
-    `gateway.audit.chain.verify_chain_rows`: payloads are neither parsed nor
+    `gateway.tlog.chain.verify_chain_rows`: payloads are neither parsed nor
     filtered, so reading a large log costs little more than the rows themselves."""
     if page_size <= 0:
         raise ValueError("page_size must be positive")

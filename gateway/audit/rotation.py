@@ -30,7 +30,6 @@ from sqlalchemy import Engine
 
 from gateway.audit.checkpointer import latest_checkpoint
 from gateway.audit.keys import (
-    AuditKey,
     SigningKey,
     load_signing_key,
     register_key,
@@ -41,6 +40,7 @@ from gateway.audit.reader import chain_head
 from gateway.audit.records import AuditRecord
 from gateway.audit.sequencer import AuditLog
 from gateway.errors import ConfigError
+from gateway.tlog.keys import AuditKey
 
 ROTATION_KIND = "key.rotation"
 # Entries the log may grow by after the rotation while the old key still signs: time

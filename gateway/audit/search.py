@@ -27,20 +27,22 @@ from enum import StrEnum
 
 from sqlalchemy import Engine
 
-from gateway.audit.chain import ERASURE_KIND
 from gateway.audit.checkpointer import StoredCheckpoint, latest_checkpoint
-from gateway.audit.errors import (
+from gateway.audit.keys import read_keys
+from gateway.audit.reader import read_entries, tail
+from gateway.audit.receipt import receipt_for_entry
+from gateway.errors import BadRequest
+from gateway.tlog.chain import ERASURE_KIND
+from gateway.tlog.entries import AuditEntry
+from gateway.tlog.errors import (
     AuditEntryNotFound,
     AuditVerificationError,
     ChainError,
     ProofUnavailable,
 )
-from gateway.audit.keys import AuditKey, read_keys
-from gateway.audit.leaf import commitment_of_jcs, format_ts, leaf_hash, parse_leaf
-from gateway.audit.reader import read_entries, tail
-from gateway.audit.receipt import parse_receipt, receipt_for_entry, verify_receipt
-from gateway.audit.records import AuditEntry
-from gateway.errors import BadRequest
+from gateway.tlog.keys import AuditKey
+from gateway.tlog.leaf import commitment_of_jcs, format_ts, leaf_hash, parse_leaf
+from gateway.tlog.receipt import parse_receipt, verify_receipt
 
 
 class Verification(StrEnum):
@@ -211,7 +213,7 @@ class EntryChecker:
 
     def _erasure_of(self, seq: int) -> int | None:
         """The seq of the erasure entry naming entry ``seq``, or None. Its payload's
-        ``seq`` is what counts, as for the offline verifier (`gateway.audit.chain`)."""
+        ``seq`` is what counts, as for the offline verifier (`gateway.tlog.chain`)."""
         for erasure in read_entries(self._engine, kind=ERASURE_KIND, ref=f"erasure:{seq}"):
             if erasure.seq > seq and (erasure.payload or {}).get("seq") == seq:
                 return erasure.seq

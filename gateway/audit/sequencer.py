@@ -30,28 +30,20 @@ from typing import Any
 from sqlalchemy import Engine
 
 from gateway.audit.appender import Appender, CommitUnknown, WriterBusy
-from gateway.audit.batch import (
-    PreparedRecord,
-    check_log,
-    describe_error,
-    prepare_record,
-    write_batch,
-)
+from gateway.audit.batch import PreparedRecord, check_log, prepare_record, write_batch
 from gateway.audit.records import AuditRecord
 from gateway.clock import Clock, monotonic
 from gateway.errors import AuditUnavailable, ConfigError
-from gateway.store.db import is_sqlite_file
+from gateway.inline_budget import InlineBudget
+from gateway.store import dialect_of
+from gateway.store.dialect import describe_error
 
 logger = logging.getLogger("gateway.audit")
 
-# Inline appends (see AuditLog) stop while recent commits, inline or in the writer
-# thread, took longer than this on average.
-INLINE_BUDGET_S = 0.002
 # An append arriving this soon after the previous one goes to the writer thread:
 # appends that come close together are what group commit is for, and committing them
 # one by one on the event loop would serialize them behind each other's fsync.
 INLINE_QUIET_S = 0.001
-_RECENT_WEIGHT = 0.2  # of the newest commit in that running average
 
 # Longest the writer waits, after a commit, for the callers it woke to queue their next
 # appends (see _commit_batch).
@@ -92,9 +84,9 @@ class AuditLog:
     being written, no other writer holding the database) commits on the calling event
     loop's thread instead of handing over to the writer thread: a fraction of a
     millisecond of SQLite work, against two thread wake-ups on the call's critical
-    path. Never while recent commits took longer than `INLINE_BUDGET_S` on
-    average (a slow disk must not stall the loop), and never on PostgreSQL, where a
-    commit is network round trips.
+    path. Never while recent commits, inline or in the writer thread, took longer than
+    the `InlineBudget` on average (a slow disk must not stall the loop), and never on
+    PostgreSQL, where a commit is network round trips.
 
     ``clock`` times those commits and the gaps between appends (`gateway.clock`).
     """
@@ -125,7 +117,7 @@ class AuditLog:
         self._pending = 0
         self._inline: Appender | None = None
         self._inline_lock = threading.Lock()  # one inline append at a time, any thread
-        self._recent_s = 0.0  # running average of commit times, inline and writer thread
+        self._budget = InlineBudget(clock=clock)  # commit times, inline and writer thread
         self._last_append = -math.inf  # clock() of the latest append or submit
 
     @property
@@ -143,7 +135,7 @@ class AuditLog:
         inline = Appender(self._engine, self._origin, never_wait=True)
         try:
             await asyncio.to_thread(check_log, self._engine, self._origin)
-            if is_sqlite_file(self._engine):
+            if dialect_of(self._engine).writes_inline(self._engine):
                 await asyncio.to_thread(inline.connect)  # not on the loop, at the first append
                 self._inline = inline
         except BaseException:
@@ -197,7 +189,7 @@ class AuditLog:
         now = self._clock()
         quiet = now - self._last_append >= INLINE_QUIET_S
         self._last_append = now
-        if inline is None or not quiet or self._recent_s >= INLINE_BUDGET_S:
+        if inline is None or not quiet or not self._budget.allows():
             return None
         if not self._inline_lock.acquire(blocking=False):
             return None
@@ -205,22 +197,14 @@ class AuditLog:
             with self._lock:
                 if not self._accepting or self._pending:
                     return None
-            started = self._clock()
             try:
-                return inline.write([prepared])[0]
+                return self._budget.timed(inline.write, [prepared])[0]
             except WriterBusy:
                 return None
             except Exception as exc:
                 raise self._commit_failed(len(prepared), exc)() from exc
-            finally:
-                self._timed(self._clock() - started)
         finally:
             self._inline_lock.release()
-
-    def _timed(self, elapsed: float) -> None:
-        """Adds a commit's duration (inline or writer thread) to the running average.
-        Unlocked: a lost update from the other thread only delays the average a little."""
-        self._recent_s += _RECENT_WEIGHT * (elapsed - self._recent_s)
 
     def append_sync(self, *records: AuditRecord) -> list[int]:
         """Blocking `append` for code without an event loop (the CLI). Goes through the
@@ -312,22 +296,18 @@ class AuditLog:
                 return
 
     def _commit_batch(self, appender: Appender, batch: Sequence[_Request]) -> None:
-        started = self._clock()
+        # The writer's commits count in the inline budget too: an inline commit that
+        # was slow once must not keep appends off the loop for good, and a loaded log
+        # keeps them off. The commit alone is timed, not the waking of its callers.
         try:
-            results = appender.write([r.records for r in batch])
+            results = self._budget.timed(appender.write, [r.records for r in batch])
         except Exception as exc:
-            elapsed = self._clock() - started
             count = sum(len(r.records) for r in batch)
             self._done(batch)
             caught_up = self._settle(batch, None, self._commit_failed(count, exc))
         else:
-            # The commit alone: once its callers are woken they may append again.
-            elapsed = self._clock() - started
             self._done(batch)
             caught_up = self._settle(batch, results, None)
-        # The writer's commits count too: an inline commit that was slow once must not
-        # keep appends off the loop for good, and a loaded log keeps them off.
-        self._timed(elapsed)
         # Group commit only works if the next batch collects every caller this one just
         # woke. Without this wait the writer grabs the first one or two re-appends and
         # commits them alone while the rest queue up: batches alternate tiny and large

@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
-from gateway.audit.checkpoint import Checkpoint, parse_checkpoint
-from gateway.audit.errors import CheckpointFormatError, NoteFormatError
-from gateway.audit.note import parse_note
+from gateway.tlog.checkpoint import Checkpoint, parse_checkpoint
+from gateway.tlog.errors import CheckpointFormatError, NoteFormatError
+from gateway.tlog.note import parse_note
 
 logger = logging.getLogger("gateway.audit")
 
@@ -34,7 +34,7 @@ class CheckpointSink(Protocol):
         ...
 
     def publish_keys(self, text: str) -> None:
-        """Publishes the exported public keys (`gateway.audit.keys.format_keys`)."""
+        """Publishes the exported public keys (`gateway.tlog.keys.format_keys`)."""
         ...
 
 

@@ -22,11 +22,11 @@ from collections.abc import Collection
 
 from sqlalchemy import Connection, Engine, func, select
 
-from gateway.audit.errors import ProofUnavailable
-from gateway.audit.merkle import CompactRange, NodeId, range_nodes
-from gateway.audit.proof import consistency_proof, inclusion_proof, tree_root
-from gateway.store.db import exclusive_transaction
+from gateway.store import dialect_of, exclusive_transaction
 from gateway.store.tables import audit_entries, audit_tree_nodes
+from gateway.tlog.errors import ProofUnavailable
+from gateway.tlog.merkle import CompactRange, NodeId, range_nodes
+from gateway.tlog.proof import consistency_proof, inclusion_proof, tree_root
 
 # The PostgreSQL advisory lock of everything derived from the log: tree nodes and
 # checkpoints (ASCII "agwtree_"). Distinct from the sequencer's writer lock, so
@@ -53,6 +53,7 @@ class TreeStore:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._dialect = dialect_of(engine)
 
     def node_hashes(self, ids: Collection[NodeId]) -> dict[NodeId, bytes]:
         """The hashes of ``ids`` (level 0 from the entries, above from the nodes), in
@@ -60,7 +61,7 @@ class TreeStore:
         found: dict[NodeId, bytes] = {}
         if ids:
             with self._engine.connect() as conn:
-                sql, params = _lookup_sql(ids, _placeholder(conn))
+                sql, params = _lookup_sql(ids, self._dialect.mark)
                 for level, index, value in conn.exec_driver_sql(sql, params):
                     found[NodeId(level, index)] = bytes(value)
         if len(found) != len(ids):
@@ -125,8 +126,8 @@ class TreeStore:
         return compact.root()
 
     def _leaf_hashes(self, start: int, stop: int) -> list[bytes]:
+        mark = self._dialect.mark
         with self._engine.connect() as conn:
-            mark = _placeholder(conn)
             result = conn.exec_driver_sql(
                 "SELECT leaf_hash FROM audit_entries "
                 f"WHERE seq >= {mark} AND seq < {mark} ORDER BY seq",
@@ -147,26 +148,8 @@ class TreeStore:
                 raise _FillConflict
             if not rows:
                 return
-            # Thousands of rows per chunk, at driver level: SQLAlchemy parameter dicts
-            # would cost more than the insert. PostgreSQL takes them as three arrays in
-            # one statement, sent in binary (%b): psycopg's executemany costs ~30 µs of
-            # this process's CPU a row, text arrays ~5 µs, binary ones ~1 µs. SQLite's
-            # executemany loops in C.
-            if conn.dialect.name == "postgresql":
-                levels, indexes, hashes = zip(*rows, strict=True)
-                conn.exec_driver_sql(
-                    "INSERT INTO audit_tree_nodes (level, idx, hash) "
-                    "SELECT * FROM unnest(%b::integer[], %b::bigint[], %b::bytea[])",
-                    (list(levels), list(indexes), list(hashes)),
-                )
-            else:
-                conn.exec_driver_sql(
-                    "INSERT INTO audit_tree_nodes (level, idx, hash) VALUES (?, ?, ?)", rows
-                )
-
-
-def _placeholder(conn: Connection) -> str:
-    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            # Thousands of rows per chunk, at driver level (`Dialect.insert_rows`).
+            self._dialect.insert_rows(conn, audit_tree_nodes, rows)
 
 
 def _lookup_sql(ids: Collection[NodeId], mark: str) -> tuple[str, tuple[int, ...]]:

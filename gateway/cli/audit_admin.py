@@ -32,17 +32,16 @@ def register_commands(audit_commands: argparse._SubParsersAction) -> None:
     )
     erase.set_defaults(handler=cmd_audit_erase)
 
-    from gateway.audit.rotation import DEFAULT_OVERLAP
-
     rotate = audit_commands.add_parser(
         "rotate-key", help="replace the checkpoint signing key (old one signs during an overlap)"
     )
     add_config_option(rotate)
+    # The default is resolved when the command runs: building the parser must not
+    # import the database layer (`audit verify` of an export needs none).
     rotate.add_argument(
         "--overlap",
         type=int,
-        default=DEFAULT_OVERLAP,
-        help=f"entries during which both keys sign (default {DEFAULT_OVERLAP})",
+        help="entries during which both keys sign (default: 10000, the rotation's own)",
     )
     rotate.set_defaults(handler=cmd_audit_rotate_key)
 
@@ -84,7 +83,7 @@ def cmd_audit_erase(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_rotate_key(args: argparse.Namespace) -> int:
-    from gateway.audit.rotation import rotate_key
+    from gateway.audit.rotation import DEFAULT_OVERLAP, rotate_key
     from gateway.errors import ConfigError
     from gateway.store import create_engine
 
@@ -92,7 +91,10 @@ def cmd_audit_rotate_key(args: argparse.Namespace) -> int:
     engine = create_engine(config.storage.url)
     try:
         done = rotate_key(
-            engine, config.audit.origin, config.audit.signing_key_file, overlap=args.overlap
+            engine,
+            config.audit.origin,
+            config.audit.signing_key_file,
+            overlap=DEFAULT_OVERLAP if args.overlap is None else args.overlap,
         )
     except (ConfigError, ValueError) as exc:
         print(f"not rotated: {exc}", file=sys.stderr)

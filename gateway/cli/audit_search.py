@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.audit.search import CheckedEntry, SearchQuery, leaf_time, search
 from gateway.cli.common import add_config_option, config_from
-from gateway.store import create_engine
+
+if TYPE_CHECKING:
+    from gateway.audit.search import CheckedEntry
 
 
 def register_commands(audit_commands: argparse._SubParsersAction) -> None:
@@ -30,6 +31,11 @@ def register_commands(audit_commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_audit_search(args: argparse.Namespace) -> int:
+    # Imported here: the database layer is not loaded for other commands (an auditor's
+    # `audit verify` of an export directory needs none).
+    from gateway.audit.search import SearchQuery, leaf_time, search
+    from gateway.store import create_engine
+
     config = config_from(args)
     query = SearchQuery(
         since=None if args.since is None else leaf_time(args.since, "--since"),

@@ -2,7 +2,9 @@
 
 ``verify`` and ``verify-receipt`` need no gateway config: an auditor runs them on an
 export directory (or a database URL) with keys obtained out of band. Exit codes:
-0 clean, 1 a fault was found, 2 the input could not be read at all.
+0 clean, 1 a fault was found, 2 the input could not be read at all. On an export
+directory, and on a receipt with its leaf, they import `gateway.tlog` and no database
+layer (docs/decisions/0015); the database is imported only when asked for.
 """
 
 from __future__ import annotations
@@ -73,10 +75,9 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from gateway.audit.export import database_source, directory_source
-    from gateway.audit.keys import parse_keys
-    from gateway.audit.verifier import verify_log
-    from gateway.store import create_engine
+    from gateway.tlog.keys import parse_keys
+    from gateway.tlog.source import directory_source
+    from gateway.tlog.verifier import verify_log
 
     if (args.dir is None) == (args.db is None):
         print("give an export directory or --db URL (one of them)", file=sys.stderr)
@@ -94,6 +95,9 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     engine = None
     try:
         if args.db is not None:
+            from gateway.audit.export import database_source
+            from gateway.store import create_engine
+
             engine = create_engine(args.db)
             source = database_source(engine)
         else:
@@ -147,9 +151,9 @@ def cmd_audit_prove(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify_receipt(args: argparse.Namespace) -> int:
-    from gateway.audit.errors import AuditVerificationError
-    from gateway.audit.keys import AuditKey, VerifierKey, parse_keys
-    from gateway.audit.receipt import parse_receipt, verify_receipt
+    from gateway.tlog.errors import AuditVerificationError
+    from gateway.tlog.keys import AuditKey, VerifierKey, parse_keys
+    from gateway.tlog.receipt import parse_receipt, verify_receipt
 
     try:
         if args.key is not None:

@@ -5,12 +5,14 @@ One concept per module:
 - `plan`: the plan model (JSON/YAML); `validation`: checking it against the catalog.
 - `expressions`: JMESPath references (``${{ inputs.x }}``) and ``when`` conditions.
 - `store`: runs, steps and attempts in SQL; leases, fencing tokens, the database clock.
-- `progress` (and `progress_pg`, its one-statement form on PostgreSQL): the fenced
+- `progress` (and `progress_one_statement`, its one-statement form on PostgreSQL): the fenced
   writes of a claimed run; `writer`: one run's writes in order, a step's result
   carried by the next one.
 - `records`: creating, reading, listing and cancelling runs; run views.
 - `runner` / `steps` / `gates`: executing one claimed run; tool calls, retries,
-  compensation, approval gates and steps waiting for an approval.
+  compensation, sleeps, approval gates and steps waiting for an approval.
+- `step_state`: `StepStatus`, a step's (frozen) state and the `Transition`s the step
+  logic returns; `run_view`: what the step logic sees of its run (`RunView`).
 - `worker`: the claim-execute loops of `gateway serve` and `gateway worker`.
 - `service`: `Executor`, submission as a ``plan/submit`` policy decision.
 - `schedules`: plans fired on a cron schedule.
@@ -21,6 +23,8 @@ Invariants:
 - Only the holder of a run's current fencing token writes it; a succeeded step is
   never started again; every attempt of a step carries the same idempotency key.
 - Lease and timer arithmetic uses the database clock.
+- Only the runner changes a step's state: the step logic returns what happened
+  (`Transition`) and `RunExecution.apply` writes, mirrors and audits it.
 """
 
 from gateway.executor.errors import (

@@ -5,36 +5,37 @@ approval is decided or expires, or the step's timeout comes (`RunStore.claim` wa
 it); the approval itself is the approvals engine's
 (`gateway.approvals.ApprovalService`): bound to the submitter-through-executor, the
 gate and the plan, decided once by a named approver who is no party to the run.
+
+Like a tool step's logic (`gateway.executor.steps`), each function returns what
+happened to the step, a `Transition` (or ``None``: nothing did), and the runner
+applies it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from gateway.approvals.errors import ApprovalsDisabled
 from gateway.approvals.models import ApprovalStatus
 from gateway.canonical import sha256_hex
-from gateway.executor.plan import ToolStep
+from gateway.executor.plan import ApprovalStep, ToolStep
+from gateway.executor.run_view import RunView
+from gateway.executor.step_state import StepStatus, Transition
 from gateway.logs import new_request_id
 from gateway.types import Decision, Obligations, ToolCall
-
-if TYPE_CHECKING:
-    from gateway.executor.plan import ApprovalStep
-    from gateway.executor.runner import RunExecution
 
 GATE_TOOL = "workflow__approval_gate"
 GATE_DEFINITION_HASH = sha256_hex({"name": GATE_TOOL, "version": 1})
 
 
-async def approval_gate(run: RunExecution, step: ApprovalStep) -> bool:
+async def approval_gate(run: RunView, step: ApprovalStep) -> Transition | None:
     """An approval gate: asks for an approval, then waits for it holding nothing (the
     run is released and polls). Approved: the step succeeds with who approved it;
-    denied or not decided within ``timeout_s``: the step fails. Returns whether the
-    step changed."""
+    denied or not decided within ``timeout_s``: the step fails. ``None`` while it is
+    still pending."""
     approvals = run.deps.approvals
-    state = run.states[step.id]
-    if state.status == "pending":
+    state = run.state(step.id)
+    if state.status == StepStatus.PENDING:
         gate = step.approval
         message = gate.message or f"run {run.run_id} waits at approval gate {step.id}"
         call = ToolCall(
@@ -69,46 +70,49 @@ async def approval_gate(run: RunExecution, step: ApprovalStep) -> bool:
         try:
             approval = await approvals.request(call, GATE_DEFINITION_HASH, decision)
         except ApprovalsDisabled as disabled:
-            await run.fail_step(step.id, disabled.to_dict())
-            return True
-        await run.set_step(
-            step.id, wake_in_s=gate.timeout_s, status="waiting", approval_id=approval.id
+            return Transition.failed(step.id, disabled.to_dict())
+        return Transition(
+            step.id,
+            {"status": StepStatus.WAITING, "approval_id": approval.id},
+            wake_in_s=gate.timeout_s,
+            event=(
+                "step.started",
+                {"step_id": step.id, "kind": "approval", "approval_id": approval.id},
+            ),
         )
-        run.event(
-            "step.started", {"step_id": step.id, "kind": "approval", "approval_id": approval.id}
-        )
-        return True
     return await _settle_approval(run, step.id, state.approval_id)
 
 
-async def _settle_approval(run: RunExecution, step_id: str, approval_id: str | None) -> bool:
+async def _settle_approval(
+    run: RunView, step_id: str, approval_id: str | None
+) -> Transition | None:
     """Looks at a waiting step's approval: approved (gate succeeds, or the tool step is
-    retried and now runs), denied, expired, or still pending."""
+    retried and now runs), denied, expired, or still pending (``None``)."""
     if approval_id is None:
-        return False
+        return None
     try:
         approval = await run.deps.approvals.get_fresh(approval_id)
     except ApprovalsDisabled as disabled:  # since the step began waiting: never decided
-        await run.fail_step(step_id, {**disabled.to_dict(), "approval_id": approval_id})
-        return True
+        return Transition.failed(step_id, {**disabled.to_dict(), "approval_id": approval_id})
     step = run.plan.step(step_id)
     if approval.status is ApprovalStatus.APPROVED:
         if isinstance(step, ToolStep):
             # Runs now: the pipeline finds the approval usable and executes the call once.
-            await run.set_step(step_id, status="pending", approval_id=None)
-            return True
+            return Transition(step_id, {"status": StepStatus.PENDING, "approval_id": None})
         output = {
             "approved_by": approval.decided_by,
             "decided_at": approval.decided_at,
             "reason": approval.decision_reason,
             "approval_id": approval.id,
         }
-        await run.set_step(step_id, status="succeeded", output=output)
-        run.event("step.completed", {"step_id": step_id, "approval_id": approval.id})
-        return True
+        return Transition(
+            step_id,
+            {"status": StepStatus.SUCCEEDED, "output": output},
+            event=("step.completed", {"step_id": step_id, "approval_id": approval.id}),
+        )
     if approval.status is ApprovalStatus.PENDING:
-        if not await run.db(run.store.step_due, run.claim, step_id):
-            return False
+        if not await run.db(run.deps.store.step_due, run.claim, step_id):
+            return None
         error = {"code": "approval_timeout", "message": "no decision before the gate's timeout"}
     elif approval.status is ApprovalStatus.DENIED:
         error = {
@@ -117,10 +121,9 @@ async def _settle_approval(run: RunExecution, step_id: str, approval_id: str | N
         }
     else:
         error = {"code": "approval_timeout", "message": f"the approval is {approval.status}"}
-    await run.fail_step(step_id, {**error, "approval_id": approval.id})
-    return True
+    return Transition.failed(step_id, {**error, "approval_id": approval.id})
 
 
-async def waiting_tool_step(run: RunExecution, step: ToolStep) -> bool:
+async def waiting_tool_step(run: RunView, step: ToolStep) -> Transition | None:
     """A tool step waiting for the approval its call needs: settles it."""
-    return await _settle_approval(run, step.id, run.states[step.id].approval_id)
+    return await _settle_approval(run, step.id, run.state(step.id).approval_id)

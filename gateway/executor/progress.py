@@ -7,11 +7,13 @@ the run. Each also takes ``finishes``: step results the runner has not written y
 succeeded is thereby recorded by the very transaction that starts the step after it,
 so a chain of steps costs one transaction per step instead of two; the runner keeps
 no result unwritten past its next write or its next wait (`gateway.executor.writer`).
-On PostgreSQL the hot two are one statement each (`gateway.executor.progress_pg`).
+Where the database sends each statement over the network (PostgreSQL,
+`Dialect.one_statement_writes`), the hot two are one statement each
+(`gateway.executor.progress_one_statement`).
 
-The statements are built once per dialect and executed with parameters: building a
-SQLAlchemy statement costs several times more than running it on SQLite, and these
-run a few times for every step.
+The statements are built once per dialect (its `Dialect.now`) and executed with
+parameters: building a SQLAlchemy statement costs several times more than running it
+on SQLite, and these run a few times for every step.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from gateway.executor import progress_pg
+from gateway.executor import progress_one_statement
 from gateway.executor.errors import LeaseLost
-from gateway.executor.store import FINAL, Claim, RunStore, StepFinish, db_now
+from gateway.executor.step_state import FINAL, OPEN, StepStatus
+from gateway.executor.store import Claim, RunStore, StepFinish
+from gateway.store import Dialect
 from gateway.store.tables import run_steps, runs, step_attempts
 
 
@@ -37,15 +41,16 @@ def fenced(
     """A write transaction that proceeds only while ``claim.token`` is current, with
     ``finishes`` written first."""
     with store.write() as conn:
-        _fence(conn, claim, _sql(conn).fence)
-        _write_finishes(conn, claim, finishes)
+        sql = _statements(store.dialect)
+        _fence(conn, claim, sql.fence)
+        _write_finishes(conn, store.dialect, claim, finishes)
         yield conn
 
 
 def record(store: RunStore, claim: Claim, finishes: Sequence[StepFinish] = ()) -> None:
     """Writes ``finishes`` and nothing else (when no other write is coming soon)."""
-    if finishes and progress_pg.applies(store, None, finishes):
-        progress_pg.record(store, claim, finishes)
+    if finishes and progress_one_statement.applies(store, None, finishes):
+        progress_one_statement.record(store, claim, finishes)
         return
     with fenced(store, claim, finishes):
         pass
@@ -69,17 +74,17 @@ def begin_attempt(
     none of its attempts is still marked running (it holds the run and read the step
     since). ``None``: looked up here, and an attempt a dead worker left ``running`` is
     marked ``abandoned`` first."""
-    if previous is not None and progress_pg.applies(store, step_id, finishes):
+    if previous is not None and progress_one_statement.applies(store, step_id, finishes):
         attempt = previous + 1
-        counts = progress_pg.begin_attempt(
+        counts = progress_one_statement.begin_attempt(
             store, claim, step_id, purpose, attempt, request_id, idempotency_key, finishes
         )
         return attempt, int(counts.tool_calls), int(counts.max_tool_calls)
+    sql = _statements(store.dialect)
     with store.write() as conn:
-        sql = _sql(conn)
         # The fence and the tool-call count in one statement.
         counts = _fence(conn, claim, sql.fence_and_count)
-        _write_finishes(conn, claim, finishes)
+        _write_finishes(conn, store.dialect, claim, finishes)
         which = {"p_run": claim.run_id, "p_step": step_id, "p_purpose": purpose}
         if previous is None:
             conn.execute(sql.abandon, which)
@@ -112,8 +117,10 @@ def finish_attempt(
     """Ends an attempt and updates its step in one transaction; ``wake_in_s`` sets the
     step's ``wake_at`` (a retry backoff, an approval's lifetime), which is returned."""
     with fenced(store, claim, finishes) as conn:
-        _end_attempt(conn, claim, finish)
-        return _update_step(conn, claim, finish.step_id, finish.step_values, wake_in_s)
+        _end_attempt(conn, store.dialect, claim, finish)
+        return _update_step(
+            conn, store.dialect, claim, finish.step_id, finish.step_values, wake_in_s
+        )
 
 
 def update_step(
@@ -127,7 +134,7 @@ def update_step(
 ) -> float | None:
     """Updates one step; returns its ``wake_at`` when ``wake_in_s`` was given."""
     with fenced(store, claim, finishes) as conn:
-        return _update_step(conn, claim, step_id, values, wake_in_s)
+        return _update_step(conn, store.dialect, claim, step_id, values, wake_in_s)
 
 
 def release(
@@ -142,7 +149,7 @@ def release(
     (both on the database clock)."""
     earliest = (
         sa.select(sa.func.min(run_steps.c.wake_at))
-        .where(run_steps.c.run_id == claim.run_id, run_steps.c.status == "waiting")
+        .where(run_steps.c.run_id == claim.run_id, run_steps.c.status == StepStatus.WAITING)
         .scalar_subquery()
     )
     wake_at: Any = sa.func.coalesce(earliest, store.now + 365 * 86400.0)
@@ -171,9 +178,9 @@ def finish_run(
             sa.update(run_steps)
             .where(
                 run_steps.c.run_id == claim.run_id,
-                run_steps.c.status.in_(("pending", "running", "waiting")),
+                run_steps.c.status.in_(OPEN),
             )
-            .values(status="cancelled", finished_at=store.now)
+            .values(status=StepStatus.CANCELLED, finished_at=store.now)
         )
         conn.execute(
             sa.update(step_attempts)
@@ -204,15 +211,17 @@ def _fence(conn: Connection, claim: Claim, statement: sa.Update) -> Any:
     return row
 
 
-def _write_finishes(conn: Connection, claim: Claim, finishes: Sequence[StepFinish]) -> None:
+def _write_finishes(
+    conn: Connection, dialect: Dialect, claim: Claim, finishes: Sequence[StepFinish]
+) -> None:
     for finish in finishes:
-        _end_attempt(conn, claim, finish)
-        _update_step(conn, claim, finish.step_id, finish.step_values, None)
+        _end_attempt(conn, dialect, claim, finish)
+        _update_step(conn, dialect, claim, finish.step_id, finish.step_values, None)
 
 
-def _end_attempt(conn: Connection, claim: Claim, finish: StepFinish) -> None:
+def _end_attempt(conn: Connection, dialect: Dialect, claim: Claim, finish: StepFinish) -> None:
     conn.execute(
-        _sql(conn).end_attempt,
+        _statements(dialect).end_attempt,
         {
             "p_run": claim.run_id,
             "p_step": finish.step_id,
@@ -226,6 +235,7 @@ def _end_attempt(conn: Connection, claim: Claim, finish: StepFinish) -> None:
 
 def _update_step(
     conn: Connection,
+    dialect: Dialect,
     claim: Claim,
     step_id: str,
     values: dict[str, Any],
@@ -234,7 +244,7 @@ def _update_step(
     if not values and wake_in_s is None:
         return None
     statement = _step_update(
-        conn.dialect.name,
+        dialect,
         tuple(sorted(values)),
         finished=values.get("status") in FINAL and "finished_at" not in values,
         wakes=wake_in_s is not None,
@@ -251,8 +261,8 @@ def _update_step(
 class _Statements:
     """The statements of the hot path, for one dialect (its ``now``)."""
 
-    def __init__(self, dialect: str) -> None:
-        now = db_now(dialect)
+    def __init__(self, dialect: Dialect) -> None:
+        now = dialect.now()
         run = sa.bindparam("p_run")
         of_run = (runs.c.id == run, runs.c.fencing_token == sa.bindparam("p_token"))
         counts = (runs.c.tool_calls, runs.c.max_tool_calls)
@@ -296,7 +306,7 @@ class _Statements:
             )
         )
         self.start_step = _step().values(
-            status="running",
+            status=StepStatus.RUNNING,
             attempts=sa.bindparam("p_attempt"),
             started_at=sa.func.coalesce(run_steps.c.started_at, now),
             wake_at=None,
@@ -304,20 +314,18 @@ class _Statements:
 
 
 @cache
-def _statements(dialect: str) -> _Statements:
+def _statements(dialect: Dialect) -> _Statements:
     return _Statements(dialect)
 
 
-def _sql(conn: Connection) -> _Statements:
-    return _statements(conn.dialect.name)
-
-
 @cache
-def _step_update(dialect: str, names: tuple[str, ...], finished: bool, wakes: bool) -> sa.Update:
+def _step_update(
+    dialect: Dialect, names: tuple[str, ...], finished: bool, wakes: bool
+) -> sa.Update:
     """UPDATE of one step setting ``names`` (parameters ``v_<name>``), ``finished_at``
     when it reaches a final status, and ``wake_at`` (returned) when it wakes later.
     Few shapes occur (success, retry, failure, waiting, …), each built once."""
-    now = db_now(dialect)
+    now = dialect.now()
     values: dict[str, Any] = {
         name: sa.bindparam(f"v_{name}", type_=run_steps.c[name].type) for name in names
     }

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from gateway.executor.errors import IdempotencyConflict, RunFinished, RunNotFound
 from gateway.executor.plan import Plan
+from gateway.executor.step_state import DONE, OPEN, StepStatus
 from gateway.executor.store import ACTIVE, FINISHED, RunStore
 from gateway.redaction import redact
 from gateway.store.tables import run_steps, runs, step_attempts
@@ -129,7 +130,7 @@ def insert_run(
                         "run_id": run_id,
                         "step_id": step.id,
                         "kind": step.kind,
-                        "status": "pending",
+                        "status": StepStatus.PENDING,
                         "attempts": 0,
                         "failures": 0,
                         "idempotency_key": f"{run_id}:{step.id}",
@@ -182,8 +183,7 @@ def list_runs(
     return [{**summary(r), **counts.get(r.id, _NO_STEPS)} for r in rows]
 
 
-# Steps that completed their work; the console shows "done / total".
-DONE = ("succeeded", "skipped")
+# The console shows steps that completed their work (`DONE`) as "done / total".
 _NO_STEPS = {"steps_done": 0, "steps_total": 0}
 
 
@@ -256,7 +256,9 @@ def run_view(store: RunStore, row: Any) -> dict[str, Any]:
                 "error": step.error,
                 "decision": step.decision,
                 "approval_id": step.approval_id,
-                "wake_at": format_epoch(step.wake_at) if step.status == "waiting" else None,
+                "wake_at": format_epoch(step.wake_at)
+                if step.status == StepStatus.WAITING
+                else None,
                 "started_at": format_epoch(step.started_at),
                 "finished_at": format_epoch(step.finished_at),
                 "compensation": step.compensation,
@@ -317,8 +319,8 @@ def request_cancel(store: RunStore, run_id: str) -> str:
         )
         conn.execute(
             sa.update(run_steps)
-            .where(run_steps.c.run_id == run_id, run_steps.c.status.in_(ACTIVE))
-            .values(status="cancelled", finished_at=now)
+            .where(run_steps.c.run_id == run_id, run_steps.c.status.in_(OPEN))
+            .values(status=StepStatus.CANCELLED, finished_at=now)
         )
         conn.execute(
             sa.update(step_attempts)

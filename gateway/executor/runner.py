@@ -8,6 +8,10 @@ through the run's `RunWriter`: one at a time, in the order asked for; a step's s
 is carried by the next write (see `gateway.executor.writer`), while the runner's own
 state says "succeeded" at once, so dependents start without waiting.
 
+The runner is the only code that changes a step's state (`StepState`, frozen): the
+step logic (`steps`, `gates`) sees the run as a `RunView` and returns a `Transition`
+saying what happened to the step, which `apply` writes, mirrors and audits.
+
 A tool step that a success made ready is run by the same task, at once (`_successor`);
 the driver wakes for what else became ready. A chain of steps thus goes from one call
 to the next without a trip through the driver.
@@ -25,7 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import anyio
@@ -38,27 +42,19 @@ from gateway.executor.errors import ExpressionError, LeaseLost, only_lease_lost
 from gateway.executor.expressions import condition_holds
 from gateway.executor.plan import ApprovalStep, Plan, SleepStep, ToolStep, order, parse_plan
 from gateway.executor.records import executor_principal, principal_from_json
-from gateway.executor.store import Claim
+from gateway.executor.step_state import (
+    DONE,
+    FINAL,
+    MIRRORED,
+    StepState,
+    StepStatus,
+    Transition,
+)
+from gateway.executor.store import Claim, StepFinish
 from gateway.executor.writer import RunWriter, in_thread
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-DONE = ("succeeded", "skipped")
-TERMINAL = ("succeeded", "skipped", "failed", "cancelled")
-
-
-@dataclass
-class StepState:
-    status: str
-    output: Any = None
-    failures: int = 0
-    wake_at: float | None = None  # database clock
-    compensation: str | None = None
-    approval_id: str | None = None
-    attempts: int = 0  # of the step itself (not its compensation), the last one's number
-    # Read as "running": a dead worker's attempt may still be marked running.
-    orphaned: bool = False
 
 
 class RunExecution:
@@ -75,9 +71,8 @@ class RunExecution:
         self._wake: Any = None
         self._deferred: list[tuple[str, dict[str, Any]]] = []
         self.writer = RunWriter(self.store, claim)
-        # The writes of the step logic: `progress` functions, and results to carry.
+        # The fenced writes (`progress` functions), one at a time, in order.
         self.write = self.writer.write
-        self.defer = self.writer.defer
         self._running: set[str] = set()  # tool steps with a task
 
     async def db(self, function: Any, *args: Any, **kwargs: Any) -> Any:
@@ -110,14 +105,14 @@ class RunExecution:
         self.cancel_requested = bool(row.cancel_requested)
         self.states = {
             r.step_id: StepState(
-                r.status,
+                StepStatus(r.status),
                 r.output,
                 r.failures,
                 r.wake_at,
                 r.compensation,
                 r.approval_id,
                 attempts=r.attempts,
-                orphaned=r.status == "running",
+                orphaned=r.status == StepStatus.RUNNING,
             )
             for r in loaded.steps
         }
@@ -158,7 +153,7 @@ class RunExecution:
             await self.write(progress.finish_run, "cancelled", error)
             self.event("run.cancelled", {"status": "cancelled"})
             return result
-        await step_logic.compensate(self)
+        await self._compensate()
         await self.write(progress.finish_run, "failed", self.failure)
         self.event("run.failed", {"status": "failed", "error": self.failure})
         return "failed"
@@ -215,9 +210,9 @@ class RunExecution:
                 if not running:
                     if self.failure is not None:
                         return "failed"
-                    if all(s.status in TERMINAL for s in self.states.values()):
+                    if all(s.status in FINAL for s in self.states.values()):
                         return "succeeded"
-                    if any(s.status == "waiting" for s in self.states.values()):
+                    if any(s.status == StepStatus.WAITING for s in self.states.values()):
                         return "waiting"
                     self.failure = {"code": "run_stuck", "message": "no step can run"}
                     return "failed"
@@ -242,7 +237,9 @@ class RunExecution:
 
     def _next_wake_in(self) -> float:
         now = time.time() + self.clock_offset
-        wakes = [s.wake_at for s in self.states.values() if s.status == "waiting" and s.wake_at]
+        wakes = [
+            s.wake_at for s in self.states.values() if s.status == StepStatus.WAITING and s.wake_at
+        ]
         if self.deadline_at is not None:
             wakes.append(self.deadline_at)
         if not wakes:
@@ -260,41 +257,34 @@ class RunExecution:
             changed = False
             for step in self.plan.steps:
                 state = self.states[step.id]
-                if step.id in running or state.status in TERMINAL:
+                if step.id in running or state.status in FINAL:
                     continue
                 if len(running) >= self.deps.config.max_parallel_steps:
                     return
                 needs = [self.states[n].status for n in step.needs]
                 if not all(s in DONE for s in needs):
                     continue
-                if state.status == "waiting" and state.approval_id:
-                    if isinstance(step, ApprovalStep):
-                        changed = await gates.approval_gate(self, step) or changed
-                    else:
-                        changed = await gates.waiting_tool_step(self, step) or changed
+                if state.status == StepStatus.WAITING and state.approval_id:
+                    gate = isinstance(step, ApprovalStep)
+                    settle = gates.approval_gate if gate else gates.waiting_tool_step
+                    changed = await self._apply(await settle(self, step)) or changed
                     continue
-                if state.status == "waiting":
+                if state.status == StepStatus.WAITING:
                     if not await self._due(step.id, state):
                         continue
                     if isinstance(step, SleepStep):
-                        await self.set_step(step.id, status="succeeded", output={})
-                        self.event("step.completed", {"step_id": step.id, "kind": "sleep"})
-                        changed = True
+                        changed = await self._apply(step_logic.sleep_step(step, state))
                         continue
-                elif state.status == "pending" and await self._skips(step, needs):
-                    await self.set_step(step.id, status="skipped")
-                    self.event("step.skipped", {"step_id": step.id})
-                    changed = True
+                elif state.status == StepStatus.PENDING and await self._skips(step, needs):
+                    changed = await self._apply(Transition.skipped(step.id))
                     continue
                 if self.failure is not None:
                     return
                 if isinstance(step, SleepStep):
-                    await self.set_step(step.id, wake_in_s=step.sleep_s, status="waiting")
-                    self.event("step.started", {"step_id": step.id, "kind": "sleep"})
-                    changed = True
+                    changed = await self._apply(step_logic.sleep_step(step, state))
                     continue
                 if isinstance(step, ApprovalStep):
-                    changed = await gates.approval_gate(self, step) or changed
+                    changed = await self._apply(await gates.approval_gate(self, step)) or changed
                     continue
                 assert isinstance(step, ToolStep)
                 self._start(step)
@@ -305,27 +295,28 @@ class RunExecution:
             return False
         return bool(await self.db(self.store.step_due, self.claim, step_id))
 
-    async def _skips(self, step: Any, needs: list[str]) -> bool:
+    async def _skips(self, step: Any, needs: list[StepStatus]) -> bool:
         """A skipped need skips a step that gives no ``when`` of its own."""
         if step.when is None:
-            return "skipped" in needs
+            return StepStatus.SKIPPED in needs
         try:
             return not condition_holds(step.when, self.context())
         except ExpressionError as exc:
-            await self.fail_step(step.id, exc.to_dict())
+            await self.apply(Transition.failed(step.id, exc.to_dict()))
             return False
 
     def _start(self, step: ToolStep) -> None:
         self._running.add(step.id)
         self.writer.starting.add(step.id)
-        self.states[step.id].status = "running"
+        self.states[step.id] = replace(self.states[step.id], status=StepStatus.RUNNING)
 
     async def _step_task(self, step: ToolStep, send: Any) -> None:
         current: ToolStep | None = step
         while current is not None:
             following = None
             try:
-                await step_logic.run_tool_step(self, current)
+                # Applied as soon as the step's logic returns, with no await between.
+                await self.apply(await step_logic.run_tool_step(self, current))
                 following = self._successor(current)
             except LeaseLost:
                 self.lose()
@@ -340,49 +331,83 @@ class RunExecution:
         ``when``, every need succeeded; the driver handles the rest."""
         if self.failure is not None or self.cancel_requested:
             return None
-        if self.states[step.id].status != "succeeded":
+        if self.states[step.id].status != StepStatus.SUCCEEDED:
             return None
         for candidate in self._dependents[step.id]:
             if not isinstance(candidate, ToolStep) or candidate.when is not None:
                 continue
-            if candidate.id in self._running or self.states[candidate.id].status != "pending":
+            pending = self.states[candidate.id].status == StepStatus.PENDING
+            if candidate.id in self._running or not pending:
                 continue
-            if all(self.states[need].status == "succeeded" for need in candidate.needs):
+            if all(self.states[need].status == StepStatus.SUCCEEDED for need in candidate.needs):
                 self._start(candidate)
                 return candidate
         return None
 
-    # --- helpers the step logic uses -------------------------------------------------------
+    async def _compensate(self) -> None:
+        """Undoes the completed steps of a failed run, dependents first (saga). One
+        compensation that fails is recorded and the others still run."""
+        for step_id in reversed(list(order(self.plan))):
+            change = await step_logic.compensate_step(self, step_id)
+            if change is not None:
+                await self.apply(change)
+
+    # --- step state: read by the step logic, changed here only ---------------------
+
+    def state(self, step_id: str) -> StepState:
+        return self.states[step_id]
 
     def context(self, including: str | None = None) -> dict[str, Any]:
         """The expression context: inputs, and every finished (or ``including``) step."""
         return {
             "inputs": self.inputs,
             "steps": {
-                step_id: {"output": state.output, "status": state.status}
+                step_id: {"output": state.output, "status": str(state.status)}
                 for step_id, state in self.states.items()
                 if state.status in DONE or step_id == including
             },
         }
 
-    async def set_step(self, step_id: str, wake_in_s: float | None = None, **values: Any) -> None:
-        wake_at = await self.write(progress.update_step, step_id, values, wake_in_s)
-        self._mirror(step_id, values, wake_at)
+    async def _apply(self, change: Transition | None) -> bool:
+        """Applies ``change``, if any; returns whether the step changed."""
+        if change is None:
+            return False
+        await self.apply(change)
+        return True
 
-    def _mirror(self, step_id: str, values: dict[str, Any], wake_at: float | None) -> None:
-        state = self.states[step_id]
-        for name in ("status", "output", "failures", "compensation", "approval_id"):
-            if name in values:
-                setattr(state, name, values[name])
+    async def apply(self, change: Transition) -> None:
+        """The one place a step's state changes: writes ``change`` (fenced; a carried
+        one by the run's next write, so nothing here awaits for it), mirrors it in the
+        step's state, fails the run if the step failed, and queues its event."""
+        values = dict(change.values)
+        wake_at = None
+        if change.ended is not None:
+            ended = change.ended
+            finish = StepFinish(
+                change.step_id, ended.purpose, ended.attempt, ended.status, ended.error, values
+            )
+            if change.carried:
+                self.writer.defer(finish)
+            else:
+                wake_at = await self.write(progress.finish_attempt, finish, change.wake_in_s)
+        elif values or change.wake_in_s is not None:
+            wake_at = await self.write(
+                progress.update_step, change.step_id, values, change.wake_in_s
+            )
+        mirrored = {name: values[name] for name in MIRRORED if name in values}
         if wake_at is not None:
-            state.wake_at = wake_at
+            mirrored["wake_at"] = wake_at
+        if change.ended is not None and change.ended.purpose == "step":
+            mirrored.update(attempts=change.ended.attempt, orphaned=False)
+        self.states[change.step_id] = replace(self.states[change.step_id], **mirrored)
+        if change.run_failure is not None:
+            self.failure = change.run_failure
+        elif change.status == StepStatus.FAILED:
+            self._fail_run(change.step_id, values.get("error") or {})
+        if change.event is not None:
+            self.event(*change.event)
 
-    async def fail_step(self, step_id: str, error: dict[str, Any]) -> None:
-        await self.set_step(step_id, status="failed", error=error)
-        self.fail_run(step_id, error)
-        self.event("step.failed", {"step_id": step_id, "error": error})
-
-    def fail_run(self, step_id: str, error: dict[str, Any]) -> None:
+    def _fail_run(self, step_id: str, error: dict[str, Any]) -> None:
         if self.failure is None:
             message = error.get("message", "failed")
             self.failure = {
@@ -392,6 +417,9 @@ class RunExecution:
                 "cause": error,
             }
 
+    async def started(self, step_id: str) -> None:
+        await self.writer.started(step_id)
+
     def event(self, kind: str, payload: dict[str, Any], *, defer: bool = False) -> None:
         """Queues an audit event. ``defer``: hold it until the next event, so the two
         go in one audit batch; a step.started queued on its own would make the step's
@@ -400,6 +428,3 @@ class RunExecution:
         if not defer:
             events, self._deferred = self._deferred, []
             self.deps.events(events, self.run_id, self.submitter.sub)
-
-    def reverse_order(self) -> list[str]:
-        return list(reversed(list(order(self.plan))))

@@ -1,10 +1,14 @@
-"""What one step does: a tool call through the pipeline (with retries and timeouts),
-an approval gate, and the compensations that undo completed steps of a failed run.
+"""What a tool step does: a call through the pipeline (with retries and timeouts), and
+the compensation that undoes it when the run fails; and what a sleep step does.
 
-A tool step's attempt is recorded before the call and finished after it, both fenced;
-a success is finished by the run's next write (`gateway.executor.progress`), and its
-``step.completed`` event is queued the moment the call returns, beside the pipeline's
-own ``call.outcome`` record, so both go in one audit commit. The idempotency key is
+Each function does the step's work and returns what happened to the step, a
+`Transition`, which the runner applies (`RunExecution.apply`); it changes no state
+itself. A tool step's attempt is recorded before the call and finished after it, by
+the transition, both fenced; a success is finished by the run's next write
+(`gateway.executor.progress`), and its ``step.completed`` event is queued the moment
+the call returns (the runner applies a carried transition without awaiting
+anything), beside the pipeline's own ``call.outcome`` record, so both go in one audit
+commit. The idempotency key is
 ``<run id>:<step id>`` for every attempt of the step (and ``…:compensate`` for its
 compensation), so a tool that honours keys applies the effect once however often a
 crash makes the executor call it again.
@@ -14,8 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
@@ -23,14 +26,13 @@ from gateway.errors import GatewayError
 from gateway.executor import progress
 from gateway.executor.errors import ExpressionError
 from gateway.executor.expressions import render
+from gateway.executor.plan import SleepStep, ToolStep
+from gateway.executor.run_view import RunView
+from gateway.executor.step_state import AttemptEnd, StepState, StepStatus, Transition
 from gateway.executor.store import StepFinish
 from gateway.logs import new_request_id
 from gateway.recording import recordable_arguments
 from gateway.types import Outcome, OutcomeStatus, ToolCall
-
-if TYPE_CHECKING:
-    from gateway.executor.plan import ToolStep
-    from gateway.executor.runner import RunExecution
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +46,16 @@ class ToolChanged(GatewayError):
     http_status = 409
 
 
-async def run_tool_step(run: RunExecution, step: ToolStep) -> None:
-    state = run.states[step.id]
+async def run_tool_step(run: RunView, step: ToolStep) -> Transition:
+    """Calls the step's tool once; what happened is the returned transition."""
+    state = run.state(step.id)
     try:
         arguments = render(step.arguments, run.context())
     except ExpressionError as exc:
-        await run.fail_step(step.id, exc.to_dict())
-        return
+        return Transition.failed(step.id, exc.to_dict())
     problem = _definition_problem(run, step.tool)
     if problem is not None:
-        await run.fail_step(step.id, problem.to_dict())
-        return
+        return Transition.failed(step.id, problem.to_dict())
     key = f"{run.run_id}:{step.id}"
     request_id = new_request_id()
     attempt, calls, cap = await run.write(
@@ -66,16 +67,16 @@ async def run_tool_step(run: RunExecution, step: ToolStep) -> None:
         # Known while the run is held, unless a dead worker's attempt may be open.
         previous=None if state.orphaned else state.attempts,
     )
-    state.attempts, state.orphaned = attempt, False
-    await run.writer.started(step.id)
+    await run.started(step.id)
     if calls > cap:
         error = {"code": "quota_exceeded", "message": f"the run used its {cap} tool calls"}
-        finish = StepFinish(step.id, "step", attempt, "refused", error)
-        await run.write(progress.finish_attempt, _with(finish, status="failed", error=error))
-        state.status = "failed"
-        run.failure = {"code": "quota_exceeded", "step": step.id, "message": error["message"]}
-        run.event("step.failed", {"step_id": step.id, "error": error})
-        return
+        return Transition(
+            step.id,
+            {"status": StepStatus.FAILED, "error": error},
+            ended=AttemptEnd("step", attempt, "refused", error),
+            event=("step.failed", {"step_id": step.id, "error": error}),
+            run_failure={"code": "quota_exceeded", "step": step.id, "message": error["message"]},
+        )
     run.event(
         "step.started",
         {
@@ -93,58 +94,77 @@ async def run_tool_step(run: RunExecution, step: ToolStep) -> None:
     decision = outcome.decision.to_dict() if outcome and outcome.decision else None
     pointers = list(outcome.decision.obligations.redact) if outcome and outcome.decision else []
     common = {"arguments": shown, "decision": decision, "redact": pointers}
-    finish = StepFinish(step.id, "step", attempt, status, error)
+    ended = AttemptEnd("step", attempt, status, error)
     if status == "ok":
         assert outcome is not None and outcome.result is not None
-        output = step_output(outcome)
-        # Before any await: queued right behind the pipeline's call.outcome record.
-        run.event(
-            "step.completed", {"step_id": step.id, "attempt": attempt, "request_id": request_id}
+        # Applied before any await: the event is queued right behind the pipeline's
+        # call.outcome record.
+        return Transition(
+            step.id,
+            {
+                "status": StepStatus.SUCCEEDED,
+                "output": step_output(outcome),
+                "error": None,
+                **common,
+            },
+            ended=ended,
+            carried=True,
+            event=(
+                "step.completed",
+                {"step_id": step.id, "attempt": attempt, "request_id": request_id},
+            ),
         )
-        state.status, state.output = "succeeded", output
-        run.defer(_with(finish, status="succeeded", output=output, error=None, **common))
-        return
     if status == "pending_approval" and outcome is not None:
         # Held for a human: wait for the decision holding nothing; when approved the
         # step calls again and the pipeline executes it, once (architecture.md §7).
         ttl = outcome.decision.obligations.approval_ttl_s if outcome.decision else None
-        state.wake_at = await run.write(
-            progress.finish_attempt,
-            _with(finish, status="waiting", approval_id=outcome.approval_id, error=error, **common),
-            float(ttl or run.deps.config.max_run_s),
+        values = {"status": StepStatus.WAITING, "approval_id": outcome.approval_id}
+        return Transition(
+            step.id,
+            {**values, "error": error, **common},
+            ended=ended,
+            wake_in_s=float(ttl or run.deps.config.max_run_s),
+            event=("step.waiting", {"step_id": step.id, "approval_id": outcome.approval_id}),
         )
-        state.status, state.approval_id = "waiting", outcome.approval_id
-        run.event("step.waiting", {"step_id": step.id, "approval_id": outcome.approval_id})
-        return
     failures = state.failures + 1
     if status in RETRYABLE and failures < step.retry.max_attempts:
         delay = step.retry.delay_s(failures)
-        state.wake_at = await run.write(
-            progress.finish_attempt,
-            _with(finish, status="waiting", failures=failures, error=error, **common),
-            delay,
+        return Transition(
+            step.id,
+            {"status": StepStatus.WAITING, "failures": failures, "error": error, **common},
+            ended=ended,
+            wake_in_s=delay,
+            event=(
+                "step.retrying",
+                {"step_id": step.id, "attempt": attempt, "error": error, "retry_in_s": delay},
+            ),
         )
-        state.status, state.failures = "waiting", failures
-        run.event(
-            "step.retrying",
-            {"step_id": step.id, "attempt": attempt, "error": error, "retry_in_s": delay},
-        )
-        return
-    await run.write(
-        progress.finish_attempt,
-        _with(finish, status="failed", failures=failures, error=error, **common),
+    return Transition(
+        step.id,
+        {"status": StepStatus.FAILED, "failures": failures, "error": error, **common},
+        ended=ended,
+        event=("step.failed", {"step_id": step.id, "attempt": attempt, "error": error}),
     )
-    state.status, state.failures = "failed", failures
-    run.fail_run(step.id, error)
-    run.event("step.failed", {"step_id": step.id, "attempt": attempt, "error": error})
 
 
-def _with(finish: StepFinish, **step_values: Any) -> StepFinish:
-    """``finish`` with the step's new columns."""
-    return replace(finish, step_values=step_values)
+def sleep_step(step: SleepStep, state: StepState) -> Transition:
+    """A sleep step starts waiting ``sleep_s`` on the database clock, and succeeds when
+    the runner finds it due."""
+    if state.status == StepStatus.WAITING:
+        return Transition(
+            step.id,
+            {"status": StepStatus.SUCCEEDED, "output": {}},
+            event=("step.completed", {"step_id": step.id, "kind": "sleep"}),
+        )
+    return Transition(
+        step.id,
+        {"status": StepStatus.WAITING},
+        wake_in_s=step.sleep_s,
+        event=("step.started", {"step_id": step.id, "kind": "sleep"}),
+    )
 
 
-def _definition_problem(run: RunExecution, tool: str) -> GatewayError | None:
+def _definition_problem(run: RunView, tool: str) -> GatewayError | None:
     """A tool that is gone, or whose definition changed since the plan was submitted,
     is not called: the plan was decided against the definition in its provenance."""
     try:
@@ -161,7 +181,7 @@ def _definition_problem(run: RunExecution, tool: str) -> GatewayError | None:
 
 
 async def call_tool(
-    run: RunExecution,
+    run: RunView,
     tool: str,
     arguments: dict[str, Any],
     request_id: str,
@@ -225,49 +245,50 @@ def shown_arguments(outcome: Outcome | None, arguments: dict[str, Any]) -> Any:
     return recordable_arguments(arguments, outcome.decision if outcome is not None else None)
 
 
-async def compensate(run: RunExecution) -> None:
-    """Undoes the completed steps of a failed run, dependents first (saga). Each
-    compensation is a tool call through the pipeline like any step; one that fails is
-    recorded and the others still run."""
-    for step_id in run.reverse_order():
-        step = run.plan.step(step_id)
-        state = run.states[step_id]
-        compensation = getattr(step, "compensate", None)
-        if compensation is None or state.status != "succeeded" or state.compensation:
-            continue
-        key = f"{run.run_id}:{step_id}:compensate"
-        try:
-            arguments = render(compensation.arguments, run.context(including=step_id))
-        except ExpressionError as exc:
-            await run.set_step(step_id, compensation="failed", compensation_error=exc.to_dict())
-            continue
-        error: dict[str, Any] | None = None
-        for failures in range(1, step.retry.max_attempts + 1):
-            request_id = new_request_id()
-            attempt, _, _ = await run.write(
-                progress.begin_attempt, step_id, "compensate", request_id, key
-            )
-            outcome = await call_tool(
-                run, compensation.tool, arguments, request_id, key, step_id, step.timeout_s
-            )
-            status, error = classify(outcome)
-            result = "succeeded" if status == "ok" else None
-            if status != "ok" and (status not in RETRYABLE or failures == step.retry.max_attempts):
-                result = "failed"
-            values: dict[str, Any] = {"compensation": result} if result else {}
-            if result == "failed":
-                values["compensation_error"] = error
-            await run.write(
-                progress.finish_attempt,
-                StepFinish(step_id, "compensate", attempt, status, error, values),
-            )
-            if result:
-                state.compensation = result
-                run.event(
-                    "step.compensated" if result == "succeeded" else "step.compensation_failed",
-                    {"step_id": step_id, "request_id": request_id, "error": error},
-                )
-                break
-            # In-process backoff: a crash here re-runs the compensation on takeover,
-            # with the same key.
+async def compensate_step(run: RunView, step_id: str) -> Transition | None:
+    """Undoes a completed step of a failed run (the runner goes dependents first, as a
+    saga). A compensation is a tool call through the pipeline like any step, retried
+    as the step is; ``None`` when the step has nothing to undo."""
+    step = run.plan.step(step_id)
+    state = run.state(step_id)
+    compensation = getattr(step, "compensate", None)
+    if compensation is None or state.status != StepStatus.SUCCEEDED or state.compensation:
+        return None
+    assert isinstance(step, ToolStep)
+    key = f"{run.run_id}:{step_id}:compensate"
+    try:
+        arguments = render(compensation.arguments, run.context(including=step_id))
+    except ExpressionError as exc:
+        return Transition(step_id, {"compensation": "failed", "compensation_error": exc.to_dict()})
+    for failures in range(1, step.retry.max_attempts + 1):
+        request_id = new_request_id()
+        attempt, _, _ = await run.write(
+            progress.begin_attempt, step_id, "compensate", request_id, key
+        )
+        outcome = await call_tool(
+            run, compensation.tool, arguments, request_id, key, step_id, step.timeout_s
+        )
+        status, error = classify(outcome)
+        ended = AttemptEnd("compensate", attempt, status, error)
+        if status == "ok":
+            result = "succeeded"
+        elif status not in RETRYABLE or failures == step.retry.max_attempts:
+            result = "failed"
+        else:
+            # The attempt ends and the step stays as it is: in-process backoff. A crash
+            # here re-runs the compensation on takeover, with the same key.
+            finish = StepFinish(step_id, ended.purpose, attempt, status, error)
+            await run.write(progress.finish_attempt, finish)
             await anyio.sleep(step.retry.delay_s(failures))
+            continue
+        values: dict[str, Any] = {"compensation": result}
+        if result == "failed":
+            values["compensation_error"] = error
+        kind = "step.compensated" if result == "succeeded" else "step.compensation_failed"
+        return Transition(
+            step_id,
+            values,
+            ended=ended,
+            event=(kind, {"step_id": step_id, "request_id": request_id, "error": error}),
+        )
+    return None  # unreachable: the last attempt always decides

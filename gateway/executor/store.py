@@ -1,6 +1,6 @@
 """The run store: runs, steps and attempts in SQL, with leases and fencing tokens.
 
-Every time here is the **database clock** (`db_now`): a worker's own clock never
+Every time here is the **database clock** (`RunStore.now`): a worker's own clock never
 decides whether a lease expired or a timer fired, so workers on machines whose clocks
 disagree still agree on who owns a run.
 
@@ -9,7 +9,8 @@ Ownership protocol (architecture.md §8):
 - `claim` picks one runnable run (pending; running with an expired lease; waiting
   whose ``wake_at`` has come), bumps its ``fencing_token`` and leases it, in one
   statement: PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets many workers claim at once
-  without blocking each other; SQLite has a single writer (``BEGIN IMMEDIATE``).
+  without blocking each other; SQLite has a single writer (``BEGIN IMMEDIATE``,
+  `Dialect.write_transaction`).
 - `renew` extends the lease while the token is current.
 - Every other write of a claimed run is fenced (`gateway.executor.progress`): its
   first statement (on PostgreSQL, the first part of its one statement) updates the run
@@ -26,7 +27,6 @@ again with the same idempotency key, which the tool uses to apply its effect onc
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -34,44 +34,21 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine
 
 from gateway.clock import Clock, monotonic
-from gateway.store import create_engine, exclusive_transaction
-from gateway.store.db import sqlite_writer
+from gateway.executor.step_state import StepStatus
+from gateway.inline_budget import InlineBudget
+from gateway.store import dialect_of
 from gateway.store.tables import approvals, run_steps, runs, step_attempts
 
-# The writer lock key for SQLite's BEGIN IMMEDIATE path (unused on PostgreSQL, where
-# row locks do the work; ASCII "agwruns_").
-RUNS_LOCK_KEY = 0x61677772756E735F
-
 T = TypeVar("T")
-
-# Writes are made on the event loop (`RunStore.inline`) while the recent ones took less
-# than this on average; slower (contention, a slow disk), they go to threads, so the
-# event loop is not stalled. As for the embedded policy engine (docs/decisions/0010).
-INLINE_BUDGET_S = 0.002
-_RECENT_WEIGHT = 0.2  # of the newest write in that running average
 
 # Set while a write runs on the event loop's thread (`RunStore.inline`).
 _INLINE: ContextVar[bool] = ContextVar("gateway_executor_inline_write", default=False)
 
 ACTIVE = ("pending", "running", "waiting")
 FINISHED = ("succeeded", "failed", "cancelled")
-FINAL = ("succeeded", "failed", "skipped", "cancelled")  # of a step
-
-
-def db_now(engine_or_dialect: Engine | str) -> sa.ColumnElement[float]:
-    """The database's current time in epoch seconds, as an SQL expression."""
-    name = (
-        engine_or_dialect if isinstance(engine_or_dialect, str) else engine_or_dialect.dialect.name
-    )
-    if name == "sqlite":
-        # julianday('now') has millisecond resolution; 2440587.5 is the Unix epoch.
-        text = "((julianday('now') - 2440587.5) * 86400.0)"
-    else:
-        text = "CAST(EXTRACT(EPOCH FROM now()) AS DOUBLE PRECISION)"
-    return sa.literal_column(text, type_=sa.Double())
 
 
 @dataclass(frozen=True)
@@ -106,8 +83,8 @@ class Loaded:
 class RunStore:
     def __init__(self, engine: Engine, *, clock: Clock = monotonic) -> None:
         self.engine = engine
-        self.sqlite = engine.dialect.name == "sqlite"
-        self.now = db_now(engine)
+        self.dialect = dialect_of(engine)
+        self.now = self.dialect.now()
         # Progress writes (claims, attempts, step results) are committed without
         # waiting for the disk: a killed process loses nothing (the commit is in the
         # database's memory and WAL), and what a power loss or database crash could
@@ -115,11 +92,13 @@ class RunStore:
         # tool applies the effect once) — never a run a client was told exists, nor
         # an audit entry. docs/workflows.md, "Durability". A second engine with that
         # setting per connection, so no transaction pays a statement to ask for it.
-        self._relaxed = _relaxed_engine(engine)
-        # SQLite only: the connections of writes made on the event loop (`inline`).
-        self._inline = _never_waiting_engine(self._relaxed) if self.sqlite else None
-        self._recent_s = 0.0  # running average of write durations, inline or not
-        self._clock = clock  # times those writes (gateway.clock)
+        self._relaxed = self.dialect.relaxed_engine(engine)
+        # The connections of writes made on the event loop (`inline`): SQLite only.
+        self._inline = self.dialect.never_waiting_engine(self._relaxed)
+        # Writes are made on the event loop (`inline`) while the recent ones, inline or
+        # not, were fast; slower (contention, a slow disk), they go to threads, so the
+        # event loop is not stalled.
+        self._budget = InlineBudget(clock=clock)
 
     # --- transactions ----------------------------------------------------------------
 
@@ -133,17 +112,13 @@ class RunStore:
         if _INLINE.get():
             assert self._inline is not None and not durable
             engine = self._inline
-        if self.sqlite:
-            with exclusive_transaction(engine, RUNS_LOCK_KEY) as conn:
-                yield conn
-        else:
-            with engine.begin() as conn:
-                yield conn
+        with self.dialect.write_transaction(engine) as conn:
+            yield conn
 
     @contextmanager
     def autocommit(self) -> Iterator[Connection]:
         """A progress connection whose every statement commits on its own: for a write
-        that is one statement (`gateway.executor.progress_pg`), no BEGIN or COMMIT
+        that is one statement (`gateway.executor.progress_one_statement`), no BEGIN or COMMIT
         round trips."""
         with self._relaxed.connect() as conn:
             yield conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -162,17 +137,17 @@ class RunStore:
         the two thread hops around it; and made the moment a step's call returns, it
         goes before the audit writer's commit of that call's outcome instead of queuing
         behind it. A write that would wait never blocks the event loop, and none is
-        made here while recent writes took longer than `INLINE_BUDGET_S` on average."""
-        if self._inline is None or self._recent_s >= INLINE_BUDGET_S:
+        made here while recent writes took longer than the `InlineBudget` on average."""
+        if self._inline is None or not self._budget.allows():
             return False, None
-        with sqlite_writer(self.engine, wait=False) as free:
+        with self.dialect.process_writer(self.engine, wait=False) as free:
             if not free:
                 return False, None
             token = _INLINE.set(True)
             try:
                 return True, self.timed(function, *args, **kwargs)
             except sa.exc.OperationalError as exc:
-                if not _busy(exc):
+                if not self.dialect.is_busy(exc):
                     raise
                 return False, None  # rolled back: nothing written
             finally:
@@ -181,11 +156,7 @@ class RunStore:
     def timed(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``function(*args, **kwargs)``, a write, counted in the running average that
         decides whether writes may be made inline."""
-        started = self._clock()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            self._recent_s += _RECENT_WEIGHT * (self._clock() - started - self._recent_s)
+        return self._budget.timed(function, *args, **kwargs)
 
     def close(self) -> None:
         if self._inline is not None and self._inline is not self._relaxed:
@@ -296,61 +267,6 @@ class RunStore:
             )
 
 
-def _relaxed_engine(engine: Engine) -> Engine:
-    """A second engine on the same database whose commits do not wait for the disk:
-    SQLite ``synchronous=NORMAL`` (durable across process crashes, not power loss),
-    PostgreSQL ``synchronous_commit=off`` (durable across a crash of the client; the
-    server may lose its last few hundred milliseconds of commits on its own crash)."""
-    sqlite = engine.dialect.name == "sqlite"
-    if sqlite and engine.url.database in (None, "", ":memory:"):
-        return engine  # one shared in-memory database (tests): nothing on disk anyway
-    relaxed = create_engine(engine.url.render_as_string(hide_password=False))
-
-    # Registered after create_engine's own hook, which insists on durable commits, so
-    # this one has the last word, for this engine's connections only.
-    @event.listens_for(relaxed, "connect")
-    def _relax(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        try:
-            if sqlite:
-                cursor.execute("PRAGMA synchronous=NORMAL")
-            else:
-                cursor.execute("SET synchronous_commit TO OFF")
-        finally:
-            cursor.close()
-        if not sqlite:
-            dbapi_connection.commit()  # a rolled-back SET would be undone
-
-    return relaxed
-
-
-def _never_waiting_engine(relaxed: Engine) -> Engine:
-    """For writes on the event loop: like ``relaxed``, but a database another process
-    is writing fails at once (busy timeout 0) instead of sleeping, and the connection
-    never checkpoints the WAL (the others do), which would wait for the disk."""
-    if relaxed.url.database in (None, "", ":memory:"):
-        return relaxed  # one shared in-memory connection: nobody else to wait for
-    engine = _relaxed_engine(relaxed)
-
-    @event.listens_for(engine, "connect")
-    def _never_wait(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute("PRAGMA busy_timeout=0")
-            cursor.execute("PRAGMA wal_autocheckpoint=0")
-        finally:
-            cursor.close()
-
-    return engine
-
-
-def _busy(exc: sa.exc.OperationalError) -> bool:
-    code = getattr(exc.orig, "sqlite_errorcode", None)
-    if code is not None:
-        return bool(code & 0xFF == sqlite3.SQLITE_BUSY)
-    return "database is locked" in str(exc.orig)
-
-
 def _approval_decided() -> Any:
     """A waiting step's approval is no longer pending (approved, denied or expired):
     what wakes a run waiting for one, whichever process decided it. A run that waits
@@ -359,7 +275,7 @@ def _approval_decided() -> Any:
         sa.exists()
         .where(
             run_steps.c.run_id == runs.c.id,
-            run_steps.c.status == "waiting",
+            run_steps.c.status == StepStatus.WAITING,
             run_steps.c.approval_id == approvals.c.id,
             approvals.c.status != "pending",
         )

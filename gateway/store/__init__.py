@@ -1,7 +1,13 @@
-"""Storage: SQLAlchemy engines, the one schema (Core tables) and its Alembic migrations.
+"""Storage: SQLAlchemy engines, what differs between the two databases, the one schema
+(Core tables) and its Alembic migrations.
 
 Responsibilities:
 
+- `Dialect` (`dialect`) is the one interface to what differs between SQLite and
+  PostgreSQL, with one implementation each (`dialect_sqlite`, `dialect_postgres`);
+  `dialect_of(engine)` picks it. The audit, executor and approvals stores call its
+  hooks (the writer lock, the database clock, bulk inserts, the kept connection of
+  audit appends, …) and never ask which database they are on (docs/decisions/0014).
 - `create_engine` turns a configured URL into an engine with durable settings: SQLite
   in WAL mode with ``synchronous=FULL`` (a commit survives a power cut), foreign keys
   on and a busy timeout; PostgreSQL always through psycopg 3.
@@ -12,7 +18,8 @@ Responsibilities:
   writer is handed the database the moment the previous commit ends instead of
   sleeping in SQLite's busy handler.
 - `migrate` brings a database to the newest schema; the schema is defined once in
-  `tables` and created only by the versioned migrations.
+  `tables` and created only by the versioned migrations (which, frozen as they are,
+  keep their own per-database DDL).
 
 Invariants kept here, in the database itself rather than in Python:
 
@@ -23,13 +30,25 @@ Invariants kept here, in the database itself rather than in Python:
   ``audit_keys`` rows are never deleted, and only ``valid_to_size`` may be set, once.
 """
 
-from gateway.store.db import create_engine, exclusive_transaction, migrate, normalize_url
+from gateway.store.db import (
+    create_engine,
+    dialect_of,
+    exclusive_transaction,
+    migrate,
+    normalize_url,
+)
+from gateway.store.dialect import CommitUnknown, Dialect, KeptConnection, WriterBusy
 from gateway.store.tables import audit_entries, audit_payloads, metadata
 
 __all__ = [
+    "CommitUnknown",
+    "Dialect",
+    "KeptConnection",
+    "WriterBusy",
     "audit_entries",
     "audit_payloads",
     "create_engine",
+    "dialect_of",
     "exclusive_transaction",
     "metadata",
     "migrate",

@@ -17,11 +17,12 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from gateway.audit.checkpointer import StoredCheckpoint, latest_checkpoint, read_checkpoint
-from gateway.audit.errors import ProofUnavailable
-from gateway.audit.keys import format_keys, read_keys
+from gateway.audit.keys import read_keys
 from gateway.errors import BadRequest, GatewayError
 from gateway.surfaces.middleware import request_id_of
 from gateway.surfaces.rest_io import error_response
+from gateway.tlog.errors import ProofUnavailable
+from gateway.tlog.keys import format_keys
 
 CHECKPOINT_PATH = "/v1/audit/checkpoint"
 KEYS_PATH = "/v1/audit/keys"

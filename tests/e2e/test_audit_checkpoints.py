@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from gateway.audit import parse_keys
-from gateway.audit.note import verify_note
+from gateway.tlog.note import verify_note
 from tests.e2e.conftest import GRANTS
 from tests.support.processes import GatewayServer, McpUpstreamServer, write_policy
 from tests.support.waiting import eventually

@@ -14,8 +14,8 @@ import httpx
 
 from gateway.audit import iter_entries
 from gateway.audit.export import database_source
-from gateway.audit.verifier import verify_log
 from gateway.store import create_engine
+from gateway.tlog.verifier import verify_log
 from tests.e2e.conftest import GRANTS
 from tests.support.processes import GatewayServer, McpUpstreamServer, write_policy
 from tests.support.waiting import eventually

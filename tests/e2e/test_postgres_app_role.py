@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from gateway.audit.export import database_source
-from gateway.audit.verifier import verify_log
 from gateway.store import create_engine, migrate
+from gateway.tlog.verifier import verify_log
 from tests.e2e.mcp_client import connect
 from tests.support.pg_roles import PG_ADMIN_URL, RoleDatabase, role_database
 from tests.support.processes import GatewayServer, McpUpstreamServer, write_policy

@@ -18,12 +18,14 @@ LAYERS: list[set[str]] = [
         "recording",
         "timestamps",
         "clock",
+        "inline_budget",
         "logs",
         "metrics",
         "version",
         "config",
         "http_client",
     },
+    {"tlog"},
     {"store"},
     {"identity"},
     {"audit"},
@@ -74,3 +76,50 @@ def test_every_package_says_what_it_is_responsible_for() -> None:
         assert init.is_file(), f"gateway/{package.name} has no __init__.py"
         docstring = ast.get_docstring(ast.parse(init.read_text()))
         assert docstring and len(docstring) > 80, f"gateway/{package.name}/__init__.py"
+
+
+# The modules that know which database they are on (docs/decisions/0014); everything
+# else calls a `gateway.store.Dialect` hook. Migrations are frozen history with their
+# own per-database DDL.
+DIALECT_MODULES = {"db.py", "dialect.py", "dialect_sqlite.py", "dialect_postgres.py"}
+DATABASE_NAMES = {"sqlite", "postgresql", "postgres"}
+DRIVERS = {"sqlite3", "psycopg"}
+
+
+def _asks_which_database(tree: ast.AST) -> list[str]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in ("paramstyle", "driver"):
+            found.append(f"line {node.lineno}: .{node.attr}")
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr == "name"
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "dialect"
+        ):
+            found.append(f"line {node.lineno}: .dialect.name")
+        elif isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            if any(isinstance(o, ast.Constant) and o.value in DATABASE_NAMES for o in operands):
+                found.append(f"line {node.lineno}: compares with a database name")
+        elif isinstance(node, ast.Import):
+            found += [
+                f"line {node.lineno}: import {a.name}" for a in node.names if a.name in DRIVERS
+            ]
+        elif isinstance(node, ast.ImportFrom) and node.module in DRIVERS:
+            found.append(f"line {node.lineno}: from {node.module} import")
+    return found
+
+
+def test_only_the_store_dialects_ask_which_database_it_is() -> None:
+    asking = []
+    for path in sorted(GATEWAY.rglob("*.py")):
+        relative = path.relative_to(GATEWAY)
+        if "migrations" in relative.parts:
+            continue
+        if relative.parts[0] == "store" and relative.name in DIALECT_MODULES:
+            continue
+        asking += [
+            f"{relative} {what}" for what in _asks_which_database(ast.parse(path.read_text()))
+        ]
+    assert asking == []

@@ -28,7 +28,7 @@ from gateway.approvals.models import (
     ExecutionState,
     add_seconds,
 )
-from gateway.approvals.store import ApprovalStore, db_now, new_approval_id
+from gateway.approvals.store import ApprovalStore, new_approval_id
 from gateway.types import Actor, Identity
 from tests.support.approvals import lapse
 
@@ -239,8 +239,7 @@ def test_concurrent_swaps_have_exactly_one_winner(
     assert len(winners) == 1
 
 
-def test_db_now_is_fixed_width_utc(engine: Engine) -> None:
-    with engine.connect() as conn:
-        now = db_now(conn)
+def test_now_is_fixed_width_utc(engine: Engine) -> None:
+    now = ApprovalStore(engine).now()
     assert now.endswith("Z") and len(now) == len("2026-01-01T00:00:00.000000Z")
     assert replace(draft(), created_at=now).created_at == now

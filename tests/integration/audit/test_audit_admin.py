@@ -25,10 +25,11 @@ from gateway.audit import (
     sign_checkpoint,
 )
 from gateway.audit.erasure import ErasureRefused, erase_payload
-from gateway.audit.errors import CheckpointError
-from gateway.audit.export import database_source, directory_source, export_log
-from gateway.audit.verifier import VerificationReport, verify_log
+from gateway.audit.export import database_source, export_log
 from gateway.cli import main
+from gateway.tlog.errors import CheckpointError
+from gateway.tlog.source import directory_source
+from gateway.tlog.verifier import VerificationReport, verify_log
 
 pytestmark = pytest.mark.anyio
 
@@ -187,3 +188,13 @@ async def test_rotate_key_refuses_without_a_key(engine: Engine, tmp_path: Path) 
     config = str(_config(tmp_path, engine, tmp_path / "missing.pem"))
     assert main(["audit", "rotate-key", "--config", config]) == 1
     assert not (tmp_path / "missing.pem").exists()
+
+
+def test_rotate_key_help_names_the_default_overlap(capsys: pytest.CaptureFixture[str]) -> None:
+    # The parser does not import the rotation (it would load the database layer for
+    # every command), so its help text states the default itself: this keeps it true.
+    from gateway.audit.rotation import DEFAULT_OVERLAP
+
+    with pytest.raises(SystemExit):
+        main(["audit", "rotate-key", "--help"])
+    assert f"(default: {DEFAULT_OVERLAP}," in " ".join(capsys.readouterr().out.split())

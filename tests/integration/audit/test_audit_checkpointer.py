@@ -34,10 +34,10 @@ from gateway.audit import (
     verify_receipt,
 )
 from gateway.audit import checkpointer as checkpointer_module
-from gateway.audit.errors import ChainError, ProofError
-from gateway.audit.proof import MemoryTree
 from gateway.errors import ConfigError
 from gateway.surfaces.audit_api import routes
+from gateway.tlog.errors import ChainError, ProofError
+from gateway.tlog.proof import MemoryTree
 from tests.support.clock import FakeClock
 from tests.support.waiting import eventually_async
 

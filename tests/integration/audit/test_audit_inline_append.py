@@ -20,7 +20,7 @@ from gateway.audit import AuditLog, AuditRecord, read_entries, verify_chain
 from gateway.audit.appender import Appender, WriterBusy
 from gateway.errors import AuditUnavailable
 from gateway.store import create_engine, migrate
-from gateway.store.db import SQLITE_BUSY_TIMEOUT_MS
+from gateway.store.dialect_sqlite import SQLITE_BUSY_TIMEOUT_MS
 from tests.support.audit_faults import repair_commits, sabotage_commits
 from tests.support.clock import FakeClock
 

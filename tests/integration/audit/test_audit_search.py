@@ -25,7 +25,6 @@ from gateway.audit import (
     verify_receipt,
 )
 from gateway.audit.erasure import erase_payload
-from gateway.audit.errors import AuditEntryNotFound
 from gateway.audit.search import (
     PayloadState,
     SearchQuery,
@@ -33,6 +32,7 @@ from gateway.audit.search import (
     check_entry,
     search,
 )
+from gateway.tlog.errors import AuditEntryNotFound
 
 pytestmark = pytest.mark.anyio
 

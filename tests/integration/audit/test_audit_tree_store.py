@@ -11,9 +11,9 @@ from sqlalchemy import Engine
 
 from gateway.audit import AuditLog, AuditRecord, read_entries
 from gateway.audit import tree_store as tree_store_module
-from gateway.audit.errors import ProofUnavailable
-from gateway.audit.proof import MemoryTree, consistency_proof, inclusion_proof
 from gateway.audit.tree_store import TreeStore
+from gateway.tlog.errors import ProofUnavailable
+from gateway.tlog.proof import MemoryTree, consistency_proof, inclusion_proof
 
 ORIGIN = "test.example/audit"
 

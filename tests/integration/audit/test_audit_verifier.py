@@ -19,7 +19,6 @@ from gateway.audit import (
     AuditLog,
     AuditRecord,
     Checkpoint,
-    Checkpointer,
     SigningKey,
     build_leaf,
     leaf_hash,
@@ -28,18 +27,20 @@ from gateway.audit import (
     receipt_for_entry,
     sign_checkpoint,
 )
-from gateway.audit.errors import (
+from gateway.audit.export import database_source, export_log
+from gateway.cli import main
+from gateway.tlog.errors import (
     CallTraceError,
     ChainError,
     CheckpointError,
     ForkError,
     TruncationError,
 )
-from gateway.audit.export import database_source, directory_source, export_log
-from gateway.audit.keys import AuditKey
-from gateway.audit.leaf import parse_leaf
-from gateway.audit.verifier import TRUSTED_LABEL, VerificationReport, verify_log
-from gateway.cli import main
+from gateway.tlog.keys import AuditKey
+from gateway.tlog.leaf import parse_leaf
+from gateway.tlog.source import directory_source
+from gateway.tlog.verifier import TRUSTED_LABEL, VerificationReport, verify_log
+from tests.support.audit_logs import checkpointed_log
 
 pytestmark = pytest.mark.anyio
 
@@ -76,18 +77,7 @@ def _calls(start: int) -> list[AuditRecord]:
 
 @pytest.fixture
 async def exported(engine: Engine, tmp_path: Path) -> AsyncIterator[Exported]:
-    key = SigningKey.generate(ORIGIN)
-    log = AuditLog(engine, ORIGIN)
-    await log.start()
-    checkpointer = Checkpointer(engine, ORIGIN, [key], every_entries=10**6, every_seconds=3600)
-    await checkpointer.start()
-    try:
-        for start in range(0, SIZE, 4):
-            await log.append(*_calls(start))
-            await checkpointer.checkpoint_now()
-    finally:
-        await log.close()
-        await checkpointer.close()
+    key = await checkpointed_log(engine, ORIGIN, [_calls(start) for start in range(0, SIZE, 4)])
     out = tmp_path / "export"
     export_log(engine, out)
     yield Exported(engine, key, out)

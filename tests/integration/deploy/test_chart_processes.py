@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from gateway.audit.export import database_source
-from gateway.audit.verifier import verify_log
 from gateway.identity import generate_dev_issuer
 from gateway.store import create_engine
+from gateway.tlog.verifier import verify_log
 from tests.support.helm import CI_VALUES, REPO, Rendered, container, localize, render
 from tests.support.opa import opa_binary
 from tests.support.pg_roles import PG_ADMIN_URL, RoleDatabase, role_database

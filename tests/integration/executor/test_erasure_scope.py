@@ -14,9 +14,9 @@ from gateway.approvals.errors import OutcomeErased
 from gateway.audit import AuditRecord
 from gateway.audit.erasure import ErasureRefused
 from gateway.audit.export import database_source
-from gateway.audit.verifier import verify_log
 from gateway.erasure_scope import erase, scope_of_request, scope_of_run
 from gateway.store.tables import metadata
+from gateway.tlog.verifier import verify_log
 from gateway.types import OutcomeStatus, ToolCall
 from tests.integration.executor.harness import AGENT, APPROVER, Parts, executor_parts
 from tests.support.processes import McpUpstreamServer

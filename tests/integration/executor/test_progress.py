@@ -167,7 +167,7 @@ def test_a_retry_backoff_returns_its_wake_time_on_the_database_clock(store: RunS
 def test_an_inline_write_never_waits_for_the_database(store: RunStore, clock: FakeClock) -> None:
     claim = _run(store, ["a", "b"])
     progress.begin_attempt(store, claim, "a", "step", "req_1", "k:a", previous=0)
-    if not store.sqlite:  # over the network: always from a thread
+    if not store.dialect.writes_inline(store.engine):  # over the network: from a thread
         assert store.inline(progress.record, store, claim, [_succeeded("a", 1)]) == (False, None)
         return
     # Another process writing (a connection of its own, outside this process's lock).

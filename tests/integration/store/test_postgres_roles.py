@@ -16,10 +16,10 @@ from sqlalchemy import Engine
 from gateway.audit import AuditLog, AuditRecord, Checkpointer, load_signing_keys
 from gateway.audit.erasure import erase_payload
 from gateway.audit.export import database_source
-from gateway.audit.verifier import verify_log
 from gateway.cli import main
 from gateway.errors import ConfigError
 from gateway.store import create_engine, metadata, migrate
+from gateway.tlog.verifier import verify_log
 from tests.support.pg_roles import PG_ADMIN_URL, RoleDatabase, role_database
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from gateway.audit.errors import ProofError, ProofUnavailable, RootMismatchError
-from gateway.audit.merkle import (
+from gateway.tlog.errors import ProofError, ProofUnavailable, RootMismatchError
+from gateway.tlog.merkle import (
     EMPTY_ROOT,
     CompactRange,
     NodeId,
@@ -28,8 +28,8 @@ from gateway.audit.merkle import (
     root,
     split_point,
 )
-from gateway.audit.proof import MemoryTree, consistency_proof, inclusion_proof
-from gateway.audit.verify_proof import verify_consistency, verify_inclusion
+from gateway.tlog.proof import MemoryTree, consistency_proof, inclusion_proof
+from gateway.tlog.verify_proof import verify_consistency, verify_inclusion
 
 # tests/unit/audit/<this file> -> tests/vectors/merkle.
 VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "merkle"

@@ -1,10 +1,11 @@
-"""The hot progress writes on PostgreSQL as one statement: one round trip, not eight.
+"""The hot progress writes as one statement: one round trip, not eight.
 
 A step's start (with the results it carries, `StepFinish`) is, on SQLite, a handful of
-statements in one transaction, which cost microseconds each in process. On PostgreSQL
-each statement is a round trip to the server, and BEGIN and COMMIT are two more, so
-the same write is one ``WITH`` statement of data-modifying parts, run on its own
-(autocommit: a single statement is its own transaction, all or nothing):
+statements in one transaction, which cost microseconds each in process. Where each
+statement is a round trip to the server (PostgreSQL: `Dialect.one_statement_writes`),
+and BEGIN and COMMIT are two more, the same write is one ``WITH`` statement of
+data-modifying parts, run on its own (autocommit: a single statement is its own
+transaction, all or nothing):
 
 - ``fence`` updates the run row only while the worker's token is current, and
   returns the tool-call count (as the fence of `gateway.executor.progress` does);
@@ -27,7 +28,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from gateway.executor.errors import LeaseLost
-from gateway.executor.store import FINAL, Claim, RunStore, StepFinish, db_now
+from gateway.executor.step_state import FINAL, StepStatus
+from gateway.executor.store import Claim, RunStore, StepFinish
+from gateway.store import Dialect
 from gateway.store.tables import run_steps, runs, step_attempts
 
 # A finish's shape: the step columns it sets, and whether it sets ``finished_at``.
@@ -35,9 +38,10 @@ Shape = tuple[tuple[str, ...], bool]
 
 
 def applies(store: RunStore, step_id: str | None, finishes: Sequence[StepFinish]) -> bool:
-    """Whether the one-statement form can do this write: PostgreSQL, and no step row
-    written twice (a statement cannot update one row in two of its parts)."""
-    if store.sqlite:
+    """Whether the one-statement form can do this write: a database that takes writes
+    as one statement (`Dialect.one_statement_writes`), and no step row written twice (a
+    statement cannot update one row in two of its parts)."""
+    if not store.dialect.one_statement_writes:
         return False
     steps = [f.step_id for f in finishes] + ([step_id] if step_id else [])
     return len(steps) == len(set(steps))
@@ -56,7 +60,7 @@ def begin_attempt(
     """Inserts attempt ``attempt`` (started, counted), starts the step and writes
     ``finishes``; returns ``tool_calls`` and ``max_tool_calls``. `LeaseLost` when the
     token is stale."""
-    statement = _statement(True, purpose == "step", _shapes(finishes))
+    statement = _statement(store.dialect, True, purpose == "step", _shapes(finishes))
     parameters = {
         "p_step": step_id,
         "p_purpose": purpose,
@@ -70,7 +74,8 @@ def begin_attempt(
 
 def record(store: RunStore, claim: Claim, finishes: Sequence[StepFinish]) -> None:
     """Writes ``finishes`` only."""
-    _execute(store, claim, _statement(False, False, _shapes(finishes)), {}, finishes)
+    statement = _statement(store.dialect, False, False, _shapes(finishes))
+    _execute(store, claim, statement, {}, finishes)
 
 
 def _execute(
@@ -112,9 +117,11 @@ def _shapes(finishes: Sequence[StepFinish]) -> tuple[Shape, ...]:
 
 
 @cache
-def _statement(count_call: bool, start_step: bool, shapes: tuple[Shape, ...]) -> sa.Select[Any]:
+def _statement(
+    dialect: Dialect, count_call: bool, start_step: bool, shapes: tuple[Shape, ...]
+) -> sa.Select[Any]:
     """The statement for one shape of write, built once (few shapes occur)."""
-    now = db_now("postgresql")
+    now = dialect.now()
     run = sa.bindparam("p_run", type_=sa.Text())
     values: dict[str, Any] = {"updated_at": now}
     if count_call:
@@ -193,7 +200,7 @@ def _statement(count_call: bool, start_step: bool, shapes: tuple[Shape, ...]) ->
                 sa.update(run_steps)
                 .where(run_steps.c.run_id == run, run_steps.c.step_id == step, fenced)
                 .values(
-                    status="running",
+                    status=StepStatus.RUNNING,
                     attempts=attempt,
                     started_at=sa.func.coalesce(run_steps.c.started_at, now),
                     wake_at=None,

@@ -7,8 +7,17 @@ import json
 
 import pytest
 
-from gateway.audit import AuditEntry, ChainError, build_leaf, leaf_hash, verify_chain
-from gateway.audit.leaf import ZERO_HASH, b64, canonical_json, payload_commitment
+from gateway.tlog.chain import verify_chain
+from gateway.tlog.entries import AuditEntry
+from gateway.tlog.errors import ChainError
+from gateway.tlog.leaf import (
+    ZERO_HASH,
+    b64,
+    build_leaf,
+    canonical_json,
+    leaf_hash,
+    payload_commitment,
+)
 
 ORIGIN = "test.example/audit"
 

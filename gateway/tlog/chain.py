@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from gateway.audit.errors import ChainError, LeafFormatError
-from gateway.audit.leaf import ZERO_HASH, canonical_json, commitment_of_jcs, leaf_hash, parse_leaf
-from gateway.audit.records import AuditEntry, ChainRow
 from gateway.canonical import parse_json
+from gateway.tlog.entries import AuditEntry, ChainRow
+from gateway.tlog.errors import ChainError, LeafFormatError
+from gateway.tlog.leaf import ZERO_HASH, canonical_json, commitment_of_jcs, leaf_hash, parse_leaf
 
 ERASURE_KIND = "erasure"
 

@@ -12,17 +12,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from gateway.audit.errors import NoteFormatError, NoteSignatureError
-from gateway.audit.keys import (
-    AuditKey,
-    SigningKey,
-    VerifierKey,
-    ed25519_key_id,
-    format_keys,
-    load_signing_key,
-    parse_keys,
-)
-from gateway.audit.note import NoteSignature, parse_note, sign_note, verify_note
+from gateway.audit.keys import SigningKey, load_signing_key
+from gateway.tlog.errors import NoteFormatError, NoteSignatureError
+from gateway.tlog.keys import AuditKey, VerifierKey, ed25519_key_id, format_keys, parse_keys
+from gateway.tlog.note import NoteSignature, parse_note, sign_note, verify_note
 
 NAME = "example.com/audit-log"
 TEXT = "example.com/audit-log\n7\nMfyM1jxwSMNcIYNHLdEIjtbcQXcBZrBxR9v2j3GlGEE=\n"

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Protocol
 
-from gateway.audit.errors import ProofUnavailable
-from gateway.audit.merkle import CompactRange, NodeId, fold_right, range_nodes, split_point
+from gateway.tlog.errors import ProofUnavailable
+from gateway.tlog.merkle import CompactRange, NodeId, fold_right, range_nodes, split_point
 
 Range = tuple[int, int]  # leaves [begin, end)
 

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from gateway.audit.errors import LeafFormatError
-from gateway.audit.leaf import Leaf, _parse_general, _parse_plain_leaf, build_leaf, parse_leaf
+from gateway.tlog.errors import LeafFormatError
+from gateway.tlog.leaf import Leaf, _parse_general, _parse_plain_leaf, build_leaf, parse_leaf
 
 STRINGS = ["", "req-1", "ünïcödé", "日本", 'quote"d', "back\\slash", "tab\there", "\u2028", "\x7f"]
 

@@ -1,7 +1,7 @@
 """The v1 leaf format, hashes and commitment, pinned by known answers.
 
 The expected bytes and digests below were written out by hand from architecture.md §6 and
-hashed with plain hashlib, independently of gateway.audit.leaf.
+hashed with plain hashlib, independently of gateway.tlog.leaf.
 """
 
 from __future__ import annotations
@@ -13,8 +13,17 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from gateway.audit import LeafFormatError, build_leaf, format_ts, leaf_hash, parse_leaf
-from gateway.audit.leaf import ZERO_HASH, canonical_json, commitment_of_jcs, payload_commitment
+from gateway.tlog.errors import LeafFormatError
+from gateway.tlog.leaf import (
+    ZERO_HASH,
+    build_leaf,
+    canonical_json,
+    commitment_of_jcs,
+    format_ts,
+    leaf_hash,
+    parse_leaf,
+    payload_commitment,
+)
 
 ORIGIN = "example.org/agw"
 

@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from gateway.audit.errors import LeafFormatError
 from gateway.canonical import jcs
 from gateway.timestamps import format_utc
+from gateway.tlog.errors import LeafFormatError
 
 LEAF_VERSION = 1
 HASH_SIZE = 32

@@ -8,18 +8,19 @@ from collections.abc import Callable
 
 import pytest
 
-from gateway.audit.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint, sign_checkpoint
-from gateway.audit.errors import (
+from gateway.audit.keys import SigningKey
+from gateway.tlog.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint, sign_checkpoint
+from gateway.tlog.errors import (
     CheckpointFormatError,
     NoteSignatureError,
     ProofError,
     ReceiptFormatError,
     RootMismatchError,
 )
-from gateway.audit.keys import AuditKey, SigningKey
-from gateway.audit.leaf import ZERO_HASH, build_leaf, leaf_hash
-from gateway.audit.proof import MemoryTree, inclusion_proof
-from gateway.audit.receipt import Receipt, format_receipt, parse_receipt, verify_receipt
+from gateway.tlog.keys import AuditKey
+from gateway.tlog.leaf import ZERO_HASH, build_leaf, leaf_hash
+from gateway.tlog.proof import MemoryTree, inclusion_proof
+from gateway.tlog.receipt import Receipt, format_receipt, parse_receipt, verify_receipt
 
 ORIGIN = "test.example/audit"
 ROOT = bytes(range(32))

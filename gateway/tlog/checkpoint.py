@@ -1,6 +1,6 @@
 """Checkpoints (C2SP tlog-checkpoint): the signed statement of the tree's size and root.
 
-A checkpoint is a signed note (`gateway.audit.note`) whose text is exactly::
+A checkpoint is a signed note (`gateway.tlog.note`) whose text is exactly::
 
     <origin>\\n
     <tree size, decimal, no leading zeros>\\n
@@ -19,10 +19,10 @@ import binascii
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from gateway.audit.errors import CheckpointFormatError, NoteError
-from gateway.audit.keys import AuditKey, verifiers_for
-from gateway.audit.merkle import HASH_SIZE
-from gateway.audit.note import Signer, VerifiedNote, parse_note, sign_note, verify_note
+from gateway.tlog.errors import CheckpointFormatError, NoteError
+from gateway.tlog.keys import AuditKey, verifiers_for
+from gateway.tlog.merkle import HASH_SIZE
+from gateway.tlog.note import Signer, VerifiedNote, parse_note, sign_note, verify_note
 
 # Tree sizes are unsigned 64-bit integers in every tlog implementation.
 MAX_TREE_SIZE = 2**64 - 1

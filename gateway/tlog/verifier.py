@@ -30,9 +30,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.audit.chain import verify_chain_rows
-from gateway.audit.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
-from gateway.audit.errors import (
+from gateway.canonical import parse_json
+from gateway.tlog.chain import verify_chain_rows
+from gateway.tlog.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
+from gateway.tlog.entries import ChainRow
+from gateway.tlog.errors import (
     AuditVerificationError,
     CallTraceError,
     ChainError,
@@ -42,12 +44,10 @@ from gateway.audit.errors import (
     NoteError,
     TruncationError,
 )
-from gateway.audit.export import LogSource
-from gateway.audit.keys import AuditKey
-from gateway.audit.merkle import EMPTY_ROOT, NODE_HASH_PREFIX, fold_right
-from gateway.audit.note import parse_note
-from gateway.audit.records import ChainRow
-from gateway.canonical import parse_json
+from gateway.tlog.keys import AuditKey
+from gateway.tlog.merkle import EMPTY_ROOT, NODE_HASH_PREFIX, fold_right
+from gateway.tlog.note import parse_note
+from gateway.tlog.source import LogSource
 
 TRUSTED_LABEL = "trusted checkpoint"
 # Only these kinds' payloads are parsed (for the call-trace rules); the rest stream

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.audit.errors import ProofError, RootMismatchError
-from gateway.audit.merkle import HASH_SIZE, node_hash
+from gateway.tlog.errors import ProofError, RootMismatchError
+from gateway.tlog.merkle import HASH_SIZE, node_hash
 
 
 def inclusion_proof_size(index: int, tree_size: int) -> int:

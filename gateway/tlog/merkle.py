@@ -1,7 +1,7 @@
 """The Merkle tree of the audit log (RFC 6962 §2.1, RFC 9162 §2.1): hashing and shape.
 
 The hash half of "hash, prove, verify": pure functions over leaf hashes. The leaf hash
-itself is part of the leaf format and lives in `gateway.audit.leaf`; it is re-exported
+itself is part of the leaf format and lives in `gateway.tlog.leaf`; it is re-exported
 here so that tree code has one import.
 
 Terms as in RFC 9162: the tree over ``tree_size`` leaves ``D[0:tree_size]``; MTH, the
@@ -18,7 +18,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-from gateway.audit.leaf import HASH_SIZE, leaf_hash
+from gateway.tlog.leaf import HASH_SIZE, leaf_hash
 
 __all__ = [
     "EMPTY_ROOT",

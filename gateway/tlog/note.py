@@ -3,11 +3,11 @@
 A signed note is its text (ending in a newline), a blank line, then one or more
 signature lines ``— <key name> <base64(4-byte key ID ‖ signature)>``, each ending in a
 newline. The signature covers the text including its final newline, not the blank
-line. Checkpoints (`gateway.audit.checkpoint`) are signed notes.
+line. Checkpoints (`gateway.tlog.checkpoint`) are signed notes.
 
 This module knows nothing about key types: a `Signer` and a `Verifier` are anything
-with a name, a 4-byte key ID and a sign or verify method (`gateway.audit.keys`
-provides Ed25519 ones).
+with a name, a 4-byte key ID and a sign or verify method (`gateway.tlog.keys`
+provides the Ed25519 verifier, `gateway.audit.keys` the log's signer).
 
 Verification rules (the spec's, made strict where it leaves room):
 
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.audit.errors import NoteFormatError, NoteSignatureError
+from gateway.tlog.errors import NoteFormatError, NoteSignatureError
 
 SIGNATURE_PREFIX = "— "  # em dash U+2014, space
 KEY_ID_SIZE = 4
