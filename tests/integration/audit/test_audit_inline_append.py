@@ -191,7 +191,7 @@ async def test_an_inline_append_never_waits_for_another_process(
         # It gave up at once rather than after SQLite's busy timeout: its connection
         # has none. (How long it took is not something to assert on a busy machine.)
         assert log._inline is not None
-        assert log._inline._dbapi().execute("PRAGMA busy_timeout").fetchone() == (0,)
+        assert log._inline._kept.dbapi().execute("PRAGMA busy_timeout").fetchone() == (0,)
     finally:
         other.execute("ROLLBACK")
         other.close()

@@ -14,7 +14,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from gateway.errors import ConfigError
-from gateway.store import create_engine, db, metadata, migrate, normalize_url
+from gateway.store import create_engine, dialect_sqlite, metadata, migrate, normalize_url
 from gateway.store.db import alembic_config, exclusive_transaction
 from tests.support.waiting import TIMEOUT_S
 
@@ -237,11 +237,11 @@ def test_sqlite_writers_of_one_process_queue_in_process(
     )
     with first.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE t (n INTEGER)")
-    shared = db._sqlite_writer_lock(first)
+    shared = dialect_sqlite._writer_lock(first)
     queueing = _Queueing(shared)  # type: ignore[arg-type]
-    for key, lock in list(db._SQLITE_WRITERS.items()):
+    for key, lock in list(dialect_sqlite._SQLITE_WRITERS.items()):
         if lock is shared:
-            monkeypatch.setitem(db._SQLITE_WRITERS, key, queueing)
+            monkeypatch.setitem(dialect_sqlite._SQLITE_WRITERS, key, queueing)
     held, errors = threading.Event(), []
 
     def hold() -> None:
