@@ -14,11 +14,11 @@ from importlib import resources
 from pathlib import Path
 
 from gateway.config import Config, parse_config
+from gateway.dev_state import DEFAULT_DEV_DIR
 from gateway.errors import ConfigError
 from gateway.identity import generate_dev_issuer, mint_token
 
 DEV_ISSUER = "agent-gateway-dev"
-DEFAULT_DEV_DIR = Path("var/dev")
 DEV_TOKEN_TTL_S = 24 * 3600
 
 _SANDBOX_README = """This is the demo upstream's sandbox.
@@ -104,11 +104,12 @@ def dev_token(
     scopes: tuple[str, ...] = (),
     act: tuple[str, ...] = (),
     ttl_s: int = DEV_TOKEN_TTL_S,
+    audience: str | None = None,
 ) -> str:
     return mint_token(
         setup.issuer_key,
         issuer=DEV_ISSUER,
-        audience=setup.config.audience,
+        audience=audience or setup.config.audience,
         sub=sub,
         roles=roles,
         scopes=scopes,
@@ -118,7 +119,9 @@ def dev_token(
 
 
 def banner(setup: DevSetup) -> str:
-    """What `gateway serve --dev` prints on start: URLs, tokens and a command to paste."""
+    """What `gateway serve --dev` prints once it listens: URLs, tokens and commands to
+    paste. The `gateway` commands need no --port or --url: they read the URL this
+    gateway recorded in its data folder (gateway.dev_state)."""
     url = setup.config.public_url
     agent = dev_token(setup, sub="agent:demo", roles=("agent",))
     approver = dev_token(setup, sub="user:approver", roles=("approver",))

@@ -30,7 +30,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         default="pending",
         help="which approvals (default: pending)",
     )
-    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    listing.add_argument(
+        "--limit", type=int, default=50, help="at most this many approvals (default 50)"
+    )
     listing.add_argument("--json", action="store_true", help="the API's JSON")
     listing.set_defaults(handler=cmd_list)
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.audit.search import CheckedEntry, SearchQuery, leaf_time, search
 from gateway.cli.common import add_config_option, config_from
-from gateway.store import create_engine
+
+if TYPE_CHECKING:
+    from gateway.audit.search import CheckedEntry
 
 
 def register_commands(audit_commands: argparse._SubParsersAction) -> None:
@@ -24,12 +25,17 @@ def register_commands(audit_commands: argparse._SubParsersAction) -> None:
     command.add_argument("--tool", help="gateway tool name, e.g. demo__echo")
     command.add_argument("--kind", help="entry kind, e.g. call.decision")
     command.add_argument("--ref", help="request, run or approval id")
-    command.add_argument("-n", "--limit", type=int, default=50, help="newest N (default 50)")
+    command.add_argument(
+        "-n", "--limit", type=int, default=50, help="at most N entries, the newest (default 50)"
+    )
     command.add_argument("--json", action="store_true", help="one JSON object per line")
     command.set_defaults(handler=cmd_audit_search)
 
 
 def cmd_audit_search(args: argparse.Namespace) -> int:
+    from gateway.audit.search import SearchQuery, leaf_time, search
+    from gateway.store import create_engine
+
     config = config_from(args)
     query = SearchQuery(
         since=None if args.since is None else leaf_time(args.since, "--since"),
