@@ -20,6 +20,7 @@ from gateway.identity import generate_dev_issuer, mint_token
 
 DEV_ISSUER = "agent-gateway-dev"
 DEV_TOKEN_TTL_S = 24 * 3600
+DEV_CATALOG_REFRESH_S = 2.0
 
 _SANDBOX_README = """This is the demo upstream's sandbox.
 An agent with role "agent" may read files in here through demo__read_file,
@@ -80,7 +81,11 @@ def dev_setup(
                     "name": "demo",
                     "transport": "stdio",
                     "command": [sys.executable, "-m", "gateway.demo.server"],
-                    "env": {"GATEWAY_DEMO_SANDBOX": str(sandbox)},
+                    "env": {
+                        "GATEWAY_DEMO_SANDBOX": str(sandbox),
+                        # `gateway demo rug-pull` leaves its marker here.
+                        "GATEWAY_DEMO_STATE": str(demo_state_dir(data_dir)),
+                    },
                     # The demo server is ours: its annotations can set risk tiers.
                     "trust_annotations": True,
                 }
@@ -90,10 +95,18 @@ def dev_setup(
                 "signing_key_file": str(keys / "audit-signing.pem"),
             },
             "data_dir": str(data_dir),
+            # Re-read tool lists often, so that a changed definition (a rug-pull, or
+            # `gateway demo rug-pull`) is quarantined within seconds, not a minute.
+            "catalog_refresh_s": DEV_CATALOG_REFRESH_S,
         },
         source="dev mode",
     )
     return DevSetup(config=config, issuer_key=issuer_private, sandbox=sandbox)
+
+
+def demo_state_dir(data_dir: Path) -> Path:
+    """Where the demo upstream looks for what `gateway demo` asked of it."""
+    return data_dir.resolve() / "demo"
 
 
 def dev_token(

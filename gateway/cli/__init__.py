@@ -19,11 +19,22 @@ import os
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import approvals, audit, catalog, db, policy, runs, serve, tokens, worker
+from gateway.cli import (
+    approvals,
+    audit,
+    catalog,
+    db,
+    demo,
+    policy,
+    runs,
+    serve,
+    tokens,
+    worker,
+)
 from gateway.errors import GatewayError
 from gateway.version import __version__
 
-COMMAND_GROUPS = [serve, worker, tokens, catalog, policy, approvals, runs, audit, db]
+COMMAND_GROUPS = [serve, worker, tokens, catalog, policy, approvals, runs, audit, db, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
