@@ -513,8 +513,9 @@ def describe_validation_error(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def _expand_env(text: str) -> str:
-    """Replaces ${VAR} with the environment variable's value; a missing one is an error.
+def _expand_env(text: str, unset: list[str] | None = None) -> str:
+    """Replaces ${VAR} with the environment variable's value; a missing one is an error,
+    unless ``unset`` is given: then it is left as written and its name added there.
 
     Text-level, so a variable can stand for a number too; whole-line comments are
     left alone, so documenting the syntax in a comment does not require the variable.
@@ -523,7 +524,11 @@ def _expand_env(text: str) -> str:
     def sub(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in os.environ:
-            raise ConfigError(f"config refers to ${{{name}}} but that variable is not set")
+            if unset is None:
+                raise ConfigError(f"config refers to ${{{name}}} but that variable is not set")
+            if name not in unset:
+                unset.append(name)
+            return match.group(0)
         return os.environ[name]
 
     return "".join(
@@ -544,14 +549,17 @@ def parse_config(data: Any, *, source: str = "config") -> Config:
         raise ConfigError(f"{source} is invalid:\n{describe_validation_error(exc)}") from None
 
 
-def load_config(path: str | Path) -> Config:
+def load_config(path: str | Path, *, unset: list[str] | None = None) -> Config:
+    """The config in ``path``. With ``unset`` (`gateway check-config`, which checks a
+    file where its secrets may not be), a ${VAR} not set here stays as written and is
+    named there instead of failing."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(_expand_env(text))
+        data = yaml.safe_load(_expand_env(text, unset))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     config = parse_config(data, source=str(path))
