@@ -10,6 +10,7 @@ there, exactly as after `make run`.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -21,10 +22,17 @@ from tests.support.processes import REPO, Process, free_port, spawn, wait_for_ht
 LINKED = (".venv", ".tools", "policies", "deploy", "docs", "scripts", "Makefile")
 
 
-def lay_out_checkout(root: Path) -> Path:
+def lay_out_checkout(root: Path, *, copied: tuple[str, ...] = ()) -> Path:
+    """Links the repository's folders into ``root``; those in ``copied`` are copies
+    instead, for commands that write into them (the doc test regenerates conformance
+    expectations, which must not touch the repository)."""
     root.mkdir(parents=True, exist_ok=True)
     for name in LINKED:
-        if (REPO / name).exists() and not (root / name).exists():
+        if not (REPO / name).exists() or (root / name).exists():
+            continue
+        if name in copied:
+            shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
             (root / name).symlink_to(REPO / name)
     return root
 
@@ -44,8 +52,8 @@ class DevGateway:
         return self.root / "var" / "dev"
 
     @classmethod
-    def start(cls, root: Path) -> DevGateway:
-        lay_out_checkout(root)
+    def start(cls, root: Path, *, copied: tuple[str, ...] = ()) -> DevGateway:
+        lay_out_checkout(root, copied=copied)
         port = free_port()
         process = spawn(
             [sys.executable, "-m", "gateway", "serve", "--dev", "--port", str(port)],
