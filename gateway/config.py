@@ -109,6 +109,12 @@ class ConformanceConfig(Model):
     on_start: Literal["enforce", "warn", "off"] = "enforce"
     # Default: the "conformance" folder inside the policy folder.
     path: Path | None = None
+    # Where passed runs are remembered (gateway.policy.conformance_memo); default:
+    # <data_dir>/conformance. Dev mode shares one per user across data folders.
+    memo_dir: Path | None = None
+
+    def memo_directory(self, data_dir: Path) -> Path:
+        return self.memo_dir if self.memo_dir is not None else data_dir / "conformance"
 
 
 class DecisionQueueConfig(Model):
@@ -585,10 +591,16 @@ def _resolve_paths(config: Config, *, base: Path) -> Config:
     policy_update: dict[str, Any] = {}
     if policy.path is not None:
         policy_update["path"] = rel(policy.path)
-    if policy.conformance.path is not None:
-        policy_update["conformance"] = policy.conformance.model_copy(
-            update={"path": rel(policy.conformance.path)}
+    conformance_update = {
+        key: rel(value)
+        for key, value in (
+            ("path", policy.conformance.path),
+            ("memo_dir", policy.conformance.memo_dir),
         )
+        if value is not None
+    }
+    if conformance_update:
+        policy_update["conformance"] = policy.conformance.model_copy(update=conformance_update)
     policy = policy.model_copy(update=policy_update)
     storage = config.storage
     if storage.url.startswith("sqlite:///") and not storage.url.startswith("sqlite:////"):

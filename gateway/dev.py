@@ -8,6 +8,7 @@ restarts.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from importlib import resources
@@ -74,7 +75,13 @@ def dev_setup(
                 ],
                 "signing_key_file": str(keys / "gateway-signing.pem"),
             },
-            "policy": {"path": str((policy_path or default_policy_path()).resolve())},
+            "policy": {
+                "path": str((policy_path or default_policy_path()).resolve()),
+                # Verdicts are keyed by policy, cases, engine and the gateway's code, so
+                # they hold for every dev data folder of this user: a fresh var/dev (or
+                # another checkout of the same code) skips the cases already passed.
+                "conformance": {"memo_dir": str(user_cache_dir() / "conformance")},
+            },
             "storage": {"url": f"sqlite:///{data_dir / 'gateway.db'}"},
             "upstreams": [
                 {
@@ -102,6 +109,12 @@ def dev_setup(
         source="dev mode",
     )
     return DevSetup(config=config, issuer_key=issuer_private, sandbox=sandbox)
+
+
+def user_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/agent-gateway, else ~/.cache/agent-gateway."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "agent-gateway"
 
 
 def demo_state_dir(data_dir: Path) -> Path:

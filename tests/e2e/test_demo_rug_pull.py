@@ -84,3 +84,17 @@ def test_without_a_dev_gateway_it_changes_nothing(tmp_path: Path) -> None:
     assert done.stderr.startswith(f"gateway: error: no dev gateway answers at {url}")
     assert len(done.stderr.splitlines()) == 1
     assert not (tmp_path / "var/dev/demo/rug-pull").exists()
+
+
+def test_a_fresh_dev_folder_reuses_the_conformance_pass_of_this_user(
+    dev: DevGateway, tmp_path: Path
+) -> None:
+    # `dev` passed the cases in its own folder; a second checkout with an empty
+    # var/dev finds that pass in the user's cache instead of running them again.
+    assert "conformance cases on the embedded engine" in dev.process.log()
+    second = DevGateway.start(tmp_path / "another-checkout")
+    try:
+        assert "conformance cases on the embedded engine (remembered" in second.process.log()
+        assert not (second.data_dir / "conformance").exists()
+    finally:
+        second.stop()

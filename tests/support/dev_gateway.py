@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,13 +88,19 @@ class DevGateway:
         return done.stdout.strip()
 
 
+# Dev mode remembers conformance passes per user (XDG_CACHE_HOME): the dev gateways of
+# one test run share a cache of their own, not the user's.
+_CACHE = Path(tempfile.mkdtemp(prefix="gateway-test-cache-"))
+
+
 def environment() -> dict[str, str]:
-    """The caller's environment, with the repository importable from any folder and
-    no gateway settings of its own leaking in."""
+    """The caller's environment, with the repository importable from any folder, the
+    test run's cache, and no gateway settings of the caller's leaking in."""
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("GATEWAY_URL", "GATEWAY_TOKEN", "GATEWAY_CONFIG")
     }
     env["PYTHONPATH"] = str(REPO)
+    env["XDG_CACHE_HOME"] = str(_CACHE)
     return env
