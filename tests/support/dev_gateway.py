@@ -20,7 +20,8 @@ from pathlib import Path
 from tests.support.processes import REPO, Process, free_port, spawn, wait_for_http
 
 # What a checkout holds that commands in the docs use (.tools: OPA, where built).
-LINKED = (".venv", ".tools", "policies", "deploy", "docs", "scripts", "Makefile")
+# .git: the docs name the commit (`git rev-parse HEAD`) as a bundle's revision.
+LINKED = (".venv", ".tools", ".git", "policies", "deploy", "docs", "scripts", "Makefile")
 
 
 def lay_out_checkout(root: Path, *, copied: tuple[str, ...] = ()) -> Path:
