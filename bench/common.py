@@ -34,7 +34,7 @@ def summary_ms(samples: list[float]) -> dict[str, float]:
     }
 
 
-def machine() -> dict[str, Any]:
+def machine(repo: Path | None = None) -> dict[str, Any]:
     cpu = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -45,7 +45,11 @@ def machine() -> dict[str, Any]:
         pass
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=repo,
         ).stdout.strip()
     except OSError:
         commit = ""

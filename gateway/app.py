@@ -329,7 +329,9 @@ async def running(parts: Components) -> AsyncIterator[None]:
             parts.config.policy,
             parts.policy,
             parts.audit,
-            memo=ConformanceMemo(parts.config.data_dir / "conformance"),
+            memo=ConformanceMemo(
+                parts.config.policy.conformance.memo_directory(parts.config.data_dir)
+            ),
         )
         reloader = build_reloader(parts.policy, parts.audit, parts.config.policy)
         async with anyio.create_task_group() as tasks:

@@ -109,6 +109,12 @@ class ConformanceConfig(Model):
     on_start: Literal["enforce", "warn", "off"] = "enforce"
     # Default: the "conformance" folder inside the policy folder.
     path: Path | None = None
+    # Where passed runs are remembered (gateway.policy.conformance_memo); default:
+    # <data_dir>/conformance. Dev mode shares one per user across data folders.
+    memo_dir: Path | None = None
+
+    def memo_directory(self, data_dir: Path) -> Path:
+        return self.memo_dir if self.memo_dir is not None else data_dir / "conformance"
 
 
 class DecisionQueueConfig(Model):
@@ -513,8 +519,9 @@ def describe_validation_error(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def _expand_env(text: str) -> str:
-    """Replaces ${VAR} with the environment variable's value; a missing one is an error.
+def _expand_env(text: str, unset: list[str] | None = None) -> str:
+    """Replaces ${VAR} with the environment variable's value; a missing one is an error,
+    unless ``unset`` is given: then it is left as written and its name added there.
 
     Text-level, so a variable can stand for a number too; whole-line comments are
     left alone, so documenting the syntax in a comment does not require the variable.
@@ -523,7 +530,11 @@ def _expand_env(text: str) -> str:
     def sub(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in os.environ:
-            raise ConfigError(f"config refers to ${{{name}}} but that variable is not set")
+            if unset is None:
+                raise ConfigError(f"config refers to ${{{name}}} but that variable is not set")
+            if name not in unset:
+                unset.append(name)
+            return match.group(0)
         return os.environ[name]
 
     return "".join(
@@ -544,14 +555,17 @@ def parse_config(data: Any, *, source: str = "config") -> Config:
         raise ConfigError(f"{source} is invalid:\n{describe_validation_error(exc)}") from None
 
 
-def load_config(path: str | Path) -> Config:
+def load_config(path: str | Path, *, unset: list[str] | None = None) -> Config:
+    """The config in ``path``. With ``unset`` (`gateway check-config`, which checks a
+    file where its secrets may not be), a ${VAR} not set here stays as written and is
+    named there instead of failing."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(_expand_env(text))
+        data = yaml.safe_load(_expand_env(text, unset))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     config = parse_config(data, source=str(path))
@@ -577,10 +591,16 @@ def _resolve_paths(config: Config, *, base: Path) -> Config:
     policy_update: dict[str, Any] = {}
     if policy.path is not None:
         policy_update["path"] = rel(policy.path)
-    if policy.conformance.path is not None:
-        policy_update["conformance"] = policy.conformance.model_copy(
-            update={"path": rel(policy.conformance.path)}
+    conformance_update = {
+        key: rel(value)
+        for key, value in (
+            ("path", policy.conformance.path),
+            ("memo_dir", policy.conformance.memo_dir),
         )
+        if value is not None
+    }
+    if conformance_update:
+        policy_update["conformance"] = policy.conformance.model_copy(update=conformance_update)
     policy = policy.model_copy(update=policy_update)
     storage = config.storage
     if storage.url.startswith("sqlite:///") and not storage.url.startswith("sqlite:////"):

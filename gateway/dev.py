@@ -8,18 +8,20 @@ restarts.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from gateway.config import Config, parse_config
+from gateway.dev_state import DEFAULT_DEV_DIR
 from gateway.errors import ConfigError
 from gateway.identity import generate_dev_issuer, mint_token
 
 DEV_ISSUER = "agent-gateway-dev"
-DEFAULT_DEV_DIR = Path("var/dev")
 DEV_TOKEN_TTL_S = 24 * 3600
+DEV_CATALOG_REFRESH_S = 2.0
 
 _SANDBOX_README = """This is the demo upstream's sandbox.
 An agent with role "agent" may read files in here through demo__read_file,
@@ -73,14 +75,24 @@ def dev_setup(
                 ],
                 "signing_key_file": str(keys / "gateway-signing.pem"),
             },
-            "policy": {"path": str((policy_path or default_policy_path()).resolve())},
+            "policy": {
+                "path": str((policy_path or default_policy_path()).resolve()),
+                # Verdicts are keyed by policy, cases, engine and the gateway's code, so
+                # they hold for every dev data folder of this user: a fresh var/dev (or
+                # another checkout of the same code) skips the cases already passed.
+                "conformance": {"memo_dir": str(user_cache_dir() / "conformance")},
+            },
             "storage": {"url": f"sqlite:///{data_dir / 'gateway.db'}"},
             "upstreams": [
                 {
                     "name": "demo",
                     "transport": "stdio",
                     "command": [sys.executable, "-m", "gateway.demo.server"],
-                    "env": {"GATEWAY_DEMO_SANDBOX": str(sandbox)},
+                    "env": {
+                        "GATEWAY_DEMO_SANDBOX": str(sandbox),
+                        # `gateway demo rug-pull` leaves its marker here.
+                        "GATEWAY_DEMO_STATE": str(demo_state_dir(data_dir)),
+                    },
                     # The demo server is ours: its annotations can set risk tiers.
                     "trust_annotations": True,
                 }
@@ -90,10 +102,24 @@ def dev_setup(
                 "signing_key_file": str(keys / "audit-signing.pem"),
             },
             "data_dir": str(data_dir),
+            # Re-read tool lists often, so that a changed definition (a rug-pull, or
+            # `gateway demo rug-pull`) is quarantined within seconds, not a minute.
+            "catalog_refresh_s": DEV_CATALOG_REFRESH_S,
         },
         source="dev mode",
     )
     return DevSetup(config=config, issuer_key=issuer_private, sandbox=sandbox)
+
+
+def user_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/agent-gateway, else ~/.cache/agent-gateway."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "agent-gateway"
+
+
+def demo_state_dir(data_dir: Path) -> Path:
+    """Where the demo upstream looks for what `gateway demo` asked of it."""
+    return data_dir.resolve() / "demo"
 
 
 def dev_token(
@@ -104,11 +130,12 @@ def dev_token(
     scopes: tuple[str, ...] = (),
     act: tuple[str, ...] = (),
     ttl_s: int = DEV_TOKEN_TTL_S,
+    audience: str | None = None,
 ) -> str:
     return mint_token(
         setup.issuer_key,
         issuer=DEV_ISSUER,
-        audience=setup.config.audience,
+        audience=audience or setup.config.audience,
         sub=sub,
         roles=roles,
         scopes=scopes,
@@ -118,7 +145,9 @@ def dev_token(
 
 
 def banner(setup: DevSetup) -> str:
-    """What `gateway serve --dev` prints on start: URLs, tokens and a command to paste."""
+    """What `gateway serve --dev` prints once it listens: URLs, tokens and commands to
+    paste. The `gateway` commands need no --port or --url: they read the URL this
+    gateway recorded in its data folder (gateway.dev_state)."""
     url = setup.config.public_url
     agent = dev_token(setup, sub="agent:demo", roles=("agent",))
     approver = dev_token(setup, sub="user:approver", roles=("approver",))

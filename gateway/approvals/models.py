@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from gateway.approvals.errors import ApprovalError, NotAnApprover, SelfApproval
+from gateway.approvals.errors import (
+    ApprovalError,
+    ApprovalNotPending,
+    NotAnApprover,
+    SelfApproval,
+)
 from gateway.types import Actor, Identity, Principal, canonical_subject
 
 Channel = Literal["rest", "cli", "console", "system"]
@@ -141,8 +146,16 @@ class Approval:
             )
         return None
 
+    def why_not(self, principal: Principal) -> ApprovalError | None:
+        """Why ``principal`` may not decide this approval now, or None if it may: not
+        pending any more, or `refusal_of`. What the console and CLI show instead of
+        Approve/Deny, and the error a decision would get."""
+        if self.status is not ApprovalStatus.PENDING:
+            return ApprovalNotPending(f"this approval is {self.status.value}, no longer pending")
+        return self.refusal_of(principal)
+
     def may_decide(self, principal: Principal) -> bool:
-        return self.status is ApprovalStatus.PENDING and self.refusal_of(principal) is None
+        return self.why_not(principal) is None
 
     def expired_at(self, now: str) -> bool:
         return self.expires_at <= now

@@ -4,20 +4,37 @@ One module per command group, each with a `register(commands)` that adds its
 subcommands; this module assembles them. Commands that need a configuration take
 ``--config FILE`` (or ``$GATEWAY_CONFIG``); without one they use the dev-mode setup in
 ``var/dev``, so everything works right after ``make run``. Errors print one actionable
-line to stderr and exit 1 (2 for usage errors, as argparse does).
+line to stderr and exit 1 (2 for usage errors, as argparse does). A reader that goes
+away (``gateway audit tail | head``) ends the command quietly with 141, what a Unix
+tool killed by SIGPIPE reports.
+
+Command modules import only the standard library at module level; each handler
+imports what it needs, so ``--help`` is instant (tests/unit/test_cli_startup.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import approvals, audit, catalog, db, policy, runs, serve, tokens, worker
+from gateway.cli import (
+    approvals,
+    audit,
+    catalog,
+    db,
+    demo,
+    policy,
+    runs,
+    serve,
+    tokens,
+    worker,
+)
 from gateway.errors import GatewayError
 from gateway.version import __version__
 
-COMMAND_GROUPS = [serve, worker, tokens, catalog, policy, approvals, runs, audit, db]
+COMMAND_GROUPS = [serve, worker, tokens, catalog, policy, approvals, runs, audit, db, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,15 +48,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        return int(args.handler(args))
-    except GatewayError as error:
-        print(f"gateway: error: {error.message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit:
+            sys.stdout.flush()  # --help wrote here: a closed pipe shows now, not at exit
+            raise
+        try:
+            code = int(args.handler(args))
+        except GatewayError as error:
+            print(f"gateway: error: {error.message}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130
+        sys.stdout.flush()  # here, where a closed pipe can still be caught
+        return code
+    except BrokenPipeError:
+        return _reader_went_away()
+
+
+def _reader_went_away() -> int:
+    """The reader of stdout closed it. Point stdout at /dev/null so that the
+    interpreter's final flush does not fail again with a traceback (Python's own
+    recipe, docs.python.org/3/library/signal.html#note-on-sigpipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

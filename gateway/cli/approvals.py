@@ -30,7 +30,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         default="pending",
         help="which approvals (default: pending)",
     )
-    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    listing.add_argument(
+        "--limit", type=int, default=50, help="at most this many approvals (default 50)"
+    )
     listing.add_argument("--json", action="store_true", help="the API's JSON")
     listing.set_defaults(handler=cmd_list)
 
@@ -113,11 +115,18 @@ def _print_approval(a: dict[str, Any]) -> None:
         ("expires", a["expires_at"]),
         ("decided", _decided(a)),
         ("execution", a["execution_state"]),
-        ("you may decide", "yes" if a.get("may_decide") else "no"),
+        ("you may decide", _may_decide(a)),
         ("console", a.get("console_url", "")),
     ]
     for name, value in rows:
         print(f"{name + ':':<16} {value}")
+
+
+def _may_decide(a: dict[str, Any]) -> str:
+    if a.get("may_decide"):
+        return "yes"
+    why = a.get("why_not") or {}
+    return f"no: {why['message']} ({why['code']})" if why else "no"
 
 
 def _decided(a: dict[str, Any]) -> str:

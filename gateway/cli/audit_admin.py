@@ -12,6 +12,10 @@ import sys
 
 from gateway.cli.common import add_config_option, config_from
 
+# gateway.audit.rotation.DEFAULT_OVERLAP, repeated so that --help need not import the
+# audit layer (tests/unit/test_cli_startup.py holds the two equal).
+DEFAULT_OVERLAP = 10_000
+
 
 def register_commands(audit_commands: argparse._SubParsersAction) -> None:
     erase = audit_commands.add_parser(
@@ -24,7 +28,7 @@ def register_commands(audit_commands: argparse._SubParsersAction) -> None:
     )
     add_config_option(erase)
     target = erase.add_mutually_exclusive_group(required=True)
-    target.add_argument("seq", type=int, nargs="?", help="the entry whose payload to erase")
+    target.add_argument("seq", type=int, nargs="?", help="seq of the entry whose payload to erase")
     target.add_argument("--request", metavar="ID", help="a call's request id (req_…)")
     target.add_argument("--run", metavar="ID", help="a finished run's id (run_…)")
     erase.add_argument(

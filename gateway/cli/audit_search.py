@@ -25,7 +25,9 @@ def register_commands(audit_commands: argparse._SubParsersAction) -> None:
     command.add_argument("--tool", help="gateway tool name, e.g. demo__echo")
     command.add_argument("--kind", help="entry kind, e.g. call.decision")
     command.add_argument("--ref", help="request, run or approval id")
-    command.add_argument("-n", "--limit", type=int, default=50, help="newest N (default 50)")
+    command.add_argument(
+        "-n", "--limit", type=int, default=50, help="at most N entries, the newest (default 50)"
+    )
     command.add_argument("--json", action="store_true", help="one JSON object per line")
     command.set_defaults(handler=cmd_audit_search)
 

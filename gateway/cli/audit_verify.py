@@ -41,8 +41,12 @@ def register_commands(audit_commands: argparse._SubParsersAction) -> None:
 
     prove = audit_commands.add_parser("prove", help="write a receipt (tlog-proof) of one entry")
     add_config_option(prove)
-    prove.add_argument("seq", type=int, help="the entry's seq")
-    prove.add_argument("--size", type=int, help="checkpoint size (default: the latest)")
+    prove.add_argument("seq", type=int, help="the entry's seq (its position in the log)")
+    prove.add_argument(
+        "--size",
+        type=int,
+        help="tree size, in entries, of the checkpoint to prove against (default: the latest)",
+    )
     prove.add_argument("--out", type=Path, help="file to write (default: stdout)")
     prove.set_defaults(handler=cmd_audit_prove)
 
@@ -123,9 +127,11 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
                 "forwarding it and recording the result)"
             )
         verdict = "OK" if report.ok else f"FAILED ({len(report.faults)} faults)"
+        failed = report.checkpoints_seen - report.checkpoints
         print(
-            f"{verdict}: {report.size} entries, {report.checkpoints} checkpoints verified "
-            f"({report.source})"
+            f"{verdict}: {report.size} entries, {report.checkpoints} checkpoints verified"
+            + (f", {failed} failed" if failed else "")
+            + f" ({report.source})"
         )
     return 0 if report.ok else 1
 
@@ -147,7 +153,20 @@ def cmd_audit_prove(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     else:
         args.out.write_text(text, encoding="utf-8")
+        print(
+            f"wrote a receipt of entry {args.seq} at tree size {_receipt_size(text)} to "
+            f"{args.out} (check it: gateway audit verify-receipt {args.out} --keys FILE)"
+        )
     return 0
+
+
+def _receipt_size(text: str) -> int:
+    """The tree size of the checkpoint a receipt proves the entry against."""
+    from gateway.audit.checkpoint import parse_checkpoint
+    from gateway.audit.note import parse_note
+    from gateway.audit.receipt import parse_receipt
+
+    return parse_checkpoint(parse_note(parse_receipt(text).checkpoint).text).size
 
 
 def cmd_audit_verify_receipt(args: argparse.Namespace) -> int:

@@ -8,8 +8,6 @@ import json
 import sys
 from typing import Any
 
-import anyio
-
 from gateway.cli import tool_pins
 from gateway.cli.common import add_config_option, config_from
 
@@ -17,13 +15,15 @@ from gateway.cli.common import add_config_option, config_from
 def register(commands: argparse._SubParsersAction) -> None:
     tools = commands.add_parser("tools", help="list the tool catalog with risk and hashes")
     add_config_option(tools)
-    tools.add_argument("--json", action="store_true")
+    tools.add_argument("--json", action="store_true", help="the catalog as JSON")
     tools.set_defaults(handler=cmd_tools)
     sub = tools.add_subparsers(dest="tools_command", required=False, metavar="COMMAND")
     tool_pins.register(sub)
 
 
 def cmd_tools(args: argparse.Namespace) -> int:
+    import anyio
+
     from gateway.app import build_components
 
     config = config_from(args)

@@ -9,8 +9,6 @@ import argparse
 import os
 from pathlib import Path
 
-from gateway.config import OpaPolicyConfig, load_config
-
 DEFAULT_OPA_URL = "http://127.0.0.1:8181"  # where `opa run --server` listens by default
 DEFAULT_POLICY = Path("policies")
 
@@ -42,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_policy_push(args: argparse.Namespace) -> int:
+    from gateway.config import OpaPolicyConfig, load_config
     from gateway.policy.opa_admin import push_policy_folder
 
     url, folder = args.url, args.policy

@@ -7,11 +7,9 @@ import argparse
 import os
 from typing import Any
 
-import httpx
-
+from gateway.dev_state import dev_url
 from gateway.errors import GatewayError
 
-DEFAULT_URL = "http://127.0.0.1:8080"
 TIMEOUT_S = 30.0
 
 # Added to a refusal's message: what the user can check.
@@ -27,14 +25,20 @@ class RemoteError(GatewayError):
 def add_remote_options(parser: argparse.ArgumentParser, *, token_help: str) -> None:
     parser.add_argument(
         "--url",
-        default=os.environ.get("GATEWAY_URL", DEFAULT_URL),
-        help=f"the gateway (default: $GATEWAY_URL, else {DEFAULT_URL})",
+        help="the gateway (default: $GATEWAY_URL, else the dev gateway last started in "
+        "var/dev, else http://127.0.0.1:8080)",
     )
     parser.add_argument(
         "--token",
         default=os.environ.get("GATEWAY_TOKEN"),
         help=f"{token_help} (default: $GATEWAY_TOKEN)",
     )
+
+
+def gateway_url(args: argparse.Namespace) -> str:
+    """--url, else $GATEWAY_URL, else the dev gateway's (read when a command runs, not
+    when the parser is built: --help reads no file)."""
+    return str(args.url or os.environ.get("GATEWAY_URL") or dev_url())
 
 
 def request(
@@ -47,9 +51,12 @@ def request(
     not_found_hint: str = "",
 ) -> dict[str, Any]:
     """One authenticated call; the JSON object answered, or RemoteError saying why not."""
+    import httpx
+
     if not args.token:
         raise RemoteError("no token: pass --token or set $GATEWAY_TOKEN to your JWT")
-    url = args.url.rstrip("/") + path
+    base = gateway_url(args)
+    url = base.rstrip("/") + path
     try:
         response = httpx.request(
             method,
@@ -60,7 +67,7 @@ def request(
             timeout=TIMEOUT_S,
         )
     except httpx.HTTPError as exc:
-        raise RemoteError(f"cannot reach the gateway at {args.url}: {exc}") from None
+        raise RemoteError(f"cannot reach the gateway at {base}: {exc}") from None
     if response.status_code == 204:
         return {}
     try:

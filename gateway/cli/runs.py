@@ -31,53 +31,90 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     submit = sub.add_parser("submit", help="submit a plan file (JSON or YAML)")
     add_remote_options(submit, token_help="your JWT")
-    submit.add_argument("plan", type=Path, help="the plan file")
+    submit.add_argument("plan", type=Path, help="the plan file (YAML or JSON)")
     submit.add_argument("--inputs", default="{}", help="inputs as JSON, or @file.json")
     submit.add_argument("--key", help="idempotency key (same key, same run)")
     submit.add_argument("--watch", action="store_true", help="follow the run until it ends")
+    submit.add_argument(
+        "-q", "--quiet", action="store_true", help="print the run id only (for scripts)"
+    )
     submit.set_defaults(handler=cmd_submit)
 
-    show = sub.add_parser("show", help="one run: steps, attempts, outputs, provenance")
+    show = sub.add_parser("show", help="one run: steps, attempts, approvals, provenance")
     add_remote_options(show, token_help="your JWT")
-    show.add_argument("id")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("id", help="run id (run_…)")
+    show.add_argument("--json", action="store_true", help="the API's JSON")
     show.set_defaults(handler=cmd_show)
 
     listing = sub.add_parser("list", help="your runs, newest first")
     add_remote_options(listing, token_help="your JWT")
-    listing.add_argument("--status", choices=["pending", "running", "waiting", *FINISHED])
-    listing.add_argument("--limit", type=int, default=50)
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument(
+        "--status",
+        choices=["pending", "running", "waiting", *FINISHED],
+        help="only runs in this state (default: all)",
+    )
+    listing.add_argument(
+        "--limit", type=int, default=50, help="at most this many runs (default 50)"
+    )
+    listing.add_argument("--json", action="store_true", help="the API's JSON")
     listing.set_defaults(handler=cmd_list)
 
     cancel = sub.add_parser("cancel", help="cancel a run")
     add_remote_options(cancel, token_help="your JWT")
-    cancel.add_argument("id")
+    cancel.add_argument("id", help="run id (run_…)")
     cancel.set_defaults(handler=cmd_cancel)
 
-    watch = sub.add_parser("watch", help="print step changes until the run ends")
+    watch = sub.add_parser(
+        "watch",
+        help="print step changes until the run ends (or waits)",
+        description="Prints each step's changes, and the approval id of a step that "
+        "waits for one, until the run ends (exit 0 if it succeeded, 1 otherwise) or, "
+        "with --until waiting, until it waits for a timer or an approval (exit 0).",
+    )
     add_remote_options(watch, token_help="your JWT")
-    watch.add_argument("id")
-    watch.add_argument("--interval", type=float, default=0.5)
-    watch.add_argument("--timeout", type=float, default=3600.0)
+    watch.add_argument("id", help="run id (run_…)")
+    watch.add_argument(
+        "--until",
+        choices=["finished", "waiting"],
+        default="finished",
+        help="stop when the run has finished (default), or as soon as it waits",
+    )
+    watch.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only the ids of the approvals the run waits for when it stops",
+    )
+    watch.add_argument(
+        "--interval", type=float, default=0.5, help="seconds between looks (default 0.5)"
+    )
+    watch.add_argument(
+        "--timeout",
+        type=float,
+        default=3600.0,
+        help="give up after this many seconds (default 3600)",
+    )
     watch.set_defaults(handler=cmd_watch)
 
     schedules = commands.add_parser("schedules", help="plans fired on a cron schedule")
     ssub = schedules.add_subparsers(dest="schedules_command", required=True, metavar="COMMAND")
     add = ssub.add_parser("add", help="register a plan on a cron schedule (UTC)")
     add_remote_options(add, token_help="your JWT")
-    add.add_argument("name")
-    add.add_argument("cron", help='five fields, e.g. "0 6 * * 1-5"')
-    add.add_argument("plan", type=Path)
+    add.add_argument("name", help="a name for people")
+    add.add_argument("cron", help='five fields, in UTC, e.g. "0 6 * * 1-5"')
+    add.add_argument("plan", type=Path, help="the plan file (YAML or JSON)")
     add.add_argument("--inputs", default="{}", help="inputs as JSON, or @file.json")
+    add.add_argument(
+        "-q", "--quiet", action="store_true", help="print the schedule id only (for scripts)"
+    )
     add.set_defaults(handler=cmd_schedule_add)
     slist = ssub.add_parser("list", help="your schedules")
     add_remote_options(slist, token_help="your JWT")
-    slist.add_argument("--json", action="store_true")
+    slist.add_argument("--json", action="store_true", help="the API's JSON")
     slist.set_defaults(handler=cmd_schedule_list)
     remove = ssub.add_parser("remove", help="remove a schedule")
     add_remote_options(remove, token_help="your JWT")
-    remove.add_argument("id")
+    remove.add_argument("id", help="schedule id (sch_…)")
     remove.set_defaults(handler=cmd_schedule_remove)
 
 
@@ -103,11 +140,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.key:
         body["idempotency_key"] = args.key
     answer = request(args, "POST", "/v1/runs", body=body)
-    print(
-        f"{answer['run_id']} {'submitted' if answer['created'] else 'exists'}: {answer['status']}"
-    )
+    if args.quiet:
+        print(answer["run_id"])
+    else:
+        created = "submitted" if answer["created"] else "exists"
+        print(f"{answer['run_id']} {created}: {answer['status']}")
     if args.watch:
         args.id, args.interval, args.timeout = answer["run_id"], 0.5, 3600.0
+        args.until, args.quiet = "finished", False
         return cmd_watch(args)
     return 0
 
@@ -124,8 +164,23 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"tool calls {run['tool_calls']} of {run['max_tool_calls']}")
     for step in run["steps"]:
         attempts = ", ".join(a["status"] for a in step["attempts"]) or "-"
-        print(f"  {step['id']:<20} {step['kind']:<8} {step['status']:<10} attempts: {attempts}")
+        line = f"  {step['id']:<20} {step['kind']:<8} {step['status']:<10} attempts: {attempts}"
+        print(line + _awaiting(step))
     return 0
+
+
+def _awaiting(step: dict[str, Any]) -> str:
+    """What a waiting step needs from a person: its approval's id and the command."""
+    approval = step.get("approval_id")
+    if step["status"] != "waiting" or not approval:
+        return ""
+    return f"  needs approval {approval} (gateway approvals approve {approval})"
+
+
+def _waiting_for(run: dict[str, Any]) -> list[str]:
+    return [
+        s["approval_id"] for s in run["steps"] if s["status"] == "waiting" and s.get("approval_id")
+    ]
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -149,18 +204,27 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, str | None]] = {}
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         run = request(args, "GET", f"/v1/runs/{args.id}")
         for step in run["steps"]:
-            if seen.get(step["id"]) != step["status"]:
-                seen[step["id"]] = step["status"]
-                print(f"{step['id']}: {step['status']}", flush=True)
+            state = (step["status"], step.get("approval_id"))
+            if seen.get(step["id"]) != state:
+                seen[step["id"]] = state
+                if not args.quiet:
+                    print(f"{step['id']}: {step['status']}{_awaiting(step)}", flush=True)
         if run["status"] in FINISHED:
-            error = f": {run['error']['message']}" if run["error"] else ""
-            print(f"run {run['id']} {run['status']}{error}")
+            if not args.quiet:
+                error = f": {run['error']['message']}" if run["error"] else ""
+                print(f"run {run['id']} {run['status']}{error}")
             return 0 if run["status"] == "succeeded" else 1
+        if args.until == "waiting" and run["status"] == "waiting":
+            if args.quiet:
+                print("\n".join(_waiting_for(run)))
+            else:
+                print(f"run {run['id']} waiting")
+            return 0
         time.sleep(args.interval)
     raise RunsCliError(f"run {args.id} did not finish within {args.timeout} s")
 
@@ -173,7 +237,10 @@ def cmd_schedule_add(args: argparse.Namespace) -> int:
         "inputs": _inputs(args.inputs),
     }
     schedule = request(args, "POST", "/v1/schedules", body=body)
-    print(f"{schedule['id']} {schedule['name']}: next run {schedule['next_fire_at']}")
+    if args.quiet:
+        print(schedule["id"])
+    else:
+        print(f"{schedule['id']} {schedule['name']}: next run {schedule['next_fire_at']}")
     return 0
 
 

@@ -1,81 +1,191 @@
-"""`gateway serve` and `gateway check-config`."""
+"""`gateway serve` and `gateway check-config`.
+
+`serve` takes its port before anything else: a port another process holds is a
+one-line error before a key, a database row or an audit entry is written, and no
+tokens are printed for a gateway that will not run. Dev mode prints its banner (and
+records its URL for the other commands, gateway.dev_state) only once the server
+listens, so whatever it says to paste works when it is shown.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import anyio
-
-from gateway.config import load_config
-from gateway.dev import DevSetup, banner, dev_setup
 from gateway.errors import GatewayError
-from gateway.policy import PolicyEngine
-from gateway.policy.opa import OpaEngine
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from gateway.policy import PolicyEngine
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="run the gateway")
-    serve.add_argument("--config", type=Path, default=os.environ.get("GATEWAY_CONFIG"))
-    serve.add_argument("--dev", action="store_true", help="built-in defaults, no config file")
-    serve.add_argument("--host", default=None)
-    serve.add_argument("--port", type=int, default=None)
-    serve.add_argument("--policy", type=Path, default=None, help="policy folder (dev mode)")
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--config",
+        type=Path,
+        default=os.environ.get("GATEWAY_CONFIG"),
+        help="config file (default: $GATEWAY_CONFIG); not with --dev",
+    )
+    serve.add_argument(
+        "--dev",
+        action="store_true",
+        help="built-in defaults, no config file: state in var/dev, the demo upstream",
+    )
+    serve.add_argument(
+        "--host", default=None, help=f"address to listen on (dev default: {DEFAULT_HOST})"
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"TCP port to listen on (dev default: {DEFAULT_PORT})",
+    )
+    serve.add_argument(
+        "--policy", type=Path, default=None, help="policy folder (dev mode; default ./policies)"
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="least severe log level shown (default: info)",
+    )
     serve.add_argument("--json-logs", action="store_true", help="JSON logs in dev mode too")
     serve.set_defaults(handler=cmd_serve)
 
-    check = commands.add_parser("check-config", help="validate a config file and its policy")
-    check.add_argument("file", type=Path)
+    check = commands.add_parser(
+        "check-config",
+        help="validate a config file and compile its policy",
+        description="Validates a config file and compiles its policy (for OPA: probes it). "
+        "A ${VAR} not set in this environment is a warning, not an error: it is checked "
+        "as written. Exit 0 valid, 1 invalid.",
+    )
+    check.add_argument("file", type=Path, help="the config file (YAML)")
     check.set_defaults(handler=cmd_check_config)
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+class PortInUse(GatewayError):
+    """The address to serve on is taken (or cannot be bound at all)."""
 
-    from gateway.app import build_app
+    code = "port_in_use"
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, or PortInUse saying what to do instead.
+
+    Bound, not yet listening: the server listens on it (asyncio's create_server) only
+    once the app has started, so until then a client is refused, as before, rather
+    than left waiting. SO_REUSEADDR as uvicorn sets it: a restart is not refused for
+    the previous process's connections in TIME_WAIT, while a port another socket
+    listens on still is. (Two gateways starting at the same moment both bind; the
+    second to listen then fails, after its start.)"""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise PortInUse(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)  # refused while another socket listens on the port
+        return sock
+    except OSError as exc:
+        sock.close()
+        raise PortInUse(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} (is another gateway "
+            "running there? stop it, or choose another port: --port N, make run PORT=N)"
+        ) from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
     from gateway.logs import configure_logging
 
-    configure_logging(args.log_level, json_format=not args.dev or args.json_logs)
-    setup: DevSetup | None = None
-    if args.dev:
-        if args.config:
-            raise GatewayError(
-                "--dev and --config exclude each other: dev mode needs no config file"
-            )
-        setup = dev_setup(
-            host=args.host or "127.0.0.1", port=args.port or 8080, policy_path=args.policy
-        )
-        config = setup.config
-    elif args.config:
-        config = load_config(args.config)
-        overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-        if overrides:
-            config = config.model_copy(
-                update={"server": config.server.model_copy(update=overrides)}
-            )
-    else:
+    if args.dev and args.config:
+        raise GatewayError("--dev and --config exclude each other: dev mode needs no config file")
+    if not args.dev and not args.config:
         raise GatewayError("give --config FILE, or --dev for a gateway with built-in defaults")
-    app = build_app(config)
-    if setup is not None:
+    configure_logging(args.log_level, json_format=not args.dev or args.json_logs)
+    if args.dev:
+        host, port = args.host or DEFAULT_HOST, args.port or DEFAULT_PORT
+        sock = bind(host, port)  # before dev mode writes its keys and database
+        return _serve_dev(args, sock, host, port)
+    config = load_config(args.config)
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if overrides:
+        config = config.model_copy(update={"server": config.server.model_copy(update=overrides)})
+    sock = bind(config.server.host, config.server.port)
+    from gateway.app import build_app
+
+    _run(build_app(config), sock, on_listening=None)
+    return 0
+
+
+def _serve_dev(args: argparse.Namespace, sock: socket.socket, host: str, port: int) -> int:
+    from gateway.app import build_app
+    from gateway.dev import banner, dev_setup
+    from gateway.dev_state import record_dev_server
+
+    setup = dev_setup(host=host, port=port, policy_path=args.policy)
+
+    def on_listening() -> None:
+        record_dev_server(setup.config.data_dir, setup.config.public_url)
         print(banner(setup), flush=True)
-    uvicorn.run(
+
+    _run(build_app(setup.config), sock, on_listening=on_listening)
+    return 0
+
+
+def _run(app: ASGIApp, sock: socket.socket, *, on_listening: Callable[[], None] | None) -> None:
+    import logging
+
+    import uvicorn
+
+    log = logging.getLogger("gateway.serve")
+    host, port = sock.getsockname()[:2]
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started and not self.should_exit:
+                # uvicorn logs no address for sockets it is handed: say it here.
+                log.info("listening on http://%s:%s", host, port)
+                if on_listening is not None:
+                    on_listening()
+
+    config = uvicorn.Config(
         app,
-        host=config.server.host,
-        port=config.server.port,
         log_config=None,
         timeout_graceful_shutdown=10,
         server_header=False,
     )
-    return 0
+    Server(config).run(sockets=[sock])
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from gateway.app import build_policy_engine
+    from gateway.config import load_config
 
-    config = load_config(args.file)
+    # Secrets are often not in the environment where a config is checked: say which
+    # are missing here rather than refuse the file.
+    unset: list[str] = []
+    config = load_config(args.file, unset=unset)
+    for name in unset:
+        print(
+            f"warning: ${{{name}}} is not set here; checked as written (the gateway "
+            "will not start without it)",
+            file=sys.stderr,
+        )
     engine = build_policy_engine(config)
     print(f"{args.file}: ok")
     print(f"  audience   {config.audience}")
@@ -90,6 +200,10 @@ def _policy_state(engine: PolicyEngine) -> str:
     """The revision; for an OPA engine its URL and whether it answers now. An OPA that is
     down does not make the file invalid (the gateway denies until OPA is up), so that
     is a warning, not an error."""
+    import anyio
+
+    from gateway.policy.opa import OpaEngine
+
     if not isinstance(engine, OpaEngine):
         return str(engine.revision)
 

@@ -31,7 +31,7 @@ def register(tools_commands: argparse._SubParsersAction) -> None:
         dest="definition_hash",
         help="approve only if this is the pending definition hash (what you reviewed)",
     )
-    approve.add_argument("--json", action="store_true")
+    approve.add_argument("--json", action="store_true", help="the API's JSON")
     approve.set_defaults(handler=cmd_approve)
 
 

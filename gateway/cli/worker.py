@@ -10,22 +10,30 @@ from __future__ import annotations
 import argparse
 import signal
 
-import anyio
-
 from gateway.cli.common import add_config_option, config_from
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     worker = commands.add_parser("worker", help="run executor workers (no HTTP)")
     add_config_option(worker)
-    worker.add_argument("--workers", type=int, default=None, help="worker loops (default: config)")
     worker.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+        "--workers",
+        type=int,
+        default=None,
+        help="worker loops in this process (default: the config's executor.workers)",
+    )
+    worker.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="least severe log level shown (default: info)",
     )
     worker.set_defaults(handler=cmd_worker)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    import anyio
+
     from gateway.app import build_components, build_executor, running
     from gateway.logs import configure_logging
 

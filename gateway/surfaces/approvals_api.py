@@ -56,6 +56,17 @@ class OutcomeSummary(BaseModel):
     error_code: str | None = None
 
 
+class WhyNot(BaseModel):
+    """Why the caller may not decide an approval: the error a decision would get."""
+
+    code: Literal["self_approval", "not_an_approver", "approval_not_pending"] = Field(
+        description="self_approval: the caller requested the call or acts in its "
+        "delegation chain; not_an_approver: the caller holds none of `approvers`; "
+        "approval_not_pending: already decided, expired or cancelled"
+    )
+    message: str = Field(description="The same, as a sentence for people")
+
+
 class ApprovalBody(BaseModel):
     id: str
     status: str = Field(description="pending, approved, denied, expired or cancelled")
@@ -77,6 +88,10 @@ class ApprovalBody(BaseModel):
     outcome: OutcomeSummary | None = None
     version: int = Field(description="Grows with every change of any approval")
     may_decide: bool = Field(description="Whether the caller may approve or deny it now")
+    why_not: WhyNot | None = Field(
+        description="When may_decide is false, why not (what a decision would be refused "
+        "with); null when the caller may decide"
+    )
     console_url: str
 
 
@@ -148,10 +163,14 @@ class ApprovalsApi:
         return JSONResponse(self._body(approval, principal).model_dump())
 
     def _body(self, approval: Approval, principal: Principal) -> ApprovalBody:
+        refusal = approval.why_not(principal)
         return ApprovalBody.model_validate(
             {
                 **approval.to_dict(),
-                "may_decide": approval.may_decide(principal),
+                "may_decide": refusal is None,
+                "why_not": None
+                if refusal is None
+                else {"code": refusal.code, "message": refusal.message},
                 "console_url": console_link(self._public_url, approval.id),
             }
         )

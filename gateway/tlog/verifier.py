@@ -62,7 +62,10 @@ class VerificationReport:
     source: str
     origin: str | None
     size: int = 0
+    # Checkpoints whose signature, size and root all check out; a checkpoint that
+    # fails any of them is a fault and never counted here.
     checkpoints: int = 0
+    checkpoints_seen: int = 0
     faults: list[AuditVerificationError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     # Calls a decision allowed outright whose outcome is not in the log: the outcome
@@ -87,6 +90,7 @@ class VerificationReport:
             "origin": self.origin,
             "size": self.size,
             "checkpoints_verified": self.checkpoints,
+            "checkpoints_failed": self.checkpoints_seen - self.checkpoints,
             "faults": [{"code": f.code, "message": f.message, **f.details} for f in self.faults],
             "warnings": self.warnings,
             "outcome_unknown": [{"seq": u.seq, "ref": u.ref} for u in self.outcome_unknown],
@@ -182,7 +186,7 @@ def verify_log(
         checkpoint = _open(label, note, keys, origin, report)
         if checkpoint is not None:
             valid.append((label, checkpoint))
-    report.checkpoints = len(valid)
+    report.checkpoints_seen = len(labelled)
     if not source.checkpoints:
         report.warnings.append("no checkpoints: roots and truncation cannot be checked")
 
@@ -211,8 +215,9 @@ def verify_log(
             pass
     report.size = counter[0]
 
-    for label, checkpoint in valid:
-        _check_root(label, checkpoint, report, roots)
+    report.checkpoints = sum(
+        _check_root(label, checkpoint, report, roots) for label, checkpoint in valid
+    )
     if any(isinstance(f, ChainError) for f in report.faults):
         # Entries past a broken chain are not the log's: rules over them would only
         # echo the chain fault.
@@ -272,7 +277,8 @@ def _open(
 
 def _check_root(
     label: str, checkpoint: Checkpoint, report: VerificationReport, roots: dict[int, bytes]
-) -> None:
+) -> bool:
+    """Whether the leaves have the checkpoint's root at its size (else a fault)."""
     size = checkpoint.size
     if size > report.size:
         report.faults.append(
@@ -283,7 +289,7 @@ def _check_root(
                 f"entries from seq {report.size} on were removed",
             )
         )
-        return
+        return False
     if roots.get(size) != checkpoint.root:
         what = (
             "the log was rewritten since the auditor's checkpoint"
@@ -291,6 +297,8 @@ def _check_root(
             else "the leaves do not have the signed root"
         )
         report.faults.append(CheckpointError(label, size, f"root mismatch at size {size}: {what}"))
+        return False
+    return True
 
 
 def _explained(exc: ChainError) -> ChainError:

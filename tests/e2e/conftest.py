@@ -74,3 +74,15 @@ def gateway(
     server.start()
     yield server
     server.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The doc test's snippets that cannot run here, with their reasons, whenever it
+    ran: a skipped example is visible in every run, never silent."""
+    from tests.support.doc_snippets import NOT_RUN
+
+    if not NOT_RUN:
+        return
+    terminalreporter.section(f"doc test: {len(NOT_RUN)} snippets not run here")
+    for block in NOT_RUN:
+        terminalreporter.write_line(f"{block.where}: {block.reason}")

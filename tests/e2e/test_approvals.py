@@ -272,6 +272,7 @@ async def test_denied_within_the_wait_is_refused_with_the_reason(
     assert "HTTP 409 approval_not_pending" in from_cli.stderr and "user:bob" in from_cli.stderr
     shown = await cli(gateway, "show", approval["id"])
     assert "denied" in shown.stdout and "not on a Friday" in shown.stdout
+    assert "you may decide:  no: this approval is denied, no longer pending" in shown.stdout
 
 
 async def test_an_expired_approval_refuses_the_call_as_expiry(
@@ -369,6 +370,10 @@ async def test_self_approval_and_the_wrong_role_are_refused(
     assert hidden.status_code == 404
     mine = await api(gateway, "GET", f"/v1/approvals/{approval['id']}", requester)
     assert mine.status_code == 200 and mine.json()["may_decide"] is False
+    assert mine.json()["why_not"]["code"] == "self_approval"
+    # An approver who is no party to the call may decide it.
+    bob = await api(gateway, "GET", f"/v1/approvals/{approval['id']}", approver(gateway))
+    assert bob.json()["may_decide"] is True and bob.json()["why_not"] is None
     assert ran(upstream, "write", key) == 0
 
     # The refusals used nothing up: a real approver still decides, and the call runs.

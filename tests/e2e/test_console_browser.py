@@ -129,3 +129,71 @@ def test_console_approves_a_held_mcp_call(
     assert held.result.content[0].text == "wrote color"
     writes = [c for c in upstream.calls() if c["tool"] == "write"]
     assert [w["arguments"] for w in writes] == [{"key": "color", "value": "blue"}]
+
+
+def test_console_shows_a_party_to_the_call_why_it_may_not_decide(
+    gateway: GatewayServer, browser: BrowserContext
+) -> None:
+    held = HeldCall(gateway)
+    held.start()
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    try:
+        page.goto(gateway.url + "/console")
+        # Alice holds the approver role, but the agent acts for her: she may not decide.
+        page.get_by_label("Approver token (JWT)").fill(
+            gateway.token(sub="user:alice", roles=("approver",))
+        )
+        page.get_by_role("button", name="Sign in").click()
+        card = page.get_by_role("article", name=re.compile(r"up__write requested by agent:builder"))
+        expect(card).to_be_visible(timeout=30_000)
+        note = card.get_by_role("note")
+        expect(note).to_contain_text("you requested it, or act in its delegation chain")
+        expect(note).to_have_attribute("data-why-not", "self_approval")
+        expect(card.get_by_role("button", name="Approve")).to_have_count(0)
+        expect(card.get_by_role("button", name="Deny")).to_have_count(0)
+        screenshot(page, gateway.directory, "console-may-not-decide")
+
+        # The detail page says the same.
+        card.get_by_role("link", name="Details").click()
+        detail = page.get_by_role("region", name="Approval", exact=True)
+        expect(detail.get_by_role("note")).to_have_attribute("data-why-not", "self_approval")
+        expect(detail.get_by_role("button", name="Approve")).to_have_count(0)
+
+        # The API says why too, for any client (the CLI prints it).
+        (listed,) = httpx.get(
+            gateway.url + "/v1/approvals",
+            headers=gateway.headers(sub="user:alice", roles=("approver",)),
+            timeout=10,
+        ).json()["approvals"]
+        assert listed["may_decide"] is False
+        assert listed["why_not"]["code"] == "self_approval"
+        carol = httpx.get(
+            gateway.url + f"/v1/approvals/{listed['id']}",
+            headers=gateway.headers(sub="user:carol", roles=("approver",)),
+            timeout=10,
+        ).json()
+        assert carol["may_decide"] is True and carol["why_not"] is None
+        assert problems == []
+    except BaseException:
+        screenshot(page, gateway.directory, "console-may-not-decide-failure")
+        raise
+    finally:
+        page.close()
+        # Release the held call: deny it as someone who may.
+        if held.is_alive():
+            approval = httpx.get(
+                gateway.url + "/v1/approvals",
+                headers=gateway.headers(sub="user:carol", roles=("approver",)),
+                timeout=10,
+            ).json()["approvals"]
+            for a in approval:
+                httpx.post(
+                    gateway.url + f"/v1/approvals/{a['id']}/deny",
+                    headers=gateway.headers(sub="user:carol", roles=("approver",)),
+                    json={"reason": "test over"},
+                    timeout=10,
+                )
+        held.join(60)

@@ -45,6 +45,8 @@ def test_make_run_starts_a_working_dev_gateway_from_a_clean_clone(clone: Path) -
         _wait_ready(url, process, log_path, timeout=300)
         banner = log_path.read_text()
         assert f"{url}/mcp" in banner and f"{url}/v1/tools" in banner
+        # The banner comes once the server listens, never before.
+        assert banner.index(f"listening on {url}") < banner.index("Try it")
         agent, approver = re.findall(r"token \(role (?:agent|approver), 24 h\):\s+(\S+)", banner)
         headers = {"Authorization": f"Bearer {agent}"}
 
@@ -89,18 +91,12 @@ def test_make_run_starts_a_working_dev_gateway_from_a_clean_clone(clone: Path) -
         as_approver = httpx.get(f"{url}/v1/tools", headers={"Authorization": f"Bearer {approver}"})
         assert as_approver.json()["tools"] == []
 
-        # Tokens minted later with the CLI work against the same running gateway.
+        # The banner's own command mints tokens this gateway accepts (on any port).
+        (command,) = re.findall(r"More tokens: (.+--role agent)$", banner, re.MULTILINE)
+        assert "--port" not in command
         minted = subprocess.run(
-            [
-                str(clone / ".venv/bin/gateway"),
-                "token",
-                "--sub",
-                "agent:cli",
-                "--role",
-                "agent",
-                "--port",
-                str(port),
-            ],
+            command.replace("agent:me", "agent:cli"),
+            shell=True,
             cwd=clone,
             capture_output=True,
             text=True,
@@ -113,6 +109,21 @@ def test_make_run_starts_a_working_dev_gateway_from_a_clean_clone(clone: Path) -
             "demo__read_file",
             "demo__delete_records",
         }
+        # A second `make run` on the busy port fails at once, printing no tokens and
+        # writing nothing (the audit log is as long as before).
+        entries = _audit_entries(clone)
+        second = subprocess.run(
+            ["make", "run", f"PORT={port}"],
+            cwd=clone,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode != 0
+        assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in second.stderr
+        assert "token" not in second.stdout.lower() and "Traceback" not in second.stderr
+        assert _audit_entries(clone) == entries
+
         # Everything dev mode made is in its data folder: removing var/dev resets it.
         assert {p.name for p in (clone / "var").iterdir()} == {"dev"}
         assert {p.name for p in (clone / "var/dev/keys").iterdir()} >= {
@@ -127,6 +138,18 @@ def test_make_run_starts_a_working_dev_gateway_from_a_clean_clone(clone: Path) -
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
+
+
+def _audit_entries(clone: Path) -> int:
+    tail = subprocess.run(
+        [str(clone / ".venv/bin/gateway"), "audit", "tail", "-n", "100000", "--json"],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return len(tail.stdout.splitlines())
 
 
 def _wait_ready(url: str, process: subprocess.Popen, log: Path, *, timeout: float) -> None:

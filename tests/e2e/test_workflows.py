@@ -196,3 +196,40 @@ def test_cli_runs_and_schedules(gateway: GatewayServer, tmp_path: Path) -> None:
     assert bad.returncode == 1 and "cron" in bad.stderr
     assert _cli(gateway, "schedules", "remove", schedule_id).returncode == 0
     assert json.loads(_cli(gateway, "schedules", "list", "--json").stdout)["schedules"] == []
+
+
+def test_cli_names_the_approval_a_waiting_run_needs(gateway: GatewayServer, tmp_path: Path) -> None:
+    plan = {
+        "name": "gated",
+        "steps": [
+            {"id": "ask", "approval": {"approvers": ["role:approver"], "message": "go?"}},
+            {"id": "after", "tool": "up__echo", "needs": ["ask"], "arguments": {"text": "ok"}},
+        ],
+    }
+    plan_file = tmp_path / "gated.yaml"
+    plan_file.write_text(yaml.safe_dump(plan))
+    submitted = _cli(gateway, "runs", "submit", str(plan_file), "--quiet")
+    assert submitted.returncode == 0, submitted.stderr
+    run_id = submitted.stdout.strip()
+    assert run_id.startswith("run_") and "\n" not in run_id
+
+    watched = _cli(gateway, "runs", "watch", run_id, "--until", "waiting")
+    assert watched.returncode == 0, watched.stderr
+    (line,) = [x for x in watched.stdout.splitlines() if x.startswith("ask: waiting")]
+    approval_id = line.split("needs approval ")[1].split()[0]
+    assert approval_id.startswith("apr_")
+    assert f"(gateway approvals approve {approval_id})" in line
+    assert watched.stdout.splitlines()[-1] == f"run {run_id} waiting"
+
+    shown = _cli(gateway, "runs", "show", run_id)
+    assert f"needs approval {approval_id}" in shown.stdout
+    quiet = _cli(gateway, "runs", "watch", run_id, "--until", "waiting", "--quiet")
+    assert quiet.stdout.split() == [approval_id]
+
+    approver = gateway.token("user:boss", roles=("approver",))
+    decided = _cli(gateway, "approvals", "approve", approval_id, "--token", approver)
+    assert decided.returncode == 0, decided.stderr
+    finished = _cli(gateway, "runs", "watch", run_id)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert finished.stdout.splitlines()[-1] == f"run {run_id} succeeded"
+    assert "needs approval" not in _cli(gateway, "runs", "show", run_id).stdout

@@ -67,13 +67,19 @@ class Process:
             self.popen.wait(5)
 
 
-def spawn(args: list[str], log_path: Path, *, env: dict[str, str] | None = None) -> Process:
+def spawn(
+    args: list[str],
+    log_path: Path,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path = REPO,
+) -> Process:
     log = log_path.open("ab")
     popen = subprocess.Popen(
         args,
         stdout=log,
         stderr=subprocess.STDOUT,
-        cwd=REPO,
+        cwd=cwd,
         env={**os.environ, **(env or {})},
         start_new_session=True,
     )

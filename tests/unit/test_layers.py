@@ -34,7 +34,7 @@ LAYERS: list[set[str]] = [
     {"pipeline"},
     {"executor"},
     {"surfaces"},
-    {"app", "cli", "dev", "demo", "erasure_scope", "__main__", "__init__"},
+    {"app", "cli", "dev", "dev_state", "demo", "erasure_scope", "__main__", "__init__"},
 ]
 
 

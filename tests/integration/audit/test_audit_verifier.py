@@ -116,6 +116,24 @@ async def test_edited_leaf(exported: Exported) -> None:
     report = exported.verify()
     assert only(report) == [(ChainError, 6), (CheckpointError, 8), (CheckpointError, 12)]
     assert "entry 5 was altered" in report.faults[0].message
+    # A checkpoint whose root no longer matches is a fault, never "verified".
+    assert report.checkpoints == 1
+    assert report.to_dict()["checkpoints_failed"] == 2
+
+
+async def test_the_summary_never_counts_failing_checkpoints_as_verified(
+    exported: Exported, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = exported.lines()
+    record = json.loads(lines[5])
+    leaf = base64.b64decode(record["leaf"]).replace(b'"ref":"req4"', b'"ref":"reqX"')
+    record["leaf"] = base64.b64encode(leaf).decode()
+    record["leaf_hash"] = leaf_hash(leaf).hex()
+    lines[5] = json.dumps(record) + "\n"
+    exported.write(lines)
+    assert main(["audit", "verify", str(exported.dir)]) == 1
+    summary = capsys.readouterr().out.splitlines()[-1]
+    assert summary.startswith("FAILED (3 faults): 12 entries, 1 checkpoints verified, 2 failed")
 
 
 async def test_edited_payload(exported: Exported) -> None:
@@ -171,6 +189,7 @@ async def test_fork(exported: Exported) -> None:
         isinstance(f, CheckpointError) and f.checkpoint == "checkpoints/8.other"
         for f in report.faults
     )
+    assert report.checkpoints == 3  # 4, 8 and 12; not 8.other
 
 
 async def test_forged_checkpoint_signature(exported: Exported) -> None:
@@ -182,6 +201,7 @@ async def test_forged_checkpoint_signature(exported: Exported) -> None:
     report = exported.verify()
     assert only(report) == [(CheckpointError, 8)]
     assert report.faults[0].checkpoint == "checkpoints/8"  # type: ignore[attr-defined]
+    assert report.checkpoints == 2
 
 
 async def test_key_used_outside_its_validity(exported: Exported) -> None:
@@ -259,7 +279,9 @@ def test_leaf_helpers_roundtrip() -> None:
     assert parse_leaf(leaf).ref == "r"
 
 
-async def test_prove_command(exported: Exported, tmp_path: Path) -> None:
+async def test_prove_command(
+    exported: Exported, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "gateway.yaml"
     url = exported.engine.url.render_as_string(hide_password=False)
     config.write_text(
@@ -268,6 +290,8 @@ async def test_prove_command(exported: Exported, tmp_path: Path) -> None:
     )
     out = tmp_path / "r"
     assert main(["audit", "prove", "3", "--config", str(config), "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith(f"wrote a receipt of entry 3 at tree size {SIZE} to {out}")
     key = exported.key.verifier.encode()
     argv = ["audit", "verify-receipt", str(out), "--key", key, "--config", str(config)]
     assert main(argv) == 0

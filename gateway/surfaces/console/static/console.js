@@ -129,7 +129,26 @@
     );
   }
 
+  // What a signed-in principal who may not decide sees instead of Approve/Deny: why,
+  // as the API says (why_not), so nobody clicks a button the gateway would refuse.
+  const WHY_NOT = {
+    self_approval: "You may not decide this call: you requested it, or act in its delegation chain.",
+    not_an_approver: "You may not decide this call: you hold none of the approvers it needs.",
+    approval_not_pending: "This approval is no longer pending.",
+  };
+
+  function cannotDecide(a) {
+    const why = a.why_not || {};
+    return el(
+      "p",
+      { class: "cannot-decide", role: "note", "data-why-not": why.code || "unknown" },
+      el("strong", { text: WHY_NOT[why.code] || "You may not decide this call." }),
+      why.message ? ` (${why.message})` : "",
+    );
+  }
+
   function decisionForm(a, where) {
+    if (!a.may_decide) return cannotDecide(a);
     const inputId = `reason-${where}-${a.id}`;
     const input = el("input", {
       id: inputId,
