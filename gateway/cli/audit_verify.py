@@ -162,9 +162,9 @@ def cmd_audit_prove(args: argparse.Namespace) -> int:
 
 def _receipt_size(text: str) -> int:
     """The tree size of the checkpoint a receipt proves the entry against."""
-    from gateway.audit.checkpoint import parse_checkpoint
-    from gateway.audit.note import parse_note
-    from gateway.audit.receipt import parse_receipt
+    from gateway.tlog.checkpoint import parse_checkpoint
+    from gateway.tlog.note import parse_note
+    from gateway.tlog.receipt import parse_receipt
 
     return parse_checkpoint(parse_note(parse_receipt(text).checkpoint).text).size
 
