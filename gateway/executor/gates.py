@@ -17,7 +17,7 @@ from gateway.approvals.models import ApprovalStatus
 from gateway.canonical import sha256_hex
 from gateway.executor.plan import ToolStep
 from gateway.logs import new_request_id
-from gateway.types import Decision, Obligations, ToolCall
+from gateway.types import Decision, Obligations, Operation
 
 if TYPE_CHECKING:
     from gateway.executor.plan import ApprovalStep
@@ -37,9 +37,10 @@ async def approval_gate(run: RunExecution, step: ApprovalStep) -> bool:
     if state.status == "pending":
         gate = step.approval
         message = gate.message or f"run {run.run_id} waits at approval gate {step.id}"
-        call = ToolCall(
+        call = Operation(
             principal=run.principal,
-            tool=GATE_TOOL,
+            method="tools/call",
+            target=GATE_TOOL,
             # What the approval is bound to: this gate of this run, this plan.
             arguments={
                 "run_id": run.run_id,

@@ -26,7 +26,7 @@ from gateway.executor.expressions import render
 from gateway.executor.store import StepFinish
 from gateway.logs import new_request_id
 from gateway.recording import recordable_arguments
-from gateway.types import Outcome, OutcomeStatus, ToolCall
+from gateway.types import Operation, Outcome, OutcomeStatus
 
 if TYPE_CHECKING:
     from gateway.executor.plan import ToolStep
@@ -170,9 +170,10 @@ async def call_tool(
     timeout_s: float | None,
 ) -> Outcome | None:
     """The one pipeline, as the submitter through the executor; ``None`` on timeout."""
-    call = ToolCall(
+    call = Operation(
         principal=run.principal,
-        tool=tool,
+        method="tools/call",
+        target=tool,
         arguments=arguments,
         transport="executor",
         request_id=request_id,

@@ -21,7 +21,7 @@ from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.engine import FAIL_CLOSED_RULE
 from gateway.recording import WITHHELD
 from gateway.store import create_engine, migrate
-from gateway.types import UNAVAILABLE_RULE, OutcomeStatus, Principal, ToolCall
+from gateway.types import UNAVAILABLE_RULE, Operation, OutcomeStatus, Principal
 from gateway.upstreams.catalog import Binding, Catalog
 from gateway.upstreams.credentials import CredentialProvider
 from gateway.upstreams.http_api import HttpApiUpstream
@@ -96,10 +96,11 @@ async def parts(
     database.dispose()
 
 
-def _call(arguments: dict, tool: str = "api__create") -> ToolCall:
-    return ToolCall(
+def _call(arguments: dict, tool: str = "api__create") -> Operation:
+    return Operation(
         principal=AGENT,
-        tool=tool,
+        method="tools/call",
+        target=tool,
         arguments=arguments,
         transport="rest",
         request_id=f"req_{abs(hash(json.dumps([tool, arguments]))):x}",
