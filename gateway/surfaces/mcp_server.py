@@ -1,0 +1,447 @@
+"""The MCP methods the gateway serves, as handlers of the SDK's lowlevel `Server`
+(docs/mcp.md, "What passes").
+
+Each handler only translates: the request (in the names of the endpoint's `View`)
+becomes a pipeline list or an `Operation`, and the answer becomes the MCP result.
+Everything that reaches an upstream (``tools/call``, ``resources/read``,
+``prompts/get``, ``completion/complete``) goes through `Pipeline.call`; every list
+(``tools/list``, ``prompts/list``, ``resources/list``, ``resources/templates/list``)
+through the pipeline's one policy filter. ``logging/setLevel`` is the gateway's own:
+it sets the level at which upstream log messages are relayed to this session.
+
+Upstream log messages reach the client that made the request they belong to, and
+only one that asked: at 2026-07-28 by the request's own log-level ``_meta``, at
+2025-11-25 by ``logging/setLevel`` in its session (a sessionless 2025 client gets
+none: the specification lets a server choose, and choosing none keeps the fast path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+import mcp_types as types
+from mcp.server.caching import CACHEABLE_METHODS, CacheHint
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import NotificationOptions, Server
+from mcp.server.models import InitializationOptions
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
+from mcp.shared.exceptions import MCPError
+from mcp_types import LOG_LEVEL_META_KEY
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from starlette.requests import Request
+
+from gateway.errors import GatewayError, PolicyUnavailable, UnknownTarget
+from gateway.pipeline import Pipeline
+from gateway.surfaces.auth import client_info, principal_of
+from gateway.surfaces.mcp_results import mcp_result, to_call_tool_result
+from gateway.surfaces.mcp_sessions import SessionBook
+from gateway.surfaces.mcp_views import View
+from gateway.surfaces.middleware import request_id_of
+from gateway.types import (
+    LOG_LEVELS,
+    CallMethod,
+    ClientInfo,
+    LogSink,
+    Operation,
+    Outcome,
+    Principal,
+    ProgressCallback,
+    ToolDefinition,
+    ToolResult,
+)
+from gateway.version import __version__
+
+log = logging.getLogger(__name__)
+
+
+class LocalTools(Protocol):
+    """Tools the gateway offers itself (the executor's ``workflow__*``): listed beside
+    the upstream tools on `/mcp`, called with the authenticated principal, never
+    forwarded."""
+
+    async def visible(
+        self, principal: Principal, *, request_id: str, client: ClientInfo | None = None
+    ) -> list[ToolDefinition]:
+        """The local tools this principal may see (policy, ``tools/list``)."""
+        ...
+
+    def handles(self, name: str) -> bool: ...
+
+    async def call(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        *,
+        principal: Principal,
+        request_id: str,
+        client: ClientInfo | None = None,
+    ) -> ToolResult: ...
+
+
+class _GatewayServer(Server[Any]):
+    """The SDK's server, announcing list-changed notifications at 2025-11-25 when there
+    are sessions to send them on (the HTTP transports ask for the initialization
+    options without any, which would say the lists never change)."""
+
+    def __init__(self, *args: Any, list_changed: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._list_changed = list_changed
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        if notification_options is None and self._list_changed:
+            notification_options = NotificationOptions(
+                prompts_changed=True, resources_changed=True, tools_changed=True
+            )
+        return super().create_initialization_options(
+            notification_options, experimental_capabilities, extensions
+        )
+
+
+def build_mcp_server(
+    pipeline: Pipeline,
+    local_tools: LocalTools | None,
+    book: SessionBook,
+    *,
+    sessions: bool,
+) -> Server[Any]:
+    handlers = _Handlers(pipeline, local_tools, book)
+    server = _GatewayServer(
+        "agent-tool-gateway",
+        version=__version__,
+        instructions="Tools, prompts and resources of every upstream behind this gateway, "
+        "named <upstream>__<name> and gateway:<upstream>/<URI>. Requests are checked by "
+        "policy and audited; a refused tool call returns isError with the reason.",
+        # Lists differ per principal and change with pins: never shared, never fresh.
+        cache_hints={method: CacheHint(ttl_ms=0, scope="private") for method in CACHEABLE_METHODS},
+        on_list_tools=handlers.list_tools,
+        on_call_tool=handlers.call_tool,
+        on_list_resources=handlers.list_resources,
+        on_list_resource_templates=handlers.list_resource_templates,
+        on_read_resource=handlers.read_resource,
+        on_list_prompts=handlers.list_prompts,
+        on_get_prompt=handlers.get_prompt,
+        on_completion=handlers.complete,
+        # The SDK would otherwise run tools/list before each 2026-era call to find the
+        # schema; the pipeline validates arguments itself, and audits the refusal.
+        get_tool_input_schema=lambda name: None,
+        list_changed=sessions,
+    )
+    # Registered directly: the constructor's parameter warns that logging is deprecated
+    # at 2026-07-28, which the SDK already enforces (-32601 at that revision).
+    server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, handlers.set_level)
+    return server
+
+
+class _Handlers:
+    def __init__(
+        self, pipeline: Pipeline, local_tools: LocalTools | None, book: SessionBook
+    ) -> None:
+        self.pipeline = pipeline
+        self.local_tools = local_tools
+        self.book = book
+
+    # --- tools ------------------------------------------------------------------------
+
+    async def list_tools(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        request, principal, view = _caller(ctx)
+        request_id = request_id_of(request)
+        async with _overload_as_error():
+            tools = await self.pipeline.list_tools(
+                principal,
+                transport="mcp",
+                request_id=request_id,
+                client=client_info(request),
+                upstream=view.upstream,
+            )
+            if self.local_tools is not None and view.aggregated:
+                tools += await self.local_tools.visible(
+                    principal, request_id=request_id, client=client_info(request)
+                )
+        return types.ListToolsResult(tools=[_to_mcp_tool(t, view) for t in tools])
+
+    async def call_tool(
+        self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        async def progress(done: float, total: float | None, message: str | None) -> None:
+            await ctx.session.report_progress(done, total, message)
+
+        # Relay progress only when the client asked for it: a progress token makes the
+        # upstream answer as an event stream, which costs a round of latency.
+        meta = _meta(params.meta)
+        wants_progress = meta.get("progressToken", meta.get("progress_token")) is not None
+        return await answer_tools_call(
+            self.pipeline,
+            self.local_tools,
+            _request(ctx),
+            params,
+            progress=progress if wants_progress else None,
+            log=self._log_sink(ctx),
+        )
+
+    # --- resources --------------------------------------------------------------------
+
+    async def list_resources(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        request, principal, view = _caller(ctx)
+        async with _overload_as_error():
+            resources = await self.pipeline.list_resources(
+                principal,
+                transport="mcp",
+                request_id=request_id_of(request),
+                client=client_info(request),
+                upstream=view.upstream,
+            )
+        listing = [r.to_listing(view.uri_out(r.uri)) for r in resources]
+        return types.ListResourcesResult.model_validate({"resources": listing})
+
+    async def list_resource_templates(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        request, principal, view = _caller(ctx)
+        async with _overload_as_error():
+            templates = await self.pipeline.list_templates(
+                principal,
+                transport="mcp",
+                request_id=request_id_of(request),
+                client=client_info(request),
+                upstream=view.upstream,
+            )
+        listing = [t.to_listing(view.uri_out(t.uri_template)) for t in templates]
+        return types.ListResourceTemplatesResult.model_validate({"resourceTemplates": listing})
+
+    async def read_resource(
+        self, ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        _, _, view = _caller(ctx)
+        uri = str(params.uri)
+        outcome = await self._operate(ctx, "resources/read", view.uri_in(uri), {})
+        return types.ReadResourceResult.model_validate(mcp_result(outcome, view, asked=uri))
+
+    # --- prompts ----------------------------------------------------------------------
+
+    async def list_prompts(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListPromptsResult:
+        request, principal, view = _caller(ctx)
+        async with _overload_as_error():
+            prompts = await self.pipeline.list_prompts(
+                principal,
+                transport="mcp",
+                request_id=request_id_of(request),
+                client=client_info(request),
+                upstream=view.upstream,
+            )
+        listing = [p.to_listing(view.name_out(p.name, p.upstream_name)) for p in prompts]
+        return types.ListPromptsResult.model_validate({"prompts": listing})
+
+    async def get_prompt(
+        self, ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams
+    ) -> types.GetPromptResult:
+        _, _, view = _caller(ctx)
+        arguments = dict(params.arguments or {})
+        outcome = await self._operate(ctx, "prompts/get", view.name_in(params.name), arguments)
+        return types.GetPromptResult.model_validate(mcp_result(outcome, view, asked=params.name))
+
+    # --- completions and logging --------------------------------------------------------
+
+    async def complete(
+        self, ctx: ServerRequestContext[Any, Any], params: types.CompleteRequestParams
+    ) -> types.CompleteResult:
+        _, _, view = _caller(ctx)
+        ref = params.ref
+        if isinstance(ref, types.PromptReference):
+            asked, target = ref.name, view.name_in(ref.name)
+        else:
+            asked, target = ref.uri, view.uri_in(ref.uri)
+        arguments: dict[str, Any] = {
+            "argument": {"name": params.argument.name, "value": params.argument.value}
+        }
+        if params.context is not None and params.context.arguments is not None:
+            arguments["context"] = {"arguments": dict(params.context.arguments)}
+        outcome = await self._operate(ctx, "completion/complete", target, arguments)
+        return types.CompleteResult.model_validate(mcp_result(outcome, view, asked=asked))
+
+    async def set_level(
+        self, ctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams
+    ) -> types.EmptyResult:
+        live = self.book.attach(_session_id(ctx), ctx.session)
+        if live is not None:
+            live.log_level = params.level
+        # Sessionless, the level cannot outlive this request: accepted, and no upstream
+        # log message is relayed (docs/mcp.md, "Logging").
+        return types.EmptyResult()
+
+    # --- shared -------------------------------------------------------------------------
+
+    async def _operate(
+        self,
+        ctx: ServerRequestContext[Any, Any],
+        method: CallMethod,
+        target: str,
+        arguments: dict[str, Any],
+    ) -> Outcome:
+        request, principal, _ = _caller(ctx)
+        operation = Operation(
+            principal=principal,
+            method=method,
+            target=target,
+            arguments=arguments,
+            transport="mcp",
+            request_id=request_id_of(request),
+            client=client_info(request),
+            log=self._log_sink(ctx),
+        )
+        return await _run(self.pipeline, operation)
+
+    def _log_sink(self, ctx: ServerRequestContext[Any, Any]) -> LogSink | None:
+        """Where this request's upstream log messages go, if the client asked for any."""
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            level = _meta(ctx.meta).get(LOG_LEVEL_META_KEY)
+        else:
+            live = self.book.attach(_session_id(ctx), ctx.session)
+            level = live.log_level if live is not None else None
+        if level not in LOG_LEVELS:
+            return None
+        session, related = ctx.session, ctx.request_id
+
+        async def send(level: str, data: Any, logger: str | None) -> None:
+            params = types.LoggingMessageNotificationParams.model_validate(
+                {"level": level, "data": data, "logger": logger}
+            )
+            notification = types.LoggingMessageNotification(params=params)
+            await session.send_notification(notification, related_request_id=related)
+
+        return LogSink(str(level), send)
+
+
+async def answer_tools_call(
+    pipeline: Pipeline,
+    local_tools: LocalTools | None,
+    request: Request,
+    params: types.CallToolRequestParams,
+    *,
+    progress: ProgressCallback | None,
+    log: LogSink | None = None,
+) -> types.CallToolResult:
+    """The one translation of an MCP ``tools/call`` into the pipeline and back, shared by
+    the SDK's transport and the direct path (`mcp_direct`). Raises `MCPError` for what
+    is a JSON-RPC error rather than a tool result (an unknown tool, a gateway bug)."""
+    principal = _principal(request)
+    request_id = request_id_of(request)
+    view = View.of(request)
+    if local_tools is not None and view.aggregated and local_tools.handles(params.name):
+        local = await local_tools.call(
+            params.name,
+            dict(params.arguments or {}),
+            principal=principal,
+            request_id=request_id,
+            client=client_info(request),
+        )
+        return types.CallToolResult.model_validate(
+            {
+                "content": local.content,
+                "structuredContent": local.structured_content,
+                "isError": local.is_error,
+            }
+        )
+    operation = Operation(
+        principal=principal,
+        method="tools/call",
+        target=view.name_in(params.name),
+        arguments=dict(params.arguments or {}),
+        transport="mcp",
+        request_id=request_id,
+        client=client_info(request),
+        progress=progress,
+        log=log,
+    )
+    outcome = await _run(pipeline, operation)
+    if isinstance(outcome.error, UnknownTarget | PolicyUnavailable):
+        # Not a tool result: an unknown tool is invalid params; an overloaded gateway
+        # decided nothing, and the client should retry, not read a denial.
+        raise MCPError(
+            code=outcome.error.jsonrpc_code,
+            message=outcome.error.message,
+            data={"tool": params.name, "request_id": outcome.request_id, **outcome.error.details},
+        )
+    return to_call_tool_result(outcome, view)
+
+
+async def _run(pipeline: Pipeline, operation: Operation) -> Outcome:
+    try:
+        return await pipeline.call(operation)
+    except Exception:
+        # The SDK would send str(exc) to the client on the 2025 path; say nothing
+        # internal, log it, and point at the request id.
+        log.exception("%s %s failed unexpectedly", operation.method, operation.request_id)
+        raise MCPError(
+            code=types.INTERNAL_ERROR,
+            message=f"internal gateway error (request {operation.request_id})",
+        ) from None
+
+
+@contextlib.asynccontextmanager
+async def _overload_as_error() -> AsyncIterator[None]:
+    """An overloaded policy engine while listing: JSON-RPC -32000 with retry_after_s."""
+    try:
+        yield
+    except PolicyUnavailable as overloaded:
+        raise MCPError(
+            code=overloaded.jsonrpc_code, message=overloaded.message, data=overloaded.details
+        ) from None
+
+
+def _to_mcp_tool(tool: ToolDefinition, view: View) -> types.Tool:
+    return types.Tool.model_validate(
+        {
+            "name": view.name_out(tool.name, tool.upstream_tool),
+            "title": tool.title,
+            "description": tool.description,
+            "inputSchema": tool.input_schema,
+            "outputSchema": tool.output_schema,
+            "annotations": tool.annotations or None,
+        }
+    )
+
+
+def _meta(meta: Any) -> dict[str, Any]:
+    if meta is None:
+        return {}
+    if isinstance(meta, dict):
+        return meta
+    dumped: dict[str, Any] = meta.model_dump(by_alias=True)
+    return dumped
+
+
+def _session_id(ctx: ServerRequestContext[Any, Any]) -> str | None:
+    return _request(ctx).headers.get(MCP_SESSION_ID_HEADER)
+
+
+def _caller(ctx: ServerRequestContext[Any, Any]) -> tuple[Request, Principal, View]:
+    request = _request(ctx)
+    return request, _principal(request), View.of(request)
+
+
+def _request(ctx: ServerRequestContext[Any, Any]) -> Request:
+    request = ctx.request
+    if not isinstance(request, Request):  # only reachable if mounted on a non-HTTP transport
+        raise MCPError(code=types.INTERNAL_ERROR, message="the gateway serves MCP over HTTP only")
+    return request
+
+
+def _principal(request: Request) -> Principal:
+    try:
+        return principal_of(request)
+    except GatewayError:  # the middleware guarantees one; fail closed all the same
+        raise MCPError(code=types.INVALID_REQUEST, message="not authenticated") from None
