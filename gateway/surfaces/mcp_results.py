@@ -71,12 +71,12 @@ def to_call_tool_result(outcome: Outcome, view: View | None = None) -> types.Cal
     return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True, _meta=meta)
 
 
-def mcp_result(outcome: Outcome, view: View, *, asked: str) -> dict[str, Any]:
+def mcp_result(outcome: Outcome, view: View, *, asked: str, is_uri: bool = False) -> dict[str, Any]:
     """The result document of a read, prompt or completion that succeeded, outward and
     with the decision under ``_meta``; raises `MCPError` for any other outcome.
-    ``asked`` is the name or URI as the client sent it."""
+    ``asked`` is the name or URI (``is_uri``) as the client sent it."""
     if outcome.status is not OutcomeStatus.OK or not isinstance(outcome.result, McpResult):
-        raise refusal(outcome, asked=asked)
+        raise refusal(outcome, asked=asked, is_uri=is_uri)
     document = outcome.result.document
     if outcome.result.method == "resources/read":
         document = view.read_out(document)
@@ -85,12 +85,12 @@ def mcp_result(outcome: Outcome, view: View, *, asked: str) -> dict[str, Any]:
     return {**document, "_meta": {META_KEY: outcome_meta(outcome)}}
 
 
-def refusal(outcome: Outcome, *, asked: str) -> MCPError:
+def refusal(outcome: Outcome, *, asked: str, is_uri: bool) -> MCPError:
     """A read's, prompt's or completion's outcome other than success, as the JSON-RPC
     error that answers it."""
     error = outcome.error
     data: dict[str, Any] = {META_KEY: outcome_meta(outcome)}
-    if outcome.result is None and outcome.target.startswith("gateway:"):
+    if is_uri:
         data["uri"] = asked  # the specification's resource-not-found names the URI
     if isinstance(error, UpstreamRejected):
         return MCPError(code=error.rpc_code, message=error.rpc_message, data=data)

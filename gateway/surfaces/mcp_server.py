@@ -153,7 +153,7 @@ class _Handlers:
     async def list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        request, principal, view = _caller(ctx)
+        request, principal, view = self._caller(ctx)
         request_id = request_id_of(request)
         async with _overload_as_error():
             tools = await self.pipeline.list_tools(
@@ -193,7 +193,7 @@ class _Handlers:
     async def list_resources(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
-        request, principal, view = _caller(ctx)
+        request, principal, view = self._caller(ctx)
         async with _overload_as_error():
             resources = await self.pipeline.list_resources(
                 principal,
@@ -208,7 +208,7 @@ class _Handlers:
     async def list_resource_templates(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourceTemplatesResult:
-        request, principal, view = _caller(ctx)
+        request, principal, view = self._caller(ctx)
         async with _overload_as_error():
             templates = await self.pipeline.list_templates(
                 principal,
@@ -223,17 +223,19 @@ class _Handlers:
     async def read_resource(
         self, ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
-        _, _, view = _caller(ctx)
+        _, _, view = self._caller(ctx)
         uri = str(params.uri)
         outcome = await self._operate(ctx, "resources/read", view.uri_in(uri), {})
-        return types.ReadResourceResult.model_validate(mcp_result(outcome, view, asked=uri))
+        return types.ReadResourceResult.model_validate(
+            mcp_result(outcome, view, asked=uri, is_uri=True)
+        )
 
     # --- prompts ----------------------------------------------------------------------
 
     async def list_prompts(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListPromptsResult:
-        request, principal, view = _caller(ctx)
+        request, principal, view = self._caller(ctx)
         async with _overload_as_error():
             prompts = await self.pipeline.list_prompts(
                 principal,
@@ -248,7 +250,7 @@ class _Handlers:
     async def get_prompt(
         self, ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams
     ) -> types.GetPromptResult:
-        _, _, view = _caller(ctx)
+        _, _, view = self._caller(ctx)
         arguments = dict(params.arguments or {})
         outcome = await self._operate(ctx, "prompts/get", view.name_in(params.name), arguments)
         return types.GetPromptResult.model_validate(mcp_result(outcome, view, asked=params.name))
@@ -258,8 +260,9 @@ class _Handlers:
     async def complete(
         self, ctx: ServerRequestContext[Any, Any], params: types.CompleteRequestParams
     ) -> types.CompleteResult:
-        _, _, view = _caller(ctx)
+        _, _, view = self._caller(ctx)
         ref = params.ref
+        is_uri = not isinstance(ref, types.PromptReference)
         if isinstance(ref, types.PromptReference):
             asked, target = ref.name, view.name_in(ref.name)
         else:
@@ -270,7 +273,9 @@ class _Handlers:
         if params.context is not None and params.context.arguments is not None:
             arguments["context"] = {"arguments": dict(params.context.arguments)}
         outcome = await self._operate(ctx, "completion/complete", target, arguments)
-        return types.CompleteResult.model_validate(mcp_result(outcome, view, asked=asked))
+        return types.CompleteResult.model_validate(
+            mcp_result(outcome, view, asked=asked, is_uri=is_uri)
+        )
 
     async def set_level(
         self, ctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams
@@ -284,6 +289,13 @@ class _Handlers:
 
     # --- shared -------------------------------------------------------------------------
 
+    def _caller(self, ctx: ServerRequestContext[Any, Any]) -> tuple[Request, Principal, View]:
+        request = _request(ctx)
+        # A session's handler requests give the gateway its SDK object, to send it list
+        # changes later.
+        self.book.attach(request.headers.get(MCP_SESSION_ID_HEADER), ctx.session)
+        return request, _principal(request), View.of(request)
+
     async def _operate(
         self,
         ctx: ServerRequestContext[Any, Any],
@@ -291,7 +303,7 @@ class _Handlers:
         target: str,
         arguments: dict[str, Any],
     ) -> Outcome:
-        request, principal, _ = _caller(ctx)
+        request, principal, _ = self._caller(ctx)
         operation = Operation(
             principal=principal,
             method=method,
@@ -426,11 +438,6 @@ def _meta(meta: Any) -> dict[str, Any]:
 
 def _session_id(ctx: ServerRequestContext[Any, Any]) -> str | None:
     return _request(ctx).headers.get(MCP_SESSION_ID_HEADER)
-
-
-def _caller(ctx: ServerRequestContext[Any, Any]) -> tuple[Request, Principal, View]:
-    request = _request(ctx)
-    return request, _principal(request), View.of(request)
 
 
 def _request(ctx: ServerRequestContext[Any, Any]) -> Request:

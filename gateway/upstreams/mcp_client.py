@@ -129,6 +129,9 @@ class McpUpstream:
             read_timeout_seconds=config.timeout_s,
             logging_callback=mcp_requests.relay_log(self.name),
             message_handler=self._changes.on_message,
+            elicitation_callback=mcp_requests.refuse_elicitation,
+            sampling_callback=mcp_requests.refuse_sampling,
+            list_roots_callback=mcp_requests.refuse_roots,
         )
 
     async def _supervise(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:

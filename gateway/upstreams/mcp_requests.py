@@ -125,6 +125,30 @@ def input_required(upstream: str, what: str) -> UpstreamError:
     )
 
 
+# --- what an upstream asks of the client -------------------------------------------
+# Declared on every upstream connection (some servers offer their asking tools only to
+# clients that can be asked) and refused, clearly, until they are relayed to the
+# calling client: the seam of the elicitation, sampling and roots relays (docs/mcp.md).
+# A refusal reaches the upstream as a JSON-RPC error (2025-11-25) or an error in place
+# of the input response (2026-07-28): the upstream decides what its request becomes.
+
+NOT_RELAYED = "the agent gateway does not relay {what} requests to its clients yet"
+
+
+async def refuse_elicitation(context: Any, params: Any) -> types.ErrorData:
+    return types.ErrorData(
+        code=types.INVALID_REQUEST, message=NOT_RELAYED.format(what="elicitation")
+    )
+
+
+async def refuse_sampling(context: Any, params: Any) -> types.ErrorData:
+    return types.ErrorData(code=types.INVALID_REQUEST, message=NOT_RELAYED.format(what="sampling"))
+
+
+async def refuse_roots(context: Any) -> types.ErrorData:
+    return types.ErrorData(code=types.INVALID_REQUEST, message=NOT_RELAYED.format(what="roots"))
+
+
 def describe(exc: BaseException) -> str:
     if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         return describe(exc.exceptions[0])

@@ -142,7 +142,7 @@ class PromptTarget(_McpTarget):
 
     def outcome_fields(self, result: ToolResult | McpResult) -> dict[str, Any]:
         assert isinstance(result, McpResult)
-        return {"messages": len(result.document.get("messages", []))}
+        return {"message_count": len(result.document.get("messages", []))}
 
 
 @dataclass(frozen=True)
@@ -265,7 +265,7 @@ class CompletionTarget(_McpTarget):
 
     def outcome_fields(self, result: ToolResult | McpResult) -> dict[str, Any]:
         assert isinstance(result, McpResult)
-        return {"values": len(result.document.get("completion", {}).get("values", []))}
+        return {"value_count": len(result.document.get("completion", {}).get("values", []))}
 
 
 Target = CatalogEntry | PromptTarget | ReadTarget | CompletionTarget

@@ -1,5 +1,6 @@
 """A gateway in front of real upstreams: one MCP server over HTTP, one over stdio, and
-an HTTP API, shared by the tests of a module (starting processes costs seconds)."""
+an HTTP API, shared by the tests of a module (starting processes costs seconds); and
+the offerings gateway: one upstream with resources and prompts, and grants for some."""
 
 from __future__ import annotations
 
@@ -70,6 +71,38 @@ def gateway(
             },
         ],
         policy=write_policy(workdir, GRANTS),
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+# Grants of the offerings gateway: tools, some resources, some prompts of upstream "up".
+OFFERING_GRANTS = [
+    {"role": "agent", "tool": "up__*"},
+    {"role": "agent", "resource": "gateway:up/test://static"},
+    {"role": "agent", "resource": "gateway:up/test://changing"},
+    {"role": "agent", "resource": "gateway:up/test://items/*"},
+    {"role": "agent", "prompt": "up__greet"},
+    {"role": "agent", "prompt": "up__plan"},
+]
+
+
+@pytest.fixture(scope="module")
+def offerings_upstream(workdir: Path) -> Iterator[McpUpstreamServer]:
+    server = McpUpstreamServer.start(workdir)
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture(scope="module")
+def offerings_gateway(
+    workdir: Path, offerings_upstream: McpUpstreamServer
+) -> Iterator[GatewayServer]:
+    server = GatewayServer.configure(
+        workdir / "offerings-gateway",
+        upstreams=[{"name": "up", "url": offerings_upstream.url, "timeout_s": 5}],
+        policy=write_policy(workdir / "offerings", OFFERING_GRANTS),
     )
     server.start()
     yield server
