@@ -71,29 +71,10 @@ class ResourceDefinition:
     labels: tuple[str, ...] = ()
 
     def to_policy_resource(self) -> dict[str, Any]:
-        return {
-            "kind": "resource",
-            "uri": self.uri,
-            "server": self.server,
-            "upstream_uri": self.upstream_uri,
-            "name": self.name,
-            "mime_type": self.mime_type,
-            "definition_hash": self.definition_hash,
-            "labels": list(self.labels),
-        }
+        return _resource_policy(self, "resource", self.uri, self.upstream_uri)
 
     def to_listing(self, uri: str) -> dict[str, Any]:
-        return _without_none(
-            {
-                "uri": uri,
-                "name": self.name,
-                "title": self.title,
-                "description": self.description,
-                "mimeType": self.mime_type,
-                "annotations": self.annotations or None,
-                "size": self.size,
-            }
-        )
+        return _resource_listing(self, {"uri": uri}, size=self.size)
 
 
 @dataclass(frozen=True)
@@ -112,28 +93,43 @@ class TemplateDefinition:
     def to_policy_resource(self) -> dict[str, Any]:
         # "uri" is the template itself, so that one grant by URI prefix covers a
         # template and the resources read through it.
-        return {
-            "kind": "resource_template",
-            "uri": self.uri_template,
-            "server": self.server,
-            "upstream_uri": self.upstream_uri_template,
-            "name": self.name,
-            "mime_type": self.mime_type,
-            "definition_hash": self.definition_hash,
-            "labels": list(self.labels),
-        }
+        return _resource_policy(
+            self, "resource_template", self.uri_template, self.upstream_uri_template
+        )
 
     def to_listing(self, uri_template: str) -> dict[str, Any]:
-        return _without_none(
-            {
-                "uriTemplate": uri_template,
-                "name": self.name,
-                "title": self.title,
-                "description": self.description,
-                "mimeType": self.mime_type,
-                "annotations": self.annotations or None,
-            }
-        )
+        return _resource_listing(self, {"uriTemplate": uri_template})
+
+
+def _resource_policy(
+    definition: ResourceDefinition | TemplateDefinition, kind: str, uri: str, upstream_uri: str
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "uri": uri,
+        "server": definition.server,
+        "upstream_uri": upstream_uri,
+        "name": definition.name,
+        "mime_type": definition.mime_type,
+        "definition_hash": definition.definition_hash,
+        "labels": list(definition.labels),
+    }
+
+
+def _resource_listing(
+    definition: ResourceDefinition | TemplateDefinition, uri: dict[str, str], **more: Any
+) -> dict[str, Any]:
+    return _without_none(
+        {
+            **uri,
+            "name": definition.name,
+            "title": definition.title,
+            "description": definition.description,
+            "mimeType": definition.mime_type,
+            "annotations": definition.annotations or None,
+            **more,
+        }
+    )
 
 
 def _without_none(document: dict[str, Any]) -> dict[str, Any]:

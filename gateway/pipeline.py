@@ -37,7 +37,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, overload
 
 from gateway.approvals.gate import Approvals, pass_gate
 from gateway.audit import AuditLog, AuditRecord
@@ -86,6 +86,8 @@ class _Visible(Protocol):
 
 # What a list shows: each says what policy sees of it.
 _Listed = TypeVar("_Listed", bound=_Visible)
+# What `Pipeline.list_offered` lists besides tools.
+Offered = Literal["prompts", "resources", "resource_templates"]
 
 # A result may nest deeper than arguments (the upstream wraps what it was given), but
 # not without bound: every reader of it recurses per level.
@@ -135,62 +137,45 @@ class Pipeline:
             client=client,
         )
 
-    async def list_prompts(
-        self,
-        principal: Principal,
-        *,
-        transport: Transport,
-        request_id: str,
-        client: ClientInfo | None = None,
-        upstream: str | None = None,
-    ) -> list[PromptDefinition]:
-        """The prompts this principal may see (``prompts/list``)."""
-        return await self._visible(
-            principal,
-            self.catalog.prompts(upstream),
-            "prompts/list",
-            transport=transport,
-            request_id=request_id,
-            client=client,
-        )
+    @overload
+    async def list_offered(
+        self, kind: Literal["prompts"], principal: Principal, **asking: Any
+    ) -> list[PromptDefinition]: ...
 
-    async def list_resources(
-        self,
-        principal: Principal,
-        *,
-        transport: Transport,
-        request_id: str,
-        client: ClientInfo | None = None,
-        upstream: str | None = None,
-    ) -> list[ResourceDefinition]:
-        """The resources this principal may see (``resources/list``)."""
-        return await self._visible(
-            principal,
-            self.catalog.resources(upstream),
-            "resources/list",
-            transport=transport,
-            request_id=request_id,
-            client=client,
-        )
+    @overload
+    async def list_offered(
+        self, kind: Literal["resources"], principal: Principal, **asking: Any
+    ) -> list[ResourceDefinition]: ...
 
-    async def list_templates(
+    @overload
+    async def list_offered(
+        self, kind: Literal["resource_templates"], principal: Principal, **asking: Any
+    ) -> list[TemplateDefinition]: ...
+
+    async def list_offered(
         self,
+        kind: Offered,
         principal: Principal,
         *,
         transport: Transport,
         request_id: str,
         client: ClientInfo | None = None,
         upstream: str | None = None,
-    ) -> list[TemplateDefinition]:
-        """The resource templates this principal may see: ``resources/list`` as well (a
-        template is a family of resources; its ``uri`` is the template)."""
+    ) -> list[Any]:
+        """The prompts (``prompts/list``), resources or resource templates (both
+        ``resources/list``: a template is a family of resources, its ``uri`` the
+        template) this principal may see, of every upstream or of ``upstream``."""
+        if kind == "prompts":
+            action: Action = "prompts/list"
+            listed: list[Any] = self.catalog.prompts(upstream)
+        else:
+            action = "resources/list"
+            catalog = self.catalog
+            listed = (
+                catalog.resources(upstream) if kind == "resources" else catalog.templates(upstream)
+            )
         return await self._visible(
-            principal,
-            self.catalog.templates(upstream),
-            "resources/list",
-            transport=transport,
-            request_id=request_id,
-            client=client,
+            principal, listed, action, transport=transport, request_id=request_id, client=client
         )
 
     async def _visible(

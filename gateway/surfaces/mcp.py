@@ -34,9 +34,10 @@ from starlette.types import Receive, Scope, Send
 from gateway.config import McpSessionsConfig
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import principal_of
+from gateway.surfaces.mcp_calls import LocalTools, answer_tools_call
 from gateway.surfaces.mcp_direct import DirectToolsCall
 from gateway.surfaces.mcp_results import META_KEY, outcome_meta, to_call_tool_result
-from gateway.surfaces.mcp_server import LocalTools, answer_tools_call, build_mcp_server
+from gateway.surfaces.mcp_server import build_mcp_server
 from gateway.surfaces.mcp_sessions import SessionBook, Sessions
 from gateway.surfaces.mcp_views import UPSTREAM_PARAM
 from gateway.surfaces.middleware import replay_body

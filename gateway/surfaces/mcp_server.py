@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any
 
 import mcp_types as types
 from mcp.server.caching import CACHEABLE_METHODS, CacheHint
@@ -33,52 +33,26 @@ from mcp_types import LOG_LEVEL_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
 
-from gateway.errors import GatewayError, PolicyUnavailable, UnknownTarget
-from gateway.pipeline import Pipeline
-from gateway.surfaces.auth import client_info, principal_of
-from gateway.surfaces.mcp_results import mcp_result, to_call_tool_result
+from gateway.errors import PolicyUnavailable
+from gateway.pipeline import Offered, Pipeline
+from gateway.surfaces.auth import client_info
+from gateway.surfaces.mcp_calls import LocalTools, answer_tools_call, caller_of, run
+from gateway.surfaces.mcp_results import mcp_result
 from gateway.surfaces.mcp_sessions import SessionBook
 from gateway.surfaces.mcp_views import View
 from gateway.surfaces.middleware import request_id_of
 from gateway.types import (
     LOG_LEVELS,
     CallMethod,
-    ClientInfo,
     LogSink,
     Operation,
     Outcome,
     Principal,
-    ProgressCallback,
     ToolDefinition,
-    ToolResult,
 )
 from gateway.version import __version__
 
 log = logging.getLogger(__name__)
-
-
-class LocalTools(Protocol):
-    """Tools the gateway offers itself (the executor's ``workflow__*``): listed beside
-    the upstream tools on `/mcp`, called with the authenticated principal, never
-    forwarded."""
-
-    async def visible(
-        self, principal: Principal, *, request_id: str, client: ClientInfo | None = None
-    ) -> list[ToolDefinition]:
-        """The local tools this principal may see (policy, ``tools/list``)."""
-        ...
-
-    def handles(self, name: str) -> bool: ...
-
-    async def call(
-        self,
-        name: str,
-        arguments: dict[str, Any],
-        *,
-        principal: Principal,
-        request_id: str,
-        client: ClientInfo | None = None,
-    ) -> ToolResult: ...
 
 
 class _GatewayServer(Server[Any]):
@@ -193,30 +167,14 @@ class _Handlers:
     async def list_resources(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
-        request, principal, view = self._caller(ctx)
-        async with _overload_as_error():
-            resources = await self.pipeline.list_resources(
-                principal,
-                transport="mcp",
-                request_id=request_id_of(request),
-                client=client_info(request),
-                upstream=view.upstream,
-            )
+        view, resources = await self._list(ctx, "resources")
         listing = [r.to_listing(view.uri_out(r.uri)) for r in resources]
         return types.ListResourcesResult.model_validate({"resources": listing})
 
     async def list_resource_templates(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourceTemplatesResult:
-        request, principal, view = self._caller(ctx)
-        async with _overload_as_error():
-            templates = await self.pipeline.list_templates(
-                principal,
-                transport="mcp",
-                request_id=request_id_of(request),
-                client=client_info(request),
-                upstream=view.upstream,
-            )
+        view, templates = await self._list(ctx, "resource_templates")
         listing = [t.to_listing(view.uri_out(t.uri_template)) for t in templates]
         return types.ListResourceTemplatesResult.model_validate({"resourceTemplates": listing})
 
@@ -235,15 +193,7 @@ class _Handlers:
     async def list_prompts(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListPromptsResult:
-        request, principal, view = self._caller(ctx)
-        async with _overload_as_error():
-            prompts = await self.pipeline.list_prompts(
-                principal,
-                transport="mcp",
-                request_id=request_id_of(request),
-                client=client_info(request),
-                upstream=view.upstream,
-            )
+        view, prompts = await self._list(ctx, "prompts")
         listing = [p.to_listing(view.name_out(p.name, p.upstream_name)) for p in prompts]
         return types.ListPromptsResult.model_validate({"prompts": listing})
 
@@ -289,12 +239,26 @@ class _Handlers:
 
     # --- shared -------------------------------------------------------------------------
 
+    async def _list(self, ctx: ServerRequestContext[Any, Any], kind: Offered) -> tuple[View, Any]:
+        """The view and what of ``kind`` the caller may see on it."""
+        request, principal, view = self._caller(ctx)
+        async with _overload_as_error():
+            listed = await self.pipeline.list_offered(
+                kind,  # type: ignore[call-overload]
+                principal,
+                transport="mcp",
+                request_id=request_id_of(request),
+                client=client_info(request),
+                upstream=view.upstream,
+            )
+        return view, listed
+
     def _caller(self, ctx: ServerRequestContext[Any, Any]) -> tuple[Request, Principal, View]:
         request = _request(ctx)
         # A session's handler requests give the gateway its SDK object, to send it list
         # changes later.
         self.book.attach(request.headers.get(MCP_SESSION_ID_HEADER), ctx.session)
-        return request, _principal(request), View.of(request)
+        return request, caller_of(request), View.of(request)
 
     async def _operate(
         self,
@@ -314,7 +278,7 @@ class _Handlers:
             client=client_info(request),
             log=self._log_sink(ctx),
         )
-        return await _run(self.pipeline, operation)
+        return await run(self.pipeline, operation)
 
     def _log_sink(self, ctx: ServerRequestContext[Any, Any]) -> LogSink | None:
         """Where this request's upstream log messages go, if the client asked for any."""
@@ -335,72 +299,6 @@ class _Handlers:
             await session.send_notification(notification, related_request_id=related)
 
         return LogSink(str(level), send)
-
-
-async def answer_tools_call(
-    pipeline: Pipeline,
-    local_tools: LocalTools | None,
-    request: Request,
-    params: types.CallToolRequestParams,
-    *,
-    progress: ProgressCallback | None,
-    log: LogSink | None = None,
-) -> types.CallToolResult:
-    """The one translation of an MCP ``tools/call`` into the pipeline and back, shared by
-    the SDK's transport and the direct path (`mcp_direct`). Raises `MCPError` for what
-    is a JSON-RPC error rather than a tool result (an unknown tool, a gateway bug)."""
-    principal = _principal(request)
-    request_id = request_id_of(request)
-    view = View.of(request)
-    if local_tools is not None and view.aggregated and local_tools.handles(params.name):
-        local = await local_tools.call(
-            params.name,
-            dict(params.arguments or {}),
-            principal=principal,
-            request_id=request_id,
-            client=client_info(request),
-        )
-        return types.CallToolResult.model_validate(
-            {
-                "content": local.content,
-                "structuredContent": local.structured_content,
-                "isError": local.is_error,
-            }
-        )
-    operation = Operation(
-        principal=principal,
-        method="tools/call",
-        target=view.name_in(params.name),
-        arguments=dict(params.arguments or {}),
-        transport="mcp",
-        request_id=request_id,
-        client=client_info(request),
-        progress=progress,
-        log=log,
-    )
-    outcome = await _run(pipeline, operation)
-    if isinstance(outcome.error, UnknownTarget | PolicyUnavailable):
-        # Not a tool result: an unknown tool is invalid params; an overloaded gateway
-        # decided nothing, and the client should retry, not read a denial.
-        raise MCPError(
-            code=outcome.error.jsonrpc_code,
-            message=outcome.error.message,
-            data={"tool": params.name, "request_id": outcome.request_id, **outcome.error.details},
-        )
-    return to_call_tool_result(outcome, view)
-
-
-async def _run(pipeline: Pipeline, operation: Operation) -> Outcome:
-    try:
-        return await pipeline.call(operation)
-    except Exception:
-        # The SDK would send str(exc) to the client on the 2025 path; say nothing
-        # internal, log it, and point at the request id.
-        log.exception("%s %s failed unexpectedly", operation.method, operation.request_id)
-        raise MCPError(
-            code=types.INTERNAL_ERROR,
-            message=f"internal gateway error (request {operation.request_id})",
-        ) from None
 
 
 @contextlib.asynccontextmanager
@@ -445,10 +343,3 @@ def _request(ctx: ServerRequestContext[Any, Any]) -> Request:
     if not isinstance(request, Request):  # only reachable if mounted on a non-HTTP transport
         raise MCPError(code=types.INTERNAL_ERROR, message="the gateway serves MCP over HTTP only")
     return request
-
-
-def _principal(request: Request) -> Principal:
-    try:
-        return principal_of(request)
-    except GatewayError:  # the middleware guarantees one; fail closed all the same
-        raise MCPError(code=types.INVALID_REQUEST, message="not authenticated") from None

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import Engine
 
+from gateway.store import create_engine
 from tests.support.processes import (
     GatewayServer,
     McpUpstreamServer,
@@ -95,15 +98,31 @@ def offerings_upstream(workdir: Path) -> Iterator[McpUpstreamServer]:
     server.process.stop()
 
 
+def offerings_gateway_with(
+    directory: Path, upstream: McpUpstreamServer, **config: Any
+) -> GatewayServer:
+    """A gateway in front of ``upstream`` with the offerings grants; ``config``: more
+    top-level keys of its config (e.g. ``mcp``). Not started."""
+    server = GatewayServer.configure(
+        directory,
+        upstreams=[{"name": "up", "url": upstream.url, "timeout_s": 5}],
+        policy=write_policy(directory / "policy-data", OFFERING_GRANTS),
+    )
+    server.config.update(config)
+    return server
+
+
 @pytest.fixture(scope="module")
 def offerings_gateway(
     workdir: Path, offerings_upstream: McpUpstreamServer
 ) -> Iterator[GatewayServer]:
-    server = GatewayServer.configure(
-        workdir / "offerings-gateway",
-        upstreams=[{"name": "up", "url": offerings_upstream.url, "timeout_s": 5}],
-        policy=write_policy(workdir / "offerings", OFFERING_GRANTS),
-    )
-    server.start()
+    server = offerings_gateway_with(workdir / "offerings-gateway", offerings_upstream).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def offerings_database(offerings_gateway: GatewayServer) -> Iterator[Engine]:
+    engine = create_engine(offerings_gateway.config["storage"]["url"])
+    yield engine
+    engine.dispose()

@@ -24,9 +24,9 @@ from gateway.audit import read_entries, verify_chain
 from gateway.errors import REFUSED
 from gateway.store import create_engine
 from gateway.surfaces.mcp import META_KEY
-from tests.e2e.conftest import OFFERING_GRANTS
+from tests.e2e.conftest import offerings_gateway_with
 from tests.e2e.mcp_client import connect
-from tests.support.processes import REPO, GatewayServer, McpUpstreamServer, write_policy
+from tests.support.processes import REPO, GatewayServer, McpUpstreamServer
 
 pytestmark = pytest.mark.anyio
 
@@ -42,13 +42,9 @@ def deployment(
     directory = workdir / f"pinning-{request.param}"
     directory.mkdir()
     upstream = McpUpstreamServer.start(directory)
-    storage = request.getfixturevalue("pg_database_url") if request.param == "postgres" else None
-    gateway = GatewayServer.configure(
-        directory / "gateway",
-        upstreams=[{"name": "up", "url": upstream.url, "timeout_s": 5}],
-        policy=write_policy(directory, OFFERING_GRANTS),
-        storage_url=storage,
-    )
+    gateway = offerings_gateway_with(directory / "gateway", upstream)
+    if request.param == "postgres":
+        gateway.config["storage"] = {"url": request.getfixturevalue("pg_database_url")}
     gateway.start()
     yield upstream, gateway
     gateway.stop()

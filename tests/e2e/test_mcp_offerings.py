@@ -5,7 +5,6 @@ over Streamable HTTP, policy on every request and the audit log behind it."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 
 import mcp_types as types
 import pytest
@@ -15,7 +14,6 @@ from sqlalchemy import Engine
 from gateway.audit import read_entries, verify_chain
 from gateway.canonical import jcs
 from gateway.errors import REFUSED
-from gateway.store import create_engine
 from gateway.surfaces.mcp import META_KEY
 from tests.e2e.mcp_client import ERAS, connect
 from tests.support.processes import GatewayServer, McpUpstreamServer, read_calls
@@ -34,10 +32,8 @@ def upstream(offerings_upstream: McpUpstreamServer) -> McpUpstreamServer:
 
 
 @pytest.fixture(scope="module")
-def database(gateway: GatewayServer) -> Iterator[Engine]:
-    engine = create_engine(gateway.config["storage"]["url"])
-    yield engine
-    engine.dispose()
+def database(offerings_database: Engine) -> Engine:
+    return offerings_database
 
 
 def reached(upstream: McpUpstreamServer, what: str) -> int:
@@ -196,8 +192,16 @@ async def test_the_reads_and_prompts_are_in_the_audit_log_and_the_chain_verifies
     async with connect(gateway.mcp_url, gateway.token(), "2026-07-28") as client:
         read = await client.read_resource("gateway:up/test://static")
         prompt = await client.get_prompt("up__greet", {"name": "Audit"})
+        completion = await client.complete(
+            types.PromptReference(name="up__greet"), {"name": "style", "value": "pl"}
+        )
         with pytest.raises(MCPError):
             await client.read_resource("gateway:up/test://secret")
+    ref = completion.meta[META_KEY]["request_id"]
+    completed = {e.kind: e.payload for e in read_entries(database, ref=ref)}
+    assert completed["call.attempt"]["method"] == "completion/complete"
+    assert completed["call.attempt"]["arguments"]["argument"] == {"name": "style", "value": "pl"}
+    assert completed["call.outcome"]["value_count"] == 1
     for result, method, target in [
         (read, "resources/read", "gateway:up/test://static"),
         (prompt, "prompts/get", "up__greet"),

@@ -16,11 +16,10 @@ from sqlalchemy import Engine
 
 from gateway.audit import read_entries
 from gateway.errors import REFUSED
-from gateway.store import create_engine
 from gateway.surfaces.mcp import META_KEY
-from tests.e2e.conftest import OFFERING_GRANTS
+from tests.e2e.conftest import offerings_gateway_with
 from tests.e2e.mcp_client import ERAS, connect
-from tests.support.processes import GatewayServer, McpUpstreamServer, write_policy
+from tests.support.processes import GatewayServer, McpUpstreamServer
 
 pytestmark = pytest.mark.anyio
 
@@ -61,19 +60,12 @@ def open_session(url: str, token: str) -> str:
     return session_id
 
 
-@pytest.fixture(scope="module")
-def database(offerings_gateway: GatewayServer) -> Iterator[Engine]:
-    engine = create_engine(offerings_gateway.config["storage"]["url"])
-    yield engine
-    engine.dispose()
-
-
 # --- /mcp/{upstream} ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("era", ERAS)
 async def test_one_upstream_alone_in_its_own_names(
-    offerings_gateway: GatewayServer, database: Engine, era: str
+    offerings_gateway: GatewayServer, offerings_database: Engine, era: str
 ) -> None:
     gateway = offerings_gateway
     async with connect(gateway.mcp_url + "/up", gateway.token(), era) as client:
@@ -103,11 +95,11 @@ async def test_one_upstream_alone_in_its_own_names(
     assert denied.value.code == REFUSED and denied.value.error.data["uri"] == "test://secret"
     # Policy and the audit log see the gateway's names, so grants are the same.
     ref = read.meta[META_KEY]["request_id"]
-    [attempt] = read_entries(database, kind="call.attempt", ref=ref)
+    [attempt] = read_entries(offerings_database, kind="call.attempt", ref=ref)
     assert attempt.payload is not None
     assert attempt.payload["tool"] == "gateway:up/test://items/5"
     ref = echoed.meta[META_KEY]["request_id"]
-    [attempt] = read_entries(database, kind="call.attempt", ref=ref)
+    [attempt] = read_entries(offerings_database, kind="call.attempt", ref=ref)
     assert attempt.payload is not None and attempt.payload["tool"] == "up__echo"
 
 
@@ -176,14 +168,9 @@ def test_2026_requests_and_unknown_sessions_stay_sessionless(
 def bounded_gateway(
     workdir: Path, offerings_upstream: McpUpstreamServer
 ) -> Iterator[GatewayServer]:
-    server = GatewayServer.configure(
-        workdir / "bounded-gateway",
-        upstreams=[{"name": "up", "url": offerings_upstream.url}],
-        policy=write_policy(workdir / "bounded", OFFERING_GRANTS),
-    )
-    server.config["mcp"] = {"sessions": {"max_sessions": 1}}
-    server.start()
-    yield server
+    sessions = {"sessions": {"max_sessions": 1}}
+    server = offerings_gateway_with(workdir / "bounded", offerings_upstream, mcp=sessions)
+    yield server.start()
     server.stop()
 
 
@@ -201,14 +188,9 @@ def test_sessions_are_bounded(bounded_gateway: GatewayServer) -> None:
 def sessionless_gateway(
     workdir: Path, offerings_upstream: McpUpstreamServer
 ) -> Iterator[GatewayServer]:
-    server = GatewayServer.configure(
-        workdir / "sessionless-gateway",
-        upstreams=[{"name": "up", "url": offerings_upstream.url}],
-        policy=write_policy(workdir / "sessionless", OFFERING_GRANTS),
-    )
-    server.config["mcp"] = {"sessions": {"enabled": False}}
-    server.start()
-    yield server
+    sessions = {"sessions": {"enabled": False}}
+    server = offerings_gateway_with(workdir / "sessionless", offerings_upstream, mcp=sessions)
+    yield server.start()
     server.stop()
 
 
