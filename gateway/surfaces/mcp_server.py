@@ -27,7 +27,6 @@ from mcp.server.caching import CACHEABLE_METHODS, CacheHint
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
-from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp.shared.exceptions import MCPError
 from mcp_types import LOG_LEVEL_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -38,7 +37,7 @@ from gateway.pipeline import Offered, Pipeline
 from gateway.surfaces.auth import client_info
 from gateway.surfaces.mcp_calls import LocalTools, answer_tools_call, caller_of, run
 from gateway.surfaces.mcp_results import mcp_result
-from gateway.surfaces.mcp_sessions import SessionBook
+from gateway.surfaces.mcp_sessions import SESSION_STATE_KEY, SessionBook
 from gateway.surfaces.mcp_views import View
 from gateway.surfaces.middleware import request_id_of
 from gateway.types import (
@@ -257,7 +256,7 @@ class _Handlers:
         request = _request(ctx)
         # A session's handler requests give the gateway its SDK object, to send it list
         # changes later.
-        self.book.attach(request.headers.get(MCP_SESSION_ID_HEADER), ctx.session)
+        self.book.attach(_session_id(ctx), ctx.session)
         return request, caller_of(request), View.of(request)
 
     async def _operate(
@@ -335,7 +334,8 @@ def _meta(meta: Any) -> dict[str, Any]:
 
 
 def _session_id(ctx: ServerRequestContext[Any, Any]) -> str | None:
-    return _request(ctx).headers.get(MCP_SESSION_ID_HEADER)
+    """The session of a request the stateful transport served (`mcp_sessions`)."""
+    return getattr(_request(ctx).state, SESSION_STATE_KEY, None)
 
 
 def _request(ctx: ServerRequestContext[Any, Any]) -> Request:

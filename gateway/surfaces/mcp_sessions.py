@@ -44,6 +44,11 @@ from gateway.types import Identity, Principal
 
 log = logging.getLogger(__name__)
 
+# Where a request served by the stateful transport carries its session id for the
+# handlers (request.state): only such a request is of a session. A session id header on
+# any other request (a 2026-07-28 one, say) names nothing.
+SESSION_STATE_KEY = "mcp_session_id"
+
 # ``notifications/*/list_changed`` of each list a catalog change names.
 _NOTIFY = {
     "tools": "send_tool_list_changed",
@@ -181,6 +186,9 @@ class Sessions:
         path: str = scope["path"]
         scope["user"] = _owner(principal.identity, path)
         session_id = _header(scope, MCP_SESSION_ID_HEADER)
+        # The SDK refuses a session's request from anyone but its owner before any
+        # handler runs: a handler that sees this id sees its owner's request.
+        scope.setdefault("state", {})[SESSION_STATE_KEY] = session_id
         live = self._book.get(session_id)
         if live is not None and (live.identity != principal.identity or live.path != path):
             live = None  # not the owner's request: the SDK answers 404; nothing to track
