@@ -431,7 +431,7 @@ class PinningConfig(Model):
 
 class McpSessionsConfig(Model):
     """Stateful sessions (``Mcp-Session-Id``) for 2025-11-25 clients on `/mcp` and
-    `/mcp/{upstream}` (docs/mcp.md, "Sessions"; docs/decisions/0015)."""
+    `/mcp/{upstream}` (docs/mcp.md, "Sessions"; docs/decisions/0016)."""
 
     # On: every 2025-11-25 initialize opens a session (logging/setLevel, list-changed
     # notifications, and next the relays and subscriptions, need one). Off: the

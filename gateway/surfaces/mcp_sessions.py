@@ -1,5 +1,5 @@
 """Sessions (``Mcp-Session-Id``) for 2025-11-25 clients, beside the sessionless default
-(docs/mcp.md, "Sessions"; docs/decisions/0015).
+(docs/mcp.md, "Sessions"; docs/decisions/0016).
 
 Two of the SDK's transports serve the same `Server`: a stateless one (every 2026-07-28
 request, and 2025-11-25 requests when sessions are off) and a stateful one, which a

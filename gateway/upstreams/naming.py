@@ -1,5 +1,5 @@
 """How the gateway names what upstreams offer (docs/mcp.md, "Names and URIs";
-docs/decisions/0013).
+docs/decisions/0014).
 
 - Tools and prompts: ``<upstream>__<name>``. Names are never split to route: the
   catalog looks each gateway name up exactly (an upstream name may itself hold
