@@ -26,8 +26,8 @@ The order is the security argument:
 Authentication happens before the pipeline (the surfaces share one authenticator),
 because an unauthenticated request has no principal to build an `Operation` for.
 
-List filtering (``tools/list``, ``prompts/list``, ``resources/list``) is here too, in
-one place (`Pipeline._visible`): one decision per listed definition.
+What a principal may see of the catalog (``tools/list``, ``prompts/list``,
+``resources/list``) is `gateway.lists`, beside this module.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Literal, Protocol, TypeVar, overload
+from typing import Any
 
 from gateway.approvals.gate import Approvals, pass_gate
 from gateway.audit import AuditLog, AuditRecord
@@ -52,42 +52,27 @@ from gateway.errors import (
     UpstreamError,
     UpstreamResultRefused,
 )
+from gateway.lists import Lists
 from gateway.logs import REQUEST_ID
 from gateway.metrics import AUDIT_APPEND_SECONDS, CALLS, UPSTREAM_SECONDS
-from gateway.offerings import PromptDefinition, ResourceDefinition, TemplateDefinition
 from gateway.policy import build_input
 from gateway.policy.decider import Decider
-from gateway.policy.input import Action
-from gateway.policy.listing import ListUnsupported, VisibleTools
 from gateway.recording import recordable, recordable_arguments
 from gateway.types import (
     GATEWAY_ENGINE,
     UNAVAILABLE_RULE,
-    ClientInfo,
     Decision,
     McpResult,
     Operation,
     Outcome,
     OutcomeStatus,
-    Principal,
-    ToolDefinition,
     ToolResult,
-    Transport,
     deny,
 )
 from gateway.upstreams.catalog import Catalog, Target
 
 log = logging.getLogger(__name__)
 
-
-class _Visible(Protocol):
-    def to_policy_resource(self) -> dict[str, Any]: ...
-
-
-# What a list shows: each says what policy sees of it.
-_Listed = TypeVar("_Listed", bound=_Visible)
-# What `Pipeline.list_offered` lists besides tools.
-Offered = Literal["prompts", "resources", "resource_templates"]
 
 # A result may nest deeper than arguments (the upstream wraps what it was given), but
 # not without bound: every reader of it recurses per level.
@@ -106,103 +91,9 @@ class Pipeline:
         self.catalog = catalog
         self.decider = decider
         self.audit = audit
-        self._lister = VisibleTools()
         self.approvals = approvals
-
-    # --- tools/list, prompts/list, resources/list ------------------------------------
-
-    async def list_tools(
-        self,
-        principal: Principal,
-        *,
-        transport: Transport,
-        request_id: str,
-        client: ClientInfo | None = None,
-        upstream: str | None = None,
-    ) -> list[ToolDefinition]:
-        """The tools this principal may see: one ``data.gateway.visible`` decision for
-        the whole catalog (gateway.policy.listing), cached per subject, policy and
-        catalog; per tool (`_visible`) for a policy written before that rule existed."""
-        tools = [t for t in self.catalog.tools() if upstream is None or t.server == upstream]
-        try:
-            return await self._lister.visible(self.decider, principal, tools)
-        except ListUnsupported:
-            pass
-        return await self._visible(
-            principal,
-            tools,
-            "tools/list",
-            transport=transport,
-            request_id=request_id,
-            client=client,
-        )
-
-    @overload
-    async def list_offered(
-        self, kind: Literal["prompts"], principal: Principal, **asking: Any
-    ) -> list[PromptDefinition]: ...
-
-    @overload
-    async def list_offered(
-        self, kind: Literal["resources"], principal: Principal, **asking: Any
-    ) -> list[ResourceDefinition]: ...
-
-    @overload
-    async def list_offered(
-        self, kind: Literal["resource_templates"], principal: Principal, **asking: Any
-    ) -> list[TemplateDefinition]: ...
-
-    async def list_offered(
-        self,
-        kind: Offered,
-        principal: Principal,
-        *,
-        transport: Transport,
-        request_id: str,
-        client: ClientInfo | None = None,
-        upstream: str | None = None,
-    ) -> list[Any]:
-        """The prompts (``prompts/list``), resources or resource templates (both
-        ``resources/list``: a template is a family of resources, its ``uri`` the
-        template) this principal may see, of every upstream or of ``upstream``."""
-        if kind == "prompts":
-            action: Action = "prompts/list"
-            listed: list[Any] = self.catalog.prompts(upstream)
-        else:
-            action = "resources/list"
-            catalog = self.catalog
-            listed = (
-                catalog.resources(upstream) if kind == "resources" else catalog.templates(upstream)
-            )
-        return await self._visible(
-            principal, listed, action, transport=transport, request_id=request_id, client=client
-        )
-
-    async def _visible(
-        self,
-        principal: Principal,
-        listed: list[_Listed],
-        action: Action,
-        *,
-        transport: Transport,
-        request_id: str,
-        client: ClientInfo | None,
-    ) -> list[_Listed]:
-        """The one list filter: what policy lets this principal see under ``action``."""
-        visible = []
-        for item in listed:
-            policy_input = build_input(
-                principal=principal,
-                action=action,
-                request_id=request_id,
-                transport=transport,
-                resource=item.to_policy_resource(),
-                client=client,
-            )
-            decision = await self.decider.decide(policy_input)
-            if decision.allow:
-                visible.append(item)
-        return visible
+        # What a principal may see of the catalog (tools/list, prompts/list, …).
+        self.lists = Lists(catalog, decider)
 
     # --- tools/call, resources/read, prompts/get, completion/complete ----------------
 

@@ -33,7 +33,8 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
 
 from gateway.errors import PolicyUnavailable
-from gateway.pipeline import Offered, Pipeline
+from gateway.lists import Offered
+from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import client_info
 from gateway.surfaces.mcp_calls import LocalTools, answer_tools_call, caller_of, run
 from gateway.surfaces.mcp_results import mcp_result
@@ -129,7 +130,7 @@ class _Handlers:
         request, principal, view = self._caller(ctx)
         request_id = request_id_of(request)
         async with _overload_as_error():
-            tools = await self.pipeline.list_tools(
+            tools = await self.pipeline.lists.tools(
                 principal,
                 transport="mcp",
                 request_id=request_id,
@@ -242,7 +243,7 @@ class _Handlers:
         """The view and what of ``kind`` the caller may see on it."""
         request, principal, view = self._caller(ctx)
         async with _overload_as_error():
-            listed = await self.pipeline.list_offered(
+            listed = await self.pipeline.lists.offered(
                 kind,  # type: ignore[call-overload]
                 principal,
                 transport="mcp",

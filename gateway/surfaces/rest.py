@@ -81,7 +81,7 @@ class RestSurface:
 
     async def list_tools(self, request: Request) -> Response:
         principal = principal_of(request)
-        tools = await self._pipeline.list_tools(
+        tools = await self._pipeline.lists.tools(
             principal,
             transport="rest",
             request_id=request_id_of(request),

@@ -60,6 +60,26 @@ no_completion_grant_reason := concat("", [
 	text(object.get(input.resource, "prompt", object.get(input.resource, "uri", null))),
 ])
 
+# --- lists in one evaluation (data.gateway.visible, decision.rego) ---------------------
+#
+# The same rules as the per-item prompts/list and resources/list decisions, for a
+# whole list: the names of the prompts (item.prompt), and the URIs of the resources
+# and templates (item.uri), the subject may see. No context, as for tools.
+
+visible := {"visible": [item.prompt | some item in input.items; count(prompt_grants(item)) > 0]} if {
+	input.version == 1
+	input.action == "prompts/list"
+	is_array(input.items)
+	count(chain_violations) == 0
+}
+
+visible := {"visible": [item.uri | some item in input.items; count(resource_grants(item)) > 0]} if {
+	input.version == 1
+	input.action == "resources/list"
+	is_array(input.items)
+	count(chain_violations) == 0
+}
+
 # --- resources -------------------------------------------------------------------------
 
 # The caller's grants that cover this resource, template or read.

@@ -144,3 +144,31 @@ test_a_prompt_without_a_server_string_matches_only_by_name if {
 	wildcard := object.union(prompt_input("prompts/get", ["ops"], "docs__x", {}), {"resource": {"server": null}})
 	not decide(wildcard).allow
 }
+
+list_input(action, roles, items) := {"version": 1, "action": action, "subject": subject(roles), "items": items}
+
+visible_of(inp) := v if {
+	v := gateway.visible with input as inp with data.gateway_data.grants as offering_grants
+}
+
+test_one_evaluation_lists_the_visible_prompts if {
+	items := [prompt_input("x", [], "docs__review", {}).resource, prompt_input("x", [], "docs__other", {}).resource]
+	visible_of(list_input("prompts/list", ["agent"], items)) == {"visible": ["docs__review"]}
+	visible_of(list_input("prompts/list", ["ops"], items)) == {"visible": ["docs__review", "docs__other"]}
+	visible_of(list_input("prompts/list", [], items)) == {"visible": []}
+}
+
+test_one_evaluation_lists_the_visible_resources_and_templates if {
+	items := [
+		resource_input("x", [], "gateway:docs/file:///public/a").resource,
+		resource_input("x", [], "gateway:docs/file:///public/{name}").resource,
+		resource_input("x", [], "gateway:docs/file:///private/b").resource,
+	]
+	visible_of(list_input("resources/list", ["agent"], items)) == {"visible": ["gateway:docs/file:///public/a", "gateway:docs/file:///public/{name}"]}
+}
+
+test_a_broken_chain_lists_nothing if {
+	items := [prompt_input("x", [], "docs__review", {}).resource]
+	inp := with_chain(list_input("prompts/list", ["agent"], items), ["agent:a", "agent:b", "agent:c", "agent:d", "agent:e"])
+	visible_of(inp) == {"visible": []}
+}

@@ -29,7 +29,7 @@ LAYERS: list[set[str]] = [
     {"audit"},
     {"policy"},
     {"upstreams", "approvals"},
-    {"pipeline"},
+    {"pipeline", "lists"},
     {"executor"},
     {"surfaces"},
     {"app", "cli", "dev", "demo", "erasure_scope", "__main__", "__init__"},
