@@ -40,7 +40,7 @@ from bench.common import machine, write_result
 from gateway.executor.records import executor_principal
 from gateway.store import create_engine
 from gateway.store.tables import runs
-from gateway.types import ToolCall
+from gateway.types import Operation
 from tests.conftest import PG_ADMIN_URL
 from tests.integration.executor.harness import AGENT, Parts, executor_parts
 from tests.support.processes import GatewayServer, McpUpstreamServer, spawn, write_policy
@@ -72,9 +72,10 @@ async def _direct_call_s(parts: Parts, calls: int) -> float:
     started = time.perf_counter()
     for i in range(calls):
         outcome = await pipeline.call(
-            ToolCall(
+            Operation(
                 principal=principal,
-                tool="up__echo",
+                method="tools/call",
+                target="up__echo",
                 arguments={"text": f"step {i}"},
                 transport="executor",
                 request_id=f"req_bench_{secrets.token_hex(6)}",

@@ -5,25 +5,9 @@ terms of the *upstream's* names; each target renames them its own way (the gatew
 prefixes ``up__``, ContextForge ``up-``), see `bench.targets.Target.rename`.
 
 Adding a method is one entry in `METHODS`: what the raw client sends, and the MCP SDK
-client's call for the same request. ``resources/read`` and ``prompts/get`` do not exist
-on the gateway yet (another issue adds them); once the bench upstream serves a resource
-and a prompt, their entries are along these lines (each target's `rename` learns how
-the gateway and ContextForge name resources and prompts):
-
-    "resources/read": Method(
-        "resources/read",
-        lambda t: {"uri": t.rename(RESOURCE_URI)},
-        lambda c, p: c.read_resource(p["uri"]),
-        lambda t: t.rename(RESOURCE_URI),
-    ),
-    "prompts/get": Method(
-        "prompts/get",
-        lambda t: {"name": t.rename("greeting"), "arguments": {"name": "bench"}},
-        lambda c, p: c.get_prompt(p["name"], p["arguments"]),
-        lambda t: t.rename("greeting"),
-    ),
-
-and `bench.comparison --methods tools/call,resources/read` measures them like the rest.
+client's call for the same request. Each target's `rename` maps an upstream tool or
+prompt name, or a resource URI (anything with ``://``), to its own (the gateway:
+``up__greet``, ``gateway:up/test://static``).
 """
 
 from __future__ import annotations
@@ -32,9 +16,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-# The upstream tool every target calls: the recording test server's `echo`.
+# What every target calls on the recording test server: the tool `echo`, the resource
+# `test://static` and the prompt `greet`.
 ECHO = "echo"
 ARGUMENTS = {"text": "bench"}
+RESOURCE_URI = "test://static"
+PROMPT = "greet"
+PROMPT_ARGUMENTS = {"name": "bench"}
 
 
 class Renames(Protocol):
@@ -59,4 +47,16 @@ METHODS: dict[str, Method] = {
         lambda t: t.rename(ECHO),
     ),
     "tools/list": Method("tools/list", lambda _t: {}, lambda c, _p: c.list_tools()),
+    "resources/read": Method(
+        "resources/read",
+        lambda t: {"uri": t.rename(RESOURCE_URI)},
+        lambda c, p: c.read_resource(p["uri"]),
+        lambda t: t.rename(RESOURCE_URI),
+    ),
+    "prompts/get": Method(
+        "prompts/get",
+        lambda t: {"name": t.rename(PROMPT), "arguments": PROMPT_ARGUMENTS},
+        lambda c, p: c.get_prompt(p["name"], p["arguments"]),
+        lambda t: t.rename(PROMPT),
+    ),
 }

@@ -35,7 +35,11 @@ from tests.support.processes import (
 )
 
 ALL = ("direct", "bare_proxy", "gateway", "gateway_opa", "contextforge")
-GRANTS = [{"role": "agent", "tool": "up__*"}]
+GRANTS = [
+    {"role": "agent", "tool": "up__*"},
+    {"role": "agent", "resource": "gateway:up/test://static"},
+    {"role": "agent", "prompt": "up__greet"},
+]
 # Tokens outlive the longest run: an expired token turns every later call into a 401
 # (the tests' default of 10 minutes is shorter than `make bench`).
 TOKEN_TTL_S = 6 * 3600
@@ -46,7 +50,8 @@ class Target:
     name: str
     url: str
     token: str
-    rename: Callable[[str], str]  # upstream tool name → this target's name
+    # An upstream tool or prompt name, or resource URI → this target's.
+    rename: Callable[[str], str]
     # Process trees whose CPU is "the middle" (empty for the direct call).
     middle: dict[str, int] = field(default_factory=dict)
 
@@ -74,7 +79,8 @@ def start_proxy(directory: Path, upstream_url: str) -> tuple[Process, str]:
 
 
 def gateway_rename(name: str) -> str:
-    return f"up__{name}"
+    """The gateway's name of an upstream tool or prompt, or its URI of a resource."""
+    return f"gateway:up/{name}" if "://" in name else f"up__{name}"
 
 
 @contextlib.contextmanager

@@ -245,6 +245,7 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
         parts.pipeline,
         public_url=config.public_url,
         max_body_bytes=config.limits.max_body_bytes,
+        sessions=config.mcp.sessions,
         local_tools=WorkflowTools(executor),
     )
     rest = RestSurface(parts.pipeline)
@@ -269,6 +270,7 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
 
     routes = [
         Route("/mcp", endpoint=mcp, methods=["GET", "POST", "DELETE"]),
+        Route("/mcp/{upstream}", endpoint=mcp, methods=["GET", "POST", "DELETE"]),
         *pin_routes.routes(),
         *rest.routes(),
         *audit_api.routes(parts.database),
@@ -299,7 +301,7 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # Workers start after the components they call through, and stop before them.
-        async with running(parts), executor.running(), mcp.session_manager.run():
+        async with running(parts), executor.running(), mcp.sessions.run():
             yield
 
     app = Starlette(

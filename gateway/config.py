@@ -435,6 +435,28 @@ class PinningConfig(Model):
     sync_interval_s: float = Field(5.0, gt=0)
 
 
+class McpSessionsConfig(Model):
+    """Stateful sessions (``Mcp-Session-Id``) for 2025-11-25 clients on `/mcp` and
+    `/mcp/{upstream}` (docs/mcp.md, "Sessions"; docs/decisions/0018)."""
+
+    # On: every 2025-11-25 initialize opens a session (logging/setLevel, list-changed
+    # notifications, and next the relays and subscriptions, need one). Off: the
+    # gateway answers those clients statelessly, as before sessions existed. Sessions
+    # live in one process: with several replicas, route by Mcp-Session-Id.
+    enabled: bool = True
+    # Open sessions per gateway process; an initialize beyond it gets HTTP 503.
+    max_sessions: int = Field(1000, ge=1)
+    # A session without a request in flight (an open GET stream counts) for this long
+    # is closed; its id then answers 404 and the client opens a new one.
+    idle_timeout_s: float = Field(900.0, gt=0)
+
+
+class McpConfig(Model):
+    """The MCP endpoints (docs/mcp.md)."""
+
+    sessions: McpSessionsConfig = McpSessionsConfig()
+
+
 class ExecutorConfig(Model):
     """The durable executor (docs/workflows.md): workers inside `gateway serve` and
     `gateway worker`, and the limits every run is held to whatever its plan says."""
@@ -468,6 +490,7 @@ class Config(Model):
     audit: AuditConfig = AuditConfig()
     pinning: PinningConfig = PinningConfig()
     approvals: ApprovalsConfig = ApprovalsConfig()
+    mcp: McpConfig = McpConfig()
     executor: ExecutorConfig = ExecutorConfig()
     data_dir: Path = Path("var")
     # How often every upstream's tool list is re-read (0: only at start and reconnect).

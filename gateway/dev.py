@@ -154,7 +154,9 @@ def banner(setup: DevSetup) -> str:
     return f"""
 Agent tool gateway (dev mode), data in {setup.config.data_dir}
 
-  MCP endpoint   {url}/mcp
+  MCP endpoint   {url}/mcp   (one upstream alone: {url}/mcp/demo)
+                 tools demo__*, prompt demo__review, resources gateway:demo/demo://readme
+                 and gateway:demo/file:///{{path}}, all through policy and the audit log
   REST API       {url}/v1/tools   (OpenAPI: {url}/openapi.json)
   Health         {url}/readyz
   Console        {url}/console   (sign in with the approver token below)

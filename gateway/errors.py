@@ -21,6 +21,10 @@ INTERNAL_ERROR = -32603
 # Implementation-defined server error (JSON-RPC reserves -32000 to -32099): the gateway
 # is overloaded; retry later (``data.details.retry_after_s``).
 SERVER_BUSY = -32000
+# Implementation-defined: the gateway refused a request whose result has no place for a
+# refusal (resources/read, prompts/get, completion/complete; a tool call's refusal is a
+# result with isError). ``data`` holds the decision like a tool result's ``_meta``.
+REFUSED = -32060
 
 
 class GatewayError(Exception):
@@ -67,10 +71,28 @@ class RequestTooLarge(BadRequest):
     http_status = 413
 
 
-class UnknownTool(GatewayError):
-    code = "unknown_tool"
+class UnknownTarget(GatewayError):
+    """No such tool, prompt or resource behind the gateway (invalid params in MCP)."""
+
+    code = "unknown_target"
     http_status = 404
     jsonrpc_code = INVALID_PARAMS
+
+
+class UnknownTool(UnknownTarget):
+    code = "unknown_tool"
+
+
+class UnknownPrompt(UnknownTarget):
+    code = "unknown_prompt"
+
+
+class UnknownResource(UnknownTarget):
+    """A resource URI the gateway cannot route: not ``gateway:<upstream>/…``, or naming
+    no upstream it serves (the MCP specification's resource-not-found, -32602 with
+    ``data.uri``)."""
+
+    code = "resource_not_found"
 
 
 class InvalidArguments(GatewayError):
@@ -84,13 +106,21 @@ class InvalidArguments(GatewayError):
 # --- pinned tool definitions (architecture.md §7) ----------------------------------------------
 
 
-class ToolQuarantined(GatewayError):
+class DefinitionQuarantined(GatewayError):
+    """A prompt's, resource's or resource template's definition changed since it was
+    approved; it is hidden and refused until an approver approves the new definition."""
+
+    code = "definition_quarantined"
+    http_status = 409
+    jsonrpc_code = REFUSED
+
+
+class ToolQuarantined(DefinitionQuarantined):
     """The tool's definition changed since it was approved; it is hidden and refused
     until an approver approves the new definition. 409: the tool exists, but its
     current state forbids calls; the same call succeeds once the state changes."""
 
     code = "tool_quarantined"
-    http_status = 409
     jsonrpc_code = INVALID_PARAMS
 
 
@@ -192,6 +222,7 @@ class CallDenied(GatewayError):
 
     code = "denied"
     http_status = 403
+    jsonrpc_code = REFUSED
 
 
 class ApprovalRequired(CallDenied):
@@ -217,6 +248,21 @@ class UpstreamUnavailable(UpstreamError):
 class UpstreamTimeout(UpstreamError):
     code = "upstream_timeout"
     http_status = 504
+
+
+class UpstreamRejected(UpstreamError):
+    """The upstream answered with a JSON-RPC error (for a read, a prompt or a completion,
+    relayed to the client with the upstream's code and message)."""
+
+    code = "upstream_rejected"
+
+    def __init__(
+        self, message: str, *, rpc_code: int, rpc_message: str, rpc_data: Any = None
+    ) -> None:
+        super().__init__(message, details={"jsonrpc_code": rpc_code})
+        self.rpc_code = rpc_code
+        self.rpc_message = rpc_message
+        self.rpc_data = rpc_data
 
 
 class UpstreamResultRefused(UpstreamError):

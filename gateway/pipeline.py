@@ -1,21 +1,33 @@
-"""The one call path (architecture.md §2). Every surface hands its calls to `Pipeline`.
+"""The one call path (architecture.md §2). Every surface hands its operations to `Pipeline`.
 
-    resolve tool → validate arguments → decide → audit(attempt + decision)
-        → forward to upstream → audit(outcome) → outcome
+    check the document → resolve the target (pins) → validate arguments → decide
+        → audit(attempt + decision) → forward to upstream → audit(outcome) → outcome
+
+An operation is any MCP request that reaches an upstream: ``tools/call``,
+``resources/read``, ``prompts/get`` or ``completion/complete`` (`gateway.types.
+Operation`); what differs per method — how the target is resolved and its arguments
+checked, what policy sees, how it is forwarded, what the outcome record adds — is the
+target's (`gateway.upstreams.targets`), never a second path. The audit kinds are the
+same for every method (``call.attempt``, ``call.decision``, ``call.outcome``, the
+attempt naming the method), so the verifier's call-trace rules hold for all of them.
 
 The order is the security argument:
 - arguments are validated before policy, so policy reasons about well-formed input;
 - nothing is forwarded until the attempt and the decision are durable (§9.2); if the
   audit log cannot commit, the call fails and the upstream never sees it;
 - a decision that is not an unconditional allow is never forwarded (§9.1), except a
-  "require approval" allow whose approval — bound to this principal, tool and argument
-  hash — a human approved and whose decision is durable in the audit log; such a call
-  runs once, and retries get the recorded outcome (§9.4);
+  "require approval" allow of a ``tools/call`` whose approval — bound to this
+  principal, tool and argument hash — a human approved and whose decision is durable
+  in the audit log; such a call runs once, and retries get the recorded outcome
+  (§9.4). Other methods needing approval are refused (holds are for tool calls);
 - the agent's token never reaches this module: upstream headers come from the
   upstream's own credential provider (§9.3).
 
 Authentication happens before the pipeline (the surfaces share one authenticator),
-because an unauthenticated request has no principal to build a `ToolCall` for.
+because an unauthenticated request has no principal to build an `Operation` for.
+
+What a principal may see of the catalog (``tools/list``, ``prompts/list``,
+``resources/list``) is `gateway.lists`, beside this module.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ from gateway.approvals.gate import Approvals, pass_gate
 from gateway.audit import AuditLog, AuditRecord
 from gateway.canonical import MAX_NESTING, NotIJson, arguments_hash, check_document, sha256_hex
 from gateway.errors import (
+    ApprovalRequired,
     AuditUnavailable,
     CallDenied,
     GatewayError,
@@ -39,29 +52,27 @@ from gateway.errors import (
     UpstreamError,
     UpstreamResultRefused,
 )
+from gateway.lists import Lists
 from gateway.logs import REQUEST_ID
 from gateway.metrics import AUDIT_APPEND_SECONDS, CALLS, UPSTREAM_SECONDS
 from gateway.policy import build_input
 from gateway.policy.decider import Decider
-from gateway.policy.listing import ListUnsupported, VisibleTools
 from gateway.recording import recordable, recordable_arguments
 from gateway.types import (
     GATEWAY_ENGINE,
     UNAVAILABLE_RULE,
-    ClientInfo,
     Decision,
+    McpResult,
+    Operation,
     Outcome,
     OutcomeStatus,
-    Principal,
-    ToolCall,
-    ToolDefinition,
     ToolResult,
-    Transport,
     deny,
 )
-from gateway.upstreams.catalog import Catalog, CatalogEntry
+from gateway.upstreams.catalog import Catalog, Target
 
 log = logging.getLogger(__name__)
+
 
 # A result may nest deeper than arguments (the upstream wraps what it was given), but
 # not without bound: every reader of it recurses per level.
@@ -80,45 +91,13 @@ class Pipeline:
         self.catalog = catalog
         self.decider = decider
         self.audit = audit
-        self._lister = VisibleTools()
         self.approvals = approvals
+        # What a principal may see of the catalog (tools/list, prompts/list, …).
+        self.lists = Lists(catalog, decider)
 
-    # --- tools/list ----------------------------------------------------------------
+    # --- tools/call, resources/read, prompts/get, completion/complete ----------------
 
-    async def list_tools(
-        self,
-        principal: Principal,
-        *,
-        transport: Transport,
-        request_id: str,
-        client: ClientInfo | None = None,
-    ) -> list[ToolDefinition]:
-        """The tools this principal may see: one ``data.gateway.visible`` decision for
-        the whole catalog (gateway.policy.listing), cached per subject, policy and
-        catalog; per tool for a policy written before that rule existed."""
-        tools = self.catalog.tools()
-        try:
-            return await self._lister.visible(self.decider, principal, tools)
-        except ListUnsupported:
-            pass
-        visible = []
-        for tool in tools:
-            policy_input = build_input(
-                principal=principal,
-                action="tools/list",
-                request_id=request_id,
-                transport=transport,
-                tool=tool,
-                client=client,
-            )
-            decision = await self.decider.decide(policy_input)
-            if decision.allow:
-                visible.append(tool)
-        return visible
-
-    # --- tools/call ----------------------------------------------------------------
-
-    async def call(self, call: ToolCall) -> Outcome:
+    async def call(self, call: Operation) -> Outcome:
         started = time.perf_counter()
         # Set here, not only by the HTTP middleware: the MCP SDK runs handlers in tasks
         # that do not inherit the request's context.
@@ -128,15 +107,17 @@ class Pipeline:
         finally:
             REQUEST_ID.reset(context)
 
-    def _finish(self, call: ToolCall, outcome: Outcome, started: float) -> Outcome:
+    def _finish(self, call: Operation, outcome: Outcome, started: float) -> Outcome:
         CALLS.labels(call.transport, outcome.status.value).inc()
         log.info(
-            "%s %s: %s",
+            "%s %s %s: %s",
             call.transport,
-            call.tool,
+            call.method,
+            call.target,
             outcome.status.value,
             extra={
-                "tool": call.tool,
+                "method": call.method,
+                "tool": call.target,
                 "status": outcome.status.value,
                 "sub": call.principal.sub,
                 "transport": call.transport,
@@ -146,15 +127,15 @@ class Pipeline:
         )
         return outcome
 
-    async def _call(self, call: ToolCall) -> Outcome:
+    async def _call(self, call: Operation) -> Outcome:
         # Before anything reads the arguments: a value outside I-JSON is refused here
         # (and recorded withheld), never met by the schema check, policy or the log.
         unacceptable = _arguments_problem(call.arguments)
         try:
-            entry = self.catalog.resolve(call.tool)
+            target = self.catalog.resolve_target(call.method, call.target)
             if unacceptable is not None:
                 raise unacceptable
-            entry.validate(call.arguments)
+            target.validate(call.arguments)
         except GatewayError as exc:
             # Refused before policy: still recorded, as a decision by the gateway itself.
             decision = deny(exc.message, engine=GATEWAY_ENGINE, revision=self.decider.revision)
@@ -165,10 +146,10 @@ class Pipeline:
 
         policy_input = build_input(
             principal=call.principal,
-            action="tools/call",
+            action=call.method,
             request_id=call.request_id,
             transport=call.transport,
-            tool=entry.definition,
+            resource=target.policy_resource(),
             arguments=call.arguments,
             client=call.client,
             run_id=call.run_id,
@@ -182,33 +163,45 @@ class Pipeline:
                 overloaded.message, engine=self.decider.engine.name, revision=self.decider.revision
             )
             unavailable = replace(unavailable, rule=UNAVAILABLE_RULE)
-            failure = await self._record_decision(call, entry.definition, unavailable, None)
+            failure = await self._record_decision(call, target, unavailable, None)
             return failure or Outcome(
-                call.request_id, call.tool, OutcomeStatus.ERROR, unavailable, error=overloaded
+                call.request_id, call.target, OutcomeStatus.ERROR, unavailable, error=overloaded
             )
-        failure = await self._record_decision(call, entry.definition, decision, policy_input)
+        failure = await self._record_decision(call, target, decision, policy_input)
         if failure is not None:
             return failure
 
         if not decision.allow:
             return _refused(call, decision, CallDenied(_reason_text(decision, "denied by policy")))
         if decision.require_approval:
+            if target.method != "tools/call":
+                # Holds are bound to a tool and its arguments, and replay a tool result;
+                # a read or a prompt that policy wants approved is refused, not held.
+                reason = _reason_text(decision, "approval required")
+                return _refused(
+                    call,
+                    decision,
+                    ApprovalRequired(
+                        f"{reason}; approval holds are for tools/call only, so this "
+                        f"{call.method} was not executed"
+                    ),
+                )
             return await pass_gate(
                 self.approvals,
                 call,
-                entry.definition,
+                target.definition,
                 decision,
                 forward=lambda approval_id: self._forward(
-                    call, entry, decision, approval_id=approval_id
+                    call, target, decision, approval_id=approval_id
                 ),
                 record_outcome=self._submit_outcome,
             )
-        return await self._forward(call, entry, decision)
+        return await self._forward(call, target, decision)
 
     async def _record_decision(
         self,
-        call: ToolCall,
-        tool: ToolDefinition | None,
+        call: Operation,
+        target: Target | None,
         decision: Decision,
         policy_input: dict[str, Any] | None,
         *,
@@ -221,8 +214,11 @@ class Pipeline:
             "request_id": call.request_id,
             "transport": call.transport,
             "principal": call.principal.to_audit(),
-            "tool": call.tool,
-            "definition_hash": tool.definition_hash if tool else None,
+            "method": call.method,
+            # The target's gateway name: a tool, a prompt, a resource URI, or what a
+            # completion completes (the key predates the other methods).
+            "tool": call.target,
+            "definition_hash": target.definition_hash if target else None,
             "arguments": recordable_arguments(call.arguments, decision),
             "arguments_sha256": arguments_hash(call.arguments) if hashable else None,
             "redacted": list(decision.obligations.redact),
@@ -239,41 +235,34 @@ class Pipeline:
         try:
             await self.audit.append(
                 AuditRecord(
-                    "call.attempt", call.request_id, attempt, call.principal.sub, call.tool
+                    "call.attempt", call.request_id, attempt, call.principal.sub, call.target
                 ),
                 AuditRecord(
-                    "call.decision", call.request_id, decided, call.principal.sub, call.tool
+                    "call.decision", call.request_id, decided, call.principal.sub, call.target
                 ),
             )
         except AuditUnavailable as exc:
             log.error(
                 "audit append failed; call %s not forwarded: %s", call.request_id, exc.message
             )
-            return Outcome(call.request_id, call.tool, OutcomeStatus.ERROR, decision, error=exc)
+            return Outcome(call.request_id, call.target, OutcomeStatus.ERROR, decision, error=exc)
         AUDIT_APPEND_SECONDS.observe(time.perf_counter() - appending)
         return None
 
     async def _forward(
         self,
-        call: ToolCall,
-        entry: CatalogEntry,
+        call: Operation,
+        target: Target,
         decision: Decision,
         *,
         approval_id: str | None = None,
     ) -> Outcome:
         started = time.perf_counter()
-        headers = entry.credentials.headers_for(call.principal)
+        headers = target.credentials.headers_for(call.principal)
         error: GatewayError | None = None
-        result: ToolResult | None = None
+        result: ToolResult | McpResult | None = None
         try:
-            result = await entry.upstream.call_tool(
-                entry.definition.upstream_tool,
-                call.arguments,
-                headers=headers,
-                idempotency_key=call.idempotency_key,
-                progress=call.progress,
-                timeout_s=entry.config.timeout_s,
-            )
+            result = await target.forward(call, headers)
         except UpstreamError as exc:
             error = exc
         document = None if result is None else result.to_dict()
@@ -281,16 +270,16 @@ class Pipeline:
             try:
                 check_document(document, max_depth=MAX_RESULT_NESTING)
             except NotIJson as problem:
-                # The call happened; its result is not hashed, audited or passed on: the
-                # log could not record what the agent was given.
+                # It happened; its result is not hashed, audited or passed on: the log
+                # could not record what the agent was given.
                 result, document = None, None
                 error = UpstreamResultRefused(
-                    f"the result of {call.tool} is refused at {problem.pointer or '/'}: "
-                    f"{problem.reason}; the call ran, but its result is not passed on",
+                    f"the result of {call.target} is refused at {problem.pointer or '/'}: "
+                    f"{problem.reason}; the {call.method} ran, but its result is not passed on",
                     details={"pointer": problem.pointer, "reason": problem.reason},
                 )
         elapsed = time.perf_counter() - started
-        UPSTREAM_SECONDS.labels(entry.config.name).observe(elapsed)
+        UPSTREAM_SECONDS.labels(target.config.name).observe(elapsed)
 
         outcome_payload: dict[str, Any] = {
             "request_id": call.request_id,
@@ -298,7 +287,7 @@ class Pipeline:
             "duration_ms": round(elapsed * 1000, 3),
         }
         if result is not None:
-            outcome_payload["is_error"] = result.is_error
+            outcome_payload.update(target.outcome_fields(result))
             outcome_payload["result_sha256"] = sha256_hex(document)
         if error is not None:
             outcome_payload["error"] = error.to_dict()
@@ -307,15 +296,15 @@ class Pipeline:
         self._submit_outcome(call, outcome_payload)
 
         if error is not None:
-            return Outcome(call.request_id, call.tool, OutcomeStatus.ERROR, decision, error=error)
-        return Outcome(call.request_id, call.tool, OutcomeStatus.OK, decision, result=result)
+            return Outcome(call.request_id, call.target, OutcomeStatus.ERROR, decision, error=error)
+        return Outcome(call.request_id, call.target, OutcomeStatus.OK, decision, result=result)
 
-    def _submit_outcome(self, call: ToolCall, payload: dict[str, Any]) -> None:
+    def _submit_outcome(self, call: Operation, payload: dict[str, Any]) -> None:
         # Queued, not awaited: the call has happened, so waiting for this commit would
         # change nothing in the log, only delay the answer (docs/decisions/0005). A
         # failure is logged; the verifier sees an allowing decision without an outcome.
         record = AuditRecord(
-            "call.outcome", call.request_id, payload, call.principal.sub, call.tool
+            "call.outcome", call.request_id, payload, call.principal.sub, call.target
         )
         try:
             self.audit.submit(record).add_done_callback(_outcome_logged(call.request_id))
@@ -351,5 +340,5 @@ def _reason_text(decision: Decision, fallback: str) -> str:
     return "; ".join(decision.reasons) if decision.reasons else fallback
 
 
-def _refused(call: ToolCall, decision: Decision, error: GatewayError) -> Outcome:
-    return Outcome(call.request_id, call.tool, OutcomeStatus.DENIED, decision, error=error)
+def _refused(call: Operation, decision: Decision, error: GatewayError) -> Outcome:
+    return Outcome(call.request_id, call.target, OutcomeStatus.DENIED, decision, error=error)

@@ -1,7 +1,9 @@
 """The small vocabulary every part of the gateway shares.
 
-Surfaces build a `ToolCall`, the pipeline answers with an `Outcome`; identity yields a
-`Principal`, policy a `Decision`, the catalog `ToolDefinition`s. These are plain
+Surfaces build an `Operation` (a tool call, a resource read, a prompt get or a
+completion), the pipeline answers with an `Outcome`; identity yields a `Principal`,
+policy a `Decision`, the catalog `ToolDefinition`s (and, in `gateway.offerings`, the
+prompts and resources upstreams offer). These are plain
 frozen dataclasses: validation happens at the edges (config, HTTP bodies, tokens),
 never in here.
 """
@@ -26,8 +28,14 @@ FAIL_CLOSED_RULE = "gateway.fail_closed"
 UNAVAILABLE_RULE = "gateway.unavailable"
 Risk = Literal["low", "medium", "high"]
 
+# The MCP methods that reach an upstream, each through the one pipeline (architecture.md §2).
+CallMethod = Literal["tools/call", "resources/read", "prompts/get", "completion/complete"]
+
 # Called with (progress, total, message) while a call waits or runs.
 ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
+
+# MCP log levels (RFC 5424), lowest first.
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 
 
 # A subject that names its kind ("user:alice", "agent:triage"); the kind is a URI
@@ -166,11 +174,35 @@ class ToolDefinition:
 
 
 @dataclass(frozen=True)
-class ToolCall:
-    """One request to run a tool, from any surface."""
+class LogSink:
+    """Where an upstream's log messages (``notifications/message``) sent while an
+    operation runs go: back to the client that made it, at ``level`` and above."""
+
+    level: str  # one of LOG_LEVELS
+    send: Callable[[str, Any, str | None], Awaitable[None]]  # (level, data, logger)
+
+    def wants(self, level: str) -> bool:
+        if level not in LOG_LEVELS or self.level not in LOG_LEVELS:
+            return False
+        return LOG_LEVELS.index(level) >= LOG_LEVELS.index(self.level)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One request that reaches an upstream, from any surface.
+
+    ``target`` is the gateway's name of what it acts on: a tool (``<upstream>__<tool>``)
+    for ``tools/call``, a prompt (``<upstream>__<prompt>``) for ``prompts/get``, a
+    gateway resource URI (``gateway:<upstream>/<uri>``) for ``resources/read``, and for
+    ``completion/complete`` the prompt or the resource template (its gateway URI
+    template) whose argument is completed. ``arguments`` are the tool's or the
+    prompt's arguments, nothing for a read, and for a completion
+    ``{"argument": {"name", "value"}, "context": {"arguments": {…}}}``.
+    """
 
     principal: Principal
-    tool: str
+    method: CallMethod
+    target: str
     arguments: dict[str, Any]
     transport: Transport
     request_id: str
@@ -179,6 +211,8 @@ class ToolCall:
     step_id: str | None = None
     idempotency_key: str | None = None
     progress: ProgressCallback | None = None
+    # Upstream log messages during this operation go here (None: not relayed).
+    log: LogSink | None = None
     # The longest the caller will wait for a human decision (REST ``Prefer: wait=N``);
     # None: the configured hold. Never lengthens the configured hold.
     hold_s: float | None = None
@@ -271,6 +305,19 @@ class ToolResult:
         }
 
 
+@dataclass(frozen=True)
+class McpResult:
+    """An upstream's answer to ``resources/read``, ``prompts/get`` or
+    ``completion/complete``, rebuilt as the method's MCP result document (its own
+    fields, in MCP spelling, without the upstream's ``_meta``)."""
+
+    method: CallMethod
+    document: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.document
+
+
 class OutcomeStatus(enum.StrEnum):
     OK = "ok"  # forwarded; the upstream answered (its result may itself be an error)
     DENIED = "denied"  # refused by policy or a gateway check; not forwarded
@@ -281,10 +328,10 @@ class OutcomeStatus(enum.StrEnum):
 @dataclass(frozen=True)
 class Outcome:
     request_id: str
-    tool: str
+    target: str  # the operation's target (a gateway tool name for tools/call)
     status: OutcomeStatus
     decision: Decision | None
-    result: ToolResult | None = None
+    result: ToolResult | McpResult | None = None
     error: Any = None  # a GatewayError when status is DENIED, PENDING_APPROVAL or ERROR
     approval_id: str | None = None
     # Set when this is the recorded outcome of an approved call that already ran for

@@ -35,7 +35,7 @@ from gateway.approvals.models import Approval, ApprovalStatus, ExecutionState
 from gateway.approvals.service import ApprovalService
 from gateway.canonical import arguments_hash
 from gateway.errors import ApprovalRequired, GatewayError
-from gateway.types import Decision, Outcome, OutcomeStatus, ToolCall, ToolDefinition, ToolResult
+from gateway.types import Decision, Operation, Outcome, OutcomeStatus, ToolDefinition, ToolResult
 
 # What runs approvals: the engine, or its null object when they are disabled.
 Approvals = ApprovalService | DisabledApprovals
@@ -48,12 +48,12 @@ _claimed_runs: set[asyncio.Task[Outcome]] = set()
 # Runs the call upstream for the approval named; returns its outcome.
 Forward = Callable[[str], Awaitable[Outcome]]
 # Queues a ``call.outcome`` audit record with this payload.
-RecordOutcome = Callable[[ToolCall, dict[str, Any]], None]
+RecordOutcome = Callable[[Operation, dict[str, Any]], None]
 
 
 async def pass_gate(
     approvals: Approvals,
-    call: ToolCall,
+    call: Operation,
     tool: ToolDefinition,
     decision: Decision,
     *,
@@ -65,7 +65,9 @@ async def pass_gate(
         unusable = ApprovalUnusable(f"{reason}; but the policy names no approvers; not executed")
         return _outcome(call, decision, OutcomeStatus.DENIED, unusable)
     try:
-        approval = await approvals.usable(call.principal, call.tool, arguments_hash(call.arguments))
+        approval = await approvals.usable(
+            call.principal, call.target, arguments_hash(call.arguments)
+        )
         if approval is None:
             approval = await approvals.request(call, tool.definition_hash, decision)
         if approval.status is ApprovalStatus.PENDING:
@@ -82,7 +84,7 @@ async def pass_gate(
         return _outcome(call, decision, OutcomeStatus.ERROR, exc)
 
 
-def hold_s(call: ToolCall, approvals: ApprovalService) -> float:
+def hold_s(call: Operation, approvals: ApprovalService) -> float:
     """The configured hold, shortened (never lengthened) by the caller's own limit."""
     configured = approvals.config.hold_s
     return configured if call.hold_s is None else max(0.0, min(configured, call.hold_s))
@@ -90,7 +92,7 @@ def hold_s(call: ToolCall, approvals: ApprovalService) -> float:
 
 async def _settle(
     approvals: ApprovalService,
-    call: ToolCall,
+    call: Operation,
     decision: Decision,
     approval: Approval,
     forward: Forward,
@@ -141,7 +143,7 @@ async def _settle(
 
 
 async def _run_claimed(
-    approvals: ApprovalService, call: ToolCall, approval: Approval, forward: Forward
+    approvals: ApprovalService, call: Operation, approval: Approval, forward: Forward
 ) -> Outcome:
     outcome = await forward(approval.id)
     try:
@@ -152,7 +154,7 @@ async def _run_claimed(
 
 
 def _replay(
-    call: ToolCall, decision: Decision, approval: Approval, record_outcome: RecordOutcome
+    call: Operation, decision: Decision, approval: Approval, record_outcome: RecordOutcome
 ) -> Outcome:
     recorded = approval.outcome or {}
     original = recorded.get("request_id")
@@ -170,7 +172,7 @@ def _replay(
     replayed_error: GatewayError | None = None
     if recorded.get("erased"):
         erased = OutcomeErased(
-            f"the call to {call.tool} ran once, for request {original}; its recorded outcome "
+            f"the call to {call.target} ran once, for request {original}; its recorded outcome "
             "was erased on request, and it is not run again"
         )
         return replace(
@@ -184,7 +186,7 @@ def _replay(
         )
     return Outcome(
         call.request_id,
-        call.tool,
+        call.target,
         OutcomeStatus(recorded.get("status", "error")),
         decision,
         result=ToolResult(**result) if result else None,
@@ -194,9 +196,9 @@ def _replay(
     )
 
 
-def _pending(call: ToolCall, decision: Decision, approval: Approval) -> Outcome:
+def _pending(call: Operation, decision: Decision, approval: Approval) -> Outcome:
     message = (
-        f"pending_approval: the call to {call.tool} waits for a human decision by "
+        f"pending_approval: the call to {call.target} waits for a human decision by "
         f"{', '.join(approval.approvers)} and was not executed; approval id {approval.id}, "
         f"expires {approval.expires_at} — retry the same call with the same arguments after "
         "approval (before it expires) to run it"
@@ -211,7 +213,7 @@ def _pending(call: ToolCall, decision: Decision, approval: Approval) -> Outcome:
 
 
 def _outcome(
-    call: ToolCall,
+    call: Operation,
     decision: Decision,
     status: OutcomeStatus,
     error: GatewayError,
@@ -219,7 +221,7 @@ def _outcome(
 ) -> Outcome:
     return Outcome(
         call.request_id,
-        call.tool,
+        call.target,
         status,
         decision,
         error=error,

@@ -17,15 +17,15 @@ from typing import Any
 from gateway.approvals.models import EXPIRY_DECIDER, Approval
 from gateway.audit import AuditRecord
 from gateway.errors import GatewayError
-from gateway.types import Decision, Principal, ToolCall
+from gateway.types import Decision, Operation, Principal
 
 
-def request_record(approval: Approval, call: ToolCall, decision: Decision) -> AuditRecord:
+def request_record(approval: Approval, call: Operation, decision: Decision) -> AuditRecord:
     payload = {
         "approval_id": approval.id,
         "request_id": call.request_id,
         "principal": call.principal.to_audit(),
-        "tool": call.tool,
+        "tool": call.target,
         "definition_hash": approval.definition_hash,
         "arguments": approval.arguments_display,
         "arguments_sha256": approval.arguments_hash,
@@ -41,7 +41,7 @@ def request_record(approval: Approval, call: ToolCall, decision: Decision) -> Au
             "decision_id": decision.decision_id,
         },
     }
-    return AuditRecord("approval.request", approval.id, payload, call.principal.sub, call.tool)
+    return AuditRecord("approval.request", approval.id, payload, call.principal.sub, call.target)
 
 
 def decision_record(

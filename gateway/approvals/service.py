@@ -48,7 +48,7 @@ from gateway.logs import new_request_id
 from gateway.policy import build_input
 from gateway.policy.decider import Decider
 from gateway.recording import recordable_arguments
-from gateway.types import ClientInfo, Decision, Principal, ProgressCallback, ToolCall
+from gateway.types import ClientInfo, Decision, Operation, Principal, ProgressCallback
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class ApprovalService:
             return approval  # its outcome is on the way: never a second execution
         return None if approval.expired_at(now) else approval
 
-    async def request(self, call: ToolCall, definition_hash: str, decision: Decision) -> Approval:
+    async def request(self, call: Operation, definition_hash: str, decision: Decision) -> Approval:
         """A new pending approval for ``call`` (or the live one a concurrent identical
         call just created), audited as ``approval.request`` and announced."""
         shown = recordable_arguments(call.arguments, decision)
@@ -137,7 +137,7 @@ class ApprovalService:
             requester_sub=call.principal.sub,
             requester_iss=call.principal.iss,
             requester_act_chain=call.principal.act_chain,
-            tool=call.tool,
+            tool=call.target,
             definition_hash=definition_hash,
             arguments_hash=arguments_hash(call.arguments),
             arguments_display=shown,

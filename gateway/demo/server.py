@@ -1,8 +1,16 @@
-"""Demo MCP server: ``demo__echo``, ``demo__read_file`` and ``demo__delete_records``.
+"""Demo MCP server: what ``make run`` shows behind the gateway.
 
-Run as ``python -m gateway.demo.server`` (stdio). ``read_file`` serves files under the
-folder named by ``GATEWAY_DEMO_SANDBOX`` and refuses anything that resolves outside it
-itself, independently of policy: defence in depth, not a replacement for the policy.
+- tools ``echo``, ``read_file``, ``delete_records`` (destructive: held for approval by
+  the default policy) and ``ask_confirmation`` (asks the user through elicitation);
+- a resource ``demo://readme`` and a resource template ``file:///{path}`` (the files of
+  the sandbox folder);
+- a prompt ``review`` whose ``language`` argument completes (``completion/complete``),
+  as does the template's ``path``.
+
+Run as ``python -m gateway.demo.server`` (stdio). ``read_file`` and the template serve
+files under the folder named by ``GATEWAY_DEMO_SANDBOX`` and refuse anything that
+resolves outside it themselves, independently of policy: defence in depth, not a
+replacement for the policy.
 
 The rug-pull demo (`gateway demo rug-pull`): while the file ``rug-pull`` exists in the
 folder named by ``GATEWAY_DEMO_STATE``, ``tools/list`` describes ``read_file`` the way a
@@ -16,10 +24,13 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from mcp.server.mcpserver import MCPServer
+import mcp_types as types
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError, NoBackChannelError
 from mcp_types import Tool, ToolAnnotations
-from pydantic import Field
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import BaseModel, Field
 
 from gateway.demo import RUG_PULL_MARKER
 
@@ -61,18 +72,64 @@ def echo(text: Annotated[str, Field(description="Text to send back", max_length=
     return text
 
 
-@server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
-def read_file(
-    path: Annotated[str, Field(description="Path relative to the sandbox folder", max_length=1024)],
-) -> str:
-    """Reads a text file from the demo sandbox folder."""
+def _sandbox_file(path: str) -> Path:
     root = sandbox_root()
     target = (root / path).resolve()
     if not target.is_relative_to(root):
         raise ToolError(f"{path!r} is outside the sandbox")
     if not target.is_file():
         raise ToolError(f"no file {path!r} in the sandbox")
-    return target.read_text(errors="replace")[:100_000]
+    return target
+
+
+@server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
+def read_file(
+    path: Annotated[str, Field(description="Path relative to the sandbox folder", max_length=1024)],
+) -> str:
+    """Reads a text file from the demo sandbox folder."""
+    return _sandbox_file(path).read_text(errors="replace")[:100_000]
+
+
+class Confirmation(BaseModel):
+    confirmed: bool = Field(description="Yes or no")
+
+
+_CONFIRMATION_SCHEMA = {
+    "type": "object",
+    "properties": {"confirmed": {"type": "boolean", "description": "Yes or no"}},
+    "required": ["confirmed"],
+}
+
+
+@server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
+async def ask_confirmation(
+    question: Annotated[str, Field(description="A yes/no question for the user", max_length=500)],
+    ctx: Context,
+) -> str | types.InputRequiredResult:
+    """Asks the user a yes/no question (MCP elicitation) and says what they answered."""
+    if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        # 2026-07-28: the question is a multi-round-trip input request; the client
+        # calls again with the answer.
+        answer = (ctx.input_responses or {}).get("confirm")
+        if answer is None:
+            request = types.ElicitRequest(
+                params=types.ElicitRequestFormParams(
+                    message=question, requested_schema=_CONFIRMATION_SCHEMA
+                )
+            )
+            return types.InputRequiredResult(input_requests={"confirm": request})
+        if not isinstance(answer, types.ElicitResult) or answer.action != "accept":
+            return "The user did not answer."
+        return f"The user answered {'yes' if (answer.content or {}).get('confirmed') else 'no'}."
+    try:
+        result = await ctx.elicit(question, Confirmation)
+    except (MCPError, NoBackChannelError) as exc:
+        # Not every client can be asked (the gateway relays elicitation only once the
+        # relay exists): say so rather than guess an answer.
+        raise ToolError(f"cannot ask the user: the client refused the question ({exc})") from None
+    if result.action != "accept":
+        return "The user did not answer."
+    return f"The user answered {'yes' if result.data.confirmed else 'no'}."
 
 
 @server.tool(annotations=ToolAnnotations(destructive_hint=True, read_only_hint=False))
@@ -89,6 +146,54 @@ def delete_records(
     deleted = existing.intersection(ids)
     existing.difference_update(deleted)
     return {"deleted": len(deleted), "remaining": len(existing)}
+
+
+# --- resources, prompts, completions --------------------------------------------------
+
+_README = """# The demo upstream
+
+Served behind the agent gateway: every tool call, resource read and prompt passes
+policy and is written to the audit log. Try `demo__review` (a prompt) and the files of
+the sandbox through the template `file:///{path}`.
+"""
+
+
+@server.resource("demo://readme", name="readme", title="Demo README", mime_type="text/markdown")
+def readme() -> str:
+    """What the demo upstream offers."""
+    return _README
+
+
+@server.resource("file:///{path}", name="sandbox-file", mime_type="text/plain")
+def sandbox_file(path: str) -> str:
+    """A text file of the demo sandbox folder, by name."""
+    return _sandbox_file(path).read_text(errors="replace")[:100_000]
+
+
+_LANGUAGES = ("go", "javascript", "python", "rust", "typescript")
+
+
+@server.prompt(title="Code review")
+def review(code: str, language: str = "python") -> str:
+    """Asks the model to review a piece of code."""
+    return f"Review this {language} code for bugs and unclear names:\n\n{code}"
+
+
+@server.completion()
+async def complete(
+    ref: types.PromptReference | types.ResourceTemplateReference,
+    argument: types.CompletionArgument,
+    context: types.CompletionContext | None,
+) -> types.Completion | None:
+    if isinstance(ref, types.PromptReference) and argument.name == "language":
+        values = [lang for lang in _LANGUAGES if lang.startswith(argument.value)]
+    elif isinstance(ref, types.ResourceTemplateReference) and argument.name == "path":
+        root = sandbox_root()
+        names = sorted(p.name for p in root.iterdir() if p.is_file()) if root.is_dir() else []
+        values = [name for name in names if name.startswith(argument.value)]
+    else:
+        return None
+    return types.Completion(values=values[:100], total=len(values), has_more=len(values) > 100)
 
 
 if __name__ == "__main__":

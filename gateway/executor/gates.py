@@ -22,7 +22,7 @@ from gateway.executor.plan import ApprovalStep, ToolStep
 from gateway.executor.run_view import RunView
 from gateway.executor.step_state import StepStatus, Transition
 from gateway.logs import new_request_id
-from gateway.types import Decision, Obligations, ToolCall
+from gateway.types import Decision, Obligations, Operation
 
 GATE_TOOL = "workflow__approval_gate"
 GATE_DEFINITION_HASH = sha256_hex({"name": GATE_TOOL, "version": 1})
@@ -38,9 +38,10 @@ async def approval_gate(run: RunView, step: ApprovalStep) -> Transition | None:
     if state.status == StepStatus.PENDING:
         gate = step.approval
         message = gate.message or f"run {run.run_id} waits at approval gate {step.id}"
-        call = ToolCall(
+        call = Operation(
             principal=run.principal,
-            tool=GATE_TOOL,
+            method="tools/call",
+            target=GATE_TOOL,
             # What the approval is bound to: this gate of this run, this plan.
             arguments={
                 "run_id": run.run_id,

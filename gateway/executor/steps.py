@@ -32,7 +32,7 @@ from gateway.executor.step_state import AttemptEnd, StepState, StepStatus, Trans
 from gateway.executor.store import StepFinish
 from gateway.logs import new_request_id
 from gateway.recording import recordable_arguments
-from gateway.types import Outcome, OutcomeStatus, ToolCall
+from gateway.types import Operation, Outcome, OutcomeStatus
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +190,10 @@ async def call_tool(
     timeout_s: float | None,
 ) -> Outcome | None:
     """The one pipeline, as the submitter through the executor; ``None`` on timeout."""
-    call = ToolCall(
+    call = Operation(
         principal=run.principal,
-        tool=tool,
+        method="tools/call",
+        target=tool,
         arguments=arguments,
         transport="executor",
         request_id=request_id,

@@ -198,8 +198,10 @@ def _load_file(file: Path, label: str) -> list[ConformanceCase]:
     key = file.stem
     if isinstance(document, dict) and set(document) == {"cases"}:
         key = "cases"
-    if not isinstance(document, dict) or set(document) != {key} or not isinstance(
-        document[key], list
+    if (
+        not isinstance(document, dict)
+        or set(document) != {key}
+        or not isinstance(document[key], list)
     ):
         raise ConformanceCaseError(
             f'conformance file {label} must be an object with one key, "{file.stem}" '

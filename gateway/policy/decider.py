@@ -88,7 +88,6 @@ class Decider:
         async with self._queue.turn():
             return await decide(self.engine, policy_input, timeout_s=self.timeout_s)
 
-
     async def evaluate_list(self, list_input: dict[str, Any]) -> tuple[Any, str | None]:
         """The engine's raw ``data.gateway.visible`` answer (gateway.policy.listing),
         queued and bounded like a decision. Raises PolicyUnavailable when it could not

@@ -1,7 +1,10 @@
 """Building the policy input document (architecture.md §5, version 1).
 
 One builder for every action, so the shape a policy sees never depends on which
-surface the request came through.
+surface the request came through. ``resource`` is what the action is about: a tool
+(`ToolDefinition.to_policy_resource`), a prompt, a resource or resource template
+(`gateway.offerings`), a resource URI being read, or what a completion completes
+(docs/policies.md, "Input by action").
 """
 
 from __future__ import annotations
@@ -14,7 +17,17 @@ from gateway.types import ClientInfo, Principal, ToolDefinition, Transport
 
 POLICY_INPUT_VERSION = 1
 
-Action = Literal["tools/call", "tools/list", "plan/submit", "approval/decide"]
+Action = Literal[
+    "tools/call",
+    "tools/list",
+    "resources/list",
+    "resources/read",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "plan/submit",
+    "approval/decide",
+]
 
 
 def build_input(

@@ -15,7 +15,8 @@ claims), the policy revision, and a digest of the items. A policy must not make
 visibility depend on anything else (docs/policies.md, "Lists").
 
 Shaped for every kind of list (``action`` names it; ``items`` are that kind's
-resources); tools are the only kind so far.
+resources): ``tools/list`` (names are ``item.tool``), ``prompts/list``
+(``item.prompt``) and ``resources/list`` (``item.uri``: resources and templates).
 
 Asked through the `Decider`, so a list waits in the same bounded queue as every
 decision and has the same deadline; one that cannot start in time is
@@ -30,8 +31,8 @@ import hashlib
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from gateway.errors import PolicyError, PolicyUnavailable
 from gateway.policy.input import POLICY_INPUT_VERSION
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ListAction = Literal["tools/list"]
+ListAction = Literal["tools/list", "prompts/list", "resources/list"]
 # Answers kept: one per (subject, policy revision, catalog) seen recently.
 CACHE_ENTRIES = 256
 
@@ -99,23 +100,50 @@ def subject_digest(principal: Principal) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-class VisibleTools:
-    """Answers "which tools may this principal see?" with one decision, cached."""
+class Listed(Protocol):
+    def to_policy_resource(self) -> dict[str, Any]: ...
 
-    def __init__(self) -> None:
+
+_Item = TypeVar("_Item", bound=Listed)
+
+
+def resources_digest(items: Sequence[Listed]) -> str:
+    """The revision of a list of prompts, resources or templates: every field policy
+    sees of each (their definition hash covers what they say; labels are config)."""
+    digest = hashlib.sha256()
+    for item in items:
+        text = json.dumps(item.to_policy_resource(), sort_keys=True, separators=(",", ":"))
+        digest.update(text.encode("utf-8", "surrogatepass"))
+        digest.update(b"\1")
+    return digest.hexdigest()
+
+
+class VisibleItems(Generic[_Item]):
+    """Answers "which of these may this principal see?" with one decision, cached.
+    ``name_of`` is what the answer names an item by (``item.tool`` for tools…)."""
+
+    def __init__(
+        self,
+        action: ListAction,
+        name_of: Callable[[_Item], str],
+        digest: Callable[[Sequence[_Item]], str],
+    ) -> None:
+        self._action = action
+        self._name_of = name_of
+        self._digest = digest
         self._cache: OrderedDict[tuple[str, str, str], frozenset[str]] = OrderedDict()
 
     async def visible(
-        self, decider: Decider, principal: Principal, tools: Sequence[ToolDefinition]
-    ) -> list[ToolDefinition]:
-        """The tools of ``tools`` the policy shows ``principal``, in catalog order.
+        self, decider: Decider, principal: Principal, listed: Sequence[_Item]
+    ) -> list[_Item]:
+        """The items of ``listed`` the policy shows ``principal``, in their order.
         Raises `ListUnsupported` for a policy without ``gateway/visible``; any other
         failure shows nothing."""
-        catalog = catalog_digest(tools)
+        catalog = self._digest(listed)
         key = (subject_digest(principal), decider.revision or "", catalog)
         names = self._cache.get(key)
         if names is None:
-            items = [tool.to_policy_resource() for tool in tools]
+            items = [item.to_policy_resource() for item in listed]
             names, revision = await self._ask(decider, principal, items)
             if names is None:
                 return []
@@ -123,12 +151,12 @@ class VisibleTools:
             self._remember((key[0], revision or "", catalog), names)
         else:
             self._cache.move_to_end(key)
-        return [tool for tool in tools if tool.name in names]
+        return [item for item in listed if self._name_of(item) in names]
 
     async def _ask(
         self, decider: Decider, principal: Principal, items: list[dict[str, Any]]
     ) -> tuple[frozenset[str] | None, str | None]:
-        policy_input = list_input(principal, "tools/list", items)
+        policy_input = list_input(principal, self._action, items)
         try:
             raw, revision = await decider.evaluate_list(policy_input)
             return parse_visible(raw), revision
@@ -141,7 +169,7 @@ class VisibleTools:
         except Exception as exc:  # an engine bug must still show nothing
             log.exception("policy engine %s failed on a list", decider.engine.name)
             reason = f"policy engine error ({type(exc).__name__})"
-        log.warning("tools/list shows no tools (fail closed): %s", reason)
+        log.warning("%s shows nothing (fail closed): %s", self._action, reason)
         return None, None
 
     def _remember(self, key: tuple[str, str, str], names: frozenset[str]) -> None:
@@ -149,3 +177,10 @@ class VisibleTools:
         self._cache.move_to_end(key)
         while len(self._cache) > CACHE_ENTRIES:
             self._cache.popitem(last=False)
+
+
+class VisibleTools(VisibleItems[ToolDefinition]):
+    """Answers "which tools may this principal see?" with one decision, cached."""
+
+    def __init__(self) -> None:
+        super().__init__("tools/list", lambda tool: tool.name, catalog_digest)

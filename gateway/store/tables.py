@@ -170,7 +170,12 @@ approvals = Table(
 tool_pins = Table(
     "tool_pins",
     metadata,
-    Column("tool", Text, primary_key=True),
+    # What is pinned (gateway.offerings.DefinitionKind) and its gateway name: a tool's
+    # or prompt's <upstream>__<name>, a resource's gateway URI, a template's gateway
+    # URI template. A prompt may share its name with a tool, hence the pair.
+    Column("kind", Text, primary_key=True, server_default="tool"),
+    Column("name", Text, primary_key=True),
+    Column("upstream", Text, nullable=True),
     Column("definition_hash", Text, nullable=False),
     Column("definition", JSON, nullable=True),
     Column("status", Text, nullable=False),
@@ -182,7 +187,9 @@ tool_pins = Table(
     Column("approved_at", Text, nullable=True),
     Column("version", BigInteger, nullable=False),
     CheckConstraint("status IN ('pinned', 'quarantined')", name="status"),
+    CheckConstraint("kind IN ('tool', 'prompt', 'resource', 'resource_template')", name="kind"),
     Index(None, "version", unique=True),
+    Index(None, "upstream"),
 )
 
 # --- executor (gateway/executor) ------------------------------------------------------

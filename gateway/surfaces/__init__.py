@@ -1,9 +1,16 @@
-"""Surfaces: the ways in. MCP (`/mcp`), REST (`/v1`), and the operational endpoints.
+"""Surfaces: the ways in. MCP (`/mcp`, `/mcp/{upstream}`), REST (`/v1`), and the
+operational endpoints.
 
 Each surface is a thin adapter: read the caller the middleware authenticated
-(`auth.principal_of`), build a `ToolCall`, hand it to the pipeline, render the
-`Outcome`. A rule that exists in one surface and not another is a bug, so no surface
-makes a security decision of its own.
+(`auth.principal_of`), build an `Operation` (or ask for a filtered list), hand it to
+the pipeline, render the `Outcome`. The MCP surface is `mcp` (routing between the
+direct path, the stateless and the stateful transport), `mcp_server` (the handlers of
+every MCP method), `mcp_calls` (an operation into the pipeline, the gateway's own
+tools), `mcp_views` (the names of `/mcp` and `/mcp/{upstream}`),
+`mcp_results` (outcomes as MCP answers), `mcp_sessions` (sessions bound to their
+owner) and `mcp_direct` (the lean sessionless ``tools/call``). A rule that exists in
+one surface and not another is a bug, so no surface makes a security decision of its
+own.
 
 Invariants: every route is authenticated by `auth.AuthenticationMiddleware` unless its
 path is in `auth.PUBLIC_PATHS` (protected by default). Handlers raise `GatewayError`s

@@ -14,8 +14,8 @@ models on the way out — about as much time as the policy decision (docs/decisi
 
 Everything else on `/mcp` goes to the SDK unchanged, with the body already read
 handed back to it: initialize, tools/list, notifications, handshake-era requests,
-calls that ask for progress (they need an event stream), and the gateway's own
-``workflow__*`` tools.
+calls that ask for progress or log messages (they need an event stream), and the
+gateway's own ``workflow__*`` tools.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from mcp.shared.inbound import (
     find_duplicated_routing_header,
 )
 from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
-from mcp_types import SERVER_INFO_META_KEY
+from mcp_types import LOG_LEVEL_META_KEY, SERVER_INFO_META_KEY
 from mcp_types import methods as spec_methods
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
@@ -97,6 +97,9 @@ class DirectToolsCall:
         params: Mapping[str, Any] = decoded["params"]
         if progress_token_from_params(params) is not None:
             return False  # progress needs an event stream
+        meta = params.get("_meta")
+        if isinstance(meta, dict) and meta.get(LOG_LEVEL_META_KEY) is not None:
+            return False  # so do log messages
         name = params.get("name")
         if isinstance(name, str) and self._declines(name):
             return False

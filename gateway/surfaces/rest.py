@@ -19,7 +19,7 @@ from gateway.surfaces.auth import client_info, principal_of
 from gateway.surfaces.mcp import outcome_meta
 from gateway.surfaces.middleware import request_id_of
 from gateway.surfaces.rest_io import json_body, retry_headers
-from gateway.types import OutcomeStatus, ToolCall, ToolDefinition
+from gateway.types import Operation, OutcomeStatus, ToolDefinition
 
 
 class CallRequest(BaseModel):
@@ -81,7 +81,7 @@ class RestSurface:
 
     async def list_tools(self, request: Request) -> Response:
         principal = principal_of(request)
-        tools = await self._pipeline.list_tools(
+        tools = await self._pipeline.lists.tools(
             principal,
             transport="rest",
             request_id=request_id_of(request),
@@ -107,9 +107,10 @@ class RestSurface:
                 refused.model_dump(exclude_none=True), status_code=malformed.http_status
             )
         outcome = await self._pipeline.call(
-            ToolCall(
+            Operation(
                 principal=principal,
-                tool=request.path_params["name"],
+                method="tools/call",
+                target=request.path_params["name"],
                 arguments=body.arguments,
                 transport="rest",
                 request_id=request_id_of(request),

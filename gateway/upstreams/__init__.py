@@ -1,16 +1,26 @@
-"""Upstreams: the tools behind the gateway, and how it talks to them.
+"""Upstreams: what is behind the gateway (tools, prompts, resources), and how it
+talks to them.
 
 Responsibilities, one module each:
 
-- `catalog`: every upstream's tools under one namespace (``<upstream>__<tool>``),
-  refreshed, resolved by name, their arguments validated against the input schema.
-- `definitions`: a tool's definition and its hash (what pinning compares).
-- `pinning`, `pins`: pinned definitions; a changed one is quarantined until approved.
-- `base`, `mcp_client` (with `mcp_lean_call`), `http_api`: the clients for MCP servers
-  (Streamable HTTP, stdio) and plain HTTP APIs.
+- `catalog`: everything every upstream offers under one namespace, refreshed (also
+  when an upstream says its lists changed), and what an operation acts on resolved
+  into a target; `listing`: one upstream's offerings in the gateway's terms.
+- `naming`: ``<upstream>__<name>`` and ``gateway:<upstream>/<URI>``.
+- `targets`: per MCP method, how a resolved target checks its arguments, what policy
+  sees of it, how it is forwarded and what its outcome record adds.
+- `definitions`, `mcp_definitions`: definitions and their hashes (what pinning
+  compares) of tools, and of prompts, resources and templates.
+- `pinning`, `pins`, `pin_review`: pinned definitions; a changed one is quarantined
+  until approved, alone or with all of its upstream's.
+- `base`, `mcp_client` (with `mcp_requests`, `mcp_offerings`, `mcp_changes`,
+  `mcp_lean_call`), `http_api`: the clients for MCP servers (Streamable HTTP, stdio)
+  and plain HTTP APIs.
 - `credentials`: what each upstream receives instead of the agent's token.
 
 Invariants: the agent's token never reaches an upstream (architecture.md §9.3); a
-quarantined tool is neither listed nor called; an upstream's `_meta` is never passed
-on; stdio commands come from the admin's config only.
+quarantined definition is neither listed nor used; an upstream's `_meta` is never
+passed on; a resource is routed by its gateway URI's prefix, never guessed; what an
+upstream sends during a request reaches only the client that made it; stdio commands
+come from the admin's config only.
 """

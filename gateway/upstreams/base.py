@@ -1,15 +1,18 @@
-"""What every upstream client offers the catalog and the pipeline."""
+"""What every upstream client offers the catalog and the pipeline, and what an MCP
+upstream offers besides tools (`OfferingsClient`)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import anyio.abc
+import mcp_types as types
 
-from gateway.types import ProgressCallback, ToolResult
+from gateway.types import LogSink, ProgressCallback, ToolResult
 from gateway.upstreams.definitions import UpstreamTool
+from gateway.upstreams.mcp_definitions import UpstreamOfferings
 
 Reconnected = Callable[[str], Awaitable[None]]
 
@@ -37,6 +40,11 @@ class UpstreamClient(Protocol):
         """Raises `UpstreamError` when the tool list cannot be fetched."""
         ...
 
+    async def list_offerings(self) -> UpstreamOfferings:
+        """Prompts, resources and templates (none for an upstream without them).
+        Raises `UpstreamError` when they cannot be fetched."""
+        ...
+
     async def call_tool(
         self,
         name: str,
@@ -45,8 +53,40 @@ class UpstreamClient(Protocol):
         headers: dict[str, str],
         idempotency_key: str | None,
         progress: ProgressCallback | None,
+        log: LogSink | None,
         timeout_s: float,
     ) -> ToolResult:
         """Runs one call. Raises `UpstreamError` subclasses for transport failures; a
         tool that ran and failed is a `ToolResult` with ``is_error``."""
         ...
+
+
+@runtime_checkable
+class OfferingsClient(Protocol):
+    """An upstream that serves prompts, resources and completions (an MCP server).
+    Each returns the method's result document, rebuilt (`mcp_offerings`); each raises
+    `UpstreamError` subclasses, `UpstreamRejected` for a JSON-RPC error answer."""
+
+    async def read_resource(
+        self, uri: str, *, headers: dict[str, str], log: LogSink | None, timeout_s: float
+    ) -> dict[str, Any]: ...
+
+    async def get_prompt(
+        self,
+        name: str,
+        arguments: dict[str, str],
+        *,
+        headers: dict[str, str],
+        log: LogSink | None,
+        timeout_s: float,
+    ) -> dict[str, Any]: ...
+
+    async def complete(
+        self,
+        ref: types.PromptReference | types.ResourceTemplateReference,
+        argument: dict[str, str],
+        context_arguments: dict[str, str] | None,
+        *,
+        headers: dict[str, str],
+        timeout_s: float,
+    ) -> dict[str, Any]: ...

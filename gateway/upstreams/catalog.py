@@ -1,76 +1,60 @@
-"""The tool catalog: every upstream's tools under one namespace.
+"""The catalog: everything every upstream offers, under one namespace.
 
 The catalog owns the upstream clients for the app's lifetime, discovers their tools,
-names them ``<upstream>__<tool>``, hashes their definitions, and validates arguments
-against each tool's input schema. A tool the catalog cannot resolve does not exist
-for the rest of the gateway.
+prompts, resources and resource templates, names them (`naming`: ``<upstream>__<name>``,
+``gateway:<upstream>/<uri>``), hashes their definitions, and resolves what an
+operation acts on into a `targets.Target`. What the catalog cannot resolve does not
+exist for the rest of the gateway.
 
-Every refresh checks each definition against
-its pin: a quarantined tool is left out of `tools` and `resolve` refuses it with
-`ToolQuarantined` (it exists, but may not be called until re-approved).
+Every refresh checks each definition against its pin: a quarantined one is left out
+of the lists and refused when resolved (`ToolQuarantined`, `DefinitionQuarantined`):
+it exists, but may not be used until re-approved. An upstream that cannot be listed
+keeps its last checked lists. After a refresh that changed what an upstream offers,
+every `on_change` listener is told which lists changed (the MCP surface relays
+``notifications/*/list_changed`` to the clients that have a channel for them).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
 import anyio.abc
-import jsonschema
-from jsonschema.exceptions import SchemaError
-from jsonschema.protocols import Validator
 
-from gateway.config import HttpUpstream, McpHttpUpstream, McpStdioUpstream
-from gateway.errors import InvalidArguments, StorageError, UnknownTool, UpstreamError
-from gateway.types import ToolDefinition
-from gateway.upstreams.base import UpstreamClient, UpstreamStatus
-from gateway.upstreams.credentials import CredentialProvider
-from gateway.upstreams.definitions import definition_document, to_definition
+from gateway.errors import StorageError, UnknownPrompt, UnknownResource, UnknownTool, UpstreamError
+from gateway.offerings import (
+    DefinitionKind,
+    PromptDefinition,
+    ResourceDefinition,
+    TemplateDefinition,
+)
+from gateway.types import CallMethod, ToolDefinition
+from gateway.upstreams.base import OfferingsClient
+from gateway.upstreams.listing import Binding, Listing, ListName, build_listing, matches
+from gateway.upstreams.naming import split_gateway_uri
 from gateway.upstreams.pinning import Seen
+from gateway.upstreams.targets import (
+    CatalogEntry,
+    CompletionTarget,
+    PromptTarget,
+    ReadTarget,
+    Target,
+)
 
 log = logging.getLogger(__name__)
 
-UpstreamConfig = McpHttpUpstream | McpStdioUpstream | HttpUpstream
-
-
-@dataclass(frozen=True)
-class CatalogEntry:
-    definition: ToolDefinition
-    upstream: UpstreamClient
-    config: UpstreamConfig
-    credentials: CredentialProvider
-    validator: Validator
-
-    def validate(self, arguments: dict[str, Any]) -> None:
-        """Raises `InvalidArguments` naming the first offending field."""
-        error = jsonschema.exceptions.best_match(self.validator.iter_errors(arguments))
-        if error is None:
-            return
-        where = "/".join(str(p) for p in error.absolute_path) or "(arguments)"
-        raise InvalidArguments(
-            f"arguments do not match the input schema of {self.definition.name}: "
-            f"{where}: {error.message}",
-            details={"path": list(error.absolute_path), "validator": error.validator},
-        )
-
-
-@dataclass(frozen=True)
-class Binding:
-    """An upstream client with what the catalog needs to know about it."""
-
-    client: UpstreamClient
-    config: UpstreamConfig
-    credentials: CredentialProvider
+# Told after a refresh: (upstream, the lists that changed).
+ChangeListener = Callable[[str, frozenset[ListName]], Awaitable[None]]
 
 
 class Pins(Protocol):
     """What the catalog asks of pinning (`gateway.upstreams.pinning.PinGuard`)."""
 
-    def allows(self, tool: ToolDefinition) -> bool: ...
+    def allows(self, kind: DefinitionKind, name: str, definition_hash: str) -> bool: ...
 
-    def verify(self, tool: ToolDefinition) -> None: ...
+    def verify(self, kind: DefinitionKind, name: str, definition_hash: str) -> None: ...
 
     async def check(self, seen: list[Seen]) -> None: ...
 
@@ -88,8 +72,13 @@ class Catalog:
         self._bindings = {b.config.name: b for b in bindings}
         self._pins = pins
         self._pin_sync_interval_s = pin_sync_interval_s
-        self._entries: dict[str, CatalogEntry] = {}
-        self._by_upstream: dict[str, list[str]] = {}
+        self._listings: dict[str, Listing] = {}
+        self._tools: dict[str, CatalogEntry] = {}
+        self._prompts: dict[str, PromptDefinition] = {}
+        self._listeners: list[ChangeListener] = []
+
+    def on_change(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
 
     async def start(
         self, task_group: anyio.abc.TaskGroup, *, refresh_interval_s: float = 60.0
@@ -104,7 +93,7 @@ class Catalog:
 
     async def _refresh_periodically(self, interval_s: float) -> None:
         # Doubles as a health check: an idle connection that broke is only noticed
-        # when it is used, and a changed tool list only when it is read.
+        # when it is used, and a changed list only when it is read.
         while True:
             await anyio.sleep(interval_s)
             await self.refresh()
@@ -118,71 +107,209 @@ class Catalog:
             except Exception:
                 log.exception("closing upstream %s failed", binding.config.name)
 
+    # --- refresh -------------------------------------------------------------------
+
     async def refresh(self, upstream: str | None = None) -> None:
-        """Re-reads tool lists. An upstream that cannot answer keeps its last known tools."""
+        """Re-reads the lists. An upstream that cannot answer keeps its last known ones."""
         names = [upstream] if upstream else list(self._bindings)
         for name in names:
             binding = self._bindings[name]
             try:
                 tools = await binding.client.list_tools()
+                offerings = await binding.client.list_offerings()
             except UpstreamError as exc:
-                log.warning("cannot list tools of upstream %s: %s", name, exc.message)
+                log.warning("cannot list what upstream %s offers: %s", name, exc.message)
                 continue
-            entries = {}
-            seen = []
-            for tool in tools:
-                definition = to_definition(
-                    name,
-                    tool,
-                    risk=binding.config.risk,
-                    trust_annotations=binding.config.trust_annotations,
-                    labels=tuple(binding.config.labels),
-                )
-                try:
-                    validator = _validator_for(definition.input_schema)
-                except SchemaError as exc:
-                    log.warning(
-                        "tool %s has an invalid input schema, not offered: %s",
-                        definition.name,
-                        exc.message,
-                    )
-                    continue
-                entries[definition.name] = CatalogEntry(
-                    definition, binding.client, binding.config, binding.credentials, validator
-                )
-                seen.append(
-                    Seen(definition.name, definition.definition_hash, definition_document(tool))
-                )
+            listing, seen = build_listing(binding, tools, offerings)
             try:
                 await self._pins.check(seen)
             except StorageError as exc:
-                # Unchecked definitions are not offered: keep the last checked list.
-                log.warning("cannot check tool pins of upstream %s: %s", name, exc.message)
+                # Unchecked definitions are not offered: keep the last checked lists.
+                log.warning("cannot check the pins of upstream %s: %s", name, exc.message)
                 continue
-            for old in self._by_upstream.get(name, []):
-                self._entries.pop(old, None)
-            self._entries.update(entries)
-            self._by_upstream[name] = list(entries)
+            before = self._listings.get(name)
+            self._install(name, listing)
+            if before is not None:
+                await self._tell(name, before, listing)
+
+    def _install(self, name: str, listing: Listing) -> None:
+        old = self._listings.get(name, Listing())
+        for tool in old.tools:
+            self._tools.pop(tool, None)
+        for prompt in old.prompts:
+            self._prompts.pop(prompt, None)
+        self._tools.update(listing.tools)
+        self._prompts.update(listing.prompts)
+        self._listings[name] = listing
+
+    async def _tell(self, name: str, before: Listing, after: Listing) -> None:
+        old, new = before.fingerprint(), after.fingerprint()
+        changed = frozenset(k for k in new if new[k] != old[k])
+        if not changed:
+            return
+        for listener in self._listeners:
+            try:
+                await listener(name, changed)
+            except Exception:  # a listener's failure must not stop the refresh
+                log.exception("change listener failed for upstream %s", name)
+
+    # --- what may be offered (quarantined definitions left out) ----------------------
 
     def tools(self) -> list[ToolDefinition]:
-        """The tools that may be offered: quarantined ones are left out."""
-        return [e.definition for e in self._entries.values() if self._pins.allows(e.definition)]
+        return [
+            e.definition
+            for e in self._tools.values()
+            if self._pins.allows("tool", e.name, e.definition_hash)
+        ]
+
+    def prompts(self, upstream: str | None = None) -> list[PromptDefinition]:
+        return [
+            p
+            for listing in self._of(upstream)
+            for p in listing.prompts.values()
+            if self._pins.allows("prompt", p.name, p.definition_hash)
+        ]
+
+    def resources(self, upstream: str | None = None) -> list[ResourceDefinition]:
+        return [
+            r
+            for listing in self._of(upstream)
+            for r in listing.resources.values()
+            if self._pins.allows("resource", r.uri, r.definition_hash)
+        ]
+
+    def templates(self, upstream: str | None = None) -> list[TemplateDefinition]:
+        return [
+            t
+            for listing in self._of(upstream)
+            for t, _ in listing.templates.values()
+            if self._pins.allows("resource_template", t.uri_template, t.definition_hash)
+        ]
+
+    def _of(self, upstream: str | None) -> list[Listing]:
+        if upstream is None:
+            return list(self._listings.values())
+        listing = self._listings.get(upstream)
+        return [listing] if listing is not None else []
+
+    def upstreams(self) -> list[str]:
+        return list(self._bindings)
+
+    # --- resolving what an operation acts on ------------------------------------------
 
     def resolve(self, name: str) -> CatalogEntry:
-        """Raises `UnknownTool`, or `ToolQuarantined` for a tool whose definition
-        changed since it was approved."""
+        """A tool. Raises `UnknownTool`, or `ToolQuarantined` for a tool whose
+        definition changed since it was approved."""
         try:
-            entry = self._entries[name]
+            entry = self._tools[name]
         except KeyError:
             raise UnknownTool(f"unknown tool {name!r}", details={"tool": name}) from None
-        self._pins.verify(entry.definition)
+        self._pins.verify("tool", entry.name, entry.definition_hash)
         return entry
 
-    def upstream_status(self) -> dict[str, UpstreamStatus]:
+    def resolve_target(self, method: CallMethod, target: str) -> Target:
+        """What ``target`` names for ``method`` (`gateway.types.Operation.target`)."""
+        if method == "tools/call":
+            return self.resolve(target)
+        if method == "prompts/get":
+            return self._prompt_target(target)
+        if method == "resources/read":
+            return self._read_target(target)
+        return self._completion_target(target)
+
+    def _prompt_target(self, name: str) -> PromptTarget:
+        prompt = self._prompts.get(name)
+        if prompt is None:
+            raise UnknownPrompt(f"unknown prompt {name!r}", details={"prompt": name})
+        self._pins.verify("prompt", prompt.name, prompt.definition_hash)
+        server, client = self._mcp(prompt.server)
+        binding = self._bindings[server]
+        return PromptTarget(server, client, binding.config, binding.credentials, prompt)
+
+    def _read_target(self, uri: str) -> ReadTarget:
+        server, original = self._route(uri)
+        listing = self._listings.get(server, Listing())
+        _, client = self._mcp(server)
+        binding = self._bindings[server]
+        resource = listing.resources.get(uri)
+        template = None
+        if resource is not None:
+            self._pins.verify("resource", uri, resource.definition_hash)
+        else:
+            template = self._approved_template(listing, original)
+        return ReadTarget(
+            server, client, binding.config, binding.credentials, uri, original, resource, template
+        )
+
+    def _approved_template(self, listing: Listing, original: str) -> TemplateDefinition | None:
+        """The approved template ``original`` matches, if any. A URI that only
+        quarantined templates match is refused: reading through a template whose
+        description changed is using the changed definition."""
+        matching = [t for t, parsed in listing.templates.values() if matches(parsed, original)]
+        for template in matching:
+            if self._pins.allows(
+                "resource_template", template.uri_template, template.definition_hash
+            ):
+                return template
+        if matching:
+            first = matching[0]
+            self._pins.verify("resource_template", first.uri_template, first.definition_hash)
+        return None
+
+    def _completion_target(self, name: str) -> CompletionTarget:
+        if split_gateway_uri(name) is None:
+            prompt = self._prompt_target(name)
+            arguments = tuple(a["name"] for a in prompt.definition.arguments)
+            return CompletionTarget(
+                prompt.server,
+                prompt.upstream,
+                prompt.config,
+                prompt.credentials,
+                "ref/prompt",
+                prompt.definition,
+                None,
+                arguments,
+            )
+        server, _ = self._route(name)
+        entry = self._listings.get(server, Listing()).templates.get(name)
+        if entry is None:
+            raise UnknownResource(f"no resource template {name!r}", details={"uri": name})
+        template, parsed = entry
+        self._pins.verify("resource_template", template.uri_template, template.definition_hash)
+        _, client = self._mcp(server)
+        binding = self._bindings[server]
+        return CompletionTarget(
+            server,
+            client,
+            binding.config,
+            binding.credentials,
+            "ref/resource",
+            None,
+            template,
+            tuple(parsed.variable_names),
+        )
+
+    def _route(self, uri: str) -> tuple[str, str]:
+        """(upstream, original URI) of a gateway URI; never guessed."""
+        routed = split_gateway_uri(uri)
+        if routed is None or routed[0] not in self._bindings:
+            raise UnknownResource(
+                f"resource {uri!r} not found: the gateway's resource URIs are "
+                "gateway:<upstream>/<URI>",
+                details={"uri": uri},
+            )
+        return routed
+
+    def _mcp(self, server: str) -> tuple[str, OfferingsClient]:
+        client = self._bindings[server].client
+        if not isinstance(client, OfferingsClient):
+            raise UnknownResource(
+                f"upstream {server} offers tools only", details={"upstream": server}
+            )
+        return server, client
+
+    def upstream_status(self) -> dict[str, Any]:
         return {name: b.client.status for name, b in self._bindings.items()}
 
 
-def _validator_for(schema: dict[str, Any]) -> Validator:
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    cls.check_schema(schema)
-    return cls(schema)
+__all__ = ["Binding", "Catalog", "CatalogEntry", "Listing", "Pins", "Target"]

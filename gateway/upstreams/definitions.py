@@ -13,8 +13,7 @@ from typing import Any
 from gateway.canonical import sha256_hex
 from gateway.config import RiskConfig
 from gateway.types import Risk, ToolDefinition
-
-SEPARATOR = "__"
+from gateway.upstreams.naming import gateway_name
 
 
 @dataclass(frozen=True)
@@ -43,10 +42,6 @@ def definition_document(tool: UpstreamTool) -> dict[str, Any]:
 
 def definition_hash(tool: UpstreamTool) -> str:
     return sha256_hex(definition_document(tool))
-
-
-def gateway_name(server: str, tool: str) -> str:
-    return f"{server}{SEPARATOR}{tool}"
 
 
 def assess_risk(tool: UpstreamTool, config: RiskConfig, *, trust_annotations: bool) -> Risk:

@@ -17,9 +17,10 @@ import httpx
 
 from gateway.config import HttpTool, HttpUpstream
 from gateway.errors import InvalidArguments, UpstreamTimeout, UpstreamUnavailable
-from gateway.types import ProgressCallback, ToolResult
+from gateway.types import LogSink, ProgressCallback, ToolResult
 from gateway.upstreams.base import Reconnected, UpstreamStatus
 from gateway.upstreams.definitions import UpstreamTool
+from gateway.upstreams.mcp_definitions import UpstreamOfferings
 
 _BODYLESS = {"GET", "DELETE"}
 
@@ -61,6 +62,9 @@ class HttpApiUpstream:
             for t in self._config.tools
         ]
 
+    async def list_offerings(self) -> UpstreamOfferings:
+        return UpstreamOfferings([], [], [])  # tools only
+
     async def call_tool(
         self,
         name: str,
@@ -69,6 +73,7 @@ class HttpApiUpstream:
         headers: dict[str, str],
         idempotency_key: str | None,
         progress: ProgressCallback | None,
+        log: LogSink | None,
         timeout_s: float,
     ) -> ToolResult:
         tool = self._tools[name]

@@ -3,55 +3,55 @@
 The SDK's `Client` opens its task groups in the task that enters it, and a transport
 failure cancels that task. So each upstream is entered inside its own supervisor task
 (started on the app's task group); requests only *use* the connected client. The
-supervisor reconnects with backoff after a failure and tells the catalog, so the tool
-list is re-read after every reconnect.
+supervisor reconnects with backoff after a failure and tells the catalog, so the lists
+are re-read after every reconnect, and whenever the upstream says they changed
+(`mcp_changes`).
 
-Per-call headers (a JWT minted for this agent) ride on a context variable read by an
-httpx event hook: the SDK sends each request from the caller's context, so concurrent
-calls on one connection each carry their own credential.
-
+Every request but the lean one goes through `mcp_requests.run`: the caller's
+credential headers and log sink ride along, and failures become `UpstreamError`s.
 Once the connection has negotiated the sessionless revision, a ``tools/call`` without
-progress goes out through `mcp_lean_call` instead of the SDK (docs/decisions/0010):
-same request on the wire, a fraction of the client-side cost.
+progress or logs goes out through `mcp_lean_call` instead of the SDK (docs/decisions/
+0010): same request on the wire, a fraction of the client-side cost.
+
+An upstream's request for client input (a multi-round-trip result) is refused with a
+clear error for now; relaying elicitation, sampling and roots is the next step
+(docs/mcp.md).
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
 import httpx2
+import mcp_types as types
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import MCPError
-from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult
+from mcp_types import CallToolResult
 
 from gateway.config import McpHttpUpstream, McpStdioUpstream
-from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import UpstreamTimeout, UpstreamUnavailable
 from gateway.http_client import HttpTransportError
-from gateway.types import ProgressCallback, ToolResult
+from gateway.types import LogSink, ProgressCallback, ToolResult
+from gateway.upstreams import mcp_offerings, mcp_requests
 from gateway.upstreams.base import Reconnected, UpstreamStatus
 from gateway.upstreams.definitions import UpstreamTool
+from gateway.upstreams.mcp_changes import ChangeWatcher
+from gateway.upstreams.mcp_definitions import UpstreamOfferings
 from gateway.upstreams.mcp_lean_call import LeanToolCaller, NeedsSdk, is_sessionless
+from gateway.upstreams.mcp_requests import describe as _describe
 
 log = logging.getLogger(__name__)
 
-_CALL_HEADERS: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
-    "gateway_upstream_call_headers", default=None
-)
 # Key under `_meta` carrying the idempotency key of an executor step.
 IDEMPOTENCY_META_KEY = "io.agentgateway/idempotency-key"
 
 _MAX_BACKOFF_S = 30.0
-
-
-async def _apply_call_headers(request: httpx2.Request) -> None:
-    for name, value in (_CALL_HEADERS.get() or {}).items():
-        request.headers[name] = value
+_T = TypeVar("_T")
 
 
 class McpUpstream:
@@ -73,6 +73,7 @@ class McpUpstream:
         self._broken = anyio.Event()
         self._last_error: str | None = "not connected yet"
         self._scope: anyio.CancelScope | None = None
+        self._changes = ChangeWatcher(config.name)
         self._started = False
         self.connections = 0
         self._lean = (
@@ -86,8 +87,10 @@ class McpUpstream:
         return UpstreamStatus(connected=self._client is not None, detail=self._last_error)
 
     async def start(self, task_group: anyio.abc.TaskGroup, on_reconnect: Reconnected) -> None:
-        """Returns after the first connection attempt, whether it succeeded or not."""
+        """Returns after the first connection attempt, whether it succeeded or not.
+        ``on_reconnect`` is also how a list-changed notification asks for a refresh."""
         self._on_reconnect = on_reconnect
+        self._changes.start(task_group, on_reconnect)
         await task_group.start(self._supervise)
 
     async def close(self) -> None:
@@ -115,12 +118,21 @@ class McpUpstream:
                 # A transport read timeout would instead tear down the whole connection,
                 # failing every other call on it, so it is kept well above that limit.
                 timeout=httpx2.Timeout(config.timeout_s * 2 + 30, connect=self._connect_timeout_s),
-                event_hooks={"request": [_apply_call_headers]},
+                event_hooks={"request": [mcp_requests.apply_call_headers]},
                 follow_redirects=False,
             )
             transport = streamable_http_client(config.url, http_client=http)
         # cache=None: the gateway diffs fresh tool lists; a cached list would hide changes.
-        return Client(transport, cache=None, read_timeout_seconds=config.timeout_s)
+        return Client(
+            transport,
+            cache=None,
+            read_timeout_seconds=config.timeout_s,
+            logging_callback=mcp_requests.relay_log(self.name),
+            message_handler=self._changes.on_message,
+            elicitation_callback=mcp_requests.refuse_elicitation,
+            sampling_callback=mcp_requests.refuse_sampling,
+            list_roots_callback=mcp_requests.refuse_roots,
+        )
 
     async def _supervise(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         backoff = 0.25
@@ -156,7 +168,11 @@ class McpUpstream:
         if self._started and self._on_reconnect is not None:
             await self._on_reconnect(self.name)  # a reconnect: the tool list may have changed
         self._report_started(task_status)
-        await self._broken.wait()
+        async with anyio.create_task_group() as watching:
+            if is_sessionless(client.protocol_version):
+                watching.start_soon(self._changes.listen, client)
+            await self._broken.wait()
+            watching.cancel_scope.cancel()
 
     async def _connected(self) -> Client:
         client = self._client
@@ -174,30 +190,21 @@ class McpUpstream:
 
     async def list_tools(self) -> list[UpstreamTool]:
         client = await self._connected()
-        tools: list[UpstreamTool] = []
-        cursor: str | None = None
-        try:
-            with anyio.fail_after(self._config.timeout_s):
-                while True:
-                    page = (
-                        await client.list_tools(cursor=cursor)
-                        if cursor
-                        else await client.list_tools()
-                    )
-                    for tool in page.tools:
-                        tools.append(_to_upstream_tool(tool))
-                    cursor = page.next_cursor
-                    if not cursor:
-                        break
-        except TimeoutError:
-            raise UpstreamTimeout(f"upstream {self.name} did not list its tools in time") from None
-        except MCPError as exc:
-            if exc.code == CONNECTION_CLOSED:
-                self._mark_broken(exc)
-            raise UpstreamError(f"upstream {self.name} refused tools/list: {exc.message}") from None
-        except Exception as exc:
-            self._mark_broken(exc)
-            raise UpstreamUnavailable(f"upstream {self.name} failed: {_describe(exc)}") from None
+
+        async def every_page() -> list[UpstreamTool]:
+            tools: list[UpstreamTool] = []
+            cursor: str | None = None
+            for _ in range(mcp_offerings.MAX_PAGES):
+                page = await client.list_tools(cursor=cursor, cache_mode="bypass")
+                tools += [_to_upstream_tool(tool) for tool in page.tools]
+                cursor = page.next_cursor
+                if not cursor:
+                    break
+            return tools
+
+        tools = await self._request(
+            "tools/list", every_page, headers={}, log=None, timeout_s=self._config.timeout_s
+        )
         if self._lean is not None:
             self._lean.learn(tools)
         return tools
@@ -210,18 +217,34 @@ class McpUpstream:
         headers: dict[str, str],
         idempotency_key: str | None,
         progress: ProgressCallback | None,
+        log: LogSink | None,
         timeout_s: float,
     ) -> ToolResult:
         client = await self._connected()
         meta = {IDEMPOTENCY_META_KEY: idempotency_key} if idempotency_key else None
-        if self._lean is not None and progress is None and is_sessionless(client.protocol_version):
+        lean_ok = progress is None and log is None
+        if self._lean is not None and lean_ok and is_sessionless(client.protocol_version):
             try:
                 return await self._call_lean(
                     self._lean, client.protocol_version, name, arguments, headers, meta, timeout_s
                 )
             except NeedsSdk:
                 pass  # refused before it ran; the SDK re-lists the tools and retries once
-        return await self._call_sdk(client, name, arguments, headers, meta, progress, timeout_s)
+        meta = mcp_requests.with_log_level(client, meta, log)
+        result = await self._request(
+            name,
+            lambda: client.call_tool(
+                name,
+                arguments,
+                read_timeout_seconds=timeout_s,
+                progress_callback=progress,
+                meta=meta,
+            ),
+            headers=headers,
+            log=log,
+            timeout_s=timeout_s,
+        )
+        return _to_result(result)
 
     async def _call_lean(
         self,
@@ -248,45 +271,94 @@ class McpUpstream:
             raise UpstreamUnavailable(f"upstream {self.name} failed: {exc.message}") from None
         return _to_result(result)
 
-    async def _call_sdk(
+    async def list_offerings(self) -> UpstreamOfferings:
+        client = await self._connected()
+        return await self._request(
+            "its prompts and resources",
+            lambda: mcp_offerings.list_offerings(client),
+            headers={},
+            log=None,
+            timeout_s=self._config.timeout_s,
+        )
+
+    async def read_resource(
+        self, uri: str, *, headers: dict[str, str], log: LogSink | None, timeout_s: float
+    ) -> dict[str, Any]:
+        client = await self._connected()
+        meta = mcp_requests.with_log_level(client, None, log)
+        result = await self._request(
+            uri,
+            lambda: client.session.read_resource(uri, meta=meta, allow_input_required=True),
+            headers=headers,
+            log=log,
+            timeout_s=timeout_s,
+        )
+        if isinstance(result, types.InputRequiredResult):
+            raise mcp_requests.input_required(self.name, uri)
+        return mcp_offerings.read_document(self.name, result)
+
+    async def get_prompt(
         self,
-        client: Client,
         name: str,
-        arguments: dict[str, Any],
+        arguments: dict[str, str],
+        *,
         headers: dict[str, str],
-        meta: dict[str, Any] | None,
-        progress: ProgressCallback | None,
+        log: LogSink | None,
         timeout_s: float,
-    ) -> ToolResult:
-        token = _CALL_HEADERS.set(headers)
-        try:
-            with anyio.fail_after(timeout_s):
-                result = await client.call_tool(
-                    name,
-                    arguments,
-                    read_timeout_seconds=timeout_s,
-                    progress_callback=progress,
-                    meta=meta,
-                )
-        except TimeoutError:
-            raise UpstreamTimeout(
-                f"upstream {self.name} did not answer {name} within {timeout_s:g} s"
-            ) from None
-        except MCPError as exc:
-            if exc.code == REQUEST_TIMEOUT:
-                raise UpstreamTimeout(f"upstream {self.name} timed out on {name}") from None
-            if exc.code == CONNECTION_CLOSED:
-                self._mark_broken(exc)
-                raise UpstreamUnavailable(f"upstream {self.name} closed the connection") from None
-            raise UpstreamError(
-                f"upstream {self.name} rejected {name}: {exc.message} (JSON-RPC {exc.code})"
-            ) from None
-        except Exception as exc:
-            self._mark_broken(exc)
-            raise UpstreamUnavailable(f"upstream {self.name} failed: {_describe(exc)}") from None
-        finally:
-            _CALL_HEADERS.reset(token)
-        return _to_result(result)
+    ) -> dict[str, Any]:
+        client = await self._connected()
+        meta = mcp_requests.with_log_level(client, None, log)
+        result = await self._request(
+            name,
+            lambda: client.session.get_prompt(
+                name, arguments, meta=meta, allow_input_required=True
+            ),
+            headers=headers,
+            log=log,
+            timeout_s=timeout_s,
+        )
+        if isinstance(result, types.InputRequiredResult):
+            raise mcp_requests.input_required(self.name, name)
+        return mcp_offerings.prompt_document(self.name, result)
+
+    async def complete(
+        self,
+        ref: types.PromptReference | types.ResourceTemplateReference,
+        argument: dict[str, str],
+        context_arguments: dict[str, str] | None,
+        *,
+        headers: dict[str, str],
+        timeout_s: float,
+    ) -> dict[str, Any]:
+        client = await self._connected()
+        what = ref.name if isinstance(ref, types.PromptReference) else ref.uri
+        result = await self._request(
+            f"a completion of {what}",
+            lambda: client.complete(ref, argument, context_arguments),
+            headers=headers,
+            log=None,
+            timeout_s=timeout_s,
+        )
+        return mcp_offerings.completion_document(result)
+
+    async def _request(
+        self,
+        what: str,
+        send: Callable[[], Awaitable[_T]],
+        *,
+        headers: dict[str, str],
+        log: LogSink | None,
+        timeout_s: float,
+    ) -> _T:
+        return await mcp_requests.run(
+            self.name,
+            what,
+            send,
+            headers=headers,
+            log_sink=log,
+            timeout_s=timeout_s,
+            mark_broken=self._mark_broken,
+        )
 
 
 def _to_upstream_tool(tool: Any) -> UpstreamTool:
@@ -316,10 +388,3 @@ def _to_result(result: CallToolResult) -> ToolResult:
         structured_content=result.structured_content,
         is_error=bool(result.is_error),
     )
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        return _describe(exc.exceptions[0])
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if str(exc) else text

@@ -1,15 +1,21 @@
-"""Pinned tool definitions (architecture.md §7): a changed definition is quarantined until approved.
+"""Pinned definitions (architecture.md §7): a changed definition is quarantined until approved.
 
-The catalog hands every refreshed tool list to `PinGuard.check`. For each tool the
-*expected* hash is the one pinned in config (``upstreams[].pins``) if any, else the one
-approved in the pin table; then
+What is pinned: every tool, prompt, resource and resource template an upstream lists
+(`gateway.offerings.DefinitionKind`), each by the hash of what the model or user is told
+about it; contents are never pinned (reads and prompt results are audited by hash).
 
-- nothing expected yet: the definition is pinned as first seen (``tool.pinned``);
+The catalog hands every refreshed list to `PinGuard.check`. For each definition the
+*expected* hash is the one pinned in config (``upstreams[].pins``, tools only) if any,
+else the one approved in the pin table; then
+
+- nothing expected yet: the definition is pinned as first seen (``tool.pinned``, or
+  ``definition.pinned`` for the other kinds: `pin_review`);
 - the live hash is the expected one: nothing happens (the common case: one SELECT);
-- it differs: the tool is quarantined (``tool.drift`` with both hashes and a unified
-  diff); it stays hidden and refused, even if the upstream changes it back, until an
-  approver approves the pending definition (``tool.pinned`` with ``approved_by``), or,
-  for a tool pinned in config, until the config pins the live hash.
+- it differs: the definition is quarantined (``tool.drift``/``definition.drift`` with
+  both hashes and a unified diff); it stays hidden and refused, even if the upstream
+  changes it back, until an approver approves the pending definition (alone, or with
+  every pending definition of its upstream at once), or, for a tool pinned in config,
+  until the config pins the live hash.
 
 A rug-pull that is reverted is still worth a look, and automatic release would let two
 gateway processes with different views of an upstream flip a tool back and forth.
@@ -22,8 +28,6 @@ process releases the tool in all of them within ``pinning.sync_interval_s``.
 
 from __future__ import annotations
 
-import difflib
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -31,19 +35,28 @@ from typing import Any
 
 import anyio
 
-from gateway.audit import AuditLog, AuditRecord
+from gateway.audit import AuditLog
 from gateway.config import Config
 from gateway.errors import (
     DefinitionNotPending,
+    DefinitionQuarantined,
     GatewayError,
     PinConfigured,
     ToolQuarantined,
-    UnknownTool,
+    UnknownTarget,
 )
+from gateway.offerings import DefinitionKind
 from gateway.timestamps import utc_now
-from gateway.types import Principal, ToolDefinition
-from gateway.upstreams.definitions import gateway_name
-from gateway.upstreams.pins import PinRow, PinStatus, PinStore
+from gateway.types import Principal
+from gateway.upstreams.naming import gateway_name
+from gateway.upstreams.pin_review import (
+    approval_record,
+    describe,
+    drift_record,
+    pinned_record,
+    quarantine_message,
+)
+from gateway.upstreams.pins import PinKey, PinRow, PinStatus, PinStore
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +66,17 @@ CONFIG_APPROVER = "config"
 
 @dataclass(frozen=True)
 class Seen:
-    """A tool as the latest refresh saw it."""
+    """A definition as the latest refresh saw it."""
 
-    tool: str  # gateway name, <upstream>__<tool>
+    kind: DefinitionKind
+    name: str  # gateway name: <upstream>__<name>, or a gateway URI (template)
+    upstream: str
     definition_hash: str
-    document: dict[str, Any]  # what the hash covers (definitions.definition_document)
+    document: dict[str, Any]  # what the hash covers (definitions, mcp_definitions)
+
+    @property
+    def key(self) -> PinKey:
+        return (self.kind, self.name)
 
 
 def plan(row: PinRow | None, seen: Seen, configured: str | None, now: str) -> PinRow | None:
@@ -69,7 +88,9 @@ def plan(row: PinRow | None, seen: Seen, configured: str | None, now: str) -> Pi
     if row is None:
         if configured is None or configured == live:
             return PinRow(
-                tool=seen.tool,
+                kind=seen.kind,
+                name=seen.name,
+                upstream=seen.upstream,
                 definition_hash=live,
                 definition=seen.document,
                 status=PinStatus.PINNED,
@@ -79,7 +100,9 @@ def plan(row: PinRow | None, seen: Seen, configured: str | None, now: str) -> Pi
                 approved_at=now if configured else None,
             )
         return PinRow(
-            tool=seen.tool,
+            kind=seen.kind,
+            name=seen.name,
+            upstream=seen.upstream,
             definition_hash=configured,
             definition=None,
             status=PinStatus.QUARANTINED,
@@ -88,20 +111,25 @@ def plan(row: PinRow | None, seen: Seen, configured: str | None, now: str) -> Pi
             pending_hash=live,
             pending_definition=seen.document,
         )
+    # None (no change), unless the row is from before rows named their upstream
+    # (migration 0007 could not tell): then it is written once with it.
+    unchanged = None
+    if row.upstream is None:
+        row = unchanged = replace(row, upstream=seen.upstream)
     if configured is not None and configured == live:
         # The admin pinned the live definition in config: that is the approval.
         if row.status is PinStatus.PINNED and row.definition_hash == live:
-            return None
+            return unchanged
         return _pinned(row, seen.document, live, approved_by=CONFIG_APPROVER, now=now)
     expected = configured if configured is not None else row.definition_hash
     if row.status is PinStatus.PINNED and live == expected:
-        return None
+        return unchanged
     if (
         row.status is PinStatus.QUARANTINED
         and row.pending_hash == live
         and row.definition_hash == expected
     ):
-        return None  # already quarantined for exactly this change
+        return unchanged  # already quarantined for exactly this change
     known = row.definition if row.definition_hash == expected else None
     return replace(
         row,
@@ -130,62 +158,8 @@ def _pinned(
     )
 
 
-def pretty(document: dict[str, Any] | None) -> list[str]:
-    """The lines a diff compares: sorted keys, two-space indent (JCS has one line)."""
-    if document is None:
-        return []
-    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
-
-
-def definition_diff(row: PinRow) -> str:
-    """Unified diff of the approved definition and the pending one."""
-    old_label = f"approved sha256:{row.definition_hash}"
-    if row.definition is None:
-        old_label += " (known only by the hash pinned in config)"
-    return "\n".join(
-        difflib.unified_diff(
-            pretty(row.definition),
-            pretty(row.pending_definition),
-            fromfile=old_label,
-            tofile=f"pending sha256:{row.pending_hash}",
-            lineterm="",
-        )
-    )
-
-
-def quarantine_message(row: PinRow, live_hash: str | None = None) -> str:
-    new = live_hash or row.pending_hash or "?"
-    return (
-        f"definition of {row.tool} changed since it was approved "
-        f"(old sha256:{row.definition_hash[:12]}… → new sha256:{new[:12]}…); "
-        "an approver must approve the new definition"
-    )
-
-
-def describe(row: PinRow, *, configured: bool) -> dict[str, Any]:
-    """A row as the REST API, the console and the CLI show it."""
-    body: dict[str, Any] = {
-        "tool": row.tool,
-        "status": row.status.value,
-        "definition_hash": row.definition_hash,
-        "definition": row.definition,
-        "pending_hash": row.pending_hash,
-        "pending_definition": row.pending_definition,
-        "first_seen": row.first_seen,
-        "changed_at": row.changed_at,
-        "approved_by": row.approved_by,
-        "approved_at": row.approved_at,
-        "pinned_in_config": configured,
-        "version": row.version,
-    }
-    if row.status is PinStatus.QUARANTINED:
-        body["diff"] = definition_diff(row)
-        body["reason"] = quarantine_message(row)
-    return body
-
-
 class PinGuard:
-    """Decides, records and answers whether each tool's live definition is approved."""
+    """Decides, records and answers whether each definition's live form is approved."""
 
     def __init__(
         self,
@@ -197,58 +171,60 @@ class PinGuard:
     ) -> None:
         self._store = store
         self._audit = audit
-        self._configured = dict(configured)  # gateway tool name -> hash
+        # Hashes pinned in config: tools only, by gateway tool name.
+        self._configured: dict[PinKey, str] = {("tool", k): v for k, v in configured.items()}
         self._clock = clock
-        self._rows: dict[str, PinRow] = {}
+        self._rows: dict[PinKey, PinRow] = {}
         self._version = -1
         self._lock = anyio.Lock()
 
     # --- the per-call check (in memory) ----------------------------------------------
 
-    def allows(self, tool: ToolDefinition) -> bool:
-        row = self._rows.get(tool.name)
+    def allows(self, kind: DefinitionKind, name: str, definition_hash: str) -> bool:
+        row = self._rows.get((kind, name))
         return (
             row is not None
             and row.status is PinStatus.PINNED
-            and row.definition_hash == tool.definition_hash
+            and row.definition_hash == definition_hash
         )
 
-    def verify(self, tool: ToolDefinition) -> None:
-        """Raises `ToolQuarantined` unless ``tool``'s live definition is the approved one."""
-        if self.allows(tool):
+    def verify(self, kind: DefinitionKind, name: str, definition_hash: str) -> None:
+        """Raises `ToolQuarantined` (a tool) or `DefinitionQuarantined` (a prompt,
+        resource or template) unless the live definition is the approved one."""
+        if self.allows(kind, name, definition_hash):
             return
-        row = self._rows.get(tool.name)
+        row = self._rows.get((kind, name))
         if row is None:
-            message = f"definition of {tool.name} has not been checked against its pin yet"
+            message = f"definition of {name} has not been checked against its pin yet"
             old = None
         else:
-            message = quarantine_message(row, tool.definition_hash)
+            message = quarantine_message(row, definition_hash)
             old = row.definition_hash
-        raise ToolQuarantined(
-            message,
-            details={"tool": tool.name, "old_hash": old, "new_hash": tool.definition_hash},
-        )
+        details = {"old_hash": old, "new_hash": definition_hash}
+        if kind == "tool":
+            raise ToolQuarantined(message, details={"tool": name, **details})
+        raise DefinitionQuarantined(message, details={"kind": kind, "name": name, **details})
 
     # --- refresh ---------------------------------------------------------------------
 
     async def check(self, seen: list[Seen]) -> None:
-        """Pins, quarantines or leaves alone each tool of a fresh tool list, records
+        """Pins, quarantines or leaves alone each definition of a fresh list, records
         each change in the audit log, and updates this process's view.
 
         Raises `StorageError` when the pin table cannot be read or changed; the caller
-        then keeps what it knew (a tool never checked stays refused)."""
+        then keeps what it knew (a definition never checked stays refused)."""
         now = self._clock()
         async with self._lock:
-            rows = await anyio.to_thread.run_sync(self._store.read, [s.tool for s in seen])
+            rows = await anyio.to_thread.run_sync(self._store.read, [s.key for s in seen])
             plans = {}
             for item in seen:
-                configured = self._configured.get(item.tool)
-                if plan(rows.get(item.tool), item, configured, now) is not None:
-                    plans[item.tool] = _planner(item, configured, now)
+                configured = self._configured.get(item.key)
+                if plan(rows.get(item.key), item, configured, now) is not None:
+                    plans[item.key] = _planner(item, configured, now)
             if plans:
                 changed = await anyio.to_thread.run_sync(self._store.change, plans)
                 for before, after in changed:
-                    rows[after.tool] = after
+                    rows[after.key] = after
                     await self._record(before, after)
                 rows.update(await anyio.to_thread.run_sync(self._store.read, list(plans)))
             self._rows.update(rows)
@@ -261,7 +237,7 @@ class PinGuard:
             try:
                 await self.sync()
             except GatewayError as exc:
-                log.warning("cannot re-read tool pins: %s", exc.message)
+                log.warning("cannot re-read pins: %s", exc.message)
 
     async def sync(self) -> None:
         async with self._lock:  # a refresh's newer rows must not be overwritten
@@ -269,96 +245,155 @@ class PinGuard:
             if version == self._version:
                 return
             rows = await anyio.to_thread.run_sync(self._store.read, None)
-            # Only tools this process has seen: the others are not in its catalog.
+            # Only definitions this process has seen: the others are not in its catalog.
             self._rows.update({k: v for k, v in rows.items() if k in self._rows})
             self._version = version
 
     # --- approval --------------------------------------------------------------------
 
     async def approve(
-        self, tool: str, approver: Principal, definition_hash: str | None
+        self,
+        kind: DefinitionKind,
+        name: str,
+        approver: Principal,
+        definition_hash: str | None,
     ) -> dict[str, Any]:
-        """Re-pins ``tool`` to its pending definition (``definition_hash``, when given,
-        must name it) and releases it. The approval is in the audit log before the tool
-        is released. Raises `UnknownTool`, `PinConfigured` or `DefinitionNotPending`."""
-        row = (await anyio.to_thread.run_sync(self._store.read, [tool])).get(tool)
-        pending = self._check_approvable(tool, row, definition_hash)
-        now = self._clock()
+        """Re-pins one definition to its pending form (``definition_hash``, when given,
+        must name it) and releases it. The approval is in the audit log before the
+        definition is released. Raises `UnknownTarget`, `PinConfigured` or
+        `DefinitionNotPending`."""
+        row = (await anyio.to_thread.run_sync(self._store.read, [(kind, name)])).get((kind, name))
+        pending = self._check_approvable(kind, name, row, definition_hash)
         assert row is not None  # _check_approvable raised otherwise
-        await self._audit.append(
-            AuditRecord(
-                "tool.pinned",
-                f"tool:{tool}",
-                {
-                    "tool": tool,
-                    "definition_hash": pending,
-                    "previous_hash": row.definition_hash,
-                    "source": "approval",
-                    "approved_by": approver.sub,
-                    "approver": approver.to_audit(),
-                    "definition": row.pending_definition,
-                },
-                approver.sub,
-                tool,
-            )
+        await self._audit.append(approval_record(row, pending, approver, upstream_wide=False))
+        after = (await self._release({row.key: pending}, approver))[0]
+        log.info("%s %s: definition %s approved by %s", kind, name, pending[:12], approver.sub)
+        return describe(after, configured=row.key in self._configured)
+
+    async def approve_upstream(
+        self,
+        upstream: str,
+        approver: Principal,
+        expected: dict[PinKey, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Approves every pending definition of ``upstream`` at once (a server with a
+        hundred resources stays reviewable), each recorded as its own approval in one
+        audit transaction before any is released. ``expected`` (kind and name → the
+        pending hash the approver reviewed), when given, must be exactly what is
+        pending: a definition that changed again, or one not reviewed, refuses the
+        whole approval and changes nothing. Definitions pinned in config are left to
+        the config. Returns the released rows (none when nothing was pending)."""
+        rows = await anyio.to_thread.run_sync(lambda: self._store.read(None, upstream=upstream))
+        pending_rows = [
+            r
+            for r in sorted(rows.values(), key=lambda r: r.key)
+            if r.status is PinStatus.QUARANTINED
+            and r.pending_hash is not None
+            and r.key not in self._configured
+        ]
+        if expected is not None:
+            found = {r.key: r.pending_hash for r in pending_rows}
+            if found != expected:
+                changed = sorted(
+                    f"{kind} {name}"
+                    for kind, name in set(found) | set(expected)
+                    if found.get((kind, name)) != expected.get((kind, name))
+                )
+                raise DefinitionNotPending(
+                    f"what awaits approval for upstream {upstream} is not what was reviewed "
+                    f"({', '.join(changed)}): review the new diffs",
+                    details={"upstream": upstream, "differs": changed},
+                )
+        if not pending_rows:
+            return []
+        pending = {r.key: self._check_approvable(r.kind, r.name, r, None) for r in pending_rows}
+        records = [
+            approval_record(r, pending[r.key], approver, upstream_wide=True) for r in pending_rows
+        ]
+        await self._audit.append(*records)
+        released = await self._release(pending, approver)
+        log.info(
+            "upstream %s: %d pending definitions approved by %s",
+            upstream,
+            len(released),
+            approver.sub,
         )
+        return [describe(r, configured=False) for r in released]
 
-        def approve_pending(current: PinRow | None) -> PinRow | None:
-            self._check_approvable(tool, current, pending)
-            assert current is not None
-            return _pinned(
-                current, current.pending_definition, pending, approved_by=approver.sub, now=now
-            )
+    async def _release(self, pending: dict[PinKey, str], approver: Principal) -> list[PinRow]:
+        """Pins each key to its approved pending hash, re-checked under the writer lock."""
+        now = self._clock()
 
-        changed = await anyio.to_thread.run_sync(self._store.change, {tool: approve_pending})
+        def approver_of(key: PinKey, digest: str) -> Callable[[PinRow | None], PinRow | None]:
+            def approve_pending(current: PinRow | None) -> PinRow | None:
+                self._check_approvable(key[0], key[1], current, digest)
+                assert current is not None
+                return _pinned(
+                    current, current.pending_definition, digest, approved_by=approver.sub, now=now
+                )
+
+            return approve_pending
+
+        plans = {key: approver_of(key, digest) for key, digest in pending.items()}
+        changed = await anyio.to_thread.run_sync(self._store.change, plans)
         async with self._lock:
             for _before, after in changed:
-                self._rows[after.tool] = after
-        after = changed[0][1] if changed else row
-        log.info("tool %s: definition %s approved by %s", tool, pending[:12], approver.sub)
-        return describe(after, configured=tool in self._configured)
+                self._rows[after.key] = after
+        return [after for _before, after in changed]
 
-    def _check_approvable(self, tool: str, row: PinRow | None, definition_hash: str | None) -> str:
+    def _check_approvable(
+        self, kind: DefinitionKind, name: str, row: PinRow | None, definition_hash: str | None
+    ) -> str:
         if row is None:
-            raise UnknownTool(f"no pinned definition of tool {tool!r}", details={"tool": tool})
+            raise UnknownTarget(
+                f"no pinned definition of {kind} {name!r}", details={"kind": kind, "name": name}
+            )
         if row.status is not PinStatus.QUARANTINED or row.pending_hash is None:
             raise DefinitionNotPending(
-                f"{tool} is not quarantined: its definition {row.definition_hash[:12]}… "
+                f"{name} is not quarantined: its definition {row.definition_hash[:12]}… "
                 "is approved already",
-                details={"tool": tool, "definition_hash": row.definition_hash},
+                details={"kind": kind, "name": name, "definition_hash": row.definition_hash},
             )
-        if tool in self._configured:
+        if row.key in self._configured:
             raise PinConfigured(
-                f"{tool} is pinned in the config file (upstreams[].pins); to accept the "
+                f"{name} is pinned in the config file (upstreams[].pins); to accept the "
                 f"new definition, pin {row.pending_hash} there",
-                details={"tool": tool, "pending_hash": row.pending_hash},
+                details={"kind": kind, "name": name, "pending_hash": row.pending_hash},
             )
         if definition_hash is not None and definition_hash != row.pending_hash:
             raise DefinitionNotPending(
-                f"the definition awaiting approval for {tool} is {row.pending_hash}, not "
+                f"the definition awaiting approval for {name} is {row.pending_hash}, not "
                 f"{definition_hash}: it changed again; review the new diff",
-                details={"tool": tool, "pending_hash": row.pending_hash},
+                details={"kind": kind, "name": name, "pending_hash": row.pending_hash},
             )
         return row.pending_hash
 
     # --- reading ---------------------------------------------------------------------
 
-    async def describe(self, status: PinStatus | None = None) -> tuple[int, list[dict[str, Any]]]:
+    async def describe(
+        self,
+        status: PinStatus | None = None,
+        *,
+        kind: DefinitionKind | None = None,
+        upstream: str | None = None,
+    ) -> tuple[int, list[dict[str, Any]]]:
         """(table version, rows as `describe` shows them), from the table itself."""
         version = await anyio.to_thread.run_sync(self._store.version)
-        rows = await anyio.to_thread.run_sync(self._store.read, None)
+        rows = await anyio.to_thread.run_sync(lambda: self._store.read(None, upstream=upstream))
         shown = [
-            describe(row, configured=row.tool in self._configured)
-            for row in sorted(rows.values(), key=lambda r: r.tool)
-            if status is None or row.status is status
+            describe(row, configured=row.key in self._configured)
+            for row in sorted(rows.values(), key=lambda r: r.key)
+            if (status is None or row.status is status) and (kind is None or row.kind == kind)
         ]
         return version, shown
 
-    async def describe_one(self, tool: str) -> dict[str, Any]:
-        row = (await anyio.to_thread.run_sync(self._store.read, [tool])).get(tool)
+    async def describe_one(self, kind: DefinitionKind, name: str) -> dict[str, Any]:
+        row = (await anyio.to_thread.run_sync(self._store.read, [(kind, name)])).get((kind, name))
         if row is None:
-            raise UnknownTool(f"no pinned definition of tool {tool!r}", details={"tool": tool})
-        return describe(row, configured=tool in self._configured)
+            raise UnknownTarget(
+                f"no pinned definition of {kind} {name!r}", details={"kind": kind, "name": name}
+            )
+        return describe(row, configured=row.key in self._configured)
 
     # --- audit -------------------------------------------------------------------------
 
@@ -366,32 +401,16 @@ class PinGuard:
         """Appends the entry for a change made by `check`. The change is already
         committed; a failed append is logged (a quarantine stands either way)."""
         if after.status is PinStatus.QUARANTINED:
-            kind = "tool.drift"
-            payload: dict[str, Any] = {
-                "tool": after.tool,
-                "old_hash": after.definition_hash,
-                "new_hash": after.pending_hash,
-                "pinned_in_config": after.tool in self._configured,
-                "diff": definition_diff(after),
-            }
+            record = drift_record(after, configured=after.key in self._configured)
             log.warning("%s", quarantine_message(after))
+        elif before is not None and before.same_state(replace(after, upstream=before.upstream)):
+            return  # only the upstream was filled in (plan's backfill): nothing to record
         else:
-            kind = "tool.pinned"
-            source = "first_seen" if before is None and after.approved_by is None else "config"
-            payload = {
-                "tool": after.tool,
-                "definition_hash": after.definition_hash,
-                "previous_hash": before.definition_hash if before else None,
-                "source": source,
-                "approved_by": after.approved_by,
-                "definition": after.definition,
-            }
+            record = pinned_record(before, after)
         try:
-            await self._audit.append(
-                AuditRecord(kind, f"tool:{after.tool}", payload, after.approved_by, after.tool)
-            )
+            await self._audit.append(record)
         except GatewayError as exc:
-            log.error("%s of %s not recorded: %s", kind, after.tool, exc.message)
+            log.error("%s of %s not recorded: %s", record.kind, after.name, exc.message)
 
 
 def _planner(seen: Seen, configured: str | None, now: str) -> Callable[[PinRow | None], Any]:

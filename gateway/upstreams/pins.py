@@ -1,6 +1,7 @@
-"""The pin table: what definition of each tool was approved, and what awaits approval.
+"""The pin table: what definition of each tool, prompt, resource and resource template
+was approved, and what awaits approval.
 
-One row per gateway tool name (`gateway.store.tables.tool_pins`), shared by every
+One row per (kind, gateway name) (`gateway.store.tables.tool_pins`), shared by every
 gateway process on the database. Reads are plain SELECTs; every change is made under
 the database-wide writer lock (`exclusive_transaction`), after re-reading the row, so
 two processes that notice the same drift make one change, and ``version`` (one counter
@@ -20,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
 from gateway.errors import StorageError
+from gateway.offerings import DefinitionKind
 from gateway.store import exclusive_transaction
 from gateway.store.tables import tool_pins
 
@@ -41,7 +43,9 @@ class PinRow:
     live definition while quarantined.
     """
 
-    tool: str
+    kind: DefinitionKind
+    name: str
+    upstream: str | None
     definition_hash: str
     definition: dict[str, Any] | None
     status: PinStatus
@@ -53,6 +57,10 @@ class PinRow:
     approved_at: str | None = None
     version: int = 0
 
+    @property
+    def key(self) -> PinKey:
+        return (self.kind, self.name)
+
     def same_state(self, other: PinRow | None) -> bool:
         """True when ``other`` says the same (ignoring version and change time)."""
         if other is None:
@@ -61,7 +69,9 @@ class PinRow:
 
     def to_values(self) -> dict[str, Any]:
         return {
-            "tool": self.tool,
+            "kind": self.kind,
+            "name": self.name,
+            "upstream": self.upstream,
             "definition_hash": self.definition_hash,
             "definition": self.definition,
             "status": self.status.value,
@@ -75,6 +85,9 @@ class PinRow:
         }
 
 
+# (kind, gateway name): what identifies a row.
+PinKey = tuple[DefinitionKind, str]
+
 # Given the row as it is now (None: no row), the row it should become (None: leave it).
 Planner = Callable[[PinRow | None], PinRow | None]
 
@@ -83,14 +96,19 @@ class PinStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def read(self, tools: Iterable[str] | None = None) -> dict[str, PinRow]:
-        """The rows of ``tools`` (all rows when ``None``), by tool name."""
+    def read(
+        self, keys: Iterable[PinKey] | None = None, *, upstream: str | None = None
+    ) -> dict[PinKey, PinRow]:
+        """The rows of ``keys`` (all rows when ``None``; only ``upstream``'s when given)."""
         query = sa.select(tool_pins)
-        if tools is not None:
-            query = query.where(tool_pins.c.tool.in_(list(tools)))
+        if keys is not None:
+            query = query.where(_keys_in(list(keys)))
+        if upstream is not None:
+            query = query.where(tool_pins.c.upstream == upstream)
         try:
             with self._engine.connect() as conn:
-                return {row.tool: _row(row) for row in conn.execute(query)}
+                rows = [_row(row) for row in conn.execute(query)]
+                return {row.key: row for row in rows}
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(f"cannot read tool pins: {_describe(exc)}") from None
 
@@ -104,23 +122,19 @@ class PinStore:
             raise StorageError(f"cannot read tool pins: {_describe(exc)}") from None
         return int(value or 0)
 
-    def change(self, plans: dict[str, Planner]) -> list[tuple[PinRow | None, PinRow]]:
-        """Re-reads each tool's row under the writer lock, asks its planner what it
+    def change(self, plans: dict[PinKey, Planner]) -> list[tuple[PinRow | None, PinRow]]:
+        """Re-reads each key's row under the writer lock, asks its planner what it
         should become, and writes that. Returns (before, after) for the rows changed,
         in the order given; a planner that returns ``None`` or the same state changes
         nothing. Planners may raise to abort the whole change."""
         changed: list[tuple[PinRow | None, PinRow]] = []
         try:
             with exclusive_transaction(self._engine, PINS_LOCK_KEY) as conn:
-                current = {
-                    row.tool: _row(row)
-                    for row in conn.execute(
-                        sa.select(tool_pins).where(tool_pins.c.tool.in_(list(plans)))
-                    )
-                }
+                rows = [_row(r) for r in conn.execute(sa.select(tool_pins).where(_keys_in(plans)))]
+                current = {row.key: row for row in rows}
                 version = _max_version(conn)
-                for tool, plan in plans.items():
-                    before = current.get(tool)
+                for key, plan in plans.items():
+                    before = current.get(key)
                     after = plan(before)
                     if after is None or after.same_state(before):
                         continue
@@ -131,7 +145,7 @@ class PinStore:
                     else:
                         conn.execute(
                             tool_pins.update()
-                            .where(tool_pins.c.tool == tool)
+                            .where(tool_pins.c.kind == key[0], tool_pins.c.name == key[1])
                             .values(**after.to_values())
                         )
                     changed.append((before, after))
@@ -140,13 +154,30 @@ class PinStore:
         return changed
 
 
+def _keys_in(keys: Iterable[PinKey]) -> sa.ColumnElement[bool]:
+    # One IN per kind (at most four), not a tuple IN: SQLite's row values are not
+    # everywhere, and an OR per key would nest too deep for a thousand tools.
+    by_kind: dict[str, list[str]] = {}
+    for kind, name in keys:
+        by_kind.setdefault(kind, []).append(name)
+    return sa.or_(
+        sa.false(),
+        *(
+            sa.and_(tool_pins.c.kind == kind, tool_pins.c.name.in_(names))
+            for kind, names in by_kind.items()
+        ),
+    )
+
+
 def _max_version(conn: Connection) -> int:
     return int(conn.execute(sa.select(sa.func.max(tool_pins.c.version))).scalar() or 0)
 
 
 def _row(row: Any) -> PinRow:
     return PinRow(
-        tool=row.tool,
+        kind=row.kind,
+        name=row.name,
+        upstream=row.upstream,
         definition_hash=row.definition_hash,
         definition=row.definition,
         status=PinStatus(row.status),

@@ -1,13 +1,17 @@
 """A gateway in front of real upstreams: one MCP server over HTTP, one over stdio, and
-an HTTP API, shared by the tests of a module (starting processes costs seconds)."""
+an HTTP API, shared by the tests of a module (starting processes costs seconds); and
+the offerings gateway: one upstream with resources and prompts, and grants for some."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import Engine
 
+from gateway.store import create_engine
 from tests.support.processes import (
     GatewayServer,
     McpUpstreamServer,
@@ -86,3 +90,51 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section(f"doc test: {len(NOT_RUN)} snippets not run here")
     for block in NOT_RUN:
         terminalreporter.write_line(f"{block.where}: {block.reason}")
+
+
+# Grants of the offerings gateway: tools, some resources, some prompts of upstream "up".
+OFFERING_GRANTS = [
+    {"role": "agent", "tool": "up__*"},
+    {"role": "agent", "resource": "gateway:up/test://static"},
+    {"role": "agent", "resource": "gateway:up/test://changing"},
+    {"role": "agent", "resource": "gateway:up/test://items/*"},
+    {"role": "agent", "prompt": "up__greet"},
+    {"role": "agent", "prompt": "up__plan"},
+]
+
+
+@pytest.fixture(scope="module")
+def offerings_upstream(workdir: Path) -> Iterator[McpUpstreamServer]:
+    server = McpUpstreamServer.start(workdir)
+    yield server
+    server.process.stop()
+
+
+def offerings_gateway_with(
+    directory: Path, upstream: McpUpstreamServer, **config: Any
+) -> GatewayServer:
+    """A gateway in front of ``upstream`` with the offerings grants; ``config``: more
+    top-level keys of its config (e.g. ``mcp``). Not started."""
+    server = GatewayServer.configure(
+        directory,
+        upstreams=[{"name": "up", "url": upstream.url, "timeout_s": 5}],
+        policy=write_policy(directory / "policy-data", OFFERING_GRANTS),
+    )
+    server.config.update(config)
+    return server
+
+
+@pytest.fixture(scope="module")
+def offerings_gateway(
+    workdir: Path, offerings_upstream: McpUpstreamServer
+) -> Iterator[GatewayServer]:
+    server = offerings_gateway_with(workdir / "offerings-gateway", offerings_upstream).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def offerings_database(offerings_gateway: GatewayServer) -> Iterator[Engine]:
+    engine = create_engine(offerings_gateway.config["storage"]["url"])
+    yield engine
+    engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -13,10 +14,9 @@ ERAS = ["legacy", "2026-07-28"]  # 2025-11-25 handshake, and the sessionless era
 
 
 @contextlib.asynccontextmanager
-async def connect(url: str, token: str, mode: str) -> AsyncIterator[Client]:
+async def connect(url: str, token: str, mode: str, **options: Any) -> AsyncIterator[Client]:
+    """``options`` are the `Client`'s own (callbacks, ``log_level``…)."""
     http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
-    async with (
-        http,
-        Client(streamable_http_client(url, http_client=http), mode=mode, cache=None) as client,
-    ):
+    transport = streamable_http_client(url, http_client=http)
+    async with http, Client(transport, mode=mode, cache=None, **options) as client:
         yield client

@@ -36,7 +36,7 @@ from tests.support.conformance import (
     unscored_server_scenarios,
 )
 from tests.support.peers import BearerProxy, ConformanceUpstream
-from tests.support.processes import GatewayServer, write_policy
+from tests.support.processes import GatewayServer, upstream_grants, write_policy
 
 BASELINES = Path(__file__).parent / "baselines"
 DIRECT = BASELINES / "conformance_direct.yml"
@@ -66,7 +66,7 @@ def gateway(workdir: Path, upstream: ConformanceUpstream) -> Iterator[GatewaySer
     server = GatewayServer.configure(
         workdir / "gateway",
         upstreams=[{"name": UPSTREAM, "url": upstream.url, "timeout_s": 10}],
-        policy=write_policy(workdir, [{"role": "agent", "tool": f"{UPSTREAM}__*"}]),
+        policy=write_policy(workdir, upstream_grants(UPSTREAM)),
     )
     server.start()
     yield server

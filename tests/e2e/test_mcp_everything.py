@@ -31,7 +31,7 @@ import yaml
 
 from tests.e2e.everything_cases import CASES, run_case
 from tests.support.peers import EverythingServer, everything_stdio_command, run_node_client
-from tests.support.processes import GatewayServer, write_policy
+from tests.support.processes import GatewayServer, upstream_grants, write_policy
 
 pytestmark = pytest.mark.anyio
 
@@ -105,7 +105,7 @@ def _gateway(workdir: Path, name: str, upstream: dict[str, Any]) -> GatewayServe
     return GatewayServer.configure(
         workdir / name,
         upstreams=[{"name": UPSTREAM, "timeout_s": 10, **upstream}],
-        policy=write_policy(workdir / name, [{"role": "agent", "tool": f"{UPSTREAM}__*"}]),
+        policy=write_policy(workdir / name, upstream_grants(UPSTREAM)),
     ).start()
 
 

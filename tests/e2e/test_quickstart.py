@@ -7,11 +7,13 @@ running this test, so it is covered by CI running at all.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -108,6 +110,7 @@ def test_make_run_starts_a_working_dev_gateway_from_a_clean_clone(clone: Path) -
             "demo__echo",
             "demo__read_file",
             "demo__delete_records",
+            "demo__ask_confirmation",
         }
         # A second `make run` on the busy port fails at once, printing no tokens and
         # writing nothing (the audit log is as long as before).
@@ -124,6 +127,18 @@ def test_make_run_starts_a_working_dev_gateway_from_a_clean_clone(clone: Path) -
         assert "token" not in second.stdout.lower() and "Traceback" not in second.stderr
         assert _audit_entries(clone) == entries
 
+
+        # The demo's resources and prompt, through MCP (2026-07-28, no session).
+        resources = _mcp(url, minted, "resources/list")["resources"]
+        assert [r["uri"] for r in resources] == ["gateway:demo/demo://readme"]
+        templates = _mcp(url, minted, "resources/templates/list")["resourceTemplates"]
+        assert [t["uriTemplate"] for t in templates] == ["gateway:demo/file:///{path}"]
+        readme = _mcp(url, minted, "resources/read", {"uri": "gateway:demo/demo://readme"})
+        assert readme["contents"][0]["text"].startswith("# The demo upstream")
+        review = _mcp(
+            url, minted, "prompts/get", {"name": "demo__review", "arguments": {"code": "x"}}
+        )
+        assert "Review this python code" in review["messages"][0]["content"]["text"]
         # Everything dev mode made is in its data folder: removing var/dev resets it.
         assert {p.name for p in (clone / "var").iterdir()} == {"dev"}
         assert {p.name for p in (clone / "var/dev/keys").iterdir()} >= {
@@ -150,6 +165,37 @@ def _audit_entries(clone: Path) -> int:
         timeout=60,
     )
     return len(tail.stdout.splitlines())
+def _mcp(url: str, token: str, method: str, params: dict[str, Any] | None = None) -> Any:
+    """One sessionless 2026-07-28 request to /mcp; its result (answered as an event
+    stream or as JSON)."""
+    envelope = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "quickstart", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2026-07-28",
+        "Mcp-Method": method,
+    }
+    name = (params or {}).get("name") or (params or {}).get("uri")
+    if name is not None:
+        headers["Mcp-Name"] = name
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": method,
+        "params": {**(params or {}), "_meta": envelope},
+    }
+    answer = httpx.post(f"{url}/mcp", json=body, headers=headers, timeout=10)
+    assert answer.status_code == 200, answer.text
+    text = answer.text
+    if answer.headers["content-type"].startswith("text/event-stream"):
+        text = [line[5:] for line in text.splitlines() if line.startswith("data:")][-1]
+    message = json.loads(text)
+    assert "result" in message, message
+    return message["result"]
 
 
 def _wait_ready(url: str, process: subprocess.Popen, log: Path, *, timeout: float) -> None:

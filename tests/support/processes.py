@@ -183,6 +183,15 @@ class HttpApiServer:
         return cls(port, call_log, process)
 
 
+def upstream_grants(upstream: str, role: str = "agent") -> list[dict[str, Any]]:
+    """Grants of everything one upstream offers: its tools, prompts and resources."""
+    return [
+        {"role": role, "tool": f"{upstream}__*"},
+        {"role": role, "prompt": f"{upstream}__*"},
+        {"role": role, "resource": f"gateway:{upstream}/*"},
+    ]
+
+
 def write_policy(directory: Path, grants: list[dict[str, Any]], **settings: Any) -> Path:
     """The shipped policy modules with test-specific grants (tests excluded)."""
     target = directory / "policy"

@@ -5,7 +5,14 @@
 
 Each tools/call appends one JSON line to CALL_LOG (tool, arguments, the Authorization
 header it saw, the request `_meta`), so tests can prove what reached the upstream and
-what did not.
+what did not; so does each resource read and prompt get (``tool`` is ``read:<uri>`` or
+``prompt:<name>``).
+
+Besides tools it offers resources (``test://static``, ``test://secret``,
+``test://changing``), templates (``test://items/{id}``, ``test://hidden/{id}``),
+prompts (``greet``, ``plan``, ``secret_prompt``) with completions, log messages
+(``chatty``) and hooks that change a prompt's or a resource's definition and say the
+lists changed (``set_prompt_description``, ``set_resource_description``).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
+import mcp_types as types
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
@@ -118,6 +126,116 @@ def set_description(tool: str, description: str, ctx: Context) -> str:
         raise ToolError(f"no tool {tool}")
     target.description = description
     return f"description of {tool} changed"
+
+
+# --- resources, prompts, completions, logs, list changes -----------------------------
+
+
+def _note(what: str, detail: dict[str, Any]) -> None:
+    with CALL_LOG.open("a") as log:
+        log.write(json.dumps({"tool": what, "arguments": detail, "pid": os.getpid()}) + "\n")
+
+
+@server.resource("test://static", name="static", mime_type="text/plain")
+def static_resource() -> str:
+    _note("read:test://static", {})
+    return "static contents"
+
+
+@server.resource("test://secret", name="secret", mime_type="text/plain")
+def secret_resource() -> str:
+    _note("read:test://secret", {})
+    return "secret contents"
+
+
+@server.resource("test://changing", name="changing", description="A resource that changes")
+def changing_resource() -> str:
+    _note("read:test://changing", {})
+    return "changing contents"
+
+
+@server.resource("test://items/{id}", name="item", mime_type="text/plain")
+def item(id: str) -> str:
+    _note(f"read:test://items/{id}", {"id": id})
+    return f"item {id}"
+
+
+@server.resource("test://hidden/{id}", name="hidden")
+def hidden(id: str) -> str:
+    _note(f"read:test://hidden/{id}", {"id": id})
+    return f"hidden {id}"
+
+
+@server.prompt()
+def greet(name: str, style: str = "plain") -> str:
+    """Greets someone."""
+    _note("prompt:greet", {"name": name, "style": style})
+    return f"Say hello to {name}, {style} style."
+
+
+@server.prompt()
+def plan(goal: str) -> str:
+    """Plans towards a goal."""
+    _note("prompt:plan", {"goal": goal})
+    return f"Plan the steps to {goal}."
+
+
+@server.prompt()
+def secret_prompt(topic: str) -> str:
+    """Not for agents."""
+    _note("prompt:secret_prompt", {"topic": topic})
+    return f"The secret about {topic}."
+
+
+@server.completion()
+async def complete(
+    ref: types.PromptReference | types.ResourceTemplateReference,
+    argument: types.CompletionArgument,
+    context: types.CompletionContext | None,
+) -> types.Completion | None:
+    options = {
+        ("greet", "style"): ["formal", "friendly", "plain"],
+        ("secret_prompt", "topic"): ["everything"],
+        ("test://items/{id}", "id"): ["1", "2", "3"],
+        ("test://hidden/{id}", "id"): ["9"],
+    }
+    key = ref.name if isinstance(ref, types.PromptReference) else ref.uri
+    values = [v for v in options.get((key, argument.name), []) if v.startswith(argument.value)]
+    return types.Completion(values=values, total=len(values), has_more=False)
+
+
+@server.tool()
+async def chatty(text: str, ctx: Context) -> str:
+    """Logs three messages (info, warning, debug) while it runs, then returns the text."""
+    _record(ctx, "chatty", {"text": text})
+    await ctx.info(f"first {text}")
+    await ctx.warning(f"second {text}")
+    await ctx.debug(f"third {text}")
+    return text
+
+
+@server.tool()
+async def set_prompt_description(prompt: str, description: str, ctx: Context) -> str:
+    """Test hook for rug-pulls: changes a prompt's description and says prompts changed."""
+    _record(ctx, "set_prompt_description", {"prompt": prompt, "description": description})
+    target = server._prompt_manager.get_prompt(prompt)
+    if target is None:
+        raise ToolError(f"no prompt {prompt}")
+    target.description = description
+    await ctx.notify_prompts_changed()
+    return f"description of prompt {prompt} changed"
+
+
+@server.tool()
+async def set_resource_description(uri: str, description: str, ctx: Context) -> str:
+    """Test hook for rug-pulls: changes a resource's description and says resources changed."""
+    _record(ctx, "set_resource_description", {"uri": uri, "description": description})
+    target = server._resource_manager._resources.get(uri)
+    if target is None:
+        raise ToolError(f"no resource {uri}")
+    target.description = description
+    await ctx.notify_resources_changed()
+    return f"description of resource {uri} changed"
 
 
 # --- tools for the executor's tests: effects applied once per idempotency key --------

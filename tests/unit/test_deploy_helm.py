@@ -81,6 +81,8 @@ def test_embedded_install_renders_its_objects() -> None:
     assert gateway["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert gateway["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert gateway["env"][0]["valueFrom"]["secretKeyRef"] == {"name": APP_SECRET, "key": "url"}
+    # MCP sessions live in one replica: a client stays on the one it reached.
+    assert rendered.get("Service", "gw-gateway")["spec"]["sessionAffinity"] == "ClientIP"
 
 
 def test_migration_job_runs_as_the_owner_before_install_and_upgrade() -> None:

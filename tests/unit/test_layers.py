@@ -12,6 +12,7 @@ GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
 LAYERS: list[set[str]] = [
     {
         "types",
+        "offerings",
         "errors",
         "canonical",
         "redaction",
@@ -31,7 +32,7 @@ LAYERS: list[set[str]] = [
     {"audit"},
     {"policy"},
     {"upstreams", "approvals"},
-    {"pipeline"},
+    {"pipeline", "lists"},
     {"executor"},
     {"surfaces"},
     {"app", "cli", "dev", "dev_state", "demo", "erasure_scope", "__main__", "__init__"},

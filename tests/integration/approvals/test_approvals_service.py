@@ -28,7 +28,7 @@ from gateway.audit import AuditLog, read_entries
 from gateway.config import ApprovalsConfig
 from gateway.errors import AuditUnavailable
 from gateway.policy.embedded import EmbeddedEngine
-from gateway.types import Actor, Decision, Obligations, Principal, ToolCall
+from gateway.types import Actor, Decision, Obligations, Operation, Principal
 from tests.support.approvals import lapse
 from tests.support.deciding import decider_for
 from tests.support.processes import write_policy
@@ -55,10 +55,11 @@ def needs_approval(ttl_s: int | None = 3600, approvers: tuple[str, ...] = ("role
     )
 
 
-def call(arguments: dict[str, object] | None = None, principal: Principal = AGENT) -> ToolCall:
-    return ToolCall(
+def call(arguments: dict[str, object] | None = None, principal: Principal = AGENT) -> Operation:
+    return Operation(
         principal=principal,
-        tool="up__write",
+        method="tools/call",
+        target="up__write",
         arguments=arguments if arguments is not None else {"key": "k", "secret": "s3cret"},
         transport="mcp",
         request_id=f"req_{time.monotonic_ns()}",

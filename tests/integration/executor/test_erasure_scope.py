@@ -17,7 +17,7 @@ from gateway.audit.export import database_source
 from gateway.erasure_scope import erase, scope_of_request, scope_of_run
 from gateway.store.tables import metadata
 from gateway.tlog.verifier import verify_log
-from gateway.types import OutcomeStatus, ToolCall
+from gateway.types import Operation, OutcomeStatus
 from tests.integration.executor.harness import AGENT, APPROVER, Parts, executor_parts
 from tests.support.processes import McpUpstreamServer
 
@@ -57,10 +57,11 @@ async def settled(parts: Parts) -> None:
     await parts.audit.append(AuditRecord("test.barrier", "barrier", {}))
 
 
-def call(tool: str, arguments: dict, request_id: str) -> ToolCall:
-    return ToolCall(
+def call(tool: str, arguments: dict, request_id: str) -> Operation:
+    return Operation(
         principal=AGENT,
-        tool=tool,
+        method="tools/call",
+        target=tool,
         arguments=arguments,
         transport="rest",
         request_id=request_id,

@@ -21,7 +21,7 @@ from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.engine import FAIL_CLOSED_RULE
 from gateway.recording import WITHHELD
 from gateway.store import create_engine, migrate
-from gateway.types import UNAVAILABLE_RULE, OutcomeStatus, Principal, ToolCall
+from gateway.types import UNAVAILABLE_RULE, Operation, OutcomeStatus, Principal
 from gateway.upstreams.catalog import Binding, Catalog
 from gateway.upstreams.credentials import CredentialProvider
 from gateway.upstreams.http_api import HttpApiUpstream
@@ -96,10 +96,11 @@ async def parts(
     database.dispose()
 
 
-def _call(arguments: dict, tool: str = "api__create") -> ToolCall:
-    return ToolCall(
+def _call(arguments: dict, tool: str = "api__create") -> Operation:
+    return Operation(
         principal=AGENT,
-        tool=tool,
+        method="tools/call",
+        target=tool,
         arguments=arguments,
         transport="rest",
         request_id=f"req_{abs(hash(json.dumps([tool, arguments]))):x}",
@@ -202,12 +203,12 @@ async def test_a_list_is_one_decision_and_a_policy_without_the_list_rule_is_aske
     names = ["api__create", "api__deep", "api__shallow"]
 
     async def listed() -> list[str]:
-        tools = await pipeline.list_tools(AGENT, transport="rest", request_id="req_list")
+        tools = await pipeline.lists.tools(AGENT, transport="rest", request_id="req_list")
         return sorted(t.name for t in tools)
 
     assert await listed() == names  # the shipped policy's data.gateway.visible
     # The fixture policy predates data.gateway.visible: every tool is asked about.
     older = write_fixture_policy(tmp_path / "older", [{"role": "agent", "tool": "api__create"}])
-    pipeline.decider = decider_for(EmbeddedEngine(older), 2)
+    pipeline.decider = pipeline.lists.decider = decider_for(EmbeddedEngine(older), 2)
     assert "gateway/visible" not in pipeline.decider.engine.compiled.entrypoints
     assert await listed() == ["api__create"]

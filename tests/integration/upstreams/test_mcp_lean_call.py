@@ -49,6 +49,7 @@ async def call(upstream: McpUpstream, tool: str, arguments: dict, **kwargs):  # 
         headers=kwargs.pop("headers", {"Authorization": "Bearer minted"}),
         idempotency_key=kwargs.pop("idempotency_key", None),
         progress=kwargs.pop("progress", None),
+        log=kwargs.pop("log", None),
         timeout_s=kwargs.pop("timeout_s", 60),
     )
 

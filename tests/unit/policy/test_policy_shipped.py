@@ -187,7 +187,7 @@ def test_list_shows_granted_tools_only(engine: EmbeddedEngine) -> None:
 
 
 def test_other_actions_fall_to_default_deny(engine: EmbeddedEngine) -> None:
-    decision = call(engine, "demo__echo", {"text": "x"}, action="resources/read")
+    decision = call(engine, "demo__echo", {"text": "x"}, action="example/unknown")
     assert decision.allow is False
     assert decision.rule == "default_deny"
 

@@ -1,4 +1,5 @@
-"""The catalog over a fake upstream client: naming, schema validation, refresh."""
+"""The catalog over a fake upstream client: naming, schema validation, refresh, and
+resolving what prompts, reads and completions act on."""
 
 from __future__ import annotations
 
@@ -8,13 +9,29 @@ import anyio.abc
 import pytest
 
 from gateway.config import McpHttpUpstream, NoCredentials, RiskConfig
-from gateway.errors import InvalidArguments, UnknownTool, UpstreamError, UpstreamUnavailable
-from gateway.types import ProgressCallback, ToolDefinition, ToolResult
+from gateway.errors import (
+    DefinitionQuarantined,
+    InvalidArguments,
+    UnknownPrompt,
+    UnknownResource,
+    UnknownTool,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+from gateway.offerings import DefinitionKind
+from gateway.types import LogSink, ProgressCallback, ToolResult
 from gateway.upstreams.base import Reconnected, UpstreamStatus
 from gateway.upstreams.catalog import Binding, Catalog
 from gateway.upstreams.credentials import CredentialProvider
 from gateway.upstreams.definitions import UpstreamTool
+from gateway.upstreams.mcp_definitions import (
+    UpstreamOfferings,
+    UpstreamPrompt,
+    UpstreamResource,
+    UpstreamTemplate,
+)
 from gateway.upstreams.pinning import Seen
+from gateway.upstreams.targets import CompletionTarget, PromptTarget, ReadTarget
 
 pytestmark = pytest.mark.anyio
 
@@ -43,9 +60,12 @@ PING = UpstreamTool(name="ping", description=None, input_schema={"type": "object
 class FakeClient:
     """An upstream whose tool list the test sets (or makes fail)."""
 
-    def __init__(self, name: str, tools: list[UpstreamTool]) -> None:
+    def __init__(
+        self, name: str, tools: list[UpstreamTool], offerings: UpstreamOfferings | None = None
+    ) -> None:
         self.name = name
         self.tools = tools
+        self.offerings = offerings or UpstreamOfferings([], [], [])
         self.error: UpstreamError | None = None
 
     @property
@@ -63,6 +83,9 @@ class FakeClient:
             raise self.error
         return list(self.tools)
 
+    async def list_offerings(self) -> UpstreamOfferings:
+        return self.offerings
+
     async def call_tool(
         self,
         name: str,
@@ -71,8 +94,22 @@ class FakeClient:
         headers: dict[str, str],
         idempotency_key: str | None,
         progress: ProgressCallback | None,
+        log: LogSink | None,
         timeout_s: float,
     ) -> ToolResult:
+        raise AssertionError("not called in these tests")
+
+
+class FakeMcpClient(FakeClient):
+    """An upstream that also serves prompts and resources (an MCP server)."""
+
+    async def read_resource(self, uri: str, **_: Any) -> dict[str, Any]:
+        raise AssertionError("not called in these tests")
+
+    async def get_prompt(self, name: str, arguments: dict[str, str], **_: Any) -> dict[str, Any]:
+        raise AssertionError("not called in these tests")
+
+    async def complete(self, *_: Any, **__: Any) -> dict[str, Any]:
         raise AssertionError("not called in these tests")
 
 
@@ -86,13 +123,18 @@ def binding(client: FakeClient, **config: Any) -> Binding:
 
 class UnpinnedTools:
     """A test double of pinning (gateway.upstreams.catalog.Pins): every definition is
-    allowed, so these tests see the catalog alone; pinning has tests of its own."""
+    allowed but those named in ``quarantined``, so these tests see the catalog alone;
+    pinning has tests of its own."""
 
-    def allows(self, tool: ToolDefinition) -> bool:
-        return True
+    def __init__(self) -> None:
+        self.quarantined: set[tuple[str, str]] = set()
 
-    def verify(self, tool: ToolDefinition) -> None:
-        return None
+    def allows(self, kind: DefinitionKind, name: str, definition_hash: str) -> bool:
+        return (kind, name) not in self.quarantined
+
+    def verify(self, kind: DefinitionKind, name: str, definition_hash: str) -> None:
+        if (kind, name) in self.quarantined:
+            raise DefinitionQuarantined(f"{kind} {name} is quarantined")
 
     async def check(self, seen: list[Seen]) -> None:
         return None
@@ -101,8 +143,10 @@ class UnpinnedTools:
         return None
 
 
-async def catalog_of(*clients: FakeClient, **config: Any) -> Catalog:
-    catalog = Catalog([binding(c, **config) for c in clients], pins=UnpinnedTools())
+async def catalog_of(
+    *clients: FakeClient, pins: UnpinnedTools | None = None, **config: Any
+) -> Catalog:
+    catalog = Catalog([binding(c, **config) for c in clients], pins=pins or UnpinnedTools())
     await catalog.refresh()
     return catalog
 
@@ -206,3 +250,90 @@ async def test_risk_and_labels_come_from_the_upstream_config() -> None:
     assert issue.risk == "medium"  # annotations of an untrusted upstream are ignored
     assert issue.labels == ("external",)
     assert catalog.resolve("github__ping").definition.risk == "low"
+
+
+DOCS = UpstreamOfferings(
+    prompts=[
+        UpstreamPrompt(
+            "review",
+            "Review",
+            "Reviews code",
+            ({"name": "code", "required": True}, {"name": "tone"}),
+        )
+    ],
+    resources=[UpstreamResource("file:///readme.md", "readme", mime_type="text/markdown")],
+    templates=[UpstreamTemplate("file:///notes/{name}", "notes")],
+)
+
+
+async def test_prompts_and_resources_are_named_by_upstream() -> None:
+    catalog = await catalog_of(FakeMcpClient("docs", [], DOCS))
+    assert [p.name for p in catalog.prompts()] == ["docs__review"]
+    assert [r.uri for r in catalog.resources()] == ["gateway:docs/file:///readme.md"]
+    assert [t.uri_template for t in catalog.templates()] == ["gateway:docs/file:///notes/{name}"]
+    prompt = catalog.resolve_target("prompts/get", "docs__review")
+    assert isinstance(prompt, PromptTarget) and prompt.definition.upstream_name == "review"
+
+
+async def test_a_read_is_routed_by_its_prefix_and_never_guessed() -> None:
+    catalog = await catalog_of(FakeMcpClient("docs", [], DOCS), FakeClient("other", [PING]))
+    listed = catalog.resolve_target("resources/read", "gateway:docs/file:///readme.md")
+    assert isinstance(listed, ReadTarget) and listed.resource is not None
+    assert (listed.server, listed.upstream_uri) == ("docs", "file:///readme.md")
+    through_template = catalog.resolve_target("resources/read", "gateway:docs/file:///notes/a")
+    assert isinstance(through_template, ReadTarget) and through_template.resource is None
+    assert through_template.template is not None
+    unlisted = catalog.resolve_target("resources/read", "gateway:docs/mem://elsewhere")
+    assert isinstance(unlisted, ReadTarget) and unlisted.definition_hash is None
+    for uri in ["file:///readme.md", "gateway:nobody/file:///x", "gateway:docs", "gateway:/x"]:
+        with pytest.raises(UnknownResource) as caught:
+            catalog.resolve_target("resources/read", uri)
+        assert caught.value.details == {"uri": uri}
+        assert caught.value.jsonrpc_code == -32602
+    with pytest.raises(UnknownResource):  # an HTTP API has no resources
+        catalog.resolve_target("resources/read", "gateway:other/x")
+
+
+async def test_quarantined_prompts_resources_and_templates_are_hidden_and_refused() -> None:
+    pins = UnpinnedTools()
+    pins.quarantined = {
+        ("prompt", "docs__review"),
+        ("resource", "gateway:docs/file:///readme.md"),
+        ("resource_template", "gateway:docs/file:///notes/{name}"),
+    }
+    catalog = await catalog_of(FakeMcpClient("docs", [], DOCS), pins=pins)
+    assert (catalog.prompts(), catalog.resources(), catalog.templates()) == ([], [], [])
+    for method, target in [
+        ("prompts/get", "docs__review"),
+        ("resources/read", "gateway:docs/file:///readme.md"),
+        ("resources/read", "gateway:docs/file:///notes/a"),  # only through that template
+        ("completion/complete", "gateway:docs/file:///notes/{name}"),
+    ]:
+        with pytest.raises(DefinitionQuarantined):
+            catalog.resolve_target(method, target)  # type: ignore[arg-type]
+
+
+async def test_completion_targets_know_their_argument_names() -> None:
+    catalog = await catalog_of(FakeMcpClient("docs", [], DOCS))
+    prompt = catalog.resolve_target("completion/complete", "docs__review")
+    assert isinstance(prompt, CompletionTarget) and prompt.ref == "ref/prompt"
+    assert prompt.argument_names == ("code", "tone")
+    prompt.validate({"argument": {"name": "tone", "value": "fr"}})
+    template = catalog.resolve_target("completion/complete", "gateway:docs/file:///notes/{name}")
+    assert isinstance(template, CompletionTarget) and template.argument_names == ("name",)
+    with pytest.raises(InvalidArguments):
+        template.validate({"argument": {"name": "tone", "value": "x"}})
+    with pytest.raises(InvalidArguments):
+        template.validate({"argument": {"name": "name"}})
+    with pytest.raises(UnknownPrompt):
+        catalog.resolve_target("completion/complete", "docs__nope")
+
+
+async def test_prompt_arguments_are_strings_and_required_ones_present() -> None:
+    target = (await catalog_of(FakeMcpClient("docs", [], DOCS))).resolve_target(
+        "prompts/get", "docs__review"
+    )
+    target.validate({"code": "x = 1"})
+    for bad in [{}, {"tone": "calm"}, {"code": 1}]:
+        with pytest.raises(InvalidArguments):
+            target.validate(bad)

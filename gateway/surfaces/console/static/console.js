@@ -62,7 +62,7 @@
       .sort((a, b) => String(b.decided_at || b.created_at).localeCompare(a.decided_at || a.created_at))
       .slice(0, RECENT);
     try {
-      const data = await api("GET", "/v1/tools/definitions?status=quarantined");
+      const data = await api("GET", "/v1/definitions?status=quarantined");
       state.definitions = data.definitions || [];
     } catch (error) {
       if (!(error instanceof ApiError) || error.status !== 403) throw error;
@@ -216,8 +216,16 @@
     );
   }
 
+  const KIND_NAMES = {
+    tool: "Tool",
+    prompt: "Prompt",
+    resource: "Resource",
+    resource_template: "Resource template",
+  };
+
   function definitionCard(d) {
-    const titleId = `definition-${d.tool}`;
+    const titleId = `definition-${d.kind}-${d.name}`;
+    const what = `${KIND_NAMES[d.kind] || d.kind} ${d.name}`;
     const approve = d.pinned_in_config
       ? el("p", { class: "hint", text: "Pinned in the config file: change upstreams[].pins to accept it." })
       : el(
@@ -226,8 +234,10 @@
             type: "button",
             class: "approve",
             onclick: () =>
-              act(`Approved the new definition of ${d.tool}`, () =>
-                api("POST", `/v1/tools/${encodeURIComponent(d.tool)}/definition/approve`, {
+              act(`Approved the new definition of ${what}`, () =>
+                api("POST", "/v1/definitions/approve", {
+                  kind: d.kind,
+                  name: d.name,
                   definition_hash: d.pending_hash,
                 }),
               ),
@@ -240,11 +250,12 @@
       el(
         "article",
         { class: "card", "aria-labelledby": titleId },
-        el("h3", { id: titleId }, el("code", { text: d.tool })),
+        el("h3", { id: titleId }, `${KIND_NAMES[d.kind] || d.kind} `, el("code", { text: d.name })),
         el("p", { text: d.reason || "" }),
         el(
           "dl",
           { class: "facts" },
+          field("Upstream", d.upstream || "—"),
           field("Approved", el("code", { text: shortHash(d.definition_hash) })),
           field("New", el("code", { text: shortHash(d.pending_hash) })),
           field("Changed at", d.changed_at),
@@ -253,6 +264,37 @@
         approve,
       ),
     );
+  }
+
+  // One button per upstream with several pending definitions: approves exactly those
+  // shown (the gateway refuses if any changed since this page loaded).
+  function upstreamApprovals(definitions) {
+    const byUpstream = new Map();
+    definitions
+      .filter((d) => d.upstream && !d.pinned_in_config)
+      .forEach((d) => byUpstream.set(d.upstream, [...(byUpstream.get(d.upstream) || []), d]));
+    return [...byUpstream.entries()]
+      .filter(([, shown]) => shown.length > 1)
+      .map(([upstream, shown]) =>
+        el(
+          "button",
+          {
+            type: "button",
+            class: "approve",
+            onclick: () =>
+              act(`Approved ${shown.length} definitions of ${upstream}`, () =>
+                api("POST", `/v1/upstreams/${encodeURIComponent(upstream)}/definitions/approve`, {
+                  definitions: shown.map((d) => ({
+                    kind: d.kind,
+                    name: d.name,
+                    definition_hash: d.pending_hash,
+                  })),
+                }),
+              ),
+          },
+          `Approve all ${shown.length} new definitions of ${upstream}`,
+        ),
+      );
   }
 
   function recentRow(a) {
@@ -372,6 +414,9 @@
     clear(definitions);
     const shown = state.definitions || [];
     shown.forEach((d) => definitions.append(definitionCard(d)));
+    const bulk = $("definitions-bulk");
+    clear(bulk);
+    upstreamApprovals(shown).forEach((button) => bulk.append(button));
     $("definitions-unavailable").hidden = state.definitions !== null;
     $("definitions-empty").hidden = state.definitions === null || shown.length > 0;
     $("definitions-count").textContent = state.definitions === null ? "" : `(${shown.length})`;

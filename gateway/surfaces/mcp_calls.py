@@ -1,0 +1,129 @@
+"""A call through the MCP surface: the one translation of ``tools/call`` (shared by
+the SDK's transport and the direct path) and of any `Operation` into the pipeline,
+and the gateway's own tools that `/mcp` lists beside the upstreams'.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+import mcp_types as types
+from mcp.shared.exceptions import MCPError
+from starlette.requests import Request
+
+from gateway.errors import GatewayError, PolicyUnavailable, UnknownTarget
+from gateway.pipeline import Pipeline
+from gateway.surfaces.auth import client_info, principal_of
+from gateway.surfaces.mcp_results import to_call_tool_result
+from gateway.surfaces.mcp_views import View
+from gateway.surfaces.middleware import request_id_of
+from gateway.types import (
+    ClientInfo,
+    LogSink,
+    Operation,
+    Outcome,
+    Principal,
+    ProgressCallback,
+    ToolDefinition,
+    ToolResult,
+)
+
+log = logging.getLogger(__name__)
+
+
+class LocalTools(Protocol):
+    """Tools the gateway offers itself (the executor's ``workflow__*``): listed beside
+    the upstream tools on `/mcp`, called with the authenticated principal, never
+    forwarded."""
+
+    async def visible(
+        self, principal: Principal, *, request_id: str, client: ClientInfo | None = None
+    ) -> list[ToolDefinition]:
+        """The local tools this principal may see (policy, ``tools/list``)."""
+        ...
+
+    def handles(self, name: str) -> bool: ...
+
+    async def call(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        *,
+        principal: Principal,
+        request_id: str,
+        client: ClientInfo | None = None,
+    ) -> ToolResult: ...
+
+
+async def answer_tools_call(
+    pipeline: Pipeline,
+    local_tools: LocalTools | None,
+    request: Request,
+    params: types.CallToolRequestParams,
+    *,
+    progress: ProgressCallback | None,
+    log: LogSink | None = None,
+) -> types.CallToolResult:
+    """The one translation of an MCP ``tools/call`` into the pipeline and back, shared by
+    the SDK's transport and the direct path (`mcp_direct`). Raises `MCPError` for what
+    is a JSON-RPC error rather than a tool result (an unknown tool, a gateway bug)."""
+    principal = caller_of(request)
+    request_id = request_id_of(request)
+    view = View.of(request)
+    if local_tools is not None and view.aggregated and local_tools.handles(params.name):
+        local = await local_tools.call(
+            params.name,
+            dict(params.arguments or {}),
+            principal=principal,
+            request_id=request_id,
+            client=client_info(request),
+        )
+        return types.CallToolResult.model_validate(
+            {
+                "content": local.content,
+                "structuredContent": local.structured_content,
+                "isError": local.is_error,
+            }
+        )
+    operation = Operation(
+        principal=principal,
+        method="tools/call",
+        target=view.name_in(params.name),
+        arguments=dict(params.arguments or {}),
+        transport="mcp",
+        request_id=request_id,
+        client=client_info(request),
+        progress=progress,
+        log=log,
+    )
+    outcome = await run(pipeline, operation)
+    if isinstance(outcome.error, UnknownTarget | PolicyUnavailable):
+        # Not a tool result: an unknown tool is invalid params; an overloaded gateway
+        # decided nothing, and the client should retry, not read a denial.
+        raise MCPError(
+            code=outcome.error.jsonrpc_code,
+            message=outcome.error.message,
+            data={"tool": params.name, "request_id": outcome.request_id, **outcome.error.details},
+        )
+    return to_call_tool_result(outcome, view)
+
+
+async def run(pipeline: Pipeline, operation: Operation) -> Outcome:
+    try:
+        return await pipeline.call(operation)
+    except Exception:
+        # The SDK would send str(exc) to the client on the 2025 path; say nothing
+        # internal, log it, and point at the request id.
+        log.exception("%s %s failed unexpectedly", operation.method, operation.request_id)
+        raise MCPError(
+            code=types.INTERNAL_ERROR,
+            message=f"internal gateway error (request {operation.request_id})",
+        ) from None
+
+
+def caller_of(request: Request) -> Principal:
+    try:
+        return principal_of(request)
+    except GatewayError:  # the middleware guarantees one; fail closed all the same
+        raise MCPError(code=types.INVALID_REQUEST, message="not authenticated") from None

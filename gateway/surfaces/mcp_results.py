@@ -1,0 +1,105 @@
+"""Outcomes as MCP answers (docs/mcp.md, "The `_meta` key" and "Errors").
+
+A tool call's refusal is a result with ``isError: true`` (the model reads why), the
+decision under ``_meta["io.agentgateway/decision"]``. ``resources/read``,
+``prompts/get`` and ``completion/complete`` have no place for a refusal in their
+results, so theirs is a JSON-RPC error carrying the same decision under
+``data["io.agentgateway/decision"]``; their successful results carry it under
+``_meta`` like a tool result's. An upstream's own JSON-RPC error (a resource it does
+not have) is relayed with its code and message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mcp_types as types
+from mcp.shared.exceptions import MCPError
+
+from gateway.errors import (
+    REFUSED,
+    GatewayError,
+    PolicyUnavailable,
+    UnknownTarget,
+    UpstreamRejected,
+)
+from gateway.surfaces.mcp_views import View
+from gateway.types import McpResult, Outcome, OutcomeStatus
+
+# The one vendor key under `_meta` where the gateway puts its decision (stable: clients
+# parse it). Documented in docs/mcp.md.
+META_KEY = "io.agentgateway/decision"
+
+
+def outcome_meta(outcome: Outcome) -> dict[str, Any]:
+    """The machine-readable part of an outcome, shared by MCP `_meta` and REST bodies."""
+    meta: dict[str, Any] = {"request_id": outcome.request_id, "status": outcome.status.value}
+    if isinstance(outcome.error, GatewayError):
+        meta["error"] = outcome.error.to_dict()
+    if outcome.decision is not None:
+        meta["decision"] = outcome.decision.to_dict()
+    if outcome.approval_id is not None:
+        meta["approval_id"] = outcome.approval_id
+    if outcome.replay_of is not None:
+        # The recorded outcome of an approved call that ran for that request; this
+        # request did not run it again.
+        meta["replay_of"] = outcome.replay_of
+    return meta
+
+
+def to_call_tool_result(outcome: Outcome, view: View | None = None) -> types.CallToolResult:
+    view = view or View()
+    meta = {META_KEY: outcome_meta(outcome)}
+    if outcome.status is OutcomeStatus.OK and outcome.result is not None:
+        result = outcome.result.to_dict()
+        return types.CallToolResult.model_validate(
+            {
+                "content": [view.content_out(item) for item in result["content"]],
+                "structuredContent": result["structured_content"],
+                "isError": result["is_error"],
+                "_meta": meta,
+            }
+        )
+    error = outcome.error
+    message = error.message if isinstance(error, GatewayError) else "the call failed"
+    if outcome.status is OutcomeStatus.PENDING_APPROVAL:
+        # Already says "pending_approval: …", the approval id and how to retry.
+        text = message
+    else:
+        verb = "was not executed" if outcome.status is OutcomeStatus.DENIED else "failed"
+        text = f"The call to {outcome.target} {verb}: {message}"
+    return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True, _meta=meta)
+
+
+def mcp_result(outcome: Outcome, view: View, *, asked: str, is_uri: bool = False) -> dict[str, Any]:
+    """The result document of a read, prompt or completion that succeeded, outward and
+    with the decision under ``_meta``; raises `MCPError` for any other outcome.
+    ``asked`` is the name or URI (``is_uri``) as the client sent it."""
+    if outcome.status is not OutcomeStatus.OK or not isinstance(outcome.result, McpResult):
+        raise refusal(outcome, asked=asked, is_uri=is_uri)
+    document = outcome.result.document
+    if outcome.result.method == "resources/read":
+        document = view.read_out(document)
+    elif outcome.result.method == "prompts/get":
+        document = view.prompt_out(document)
+    return {**document, "_meta": {META_KEY: outcome_meta(outcome)}}
+
+
+def refusal(outcome: Outcome, *, asked: str, is_uri: bool) -> MCPError:
+    """A read's, prompt's or completion's outcome other than success, as the JSON-RPC
+    error that answers it."""
+    error = outcome.error
+    data: dict[str, Any] = {META_KEY: outcome_meta(outcome)}
+    if is_uri:
+        data["uri"] = asked  # the specification's resource-not-found names the URI
+    if isinstance(error, UpstreamRejected):
+        return MCPError(code=error.rpc_code, message=error.rpc_message, data=data)
+    if isinstance(error, PolicyUnavailable | UnknownTarget):
+        return MCPError(code=error.jsonrpc_code, message=error.message, data=data)
+    if isinstance(error, GatewayError):
+        # Refusals (policy, pinning, approvals) and bad input keep their codes; the
+        # rest (upstream down, audit log unavailable) is an internal error.
+        refused = error.jsonrpc_code in (types.INVALID_PARAMS, REFUSED)
+        code = error.jsonrpc_code if refused else types.INTERNAL_ERROR
+        return MCPError(code=code, message=error.message, data=data)
+    return MCPError(code=types.INTERNAL_ERROR, message="the request failed", data=data)

@@ -1,0 +1,346 @@
+"""The MCP methods the gateway serves, as handlers of the SDK's lowlevel `Server`
+(docs/mcp.md, "What passes").
+
+Each handler only translates: the request (in the names of the endpoint's `View`)
+becomes a pipeline list or an `Operation`, and the answer becomes the MCP result.
+Everything that reaches an upstream (``tools/call``, ``resources/read``,
+``prompts/get``, ``completion/complete``) goes through `Pipeline.call`; every list
+(``tools/list``, ``prompts/list``, ``resources/list``, ``resources/templates/list``)
+through the pipeline's one policy filter. ``logging/setLevel`` is the gateway's own:
+it sets the level at which upstream log messages are relayed to this session.
+
+Upstream log messages reach the client that made the request they belong to, and
+only one that asked: at 2026-07-28 by the request's own log-level ``_meta``, at
+2025-11-25 by ``logging/setLevel`` in its session (a sessionless 2025 client gets
+none: the specification lets a server choose, and choosing none keeps the fast path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import mcp_types as types
+from mcp.server.caching import CACHEABLE_METHODS, CacheHint
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import NotificationOptions, Server
+from mcp.server.models import InitializationOptions
+from mcp.shared.exceptions import MCPError
+from mcp_types import LOG_LEVEL_META_KEY
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from starlette.requests import Request
+
+from gateway.errors import PolicyUnavailable
+from gateway.lists import Offered
+from gateway.pipeline import Pipeline
+from gateway.surfaces.auth import client_info
+from gateway.surfaces.mcp_calls import LocalTools, answer_tools_call, caller_of, run
+from gateway.surfaces.mcp_results import mcp_result
+from gateway.surfaces.mcp_sessions import SESSION_STATE_KEY, SessionBook
+from gateway.surfaces.mcp_views import View
+from gateway.surfaces.middleware import request_id_of
+from gateway.types import (
+    LOG_LEVELS,
+    CallMethod,
+    LogSink,
+    Operation,
+    Outcome,
+    Principal,
+    ToolDefinition,
+)
+from gateway.version import __version__
+
+log = logging.getLogger(__name__)
+
+
+class _GatewayServer(Server[Any]):
+    """The SDK's server, announcing list-changed notifications at 2025-11-25 when there
+    are sessions to send them on (the HTTP transports ask for the initialization
+    options without any, which would say the lists never change)."""
+
+    def __init__(self, *args: Any, list_changed: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._list_changed = list_changed
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        if notification_options is None and self._list_changed:
+            notification_options = NotificationOptions(
+                prompts_changed=True, resources_changed=True, tools_changed=True
+            )
+        return super().create_initialization_options(
+            notification_options, experimental_capabilities, extensions
+        )
+
+
+def build_mcp_server(
+    pipeline: Pipeline,
+    local_tools: LocalTools | None,
+    book: SessionBook,
+    *,
+    sessions: bool,
+) -> Server[Any]:
+    handlers = _Handlers(pipeline, local_tools, book)
+    server = _GatewayServer(
+        "agent-tool-gateway",
+        version=__version__,
+        instructions="Tools, prompts and resources of every upstream behind this gateway, "
+        "named <upstream>__<name> and gateway:<upstream>/<URI>. Requests are checked by "
+        "policy and audited; a refused tool call returns isError with the reason.",
+        # Lists differ per principal and change with pins: never shared, never fresh.
+        cache_hints={method: CacheHint(ttl_ms=0, scope="private") for method in CACHEABLE_METHODS},
+        on_list_tools=handlers.list_tools,
+        on_call_tool=handlers.call_tool,
+        on_list_resources=handlers.list_resources,
+        on_list_resource_templates=handlers.list_resource_templates,
+        on_read_resource=handlers.read_resource,
+        on_list_prompts=handlers.list_prompts,
+        on_get_prompt=handlers.get_prompt,
+        on_completion=handlers.complete,
+        # The SDK would otherwise run tools/list before each 2026-era call to find the
+        # schema; the pipeline validates arguments itself, and audits the refusal.
+        get_tool_input_schema=lambda name: None,
+        list_changed=sessions,
+    )
+    # Registered directly: the constructor's parameter warns that logging is deprecated
+    # at 2026-07-28, which the SDK already enforces (-32601 at that revision).
+    server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, handlers.set_level)
+    return server
+
+
+class _Handlers:
+    def __init__(
+        self, pipeline: Pipeline, local_tools: LocalTools | None, book: SessionBook
+    ) -> None:
+        self.pipeline = pipeline
+        self.local_tools = local_tools
+        self.book = book
+
+    # --- tools ------------------------------------------------------------------------
+
+    async def list_tools(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        request, principal, view = self._caller(ctx)
+        request_id = request_id_of(request)
+        async with _overload_as_error():
+            tools = await self.pipeline.lists.tools(
+                principal,
+                transport="mcp",
+                request_id=request_id,
+                client=client_info(request),
+                upstream=view.upstream,
+            )
+            if self.local_tools is not None and view.aggregated:
+                tools += await self.local_tools.visible(
+                    principal, request_id=request_id, client=client_info(request)
+                )
+        return types.ListToolsResult(tools=[_to_mcp_tool(t, view) for t in tools])
+
+    async def call_tool(
+        self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        async def progress(done: float, total: float | None, message: str | None) -> None:
+            await ctx.session.report_progress(done, total, message)
+
+        # Relay progress only when the client asked for it: a progress token makes the
+        # upstream answer as an event stream, which costs a round of latency.
+        meta = _meta(params.meta)
+        wants_progress = meta.get("progressToken", meta.get("progress_token")) is not None
+        return await answer_tools_call(
+            self.pipeline,
+            self.local_tools,
+            _request(ctx),
+            params,
+            progress=progress if wants_progress else None,
+            log=self._log_sink(ctx),
+        )
+
+    # --- resources --------------------------------------------------------------------
+
+    async def list_resources(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        view, resources = await self._list(ctx, "resources")
+        listing = [r.to_listing(view.uri_out(r.uri)) for r in resources]
+        return types.ListResourcesResult.model_validate({"resources": listing})
+
+    async def list_resource_templates(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        view, templates = await self._list(ctx, "resource_templates")
+        listing = [t.to_listing(view.uri_out(t.uri_template)) for t in templates]
+        return types.ListResourceTemplatesResult.model_validate({"resourceTemplates": listing})
+
+    async def read_resource(
+        self, ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        _, _, view = self._caller(ctx)
+        uri = str(params.uri)
+        outcome = await self._operate(ctx, "resources/read", view.uri_in(uri), {})
+        return types.ReadResourceResult.model_validate(
+            mcp_result(outcome, view, asked=uri, is_uri=True)
+        )
+
+    # --- prompts ----------------------------------------------------------------------
+
+    async def list_prompts(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListPromptsResult:
+        view, prompts = await self._list(ctx, "prompts")
+        listing = [p.to_listing(view.name_out(p.name, p.upstream_name)) for p in prompts]
+        return types.ListPromptsResult.model_validate({"prompts": listing})
+
+    async def get_prompt(
+        self, ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams
+    ) -> types.GetPromptResult:
+        _, _, view = self._caller(ctx)
+        arguments = dict(params.arguments or {})
+        outcome = await self._operate(ctx, "prompts/get", view.name_in(params.name), arguments)
+        return types.GetPromptResult.model_validate(mcp_result(outcome, view, asked=params.name))
+
+    # --- completions and logging --------------------------------------------------------
+
+    async def complete(
+        self, ctx: ServerRequestContext[Any, Any], params: types.CompleteRequestParams
+    ) -> types.CompleteResult:
+        _, _, view = self._caller(ctx)
+        ref = params.ref
+        is_uri = not isinstance(ref, types.PromptReference)
+        if isinstance(ref, types.PromptReference):
+            asked, target = ref.name, view.name_in(ref.name)
+        else:
+            asked, target = ref.uri, view.uri_in(ref.uri)
+        arguments: dict[str, Any] = {
+            "argument": {"name": params.argument.name, "value": params.argument.value}
+        }
+        if params.context is not None and params.context.arguments is not None:
+            arguments["context"] = {"arguments": dict(params.context.arguments)}
+        outcome = await self._operate(ctx, "completion/complete", target, arguments)
+        return types.CompleteResult.model_validate(
+            mcp_result(outcome, view, asked=asked, is_uri=is_uri)
+        )
+
+    async def set_level(
+        self, ctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams
+    ) -> types.EmptyResult:
+        live = self.book.attach(_session_id(ctx), ctx.session)
+        if live is not None:
+            live.log_level = params.level
+        # Sessionless, the level cannot outlive this request: accepted, and no upstream
+        # log message is relayed (docs/mcp.md, "Logging").
+        return types.EmptyResult()
+
+    # --- shared -------------------------------------------------------------------------
+
+    async def _list(self, ctx: ServerRequestContext[Any, Any], kind: Offered) -> tuple[View, Any]:
+        """The view and what of ``kind`` the caller may see on it."""
+        request, principal, view = self._caller(ctx)
+        async with _overload_as_error():
+            listed = await self.pipeline.lists.offered(
+                kind,  # type: ignore[call-overload]
+                principal,
+                transport="mcp",
+                request_id=request_id_of(request),
+                client=client_info(request),
+                upstream=view.upstream,
+            )
+        return view, listed
+
+    def _caller(self, ctx: ServerRequestContext[Any, Any]) -> tuple[Request, Principal, View]:
+        request = _request(ctx)
+        # A session's handler requests give the gateway its SDK object, to send it list
+        # changes later.
+        self.book.attach(_session_id(ctx), ctx.session)
+        return request, caller_of(request), View.of(request)
+
+    async def _operate(
+        self,
+        ctx: ServerRequestContext[Any, Any],
+        method: CallMethod,
+        target: str,
+        arguments: dict[str, Any],
+    ) -> Outcome:
+        request, principal, _ = self._caller(ctx)
+        operation = Operation(
+            principal=principal,
+            method=method,
+            target=target,
+            arguments=arguments,
+            transport="mcp",
+            request_id=request_id_of(request),
+            client=client_info(request),
+            log=self._log_sink(ctx),
+        )
+        return await run(self.pipeline, operation)
+
+    def _log_sink(self, ctx: ServerRequestContext[Any, Any]) -> LogSink | None:
+        """Where this request's upstream log messages go, if the client asked for any."""
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            level = _meta(ctx.meta).get(LOG_LEVEL_META_KEY)
+        else:
+            live = self.book.attach(_session_id(ctx), ctx.session)
+            level = live.log_level if live is not None else None
+        if level not in LOG_LEVELS:
+            return None
+        session, related = ctx.session, ctx.request_id
+
+        async def send(level: str, data: Any, logger: str | None) -> None:
+            params = types.LoggingMessageNotificationParams.model_validate(
+                {"level": level, "data": data, "logger": logger}
+            )
+            notification = types.LoggingMessageNotification(params=params)
+            await session.send_notification(notification, related_request_id=related)
+
+        return LogSink(str(level), send)
+
+
+@contextlib.asynccontextmanager
+async def _overload_as_error() -> AsyncIterator[None]:
+    """An overloaded policy engine while listing: JSON-RPC -32000 with retry_after_s."""
+    try:
+        yield
+    except PolicyUnavailable as overloaded:
+        raise MCPError(
+            code=overloaded.jsonrpc_code, message=overloaded.message, data=overloaded.details
+        ) from None
+
+
+def _to_mcp_tool(tool: ToolDefinition, view: View) -> types.Tool:
+    return types.Tool.model_validate(
+        {
+            "name": view.name_out(tool.name, tool.upstream_tool),
+            "title": tool.title,
+            "description": tool.description,
+            "inputSchema": tool.input_schema,
+            "outputSchema": tool.output_schema,
+            "annotations": tool.annotations or None,
+        }
+    )
+
+
+def _meta(meta: Any) -> dict[str, Any]:
+    if meta is None:
+        return {}
+    if isinstance(meta, dict):
+        return meta
+    dumped: dict[str, Any] = meta.model_dump(by_alias=True)
+    return dumped
+
+
+def _session_id(ctx: ServerRequestContext[Any, Any]) -> str | None:
+    """The session of a request the stateful transport served (`mcp_sessions`)."""
+    return getattr(_request(ctx).state, SESSION_STATE_KEY, None)
+
+
+def _request(ctx: ServerRequestContext[Any, Any]) -> Request:
+    request = ctx.request
+    if not isinstance(request, Request):  # only reachable if mounted on a non-HTTP transport
+        raise MCPError(code=types.INTERNAL_ERROR, message="the gateway serves MCP over HTTP only")
+    return request

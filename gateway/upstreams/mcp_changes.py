@@ -1,0 +1,98 @@
+"""Noticing that an MCP upstream's lists changed, so the catalog re-reads them.
+
+At 2025-11-25 an upstream says so with ``notifications/*/list_changed`` on its
+standalone stream (the SDK client hands them to `on_message`); at 2026-07-28 only on a
+``subscriptions/listen`` stream, which `listen` keeps open while the connection lives
+(re-opened with backoff after a drop). Either way the catalog's refresh runs at most
+once at a time per upstream: a burst of notifications makes one more refresh, not
+one each. The periodic refresh (``catalog_refresh_s``) stays the backstop for an
+upstream that never says.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import anyio.abc
+import mcp_types as types
+from mcp import Client
+from mcp.client.subscriptions import ListenNotSupportedError, SubscriptionLost
+from mcp.shared.exceptions import MCPError
+
+from gateway.upstreams.base import Reconnected
+
+log = logging.getLogger(__name__)
+
+_LIST_CHANGED = (
+    types.ToolListChangedNotification,
+    types.PromptListChangedNotification,
+    types.ResourceListChangedNotification,
+)
+_MAX_BACKOFF_S = 30.0
+
+
+class ChangeWatcher:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._tasks: anyio.abc.TaskGroup | None = None
+        self._refresh: Reconnected | None = None
+        self._pending = False
+        self._again = False
+
+    def start(self, task_group: anyio.abc.TaskGroup, refresh: Reconnected) -> None:
+        self._tasks = task_group
+        self._refresh = refresh
+
+    async def on_message(self, message: Any) -> None:
+        """The SDK client's message handler: a list-changed notification."""
+        if isinstance(message, _LIST_CHANGED):
+            self.changed()
+
+    def changed(self) -> None:
+        if self._tasks is None or self._refresh is None:
+            return
+        if self._pending:
+            self._again = True
+            return
+        self._pending = True
+        self._tasks.start_soon(self._refresh_until_quiet)
+
+    async def _refresh_until_quiet(self) -> None:
+        assert self._refresh is not None
+        try:
+            while True:
+                self._again = False
+                await self._refresh(self.name)
+                if not self._again:
+                    return
+        finally:
+            self._pending = False
+
+    async def listen(self, client: Client) -> None:
+        """Keeps a ``subscriptions/listen`` stream open on a 2026-07-28 connection for
+        the lists the upstream says can change. Runs until cancelled."""
+        capabilities = client.server_capabilities
+        wanted = {
+            "tools_list_changed": bool(capabilities.tools and capabilities.tools.list_changed),
+            "prompts_list_changed": bool(
+                capabilities.prompts and capabilities.prompts.list_changed
+            ),
+            "resources_list_changed": bool(
+                capabilities.resources and capabilities.resources.list_changed
+            ),
+        }
+        if not any(wanted.values()):
+            return
+        backoff = 1.0
+        while True:
+            try:
+                async with client.listen(**wanted) as subscription:
+                    backoff = 1.0
+                    async for _event in subscription:
+                        self.changed()
+            except (ListenNotSupportedError, MCPError, SubscriptionLost, TimeoutError) as exc:
+                log.info("upstream %s: change stream ended: %s", self.name, exc)
+            await anyio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF_S)

@@ -1,0 +1,92 @@
+"""How `/mcp` and `/mcp/{upstream}` name things, and how a read's, prompt's or
+completion's outcome becomes an MCP answer (pure: no server)."""
+
+from __future__ import annotations
+
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from gateway.errors import (
+    REFUSED,
+    AuditUnavailable,
+    CallDenied,
+    DefinitionQuarantined,
+    InvalidArguments,
+    PolicyUnavailable,
+    UnknownResource,
+    UpstreamRejected,
+    UpstreamTimeout,
+)
+from gateway.surfaces.mcp_results import META_KEY, mcp_result, refusal
+from gateway.surfaces.mcp_views import View
+from gateway.types import McpResult, Outcome, OutcomeStatus
+
+ONE = View("docs")
+
+
+def test_the_aggregated_view_keeps_the_gateways_names() -> None:
+    view = View()
+    assert view.name_in("docs__review") == "docs__review"
+    assert view.uri_in("gateway:docs/file:///a") == "gateway:docs/file:///a"
+    assert view.name_out("docs__review", "review") == "docs__review"
+    assert view.uri_out("gateway:docs/file:///a") == "gateway:docs/file:///a"
+
+
+def test_one_upstream_in_its_own_names_both_ways() -> None:
+    assert ONE.name_in("review") == "docs__review"
+    assert ONE.uri_in("file:///{path}") == "gateway:docs/file:///{path}"
+    assert ONE.name_out("docs__review", "review") == "review"
+    assert ONE.uri_out("gateway:docs/file:///{path}") == "file:///{path}"
+    # Another upstream's URI is not passed off as this one's.
+    assert ONE.uri_out("gateway:other/file:///a") == "gateway:other/file:///a"
+    assert ONE.uri_out("file:///a") == "file:///a"
+
+
+def test_resource_uris_in_content_are_shown_in_the_views_form() -> None:
+    embedded = {"type": "resource", "resource": {"uri": "gateway:docs/a://b", "text": "x"}}
+    link = {"type": "resource_link", "uri": "gateway:docs/a://c", "name": "c"}
+    text = {"type": "text", "text": "gateway:docs/a://d"}
+    assert ONE.content_out(embedded)["resource"]["uri"] == "a://b"
+    assert ONE.content_out(link)["uri"] == "a://c"
+    assert ONE.content_out(text) == text  # text is the upstream's words, never rewritten
+    prompt = {"messages": [{"role": "user", "content": link}]}
+    assert ONE.prompt_out(prompt)["messages"][0]["content"]["uri"] == "a://c"
+    read = {"contents": [{"uri": "gateway:docs/a://b", "text": "x"}]}
+    assert ONE.read_out(read) == {"contents": [{"uri": "a://b", "text": "x"}]}
+
+
+def outcome(status: OutcomeStatus, error: object = None, result: object = None) -> Outcome:
+    return Outcome("req_1", "gateway:docs/a://b", status, None, result=result, error=error)  # type: ignore[arg-type]
+
+
+def test_a_read_that_succeeded_carries_the_decision_under_meta() -> None:
+    document = {"contents": [{"uri": "gateway:docs/a://b", "text": "x"}]}
+    done = outcome(OutcomeStatus.OK, result=McpResult("resources/read", document))
+    answer = mcp_result(done, ONE, asked="a://b", is_uri=True)
+    assert answer["contents"][0]["uri"] == "a://b"
+    assert answer["_meta"][META_KEY] == {"request_id": "req_1", "status": "ok"}
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (UnknownResource("not found", details={"uri": "x"}), -32602),
+        (InvalidArguments("bad"), -32602),
+        (CallDenied("no"), REFUSED),
+        (DefinitionQuarantined("changed"), REFUSED),
+        (UpstreamRejected("r", rpc_code=-32002, rpc_message="gone"), -32002),
+        (UpstreamTimeout("slow"), -32603),
+        (AuditUnavailable("down"), -32603),
+        (PolicyUnavailable("busy", retry_after_s=1), -32000),
+    ],
+)
+def test_every_refusal_is_a_json_rpc_error_naming_the_uri(error: object, code: int) -> None:
+    refused = refusal(outcome(OutcomeStatus.DENIED, error), asked="a://b", is_uri=True)
+    assert isinstance(refused, MCPError) and refused.code == code
+    assert refused.error.data["uri"] == "a://b"
+    assert refused.error.data[META_KEY]["request_id"] == "req_1"
+
+
+def test_a_prompts_refusal_names_no_uri() -> None:
+    refused = refusal(outcome(OutcomeStatus.DENIED, CallDenied("no")), asked="review", is_uri=False)
+    assert "uri" not in refused.error.data
