@@ -59,7 +59,7 @@ def test_a_changed_definition_is_quarantined_until_approved(dev: DevGateway) -> 
     approved = dev.cli("tools", "approve", TOOL, env=approver)
     assert approved.returncode == 0, approved.stderr
     assert TOOL in _listed(dev, agent)
-    assert dev.cli("tools", "drift", env=approver).stdout.strip() == "no quarantined tools"
+    assert dev.cli("tools", "drift", env=approver).stdout.strip() == "no quarantined definitions"
 
     # Undone, the first definition is the change now: quarantined in its turn.
     undone = dev.cli("demo", "rug-pull", "--undo")
