@@ -24,6 +24,7 @@ from gateway.approvals import ApprovalService
 from gateway.approvals.disabled import DisabledApprovals
 from gateway.approvals.gate import Approvals
 from gateway.audit import AuditLog, Checkpointer, DirectorySink, load_signing_keys
+from gateway.audit.witnessing import WitnessEndpoint, Witnessing
 from gateway.config import (
     Config,
     HttpUpstream,
@@ -31,7 +32,7 @@ from gateway.config import (
     McpStdioUpstream,
     OpaPolicyConfig,
 )
-from gateway.errors import GatewayError
+from gateway.errors import ConfigError, GatewayError
 from gateway.executor.deps import ExecutorDeps
 from gateway.executor.mcp_tools import WorkflowTools
 from gateway.executor.service import Executor
@@ -64,6 +65,7 @@ from gateway.surfaces.pins import PinRoutes
 from gateway.surfaces.rest import RestSurface
 from gateway.surfaces.routing import merge_methods
 from gateway.surfaces.runs import RunsApi
+from gateway.tlog.cosignature import WitnessKey
 from gateway.upstreams.base import UpstreamClient
 from gateway.upstreams.catalog import Binding, Catalog
 from gateway.upstreams.credentials import CredentialProvider
@@ -110,6 +112,7 @@ def build_components(config: Config) -> Components:
         every_entries=config.audit.checkpoint_every_entries,
         every_seconds=config.audit.checkpoint_every_s,
         sinks=[DirectorySink(config.audit.checkpoint_directory(config.data_dir))],
+        witnessing=build_witnessing(config, database),
     )
     policy = build_policy_engine(config)
     decider = build_decider(config, policy)
@@ -148,6 +151,20 @@ def build_components(config: Config) -> Components:
         pins=pins,
         checkpointer=checkpointer,
     )
+
+
+def build_witnessing(config: Config, database: sa.Engine) -> Witnessing | None:
+    """The witnesses of audit.witnesses, or None when none is configured."""
+    if not config.audit.witnesses:
+        return None
+    endpoints = []
+    for witness in config.audit.witnesses:
+        try:
+            key = WitnessKey.parse(witness.key)
+        except ValueError as exc:
+            raise ConfigError(f"audit.witnesses: {exc}") from None
+        endpoints.append(WitnessEndpoint(key, witness.url, witness.timeout_s))
+    return Witnessing(database, endpoints)
 
 
 def _approval_service(

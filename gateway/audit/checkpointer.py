@@ -6,7 +6,10 @@ extend the tree store to N (`TreeStore.extend`), which yields the root; check th
 new tree is consistent with the last checkpoint (a consistency proof, verified as an
 auditor would: the log must never sign a head that contradicts one it signed);
 sign with every configured key valid for N; insert into ``audit_checkpoints`` under
-the tree lock unless a checkpoint of size >= N exists; publish to every sink.
+the tree lock unless a checkpoint of size >= N exists; publish to every sink; then ask
+the configured witnesses to cosign it (`gateway.audit.witnessing`) and publish it
+again with their cosignature lines. A witness that is down delays nothing but its own
+cosignature: it is asked again, with the latest checkpoint, after a back-off.
 
 Invariants:
 
@@ -29,10 +32,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, select
 
+from gateway.audit.cosignatures import cosignature_lines, cosigned_note
 from gateway.audit.keys import SigningKey, read_keys, register_key
 from gateway.audit.reader import chain_head
 from gateway.audit.sinks import CheckpointSink
 from gateway.audit.tree_store import TREE_LOCK_KEY, TreeStore
+from gateway.audit.witnessing import Witnessing
 from gateway.clock import Clock, monotonic
 from gateway.errors import ConfigError
 from gateway.store.db import exclusive_transaction
@@ -57,7 +62,9 @@ _C = audit_checkpoints.c
 
 @dataclass(frozen=True)
 class StoredCheckpoint:
-    """A row of ``audit_checkpoints``: the signed note and what it states."""
+    """A row of ``audit_checkpoints``: the signed note and what it states. Read back
+    (`latest_checkpoint`, `read_checkpoint`), the note carries the witnesses' stored
+    cosignature lines after the log's signatures."""
 
     size: int
     root: bytes
@@ -75,6 +82,16 @@ def read_checkpoint(conn: Engine | Connection, size: int) -> StoredCheckpoint | 
     return _one(conn, select(audit_checkpoints).where(_C.size == size))
 
 
+def log_note(engine: Engine, size: int) -> str:
+    """The log's own signed note of the stored checkpoint of ``size``, without the
+    witnesses' cosignatures: what witnesses are sent. Raises LookupError if none."""
+    with engine.connect() as conn:
+        note = conn.execute(select(_C.note).where(_C.size == size)).scalar()
+    if note is None:
+        raise LookupError(f"no stored checkpoint of size {size}")
+    return str(note)
+
+
 class Checkpointer:
     """Makes, stores and publishes signed checkpoints of one log."""
 
@@ -87,6 +104,7 @@ class Checkpointer:
         every_entries: int = 1000,
         every_seconds: float = 10.0,
         sinks: Sequence[CheckpointSink] = (),
+        witnessing: Witnessing | None = None,
         clock: Clock = monotonic,
     ) -> None:
         try:
@@ -109,13 +127,15 @@ class Checkpointer:
         self._every_entries = every_entries
         self._every_seconds = every_seconds
         self._sinks = tuple(sinks)
+        self._witnessing = witnessing
         self._tree = TreeStore(engine)
         self._lock = asyncio.Lock()  # one step at a time per process
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
-        # Per sink, the largest size it acknowledged: a sink that missed one (an error,
-        # a restart) gets the latest on the next step.
-        self._published = [0] * len(self._sinks)
+        # Per sink, the largest (size, cosignature count) it acknowledged: a sink that
+        # missed one (an error, a restart) gets the latest on the next step, and a
+        # checkpoint that gained cosignatures is published again.
+        self._published = [(0, 0)] * len(self._sinks)
         self._last_size = 0
         self._clock = clock  # for every_seconds (gateway.clock)
         self._last_time = clock()
@@ -131,6 +151,8 @@ class Checkpointer:
             raise RuntimeError("this Checkpointer was already started")
         latest = await asyncio.to_thread(self._register_keys)
         self._last_size = 0 if latest is None else latest.size
+        if self._witnessing is not None:
+            await self._witnessing.start()
         await asyncio.to_thread(self._publish_keys)
         if latest is not None:
             await asyncio.to_thread(self._publish, latest)
@@ -150,11 +172,15 @@ class Checkpointer:
             await self.checkpoint_now()
         except Exception:  # shutting down: report, do not mask the shutdown
             logger.exception("final audit checkpoint failed")
+        if self._witnessing is not None:
+            await self._witnessing.close()
 
     async def checkpoint_now(self) -> StoredCheckpoint | None:
         """Checkpoints the current head unless a checkpoint already covers it; returns
         the latest stored checkpoint (None while the log is empty). Publishes it to
-        every sink that does not have it yet."""
+        every sink that does not have it yet, then asks the witnesses that have not
+        cosigned it (and are not backing off) and publishes it again with their
+        cosignatures."""
         async with self._lock:
             stored, created = await asyncio.to_thread(self._step)
             if stored is None:
@@ -163,6 +189,11 @@ class Checkpointer:
             if created:
                 self._last_time = self._clock()
             await asyncio.to_thread(self._publish, stored)
+            if self._witnessing is not None and self._witnessing.due(stored.size):
+                note = await asyncio.to_thread(log_note, self._engine, stored.size)
+                added = await self._witnessing.witness(stored.size, note, self._tree)
+                if added:
+                    await asyncio.to_thread(self._publish, stored)
             return stored
 
     # --- the background loop ---------------------------------------------------------
@@ -178,6 +209,8 @@ class Checkpointer:
                     pending > 0 and waited >= self._every_seconds
                 ):
                     await self.checkpoint_now()
+                elif self._witnessing is not None and self._witnessing.due(self._last_size):
+                    await self.checkpoint_now()  # a witness missed the latest: ask again
             except Exception:
                 logger.exception("audit checkpoint failed; retrying")
                 await self._stopped_within(RETRY_DELAY_S)
@@ -255,16 +288,18 @@ class Checkpointer:
 
     def _publish(self, stored: StoredCheckpoint) -> None:
         checkpoint = Checkpoint(self._origin, stored.size, stored.root)
+        lines = cosignature_lines(self._engine, stored.size)
+        note = cosigned_note(log_note(self._engine, stored.size), lines)
         for index, sink in enumerate(self._sinks):
-            if self._published[index] >= stored.size:
+            if self._published[index] >= (stored.size, len(lines)):
                 continue
             try:
-                sink.publish(checkpoint, stored.note)
+                sink.publish(checkpoint, note)
             except OSError:
                 # The checkpoint is stored; the next step publishes the latest again.
                 logger.exception("could not publish audit checkpoint %d to %r", stored.size, sink)
             else:
-                self._published[index] = stored.size
+                self._published[index] = (stored.size, len(lines))
 
     def _publish_keys(self) -> None:
         text = format_keys(read_keys(self._engine))
@@ -282,4 +317,5 @@ def _one(conn: Engine | Connection, query: Select[Any]) -> StoredCheckpoint | No
     row = conn.execute(query).first()
     if row is None:
         return None
-    return StoredCheckpoint(row.size, bytes(row.root), row.note, row.ts)
+    note = cosigned_note(row.note, cosignature_lines(conn, row.size))
+    return StoredCheckpoint(row.size, bytes(row.root), note, row.ts)
