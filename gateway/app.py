@@ -50,6 +50,7 @@ from gateway.store import create_engine, migrate
 from gateway.surfaces import audit_api
 from gateway.surfaces.approvals_api import ApprovalsApi
 from gateway.surfaces.audit_explorer import AuditExplorer
+from gateway.surfaces.audit_proofs import AuditProofs
 from gateway.surfaces.auth import (
     METADATA_PATH,
     AuthenticationMiddleware,
@@ -296,6 +297,7 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
             origin=config.audit.origin,
             reader_roles=config.audit.reader_roles,
         ).routes(),
+        *AuditProofs(parts.database, reader_roles=config.audit.reader_roles).routes(),
         *ApprovalsApi(parts.approvals, public_url=config.public_url).routes(),
         *RunsApi(executor).routes(),
         *console.routes(),
