@@ -380,7 +380,7 @@ class LimitsConfig(Model):
 
 # A witness's cosignature/v1 verifier key, <name>+<8 hex>+<base64(0x04 ‖ key)>; fully
 # checked (type, length, key ID) when the gateway builds its witnesses.
-_WITNESS_KEY = re.compile(r"[^+\s]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]{43}=")
+_WITNESS_KEY = re.compile(r"[^+\s]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]{44}")
 
 
 class WitnessConfig(Model):

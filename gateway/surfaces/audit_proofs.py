@@ -28,8 +28,8 @@ from gateway.surfaces.auth import principal_of
 
 CONSISTENCY_PATH = "/v1/audit/proof/consistency"
 PARAMETERS = ("from", "to")
-# Tree sizes are unsigned 64-bit; 19 digits keep a value within a database integer.
-MAX_DIGITS = 19
+# 18 digits keep a size within a signed 64-bit database integer (as the explorer does).
+MAX_DIGITS = 18
 
 
 class SignedCheckpointBody(BaseModel):
