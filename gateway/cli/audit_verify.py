@@ -56,8 +56,8 @@ def register_commands(audit_commands: argparse._SubParsersAction) -> None:
         "--min",
         type=int,
         metavar="K",
-        help="how many of the --witness keys must have cosigned the trusted (or latest) "
-        "checkpoint (default: all of them)",
+        help="how many cosignatures, by distinct --witness keys, the trusted (or latest) "
+        "checkpoint must carry (default: one per --witness)",
     )
     verify.add_argument("--json", action="store_true", help="the report as JSON")
     verify.set_defaults(handler=cmd_audit_verify)
