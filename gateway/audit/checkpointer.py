@@ -24,6 +24,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ POLL_INTERVAL_S = 0.1
 # After a failed step, wait this long before the next try (a down database must not
 # turn into a busy loop of errors).
 RETRY_DELAY_S = 1.0
+# At shutdown, how long the witnesses may take to cosign the final checkpoint.
+FINAL_WITNESSING_S = 10.0
 
 _C = audit_checkpoints.c
 
@@ -130,6 +133,8 @@ class Checkpointer:
         self._witnessing = witnessing
         self._tree = TreeStore(engine)
         self._lock = asyncio.Lock()  # one step at a time per process
+        self._witness_lock = asyncio.Lock()  # one witnessing round at a time
+        self._witness_task: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         # Per sink, the largest (size, cosignature count) it acknowledged: a sink that
@@ -168,8 +173,20 @@ class Checkpointer:
             return
         self._stopping.set()
         await task
+        witnessing, self._witness_task = self._witness_task, None
+        if witnessing is not None:
+            # The final checkpoint asks the witnesses again, bounded by their timeouts.
+            witnessing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await witnessing
         try:
-            await self.checkpoint_now()
+            stored = await self._checkpoint_and_publish()
+            if stored is not None:
+                # Asked once more, so the last published checkpoint is cosigned too; a
+                # witness that hangs may not hold up the shutdown for long.
+                await asyncio.wait_for(self._witness(stored), FINAL_WITNESSING_S)
+        except TimeoutError:
+            logger.warning("witnesses did not answer for the final checkpoint in time")
         except Exception:  # shutting down: report, do not mask the shutdown
             logger.exception("final audit checkpoint failed")
         if self._witnessing is not None:
@@ -180,7 +197,13 @@ class Checkpointer:
         the latest stored checkpoint (None while the log is empty). Publishes it to
         every sink that does not have it yet, then asks the witnesses that have not
         cosigned it (and are not backing off) and publishes it again with their
-        cosignatures."""
+        cosignatures (waiting for them, at most each witness's timeout)."""
+        stored = await self._checkpoint_and_publish()
+        if stored is not None:
+            await self._witness(stored)
+        return stored
+
+    async def _checkpoint_and_publish(self) -> StoredCheckpoint | None:
         async with self._lock:
             stored, created = await asyncio.to_thread(self._step)
             if stored is None:
@@ -189,12 +212,32 @@ class Checkpointer:
             if created:
                 self._last_time = self._clock()
             await asyncio.to_thread(self._publish, stored)
-            if self._witnessing is not None and self._witnessing.due(stored.size):
-                note = await asyncio.to_thread(log_note, self._engine, stored.size)
-                added = await self._witnessing.witness(stored.size, note, self._tree)
-                if added:
-                    await asyncio.to_thread(self._publish, stored)
             return stored
+
+    async def _witness(self, stored: StoredCheckpoint) -> None:
+        """Asks the witnesses due for ``stored`` and publishes it again with what they
+        cosigned. One round at a time; never under the checkpoint lock, so a slow
+        witness delays no checkpoint."""
+        if self._witnessing is None:
+            return
+        async with self._witness_lock:
+            if not self._witnessing.due(stored.size):
+                return
+            note = await asyncio.to_thread(log_note, self._engine, stored.size)
+            added = await self._witnessing.witness(stored.size, note, self._tree)
+        if added:
+            async with self._lock:  # sinks see one publisher at a time
+                await asyncio.to_thread(self._publish, stored)
+
+    def _witness_in_background(self, stored: StoredCheckpoint | None) -> None:
+        """Starts a witnessing round for ``stored`` unless one is running (the loop
+        sees a witness still due on its next poll and starts another)."""
+        if stored is None or self._witnessing is None or not self._witnessing.due(stored.size):
+            return
+        if self._witness_task is not None and not self._witness_task.done():
+            return
+        self._witness_task = asyncio.create_task(self._witness(stored), name="audit-witnessing")
+        self._witness_task.add_done_callback(_log_failure)
 
     # --- the background loop ---------------------------------------------------------
 
@@ -208,9 +251,10 @@ class Checkpointer:
                 if pending >= self._every_entries or (
                     pending > 0 and waited >= self._every_seconds
                 ):
-                    await self.checkpoint_now()
+                    self._witness_in_background(await self._checkpoint_and_publish())
                 elif self._witnessing is not None and self._witnessing.due(self._last_size):
-                    await self.checkpoint_now()  # a witness missed the latest: ask again
+                    # A witness missed the latest checkpoint: ask it again.
+                    self._witness_in_background(await self._checkpoint_and_publish())
             except Exception:
                 logger.exception("audit checkpoint failed; retrying")
                 await self._stopped_within(RETRY_DELAY_S)
@@ -308,6 +352,11 @@ class Checkpointer:
                 sink.publish_keys(text)
             except OSError:
                 logger.exception("could not publish the audit keys to %r", sink)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        logger.error("audit witnessing failed; retrying", exc_info=error)
 
 
 def _one(conn: Engine | Connection, query: Select[Any]) -> StoredCheckpoint | None:

@@ -6,6 +6,7 @@ refused and nothing of it is cosigned."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from gateway.tlog.cosignature import verify_cosignatures
 from gateway.tlog.errors import NoteSignatureError
 from tests.support.clock import FakeClock
 from tests.support.processes import free_port
+from tests.support.waiting import eventually_async
 from tests.support.witnesses import WitnessServer
 
 pytestmark = pytest.mark.anyio
@@ -59,6 +61,14 @@ async def log(engine: Engine) -> AsyncIterator[AuditLog]:
 async def append(log: AuditLog, n: int, tag: str = "") -> None:
     for i in range(n):
         await log.append(AuditRecord(kind="call.attempt", ref=f"r{tag}{i}", payload={"i": i}))
+
+
+async def wait_for_size(engine: Engine, size: int) -> None:
+    def covering() -> bool:
+        stored = latest_checkpoint(engine)
+        return stored is not None and stored.size >= size
+
+    await eventually_async(covering, f"a checkpoint of size >= {size}")
 
 
 def endpoints(servers: list[WitnessServer]) -> list[WitnessEndpoint]:
@@ -200,6 +210,35 @@ async def test_a_forked_log_is_refused_and_not_cosigned(
         await fork_log.close()
         fork.dispose()
     assert "refused checkpoint" in witness.log() or "not consistent" in witness.log()
+
+
+async def test_a_hanging_witness_delays_no_checkpoint(
+    engine: Engine, log: AuditLog, key: SigningKey, tmp_path: Path
+) -> None:
+    # Accepts connections (the kernel's backlog) and never answers: each request to it
+    # hangs for the witness's whole timeout, longer than this test waits for anything.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+    hanging = WitnessEndpoint(_dummy_key(), f"http://127.0.0.1:{port}", timeout_s=600)
+    checkpointer = Checkpointer(
+        engine,
+        ORIGIN,
+        [key],
+        every_entries=2,
+        every_seconds=3600,
+        witnessing=Witnessing(engine, [hanging]),
+    )
+    await checkpointer.start()
+    try:
+        await append(log, 2)
+        await wait_for_size(engine, 2)
+        await append(log, 2, "b")
+        await wait_for_size(engine, 4)  # made while the witness still hangs on size 2
+    finally:
+        silent.close()  # the pending connection is reset: the final round fails at once
+        await checkpointer.close()
 
 
 async def test_unreachable_witness_never_delays_appends(
