@@ -168,3 +168,30 @@ def test_state_survives_a_restart(tmp_path: Path, setup) -> None:
     assert add(client, log.request(0)).status_code == 200
     reopened = WitnessState(tmp_path / "state.db")
     assert reopened.head(ORIGIN) == TreeHead(5, log.tree.root())
+
+
+def test_concurrent_requests_never_roll_the_view_back(setup) -> None:
+    """tlog-witness's race: requests from one old size, checked and stored at once.
+    Exactly one is cosigned; the others get 409 with the size it stored."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gateway.witness.server import _add_checkpoint, _Refused
+
+    _, log, state, config = setup
+    log.grow(5)
+    _add_checkpoint(config, log.request(0).encode())
+    log.grow(10)
+    bodies = [log.request(5, size).encode() for size in range(6, 16)]
+
+    def submit(body: bytes) -> int:
+        try:
+            _add_checkpoint(config, body)
+        except _Refused as refused:
+            return refused.status
+        return 200
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(submit, bodies))
+    assert statuses.count(200) == 1 and statuses.count(409) == len(bodies) - 1
+    winner = 6 + statuses.index(200)
+    assert state.head(ORIGIN) == TreeHead(winner, log.tree.root(winner))
