@@ -154,18 +154,23 @@ def build_components(config: Config) -> Components:
     )
 
 
-def build_witnessing(config: Config, database: sa.Engine) -> Witnessing | None:
-    """The witnesses of audit.witnesses, or None when none is configured."""
-    if not config.audit.witnesses:
-        return None
+def witness_endpoints(config: Config) -> list[WitnessEndpoint]:
+    """The witnesses of audit.witnesses, their keys fully checked (type 0x04, key ID).
+    Raises ConfigError naming the bad key (`gateway check-config` runs this too)."""
     endpoints = []
-    for witness in config.audit.witnesses:
+    for index, witness in enumerate(config.audit.witnesses):
         try:
             key = WitnessKey.parse(witness.key)
         except ValueError as exc:
-            raise ConfigError(f"audit.witnesses: {exc}") from None
+            raise ConfigError(f"audit.witnesses[{index}].key: {exc}") from None
         endpoints.append(WitnessEndpoint(key, witness.url, witness.timeout_s))
-    return Witnessing(database, endpoints)
+    return endpoints
+
+
+def build_witnessing(config: Config, database: sa.Engine) -> Witnessing | None:
+    """The witnesses of audit.witnesses, or None when none is configured."""
+    endpoints = witness_endpoints(config)
+    return Witnessing(database, endpoints) if endpoints else None
 
 
 def _approval_service(

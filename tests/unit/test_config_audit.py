@@ -92,11 +92,11 @@ def test_invalid_witnesses_are_refused(witnesses: list[dict[str, object]], where
 
 
 def test_a_plain_note_key_is_not_a_witness_key() -> None:
-    from gateway.app import build_witnessing
+    from gateway.app import witness_endpoints
 
     plain = "example.com/audit-log+2d4b2424+Af5f2Vjtx3JsQP3lfge8fLw8Xfz0yJE/PpE8mjRjPKyo"
     config = parse_config(
         {"identity": IDENTITY, "audit": {"witnesses": [{"url": "https://w.example", "key": plain}]}}
     )
-    with pytest.raises(ConfigError, match="type 0x04"):
-        build_witnessing(config, None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"audit.witnesses\[0\].key: .*type 0x04"):
+        witness_endpoints(config)
