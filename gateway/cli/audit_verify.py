@@ -40,6 +40,13 @@ def register_commands(audit_commands: argparse._SubParsersAction) -> None:
         "--trusted-checkpoint instead of a log; needs --keys",
     )
     verify.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="with --consistency: the newer checkpoint as you got it elsewhere; the "
+        "proof's must state the same size and root",
+    )
+    verify.add_argument(
         "--keys", type=Path, help="public keys file (default: the log's own keys record)"
     )
     verify.add_argument(
@@ -193,9 +200,10 @@ def _verify_consistency(
     minimum: int,
 ) -> int:
     """`verify --consistency FILE`: the proof's checkpoint extends the trusted one."""
+    from gateway.tlog.checkpoint import open_checkpoint
     from gateway.tlog.consistency import verify_consistency_proof
     from gateway.tlog.cosignature import verify_cosignatures
-    from gateway.tlog.errors import AuditVerificationError
+    from gateway.tlog.errors import AuditVerificationError, ForkError, ProofError
 
     if not keys or trusted is None:
         print(
@@ -206,12 +214,27 @@ def _verify_consistency(
         return 2
     try:
         text = args.consistency.read_text(encoding="utf-8")
+        theirs = None if args.checkpoint is None else args.checkpoint.read_text(encoding="utf-8")
     except OSError as exc:
         print(f"cannot read input: {exc}", file=sys.stderr)
         return 2
     try:
         # The key name is the log's origin (architecture.md §6).
         old, new = verify_consistency_proof(text, trusted, keys=keys, origin=keys[0].name)
+        if theirs is not None:
+            mine, _ = open_checkpoint(theirs, keys, origin=keys[0].name)
+            if mine.size != new.size:
+                raise ProofError(
+                    f"the proof leads to tree size {new.size}, --checkpoint is of size "
+                    f"{mine.size}: ask for the proof to {mine.size}"
+                )
+            if mine.root != new.root:
+                raise ForkError(
+                    "--checkpoint",
+                    mine.size,
+                    f"signed root differs from the proof's checkpoint of the same size "
+                    f"{mine.size}: the log showed two histories",
+                )
         found = []
         if witnesses:
             note = text.partition("\n\n")[2]

@@ -11,16 +11,18 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import Engine
 
-from gateway.audit import AuditRecord
+from gateway.audit import AuditLog, AuditRecord, Checkpointer, SigningKey
 from gateway.audit.checkpointer import latest_checkpoint, log_note, read_checkpoint
 from gateway.audit.consistency import consistency_between
 from gateway.audit.cosignatures import store_cosignature
 from gateway.audit.export import export_log
+from gateway.cli import main
 from gateway.errors import BadRequest
+from gateway.store import create_engine, migrate
 from gateway.tlog.consistency import verify_consistency_proof
 from gateway.tlog.cosignature import Cosignature, WitnessKey, cosign
 from gateway.tlog.errors import ProofUnavailable
-from gateway.tlog.keys import AuditKey
+from gateway.tlog.keys import AuditKey, format_keys
 from gateway.tlog.note import parse_note
 from gateway.tlog.source import directory_source
 from gateway.tlog.verifier import verify_log
@@ -88,3 +90,54 @@ async def test_export_carries_cosignatures_and_the_verifier_counts_them(
     impostor = WitnessKey("w.test/a", b[0].public_key)  # b's key in a's name
     report = verify_log(source, keys=keys, witnesses=[impostor], min_cosignatures=1)
     assert [f.code for f in report.faults] == ["audit_not_witnessed"]
+
+
+async def _log_with_key(engine: Engine, key: SigningKey, tag: str, sizes: tuple[int, ...]) -> None:
+    log = AuditLog(engine, ORIGIN)
+    await log.start()
+    checkpointer = Checkpointer(engine, ORIGIN, [key], every_entries=10**6, every_seconds=3600)
+    await checkpointer.start()
+    try:
+        for batch in batches(*sizes):
+            await log.append(*[AuditRecord(r.kind, tag + r.ref, r.payload) for r in batch])
+            await checkpointer.checkpoint_now()
+    finally:
+        await log.close()
+        await checkpointer.close()
+
+
+async def test_verify_consistency_command_against_two_checkpoints(
+    engine: Engine, tmp_path: Path
+) -> None:
+    key = SigningKey.generate(ORIGIN)
+    await _log_with_key(engine, key, "", (3, 4))
+    fork = create_engine(f"sqlite:///{tmp_path / 'fork.db'}")
+    migrate(fork)
+    await _log_with_key(fork, key, "fork", (3, 4))
+    files = {
+        "keys": format_keys([AuditKey(key.verifier, 0, None)]),
+        "proof": consistency_between(engine, 3, 7).text,
+        "old": read_checkpoint(engine, 3).note,
+        "new": read_checkpoint(engine, 7).note,
+        "fork": read_checkpoint(fork, 7).note,
+        "fork3": read_checkpoint(fork, 3).note,
+    }
+    fork.dispose()
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+
+    def verify(*extra: str, trusted: str = "old") -> int:
+        return main(
+            [
+                *("audit", "verify", "--consistency", str(tmp_path / "proof")),
+                *("--keys", str(tmp_path / "keys")),
+                *("--trusted-checkpoint", str(tmp_path / trusted), *extra),
+            ]
+        )
+
+    assert verify() == 0
+    assert verify("--checkpoint", str(tmp_path / "new")) == 0
+    assert verify("--checkpoint", str(tmp_path / "fork")) == 1  # same size, other root
+    assert verify("--checkpoint", str(tmp_path / "old")) == 1  # another size
+    # A proof from the honest log does not lead from a checkpoint of another history.
+    assert verify(trusted="fork3") == 1
