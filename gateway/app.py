@@ -24,6 +24,7 @@ from gateway.approvals import ApprovalService
 from gateway.approvals.disabled import DisabledApprovals
 from gateway.approvals.gate import Approvals
 from gateway.audit import AuditLog, Checkpointer, DirectorySink, load_signing_keys
+from gateway.audit.witnessing import WitnessEndpoint, Witnessing
 from gateway.config import (
     Config,
     HttpUpstream,
@@ -31,7 +32,7 @@ from gateway.config import (
     McpStdioUpstream,
     OpaPolicyConfig,
 )
-from gateway.errors import GatewayError
+from gateway.errors import ConfigError, GatewayError
 from gateway.executor.deps import ExecutorDeps
 from gateway.executor.mcp_tools import WorkflowTools
 from gateway.executor.service import Executor
@@ -49,6 +50,7 @@ from gateway.store import create_engine, migrate
 from gateway.surfaces import audit_api
 from gateway.surfaces.approvals_api import ApprovalsApi
 from gateway.surfaces.audit_explorer import AuditExplorer
+from gateway.surfaces.audit_proofs import AuditProofs
 from gateway.surfaces.auth import (
     METADATA_PATH,
     AuthenticationMiddleware,
@@ -64,6 +66,7 @@ from gateway.surfaces.pins import PinRoutes
 from gateway.surfaces.rest import RestSurface
 from gateway.surfaces.routing import merge_methods
 from gateway.surfaces.runs import RunsApi
+from gateway.tlog.cosignature import WitnessKey
 from gateway.upstreams.base import UpstreamClient
 from gateway.upstreams.catalog import Binding, Catalog
 from gateway.upstreams.credentials import CredentialProvider
@@ -110,6 +113,7 @@ def build_components(config: Config) -> Components:
         every_entries=config.audit.checkpoint_every_entries,
         every_seconds=config.audit.checkpoint_every_s,
         sinks=[DirectorySink(config.audit.checkpoint_directory(config.data_dir))],
+        witnessing=build_witnessing(config, database),
     )
     policy = build_policy_engine(config)
     decider = build_decider(config, policy)
@@ -148,6 +152,25 @@ def build_components(config: Config) -> Components:
         pins=pins,
         checkpointer=checkpointer,
     )
+
+
+def witness_endpoints(config: Config) -> list[WitnessEndpoint]:
+    """The witnesses of audit.witnesses, their keys fully checked (type 0x04, key ID).
+    Raises ConfigError naming the bad key (`gateway check-config` runs this too)."""
+    endpoints = []
+    for index, witness in enumerate(config.audit.witnesses):
+        try:
+            key = WitnessKey.parse(witness.key)
+        except ValueError as exc:
+            raise ConfigError(f"audit.witnesses[{index}].key: {exc}") from None
+        endpoints.append(WitnessEndpoint(key, witness.url, witness.timeout_s))
+    return endpoints
+
+
+def build_witnessing(config: Config, database: sa.Engine) -> Witnessing | None:
+    """The witnesses of audit.witnesses, or None when none is configured."""
+    endpoints = witness_endpoints(config)
+    return Witnessing(database, endpoints) if endpoints else None
 
 
 def _approval_service(
@@ -279,6 +302,7 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
             origin=config.audit.origin,
             reader_roles=config.audit.reader_roles,
         ).routes(),
+        *AuditProofs(parts.database, reader_roles=config.audit.reader_roles).routes(),
         *ApprovalsApi(parts.approvals, public_url=config.public_url).routes(),
         *RunsApi(executor).routes(),
         *console.routes(),

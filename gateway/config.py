@@ -378,6 +378,33 @@ class LimitsConfig(Model):
     upstream_connect_timeout_s: float = Field(10.0, gt=0)
 
 
+# A witness's cosignature/v1 verifier key, <name>+<8 hex>+<base64(0x04 ‖ key)>; fully
+# checked (type, length, key ID) when the gateway builds its witnesses.
+_WITNESS_KEY = re.compile(r"[^+\s]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]{44}")
+
+
+class WitnessConfig(Model):
+    """One witness (C2SP tlog-witness) the gateway submits each new checkpoint to."""
+
+    # Its submission prefix: the gateway POSTs to <url>/add-checkpoint.
+    url: str = Field(pattern=r"^https?://[^\s]+$")
+    # Its cosignature verifier key (`gateway witness keygen` prints it); the part
+    # before the first '+' is the witness's name.
+    key: str
+    # How long one request may take before the witness counts as down this time.
+    timeout_s: float = Field(5.0, gt=0, le=120)
+
+    @field_validator("key")
+    @classmethod
+    def _verifier_key(cls, value: str) -> str:
+        if not _WITNESS_KEY.fullmatch(value):
+            raise ValueError(
+                "must be a witness verifier key <name>+<8 hex digits>+<base64 key> "
+                "(as printed by `gateway witness keygen`)"
+            )
+        return value
+
+
 class AuditConfig(Model):
     # The log's origin line (C2SP tlog-checkpoint): a name unique to this log. Also the
     # name of its signing key, so no spaces and no "+" (C2SP signed-note).
@@ -394,6 +421,16 @@ class AuditConfig(Model):
     # Roles whose holders read entries and payloads in the explorer (REST
     # /v1/audit/entries, the console's audit page). Checkpoints and keys are public.
     reader_roles: list[str] = Field(["auditor"], min_length=1)
+    # Witnesses asked to cosign every new checkpoint (docs/audit.md, "Witnesses"); a
+    # witness that is down never holds up appends or checkpoints.
+    witnesses: list[WitnessConfig] = []
+
+    @model_validator(mode="after")
+    def _distinct_witnesses(self) -> AuditConfig:
+        keys = [w.key for w in self.witnesses]
+        if len(set(keys)) != len(keys):
+            raise ValueError("witnesses: a witness key is listed twice")
+        return self
 
     @field_validator("origin")
     @classmethod

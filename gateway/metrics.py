@@ -47,3 +47,16 @@ AUDIT_APPEND_SECONDS = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+WITNESS_FAILURES = Counter(
+    "gateway_audit_witness_failures_total",
+    "Checkpoints a witness did not cosign, by reason: unavailable (unreachable, timed "
+    "out), refused (inconsistent with what it cosigned: a fork), invalid (a bad answer).",
+    ["witness", "reason"],
+    registry=REGISTRY,
+)
+WITNESS_COSIGNED_SIZE = Gauge(
+    "gateway_audit_witness_cosigned_size",
+    "The largest tree size each witness is known to have cosigned.",
+    ["witness"],
+    registry=REGISTRY,
+)

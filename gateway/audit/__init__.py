@@ -27,6 +27,10 @@ Responsibilities, one module each:
   signing key.
 - `checkpointer`, `sinks`: signing checkpoints every N entries or T seconds, storing
   and publishing them outside the database.
+- `witnessing`, `cosignatures`: asking the configured witnesses to cosign each new
+  checkpoint (C2SP tlog-witness) and the ``audit_cosignatures`` they answered, added to
+  every published copy (docs/decisions/0023).
+- `consistency`: consistency proofs between two stored checkpoints, for auditors.
 - `search`: finding entries and checking each against the latest checkpoint, for
   `gateway audit search` and the explorer (``GET /v1/audit/entries``).
 
@@ -43,6 +47,8 @@ Invariants:
   the chain verifiable.
 - Checkpoint sizes only grow, and each new checkpoint is proved consistent with the
   previous one before it is signed: the log never signs two views of its history.
+- A witness's cosignature is stored only after it verified against the configured
+  key; a witness that is down or hangs delays no append and no checkpoint.
 """
 
 from gateway.audit.batch import WRITER_LOCK_KEY

@@ -6,7 +6,10 @@ extend the tree store to N (`TreeStore.extend`), which yields the root; check th
 new tree is consistent with the last checkpoint (a consistency proof, verified as an
 auditor would: the log must never sign a head that contradicts one it signed);
 sign with every configured key valid for N; insert into ``audit_checkpoints`` under
-the tree lock unless a checkpoint of size >= N exists; publish to every sink.
+the tree lock unless a checkpoint of size >= N exists; publish to every sink; then ask
+the configured witnesses to cosign it (`gateway.audit.witnessing`) and publish it
+again with their cosignature lines. A witness that is down delays nothing but its own
+cosignature: it is asked again, with the latest checkpoint, after a back-off.
 
 Invariants:
 
@@ -21,6 +24,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,10 +33,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, select
 
+from gateway.audit.cosignatures import cosignature_lines, cosigned_note
 from gateway.audit.keys import SigningKey, read_keys, register_key
 from gateway.audit.reader import chain_head
 from gateway.audit.sinks import CheckpointSink
 from gateway.audit.tree_store import TREE_LOCK_KEY, TreeStore
+from gateway.audit.witnessing import Witnessing
 from gateway.clock import Clock, monotonic
 from gateway.errors import ConfigError
 from gateway.store.db import exclusive_transaction
@@ -51,13 +57,17 @@ POLL_INTERVAL_S = 0.1
 # After a failed step, wait this long before the next try (a down database must not
 # turn into a busy loop of errors).
 RETRY_DELAY_S = 1.0
+# At shutdown, how long the witnesses may take to cosign the final checkpoint.
+FINAL_WITNESSING_S = 10.0
 
 _C = audit_checkpoints.c
 
 
 @dataclass(frozen=True)
 class StoredCheckpoint:
-    """A row of ``audit_checkpoints``: the signed note and what it states."""
+    """A row of ``audit_checkpoints``: the signed note and what it states. Read back
+    (`latest_checkpoint`, `read_checkpoint`), the note carries the witnesses' stored
+    cosignature lines after the log's signatures."""
 
     size: int
     root: bytes
@@ -75,6 +85,16 @@ def read_checkpoint(conn: Engine | Connection, size: int) -> StoredCheckpoint | 
     return _one(conn, select(audit_checkpoints).where(_C.size == size))
 
 
+def log_note(engine: Engine, size: int) -> str:
+    """The log's own signed note of the stored checkpoint of ``size``, without the
+    witnesses' cosignatures: what witnesses are sent. Raises LookupError if none."""
+    with engine.connect() as conn:
+        note = conn.execute(select(_C.note).where(_C.size == size)).scalar()
+    if note is None:
+        raise LookupError(f"no stored checkpoint of size {size}")
+    return str(note)
+
+
 class Checkpointer:
     """Makes, stores and publishes signed checkpoints of one log."""
 
@@ -87,6 +107,7 @@ class Checkpointer:
         every_entries: int = 1000,
         every_seconds: float = 10.0,
         sinks: Sequence[CheckpointSink] = (),
+        witnessing: Witnessing | None = None,
         clock: Clock = monotonic,
     ) -> None:
         try:
@@ -109,13 +130,17 @@ class Checkpointer:
         self._every_entries = every_entries
         self._every_seconds = every_seconds
         self._sinks = tuple(sinks)
+        self._witnessing = witnessing
         self._tree = TreeStore(engine)
         self._lock = asyncio.Lock()  # one step at a time per process
+        self._witness_lock = asyncio.Lock()  # one witnessing round at a time
+        self._witness_task: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
-        # Per sink, the largest size it acknowledged: a sink that missed one (an error,
-        # a restart) gets the latest on the next step.
-        self._published = [0] * len(self._sinks)
+        # Per sink, the largest (size, cosignature count) it acknowledged: a sink that
+        # missed one (an error, a restart) gets the latest on the next step, and a
+        # checkpoint that gained cosignatures is published again.
+        self._published = [(0, 0)] * len(self._sinks)
         self._last_size = 0
         self._clock = clock  # for every_seconds (gateway.clock)
         self._last_time = clock()
@@ -131,6 +156,8 @@ class Checkpointer:
             raise RuntimeError("this Checkpointer was already started")
         latest = await asyncio.to_thread(self._register_keys)
         self._last_size = 0 if latest is None else latest.size
+        if self._witnessing is not None:
+            await self._witnessing.start()
         await asyncio.to_thread(self._publish_keys)
         if latest is not None:
             await asyncio.to_thread(self._publish, latest)
@@ -146,15 +173,37 @@ class Checkpointer:
             return
         self._stopping.set()
         await task
+        witnessing, self._witness_task = self._witness_task, None
+        if witnessing is not None:
+            # The final checkpoint asks the witnesses again, bounded by their timeouts.
+            witnessing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await witnessing
         try:
-            await self.checkpoint_now()
+            stored = await self._checkpoint_and_publish()
+            if stored is not None:
+                # Asked once more, so the last published checkpoint is cosigned too; a
+                # witness that hangs may not hold up the shutdown for long.
+                await asyncio.wait_for(self._witness(stored), FINAL_WITNESSING_S)
+        except TimeoutError:
+            logger.warning("witnesses did not answer for the final checkpoint in time")
         except Exception:  # shutting down: report, do not mask the shutdown
             logger.exception("final audit checkpoint failed")
+        if self._witnessing is not None:
+            await self._witnessing.close()
 
     async def checkpoint_now(self) -> StoredCheckpoint | None:
         """Checkpoints the current head unless a checkpoint already covers it; returns
         the latest stored checkpoint (None while the log is empty). Publishes it to
-        every sink that does not have it yet."""
+        every sink that does not have it yet, then asks the witnesses that have not
+        cosigned it (and are not backing off) and publishes it again with their
+        cosignatures (waiting for them, at most each witness's timeout)."""
+        stored = await self._checkpoint_and_publish()
+        if stored is not None:
+            await self._witness(stored)
+        return stored
+
+    async def _checkpoint_and_publish(self) -> StoredCheckpoint | None:
         async with self._lock:
             stored, created = await asyncio.to_thread(self._step)
             if stored is None:
@@ -164,6 +213,31 @@ class Checkpointer:
                 self._last_time = self._clock()
             await asyncio.to_thread(self._publish, stored)
             return stored
+
+    async def _witness(self, stored: StoredCheckpoint) -> None:
+        """Asks the witnesses due for ``stored`` and publishes it again with what they
+        cosigned. One round at a time; never under the checkpoint lock, so a slow
+        witness delays no checkpoint."""
+        if self._witnessing is None:
+            return
+        async with self._witness_lock:
+            if not self._witnessing.due(stored.size):
+                return
+            note = await asyncio.to_thread(log_note, self._engine, stored.size)
+            added = await self._witnessing.witness(stored.size, note, self._tree)
+        if added:
+            async with self._lock:  # sinks see one publisher at a time
+                await asyncio.to_thread(self._publish, stored)
+
+    def _witness_in_background(self, stored: StoredCheckpoint | None) -> None:
+        """Starts a witnessing round for ``stored`` unless one is running (the loop
+        sees a witness still due on its next poll and starts another)."""
+        if stored is None or self._witnessing is None or not self._witnessing.due(stored.size):
+            return
+        if self._witness_task is not None and not self._witness_task.done():
+            return
+        self._witness_task = asyncio.create_task(self._witness(stored), name="audit-witnessing")
+        self._witness_task.add_done_callback(_log_failure)
 
     # --- the background loop ---------------------------------------------------------
 
@@ -177,7 +251,10 @@ class Checkpointer:
                 if pending >= self._every_entries or (
                     pending > 0 and waited >= self._every_seconds
                 ):
-                    await self.checkpoint_now()
+                    self._witness_in_background(await self._checkpoint_and_publish())
+                elif self._witnessing is not None and self._witnessing.due(self._last_size):
+                    # A witness missed the latest checkpoint: ask it again.
+                    self._witness_in_background(await self._checkpoint_and_publish())
             except Exception:
                 logger.exception("audit checkpoint failed; retrying")
                 await self._stopped_within(RETRY_DELAY_S)
@@ -255,16 +332,18 @@ class Checkpointer:
 
     def _publish(self, stored: StoredCheckpoint) -> None:
         checkpoint = Checkpoint(self._origin, stored.size, stored.root)
+        lines = cosignature_lines(self._engine, stored.size)
+        note = cosigned_note(log_note(self._engine, stored.size), lines)
         for index, sink in enumerate(self._sinks):
-            if self._published[index] >= stored.size:
+            if self._published[index] >= (stored.size, len(lines)):
                 continue
             try:
-                sink.publish(checkpoint, stored.note)
+                sink.publish(checkpoint, note)
             except OSError:
                 # The checkpoint is stored; the next step publishes the latest again.
                 logger.exception("could not publish audit checkpoint %d to %r", stored.size, sink)
             else:
-                self._published[index] = stored.size
+                self._published[index] = (stored.size, len(lines))
 
     def _publish_keys(self) -> None:
         text = format_keys(read_keys(self._engine))
@@ -275,6 +354,11 @@ class Checkpointer:
                 logger.exception("could not publish the audit keys to %r", sink)
 
 
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        logger.error("audit witnessing failed; retrying", exc_info=error)
+
+
 def _one(conn: Engine | Connection, query: Select[Any]) -> StoredCheckpoint | None:
     if isinstance(conn, Engine):
         with conn.connect() as own:
@@ -282,4 +366,5 @@ def _one(conn: Engine | Connection, query: Select[Any]) -> StoredCheckpoint | No
     row = conn.execute(query).first()
     if row is None:
         return None
-    return StoredCheckpoint(row.size, bytes(row.root), row.note, row.ts)
+    note = cosigned_note(row.note, cosignature_lines(conn, row.size))
+    return StoredCheckpoint(row.size, bytes(row.root), note, row.ts)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
+from gateway.audit.cosignatures import cosignature_lines, cosigned_note
 from gateway.audit.keys import read_keys
 from gateway.audit.reader import chain_head, iter_chain_rows
 from gateway.store.tables import audit_checkpoints
@@ -99,5 +100,10 @@ def _stored_notes(engine: Engine) -> list[tuple[int, str]]:
     query = select(audit_checkpoints.c.size, audit_checkpoints.c.note).order_by(
         audit_checkpoints.c.size
     )
+    # With the witnesses' cosignatures: the published form, which an auditor's
+    # `verify --witness` counts.
     with engine.connect() as conn:
-        return [(row.size, row.note) for row in conn.execute(query)]
+        rows = list(conn.execute(query))
+        return [
+            (row.size, cosigned_note(row.note, cosignature_lines(conn, row.size))) for row in rows
+        ]

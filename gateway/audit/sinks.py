@@ -3,7 +3,9 @@
 Truncating the log's tail (or rewriting it with recomputed hashes) is only
 detectable against a checkpoint held somewhere the database's owner cannot rewrite
 (architecture.md §6). A sink is such a place: a directory (on another volume, synced
-elsewhere, …) now; a URL or a witness later, behind the same two methods.
+elsewhere, …). A checkpoint is published again, at the same size, when witnesses'
+cosignatures were added to it (`gateway.audit.witnessing`): the note then carries the
+same text and every signature it had, and more.
 """
 
 from __future__ import annotations
@@ -30,8 +32,19 @@ KEYS = "keys"
 class CheckpointSink(Protocol):
     def publish(self, checkpoint: Checkpoint, note: str) -> bool:
         """Publishes a signed checkpoint; False (and nothing written) if it is not
-        newer than what the sink already holds. Raises OSError on failure."""
+        newer than what the sink already holds, nor the same checkpoint with more
+        signatures (cosignatures). Raises OSError on failure."""
         ...
+
+    def _adds_signatures(self, name: str, note: str) -> bool:
+        """Whether ``note`` is the published note ``name`` with more signature lines
+        (and none removed): only that may replace a published checkpoint."""
+        try:
+            old = parse_note((self.path / name).read_text(encoding="utf-8"))
+            new = parse_note(note)
+        except (OSError, NoteFormatError):
+            return False
+        return new.text == old.text and set(old.signatures) < set(new.signatures)
 
     def publish_keys(self, text: str) -> None:
         """Publishes the exported public keys (`gateway.tlog.keys.format_keys`)."""
@@ -76,18 +89,30 @@ class DirectorySink:
         data = note.encode("utf-8")
         with self._locked():
             current = self.published_size()
-            if current is not None and checkpoint.size <= current:
-                if checkpoint.size < current:
-                    logger.warning(
-                        "not publishing checkpoint %d to %s: it already holds %d",
-                        checkpoint.size,
-                        self.path,
-                        current,
-                    )
+            if current is not None and checkpoint.size == current:
+                if not self._adds_signatures(str(checkpoint.size), note):
+                    return False
+            elif current is not None and checkpoint.size < current:
+                logger.warning(
+                    "not publishing checkpoint %d to %s: it already holds %d",
+                    checkpoint.size,
+                    self.path,
+                    current,
+                )
                 return False
             self._write(str(checkpoint.size), data)
             self._write(LATEST, data)
         return True
+
+    def _adds_signatures(self, name: str, note: str) -> bool:
+        """Whether ``note`` is the published note ``name`` with more signature lines
+        (and none removed): only that may replace a published checkpoint."""
+        try:
+            old = parse_note((self.path / name).read_text(encoding="utf-8"))
+            new = parse_note(note)
+        except (OSError, NoteFormatError):
+            return False
+        return new.text == old.text and set(old.signatures) < set(new.signatures)
 
     def publish_keys(self, text: str) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

@@ -29,12 +29,25 @@ from gateway.cli import (
     runs,
     serve,
     tokens,
+    witness,
     worker,
 )
 from gateway.errors import GatewayError
 from gateway.version import __version__
 
-COMMAND_GROUPS = [serve, worker, tokens, catalog, policy, approvals, runs, audit, db, demo]
+COMMAND_GROUPS = [
+    serve,
+    worker,
+    tokens,
+    catalog,
+    policy,
+    approvals,
+    runs,
+    audit,
+    db,
+    demo,
+    witness,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,22 +26,64 @@ def register_commands(audit_commands: argparse._SubParsersAction) -> None:
     export.set_defaults(handler=cmd_audit_export)
 
     verify = audit_commands.add_parser(
-        "verify", help="check an export directory or a database (exit 0 only when clean)"
+        "verify",
+        help="check an export directory, a database or a consistency proof (exit 0 only when "
+        "clean)",
     )
     verify.add_argument("dir", type=Path, nargs="?", help="an `audit export` directory")
     verify.add_argument("--db", help="verify this database URL instead of a directory")
+    verify.add_argument(
+        "--consistency",
+        type=Path,
+        metavar="FILE",
+        help="verify a consistency proof file (`audit prove --consistency`) against "
+        "--trusted-checkpoint instead of a log; needs --keys",
+    )
+    verify.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="with --consistency: the newer checkpoint as you got it elsewhere; the "
+        "proof's must state the same size and root",
+    )
     verify.add_argument(
         "--keys", type=Path, help="public keys file (default: the log's own keys record)"
     )
     verify.add_argument(
         "--trusted-checkpoint", type=Path, help="a signed checkpoint you kept earlier"
     )
+    verify.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a witness's verifier key whose cosignature counts (repeat for several)",
+    )
+    verify.add_argument(
+        "--min",
+        type=int,
+        metavar="K",
+        help="how many cosignatures, by distinct --witness keys, the trusted (or latest) "
+        "checkpoint must carry (default: one per --witness)",
+    )
     verify.add_argument("--json", action="store_true", help="the report as JSON")
     verify.set_defaults(handler=cmd_audit_verify)
 
-    prove = audit_commands.add_parser("prove", help="write a receipt (tlog-proof) of one entry")
+    prove = audit_commands.add_parser(
+        "prove",
+        help="write a receipt (tlog-proof) of one entry, or a consistency proof between "
+        "two checkpoints",
+    )
     add_config_option(prove)
-    prove.add_argument("seq", type=int, help="the entry's seq (its position in the log)")
+    prove.add_argument("seq", type=int, nargs="?", help="the entry's seq (its position in the log)")
+    prove.add_argument(
+        "--consistency",
+        type=int,
+        nargs=2,
+        metavar=("N", "M"),
+        help="instead of a receipt: prove the checkpoint of tree size M extends the one of "
+        "size N (sizes in entries)",
+    )
     prove.add_argument(
         "--size",
         type=int,
@@ -79,12 +121,14 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from gateway.tlog.cosignature import WitnessKey
     from gateway.tlog.keys import parse_keys
     from gateway.tlog.source import directory_source
     from gateway.tlog.verifier import verify_log
 
-    if (args.dir is None) == (args.db is None):
-        print("give an export directory or --db URL (one of them)", file=sys.stderr)
+    given = [x for x in (args.dir, args.db, args.consistency) if x is not None]
+    if len(given) != 1:
+        print("give one of: an export directory, --db URL, --consistency FILE", file=sys.stderr)
         return 2
     try:
         keys = None if args.keys is None else parse_keys(args.keys.read_text(encoding="utf-8"))
@@ -93,9 +137,17 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             if args.trusted_checkpoint is None
             else args.trusted_checkpoint.read_text(encoding="utf-8")
         )
+        witnesses = [WitnessKey.parse(text) for text in args.witness]
+        minimum = len(witnesses) if args.min is None else args.min
+        if witnesses and not 1 <= minimum <= len(witnesses):
+            raise ValueError(f"--min must be from 1 to {len(witnesses)} (the --witness keys)")
+        if args.min is not None and not witnesses:
+            raise ValueError("--min counts the cosignatures of --witness keys: name them")
     except (OSError, ValueError) as exc:
         print(f"cannot read input: {exc}", file=sys.stderr)
         return 2
+    if args.consistency is not None:
+        return _verify_consistency(args, keys, trusted, witnesses, minimum)
     engine = None
     try:
         if args.db is not None:
@@ -106,7 +158,9 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             source = database_source(engine)
         else:
             source = directory_source(args.dir)
-        report = verify_log(source, keys=keys, trusted=trusted)
+        report = verify_log(
+            source, keys=keys, trusted=trusted, witnesses=witnesses, min_cosignatures=minimum
+        )
     except (OSError, ValueError) as exc:
         print(f"cannot read the log: {exc}", file=sys.stderr)
         return 2
@@ -126,6 +180,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
                 "but its outcome is not in the log (the gateway may have stopped between "
                 "forwarding it and recording the result)"
             )
+        if report.witnessed:
+            print(f"cosigned by witnesses: {', '.join(report.witnessed)}")
         verdict = "OK" if report.ok else f"FAILED ({len(report.faults)} faults)"
         failed = report.checkpoints_seen - report.checkpoints
         print(
@@ -136,11 +192,78 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _verify_consistency(
+    args: argparse.Namespace,
+    keys: list | None,
+    trusted: str | None,
+    witnesses: list,
+    minimum: int,
+) -> int:
+    """`verify --consistency FILE`: the proof's checkpoint extends the trusted one."""
+    from gateway.tlog.checkpoint import open_checkpoint
+    from gateway.tlog.consistency import verify_consistency_proof
+    from gateway.tlog.cosignature import verify_cosignatures
+    from gateway.tlog.errors import AuditVerificationError, ForkError, ProofError
+
+    if not keys or trusted is None:
+        print(
+            "--consistency needs --keys FILE (the log's public keys, from out of band) and "
+            "--trusted-checkpoint FILE (the older checkpoint you kept)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        text = args.consistency.read_text(encoding="utf-8")
+        theirs = None if args.checkpoint is None else args.checkpoint.read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"cannot read input: {exc}", file=sys.stderr)
+        return 2
+    try:
+        # The key name is the log's origin (architecture.md §6).
+        old, new = verify_consistency_proof(text, trusted, keys=keys, origin=keys[0].name)
+        if theirs is not None:
+            mine, _ = open_checkpoint(theirs, keys, origin=keys[0].name)
+            if mine.size != new.size:
+                raise ProofError(
+                    f"the proof leads to tree size {new.size}, --checkpoint is of size "
+                    f"{mine.size}: ask for the proof to {mine.size}"
+                )
+            if mine.root != new.root:
+                raise ForkError(
+                    "--checkpoint",
+                    mine.size,
+                    f"signed root differs from the proof's checkpoint of the same size "
+                    f"{mine.size}: the log showed two histories",
+                )
+        found = []
+        if witnesses:
+            note = text.partition("\n\n")[2]
+            found = verify_cosignatures(note, witnesses, minimum=minimum)
+    except AuditVerificationError as exc:
+        print(f"INVALID [{exc.code}] {exc.message}")
+        return 1
+    if found:
+        print(f"cosigned by witnesses: {', '.join(sorted(c.witness.name for c in found))}")
+    print(
+        f"OK: the checkpoint of size {new.size} extends your trusted checkpoint of size "
+        f"{old.size} ({old.origin})"
+    )
+    return 0
+
+
 def cmd_audit_prove(args: argparse.Namespace) -> int:
     from gateway.audit.receipt import receipt_for_entry
     from gateway.errors import GatewayError
     from gateway.store import create_engine
 
+    if (args.seq is None) == (args.consistency is None):
+        print("give an entry's SEQ or --consistency N M (one of them)", file=sys.stderr)
+        return 2
+    if args.consistency is not None:
+        if args.size is not None:
+            print("--size is for a receipt; --consistency names both sizes", file=sys.stderr)
+            return 2
+        return _prove_consistency(args)
     engine = create_engine(config_from(args).storage.url)
     try:
         text = receipt_for_entry(engine, args.seq, tree_size=args.size)
@@ -156,6 +279,32 @@ def cmd_audit_prove(args: argparse.Namespace) -> int:
         print(
             f"wrote a receipt of entry {args.seq} at tree size {_receipt_size(text)} to "
             f"{args.out} (check it: gateway audit verify-receipt {args.out} --keys FILE)"
+        )
+    return 0
+
+
+def _prove_consistency(args: argparse.Namespace) -> int:
+    from gateway.audit.consistency import consistency_between
+    from gateway.errors import GatewayError
+    from gateway.store import create_engine
+
+    old, new = args.consistency
+    engine = create_engine(config_from(args).storage.url)
+    try:
+        result = consistency_between(engine, old, new)
+    except GatewayError as exc:
+        print(f"no proof: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    if args.out is None:
+        sys.stdout.write(result.text)
+    else:
+        args.out.write_text(result.text, encoding="utf-8")
+        print(
+            f"wrote a consistency proof from tree size {old} to {new} to {args.out} (check it: "
+            f"gateway audit verify --consistency {args.out} --trusted-checkpoint YOUR_{old} "
+            "--keys FILE)"
         )
     return 0
 

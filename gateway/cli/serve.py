@@ -173,7 +173,7 @@ def _run(app: ASGIApp, sock: socket.socket, *, on_listening: Callable[[], None] 
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from gateway.app import build_policy_engine
+    from gateway.app import build_policy_engine, witness_endpoints
     from gateway.config import load_config
 
     # Secrets are often not in the environment where a config is checked: say which
@@ -186,6 +186,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             "will not start without it)",
             file=sys.stderr,
         )
+    witnesses = witness_endpoints(config)
     engine = build_policy_engine(config)
     print(f"{args.file}: ok")
     print(f"  audience   {config.audience}")
@@ -193,6 +194,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  policy     {config.policy.engine} {_policy_state(engine)}")
     print(f"  storage    {config.storage.url.split('@')[-1]}")
     print(f"  upstreams  {', '.join(u.name for u in config.upstreams) or '(none)'}")
+    if witnesses:
+        print(f"  witnesses  {', '.join(w.name for w in witnesses)}")
     return 0
 
 

@@ -119,6 +119,22 @@ audit_keys = Table(
     ),
 )
 
+# Witnesses' cosignatures (C2SP tlog-cosignature) of signed checkpoints: one line per
+# witness key and tree size, as the witness answered it. Append-only like the
+# checkpoints they sign; the published checkpoint is the note with these lines added.
+audit_cosignatures = Table(
+    "audit_cosignatures",
+    metadata,
+    Column("size", SeqType, primary_key=True, autoincrement=False),
+    Column("witness", Text, primary_key=True),
+    Column("key_id", LargeBinary(4), primary_key=True),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("line", Text, nullable=False),
+    Column("ts", Text, nullable=False),
+    CheckConstraint("size > 0", name="size_positive"),
+    CheckConstraint("length(key_id) = 4", name="key_id_len"),
+)
+
 # --- approvals (gateway/approvals) ---------------------------------------------------
 # One row per approval request. Times are fixed-width UTC text (TIME_FORMAT in
 # gateway/approvals/models.py), so comparisons of the strings compare the instants on

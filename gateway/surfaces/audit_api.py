@@ -38,13 +38,13 @@ def routes(database: Engine) -> list[Route]:
     async def checkpoint(request: Request) -> Response:
         try:
             size = _size_param(request.query_params.get("size"))
-            stored = await anyio.to_thread.run_sync(_read_checkpoint(database, size))
+            stored, final = await anyio.to_thread.run_sync(_read_checkpoint(database, size))
         except GatewayError as error:
             return error_response(error, request_id_of(request))
         return PlainTextResponse(
             stored.note,
             media_type=MEDIA_TYPE,
-            headers={"Cache-Control": REVALIDATE if size is None else IMMUTABLE},
+            headers={"Cache-Control": IMMUTABLE if final else REVALIDATE},
         )
 
     async def keys(request: Request) -> Response:
@@ -65,16 +65,22 @@ def _size_param(value: str | None) -> int | None:
     return int(value)
 
 
-def _read_checkpoint(database: Engine, size: int | None) -> Callable[[], StoredCheckpoint]:
-    def read() -> StoredCheckpoint:
+def _read_checkpoint(
+    database: Engine, size: int | None
+) -> Callable[[], tuple[StoredCheckpoint, bool]]:
+    """The checkpoint, and whether its text is final. Witnesses only cosign the latest
+    checkpoint, so one older than the latest never changes again (cacheable forever);
+    the latest may still gain cosignature lines."""
+
+    def read() -> tuple[StoredCheckpoint, bool]:
+        latest = latest_checkpoint(database)
         if size is None:
-            stored = latest_checkpoint(database)
-            if stored is None:
+            if latest is None:
                 raise ProofUnavailable("no audit checkpoint yet: the log is empty or new")
-        else:
-            stored = read_checkpoint(database, size)
-            if stored is None:
-                raise ProofUnavailable(f"no audit checkpoint of tree size {size}")
-        return stored
+            return latest, False
+        stored = read_checkpoint(database, size)
+        if stored is None:
+            raise ProofUnavailable(f"no audit checkpoint of tree size {size}")
+        return stored, latest is not None and stored.size < latest.size
 
     return read

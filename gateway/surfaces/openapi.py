@@ -9,6 +9,8 @@ from pydantic.json_schema import models_json_schema
 from gateway.surfaces.approvals_api import ApprovalBody, ApprovalList, DecisionRequest
 from gateway.surfaces.audit_explorer import OPENAPI_MODELS as AUDIT_MODELS
 from gateway.surfaces.audit_explorer import openapi_paths as audit_openapi_paths
+from gateway.surfaces.audit_proofs import OPENAPI_MODELS as PROOF_MODELS
+from gateway.surfaces.audit_proofs import openapi_paths as proof_openapi_paths
 from gateway.surfaces.pins import openapi_paths as pin_openapi_paths
 from gateway.surfaces.rest import CallRequest, CallResponse, ErrorBody, ToolList
 from gateway.surfaces.runs import OPENAPI_MODELS as RUN_MODELS
@@ -30,7 +32,10 @@ def _json(name: str, description: str) -> dict[str, Any]:
 
 def build_openapi(public_url: str) -> dict[str, Any]:
     _, schemas = models_json_schema(
-        [(m, "validation") for m in (*REST_MODELS, *APPROVAL_MODELS, *RUN_MODELS, *AUDIT_MODELS)],
+        [
+            (m, "validation")
+            for m in (*REST_MODELS, *APPROVAL_MODELS, *RUN_MODELS, *AUDIT_MODELS, *PROOF_MODELS)
+        ],
         ref_template=_REF,
     )
     error = {
@@ -111,6 +116,7 @@ def build_openapi(public_url: str) -> dict[str, Any]:
             **pin_openapi_paths(error, auth_errors),
             **run_openapi_paths(error, auth_errors),
             **audit_openapi_paths(error, auth_errors),
+            **proof_openapi_paths(error, auth_errors),
             "/healthz": {
                 "get": {
                     "summary": "Liveness",

@@ -17,6 +17,9 @@ Responsibilities, one module each (RFC terms as written: ``leaf_hash``,
 - `verify_proof`: RFC 9162 proof verification (`verify_inclusion`,
   `verify_consistency`).
 - `note`, `checkpoint`, `receipt`: C2SP signed notes, tlog-checkpoint and tlog-proof.
+- `consistency`: consistency proofs between two checkpoints, in the form of a
+  tlog-witness add-checkpoint request; `cosignature`: witnesses' tlog-cosignatures
+  (Ed25519 cosignature/v1) and the quorum check.
 - `keys`: Ed25519 verifier keys, their IDs, and the key record (`AuditKey`: the tree
   sizes each key may sign).
 - `source`: `LogSource`, what the offline verifier reads, and an export directory

@@ -134,6 +134,14 @@ class TruncationError(CheckpointError):
     code = "audit_truncated"
 
 
+class WitnessQuorumError(CheckpointError):
+    """The checkpoint an auditor relies on lacks the cosignatures required of the
+    named witnesses (or one of theirs does not verify): nobody independent vouched
+    that it is the one history everybody is shown."""
+
+    code = "audit_not_witnessed"
+
+
 class CallTraceError(AuditVerificationError):
     """An entry whose required predecessor is missing: a ``call.outcome`` without an
     allowing ``call.decision`` of its ref, or naming an approval never approved."""

@@ -17,7 +17,10 @@ order, and returns a `VerificationReport` listing the faults found, each a typed
   auditor's ``trusted`` one) larger than the log;
 - call trace (`CallTraceError`): every ``call.outcome`` has a ``call.decision`` of
   its ref that allowed it, and one naming an ``approval_id`` has an approving
-  ``approval.decision`` of that id.
+  ``approval.decision`` of that id;
+- witnesses (`WitnessQuorumError`), when the auditor names some: the trusted
+  checkpoint, or else the largest valid one, carries valid cosignatures
+  (C2SP tlog-cosignature) of at least ``min_cosignatures`` of them.
 
 One pass, O(log n) memory for the tree plus the call-trace indexes: roots are taken
 from a compact range at each checkpointed size as the leaves stream past.
@@ -33,6 +36,7 @@ from typing import Any
 from gateway.canonical import parse_json
 from gateway.tlog.chain import verify_chain_rows
 from gateway.tlog.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
+from gateway.tlog.cosignature import WitnessKey, verify_cosignatures
 from gateway.tlog.entries import ChainRow
 from gateway.tlog.errors import (
     AuditVerificationError,
@@ -43,6 +47,7 @@ from gateway.tlog.errors import (
     ForkError,
     NoteError,
     TruncationError,
+    WitnessQuorumError,
 )
 from gateway.tlog.keys import AuditKey
 from gateway.tlog.merkle import EMPTY_ROOT, NODE_HASH_PREFIX, fold_right
@@ -73,6 +78,8 @@ class VerificationReport:
     # forwarding and that commit leaves the call's result unknown. Not a fault: the
     # call may or may not have reached the upstream.
     outcome_unknown: list[OutcomeUnknown] = field(default_factory=list)
+    # The named witnesses whose cosignatures on the relied-on checkpoint verified.
+    witnessed: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -94,6 +101,7 @@ class VerificationReport:
             "faults": [{"code": f.code, "message": f.message, **f.details} for f in self.faults],
             "warnings": self.warnings,
             "outcome_unknown": [{"seq": u.seq, "ref": u.ref} for u in self.outcome_unknown],
+            "witnessed_by": self.witnessed,
         }
 
 
@@ -164,11 +172,15 @@ def verify_log(
     *,
     keys: Sequence[AuditKey] | None = None,
     trusted: str | None = None,
+    witnesses: Sequence[WitnessKey] = (),
+    min_cosignatures: int = 1,
 ) -> VerificationReport:
     """Runs every check on ``source``. ``keys`` are the auditor's public keys with
     their validity (default: the source's own record, which proves less: whoever can
     rewrite the log may rewrite that too). ``trusted`` is a signed checkpoint the
-    auditor kept from an earlier look."""
+    auditor kept from an earlier look. With ``witnesses``, that checkpoint (or, without
+    one, the largest valid checkpoint of the source) must carry valid cosignatures of
+    at least ``min_cosignatures`` of them."""
     keys = list(source.keys if keys is None else keys)
     origin = _origin(source, trusted)
     report = VerificationReport(source.describe, origin)
@@ -218,6 +230,8 @@ def verify_log(
     report.checkpoints = sum(
         _check_root(label, checkpoint, report, roots) for label, checkpoint in valid
     )
+    if witnesses:
+        _check_witnessed(labelled, valid, witnesses, min_cosignatures, report)
     if any(isinstance(f, ChainError) for f in report.faults):
         # Entries past a broken chain are not the log's: rules over them would only
         # echo the chain fault.
@@ -299,6 +313,35 @@ def _check_root(
         report.faults.append(CheckpointError(label, size, f"root mismatch at size {size}: {what}"))
         return False
     return True
+
+
+def _check_witnessed(
+    labelled: Sequence[tuple[str, str]],
+    valid: Sequence[tuple[str, Checkpoint]],
+    witnesses: Sequence[WitnessKey],
+    minimum: int,
+    report: VerificationReport,
+) -> None:
+    """The quorum check on the checkpoint the auditor relies on: the trusted one if
+    given, else the largest that verified."""
+    notes = dict(labelled)
+    chosen = next((c for c in valid if c[0] == TRUSTED_LABEL), None)
+    if chosen is None and valid:
+        chosen = max(valid, key=lambda c: c[1].size)
+    if chosen is None:
+        report.faults.append(
+            WitnessQuorumError(
+                "checkpoints", None, "no valid checkpoint to require cosignatures on"
+            )
+        )
+        return
+    label, checkpoint = chosen
+    try:
+        found = verify_cosignatures(notes[label], witnesses, minimum=minimum)
+    except NoteError as exc:
+        report.faults.append(WitnessQuorumError(label, checkpoint.size, exc.message))
+        return
+    report.witnessed = sorted(c.witness.name for c in found)
 
 
 def _explained(exc: ChainError) -> ChainError:

@@ -39,7 +39,8 @@ HEAVY = {
 
 # A number's help names what it counts or measures.
 UNITS = re.compile(
-    r"\b(seconds|in seconds|entries|port|approvals|runs|loops|decisions|seq|in entries)\b"
+    r"\b(seconds|in seconds|entries|port|approvals|runs|loops|decisions|seq|in entries"
+    r"|cosignatures)\b"
 )
 
 

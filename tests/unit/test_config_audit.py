@@ -55,3 +55,48 @@ def test_relative_paths_resolve_against_the_file(tmp_path: Path) -> None:
     config = load_config(path)
     assert config.audit.signing_key_file == path.parent / "var/keys/audit-signing.pem"
     assert config.audit.checkpoint_directory(config.data_dir) == path.parent / "var/checkpoints"
+
+
+WITNESS_KEY = "witness.example/w1+016ea3cf+BKc0jQUeO8XEJFWjRWzSNTF/2gqZ/UJRvxk4IlCG6QOH"
+
+
+def test_witnesses_are_configured_with_url_and_key() -> None:
+    audit = parse_config(
+        {
+            "identity": IDENTITY,
+            "audit": {"witnesses": [{"url": "https://w.example", "key": WITNESS_KEY}]},
+        }
+    ).audit
+    [witness] = audit.witnesses
+    assert (witness.url, witness.key, witness.timeout_s) == ("https://w.example", WITNESS_KEY, 5.0)
+
+
+@pytest.mark.parametrize(
+    ("witnesses", "where"),
+    [
+        ([{"url": "https://w.example", "key": "not a key"}], r"audit.witnesses\[0\].key"),
+        ([{"url": "ftp://w.example", "key": WITNESS_KEY}], r"audit.witnesses\[0\].url"),
+        (
+            [{"url": "https://w.example", "key": WITNESS_KEY, "timeout_s": 0}],
+            r"audit.witnesses\[0\].timeout_s",
+        ),
+        (
+            [{"url": "https://a.example", "key": WITNESS_KEY}] * 2,
+            "listed twice",
+        ),
+    ],
+)
+def test_invalid_witnesses_are_refused(witnesses: list[dict[str, object]], where: str) -> None:
+    with pytest.raises(ConfigError, match=where):
+        parse_config({"identity": IDENTITY, "audit": {"witnesses": witnesses}})
+
+
+def test_a_plain_note_key_is_not_a_witness_key() -> None:
+    from gateway.app import witness_endpoints
+
+    plain = "example.com/audit-log+2d4b2424+Af5f2Vjtx3JsQP3lfge8fLw8Xfz0yJE/PpE8mjRjPKyo"
+    config = parse_config(
+        {"identity": IDENTITY, "audit": {"witnesses": [{"url": "https://w.example", "key": plain}]}}
+    )
+    with pytest.raises(ConfigError, match=r"audit.witnesses\[0\].key: .*type 0x04"):
+        witness_endpoints(config)

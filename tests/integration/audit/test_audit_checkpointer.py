@@ -326,6 +326,9 @@ async def test_checkpoint_endpoint(engine: Engine, log: AuditLog) -> None:
             assert latest.text == second.note
             older = client.get("/v1/audit/checkpoint", params={"size": "2"})
             assert older.text == first.note and "immutable" in older.headers["cache-control"]
+            # The latest may still gain witnesses' cosignatures: revalidated, not cached.
+            newest = client.get("/v1/audit/checkpoint", params={"size": "4"})
+            assert newest.headers["cache-control"] == "no-cache"
             assert client.get("/v1/audit/checkpoint?size=3").status_code == 404
             assert client.get("/v1/audit/checkpoint?size=02").status_code == 400
             assert client.get("/v1/audit/checkpoint?size=-1").status_code == 400

@@ -17,6 +17,8 @@ import pytest
 from sqlalchemy import Engine
 
 from gateway.audit import AuditRecord, read_entries
+from gateway.audit.checkpointer import read_checkpoint
+from gateway.audit.consistency import consistency_between
 from gateway.audit.export import export_log
 from gateway.audit.receipt import receipt_for_entry
 from gateway.tlog.keys import AuditKey, format_keys
@@ -53,15 +55,18 @@ def _fresh(code: str) -> dict[str, object]:
 
 @pytest.fixture
 async def evidence(engine: Engine, tmp_path: Path) -> dict[str, Path]:
-    """An export, the keys file, and a receipt with its entry's leaf: what an auditor
-    is handed."""
+    """An export, the keys file, a receipt with its entry's leaf, and a consistency
+    proof from the first checkpoint (3) to the second (5): what an auditor is handed."""
     records = [AuditRecord("call.attempt", f"req{i}", {"i": i}) for i in range(5)]
-    key = await checkpointed_log(engine, ORIGIN, [records])
+    key = await checkpointed_log(engine, ORIGIN, [records[:3], records[3:]])
     export_log(engine, tmp_path / "export")
     (tmp_path / "keys").write_text(format_keys([AuditKey(key.verifier, 0, None)]))
     (tmp_path / "receipt").write_text(receipt_for_entry(engine, 3))
     (tmp_path / "leaf").write_bytes(read_entries(engine, start=3, stop=4)[0].leaf)
-    return {name: tmp_path / name for name in ("export", "keys", "receipt", "leaf")}
+    (tmp_path / "consistency").write_text(consistency_between(engine, 3, 5).text)
+    (tmp_path / "trusted").write_text(read_checkpoint(engine, 3).note)
+    names = ("export", "keys", "receipt", "leaf", "consistency", "trusted")
+    return {name: tmp_path / name for name in names}
 
 
 async def test_the_verify_commands_import_no_database_layer(evidence: dict[str, Path]) -> None:
@@ -71,9 +76,11 @@ async def test_the_verify_commands_import_no_database_layer(evidence: dict[str, 
         f"paths = {paths!r}\n"
         'result = [main(["audit", "verify", paths["export"], "--keys", paths["keys"]]),\n'
         '          main(["audit", "verify-receipt", paths["receipt"],\n'
-        '                "--keys", paths["keys"], "--leaf", paths["leaf"]])]\n'
+        '                "--keys", paths["keys"], "--leaf", paths["leaf"]]),\n'
+        '          main(["audit", "verify", "--consistency", paths["consistency"],\n'
+        '                "--keys", paths["keys"], "--trusted-checkpoint", paths["trusted"]])]\n'
     )
-    assert report == {"result": [0, 0], "loaded": []}
+    assert report == {"result": [0, 0, 0], "loaded": []}
 
 
 async def test_the_verifier_modules_import_no_database_layer(evidence: dict[str, Path]) -> None:
@@ -88,7 +95,7 @@ async def test_the_verifier_modules_import_no_database_layer(evidence: dict[str,
         '    Path(paths["leaf"]).read_bytes(), origin=keys[0].name, keys=keys)\n'
         "result = [log.ok, log.size, log.checkpoints, checkpoint.size]\n"
     )
-    assert report == {"result": [True, 5, 1, 5], "loaded": []}
+    assert report == {"result": [True, 5, 2, 5], "loaded": []}
 
 
 async def test_the_check_sees_a_database_import(evidence: dict[str, Path]) -> None:
