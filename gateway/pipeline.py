@@ -46,6 +46,7 @@ from gateway.errors import (
     ApprovalRequired,
     AuditUnavailable,
     CallDenied,
+    ClientInputRefused,
     GatewayError,
     InvalidArguments,
     PolicyUnavailable,
@@ -263,7 +264,7 @@ class Pipeline:
         result: ToolResult | McpResult | None = None
         try:
             result = await target.forward(call, headers)
-        except UpstreamError as exc:
+        except (UpstreamError, ClientInputRefused) as exc:
             error = exc
         document = None if result is None else result.to_dict()
         if document is not None:

@@ -187,6 +187,30 @@ class LogSink:
         return LOG_LEVELS.index(level) >= LOG_LEVELS.index(self.level)
 
 
+# What an upstream may ask the client while it answers a request (docs/mcp.md,
+# "Requests for client input"): each is relayed under policy, its method the action.
+InputMethod = Literal["elicitation/create", "sampling/createMessage", "roots/list"]
+INPUT_METHODS: tuple[InputMethod, ...] = (
+    "elicitation/create",
+    "sampling/createMessage",
+    "roots/list",
+)
+
+
+@dataclass(frozen=True)
+class InputRequest:
+    """One request of an upstream for client input, as MCP spells its params."""
+
+    method: InputMethod
+    params: dict[str, Any]
+
+
+# Asks the calling client the requests of one upstream (keyed as the upstream keyed
+# them) and returns its answers (MCP result documents) under the same keys; raises
+# `gateway.errors.ClientInputRefused` when they may not or cannot be asked.
+InputAsk = Callable[[str, dict[str, InputRequest]], Awaitable[dict[str, dict[str, Any]]]]
+
+
 @dataclass(frozen=True)
 class Operation:
     """One request that reaches an upstream, from any surface.
@@ -213,6 +237,8 @@ class Operation:
     progress: ProgressCallback | None = None
     # Upstream log messages during this operation go here (None: not relayed).
     log: LogSink | None = None
+    # How the upstream's requests for client input reach the caller (None: refused).
+    ask: InputAsk | None = None
     # The longest the caller will wait for a human decision (REST ``Prefer: wait=N``);
     # None: the configured hold. Never lengthens the configured hold.
     hold_s: float | None = None

@@ -27,6 +27,9 @@ Action = Literal[
     "completion/complete",
     "plan/submit",
     "approval/decide",
+    "elicitation/create",
+    "sampling/createMessage",
+    "roots/list",
 ]
 
 

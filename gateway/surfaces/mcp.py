@@ -36,6 +36,7 @@ from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import principal_of
 from gateway.surfaces.mcp_calls import LocalTools, answer_tools_call
 from gateway.surfaces.mcp_direct import DirectToolsCall
+from gateway.surfaces.mcp_relay import InputRelay, direct_asking
 from gateway.surfaces.mcp_results import META_KEY, outcome_meta, to_call_tool_result
 from gateway.surfaces.mcp_server import build_mcp_server
 from gateway.surfaces.mcp_sessions import SessionBook, Sessions
@@ -56,11 +57,14 @@ class McpEndpoint:
         public_url: str,
         max_body_bytes: int,
         sessions: McpSessionsConfig,
+        relay: InputRelay,
         local_tools: LocalTools | None = None,
     ) -> None:
         security = _transport_security(public_url)
         self.book = SessionBook(sessions.idle_timeout_s)
-        self.server = build_mcp_server(pipeline, local_tools, self.book, sessions=sessions.enabled)
+        self.server = build_mcp_server(
+            pipeline, local_tools, self.book, relay, sessions=sessions.enabled
+        )
         self.sessions = Sessions(
             self.server, sessions, self.book, security=security, max_body_bytes=max_body_bytes
         )
@@ -70,8 +74,14 @@ class McpEndpoint:
 
         async def answer(
             request: Request, params: types.CallToolRequestParams
-        ) -> types.CallToolResult:
-            return await answer_tools_call(pipeline, local_tools, request, params, progress=None)
+        ) -> types.CallToolResult | types.InputRequiredResult:
+            asking = direct_asking(request, params)
+            return await relay.run(
+                asking,
+                lambda prepare: answer_tools_call(
+                    pipeline, local_tools, request, params, progress=None, prepare=prepare
+                ),
+            )
 
         self._direct = DirectToolsCall(
             self.server,

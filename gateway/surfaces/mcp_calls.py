@@ -6,6 +6,7 @@ and the gateway's own tools that `/mcp` lists beside the upstreams'.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import mcp_types as types
@@ -64,6 +65,7 @@ async def answer_tools_call(
     *,
     progress: ProgressCallback | None,
     log: LogSink | None = None,
+    prepare: Callable[[Operation], Operation] | None = None,
 ) -> types.CallToolResult:
     """The one translation of an MCP ``tools/call`` into the pipeline and back, shared by
     the SDK's transport and the direct path (`mcp_direct`). Raises `MCPError` for what
@@ -97,6 +99,8 @@ async def answer_tools_call(
         progress=progress,
         log=log,
     )
+    if prepare is not None:  # how the upstream's requests for client input reach it
+        operation = prepare(operation)
     outcome = await run(pipeline, operation)
     if isinstance(outcome.error, UnknownTarget | PolicyUnavailable):
         # Not a tool result: an unknown tool is invalid params; an overloaded gateway

@@ -51,7 +51,10 @@ log = logging.getLogger(__name__)
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
-Answer = Callable[[Request, types.CallToolRequestParams], Awaitable[types.CallToolResult]]
+Answer = Callable[
+    [Request, types.CallToolRequestParams],
+    Awaitable[types.CallToolResult | types.InputRequiredResult],
+]
 
 
 class DirectToolsCall:
@@ -125,7 +128,9 @@ class DirectToolsCall:
         await _send_json(send, 200, {"jsonrpc": "2.0", "id": request_id, "result": wire})
         return True
 
-    def _serialize(self, version: str, result: types.CallToolResult) -> dict[str, Any]:
+    def _serialize(
+        self, version: str, result: types.CallToolResult | types.InputRequiredResult
+    ) -> dict[str, Any]:
         """The result on the wire, shaped as the SDK's server runner shapes it."""
         dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
         try:

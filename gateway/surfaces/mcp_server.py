@@ -37,6 +37,7 @@ from gateway.lists import Offered
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import client_info
 from gateway.surfaces.mcp_calls import LocalTools, answer_tools_call, caller_of, run
+from gateway.surfaces.mcp_relay import Asking, InputRelay, Prepare
 from gateway.surfaces.mcp_results import mcp_result
 from gateway.surfaces.mcp_sessions import SESSION_STATE_KEY, SessionBook
 from gateway.surfaces.mcp_views import View
@@ -83,10 +84,11 @@ def build_mcp_server(
     pipeline: Pipeline,
     local_tools: LocalTools | None,
     book: SessionBook,
+    relay: InputRelay,
     *,
     sessions: bool,
 ) -> Server[Any]:
-    handlers = _Handlers(pipeline, local_tools, book)
+    handlers = _Handlers(pipeline, local_tools, book, relay)
     server = _GatewayServer(
         "agent-tool-gateway",
         version=__version__,
@@ -116,11 +118,16 @@ def build_mcp_server(
 
 class _Handlers:
     def __init__(
-        self, pipeline: Pipeline, local_tools: LocalTools | None, book: SessionBook
+        self,
+        pipeline: Pipeline,
+        local_tools: LocalTools | None,
+        book: SessionBook,
+        relay: InputRelay,
     ) -> None:
         self.pipeline = pipeline
         self.local_tools = local_tools
         self.book = book
+        self.relay = relay
 
     # --- tools ------------------------------------------------------------------------
 
@@ -145,7 +152,7 @@ class _Handlers:
 
     async def call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | types.InputRequiredResult:
         async def progress(done: float, total: float | None, message: str | None) -> None:
             await ctx.session.report_progress(done, total, message)
 
@@ -153,13 +160,19 @@ class _Handlers:
         # upstream answer as an event stream, which costs a round of latency.
         meta = _meta(params.meta)
         wants_progress = meta.get("progressToken", meta.get("progress_token")) is not None
-        return await answer_tools_call(
-            self.pipeline,
-            self.local_tools,
-            _request(ctx),
-            params,
-            progress=progress if wants_progress else None,
-            log=self._log_sink(ctx),
+        _, _, view = self._caller(ctx)
+        asking = self._asking(ctx, "tools/call", view.name_in(params.name), params)
+        return await self.relay.run(
+            asking,
+            lambda prepare: answer_tools_call(
+                self.pipeline,
+                self.local_tools,
+                _request(ctx),
+                params,
+                progress=progress if wants_progress else None,
+                log=self._log_sink(ctx),
+                prepare=prepare,
+            ),
         )
 
     # --- resources --------------------------------------------------------------------
@@ -180,13 +193,18 @@ class _Handlers:
 
     async def read_resource(
         self, ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
-    ) -> types.ReadResourceResult:
+    ) -> types.ReadResourceResult | types.InputRequiredResult:
         _, _, view = self._caller(ctx)
         uri = str(params.uri)
-        outcome = await self._operate(ctx, "resources/read", view.uri_in(uri), {})
-        return types.ReadResourceResult.model_validate(
-            mcp_result(outcome, view, asked=uri, is_uri=True)
-        )
+        target = view.uri_in(uri)
+
+        async def read(prepare: Prepare) -> types.ReadResourceResult:
+            outcome = await self._operate(ctx, "resources/read", target, {}, prepare)
+            return types.ReadResourceResult.model_validate(
+                mcp_result(outcome, view, asked=uri, is_uri=True)
+            )
+
+        return await self.relay.run(self._asking(ctx, "resources/read", target, params), read)
 
     # --- prompts ----------------------------------------------------------------------
 
@@ -199,11 +217,18 @@ class _Handlers:
 
     async def get_prompt(
         self, ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams
-    ) -> types.GetPromptResult:
+    ) -> types.GetPromptResult | types.InputRequiredResult:
         _, _, view = self._caller(ctx)
         arguments = dict(params.arguments or {})
-        outcome = await self._operate(ctx, "prompts/get", view.name_in(params.name), arguments)
-        return types.GetPromptResult.model_validate(mcp_result(outcome, view, asked=params.name))
+        target = view.name_in(params.name)
+
+        async def get(prepare: Prepare) -> types.GetPromptResult:
+            outcome = await self._operate(ctx, "prompts/get", target, arguments, prepare)
+            return types.GetPromptResult.model_validate(
+                mcp_result(outcome, view, asked=params.name)
+            )
+
+        return await self.relay.run(self._asking(ctx, "prompts/get", target, params), get)
 
     # --- completions and logging --------------------------------------------------------
 
@@ -266,6 +291,7 @@ class _Handlers:
         method: CallMethod,
         target: str,
         arguments: dict[str, Any],
+        prepare: Prepare | None = None,
     ) -> Outcome:
         request, principal, _ = self._caller(ctx)
         operation = Operation(
@@ -278,7 +304,34 @@ class _Handlers:
             client=client_info(request),
             log=self._log_sink(ctx),
         )
+        if prepare is not None:  # how the upstream's requests for client input reach it
+            operation = prepare(operation)
         return await run(self.pipeline, operation)
+
+    def _asking(
+        self, ctx: ServerRequestContext[Any, Any], method: str, target: str, params: Any
+    ) -> Asking:
+        """What the relay of requests for client input needs of this request."""
+        request, principal, _ = self._caller(ctx)
+        modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+        session = None
+        if not modern and self.book.get(_session_id(ctx)) is not None:
+            session = ctx.session  # a 2025-11-25 session: requests on the call's stream
+        arguments = {} if method == "resources/read" else dict(params.arguments or {})
+        return Asking(
+            principal=principal,
+            endpoint=request.url.path,
+            method=method,
+            target=target,
+            arguments=arguments,
+            modern=modern,
+            capabilities=ctx.session.client_capabilities,
+            request_id=request_id_of(request),
+            session=session,
+            related_request_id=ctx.request_id,
+            request_state=params.request_state,
+            input_responses=params.input_responses,
+        )
 
     def _log_sink(self, ctx: ServerRequestContext[Any, Any]) -> LogSink | None:
         """Where this request's upstream log messages go, if the client asked for any."""

@@ -13,9 +13,11 @@ Once the connection has negotiated the sessionless revision, a ``tools/call`` wi
 progress or logs goes out through `mcp_lean_call` instead of the SDK (docs/decisions/
 0010): same request on the wire, a fraction of the client-side cost.
 
-An upstream's request for client input (a multi-round-trip result) is refused with a
-clear error for now; relaying elicitation, sampling and roots is the next step
-(docs/mcp.md).
+An upstream's requests for client input (elicitation, sampling, roots) are relayed to
+the calling client through the operation's `InputAsk`, in both eras
+(`mcp_requests`): a 2025-11-25 request reaches the connection's callbacks, a
+2026-07-28 ``input_required`` result is driven to completion by
+`mcp_requests.until_complete`.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from mcp_types import CallToolResult
 from gateway.config import McpHttpUpstream, McpStdioUpstream
 from gateway.errors import UpstreamTimeout, UpstreamUnavailable
 from gateway.http_client import HttpTransportError
-from gateway.types import LogSink, ProgressCallback, ToolResult
+from gateway.types import InputAsk, LogSink, ProgressCallback, ToolResult
 from gateway.upstreams import mcp_offerings, mcp_requests
 from gateway.upstreams.base import Reconnected, UpstreamStatus
 from gateway.upstreams.definitions import UpstreamTool
@@ -123,15 +125,16 @@ class McpUpstream:
             )
             transport = streamable_http_client(config.url, http_client=http)
         # cache=None: the gateway diffs fresh tool lists; a cached list would hide changes.
+        elicit, sample, roots = mcp_requests.relay_input(self.name)
         return Client(
             transport,
             cache=None,
             read_timeout_seconds=config.timeout_s,
             logging_callback=mcp_requests.relay_log(self.name),
             message_handler=self._changes.on_message,
-            elicitation_callback=mcp_requests.refuse_elicitation,
-            sampling_callback=mcp_requests.refuse_sampling,
-            list_roots_callback=mcp_requests.refuse_roots,
+            elicitation_callback=elicit,
+            sampling_callback=sample,
+            list_roots_callback=roots,
         )
 
     async def _supervise(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
@@ -219,30 +222,43 @@ class McpUpstream:
         progress: ProgressCallback | None,
         log: LogSink | None,
         timeout_s: float,
+        ask: InputAsk | None = None,
     ) -> ToolResult:
         client = await self._connected()
         meta = {IDEMPOTENCY_META_KEY: idempotency_key} if idempotency_key else None
         lean_ok = progress is None and log is None
+        first: Any = None  # the lean call's input_required answer, if it asked for input
         if self._lean is not None and lean_ok and is_sessionless(client.protocol_version):
             try:
-                return await self._call_lean(
+                answer = await self._call_lean(
                     self._lean, client.protocol_version, name, arguments, headers, meta, timeout_s
                 )
             except NeedsSdk:
                 pass  # refused before it ran; the SDK re-lists the tools and retries once
+            else:
+                if isinstance(answer, CallToolResult):
+                    return _to_result(answer)
+                first = answer  # it asks for input: the SDK sends the next rounds
         meta = mcp_requests.with_log_level(client, meta, log)
-        result = await self._request(
-            name,
-            lambda: client.call_tool(
+
+        def send(responses: Any = None, state: str | None = None) -> Any:
+            return client.session.call_tool(
                 name,
                 arguments,
                 read_timeout_seconds=timeout_s,
                 progress_callback=progress,
+                input_responses=responses,
+                request_state=state,
                 meta=meta,
-            ),
-            headers=headers,
-            log=log,
-            timeout_s=timeout_s,
+                allow_input_required=True,
+            )
+
+        async def complete() -> Any:
+            started = first if first is not None else await send()
+            return await mcp_requests.until_complete(self.name, name, started, send)
+
+        result = await self._request(
+            name, complete, headers=headers, log=log, timeout_s=timeout_s, ask=ask
         )
         return _to_result(result)
 
@@ -255,7 +271,7 @@ class McpUpstream:
         headers: dict[str, str],
         meta: dict[str, Any] | None,
         timeout_s: float,
-    ) -> ToolResult:
+    ) -> CallToolResult | types.InputRequiredResult:
         try:
             with anyio.fail_after(timeout_s):
                 result = await lean.call(
@@ -269,7 +285,7 @@ class McpUpstream:
             # Down or restarted: the supervisor reconnects and re-reads the tool list.
             self._mark_broken(exc)
             raise UpstreamUnavailable(f"upstream {self.name} failed: {exc.message}") from None
-        return _to_result(result)
+        return result
 
     async def list_offerings(self) -> UpstreamOfferings:
         client = await self._connected()
@@ -282,19 +298,32 @@ class McpUpstream:
         )
 
     async def read_resource(
-        self, uri: str, *, headers: dict[str, str], log: LogSink | None, timeout_s: float
+        self,
+        uri: str,
+        *,
+        headers: dict[str, str],
+        log: LogSink | None,
+        timeout_s: float,
+        ask: InputAsk | None = None,
     ) -> dict[str, Any]:
         client = await self._connected()
         meta = mcp_requests.with_log_level(client, None, log)
+
+        def send(responses: Any = None, state: str | None = None) -> Any:
+            return client.session.read_resource(
+                uri,
+                input_responses=responses,
+                request_state=state,
+                meta=meta,
+                allow_input_required=True,
+            )
+
+        async def complete() -> Any:
+            return await mcp_requests.until_complete(self.name, uri, await send(), send)
+
         result = await self._request(
-            uri,
-            lambda: client.session.read_resource(uri, meta=meta, allow_input_required=True),
-            headers=headers,
-            log=log,
-            timeout_s=timeout_s,
+            uri, complete, headers=headers, log=log, timeout_s=timeout_s, ask=ask
         )
-        if isinstance(result, types.InputRequiredResult):
-            raise mcp_requests.input_required(self.name, uri)
         return mcp_offerings.read_document(self.name, result)
 
     async def get_prompt(
@@ -305,20 +334,27 @@ class McpUpstream:
         headers: dict[str, str],
         log: LogSink | None,
         timeout_s: float,
+        ask: InputAsk | None = None,
     ) -> dict[str, Any]:
         client = await self._connected()
         meta = mcp_requests.with_log_level(client, None, log)
+
+        def send(responses: Any = None, state: str | None = None) -> Any:
+            return client.session.get_prompt(
+                name,
+                arguments,
+                input_responses=responses,
+                request_state=state,
+                meta=meta,
+                allow_input_required=True,
+            )
+
+        async def complete() -> Any:
+            return await mcp_requests.until_complete(self.name, name, await send(), send)
+
         result = await self._request(
-            name,
-            lambda: client.session.get_prompt(
-                name, arguments, meta=meta, allow_input_required=True
-            ),
-            headers=headers,
-            log=log,
-            timeout_s=timeout_s,
+            name, complete, headers=headers, log=log, timeout_s=timeout_s, ask=ask
         )
-        if isinstance(result, types.InputRequiredResult):
-            raise mcp_requests.input_required(self.name, name)
         return mcp_offerings.prompt_document(self.name, result)
 
     async def complete(
@@ -349,6 +385,7 @@ class McpUpstream:
         headers: dict[str, str],
         log: LogSink | None,
         timeout_s: float,
+        ask: InputAsk | None = None,
     ) -> _T:
         return await mcp_requests.run(
             self.name,
@@ -358,6 +395,7 @@ class McpUpstream:
             log_sink=log,
             timeout_s=timeout_s,
             mark_broken=self._mark_broken,
+            ask=ask,
         )
 
 

@@ -81,6 +81,7 @@ class CatalogEntry:
             progress=operation.progress,
             log=operation.log,
             timeout_s=self.config.timeout_s,
+            ask=operation.ask,
         )
         if not any(item.get("type") in ("resource", "resource_link") for item in result.content):
             return result
@@ -137,6 +138,7 @@ class PromptTarget(_McpTarget):
             headers=headers,
             log=operation.log,
             timeout_s=self.config.timeout_s,
+            ask=operation.ask,
         )
         return McpResult(self.method, document)
 
@@ -186,7 +188,11 @@ class ReadTarget(_McpTarget):
 
     async def forward(self, operation: Operation, headers: dict[str, str]) -> McpResult:
         document = await self.upstream.read_resource(
-            self.upstream_uri, headers=headers, log=operation.log, timeout_s=self.config.timeout_s
+            self.upstream_uri,
+            headers=headers,
+            log=operation.log,
+            timeout_s=self.config.timeout_s,
+            ask=operation.ask,
         )
         return McpResult(self.method, document)
 
