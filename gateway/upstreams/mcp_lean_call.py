@@ -42,6 +42,7 @@ from mcp_types import (
     HEADER_MISMATCH,
     PROTOCOL_VERSION_META_KEY,
     CallToolResult,
+    InputRequiredResult,
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
@@ -103,7 +104,7 @@ class LeanToolCaller:
         protocol_version: str,
         headers: Mapping[str, str],
         meta: Mapping[str, Any] | None = None,
-    ) -> CallToolResult:
+    ) -> CallToolResult | InputRequiredResult:
         """Sends one ``tools/call``; raises `UpstreamError` for a JSON-RPC error answer,
         `NeedsSdk` for a header mismatch, and `gateway.http_client.HttpTransportError`
         when no complete HTTP response arrived (the caller treats the upstream as down)."""
@@ -154,12 +155,14 @@ class LeanToolCaller:
         if not isinstance(result, dict):
             raise UpstreamError(f"upstream {self.name} answered {tool} without a result")
         kind = result.get("resultType", "complete")
-        if kind != "complete":
+        if kind not in ("complete", "input_required"):
             raise UpstreamError(
                 f"upstream {self.name} answered {tool} with a {kind!r} result; the gateway "
-                "relays only complete tool results"
+                "relays only complete and input_required tool results"
             )
         try:
+            if kind == "input_required":  # it asks the client first (mcp_requests)
+                return InputRequiredResult.model_validate(result, by_name=False)
             return CallToolResult.model_validate(result)
         except ValidationError as exc:
             raise UpstreamError(
