@@ -38,9 +38,9 @@ from gateway.surfaces.mcp_calls import LocalTools, answer_tools_call
 from gateway.surfaces.mcp_direct import DirectToolsCall
 from gateway.surfaces.mcp_relay import InputRelay, direct_asking
 from gateway.surfaces.mcp_results import META_KEY, outcome_meta, to_call_tool_result
-from gateway.surfaces.mcp_server import build_mcp_server
+from gateway.surfaces.mcp_server import build_mcp_server, tool_input_schema
 from gateway.surfaces.mcp_sessions import SessionBook, Sessions
-from gateway.surfaces.mcp_views import UPSTREAM_PARAM
+from gateway.surfaces.mcp_views import UPSTREAM_PARAM, View
 from gateway.surfaces.middleware import replay_body
 
 __all__ = ["META_KEY", "McpEndpoint", "outcome_meta", "to_call_tool_result"]
@@ -88,6 +88,9 @@ class McpEndpoint:
             TransportSecurityMiddleware(security),
             answer=answer,
             declines=local_tools.handles if local_tools is not None else lambda name: False,
+            input_schema=lambda request, name: tool_input_schema(
+                pipeline, View.of(request).name_in(name)
+            ),
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

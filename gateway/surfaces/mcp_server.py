@@ -105,9 +105,9 @@ def build_mcp_server(
         on_list_prompts=handlers.list_prompts,
         on_get_prompt=handlers.get_prompt,
         on_completion=handlers.complete,
-        # The SDK would otherwise run tools/list before each 2026-era call to find the
-        # schema; the pipeline validates arguments itself, and audits the refusal.
-        get_tool_input_schema=lambda name: None,
+        # The schema of a 2026-era call's tool, for the SDK's check of its Mcp-Param-*
+        # headers (without it the SDK would run tools/list before each call).
+        get_tool_input_schema=lambda name: tool_input_schema(pipeline, name),
         list_changed=sessions,
     )
     # Registered directly: the constructor's parameter warns that logging is deprecated
@@ -352,6 +352,19 @@ class _Handlers:
             await session.send_notification(notification, related_request_id=related)
 
         return LogSink(str(level), send)
+
+
+def tool_input_schema(pipeline: Pipeline, name: str) -> dict[str, Any] | None:
+    """The input schema of the tool a client calls ``name``: a gateway name (`/mcp`), or
+    an upstream's own name when one upstream alone has a tool of that name
+    (`/mcp/{upstream}`; the SDK's hook does not say which endpoint asks). None when
+    unknown or ambiguous: the pipeline then refuses or validates the call itself."""
+    tools = pipeline.catalog.tools()
+    for tool in tools:
+        if tool.name == name:
+            return tool.input_schema
+    own = [tool for tool in tools if tool.upstream_tool == name]
+    return own[0].input_schema if len(own) == 1 else None
 
 
 @contextlib.asynccontextmanager

@@ -47,7 +47,7 @@ from mcp_types import (
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
-from gateway.errors import UpstreamError
+from gateway.errors import UpstreamError, UpstreamRejected
 from gateway.http_client import KeepAliveClient
 from gateway.upstreams.definitions import UpstreamTool
 from gateway.version import __version__
@@ -148,6 +148,14 @@ class LeanToolCaller:
             text = error.get("message") if isinstance(error, dict) else None
             if code == HEADER_MISMATCH:
                 raise NeedsSdk(str(text))
+            if isinstance(code, int) and not isinstance(code, bool) and isinstance(text, str):
+                # A JSON-RPC error answer: passed on to the client as the error it is.
+                raise UpstreamRejected(
+                    f"upstream {self.name} rejected {tool}: {text} (JSON-RPC {code})",
+                    rpc_code=code,
+                    rpc_message=text,
+                    rpc_data=error.get("data"),
+                )
             raise UpstreamError(
                 f"upstream {self.name} rejected {tool}: {text or 'no message'} (JSON-RPC {code})"
             )
