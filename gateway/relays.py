@@ -38,6 +38,7 @@ from gateway.recording import recordable
 from gateway.types import (
     GATEWAY_ENGINE,
     UNAVAILABLE_RULE,
+    ClientInput,
     Decision,
     InputAsk,
     InputRequest,
@@ -53,6 +54,11 @@ class ClientChannel(Protocol):
 
     def declared(self, request: InputRequest) -> bool:
         """Whether the client declared the capability this request needs."""
+        ...
+
+    def capabilities(self) -> dict[str, Any]:
+        """What of elicitation, sampling and roots the client declared and can be
+        asked through this channel (MCP spelling; empty when it cannot be asked)."""
         ...
 
     async def ask(
@@ -71,7 +77,8 @@ class Relays:
     def with_channel(self, operation: Operation, channel: ClientChannel) -> Operation:
         """``operation`` whose upstream's requests for client input go through ``channel``
         under policy."""
-        return replace(operation, ask=self.governed(operation, channel))
+        client_input = ClientInput(self.governed(operation, channel), channel.capabilities())
+        return replace(operation, client_input=client_input)
 
     def governed(self, operation: Operation, channel: ClientChannel) -> InputAsk:
         async def ask(upstream: str, requests: dict[str, InputRequest]) -> dict[str, Any]:

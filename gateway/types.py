@@ -212,6 +212,17 @@ InputAsk = Callable[[str, dict[str, InputRequest]], Awaitable[dict[str, dict[str
 
 
 @dataclass(frozen=True)
+class ClientInput:
+    """How an operation's upstream may ask the calling client for input: ``ask`` (under
+    policy, `gateway.relays`) and the ``capabilities`` the client declared that the
+    gateway can relay (MCP spelling: ``elicitation``, ``sampling``, ``roots``), which
+    a 2026-07-28 upstream is told per request."""
+
+    ask: InputAsk
+    capabilities: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Operation:
     """One request that reaches an upstream, from any surface.
 
@@ -238,7 +249,7 @@ class Operation:
     # Upstream log messages during this operation go here (None: not relayed).
     log: LogSink | None = None
     # How the upstream's requests for client input reach the caller (None: refused).
-    ask: InputAsk | None = None
+    client_input: ClientInput | None = None
     # The longest the caller will wait for a human decision (REST ``Prefer: wait=N``);
     # None: the configured hold. Never lengthens the configured hold.
     hold_s: float | None = None

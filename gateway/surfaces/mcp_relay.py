@@ -104,6 +104,14 @@ def declares(capabilities: types.ClientCapabilities | None, request: InputReques
     return capabilities.roots is not None
 
 
+def relayable(capabilities: types.ClientCapabilities | None) -> dict[str, Any]:
+    """The part of ``capabilities`` the gateway relays, in MCP spelling."""
+    if capabilities is None:
+        return {}
+    dumped = capabilities.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return {key: dumped[key] for key in ("elicitation", "sampling", "roots") if key in dumped}
+
+
 def capabilities_of(meta: Any) -> types.ClientCapabilities | None:
     """The capabilities a 2026-07-28 request declares in its ``_meta`` envelope."""
     if hasattr(meta, "model_dump"):
@@ -129,6 +137,9 @@ class _SessionChannel:
 
     def declared(self, request: InputRequest) -> bool:
         return declares(self._capabilities, request)
+
+    def capabilities(self) -> dict[str, Any]:
+        return relayable(self._capabilities)
 
     async def ask(self, upstream: str, requests: dict[str, InputRequest]) -> dict[str, Any]:
         answers: dict[str, Any] = {}
@@ -162,6 +173,9 @@ class _Unreachable:
     def declared(self, request: InputRequest) -> bool:
         return False
 
+    def capabilities(self) -> dict[str, Any]:
+        return {}
+
     async def ask(self, upstream: str, requests: dict[str, InputRequest]) -> dict[str, Any]:
         raise ClientInputRefused("the client cannot be asked")  # never reached: not declared
 
@@ -185,6 +199,9 @@ class _ParkingChannel:
 
     def declared(self, request: InputRequest) -> bool:
         return declares(self._conversation.capabilities, request)
+
+    def capabilities(self) -> dict[str, Any]:
+        return relayable(self._conversation.capabilities)
 
     async def ask(self, upstream: str, requests: dict[str, InputRequest]) -> dict[str, Any]:
         reply: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -226,7 +243,8 @@ class InputRelay:
         """``run`` (which builds the operation through the given `Prepare`) with its
         upstream's requests for client input relayed; at 2026-07-28 possibly an
         ``input_required`` result instead, or the continuation of a waiting one."""
-        if asking.request_state is not None or asking.input_responses:
+        # Answers without a state answer nothing: ignored, as unexpected params are.
+        if asking.request_state is not None:
             if not asking.modern:
                 raise MCPError(
                     code=types.INVALID_PARAMS,
@@ -287,10 +305,7 @@ class InputRelay:
 
     async def _resume(self, asking: Asking) -> Any:
         try:
-            if asking.request_state is None:
-                raise RelayStateRefused(
-                    "inputResponses without the requestState they answer", reason="malformed"
-                )
+            assert asking.request_state is not None
             claims = self.seal.open(
                 asking.request_state,
                 identity=asking.principal.identity,

@@ -10,7 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 import anyio.abc
 import mcp_types as types
 
-from gateway.types import InputAsk, LogSink, ProgressCallback, ToolResult
+from gateway.types import ClientInput, LogSink, ProgressCallback, ToolResult
 from gateway.upstreams.definitions import UpstreamTool
 from gateway.upstreams.mcp_definitions import UpstreamOfferings
 
@@ -55,7 +55,7 @@ class UpstreamClient(Protocol):
         progress: ProgressCallback | None,
         log: LogSink | None,
         timeout_s: float,
-        ask: InputAsk | None = None,
+        client_input: ClientInput | None = None,
     ) -> ToolResult:
         """Runs one call. Raises `UpstreamError` subclasses for transport failures; a
         tool that ran and failed is a `ToolResult` with ``is_error``."""
@@ -75,7 +75,7 @@ class OfferingsClient(Protocol):
         headers: dict[str, str],
         log: LogSink | None,
         timeout_s: float,
-        ask: InputAsk | None = None,
+        client_input: ClientInput | None = None,
     ) -> dict[str, Any]: ...
 
     async def get_prompt(
@@ -86,7 +86,7 @@ class OfferingsClient(Protocol):
         headers: dict[str, str],
         log: LogSink | None,
         timeout_s: float,
-        ask: InputAsk | None = None,
+        client_input: ClientInput | None = None,
     ) -> dict[str, Any]: ...
 
     async def complete(

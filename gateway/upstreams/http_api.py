@@ -17,7 +17,7 @@ import httpx
 
 from gateway.config import HttpTool, HttpUpstream
 from gateway.errors import InvalidArguments, UpstreamTimeout, UpstreamUnavailable
-from gateway.types import InputAsk, LogSink, ProgressCallback, ToolResult
+from gateway.types import ClientInput, LogSink, ProgressCallback, ToolResult
 from gateway.upstreams.base import Reconnected, UpstreamStatus
 from gateway.upstreams.definitions import UpstreamTool
 from gateway.upstreams.mcp_definitions import UpstreamOfferings
@@ -75,7 +75,7 @@ class HttpApiUpstream:
         progress: ProgressCallback | None,
         log: LogSink | None,
         timeout_s: float,
-        ask: InputAsk | None = None,  # an HTTP API never asks the client anything
+        client_input: ClientInput | None = None,  # an HTTP API never asks the client anything
     ) -> ToolResult:
         tool = self._tools[name]
         path, rest = _fill_path(tool, arguments)

@@ -38,7 +38,7 @@ from mcp_types import CallToolResult
 from gateway.config import McpHttpUpstream, McpStdioUpstream
 from gateway.errors import UpstreamTimeout, UpstreamUnavailable
 from gateway.http_client import HttpTransportError
-from gateway.types import InputAsk, LogSink, ProgressCallback, ToolResult
+from gateway.types import ClientInput, LogSink, ProgressCallback, ToolResult
 from gateway.upstreams import mcp_offerings, mcp_requests
 from gateway.upstreams.base import Reconnected, UpstreamStatus
 from gateway.upstreams.definitions import UpstreamTool
@@ -222,23 +222,48 @@ class McpUpstream:
         progress: ProgressCallback | None,
         log: LogSink | None,
         timeout_s: float,
-        ask: InputAsk | None = None,
+        client_input: ClientInput | None = None,
     ) -> ToolResult:
         client = await self._connected()
         meta = {IDEMPOTENCY_META_KEY: idempotency_key} if idempotency_key else None
         lean_ok = progress is None and log is None
-        first: Any = None  # the lean call's input_required answer, if it asked for input
+        capabilities = client_input.capabilities if client_input is not None else {}
         if self._lean is not None and lean_ok and is_sessionless(client.protocol_version):
-            try:
-                answer = await self._call_lean(
-                    self._lean, client.protocol_version, name, arguments, headers, meta, timeout_s
+            lean = self._lean
+            version = client.protocol_version
+
+            async def send_lean(responses: Any = None, state: str | None = None) -> Any:
+                answers = None if responses is None else _dump_answers(responses)
+                return await self._call_lean(
+                    lean,
+                    version,
+                    name,
+                    arguments,
+                    headers,
+                    meta,
+                    timeout_s,
+                    capabilities=capabilities,
+                    input_responses=answers,
+                    request_state=state,
                 )
+
+            try:
+                answer = await send_lean()
             except NeedsSdk:
                 pass  # refused before it ran; the SDK re-lists the tools and retries once
             else:
                 if isinstance(answer, CallToolResult):
                     return _to_result(answer)
-                first = answer  # it asks for input: the SDK sends the next rounds
+                # It asks the client for input: the next rounds go the same way.
+                result = await self._request(
+                    name,
+                    lambda: mcp_requests.until_complete(self.name, name, answer, send_lean),
+                    headers=headers,
+                    log=log,
+                    timeout_s=timeout_s,
+                    client_input=client_input,
+                )
+                return _to_result(result)
         meta = mcp_requests.with_log_level(client, meta, log)
 
         def send(responses: Any = None, state: str | None = None) -> Any:
@@ -254,11 +279,10 @@ class McpUpstream:
             )
 
         async def complete() -> Any:
-            started = first if first is not None else await send()
-            return await mcp_requests.until_complete(self.name, name, started, send)
+            return await mcp_requests.until_complete(self.name, name, await send(), send)
 
         result = await self._request(
-            name, complete, headers=headers, log=log, timeout_s=timeout_s, ask=ask
+            name, complete, headers=headers, log=log, timeout_s=timeout_s, client_input=client_input
         )
         return _to_result(result)
 
@@ -271,11 +295,22 @@ class McpUpstream:
         headers: dict[str, str],
         meta: dict[str, Any] | None,
         timeout_s: float,
+        *,
+        capabilities: dict[str, Any],
+        input_responses: dict[str, Any] | None = None,
+        request_state: str | None = None,
     ) -> CallToolResult | types.InputRequiredResult:
         try:
             with anyio.fail_after(timeout_s):
                 result = await lean.call(
-                    name, arguments, protocol_version=protocol_version, headers=headers, meta=meta
+                    name,
+                    arguments,
+                    protocol_version=protocol_version,
+                    headers=headers,
+                    meta=meta,
+                    capabilities=capabilities,
+                    input_responses=input_responses,
+                    request_state=request_state,
                 )
         except TimeoutError:
             raise UpstreamTimeout(
@@ -304,7 +339,7 @@ class McpUpstream:
         headers: dict[str, str],
         log: LogSink | None,
         timeout_s: float,
-        ask: InputAsk | None = None,
+        client_input: ClientInput | None = None,
     ) -> dict[str, Any]:
         client = await self._connected()
         meta = mcp_requests.with_log_level(client, None, log)
@@ -322,7 +357,7 @@ class McpUpstream:
             return await mcp_requests.until_complete(self.name, uri, await send(), send)
 
         result = await self._request(
-            uri, complete, headers=headers, log=log, timeout_s=timeout_s, ask=ask
+            uri, complete, headers=headers, log=log, timeout_s=timeout_s, client_input=client_input
         )
         return mcp_offerings.read_document(self.name, result)
 
@@ -334,7 +369,7 @@ class McpUpstream:
         headers: dict[str, str],
         log: LogSink | None,
         timeout_s: float,
-        ask: InputAsk | None = None,
+        client_input: ClientInput | None = None,
     ) -> dict[str, Any]:
         client = await self._connected()
         meta = mcp_requests.with_log_level(client, None, log)
@@ -353,7 +388,7 @@ class McpUpstream:
             return await mcp_requests.until_complete(self.name, name, await send(), send)
 
         result = await self._request(
-            name, complete, headers=headers, log=log, timeout_s=timeout_s, ask=ask
+            name, complete, headers=headers, log=log, timeout_s=timeout_s, client_input=client_input
         )
         return mcp_offerings.prompt_document(self.name, result)
 
@@ -385,7 +420,7 @@ class McpUpstream:
         headers: dict[str, str],
         log: LogSink | None,
         timeout_s: float,
-        ask: InputAsk | None = None,
+        client_input: ClientInput | None = None,
     ) -> _T:
         return await mcp_requests.run(
             self.name,
@@ -395,8 +430,16 @@ class McpUpstream:
             log_sink=log,
             timeout_s=timeout_s,
             mark_broken=self._mark_broken,
-            ask=ask,
+            client_input=client_input,
         )
+
+
+def _dump_answers(responses: dict[str, Any]) -> dict[str, Any]:
+    """Input responses (the SDK's models) as the wire spells them."""
+    return {
+        key: value.model_dump(by_alias=True, mode="json", exclude_none=True)
+        for key, value in responses.items()
+    }
 
 
 def _to_upstream_tool(tool: Any) -> UpstreamTool:

@@ -104,6 +104,9 @@ class LeanToolCaller:
         protocol_version: str,
         headers: Mapping[str, str],
         meta: Mapping[str, Any] | None = None,
+        capabilities: Mapping[str, Any] | None = None,
+        input_responses: Mapping[str, Any] | None = None,
+        request_state: str | None = None,
     ) -> CallToolResult | InputRequiredResult:
         """Sends one ``tools/call``; raises `UpstreamError` for a JSON-RPC error answer,
         `NeedsSdk` for a header mismatch, and `gateway.http_client.HttpTransportError`
@@ -113,15 +116,22 @@ class LeanToolCaller:
         envelope = {
             PROTOCOL_VERSION_META_KEY: protocol_version,
             CLIENT_INFO_META_KEY: CLIENT_INFO,
-            CLIENT_CAPABILITIES_META_KEY: {},
+            # What the calling client can be asked through the gateway, nothing more: an
+            # upstream then asks only for what will be relayed.
+            CLIENT_CAPABILITIES_META_KEY: dict(capabilities or {}),
             **(meta or {}),
         }
+        params: dict[str, Any] = {"name": tool, "arguments": arguments, "_meta": envelope}
+        if input_responses is not None:
+            params["inputResponses"] = dict(input_responses)
+        if request_state is not None:
+            params["requestState"] = request_state
         body = json.dumps(
             {
                 "jsonrpc": "2.0",
                 "id": request_id,
                 "method": "tools/call",
-                "params": {"name": tool, "arguments": arguments, "_meta": envelope},
+                "params": params,
             },
             separators=(",", ":"),
             ensure_ascii=False,

@@ -10,7 +10,7 @@ stdio, and on the standalone stream, there is no caller: such messages are only
 logged here, never sent to someone else's client.
 
 What an upstream asks of the client (elicitation, sampling, roots) finds its caller
-the same way, on a third context variable holding the operation's `InputAsk`: as a
+the same way, on a third context variable holding the operation's `ClientInput`: as a
 server-to-client request on the call's stream (2025-11-25), or as a multi-round-trip
 ``input_required`` result (2026-07-28, `until_complete`).
 """
@@ -37,7 +37,7 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from gateway.types import InputAsk, InputMethod, InputRequest, LogSink
+from gateway.types import ClientInput, InputMethod, InputRequest, LogSink
 from gateway.upstreams.mcp_lean_call import is_sessionless
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ _CALL_HEADERS: contextvars.ContextVar[dict[str, str] | None] = contextvars.Conte
 _LOG_SINK: contextvars.ContextVar[LogSink | None] = contextvars.ContextVar(
     "gateway_upstream_log_sink", default=None
 )
-_ASK: contextvars.ContextVar[InputAsk | None] = contextvars.ContextVar(
+_ASK: contextvars.ContextVar[ClientInput | None] = contextvars.ContextVar(
     "gateway_upstream_input_ask", default=None
 )
 # Rounds of input an upstream may ask for in one request (the SDK's default too).
@@ -88,14 +88,14 @@ async def run(
     log_sink: LogSink | None,
     timeout_s: float,
     mark_broken: Callable[[BaseException], None],
-    ask: InputAsk | None = None,
+    client_input: ClientInput | None = None,
 ) -> _T:
     """Runs ``send`` with this call's headers and log sink, under a deadline; every
     failure is an `UpstreamError` (a JSON-RPC error answer: `UpstreamRejected`), and a
     transport failure marks the connection broken (the supervisor reconnects)."""
     header_token = _CALL_HEADERS.set(headers)
     sink_token = _LOG_SINK.set(log_sink)
-    ask_token = _ASK.set(ask)
+    ask_token = _ASK.set(client_input)
     try:
         with anyio.fail_after(timeout_s):
             return await send()
@@ -140,7 +140,7 @@ def with_log_level(
 # --- what an upstream asks of the client -------------------------------------------
 # Declared on every upstream connection (some servers offer their asking tools only to
 # clients that can be asked). A request arriving on the call's own stream runs in the
-# caller's context, where `run` put the operation's `InputAsk`: it is relayed to the
+# caller's context, where `run` put the operation's `ClientInput`: it is relayed to the
 # calling client under policy (`gateway.relays`). Without a caller (the standalone
 # stream, stdio) or without a way to ask it, it is refused: the upstream gets a
 # JSON-RPC error and decides what its request becomes, never a hang.
@@ -172,12 +172,12 @@ def relay_input(upstream: str) -> tuple[Any, Any, Any]:
 
 
 async def _relay_one(upstream: str, method: InputMethod, params: dict[str, Any]) -> Any:
-    ask = _ASK.get()
-    if ask is None:
+    client_input = _ASK.get()
+    if client_input is None:
         log.info("upstream %s asked %s outside any request: refused", upstream, method)
         return types.ErrorData(code=types.INVALID_REQUEST, message=NO_CALLER.format(what=method))
     try:
-        answers = await ask(upstream, {"0": InputRequest(method, params)})
+        answers = await client_input.ask(upstream, {"0": InputRequest(method, params)})
         answer = _RESULT_TYPES[method].model_validate(answers["0"], by_name=False)
     except ClientInputRefused as refused:
         return types.ErrorData(code=refused.rpc_code, message=refused.message)
@@ -199,22 +199,22 @@ async def until_complete(
 ) -> Any:
     """Drives an upstream's multi-round-trip answer (2026-07-28 ``input_required``) to
     its final result: each round's requests are asked of the calling client (the
-    operation's `InputAsk`, under policy) and the request is sent again with the
+    operation's `ClientInput`, under policy) and the request is sent again with the
     answers and the upstream's own ``requestState``. The state never leaves the
     gateway. Refused (`ClientInputRefused`) when there is no client to ask."""
     for _ in range(MAX_INPUT_ROUNDS):
         if not isinstance(result, types.InputRequiredResult):
             return result
-        ask = _ASK.get()
+        client_input = _ASK.get()
         answers: dict[str, Any] | None = None
         if result.input_requests:
-            if ask is None:
+            if client_input is None:
                 raise input_required(upstream, what)
             requests = {
                 key: InputRequest(request.method, _dump(request.params))
                 for key, request in result.input_requests.items()
             }
-            answers = _typed_answers(requests, await ask(upstream, requests))
+            answers = _typed_answers(requests, await client_input.ask(upstream, requests))
         result = await retry(answers, result.request_state)
     raise UpstreamError(
         f"upstream {upstream} still asked for input after {MAX_INPUT_ROUNDS} rounds of {what}"

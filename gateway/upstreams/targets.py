@@ -81,7 +81,7 @@ class CatalogEntry:
             progress=operation.progress,
             log=operation.log,
             timeout_s=self.config.timeout_s,
-            ask=operation.ask,
+            client_input=operation.client_input,
         )
         if not any(item.get("type") in ("resource", "resource_link") for item in result.content):
             return result
@@ -138,7 +138,7 @@ class PromptTarget(_McpTarget):
             headers=headers,
             log=operation.log,
             timeout_s=self.config.timeout_s,
-            ask=operation.ask,
+            client_input=operation.client_input,
         )
         return McpResult(self.method, document)
 
@@ -192,7 +192,7 @@ class ReadTarget(_McpTarget):
             headers=headers,
             log=operation.log,
             timeout_s=self.config.timeout_s,
-            ask=operation.ask,
+            client_input=operation.client_input,
         )
         return McpResult(self.method, document)
 
