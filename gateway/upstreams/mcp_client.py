@@ -76,6 +76,8 @@ class McpUpstream:
         self._last_error: str | None = "not connected yet"
         self._scope: anyio.CancelScope | None = None
         self._changes = ChangeWatcher(config.name)
+        # Requests in flight, to attribute an upstream's request that names no caller.
+        self._in_flight = mcp_requests.InFlight()
         self._started = False
         self.connections = 0
         self._lean = (
@@ -125,7 +127,7 @@ class McpUpstream:
             )
             transport = streamable_http_client(config.url, http_client=http)
         # cache=None: the gateway diffs fresh tool lists; a cached list would hide changes.
-        elicit, sample, roots = mcp_requests.relay_input(self.name)
+        elicit, sample, roots = mcp_requests.relay_input(self.name, self._in_flight)
         return Client(
             transport,
             cache=None,
@@ -431,6 +433,7 @@ class McpUpstream:
             timeout_s=timeout_s,
             mark_broken=self._mark_broken,
             client_input=client_input,
+            in_flight=self._in_flight,
         )
 
 

@@ -89,6 +89,7 @@ async def run(
     timeout_s: float,
     mark_broken: Callable[[BaseException], None],
     client_input: ClientInput | None = None,
+    in_flight: InFlight | None = None,
 ) -> _T:
     """Runs ``send`` with this call's headers and log sink, under a deadline; every
     failure is an `UpstreamError` (a JSON-RPC error answer: `UpstreamRejected`), and a
@@ -96,6 +97,7 @@ async def run(
     header_token = _CALL_HEADERS.set(headers)
     sink_token = _LOG_SINK.set(log_sink)
     ask_token = _ASK.set(client_input)
+    flight = in_flight.enter(client_input) if in_flight is not None else None
     try:
         with anyio.fail_after(timeout_s):
             return await send()
@@ -121,6 +123,8 @@ async def run(
         mark_broken(exc)
         raise UpstreamUnavailable(f"upstream {upstream} failed: {describe(exc)}") from None
     finally:
+        if flight is not None and in_flight is not None:
+            in_flight.leave(flight)
         _ASK.reset(ask_token)
         _LOG_SINK.reset(sink_token)
         _CALL_HEADERS.reset(header_token)
@@ -152,27 +156,55 @@ _RESULT_TYPES: dict[InputMethod, type[types.Result]] = {
 }
 NO_CALLER = (
     "the agent gateway relays {what} only to the client whose request the upstream is "
-    "answering; this one arrived outside any request (standalone stream or stdio)"
+    "answering; this one arrived outside any request, or over stdio with several in flight"
 )
 
 
-def relay_input(upstream: str) -> tuple[Any, Any, Any]:
+class InFlight:
+    """The requests in flight on one upstream connection, with their `ClientInput`s.
+
+    Over stdio (and on the standalone stream) a request of the upstream carries no
+    caller: the SDK runs the callback outside any caller's context. It is attributed
+    to the one request in flight when there is exactly one, and refused otherwise:
+    never guessed between two callers."""
+
+    def __init__(self) -> None:
+        self._inputs: dict[int, ClientInput | None] = {}
+        self._next = 0
+
+    def enter(self, client_input: ClientInput | None) -> int:
+        self._next += 1
+        self._inputs[self._next] = client_input
+        return self._next
+
+    def leave(self, token: int) -> None:
+        self._inputs.pop(token, None)
+
+    def sole(self) -> ClientInput | None:
+        if len(self._inputs) != 1:
+            return None
+        return next(iter(self._inputs.values()))
+
+
+def relay_input(upstream: str, in_flight: InFlight) -> tuple[Any, Any, Any]:
     """The elicitation, sampling and roots callbacks of ``upstream``'s connection."""
 
     async def elicit(context: Any, params: Any) -> Any:
-        return await _relay_one(upstream, "elicitation/create", _dump(params))
+        return await _relay_one(upstream, in_flight, "elicitation/create", _dump(params))
 
     async def sample(context: Any, params: Any) -> Any:
-        return await _relay_one(upstream, "sampling/createMessage", _dump(params))
+        return await _relay_one(upstream, in_flight, "sampling/createMessage", _dump(params))
 
     async def roots(context: Any) -> Any:
-        return await _relay_one(upstream, "roots/list", {})
+        return await _relay_one(upstream, in_flight, "roots/list", {})
 
     return elicit, sample, roots
 
 
-async def _relay_one(upstream: str, method: InputMethod, params: dict[str, Any]) -> Any:
-    client_input = _ASK.get()
+async def _relay_one(
+    upstream: str, in_flight: InFlight, method: InputMethod, params: dict[str, Any]
+) -> Any:
+    client_input = _ASK.get() or in_flight.sole()
     if client_input is None:
         log.info("upstream %s asked %s outside any request: refused", upstream, method)
         return types.ErrorData(code=types.INVALID_REQUEST, message=NO_CALLER.format(what=method))
