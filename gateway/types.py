@@ -29,7 +29,9 @@ UNAVAILABLE_RULE = "gateway.unavailable"
 Risk = Literal["low", "medium", "high"]
 
 # The MCP methods that reach an upstream, each through the one pipeline (architecture.md §2).
-CallMethod = Literal["tools/call", "resources/read", "prompts/get", "completion/complete"]
+CallMethod = Literal[
+    "tools/call", "resources/read", "resources/subscribe", "prompts/get", "completion/complete"
+]
 
 # Called with (progress, total, message) while a call waits or runs.
 ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]

@@ -22,6 +22,7 @@ Action = Literal[
     "tools/list",
     "resources/list",
     "resources/read",
+    "resources/subscribe",
     "prompts/list",
     "prompts/get",
     "completion/complete",

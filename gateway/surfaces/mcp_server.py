@@ -40,6 +40,7 @@ from gateway.surfaces.mcp_calls import LocalTools, answer_tools_call, caller_of,
 from gateway.surfaces.mcp_relay import Asking, InputRelay, Prepare
 from gateway.surfaces.mcp_results import mcp_result
 from gateway.surfaces.mcp_sessions import SESSION_STATE_KEY, SessionBook
+from gateway.surfaces.mcp_subscriptions import Subscriptions
 from gateway.surfaces.mcp_views import View
 from gateway.surfaces.middleware import request_id_of
 from gateway.types import (
@@ -85,6 +86,7 @@ def build_mcp_server(
     local_tools: LocalTools | None,
     book: SessionBook,
     relay: InputRelay,
+    subscriptions: Subscriptions,
     *,
     sessions: bool,
 ) -> Server[Any]:
@@ -113,6 +115,21 @@ def build_mcp_server(
     # Registered directly: the constructor's parameter warns that logging is deprecated
     # at 2026-07-28, which the SDK already enforces (-32601 at that revision).
     server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, handlers.set_level)
+    # Subscriptions (`mcp_subscriptions`): 2025-11-25 in a session, 2026-07-28 by listening.
+    server.add_request_handler(
+        "subscriptions/listen", types.SubscriptionsListenRequestParams, subscriptions.listen
+    )
+    if sessions:
+        server.add_request_handler(
+            "resources/subscribe",
+            types.SubscribeRequestParams,
+            lambda ctx, params: subscriptions.subscribe(ctx, params, _session_id(ctx)),
+        )
+        server.add_request_handler(
+            "resources/unsubscribe",
+            types.UnsubscribeRequestParams,
+            lambda ctx, params: subscriptions.unsubscribe(params, _session_id(ctx)),
+        )
     return server
 
 

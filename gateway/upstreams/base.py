@@ -15,6 +15,8 @@ from gateway.upstreams.definitions import UpstreamTool
 from gateway.upstreams.mcp_definitions import UpstreamOfferings
 
 Reconnected = Callable[[str], Awaitable[None]]
+# Called with (upstream, the upstream's URI) when a subscribed resource was updated.
+ResourceUpdated = Callable[[str, str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,12 @@ class UpstreamClient(Protocol):
     @property
     def status(self) -> UpstreamStatus: ...
 
-    async def start(self, task_group: anyio.abc.TaskGroup, on_reconnect: Reconnected) -> None:
+    async def start(
+        self,
+        task_group: anyio.abc.TaskGroup,
+        on_reconnect: Reconnected,
+        on_updated: ResourceUpdated | None = None,
+    ) -> None:
         """Connects (background work goes on `task_group`); must not raise when the
         upstream is down. After a later reconnect it awaits ``on_reconnect(name)``."""
         ...
@@ -88,6 +95,17 @@ class OfferingsClient(Protocol):
         timeout_s: float,
         client_input: ClientInput | None = None,
     ) -> dict[str, Any]: ...
+
+    async def subscribe_resource(
+        self, uri: str, *, headers: dict[str, str], timeout_s: float
+    ) -> None:
+        """One more subscriber of ``uri`` (the upstream's); the upstream is asked on the
+        first. Its updates go to the catalog's `ResourceUpdated` listeners."""
+        ...
+
+    async def unsubscribe_resource(self, uri: str) -> None:
+        """One subscriber fewer; the upstream is told after the last."""
+        ...
 
     async def complete(
         self,

@@ -36,11 +36,11 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
 
 from gateway.config import McpHttpUpstream, McpStdioUpstream
-from gateway.errors import UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from gateway.http_client import HttpTransportError
 from gateway.types import ClientInput, LogSink, ProgressCallback, ToolResult
 from gateway.upstreams import mcp_offerings, mcp_requests
-from gateway.upstreams.base import Reconnected, UpstreamStatus
+from gateway.upstreams.base import Reconnected, ResourceUpdated, UpstreamStatus
 from gateway.upstreams.definitions import UpstreamTool
 from gateway.upstreams.mcp_changes import ChangeWatcher
 from gateway.upstreams.mcp_definitions import UpstreamOfferings
@@ -76,6 +76,8 @@ class McpUpstream:
         self._last_error: str | None = "not connected yet"
         self._scope: anyio.CancelScope | None = None
         self._changes = ChangeWatcher(config.name)
+        # Subscribers per upstream resource URI (the upstream is subscribed once).
+        self._subscribed: dict[str, int] = {}
         # Requests in flight, to attribute an upstream's request that names no caller.
         self._in_flight = mcp_requests.InFlight()
         self._started = False
@@ -90,11 +92,17 @@ class McpUpstream:
     def status(self) -> UpstreamStatus:
         return UpstreamStatus(connected=self._client is not None, detail=self._last_error)
 
-    async def start(self, task_group: anyio.abc.TaskGroup, on_reconnect: Reconnected) -> None:
+    async def start(
+        self,
+        task_group: anyio.abc.TaskGroup,
+        on_reconnect: Reconnected,
+        on_updated: ResourceUpdated | None = None,
+    ) -> None:
         """Returns after the first connection attempt, whether it succeeded or not.
-        ``on_reconnect`` is also how a list-changed notification asks for a refresh."""
+        ``on_reconnect`` is also how a list-changed notification asks for a refresh;
+        ``on_updated`` hears of updates to the resources subscribed to."""
         self._on_reconnect = on_reconnect
-        self._changes.start(task_group, on_reconnect)
+        self._changes.start(task_group, on_reconnect, on_updated)
         await task_group.start(self._supervise)
 
     async def close(self) -> None:
@@ -172,6 +180,12 @@ class McpUpstream:
         log.info("upstream %s connected (protocol %s)", self.name, client.protocol_version)
         if self._started and self._on_reconnect is not None:
             await self._on_reconnect(self.name)  # a reconnect: the tool list may have changed
+            if self._subscribed and not is_sessionless(client.protocol_version):
+                for uri in list(self._subscribed):  # a new session: subscribe again
+                    try:
+                        await self._subscribe_upstream(client, uri, {}, self._config.timeout_s)
+                    except UpstreamError as exc:
+                        log.warning("upstream %s: %s not subscribed again: %s", self.name, uri, exc)
         self._report_started(task_status)
         async with anyio.create_task_group() as watching:
             if is_sessionless(client.protocol_version):
@@ -393,6 +407,69 @@ class McpUpstream:
             name, complete, headers=headers, log=log, timeout_s=timeout_s, client_input=client_input
         )
         return mcp_offerings.prompt_document(self.name, result)
+
+    async def subscribe_resource(
+        self, uri: str, *, headers: dict[str, str], timeout_s: float
+    ) -> None:
+        client = await self._connected()
+        capabilities = client.server_capabilities.resources
+        if capabilities is None or not capabilities.subscribe:
+            raise UpstreamRejected(
+                f"upstream {self.name} does not offer resource subscriptions",
+                rpc_code=types.METHOD_NOT_FOUND,
+                rpc_message=f"upstream {self.name} does not offer resource subscriptions",
+            )
+        count = self._subscribed.get(uri, 0)
+        self._subscribed[uri] = count + 1
+        if count:
+            return  # already subscribed for another client
+        try:
+            if is_sessionless(client.protocol_version):
+                self._changes.watch(frozenset(self._subscribed))
+            else:
+                await self._subscribe_upstream(client, uri, headers, timeout_s)
+                self._changes.watch(frozenset(self._subscribed))
+        except BaseException:
+            await self.unsubscribe_resource(uri)
+            raise
+
+    async def _subscribe_upstream(
+        self, client: Client, uri: str, headers: dict[str, str], timeout_s: float
+    ) -> None:
+        await self._request(
+            f"a subscription to {uri}",
+            lambda: client.session.send_request(
+                types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri)),
+                types.EmptyResult,
+            ),
+            headers=headers,
+            log=None,
+            timeout_s=timeout_s,
+        )
+
+    async def unsubscribe_resource(self, uri: str) -> None:
+        count = self._subscribed.get(uri, 0)
+        if count > 1:
+            self._subscribed[uri] = count - 1
+            return
+        self._subscribed.pop(uri, None)
+        self._changes.watch(frozenset(self._subscribed))
+        client = self._client
+        if client is None or is_sessionless(client.protocol_version):
+            return
+        try:
+            await self._request(
+                f"the end of a subscription to {uri}",
+                lambda: client.session.send_request(
+                    types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=uri)),
+                    types.EmptyResult,
+                ),
+                headers={},
+                log=None,
+                timeout_s=self._config.timeout_s,
+            )
+        except UpstreamError as exc:  # it sends an update too many, which nobody gets
+            log.info("upstream %s: %s not unsubscribed: %s", self.name, uri, exc.message)
 
     async def complete(
         self,
