@@ -147,10 +147,13 @@ class _SessionChannel:
             typed = _REQUEST_TYPES[request.method].model_validate(
                 {"method": request.method, "params": request.params or None}, by_name=False
             )
+            result_type = _RESULT_TYPES[request.method]
+            if request.method == "sampling/createMessage" and request.params.get("tools"):
+                result_type = types.CreateMessageResultWithTools  # content may be a list
             try:
                 result = await self._session.send_request(
                     typed,  # type: ignore[arg-type]
-                    _RESULT_TYPES[request.method],
+                    result_type,
                     request_read_timeout_seconds=self._timeout_s,
                     metadata=ServerMessageMetadata(related_request_id=self._related),
                 )
