@@ -77,7 +77,11 @@ class Relays:
     def with_channel(self, operation: Operation, channel: ClientChannel) -> Operation:
         """``operation`` whose upstream's requests for client input go through ``channel``
         under policy."""
-        client_input = ClientInput(self.governed(operation, channel), channel.capabilities())
+
+        async def check(upstream: str, request: InputRequest) -> None:
+            await self._decide(operation, upstream, "error", request, channel)
+
+        client_input = ClientInput(self.governed(operation, channel), channel.capabilities(), check)
         return replace(operation, client_input=client_input)
 
     def governed(self, operation: Operation, channel: ClientChannel) -> InputAsk:

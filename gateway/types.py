@@ -222,6 +222,10 @@ class ClientInput:
 
     ask: InputAsk
     capabilities: dict[str, Any]
+    # Decides (and records) a request without asking it: for the URL elicitations an
+    # upstream names in a URL-elicitation-required error (-32042), which the client
+    # receives as that error. Raises `ClientInputRefused` when one is refused.
+    check: Callable[[str, InputRequest], Awaitable[None]]
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,8 @@ async def run(
             f"upstream {upstream} did not answer {what} within {timeout_s:g} s"
         ) from None
     except MCPError as exc:
+        if exc.code == types.URL_ELICITATION_REQUIRED:
+            await _check_url_elicitations(upstream, what, exc, client_input)
         if exc.code == REQUEST_TIMEOUT:
             raise UpstreamTimeout(f"upstream {upstream} timed out on {what}") from None
         if exc.code == CONNECTION_CLOSED:
@@ -128,6 +130,27 @@ async def run(
         _ASK.reset(ask_token)
         _LOG_SINK.reset(sink_token)
         _CALL_HEADERS.reset(header_token)
+
+
+async def _check_url_elicitations(
+    upstream: str, what: str, exc: MCPError, client_input: ClientInput | None
+) -> None:
+    """An upstream's URL-elicitation-required error (-32042) sends the user to the URLs
+    it names: each is decided like a relayed URL elicitation (the host allowlist), and
+    one refused refuses the error (`ClientInputRefused`), so no URL reaches the client
+    that policy would not let through."""
+    data = exc.error.data if isinstance(exc.error.data, dict) else {}
+    elicitations = data.get("elicitations")
+    if client_input is None or not isinstance(elicitations, list) or not elicitations:
+        raise ClientInputRefused(
+            f"upstream {upstream} answered {what} with a URL elicitation the gateway cannot "
+            "put to this client"
+        )
+    for elicitation in elicitations:
+        params = elicitation if isinstance(elicitation, dict) else {}
+        await client_input.check(
+            upstream, InputRequest("elicitation/create", {**params, "mode": "url"})
+        )
 
 
 def with_log_level(

@@ -148,3 +148,20 @@ async def test_no_audit_no_question(relays) -> None:
     with pytest.raises(ClientInputRefused, match="audit log is unavailable"):
         await relay.governed(_operation(), client)("demo", {"k": FORM})
     assert client.asked == []
+
+
+async def test_urls_of_a_url_elicitation_error_are_checked_without_asking(relays) -> None:
+    relay, _audit, database = relays
+    client = Client("elicitation/create")
+    operation = relay.with_channel(_operation(), client)
+    assert operation.client_input is not None
+    good = {"message": "m", "url": "https://auth.example.com/x", "elicitationId": "e"}
+    await operation.client_input.check(
+        "demo", InputRequest("elicitation/create", {**good, "mode": "url"})
+    )
+    evil = {**good, "url": "https://evil.example/x", "mode": "url"}
+    with pytest.raises(ClientInputRefused):
+        await operation.client_input.check("demo", InputRequest("elicitation/create", evil))
+    assert client.asked == []
+    keys = [p["key"] for p in _payloads(database, "relay.decision")]
+    assert keys == ["error", "error"]
