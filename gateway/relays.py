@@ -61,6 +61,10 @@ class ClientChannel(Protocol):
         asked through this channel (MCP spelling; empty when it cannot be asked)."""
         ...
 
+    def unreachable(self) -> str | None:
+        """Why the client cannot be asked anything at all here, or None."""
+        ...
+
     async def ask(
         self, upstream: str, requests: dict[str, InputRequest]
     ) -> dict[str, dict[str, Any]]:
@@ -126,7 +130,11 @@ class Relays:
         )
         decision: Decision
         refusal: str | None = None
-        if not channel.declared(request):
+        unreachable = channel.unreachable()
+        if unreachable is not None:
+            refusal = f"the upstream's {request.method} request is refused: {unreachable}"
+            decision = deny(refusal, engine=GATEWAY_ENGINE, revision=self._decider.revision)
+        elif not channel.declared(request):
             refusal = (
                 f"the client did not declare the capability {capability(request)}, so the "
                 f"upstream's {request.method} request is refused without asking it"

@@ -141,6 +141,9 @@ class _SessionChannel:
     def capabilities(self) -> dict[str, Any]:
         return relayable(self._capabilities)
 
+    def unreachable(self) -> str | None:
+        return None
+
     async def ask(self, upstream: str, requests: dict[str, InputRequest]) -> dict[str, Any]:
         answers: dict[str, Any] = {}
         for key, request in requests.items():
@@ -171,13 +174,19 @@ class _SessionChannel:
 
 
 class _Unreachable:
-    """No way back to the client (2025-11-25 without a session) or nothing declared."""
+    """No way back to the client, or nothing it could be asked."""
+
+    def __init__(self, reason: str | None = None) -> None:
+        self._reason = reason
 
     def declared(self, request: InputRequest) -> bool:
         return False
 
     def capabilities(self) -> dict[str, Any]:
         return {}
+
+    def unreachable(self) -> str | None:
+        return self._reason
 
     async def ask(self, upstream: str, requests: dict[str, InputRequest]) -> dict[str, Any]:
         raise ClientInputRefused("the client cannot be asked")  # never reached: not declared
@@ -205,6 +214,9 @@ class _ParkingChannel:
 
     def capabilities(self) -> dict[str, Any]:
         return relayable(self._conversation.capabilities)
+
+    def unreachable(self) -> str | None:
+        return None
 
     async def ask(self, upstream: str, requests: dict[str, InputRequest]) -> dict[str, Any]:
         reply: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -257,13 +269,20 @@ class InputRelay:
         channel: ClientChannel
         if not asking.modern:
             if asking.session is None:
-                channel = _Unreachable()
+                channel = _Unreachable(
+                    "a 2025-11-25 client can be asked only in a session (Mcp-Session-Id)"
+                )
             else:
                 channel = _SessionChannel(asking, self._timeout_s)
             return await run(self._prepare(channel))
-        if not _declares_any(asking.capabilities) or len(self._waiting) >= self._max_waiting:
-            # Nothing to ask it (or too many waiting): no background task, as before.
+        if not _declares_any(asking.capabilities):
+            # Nothing it could be asked: no background task, as before.
             return await run(self._prepare(_Unreachable()))
+        if len(self._waiting) >= self._max_waiting:
+            busy = _Unreachable(
+                f"{self._max_waiting} requests already wait for their clients' answers here"
+            )
+            return await run(self._prepare(busy))
         conversation = _Conversation(asking.capabilities)
         prepare = self._prepare(_ParkingChannel(self, conversation))
         task = asyncio.create_task(run(prepare))

@@ -45,6 +45,9 @@ class Client:
     def capabilities(self) -> dict[str, Any]:
         return {}
 
+    def unreachable(self) -> str | None:
+        return None
+
     async def ask(self, upstream: str, requests: dict[str, InputRequest]) -> dict[str, Any]:
         self.asked.append(requests)
         return {key: {"action": "accept", "content": {"secret": "s3"}} for key in requests}
