@@ -6,9 +6,10 @@
 An operation is any MCP request that reaches an upstream: ``tools/call``,
 ``resources/read``, ``resources/subscribe``, ``prompts/get`` or
 ``completion/complete`` (`gateway.types.Operation`); what differs per method — how
-the target is resolved and its arguments checked, what policy sees, how it is forwarded, what the outcome record adds — is the
-target's (`gateway.upstreams.targets`), never a second path. The audit kinds are the
-same for every method (``call.attempt``, ``call.decision``, ``call.outcome``, the
+the target is resolved and its arguments checked, what policy sees, how it is
+forwarded, what the outcome record adds — is the target's
+(`gateway.upstreams.targets`), never a second path. The audit kinds are the same for
+every method (``call.attempt``, ``call.decision``, ``call.outcome``, the
 attempt naming the method), so the verifier's call-trace rules hold for all of them.
 
 The order is the security argument:
