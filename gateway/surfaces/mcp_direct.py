@@ -148,6 +148,8 @@ class DirectToolsCall:
         name, arguments = params.get("name"), params.get("arguments") or {}
         if not isinstance(name, str) or not isinstance(arguments, Mapping):
             return None
+        if not arguments and not any(h.startswith("mcp-param-") for h in request.headers):
+            return None  # nothing a declaration could disagree with
         schema = self._input_schema(request, name)
         if schema is None:
             return None

@@ -32,7 +32,7 @@ from mcp_types import LOG_LEVEL_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
 
-from gateway.errors import PolicyUnavailable
+from gateway.errors import GatewayError, PolicyUnavailable
 from gateway.lists import Offered
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import client_info
@@ -375,12 +375,13 @@ def tool_input_schema(pipeline: Pipeline, name: str) -> dict[str, Any] | None:
     """The input schema of the tool a client calls ``name``: a gateway name (`/mcp`), or
     an upstream's own name when one upstream alone has a tool of that name
     (`/mcp/{upstream}`; the SDK's hook does not say which endpoint asks). None when
-    unknown or ambiguous: the pipeline then refuses or validates the call itself."""
-    tools = pipeline.catalog.tools()
-    for tool in tools:
-        if tool.name == name:
-            return tool.input_schema
-    own = [tool for tool in tools if tool.upstream_tool == name]
+    unknown, quarantined or ambiguous: the pipeline then refuses or validates the call
+    itself. A gateway name is one lookup (this runs on every 2026-07-28 call)."""
+    try:
+        return pipeline.catalog.resolve(name).definition.input_schema
+    except GatewayError:
+        pass
+    own = [tool for tool in pipeline.catalog.tools() if tool.upstream_tool == name]
     return own[0].input_schema if len(own) == 1 else None
 
 
