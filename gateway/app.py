@@ -46,6 +46,7 @@ from gateway.policy.lifecycle import start_policy
 from gateway.policy.opa import OpaEngine
 from gateway.policy.origins import build_embedded_engine
 from gateway.policy.reload import build_reloader
+from gateway.relays import Relays
 from gateway.store import create_engine, migrate
 from gateway.surfaces import audit_api
 from gateway.surfaces.approvals_api import ApprovalsApi
@@ -60,6 +61,8 @@ from gateway.surfaces.auth import (
 from gateway.surfaces.console import Console
 from gateway.surfaces.health import Health
 from gateway.surfaces.mcp import McpEndpoint
+from gateway.surfaces.mcp_relay import InputRelay
+from gateway.surfaces.mcp_relay_state import StateSeal, UsedStates
 from gateway.surfaces.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from gateway.surfaces.openapi import build_openapi
 from gateway.surfaces.pins import PinRoutes
@@ -173,6 +176,25 @@ def build_witnessing(config: Config, database: sa.Engine) -> Witnessing | None:
     return Witnessing(database, endpoints) if endpoints else None
 
 
+def _input_relay(parts: Components) -> InputRelay:
+    """How upstreams' requests for client input reach MCP clients (docs/decisions/0019):
+    states sealed under a key derived from the gateway's signing key, which every
+    replica shares."""
+    config = parts.config
+    seal = StateSeal.from_signing_key(
+        load_or_create_signing_key(config.identity.signing_key_file),
+        ttl_s=config.mcp.input.timeout_s,
+    )
+    return InputRelay(
+        Relays(parts.decider, parts.audit),
+        seal,
+        UsedStates(parts.database),
+        parts.audit,
+        timeout_s=config.mcp.input.timeout_s,
+        max_waiting=config.mcp.input.max_waiting,
+    )
+
+
 def _approval_service(
     config: Config,
     database: sa.Engine,
@@ -269,6 +291,7 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
         public_url=config.public_url,
         max_body_bytes=config.limits.max_body_bytes,
         sessions=config.mcp.sessions,
+        relay=_input_relay(parts),
         local_tools=WorkflowTools(executor),
     )
     rest = RestSurface(parts.pipeline)

@@ -488,10 +488,23 @@ class McpSessionsConfig(Model):
     idle_timeout_s: float = Field(900.0, gt=0)
 
 
+class McpInputConfig(Model):
+    """Requests an upstream makes of the calling client (elicitation, sampling, roots;
+    docs/mcp.md, "Requests for client input"; docs/decisions/0019)."""
+
+    # How long a 2026-07-28 client has to come back with its answers (the sealed
+    # requestState expires then), and how long a 2025-11-25 client has to answer.
+    timeout_s: float = Field(300.0, gt=0)
+    # 2026-07-28 requests waiting for their client's answers, per process; beyond it a
+    # request runs without a way to ask its client (its upstream's requests refused).
+    max_waiting: int = Field(1000, ge=1)
+
+
 class McpConfig(Model):
     """The MCP endpoints (docs/mcp.md)."""
 
     sessions: McpSessionsConfig = McpSessionsConfig()
+    input: McpInputConfig = McpInputConfig()
 
 
 class ExecutorConfig(Model):

@@ -271,6 +271,35 @@ class UpstreamResultRefused(UpstreamError):
     code = "upstream_result_refused"
 
 
+class ClientInputRefused(GatewayError):
+    """An upstream's request for client input (elicitation, sampling, roots) was not
+    relayed — denied by policy, a capability the client did not declare, no way to
+    reach it — or the client answered it with an error. The upstream gets it as a
+    JSON-RPC error (``rpc_code``) in place of the client's answer."""
+
+    code = "client_input_refused"
+    http_status = 403
+    jsonrpc_code = REFUSED
+
+    def __init__(self, message: str, *, rpc_code: int = INVALID_REQUEST) -> None:
+        super().__init__(message)
+        self.rpc_code = rpc_code
+
+
+class RelayStateRefused(GatewayError):
+    """A 2026-07-28 retry carried a ``requestState`` the gateway did not issue to this
+    caller for this request, or one that expired or was already used (docs/mcp.md,
+    "Requests for client input"). ``details.reason`` says which."""
+
+    code = "request_state_refused"
+    http_status = 400
+    jsonrpc_code = INVALID_PARAMS
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message, details={"reason": reason})
+        self.reason = reason
+
+
 # --- storage and audit -------------------------------------------------------------
 
 

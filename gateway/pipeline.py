@@ -4,11 +4,12 @@
         → audit(attempt + decision) → forward to upstream → audit(outcome) → outcome
 
 An operation is any MCP request that reaches an upstream: ``tools/call``,
-``resources/read``, ``prompts/get`` or ``completion/complete`` (`gateway.types.
-Operation`); what differs per method — how the target is resolved and its arguments
-checked, what policy sees, how it is forwarded, what the outcome record adds — is the
-target's (`gateway.upstreams.targets`), never a second path. The audit kinds are the
-same for every method (``call.attempt``, ``call.decision``, ``call.outcome``, the
+``resources/read``, ``resources/subscribe``, ``prompts/get`` or
+``completion/complete`` (`gateway.types.Operation`); what differs per method — how
+the target is resolved and its arguments checked, what policy sees, how it is
+forwarded, what the outcome record adds — is the target's
+(`gateway.upstreams.targets`), never a second path. The audit kinds are the same for
+every method (``call.attempt``, ``call.decision``, ``call.outcome``, the
 attempt naming the method), so the verifier's call-trace rules hold for all of them.
 
 The order is the security argument:
@@ -46,6 +47,7 @@ from gateway.errors import (
     ApprovalRequired,
     AuditUnavailable,
     CallDenied,
+    ClientInputRefused,
     GatewayError,
     InvalidArguments,
     PolicyUnavailable,
@@ -263,7 +265,7 @@ class Pipeline:
         result: ToolResult | McpResult | None = None
         try:
             result = await target.forward(call, headers)
-        except UpstreamError as exc:
+        except (UpstreamError, ClientInputRefused) as exc:
             error = exc
         document = None if result is None else result.to_dict()
         if document is not None:

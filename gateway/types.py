@@ -29,7 +29,9 @@ UNAVAILABLE_RULE = "gateway.unavailable"
 Risk = Literal["low", "medium", "high"]
 
 # The MCP methods that reach an upstream, each through the one pipeline (architecture.md §2).
-CallMethod = Literal["tools/call", "resources/read", "prompts/get", "completion/complete"]
+CallMethod = Literal[
+    "tools/call", "resources/read", "resources/subscribe", "prompts/get", "completion/complete"
+]
 
 # Called with (progress, total, message) while a call waits or runs.
 ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
@@ -187,6 +189,45 @@ class LogSink:
         return LOG_LEVELS.index(level) >= LOG_LEVELS.index(self.level)
 
 
+# What an upstream may ask the client while it answers a request (docs/mcp.md,
+# "Requests for client input"): each is relayed under policy, its method the action.
+InputMethod = Literal["elicitation/create", "sampling/createMessage", "roots/list"]
+INPUT_METHODS: tuple[InputMethod, ...] = (
+    "elicitation/create",
+    "sampling/createMessage",
+    "roots/list",
+)
+
+
+@dataclass(frozen=True)
+class InputRequest:
+    """One request of an upstream for client input, as MCP spells its params."""
+
+    method: InputMethod
+    params: dict[str, Any]
+
+
+# Asks the calling client the requests of one upstream (keyed as the upstream keyed
+# them) and returns its answers (MCP result documents) under the same keys; raises
+# `gateway.errors.ClientInputRefused` when they may not or cannot be asked.
+InputAsk = Callable[[str, dict[str, InputRequest]], Awaitable[dict[str, dict[str, Any]]]]
+
+
+@dataclass(frozen=True)
+class ClientInput:
+    """How an operation's upstream may ask the calling client for input: ``ask`` (under
+    policy, `gateway.relays`) and the ``capabilities`` the client declared that the
+    gateway can relay (MCP spelling: ``elicitation``, ``sampling``, ``roots``), which
+    a 2026-07-28 upstream is told per request."""
+
+    ask: InputAsk
+    capabilities: dict[str, Any]
+    # Decides (and records) a request without asking it: for the URL elicitations an
+    # upstream names in a URL-elicitation-required error (-32042), which the client
+    # receives as that error. Raises `ClientInputRefused` when one is refused.
+    check: Callable[[str, InputRequest], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class Operation:
     """One request that reaches an upstream, from any surface.
@@ -213,6 +254,8 @@ class Operation:
     progress: ProgressCallback | None = None
     # Upstream log messages during this operation go here (None: not relayed).
     log: LogSink | None = None
+    # How the upstream's requests for client input reach the caller (None: refused).
+    client_input: ClientInput | None = None
     # The longest the caller will wait for a human decision (REST ``Prefer: wait=N``);
     # None: the configured hold. Never lengthens the configured hold.
     hold_s: float | None = None

@@ -124,8 +124,8 @@ async def ask_confirmation(
     try:
         result = await ctx.elicit(question, Confirmation)
     except (MCPError, NoBackChannelError) as exc:
-        # Not every client can be asked (the gateway relays elicitation only once the
-        # relay exists): say so rather than guess an answer.
+        # Not every client can be asked (one without the capability, or whose policy
+        # refuses the question): say so rather than guess an answer.
         raise ToolError(f"cannot ask the user: the client refused the question ({exc})") from None
     if result.action != "accept":
         return "The user did not answer."

@@ -22,11 +22,15 @@ Action = Literal[
     "tools/list",
     "resources/list",
     "resources/read",
+    "resources/subscribe",
     "prompts/list",
     "prompts/get",
     "completion/complete",
     "plan/submit",
     "approval/decide",
+    "elicitation/create",
+    "sampling/createMessage",
+    "roots/list",
 ]
 
 

@@ -208,6 +208,19 @@ tool_pins = Table(
     Index(None, "upstream"),
 )
 
+# --- relayed requests for client input (gateway/surfaces/mcp_relay_state.py) --------
+# One row per sealed ``requestState`` the gateway handed a 2026-07-28 client and then
+# accepted back: its single-use id and when it expires (epoch seconds). Inserting the id
+# is how a state is used; a second insert of the same id is a replay. Rows past their
+# expiry are deleted: an expired state is refused by its seal before the table is asked.
+relay_states = Table(
+    "relay_states",
+    metadata,
+    Column("jti", Text, primary_key=True),
+    Column("expires_at", Double, nullable=False),
+    Index(None, "expires_at"),
+)
+
 # --- executor (gateway/executor) ------------------------------------------------------
 # Times are seconds since the epoch as read from the database clock (never a worker's),
 # so lease and timer arithmetic is plain subtraction on both dialects. A worker may

@@ -8,7 +8,10 @@ direct path, the stateless and the stateful transport), `mcp_server` (the handle
 every MCP method), `mcp_calls` (an operation into the pipeline, the gateway's own
 tools), `mcp_views` (the names of `/mcp` and `/mcp/{upstream}`),
 `mcp_results` (outcomes as MCP answers), `mcp_sessions` (sessions bound to their
-owner) and `mcp_direct` (the lean sessionless ``tools/call``). A rule that exists in
+owner), `mcp_relay` with `mcp_relay_state` (an upstream's requests for client input
+put to the calling client; the sealed single-use ``requestState`` of 2026-07-28),
+`mcp_subscriptions` (resource subscriptions and list changes) and `mcp_direct` (the
+lean sessionless ``tools/call``). A rule that exists in
 one surface and not another is a bug, so no surface makes a security decision of its
 own.
 

@@ -36,10 +36,12 @@ from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import principal_of
 from gateway.surfaces.mcp_calls import LocalTools, answer_tools_call
 from gateway.surfaces.mcp_direct import DirectToolsCall
+from gateway.surfaces.mcp_relay import InputRelay, direct_asking
 from gateway.surfaces.mcp_results import META_KEY, outcome_meta, to_call_tool_result
-from gateway.surfaces.mcp_server import build_mcp_server
+from gateway.surfaces.mcp_server import build_mcp_server, tool_input_schema
 from gateway.surfaces.mcp_sessions import SessionBook, Sessions
-from gateway.surfaces.mcp_views import UPSTREAM_PARAM
+from gateway.surfaces.mcp_subscriptions import Subscriptions
+from gateway.surfaces.mcp_views import UPSTREAM_PARAM, View
 from gateway.surfaces.middleware import replay_body
 
 __all__ = ["META_KEY", "McpEndpoint", "outcome_meta", "to_call_tool_result"]
@@ -56,11 +58,15 @@ class McpEndpoint:
         public_url: str,
         max_body_bytes: int,
         sessions: McpSessionsConfig,
+        relay: InputRelay,
         local_tools: LocalTools | None = None,
     ) -> None:
         security = _transport_security(public_url)
         self.book = SessionBook(sessions.idle_timeout_s)
-        self.server = build_mcp_server(pipeline, local_tools, self.book, sessions=sessions.enabled)
+        self.subscriptions = Subscriptions(pipeline, self.book)
+        self.server = build_mcp_server(
+            pipeline, local_tools, self.book, relay, self.subscriptions, sessions=sessions.enabled
+        )
         self.sessions = Sessions(
             self.server, sessions, self.book, security=security, max_body_bytes=max_body_bytes
         )
@@ -70,14 +76,23 @@ class McpEndpoint:
 
         async def answer(
             request: Request, params: types.CallToolRequestParams
-        ) -> types.CallToolResult:
-            return await answer_tools_call(pipeline, local_tools, request, params, progress=None)
+        ) -> types.CallToolResult | types.InputRequiredResult:
+            asking = direct_asking(request, params)
+            return await relay.run(
+                asking,
+                lambda prepare: answer_tools_call(
+                    pipeline, local_tools, request, params, progress=None, prepare=prepare
+                ),
+            )
 
         self._direct = DirectToolsCall(
             self.server,
             TransportSecurityMiddleware(security),
             answer=answer,
             declines=local_tools.handles if local_tools is not None else lambda name: False,
+            input_schema=lambda request, name: tool_input_schema(
+                pipeline, View.of(request).name_in(name)
+            ),
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

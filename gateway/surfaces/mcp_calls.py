@@ -6,13 +6,14 @@ and the gateway's own tools that `/mcp` lists beside the upstreams'.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import mcp_types as types
 from mcp.shared.exceptions import MCPError
 from starlette.requests import Request
 
-from gateway.errors import GatewayError, PolicyUnavailable, UnknownTarget
+from gateway.errors import GatewayError, PolicyUnavailable, UnknownTarget, UpstreamRejected
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import client_info, principal_of
 from gateway.surfaces.mcp_results import to_call_tool_result
@@ -64,6 +65,7 @@ async def answer_tools_call(
     *,
     progress: ProgressCallback | None,
     log: LogSink | None = None,
+    prepare: Callable[[Operation], Operation] | None = None,
 ) -> types.CallToolResult:
     """The one translation of an MCP ``tools/call`` into the pipeline and back, shared by
     the SDK's transport and the direct path (`mcp_direct`). Raises `MCPError` for what
@@ -97,7 +99,15 @@ async def answer_tools_call(
         progress=progress,
         log=log,
     )
+    if prepare is not None:  # how the upstream's requests for client input reach it
+        operation = prepare(operation)
     outcome = await run(pipeline, operation)
+    if isinstance(outcome.error, UpstreamRejected):
+        # The upstream answered with a JSON-RPC error (a missing client capability,
+        # -32021, say): the client gets that error, as if it had called the upstream
+        # directly; the call's outcome is audited as an error.
+        rejected = outcome.error
+        raise MCPError(code=rejected.rpc_code, message=rejected.rpc_message, data=rejected.rpc_data)
     if isinstance(outcome.error, UnknownTarget | PolicyUnavailable):
         # Not a tool result: an unknown tool is invalid params; an overloaded gateway
         # decided nothing, and the client should retry, not read a denial.

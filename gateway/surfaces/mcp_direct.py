@@ -38,6 +38,7 @@ from mcp.shared.inbound import (
     InboundLadderRejection,
     classify_inbound_request,
     find_duplicated_routing_header,
+    validate_mcp_param_headers,
 )
 from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
 from mcp_types import LOG_LEVEL_META_KEY, SERVER_INFO_META_KEY
@@ -51,7 +52,10 @@ log = logging.getLogger(__name__)
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
-Answer = Callable[[Request, types.CallToolRequestParams], Awaitable[types.CallToolResult]]
+Answer = Callable[
+    [Request, types.CallToolRequestParams],
+    Awaitable[types.CallToolResult | types.InputRequiredResult],
+]
 
 
 class DirectToolsCall:
@@ -64,12 +68,15 @@ class DirectToolsCall:
         *,
         answer: Answer,
         declines: Callable[[str], bool],
+        input_schema: Callable[[Request, str], Mapping[str, Any] | None],
     ) -> None:
         self._server = server
         self._security = security
         self._answer = answer
         # Tool names left to the SDK's transport (the gateway's own workflow tools).
         self._declines = declines
+        # The called tool's input schema (None: unknown), for its Mcp-Param-* headers.
+        self._input_schema = input_schema
 
     @staticmethod
     def may_take(request: Request) -> bool:
@@ -112,6 +119,13 @@ class DirectToolsCall:
             await _send_error(send, request_id, error)
             return True
         version = verdict.protocol_version
+        rejected = self._param_headers_rejected(request, params)
+        if rejected is not None:
+            error = types.ErrorData(
+                code=rejected.code, message=rejected.message, data=rejected.data
+            )
+            await _send_error(send, request_id, error)
+            return True
         try:
             spec_methods.validate_client_request("tools/call", version, params)
             typed = types.CallToolRequestParams.model_validate(params, by_name=False)
@@ -125,7 +139,25 @@ class DirectToolsCall:
         await _send_json(send, 200, {"jsonrpc": "2.0", "id": request_id, "result": wire})
         return True
 
-    def _serialize(self, version: str, result: types.CallToolResult) -> dict[str, Any]:
+    def _param_headers_rejected(
+        self, request: Request, params: Mapping[str, Any]
+    ) -> InboundLadderRejection | None:
+        """The SDK's check of ``Mcp-Param-*`` headers against the tool's input schema
+        (SEP-2243), as its transport makes it: a missing, mismatched or malformed
+        header is HTTP 400."""
+        name, arguments = params.get("name"), params.get("arguments") or {}
+        if not isinstance(name, str) or not isinstance(arguments, Mapping):
+            return None
+        if not arguments and not any(h.startswith("mcp-param-") for h in request.headers):
+            return None  # nothing a declaration could disagree with
+        schema = self._input_schema(request, name)
+        if schema is None:
+            return None
+        return validate_mcp_param_headers(schema, arguments, request.headers)
+
+    def _serialize(
+        self, version: str, result: types.CallToolResult | types.InputRequiredResult
+    ) -> dict[str, Any]:
         """The result on the wire, shaped as the SDK's server runner shapes it."""
         dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
         try:

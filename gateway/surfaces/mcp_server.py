@@ -32,13 +32,15 @@ from mcp_types import LOG_LEVEL_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
 
-from gateway.errors import PolicyUnavailable
+from gateway.errors import GatewayError, PolicyUnavailable
 from gateway.lists import Offered
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import client_info
 from gateway.surfaces.mcp_calls import LocalTools, answer_tools_call, caller_of, run
+from gateway.surfaces.mcp_relay import Asking, InputRelay, Prepare
 from gateway.surfaces.mcp_results import mcp_result
 from gateway.surfaces.mcp_sessions import SESSION_STATE_KEY, SessionBook
+from gateway.surfaces.mcp_subscriptions import Subscriptions
 from gateway.surfaces.mcp_views import View
 from gateway.surfaces.middleware import request_id_of
 from gateway.types import (
@@ -83,10 +85,12 @@ def build_mcp_server(
     pipeline: Pipeline,
     local_tools: LocalTools | None,
     book: SessionBook,
+    relay: InputRelay,
+    subscriptions: Subscriptions,
     *,
     sessions: bool,
 ) -> Server[Any]:
-    handlers = _Handlers(pipeline, local_tools, book)
+    handlers = _Handlers(pipeline, local_tools, book, relay)
     server = _GatewayServer(
         "agent-tool-gateway",
         version=__version__,
@@ -103,24 +107,44 @@ def build_mcp_server(
         on_list_prompts=handlers.list_prompts,
         on_get_prompt=handlers.get_prompt,
         on_completion=handlers.complete,
-        # The SDK would otherwise run tools/list before each 2026-era call to find the
-        # schema; the pipeline validates arguments itself, and audits the refusal.
-        get_tool_input_schema=lambda name: None,
+        # The schema of a 2026-era call's tool, for the SDK's check of its Mcp-Param-*
+        # headers (without it the SDK would run tools/list before each call).
+        get_tool_input_schema=lambda name: tool_input_schema(pipeline, name),
         list_changed=sessions,
     )
     # Registered directly: the constructor's parameter warns that logging is deprecated
     # at 2026-07-28, which the SDK already enforces (-32601 at that revision).
     server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, handlers.set_level)
+    # Subscriptions (`mcp_subscriptions`): 2025-11-25 in a session, 2026-07-28 by listening.
+    server.add_request_handler(
+        "subscriptions/listen", types.SubscriptionsListenRequestParams, subscriptions.listen
+    )
+    if sessions:
+        server.add_request_handler(
+            "resources/subscribe",
+            types.SubscribeRequestParams,
+            lambda ctx, params: subscriptions.subscribe(ctx, params, _session_id(ctx)),
+        )
+        server.add_request_handler(
+            "resources/unsubscribe",
+            types.UnsubscribeRequestParams,
+            lambda ctx, params: subscriptions.unsubscribe(params, _session_id(ctx)),
+        )
     return server
 
 
 class _Handlers:
     def __init__(
-        self, pipeline: Pipeline, local_tools: LocalTools | None, book: SessionBook
+        self,
+        pipeline: Pipeline,
+        local_tools: LocalTools | None,
+        book: SessionBook,
+        relay: InputRelay,
     ) -> None:
         self.pipeline = pipeline
         self.local_tools = local_tools
         self.book = book
+        self.relay = relay
 
     # --- tools ------------------------------------------------------------------------
 
@@ -145,7 +169,7 @@ class _Handlers:
 
     async def call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | types.InputRequiredResult:
         async def progress(done: float, total: float | None, message: str | None) -> None:
             await ctx.session.report_progress(done, total, message)
 
@@ -153,13 +177,19 @@ class _Handlers:
         # upstream answer as an event stream, which costs a round of latency.
         meta = _meta(params.meta)
         wants_progress = meta.get("progressToken", meta.get("progress_token")) is not None
-        return await answer_tools_call(
-            self.pipeline,
-            self.local_tools,
-            _request(ctx),
-            params,
-            progress=progress if wants_progress else None,
-            log=self._log_sink(ctx),
+        _, _, view = self._caller(ctx)
+        asking = self._asking(ctx, "tools/call", view.name_in(params.name), params)
+        return await self.relay.run(
+            asking,
+            lambda prepare: answer_tools_call(
+                self.pipeline,
+                self.local_tools,
+                _request(ctx),
+                params,
+                progress=progress if wants_progress else None,
+                log=self._log_sink(ctx),
+                prepare=prepare,
+            ),
         )
 
     # --- resources --------------------------------------------------------------------
@@ -180,13 +210,18 @@ class _Handlers:
 
     async def read_resource(
         self, ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
-    ) -> types.ReadResourceResult:
+    ) -> types.ReadResourceResult | types.InputRequiredResult:
         _, _, view = self._caller(ctx)
         uri = str(params.uri)
-        outcome = await self._operate(ctx, "resources/read", view.uri_in(uri), {})
-        return types.ReadResourceResult.model_validate(
-            mcp_result(outcome, view, asked=uri, is_uri=True)
-        )
+        target = view.uri_in(uri)
+
+        async def read(prepare: Prepare) -> types.ReadResourceResult:
+            outcome = await self._operate(ctx, "resources/read", target, {}, prepare)
+            return types.ReadResourceResult.model_validate(
+                mcp_result(outcome, view, asked=uri, is_uri=True)
+            )
+
+        return await self.relay.run(self._asking(ctx, "resources/read", target, params), read)
 
     # --- prompts ----------------------------------------------------------------------
 
@@ -199,11 +234,18 @@ class _Handlers:
 
     async def get_prompt(
         self, ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams
-    ) -> types.GetPromptResult:
+    ) -> types.GetPromptResult | types.InputRequiredResult:
         _, _, view = self._caller(ctx)
         arguments = dict(params.arguments or {})
-        outcome = await self._operate(ctx, "prompts/get", view.name_in(params.name), arguments)
-        return types.GetPromptResult.model_validate(mcp_result(outcome, view, asked=params.name))
+        target = view.name_in(params.name)
+
+        async def get(prepare: Prepare) -> types.GetPromptResult:
+            outcome = await self._operate(ctx, "prompts/get", target, arguments, prepare)
+            return types.GetPromptResult.model_validate(
+                mcp_result(outcome, view, asked=params.name)
+            )
+
+        return await self.relay.run(self._asking(ctx, "prompts/get", target, params), get)
 
     # --- completions and logging --------------------------------------------------------
 
@@ -266,6 +308,7 @@ class _Handlers:
         method: CallMethod,
         target: str,
         arguments: dict[str, Any],
+        prepare: Prepare | None = None,
     ) -> Outcome:
         request, principal, _ = self._caller(ctx)
         operation = Operation(
@@ -278,7 +321,34 @@ class _Handlers:
             client=client_info(request),
             log=self._log_sink(ctx),
         )
+        if prepare is not None:  # how the upstream's requests for client input reach it
+            operation = prepare(operation)
         return await run(self.pipeline, operation)
+
+    def _asking(
+        self, ctx: ServerRequestContext[Any, Any], method: str, target: str, params: Any
+    ) -> Asking:
+        """What the relay of requests for client input needs of this request."""
+        request, principal, _ = self._caller(ctx)
+        modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+        session = None
+        if not modern and self.book.get(_session_id(ctx)) is not None:
+            session = ctx.session  # a 2025-11-25 session: requests on the call's stream
+        arguments = {} if method == "resources/read" else dict(params.arguments or {})
+        return Asking(
+            principal=principal,
+            endpoint=request.url.path,
+            method=method,
+            target=target,
+            arguments=arguments,
+            modern=modern,
+            capabilities=ctx.session.client_capabilities,
+            request_id=request_id_of(request),
+            session=session,
+            related_request_id=ctx.request_id,
+            request_state=params.request_state,
+            input_responses=params.input_responses,
+        )
 
     def _log_sink(self, ctx: ServerRequestContext[Any, Any]) -> LogSink | None:
         """Where this request's upstream log messages go, if the client asked for any."""
@@ -299,6 +369,20 @@ class _Handlers:
             await session.send_notification(notification, related_request_id=related)
 
         return LogSink(str(level), send)
+
+
+def tool_input_schema(pipeline: Pipeline, name: str) -> dict[str, Any] | None:
+    """The input schema of the tool a client calls ``name``: a gateway name (`/mcp`), or
+    an upstream's own name when one upstream alone has a tool of that name
+    (`/mcp/{upstream}`; the SDK's hook does not say which endpoint asks). None when
+    unknown, quarantined or ambiguous: the pipeline then refuses or validates the call
+    itself. A gateway name is one lookup (this runs on every 2026-07-28 call)."""
+    try:
+        return pipeline.catalog.resolve(name).definition.input_schema
+    except GatewayError:
+        pass
+    own = [tool for tool in pipeline.catalog.tools() if tool.upstream_tool == name]
+    return own[0].input_schema if len(own) == 1 else None
 
 
 @contextlib.asynccontextmanager

@@ -23,10 +23,11 @@ with several replicas, requests of one session must reach the replica that opene
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,18 @@ class SessionBook:
     def __init__(self, idle_timeout_s: float) -> None:
         self._idle_timeout_s = idle_timeout_s
         self._live: dict[str, LiveSession] = {}
+        self._end_listeners: list[Callable[[str], Awaitable[None]]] = []
+        self._ending: set[asyncio.Task[None]] = set()
+
+    def on_end(self, listener: Callable[[str], Awaitable[None]]) -> None:
+        """``listener(session id)`` once a session is forgotten (its subscriptions end)."""
+        self._end_listeners.append(listener)
+
+    def _tell_ended(self, session_id: str) -> None:
+        for listener in self._end_listeners:
+            task = asyncio.get_running_loop().create_task(listener(session_id))
+            self._ending.add(task)
+            task.add_done_callback(self._ending.discard)
 
     def get(self, session_id: str | None) -> LiveSession | None:
         return self._live.get(session_id) if session_id else None
@@ -83,7 +96,8 @@ class SessionBook:
         self._live[session_id] = live
 
     def ended(self, session_id: str) -> None:
-        self._live.pop(session_id, None)
+        if self._live.pop(session_id, None) is not None:
+            self._tell_ended(session_id)
 
     def _forget_idle(self) -> None:
         """Drops sessions the SDK has closed for idleness: none of their requests in
@@ -93,6 +107,7 @@ class SessionBook:
             sid for sid, s in self._live.items() if s.in_flight == 0 and s.idle_since < limit
         ]:
             del self._live[session_id]
+            self._tell_ended(session_id)
 
     def attach(self, session_id: str | None, session: ServerSession) -> LiveSession | None:
         """The session a handler's request belongs to (its SDK object remembered for

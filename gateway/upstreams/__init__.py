@@ -21,6 +21,7 @@ Responsibilities, one module each:
 Invariants: the agent's token never reaches an upstream (architecture.md §9.3); a
 quarantined definition is neither listed nor used; an upstream's `_meta` is never
 passed on; a resource is routed by its gateway URI's prefix, never guessed; what an
-upstream sends during a request reaches only the client that made it; stdio commands
+upstream sends or asks during a request reaches only the client that made it (a
+request naming no caller goes to the one request in flight, else is refused); stdio commands
 come from the admin's config only.
 """

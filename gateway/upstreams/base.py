@@ -10,11 +10,13 @@ from typing import Any, Protocol, runtime_checkable
 import anyio.abc
 import mcp_types as types
 
-from gateway.types import LogSink, ProgressCallback, ToolResult
+from gateway.types import ClientInput, LogSink, ProgressCallback, ToolResult
 from gateway.upstreams.definitions import UpstreamTool
 from gateway.upstreams.mcp_definitions import UpstreamOfferings
 
 Reconnected = Callable[[str], Awaitable[None]]
+# Called with (upstream, the upstream's URI) when a subscribed resource was updated.
+ResourceUpdated = Callable[[str, str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,12 @@ class UpstreamClient(Protocol):
     @property
     def status(self) -> UpstreamStatus: ...
 
-    async def start(self, task_group: anyio.abc.TaskGroup, on_reconnect: Reconnected) -> None:
+    async def start(
+        self,
+        task_group: anyio.abc.TaskGroup,
+        on_reconnect: Reconnected,
+        on_updated: ResourceUpdated | None = None,
+    ) -> None:
         """Connects (background work goes on `task_group`); must not raise when the
         upstream is down. After a later reconnect it awaits ``on_reconnect(name)``."""
         ...
@@ -55,6 +62,7 @@ class UpstreamClient(Protocol):
         progress: ProgressCallback | None,
         log: LogSink | None,
         timeout_s: float,
+        client_input: ClientInput | None = None,
     ) -> ToolResult:
         """Runs one call. Raises `UpstreamError` subclasses for transport failures; a
         tool that ran and failed is a `ToolResult` with ``is_error``."""
@@ -68,7 +76,13 @@ class OfferingsClient(Protocol):
     `UpstreamError` subclasses, `UpstreamRejected` for a JSON-RPC error answer."""
 
     async def read_resource(
-        self, uri: str, *, headers: dict[str, str], log: LogSink | None, timeout_s: float
+        self,
+        uri: str,
+        *,
+        headers: dict[str, str],
+        log: LogSink | None,
+        timeout_s: float,
+        client_input: ClientInput | None = None,
     ) -> dict[str, Any]: ...
 
     async def get_prompt(
@@ -79,7 +93,19 @@ class OfferingsClient(Protocol):
         headers: dict[str, str],
         log: LogSink | None,
         timeout_s: float,
+        client_input: ClientInput | None = None,
     ) -> dict[str, Any]: ...
+
+    async def subscribe_resource(
+        self, uri: str, *, headers: dict[str, str], timeout_s: float
+    ) -> None:
+        """One more subscriber of ``uri`` (the upstream's); the upstream is asked on the
+        first. Its updates go to the catalog's `ResourceUpdated` listeners."""
+        ...
+
+    async def unsubscribe_resource(self, uri: str) -> None:
+        """One subscriber fewer; the upstream is told after the last."""
+        ...
 
     async def complete(
         self,

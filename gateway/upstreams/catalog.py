@@ -31,7 +31,7 @@ from gateway.offerings import (
     TemplateDefinition,
 )
 from gateway.types import CallMethod, ToolDefinition
-from gateway.upstreams.base import OfferingsClient
+from gateway.upstreams.base import OfferingsClient, ResourceUpdated
 from gateway.upstreams.listing import Binding, Listing, ListName, build_listing, matches
 from gateway.upstreams.naming import split_gateway_uri
 from gateway.upstreams.pinning import Seen
@@ -40,6 +40,7 @@ from gateway.upstreams.targets import (
     CompletionTarget,
     PromptTarget,
     ReadTarget,
+    SubscribeTarget,
     Target,
 )
 
@@ -76,15 +77,28 @@ class Catalog:
         self._tools: dict[str, CatalogEntry] = {}
         self._prompts: dict[str, PromptDefinition] = {}
         self._listeners: list[ChangeListener] = []
+        self._update_listeners: list[ResourceUpdated] = []
 
     def on_change(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
+
+    def on_resource_updated(self, listener: ResourceUpdated) -> None:
+        """``listener(upstream, upstream URI)`` on every update of a subscribed resource
+        (`OfferingsClient.subscribe_resource`)."""
+        self._update_listeners.append(listener)
+
+    async def _resource_updated(self, upstream: str, uri: str) -> None:
+        for listener in self._update_listeners:
+            try:
+                await listener(upstream, uri)
+            except Exception:  # a listener's failure must not stop the others
+                log.exception("update listener failed for %s of upstream %s", uri, upstream)
 
     async def start(
         self, task_group: anyio.abc.TaskGroup, *, refresh_interval_s: float = 60.0
     ) -> None:
         for binding in self._bindings.values():
-            await binding.client.start(task_group, self.refresh)
+            await binding.client.start(task_group, self.refresh, self._resource_updated)
         await self.refresh()
         if refresh_interval_s > 0:
             task_group.start_soon(self._refresh_periodically, refresh_interval_s)
@@ -215,7 +229,15 @@ class Catalog:
             return self._prompt_target(target)
         if method == "resources/read":
             return self._read_target(target)
+        if method == "resources/subscribe":
+            return SubscribeTarget.of(self._read_target(target))
         return self._completion_target(target)
+
+    def offerings_client(self, upstream: str) -> OfferingsClient | None:
+        """The MCP upstream ``upstream``'s client, None for an HTTP API or an unknown one."""
+        binding = self._bindings.get(upstream)
+        client = binding.client if binding is not None else None
+        return client if isinstance(client, OfferingsClient) else None
 
     def _prompt_target(self, name: str) -> PromptTarget:
         prompt = self._prompts.get(name)

@@ -17,8 +17,8 @@ import httpx
 
 from gateway.config import HttpTool, HttpUpstream
 from gateway.errors import InvalidArguments, UpstreamTimeout, UpstreamUnavailable
-from gateway.types import LogSink, ProgressCallback, ToolResult
-from gateway.upstreams.base import Reconnected, UpstreamStatus
+from gateway.types import ClientInput, LogSink, ProgressCallback, ToolResult
+from gateway.upstreams.base import Reconnected, ResourceUpdated, UpstreamStatus
 from gateway.upstreams.definitions import UpstreamTool
 from gateway.upstreams.mcp_definitions import UpstreamOfferings
 
@@ -44,7 +44,12 @@ class HttpApiUpstream:
     def status(self) -> UpstreamStatus:
         return UpstreamStatus(connected=self._last_error is None, detail=self._last_error)
 
-    async def start(self, task_group: anyio.abc.TaskGroup, on_reconnect: Reconnected) -> None:
+    async def start(
+        self,
+        task_group: anyio.abc.TaskGroup,
+        on_reconnect: Reconnected,
+        on_updated: ResourceUpdated | None = None,
+    ) -> None:
         return None  # nothing to connect: each call is one request
 
     async def close(self) -> None:
@@ -75,6 +80,7 @@ class HttpApiUpstream:
         progress: ProgressCallback | None,
         log: LogSink | None,
         timeout_s: float,
+        client_input: ClientInput | None = None,  # an HTTP API never asks the client anything
     ) -> ToolResult:
         tool = self._tools[name]
         path, rest = _fill_path(tool, arguments)

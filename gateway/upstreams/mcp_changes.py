@@ -20,11 +20,13 @@ import mcp_types as types
 from mcp import Client
 from mcp.client.subscriptions import ListenNotSupportedError, SubscriptionLost
 from mcp.shared.exceptions import MCPError
+from mcp.shared.subscriptions import ResourceUpdated as SdkResourceUpdated
 
-from gateway.upstreams.base import Reconnected
+from gateway.upstreams.base import Reconnected, ResourceUpdated
 
 log = logging.getLogger(__name__)
 
+_UPDATED = types.ResourceUpdatedNotification
 _LIST_CHANGED = (
     types.ToolListChangedNotification,
     types.PromptListChangedNotification,
@@ -40,15 +42,44 @@ class ChangeWatcher:
         self._refresh: Reconnected | None = None
         self._pending = False
         self._again = False
+        self._updated: ResourceUpdated | None = None
+        # The upstream URIs subscribed to, and the listen stream to re-open when they
+        # change (2026-07-28: a listen stream's subscriptions are fixed when it opens).
+        self._uris: frozenset[str] = frozenset()
+        self._stream: anyio.CancelScope | None = None
 
-    def start(self, task_group: anyio.abc.TaskGroup, refresh: Reconnected) -> None:
+    def start(
+        self,
+        task_group: anyio.abc.TaskGroup,
+        refresh: Reconnected,
+        updated: ResourceUpdated | None = None,
+    ) -> None:
         self._tasks = task_group
         self._refresh = refresh
+        self._updated = updated
 
     async def on_message(self, message: Any) -> None:
-        """The SDK client's message handler: a list-changed notification."""
+        """The SDK client's message handler: a list change or a resource update."""
         if isinstance(message, _LIST_CHANGED):
             self.changed()
+        elif isinstance(message, _UPDATED):
+            await self._resource_updated(str(message.params.uri))
+
+    async def _resource_updated(self, uri: str) -> None:
+        if self._updated is None or uri not in self._uris:
+            return  # not asked for (or no longer): nobody to tell
+        try:
+            await self._updated(self.name, uri)
+        except Exception:  # one subscriber's failure must not stop the stream
+            log.exception("resource update of upstream %s not passed on", self.name)
+
+    def watch(self, uris: frozenset[str]) -> None:
+        """The URIs subscribed to now; a 2026-07-28 listen stream re-opens with them."""
+        if uris == self._uris:
+            return
+        self._uris = uris
+        if self._stream is not None:
+            self._stream.cancel()
 
     def changed(self) -> None:
         if self._tasks is None or self._refresh is None:
@@ -72,7 +103,8 @@ class ChangeWatcher:
 
     async def listen(self, client: Client) -> None:
         """Keeps a ``subscriptions/listen`` stream open on a 2026-07-28 connection for
-        the lists the upstream says can change. Runs until cancelled."""
+        the lists the upstream says can change and the resources subscribed to
+        (re-opened when those change). Runs until cancelled."""
         capabilities = client.server_capabilities
         wanted = {
             "tools_list_changed": bool(capabilities.tools and capabilities.tools.list_changed),
@@ -83,16 +115,38 @@ class ChangeWatcher:
                 capabilities.resources and capabilities.resources.list_changed
             ),
         }
-        if not any(wanted.values()):
-            return
         backoff = 1.0
         while True:
-            try:
-                async with client.listen(**wanted) as subscription:
-                    backoff = 1.0
-                    async for _event in subscription:
-                        self.changed()
-            except (ListenNotSupportedError, MCPError, SubscriptionLost, TimeoutError) as exc:
-                log.info("upstream %s: change stream ended: %s", self.name, exc)
+            uris = self._uris
+            if not any(wanted.values()) and not uris:
+                await self._until_watched()
+                continue
+            with anyio.CancelScope() as stream:
+                self._stream = stream
+                try:
+                    async with client.listen(
+                        **wanted, resource_subscriptions=sorted(uris)
+                    ) as subscription:
+                        backoff = 1.0
+                        async for event in subscription:
+                            if isinstance(event, SdkResourceUpdated):
+                                await self._resource_updated(event.uri)
+                            else:
+                                self.changed()
+                except (ListenNotSupportedError, MCPError, SubscriptionLost, TimeoutError) as exc:
+                    log.info("upstream %s: change stream ended: %s", self.name, exc)
+                finally:
+                    self._stream = None
+            if stream.cancelled_caught:
+                continue  # the subscriptions changed: re-open at once
             await anyio.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF_S)
+
+    async def _until_watched(self) -> None:
+        """Waits, without a stream, until a resource is subscribed to."""
+        with anyio.CancelScope() as idle:
+            self._stream = idle
+            try:
+                await anyio.sleep_forever()
+            finally:
+                self._stream = None

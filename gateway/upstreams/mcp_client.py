@@ -13,9 +13,11 @@ Once the connection has negotiated the sessionless revision, a ``tools/call`` wi
 progress or logs goes out through `mcp_lean_call` instead of the SDK (docs/decisions/
 0010): same request on the wire, a fraction of the client-side cost.
 
-An upstream's request for client input (a multi-round-trip result) is refused with a
-clear error for now; relaying elicitation, sampling and roots is the next step
-(docs/mcp.md).
+An upstream's requests for client input (elicitation, sampling, roots) are relayed to
+the calling client through the operation's `InputAsk`, in both eras
+(`mcp_requests`): a 2025-11-25 request reaches the connection's callbacks, a
+2026-07-28 ``input_required`` result is driven to completion by
+`mcp_requests.until_complete`.
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
 
 from gateway.config import McpHttpUpstream, McpStdioUpstream
-from gateway.errors import UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from gateway.http_client import HttpTransportError
-from gateway.types import LogSink, ProgressCallback, ToolResult
+from gateway.types import ClientInput, LogSink, ProgressCallback, ToolResult
 from gateway.upstreams import mcp_offerings, mcp_requests
-from gateway.upstreams.base import Reconnected, UpstreamStatus
+from gateway.upstreams.base import Reconnected, ResourceUpdated, UpstreamStatus
 from gateway.upstreams.definitions import UpstreamTool
 from gateway.upstreams.mcp_changes import ChangeWatcher
 from gateway.upstreams.mcp_definitions import UpstreamOfferings
@@ -74,6 +76,10 @@ class McpUpstream:
         self._last_error: str | None = "not connected yet"
         self._scope: anyio.CancelScope | None = None
         self._changes = ChangeWatcher(config.name)
+        # Subscribers per upstream resource URI (the upstream is subscribed once).
+        self._subscribed: dict[str, int] = {}
+        # Requests in flight, to attribute an upstream's request that names no caller.
+        self._in_flight = mcp_requests.InFlight()
         self._started = False
         self.connections = 0
         self._lean = (
@@ -86,11 +92,17 @@ class McpUpstream:
     def status(self) -> UpstreamStatus:
         return UpstreamStatus(connected=self._client is not None, detail=self._last_error)
 
-    async def start(self, task_group: anyio.abc.TaskGroup, on_reconnect: Reconnected) -> None:
+    async def start(
+        self,
+        task_group: anyio.abc.TaskGroup,
+        on_reconnect: Reconnected,
+        on_updated: ResourceUpdated | None = None,
+    ) -> None:
         """Returns after the first connection attempt, whether it succeeded or not.
-        ``on_reconnect`` is also how a list-changed notification asks for a refresh."""
+        ``on_reconnect`` is also how a list-changed notification asks for a refresh;
+        ``on_updated`` hears of updates to the resources subscribed to."""
         self._on_reconnect = on_reconnect
-        self._changes.start(task_group, on_reconnect)
+        self._changes.start(task_group, on_reconnect, on_updated)
         await task_group.start(self._supervise)
 
     async def close(self) -> None:
@@ -123,15 +135,16 @@ class McpUpstream:
             )
             transport = streamable_http_client(config.url, http_client=http)
         # cache=None: the gateway diffs fresh tool lists; a cached list would hide changes.
+        elicit, sample, roots = mcp_requests.relay_input(self.name, self._in_flight)
         return Client(
             transport,
             cache=None,
             read_timeout_seconds=config.timeout_s,
             logging_callback=mcp_requests.relay_log(self.name),
             message_handler=self._changes.on_message,
-            elicitation_callback=mcp_requests.refuse_elicitation,
-            sampling_callback=mcp_requests.refuse_sampling,
-            list_roots_callback=mcp_requests.refuse_roots,
+            elicitation_callback=elicit,
+            sampling_callback=sample,
+            list_roots_callback=roots,
         )
 
     async def _supervise(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
@@ -167,6 +180,12 @@ class McpUpstream:
         log.info("upstream %s connected (protocol %s)", self.name, client.protocol_version)
         if self._started and self._on_reconnect is not None:
             await self._on_reconnect(self.name)  # a reconnect: the tool list may have changed
+            if self._subscribed and not is_sessionless(client.protocol_version):
+                for uri in list(self._subscribed):  # a new session: subscribe again
+                    try:
+                        await self._subscribe_upstream(client, uri, {}, self._config.timeout_s)
+                    except UpstreamError as exc:
+                        log.warning("upstream %s: %s not subscribed again: %s", self.name, uri, exc)
         self._report_started(task_status)
         async with anyio.create_task_group() as watching:
             if is_sessionless(client.protocol_version):
@@ -219,30 +238,67 @@ class McpUpstream:
         progress: ProgressCallback | None,
         log: LogSink | None,
         timeout_s: float,
+        client_input: ClientInput | None = None,
     ) -> ToolResult:
         client = await self._connected()
         meta = {IDEMPOTENCY_META_KEY: idempotency_key} if idempotency_key else None
         lean_ok = progress is None and log is None
+        capabilities = client_input.capabilities if client_input is not None else {}
         if self._lean is not None and lean_ok and is_sessionless(client.protocol_version):
-            try:
+            lean = self._lean
+            version = client.protocol_version
+
+            async def send_lean(responses: Any = None, state: str | None = None) -> Any:
+                answers = None if responses is None else _dump_answers(responses)
                 return await self._call_lean(
-                    self._lean, client.protocol_version, name, arguments, headers, meta, timeout_s
+                    lean,
+                    version,
+                    name,
+                    arguments,
+                    headers,
+                    meta,
+                    timeout_s,
+                    capabilities=capabilities,
+                    input_responses=answers,
+                    request_state=state,
                 )
+
+            try:
+                answer = await send_lean()
             except NeedsSdk:
                 pass  # refused before it ran; the SDK re-lists the tools and retries once
+            else:
+                if isinstance(answer, CallToolResult):
+                    return _to_result(answer)
+                # It asks the client for input: the next rounds go the same way.
+                result = await self._request(
+                    name,
+                    lambda: mcp_requests.until_complete(self.name, name, answer, send_lean),
+                    headers=headers,
+                    log=log,
+                    timeout_s=timeout_s,
+                    client_input=client_input,
+                )
+                return _to_result(result)
         meta = mcp_requests.with_log_level(client, meta, log)
-        result = await self._request(
-            name,
-            lambda: client.call_tool(
+
+        def send(responses: Any = None, state: str | None = None) -> Any:
+            return client.session.call_tool(
                 name,
                 arguments,
                 read_timeout_seconds=timeout_s,
                 progress_callback=progress,
+                input_responses=responses,
+                request_state=state,
                 meta=meta,
-            ),
-            headers=headers,
-            log=log,
-            timeout_s=timeout_s,
+                allow_input_required=True,
+            )
+
+        async def complete() -> Any:
+            return await mcp_requests.until_complete(self.name, name, await send(), send)
+
+        result = await self._request(
+            name, complete, headers=headers, log=log, timeout_s=timeout_s, client_input=client_input
         )
         return _to_result(result)
 
@@ -255,11 +311,22 @@ class McpUpstream:
         headers: dict[str, str],
         meta: dict[str, Any] | None,
         timeout_s: float,
-    ) -> ToolResult:
+        *,
+        capabilities: dict[str, Any],
+        input_responses: dict[str, Any] | None = None,
+        request_state: str | None = None,
+    ) -> CallToolResult | types.InputRequiredResult:
         try:
             with anyio.fail_after(timeout_s):
                 result = await lean.call(
-                    name, arguments, protocol_version=protocol_version, headers=headers, meta=meta
+                    name,
+                    arguments,
+                    protocol_version=protocol_version,
+                    headers=headers,
+                    meta=meta,
+                    capabilities=capabilities,
+                    input_responses=input_responses,
+                    request_state=request_state,
                 )
         except TimeoutError:
             raise UpstreamTimeout(
@@ -269,7 +336,7 @@ class McpUpstream:
             # Down or restarted: the supervisor reconnects and re-reads the tool list.
             self._mark_broken(exc)
             raise UpstreamUnavailable(f"upstream {self.name} failed: {exc.message}") from None
-        return _to_result(result)
+        return result
 
     async def list_offerings(self) -> UpstreamOfferings:
         client = await self._connected()
@@ -282,19 +349,32 @@ class McpUpstream:
         )
 
     async def read_resource(
-        self, uri: str, *, headers: dict[str, str], log: LogSink | None, timeout_s: float
+        self,
+        uri: str,
+        *,
+        headers: dict[str, str],
+        log: LogSink | None,
+        timeout_s: float,
+        client_input: ClientInput | None = None,
     ) -> dict[str, Any]:
         client = await self._connected()
         meta = mcp_requests.with_log_level(client, None, log)
+
+        def send(responses: Any = None, state: str | None = None) -> Any:
+            return client.session.read_resource(
+                uri,
+                input_responses=responses,
+                request_state=state,
+                meta=meta,
+                allow_input_required=True,
+            )
+
+        async def complete() -> Any:
+            return await mcp_requests.until_complete(self.name, uri, await send(), send)
+
         result = await self._request(
-            uri,
-            lambda: client.session.read_resource(uri, meta=meta, allow_input_required=True),
-            headers=headers,
-            log=log,
-            timeout_s=timeout_s,
+            uri, complete, headers=headers, log=log, timeout_s=timeout_s, client_input=client_input
         )
-        if isinstance(result, types.InputRequiredResult):
-            raise mcp_requests.input_required(self.name, uri)
         return mcp_offerings.read_document(self.name, result)
 
     async def get_prompt(
@@ -305,21 +385,91 @@ class McpUpstream:
         headers: dict[str, str],
         log: LogSink | None,
         timeout_s: float,
+        client_input: ClientInput | None = None,
     ) -> dict[str, Any]:
         client = await self._connected()
         meta = mcp_requests.with_log_level(client, None, log)
+
+        def send(responses: Any = None, state: str | None = None) -> Any:
+            return client.session.get_prompt(
+                name,
+                arguments,
+                input_responses=responses,
+                request_state=state,
+                meta=meta,
+                allow_input_required=True,
+            )
+
+        async def complete() -> Any:
+            return await mcp_requests.until_complete(self.name, name, await send(), send)
+
         result = await self._request(
-            name,
-            lambda: client.session.get_prompt(
-                name, arguments, meta=meta, allow_input_required=True
+            name, complete, headers=headers, log=log, timeout_s=timeout_s, client_input=client_input
+        )
+        return mcp_offerings.prompt_document(self.name, result)
+
+    async def subscribe_resource(
+        self, uri: str, *, headers: dict[str, str], timeout_s: float
+    ) -> None:
+        client = await self._connected()
+        capabilities = client.server_capabilities.resources
+        if capabilities is None or not capabilities.subscribe:
+            raise UpstreamRejected(
+                f"upstream {self.name} does not offer resource subscriptions",
+                rpc_code=types.METHOD_NOT_FOUND,
+                rpc_message=f"upstream {self.name} does not offer resource subscriptions",
+            )
+        count = self._subscribed.get(uri, 0)
+        self._subscribed[uri] = count + 1
+        if count:
+            return  # already subscribed for another client
+        try:
+            if is_sessionless(client.protocol_version):
+                self._changes.watch(frozenset(self._subscribed))
+            else:
+                await self._subscribe_upstream(client, uri, headers, timeout_s)
+                self._changes.watch(frozenset(self._subscribed))
+        except BaseException:
+            await self.unsubscribe_resource(uri)
+            raise
+
+    async def _subscribe_upstream(
+        self, client: Client, uri: str, headers: dict[str, str], timeout_s: float
+    ) -> None:
+        await self._request(
+            f"a subscription to {uri}",
+            lambda: client.session.send_request(
+                types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri)),
+                types.EmptyResult,
             ),
             headers=headers,
-            log=log,
+            log=None,
             timeout_s=timeout_s,
         )
-        if isinstance(result, types.InputRequiredResult):
-            raise mcp_requests.input_required(self.name, name)
-        return mcp_offerings.prompt_document(self.name, result)
+
+    async def unsubscribe_resource(self, uri: str) -> None:
+        count = self._subscribed.get(uri, 0)
+        if count > 1:
+            self._subscribed[uri] = count - 1
+            return
+        self._subscribed.pop(uri, None)
+        self._changes.watch(frozenset(self._subscribed))
+        client = self._client
+        if client is None or is_sessionless(client.protocol_version):
+            return
+        try:
+            await self._request(
+                f"the end of a subscription to {uri}",
+                lambda: client.session.send_request(
+                    types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=uri)),
+                    types.EmptyResult,
+                ),
+                headers={},
+                log=None,
+                timeout_s=self._config.timeout_s,
+            )
+        except UpstreamError as exc:  # it sends an update too many, which nobody gets
+            log.info("upstream %s: %s not unsubscribed: %s", self.name, uri, exc.message)
 
     async def complete(
         self,
@@ -349,6 +499,7 @@ class McpUpstream:
         headers: dict[str, str],
         log: LogSink | None,
         timeout_s: float,
+        client_input: ClientInput | None = None,
     ) -> _T:
         return await mcp_requests.run(
             self.name,
@@ -358,7 +509,17 @@ class McpUpstream:
             log_sink=log,
             timeout_s=timeout_s,
             mark_broken=self._mark_broken,
+            client_input=client_input,
+            in_flight=self._in_flight,
         )
+
+
+def _dump_answers(responses: dict[str, Any]) -> dict[str, Any]:
+    """Input responses (the SDK's models) as the wire spells them."""
+    return {
+        key: value.model_dump(by_alias=True, mode="json", exclude_none=True)
+        for key, value in responses.items()
+    }
 
 
 def _to_upstream_tool(tool: Any) -> UpstreamTool:

@@ -42,11 +42,12 @@ from mcp_types import (
     HEADER_MISMATCH,
     PROTOCOL_VERSION_META_KEY,
     CallToolResult,
+    InputRequiredResult,
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
-from gateway.errors import UpstreamError
+from gateway.errors import UpstreamError, UpstreamRejected
 from gateway.http_client import KeepAliveClient
 from gateway.upstreams.definitions import UpstreamTool
 from gateway.version import __version__
@@ -103,7 +104,10 @@ class LeanToolCaller:
         protocol_version: str,
         headers: Mapping[str, str],
         meta: Mapping[str, Any] | None = None,
-    ) -> CallToolResult:
+        capabilities: Mapping[str, Any] | None = None,
+        input_responses: Mapping[str, Any] | None = None,
+        request_state: str | None = None,
+    ) -> CallToolResult | InputRequiredResult:
         """Sends one ``tools/call``; raises `UpstreamError` for a JSON-RPC error answer,
         `NeedsSdk` for a header mismatch, and `gateway.http_client.HttpTransportError`
         when no complete HTTP response arrived (the caller treats the upstream as down)."""
@@ -112,15 +116,22 @@ class LeanToolCaller:
         envelope = {
             PROTOCOL_VERSION_META_KEY: protocol_version,
             CLIENT_INFO_META_KEY: CLIENT_INFO,
-            CLIENT_CAPABILITIES_META_KEY: {},
+            # What the calling client can be asked through the gateway, nothing more: an
+            # upstream then asks only for what will be relayed.
+            CLIENT_CAPABILITIES_META_KEY: dict(capabilities or {}),
             **(meta or {}),
         }
+        params: dict[str, Any] = {"name": tool, "arguments": arguments, "_meta": envelope}
+        if input_responses is not None:
+            params["inputResponses"] = dict(input_responses)
+        if request_state is not None:
+            params["requestState"] = request_state
         body = json.dumps(
             {
                 "jsonrpc": "2.0",
                 "id": request_id,
                 "method": "tools/call",
-                "params": {"name": tool, "arguments": arguments, "_meta": envelope},
+                "params": params,
             },
             separators=(",", ":"),
             ensure_ascii=False,
@@ -147,6 +158,14 @@ class LeanToolCaller:
             text = error.get("message") if isinstance(error, dict) else None
             if code == HEADER_MISMATCH:
                 raise NeedsSdk(str(text))
+            if isinstance(code, int) and not isinstance(code, bool) and isinstance(text, str):
+                # A JSON-RPC error answer: passed on to the client as the error it is.
+                raise UpstreamRejected(
+                    f"upstream {self.name} rejected {tool}: {text} (JSON-RPC {code})",
+                    rpc_code=code,
+                    rpc_message=text,
+                    rpc_data=error.get("data"),
+                )
             raise UpstreamError(
                 f"upstream {self.name} rejected {tool}: {text or 'no message'} (JSON-RPC {code})"
             )
@@ -154,12 +173,14 @@ class LeanToolCaller:
         if not isinstance(result, dict):
             raise UpstreamError(f"upstream {self.name} answered {tool} without a result")
         kind = result.get("resultType", "complete")
-        if kind != "complete":
+        if kind not in ("complete", "input_required"):
             raise UpstreamError(
                 f"upstream {self.name} answered {tool} with a {kind!r} result; the gateway "
-                "relays only complete tool results"
+                "relays only complete and input_required tool results"
             )
         try:
+            if kind == "input_required":  # it asks the client first (mcp_requests)
+                return InputRequiredResult.model_validate(result, by_name=False)
             return CallToolResult.model_validate(result)
         except ValidationError as exc:
             raise UpstreamError(

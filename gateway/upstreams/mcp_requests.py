@@ -8,6 +8,11 @@ read by the connection's logging callback: the SDK runs that callback in the
 caller's context for messages on the request's own stream (Streamable HTTP). Over
 stdio, and on the standalone stream, there is no caller: such messages are only
 logged here, never sent to someone else's client.
+
+What an upstream asks of the client (elicitation, sampling, roots) finds its caller
+the same way, on a third context variable holding the operation's `ClientInput`: as a
+server-to-client request on the call's stream (2025-11-25), or as a multi-round-trip
+``input_required`` result (2026-07-28, `until_complete`).
 """
 
 from __future__ import annotations
@@ -24,8 +29,15 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, LOG_LEVEL_META_KEY, REQUEST_TIMEOUT
 
-from gateway.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
-from gateway.types import LogSink
+from gateway.errors import (
+    ClientInputRefused,
+    GatewayError,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from gateway.types import ClientInput, InputMethod, InputRequest, LogSink
 from gateway.upstreams.mcp_lean_call import is_sessionless
 
 log = logging.getLogger(__name__)
@@ -36,6 +48,11 @@ _CALL_HEADERS: contextvars.ContextVar[dict[str, str] | None] = contextvars.Conte
 _LOG_SINK: contextvars.ContextVar[LogSink | None] = contextvars.ContextVar(
     "gateway_upstream_log_sink", default=None
 )
+_ASK: contextvars.ContextVar[ClientInput | None] = contextvars.ContextVar(
+    "gateway_upstream_input_ask", default=None
+)
+# Rounds of input an upstream may ask for in one request (the SDK's default too).
+MAX_INPUT_ROUNDS = 10
 _T = TypeVar("_T")
 
 
@@ -71,20 +88,28 @@ async def run(
     log_sink: LogSink | None,
     timeout_s: float,
     mark_broken: Callable[[BaseException], None],
+    client_input: ClientInput | None = None,
+    in_flight: InFlight | None = None,
 ) -> _T:
     """Runs ``send`` with this call's headers and log sink, under a deadline; every
     failure is an `UpstreamError` (a JSON-RPC error answer: `UpstreamRejected`), and a
     transport failure marks the connection broken (the supervisor reconnects)."""
     header_token = _CALL_HEADERS.set(headers)
     sink_token = _LOG_SINK.set(log_sink)
+    ask_token = _ASK.set(client_input)
+    flight = in_flight.enter(client_input) if in_flight is not None else None
     try:
         with anyio.fail_after(timeout_s):
             return await send()
+    except GatewayError:
+        raise  # already says what happened (a refused request for client input)
     except TimeoutError:
         raise UpstreamTimeout(
             f"upstream {upstream} did not answer {what} within {timeout_s:g} s"
         ) from None
     except MCPError as exc:
+        if exc.code == types.URL_ELICITATION_REQUIRED:
+            await _check_url_elicitations(upstream, what, exc, client_input)
         if exc.code == REQUEST_TIMEOUT:
             raise UpstreamTimeout(f"upstream {upstream} timed out on {what}") from None
         if exc.code == CONNECTION_CLOSED:
@@ -100,8 +125,32 @@ async def run(
         mark_broken(exc)
         raise UpstreamUnavailable(f"upstream {upstream} failed: {describe(exc)}") from None
     finally:
+        if flight is not None and in_flight is not None:
+            in_flight.leave(flight)
+        _ASK.reset(ask_token)
         _LOG_SINK.reset(sink_token)
         _CALL_HEADERS.reset(header_token)
+
+
+async def _check_url_elicitations(
+    upstream: str, what: str, exc: MCPError, client_input: ClientInput | None
+) -> None:
+    """An upstream's URL-elicitation-required error (-32042) sends the user to the URLs
+    it names: each is decided like a relayed URL elicitation (the host allowlist), and
+    one refused refuses the error (`ClientInputRefused`), so no URL reaches the client
+    that policy would not let through."""
+    data = exc.error.data if isinstance(exc.error.data, dict) else {}
+    elicitations = data.get("elicitations")
+    if client_input is None or not isinstance(elicitations, list) or not elicitations:
+        raise ClientInputRefused(
+            f"upstream {upstream} answered {what} with a URL elicitation the gateway cannot "
+            "put to this client"
+        )
+    for elicitation in elicitations:
+        params = elicitation if isinstance(elicitation, dict) else {}
+        await client_input.check(
+            upstream, InputRequest("elicitation/create", {**params, "mode": "url"})
+        )
 
 
 def with_log_level(
@@ -115,38 +164,153 @@ def with_log_level(
     return {**(meta or {}), LOG_LEVEL_META_KEY: sink.level}
 
 
-def input_required(upstream: str, what: str) -> UpstreamError:
-    """The refusal of an upstream's request for client input (multi-round-trip): the
-    relay of elicitation, sampling and roots is not built yet (docs/mcp.md), and a
-    clear refusal is better than a hang."""
-    return UpstreamError(
-        f"upstream {upstream} asked the client for input (elicitation, sampling or roots) "
-        f"to answer {what}; the gateway does not relay such requests yet"
-    )
-
-
 # --- what an upstream asks of the client -------------------------------------------
 # Declared on every upstream connection (some servers offer their asking tools only to
-# clients that can be asked) and refused, clearly, until they are relayed to the
-# calling client: the seam of the elicitation, sampling and roots relays (docs/mcp.md).
-# A refusal reaches the upstream as a JSON-RPC error (2025-11-25) or an error in place
-# of the input response (2026-07-28): the upstream decides what its request becomes.
+# clients that can be asked). A request arriving on the call's own stream runs in the
+# caller's context, where `run` put the operation's `ClientInput`: it is relayed to the
+# calling client under policy (`gateway.relays`). Without a caller (the standalone
+# stream, stdio) or without a way to ask it, it is refused: the upstream gets a
+# JSON-RPC error and decides what its request becomes, never a hang.
 
-NOT_RELAYED = "the agent gateway does not relay {what} requests to its clients yet"
+_RESULT_TYPES: dict[InputMethod, type[types.Result]] = {
+    "elicitation/create": types.ElicitResult,
+    "sampling/createMessage": types.CreateMessageResult,
+    "roots/list": types.ListRootsResult,
+}
+NO_CALLER = (
+    "the agent gateway relays {what} only to the client whose request the upstream is "
+    "answering; this one arrived outside any request, or over stdio with several in flight"
+)
 
 
-async def refuse_elicitation(context: Any, params: Any) -> types.ErrorData:
-    return types.ErrorData(
-        code=types.INVALID_REQUEST, message=NOT_RELAYED.format(what="elicitation")
+class InFlight:
+    """The requests in flight on one upstream connection, with their `ClientInput`s.
+
+    Over stdio (and on the standalone stream) a request of the upstream carries no
+    caller: the SDK runs the callback outside any caller's context. It is attributed
+    to the one request in flight when there is exactly one, and refused otherwise:
+    never guessed between two callers."""
+
+    def __init__(self) -> None:
+        self._inputs: dict[int, ClientInput | None] = {}
+        self._next = 0
+
+    def enter(self, client_input: ClientInput | None) -> int:
+        self._next += 1
+        self._inputs[self._next] = client_input
+        return self._next
+
+    def leave(self, token: int) -> None:
+        self._inputs.pop(token, None)
+
+    def sole(self) -> ClientInput | None:
+        if len(self._inputs) != 1:
+            return None
+        return next(iter(self._inputs.values()))
+
+
+def relay_input(upstream: str, in_flight: InFlight) -> tuple[Any, Any, Any]:
+    """The elicitation, sampling and roots callbacks of ``upstream``'s connection."""
+
+    async def elicit(context: Any, params: Any) -> Any:
+        return await _relay_one(upstream, in_flight, "elicitation/create", _dump(params))
+
+    async def sample(context: Any, params: Any) -> Any:
+        return await _relay_one(upstream, in_flight, "sampling/createMessage", _dump(params))
+
+    async def roots(context: Any) -> Any:
+        return await _relay_one(upstream, in_flight, "roots/list", {})
+
+    return elicit, sample, roots
+
+
+async def _relay_one(
+    upstream: str, in_flight: InFlight, method: InputMethod, params: dict[str, Any]
+) -> Any:
+    client_input = _ASK.get() or in_flight.sole()
+    if client_input is None:
+        log.info("upstream %s asked %s outside any request: refused", upstream, method)
+        return types.ErrorData(code=types.INVALID_REQUEST, message=NO_CALLER.format(what=method))
+    try:
+        answers = await client_input.ask(upstream, {"0": InputRequest(method, params)})
+        answer = _RESULT_TYPES[method].model_validate(answers["0"], by_name=False)
+    except ClientInputRefused as refused:
+        return types.ErrorData(code=refused.rpc_code, message=refused.message)
+    except Exception as exc:  # a malformed answer, a gone client: the upstream is told
+        log.info("%s of upstream %s not relayed: %s", method, upstream, describe(exc))
+        return types.ErrorData(
+            code=types.INTERNAL_ERROR, message=f"the client could not be asked ({method})"
+        )
+    if method == "sampling/createMessage" and isinstance(answers["0"].get("content"), list):
+        return types.CreateMessageResultWithTools.model_validate(answers["0"], by_name=False)
+    return answer
+
+
+async def until_complete(
+    upstream: str,
+    what: str,
+    result: Any,
+    retry: Callable[[dict[str, Any] | None, str | None], Awaitable[Any]],
+) -> Any:
+    """Drives an upstream's multi-round-trip answer (2026-07-28 ``input_required``) to
+    its final result: each round's requests are asked of the calling client (the
+    operation's `ClientInput`, under policy) and the request is sent again with the
+    answers and the upstream's own ``requestState``. The state never leaves the
+    gateway. Refused (`ClientInputRefused`) when there is no client to ask."""
+    for _ in range(MAX_INPUT_ROUNDS):
+        if not isinstance(result, types.InputRequiredResult):
+            return result
+        client_input = _ASK.get()
+        answers: dict[str, Any] | None = None
+        if result.input_requests:
+            if client_input is None:
+                raise input_required(upstream, what)
+            requests = {
+                key: InputRequest(request.method, _dump(request.params))
+                for key, request in result.input_requests.items()
+            }
+            answers = _typed_answers(requests, await client_input.ask(upstream, requests))
+        result = await retry(answers, result.request_state)
+    raise UpstreamError(
+        f"upstream {upstream} still asked for input after {MAX_INPUT_ROUNDS} rounds of {what}"
     )
 
 
-async def refuse_sampling(context: Any, params: Any) -> types.ErrorData:
-    return types.ErrorData(code=types.INVALID_REQUEST, message=NOT_RELAYED.format(what="sampling"))
+def _typed_answers(
+    requests: dict[str, InputRequest], answers: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The client's answers as the SDK sends them, each checked against what was asked
+    (keys the upstream did not ask are dropped)."""
+    typed: dict[str, Any] = {}
+    for key, request in requests.items():
+        if key not in answers:
+            continue  # the upstream asks again for what is missing
+        answer = answers[key]
+        kind: type[types.Result] = _RESULT_TYPES[request.method]
+        if request.method == "sampling/createMessage" and isinstance(answer.get("content"), list):
+            kind = types.CreateMessageResultWithTools
+        try:
+            typed[key] = kind.model_validate(answer, by_name=False)
+        except ValueError:
+            raise ClientInputRefused(
+                f"the client's answer to {request.method} ({key!r}) is not a valid result",
+                rpc_code=types.INVALID_PARAMS,
+            ) from None
+    return typed
 
 
-async def refuse_roots(context: Any) -> types.ErrorData:
-    return types.ErrorData(code=types.INVALID_REQUEST, message=NOT_RELAYED.format(what="roots"))
+def input_required(upstream: str, what: str) -> ClientInputRefused:
+    return ClientInputRefused(
+        f"upstream {upstream} asked the client for input to answer {what}, and there is no "
+        "client to ask here (a request without a way back to its client)"
+    )
+
+
+def _dump(params: Any) -> dict[str, Any]:
+    if params is None:
+        return {}
+    dumped: dict[str, Any] = params.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return dumped
 
 
 def describe(exc: BaseException) -> str:

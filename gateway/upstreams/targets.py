@@ -14,6 +14,7 @@ never becomes a target (the catalog raises).
   required one;
 - `ReadTarget`: a resource URI (``resources/read``), no arguments; the listed resource
   or the template the URI matches, when there is one, says what it is;
+- `SubscribeTarget`: the same URI subscribed to (``resources/subscribe``);
 - `CompletionTarget`: the prompt or template whose argument is completed.
 """
 
@@ -81,6 +82,7 @@ class CatalogEntry:
             progress=operation.progress,
             log=operation.log,
             timeout_s=self.config.timeout_s,
+            client_input=operation.client_input,
         )
         if not any(item.get("type") in ("resource", "resource_link") for item in result.content):
             return result
@@ -137,6 +139,7 @@ class PromptTarget(_McpTarget):
             headers=headers,
             log=operation.log,
             timeout_s=self.config.timeout_s,
+            client_input=operation.client_input,
         )
         return McpResult(self.method, document)
 
@@ -186,7 +189,11 @@ class ReadTarget(_McpTarget):
 
     async def forward(self, operation: Operation, headers: dict[str, str]) -> McpResult:
         document = await self.upstream.read_resource(
-            self.upstream_uri, headers=headers, log=operation.log, timeout_s=self.config.timeout_s
+            self.upstream_uri,
+            headers=headers,
+            log=operation.log,
+            timeout_s=self.config.timeout_s,
+            client_input=operation.client_input,
         )
         return McpResult(self.method, document)
 
@@ -268,7 +275,38 @@ class CompletionTarget(_McpTarget):
         return {"value_count": len(result.document.get("completion", {}).get("values", []))}
 
 
-Target = CatalogEntry | PromptTarget | ReadTarget | CompletionTarget
+@dataclass(frozen=True)
+class SubscribeTarget(ReadTarget):
+    """A resource URI subscribed to (``resources/subscribe``, or a URI of a 2026-07-28
+    ``subscriptions/listen``): decided like a read of it, and forwarded as a
+    subscription of the upstream (one per upstream URI however many clients ask)."""
+
+    method: CallMethod = "resources/subscribe"
+
+    @classmethod
+    def of(cls, read: ReadTarget) -> SubscribeTarget:
+        return cls(
+            read.server,
+            read.upstream,
+            read.config,
+            read.credentials,
+            read.uri,
+            read.upstream_uri,
+            read.resource,
+            read.template,
+        )
+
+    async def forward(self, operation: Operation, headers: dict[str, str]) -> McpResult:
+        await self.upstream.subscribe_resource(
+            self.upstream_uri, headers=headers, timeout_s=self.config.timeout_s
+        )
+        return McpResult(self.method, {})
+
+    def outcome_fields(self, result: ToolResult | McpResult) -> dict[str, Any]:
+        return {"uri": self.uri, "upstream_uri": self.upstream_uri}
+
+
+Target = CatalogEntry | PromptTarget | ReadTarget | SubscribeTarget | CompletionTarget
 
 
 def _check_string_map(value: Any, what: str) -> None:

@@ -1,6 +1,6 @@
 # Prompts, resources and completions (docs/policies.md, "Prompts and resources"): the
-# actions resources/list, resources/read, prompts/list, prompts/get and
-# completion/complete.
+# actions resources/list, resources/read, resources/subscribe (decided like a read of
+# the URI), prompts/list, prompts/get and completion/complete.
 #
 # Grants in data.gateway_data.grants beside the tool grants (grants.rego):
 #   {"role": "agent", "resource": "gateway:demo/*"}       # a gateway URI, or a prefix ending in *
@@ -20,7 +20,7 @@ import rego.v1
 
 decision := resource_decision if {
 	input.version == 1
-	input.action in {"resources/list", "resources/read"}
+	input.action in {"resources/list", "resources/read", "resources/subscribe"}
 }
 
 decision := prompt_decision if {

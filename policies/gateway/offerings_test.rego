@@ -42,6 +42,16 @@ test_a_prefix_grant_covers_reads_and_listings_under_it if {
 	}
 }
 
+test_a_subscription_is_decided_like_a_read if {
+	d := decide(resource_input("resources/subscribe", ["agent"], "gateway:docs/file:///public/a.txt"))
+	d.allow
+	d.rule == "resource_grant"
+	denied := decide(resource_input("resources/subscribe", ["agent"], "gateway:docs/file:///private/a"))
+	not denied.allow
+	denied.rule == "no_resource_grant"
+	not decide(resource_input("resources/subscribe", ["agent"], "gateway:docs/file:///public/../x")).allow
+}
+
 test_an_exact_grant_covers_only_that_uri if {
 	decide(resource_input("resources/read", ["agent"], "gateway:docs/mem://motd")).allow
 	d := decide(resource_input("resources/read", ["agent"], "gateway:docs/mem://motd2"))

@@ -184,11 +184,13 @@ class HttpApiServer:
 
 
 def upstream_grants(upstream: str, role: str = "agent") -> list[dict[str, Any]]:
-    """Grants of everything one upstream offers: its tools, prompts and resources."""
+    """Grants of everything one upstream offers: its tools, prompts and resources, and
+    its requests for client input (elicitation, sampling, roots)."""
     return [
         {"role": role, "tool": f"{upstream}__*"},
         {"role": role, "prompt": f"{upstream}__*"},
         {"role": role, "resource": f"gateway:{upstream}/*"},
+        {"role": role, "client_input": "*", "upstream": upstream},
     ]
 
 

@@ -33,7 +33,7 @@ LAYERS: list[set[str]] = [
     {"audit"},
     {"policy"},
     {"upstreams", "approvals"},
-    {"pipeline", "lists"},
+    {"pipeline", "lists", "relays"},
     {"executor"},
     {"surfaces"},
     {"app", "cli", "dev", "dev_state", "demo", "erasure_scope", "__main__", "__init__"},

@@ -9,10 +9,11 @@ import re
 from typing import Any
 
 import anyio
+import mcp_types as types
 import pytest
 from anyio.abc import SocketAttribute, SocketStream
 
-from gateway.errors import UpstreamError
+from gateway.errors import UpstreamError, UpstreamRejected
 from gateway.upstreams.mcp_lean_call import LeanToolCaller, NeedsSdk
 from tests.support.waiting import TIMEOUT_S
 
@@ -102,6 +103,25 @@ async def test_an_event_stream_answer_skips_notifications() -> None:
     assert result.content[0].text == "streamed"
 
 
+async def test_an_input_required_answer_is_handed_to_the_relay() -> None:
+    asked = {"k": {"method": "roots/list"}}
+    outcome, _ = await _ask(_http(_result(1, resultType="input_required", inputRequests=asked)))
+    assert isinstance(outcome, types.InputRequiredResult), outcome
+    assert list(outcome.input_requests or {}) == ["k"]
+
+
+async def test_a_json_rpc_error_keeps_its_code_for_the_client() -> None:
+    error = {"code": -32021, "message": "Missing capability", "data": {"need": "sampling"}}
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "error": error}).encode()
+    outcome, _ = await _ask(_http(body, status="400 Bad Request"))
+    assert isinstance(outcome, UpstreamRejected), outcome
+    assert (outcome.rpc_code, outcome.rpc_message, outcome.rpc_data) == (
+        -32021,
+        "Missing capability",
+        {"need": "sampling"},
+    )
+
+
 @pytest.mark.parametrize(
     ("reply", "error", "message"),
     [
@@ -126,7 +146,7 @@ async def test_an_event_stream_answer_skips_notifications() -> None:
             "changed",
         ),
         (_http(b"<html>oops</html>", "text/html", "502 Bad Gateway"), UpstreamError, "HTTP 502"),
-        (_http(_result(1, resultType="input_required")), UpstreamError, "input_required"),
+        (_http(_result(1, resultType="task", content=[])), UpstreamError, "'task' result"),
         (_http(_result(1, content="not a list")), UpstreamError, "malformed result"),
         (
             _http(b"event: message\r\ndata: {}\r\n\r\n", "text/event-stream"),

@@ -50,6 +50,7 @@ def _path(stub: Stub) -> DirectToolsCall:
         security,
         answer=stub,
         declines=lambda name: name.startswith("workflow__"),
+        input_schema=lambda request, name: None,
     )
 
 

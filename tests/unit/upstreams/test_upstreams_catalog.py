@@ -112,6 +112,12 @@ class FakeMcpClient(FakeClient):
     async def complete(self, *_: Any, **__: Any) -> dict[str, Any]:
         raise AssertionError("not called in these tests")
 
+    async def subscribe_resource(self, uri: str, **_: Any) -> None:
+        raise AssertionError("not called in these tests")
+
+    async def unsubscribe_resource(self, uri: str) -> None:
+        raise AssertionError("not called in these tests")
+
 
 def binding(client: FakeClient, **config: Any) -> Binding:
     upstream = McpHttpUpstream(name=client.name, url=f"http://{client.name}.test/mcp", **config)

@@ -1,0 +1,51 @@
+"""Which caller an upstream's request for client input goes to (`mcp_requests`): the
+caller whose request it arrived on, else the one request in flight, else nobody — a
+request is never guessed between two callers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mcp_types as types
+import pytest
+
+from gateway.types import ClientInput, InputRequest
+from gateway.upstreams.mcp_requests import InFlight, relay_input
+
+pytestmark = pytest.mark.anyio
+
+
+def _client_input(asked: list[str], name: str) -> ClientInput:
+    async def ask(upstream: str, requests: dict[str, InputRequest]) -> dict[str, Any]:
+        asked.append(name)
+        return {key: {"roots": [{"uri": f"file:///{name}"}]} for key in requests}
+
+    async def check(upstream: str, request: InputRequest) -> None:
+        return None
+
+    return ClientInput(ask, {"roots": {}}, check)
+
+
+async def test_a_request_without_a_caller_goes_to_the_one_in_flight() -> None:
+    asked: list[str] = []
+    in_flight = InFlight()
+    _, _, roots = relay_input("up", in_flight)
+    refused = await roots(None)
+    assert isinstance(refused, types.ErrorData) and "outside any request" in refused.message
+    first = in_flight.enter(_client_input(asked, "alice"))
+    answer = await roots(None)
+    assert isinstance(answer, types.ListRootsResult) and asked == ["alice"]
+    second = in_flight.enter(_client_input(asked, "bob"))
+    assert isinstance(await roots(None), types.ErrorData)  # two callers: nobody is guessed
+    in_flight.leave(first)
+    await roots(None)
+    assert asked == ["alice", "bob"]
+    in_flight.leave(second)
+    assert in_flight.sole() is None
+
+
+async def test_a_listing_in_flight_is_no_caller() -> None:
+    in_flight = InFlight()
+    in_flight.enter(None)  # the catalog re-reading the lists
+    _, _, roots = relay_input("up", in_flight)
+    assert isinstance(await roots(None), types.ErrorData)
