@@ -27,6 +27,8 @@ Action = Literal[
     "completion/complete",
     "plan/submit",
     "approval/decide",
+    "workflow/publish",
+    "workflow/promote",
 ]
 
 
