@@ -111,6 +111,7 @@ async def executor_parts(
     *,
     workers: int = 1,
     grants: list[dict[str, Any]] | None = None,
+    policy_settings: dict[str, Any] | None = None,
     **config: Any,
 ) -> AsyncIterator[Parts]:
     database = create_engine(database_url)
@@ -118,7 +119,8 @@ async def executor_parts(
     # The origin GatewayServer configures, so worker processes can share the database.
     audit = AuditLog(database, "test.gateway/audit")
     await audit.start()
-    decider = decider_for(EmbeddedEngine(write_policy(directory, grants or GRANTS)))
+    policy = write_policy(directory, grants or GRANTS, **(policy_settings or {}))
+    decider = decider_for(EmbeddedEngine(policy))
     pins = PinGuard(PinStore(database), audit, configured={})
     catalog = Catalog([upstream_binding(upstream_url)], pins=pins, pin_sync_interval_s=0)
     # A lease no busy machine lets lapse by accident (takeover is tested by expiring
