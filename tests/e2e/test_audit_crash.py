@@ -67,7 +67,9 @@ def test_kill_9_under_load_leaves_a_verifiable_log_with_every_forwarded_call(
     threads = [threading.Thread(target=caller, args=(n,)) for n in range(CALLERS)]
     for thread in threads:
         thread.start()
-    eventually(lambda: len(forwarded()) >= FORWARDED_BEFORE_KILL, "calls forwarded", interval_s=0.1)
+    eventually(
+        lambda: len(forwarded()) >= FORWARDED_BEFORE_KILL, "calls forwarded", interval_s=0.1
+    )
     assert server.process is not None
     os.kill(server.process.popen.pid, signal.SIGKILL)  # no shutdown, no final flush
     server.process.popen.wait(10)

@@ -127,6 +127,7 @@ def test_make_run_starts_a_working_dev_gateway_from_a_clean_clone(clone: Path) -
         assert "token" not in second.stdout.lower() and "Traceback" not in second.stderr
         assert _audit_entries(clone) == entries
 
+
         # The demo's resources and prompt, through MCP (2026-07-28, no session).
         resources = _mcp(url, minted, "resources/list")["resources"]
         assert [r["uri"] for r in resources] == ["gateway:demo/demo://readme"]
@@ -164,8 +165,6 @@ def _audit_entries(clone: Path) -> int:
         timeout=60,
     )
     return len(tail.stdout.splitlines())
-
-
 def _mcp(url: str, token: str, method: str, params: dict[str, Any] | None = None) -> Any:
     """One sessionless 2026-07-28 request to /mcp; its result (answered as an event
     stream or as JSON)."""

@@ -87,7 +87,7 @@ def test_cases_load_from_a_folder_in_file_order(tmp_path: Path) -> None:
         ('{"bad": [], "cases": []}', 'bad.json must be an object with one key, "bad"'),
         (
             json.dumps({"bad": [case("x", entrypoint="gateway/visible", expected={"v": []})]}),
-            "bad.json: case 0 ('x'): \"expected\" policy list result is malformed",
+            'bad.json: case 0 (\'x\'): "expected" policy list result is malformed',
         ),
         ([case("x", entrypoint="gateway/other")], '"entrypoint" must be gateway/decision or'),
         ([{"input": {}}], 'bad.json: case 0 needs a non-empty "name"'),
