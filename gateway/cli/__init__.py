@@ -30,11 +30,24 @@ from gateway.cli import (
     serve,
     tokens,
     worker,
+    workflows,
 )
 from gateway.errors import GatewayError
 from gateway.version import __version__
 
-COMMAND_GROUPS = [serve, worker, tokens, catalog, policy, approvals, runs, audit, db, demo]
+COMMAND_GROUPS = [
+    serve,
+    worker,
+    tokens,
+    catalog,
+    policy,
+    approvals,
+    runs,
+    workflows,
+    audit,
+    db,
+    demo,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,9 +29,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     runs = commands.add_parser("runs", help="submit plans and follow their runs")
     sub = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
 
-    submit = sub.add_parser("submit", help="submit a plan file (JSON or YAML)")
+    submit = sub.add_parser(
+        "submit", help="submit a plan file (JSON or YAML), or run a published workflow"
+    )
     add_remote_options(submit, token_help="your JWT")
-    submit.add_argument("plan", type=Path, help="the plan file (YAML or JSON)")
+    submit.add_argument(
+        "plan", type=Path, nargs="?", help="the plan file (YAML or JSON); or --workflow"
+    )
+    submit.add_argument(
+        "--workflow", metavar="NAME@VERSION", help="run a published workflow (or NAME@CHANNEL)"
+    )
     submit.add_argument("--inputs", default="{}", help="inputs as JSON, or @file.json")
     submit.add_argument("--key", help="idempotency key (same key, same run)")
     submit.add_argument("--watch", action="store_true", help="follow the run until it ends")
@@ -136,7 +143,13 @@ def _plan_text(path: Path) -> str:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"plan": _plan_text(args.plan), "inputs": _inputs(args.inputs)}
+    if (args.plan is None) == (args.workflow is None):
+        raise RunsCliError("give a plan file or --workflow NAME@VERSION (one of them)")
+    body: dict[str, Any] = {"inputs": _inputs(args.inputs)}
+    if args.workflow:
+        body["workflow"] = args.workflow
+    else:
+        body["plan"] = _plan_text(args.plan)
     if args.key:
         body["idempotency_key"] = args.key
     answer = request(args, "POST", "/v1/runs", body=body)

@@ -117,10 +117,10 @@ class Workflows:
         return list(out.values())
 
     async def show(self, name: str, version: str | None = None) -> dict[str, Any]:
-        """One version (with its whole manifest), or the workflow's versions, channels
-        and promotion history."""
+        """One version (with its whole manifest; ``version`` may be a channel), or the
+        workflow's versions, channels and promotion history."""
         if version is not None:
-            published = await self._db(self.store.get, name, version)
+            published, _ = await self.resolve(f"{name}@{version}")
             return {**published.summary(), "manifest": published.manifest.document()}
         versions = await self._db(self.store.list, name)
         if not versions:
