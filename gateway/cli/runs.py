@@ -174,6 +174,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"status     {run['status']}" + (f": {run['error']['message']}" if run["error"] else ""))
     print(f"submitted  {run['created_at']} by {run['submitted_by']}")
     print(f"plan       {run['plan_hash']}, policy {run['provenance'].get('policy_revision')}")
+    workflow = run.get("workflow")
+    if workflow:
+        channel = f" (channel {workflow['channel']})" if workflow.get("channel") else ""
+        print(f"workflow   {workflow['name']}@{workflow['version']}{channel} {workflow['hash']}")
+    review = run.get("review")
+    if review:
+        print(f"review     {review['status']}: approval {review['approval_id']}")
     print(f"tool calls {run['tool_calls']} of {run['max_tool_calls']}")
     for step in run["steps"]:
         attempts = ", ".join(a["status"] for a in step["attempts"]) or "-"
