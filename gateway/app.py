@@ -260,7 +260,7 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
         public_url=config.public_url,
         max_body_bytes=config.limits.max_body_bytes,
         sessions=config.mcp.sessions,
-        local_tools=WorkflowTools(executor),
+        local_tools=WorkflowTools(executor, workflows),
     )
     rest = RestSurface(parts.pipeline)
     pin_routes = PinRoutes(parts.pins, approver_roles=config.pinning.approver_roles)

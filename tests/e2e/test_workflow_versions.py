@@ -16,13 +16,15 @@ import httpx
 import pytest
 import yaml
 
+from tests.e2e.mcp_client import connect
 from tests.support.processes import REPO, GatewayServer, McpUpstreamServer, write_policy
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, eventually_async
 
 GRANTS = [
     {"role": "agent", "tool": "up__echo"},
     {"role": "agent", "tool": "up__effect"},
     {"role": "agent", "tool": "up__write"},
+    {"role": "agent", "tool": "workflow__*"},
 ]
 AUTHOR = {"sub": "user:author", "roles": ("workflow_author", "agent")}
 APPROVER = {"sub": "user:approver", "roles": ("approver",)}
@@ -250,3 +252,39 @@ def test_plan_review_over_rest(gateway: GatewayServer, upstream: McpUpstreamServ
     assert decided.status_code == 200, decided.text
     assert _wait(gateway, run_id, "succeeded")["review"]["status"] == "approved"
     assert any("reviewed-e2e" in json.dumps(c) for c in upstream.calls())
+
+
+@pytest.mark.anyio
+async def test_an_agent_runs_a_published_workflow_over_mcp(gateway: GatewayServer) -> None:
+    author = gateway.headers(gateway.token(AUTHOR["sub"], roles=AUTHOR["roles"]))
+    async with httpx.AsyncClient(headers=author, timeout=30) as http:
+        tools = (await http.get(f"{gateway.url}/v1/tools")).json()["tools"]
+    pinned = {t["name"]: t["definition_hash"] for t in tools if t["name"] == "up__echo"}
+    manifest = {
+        "name": "mcp-greeter",
+        "version": "0.1.0",
+        "plan": {"steps": [{"id": "hi", "tool": "up__echo", "arguments": {"text": "mcp"}}]},
+        "tools": pinned,
+    }
+    async with httpx.AsyncClient(headers=author, timeout=30) as http:
+        published = await http.post(f"{gateway.url}/v1/workflows", json={"manifest": manifest})
+    assert published.status_code == 201, published.text
+    async with connect(gateway.mcp_url, gateway.token(), "2026-07-28") as client:
+        submitted = await client.call_tool(
+            "workflow__submit_plan", {"workflow": "mcp-greeter@0.1.0"}
+        )
+        assert not submitted.is_error, submitted.content
+        run_id = submitted.structured_content["run_id"]
+
+        async def finished() -> Any:
+            run = await client.call_tool("workflow__get_run", {"run_id": run_id})
+            return run if run.structured_content["status"] == "succeeded" else None
+
+        run = await eventually_async(finished, f"run {run_id} succeeded")
+        assert run.structured_content["workflow"]["hash"] == published.json()["hash"]
+        both = await client.call_tool(
+            "workflow__submit_plan", {"workflow": "mcp-greeter@0.1.0", "plan": {"steps": []}}
+        )
+        assert both.is_error and both.structured_content["error"]["code"] == "invalid_arguments"
+        missing = await client.call_tool("workflow__submit_plan", {"workflow": "nope@1.0.0"})
+        assert missing.structured_content["error"]["code"] == "workflow_not_found"
