@@ -242,6 +242,9 @@ def test_plan_review_over_rest(gateway: GatewayServer, upstream: McpUpstreamServ
         f"{gateway.url}/v1/approvals/{approval_id}", headers=approver, timeout=30
     ).json()
     assert [s["id"] for s in shown["arguments"]["plan"]["steps"]] == ["note", "write"]
+    cli = _cli(gateway, "approvals", "show", approval_id, who=APPROVER)
+    assert "step write: up__write after note" in cli.stdout, cli.stderr
+    assert '"key": "reviewed-e2e"' in cli.stdout
     assert not any("reviewed-e2e" in json.dumps(c) for c in upstream.calls())
     decided = httpx.post(
         f"{gateway.url}/v1/approvals/{approval_id}/approve",
