@@ -1,4 +1,4 @@
-"""`gateway runs submit|show|list|cancel|watch` and `gateway schedules add|list|remove`.
+"""`gateway runs submit|show|list|cancel|watch|diff` and `gateway schedules add|list|remove`.
 
 Clients of the running gateway's REST API (never the database directly): a plan
 submitted here is authenticated, decided by policy (``plan/submit``) and audited like
@@ -102,6 +102,20 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="give up after this many seconds (default 3600)",
     )
     watch.set_defaults(handler=cmd_watch)
+
+    diff = sub.add_parser(
+        "diff",
+        help="compare two runs: workflow versions, policy, tool definitions, approvals, steps",
+        description="Compares two runs you may read: the workflow version and plan each "
+        "ran, the policy engine and revision, the tool definition hashes, the approvals "
+        "each needed (and who gave them), and step by step the tool, status, arguments, "
+        "outputs, decisions and errors. Exit 0 when nothing differs, 1 when something does.",
+    )
+    add_remote_options(diff, token_help="your JWT")
+    diff.add_argument("a", help="run id (run_…)")
+    diff.add_argument("b", help="run id (run_…)")
+    diff.add_argument("--json", action="store_true", help="the differences as JSON")
+    diff.set_defaults(handler=cmd_diff)
 
     schedules = commands.add_parser("schedules", help="plans fired on a cron schedule")
     ssub = schedules.add_subparsers(dest="schedules_command", required=True, metavar="COMMAND")
@@ -247,6 +261,37 @@ def cmd_watch(args: argparse.Namespace) -> int:
             return 0
         time.sleep(args.interval)
     raise RunsCliError(f"run {args.id} did not finish within {args.timeout} s")
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from gateway.workflows.run_diff import diff_runs
+
+    a = request(args, "GET", f"/v1/runs/{args.a}")
+    b = request(args, "GET", f"/v1/runs/{args.b}")
+    differences = diff_runs(a, b)
+    if args.json:
+        print(json.dumps({"a": args.a, "b": args.b, "differences": differences}, indent=2))
+        return 1 if differences else 0
+    if not differences:
+        print(f"{args.a} and {args.b}: no differences")
+        return 0
+    for part in ("status", "workflow", "plan_hash", "policy", "gateway_version", "inputs"):
+        if part in differences:
+            change = differences[part]
+            print(f"{part:<16} {json.dumps(change['a'])} -> {json.dumps(change['b'])}")
+    for part in ("tools", "approvals"):
+        if part in differences:
+            print(f"{part:<16} {json.dumps(differences[part], sort_keys=True)}")
+    steps = differences.get("steps", {})
+    for step_id in steps.get("added", []):
+        print(f"  step {step_id}: only in {args.b}")
+    for step_id in steps.get("removed", []):
+        print(f"  step {step_id}: only in {args.a}")
+    for step_id, fields in steps.get("changed", {}).items():
+        for name, change in fields.items():
+            before, after = json.dumps(change["a"]), json.dumps(change["b"])
+            print(f"  step {step_id}: {name} {before} -> {after}")
+    return 1
 
 
 def cmd_schedule_add(args: argparse.Namespace) -> int:
