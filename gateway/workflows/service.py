@@ -19,15 +19,21 @@ from typing import Any
 import anyio
 
 from gateway.audit import AuditLog, AuditRecord
+from gateway.errors import GatewayError
 from gateway.executor.plan import Plan, problem
 from gateway.executor.service import Executor
 from gateway.executor.validation import validate_plan
 from gateway.executor.workflow_ref import WorkflowRef, check_drift
 from gateway.policy import build_input
 from gateway.policy.decider import Decider
-from gateway.types import ClientInfo, Decision, Principal, Transport
+from gateway.types import GATEWAY_ENGINE, ClientInfo, Decision, Principal, Transport, deny
 from gateway.workflows.diff import diff_manifests
-from gateway.workflows.errors import WorkflowInvalid, WorkflowNotFound, WorkflowRefused
+from gateway.workflows.errors import (
+    WorkflowInvalid,
+    WorkflowNotFound,
+    WorkflowRefused,
+    WorkflowVersionConflict,
+)
 from gateway.workflows.manifest import CHANNEL_PATTERN, VERSION_PATTERN, Manifest, parse_manifest
 from gateway.workflows.promotion import Promotions
 from gateway.workflows.store import Published, WorkflowStore
@@ -57,8 +63,15 @@ class Workflows:
     ) -> tuple[Published, bool]:
         """Publishes a version; ``(version, created)``. Raises `WorkflowInvalid`,
         `PlanInvalid`, `WorkflowDrifted`, `WorkflowVersionConflict`, `WorkflowRefused`."""
-        manifest = parse_manifest(document)
-        self.check_publishable(manifest)
+        try:
+            manifest = parse_manifest(document)
+            self.check_publishable(manifest)
+        except GatewayError as refusal:
+            # Refused by the gateway's own checks (a decision by the gateway, as for a
+            # call: docs/decisions/0004): audited with what identifies the attempt,
+            # never the caller's plan.
+            await self._record_refusal(principal, document, refusal)
+            raise
         resource = {
             "workflow": {
                 "name": manifest.name,
@@ -77,7 +90,11 @@ class Workflows:
                 "publishing refused: " + ("; ".join(decision.reasons) or "denied by policy"),
                 details={"decision": decision.to_dict()},
             )
-        existing = await self._db(self.store.check_new, manifest)
+        try:
+            existing = await self._db(self.store.check_new, manifest)
+        except WorkflowVersionConflict as conflict:
+            await self._record_refusal(principal, document, conflict)
+            raise
         if existing is not None:
             return existing, False
         # Published only once the decision allowing it is durable.
@@ -99,6 +116,25 @@ class Workflows:
             )
         check_drift(manifest.to_ref(), self.catalog)
         return plan
+
+    async def _record_refusal(
+        self, principal: Principal, document: Any, refusal: GatewayError
+    ) -> None:
+        named = document if isinstance(document, dict) else {}
+        which = {
+            key: named.get(key) if isinstance(named.get(key), str) else None
+            for key in ("name", "version")
+        }
+        decision = deny(refusal.message, engine=GATEWAY_ENGINE, revision=self._decider.revision)
+        ref = f"{which['name']}@{which['version']}"
+        await self.record(
+            "workflow.refused",
+            ref,
+            principal,
+            {"workflow": which},
+            decision,
+            error=refusal.to_dict(),
+        )
 
     # --- reading ------------------------------------------------------------------------
 

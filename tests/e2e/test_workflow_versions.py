@@ -291,3 +291,34 @@ async def test_an_agent_runs_a_published_workflow_over_mcp(gateway: GatewayServe
         assert both.is_error and both.structured_content["error"]["code"] == "invalid_arguments"
         missing = await client.call_tool("workflow__submit_plan", {"workflow": "nope@1.0.0"})
         assert missing.structured_content["error"]["code"] == "workflow_not_found"
+
+
+def test_rest_refusals_are_clear_and_change_nothing(gateway: GatewayServer) -> None:
+    author = gateway.headers(gateway.token(AUTHOR["sub"], roles=AUTHOR["roles"]))
+    before = httpx.get(f"{gateway.url}/v1/workflows", headers=author, timeout=30).json()
+
+    def post(path: str, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+        return httpx.post(f"{gateway.url}{path}", json=body, headers=headers or author, timeout=30)
+
+    assert httpx.post(f"{gateway.url}/v1/workflows", json={}, timeout=30).status_code == 401
+    assert post("/v1/workflows", {"manifest": "not an object"}).status_code == 400
+    deep: Any = "x"
+    for _ in range(100):
+        deep = {"a": deep}
+    hostile = post("/v1/workflows", {"manifest": {"name": "h", "version": "1.0.0", "plan": deep}})
+    assert hostile.status_code == 400, hostile.text
+    invalid = post("/v1/workflows", {"manifest": {"name": "Bad Name", "version": "1", "plan": {}}})
+    assert invalid.status_code == 400 and invalid.json()["error"]["code"] == "workflow_invalid"
+    both = post("/v1/runs", {"workflow": "greeter@1.0.0", "plan": {"steps": []}})
+    assert both.status_code == 400
+    for ref in ("nope@1.0.0", "../../etc@1.0.0", "greeter@", "greeter@NOT A CHANNEL"):
+        missing = post("/v1/runs", {"workflow": ref})
+        assert missing.status_code == 404, (ref, missing.text)
+        assert missing.json()["error"]["code"] == "workflow_not_found"
+    promote = post("/v1/workflows/greeter/1.0.0/promote", {"channel": "PROD!"})
+    assert promote.status_code == 400
+    assert httpx.get(f"{gateway.url}/v1/workflows/nope", headers=author).status_code == 404
+    no_params = httpx.get(f"{gateway.url}/v1/workflows/greeter/diff", headers=author)
+    assert no_params.status_code == 400
+    after = httpx.get(f"{gateway.url}/v1/workflows", headers=author, timeout=30).json()
+    assert after == before

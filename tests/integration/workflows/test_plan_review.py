@@ -169,3 +169,19 @@ async def test_a_workflow_may_ask_for_a_review_policy_does_not(
             approval.id, APPROVER, approve=True, reason=None, channel="rest"
         )
         assert (await wf.parts.wait(run_id))["status"] == "succeeded"
+
+
+async def test_a_review_nobody_decides_expires_and_the_run_fails(
+    database_url: str, tmp_path: Path, upstream: McpUpstreamServer
+) -> None:
+    label = f"expired-{tmp_path.name}"
+    short = {"plan_review": {**REVIEW["plan_review"], "ttl_s": 1}}
+    async with workflow_parts(
+        database_url, tmp_path, upstream.url, policy_settings=short, risk=RISK
+    ) as wf:
+        run_id = await wf.parts.submit(_plan(label), {})
+        done = await wf.parts.wait(run_id)  # the approvals sweeper expires it
+        assert done["status"] == "failed"
+        assert done["error"]["code"] == "plan_review_expired"
+        assert all(not s["attempts"] for s in done["steps"])
+    assert _effects(upstream, label) == []

@@ -59,6 +59,8 @@ async def test_publishing_is_idempotent_and_content_addressed(wf: WorkflowParts)
     with pytest.raises(WorkflowVersionConflict) as conflict:
         await wf.publish(wf.manifest(description="something else"))
     assert conflict.value.details["published"] == first.content_hash
+    [refusal] = wf.audit("workflow.refused")
+    assert refusal["error"]["code"] == "workflow_version_conflict"
     with wf.parts.database.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(workflow_versions)).scalar() == 1
     # A new version is a new id.
@@ -99,6 +101,15 @@ async def test_a_manifest_must_pin_every_tool_its_plan_calls(wf: WorkflowParts) 
         await wf.publish(wf.manifest(tools={"up__echo": "0" * 64}))
     assert drifted.value.details["drifted"][0]["tool"] == "up__echo"
     assert wf.audit("workflow.published") == []
+    # Each refusal is audited with who tried and why, never the caller's plan.
+    refused = wf.audit("workflow.refused")
+    assert [r["error"]["code"] for r in refused] == [
+        "workflow_invalid",
+        "workflow_invalid",
+        "workflow_drifted",
+    ]
+    assert all(r["principal"]["sub"] == AUTHOR.sub and "plan" not in r for r in refused)
+    assert refused[1]["workflow"] == {"name": "greeter", "version": "one"}
 
 
 async def test_a_run_of_a_workflow_records_its_hash_and_policy_sees_it(wf: WorkflowParts) -> None:
