@@ -36,7 +36,25 @@ def register(commands: argparse._SubParsersAction) -> None:
     publish.add_argument(
         "-q", "--quiet", action="store_true", help="print the version's id only (for scripts)"
     )
+    publish.add_argument(
+        "--force",
+        action="store_true",
+        help="publish even if scenarios fail (the audit log records that it was forced)",
+    )
     publish.set_defaults(handler=cmd_publish)
+
+    test = sub.add_parser(
+        "test",
+        help="run a workflow directory's scenarios against it, offline",
+        description="Sends the workflow to the gateway, which runs each scenario against "
+        "it with its current policy and catalog and the scenario's recorded tool results "
+        "(no tool is called, nothing is recorded). Exit 0 when every scenario passes, 1 "
+        "when one fails.",
+    )
+    add_remote_options(test, token_help="your JWT")
+    test.add_argument("directory", type=Path, help="the directory holding workflow.yaml")
+    test.add_argument("--json", action="store_true", help="the API's JSON")
+    test.set_defaults(handler=cmd_test)
 
     pin = sub.add_parser(
         "pin",
@@ -102,13 +120,31 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from gateway.workflows.manifest import read_directory
 
     document = read_directory(args.directory)
-    answer = request(args, "POST", "/v1/workflows", body={"manifest": document})
+    body = {"manifest": document, "force": args.force}
+    answer = request(args, "POST", "/v1/workflows", body=body)
     if args.quiet:
         print(answer["id"])
         return 0
     state = "published" if answer["created"] else "already published (same content)"
     print(f"{answer['name']}@{answer['version']} {state}: {answer['id']} {answer['hash']}")
     return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from gateway.workflows.manifest import read_directory
+
+    document = read_directory(args.directory)
+    answer = request(args, "POST", "/v1/workflows/test", body={"manifest": document})
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0 if answer["passed"] else 1
+    for result in answer["scenarios"]:
+        print(f"{'pass' if result['passed'] else 'FAIL'}  {result['scenario']}")
+        for mismatch in result["mismatches"]:
+            print(f"      {mismatch}")
+    if not answer["scenarios"]:
+        print("no scenarios")
+    return 0 if answer["passed"] else 1
 
 
 def _plan_tools(document: dict[str, Any]) -> list[str]:

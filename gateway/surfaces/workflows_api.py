@@ -1,6 +1,7 @@
 """The workflows REST API: publish, list, show, diff, promote (docs/workflows.md).
 
-    POST /v1/workflows                          {"manifest": {…}}  publish a version
+    POST /v1/workflows                          {"manifest": {…}, "force"}  publish a version
+    POST /v1/workflows/test                     {"manifest": {…}}  run its scenarios, offline
     GET  /v1/workflows                          every workflow: versions, channels
     GET  /v1/workflows/{name}                   versions, channels, promotion history
     GET  /v1/workflows/{name}/{version}         one version with its whole manifest
@@ -31,6 +32,15 @@ from gateway.workflows.service import Workflows
 
 
 class PublishRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    manifest: dict[str, Any] = Field(description="workflow.yaml as JSON, with its scenarios inline")
+    force: bool = Field(
+        False, description="Publish even if scenarios fail (the audit entry says so)"
+    )
+
+
+class ScenarioTestRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     manifest: dict[str, Any] = Field(description="workflow.yaml as JSON, with its scenarios inline")
@@ -66,6 +76,7 @@ class WorkflowsApi:
         return [
             Route("/v1/workflows", self.publish, methods=["POST"]),
             Route("/v1/workflows", self.list_workflows, methods=["GET"]),
+            Route("/v1/workflows/test", self.test, methods=["POST"]),
             Route("/v1/workflows/{name}", self.show, methods=["GET"]),
             Route("/v1/workflows/{name}/diff", self.diff, methods=["GET"]),
             Route("/v1/workflows/{name}/{version}", self.show_version, methods=["GET"]),
@@ -80,6 +91,7 @@ class WorkflowsApi:
             request_id=request_id_of(request),
             transport="rest",
             client=client_info(request),
+            force=body.force,
         )
         answer = WorkflowPublished(
             id=published.id,
@@ -89,6 +101,13 @@ class WorkflowsApi:
             created=created,
         )
         return JSONResponse(answer.model_dump(), status_code=201 if created else 200)
+
+    async def test(self, request: Request) -> Response:
+        body = await json_body(request, ScenarioTestRequest)
+        results = await self._workflows.test(
+            principal_of(request), body.manifest, request_id=request_id_of(request)
+        )
+        return JSONResponse({"passed": all(r["passed"] for r in results), "scenarios": results})
 
     async def list_workflows(self, request: Request) -> Response:
         principal_of(request)
@@ -128,7 +147,13 @@ class WorkflowsApi:
 
 # --- OpenAPI ---------------------------------------------------------------------------
 
-OPENAPI_MODELS = (PublishRequest, WorkflowPublished, PromoteRequest, PromotionAnswer)
+OPENAPI_MODELS = (
+    PublishRequest,
+    ScenarioTestRequest,
+    WorkflowPublished,
+    PromoteRequest,
+    PromotionAnswer,
+)
 
 
 def openapi_paths(error: dict[str, Any], auth_errors: dict[str, Any]) -> dict[str, Any]:
@@ -164,6 +189,7 @@ def openapi_paths(error: dict[str, Any], auth_errors: dict[str, Any]) -> dict[st
                         "description": "NAME@VERSION holds other content, or a pinned "
                         "tool definition is not the catalog's (workflow_drifted)",
                     },
+                    "422": {**error, "description": "A scenario fails (not forced)"},
                 },
             },
             "get": {
@@ -171,6 +197,19 @@ def openapi_paths(error: dict[str, Any], auth_errors: dict[str, Any]) -> dict[st
                 "operationId": "listWorkflows",
                 "responses": {"200": {**obj, "description": '{"workflows": [...]}'}, **auth_errors},
             },
+        },
+        "/v1/workflows/test": {
+            "post": {
+                "summary": "Run a workflow's scenarios against it, offline (changes nothing)",
+                "operationId": "testWorkflow",
+                "requestBody": body("ScenarioTestRequest"),
+                "responses": {
+                    "200": {**obj, "description": '{"passed", "scenarios": [...]}'},
+                    "400": {**error, "description": "Invalid manifest, plan or scenario"},
+                    **auth_errors,
+                    "409": {**error, "description": "A pinned tool drifted"},
+                },
+            }
         },
         "/v1/workflows/{name}": {
             "get": {

@@ -43,3 +43,11 @@ class WorkflowRefused(WorkflowError):
 
     code = "workflow_refused"
     http_status = 403
+
+
+class ScenariosFailed(WorkflowError):
+    """A scenario of the workflow does not meet its expectations
+    (``details.scenarios``: each failing one with its mismatches)."""
+
+    code = "workflow_scenarios_failed"
+    http_status = 422

@@ -29,6 +29,7 @@ from gateway.policy.decider import Decider
 from gateway.types import GATEWAY_ENGINE, ClientInfo, Decision, Principal, Transport, deny
 from gateway.workflows.diff import diff_manifests
 from gateway.workflows.errors import (
+    ScenariosFailed,
     WorkflowInvalid,
     WorkflowNotFound,
     WorkflowRefused,
@@ -36,7 +37,9 @@ from gateway.workflows.errors import (
 )
 from gateway.workflows.manifest import CHANNEL_PATTERN, VERSION_PATTERN, Manifest, parse_manifest
 from gateway.workflows.promotion import Promotions
+from gateway.workflows.scenario import parse_scenario
 from gateway.workflows.store import Published, WorkflowStore
+from gateway.workflows.testing import run_scenarios
 
 
 class Workflows:
@@ -60,9 +63,12 @@ class Workflows:
         request_id: str,
         transport: Transport = "rest",
         client: ClientInfo | None = None,
+        force: bool = False,
     ) -> tuple[Published, bool]:
         """Publishes a version; ``(version, created)``. Raises `WorkflowInvalid`,
-        `PlanInvalid`, `WorkflowDrifted`, `WorkflowVersionConflict`, `WorkflowRefused`."""
+        `PlanInvalid`, `WorkflowDrifted`, `WorkflowVersionConflict`, `WorkflowRefused`,
+        or `ScenariosFailed` when a scenario fails and ``force`` is not given (forced,
+        the audit entry says so and names the failing scenarios)."""
         try:
             manifest = parse_manifest(document)
             self.check_publishable(manifest)
@@ -97,13 +103,33 @@ class Workflows:
             raise
         if existing is not None:
             return existing, False
+        results = await run_scenarios(self, manifest, principal, request_id=request_id)
+        failing = [r["scenario"] for r in results if not r["passed"]]
+        if failing and not force:
+            error = ScenariosFailed(
+                f"{manifest.ref}: scenarios fail: {', '.join(failing)} (see `gateway "
+                "workflows test`; publish with force to record it anyway)",
+                details={"scenarios": [r for r in results if not r["passed"]]},
+            )
+            await self._record_refusal(principal, document, error)
+            raise error
         # Published only once the decision allowing it is durable.
-        await self.record("workflow.published", manifest.ref, principal, resource, decision)
+        await self.record(
+            "workflow.published",
+            manifest.ref,
+            principal,
+            resource,
+            decision,
+            scenarios={"passed": len(results) - len(failing), "failed": failing},
+            forced=bool(failing),
+        )
         return await self._db(self.store.insert, manifest, principal.sub)
 
     def check_publishable(self, manifest: Manifest) -> Plan:
         """The version's plan, valid against the catalog, every tool it calls pinned at
         the catalog's current definition; raises otherwise."""
+        for name, scenario in manifest.scenarios.items():
+            parse_scenario(name, scenario)
         plan = manifest.to_plan()
         validate_plan(plan, self.catalog, max_steps=self.executor.deps.config.max_steps)
         unpinned = sorted(plan.tools() - manifest.tools.keys())
@@ -227,6 +253,15 @@ class Workflows:
         )
 
     # --- shared ------------------------------------------------------------------------
+
+    async def decide_input(self, policy_input: dict[str, Any]) -> Decision:
+        return await self._decider.decide(policy_input)
+
+    async def test(
+        self, principal: Principal, document: Any, *, request_id: str
+    ) -> list[dict[str, Any]]:
+        """Runs the manifest's scenarios against it, offline (`gateway.workflows.testing`)."""
+        return await run_scenarios(self, parse_manifest(document), principal, request_id=request_id)
 
     async def decide(
         self,

@@ -104,7 +104,12 @@ def _workflow_dir(tmp_path: Path, version: str, text: str) -> Path:
         "policy_revisions": ["tested-rev"],
     }
     (directory / "workflow.yaml").write_text(yaml.safe_dump(manifest))
-    (directory / "scenarios" / "ada.yaml").write_text(yaml.safe_dump({"inputs": {"who": "ada"}}))
+    scenario = {
+        "inputs": {"who": "ada"},
+        "results": {"hello": {"output": {"result": f"{text} ada"}}},
+        "expect": {"status": "succeeded", "steps": {"hello": "succeeded"}},
+    }
+    (directory / "scenarios" / "ada.yaml").write_text(yaml.safe_dump(scenario))
     return directory
 
 
@@ -170,7 +175,16 @@ def test_publish_run_diff_and_promote_through_an_approval(
     version = json.loads(
         _cli(gateway, "workflows", "show", "greeter@1.0.0", "--json", who=agent).stdout
     )
-    assert version["manifest"]["scenarios"] == {"ada": {"inputs": {"who": "ada"}}}
+    assert version["manifest"]["scenarios"]["ada"]["inputs"] == {"who": "ada"}
+    tested = _cli(gateway, "workflows", "test", str(first), who=agent)
+    assert tested.returncode == 0 and "pass  ada" in tested.stdout, tested.stderr
+    # A scenario that expects what the workflow does not do fails the test.
+    wrong = first / "scenarios" / "wrong.yaml"
+    wrong.write_text(yaml.safe_dump({"inputs": {"who": "x"}, "expect": {"status": "succeeded"}}))
+    failing = _cli(gateway, "workflows", "test", str(first), who=agent)
+    assert failing.returncode == 1 and "FAIL  wrong" in failing.stdout
+    assert "no recording" in failing.stdout
+    wrong.unlink()
     ran = _cli(
         gateway,
         "runs",
