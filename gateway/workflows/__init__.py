@@ -5,7 +5,9 @@ Between the executor (which runs plans) and the surfaces (which take requests):
 - `manifest`: the ``workflow.yaml`` model, its normalized document and content hash,
   and the plan it makes.
 - `store`: published versions (immutable), channels and their history, in SQL.
-- `diff`: what differs between two versions.
+- `diff`: what differs between two versions; `run_diff`: between two runs.
+- `scenario`, `simulate`, `testing`: a workflow's scenarios, run offline against it
+  (recorded tool results, the gateway's policy; nothing called or written).
 - `service`: `Workflows`: publishing (a ``workflow/publish`` decision, audited
   ``workflow.published``), reading, resolving ``NAME@VERSION`` / ``NAME@CHANNEL`` for
   a run (handing the executor a `gateway.executor.workflow_ref.WorkflowRef`), and
