@@ -166,7 +166,9 @@ def test_publish_run_diff_and_promote_through_an_approval(
                     }
                 }
             }
-        }
+        },
+        # Its scenario records the new greeting.
+        "scenarios": {"changed": ["ada"]},
     }
     listed = _cli(gateway, "workflows", "list", who=agent)
     assert "greeter" in listed.stdout and "1.0.0, 1.1.0" in listed.stdout
