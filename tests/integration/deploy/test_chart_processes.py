@@ -199,7 +199,6 @@ def test_sidecar_refuses_a_bundle_signed_by_another_key(tmp_path: Path) -> None:
     try:
         opa = start_sidecar(rendered, root, tmp_path, opa_port, diag_port)
         processes.append(opa)
-
         # OPA fetched the bundle and refused it.
         def refused() -> bool:
             assert opa.popen.poll() is None, opa.log()
