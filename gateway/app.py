@@ -70,6 +70,7 @@ from gateway.surfaces.rest import RestSurface
 from gateway.surfaces.routing import merge_methods
 from gateway.surfaces.runs import RunsApi
 from gateway.tlog.cosignature import WitnessKey
+from gateway.surfaces.workflows_api import WorkflowsApi
 from gateway.upstreams.base import UpstreamClient
 from gateway.upstreams.catalog import Binding, Catalog
 from gateway.upstreams.credentials import CredentialProvider
@@ -77,6 +78,8 @@ from gateway.upstreams.http_api import HttpApiUpstream
 from gateway.upstreams.mcp_client import McpUpstream
 from gateway.upstreams.pinning import PinGuard, configured_pins
 from gateway.upstreams.pins import PinStore
+from gateway.workflows.service import Workflows
+from gateway.workflows.store import WorkflowStore
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +240,16 @@ def build_executor(parts: Components) -> Executor:
     return Executor(deps)
 
 
+def build_workflows(parts: Components, executor: Executor) -> Workflows:
+    """Published workflows over the executor that runs them."""
+    return Workflows(
+        store=WorkflowStore(parts.database),
+        executor=executor,
+        decider=parts.decider,
+        audit=parts.audit,
+    )
+
+
 def build_decider(config: Config, engine: PolicyEngine) -> Decider:
     """The engine behind its deadline and bounded queue (policy.timeout_ms, policy.queue)."""
     timeout_ms = config.policy.timeout_ms
@@ -286,13 +299,14 @@ def _binding(
 def build_app(config: Config, components: Components | None = None) -> Starlette:
     parts = components or build_components(config)
     executor = build_executor(parts)
+    workflows = build_workflows(parts, executor)
     mcp = McpEndpoint(
         parts.pipeline,
         public_url=config.public_url,
         max_body_bytes=config.limits.max_body_bytes,
         sessions=config.mcp.sessions,
         relay=_input_relay(parts),
-        local_tools=WorkflowTools(executor),
+        local_tools=WorkflowTools(executor, workflows),
     )
     rest = RestSurface(parts.pipeline)
     pin_routes = PinRoutes(parts.pins, approver_roles=config.pinning.approver_roles)
@@ -327,7 +341,8 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
         ).routes(),
         *AuditProofs(parts.database, reader_roles=config.audit.reader_roles).routes(),
         *ApprovalsApi(parts.approvals, public_url=config.public_url).routes(),
-        *RunsApi(executor).routes(),
+        *RunsApi(executor, workflows).routes(),
+        *WorkflowsApi(workflows).routes(),
         *console.routes(),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route(METADATA_PATH, resource_metadata, methods=["GET"]),
@@ -359,6 +374,7 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
     )
     app.state.components = parts
     app.state.executor = executor
+    app.state.workflows = workflows
     return app
 
 

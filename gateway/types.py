@@ -266,11 +266,16 @@ class Obligations:
     redact: tuple[str, ...] = ()
     approvers: tuple[str, ...] = ()
     approval_ttl_s: int | None = None
+    # plan/submit only: the approval is one review of the whole plan, before any step
+    # runs (docs/workflows.md, "Plan review"), not each step's own when it runs.
+    plan_review: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"redact": list(self.redact), "approvers": list(self.approvers)}
         if self.approval_ttl_s is not None:
             out["approval_ttl_s"] = self.approval_ttl_s
+        if self.plan_review:
+            out["plan_review"] = True
         return out
 
 

@@ -31,6 +31,7 @@ from gateway.cli import (
     tokens,
     witness,
     worker,
+    workflows,
 )
 from gateway.errors import GatewayError
 from gateway.version import __version__
@@ -43,6 +44,7 @@ COMMAND_GROUPS = [
     policy,
     approvals,
     runs,
+    workflows,
     audit,
     db,
     demo,

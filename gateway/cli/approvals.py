@@ -120,6 +120,27 @@ def _print_approval(a: dict[str, Any]) -> None:
     ]
     for name, value in rows:
         print(f"{name + ':':<16} {value}")
+    if a["tool"] == "workflow__plan_review" and isinstance(a["arguments"], dict):
+        _print_plan(a["arguments"])
+
+
+def _print_plan(review: dict[str, Any]) -> None:
+    """The plan a review approves, step by step (arguments as policy let them be shown)."""
+    workflow = review.get("workflow")
+    if workflow:
+        print(f"{'workflow:':<16} {workflow['name']}@{workflow['version']} {workflow['hash']}")
+    print(f"{'run:':<16} {review.get('run_id')}")
+    print(f"{'inputs:':<16} {json.dumps(review.get('inputs'), sort_keys=True)}")
+    plan = review.get("plan") or {}
+    for step in plan.get("steps") or []:
+        what = step.get("tool") or ("approval gate" if "approval" in step else "timer")
+        needs = f" after {', '.join(step['needs'])}" if step.get("needs") else ""
+        when = f" when {step['when']}" if step.get("when") else ""
+        print(f"  step {step.get('id')}: {what}{needs}{when}")
+        if "arguments" in step:
+            print(f"    arguments {json.dumps(step['arguments'], sort_keys=True)}")
+        if step.get("compensate"):
+            print(f"    compensate {json.dumps(step['compensate'], sort_keys=True)}")
 
 
 def _may_decide(a: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""`gateway runs submit|show|list|cancel|watch` and `gateway schedules add|list|remove`.
+"""`gateway runs submit|show|list|cancel|watch|diff` and `gateway schedules add|list|remove`.
 
 Clients of the running gateway's REST API (never the database directly): a plan
 submitted here is authenticated, decided by policy (``plan/submit``) and audited like
@@ -29,9 +29,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     runs = commands.add_parser("runs", help="submit plans and follow their runs")
     sub = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
 
-    submit = sub.add_parser("submit", help="submit a plan file (JSON or YAML)")
+    submit = sub.add_parser(
+        "submit", help="submit a plan file (JSON or YAML), or run a published workflow"
+    )
     add_remote_options(submit, token_help="your JWT")
-    submit.add_argument("plan", type=Path, help="the plan file (YAML or JSON)")
+    submit.add_argument(
+        "plan", type=Path, nargs="?", help="the plan file (YAML or JSON); or --workflow"
+    )
+    submit.add_argument(
+        "--workflow", metavar="NAME@VERSION", help="run a published workflow (or NAME@CHANNEL)"
+    )
     submit.add_argument("--inputs", default="{}", help="inputs as JSON, or @file.json")
     submit.add_argument("--key", help="idempotency key (same key, same run)")
     submit.add_argument("--watch", action="store_true", help="follow the run until it ends")
@@ -96,6 +103,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     watch.set_defaults(handler=cmd_watch)
 
+    diff = sub.add_parser(
+        "diff",
+        help="compare two runs: workflow versions, policy, tool definitions, approvals, steps",
+        description="Compares two runs you may read: the workflow version and plan each "
+        "ran, the policy engine and revision, the tool definition hashes, the approvals "
+        "each needed (and who gave them), and step by step the tool, status, arguments, "
+        "outputs, decisions and errors. Exit 0 when nothing differs, 1 when something does.",
+    )
+    add_remote_options(diff, token_help="your JWT")
+    diff.add_argument("a", help="run id (run_…)")
+    diff.add_argument("b", help="run id (run_…)")
+    diff.add_argument("--json", action="store_true", help="the differences as JSON")
+    diff.set_defaults(handler=cmd_diff)
+
     schedules = commands.add_parser("schedules", help="plans fired on a cron schedule")
     ssub = schedules.add_subparsers(dest="schedules_command", required=True, metavar="COMMAND")
     add = ssub.add_parser("add", help="register a plan on a cron schedule (UTC)")
@@ -136,7 +157,13 @@ def _plan_text(path: Path) -> str:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"plan": _plan_text(args.plan), "inputs": _inputs(args.inputs)}
+    if (args.plan is None) == (args.workflow is None):
+        raise RunsCliError("give a plan file or --workflow NAME@VERSION (one of them)")
+    body: dict[str, Any] = {"inputs": _inputs(args.inputs)}
+    if args.workflow:
+        body["workflow"] = args.workflow
+    else:
+        body["plan"] = _plan_text(args.plan)
     if args.key:
         body["idempotency_key"] = args.key
     answer = request(args, "POST", "/v1/runs", body=body)
@@ -161,6 +188,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"status     {run['status']}" + (f": {run['error']['message']}" if run["error"] else ""))
     print(f"submitted  {run['created_at']} by {run['submitted_by']}")
     print(f"plan       {run['plan_hash']}, policy {run['provenance'].get('policy_revision')}")
+    workflow = run.get("workflow")
+    if workflow:
+        channel = f" (channel {workflow['channel']})" if workflow.get("channel") else ""
+        print(f"workflow   {workflow['name']}@{workflow['version']}{channel} {workflow['hash']}")
+    review = run.get("review")
+    if review:
+        print(f"review     {review['status']}: approval {review['approval_id']}")
     print(f"tool calls {run['tool_calls']} of {run['max_tool_calls']}")
     for step in run["steps"]:
         attempts = ", ".join(a["status"] for a in step["attempts"]) or "-"
@@ -227,6 +261,37 @@ def cmd_watch(args: argparse.Namespace) -> int:
             return 0
         time.sleep(args.interval)
     raise RunsCliError(f"run {args.id} did not finish within {args.timeout} s")
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from gateway.workflows.run_diff import diff_runs
+
+    a = request(args, "GET", f"/v1/runs/{args.a}")
+    b = request(args, "GET", f"/v1/runs/{args.b}")
+    differences = diff_runs(a, b)
+    if args.json:
+        print(json.dumps({"a": args.a, "b": args.b, "differences": differences}, indent=2))
+        return 1 if differences else 0
+    if not differences:
+        print(f"{args.a} and {args.b}: no differences")
+        return 0
+    for part in ("status", "workflow", "plan_hash", "policy", "gateway_version", "inputs"):
+        if part in differences:
+            change = differences[part]
+            print(f"{part:<16} {json.dumps(change['a'])} -> {json.dumps(change['b'])}")
+    for part in ("tools", "approvals"):
+        if part in differences:
+            print(f"{part:<16} {json.dumps(differences[part], sort_keys=True)}")
+    steps = differences.get("steps", {})
+    for step_id in steps.get("added", []):
+        print(f"  step {step_id}: only in {args.b}")
+    for step_id in steps.get("removed", []):
+        print(f"  step {step_id}: only in {args.a}")
+    for step_id, fields in steps.get("changed", {}).items():
+        for name, change in fields.items():
+            before, after = json.dumps(change["a"]), json.dumps(change["b"])
+            print(f"  step {step_id}: {name} {before} -> {after}")
+    return 1
 
 
 def cmd_schedule_add(args: argparse.Namespace) -> int:

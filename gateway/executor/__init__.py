@@ -15,11 +15,16 @@ One concept per module:
   logic returns; `run_view`: what the step logic sees of its run (`RunView`).
 - `worker`: the claim-execute loops of `gateway serve` and `gateway worker`.
 - `service`: `Executor`, submission as a ``plan/submit`` policy decision.
+- `review`: the review of a whole plan before any step (an approval), when policy's
+  ``plan_review`` obligation or the plan's workflow asks for one.
+- `workflow_ref`: what a run knows of the published workflow it runs (`WorkflowRef`),
+  and the check that its pinned tool definitions are still the catalog's.
 - `schedules`: plans fired on a cron schedule.
 
 Invariants:
 
 - A run exists only after the ``plan/submit`` decision allowing it is in the audit log.
+- A run whose plan waits for a review starts no step before the review is approved.
 - Only the holder of a run's current fencing token writes it; a succeeded step is
   never started again; every attempt of a step carries the same idempotency key.
 - Lease and timer arithmetic uses the database clock.

@@ -57,6 +57,14 @@ class PlanRefused(ExecutorError):
     http_status = 403
 
 
+class WorkflowDrifted(ExecutorError):
+    """A published workflow pins tool definitions that the catalog no longer offers as
+    pinned (``details.drifted``: each tool, the pinned and the current hash)."""
+
+    code = "workflow_drifted"
+    http_status = 409
+
+
 class RunNotFound(ExecutorError):
     code = "run_not_found"
     http_status = 404

@@ -10,7 +10,7 @@ with ``isError`` and the error's stable code, like a denied call.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.canonical import sha256_hex
 from gateway.errors import GatewayError
@@ -25,8 +25,13 @@ _SUBMIT_SCHEMA: dict[str, Any] = {
     "properties": {
         "plan": {
             "description": "The plan (see docs/workflows.md): an object with steps, or "
-            "its JSON/YAML text",
+            "its JSON/YAML text (or name a published workflow instead)",
             "type": ["object", "string"],
+        },
+        "workflow": {
+            "description": "A published workflow to run instead of a plan: "
+            "NAME@VERSION or NAME@CHANNEL",
+            "type": "string",
         },
         "inputs": {"type": "object", "description": "The run's inputs"},
         "idempotency_key": {
@@ -34,7 +39,6 @@ _SUBMIT_SCHEMA: dict[str, Any] = {
             "description": "Submitting again with the same key returns the same run",
         },
     },
-    "required": ["plan"],
     "additionalProperties": False,
 }
 
@@ -77,9 +81,27 @@ DEFINITIONS = [
 ]
 
 
+class WorkflowRuns(Protocol):
+    """Submits a run of a published workflow (`gateway.workflows.service.Workflows`,
+    a layer above this one)."""
+
+    async def submit_run(
+        self,
+        principal: Principal,
+        ref: str,
+        inputs: Any,
+        *,
+        idempotency_key: str | None,
+        request_id: str,
+        transport: Any,
+        client: ClientInfo | None = None,
+    ) -> tuple[str, bool]: ...
+
+
 class WorkflowTools:
-    def __init__(self, executor: Executor) -> None:
+    def __init__(self, executor: Executor, workflows: WorkflowRuns) -> None:
         self._executor = executor
+        self._workflows = workflows
 
     async def visible(
         self, principal: Principal, *, request_id: str, client: ClientInfo | None = None
@@ -136,17 +158,39 @@ class WorkflowTools:
         client: ClientInfo | None,
     ) -> dict[str, Any]:
         key = arguments.get("idempotency_key")
-        run_id, created = await self._executor.submit(
-            principal,
-            arguments.get("plan"),
-            arguments.get("inputs"),
-            idempotency_key=key if isinstance(key, str) else None,
-            request_id=request_id,
-            transport="mcp",
-            client=client,
-        )
+        key = key if isinstance(key, str) else None
+        workflow = arguments.get("workflow")
+        if ("plan" in arguments) == (workflow is not None):
+            raise InvalidArguments("give exactly one of plan and workflow")
+        if workflow is not None:
+            if not isinstance(workflow, str):
+                raise InvalidArguments("workflow is NAME@VERSION or NAME@CHANNEL")
+            run_id, created = await self._workflows.submit_run(
+                principal,
+                workflow,
+                arguments.get("inputs"),
+                idempotency_key=key,
+                request_id=request_id,
+                transport="mcp",
+                client=client,
+            )
+        else:
+            run_id, created = await self._executor.submit(
+                principal,
+                arguments.get("plan"),
+                arguments.get("inputs"),
+                idempotency_key=key,
+                request_id=request_id,
+                transport="mcp",
+                client=client,
+            )
         view = await self._executor.get(run_id, principal)
         return {"run_id": run_id, "status": view["status"], "created": created}
+
+
+class InvalidArguments(GatewayError):
+    code = "invalid_arguments"
+    http_status = 400
 
 
 def _summary(data: dict[str, Any]) -> str:

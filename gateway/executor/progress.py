@@ -164,6 +164,14 @@ def release(
         )
 
 
+def approve_review(store: RunStore, claim: Claim, *, finishes: Sequence[StepFinish] = ()) -> None:
+    """The plan's review approved: its steps may run (`gateway.executor.review`)."""
+    with fenced(store, claim, finishes) as conn:
+        conn.execute(
+            sa.update(runs).where(runs.c.id == claim.run_id).values(review_status="approved")
+        )
+
+
 def finish_run(
     store: RunStore,
     claim: Claim,

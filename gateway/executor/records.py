@@ -94,16 +94,27 @@ def insert_run(
     deadline_s: float,
     max_tool_calls: int,
     schedule_id: str | None = None,
+    review_approval_id: str | None = None,
 ) -> tuple[str, bool]:
     """Inserts a pending run and its steps. Returns ``(run_id, created)``: with a key
-    already used by this submitter, the existing run's id and ``False``."""
+    already used by this submitter, the existing run's id and ``False``. A run whose
+    plan waits for a review (``review_approval_id``) is created waiting, claimable
+    when the approval is decided or expires (`RunStore.claim`), or at its deadline."""
     now = store.now
+    review = {}
+    if review_approval_id is not None:
+        review = {
+            "status": "waiting",
+            "review_status": "pending",
+            "review_approval_id": review_approval_id,
+            "wake_at": now + deadline_s,
+        }
     try:
         with store.write(durable=True) as conn:
             conn.execute(
                 sa.insert(runs).values(
                     id=run_id,
-                    status="pending",
+                    status=review.pop("status", "pending"),
                     plan=plan.to_json(),
                     plan_hash=plan.plan_hash,
                     inputs=inputs,
@@ -121,6 +132,7 @@ def insert_run(
                     cancel_requested=False,
                     tool_calls=0,
                     max_tool_calls=max_tool_calls,
+                    **review,
                 )
             )
             conn.execute(
@@ -214,6 +226,10 @@ def summary(row: Any) -> dict[str, Any]:
         "started_at": format_epoch(row.started_at),
         "finished_at": format_epoch(row.finished_at),
         "error": row.error,
+        "workflow": (row.provenance or {}).get("workflow"),
+        "review": {"status": row.review_status, "approval_id": row.review_approval_id}
+        if row.review_approval_id
+        else None,
     }
 
 

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.abc
 
-from gateway.executor import gates, progress
+from gateway.executor import gates, progress, review
 from gateway.executor import steps as step_logic
 from gateway.executor.deps import ExecutorDeps
 from gateway.executor.errors import ExpressionError, LeaseLost, only_lease_lost
@@ -125,6 +125,10 @@ class RunExecution:
                 self._dependents[need].append(step)
         kind = "run.started" if self.claim.token == 1 else "run.resumed"
         self.event(kind, {"worker": self.claim.worker, "fencing_token": self.claim.token})
+        if row.review_status == "pending":
+            reviewed = await self._settle_review(row.review_approval_id)
+            if reviewed != "approved":
+                return await self._conclude(reviewed)
 
         result = "lost"
         async with anyio.create_task_group() as outer:
@@ -157,6 +161,24 @@ class RunExecution:
         await self.write(progress.finish_run, "failed", self.failure)
         self.event("run.failed", {"status": "failed", "error": self.failure})
         return "failed"
+
+    async def _settle_review(self, approval_id: str) -> str:
+        """The plan's review (`gateway.executor.review`), before any step: ``approved``
+        (recorded; the steps run), ``waiting`` (still pending: released again) or
+        ``failed`` (denied or expired: the run fails, nothing having run)."""
+        approval = await self.deps.approvals.get_fresh(approval_id)
+        if approval.status.value == "pending":
+            return "waiting"
+        failure = review.review_outcome(approval)
+        if failure is not None:
+            self.failure = failure
+            return "failed"
+        await self.write(progress.approve_review)
+        self.event(
+            "run.review_approved",
+            {"approval_id": approval.id, "approved_by": approval.decided_by},
+        )
+        return "approved"
 
     def _until_deadline(self) -> float | None:
         if self.deadline_at is None:

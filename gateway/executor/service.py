@@ -21,14 +21,16 @@ from gateway.audit import AuditRecord
 from gateway.errors import GatewayError
 from gateway.executor import records
 from gateway.executor.deps import ExecutorDeps
-from gateway.executor.errors import InputsInvalid, PlanInvalid, PlanRefused
+from gateway.executor.errors import InputsInvalid, PlanInvalid, PlanRefused, WorkflowDrifted
 from gateway.executor.plan import Plan, load_plan_text, parse_plan
+from gateway.executor.review import request_review, review_needed
 from gateway.executor.schedules import Schedules
 from gateway.executor.validation import check_inputs, validate_plan
 from gateway.executor.worker import Worker, running_workers
+from gateway.executor.workflow_ref import WorkflowRef, check_drift
 from gateway.policy import build_input
 from gateway.recording import recordable
-from gateway.types import GATEWAY_ENGINE, ClientInfo, Principal, Transport, deny
+from gateway.types import GATEWAY_ENGINE, ClientInfo, Decision, Principal, Transport, deny
 from gateway.version import __version__
 
 
@@ -52,12 +54,16 @@ class Executor:
         transport: Transport,
         client: ClientInfo | None = None,
         schedule_id: str | None = None,
+        workflow: WorkflowRef | None = None,
     ) -> tuple[str, bool]:
         """Creates a run, or returns the one this key already created. ``plan`` is a
-        `Plan`, its decoded JSON/YAML, or JSON/YAML text. Returns ``(run_id, created)``.
-        Raises `PlanInvalid`, `InputsInvalid`, `PlanRefused`, `IdempotencyConflict` or
-        `AuditUnavailable`, having changed nothing but the audit log, where a refused
-        submission is recorded (by the gateway's checks, or by policy)."""
+        `Plan`, its decoded JSON/YAML, or JSON/YAML text; ``workflow`` the published
+        workflow it comes from (None: an ad hoc plan). Returns ``(run_id, created)``.
+        Raises `PlanInvalid`, `InputsInvalid`, `WorkflowDrifted`, `PlanRefused`,
+        `IdempotencyConflict` or `AuditUnavailable`, having changed nothing but the
+        audit log, where a refused submission is recorded (by the gateway's checks, or
+        by policy). A plan that policy (or its workflow) wants reviewed is created
+        waiting for that review (`gateway.executor.review`)."""
         config = self.deps.config
         inputs = {} if inputs is None else inputs
         try:
@@ -67,11 +73,20 @@ class Executor:
                 plan = load_plan_text(plan)
             elif not isinstance(plan, Plan):
                 plan = parse_plan(plan)
+            if workflow is not None:
+                # Before validation, so a drifted tool is named as such.
+                check_drift(workflow, self.deps.catalog)
             validate_plan(plan, self.deps.catalog, max_steps=config.max_steps)
             check_inputs(plan, inputs)
-        except (PlanInvalid, InputsInvalid) as refusal:
+        except (PlanInvalid, InputsInvalid, WorkflowDrifted) as refusal:
             await self._record_refused_submission(
-                principal, plan, inputs, refusal, request_id=request_id, transport=transport
+                principal,
+                plan,
+                inputs,
+                refusal,
+                request_id=request_id,
+                transport=transport,
+                workflow=workflow,
             )
             raise
         if idempotency_key:
@@ -80,7 +95,7 @@ class Executor:
                 records.check_same_submission(existing, plan.plan_hash, inputs)
                 return existing.id, False
         run_id = records.new_run_id()
-        provenance = await self.decide_submission(
+        provenance, decision, shown = await self._decide(
             principal,
             plan,
             inputs,
@@ -89,9 +104,24 @@ class Executor:
             client=client,
             run_id=run_id,
             schedule_id=schedule_id,
+            workflow=workflow,
         )
         deadline_s = min(plan.deadline_s or config.max_run_s, config.max_run_s)
         max_calls = min(plan.max_tool_calls or config.max_tool_calls, config.max_tool_calls)
+        review = review_needed(decision, workflow)
+        review_approval = None
+        if review is not None:
+            review_approval = await request_review(
+                self.deps.approvals,
+                review,
+                submitter=principal,
+                run_id=run_id,
+                plan_hash=plan.plan_hash,
+                shown=shown,
+                decision=decision,
+                request_id=request_id,
+                transport=transport,
+            )
         run_id, created = await self._db(
             records.insert_run,
             self.store,
@@ -105,6 +135,7 @@ class Executor:
             deadline_s=deadline_s,
             max_tool_calls=max_calls,
             schedule_id=schedule_id,
+            review_approval_id=review_approval.id if review_approval else None,
         )
         if created:
             self.deps.doorbell.ring()
@@ -119,6 +150,7 @@ class Executor:
         *,
         request_id: str,
         transport: Transport,
+        workflow: WorkflowRef | None = None,
     ) -> None:
         """``run.refused`` for a submission the gateway's own checks refused (a
         decision by the gateway, as for a call: docs/decisions/0004). No policy said
@@ -134,6 +166,7 @@ class Executor:
             "inputs": shown["arguments"],
             "decision": decision.to_dict(),
             "error": refusal.to_dict(),
+            "workflow": workflow.to_policy() if workflow else None,
         }
         await self.deps.audit.append(AuditRecord("run.refused", request_id, payload, principal.sub))
 
@@ -152,6 +185,33 @@ class Executor:
         """The ``plan/submit`` decision, durably audited (``run.submitted`` or
         ``run.refused``; ``schedule.*`` when registering a schedule). Returns the
         provenance of an allowed plan; raises `PlanRefused` otherwise."""
+        provenance, _, _ = await self._decide(
+            principal,
+            plan,
+            inputs,
+            request_id=request_id,
+            transport=transport,
+            client=client,
+            run_id=run_id,
+            schedule_id=schedule_id,
+        )
+        return provenance
+
+    async def _decide(
+        self,
+        principal: Principal,
+        plan: Plan,
+        inputs: dict[str, Any],
+        *,
+        request_id: str,
+        transport: Transport,
+        client: ClientInfo | None,
+        run_id: str | None,
+        schedule_id: str | None,
+        workflow: WorkflowRef | None = None,
+    ) -> tuple[dict[str, Any], Decision, dict[str, Any]]:
+        """`decide_submission`, returning also the decision and the policy input as it
+        may be recorded."""
         tools = {name: self.deps.catalog.resolve(name).definition for name in sorted(plan.tools())}
         policy_input = build_input(
             principal=principal,
@@ -163,6 +223,8 @@ class Executor:
                 "plan_hash": plan.plan_hash,
                 "tools": {name: t.to_policy_resource() for name, t in tools.items()},
                 "schedule_id": schedule_id,
+                # The published workflow the plan comes from; null for an ad hoc plan.
+                "workflow": workflow.to_policy() if workflow else None,
             },
             arguments=inputs,
             client=client,
@@ -179,7 +241,9 @@ class Executor:
             "submitted_by": principal.to_audit(),
             "request_id": request_id,
             "transport": transport,
-            "steps_need_approval": decision.require_approval,
+            "steps_need_approval": decision.require_approval
+            and not decision.obligations.plan_review,
+            "workflow": workflow.to_policy() if workflow else None,
         }
         shown = recordable(policy_input, decision)
         prefix = "run" if run_id else "schedule"
@@ -201,7 +265,7 @@ class Executor:
         if not decision.allow:
             reasons = "; ".join(decision.reasons) or "denied by policy"
             raise PlanRefused(f"plan refused: {reasons}", details={"decision": decision.to_dict()})
-        return provenance
+        return provenance, decision, shown
 
     # --- reading and cancelling -----------------------------------------------------------
 

@@ -177,7 +177,12 @@ class RunStore:
             .where(
                 runs.c.status.in_(ACTIVE),
                 sa.or_(runs.c.lease_expires_at.is_(None), runs.c.lease_expires_at < now),
-                sa.or_(runs.c.wake_at.is_(None), runs.c.wake_at <= now, _approval_decided()),
+                sa.or_(
+                    runs.c.wake_at.is_(None),
+                    runs.c.wake_at <= now,
+                    _approval_decided(),
+                    _review_decided(),
+                ),
             )
             .order_by(sa.func.coalesce(runs.c.wake_at, runs.c.created_at))
             .limit(1)
@@ -277,6 +282,20 @@ def _approval_decided() -> Any:
             run_steps.c.run_id == runs.c.id,
             run_steps.c.status == StepStatus.WAITING,
             run_steps.c.approval_id == approvals.c.id,
+            approvals.c.status != "pending",
+        )
+        .correlate(runs)
+    )
+
+
+def _review_decided() -> Any:
+    """The approval a run's plan review waits for is no longer pending: wakes a run
+    that waits before any step (`gateway.executor.review`)."""
+    return (
+        sa.exists()
+        .where(
+            runs.c.review_status == "pending",
+            approvals.c.id == runs.c.review_approval_id,
             approvals.c.status != "pending",
         )
         .correlate(runs)

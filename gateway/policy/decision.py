@@ -22,6 +22,7 @@ class _ObligationsModel(BaseModel):
     redact: list[StrictStr] = []
     approvers: list[StrictStr] = []
     approval_ttl_s: StrictInt | None = Field(None, gt=0)
+    plan_review: StrictBool = False
 
 
 class _DecisionModel(BaseModel):
@@ -64,6 +65,7 @@ def parse_decision(
             redact=tuple(model.obligations.redact),
             approvers=tuple(model.obligations.approvers),
             approval_ttl_s=model.obligations.approval_ttl_s,
+            plan_review=model.obligations.plan_review,
         ),
         rule=model.rule,
         engine=engine,

@@ -31,6 +31,8 @@ Action = Literal[
     "elicitation/create",
     "sampling/createMessage",
     "roots/list",
+    "workflow/publish",
+    "workflow/promote",
 ]
 
 

@@ -259,8 +259,16 @@ runs = Table(
     Column("tool_calls", Integer, nullable=False),
     Column("max_tool_calls", Integer, nullable=False),
     Column("error", JSON, nullable=True),
+    # The review of the whole plan (docs/workflows.md, "Plan review"): NULL when the
+    # plan needed none; "pending" while the run waits for ``review_approval_id`` before
+    # any step; "approved" once it may run.
+    Column("review_status", Text, nullable=True),
+    Column("review_approval_id", Text, nullable=True),
     UniqueConstraint("owner", "idempotency_key"),
     CheckConstraint(f"status IN {RUN_STATUSES}", name="status"),
+    CheckConstraint(
+        "review_status IS NULL OR review_status IN ('pending', 'approved')", name="review_status"
+    ),
     Index("ix_runs_claim", "status", "wake_at"),
     Index(None, "created_at"),
 )
@@ -330,4 +338,50 @@ schedules = Table(
     Column("enabled", Boolean, nullable=False),
     UniqueConstraint("name"),
     Index(None, "next_fire_at"),
+)
+
+# --- workflows (gateway/workflows) ----------------------------------------------------
+# A published version of a workflow, addressed by the hash of its content (``id`` is
+# derived from ``content_hash``); immutable: an UPDATE trigger (migration 0010) refuses
+# changes. Times are fixed-width UTC text (gateway.timestamps).
+workflow_versions = Table(
+    "workflow_versions",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("version", Text, nullable=False),
+    Column("content_hash", Text, nullable=False),
+    # The normalized manifest: plan template, pinned tools, scenarios, ...
+    Column("document", JSON, nullable=False),
+    Column("published_by", Text, nullable=False),
+    Column("published_at", Text, nullable=False),
+    UniqueConstraint("name", "version"),
+)
+
+# Which version each channel of a workflow runs (``dev``, ``staging``, ``prod`` ...).
+workflow_channels = Table(
+    "workflow_channels",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("channel", Text, primary_key=True),
+    Column("version", Text, nullable=False),
+    Column("workflow_id", Text, nullable=False),
+    Column("promoted_by", Text, nullable=False),
+    Column("promoted_at", Text, nullable=False),
+)
+
+# Every promotion, in order: what a channel ran before (a rollback promotes one of these).
+workflow_channel_history = Table(
+    "workflow_channel_history",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("version", Text, nullable=False),
+    Column("workflow_id", Text, nullable=False),
+    Column("previous_version", Text, nullable=True),
+    Column("promoted_by", Text, nullable=False),
+    Column("promoted_at", Text, nullable=False),
+    Column("approval_id", Text, nullable=True),
+    Index("ix_workflow_channel_history_name", "name", "channel"),
 )

@@ -15,6 +15,8 @@ from gateway.surfaces.pins import openapi_paths as pin_openapi_paths
 from gateway.surfaces.rest import CallRequest, CallResponse, ErrorBody, ToolList
 from gateway.surfaces.runs import OPENAPI_MODELS as RUN_MODELS
 from gateway.surfaces.runs import openapi_paths as run_openapi_paths
+from gateway.surfaces.workflows_api import OPENAPI_MODELS as WORKFLOW_MODELS
+from gateway.surfaces.workflows_api import openapi_paths as workflow_openapi_paths
 from gateway.version import __version__
 
 _REF = "#/components/schemas/{model}"
@@ -34,7 +36,14 @@ def build_openapi(public_url: str) -> dict[str, Any]:
     _, schemas = models_json_schema(
         [
             (m, "validation")
-            for m in (*REST_MODELS, *APPROVAL_MODELS, *RUN_MODELS, *AUDIT_MODELS, *PROOF_MODELS)
+            for m in (
+                *REST_MODELS,
+                *APPROVAL_MODELS,
+                *RUN_MODELS,
+                *WORKFLOW_MODELS,
+                *AUDIT_MODELS,
+                *PROOF_MODELS,
+            )
         ],
         ref_template=_REF,
     )
@@ -115,6 +124,7 @@ def build_openapi(public_url: str) -> dict[str, Any]:
             **_approval_paths(error, auth_errors),
             **pin_openapi_paths(error, auth_errors),
             **run_openapi_paths(error, auth_errors),
+            **workflow_openapi_paths(error, auth_errors),
             **audit_openapi_paths(error, auth_errors),
             **proof_openapi_paths(error, auth_errors),
             "/healthz": {

@@ -1,7 +1,8 @@
 """The runs REST API: submit a plan, read runs, cancel one; and schedules.
 
-    POST /v1/runs                 {"plan": {…} | "<yaml or json>", "inputs": {…},
-                                   "idempotency_key": "…"}  (or an Idempotency-Key header)
+    POST /v1/runs                 {"plan": {…} | "<yaml or json>" | "workflow": "NAME@VERSION"
+                                   | "NAME@CHANNEL", "inputs": {…}, "idempotency_key": "…"}
+                                   (or an Idempotency-Key header)
     GET  /v1/runs                 ?status=…&limit=…   the runs the caller may read
     GET  /v1/runs/{id}            status, steps with attempts, outputs, timing, provenance
     POST /v1/runs/{id}/cancel
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -27,16 +28,31 @@ from gateway.executor.service import Executor
 from gateway.surfaces.auth import client_info, principal_of
 from gateway.surfaces.middleware import request_id_of
 from gateway.surfaces.rest_io import json_body
+from gateway.workflows.service import Workflows
 
 
 class SubmitRunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    plan: dict[str, Any] | str = Field(description="The plan: an object, or JSON/YAML text")
+    plan: dict[str, Any] | str | None = Field(
+        None, description="The plan: an object, or JSON/YAML text (or name a workflow)"
+    )
+    workflow: str | None = Field(
+        None,
+        min_length=3,
+        max_length=200,
+        description="A published workflow instead of a plan: NAME@VERSION or NAME@CHANNEL",
+    )
     inputs: dict[str, Any] = Field(default_factory=dict, description="The run's inputs")
     idempotency_key: str | None = Field(
         None, min_length=1, max_length=200, description="Same key, same run (per submitter)"
     )
+
+    @model_validator(mode="after")
+    def _plan_or_workflow(self) -> SubmitRunRequest:
+        if (self.plan is None) == (self.workflow is None):
+            raise ValueError("give exactly one of plan and workflow")
+        return self
 
 
 class RunSubmitted(BaseModel):
@@ -60,8 +76,9 @@ def parse_plan_field(plan: dict[str, Any] | str) -> Plan:
 
 
 class RunsApi:
-    def __init__(self, executor: Executor) -> None:
+    def __init__(self, executor: Executor, workflows: Workflows) -> None:
         self._executor = executor
+        self._workflows = workflows
 
     def routes(self) -> list[Route]:
         return [
@@ -78,15 +95,27 @@ class RunsApi:
         principal = principal_of(request)
         body = await json_body(request, SubmitRunRequest)
         key = body.idempotency_key or request.headers.get("idempotency-key")
-        run_id, created = await self._executor.submit(
-            principal,
-            body.plan,
-            body.inputs,
-            idempotency_key=key,
-            request_id=request_id_of(request),
-            transport="rest",
-            client=client_info(request),
-        )
+        if body.workflow is not None:
+            run_id, created = await self._workflows.submit_run(
+                principal,
+                body.workflow,
+                body.inputs,
+                idempotency_key=key,
+                request_id=request_id_of(request),
+                transport="rest",
+                client=client_info(request),
+            )
+        else:
+            assert body.plan is not None
+            run_id, created = await self._executor.submit(
+                principal,
+                body.plan,
+                body.inputs,
+                idempotency_key=key,
+                request_id=request_id_of(request),
+                transport="rest",
+                client=client_info(request),
+            )
         view = await self._executor.get(run_id, principal)
         answer = RunSubmitted(
             run_id=run_id, status=view["status"], created=created, url=f"/v1/runs/{run_id}"
@@ -188,7 +217,12 @@ def openapi_paths(error: dict[str, Any], auth_errors: dict[str, Any]) -> dict[st
                     },
                     **auth_errors,
                     "403": {**error, "description": "Plan refused by policy (plan_refused)"},
-                    "409": {**error, "description": "Idempotency key used for another plan"},
+                    "404": {**error, "description": "No such workflow, version or channel"},
+                    "409": {
+                        **error,
+                        "description": "Idempotency key used for another plan, or the "
+                        "workflow's pinned tools drifted (workflow_drifted)",
+                    },
                     "503": {**error, "description": "Audit log unavailable: no run created"},
                 },
             },

@@ -34,6 +34,16 @@ decision := plan_decision if {
 	input.action == "plan/submit"
 }
 
+decision := workflow_publish_decision if {
+	input.version == 1
+	input.action == "workflow/publish"
+}
+
+decision := workflow_promote_decision if {
+	input.version == 1
+	input.action == "workflow/promote"
+}
+
 decision := approval_decision if {
 	input.version == 1
 	input.action == "approval/decide"

@@ -11,8 +11,10 @@
 # step is decided again as a tools/call when it runs, with the executor appended to
 # the delegation chain; that decision checks constraints.
 #
-# Order: delegation chain → malformed plan → too many steps (max_plan_steps) → a step
-# whose tool the subject may not call → allowed once approved, when a step's tool
+# Order: delegation chain → malformed plan → an ad hoc plan from a subject who may run
+# published workflows only (ad_hoc_plan_roles, workflows.rego) → too many steps
+# (max_plan_steps) → a step whose tool the subject may not call → a review of the
+# whole plan (plan_review, workflows.rego) → allowed once approved, when a step's tool
 # needs approval → allowed.
 package gateway
 
@@ -24,10 +26,14 @@ plan_decision := _deny(chain_violations, "delegation_chain") if {
 	count(chain_violations) > 0
 } else := _deny({"plan/submit needs resource.plan.steps (a list)"}, "plan_malformed") if {
 	not _plan_well_formed
+} else := _deny({plan_ad_hoc_refusal}, "plan_ad_hoc_denied") if {
+	plan_ad_hoc_refused
 } else := _deny({_plan_too_long}, "plan_too_long") if {
 	count(plan_steps) > max_plan_steps
 } else := _deny(plan_step_violations, "plan_step_denied") if {
 	count(plan_step_violations) > 0
+} else := _plan_review_decision if {
+	count(plan_review_reasons) > 0
 } else := _approval("plan", plan_gates, "plan_approval") if {
 	count(plan_gates) > 0
 } else := _allow("plan")

@@ -34,5 +34,15 @@ role_max_risk := object.get(_data_settings, "role_max_risk", {})
 # Plans (plans.rego).
 max_plan_steps := object.get(_data_settings, "max_plan_steps", 50)
 
+# Workflows (workflows.rego): who may submit ad hoc plans (null: anyone), the review
+# of ad hoc plans, who publishes, and each channel's promoters and approvers.
+ad_hoc_plan_roles := object.get(_data_settings, "ad_hoc_plan_roles", null)
+
+plan_review := object.get(_data_settings, "plan_review", null)
+
+workflow_publisher_roles := object.get(_data_settings, "workflow_publisher_roles", ["workflow_author"])
+
+workflow_channels := object.get(_data_settings, "workflow_channels", {})
+
 # Redaction (redaction.rego): argument names, compared in ASCII lower case.
 secret_argument_names := object.get(_data_settings, "secret_argument_names", ["api_key", "authorization", "password", "secret", "token"])

@@ -35,6 +35,7 @@ LAYERS: list[set[str]] = [
     {"upstreams", "approvals"},
     {"pipeline", "lists", "relays"},
     {"executor"},
+    {"workflows"},
     {"surfaces"},
     {"app", "cli", "dev", "dev_state", "demo", "erasure_scope", "__main__", "__init__"},
 ]

@@ -92,10 +92,12 @@ class Parts:
         return await eventually_async(reached, f"run {run_id} {' or '.join(statuses)}")
 
 
-def upstream_binding(url: str) -> Binding:
+def upstream_binding(url: str, risk: dict[str, str] | None = None) -> Binding:
     # A generous call timeout: a call that must wait for others (up__rendezvous) waits
     # as long as a busy machine takes to make them. Step timeouts are tested per step.
-    config = McpHttpUpstream.model_validate({"name": "up", "url": url, "timeout_s": 60})
+    config = McpHttpUpstream.model_validate(
+        {"name": "up", "url": url, "timeout_s": 60, "risk": {"tools": risk or {}}}
+    )
     credentials = CredentialProvider(
         "up", config.credentials, default_audience=url, mint=lambda *a: ""
     )
@@ -111,6 +113,8 @@ async def executor_parts(
     *,
     workers: int = 1,
     grants: list[dict[str, Any]] | None = None,
+    policy_settings: dict[str, Any] | None = None,
+    risk: dict[str, str] | None = None,
     **config: Any,
 ) -> AsyncIterator[Parts]:
     database = create_engine(database_url)
@@ -118,9 +122,10 @@ async def executor_parts(
     # The origin GatewayServer configures, so worker processes can share the database.
     audit = AuditLog(database, "test.gateway/audit")
     await audit.start()
-    decider = decider_for(EmbeddedEngine(write_policy(directory, grants or GRANTS)))
+    policy = write_policy(directory, grants or GRANTS, **(policy_settings or {}))
+    decider = decider_for(EmbeddedEngine(policy))
     pins = PinGuard(PinStore(database), audit, configured={})
-    catalog = Catalog([upstream_binding(upstream_url)], pins=pins, pin_sync_interval_s=0)
+    catalog = Catalog([upstream_binding(upstream_url, risk)], pins=pins, pin_sync_interval_s=0)
     # A lease no busy machine lets lapse by accident (takeover is tested by expiring
     # leases on purpose, or with processes of their own).
     settings = ExecutorConfig.model_validate({"lease_s": 60, "poll_s": 0.05, **config})

@@ -71,6 +71,8 @@
     const runs = await api("GET", `/v1/runs?limit=${RUNS}`);
     state.runs = (runs && runs.runs) || [];
     state.run = await loadRun(openRunId());
+    const workflows = await api("GET", "/v1/workflows");
+    state.workflows = (workflows && workflows.workflows) || [];
   }
 
   function openRunId() {
@@ -316,6 +318,46 @@
     return el("span", { class: `status ${status}`, text: status });
   }
 
+  function workflowLabel(w) {
+    if (!w) return "ad hoc plan";
+    const hash = String(w.hash || "").replace(/^sha256:/, "");
+    const channel = w.channel ? ` (channel ${w.channel})` : "";
+    return [`${w.name}@${w.version}${channel} `, el("code", { title: w.hash, text: shortHash(hash) })];
+  }
+
+  function reviewLabel(review) {
+    if (!review) return "none asked";
+    const link = el("a", { href: `#/approvals/${encodeURIComponent(review.approval_id)}` },
+      el("code", { text: review.approval_id }));
+    return [`${review.status}: `, link];
+  }
+
+  function workflowRow(w) {
+    const channels = Object.entries(w.channels || {})
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([channel, version]) => `${channel} → ${version}`)
+      .join(", ");
+    const latest = (w.versions || [])[(w.versions || []).length - 1] || {};
+    return el(
+      "tr",
+      {},
+      el("td", {}, el("code", { text: w.name })),
+      el("td", { text: (w.versions || []).map((v) => v.version).join(", ") }),
+      el("td", { text: channels || "none" }),
+      el("td", { text: latest.published_by ? `${latest.published_by}, ${latest.published_at}` : "" }),
+    );
+  }
+
+  function renderWorkflows() {
+    const rows = $("workflows-rows");
+    clear(rows);
+    (state.workflows || []).forEach((w) => rows.append(workflowRow(w)));
+    const some = (state.workflows || []).length > 0;
+    $("workflows").hidden = !some;
+    $("workflows-empty").hidden = some;
+    $("workflows-count").textContent = `(${(state.workflows || []).length})`;
+  }
+
   function planLabel(r) {
     const hash = String(r.plan_hash || "").replace(/^sha256:/, "");
     return [r.name || "(unnamed)", " ", el("code", { title: r.plan_hash, text: shortHash(hash) })];
@@ -376,6 +418,9 @@
         "dl",
         { class: "facts" },
         field("Plan", planLabel(run)),
+        field("Workflow", workflowLabel(run.workflow)),
+        field("Plan review", reviewLabel(run.review)),
+        field("Policy", `${(run.provenance || {}).policy_engine || ""} ${(run.provenance || {}).policy_revision || ""}`),
         field("Submitter", run.submitted_by),
         field("Schedule", run.schedule_id || "none"),
         field("Created", run.created_at || ""),
@@ -465,10 +510,11 @@
         state.fingerprint = fingerprint;
         render();
       }
-      const runsFingerprint = JSON.stringify([state.runs, state.run]);
+      const runsFingerprint = JSON.stringify([state.runs, state.run, state.workflows]);
       if (runsFingerprint !== state.runsFingerprint) {
         state.runsFingerprint = runsFingerprint;
         renderRuns();
+        renderWorkflows();
       }
       $("updated").textContent = `Updated ${new Date().toLocaleTimeString()}`;
       if ($("error").dataset.fromPoll) showError("");

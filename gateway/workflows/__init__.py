@@ -1,0 +1,25 @@
+"""Versioned workflows: published, content-addressed plans that runs may name.
+
+Between the executor (which runs plans) and the surfaces (which take requests):
+
+- `manifest`: the ``workflow.yaml`` model, its normalized document and content hash,
+  and the plan it makes.
+- `store`: published versions (immutable), channels and their history, in SQL.
+- `diff`: what differs between two versions; `run_diff`: between two runs.
+- `scenario`, `simulate`, `testing`: a workflow's scenarios, run offline against it
+  (recorded tool results, the gateway's policy; nothing called or written).
+- `service`: `Workflows`: publishing (a ``workflow/publish`` decision, audited
+  ``workflow.published``), reading, resolving ``NAME@VERSION`` / ``NAME@CHANNEL`` for
+  a run (handing the executor a `gateway.executor.workflow_ref.WorkflowRef`), and
+  promoting to a channel (a ``workflow/promote`` decision, possibly held for an
+  approval, audited ``workflow.promoted``).
+
+Invariants:
+
+- A published version never changes: the same content is the same id; other content
+  under an existing ``NAME@VERSION`` is refused (and the table refuses UPDATEs).
+- A version is published only after the decision allowing it is in the audit log; a
+  channel moves only after the decision (and any approval) allowing it is.
+- A run of a workflow whose pinned tool definitions are not the catalog's does not
+  start (`gateway.executor.workflow_ref.check_drift`).
+"""
