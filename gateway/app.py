@@ -69,8 +69,8 @@ from gateway.surfaces.pins import PinRoutes
 from gateway.surfaces.rest import RestSurface
 from gateway.surfaces.routing import merge_methods
 from gateway.surfaces.runs import RunsApi
-from gateway.tlog.cosignature import WitnessKey
 from gateway.surfaces.workflows_api import WorkflowsApi
+from gateway.tlog.cosignature import WitnessKey
 from gateway.upstreams.base import UpstreamClient
 from gateway.upstreams.catalog import Binding, Catalog
 from gateway.upstreams.credentials import CredentialProvider
