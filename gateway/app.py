@@ -58,6 +58,8 @@ from gateway.surfaces.auth import (
 from gateway.surfaces.console import Console
 from gateway.surfaces.health import Health
 from gateway.surfaces.mcp import McpEndpoint
+from gateway.surfaces.mcp_task_store import TaskStore
+from gateway.surfaces.mcp_tasks import McpTasks
 from gateway.surfaces.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from gateway.surfaces.openapi import build_openapi
 from gateway.surfaces.pins import PinRoutes
@@ -241,12 +243,21 @@ def _binding(
 def build_app(config: Config, components: Components | None = None) -> Starlette:
     parts = components or build_components(config)
     executor = build_executor(parts)
+    tasks = McpTasks(
+        pipeline=parts.pipeline,
+        executor=executor,
+        store=TaskStore(parts.database),
+        audit=parts.audit,
+        public_url=config.public_url,
+        result_wait_s=config.approvals.hold_s,
+    )
     mcp = McpEndpoint(
         parts.pipeline,
         public_url=config.public_url,
         max_body_bytes=config.limits.max_body_bytes,
         sessions=config.mcp.sessions,
         local_tools=WorkflowTools(executor),
+        tasks=tasks,
     )
     rest = RestSurface(parts.pipeline)
     pin_routes = PinRoutes(parts.pins, approver_roles=config.pinning.approver_roles)

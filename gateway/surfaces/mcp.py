@@ -39,6 +39,7 @@ from gateway.surfaces.mcp_direct import DirectToolsCall
 from gateway.surfaces.mcp_results import META_KEY, outcome_meta, to_call_tool_result
 from gateway.surfaces.mcp_server import build_mcp_server
 from gateway.surfaces.mcp_sessions import SessionBook, Sessions
+from gateway.surfaces.mcp_tasks import McpTasks
 from gateway.surfaces.mcp_views import UPSTREAM_PARAM
 from gateway.surfaces.middleware import replay_body
 
@@ -57,10 +58,13 @@ class McpEndpoint:
         max_body_bytes: int,
         sessions: McpSessionsConfig,
         local_tools: LocalTools | None = None,
+        tasks: McpTasks | None = None,
     ) -> None:
         security = _transport_security(public_url)
         self.book = SessionBook(sessions.idle_timeout_s)
-        self.server = build_mcp_server(pipeline, local_tools, self.book, sessions=sessions.enabled)
+        self.server = build_mcp_server(
+            pipeline, local_tools, self.book, sessions=sessions.enabled, tasks=tasks
+        )
         self.sessions = Sessions(
             self.server, sessions, self.book, security=security, max_body_bytes=max_body_bytes
         )

@@ -86,27 +86,46 @@ async def answer_tools_call(
                 "isError": local.is_error,
             }
         )
-    operation = Operation(
-        principal=principal,
+    operation = tools_call_operation(request, params, progress=progress, log=log)
+    outcome = await run(pipeline, operation)
+    raise_unless_result(outcome, params.name)
+    return to_call_tool_result(outcome, view)
+
+
+def tools_call_operation(
+    request: Request,
+    params: types.CallToolRequestParams,
+    *,
+    progress: ProgressCallback | None,
+    log: LogSink | None = None,
+    hold_s: float | None = None,
+) -> Operation:
+    """The `Operation` of an MCP ``tools/call`` (``hold_s``: the caller's own limit on
+    an approval hold; 0 for a call answered as a task, `mcp_tasks`)."""
+    return Operation(
+        principal=caller_of(request),
         method="tools/call",
-        target=view.name_in(params.name),
+        target=View.of(request).name_in(params.name),
         arguments=dict(params.arguments or {}),
         transport="mcp",
-        request_id=request_id,
+        request_id=request_id_of(request),
         client=client_info(request),
         progress=progress,
         log=log,
+        hold_s=hold_s,
     )
-    outcome = await run(pipeline, operation)
+
+
+def raise_unless_result(outcome: Outcome, name: str) -> None:
+    """An outcome that is not a tool result, as the JSON-RPC error it is instead."""
     if isinstance(outcome.error, UnknownTarget | PolicyUnavailable):
         # Not a tool result: an unknown tool is invalid params; an overloaded gateway
         # decided nothing, and the client should retry, not read a denial.
         raise MCPError(
             code=outcome.error.jsonrpc_code,
             message=outcome.error.message,
-            data={"tool": params.name, "request_id": outcome.request_id, **outcome.error.details},
+            data={"tool": name, "request_id": outcome.request_id, **outcome.error.details},
         )
-    return to_call_tool_result(outcome, view)
 
 
 async def run(pipeline: Pipeline, operation: Operation) -> Outcome:

@@ -39,6 +39,7 @@ from gateway.surfaces.auth import client_info
 from gateway.surfaces.mcp_calls import LocalTools, answer_tools_call, caller_of, run
 from gateway.surfaces.mcp_results import mcp_result
 from gateway.surfaces.mcp_sessions import SESSION_STATE_KEY, SessionBook
+from gateway.surfaces.mcp_tasks import TASKS_EXTENSION, McpTasks
 from gateway.surfaces.mcp_views import View
 from gateway.surfaces.middleware import request_id_of
 from gateway.types import (
@@ -63,6 +64,8 @@ class _GatewayServer(Server[Any]):
     def __init__(self, *args: Any, list_changed: bool, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._list_changed = list_changed
+        # 2025-11-25 tasks (`mcp_tasks`): announced at initialize when served.
+        self.tasks_capability: types.ServerTasksCapability | None = None
 
     def create_initialization_options(
         self,
@@ -74,9 +77,12 @@ class _GatewayServer(Server[Any]):
             notification_options = NotificationOptions(
                 prompts_changed=True, resources_changed=True, tools_changed=True
             )
-        return super().create_initialization_options(
+        options = super().create_initialization_options(
             notification_options, experimental_capabilities, extensions
         )
+        if self.tasks_capability is not None:
+            options.capabilities.tasks = self.tasks_capability
+        return options
 
 
 def build_mcp_server(
@@ -85,8 +91,9 @@ def build_mcp_server(
     book: SessionBook,
     *,
     sessions: bool,
+    tasks: McpTasks | None = None,
 ) -> Server[Any]:
-    handlers = _Handlers(pipeline, local_tools, book)
+    handlers = _Handlers(pipeline, local_tools, book, tasks)
     server = _GatewayServer(
         "agent-tool-gateway",
         version=__version__,
@@ -111,16 +118,39 @@ def build_mcp_server(
     # Registered directly: the constructor's parameter warns that logging is deprecated
     # at 2026-07-28, which the SDK already enforces (-32601 at that revision).
     server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, handlers.set_level)
+    if tasks is not None:
+        if local_tools is not None:
+            tasks.declines = local_tools.handles
+        serve_tasks(server, tasks)
     return server
+
+
+def serve_tasks(server: _GatewayServer, tasks: McpTasks) -> None:
+    """Tasks in both eras (`mcp_tasks`): the 2025 capability, the 2026 extension, the
+    ``tasks/*`` methods, and the 2025 task-augmented ``tools/call``."""
+    server.tasks_capability = types.ServerTasksCapability.model_validate(
+        {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
+    )
+    server.extensions[TASKS_EXTENSION] = {}
+    server.middleware.append(tasks.middleware)
+    server.add_request_handler("tasks/get", types.GetTaskRequestParams, tasks.get)
+    server.add_request_handler("tasks/result", types.GetTaskPayloadRequestParams, tasks.result)
+    server.add_request_handler("tasks/list", types.PaginatedRequestParams, tasks.list)
+    server.add_request_handler("tasks/cancel", types.CancelTaskRequestParams, tasks.cancel)
 
 
 class _Handlers:
     def __init__(
-        self, pipeline: Pipeline, local_tools: LocalTools | None, book: SessionBook
+        self,
+        pipeline: Pipeline,
+        local_tools: LocalTools | None,
+        book: SessionBook,
+        tasks: McpTasks | None,
     ) -> None:
         self.pipeline = pipeline
         self.local_tools = local_tools
         self.book = book
+        self.tasks = tasks
 
     # --- tools ------------------------------------------------------------------------
 
@@ -141,7 +171,12 @@ class _Handlers:
                 tools += await self.local_tools.visible(
                     principal, request_id=request_id, client=client_info(request)
                 )
-        return types.ListToolsResult(tools=[_to_mcp_tool(t, view) for t in tools])
+        tasks = self.tasks is not None
+        return types.ListToolsResult(
+            tools=[
+                _to_mcp_tool(t, view, task_support=tasks and t.server != "workflow") for t in tools
+            ]
+        )
 
     async def call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
@@ -151,6 +186,12 @@ class _Handlers:
 
         # Relay progress only when the client asked for it: a progress token makes the
         # upstream answer as an event stream, which costs a round of latency.
+        if (
+            self.tasks is not None
+            and self.tasks.wants_task(ctx, params)
+            and not self._local(ctx, params)
+        ):
+            return await self.tasks.call_tool(ctx, params)  # type: ignore[return-value]
         meta = _meta(params.meta)
         wants_progress = meta.get("progressToken", meta.get("progress_token")) is not None
         return await answer_tools_call(
@@ -160,6 +201,16 @@ class _Handlers:
             params,
             progress=progress if wants_progress else None,
             log=self._log_sink(ctx),
+        )
+
+    def _local(
+        self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+    ) -> bool:
+        """A tool the gateway offers itself (never held, never a task)."""
+        return (
+            self.local_tools is not None
+            and View.of(_request(ctx)).aggregated
+            and self.local_tools.handles(params.name)
         )
 
     # --- resources --------------------------------------------------------------------
@@ -312,7 +363,7 @@ async def _overload_as_error() -> AsyncIterator[None]:
         ) from None
 
 
-def _to_mcp_tool(tool: ToolDefinition, view: View) -> types.Tool:
+def _to_mcp_tool(tool: ToolDefinition, view: View, *, task_support: bool = False) -> types.Tool:
     return types.Tool.model_validate(
         {
             "name": view.name_out(tool.name, tool.upstream_tool),
@@ -321,6 +372,9 @@ def _to_mcp_tool(tool: ToolDefinition, view: View) -> types.Tool:
             "inputSchema": tool.input_schema,
             "outputSchema": tool.output_schema,
             "annotations": tool.annotations or None,
+            # 2025-11-25: any call may be held for approval, so any may be a task
+            # (the 2026 sieve drops the field; there the server decides).
+            "execution": {"taskSupport": "optional"} if task_support else None,
         }
     )
 
