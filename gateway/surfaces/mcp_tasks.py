@@ -351,16 +351,8 @@ class McpTasks:
             "lastUpdatedAt": state.updated_at or created,
         }
         if modern:
-            return (
-                {
-                    "resultType": "task",
-                    **fields,
-                    "ttlMs": row.ttl_ms,
-                    "pollIntervalMs": POLL_INTERVAL_MS,
-                }
-                if wrap
-                else {**fields, "ttlMs": row.ttl_ms, "pollIntervalMs": POLL_INTERVAL_MS}
-            )
+            task = {**fields, "ttlMs": row.ttl_ms, "pollIntervalMs": POLL_INTERVAL_MS}
+            return {"resultType": "task", **task} if wrap else task
         task = {**fields, "ttl": row.ttl_ms, "pollInterval": POLL_INTERVAL_MS}
         return {"task": task} if wrap else task
 
