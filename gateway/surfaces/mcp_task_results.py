@@ -19,7 +19,10 @@ from gateway.executor.held_calls import HeldState
 from gateway.surfaces.mcp_results import META_KEY, to_call_tool_result
 from gateway.surfaces.mcp_task_store import TaskRow
 from gateway.surfaces.mcp_views import View
+from gateway.timestamps import format_epoch
 from gateway.types import Outcome, OutcomeStatus, ToolResult
+
+POLL_INTERVAL_MS = 2000
 
 Status = Literal["working", "completed", "failed", "cancelled"]
 
@@ -69,3 +72,34 @@ def failed_result(row: TaskRow, state: TaskState, meta: dict[str, Any]) -> dict[
         content=[types.TextContent(text=text)], is_error=True, _meta={META_KEY: meta}
     )
     return result.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+def task_envelope(
+    row: TaskRow, state: TaskState, modern: bool, *, wrap: bool = True
+) -> dict[str, Any]:
+    """The task as the era writes it: 2026 flat (``resultType: "task"`` when it answers
+    a call), 2025 under ``task`` when it answers a call."""
+    created = format_epoch(row.created_at)
+    fields: dict[str, Any] = {
+        "taskId": row.id,
+        "status": state.status,
+        "statusMessage": state.message,
+        "createdAt": created,
+        "lastUpdatedAt": state.updated_at or created,
+    }
+    if modern:
+        task = {**fields, "ttlMs": row.ttl_ms, "pollIntervalMs": POLL_INTERVAL_MS}
+        return {"resultType": "task", **task} if wrap else task
+    task = {**fields, "ttl": row.ttl_ms, "pollInterval": POLL_INTERVAL_MS}
+    return {"task": task} if wrap else task
+
+
+def refusal_meta(row: TaskRow, state: TaskState, links: dict[str, Any]) -> dict[str, Any]:
+    """The decision ``_meta`` of a task that ended without running the call."""
+    code = (state.error or {}).get("code", state.status)
+    return {
+        "request_id": row.request_id,
+        "status": "denied",
+        "error": {"code": code, "message": state.message},
+        **links,
+    }

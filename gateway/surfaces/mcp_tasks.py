@@ -49,10 +49,15 @@ from gateway.executor.service import Executor
 from gateway.pipeline import Pipeline
 from gateway.surfaces.mcp_calls import caller_of, raise_unless_result, run, tools_call_operation
 from gateway.surfaces.mcp_results import META_KEY, outcome_meta, to_call_tool_result
-from gateway.surfaces.mcp_task_results import TaskState, failed_result, recorded_result
+from gateway.surfaces.mcp_task_results import (
+    TaskState,
+    failed_result,
+    recorded_result,
+    refusal_meta,
+    task_envelope,
+)
 from gateway.surfaces.mcp_task_store import TaskRow, TaskStore, new_task_id
 from gateway.surfaces.mcp_views import View
-from gateway.timestamps import format_epoch
 from gateway.types import Operation, Outcome, OutcomeStatus, Principal
 
 log = logging.getLogger(__name__)
@@ -60,7 +65,6 @@ log = logging.getLogger(__name__)
 TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
 CLIENT_CAPABILITIES_META = "io.modelcontextprotocol/clientCapabilities"
 RELATED_TASK_META = "io.modelcontextprotocol/related-task"
-POLL_INTERVAL_MS = 2000
 # A task-augmented 2025 call answered at once keeps its result this long by default.
 RESULT_TTL_MS = 3_600_000
 MAX_RESULT_TTL_MS = 86_400_000
@@ -143,7 +147,7 @@ class McpTasks:
             )
             state = TaskState("completed", "the call ran; its result is ready", result=wire)
         meta = {META_KEY: {**outcome_meta(outcome), **self._links(row)}}
-        return {**self._envelope(row, state, modern), "_meta": meta}
+        return {**task_envelope(row, state, modern), "_meta": meta}
 
     async def _hold(
         self, operation: Operation, outcome: Outcome, view: View
@@ -221,14 +225,14 @@ class McpTasks:
         row = await self._owned(ctx, params.task_id, "tasks/get")
         state = await self._state(row)
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
-        fields = self._envelope(row, state, modern, wrap=False)
+        fields = task_envelope(row, state, modern, wrap=False)
         if modern and state.status == "completed" and state.result is not None:
             fields["result"] = state.result
         elif modern and state.status in ("failed", "cancelled"):
             fields["error"] = {
                 "code": REFUSED,
                 "message": state.message,
-                "data": {META_KEY: self._refusal_meta(row, state)},
+                "data": {META_KEY: refusal_meta(row, state, self._links(row))},
             }
         return fields
 
@@ -253,7 +257,7 @@ class McpTasks:
         if state.status == "completed" and state.result is not None:
             result = dict(state.result)
         else:
-            result = failed_result(row, state, self._refusal_meta(row, state))
+            result = failed_result(row, state, refusal_meta(row, state, self._links(row)))
         result["_meta"] = {**result.get("_meta", {}), RELATED_TASK_META: {"taskId": row.id}}
         return result
 
@@ -267,7 +271,7 @@ class McpTasks:
         rows = await anyio.to_thread.run_sync(
             lambda: self.store.list(principal.identity, after=after, limit=LIST_PAGE)
         )
-        tasks = [self._envelope(row, await self._state(row), False, wrap=False) for row in rows]
+        tasks = [task_envelope(row, await self._state(row), False, wrap=False) for row in rows]
         page: dict[str, Any] = {"tasks": tasks}
         if len(rows) == LIST_PAGE:
             page["nextCursor"] = f"{rows[-1].created_at!r}/{rows[-1].id}"
@@ -297,7 +301,7 @@ class McpTasks:
             )
         if modern:
             return {}  # an acknowledgement; the next tasks/get shows the status
-        return self._envelope(row, state, False, wrap=False)
+        return task_envelope(row, state, False, wrap=False)
 
     # --- shared -------------------------------------------------------------------------
 
@@ -339,23 +343,6 @@ class McpTasks:
             updated_at=held.approval.decided_at,
         )
 
-    def _envelope(
-        self, row: TaskRow, state: TaskState, modern: bool, *, wrap: bool = True
-    ) -> dict[str, Any]:
-        created = format_epoch(row.created_at)
-        fields: dict[str, Any] = {
-            "taskId": row.id,
-            "status": state.status,
-            "statusMessage": state.message,
-            "createdAt": created,
-            "lastUpdatedAt": state.updated_at or created,
-        }
-        if modern:
-            task = {**fields, "ttlMs": row.ttl_ms, "pollIntervalMs": POLL_INTERVAL_MS}
-            return {"resultType": "task", **task} if wrap else task
-        task = {**fields, "ttl": row.ttl_ms, "pollInterval": POLL_INTERVAL_MS}
-        return {"task": task} if wrap else task
-
     def _links(self, row: TaskRow) -> dict[str, Any]:
         if row.approval_id is None:
             return {"task_id": row.id}
@@ -363,15 +350,6 @@ class McpTasks:
             "task_id": row.id,
             "approval_id": row.approval_id,
             "console_url": f"{self.public_url}/console#/approvals/{row.approval_id}",
-        }
-
-    def _refusal_meta(self, row: TaskRow, state: TaskState) -> dict[str, Any]:
-        code = (state.error or {}).get("code", state.status)
-        return {
-            "request_id": row.request_id,
-            "status": "denied",
-            "error": {"code": code, "message": state.message},
-            **self._links(row),
         }
 
     async def _audit_created(

@@ -166,3 +166,21 @@ async def test_held_arguments_are_never_read_as_templates(parts: Parts, upstream
     await parts.approvals.decide(approval_id, APPROVER, approve=True, reason=None, channel="rest")
     await _settled(parts, run_id, approval_id, "completed")
     assert len(_writes(upstream, value)) == 1
+
+
+async def test_two_tasks_of_one_held_call_share_its_one_execution(parts: Parts, upstream):
+    # The same call twice (same principal, tool, arguments): one approval, two runs
+    # that two workers may take at once; the approval's claim lets one execute.
+    value = "v-" + uuid.uuid4().hex
+    first_approval, first_run = await _held(parts, _write(value))
+    second_approval, second_run = await _held(parts, _write(value))
+    assert first_approval == second_approval
+    await parts.approvals.decide(
+        first_approval, APPROVER, approve=True, reason=None, channel="rest"
+    )
+    one = await _settled(parts, first_run, first_approval, "completed")
+    two = await _settled(parts, second_run, second_approval, "completed")
+    assert one.recorded == two.recorded
+    for run_id in (first_run, second_run):
+        assert (await parts.wait(run_id))["status"] == "succeeded"
+    assert len(_writes(upstream, value)) == 1
