@@ -38,6 +38,11 @@ from gateway.types import Decision, Operation
 from gateway.version import __version__
 
 STEP_ID = "call"
+# Attempts of the step. Only the first can execute the call (the approval's claim);
+# the others read its recorded outcome: they are for a step that found the call
+# executing for another request (a second task of the same call, the agent's retry),
+# which answers at once, before the outcome is recorded.
+ATTEMPTS = 3
 # After the approval's own lifetime, how long the run may still take to execute.
 EXECUTION_GRACE_S = 3600.0
 
@@ -68,7 +73,14 @@ def held_plan(tool: str, arguments: dict[str, Any]) -> Plan:
         {
             "name": f"held call to {tool}",
             "description": "a tool call held for approval, run once approved",
-            "steps": [{"id": STEP_ID, "tool": tool, "arguments": references}],
+            "steps": [
+                {
+                    "id": STEP_ID,
+                    "tool": tool,
+                    "arguments": references,
+                    "retry": {"max_attempts": ATTEMPTS, "backoff_s": 2.0},
+                }
+            ],
         }
     )
 
@@ -117,7 +129,7 @@ async def hold_as_run(
             request_id=call.request_id,
             provenance=provenance,
             deadline_s=min(deps.config.max_run_s, ttl + EXECUTION_GRACE_S),
-            max_tool_calls=1,
+            max_tool_calls=ATTEMPTS,
             waits_for=WaitsFor(STEP_ID, approval.id, wake_in_s=ttl),
         )
     )
