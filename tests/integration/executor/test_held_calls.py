@@ -184,3 +184,22 @@ async def test_two_tasks_of_one_held_call_share_its_one_execution(parts: Parts, 
     for run_id in (first_run, second_run):
         assert (await parts.wait(run_id))["status"] == "succeeded"
     assert len(_writes(upstream, value)) == 1
+
+
+async def test_an_expired_held_call_fails_without_running(
+    database_url: str, tmp_path: Path, upstream: McpUpstreamServer
+):
+    grants = [
+        {
+            "role": "agent",
+            "tool": "up__write",
+            "approval": {"approvers": ["role:approver"], "ttl_s": 1},
+        }
+    ]
+    async with executor_parts(database_url, tmp_path, upstream.url, grants=grants) as parts:
+        value = "v-" + uuid.uuid4().hex
+        approval_id, run_id = await _held(parts, _write(value))
+        failed = await _settled(parts, run_id, approval_id, "failed")
+        assert failed.error["code"] == "approval_expired"
+        assert (await parts.wait(run_id))["status"] == "failed"
+        assert _writes(upstream, value) == []
