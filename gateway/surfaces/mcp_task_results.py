@@ -39,6 +39,17 @@ class TaskState:
     updated_at: str | None = None
 
 
+def answered_state(result: dict[str, Any]) -> TaskState:
+    """A task-augmented call answered at once (2025-11-25): completed when it ran (its
+    tool may still have failed), failed when the gateway refused it."""
+    decision = (result.get("_meta") or {}).get(META_KEY) or {}
+    if decision.get("status") == "ok":
+        return TaskState("completed", "the call ran; its result is ready", result=result)
+    error = decision.get("error") or {}
+    message = error.get("message") or "the call was not executed"
+    return TaskState("failed", message, result=result, error=error)
+
+
 def recorded_result(row: TaskRow, held: HeldState, view: View) -> dict[str, Any]:
     """The recorded outcome of the held call's one execution, as a tool result."""
     recorded = held.recorded or {}

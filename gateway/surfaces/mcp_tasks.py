@@ -51,6 +51,7 @@ from gateway.surfaces.mcp_calls import caller_of, raise_unless_result, run, tool
 from gateway.surfaces.mcp_results import META_KEY, outcome_meta, to_call_tool_result
 from gateway.surfaces.mcp_task_results import (
     TaskState,
+    answered_state,
     failed_result,
     recorded_result,
     refusal_meta,
@@ -145,7 +146,7 @@ class McpTasks:
             row = await self._create(
                 operation, view, kind="result", ttl_ms=min(int(ttl), MAX_RESULT_TTL_MS), result=wire
             )
-            state = TaskState("completed", "the call ran; its result is ready", result=wire)
+            state = answered_state(wire)
         meta = {META_KEY: {**outcome_meta(outcome), **self._links(row)}}
         return {**task_envelope(row, state, modern), "_meta": meta}
 
@@ -184,6 +185,13 @@ class McpTasks:
             )
         except AuditUnavailable as exc:
             raise MCPError(code=types.INTERNAL_ERROR, message=exc.message) from None
+        except sa.exc.SQLAlchemyError as exc:
+            log.error("run of held call %s not stored: %s", operation.request_id, exc)
+            raise MCPError(
+                code=types.INTERNAL_ERROR,
+                message=f"the run store is unavailable (request {operation.request_id}); "
+                f"approval {approval.id} still holds the call: retry it once approved",
+            ) from None
         state = await self._state(row)
         return row, state
 
@@ -254,7 +262,7 @@ class McpTasks:
                 )
             await anyio.sleep(_RESULT_POLL_S)
             state = await self._state(row)
-        if state.status == "completed" and state.result is not None:
+        if state.result is not None:  # what ran, or the refusal the call was answered
             result = dict(state.result)
         else:
             result = failed_result(row, state, refusal_meta(row, state, self._links(row)))
@@ -323,7 +331,7 @@ class McpTasks:
 
     async def _state(self, row: TaskRow) -> TaskState:
         if row.kind == "result":
-            return TaskState("completed", "the call ran; its result is ready", result=row.result)
+            return answered_state(row.result or {})
         assert row.run_id is not None and row.approval_id is not None
         try:
             held = await held_calls.held_state(self.executor, row.run_id, row.approval_id)

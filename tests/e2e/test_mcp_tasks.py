@@ -198,6 +198,19 @@ async def test_legacy_task_of_a_call_that_needs_no_approval_holds_its_result(leg
     assert result["result"]["content"][0]["text"] == "hi"
 
 
+async def test_legacy_task_of_a_refused_call_fails_with_the_refusal(legacy: Any):
+    created = await _legacy(
+        legacy,
+        "tools/call",
+        {"name": "up__login", "arguments": {"user": "u", "api_key": "k"}, "task": {}},
+    )
+    task = created["result"]["task"]
+    assert task["status"] == "failed"
+    result = await _legacy(legacy, "tasks/result", {"taskId": task["taskId"]})
+    assert result["result"]["isError"] is True
+    assert result["result"]["_meta"][META_KEY]["error"]["code"] == "denied"
+
+
 # --- 2026-07-28 -------------------------------------------------------------------------
 
 

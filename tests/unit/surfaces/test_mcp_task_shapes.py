@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from gateway.executor.expressions import render
 from gateway.executor.held_calls import held_plan
-from gateway.surfaces.mcp_task_results import TaskState, refusal_meta, task_envelope
+from gateway.surfaces.mcp_results import META_KEY
+from gateway.surfaces.mcp_task_results import (
+    TaskState,
+    answered_state,
+    refusal_meta,
+    task_envelope,
+)
 from gateway.surfaces.mcp_task_store import TaskRow, new_task_id
 from gateway.surfaces.mcp_tasks import TASKS_EXTENSION, declares_tasks
 
@@ -71,3 +77,15 @@ def test_a_held_plan_refers_to_its_arguments_and_never_evaluates_them() -> None:
     [step] = plan.steps
     rendered = render(step.arguments, {"inputs": {"arguments": arguments}})
     assert rendered == arguments
+
+
+def test_a_call_answered_at_once_completes_when_it_ran_and_fails_when_refused() -> None:
+    ran = {"content": [], "isError": True, "_meta": {META_KEY: {"status": "ok"}}}
+    assert answered_state(ran).status == "completed"  # the tool failed; the call ran
+    refused = {
+        "content": [],
+        "isError": True,
+        "_meta": {META_KEY: {"status": "denied", "error": {"code": "denied", "message": "no"}}},
+    }
+    state = answered_state(refused)
+    assert state.status == "failed" and state.message == "no" and state.result == refused
