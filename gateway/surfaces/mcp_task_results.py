@@ -39,9 +39,12 @@ class TaskState:
     updated_at: str | None = None
 
 
-def answered_state(result: dict[str, Any]) -> TaskState:
+def answered_state(result: dict[str, Any] | None) -> TaskState:
     """A task-augmented call answered at once (2025-11-25): completed when it ran (its
     tool may still have failed), failed when the gateway refused it."""
+    if result is None:  # erased on request (gateway.erasure_scope)
+        message = "the call was answered; its result was erased on request"
+        return TaskState("failed", message, error={"code": "outcome_erased", "message": message})
     decision = (result.get("_meta") or {}).get(META_KEY) or {}
     if decision.get("status") == "ok":
         return TaskState("completed", "the call ran; its result is ready", result=result)

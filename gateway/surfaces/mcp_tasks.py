@@ -331,7 +331,7 @@ class McpTasks:
 
     async def _state(self, row: TaskRow) -> TaskState:
         if row.kind == "result":
-            return answered_state(row.result or {})
+            return answered_state(row.result)
         assert row.run_id is not None and row.approval_id is not None
         try:
             held = await held_calls.held_state(self.executor, row.run_id, row.approval_id)
