@@ -63,6 +63,8 @@ from gateway.surfaces.health import Health
 from gateway.surfaces.mcp import McpEndpoint
 from gateway.surfaces.mcp_relay import InputRelay
 from gateway.surfaces.mcp_relay_state import StateSeal, UsedStates
+from gateway.surfaces.mcp_task_store import TaskStore
+from gateway.surfaces.mcp_tasks import McpTasks
 from gateway.surfaces.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from gateway.surfaces.openapi import build_openapi
 from gateway.surfaces.pins import PinRoutes
@@ -300,6 +302,14 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
     parts = components or build_components(config)
     executor = build_executor(parts)
     workflows = build_workflows(parts, executor)
+    tasks = McpTasks(
+        pipeline=parts.pipeline,
+        executor=executor,
+        store=TaskStore(parts.database),
+        audit=parts.audit,
+        public_url=config.public_url,
+        result_wait_s=config.approvals.hold_s,
+    )
     mcp = McpEndpoint(
         parts.pipeline,
         public_url=config.public_url,
@@ -307,6 +317,7 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
         sessions=config.mcp.sessions,
         relay=_input_relay(parts),
         local_tools=WorkflowTools(executor, workflows),
+        tasks=tasks,
     )
     rest = RestSurface(parts.pipeline)
     pin_routes = PinRoutes(parts.pins, approver_roles=config.pinning.approver_roles)

@@ -6,7 +6,9 @@ entries (``call.attempt``, ``call.decision`` with the recorded policy input, whi
 also what `gateway policy replay` replays, ``call.outcome``), the approval it asked for
 (its audit entries; the approvals row's displayed arguments, reasons and the recorded
 outcome that retries replay), the request that finally executed an approved call, and
-for a step of a run the run's step row and attempts. A run adds its own entries
+for a step of a run the run's step row and attempts; a call held for approval and
+answered as an MCP task, the run that executes it (its inputs) and, for a task
+answered at once, the result the task keeps. A run adds its own entries
 (``run.*``, ``step.*``: plan and inputs) and the run row. `scope_of_request` and
 `scope_of_run` find all of it; `erase` removes it in one transaction with the audit
 log's ``erasure`` entries (`gateway.audit.erasure.erase_payloads`), so the log keeps
@@ -29,7 +31,14 @@ from sqlalchemy import Connection, Engine
 
 from gateway.audit.erasure import Erasure, ErasureRefused, erase_payloads
 from gateway.redaction import replace_at
-from gateway.store.tables import approvals, audit_entries, run_steps, runs, step_attempts
+from gateway.store.tables import (
+    approvals,
+    audit_entries,
+    mcp_tasks,
+    run_steps,
+    runs,
+    step_attempts,
+)
 from gateway.tlog.chain import ERASURE_KIND
 
 ERASED = "[erased]"
@@ -67,6 +76,7 @@ def scope_of_request(engine: Engine, request_id: str) -> ErasureScope:
     with engine.connect() as conn:
         scope = ErasureScope(requests={request_id})
         _add_approvals_of(conn, scope)
+        _add_held_runs(conn, scope)
         known = conn.scalar(sa.select(sa.func.count()).where(audit_entries.c.ref.in_(scope.refs)))
         if not known:
             raise ErasureRefused(f"no audit entry names request {request_id!r}")
@@ -152,8 +162,41 @@ def _add_approvals_of(conn: Connection, scope: ErasureScope) -> None:
             scope.requests.add(executed_by)
 
 
+def _add_held_runs(conn: Connection, scope: ErasureScope) -> None:
+    """The runs that execute the scope's held calls (a call held for approval and
+    answered as an MCP task, `gateway.executor.held_calls`): their inputs are the
+    call's arguments. Refused while one is still active."""
+    # Waiting, its step names the approval; once it ran, its attempt names the
+    # request that executed the approval (`_add_approvals_of` added it).
+    waiting = sa.select(run_steps.c.run_id).where(run_steps.c.approval_id.in_(scope.approvals))
+    attempted = sa.select(step_attempts.c.run_id).where(
+        step_attempts.c.request_id.in_(scope.requests)
+    )
+    found = conn.execute(
+        sa.select(runs.c.id, runs.c.status, runs.c.provenance).where(
+            sa.or_(runs.c.id.in_(waiting), runs.c.id.in_(attempted))
+        )
+    ).all()
+    for run_id, status, provenance in found:
+        if isinstance(provenance, dict) and provenance.get("held_call"):
+            _refuse_active(run_id, status)
+            scope.runs.add(run_id)
+
+
 def _erase_rows(conn: Connection, scope: ErasureScope) -> dict[str, int]:
     changed = {"approvals": 0, "runs": 0, "run_steps": 0, "step_attempts": 0}
+    # A task-augmented call answered at once keeps its result for the task's life.
+    changed["mcp_tasks"] = conn.execute(
+        mcp_tasks.update()
+        .where(
+            sa.or_(
+                mcp_tasks.c.request_id.in_(scope.requests),
+                mcp_tasks.c.approval_id.in_(scope.approvals),
+            ),
+            mcp_tasks.c.kind == "result",
+        )
+        .values(result=None)
+    ).rowcount
     for row in conn.execute(sa.select(approvals).where(approvals.c.id.in_(scope.approvals))):
         conn.execute(
             approvals.update()

@@ -9,6 +9,7 @@ the way out by the same pointers where they name ``/output/…``.
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -65,6 +66,15 @@ def executor_principal(submitter: Principal) -> Principal:
 # --- creating ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class WaitsFor:
+    """A new run's step that starts waiting for an existing approval, until then."""
+
+    step_id: str
+    approval_id: str
+    wake_in_s: float
+
+
 def find_existing(store: RunStore, owner: Principal, key: str) -> Any:
     with store.engine.connect() as conn:
         return conn.execute(
@@ -95,11 +105,16 @@ def insert_run(
     max_tool_calls: int,
     schedule_id: str | None = None,
     review_approval_id: str | None = None,
+    waits_for: WaitsFor | None = None,
 ) -> tuple[str, bool]:
     """Inserts a pending run and its steps. Returns ``(run_id, created)``: with a key
     already used by this submitter, the existing run's id and ``False``. A run whose
     plan waits for a review (``review_approval_id``) is created waiting, claimable
-    when the approval is decided or expires (`RunStore.claim`), or at its deadline."""
+    when the approval is decided or expires (`RunStore.claim`), or at its deadline.
+
+    ``waits_for``: the run starts released, its one step waiting for an approval that
+    already exists (a tool call held for approval, `gateway.executor.held_calls`), so
+    nothing is decided or called before the approval is decided."""
     now = store.now
     review = {}
     if review_approval_id is not None:
@@ -150,6 +165,22 @@ def insert_run(
                     for step in plan.steps
                 ],
             )
+            if waits_for is not None:
+                wake_at = now + waits_for.wake_in_s
+                conn.execute(
+                    sa.update(run_steps)
+                    .where(run_steps.c.run_id == run_id, run_steps.c.step_id == waits_for.step_id)
+                    .values(
+                        status=StepStatus.WAITING,
+                        approval_id=waits_for.approval_id,
+                        wake_at=wake_at,
+                    )
+                )
+                conn.execute(
+                    sa.update(runs)
+                    .where(runs.c.id == run_id)
+                    .values(status="waiting", wake_at=wake_at)
+                )
     except sa.exc.IntegrityError:
         # Lost a race with the same submission: the unique key says which run it is.
         existing = find_existing(store, principal, idempotency_key)
@@ -285,7 +316,7 @@ def run_view(store: RunStore, row: Any) -> dict[str, Any]:
         **summary(row),
         "steps_done": sum(1 for s in steps if s["status"] in DONE),
         "steps_total": len(steps),
-        "inputs": row.inputs,
+        "inputs": shown_inputs(row),
         "deadline_at": format_epoch(row.deadline_at),
         "tool_calls": row.tool_calls,
         "max_tool_calls": row.max_tool_calls,
@@ -294,6 +325,15 @@ def run_view(store: RunStore, row: Any) -> dict[str, Any]:
         "plan": row.plan,
         "steps": steps,
     }
+
+
+def shown_inputs(row: Any) -> Any:
+    """A run's inputs as its readers may see them: a held call's arguments (its run's
+    inputs, `gateway.executor.held_calls`) as redacted by the decision that held it."""
+    pointers = (row.provenance or {}).get("inputs_redact") or []
+    if not pointers or row.inputs is None:
+        return row.inputs
+    return redact(row.inputs, list(pointers))
 
 
 # --- cancelling ----------------------------------------------------------------------

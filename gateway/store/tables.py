@@ -385,3 +385,34 @@ workflow_channel_history = Table(
     Column("approval_id", Text, nullable=True),
     Index("ix_workflow_channel_history_name", "name", "channel"),
 )
+
+
+# --- MCP tasks (gateway/surfaces/mcp_task_store.py) ------------------------------------
+# One row per task the gateway gave an MCP client: a tool call held for approval (its
+# approval and the one-step run that executes it once approved), or a task-augmented
+# call answered at once (its result kept until the task expires). Bound to the
+# identity that created it: nobody else reads it.
+TASK_KINDS = ("held", "result")
+
+mcp_tasks = Table(
+    "mcp_tasks",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    # The creator's identity key (gateway.types.Identity.key): the only reader.
+    Column("owner", Text, nullable=False),
+    Column("request_id", Text, nullable=False),
+    # The tool's gateway name, and the upstream of /mcp/{upstream} (NULL: /mcp).
+    Column("tool", Text, nullable=False),
+    Column("endpoint", Text, nullable=True),
+    Column("approval_id", Text, nullable=True),
+    Column("run_id", Text, nullable=True),
+    # An answered call's tool result, as the client would have got it.
+    Column("result", JSON, nullable=True),
+    Column("created_at", Double, nullable=False),
+    Column("ttl_ms", BigInteger, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    CheckConstraint(f"kind IN {TASK_KINDS}", name="kind"),
+    Index("ix_mcp_tasks_owner", "owner", "created_at"),
+    Index(None, "expires_at"),
+)

@@ -41,6 +41,7 @@ from gateway.surfaces.mcp_results import META_KEY, outcome_meta, to_call_tool_re
 from gateway.surfaces.mcp_server import build_mcp_server, tool_input_schema
 from gateway.surfaces.mcp_sessions import SessionBook, Sessions
 from gateway.surfaces.mcp_subscriptions import Subscriptions
+from gateway.surfaces.mcp_tasks import McpTasks
 from gateway.surfaces.mcp_views import UPSTREAM_PARAM, View
 from gateway.surfaces.middleware import replay_body
 
@@ -60,12 +61,19 @@ class McpEndpoint:
         sessions: McpSessionsConfig,
         relay: InputRelay,
         local_tools: LocalTools | None = None,
+        tasks: McpTasks | None = None,
     ) -> None:
         security = _transport_security(public_url)
         self.book = SessionBook(sessions.idle_timeout_s)
         self.subscriptions = Subscriptions(pipeline, self.book)
         self.server = build_mcp_server(
-            pipeline, local_tools, self.book, relay, self.subscriptions, sessions=sessions.enabled
+            pipeline,
+            local_tools,
+            self.book,
+            relay,
+            self.subscriptions,
+            sessions=sessions.enabled,
+            tasks=tasks,
         )
         self.sessions = Sessions(
             self.server, sessions, self.book, security=security, max_body_bytes=max_body_bytes

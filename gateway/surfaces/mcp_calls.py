@@ -88,20 +88,40 @@ async def answer_tools_call(
                 "isError": local.is_error,
             }
         )
-    operation = Operation(
-        principal=principal,
-        method="tools/call",
-        target=view.name_in(params.name),
-        arguments=dict(params.arguments or {}),
-        transport="mcp",
-        request_id=request_id,
-        client=client_info(request),
-        progress=progress,
-        log=log,
-    )
+    operation = tools_call_operation(request, params, progress=progress, log=log)
     if prepare is not None:  # how the upstream's requests for client input reach it
         operation = prepare(operation)
     outcome = await run(pipeline, operation)
+    raise_unless_result(outcome, params.name)
+    return to_call_tool_result(outcome, view)
+
+
+def tools_call_operation(
+    request: Request,
+    params: types.CallToolRequestParams,
+    *,
+    progress: ProgressCallback | None,
+    log: LogSink | None = None,
+    hold_s: float | None = None,
+) -> Operation:
+    """The `Operation` of an MCP ``tools/call`` (``hold_s``: the caller's own limit on
+    an approval hold; 0 for a call answered as a task, `mcp_tasks`)."""
+    return Operation(
+        principal=caller_of(request),
+        method="tools/call",
+        target=View.of(request).name_in(params.name),
+        arguments=dict(params.arguments or {}),
+        transport="mcp",
+        request_id=request_id_of(request),
+        client=client_info(request),
+        progress=progress,
+        log=log,
+        hold_s=hold_s,
+    )
+
+
+def raise_unless_result(outcome: Outcome, name: str) -> None:
+    """An outcome that is not a tool result, as the JSON-RPC error it is instead."""
     if isinstance(outcome.error, UpstreamRejected):
         # The upstream answered with a JSON-RPC error (a missing client capability,
         # -32021, say): the client gets that error, as if it had called the upstream
@@ -114,9 +134,8 @@ async def answer_tools_call(
         raise MCPError(
             code=outcome.error.jsonrpc_code,
             message=outcome.error.message,
-            data={"tool": params.name, "request_id": outcome.request_id, **outcome.error.details},
+            data={"tool": name, "request_id": outcome.request_id, **outcome.error.details},
         )
-    return to_call_tool_result(outcome, view)
 
 
 async def run(pipeline: Pipeline, operation: Operation) -> Outcome:

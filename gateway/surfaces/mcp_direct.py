@@ -48,6 +48,8 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.types import Send
 
+from gateway.surfaces.mcp_tasks import declares_tasks
+
 log = logging.getLogger(__name__)
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -107,6 +109,8 @@ class DirectToolsCall:
         meta = params.get("_meta")
         if isinstance(meta, dict) and meta.get(LOG_LEVEL_META_KEY) is not None:
             return False  # so do log messages
+        if declares_tasks(meta):
+            return False  # a call that may become a task (`mcp_tasks`)
         name = params.get("name")
         if isinstance(name, str) and self._declines(name):
             return False

@@ -41,6 +41,7 @@ from gateway.surfaces.mcp_relay import Asking, InputRelay, Prepare
 from gateway.surfaces.mcp_results import mcp_result
 from gateway.surfaces.mcp_sessions import SESSION_STATE_KEY, SessionBook
 from gateway.surfaces.mcp_subscriptions import Subscriptions
+from gateway.surfaces.mcp_tasks import TASKS_EXTENSION, McpTasks
 from gateway.surfaces.mcp_views import View
 from gateway.surfaces.middleware import request_id_of
 from gateway.types import (
@@ -65,6 +66,8 @@ class _GatewayServer(Server[Any]):
     def __init__(self, *args: Any, list_changed: bool, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._list_changed = list_changed
+        # 2025-11-25 tasks (`mcp_tasks`): announced at initialize when served.
+        self.tasks_capability: types.ServerTasksCapability | None = None
 
     def create_initialization_options(
         self,
@@ -76,9 +79,12 @@ class _GatewayServer(Server[Any]):
             notification_options = NotificationOptions(
                 prompts_changed=True, resources_changed=True, tools_changed=True
             )
-        return super().create_initialization_options(
+        options = super().create_initialization_options(
             notification_options, experimental_capabilities, extensions
         )
+        if self.tasks_capability is not None:
+            options.capabilities.tasks = self.tasks_capability
+        return options
 
 
 def build_mcp_server(
@@ -89,8 +95,9 @@ def build_mcp_server(
     subscriptions: Subscriptions,
     *,
     sessions: bool,
+    tasks: McpTasks | None = None,
 ) -> Server[Any]:
-    handlers = _Handlers(pipeline, local_tools, book, relay)
+    handlers = _Handlers(pipeline, local_tools, book, relay, tasks)
     server = _GatewayServer(
         "agent-tool-gateway",
         version=__version__,
@@ -130,7 +137,25 @@ def build_mcp_server(
             types.UnsubscribeRequestParams,
             lambda ctx, params: subscriptions.unsubscribe(params, _session_id(ctx)),
         )
+    if tasks is not None:
+        if local_tools is not None:
+            tasks.declines = local_tools.handles
+        serve_tasks(server, tasks)
     return server
+
+
+def serve_tasks(server: _GatewayServer, tasks: McpTasks) -> None:
+    """Tasks in both eras (`mcp_tasks`): the 2025 capability, the 2026 extension, the
+    ``tasks/*`` methods, and the 2025 task-augmented ``tools/call``."""
+    server.tasks_capability = types.ServerTasksCapability.model_validate(
+        {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
+    )
+    server.extensions[TASKS_EXTENSION] = {}
+    server.middleware.append(tasks.middleware)
+    server.add_request_handler("tasks/get", types.GetTaskRequestParams, tasks.get)
+    server.add_request_handler("tasks/result", types.GetTaskPayloadRequestParams, tasks.result)
+    server.add_request_handler("tasks/list", types.PaginatedRequestParams, tasks.list)
+    server.add_request_handler("tasks/cancel", types.CancelTaskRequestParams, tasks.cancel)
 
 
 class _Handlers:
@@ -140,11 +165,13 @@ class _Handlers:
         local_tools: LocalTools | None,
         book: SessionBook,
         relay: InputRelay,
+        tasks: McpTasks | None,
     ) -> None:
         self.pipeline = pipeline
         self.local_tools = local_tools
         self.book = book
         self.relay = relay
+        self.tasks = tasks
 
     # --- tools ------------------------------------------------------------------------
 
@@ -165,7 +192,12 @@ class _Handlers:
                 tools += await self.local_tools.visible(
                     principal, request_id=request_id, client=client_info(request)
                 )
-        return types.ListToolsResult(tools=[_to_mcp_tool(t, view) for t in tools])
+        tasks = self.tasks is not None
+        return types.ListToolsResult(
+            tools=[
+                _to_mcp_tool(t, view, task_support=tasks and t.server != "workflow") for t in tools
+            ]
+        )
 
     async def call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
@@ -173,6 +205,12 @@ class _Handlers:
         async def progress(done: float, total: float | None, message: str | None) -> None:
             await ctx.session.report_progress(done, total, message)
 
+        if (
+            self.tasks is not None
+            and self.tasks.wants_task(ctx, params)
+            and not self._local(ctx, params)
+        ):
+            return await self.tasks.call_tool(ctx, params)  # type: ignore[return-value]
         # Relay progress only when the client asked for it: a progress token makes the
         # upstream answer as an event stream, which costs a round of latency.
         meta = _meta(params.meta)
@@ -190,6 +228,16 @@ class _Handlers:
                 log=self._log_sink(ctx),
                 prepare=prepare,
             ),
+        )
+
+    def _local(
+        self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+    ) -> bool:
+        """A tool the gateway offers itself (never held, never a task)."""
+        return (
+            self.local_tools is not None
+            and View.of(_request(ctx)).aggregated
+            and self.local_tools.handles(params.name)
         )
 
     # --- resources --------------------------------------------------------------------
@@ -396,7 +444,7 @@ async def _overload_as_error() -> AsyncIterator[None]:
         ) from None
 
 
-def _to_mcp_tool(tool: ToolDefinition, view: View) -> types.Tool:
+def _to_mcp_tool(tool: ToolDefinition, view: View, *, task_support: bool = False) -> types.Tool:
     return types.Tool.model_validate(
         {
             "name": view.name_out(tool.name, tool.upstream_tool),
@@ -405,6 +453,9 @@ def _to_mcp_tool(tool: ToolDefinition, view: View) -> types.Tool:
             "inputSchema": tool.input_schema,
             "outputSchema": tool.output_schema,
             "annotations": tool.annotations or None,
+            # 2025-11-25: any call may be held for approval, so any may be a task
+            # (the 2026 sieve drops the field; there the server decides).
+            "execution": {"taskSupport": "optional"} if task_support else None,
         }
     )
 

@@ -4,6 +4,7 @@ still verifies, and an erased approved call is never run again."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from gateway.audit import AuditRecord
 from gateway.audit.erasure import ErasureRefused
 from gateway.audit.export import database_source
 from gateway.erasure_scope import erase, scope_of_request, scope_of_run
+from gateway.executor.held_calls import hold_as_run
+from gateway.executor.records import new_run_id
 from gateway.store.tables import metadata
 from gateway.tlog.verifier import verify_log
 from gateway.types import Operation, OutcomeStatus
@@ -137,3 +140,32 @@ async def test_an_active_run_or_an_unknown_id_is_not_erased(parts: Parts):
         scope_of_run(parts.database, "run_nope")
     with pytest.raises(ErasureRefused, match="no audit entry names request"):
         scope_of_request(parts.database, "req_nope")
+
+
+async def test_erasing_a_held_call_answered_as_a_task_erases_the_run_that_ran_it(parts: Parts):
+    secret = "SECRET-held-" + uuid.uuid4().hex
+    held = call("up__write", {"key": "k", "value": secret}, "req_held_" + uuid.uuid4().hex)
+    outcome = await parts.executor.deps.pipeline.call(held)
+    assert outcome.status is OutcomeStatus.PENDING_APPROVAL and outcome.decision is not None
+    approval = await parts.approvals.get_fresh(outcome.approval_id or "")
+    run_id = await hold_as_run(
+        parts.executor,
+        held,
+        outcome.decision,
+        approval,
+        definition_hash=approval.definition_hash or "",
+        task_id="tsk_erasure",
+        run_id=new_run_id(),
+    )
+    with pytest.raises(ErasureRefused):  # still waiting: not erased yet
+        scope_of_request(parts.database, held.request_id)
+    await parts.approvals.decide(approval.id, APPROVER, approve=True, reason=None, channel="rest")
+    assert (await parts.wait(run_id))["status"] == "succeeded"
+    await settled(parts)
+    assert "runs" in tables_holding(parts, secret)
+
+    scope = scope_of_request(parts.database, held.request_id)
+    assert run_id in scope.runs
+    erase(parts.database, ORIGIN, scope, "data subject request")
+    assert tables_holding(parts, secret) == []
+    assert verify_log(database_source(parts.database)).ok

@@ -1,0 +1,439 @@
+"""Tasks on the MCP surface (docs/mcp.md, "Tasks"; docs/decisions/0021): a tool call
+that policy holds for approval, from a client that can take a task, is answered at
+once with a task instead of holding the request.
+
+Both eras:
+
+- 2025-11-25 (experimental tasks): a ``tools/call`` with ``params.task`` is answered
+  with ``CreateTaskResult`` (``{"task": {...}}``): the held call's task, or, for a call
+  that did not need to wait, a completed task holding its result (the specification
+  wants a task for a task-augmented request). ``tasks/get``, ``tasks/result`` (waits
+  up to ``approvals.hold_s`` for the task to end), ``tasks/list`` (the caller's own),
+  ``tasks/cancel``.
+- 2026-07-28 (the ``io.modelcontextprotocol/tasks`` extension, declared per request in
+  ``_meta`` client capabilities): a held call is answered ``resultType: "task"``;
+  any other call gets its result as usual (the server decides). ``tasks/get`` inlines
+  the ``result`` (completed) or ``error`` (failed); ``tasks/cancel`` acknowledges;
+  ``tasks/result`` and ``tasks/list`` do not exist there (-32601).
+
+A held call's task stands on the approval and on a one-step run the executor executes
+once the approval is decided (`gateway.executor.held_calls`): exactly once, whichever
+process runs it, after any restart. A task is visible only to the identity that
+created it; anyone else is told it does not exist (-32602), and the refusal is
+audited (``task.refused``). ``task.created`` and ``task.cancelled`` are audited too;
+the call's own entries (attempt, decision, approval, the execution's outcome) are
+the pipeline's and the approvals engine's, as for any held call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+import mcp_types as types
+import sqlalchemy as sa
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from starlette.requests import Request
+
+from gateway.approvals.errors import ApprovalsDisabled
+from gateway.audit import AuditLog, AuditRecord
+from gateway.errors import REFUSED, AuditUnavailable, GatewayError
+from gateway.executor import held_calls, records
+from gateway.executor.errors import RunFinished
+from gateway.executor.service import Executor
+from gateway.pipeline import Pipeline
+from gateway.surfaces.mcp_calls import caller_of, raise_unless_result, run, tools_call_operation
+from gateway.surfaces.mcp_results import META_KEY, outcome_meta, to_call_tool_result
+from gateway.surfaces.mcp_task_results import (
+    TaskState,
+    answered_state,
+    failed_result,
+    recorded_result,
+    refusal_meta,
+    task_envelope,
+)
+from gateway.surfaces.mcp_task_store import TaskRow, TaskStore, new_task_id
+from gateway.surfaces.mcp_views import View
+from gateway.types import Operation, Outcome, OutcomeStatus, Principal
+
+log = logging.getLogger(__name__)
+
+TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
+CLIENT_CAPABILITIES_META = "io.modelcontextprotocol/clientCapabilities"
+RELATED_TASK_META = "io.modelcontextprotocol/related-task"
+# A task-augmented 2025 call answered at once keeps its result this long by default.
+RESULT_TTL_MS = 3_600_000
+MAX_RESULT_TTL_MS = 86_400_000
+LIST_PAGE = 50
+_RESULT_POLL_S = 0.5
+
+
+def declares_tasks(meta: Any) -> bool:
+    """Whether a 2026-07-28 request's ``_meta`` declares the tasks extension."""
+    capabilities = meta.get(CLIENT_CAPABILITIES_META) if isinstance(meta, Mapping) else None
+    extensions = capabilities.get("extensions") if isinstance(capabilities, Mapping) else None
+    return isinstance(extensions, Mapping) and TASKS_EXTENSION in extensions
+
+
+class McpTasks:
+    def __init__(
+        self,
+        *,
+        pipeline: Pipeline,
+        executor: Executor,
+        store: TaskStore,
+        audit: AuditLog,
+        public_url: str,
+        result_wait_s: float,
+    ) -> None:
+        self.pipeline = pipeline
+        self.executor = executor
+        self.store = store
+        self.audit = audit
+        self.public_url = public_url.rstrip("/")
+        self.result_wait_s = result_wait_s
+        # Tools the gateway offers itself on /mcp (never held, so never a task).
+        self.declines: Callable[[str], bool] = lambda name: False
+
+    # --- tools/call as a task ---------------------------------------------------------
+
+    def wants_task(self, ctx: ServerRequestContext[Any, Any], params: Any) -> bool:
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return declares_tasks(_as_dict(ctx.meta))
+        return getattr(params, "task", None) is not None
+
+    async def middleware(
+        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
+    ) -> HandlerResult:
+        """2025-11-25: a task-augmented ``tools/call`` is answered here, because the
+        SDK would check its answer against ``CallToolResult``."""
+        params = ctx.params
+        if (
+            ctx.method != "tools/call"
+            or ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+            or not isinstance(params, Mapping)
+            or params.get("task") is None
+        ):
+            return await call_next(ctx)
+        typed = types.CallToolRequestParams.model_validate(params, by_name=False)
+        if View.of(_request(ctx)).aggregated and self.declines(typed.name):
+            return await call_next(ctx)
+        return await self.call_tool(ctx, typed)
+
+    async def call_tool(
+        self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+    ) -> dict[str, Any] | types.CallToolResult:
+        """Runs the call without holding it; a held call becomes a task."""
+        modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+        request = _request(ctx)
+        operation = tools_call_operation(request, params, progress=None, hold_s=0)
+        outcome = await run(self.pipeline, operation)
+        raise_unless_result(outcome, params.name)
+        view = View.of(request)
+        if outcome.status is OutcomeStatus.PENDING_APPROVAL and outcome.approval_id:
+            row, state = await self._hold(operation, outcome, view)
+        else:
+            result = to_call_tool_result(outcome, view)
+            if modern:
+                return result  # nothing to wait for: the result itself
+            ttl = getattr(params.task, "ttl", None) or RESULT_TTL_MS
+            wire = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+            row = await self._create(
+                operation, view, kind="result", ttl_ms=min(int(ttl), MAX_RESULT_TTL_MS), result=wire
+            )
+            state = answered_state(wire)
+        meta = {META_KEY: {**outcome_meta(outcome), **self._links(row)}}
+        return {**task_envelope(row, state, modern), "_meta": meta}
+
+    async def _hold(
+        self, operation: Operation, outcome: Outcome, view: View
+    ) -> tuple[TaskRow, TaskState]:
+        approvals = self.executor.deps.approvals
+        assert outcome.approval_id is not None and outcome.decision is not None
+        approval = await approvals.get_fresh(outcome.approval_id)
+        run_id = records.new_run_id()
+        ttl_s = held_calls.ttl_s(approval, outcome.decision, self.executor)
+        task_id = new_task_id()
+        try:
+            # Before the run exists, like a run's submission: the log names the task
+            # and its run before anything can execute it.
+            await self._audit_created(
+                operation, task_id, "held", approval_id=approval.id, run_id=run_id
+            )
+            await held_calls.hold_as_run(
+                self.executor,
+                operation,
+                outcome.decision,
+                approval,
+                definition_hash=approval.definition_hash or "",
+                task_id=task_id,
+                run_id=run_id,
+            )
+            row = await self._insert(
+                operation,
+                view,
+                task_id=task_id,
+                kind="held",
+                ttl_ms=int(ttl_s * 1000),
+                approval_id=approval.id,
+                run_id=run_id,
+            )
+        except AuditUnavailable as exc:
+            raise MCPError(code=types.INTERNAL_ERROR, message=exc.message) from None
+        except sa.exc.SQLAlchemyError as exc:
+            log.error("run of held call %s not stored: %s", operation.request_id, exc)
+            raise MCPError(
+                code=types.INTERNAL_ERROR,
+                message=f"the run store is unavailable (request {operation.request_id}); "
+                f"approval {approval.id} still holds the call: retry it once approved",
+            ) from None
+        state = await self._state(row)
+        return row, state
+
+    async def _create(
+        self, operation: Operation, view: View, *, kind: str, ttl_ms: int, result: dict[str, Any]
+    ) -> TaskRow:
+        task_id = new_task_id()
+        try:
+            await self._audit_created(operation, task_id, kind)
+        except AuditUnavailable as exc:
+            raise MCPError(code=types.INTERNAL_ERROR, message=exc.message) from None
+        return await self._insert(
+            operation, view, task_id=task_id, kind=kind, ttl_ms=ttl_ms, result=result
+        )
+
+    async def _insert(self, operation: Operation, view: View, **values: Any) -> TaskRow:
+        try:
+            return await anyio.to_thread.run_sync(
+                lambda: self.store.insert(
+                    owner=operation.principal.identity,
+                    request_id=operation.request_id,
+                    tool=operation.target,
+                    endpoint=view.upstream,
+                    **values,
+                )
+            )
+        except sa.exc.SQLAlchemyError as exc:
+            log.error("task of %s not stored: %s", operation.request_id, exc)
+            raise MCPError(
+                code=types.INTERNAL_ERROR,
+                message=f"the task store is unavailable (request {operation.request_id})",
+            ) from None
+
+    # --- tasks/* ----------------------------------------------------------------------
+
+    async def get(
+        self, ctx: ServerRequestContext[Any, Any], params: types.GetTaskRequestParams
+    ) -> dict[str, Any]:
+        row = await self._owned(ctx, params.task_id, "tasks/get")
+        state = await self._state(row)
+        modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+        fields = task_envelope(row, state, modern, wrap=False)
+        if modern and state.status == "completed" and state.result is not None:
+            fields["result"] = state.result
+        elif modern and state.status in ("failed", "cancelled"):
+            fields["error"] = {
+                "code": REFUSED,
+                "message": state.message,
+                "data": {META_KEY: refusal_meta(row, state, self._links(row))},
+            }
+        return fields
+
+    async def result(
+        self, ctx: ServerRequestContext[Any, Any], params: types.GetTaskPayloadRequestParams
+    ) -> dict[str, Any]:
+        """2025-11-25: the call's result once the task ended, waiting up to the hold."""
+        _legacy_only(ctx, "tasks/result")
+        row = await self._owned(ctx, params.task_id, "tasks/result")
+        deadline = time.monotonic() + self.result_wait_s
+        state = await self._state(row)
+        while state.status == "working":
+            if time.monotonic() >= deadline:
+                raise MCPError(
+                    code=-32000,
+                    message=f"task {row.id} is still working: {state.message}; poll tasks/get "
+                    "and ask for the result once it is completed",
+                    data={"taskId": row.id, "status": state.status, "retry_after_s": 2},
+                )
+            await anyio.sleep(_RESULT_POLL_S)
+            state = await self._state(row)
+        if state.result is not None:  # what ran, or the refusal the call was answered
+            result = dict(state.result)
+        else:
+            result = failed_result(row, state, refusal_meta(row, state, self._links(row)))
+        result["_meta"] = {**result.get("_meta", {}), RELATED_TASK_META: {"taskId": row.id}}
+        return result
+
+    async def list(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> dict[str, Any]:
+        """2025-11-25: the caller's own tasks, oldest first, a page at a time."""
+        _legacy_only(ctx, "tasks/list")
+        principal = caller_of(_request(ctx))
+        after = _cursor(getattr(params, "cursor", None) if params is not None else None)
+        rows = await anyio.to_thread.run_sync(
+            lambda: self.store.list(principal.identity, after=after, limit=LIST_PAGE)
+        )
+        tasks = [task_envelope(row, await self._state(row), False, wrap=False) for row in rows]
+        page: dict[str, Any] = {"tasks": tasks}
+        if len(rows) == LIST_PAGE:
+            page["nextCursor"] = f"{rows[-1].created_at!r}/{rows[-1].id}"
+        return page
+
+    async def cancel(
+        self, ctx: ServerRequestContext[Any, Any], params: types.CancelTaskRequestParams
+    ) -> dict[str, Any]:
+        row = await self._owned(ctx, params.task_id, "tasks/cancel")
+        modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+        principal = caller_of(_request(ctx))
+        state = await self._state(row)
+        if state.status == "working" and row.run_id is not None:
+            try:
+                await held_calls.cancel_held(self.executor, row.run_id, principal)
+            except RunFinished:
+                pass  # it ended meanwhile: the state below says how
+            else:
+                self._audit_cancel(row, principal)
+            state = await self._state(row)
+        elif not modern:
+            # 2025-11-25: cancelling a task that already ended is invalid params.
+            raise MCPError(
+                code=types.INVALID_PARAMS,
+                message=f"task {row.id} is already {state.status}",
+                data={"taskId": row.id, "status": state.status},
+            )
+        if modern:
+            return {}  # an acknowledgement; the next tasks/get shows the status
+        return task_envelope(row, state, False, wrap=False)
+
+    # --- shared -------------------------------------------------------------------------
+
+    async def _owned(
+        self, ctx: ServerRequestContext[Any, Any], task_id: str, method: str
+    ) -> TaskRow:
+        """The caller's task, or -32602 as if it did not exist (audited)."""
+        principal = caller_of(_request(ctx))
+        row = await anyio.to_thread.run_sync(lambda: self.store.find(task_id))
+        if row is not None and row.owner == principal.identity.key:
+            return row
+        reason = "not_found" if row is None else "not_owner"
+        await self._audit_refused(principal, task_id, method, reason)
+        raise MCPError(
+            code=types.INVALID_PARAMS,
+            message=f"no task {task_id!r}",
+            data={"taskId": task_id},
+        )
+
+    async def _state(self, row: TaskRow) -> TaskState:
+        if row.kind == "result":
+            return answered_state(row.result)
+        assert row.run_id is not None and row.approval_id is not None
+        try:
+            held = await held_calls.held_state(self.executor, row.run_id, row.approval_id)
+        except (ApprovalsDisabled, GatewayError) as exc:
+            return TaskState("failed", f"the held call cannot be followed: {exc.message}")
+        view = View(row.endpoint)
+        result = recorded_result(row, held, view) if held.recorded is not None else None
+        message = held.message
+        if held.status == "working":
+            message = f"{message}; decide at {self._links(row)['console_url']}"
+        return TaskState(
+            held.status,
+            message,
+            result=result,
+            error=held.error,
+            approval_id=held.approval.id,
+            updated_at=held.approval.decided_at,
+        )
+
+    def _links(self, row: TaskRow) -> dict[str, Any]:
+        if row.approval_id is None:
+            return {"task_id": row.id}
+        return {
+            "task_id": row.id,
+            "approval_id": row.approval_id,
+            "console_url": f"{self.public_url}/console#/approvals/{row.approval_id}",
+        }
+
+    async def _audit_created(
+        self,
+        operation: Operation,
+        task_id: str,
+        kind: str,
+        *,
+        approval_id: str | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        payload = {
+            "task_id": task_id,
+            "kind": kind,
+            "request_id": operation.request_id,
+            "principal": operation.principal.to_audit(),
+            "tool": operation.target,
+            "approval_id": approval_id,
+            "run_id": run_id,
+        }
+        record = AuditRecord(
+            "task.created", task_id, payload, operation.principal.sub, operation.target
+        )
+        await self.audit.append(record)
+
+    async def _audit_refused(
+        self, principal: Principal, task_id: str, method: str, reason: str
+    ) -> None:
+        payload = {
+            "task_id": task_id,
+            "method": method,
+            "principal": principal.to_audit(),
+            "reason": reason,
+        }
+        try:
+            await self.audit.append(AuditRecord("task.refused", task_id, payload, principal.sub))
+        except AuditUnavailable as exc:
+            log.error("refused %s of %s not recorded: %s", method, task_id, exc.message)
+
+    def _audit_cancel(self, row: TaskRow, principal: Principal) -> None:
+        payload = {"task_id": row.id, "run_id": row.run_id, "by": principal.to_audit()}
+        try:
+            self.audit.submit(
+                AuditRecord("task.cancelled", row.id, payload, principal.sub, row.tool)
+            )
+        except AuditUnavailable as exc:
+            log.error("cancel of %s not recorded: %s", row.id, exc.message)
+
+
+def _legacy_only(ctx: ServerRequestContext[Any, Any], method: str) -> None:
+    # The 2026-07-28 extension removed these: the result is inlined on tasks/get.
+    if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        raise MCPError(code=types.METHOD_NOT_FOUND, message="Method not found", data=method)
+
+
+def _cursor(cursor: str | None) -> tuple[float, str] | None:
+    if not cursor:
+        return None
+    created, _, task_id = cursor.partition("/")
+    try:
+        return float(created), task_id
+    except ValueError:
+        raise MCPError(code=types.INVALID_PARAMS, message="invalid cursor") from None
+
+
+def _as_dict(meta: Any) -> dict[str, Any]:
+    if meta is None:
+        return {}
+    if isinstance(meta, dict):
+        return meta
+    dumped: dict[str, Any] = meta.model_dump(by_alias=True)
+    return dumped
+
+
+def _request(ctx: ServerRequestContext[Any, Any]) -> Request:
+    request = ctx.request
+    if not isinstance(request, Request):
+        raise MCPError(code=types.INTERNAL_ERROR, message="the gateway serves MCP over HTTP only")
+    return request
