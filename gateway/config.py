@@ -209,6 +209,10 @@ class EmbeddedPolicyConfig(Model):
     # Serve a prebuilt bundle instead of compiling `path` (which then only locates the
     # default conformance cases, unless conformance.path is set).
     bundle: BundleConfig | None = None
+    # Keep compiled Wasm modules here, so a restart or reload of the same policy skips
+    # compiling it (gateway.policy.module_cache). Whoever can write this folder can run
+    # code in the gateway: only a folder that is the gateway's alone. Default: none.
+    module_cache_dir: Path | None = None
     # Reload when a file in `path` changes (SIGHUP always reloads).
     watch: bool = True
     watch_interval_s: float = Field(1.0, gt=0)
@@ -664,6 +668,8 @@ def _resolve_paths(config: Config, *, base: Path) -> Config:
     policy_update: dict[str, Any] = {}
     if policy.path is not None:
         policy_update["path"] = rel(policy.path)
+    if isinstance(policy, EmbeddedPolicyConfig) and policy.module_cache_dir is not None:
+        policy_update["module_cache_dir"] = rel(policy.module_cache_dir)
     conformance_update = {
         key: rel(value)
         for key, value in (

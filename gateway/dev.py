@@ -81,6 +81,9 @@ def dev_setup(
                 # they hold for every dev data folder of this user: a fresh var/dev (or
                 # another checkout of the same code) skips the cases already passed.
                 "conformance": {"memo_dir": str(user_cache_dir() / "conformance")},
+                # Compiled Wasm likewise, by the module's hash: a restart loads the
+                # native code instead of compiling it (gateway.policy.module_cache).
+                "module_cache_dir": str(user_cache_dir() / "wasm"),
             },
             "storage": {"url": f"sqlite:///{data_dir / 'gateway.db'}"},
             "upstreams": [

@@ -32,6 +32,7 @@ from gateway.policy.bundle import Bundle, merge_data, read_bundle
 from gateway.policy.decision import parse_decision
 from gateway.policy.folder import PolicySource, build_bundle, opa_binary, read_policy
 from gateway.policy.listing import ListUnsupported
+from gateway.policy.module_cache import ModuleCache
 from gateway.policy.wasm import RECYCLE_BYTES, Limits, WasmInstance, WasmModule
 from gateway.types import Decision
 
@@ -48,6 +49,11 @@ def limits_of(config: EmbeddedPolicyConfig) -> Limits:
     return Limits(timeout_s=config.timeout_ms / 1000, memory_bytes=config.memory_mb << 20)
 
 
+def module_cache_of(config: EmbeddedPolicyConfig) -> ModuleCache | None:
+    """Where compiled modules are kept (``policy.module_cache_dir``), if anywhere."""
+    return ModuleCache(config.module_cache_dir) if config.module_cache_dir else None
+
+
 def folder_engine(config: EmbeddedPolicyConfig, path: Path | None = None) -> EmbeddedEngine:
     """An engine for the config's policy folder (or ``path``), compiled now."""
     return EmbeddedEngine(
@@ -55,6 +61,7 @@ def folder_engine(config: EmbeddedPolicyConfig, path: Path | None = None) -> Emb
         extra_data=config.data,
         limits=limits_of(config),
         opa=str(config.opa_binary) if config.opa_binary else None,
+        module_cache=module_cache_of(config),
     )
 
 
@@ -165,6 +172,7 @@ def load_bundle(
     limits: Limits,
     revision: str | None = None,
     source: PolicySource | None = None,
+    module_cache: ModuleCache | None = None,
 ) -> CompiledPolicy:
     """A verified bundle made ready to evaluate, with the config's data merged in."""
     data = json.loads(json.dumps(bundle.data))
@@ -180,7 +188,7 @@ def load_bundle(
         else tuple(sorted(p for p in bundle.files if p.endswith(".rego")))
     )
     return CompiledPolicy(
-        module=WasmModule(bundle.wasm),
+        module=WasmModule(bundle.wasm, module_cache),
         data=data,
         revision=revision,
         modules=modules,
@@ -196,13 +204,19 @@ def compile_source(
     *,
     limits: Limits = DEFAULT_LIMITS,
     opa: str | None = None,
+    module_cache: ModuleCache | None = None,
 ) -> CompiledPolicy:
     """Compiles a read policy folder with OPA; raises `PolicyLoadError`."""
     revision = source.revision(extra_data)
     archive = build_bundle(source, revision, opa=opa or opa_binary())
     bundle = read_bundle(archive, origin=str(source.path))
     return load_bundle(
-        bundle, extra_data=extra_data, limits=limits, revision=revision, source=source
+        bundle,
+        extra_data=extra_data,
+        limits=limits,
+        revision=revision,
+        source=source,
+        module_cache=module_cache,
     )
 
 
@@ -224,12 +238,15 @@ class EmbeddedEngine:
         limits: Limits = DEFAULT_LIMITS,
         opa: str | None = None,
         compiled: CompiledPolicy | None = None,
+        module_cache: ModuleCache | None = None,
     ) -> None:
         """A folder engine (``path``; compiled now) or one serving ``compiled`` (a
-        bundle, loaded by its origin)."""
+        bundle, loaded by its origin). ``module_cache`` keeps compiled modules across
+        restarts and reloads."""
         self.path = Path(path) if path is not None else None
         self.limits = limits
         self._opa = opa
+        self._module_cache = module_cache
         self._extra_data = extra_data or {}
         if compiled is None:
             if self.path is None:
@@ -258,12 +275,23 @@ class EmbeddedEngine:
             if self.path is None:
                 raise PolicyLoadError("this engine serves a bundle, not a policy folder")
             source = read_policy(self.path)
-        compiled = compile_source(source, self._extra_data, limits=self.limits, opa=self._opa)
+        compiled = compile_source(
+            source,
+            self._extra_data,
+            limits=self.limits,
+            opa=self._opa,
+            module_cache=self._module_cache,
+        )
         return compiled.with_overlay(overlay) if overlay else compiled
 
     def load(self, bundle: Bundle) -> CompiledPolicy:
         """A verified bundle with this engine's config data and limits, not in force."""
-        return load_bundle(bundle, extra_data=self._extra_data, limits=self.limits)
+        return load_bundle(
+            bundle,
+            extra_data=self._extra_data,
+            limits=self.limits,
+            module_cache=self._module_cache,
+        )
 
     def swap(self, compiled: CompiledPolicy) -> CompiledPolicy:
         """Puts ``compiled`` in force for every later evaluation; returns the previous

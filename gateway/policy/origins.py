@@ -36,6 +36,7 @@ from gateway.policy.embedded import (
     compile_source,
     limits_of,
     load_bundle,
+    module_cache_of,
 )
 from gateway.policy.folder import read_policy
 
@@ -82,7 +83,11 @@ class FolderOrigin:
                 return Prepared(revision)
             opa = str(self.config.opa_binary) if self.config.opa_binary else None
             compiled = compile_source(
-                source, self.config.data, limits=limits_of(self.config), opa=opa
+                source,
+                self.config.data,
+                limits=limits_of(self.config),
+                opa=opa,
+                module_cache=module_cache_of(self.config),
             )
             return Prepared(revision, compiled)
         except PolicyLoadError as exc:
@@ -102,7 +107,12 @@ class _BundleOrigin:
             bundle = read_bundle(archive, origin=origin)
             if self.bundle.signing is not None:
                 verify_bundle(bundle, self.bundle.signing, origin=origin)
-            return load_bundle(bundle, extra_data=self.config.data, limits=limits_of(self.config))
+            return load_bundle(
+                bundle,
+                extra_data=self.config.data,
+                limits=limits_of(self.config),
+                module_cache=module_cache_of(self.config),
+            )
         except PolicyLoadError as exc:
             claimed = bundle.revision[:_MAX_REVISION_CHARS] if bundle is not None else None
             raise OriginRejected(claimed, exc) from None
@@ -211,6 +221,7 @@ def build_embedded_engine(config: EmbeddedPolicyConfig) -> EmbeddedEngine:
         limits=limits_of(config),
         opa=str(config.opa_binary) if config.opa_binary else None,
         compiled=first.compiled,
+        module_cache=module_cache_of(config),
     )
 
 

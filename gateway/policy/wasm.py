@@ -33,11 +33,14 @@ import json
 import math
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import wasmtime
 
 from gateway.errors import PolicyError, PolicyLoadError
+
+if TYPE_CHECKING:
+    from gateway.policy.module_cache import ModuleCache
 
 PAGE_BYTES = 64 * 1024
 EPOCH_TICK_S = 0.005
@@ -120,11 +123,15 @@ class Limits:
 
 
 class WasmModule:
-    """A compiled policy: validated once, instantiated many times."""
+    """A compiled policy: validated once, instantiated many times. With a ``cache``,
+    compiled once per module and wasmtime version (gateway.policy.module_cache)."""
 
-    def __init__(self, wasm: bytes) -> None:
+    def __init__(self, wasm: bytes, cache: ModuleCache | None = None) -> None:
         try:
-            self.module = wasmtime.Module(_EPOCH.engine, wasm)
+            if cache is None:
+                self.module = wasmtime.Module(_EPOCH.engine, wasm)
+            else:
+                self.module = cache.compile(_EPOCH.engine, wasm)
         except wasmtime.WasmtimeError as exc:
             raise PolicyLoadError(f"policy.wasm is not a valid WebAssembly module: {exc}") from None
         memory = [

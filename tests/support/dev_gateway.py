@@ -54,13 +54,17 @@ class DevGateway:
         return self.root / "var" / "dev"
 
     @classmethod
-    def start(cls, root: Path, *, copied: tuple[str, ...] = ()) -> DevGateway:
+    def start(
+        cls, root: Path, *, copied: tuple[str, ...] = (), env: dict[str, str] | None = None
+    ) -> DevGateway:
+        """Starts it in ``root`` (a restart when ``root`` holds a var/dev already);
+        ``env`` adds to `environment()` (e.g. a cache folder of the test's own)."""
         lay_out_checkout(root, copied=copied)
         port = free_port()
         process = spawn(
             [sys.executable, "-m", "gateway", "serve", "--dev", "--port", str(port)],
             root / "gateway.log",
-            env=environment(),
+            env={**environment(), **(env or {})},
             cwd=root,
         )
         # A first start runs the policy's conformance cases: allow for a busy machine.

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from gateway.errors import ConfigError
 from gateway.store import create_engine, dialect_sqlite, metadata, migrate, normalize_url
-from gateway.store.db import alembic_config, exclusive_transaction
+from gateway.store.db import SCHEMA_HEAD, alembic_config, exclusive_transaction, schema_revision
 from tests.support.waiting import TIMEOUT_S
 
 
@@ -96,6 +96,38 @@ def test_migrate_is_idempotent_and_matches_the_tables(engine: Engine) -> None:
     assert diff == []
     # The newest revision, whichever it is: a new migration must not edit this test.
     assert version == ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def test_the_schema_head_constant_is_the_newest_migration() -> None:
+    # A new migration bumps SCHEMA_HEAD too, or a database at the old head would be
+    # taken for current and start without the new migration.
+    assert SCHEMA_HEAD == ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def test_a_database_at_head_is_not_handed_to_alembic(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A test double: any Alembic upgrade fails this test.
+    def refuse(*_args: object) -> None:
+        raise AssertionError("Alembic was asked to upgrade a database at head")
+
+    monkeypatch.setattr(command, "upgrade", refuse)
+    assert schema_revision(engine) == SCHEMA_HEAD
+    migrate(engine)
+
+
+def test_a_database_behind_head_or_without_a_schema_is_migrated(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
+    try:
+        assert schema_revision(engine) is None
+        migrate(engine, "0005")
+        assert schema_revision(engine) == "0005"
+        migrate(engine)
+        assert schema_revision(engine) == SCHEMA_HEAD
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    finally:
+        engine.dispose()
 
 
 def test_downgrade_is_refused(engine: Engine) -> None:
