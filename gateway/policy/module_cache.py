@@ -15,7 +15,7 @@ folder that cannot be written likewise.
 What wasmtime loads from an entry is native code it runs without checking it: whoever
 can write the folder can run code in the gateway. So there is no cache unless
 ``policy.module_cache_dir`` names a folder that is the gateway's alone (dev mode uses
-the user's own cache folder, beside the conformance memo); docs/decisions/0027.
+the user's own cache folder, beside the conformance memo); docs/decisions/0028.
 """
 
 from __future__ import annotations
