@@ -5,6 +5,7 @@ the offerings gateway: one upstream with resources and prompts, and grants for s
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from sqlalchemy import Engine
 
 from gateway.store import create_engine
+from tests.support.peers import ConformanceUpstream
 from tests.support.processes import (
     GatewayServer,
     McpUpstreamServer,
@@ -40,6 +42,31 @@ GRANTS = [
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("e2e")
+
+
+@pytest.fixture
+def database(gateway: GatewayServer) -> Iterator[Engine]:
+    """The database of the module's ``gateway``, read as an auditor would."""
+    engine = create_engine(gateway.config["storage"]["url"])
+    yield engine
+    engine.dispose()
+
+
+@contextmanager
+def conformance_gateway(workdir: Path, grants: list[dict[str, Any]]) -> Iterator[GatewayServer]:
+    """A gateway in front of our conformance upstream (tests/support/conformance_upstream.py,
+    named ``conf``), which asks for client input and serves subscriptions, with ``grants``."""
+    upstream = ConformanceUpstream.start(workdir)
+    server = GatewayServer.configure(
+        workdir / "gateway",
+        upstreams=[{"name": "conf", "url": upstream.url, "timeout_s": 20}],
+        policy=write_policy(workdir / "policy-data", grants),
+    ).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        upstream.process.stop()
 
 
 @pytest.fixture(scope="module")

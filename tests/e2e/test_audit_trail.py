@@ -8,10 +8,8 @@ import subprocess
 import sys
 
 import httpx
-import pytest
 
 from gateway.audit import read_entries, verify_chain
-from gateway.store import create_engine
 from tests.support.processes import REPO, GatewayServer, McpUpstreamServer
 from tests.support.waiting import eventually
 
@@ -34,13 +32,6 @@ def call(gateway: GatewayServer, tool: str, arguments: dict, **token: object) ->
         headers=gateway.headers(**token),
         timeout=10,
     )
-
-
-@pytest.fixture
-def database(gateway: GatewayServer):
-    engine = create_engine(gateway.config["storage"]["url"])
-    yield engine
-    engine.dispose()
 
 
 def test_allowed_call_leaves_attempt_decision_outcome_and_the_chain_verifies(

@@ -20,7 +20,6 @@ import yaml
 
 from gateway.audit import read_entries
 from gateway.policy.engine import FAIL_CLOSED_RULE
-from gateway.store import create_engine
 from tests.support.gate import Gate
 from tests.support.opa import OpaServer, opa_binary
 from tests.support.processes import GatewayServer, McpUpstreamServer, free_port, write_policy
@@ -124,13 +123,6 @@ def gateway(
     server.start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def database(gateway: GatewayServer):
-    engine = create_engine(gateway.config["storage"]["url"])
-    yield engine
-    engine.dispose()
 
 
 def call(gateway: GatewayServer, tool: str, arguments: dict[str, Any]) -> httpx.Response:

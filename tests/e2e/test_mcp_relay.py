@@ -18,10 +18,9 @@ import pytest
 from sqlalchemy import Engine
 
 from gateway.audit import read_entries
-from gateway.store import create_engine
+from tests.e2e.conftest import conformance_gateway
 from tests.e2e.mcp_client import ERAS, connect
-from tests.support.peers import ConformanceUpstream
-from tests.support.processes import GatewayServer, write_policy
+from tests.support.processes import GatewayServer
 
 pytestmark = pytest.mark.anyio
 
@@ -41,22 +40,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def gateway(workdir: Path) -> Iterator[GatewayServer]:
-    upstream = ConformanceUpstream.start(workdir)
-    server = GatewayServer.configure(
-        workdir / "gateway",
-        upstreams=[{"name": "conf", "url": upstream.url, "timeout_s": 20}],
-        policy=write_policy(workdir / "policy-data", GRANTS),
-    ).start()
-    yield server
-    server.stop()
-    upstream.process.stop()
-
-
-@pytest.fixture(scope="module")
-def database(gateway: GatewayServer) -> Iterator[Engine]:
-    engine = create_engine(gateway.config["storage"]["url"])
-    yield engine
-    engine.dispose()
+    with conformance_gateway(workdir, GRANTS) as server:
+        yield server
 
 
 def _text(result: types.CallToolResult) -> str:

@@ -69,13 +69,6 @@ def gateway(
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def database(gateway: GatewayServer) -> Iterator[Engine]:
-    engine = create_engine(gateway.config["storage"]["url"])
-    yield engine
-    engine.dispose()
-
-
 async def listed(gateway: GatewayServer, era: str) -> set[str]:
     async with connect(gateway.mcp_url, gateway.token(), era) as client:
         return {t.name for t in (await client.list_tools()).tools}
