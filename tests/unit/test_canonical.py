@@ -9,7 +9,9 @@ import random
 import pytest
 import rfc8785
 from hypothesis import given
+from hypothesis import strategies as st
 
+from gateway import canonical
 from gateway.canonical import (
     NotIJson,
     arguments_hash,
@@ -232,3 +234,77 @@ def test_every_document_is_refused_or_round_trips_through_the_log(document: obje
     written = jcs(document)
     assert jcs(parse_json(written)) == written
     assert written == rfc8785.dumps(parse_json(written))
+
+
+# --- the fast JCS equals the reference implementation (hypothesis) -----------------
+
+# Unicode text without lone surrogates (what `check_document` lets through), with the
+# characters JSON escapes (quote, backslash, controls) drawn often.
+_unicode = st.text(
+    st.one_of(
+        st.characters(exclude_categories=("Cs",)),
+        st.sampled_from('"\\/\b\f\n\r\t\x00\x1f\x7f\u2028\u2029'),
+    ),
+    max_size=10,
+)
+_ascii_keys = st.text(st.characters(max_codepoint=0x7F), max_size=6)
+_safe_ints = st.integers(-(2**53) + 1, 2**53 - 1)
+# The common case the fast path takes: ASCII keys, strings, booleans, null, integers
+# within 2^53, nested.
+_plain_documents = st.recursive(
+    st.one_of(st.none(), st.booleans(), _safe_ints, _unicode),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(_ascii_keys, children, max_size=5)
+    ),
+    max_leaves=30,
+)
+# Everything else JCS defines, which the fast path must hand to the reference: doubles,
+# non-ASCII keys (ordered by UTF-16 units), mixed with plain values.
+_any_documents = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        _safe_ints,
+        st.floats(allow_nan=False, allow_infinity=False),
+        _unicode,
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(st.one_of(_ascii_keys, _unicode), children, max_size=5),
+    ),
+    max_leaves=30,
+)
+
+
+@given(_plain_documents)
+def test_jcs_of_common_documents_equals_rfc8785(document: object) -> None:
+    assert jcs(document) == rfc8785.dumps(document)
+
+
+@given(_any_documents)
+def test_jcs_of_any_i_json_document_equals_rfc8785(document: object) -> None:
+    assert jcs(document) == rfc8785.dumps(document)
+
+
+@given(st.lists(_plain_documents, min_size=1, max_size=3), st.integers(0, 2))
+def test_a_value_beyond_the_fast_path_anywhere_sends_the_document_to_the_reference(
+    parts: list[object], where: int
+) -> None:
+    # One float, big integer or non-ASCII key hidden at any position of a plain document.
+    for odd in (0.5, 2**53, {"é": 1, "z": 2}):
+        document = [*parts]
+        document.insert(min(where, len(document)), {"odd": [odd]})
+        expected = rfc8785.dumps(canonical._as_doubles(document))
+        assert jcs(document) == expected
+
+
+def test_documents_sharing_or_referring_to_themselves_end() -> None:
+    shared = {"a": [1, "x"]}
+    many = {"items": [shared] * 30_000}  # beyond the fast walk's container count
+    assert jcs(many) == rfc8785.dumps(many)
+    cyclic: dict[str, object] = {}
+    cyclic["self"] = [cyclic]
+    with pytest.raises(ValueError):
+        jcs(cyclic)
+    with_float: dict[str, object] = {"items": [shared] * 30_000, "n": 0.5}
+    assert jcs(with_float) == rfc8785.dumps(with_float)
