@@ -165,7 +165,8 @@ def not_ok(rounds: list[dict[str, Any]], name: str) -> dict[str, int]:
 
 
 async def measure(lab_: Lab, method: Method, phases: list[Phase], rounds: int) -> dict[str, Any]:
-    targets = lab_.targets
+    # A target that does not serve the method (ContextForge: tools only) sits it out.
+    targets = [t for t in lab_.targets if t.serves(method.name)]
     all_pids = [lab_.upstream_pid, *(p for t in targets for p in t.middle.values())]
     await load.wait_quiet(all_pids)
     per_round: list[dict[str, Any]] = []
