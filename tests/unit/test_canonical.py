@@ -11,7 +11,6 @@ import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import canonical
 from gateway.canonical import (
     NotIJson,
     arguments_hash,
@@ -294,8 +293,39 @@ def test_a_value_beyond_the_fast_path_anywhere_sends_the_document_to_the_referen
     for odd in (0.5, 2**53, {"é": 1, "z": 2}):
         document = [*parts]
         document.insert(min(where, len(document)), {"odd": [odd]})
-        expected = rfc8785.dumps(canonical._as_doubles(document))
+        expected = rfc8785.dumps(_doubles(document))
         assert jcs(document) == expected
+
+
+def _doubles(value: object) -> object:
+    """``value`` with integers beyond 2^53 that a double equals as that double, as RFC
+    8785 reads them (`rfc8785` itself refuses such integers)."""
+    if type(value) is int and abs(value) > 2**53 - 1 and float(value) == value:
+        return float(value)
+    if isinstance(value, dict):
+        return {key: _doubles(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_doubles(item) for item in value]
+    return value
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_every_double_is_written_as_rfc8785_writes_it(number: float) -> None:
+    assert jcs(number) == rfc8785.dumps(number)
+    assert jcs({"n": [number, -number]}) == rfc8785.dumps({"n": [number, -number]})
+
+
+@given(st.integers(-(2**70), 2**70).filter(lambda n: float(n) == n))
+def test_integers_that_doubles_equal_are_written_as_those_doubles(number: int) -> None:
+    assert jcs([number]) == rfc8785.dumps(_doubles([number]))
+
+
+@pytest.mark.parametrize(
+    "number",
+    [5e-324, 1e-7, 1e-6, 0.000001234, 1e21, 1e20, 123456789012345680000.0, 1.5, 100.0, 2**53 + 2.0],
+)
+def test_numbers_at_the_edges_of_each_layout(number: float) -> None:
+    assert jcs(number) == rfc8785.dumps(number)
 
 
 def test_documents_sharing_or_referring_to_themselves_end() -> None:
