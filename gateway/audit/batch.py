@@ -9,7 +9,6 @@ module decides how a batch becomes entries.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -73,7 +72,9 @@ def prepare_record(record: AuditRecord) -> PreparedRecord:
         if value is not None and not isinstance(value, str):
             raise ValueError(f"audit {name} must be a string or None")
     payload_jcs = canonical_json(record.payload)
-    salt = fresh_salt()
+    # One system call per record. Drawing 128 salts at once and splitting them gained
+    # nothing measurable: the kernel's cost is per byte generated (docs/decisions/0026).
+    salt = os.urandom(SALT_SIZE)
     return PreparedRecord(
         kind=record.kind,
         ref=record.ref,
@@ -83,42 +84,6 @@ def prepare_record(record: AuditRecord) -> PreparedRecord:
         subject=record.subject,
         tool=record.tool,
     )
-
-
-# Salts are drawn from the operating system's CSPRNG a block at a time and split: one
-# os.urandom call per 128 records instead of one per record (a system call each, among
-# the hottest leaves of the append path in a profile, bench/README.md). Each thread keeps
-# its own block, so no lock; a forked child forgets its parent's block, so two processes
-# never hand out the same salt.
-_SALTS_PER_BLOCK = 128
-
-
-class _SaltBlock(threading.local):
-    def __init__(self) -> None:
-        self.block = b""
-        self.offset = 0
-
-
-_salts = _SaltBlock()
-
-
-def fresh_salt() -> bytes:
-    """A fresh random salt of `SALT_SIZE` bytes, never handed out before."""
-    salts = _salts
-    offset = salts.offset
-    if offset >= len(salts.block):
-        salts.block = os.urandom(SALT_SIZE * _SALTS_PER_BLOCK)
-        offset = 0
-    salts.offset = offset + SALT_SIZE
-    return salts.block[offset : offset + SALT_SIZE]
-
-
-def _forget_salts() -> None:
-    _salts.block = b""
-    _salts.offset = 0
-
-
-os.register_at_fork(after_in_child=_forget_salts)
 
 
 def write_batch(
