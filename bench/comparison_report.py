@@ -150,6 +150,22 @@ min–max over rounds); sections below give everything.
 """
 
 
+# Above this 1-minute load average (on 2 cores), a result says it is from a loaded machine.
+LOADED = 3.0
+
+
+def load_note(report: dict[str, Any]) -> str:
+    """A sentence saying the figures are from a loaded machine, when they are."""
+    ones = [la[0] for r in report["methods"].values() for la in r["load_average"]]
+    if not ones or max(ones) <= LOADED:
+        return ""
+    return (
+        f"**These figures are from a loaded machine**: the 1-minute load average was "
+        f"{min(ones):.1f}–{max(ones):.1f} during the run (above {LOADED:g} on "
+        f"{report['machine']['cores']} cores).\n"
+    )
+
+
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     sections = methods_summary(report) + "\n".join(
@@ -158,7 +174,7 @@ def markdown(report: dict[str, Any]) -> str:
     return f"""# This gateway beside ContextForge, a bare proxy and the direct call
 
 Machine: {m["cpu"]}, {m["cores"]} cores, Python {m["python"]}, commit {m["commit"]}, {m["date"]}.
-**The machine was shared** with other engineers' work while this ran (see the load
+{load_note(report)}**The machine was shared** with other engineers' work while this ran (see the load
 averages); only the ratios within this run compare, absolute milliseconds are context.
 One upstream process (the recording test server, MCP SDK, stateless Streamable HTTP)
 behind every path; MCP 2026-07-28 era; the raw client is a keep-alive HTTP/1.1 client
