@@ -10,7 +10,7 @@ call of the middle process(es) is read from /proc around the c=16 run. A py-spy
 profile of the gateway at c=16 follows the rounds (bench/profile_areas.py).
 
     .venv/bin/python -m bench.comparison [--rounds 5] [--targets direct,gateway,...]
-        [--methods tools/call] [--quick] [--no-profile]
+        [--methods tools/call,resources/read,prompts/get] [--quick] [--no-profile]
 """
 
 from __future__ import annotations
@@ -165,7 +165,8 @@ def not_ok(rounds: list[dict[str, Any]], name: str) -> dict[str, int]:
 
 
 async def measure(lab_: Lab, method: Method, phases: list[Phase], rounds: int) -> dict[str, Any]:
-    targets = lab_.targets
+    # A target that does not serve the method (ContextForge: tools only) sits it out.
+    targets = [t for t in lab_.targets if t.serves(method.name)]
     all_pids = [lab_.upstream_pid, *(p for t in targets for p in t.middle.values())]
     await load.wait_quiet(all_pids)
     per_round: list[dict[str, Any]] = []
@@ -197,7 +198,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--targets", default=",".join(ALL))
-    parser.add_argument("--methods", default="tools/call")
+    # Issue 12: a resource read and a prompt beside the tool call, in the same rounds.
+    parser.add_argument("--methods", default="tools/call,resources/read,prompts/get")
     parser.add_argument("--quick", action="store_true", help="a smoke run of the harness")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--profile-seconds", type=float, default=15)

@@ -121,13 +121,60 @@ Most sampled leaf frames (waits left out):
 """
 
 
+def methods_summary(report: dict[str, Any]) -> str:
+    """The middle targets' figures per method side by side (issue 12: what a resource
+    read or a prompt costs through the gateway next to a tool call), when the run
+    measured more than one method."""
+    methods = report["methods"]
+    if len(methods) < 2:
+        return ""
+    rows = []
+    for name, result in methods.items():
+        for target, r in result["ratios"].items():
+            if target == "direct":
+                continue
+            a = result["absolute"][target]
+            rows.append(
+                f"| `{name}` | {LABELS.get(target, target)} | {fmt_spread(r['p50_c1'])} | "
+                f"{fmt_spread(r['calls_per_s_c16'], 3)} | {_abs(a['middle_cpu_ms_c16'])} ms, "
+                f"{fmt_spread(r['middle_cpu_c16'])} | {fmt_spread(r['sdk_p50_c1'])} |"
+            )
+    return f"""## Every method at a glance
+
+Each method's ratios to the direct call of the same method in the same round (median,
+min–max over rounds); sections below give everything.
+
+| method | system | p50 × direct, c=1 | calls/s × direct, c=16 | CPU per call in the middle, c=16 (× upstream's per direct call) | p50 × direct, c=1, MCP SDK client |
+| --- | --- | --- | --- | --- | --- |
+{chr(10).join(rows)}
+"""
+
+
+# Above this 1-minute load average (on 2 cores), a result says it is from a loaded machine.
+LOADED = 3.0
+
+
+def load_note(report: dict[str, Any]) -> str:
+    """A sentence saying the figures are from a loaded machine, when they are."""
+    ones = [la[0] for r in report["methods"].values() for la in r["load_average"]]
+    if not ones or max(ones) <= LOADED:
+        return ""
+    return (
+        f"**These figures are from a loaded machine**: the 1-minute load average was "
+        f"{min(ones):.1f}–{max(ones):.1f} during the run (above {LOADED:g} on "
+        f"{report['machine']['cores']} cores).\n"
+    )
+
+
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
-    sections = "\n".join(method_section(n, r) for n, r in report["methods"].items())
+    sections = methods_summary(report) + "\n".join(
+        method_section(n, r) for n, r in report["methods"].items()
+    )
     return f"""# This gateway beside ContextForge, a bare proxy and the direct call
 
 Machine: {m["cpu"]}, {m["cores"]} cores, Python {m["python"]}, commit {m["commit"]}, {m["date"]}.
-**The machine was shared** with other engineers' work while this ran (see the load
+{load_note(report)}**The machine was shared** with other engineers' work while this ran (see the load
 averages); only the ratios within this run compare, absolute milliseconds are context.
 One upstream process (the recording test server, MCP SDK, stateless Streamable HTTP)
 behind every path; MCP 2026-07-28 era; the raw client is a keep-alive HTTP/1.1 client
@@ -144,16 +191,34 @@ def plot(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    method, result = next(iter(report["methods"].items()))
-    ratios = result["ratios"]
-    targets = [t for t in ratios if t != "direct"]
     panels = [
         ("p50_c1", "p50 latency, c=1 (× direct)"),
         ("calls_per_s_c16", "calls/s, c=16 (× direct)"),
         ("calls_per_s_c64", "calls/s, c=64 (× direct)"),
         ("middle_cpu_c16", "CPU per call in the middle, c=16\n(× upstream CPU per direct call)"),
     ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2))
+    methods = list(report["methods"].items())
+    # One row of panels per method measured (tools/call first, as run).
+    fig, grid = plt.subplots(
+        len(methods), len(panels), figsize=(4.2 * len(panels), 4.2 * len(methods)), squeeze=False
+    )
+    for row, (method, result) in zip(grid, methods, strict=True):
+        _plot_method(row, panels, method, result["ratios"])
+    m = report["machine"]
+    fig.suptitle(
+        "ratios to the direct call of the same method, median and min–max over rounds "
+        f"({m['cores']} cores, shared; commit {m['commit']})",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_method(
+    axes: Any, panels: list[tuple[str, str]], method: str, ratios: dict[str, Any]
+) -> None:
+    targets = [t for t in ratios if t != "direct"]
     for ax, (key, title) in zip(axes, panels, strict=True):
         medians, lows, highs = [], [], []
         for t in targets:
@@ -173,13 +238,4 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax.set_xticks(range(len(targets)), targets, rotation=30, ha="right")
         ax.set_yscale("log")
         ax.axhline(1.0, color="black", linewidth=0.8)
-        ax.set_title(title, fontsize=9)
-    m = report["machine"]
-    fig.suptitle(
-        f"{method}: ratios to the direct call, median and min–max over rounds "
-        f"({m['cores']} cores, shared; commit {m['commit']})",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        ax.set_title(f"{method}: {title}", fontsize=9)

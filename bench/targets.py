@@ -54,6 +54,12 @@ class Target:
     rename: Callable[[str], str]
     # Process trees whose CPU is "the middle" (empty for the direct call).
     middle: dict[str, int] = field(default_factory=dict)
+    # The MCP methods this target is measured on (None: every one). ContextForge's
+    # virtual server bundles the upstream's tools only (bench/contextforge.py).
+    methods: frozenset[str] | None = None
+
+    def serves(self, method: str) -> bool:
+        return self.methods is None or method in self.methods
 
 
 @dataclass
@@ -126,7 +132,14 @@ def lab(directory: Path, names: tuple[str, ...] = ALL) -> Iterator[Lab]:
                 peer = contextforge.ContextForge.start(directory / "contextforge", upstream.url)
                 stack.callback(peer.stop)
                 targets.append(
-                    Target(name, peer.mcp_url, peer.token, contextforge.rename, {name: peer.pid})
+                    Target(
+                        name,
+                        peer.mcp_url,
+                        peer.token,
+                        contextforge.rename,
+                        {name: peer.pid},
+                        methods=frozenset({"tools/call", "tools/list"}),
+                    )
                 )
         # The direct and bare paths carry a token too, so that every request has the
         # same size; the upstream does not check it.

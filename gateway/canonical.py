@@ -6,7 +6,10 @@ inputs) hold only strings, booleans, null and small integers under ASCII keys; f
 those, the standard library's C encoder with sorted keys and no whitespace produces
 exactly the JCS bytes, several times faster than the reference implementation. Any
 document outside that shape (a float, a big integer, a non-ASCII key, whose ordering
-or formatting JCS defines differently) goes through `rfc8785`.
+or formatting JCS defines differently) is written by `_write`, which formats numbers
+as ECMAScript does and orders keys by UTF-16 code units. The reference
+implementation, `rfc8785`, is the oracle of the property tests that prove both equal
+to it (tests/unit/test_canonical.py, docs/decisions/0026).
 """
 
 from __future__ import annotations
@@ -14,9 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from json.encoder import encode_basestring
 from typing import Any
-
-import rfc8785
 
 # JCS numbers are IEEE-754 doubles; integers beyond this are not exact (RFC 8785 §3.2.2.3).
 _MAX_SAFE_INTEGER = 2**53 - 1
@@ -26,6 +28,12 @@ _encode = json.JSONEncoder(
 ).encode
 
 
+# Containers `_plain` walks before it starts remembering those it has seen: a document
+# that refers to itself (a YAML anchor can build one) must not loop forever, and the
+# common document is far smaller.
+_PLAIN_FAST_CONTAINERS = 10_000
+
+
 def _plain(value: Any) -> bool:
     """True when the stdlib encoding of `value` is its JCS encoding.
 
@@ -33,16 +41,63 @@ def _plain(value: Any) -> bool:
     as short escapes or lowercase \\u00xx, everything else literal) and sort ASCII
     keys identically; they differ on floats, integers beyond 2^53 and the order of
     non-ASCII keys (code points vs UTF-16 units).
+
+    Iterative, with the common types tested first: it runs over every audit payload,
+    and this walk took as long as the encoding itself when it recursed
+    (docs/decisions/0026).
     """
-    if value is None or value is True or value is False or type(value) is str:
-        return True
-    if type(value) is int:
-        return -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER
-    if type(value) is dict:
-        return all(type(k) is str and k.isascii() and _plain(v) for k, v in value.items())
-    if type(value) is list:
-        return all(_plain(item) for item in value)
-    return False
+    stack = [value]
+    pop = stack.pop
+    extend = stack.extend
+    containers = 0
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is dict:
+            for key in item:
+                if type(key) is not str or not key.isascii():
+                    return False
+            extend(item.values())
+        elif kind is list:
+            extend(item)
+        elif kind is int:
+            if not -_MAX_SAFE_INTEGER <= item <= _MAX_SAFE_INTEGER:
+                return False
+            continue
+        else:
+            return False
+        containers += 1
+        if containers > _PLAIN_FAST_CONTAINERS:
+            return _plain_once_each(value)
+    return True
+
+
+def _plain_once_each(value: Any) -> bool:
+    """`_plain` that looks at each container once: ends on a document that refers to
+    itself (which the encoder then refuses)."""
+    stack = [value]
+    seen: set[int] = set()
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict or kind is list:
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            if kind is dict:
+                if not all(type(key) is str and key.isascii() for key in item):
+                    return False
+                stack.extend(item.values())
+            else:
+                stack.extend(item)
+        elif kind is int:
+            if not -_MAX_SAFE_INTEGER <= item <= _MAX_SAFE_INTEGER:
+                return False
+        elif not (kind is str or kind is bool or item is None):
+            return False
+    return True
 
 
 def jcs(value: Any) -> bytes:
@@ -50,30 +105,96 @@ def jcs(value: Any) -> bytes:
     exactly (NaN, integers no double equals, non-string keys, lone surrogates,
     objects): `check_document` keeps such values out of everything the gateway
     canonicalizes."""
-    if _plain(value):
-        try:
-            return _encode(value).encode("utf-8")
-        except UnicodeEncodeError:
-            pass  # a lone surrogate: let the reference implementation reject it
     try:
-        return rfc8785.dumps(_as_doubles(value))
-    except (rfc8785.CanonicalizationError, OverflowError) as exc:
-        raise ValueError(f"not representable as canonical JSON: {exc}") from None
+        if _plain(value):
+            return _encode(value).encode("utf-8")
+        parts: list[str] = []
+        _write(value, parts)
+        return "".join(parts).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("not representable as canonical JSON: a lone surrogate") from None
+    except RecursionError:
+        raise ValueError(
+            "not representable as canonical JSON: nested too deeply, or refers to itself"
+        ) from None
 
 
-def _as_doubles(value: Any) -> Any:
-    """``value`` with every integer beyond 2^53 that a double represents exactly (the
-    1e17 a client sent as ``100000000000000000``) as that double: RFC 8785 numbers are
-    doubles, and `rfc8785` refuses such integers though they are the same number.
-    Integers no double equals stay, for `rfc8785` to refuse."""
+def _write(value: Any, parts: list[str]) -> None:
+    """Appends the JCS text of ``value`` to ``parts`` (RFC 8785 §3.2)."""
     kind = type(value)
-    if kind is int and not -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER:
-        return float(value) if _is_exact_double(value) else value
-    if kind is dict:
-        return {key: _as_doubles(item) for key, item in value.items()}
-    if kind is list:
-        return [_as_doubles(item) for item in value]
-    return value
+    if kind is str:
+        parts.append(encode_basestring(value))
+    elif value is None:
+        parts.append("null")
+    elif value is True:
+        parts.append("true")
+    elif value is False:
+        parts.append("false")
+    elif kind is int:
+        if -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER:
+            parts.append(str(value))
+        elif _is_exact_double(value):
+            # The 1e17 a client sent as 100000000000000000: the same number as a double.
+            parts.append(_number(float(value)))
+        else:
+            raise ValueError(f"not representable as canonical JSON: the integer {value}")
+    elif kind is float:
+        parts.append(_number(value))
+    elif kind is dict:
+        if not all(type(key) is str for key in value):
+            raise ValueError("not representable as canonical JSON: a key is not a string")
+        parts.append("{")
+        # Object members sort by the UTF-16 code units of their names (§3.2.3):
+        # big-endian UTF-16 bytes compare in that order. ASCII names compare alike.
+        keys = sorted(value, key=_utf16) if not "".join(value).isascii() else sorted(value)
+        for index, key in enumerate(keys):
+            if index:
+                parts.append(",")
+            parts.append(encode_basestring(key))
+            parts.append(":")
+            _write(value[key], parts)
+        parts.append("}")
+    elif kind is list:
+        parts.append("[")
+        for index, item in enumerate(value):
+            if index:
+                parts.append(",")
+            _write(item, parts)
+        parts.append("]")
+    else:
+        raise ValueError(f"not representable as canonical JSON: a {kind.__name__}")
+
+
+def _utf16(key: str) -> bytes:
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def _number(value: float) -> str:
+    """A double as ECMAScript's Number::toString writes it (ECMA-262 §6.1.6.1.20, which
+    RFC 8785 §3.2.2.3 adopts): the shortest digits that read back as the same double
+    (Python's repr finds the same ones), laid out by the decimal exponent."""
+    if value != value or value in (math.inf, -math.inf):
+        raise ValueError(f"not representable as canonical JSON: {value}")
+    if value == 0:
+        return "0"  # -0 too
+    if value < 0:
+        return "-" + _number(-value)
+    mantissa, _, exponent = repr(value).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    # value = 0.<digits> × 10^n
+    n = len(whole) + (int(exponent) if exponent else 0) - (len(whole + fraction) - len(digits))
+    digits = digits.rstrip("0")
+    k = len(digits)
+    if k <= n <= 21:
+        return digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return f"{digits[:n]}.{digits[n:]}"
+    if -6 < n <= 0:
+        return f"0.{'0' * -n}{digits}"
+    sign = "+" if n - 1 >= 0 else "-"
+    head = digits[0] if k == 1 else f"{digits[0]}.{digits[1:]}"
+    return f"{head}e{sign}{abs(n - 1)}"
 
 
 def sha256_hex(value: Any) -> str:

@@ -6,6 +6,9 @@ Kept in the gateway's own registry rather than the process-global default, so
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -60,3 +63,17 @@ WITNESS_COSIGNED_SIZE = Gauge(
     ["witness"],
     registry=REGISTRY,
 )
+
+
+# The labelled series of the per-call metrics, looked up once per label values:
+# `labels()` validates and locks on every call, and every call records two of them.
+@cache
+def calls_series(transport: str, status: str) -> Any:
+    """`CALLS` for one surface and outcome status."""
+    return CALLS.labels(transport, status)
+
+
+@cache
+def upstream_series(upstream: str) -> Any:
+    """`UPSTREAM_SECONDS` of one upstream."""
+    return UPSTREAM_SECONDS.labels(upstream)

@@ -56,7 +56,7 @@ from gateway.errors import (
 )
 from gateway.lists import Lists
 from gateway.logs import REQUEST_ID
-from gateway.metrics import AUDIT_APPEND_SECONDS, CALLS, UPSTREAM_SECONDS
+from gateway.metrics import AUDIT_APPEND_SECONDS, calls_series, upstream_series
 from gateway.policy import build_input
 from gateway.policy.decider import Decider
 from gateway.recording import recordable, recordable_arguments
@@ -110,7 +110,7 @@ class Pipeline:
             REQUEST_ID.reset(context)
 
     def _finish(self, call: Operation, outcome: Outcome, started: float) -> Outcome:
-        CALLS.labels(call.transport, outcome.status.value).inc()
+        calls_series(call.transport, outcome.status.value).inc()
         log.info(
             "%s %s %s: %s",
             call.transport,
@@ -281,7 +281,7 @@ class Pipeline:
                     details={"pointer": problem.pointer, "reason": problem.reason},
                 )
         elapsed = time.perf_counter() - started
-        UPSTREAM_SECONDS.labels(target.config.name).observe(elapsed)
+        upstream_series(target.config.name).observe(elapsed)
 
         outcome_payload: dict[str, Any] = {
             "request_id": call.request_id,

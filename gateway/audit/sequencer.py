@@ -10,6 +10,10 @@ An append to an idle SQLite log skips the queue and commits on the caller's even
 (`AuditLog`, docs/decisions/0012); it never runs while anything queued before it is
 unwritten, so the chain order is still the order of the calls.
 
+What nobody waits for (`submit`: a call's outcome, a run's events) lingers for up to
+`LINGER_S` and is written in the transaction of the next append, in front of it, so
+that it costs no commit (an fsync) of its own (docs/decisions/0026).
+
 No chain state is kept in memory. Because the head is read under the lock inside the
 transaction that extends it, several processes (each with its own writer thread)
 append to one chain that never forks, and a failed batch leaves nothing to undo.
@@ -48,6 +52,11 @@ INLINE_QUIET_S = 0.001
 # Longest the writer waits, after a commit, for the callers it woke to queue their next
 # appends (see _commit_batch).
 CATCH_UP_WAIT_S = 0.002
+
+# Longest a submitted record (nobody waits for its commit) waits for the next append to
+# share its transaction before it is queued alone (docs/decisions/0026). Bounds how much
+# later than before an outcome becomes durable; a commit of its own costs an fsync.
+LINGER_S = 0.010
 
 
 class _Request:
@@ -118,7 +127,12 @@ class AuditLog:
         self._inline: Appender | None = None
         self._inline_lock = threading.Lock()  # one inline append at a time, any thread
         self._budget = InlineBudget(clock=clock)  # commit times, inline and writer thread
-        self._last_append = -math.inf  # clock() of the latest append or submit
+        self._last_append = -math.inf  # clock() of the latest append
+        # Submitted requests waiting for the next append's transaction (not queued yet,
+        # not in _pending); the timer that queues them alone after LINGER_S. Guarded by
+        # _lock. They always enter the chain before anything appended after them.
+        self._lingering: list[_Request] = []
+        self._linger_timer: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle] | None = None
 
     @property
     def origin(self) -> str:
@@ -162,11 +176,51 @@ class AuditLog:
         return await self._queue_prepared(prepared)
 
     def submit(self, *records: AuditRecord) -> asyncio.Future[list[int]]:
-        """Queues ``records`` now and returns the future of their seqs, resolved after
-        the commit. For appends the caller need not wait for: the queue order is the
-        chain order, and `close` drains the queue, so nothing submitted is dropped on
-        a graceful shutdown. Raises AuditUnavailable at once when not running."""
-        return self._queue_prepared(tuple(prepare_record(r) for r in records))
+        """Takes ``records`` for the log and returns the future of their seqs, resolved
+        after the commit. For appends the caller need not wait for: they are written
+        in the transaction of the next append (in front of it), or on their own after
+        `LINGER_S` if none comes, so they cost no commit of their own. Submission order
+        is chain order, and `close` writes what is still lingering or queued, so
+        nothing submitted is dropped on a graceful shutdown. Raises AuditUnavailable
+        at once when not running."""
+        prepared = tuple(prepare_record(r) for r in records)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[int]] = loop.create_future()
+        if not prepared:
+            future.set_result([])
+            return future
+        with self._lock:
+            if not self._accepting:
+                raise self._not_running()
+            self._lingering.append(_Request(prepared, loop=loop, future=future))
+            if self._linger_timer is None:
+                self._linger_timer = (loop, loop.call_later(LINGER_S, self._stop_lingering))
+        return future
+
+    def _stop_lingering(self) -> None:
+        """The linger timer: no append came, so what lingers is queued alone."""
+        with self._lock:
+            self._linger_timer = None
+            if self._accepting:
+                self._queue_lingering_locked()
+
+    def _queue_lingering_locked(self) -> None:
+        """Queues every lingering request, in order. Requires ``_lock``."""
+        for request in self._lingering:
+            self._queue.put(request)
+        self._pending += len(self._lingering)
+        self._take_lingering_locked()
+
+    def _take_lingering_locked(self) -> list[_Request]:
+        """Takes every lingering request (for an append to write first), and stops the
+        timer when on its loop (elsewhere it fires and finds nothing, or the newer
+        ones: early, which is harmless). Requires ``_lock``."""
+        taken, self._lingering = self._lingering, []
+        timer = self._linger_timer
+        if timer is not None and _is_running(timer[0]):
+            timer[1].cancel()  # a loop's timers are its own thread's to cancel
+            self._linger_timer = None
+        return taken
 
     def _queue_prepared(self, prepared: tuple[PreparedRecord, ...]) -> asyncio.Future[list[int]]:
         self._last_append = self._clock()
@@ -178,6 +232,8 @@ class AuditLog:
         with self._lock:
             if not self._accepting:
                 raise self._not_running()
+            # What lingers goes first, into the same batch: the writer drains both.
+            self._queue_lingering_locked()
             self._queue.put(_Request(prepared, loop=loop, future=future))
             self._pending += 1
         return future
@@ -197,12 +253,20 @@ class AuditLog:
             with self._lock:
                 if not self._accepting or self._pending:
                     return None
+                lingering = self._take_lingering_locked()
+            groups = [*(r.records for r in lingering), prepared]
             try:
-                return self._budget.timed(inline.write, [prepared])[0]
+                results = self._budget.timed(inline.write, groups)
             except WriterBusy:
+                with self._lock:  # nothing written: they linger again, still first
+                    self._lingering[:0] = lingering
                 return None
             except Exception as exc:
-                raise self._commit_failed(len(prepared), exc)() from exc
+                error = self._commit_failed(sum(len(g) for g in groups), exc)
+                _resolve_elsewhere(lingering, None, error)
+                raise error() from exc
+            _resolve_elsewhere(lingering, results, None)
+            return results[-1]
         finally:
             self._inline_lock.release()
 
@@ -218,6 +282,7 @@ class AuditLog:
             future: concurrent.futures.Future[list[int]] | None = None
             if self._accepting:
                 future = concurrent.futures.Future()
+                self._queue_lingering_locked()
                 self._queue.put(_Request(prepared, sync_future=future))
                 self._pending += 1
         if future is not None:
@@ -238,6 +303,7 @@ class AuditLog:
             stopping = thread is not None and self._accepting
             if stopping:
                 self._accepting = False
+                self._queue_lingering_locked()
                 self._queue.put(_STOP)
         if stopping:
             assert thread is not None
@@ -263,6 +329,9 @@ class AuditLog:
                 self._failure = f"the audit writer stopped after an internal error ({exc!r})"
             self._settle(self._in_flight, None, self._not_running)
             self._fail_queued()
+            with self._lock:
+                lingering = self._take_lingering_locked()
+            self._settle(lingering, None, self._not_running)
         finally:
             appender.close()
 
@@ -389,10 +458,38 @@ class AuditLog:
         return AuditUnavailable(f"audit log unavailable: {reason}; nothing was appended")
 
 
+def _is_running(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop`` is the event loop of the calling thread."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def _resolve_elsewhere(
+    requests: Sequence[_Request], results: list[list[int]] | None, error: ErrorFactory | None
+) -> None:
+    """Resolves the lingering requests an inline append wrote first (``results`` holds
+    theirs first): on the calling loop at once, on another loop through that loop."""
+    running = asyncio.get_running_loop()
+    for index, request in enumerate(requests):
+        loop, future = request.loop, request.future
+        if loop is None or future is None:
+            continue
+        items = [(future, None if results is None else results[index])]
+        if loop is running:
+            _settle_futures(items, error, None)
+            continue
+        try:
+            loop.call_soon_threadsafe(_settle_futures, items, error, None)
+        except RuntimeError:
+            continue  # that loop is closed: nobody waits for this any more
+
+
 def _settle_futures(
     items: list[tuple[asyncio.Future[list[int]], Any]],
     error: ErrorFactory | None,
-    caught_up: threading.Event,
+    caught_up: threading.Event | None,
 ) -> None:
     for future, value in items:
         if future.done():
@@ -403,4 +500,5 @@ def _settle_futures(
             future.set_result(value)
     # Queued behind the wake-ups of the tasks just resolved: when it runs, each of them
     # has run up to its next await, i.e. has queued its next append if it has one.
-    asyncio.get_running_loop().call_soon(caught_up.set)
+    if caught_up is not None:
+        asyncio.get_running_loop().call_soon(caught_up.set)

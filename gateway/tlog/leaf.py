@@ -19,6 +19,7 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
+from json.encoder import encode_basestring
 from typing import Any, NamedTuple
 
 from gateway.canonical import jcs
@@ -30,6 +31,7 @@ HASH_SIZE = 32
 SALT_SIZE = 32
 # prev of entry 0.
 ZERO_HASH = bytes(HASH_SIZE)
+_MAX_SAFE_INTEGER = 2**53 - 1  # JCS integers beyond this are not exact
 # RFC 6962 leaf hash prefix; interior nodes use 0x01 (merkle, later).
 LEAF_HASH_PREFIX = b"\x00"
 # Domain separation: a payload commitment can never be mistaken for another hash.
@@ -71,21 +73,29 @@ def leaf_hash(leaf: bytes) -> bytes:
 def build_leaf(
     *, origin: str, seq: int, prev: bytes, ts: str, kind: str, ref: str, commitment: bytes
 ) -> bytes:
-    """The canonical leaf bytes. Requires 32-byte ``prev`` and ``commitment``."""
+    """The canonical leaf bytes. Requires 32-byte ``prev`` and ``commitment``, a
+    ``seq`` from 0 to 2^53 - 1 and strings that are Unicode text (ValueError otherwise).
+
+    Written out in JCS key order rather than through `canonical_json`: every append
+    builds one per entry, and a leaf's only free-form values are strings, which JCS and
+    the standard library's encoder escape identically (tests/unit/tlog prove the bytes
+    equal to the reference implementation's)."""
     if len(prev) != HASH_SIZE or len(commitment) != HASH_SIZE:
         raise ValueError("prev and commitment must be 32-byte hashes")
-    return canonical_json(
-        {
-            "v": LEAF_VERSION,
-            "log": origin,
-            "seq": seq,
-            "prev": b64(prev),
-            "ts": ts,
-            "kind": kind,
-            "ref": ref,
-            "payload": b64(commitment),
-        }
+    if type(seq) is not int or not 0 <= seq <= _MAX_SAFE_INTEGER:
+        raise ValueError(f"leaf seq must be an integer from 0 to 2^53 - 1, got {seq!r}")
+    for value in (origin, ts, kind, ref):
+        if type(value) is not str:
+            raise ValueError(f"leaf fields must be strings, got {type(value).__name__}")
+    text = (
+        f'{{"kind":{encode_basestring(kind)},"log":{encode_basestring(origin)},'
+        f'"payload":"{b64(commitment)}","prev":"{b64(prev)}","ref":{encode_basestring(ref)},'
+        f'"seq":{seq},"ts":{encode_basestring(ts)},"v":{LEAF_VERSION}}}'
     )
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("leaf strings must be Unicode text (no lone surrogates)") from None
 
 
 class Leaf(NamedTuple):
@@ -180,7 +190,6 @@ _PLAIN_LEAF = re.compile(
     + _PLAIN_STRING
     + rb',"seq":(0|[1-9][0-9]{0,15}),"ts":"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)","v":1\}'
 )
-_MAX_SAFE_INTEGER = 2**53 - 1  # JCS integers beyond this are not exact
 
 
 def _parse_plain_leaf(data: bytes) -> Leaf | None:

@@ -7,11 +7,14 @@ supervisor reconnects with backoff after a failure and tells the catalog, so the
 are re-read after every reconnect, and whenever the upstream says they changed
 (`mcp_changes`).
 
-Every request but the lean one goes through `mcp_requests.run`: the caller's
-credential headers and log sink ride along, and failures become `UpstreamError`s.
-Once the connection has negotiated the sessionless revision, a ``tools/call`` without
-progress or logs goes out through `mcp_lean_call` instead of the SDK (docs/decisions/
-0010): same request on the wire, a fraction of the client-side cost.
+Every request goes through `mcp_requests.run`, the lean ones too: the caller's
+credential headers, log sink and client input ride along, and failures become
+`UpstreamError`s.
+Once the connection has negotiated the sessionless revision, a ``tools/call``,
+``resources/read`` or ``prompts/get`` without progress or logs goes out through
+`mcp_lean_call` instead of the SDK (docs/decisions/0010, 0026): same request on the
+wire, a fraction of the client-side cost; its rounds run inside `mcp_requests.run` as
+the SDK's do, so the relay, the deadline and the errors are the same.
 
 An upstream's requests for client input (elicitation, sampling, roots) are relayed to
 the calling client through the operation's `InputAsk`, in both eras
@@ -36,8 +39,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
 
 from gateway.config import McpHttpUpstream, McpStdioUpstream
-from gateway.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
-from gateway.http_client import HttpTransportError
+from gateway.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
 from gateway.types import ClientInput, LogSink, ProgressCallback, ToolResult
 from gateway.upstreams import mcp_offerings, mcp_requests
 from gateway.upstreams.base import Reconnected, ResourceUpdated, UpstreamStatus
@@ -233,53 +235,28 @@ class McpUpstream:
         name: str,
         arguments: dict[str, Any],
         *,
-        headers: dict[str, str],
         idempotency_key: str | None,
+        headers: dict[str, str],
         progress: ProgressCallback | None,
         log: LogSink | None,
         timeout_s: float,
         client_input: ClientInput | None = None,
     ) -> ToolResult:
-        client = await self._connected()
         meta = {IDEMPOTENCY_META_KEY: idempotency_key} if idempotency_key else None
-        lean_ok = progress is None and log is None
-        capabilities = client_input.capabilities if client_input is not None else {}
-        if self._lean is not None and lean_ok and is_sessionless(client.protocol_version):
-            lean = self._lean
-            version = client.protocol_version
-
-            async def send_lean(responses: Any = None, state: str | None = None) -> Any:
-                answers = None if responses is None else _dump_answers(responses)
-                return await self._call_lean(
-                    lean,
-                    version,
-                    name,
-                    arguments,
-                    headers,
-                    meta,
-                    timeout_s,
-                    capabilities=capabilities,
-                    input_responses=answers,
-                    request_state=state,
-                )
-
-            try:
-                answer = await send_lean()
-            except NeedsSdk:
-                pass  # refused before it ran; the SDK re-lists the tools and retries once
-            else:
-                if isinstance(answer, CallToolResult):
-                    return _to_result(answer)
-                # It asks the client for input: the next rounds go the same way.
-                result = await self._request(
-                    name,
-                    lambda: mcp_requests.until_complete(self.name, name, answer, send_lean),
-                    headers=headers,
-                    log=log,
-                    timeout_s=timeout_s,
-                    client_input=client_input,
-                )
-                return _to_result(result)
+        if progress is None:
+            lean = await self._send_lean(
+                "tools/call",
+                {"name": name, "arguments": arguments},
+                what=name,
+                meta=meta,
+                headers=headers,
+                log=log,
+                timeout_s=timeout_s,
+                client_input=client_input,
+            )
+            if lean is not None:
+                return _to_result(lean)
+        client = await self._connected()
         meta = mcp_requests.with_log_level(client, meta, log)
 
         def send(responses: Any = None, state: str | None = None) -> Any:
@@ -302,41 +279,65 @@ class McpUpstream:
         )
         return _to_result(result)
 
-    async def _call_lean(
+    async def _send_lean(
         self,
-        lean: LeanToolCaller,
-        protocol_version: str,
-        name: str,
-        arguments: dict[str, Any],
-        headers: dict[str, str],
-        meta: dict[str, Any] | None,
-        timeout_s: float,
+        method: str,
+        params: dict[str, Any],
         *,
-        capabilities: dict[str, Any],
-        input_responses: dict[str, Any] | None = None,
-        request_state: str | None = None,
-    ) -> CallToolResult | types.InputRequiredResult:
-        try:
-            with anyio.fail_after(timeout_s):
-                result = await lean.call(
-                    name,
-                    arguments,
-                    protocol_version=protocol_version,
+        what: str,
+        meta: dict[str, Any] | None,
+        headers: dict[str, str],
+        log: LogSink | None,
+        timeout_s: float,
+        client_input: ClientInput | None,
+    ) -> Any:
+        """A ``tools/call``, ``resources/read`` or ``prompts/get`` sent lean, every round
+        of it, inside `mcp_requests.run` as the SDK's rounds are (so the same deadline,
+        relay of ``input_required`` answers and errors); its final result as the SDK's
+        client would return it. None when it must go through the SDK instead: not
+        sessionless, logs wanted, or a header mismatch on the first round."""
+        client = await self._connected()
+        version = client.protocol_version
+        if self._lean is None or log is not None or not is_sessionless(version):
+            return None
+        assert version is not None
+        lean = self._lean
+        capabilities = client_input.capabilities if client_input is not None else {}
+
+        async def send(responses: Any = None, state: str | None = None) -> Any:
+            try:
+                return await lean.send(
+                    method,
+                    params,
+                    protocol_version=version,
                     headers=headers,
                     meta=meta,
                     capabilities=capabilities,
-                    input_responses=input_responses,
-                    request_state=request_state,
+                    input_responses=None if responses is None else _dump_answers(responses),
+                    request_state=state,
                 )
-        except TimeoutError:
-            raise UpstreamTimeout(
-                f"upstream {self.name} did not answer {name} within {timeout_s:g} s"
-            ) from None
-        except HttpTransportError as exc:
-            # Down or restarted: the supervisor reconnects and re-reads the tool list.
-            self._mark_broken(exc)
-            raise UpstreamUnavailable(f"upstream {self.name} failed: {exc.message}") from None
-        return result
+            except NeedsSdk as exc:
+                if state is None:
+                    raise  # refused before it ran; the SDK re-lists the tools and retries
+                # A later round: sending it again through the SDK would ask the client again.
+                raise UpstreamError(
+                    f"upstream {self.name} refused a later round of {what}: {exc}"
+                ) from None
+
+        async def complete() -> Any:
+            return await mcp_requests.until_complete(self.name, what, await send(), send)
+
+        try:
+            return await self._request(
+                what,
+                complete,
+                headers=headers,
+                log=log,
+                timeout_s=timeout_s,
+                client_input=client_input,
+            )
+        except NeedsSdk:
+            return None
 
     async def list_offerings(self) -> UpstreamOfferings:
         client = await self._connected()
@@ -357,6 +358,18 @@ class McpUpstream:
         timeout_s: float,
         client_input: ClientInput | None = None,
     ) -> dict[str, Any]:
+        lean = await self._send_lean(
+            "resources/read",
+            {"uri": uri},
+            what=uri,
+            meta=None,
+            headers=headers,
+            log=log,
+            timeout_s=timeout_s,
+            client_input=client_input,
+        )
+        if lean is not None:
+            return mcp_offerings.read_document(self.name, lean)
         client = await self._connected()
         meta = mcp_requests.with_log_level(client, None, log)
 
@@ -387,6 +400,18 @@ class McpUpstream:
         timeout_s: float,
         client_input: ClientInput | None = None,
     ) -> dict[str, Any]:
+        lean = await self._send_lean(
+            "prompts/get",
+            {"name": name, "arguments": arguments},
+            what=name,
+            meta=None,
+            headers=headers,
+            log=log,
+            timeout_s=timeout_s,
+            client_input=client_input,
+        )
+        if lean is not None:
+            return mcp_offerings.prompt_document(self.name, lean)
         client = await self._connected()
         meta = mcp_requests.with_log_level(client, None, log)
 

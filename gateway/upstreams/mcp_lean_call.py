@@ -1,24 +1,35 @@
-"""A lean ``tools/call`` to an MCP upstream over Streamable HTTP, sessionless era.
+"""A lean ``tools/call``, ``resources/read`` or ``prompts/get`` to an MCP upstream over
+Streamable HTTP, sessionless era.
 
 Why it exists: a forward through the SDK's client (httpx, its dispatcher, the
 per-request task machinery) cost more than the whole direct call it relays —
 ≈ 0.7 ms of client overhead per call on this machine, against ≈ 0.7 ms for the
-upstream server's own work (bench/README.md, docs/decisions/0010). At the
-2026-07-28 revision a ``tools/call`` is one self-contained POST, so the gateway sends
-it itself over the keep-alive client of `gateway.http_client`.
+upstream server's own work (bench/README.md, docs/decisions/0010); measured again
+in place, 2.6–4.6 ms of the gateway's CPU per call (docs/decisions/0026). At the
+2026-07-28 revision each of these requests is one self-contained POST, so the gateway
+sends it itself over the keep-alive client of `gateway.http_client`.
 
 The SDK client stays in charge of everything else: connecting and negotiating the
 revision, ``tools/list`` (which also teaches this module the tools' ``Mcp-Param``
-headers), calls that want progress, and every call at the handshake-era revisions,
-whose sessions the SDK holds. A call this module cannot complete as the SDK would —
-the upstream says its headers mismatch (the tool changed since it was listed) —
-raises `NeedsSdk`, and the caller sends it through the SDK, which re-lists and
-retries once.
+headers), requests that want progress or logs, and every request at the
+handshake-era revisions, whose sessions the SDK holds. A request this module cannot
+complete as the SDK would — the upstream says its headers mismatch (the tool changed
+since it was listed) — raises `NeedsSdk`, and the caller sends it through the SDK,
+which re-lists and retries once.
+
+This module sends one round; the caller runs every round inside
+`gateway.upstreams.mcp_requests.run` exactly as it runs the SDK's: an ``input_required``
+answer comes back as the `InputRequiredResult` it is (`mcp_requests.until_complete`
+asks the calling client and sends the request again with ``inputResponses`` and the
+upstream's ``requestState``), and a JSON-RPC error answer is raised as the SDK's
+`MCPError`, so ``run`` maps it as it maps the SDK's (a timeout, a URL elicitation
+checked under policy, `UpstreamRejected` with the upstream's code, message and data).
 
 The request is what the SDK would send: the routing headers (``MCP-Protocol-Version``,
-``Mcp-Method``, ``Mcp-Name``, ``Mcp-Param-*``), the ``_meta`` envelope of the revision,
-and the upstream's own credential headers. The answer is accepted as JSON or as an
-event stream (notifications in it are ignored: no progress was asked for).
+``Mcp-Method``, ``Mcp-Name``, ``Mcp-Param-*``), the ``_meta`` envelope of the revision
+(with the client capabilities the gateway can relay), and the upstream's own
+credential headers. The answer is accepted as JSON or as an event stream
+(notifications in it are ignored: no progress was asked for).
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import (
     MCP_METHOD_HEADER,
     MCP_NAME_HEADER,
@@ -42,12 +54,15 @@ from mcp_types import (
     HEADER_MISMATCH,
     PROTOCOL_VERSION_META_KEY,
     CallToolResult,
+    GetPromptResult,
     InputRequiredResult,
+    ReadResourceResult,
 )
+from mcp_types import methods as spec_methods
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from gateway.errors import UpstreamError, UpstreamRejected
+from gateway.errors import UpstreamError
 from gateway.http_client import KeepAliveClient
 from gateway.upstreams.definitions import UpstreamTool
 from gateway.version import __version__
@@ -57,9 +72,18 @@ CLIENT_INFO = {"name": "agent-tool-gateway", "version": __version__}
 # A tool result may be large (a file's contents); the SDK path sets no limit at all.
 MAX_RESULT_BYTES = 64 * 1024 * 1024
 
+# The methods this module sends: the parameter each names in `Mcp-Name`, and the model
+# of its complete result.
+NAME_PARAMS = {"tools/call": "name", "resources/read": "uri", "prompts/get": "name"}
+RESULTS: dict[str, type[BaseModel]] = {
+    "tools/call": CallToolResult,
+    "resources/read": ReadResourceResult,
+    "prompts/get": GetPromptResult,
+}
+
 
 class NeedsSdk(Exception):
-    """This call must go through the SDK client (which re-lists the tools and retries)."""
+    """This request must go through the SDK client (which re-lists the tools and retries)."""
 
 
 def is_sessionless(protocol_version: str | None) -> bool:
@@ -68,7 +92,8 @@ def is_sessionless(protocol_version: str | None) -> bool:
 
 
 class LeanToolCaller:
-    """``tools/call`` POSTs to one upstream URL over pooled keep-alive connections."""
+    """``tools/call``, ``resources/read`` and ``prompts/get`` POSTs to one upstream URL
+    over pooled keep-alive connections."""
 
     def __init__(self, name: str, url: str, *, headers: Mapping[str, str]) -> None:
         self.name = name
@@ -96,10 +121,10 @@ class LeanToolCaller:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def call(
+    async def send(
         self,
-        tool: str,
-        arguments: dict[str, Any],
+        method: str,
+        params: dict[str, Any],
         *,
         protocol_version: str,
         headers: Mapping[str, str],
@@ -107,10 +132,63 @@ class LeanToolCaller:
         capabilities: Mapping[str, Any] | None = None,
         input_responses: Mapping[str, Any] | None = None,
         request_state: str | None = None,
-    ) -> CallToolResult | InputRequiredResult:
-        """Sends one ``tools/call``; raises `UpstreamError` for a JSON-RPC error answer,
-        `NeedsSdk` for a header mismatch, and `gateway.http_client.HttpTransportError`
-        when no complete HTTP response arrived (the caller treats the upstream as down)."""
+    ) -> Any:
+        """One round of a request of a method in `NAME_PARAMS`: its complete result (the
+        method's model in `RESULTS`) or an `InputRequiredResult` for the relay. Raises
+        what `request` raises, and `UpstreamError` for a result of another kind or of
+        the wrong shape."""
+        raw = await self.request(
+            method,
+            params,
+            protocol_version=protocol_version,
+            headers=headers,
+            meta=meta,
+            capabilities=capabilities,
+            input_responses=input_responses,
+            request_state=request_state,
+        )
+        what = params[NAME_PARAMS[method]]
+        kind = raw.get("resultType", "complete")
+        if kind not in ("complete", "input_required"):
+            raise UpstreamError(
+                f"upstream {self.name} answered {what} with a {kind!r} result; the gateway "
+                "relays only complete and input_required results"
+            )
+        if method != "tools/call":
+            try:  # what the SDK's client checks of a result, for the revision negotiated
+                spec_methods.validate_server_result(method, protocol_version, raw)
+            except ValidationError as exc:
+                raise UpstreamError(
+                    f"upstream {self.name} answered {what} with a result of the wrong shape "
+                    f"({exc.error_count()} validation error(s))"
+                ) from None
+        model = InputRequiredResult if kind == "input_required" else RESULTS[method]
+        try:  # as the SDK's client reads it: wire names only
+            return model.model_validate(raw, by_name=False)
+        except ValidationError as exc:
+            raise UpstreamError(
+                f"upstream {self.name} answered {what} with a malformed result: "
+                f"{exc.error_count()} validation error(s)"
+            ) from None
+
+    async def request(
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        protocol_version: str,
+        headers: Mapping[str, str],
+        meta: Mapping[str, Any] | None = None,
+        capabilities: Mapping[str, Any] | None = None,
+        input_responses: Mapping[str, Any] | None = None,
+        request_state: str | None = None,
+    ) -> dict[str, Any]:
+        """Sends one request of a method in `NAME_PARAMS` and returns its result object,
+        unchecked. Raises the SDK's `MCPError` for a JSON-RPC error answer (the caller's
+        `mcp_requests.run` maps it), `NeedsSdk` for a header mismatch, `UpstreamError`
+        for an answer that is neither a result nor a well-formed error, and
+        `gateway.http_client.HttpTransportError` when no complete HTTP response arrived
+        (``run`` treats the upstream as down)."""
         self._next_id += 1
         request_id = self._next_id
         envelope = {
@@ -121,29 +199,25 @@ class LeanToolCaller:
             CLIENT_CAPABILITIES_META_KEY: dict(capabilities or {}),
             **(meta or {}),
         }
-        params: dict[str, Any] = {"name": tool, "arguments": arguments, "_meta": envelope}
+        sent: dict[str, Any] = {**params, "_meta": envelope}
         if input_responses is not None:
-            params["inputResponses"] = dict(input_responses)
+            sent["inputResponses"] = dict(input_responses)
         if request_state is not None:
-            params["requestState"] = request_state
+            sent["requestState"] = request_state
         body = json.dumps(
-            {
-                "jsonrpc": "2.0",
-                "id": request_id,
-                "method": "tools/call",
-                "params": params,
-            },
+            {"jsonrpc": "2.0", "id": request_id, "method": method, "params": sent},
             separators=(",", ":"),
             ensure_ascii=False,
         ).encode()
+        name = params[NAME_PARAMS[method]]
         routing = {
             MCP_PROTOCOL_VERSION_HEADER: protocol_version,
-            MCP_METHOD_HEADER: "tools/call",
-            MCP_NAME_HEADER: encode_header_value(tool),
+            MCP_METHOD_HEADER: method,
+            MCP_NAME_HEADER: encode_header_value(name),
         }
-        declared = self._param_headers.get(tool)
+        declared = self._param_headers.get(name) if method == "tools/call" else None
         if declared:
-            routing.update(mcp_param_headers(declared, arguments))
+            routing.update(mcp_param_headers(declared, params["arguments"]))
         response = await self._http.request(
             "POST",
             self._target,
@@ -159,34 +233,15 @@ class LeanToolCaller:
             if code == HEADER_MISMATCH:
                 raise NeedsSdk(str(text))
             if isinstance(code, int) and not isinstance(code, bool) and isinstance(text, str):
-                # A JSON-RPC error answer: passed on to the client as the error it is.
-                raise UpstreamRejected(
-                    f"upstream {self.name} rejected {tool}: {text} (JSON-RPC {code})",
-                    rpc_code=code,
-                    rpc_message=text,
-                    rpc_data=error.get("data"),
-                )
+                # A JSON-RPC error answer, as the SDK's client raises it.
+                raise MCPError(code, text, error.get("data"))
             raise UpstreamError(
-                f"upstream {self.name} rejected {tool}: {text or 'no message'} (JSON-RPC {code})"
+                f"upstream {self.name} rejected {name}: {text or 'no message'} (JSON-RPC {code})"
             )
         result = message.get("result")
         if not isinstance(result, dict):
-            raise UpstreamError(f"upstream {self.name} answered {tool} without a result")
-        kind = result.get("resultType", "complete")
-        if kind not in ("complete", "input_required"):
-            raise UpstreamError(
-                f"upstream {self.name} answered {tool} with a {kind!r} result; the gateway "
-                "relays only complete and input_required tool results"
-            )
-        try:
-            if kind == "input_required":  # it asks the client first (mcp_requests)
-                return InputRequiredResult.model_validate(result, by_name=False)
-            return CallToolResult.model_validate(result)
-        except ValidationError as exc:
-            raise UpstreamError(
-                f"upstream {self.name} answered {tool} with a malformed result: "
-                f"{exc.error_count()} validation error(s)"
-            ) from None
+            raise UpstreamError(f"upstream {self.name} answered {name} without a result")
+        return result
 
     def _answer(
         self, content_type: str, body: bytes, request_id: int, status: int

@@ -37,8 +37,9 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from gateway.http_client import HttpTransportError
 from gateway.types import ClientInput, InputMethod, InputRequest, LogSink
-from gateway.upstreams.mcp_lean_call import is_sessionless
+from gateway.upstreams.mcp_lean_call import NeedsSdk, is_sessionless
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,12 @@ async def run(
             rpc_message=exc.message,
             rpc_data=exc.error.data,
         ) from None
+    except NeedsSdk:
+        raise  # a lean request refused before it ran: the caller sends it through the SDK
+    except HttpTransportError as exc:
+        # A lean request found the upstream down or restarted: the supervisor reconnects.
+        mark_broken(exc)
+        raise UpstreamUnavailable(f"upstream {upstream} failed: {exc.message}") from None
     except Exception as exc:
         mark_broken(exc)
         raise UpstreamUnavailable(f"upstream {upstream} failed: {describe(exc)}") from None

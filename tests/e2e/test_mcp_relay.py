@@ -26,6 +26,7 @@ pytestmark = pytest.mark.anyio
 
 GRANTS = [
     {"role": "agent", "tool": "conf__*"},
+    {"role": "agent", "prompt": "conf__test_input_required_result_prompt"},
     {"role": "agent", "client_input": "elicitation/create"},
     {"role": "agent", "client_input": "roots/list"},
     # No sampling grant: every sampling request is denied.
@@ -76,6 +77,25 @@ async def test_the_client_answers_an_upstream_elicitation(
     assert any(a["status"] == "answered" and a["action"] == "accept" for a in relayed)
     # The answer itself is recorded by hash only.
     assert all("content" not in a for a in relayed)
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_the_client_answers_an_upstream_elicitation_for_a_prompt(
+    gateway: GatewayServer, era: str
+) -> None:
+    """A ``prompts/get`` goes out lean at 2026-07-28 (docs/decisions/0026); its
+    ``input_required`` answer is relayed as a tool call's is."""
+    asked: list[Any] = []
+
+    async def elicit(context: Any, params: Any) -> types.ElicitResult:
+        asked.append(params)
+        return types.ElicitResult(action="accept", content={"context": f"ctx-{era}"})
+
+    async with connect(gateway.mcp_url, gateway.token(), era, elicitation_callback=elicit) as c:
+        result = await c.get_prompt("conf__test_input_required_result_prompt", {})
+    texts = [getattr(m.content, "text", "") for m in result.messages]
+    assert texts == [f"Prompt with context: ctx-{era}"]
+    assert [p.message for p in asked] == ["What context should the prompt use?"]
 
 
 @pytest.mark.parametrize("era", ERAS)

@@ -9,6 +9,7 @@ import random
 import pytest
 import rfc8785
 from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.canonical import (
     NotIJson,
@@ -232,3 +233,108 @@ def test_every_document_is_refused_or_round_trips_through_the_log(document: obje
     written = jcs(document)
     assert jcs(parse_json(written)) == written
     assert written == rfc8785.dumps(parse_json(written))
+
+
+# --- the fast JCS equals the reference implementation (hypothesis) -----------------
+
+# Unicode text without lone surrogates (what `check_document` lets through), with the
+# characters JSON escapes (quote, backslash, controls) drawn often.
+_unicode = st.text(
+    st.one_of(
+        st.characters(exclude_categories=("Cs",)),
+        st.sampled_from('"\\/\b\f\n\r\t\x00\x1f\x7f\u2028\u2029'),
+    ),
+    max_size=10,
+)
+_ascii_keys = st.text(st.characters(max_codepoint=0x7F), max_size=6)
+_safe_ints = st.integers(-(2**53) + 1, 2**53 - 1)
+# The common case the fast path takes: ASCII keys, strings, booleans, null, integers
+# within 2^53, nested.
+_plain_documents = st.recursive(
+    st.one_of(st.none(), st.booleans(), _safe_ints, _unicode),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(_ascii_keys, children, max_size=5)
+    ),
+    max_leaves=30,
+)
+# Everything else JCS defines, which the fast path must hand to the reference: doubles,
+# non-ASCII keys (ordered by UTF-16 units), mixed with plain values.
+_any_documents = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        _safe_ints,
+        st.floats(allow_nan=False, allow_infinity=False),
+        _unicode,
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(st.one_of(_ascii_keys, _unicode), children, max_size=5),
+    ),
+    max_leaves=30,
+)
+
+
+@given(_plain_documents)
+def test_jcs_of_common_documents_equals_rfc8785(document: object) -> None:
+    assert jcs(document) == rfc8785.dumps(document)
+
+
+@given(_any_documents)
+def test_jcs_of_any_i_json_document_equals_rfc8785(document: object) -> None:
+    assert jcs(document) == rfc8785.dumps(document)
+
+
+@given(st.lists(_plain_documents, min_size=1, max_size=3), st.integers(0, 2))
+def test_a_value_beyond_the_fast_path_anywhere_sends_the_document_to_the_reference(
+    parts: list[object], where: int
+) -> None:
+    # One float, big integer or non-ASCII key hidden at any position of a plain document.
+    for odd in (0.5, 2**53, {"é": 1, "z": 2}):
+        document = [*parts]
+        document.insert(min(where, len(document)), {"odd": [odd]})
+        expected = rfc8785.dumps(_doubles(document))
+        assert jcs(document) == expected
+
+
+def _doubles(value: object) -> object:
+    """``value`` with integers beyond 2^53 that a double equals as that double, as RFC
+    8785 reads them (`rfc8785` itself refuses such integers)."""
+    if type(value) is int and abs(value) > 2**53 - 1 and float(value) == value:
+        return float(value)
+    if isinstance(value, dict):
+        return {key: _doubles(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_doubles(item) for item in value]
+    return value
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_every_double_is_written_as_rfc8785_writes_it(number: float) -> None:
+    assert jcs(number) == rfc8785.dumps(number)
+    assert jcs({"n": [number, -number]}) == rfc8785.dumps({"n": [number, -number]})
+
+
+@given(st.integers(-(2**70), 2**70).filter(lambda n: float(n) == n))
+def test_integers_that_doubles_equal_are_written_as_those_doubles(number: int) -> None:
+    assert jcs([number]) == rfc8785.dumps(_doubles([number]))
+
+
+@pytest.mark.parametrize(
+    "number",
+    [5e-324, 1e-7, 1e-6, 0.000001234, 1e21, 1e20, 123456789012345680000.0, 1.5, 100.0, 2**53 + 2.0],
+)
+def test_numbers_at_the_edges_of_each_layout(number: float) -> None:
+    assert jcs(number) == rfc8785.dumps(number)
+
+
+def test_documents_sharing_or_referring_to_themselves_end() -> None:
+    shared = {"a": [1, "x"]}
+    many = {"items": [shared] * 30_000}  # beyond the fast walk's container count
+    assert jcs(many) == rfc8785.dumps(many)
+    cyclic: dict[str, object] = {}
+    cyclic["self"] = [cyclic]
+    with pytest.raises(ValueError):
+        jcs(cyclic)
+    with_float: dict[str, object] = {"items": [shared] * 30_000, "n": 0.5}
+    assert jcs(with_float) == rfc8785.dumps(with_float)

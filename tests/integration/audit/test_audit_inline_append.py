@@ -126,15 +126,53 @@ async def test_an_append_never_overtakes_one_queued_before_it(
 
     monkeypatch.setattr(Appender, "write", held)
     quiet(clock)
-    queued = log.submit(record(0))  # not awaited, as the pipeline submits outcomes
+    assert await log.append(record(0)) == [0]  # idle: inline
+    queued = asyncio.create_task(log.append(record(1)))  # no time later: the writer's
+    await asyncio.sleep(0)  # a yield: it queues, and the writer holds it
     quiet(clock)  # quiet long enough to go inline, were nothing queued
-    appending = asyncio.create_task(log.append(record(1)))
+    appending = asyncio.create_task(log.append(record(2)))
     await asyncio.sleep(0)  # a yield: the task runs until it waits (an inline append ends)
-    assert not appending.done()  # it queued behind record 0 instead of committing
+    assert not appending.done()  # it queued behind record 1 instead of committing
     release.set()
     [first], [second] = await queued, await appending
-    assert (first, second) == (0, 1)
+    assert (first, second) == (1, 2)
+    assert [e.payload["i"] for e in read_entries(engine) if e.payload] == [0, 1, 2]
+
+
+@on_a_sqlite_file
+async def test_a_submitted_record_is_written_in_front_of_the_next_append(
+    log: AuditLog, engine: Engine, writers: list[str], clock: FakeClock
+) -> None:
+    # An outcome nobody waits for costs no commit of its own: the next append, inline
+    # here, writes it first in its own transaction (docs/decisions/0026).
+    quiet(clock)
+    submitted = log.submit(record(0))
+    quiet(clock)
+    assert await log.append(record(1)) == [1]
+    assert await submitted == [0]
+    assert writers == [threading.current_thread().name]  # one transaction for both
     assert [e.payload["i"] for e in read_entries(engine) if e.payload] == [0, 1]
+
+
+@on_a_sqlite_file
+async def test_a_submitted_record_with_no_append_after_it_is_written_alone(
+    log: AuditLog, engine: Engine, writers: list[str]
+) -> None:
+    # Its future resolves once the record is committed by the writer thread, at the
+    # latest LINGER_S after it was submitted (the loop's timer; nothing is awaited but
+    # the commit itself).
+    assert await log.submit(record(0), record(1)) == [0, 1]
+    assert writers == ["audit-writer"]
+
+
+@on_a_sqlite_file
+async def test_close_writes_what_is_still_lingering(engine: Engine, clock: FakeClock) -> None:
+    audit = AuditLog(engine, ORIGIN, clock=clock)
+    await audit.start()
+    submitted = audit.submit(record(0))
+    await audit.close()
+    assert await submitted == [0]
+    assert [e.payload["i"] for e in read_entries(engine) if e.payload] == [0]
 
 
 @on_a_sqlite_file

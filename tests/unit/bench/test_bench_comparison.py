@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bench import comparison_report
 from bench.comparison import PHASES, middle_cpu_ms, quick, round_ratios
 from bench.methods import METHODS
 from bench.scaling import compare
@@ -90,3 +91,30 @@ def test_scaling_ratios_are_taken_within_each_round():
     assert out["tools/list"]["many_tools / small"]["ok_p50_ms"]["max"] == 3.0
     assert out["tools/call"]["big_log / small"]["ok_p50_ms"]["median"] == pytest.approx(1.1)
     assert out["tools/call"]["direct_1000 / direct_10"]["ok_p99_ms"]["median"] == 2.0
+
+
+def test_a_target_sits_out_the_methods_it_does_not_serve():
+    peer = Target("contextforge", "http://c", "t", lambda n: n, methods=frozenset({"tools/call"}))
+    gateway = Target("gateway", "http://g", "t", lambda n: n)
+    assert peer.serves("tools/call") and not peer.serves("resources/read")
+    assert gateway.serves("resources/read") and gateway.serves("prompts/get")
+
+
+def test_the_summary_puts_every_method_side_by_side():
+    spread = {"min": 2.0, "median": 2.5, "max": 3.0}
+    ratios = {
+        k: spread for k in ("p50_c1", "calls_per_s_c16", "middle_cpu_c16", "sdk_p50_c1", "p99_c1")
+    }
+    result = {
+        "ratios": {"direct": ratios, "gateway": ratios},
+        "absolute": {
+            "direct": {"middle_cpu_ms_c16": None},
+            "gateway": {"middle_cpu_ms_c16": spread},
+        },
+    }
+    report = {"methods": {"tools/call": result, "prompts/get": result}}
+    summary = comparison_report.methods_summary(report)
+    assert "| `tools/call` | **this gateway**" in summary
+    assert "| `prompts/get` | **this gateway**" in summary
+    assert "direct (the upstream alone)" not in summary
+    assert comparison_report.methods_summary({"methods": {"tools/call": result}}) == ""

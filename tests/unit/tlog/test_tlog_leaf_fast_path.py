@@ -1,11 +1,17 @@
 """parse_leaf's fast path (a byte pattern for plain leaves) decides exactly as the
-general parser (JSON parse + RFC 8785 round trip) does, on valid and mutated leaves."""
+general parser (JSON parse + RFC 8785 round trip) does, on valid and mutated leaves;
+and build_leaf, which writes the leaf out without the canonicalizer, writes the bytes
+the reference implementation does."""
 
 from __future__ import annotations
 
+import base64
 import random
 
 import pytest
+import rfc8785
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.tlog.errors import LeafFormatError
 from gateway.tlog.leaf import Leaf, _parse_general, _parse_plain_leaf, build_leaf, parse_leaf
@@ -84,3 +90,58 @@ def test_impossible_timestamps_are_rejected_on_both_paths(ts: str) -> None:
         origin="o", seq=1, prev=bytes(32), ts=ts, kind="k", ref="r", commitment=bytes(32)
     )
     assert outcome(parse_leaf, data) == outcome(_parse_general, data) == "rejected"
+
+
+# --- build_leaf writes the bytes the reference implementation does ------------------
+
+_text = st.text(
+    st.one_of(st.characters(exclude_categories=("Cs",)), st.sampled_from('"\\\n\x00\x7f\u2028')),
+    max_size=12,
+)
+
+
+@given(
+    origin=_text,
+    seq=st.integers(0, 2**53 - 1),
+    prev=st.binary(min_size=32, max_size=32),
+    ts=_text,
+    kind=_text,
+    ref=_text,
+    commitment=st.binary(min_size=32, max_size=32),
+)
+def test_build_leaf_equals_rfc8785_of_the_leaf_object(
+    origin: str, seq: int, prev: bytes, ts: str, kind: str, ref: str, commitment: bytes
+) -> None:
+    leaf = build_leaf(
+        origin=origin, seq=seq, prev=prev, ts=ts, kind=kind, ref=ref, commitment=commitment
+    )
+    expected = {
+        "v": 1,
+        "log": origin,
+        "seq": seq,
+        "prev": base64.b64encode(prev).decode(),
+        "ts": ts,
+        "kind": kind,
+        "ref": ref,
+        "payload": base64.b64encode(commitment).decode(),
+    }
+    assert leaf == rfc8785.dumps(expected)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"seq": 2**53}, {"seq": -1}, {"seq": True}, {"ref": "\ud800"}, {"kind": 7}],
+    ids=["seq-beyond-2^53", "negative-seq", "bool-seq", "lone-surrogate", "not-a-string"],
+)
+def test_build_leaf_refuses_what_is_not_a_canonical_leaf(change: dict[str, object]) -> None:
+    fields: dict[str, object] = {
+        "origin": "test.example/audit",
+        "seq": 1,
+        "prev": bytes(32),
+        "ts": "2026-11-21T10:00:00.123Z",
+        "kind": "call.attempt",
+        "ref": "r",
+        "commitment": bytes(32),
+    }
+    with pytest.raises(ValueError):
+        build_leaf(**{**fields, **change})  # type: ignore[arg-type]

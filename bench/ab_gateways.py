@@ -1,0 +1,149 @@
+"""Gateways of several checkouts on one upstream, in rotated rounds: a before/after.
+
+Each tree (a checkout or `git archive` of a commit, with a `.venv` the repository's
+own) serves `gateway serve` with the test configuration (bench/targets.py: embedded
+engine, durable SQLite audit) in front of one shared upstream. Each round measures,
+for every tree in an order rotated from round to round: the direct call at c=16 (the
+round's baseline), the gateway at c=16 (calls/s and its CPU per call) and at c=1
+(p50). It prints each round, the medians with their spread, and the per-round ratio of
+every tree's CPU per call to the first tree's: on a shared machine the paired ratio is
+the figure to read (docs/decisions/0026 decided the fast paths on it).
+
+    .venv/bin/python -m bench.ab_gateways TREE_A,TREE_B[,...] [--rounds 4]
+        [--method tools/call]
+
+A variant is a tree with one change, e.g. the direct path switched off in
+gateway/surfaces/mcp.py. Nothing is written to bench/results: copy what matters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import anyio
+import yaml
+
+from bench import load
+from bench.clients import raw_caller
+from bench.methods import METHODS, Method
+from bench.targets import GRANTS, TOKEN_TTL_S, Target, gateway_rename
+from tests.support.processes import (
+    GatewayServer,
+    McpUpstreamServer,
+    spawn,
+    wait_for_http,
+    write_policy,
+)
+
+
+def start(gateway: GatewayServer, tree: Path) -> GatewayServer:
+    gateway.config_path.write_text(yaml.safe_dump(gateway.config))
+    gateway.process = spawn(
+        [sys.executable, "-m", "gateway", "serve", "--config", str(gateway.config_path)],
+        gateway.directory / "gateway.log",
+        cwd=tree,  # the tree's own `gateway` package
+    )
+    wait_for_http(gateway.url + "/healthz", gateway.process)
+    return gateway
+
+
+async def measure(
+    targets: list[Target], upstream: McpUpstreamServer, method: Method, rounds: int
+) -> None:
+    pids = [upstream.process.popen.pid] + [t.middle["gateway"] for t in targets]
+    await load.wait_quiet(pids)
+    figures: dict[str, dict[str, list[float]]] = {t.name: {} for t in targets}
+    direct = Target("direct", upstream.url, targets[0].token, lambda n: n)
+    for index in range(rounds):
+        shift = index % len(targets)
+        for target in targets[shift:] + targets[:shift]:
+            async with raw_caller(direct.url, direct.token, method, direct, connections=16) as c:
+                await load.warm(c, 10)
+                baseline = (
+                    await load.run(c, concurrency=16, max_calls=1500, max_seconds=3)
+                ).summary()
+            async with raw_caller(target.url, target.token, method, target, connections=16) as c:
+                await load.warm(c, 20)
+                busy = (
+                    await load.run(
+                        c,
+                        concurrency=16,
+                        max_calls=2000,
+                        max_seconds=6,
+                        measure={"gateway": target.middle["gateway"]},
+                    )
+                ).summary()
+            async with raw_caller(target.url, target.token, method, target, connections=1) as c:
+                await load.warm(c, 10)
+                alone = (await load.run(c, concurrency=1, max_calls=400, max_seconds=4)).summary()
+            mine = figures[target.name]
+            mine.setdefault("cpu", []).append(busy["cpu_ms_per_call"]["gateway"])
+            mine.setdefault("share", []).append(busy["ok_per_s"] / baseline["ok_per_s"])
+            mine.setdefault("p50", []).append(alone["ok_p50_ms"])
+            print(
+                f"round {index} {target.name}: CPU per call {mine['cpu'][-1]:.3f} ms, "
+                f"c=16 {busy['ok_per_s']} calls/s ({mine['share'][-1]:.3f}× direct), "
+                f"p50 c=1 {alone['ok_p50_ms']:.2f} ms, answers {busy['kinds']}",
+                flush=True,
+            )
+    for name, mine in figures.items():
+        print(
+            f"{name}: CPU per call {_spread(mine['cpu'])} ms, calls/s c=16 "
+            f"{_spread(mine['share'])}× direct, p50 c=1 {_spread(mine['p50'])} ms"
+        )
+    first = figures[targets[0].name]["cpu"]
+    for target in targets[1:]:
+        paired = [round(b / a, 3) for a, b in zip(first, figures[target.name]["cpu"], strict=True)]
+        print(f"{target.name} / {targets[0].name}, CPU per call, per round: {paired}")
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} ({min(values):.3f}–{max(values):.3f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("trees", help="comma-separated checkout folders")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--method", default="tools/call", choices=sorted(METHODS))
+    args = parser.parse_args()
+    trees = [Path(t).resolve() for t in args.trees.split(",")]
+    directory = Path(tempfile.mkdtemp(prefix="bench-ab-"))
+    upstream = McpUpstreamServer.start(directory)
+    policy = write_policy(directory, GRANTS)
+    gateways: list[GatewayServer] = []
+    targets: list[Target] = []
+    try:
+        for index, tree in enumerate(trees):
+            gateway = GatewayServer.configure(
+                directory / f"gateway-{index}",
+                upstreams=[{"name": "up", "url": upstream.url}],
+                policy_config={"path": str(policy)},
+            )
+            gateways.append(start(gateway, tree))
+            assert gateway.process is not None
+            name = f"{index}:{tree.name}"
+            token = gateway.token(sub="agent:bench", ttl_s=TOKEN_TTL_S)
+            middle: dict[str, Any] = {"gateway": gateway.process.popen.pid}
+            targets.append(Target(name, gateway.mcp_url, token, gateway_rename, middle))
+        anyio.run(
+            measure,
+            targets,
+            upstream,
+            METHODS[args.method],
+            args.rounds,
+            backend_options={"use_uvloop": True},
+        )
+    finally:
+        for gateway in gateways:
+            gateway.stop()
+        upstream.process.stop()
+
+
+if __name__ == "__main__":
+    main()
