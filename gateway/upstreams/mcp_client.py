@@ -38,6 +38,7 @@ from mcp_types import CallToolResult
 from gateway.config import McpHttpUpstream, McpStdioUpstream
 from gateway.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from gateway.http_client import HttpTransportError
+from gateway.telemetry import TRACEPARENT
 from gateway.types import ClientInput, LogSink, ProgressCallback, ToolResult
 from gateway.upstreams import mcp_offerings, mcp_requests
 from gateway.upstreams.base import Reconnected, ResourceUpdated, UpstreamStatus
@@ -242,6 +243,8 @@ class McpUpstream:
     ) -> ToolResult:
         client = await self._connected()
         meta = {IDEMPOTENCY_META_KEY: idempotency_key} if idempotency_key else None
+        if TRACEPARENT in headers:  # a traced call (gateway.telemetry)
+            meta = mcp_requests.with_trace(meta, headers)
         lean_ok = progress is None and log is None
         capabilities = client_input.capabilities if client_input is not None else {}
         if self._lean is not None and lean_ok and is_sessionless(client.protocol_version):
@@ -358,7 +361,8 @@ class McpUpstream:
         client_input: ClientInput | None = None,
     ) -> dict[str, Any]:
         client = await self._connected()
-        meta = mcp_requests.with_log_level(client, None, log)
+        traced = mcp_requests.with_trace(None, headers) if TRACEPARENT in headers else None
+        meta = mcp_requests.with_log_level(client, traced, log)
 
         def send(responses: Any = None, state: str | None = None) -> Any:
             return client.session.read_resource(
@@ -388,7 +392,8 @@ class McpUpstream:
         client_input: ClientInput | None = None,
     ) -> dict[str, Any]:
         client = await self._connected()
-        meta = mcp_requests.with_log_level(client, None, log)
+        traced = mcp_requests.with_trace(None, headers) if TRACEPARENT in headers else None
+        meta = mcp_requests.with_log_level(client, traced, log)
 
         def send(responses: Any = None, state: str | None = None) -> Any:
             return client.session.get_prompt(
