@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway import telemetry
 from gateway.approvals import ApprovalService
 from gateway.approvals.disabled import DisabledApprovals
 from gateway.approvals.gate import Approvals
@@ -39,9 +40,10 @@ from gateway.executor.service import Executor
 from gateway.executor.store import RunStore
 from gateway.identity import TokenVerifier, UpstreamTokenMinter, load_or_create_signing_key
 from gateway.pipeline import Pipeline
+from gateway.pipeline_tracing import TracedPipeline
 from gateway.policy import PolicyEngine
 from gateway.policy.conformance_memo import ConformanceMemo
-from gateway.policy.decider import Decider, DecisionQueue
+from gateway.policy.decider import Decider, DecisionQueue, TracedDecider
 from gateway.policy.lifecycle import start_policy
 from gateway.policy.opa import OpaEngine
 from gateway.policy.origins import build_embedded_engine
@@ -71,6 +73,7 @@ from gateway.surfaces.pins import PinRoutes
 from gateway.surfaces.rest import RestSurface
 from gateway.surfaces.routing import merge_methods
 from gateway.surfaces.runs import RunsApi
+from gateway.surfaces.tracing import TracedAuthenticator, TracingMiddleware
 from gateway.surfaces.workflows_api import WorkflowsApi
 from gateway.tlog.cosignature import WitnessKey
 from gateway.upstreams.base import UpstreamClient
@@ -136,7 +139,10 @@ def build_components(config: Config) -> Components:
     )
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0))
     verifier = TokenVerifier(config.identity, config.audiences, http)
-    authenticator = Authenticator(
+    # Tracing on (gateway/telemetry.py): the same components, with spans; off, the
+    # plain ones, so the call path pays nothing for tracing.
+    traced = telemetry.enabled()
+    authenticator = (TracedAuthenticator if traced else Authenticator)(
         verifier,
         public_url=config.public_url,
         resource=config.audience,
@@ -144,7 +150,9 @@ def build_components(config: Config) -> Components:
         scopes=list(config.identity.required_scopes),
     )
     approvals = _approval_service(config, database, audit, decider, http)
-    pipeline = Pipeline(catalog=catalog, decider=decider, audit=audit, approvals=approvals)
+    pipeline = (TracedPipeline if traced else Pipeline)(
+        catalog=catalog, decider=decider, audit=audit, approvals=approvals
+    )
     return Components(
         config=config,
         database=database,
@@ -256,7 +264,7 @@ def build_decider(config: Config, engine: PolicyEngine) -> Decider:
     """The engine behind its deadline and bounded queue (policy.timeout_ms, policy.queue)."""
     timeout_ms = config.policy.timeout_ms
     queue = config.policy.queue
-    return Decider(
+    return (TracedDecider if telemetry.enabled() else Decider)(
         engine,
         timeout_s=timeout_ms / 1000,
         queue=DecisionQueue(
@@ -365,7 +373,9 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
     ]
     # Outermost first: every request gets an id before anything can refuse it; nothing
     # reads a body before the caller is authenticated (protected by default).
+    # Tracing, when on, is outermost: the request's span covers everything else.
     middleware = [
+        *([Middleware(TracingMiddleware)] if telemetry.enabled() else []),
         Middleware(RequestIdMiddleware),
         Middleware(AuthenticationMiddleware, authenticator=parts.authenticator),
         Middleware(BodyLimitMiddleware, max_bytes=config.limits.max_body_bytes),
@@ -435,6 +445,7 @@ async def running(parts: Components) -> AsyncIterator[None]:
             await parts.http.aclose()
             await parts.policy.close()
             parts.database.dispose()
+            await anyio.to_thread.run_sync(telemetry.flush)  # the spans of all the above
 
 
 def _database_check(database: sa.Engine):

@@ -534,6 +534,45 @@ class ExecutorConfig(Model):
     viewer_roles: list[str] = Field(["approver"])
 
 
+class TracingConfig(Model):
+    """OpenTelemetry traces (docs/operations.md, "Traces"): off unless ``endpoint`` is set."""
+
+    # The OTLP/HTTP collector's base URL (an OpenTelemetry Collector, Jaeger, Tempo…):
+    # spans go to <endpoint>/v1/traces. Unset: no tracing, and nothing of it on the call
+    # path.
+    endpoint: str | None = None
+    # How spans are sent: OTLP over HTTP with protobuf bodies (port 4318 by convention).
+    protocol: Literal["http/protobuf"] = "http/protobuf"
+    # Headers on every export, e.g. the collector's API key (${VAR} from the environment).
+    headers: dict[str, str] = {}
+    # service.name of every span.
+    service_name: str = Field("agent-gateway", min_length=1)
+    # The share of traces this gateway starts that are kept. A caller's traceparent
+    # decides for its own trace: sampled there, sampled here.
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+    # The longest one export may take; spans that cannot be sent are dropped, never
+    # waited for on the call path.
+    timeout_s: float = Field(10.0, gt=0, le=60)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL (the OTLP/HTTP receiver)")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return self.endpoint is not None
+
+    @property
+    def traces_url(self) -> str:
+        """Where spans are posted: the endpoint's ``/v1/traces`` (OTLP/HTTP)."""
+        assert self.endpoint is not None
+        base = self.endpoint.rstrip("/")
+        return base if base.endswith("/v1/traces") else base + "/v1/traces"
+
+
 class Config(Model):
     server: ServerConfig = ServerConfig()
     identity: IdentityConfig
@@ -546,6 +585,7 @@ class Config(Model):
     approvals: ApprovalsConfig = ApprovalsConfig()
     mcp: McpConfig = McpConfig()
     executor: ExecutorConfig = ExecutorConfig()
+    tracing: TracingConfig = TracingConfig()
     data_dir: Path = Path("var")
     # How often every upstream's tool list is re-read (0: only at start and reconnect).
     catalog_refresh_s: float = Field(60.0, ge=0)

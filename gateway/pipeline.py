@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from gateway import telemetry
 from gateway.approvals.gate import Approvals, pass_gate
 from gateway.audit import AuditLog, AuditRecord
 from gateway.canonical import MAX_NESTING, NotIJson, arguments_hash, check_document, sha256_hex
@@ -228,6 +229,10 @@ class Pipeline:
             "run_id": call.run_id,
             "step_id": call.step_id,
         }
+        if call.trace is not None:  # traced (gateway.pipeline_tracing): name the trace
+            trace_id = telemetry.sampled_trace_id()
+            if trace_id is not None:
+                attempt["trace_id"] = trace_id
         decided = {
             "request_id": call.request_id,
             "decision": decision.to_dict(),
@@ -261,6 +266,8 @@ class Pipeline:
     ) -> Outcome:
         started = time.perf_counter()
         headers = target.credentials.headers_for(call.principal)
+        if call.trace is not None:  # traced: the upstream joins the trace, under this call
+            headers = telemetry.propagate(headers)
         error: GatewayError | None = None
         result: ToolResult | McpResult | None = None
         try:

@@ -259,6 +259,10 @@ class Operation:
     # The longest the caller will wait for a human decision (REST ``Prefer: wait=N``);
     # None: the configured hold. Never lengthens the configured hold.
     hold_s: float | None = None
+    # The caller's trace context (an OpenTelemetry ``Context``, `gateway.telemetry`)
+    # when it came with the request rather than in the current task; None otherwise,
+    # and always while tracing is off.
+    trace: Any = None
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+from gateway import telemetry
 from gateway.approvals.disabled import DisabledApprovals
 from gateway.approvals.errors import (
     ApprovalDenied,
@@ -71,9 +72,18 @@ async def pass_gate(
         if approval is None:
             approval = await approvals.request(call, tool.definition_hash, decision)
         if approval.status is ApprovalStatus.PENDING:
-            approval = await approvals.hold(
-                approval, timeout_s=hold_s(call, approvals), progress=call.progress
-            )
+            with telemetry.span("gateway.approval.wait") as span:
+                approval = await approvals.hold(
+                    approval, timeout_s=hold_s(call, approvals), progress=call.progress
+                )
+                if span is not None:
+                    telemetry.annotate(
+                        span,
+                        {
+                            "gateway.approval.id": approval.id,
+                            "gateway.approval.status": approval.status.value,
+                        },
+                    )
         return await _settle(approvals, call, decision, approval, forward, record_outcome)
     except ApprovalsDisabled as disabled:
         reason = "; ".join(decision.reasons) or "approval required"

@@ -125,9 +125,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if overrides:
         config = config.model_copy(update={"server": config.server.model_copy(update=overrides)})
     sock = bind(config.server.host, config.server.port)
+    from gateway import telemetry
     from gateway.app import build_app
 
-    _run(build_app(config), sock, on_listening=None)
+    with telemetry.tracing(config.tracing):  # before the app: it decides the middleware
+        _run(build_app(config), sock, on_listening=None)
     return 0
 
 
@@ -196,6 +198,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  upstreams  {', '.join(u.name for u in config.upstreams) or '(none)'}")
     if witnesses:
         print(f"  witnesses  {', '.join(w.name for w in witnesses)}")
+    tracing = config.tracing
+    print(f"  tracing    {tracing.traces_url if tracing.enabled else 'off'}")
     return 0
 
 

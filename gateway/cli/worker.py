@@ -34,15 +34,15 @@ def register(commands: argparse._SubParsersAction) -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     import anyio
 
-    from gateway.app import build_components, build_executor, running
+    from gateway import telemetry
+    from gateway.app import Components, build_components, build_executor, running
     from gateway.logs import configure_logging
 
     configure_logging(args.log_level, json_format=True)
     config = config_from(args)
-    components = build_components(config)
     count = args.workers if args.workers is not None else max(1, config.executor.workers)
 
-    async def main() -> None:
+    async def main(components: Components) -> None:
         async with running(components):
             executor = build_executor(components)
             async with executor.running(count):
@@ -52,5 +52,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
                     async for _ in signals:
                         break
 
-    anyio.run(main)
+    # On before the components are built: tracing decides which of them are built.
+    with telemetry.tracing(config.tracing):
+        anyio.run(main, build_components(config))
     return 0

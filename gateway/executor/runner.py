@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.abc
 
+from gateway import telemetry
 from gateway.executor import gates, progress, review
 from gateway.executor import steps as step_logic
 from gateway.executor.deps import ExecutorDeps
@@ -84,7 +85,11 @@ class RunExecution:
         """Runs until the run finishes or waits; returns what happened (``succeeded``,
         ``failed``, ``cancelled``, ``waiting`` or ``lost``)."""
         try:
-            result = await self._execute()
+            with telemetry.span("gateway.run", self.run_id) as span:
+                result = await self._execute()
+                if span is not None:
+                    telemetry.annotate(span, self._span_attributes(result))
+                    telemetry.link(span, self.provenance.get("trace"))  # the submission
         except Exception as exc:
             lost = only_lease_lost(exc)
             if lost is None:
@@ -92,6 +97,14 @@ class RunExecution:
             log.warning("worker %s stops run %s: %s", self.claim.worker, self.run_id, lost.message)
             return "lost"
         return "lost" if self.lost else result
+
+    def _span_attributes(self, result: str) -> dict[str, Any]:
+        return {
+            "gateway.run_id": self.run_id,
+            "gateway.worker": self.claim.worker,
+            "gateway.fencing_token": self.claim.token,
+            "gateway.run.result": "lost" if self.lost else result,
+        }
 
     async def _execute(self) -> str:
         loaded = await self.db(self.store.load, self.run_id)
@@ -337,8 +350,11 @@ class RunExecution:
         while current is not None:
             following = None
             try:
-                # Applied as soon as the step's logic returns, with no await between.
-                await self.apply(await step_logic.run_tool_step(self, current))
+                with telemetry.span("gateway.step", current.id) as span:
+                    if span is not None:
+                        telemetry.annotate(span, self._step_attributes(current))
+                    # Applied as soon as the step's logic returns, with no await between.
+                    await self.apply(await step_logic.run_tool_step(self, current))
                 following = self._successor(current)
             except LeaseLost:
                 self.lose()
@@ -346,6 +362,13 @@ class RunExecution:
                 self.writer.starting.discard(current.id)
                 send.send_nowait(current.id)  # the driver starts whatever else is ready
             current = following
+
+    def _step_attributes(self, step: ToolStep) -> dict[str, Any]:
+        return {
+            "gateway.run_id": self.run_id,
+            "gateway.step_id": step.id,
+            "gateway.tool": step.tool,
+        }
 
     def _successor(self, step: ToolStep) -> ToolStep | None:
         """A tool step that ``step``'s success made ready, now taken over by the

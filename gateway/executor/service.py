@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 
+from gateway import telemetry
 from gateway.audit import AuditRecord
 from gateway.errors import GatewayError
 from gateway.executor import records
@@ -245,6 +246,9 @@ class Executor:
             and not decision.obligations.plan_review,
             "workflow": workflow.to_policy() if workflow else None,
         }
+        submitted_in = telemetry.sampled_span()
+        if submitted_in is not None:  # traced: each execution's span links back to it
+            provenance["trace"] = submitted_in
         shown = recordable(policy_input, decision)
         prefix = "run" if run_id else "schedule"
         ref = run_id or schedule_id or request_id

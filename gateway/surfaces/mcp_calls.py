@@ -13,12 +13,14 @@ import mcp_types as types
 from mcp.shared.exceptions import MCPError
 from starlette.requests import Request
 
+from gateway import telemetry
 from gateway.errors import GatewayError, PolicyUnavailable, UnknownTarget, UpstreamRejected
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import client_info, principal_of
 from gateway.surfaces.mcp_results import to_call_tool_result
 from gateway.surfaces.mcp_views import View
 from gateway.surfaces.middleware import request_id_of
+from gateway.surfaces.tracing import trace_of
 from gateway.types import (
     ClientInfo,
     LogSink,
@@ -117,6 +119,7 @@ def tools_call_operation(
         progress=progress,
         log=log,
         hold_s=hold_s,
+        trace=trace_of(request, params.meta) if telemetry.ON else None,
     )
 
 

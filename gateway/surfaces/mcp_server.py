@@ -32,6 +32,7 @@ from mcp_types import LOG_LEVEL_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
 
+from gateway import telemetry
 from gateway.errors import GatewayError, PolicyUnavailable
 from gateway.lists import Offered
 from gateway.pipeline import Pipeline
@@ -44,6 +45,7 @@ from gateway.surfaces.mcp_subscriptions import Subscriptions
 from gateway.surfaces.mcp_tasks import TASKS_EXTENSION, McpTasks
 from gateway.surfaces.mcp_views import View
 from gateway.surfaces.middleware import request_id_of
+from gateway.surfaces.tracing import trace_of
 from gateway.types import (
     LOG_LEVELS,
     CallMethod,
@@ -368,6 +370,7 @@ class _Handlers:
             request_id=request_id_of(request),
             client=client_info(request),
             log=self._log_sink(ctx),
+            trace=trace_of(request, ctx.meta) if telemetry.ON else None,
         )
         if prepare is not None:  # how the upstream's requests for client input reach it
             operation = prepare(operation)

@@ -46,6 +46,7 @@ from mcp_types import (
 )
 from starlette.requests import Request
 
+from gateway import telemetry
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import client_info
 from gateway.surfaces.mcp_calls import caller_of, run
@@ -53,6 +54,7 @@ from gateway.surfaces.mcp_results import refusal
 from gateway.surfaces.mcp_sessions import SessionBook
 from gateway.surfaces.mcp_views import View
 from gateway.surfaces.middleware import request_id_of
+from gateway.surfaces.tracing import trace_of
 from gateway.types import Operation, OutcomeStatus
 
 log = logging.getLogger(__name__)
@@ -239,6 +241,7 @@ class Subscriptions:
             transport="mcp",
             request_id=request_id_of(request),
             client=client_info(request),
+            trace=trace_of(request, ctx.meta) if telemetry.ON else None,
         )
         outcome = await run(self._pipeline, operation)
         if outcome.status is not OutcomeStatus.OK:

@@ -13,12 +13,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway import telemetry
 from gateway.errors import BadRequest, GatewayError
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import client_info, principal_of
 from gateway.surfaces.mcp import outcome_meta
 from gateway.surfaces.middleware import request_id_of
 from gateway.surfaces.rest_io import json_body, retry_headers
+from gateway.surfaces.tracing import trace_of
 from gateway.types import Operation, OutcomeStatus, ToolDefinition
 
 
@@ -116,6 +118,7 @@ class RestSurface:
                 request_id=request_id_of(request),
                 client=client_info(request),
                 hold_s=prefer_wait(request.headers.get("prefer")),
+                trace=trace_of(request) if telemetry.ON else None,
             )
         )
         meta = outcome_meta(outcome)

@@ -40,6 +40,7 @@ from mcp_types import CallToolResult
 
 from gateway.config import McpHttpUpstream, McpStdioUpstream
 from gateway.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
+from gateway.telemetry import TRACEPARENT
 from gateway.types import ClientInput, LogSink, ProgressCallback, ToolResult
 from gateway.upstreams import mcp_offerings, mcp_requests
 from gateway.upstreams.base import Reconnected, ResourceUpdated, UpstreamStatus
@@ -243,6 +244,8 @@ class McpUpstream:
         client_input: ClientInput | None = None,
     ) -> ToolResult:
         meta = {IDEMPOTENCY_META_KEY: idempotency_key} if idempotency_key else None
+        if TRACEPARENT in headers:  # a traced call (gateway.telemetry)
+            meta = mcp_requests.with_trace(meta, headers)
         if progress is None:
             lean = await self._send_lean(
                 "tools/call",
@@ -358,11 +361,12 @@ class McpUpstream:
         timeout_s: float,
         client_input: ClientInput | None = None,
     ) -> dict[str, Any]:
+        traced = mcp_requests.with_trace(None, headers) if TRACEPARENT in headers else None
         lean = await self._send_lean(
             "resources/read",
             {"uri": uri},
             what=uri,
-            meta=None,
+            meta=traced,
             headers=headers,
             log=log,
             timeout_s=timeout_s,
@@ -371,7 +375,7 @@ class McpUpstream:
         if lean is not None:
             return mcp_offerings.read_document(self.name, lean)
         client = await self._connected()
-        meta = mcp_requests.with_log_level(client, None, log)
+        meta = mcp_requests.with_log_level(client, traced, log)
 
         def send(responses: Any = None, state: str | None = None) -> Any:
             return client.session.read_resource(
@@ -400,11 +404,12 @@ class McpUpstream:
         timeout_s: float,
         client_input: ClientInput | None = None,
     ) -> dict[str, Any]:
+        traced = mcp_requests.with_trace(None, headers) if TRACEPARENT in headers else None
         lean = await self._send_lean(
             "prompts/get",
             {"name": name, "arguments": arguments},
             what=name,
-            meta=None,
+            meta=traced,
             headers=headers,
             log=log,
             timeout_s=timeout_s,
@@ -413,7 +418,7 @@ class McpUpstream:
         if lean is not None:
             return mcp_offerings.prompt_document(self.name, lean)
         client = await self._connected()
-        meta = mcp_requests.with_log_level(client, None, log)
+        meta = mcp_requests.with_log_level(client, traced, log)
 
         def send(responses: Any = None, state: str | None = None) -> Any:
             return client.session.get_prompt(

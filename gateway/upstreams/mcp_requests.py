@@ -38,6 +38,7 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.http_client import HttpTransportError
+from gateway.telemetry import TRACEPARENT, TRACESTATE
 from gateway.types import ClientInput, InputMethod, InputRequest, LogSink
 from gateway.upstreams.mcp_lean_call import NeedsSdk, is_sessionless
 
@@ -158,6 +159,17 @@ async def _check_url_elicitations(
         await client_input.check(
             upstream, InputRequest("elicitation/create", {**params, "mode": "url"})
         )
+
+
+def with_trace(meta: dict[str, Any] | None, headers: dict[str, str]) -> dict[str, Any]:
+    """``meta`` plus the trace context the pipeline put in ``headers`` of a traced call
+    (`gateway.telemetry`; callers test for ``traceparent`` first): an MCP request
+    carries it in ``params._meta`` too (SEP-414), the only way a stdio upstream
+    receives it."""
+    trace = {TRACEPARENT: headers[TRACEPARENT]}
+    if TRACESTATE in headers:
+        trace[TRACESTATE] = headers[TRACESTATE]
+    return {**(meta or {}), **trace}
 
 
 def with_log_level(

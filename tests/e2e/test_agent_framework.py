@@ -1,5 +1,6 @@
 """A real agent framework pointed at the gateway URL: pydantic-ai, with a scripted model
-(FunctionModel) standing in for the LLM, so the tool calls are exactly known."""
+(FunctionModel) standing in for the LLM, so the tool calls are exactly known. The
+toolset is the one docs/agents.md shows (docs/examples/agents/pydantic_ai_agent.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import Any
 
 import pytest
 from pydantic_ai import Agent
-from pydantic_ai.mcp import MCPToolset
 from pydantic_ai.messages import (
     ModelMessage,
     ModelResponse,
@@ -19,6 +19,7 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
+from tests.support.agent_examples import load
 from tests.support.processes import GatewayServer, McpUpstreamServer, read_calls
 
 pytestmark = pytest.mark.anyio
@@ -46,8 +47,8 @@ def scripted(tool: str, arguments: dict[str, Any], seen_tools: list[str]) -> Fun
 async def test_pydantic_ai_agent_calls_tools_through_the_gateway(
     gateway: GatewayServer, mcp_upstream: McpUpstreamServer
 ) -> None:
-    toolset = MCPToolset(
-        gateway.mcp_url, headers=gateway.headers(sub="agent:pydantic-ai"), cache_tools=False
+    toolset = load("pydantic_ai_agent").gateway_toolset(
+        gateway.mcp_url, gateway.token(sub="agent:pydantic-ai")
     )
     seen: list[str] = []
     agent = Agent(scripted("up__echo", {"text": "from pydantic-ai"}, seen), toolsets=[toolset])
@@ -62,7 +63,7 @@ async def test_pydantic_ai_agent_calls_tools_through_the_gateway(
 async def test_pydantic_ai_agent_sees_a_denial_as_a_tool_error(
     gateway: GatewayServer, stdio_call_log: Path
 ) -> None:
-    toolset = MCPToolset(gateway.mcp_url, headers=gateway.headers(), cache_tools=False)
+    toolset = load("pydantic_ai_agent").gateway_toolset(gateway.mcp_url, gateway.token())
     before = len(read_calls(stdio_call_log))
     # The model asks for a tool policy refuses; the framework must get the refusal text
     # back as the tool's answer, and the upstream must never see the call.

@@ -6,11 +6,15 @@ error, through the aggregated ``/mcp`` of the e2e gateway (tests/e2e/conftest.py
   (``@modelcontextprotocol/client``, both eras): tests/peers/clients/ts_tools_client.mjs;
 - the MCP Inspector's command line (``inspector --cli``);
 - the OpenAI Agents SDK's MCP client (``agents.mcp.MCPServerStreamableHttp``), its
-  tool objects called directly, without a model;
+  tool objects called directly, without a model; the server object is the one
+  docs/agents.md shows (docs/examples/agents/openai_agents_agent.py);
 - ``langchain-mcp-adapters`` (``MultiServerMCPClient``, its LangChain tools invoked
   directly): tests/peers/clients/langchain_client.py, in its own environment
   (tests/peers/langchain, installed by ``make peers``), since its releases require
-  ``mcp<2`` and the gateway ``mcp>=2.3``.
+  ``mcp<2`` and the gateway ``mcp>=2.3``; its client is docs/agents.md's too.
+
+The documented examples themselves (the TypeScript ones, the Inspector's command
+line, the Agents SDK's timeout) run in test_agents_doc.py.
 
 Elsewhere: pydantic-ai in test_agent_framework.py; raw 2026-07-28 requests in
 test_mcp_surface.py and test_mcp_direct_path.py; the Python SDK client throughout.
@@ -24,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agents.mcp import MCPServerStreamableHttp
 
+from tests.support.agent_examples import load
 from tests.support.conformance import NODE, PEERS
 from tests.support.peers import run_node_client
 from tests.support.processes import REPO, GatewayServer, McpUpstreamServer, read_calls
@@ -125,11 +129,10 @@ def test_the_inspector_cli_lists_and_calls_tools(
 async def test_openai_agents_lists_and_calls_tools(
     gateway: GatewayServer, mcp_upstream: McpUpstreamServer, stdio_call_log: Path
 ) -> None:
-    # The SDK's default read timeout is 5 s (client_session_timeout_seconds), shorter
-    # than a call held for approval (approvals.hold_s): see issue 12, approvals as tasks.
-    server = MCPServerStreamableHttp(
-        {"url": gateway.mcp_url, "headers": gateway.headers(sub="agent:openai-agents")},
-        name="gateway",
+    # With the read timeout docs/agents.md sets: the SDK's default, 5 s, is shorter
+    # than a call held for approval (test_agents_doc.py).
+    server = load("openai_agents_agent").gateway_server(
+        gateway.mcp_url, gateway.token(sub="agent:openai-agents")
     )
     async with server:
         names = [t.name for t in await server.list_tools()]

@@ -50,6 +50,7 @@ async def record(request: Request) -> JSONResponse:
         "json": json.loads(body) if body else None,
         "authorization": request.headers.get("authorization"),
         "idempotency_key": request.headers.get("idempotency-key"),
+        "traceparent": request.headers.get("traceparent"),
         "claims": claims,
     }
     with CALL_LOG.open("a") as log:

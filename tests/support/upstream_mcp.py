@@ -4,9 +4,9 @@
     python -m tests.support.upstream_mcp stdio CALL_LOG
 
 Each tools/call appends one JSON line to CALL_LOG (tool, arguments, the Authorization
-header it saw, the request `_meta`), so tests can prove what reached the upstream and
-what did not; so does each resource read and prompt get (``tool`` is ``read:<uri>`` or
-``prompt:<name>``).
+and W3C trace-context headers it saw, the request `_meta`), so tests can prove what
+reached the upstream and what did not; so does each resource read and prompt get
+(``tool`` is ``read:<uri>`` or ``prompt:<name>``).
 
 Besides tools it offers resources (``test://static``, ``test://secret``,
 ``test://changing``), templates (``test://items/{id}``, ``test://hidden/{id}``),
@@ -43,6 +43,8 @@ def _record(ctx: Context, tool: str, arguments: dict[str, Any]) -> dict[str, Any
         "arguments": arguments,
         "authorization": headers.get("authorization"),
         "user_agent": headers.get("user-agent"),
+        "traceparent": headers.get("traceparent"),
+        "tracestate": headers.get("tracestate"),
         "param_headers": {k: v for k, v in headers.items() if k.lower().startswith("mcp-param-")},
         "meta": meta,
         "pid": os.getpid(),

@@ -1,5 +1,6 @@
 """Lists the gateway's tools and calls one with langchain-mcp-adapters, for
-tests/e2e/test_mcp_clients.py; runs in tests/peers/langchain/.venv (mcp<2).
+tests/e2e/test_mcp_clients.py; runs in tests/peers/langchain/.venv (mcp<2). The client
+is the one docs/agents.md shows (docs/examples/agents/langchain_agent.py).
 
     MCP_TOKEN=<jwt> python langchain_client.py URL TOOL ARGUMENTS_JSON
 
@@ -11,21 +12,14 @@ import asyncio
 import json
 import os
 import sys
+from pathlib import Path
 
-from langchain_mcp_adapters.client import MultiServerMCPClient
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "docs" / "examples" / "agents"))
+from langchain_agent import gateway_client
 
 
 async def main(url: str, tool: str, arguments: dict) -> None:
-    client = MultiServerMCPClient(
-        {
-            "gateway": {
-                "transport": "streamable_http",
-                "url": url,
-                "headers": {"Authorization": f"Bearer {os.environ['MCP_TOKEN']}"},
-            }
-        }
-    )
-    tools = await client.get_tools()
+    tools = await gateway_client(url, os.environ["MCP_TOKEN"]).get_tools()
     [chosen] = [t for t in tools if t.name == tool]
     try:
         result = await chosen.ainvoke(arguments)
