@@ -150,7 +150,10 @@ def list_gateway(directory: Path, upstream: McpUpstreamServer) -> GatewayServer:
         "name": "many",
         "kind": "http",
         "base_url": "http://127.0.0.1:9",  # listed, never called
-        "risk": {"default": "low", "tools": {f"t{i:04d}": "high" for i in range(0, LIST_TOOLS, 10)}},
+        "risk": {
+            "default": "low",
+            "tools": {f"t{i:04d}": "high" for i in range(0, LIST_TOOLS, 10)},
+        },
         "tools": [{"name": f"t{i:04d}", "path": f"/t/{i}"} for i in range(LIST_TOOLS)],
     }
     return GatewayServer.configure(
@@ -180,18 +183,24 @@ async def measure_lists(gateway: GatewayServer, args: Any) -> dict[str, Any]:
     async with httpx.AsyncClient(timeout=30) as client:
         for _ in range(10):
             await one_list(client, fresh())
-        out["list_uncached"] = summary_ms([await one_list(client, fresh()) for _ in range(args.lists)])
+        out["list_uncached"] = summary_ms(
+            [await one_list(client, fresh()) for _ in range(args.lists)]
+        )
         cached = tokens[0]
         out["list_cached"] = summary_ms([await one_list(client, cached) for _ in range(args.lists)])
 
         token = gateway.token(sub="agent:caller")
-        out["call_alone_c1"] = summary_ms(await latencies(gateway.mcp_url, token, "up__echo", args.calls))
+        out["call_alone_c1"] = summary_ms(
+            await latencies(gateway.mcp_url, token, "up__echo", args.calls)
+        )
         # The lister is a process of its own: sharing this one's event loop would time
         # its JSON parsing, not the gateway.
         with tempfile.TemporaryDirectory() as scratch:
             request = Path(scratch) / "request.json"
             stop = Path(scratch) / "stop"
-            request.write_text(json.dumps({"url": url, "tokens": tokens[1000:], "stop": str(stop), "expect": 900}))
+            request.write_text(
+                json.dumps({"url": url, "tokens": tokens[1000:], "stop": str(stop), "expect": 900})
+            )
             lister = subprocess.Popen(  # noqa: ASYNC220 - starts at once; it runs on its own
                 [sys.executable, "-m", "bench.list_loop", str(request)], stdout=subprocess.PIPE
             )

@@ -176,7 +176,9 @@ async def decisions(
                 samples[name].extend(await sample(fn, count // rounds))
             if old_tree is not None:
                 samples["old_regopy"].extend(
-                    await anyio.to_thread.run_sync(old_engine_samples, old_tree, policy, count // rounds)
+                    await anyio.to_thread.run_sync(
+                        old_engine_samples, old_tree, policy, count // rounds
+                    )
                 )
         return {name: summary_ms(s) for name, s in samples.items()}
     finally:
@@ -222,7 +224,9 @@ async def lists(policy: Path, opa_url: str, count: int) -> dict[str, Any]:
         return run
 
     async def per_tool() -> Any:
-        principal = Principal(sub="agent:bench", iss="https://issuer.test", roles=("agent", "reader"))
+        principal = Principal(
+            sub="agent:bench", iss="https://issuer.test", roles=("agent", "reader")
+        )
         shown = 0
         for tool in tools:
             document = build_input(
