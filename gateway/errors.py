@@ -197,10 +197,18 @@ class PolicyError(GatewayError):
     http_status = 503
 
 
+class NoDecision(PolicyError):
+    """The engine gave no answer at all: it is unreachable, the connection failed, or
+    no answer came within the deadline. The gateway cannot tell a slow policy from a
+    starved machine or a lost sidecar, so this is unavailability, never a denial
+    (`gateway.policy.engine.decide` turns it into `PolicyUnavailable`; ADR 0032)."""
+
+
 class PolicyUnavailable(GatewayError):
-    """No decision could start in time: the engine is overloaded (its queue is full, or
-    no evaluation slot came free within the wait). Not a denial: nothing was decided,
-    and the same call may succeed a moment later (``Retry-After``)."""
+    """No decision could be had: none could start in time (the engine's queue is full,
+    or no evaluation slot came free within the wait), or the engine gave no answer
+    (`NoDecision`). Not a denial: nothing was decided, and the same call may succeed a
+    moment later (``Retry-After``)."""
 
     code = "policy_unavailable"
     http_status = 503

@@ -34,7 +34,8 @@ DECISIONS_WAITING = Gauge(
 )
 POLICY_UNAVAILABLE = Counter(
     "gateway_policy_unavailable_total",
-    "Decisions refused because none could start in time (answered 503, not denied).",
+    "Decisions refused because none could be had: none could start in time, or the engine "
+    "gave no answer (answered 503, not denied).",
     registry=REGISTRY,
 )
 UPSTREAM_SECONDS = Histogram(

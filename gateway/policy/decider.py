@@ -3,12 +3,13 @@ a bounded queue in front of it.
 
 Two different failures, two different answers (docs/policies.md, "Overload"):
 
-- a decision that cannot *start* in time — every evaluation slot busy and the queue
-  full, or no slot free within the wait — is `PolicyUnavailable`: the gateway is
-  overloaded, so the caller gets 503 with ``Retry-After`` (MCP: a JSON-RPC error) and
-  the attempt is audited as unavailability, never reported as a policy denial;
-- a decision that started and then failed or overran the deadline is a deny that
-  says so (`gateway.policy.engine.decide`): the policy itself is the problem.
+- no decision could be had — it could not *start* in time (every evaluation slot busy
+  and the queue full, or no slot free within the wait), or the engine gave no answer
+  within the deadline or could not be reached (`gateway.policy.engine.decide`) — is
+  `PolicyUnavailable`: the caller gets 503 with ``Retry-After`` (MCP: a JSON-RPC error)
+  and the attempt is audited as unavailability, never reported as a policy denial;
+- an engine that answered with an error or a malformed result is a deny that says
+  so: the policy itself is the problem.
 
 Either way nothing is forwarded (fail closed).
 """
@@ -22,13 +23,12 @@ from typing import Any
 import anyio
 
 from gateway import telemetry
-from gateway.errors import PolicyUnavailable
-from gateway.metrics import DECISIONS_WAITING, POLICY_UNAVAILABLE
-from gateway.policy.engine import PolicyEngine, decide
+from gateway.errors import NoDecision, PolicyUnavailable
+from gateway.metrics import DECISIONS_WAITING
+from gateway.policy.engine import RETRY_AFTER_S, PolicyEngine, decide, unavailable
 from gateway.types import Decision
 
-# What a refused caller is told to wait before trying again.
-RETRY_AFTER_S = 1
+__all__ = ["RETRY_AFTER_S", "Decider", "DecisionQueue", "TracedDecider"]
 
 
 class DecisionQueue:
@@ -85,17 +85,24 @@ class Decider:
 
     async def decide(self, policy_input: dict[str, Any]) -> Decision:
         """The decision, or a deny that says why it is one (fail closed). Raises
-        PolicyUnavailable when the decision could not start in time."""
+        PolicyUnavailable when no decision could be had: it could not start in time,
+        or the engine gave no answer."""
         async with self._queue.turn():
             return await decide(self.engine, policy_input, timeout_s=self.timeout_s)
 
     async def evaluate_list(self, list_input: dict[str, Any]) -> tuple[Any, str | None]:
         """The engine's raw ``data.gateway.visible`` answer (gateway.policy.listing),
-        queued and bounded like a decision. Raises PolicyUnavailable when it could not
-        start in time, TimeoutError past the deadline, `PolicyError` for the rest."""
+        queued and bounded like a decision. Raises PolicyUnavailable when no answer
+        could be had (as for a decision), `PolicyError` for the rest."""
         async with self._queue.turn():
-            with anyio.fail_after(self.timeout_s):
-                return await self.engine.evaluate_list(list_input)
+            try:
+                with anyio.fail_after(self.timeout_s):
+                    return await self.engine.evaluate_list(list_input)
+            except TimeoutError:
+                why = f"policy engine {self.engine.name} did not answer within "
+                raise unavailable(f"{why}{self.timeout_s * 1000:.0f} ms") from None
+            except NoDecision as exc:
+                raise unavailable(exc.message) from None
 
 
 class TracedDecider(Decider):
@@ -122,9 +129,4 @@ class TracedDecider(Decider):
 
 
 def _unavailable(why: str) -> PolicyUnavailable:
-    POLICY_UNAVAILABLE.inc()
-    return PolicyUnavailable(
-        f"the policy engine is overloaded ({why}); nothing was decided or executed, "
-        f"retry in {RETRY_AFTER_S} s",
-        retry_after_s=RETRY_AFTER_S,
-    )
+    return unavailable(f"the policy engine is overloaded ({why})")

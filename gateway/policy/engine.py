@@ -1,7 +1,16 @@
 """The `PolicyEngine` protocol and `decide`, the one fail-closed way to ask it.
 
 Engines may raise or return garbage; `decide` is the boundary where every failure
-becomes a deny with a reason, so callers never handle engine errors themselves.
+becomes one of two answers, so callers never handle engine errors themselves:
+
+- the engine answered, but not with a valid decision (an evaluation error, an
+  undefined or malformed result, the memory cap): a deny that says why;
+- the engine gave no answer (unreachable, or none within the deadline, `NoDecision`):
+  `PolicyUnavailable`, answered 503 with ``Retry-After`` — on a starved machine a
+  sound policy overruns its deadline too, and load must never read as a denial
+  (ADR 0032).
+
+Either way nothing is forwarded (fail closed).
 """
 
 from __future__ import annotations
@@ -13,11 +22,14 @@ from typing import Any, Protocol
 import anyio
 
 from gateway.clock import Clock, monotonic
-from gateway.errors import PolicyError
-from gateway.metrics import DECISION_SECONDS
+from gateway.errors import NoDecision, PolicyError, PolicyUnavailable
+from gateway.metrics import DECISION_SECONDS, POLICY_UNAVAILABLE
 from gateway.types import FAIL_CLOSED_RULE, Decision, deny
 
-__all__ = ["FAIL_CLOSED_RULE", "PolicyEngine", "decide"]
+__all__ = ["FAIL_CLOSED_RULE", "RETRY_AFTER_S", "PolicyEngine", "decide", "unavailable"]
+
+# What a caller refused for unavailability is told to wait before trying again.
+RETRY_AFTER_S = 1
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +66,8 @@ async def decide(
     timeout_s: float,
     clock: Clock = monotonic,
 ) -> Decision:
-    """Asks the engine; any error, timeout or malformed result is a deny that says why.
+    """Asks the engine; an error or malformed result is a deny that says why. Raises
+    `PolicyUnavailable` when no answer came: a timeout or an unreachable engine.
     ``clock`` (`gateway.clock`) tells whether an evaluation that could not be
     interrupted overran the deadline."""
     started = clock()
@@ -67,10 +80,11 @@ async def decide(
             raise TimeoutError
         return decision
     except TimeoutError:
-        reason = (
-            f"policy engine {engine.name} did not answer within {timeout_s * 1000:.0f} ms; "
-            "denied (fail closed)"
-        )
+        raise unavailable(
+            f"policy engine {engine.name} did not answer within {timeout_s * 1000:.0f} ms"
+        ) from None
+    except NoDecision as exc:
+        raise unavailable(exc.message) from None
     except PolicyError as exc:
         reason = f"{exc.message}; denied (fail closed)"
     except Exception as exc:  # an engine bug must still deny, never propagate as allow
@@ -81,4 +95,15 @@ async def decide(
     log.warning("policy failure: %s", reason)
     return replace(
         deny(reason, engine=engine.name, revision=engine.revision), rule=FAIL_CLOSED_RULE
+    )
+
+
+def unavailable(why: str) -> PolicyUnavailable:
+    """The refusal for a decision that could not be had (counted in
+    ``gateway_policy_unavailable_total``)."""
+    POLICY_UNAVAILABLE.inc()
+    log.warning("policy unavailable: %s", why)
+    return PolicyUnavailable(
+        f"{why}; nothing was decided or executed, retry in {RETRY_AFTER_S} s",
+        retry_after_s=RETRY_AFTER_S,
     )

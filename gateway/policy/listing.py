@@ -19,9 +19,10 @@ resources): ``tools/list`` (names are ``item.tool``), ``prompts/list``
 (``item.prompt``) and ``resources/list`` (``item.uri``: resources and templates).
 
 Asked through the `Decider`, so a list waits in the same bounded queue as every
-decision and has the same deadline; one that cannot start in time is
-`PolicyUnavailable` (503), as for a call. Fail closed: an engine error, a timeout or a
-malformed answer shows nothing (and is logged). A policy written before
+decision and has the same deadline; one that cannot start in time, or gets no answer
+from the engine (a timeout, an unreachable sidecar), is `PolicyUnavailable` (503), as
+for a call. Fail closed: an engine error or a malformed answer shows nothing (and is
+logged). A policy written before
 ``gateway/visible`` existed (`ListUnsupported`) is asked per item, as before.
 """
 
@@ -162,8 +163,6 @@ class VisibleItems(Generic[_Item]):
             return parse_visible(raw), revision
         except (ListUnsupported, PolicyUnavailable):
             raise  # an older policy, or overload (503): not a "show nothing"
-        except TimeoutError:
-            reason = f"did not answer within {decider.timeout_s * 1000:.0f} ms"
         except PolicyError as exc:
             reason = exc.message
         except Exception as exc:  # an engine bug must still show nothing

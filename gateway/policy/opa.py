@@ -32,7 +32,7 @@ from typing import Any
 import anyio
 
 from gateway.config import OpaPolicyConfig
-from gateway.errors import PolicyError
+from gateway.errors import NoDecision, PolicyError
 from gateway.http_client import (
     HttpConnectError,
     HttpResponse,
@@ -58,13 +58,13 @@ READY_TIMEOUT_S = 1.0
 _MARGIN_S = 0.005
 
 
-class OpaUnavailable(PolicyError):
+class OpaUnavailable(NoDecision):
     """OPA could not be reached, or the connection failed mid-request."""
 
     code = "policy_engine_unavailable"
 
 
-class OpaTimeout(PolicyError):
+class OpaTimeout(NoDecision):
     """OPA did not answer within `policy.timeout_ms`."""
 
     code = "policy_engine_timeout"

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import wasmtime
 
-from gateway.errors import PolicyError, PolicyLoadError
+from gateway.errors import NoDecision, PolicyError, PolicyLoadError
 
 if TYPE_CHECKING:
     from gateway.policy.module_cache import ModuleCache
@@ -55,7 +55,7 @@ _libc.strnlen.restype = ctypes.c_size_t
 _libc.strnlen.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
 
 
-class PolicyTimeout(PolicyError):
+class PolicyTimeout(NoDecision):
     """An evaluation ran past its deadline and was interrupted."""
 
     code = "policy_timeout"

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from gateway.audit import read_entries
-from gateway.policy.engine import FAIL_CLOSED_RULE
+from gateway.types import UNAVAILABLE_RULE
 from tests.support.gate import Gate
 from tests.support.opa import OpaServer, opa_binary
 from tests.support.processes import GatewayServer, McpUpstreamServer, free_port, write_policy
@@ -187,7 +187,7 @@ def test_approval_required_call_is_not_forwarded(
     assert len(mcp_upstream.calls()) == before
 
 
-def test_opa_down_fails_closed_and_gateway_is_not_ready(
+def test_opa_down_is_unavailable_not_a_denial_and_gateway_is_not_ready(
     gateway: GatewayServer, sidecar: Sidecar, mcp_upstream: McpUpstreamServer, database
 ) -> None:
     sidecar.serve("bundle")
@@ -195,16 +195,18 @@ def test_opa_down_fails_closed_and_gateway_is_not_ready(
     sidecar.kill()
     before = len(mcp_upstream.calls())
 
+    # No answer is not a denial: 503, retry later (ADR 0032); nothing is forwarded.
     response = call(gateway, "up__echo", {"text": "while opa is down"})
-    assert response.status_code == 403, response.text
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == "1"
     body = response.json()
-    assert body["error"]["code"] == "denied"
-    reason = body["decision"]["reasons"][0]
-    assert f"OPA at {sidecar.url} is unreachable" in reason and "fail closed" in reason
-    assert body["decision"]["rule"] == FAIL_CLOSED_RULE
+    assert body["error"]["code"] == "policy_unavailable"
+    assert f"OPA at {sidecar.url} is unreachable" in body["error"]["message"]
     assert len(mcp_upstream.calls()) == before
-    # The refusal is audited like any decision, naming the engine.
-    assert recorded_decision(database, body["request_id"])["engine"] == "opa"
+    # The refusal is audited as unavailability, naming the engine.
+    recorded = recorded_decision(database, body["request_id"])
+    assert recorded["engine"] == "opa" and recorded["rule"] == UNAVAILABLE_RULE
+    assert recorded["allow"] is False
 
     ready = httpx.get(gateway.url + "/readyz", timeout=5)
     assert ready.status_code == 503, ready.text

@@ -19,6 +19,7 @@ import pytest
 
 from gateway.cli import main as gateway_cli
 from gateway.config import OpaPolicyConfig
+from gateway.errors import PolicyUnavailable
 from gateway.policy import build_input, decide
 from gateway.policy.decision import MalformedDecision
 from gateway.policy.embedded import EmbeddedEngine
@@ -301,11 +302,12 @@ async def test_slow_decision_times_out_and_the_engine_recovers(broken_opa: OpaSe
         # Through `decide` with the same budget (as the pipeline calls it): normally the
         # engine's own reason; when the event loop lags past both deadlines at once,
         # decide's. Both name OPA.
-        decision = await decide(engine, {"arguments": {"mode": "slow"}}, timeout_s=0.1)
-        assert not decision.allow and decision.rule == FAIL_CLOSED_RULE
-        assert decision.reasons[0] in (
-            f"OPA at {broken_opa.url} did not answer within 100 ms; denied (fail closed)",
-            "policy engine opa did not answer within 100 ms; denied (fail closed)",
+        # No answer is unavailability, not a denial (ADR 0032).
+        with pytest.raises(PolicyUnavailable) as refused:
+            await decide(engine, {"arguments": {"mode": "slow"}}, timeout_s=0.1)
+        assert refused.value.message.split(";")[0] in (
+            f"OPA at {broken_opa.url} did not answer within 100 ms",
+            "policy engine opa did not answer within 100 ms",
         )
         # The abandoned connections were discarded, not reused mid-response.
         with pytest.raises(MalformedDecision):
@@ -326,9 +328,8 @@ async def test_ready_follows_opa_and_decisions_recover_after_a_restart(
         assert engine._client._idle  # a pooled connection that the kill leaves stale
         server.kill()
         assert not await engine.ready()
-        decision = await decide(engine, CASES["allow"], timeout_s=DEADLINE_S)
-        assert not decision.allow
-        assert f"OPA at {server.url} is unreachable" in decision.reasons[0]
+        with pytest.raises(PolicyUnavailable, match=f"OPA at {server.url} is unreachable"):
+            await decide(engine, CASES["allow"], timeout_s=DEADLINE_S)
 
         server = OpaServer([policy_dir], workdir / "opa-restart.log", port=port).start()
         assert await engine.ready()
@@ -338,13 +339,12 @@ async def test_ready_follows_opa_and_decisions_recover_after_a_restart(
         server.stop()
 
 
-async def test_unreachable_opa_is_not_ready_and_denies() -> None:
+async def test_unreachable_opa_is_not_ready_and_unavailable() -> None:
     engine = OpaEngine(opa_config(f"http://127.0.0.1:{free_port()}"))
     try:
         assert not await engine.ready()
-        decision = await decide(engine, CASES["allow"], timeout_s=DEADLINE_S)
-        assert not decision.allow
-        assert "unreachable: cannot connect: connection refused" in decision.reasons[0]
+        with pytest.raises(PolicyUnavailable, match="unreachable: cannot connect: connection"):
+            await decide(engine, CASES["allow"], timeout_s=DEADLINE_S)
     finally:
         await engine.close()
 

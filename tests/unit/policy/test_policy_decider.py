@@ -9,7 +9,6 @@ import pytest
 
 from gateway.errors import PolicyUnavailable
 from gateway.policy.decider import Decider, DecisionQueue
-from gateway.policy.engine import FAIL_CLOSED_RULE
 from gateway.types import Decision
 from tests.support.engines import GatedEngine
 
@@ -75,11 +74,18 @@ async def test_no_slot_within_the_wait_is_unavailable() -> None:
         tasks.cancel_scope.cancel()
 
 
-async def test_an_evaluation_that_overruns_its_deadline_is_a_deny_that_says_so() -> None:
+async def test_an_evaluation_that_overruns_its_deadline_is_unavailable_not_a_deny() -> None:
+    # On a starved machine a sound policy overruns too: no answer is not a denial.
     engine = GatedEngine()  # never released: the evaluation never ends
-    decision = await decider(engine, size=0, timeout_s=0.01).decide({})
-    assert decision.allow is False and decision.rule == FAIL_CLOSED_RULE
-    assert "did not answer within 10 ms" in decision.reasons[0]
+    with pytest.raises(PolicyUnavailable, match="did not answer within 10 ms") as refused:
+        await decider(engine, size=0, timeout_s=0.01).decide({})
+    assert refused.value.retry_after_s == 1
+
+
+async def test_a_list_whose_evaluation_overruns_is_unavailable_not_an_empty_list() -> None:
+    engine = GatedEngine()
+    with pytest.raises(PolicyUnavailable, match="did not answer within 10 ms"):
+        await decider(engine, size=0, timeout_s=0.01).evaluate_list({})
 
 
 def test_a_queue_needs_sane_bounds() -> None:

@@ -1,4 +1,4 @@
-"""decide(): every engine failure becomes a deny that says why (fail closed)."""
+"""decide(): an engine failure is a deny that says why; no answer is unavailability."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import anyio
 import pytest
 
-from gateway.errors import PolicyError
+from gateway.errors import NoDecision, PolicyError, PolicyUnavailable
 from gateway.policy.decision import MalformedDecision, parse_decision
 from gateway.policy.engine import FAIL_CLOSED_RULE, decide
 from gateway.types import Decision
@@ -113,22 +113,30 @@ async def test_unexpected_exception_is_a_deny_naming_its_type(behaviour: Any, ki
     assert f"policy engine error ({kind})" in decision.reasons[0]
 
 
-async def test_timeout_is_a_deny_naming_the_limit() -> None:
-    decision = await decide(FakeEngine(never_answers), INPUT, timeout_s=0.05)
-    assert_fail_closed(decision)
-    assert "did not answer within 50 ms" in decision.reasons[0]
+async def test_timeout_is_unavailable_naming_the_limit() -> None:
+    with pytest.raises(PolicyUnavailable, match="did not answer within 50 ms") as refused:
+        await decide(FakeEngine(never_answers), INPUT, timeout_s=0.05)
+    assert "nothing was decided" in refused.value.message
+    assert refused.value.retry_after_s == 1
 
 
-async def test_an_allow_that_arrives_after_the_deadline_is_a_deny() -> None:
+async def test_an_engine_that_gives_no_answer_is_unavailable_with_its_reason() -> None:
+    async def unreachable(_: dict[str, Any]) -> Decision:
+        raise NoDecision("OPA at http://127.0.0.1:1 is unreachable: connection refused")
+
+    with pytest.raises(PolicyUnavailable, match="unreachable: connection refused"):
+        await decide(FakeEngine(unreachable), INPUT, timeout_s=1)
+
+
+async def test_an_allow_that_arrives_after_the_deadline_is_refused_as_unavailable() -> None:
     clock = FakeClock()
 
     async def blocks_without_yielding(_: dict[str, Any]) -> Decision:
         clock.advance(0.1)  # an inline evaluation, which the deadline cannot interrupt
         return await valid(_)
 
-    decision = await decide(FakeEngine(blocks_without_yielding), INPUT, timeout_s=0.02, clock=clock)
-    assert_fail_closed(decision)
-    assert "did not answer within 20 ms" in decision.reasons[0]
+    with pytest.raises(PolicyUnavailable, match="did not answer within 20 ms"):
+        await decide(FakeEngine(blocks_without_yielding), INPUT, timeout_s=0.02, clock=clock)
 
 
 async def test_an_allow_within_the_deadline_stands() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import PolicyError
+from gateway.errors import NoDecision, PolicyError, PolicyUnavailable
 from gateway.policy.listing import ListUnsupported, VisibleTools
 from gateway.types import Decision, Principal, ToolDefinition
 from tests.support.deciding import decider_for
@@ -96,7 +96,7 @@ async def test_the_answer_is_cached_per_subject_revision_and_catalog() -> None:
 @pytest.mark.parametrize(
     "answer",
     [
-        PolicyError("engine down"),
+        PolicyError("policy evaluation failed: conflicting rules"),
         {"visible": "a__one"},
         {"shown": ["a__one"]},
         {"visible": [1]},
@@ -111,6 +111,12 @@ async def test_any_failure_shows_nothing_and_is_not_cached(answer: Any) -> None:
     assert await lists.visible(decider, ALICE, CATALOG) == []
     assert await lists.visible(decider, ALICE, CATALOG) == []
     assert len(engine.asked) == 2
+
+
+async def test_an_engine_that_gives_no_answer_is_unavailable_not_an_empty_list() -> None:
+    engine = RecordingEngine(NoDecision("OPA at http://127.0.0.1:1 is unreachable"))
+    with pytest.raises(PolicyUnavailable, match="unreachable"):
+        await VisibleTools().visible(decider_for(engine), ALICE, CATALOG)
 
 
 async def test_a_policy_without_the_list_rule_is_reported_to_the_caller() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import PolicyLoadError
+from gateway.errors import PolicyLoadError, PolicyUnavailable
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.engine import FAIL_CLOSED_RULE, decide
 from gateway.policy.wasm import Limits, MissingBuiltins, PolicyOutOfMemory, PolicyTimeout
@@ -62,17 +62,21 @@ def test_an_instance_that_failed_is_never_reused(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_hostile_evaluations_are_fail_closed_denies_that_say_why(tmp_path: Path) -> None:
+async def test_hostile_evaluations_fail_closed_saying_why(tmp_path: Path) -> None:
     # Each limit alone: the deadline with memory to spare, the cap with time to spare.
     slow = engine(tmp_path, Limits(timeout_s=0.05, memory_bytes=2048 * MIB))
     greedy = engine(tmp_path, Limits(timeout_s=30, memory_bytes=64 * MIB))
-    timed_out = await decide(slow, {"arguments": {"kind": "spin"}}, timeout_s=30)
+    # A deadline overrun gave no answer: unavailable (a starved machine looks the same).
+    with pytest.raises(PolicyUnavailable, match="deadline") as refused:
+        await decide(slow, {"arguments": {"kind": "spin"}}, timeout_s=30)
+    assert refused.value.retry_after_s == 1
+    # The memory cap is the policy's own doing: a deny that says so.
     arguments = {"kind": "alloc", "text": "x" * MIB}
     out_of_memory = await decide(greedy, {"arguments": arguments}, timeout_s=30)
-    for decision, why in [(timed_out, "deadline"), (out_of_memory, "memory cap")]:
-        assert decision.allow is False
-        assert decision.rule == FAIL_CLOSED_RULE
-        assert why in decision.reasons[0] and "fail closed" in decision.reasons[0]
+    assert out_of_memory.allow is False
+    assert out_of_memory.rule == FAIL_CLOSED_RULE
+    assert "memory cap" in out_of_memory.reasons[0]
+    assert "fail closed" in out_of_memory.reasons[0]
     assert (await decide(slow, {"arguments": {"kind": "fine"}}, timeout_s=30)).allow
     assert (await decide(greedy, {"arguments": {"kind": "fine"}}, timeout_s=30)).allow
 
