@@ -5,7 +5,8 @@ A list is one ``data.gateway.visible`` decision for all its items, cached per
 subject, policy and list (`gateway.policy.listing`); a policy written before that
 rule existed is asked per item (``data.gateway.decision`` with the list's action and
 the item as ``resource``). Either way fail closed: a list policy could not answer
-shows nothing; an overloaded engine is `PolicyUnavailable` (503), not an empty list.
+shows nothing; an engine that is overloaded or gives no answer is `PolicyUnavailable`
+(503), not an empty list.
 """
 
 from __future__ import annotations

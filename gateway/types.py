@@ -20,11 +20,11 @@ Transport = Literal["mcp", "rest", "executor"]
 
 # The `engine` of a refusal by the gateway's own checks before policy was asked.
 GATEWAY_ENGINE = "gateway"
-# The `rule` of a deny that no policy rule made: the engine failed, timed out or
-# returned something that is not a decision.
+# The `rule` of a deny that no policy rule made: the engine answered with an error or
+# something that is not a decision.
 FAIL_CLOSED_RULE = "gateway.fail_closed"
-# The `rule` recorded when no decision could start in time (the engine overloaded):
-# the call was refused as unavailable (503), not denied by policy.
+# The `rule` recorded when no decision could be had (none could start in time, or the
+# engine gave no answer): the call was refused as unavailable (503), not denied.
 UNAVAILABLE_RULE = "gateway.unavailable"
 Risk = Literal["low", "medium", "high"]
 

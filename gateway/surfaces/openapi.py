@@ -158,8 +158,8 @@ def _declare_common_answers(paths: dict[str, Any], error: dict[str, Any]) -> Non
         "400": {**error, "description": "Malformed request (parameters, body, headers)"},
         "503": {
             **error,
-            "description": "Unavailable (database, audit log or an overloaded policy "
-            "engine; see Retry-After): nothing was changed",
+            "description": "Unavailable (database, audit log, or a policy engine that is "
+            "overloaded or gave no answer; see Retry-After): nothing was changed",
         },
     }
     for operations in paths.values():
