@@ -29,6 +29,12 @@ class GatedEngine:
         await self.release.wait()
         return parse_decision({"allow": True, "reasons": ["ok"]}, engine="gated", revision="rev-1")
 
+    async def evaluate_list(self, list_input: dict[str, Any]) -> tuple[Any, str | None]:
+        self.started += 1
+        self.one_started.set()
+        await self.release.wait()
+        return {"visible": []}, self.revision
+
     async def ready(self) -> bool:
         return True
 
