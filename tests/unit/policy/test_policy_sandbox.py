@@ -98,3 +98,19 @@ def test_data_larger_than_the_memory_cap_is_refused_at_load(tmp_path: Path) -> N
     with pytest.raises(PolicyLoadError, match="does not fit the memory cap of 2 MiB"):
         EmbeddedEngine(tmp_path, limits=Limits(timeout_s=30, memory_bytes=2 * MIB))
     assert EmbeddedEngine(tmp_path, limits=Limits(timeout_s=30, memory_bytes=64 * MIB))
+
+
+def test_a_policy_whose_constants_pass_two_pages_loads(tmp_path: Path) -> None:
+    # opa build declares 2 pages of memory whatever the module's data; the engine sizes
+    # the memory by the data segments, or instantiating would trap (it did, once the
+    # shipped policy's constants passed 128 KiB).
+    constants = ", ".join(f'"{i:06d}{"x" * 1000}"' for i in range(200))
+    (tmp_path / "gateway").mkdir()
+    (tmp_path / "gateway" / "p.rego").write_text(
+        "package gateway\n\nimport rego.v1\n\n"
+        f"big := {{{constants}}}\n\n"
+        'decision := {"allow": false, "rule": "big", "n": count(big)}\n'
+    )
+    target = EmbeddedEngine(tmp_path, limits=Limits(timeout_s=30, memory_bytes=64 * MIB))
+    assert target.compiled.module.min_pages > 2
+    assert target.evaluate_sync({}).rule == "big"
