@@ -13,12 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from gateway.audit import read_entries
 from gateway.audit.export import database_source
 from gateway.errors import RATE_LIMITED
 from gateway.store import create_engine
 from gateway.tlog.verifier import verify_log
+from tests.e2e.mcp_client import connect
 from tests.support.processes import GatewayServer, McpUpstreamServer, write_policy
 from tests.support.waiting import eventually
 
@@ -30,6 +32,13 @@ LIMITS = [
         "per": ["principal"],
         "tools": ["up__echo"],
         "calls": 2,
+        "window_s": WINDOW_S,
+    },
+    {
+        "name": "reads-per-agent",
+        "per": ["principal", "tool"],
+        "actions": ["resources/read"],
+        "calls": 1,
         "window_s": WINDOW_S,
     },
     {
@@ -65,7 +74,8 @@ def gateway(
     tmp_path_factory: pytest.TempPathFactory, upstream: McpUpstreamServer
 ) -> Iterator[GatewayServer]:
     workdir: Path = tmp_path_factory.mktemp("limits")
-    policy = write_policy(workdir, [{"role": "agent", "tool": "up__*"}], limits=LIMITS)
+    grants = [{"role": "agent", "tool": "up__*"}, {"role": "agent", "resource": "gateway:up/*"}]
+    policy = write_policy(workdir, grants, limits=LIMITS)
     server = GatewayServer.configure(
         workdir / "gateway",
         upstreams=[{"name": "up", "url": upstream.url, "timeout_s": 10}],
@@ -179,3 +189,20 @@ def test_call_limited_is_audited_and_the_log_verifies(gateway: GatewayServer) ->
         assert report.ok, [f.message for f in report.faults]
     finally:
         engine.dispose()
+
+
+@pytest.mark.anyio
+async def test_a_read_over_its_limit_is_a_json_rpc_error_through_the_sdk_client(
+    gateway: GatewayServer,
+) -> None:
+    agent = f"agent:read-{uuid.uuid4().hex[:6]}"
+    async with connect(gateway.mcp_url, gateway.token(agent), "2026-07-28") as client:
+        await client.read_resource("gateway:up/test://static")
+        with pytest.raises(MCPError) as caught:
+            await client.read_resource("gateway:up/test://static")
+        await client.read_resource("gateway:up/test://changing")  # another tool's counter
+    error = caught.value.error
+    assert error.code == RATE_LIMITED
+    assert isinstance(error.data, dict) and error.data["limit"] == "reads-per-agent"
+    assert error.data["scope"]["tool"] == "gateway:up/test://static"
+    assert 1 <= error.data["retry_after_s"] <= WINDOW_S
