@@ -42,6 +42,13 @@ LIMITS = [
         "window_s": WINDOW_S,
     },
     {
+        "name": "one-write-per-agent",
+        "per": ["principal"],
+        "tools": ["up__write"],
+        "calls": 1,
+        "window_s": WINDOW_S,
+    },
+    {
         "name": "whoami-per-agent",
         "per": ["principal"],
         "tools": ["up__whoami"],
@@ -74,7 +81,12 @@ def gateway(
     tmp_path_factory: pytest.TempPathFactory, upstream: McpUpstreamServer
 ) -> Iterator[GatewayServer]:
     workdir: Path = tmp_path_factory.mktemp("limits")
-    grants = [{"role": "agent", "tool": "up__*"}, {"role": "agent", "resource": "gateway:up/*"}]
+    grants = [
+        {"role": "agent", "tool": "up__echo"},
+        {"role": "agent", "tool": "up__whoami"},
+        {"role": "agent", "tool": "up__write", "approval": {"approvers": ["role:approver"]}},
+        {"role": "agent", "resource": "gateway:up/*"},
+    ]
     policy = write_policy(workdir, grants, limits=LIMITS)
     server = GatewayServer.configure(
         workdir / "gateway",
@@ -206,3 +218,36 @@ async def test_a_read_over_its_limit_is_a_json_rpc_error_through_the_sdk_client(
     assert isinstance(error.data, dict) and error.data["limit"] == "reads-per-agent"
     assert error.data["scope"]["tool"] == "gateway:up/test://static"
     assert 1 <= error.data["retry_after_s"] <= WINDOW_S
+
+
+def test_a_limited_call_never_spends_an_approval(
+    gateway: GatewayServer, upstream: McpUpstreamServer
+) -> None:
+    agent, key = f"agent:held-{uuid.uuid4().hex[:6]}", f"k-{uuid.uuid4().hex[:8]}"
+    arguments = {"key": key, "value": "v"}
+
+    def write() -> httpx.Response:
+        return httpx.post(
+            f"{gateway.url}/v1/tools/up__write/call",
+            json={"arguments": arguments},
+            headers={**gateway.headers(sub=agent), "Prefer": "wait=0"},
+            timeout=30,
+        )
+
+    held = write()  # counted: the one call of the window, held for approval
+    assert held.status_code == 202, held.text
+    approval_id = held.json()["approval_id"]
+    approver = gateway.headers(sub="user:bob", roles=("approver",))
+    decided = httpx.post(
+        f"{gateway.url}/v1/approvals/{approval_id}/approve", headers=approver, timeout=30
+    )
+    assert decided.status_code == 200, decided.text
+
+    # Approved, but the retry that would run it is over the limit: refused before the
+    # approval gate, so the approval is still there to run once the window allows.
+    limited = write()
+    assert limited.status_code == 429, limited.text
+    assert limited.json()["error"]["details"]["limit"] == "one-write-per-agent"
+    shown = httpx.get(f"{gateway.url}/v1/approvals/{approval_id}", headers=approver, timeout=30)
+    assert shown.json()["status"] == "approved" and shown.json()["execution_state"] == "none"
+    assert not any(c["arguments"].get("key") == key for c in upstream.calls())
