@@ -453,6 +453,7 @@ async def running(parts: Components) -> AsyncIterator[None]:
             await parts.checkpointer.close()  # after the last appends: a final checkpoint
             await parts.http.aclose()
             await parts.policy.close()
+            parts.pipeline.limiter.close()
             parts.database.dispose()
             await anyio.to_thread.run_sync(telemetry.flush)  # the spans of all the above
 

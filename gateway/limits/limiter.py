@@ -88,6 +88,9 @@ class Limiter:
             )
         return Admission(self, result.slots)
 
+    def close(self) -> None:
+        self._store.close()
+
     async def release(self, slots: Sequence[str]) -> None:
         try:
             await anyio.to_thread.run_sync(self._store.release, slots)

@@ -75,8 +75,18 @@ class _Refused(Exception):
 
 class LimitStore:
     def __init__(self, engine: Engine) -> None:
-        self._engine = engine
         self._dialect = dialect_of(engine)
+        # Commits that do not wait for the disk: durable across a crash of this process,
+        # not of the machine. Counters are operational state, not evidence (the audit
+        # log holds the refusals): a machine crash may forget its last milliseconds of
+        # counts, and an admission no longer waits for an fsync (a window limit on
+        # SQLite: a median of 3.9 ms → 0.2 ms on the test machine).
+        self._engine = self._dialect.relaxed_engine(engine)
+        self._owned = self._engine is not engine
+
+    def close(self) -> None:
+        if self._owned:
+            self._engine.dispose()
 
     def acquire(
         self,
