@@ -74,16 +74,16 @@ limit_target := object.get(input.resource, "tool", object.get(input.resource, "p
 # The obligation: name, scope and the numbers the entry has (object.union and
 # object.filter would say it shorter, but OPA's WebAssembly leaves them to the host).
 _limit_obligation(limit) := {
-	"name": limit.name, "scope": _limit_scope(limit),
+	"name": _limit_name(limit), "scope": _limit_scope(limit),
 	"calls": limit.calls, "window_s": limit.window_s, "concurrent": limit.concurrent,
 } if {
 	_has_window(limit)
 	_has_concurrent(limit)
-} else := {"name": limit.name, "scope": _limit_scope(limit), "calls": limit.calls, "window_s": limit.window_s} if {
+} else := {"name": _limit_name(limit), "scope": _limit_scope(limit), "calls": limit.calls, "window_s": limit.window_s} if {
 	_has_window(limit)
-} else := {"name": limit.name, "scope": _limit_scope(limit), "concurrent": limit.concurrent} if {
+} else := {"name": _limit_name(limit), "scope": _limit_scope(limit), "concurrent": limit.concurrent} if {
 	_has_concurrent(limit)
-} else := {"name": limit.name, "scope": _limit_scope(limit)}
+} else := {"name": _limit_name(limit), "scope": _limit_scope(limit)}
 
 # Present at all: a wrong type or value is the gateway's to refuse, loudly.
 _has_window(limit) if {
@@ -105,3 +105,6 @@ _limit_scope_value(part) := concat(" ", [text(input.subject.iss), canonical_subj
 } else := text(subject_tenant) if {
 	part == "tenant"
 } else := null
+
+# A limit without a name is not dropped: null, which the gateway refuses (fail closed).
+_limit_name(limit) := object.get(limit, "name", null)

@@ -124,3 +124,9 @@ test_plans_and_lists_carry_no_limits if {
 	d.allow
 	not "limits" in object.keys(d.obligations)
 }
+
+test_a_limit_without_a_name_or_window_is_kept_for_the_gateway_to_refuse if {
+	d := gateway.decision with input as call(["agent"], "demo__echo", {})
+		with data.gateway_data.limits as [{"concurrent": 1}, {"name": "half", "calls": 5}]
+	d.obligations.limits == [{"name": null, "scope": {}, "concurrent": 1}, {"name": "half", "scope": {}}]
+}
