@@ -23,6 +23,7 @@ import anyio
 from gateway.errors import CallLimited, LimitsUnavailable
 from gateway.limits.store import Admitted, LimitStore
 from gateway.limits.windows import Refusal
+from gateway.metrics import CALLS_LIMITED, LIMITS_UNAVAILABLE
 from gateway.store.dialect import describe_error
 from gateway.types import Limit
 
@@ -75,6 +76,7 @@ class Limiter:
         try:
             now, result = await anyio.to_thread.run_sync(partial(self._acquire, limits, request_id))
         except Exception as exc:
+            LIMITS_UNAVAILABLE.inc()
             log.error("limits of call %s could not be counted: %s", request_id, describe_error(exc))
             raise LimitsUnavailable(
                 "the counters of this call's limits cannot be reached; the call was not "
@@ -83,6 +85,7 @@ class Limiter:
             ) from None
         self._maybe_sweep(now)
         if isinstance(result, Refusal):
+            CALLS_LIMITED.labels(result.limit.name, result.kind).inc()
             raise CallLimited(
                 result.describe(), retry_after_s=result.retry_after_s, details=result.to_dict()
             )

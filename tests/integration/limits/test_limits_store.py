@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from gateway.errors import CallLimited, LimitsUnavailable
 from gateway.limits import Limiter, LimitStore, limit_key
+from gateway.metrics import CALLS_LIMITED
 from gateway.store import create_engine
 from gateway.store.tables import limit_counters, limit_slots
 from gateway.types import Limit
@@ -62,12 +63,15 @@ def counted(engine: Engine, limit: Limit) -> int:
 
 
 async def test_calls_per_window_until_the_window_ends(limiter: Limiter, clock: FakeClock) -> None:
+    series = CALLS_LIMITED.labels("agent-calls", "calls")
+    before = series._value.get()
     for _ in range(3):
         await limiter.admit([PER_MINUTE], "req")
     limited = await refused(limiter, PER_MINUTE)
     assert limited.http_status == 429 and limited.retry_after_s == 20
     assert limited.details["limit"] == "agent-calls" and limited.details["kind"] == "calls"
     assert limited.details["max"] == 3 and limited.details["window_s"] == 60
+    assert series._value.get() == before + 1
     clock.advance(19)
     assert (await refused(limiter, PER_MINUTE)).retry_after_s == 1
     clock.advance(1)  # the next window
