@@ -39,6 +39,7 @@ from gateway.executor.mcp_tools import WorkflowTools
 from gateway.executor.service import Executor
 from gateway.executor.store import RunStore
 from gateway.identity import TokenVerifier, UpstreamTokenMinter, load_or_create_signing_key
+from gateway.limits import Limiter, LimitStore
 from gateway.pipeline import Pipeline
 from gateway.pipeline_tracing import TracedPipeline
 from gateway.policy import PolicyEngine
@@ -50,6 +51,7 @@ from gateway.policy.origins import build_embedded_engine
 from gateway.policy.reload import build_reloader
 from gateway.relays import Relays
 from gateway.store import create_engine, migrate
+from gateway.store.shared_clock import SharedClock
 from gateway.surfaces import audit_api
 from gateway.surfaces.approvals_api import ApprovalsApi
 from gateway.surfaces.audit_explorer import AuditExplorer
@@ -150,8 +152,15 @@ def build_components(config: Config) -> Components:
         scopes=list(config.identity.required_scopes),
     )
     approvals = _approval_service(config, database, audit, decider, http)
+    # Limits policy puts on calls, counted in the database every replica shares, on
+    # its clock (docs/decisions/0031).
+    limiter = Limiter(
+        LimitStore(database),
+        SharedClock(database),
+        lease_s=config.limits.concurrency_lease_s,
+    )
     pipeline = (TracedPipeline if traced else Pipeline)(
-        catalog=catalog, decider=decider, audit=audit, approvals=approvals
+        catalog=catalog, decider=decider, audit=audit, approvals=approvals, limiter=limiter
     )
     return Components(
         config=config,
@@ -444,6 +453,7 @@ async def running(parts: Components) -> AsyncIterator[None]:
             await parts.checkpointer.close()  # after the last appends: a final checkpoint
             await parts.http.aclose()
             await parts.policy.close()
+            parts.pipeline.limiter.close()
             parts.database.dispose()
             await anyio.to_thread.run_sync(telemetry.flush)  # the spans of all the above
 

@@ -380,6 +380,11 @@ class LimitsConfig(Model):
     max_body_bytes: int = Field(1_048_576, gt=0)
     request_timeout_s: float = Field(60.0, gt=0)
     upstream_connect_timeout_s: float = Field(10.0, gt=0)
+    # How long a concurrency slot (docs/policies.md, "Limits") counts when the process
+    # holding it does not free it (it died, or lost the database as the call ended).
+    # A live process frees it when the call ends; longer than any call, approval hold
+    # included, or a call still running would stop counting.
+    concurrency_lease_s: float = Field(900.0, gt=0, le=86400)
 
 
 # A witness's cosignature/v1 verifier key, <name>+<8 hex>+<base64(0x04 ‖ key)>; fully
@@ -589,6 +594,16 @@ class Config(Model):
     data_dir: Path = Path("var")
     # How often every upstream's tool list is re-read (0: only at start and reconnect).
     catalog_refresh_s: float = Field(60.0, ge=0)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_hold(self) -> Config:
+        if self.limits.concurrency_lease_s <= self.approvals.hold_s:
+            raise ValueError(
+                f"limits.concurrency_lease_s ({self.limits.concurrency_lease_s:g}) must be "
+                f"longer than approvals.hold_s ({self.approvals.hold_s:g}): a held call "
+                "keeps its concurrency slot"
+            )
+        return self
 
     @field_validator("upstreams")
     @classmethod

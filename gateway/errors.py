@@ -21,6 +21,9 @@ INTERNAL_ERROR = -32603
 # Implementation-defined server error (JSON-RPC reserves -32000 to -32099): the gateway
 # is overloaded; retry later (``data.details.retry_after_s``).
 SERVER_BUSY = -32000
+# Implementation-defined: a limit policy set on the call is reached (the HTTP 429 of
+# JSON-RPC); retry after ``data.retry_after_s`` seconds.
+RATE_LIMITED = -32029
 # Implementation-defined: the gateway refused a request whose result has no place for a
 # refusal (resources/read, prompts/get, completion/complete; a tool call's refusal is a
 # result with isError). ``data`` holds the decision like a tool result's ``_meta``.
@@ -197,6 +200,20 @@ class PolicyError(GatewayError):
     http_status = 503
 
 
+class RetryLater(GatewayError):
+    """Not a denial: the same call may succeed later, after ``retry_after_s`` seconds
+    (REST: ``Retry-After``; MCP: a JSON-RPC error with ``retry_after_s`` in its data,
+    never a tool result that reads like a refusal)."""
+
+    jsonrpc_code = SERVER_BUSY
+
+    def __init__(
+        self, message: str, *, retry_after_s: int, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, details={**(details or {}), "retry_after_s": retry_after_s})
+        self.retry_after_s = retry_after_s
+
+
 class NoDecision(PolicyError):
     """The engine gave no answer at all: it is unreachable, the connection failed, or
     no answer came within the deadline. The gateway cannot tell a slow policy from a
@@ -204,7 +221,7 @@ class NoDecision(PolicyError):
     (`gateway.policy.engine.decide` turns it into `PolicyUnavailable`; ADR 0032)."""
 
 
-class PolicyUnavailable(GatewayError):
+class PolicyUnavailable(RetryLater):
     """No decision could be had: none could start in time (the engine's queue is full,
     or no evaluation slot came free within the wait), or the engine gave no answer
     (`NoDecision`). Not a denial: nothing was decided, and the same call may succeed a
@@ -212,11 +229,9 @@ class PolicyUnavailable(GatewayError):
 
     code = "policy_unavailable"
     http_status = 503
-    jsonrpc_code = SERVER_BUSY
 
     def __init__(self, message: str, *, retry_after_s: int) -> None:
-        super().__init__(message, details={"retry_after_s": retry_after_s})
-        self.retry_after_s = retry_after_s
+        super().__init__(message, retry_after_s=retry_after_s)
 
 
 class PolicyLoadError(PolicyError):
@@ -313,6 +328,23 @@ class RelayStateRefused(GatewayError):
 
 class StorageError(GatewayError):
     code = "storage_error"
+    http_status = 503
+
+
+class CallLimited(RetryLater):
+    """A limit that policy put on the call (calls per window, or concurrent calls) is
+    reached; the call was not forwarded. ``details`` names the limit and when to retry."""
+
+    code = "rate_limited"
+    http_status = 429
+    jsonrpc_code = RATE_LIMITED
+
+
+class LimitsUnavailable(RetryLater):
+    """The call has limits, and their counters in the database could not be read or
+    written: the call is refused, never forwarded uncounted (fail closed)."""
+
+    code = "limits_unavailable"
     http_status = 503
 
 

@@ -38,6 +38,18 @@ POLICY_UNAVAILABLE = Counter(
     "gave no answer (answered 503, not denied).",
     registry=REGISTRY,
 )
+CALLS_LIMITED = Counter(
+    "gateway_calls_limited_total",
+    "Calls policy allowed but a limit refused (answered 429, not forwarded), by the "
+    "limit's name and kind (calls or concurrent).",
+    ["limit", "kind"],
+    registry=REGISTRY,
+)
+LIMITS_UNAVAILABLE = Counter(
+    "gateway_limits_unavailable_total",
+    "Calls with limits refused because their counters could not be reached (503).",
+    registry=REGISTRY,
+)
 UPSTREAM_SECONDS = Histogram(
     "gateway_upstream_call_seconds",
     "Time spent in the upstream tool call.",

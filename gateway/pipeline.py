@@ -22,7 +22,11 @@ The order is the security argument:
   in the audit log; such a call runs once, and retries get the recorded outcome
   (§9.4). Other methods needing approval are refused (holds are for tool calls);
 - the agent's token never reaches this module: upstream headers come from the
-  upstream's own credential provider (§9.3).
+  upstream's own credential provider (§9.3);
+- a call whose decision carries limits is held or forwarded only once every limit
+  admitted it, counted in the shared database (`gateway.limits`); a limit reached is
+  answered ``CallLimited`` and audited as ``call.limited``; counters that cannot be
+  reached refuse the call (``LimitsUnavailable``), never let it through uncounted.
 
 Authentication happens before the pipeline (the surfaces share one authenticator),
 because an unauthenticated request has no principal to build an `Operation` for.
@@ -40,6 +44,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import anyio
+
 from gateway import telemetry
 from gateway.approvals.gate import Approvals, pass_gate
 from gateway.audit import AuditLog, AuditRecord
@@ -48,13 +54,16 @@ from gateway.errors import (
     ApprovalRequired,
     AuditUnavailable,
     CallDenied,
+    CallLimited,
     ClientInputRefused,
     GatewayError,
     InvalidArguments,
+    LimitsUnavailable,
     PolicyUnavailable,
     UpstreamError,
     UpstreamResultRefused,
 )
+from gateway.limits import Limiter
 from gateway.lists import Lists
 from gateway.logs import REQUEST_ID
 from gateway.metrics import AUDIT_APPEND_SECONDS, calls_series, upstream_series
@@ -90,11 +99,13 @@ class Pipeline:
         decider: Decider,
         audit: AuditLog,
         approvals: Approvals,
+        limiter: Limiter,
     ) -> None:
         self.catalog = catalog
         self.decider = decider
         self.audit = audit
         self.approvals = approvals
+        self.limiter = limiter
         # What a principal may see of the catalog (tools/list, prompts/list, …).
         self.lists = Lists(catalog, decider)
 
@@ -176,6 +187,63 @@ class Pipeline:
 
         if not decision.allow:
             return _refused(call, decision, CallDenied(_reason_text(decision, "denied by policy")))
+        if decision.obligations.limits:
+            return await self._within_limits(call, target, decision)
+        return await self._allowed(call, target, decision)
+
+    async def _within_limits(self, call: Operation, target: Target, decision: Decision) -> Outcome:
+        """An allowed call under its decision's limits: counted before it is held or
+        forwarded (a limited call never spends an approval), its concurrency slots
+        freed when it ends."""
+        try:
+            admission = await self.limiter.admit(decision.obligations.limits, call.request_id)
+        except CallLimited as limited:
+            failure = await self._record_limited(call, decision, limited)
+            return failure or Outcome(
+                call.request_id, call.target, OutcomeStatus.ERROR, decision, error=limited
+            )
+        except LimitsUnavailable as unavailable:
+            # Like an upstream that cannot be reached: the allowed call's outcome is an
+            # error, and it was not forwarded.
+            self._submit_outcome(
+                call,
+                {
+                    "request_id": call.request_id,
+                    "status": "error",
+                    "duration_ms": 0.0,
+                    "error": unavailable.to_dict(),
+                },
+            )
+            return Outcome(
+                call.request_id, call.target, OutcomeStatus.ERROR, decision, error=unavailable
+            )
+        try:
+            return await self._allowed(call, target, decision)
+        finally:
+            # Even when the caller went away: a slot left behind counts until its lease.
+            with anyio.CancelScope(shield=True):
+                await admission.release()
+
+    async def _record_limited(
+        self, call: Operation, decision: Decision, limited: CallLimited
+    ) -> Outcome | None:
+        """``call.limited``, durable before the caller is answered (a known principal's
+        refusals are always in the log); an `Outcome` if the log cannot take it."""
+        record = AuditRecord(
+            "call.limited",
+            call.request_id,
+            {"request_id": call.request_id, **limited.details},
+            call.principal.sub,
+            call.target,
+        )
+        try:
+            await self.audit.append(record)
+        except AuditUnavailable as exc:
+            log.error("call.limited of %s not recorded: %s", call.request_id, exc.message)
+            return Outcome(call.request_id, call.target, OutcomeStatus.ERROR, decision, error=exc)
+        return None
+
+    async def _allowed(self, call: Operation, target: Target, decision: Decision) -> Outcome:
         if decision.require_approval:
             if target.method != "tools/call":
                 # Holds are bound to a tool and its arguments, and replay a tool result;

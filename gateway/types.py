@@ -266,6 +266,29 @@ class Operation:
 
 
 @dataclass(frozen=True)
+class Limit:
+    """A limit a decision puts on the call it allows (docs/decisions/0031): at most
+    ``calls`` per ``window_s`` seconds and/or ``concurrent`` at once, counted per
+    ``name`` and ``scope`` (what policy chose to count by: principal, tool, upstream,
+    …). Calls whose limits have the same name and scope share one counter, in every
+    replica; the gateway enforces it (`gateway.limits`)."""
+
+    name: str
+    scope: dict[str, Any]
+    calls: int | None = None
+    window_s: int | None = None
+    concurrent: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "scope": dict(self.scope)}
+        for key in ("calls", "window_s", "concurrent"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+
+@dataclass(frozen=True)
 class Obligations:
     redact: tuple[str, ...] = ()
     approvers: tuple[str, ...] = ()
@@ -273,6 +296,9 @@ class Obligations:
     # plan/submit only: the approval is one review of the whole plan, before any step
     # runs (docs/workflows.md, "Plan review"), not each step's own when it runs.
     plan_review: bool = False
+    # Calls per window and concurrent calls (`gateway.limits`); only on what the
+    # pipeline forwards (tools/call, resources/read, prompts/get, completion/complete).
+    limits: tuple[Limit, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"redact": list(self.redact), "approvers": list(self.approvers)}
@@ -280,6 +306,8 @@ class Obligations:
             out["approval_ttl_s"] = self.approval_ttl_s
         if self.plan_review:
             out["plan_review"] = True
+        if self.limits:
+            out["limits"] = [limit.to_dict() for limit in self.limits]
         return out
 
 

@@ -144,7 +144,64 @@ class WasmModule:
                 "policy.wasm does not import env.memory: not an OPA policy module"
             )
         # The pages the module needs before it runs (its data segments live there).
-        self.min_pages = max(2, memory[0].limits.min)
+        # Not only what it declares: opa build declares 2 pages whatever its data, so
+        # a policy whose constants pass 128 KiB would trap as it is instantiated.
+        needed = math.ceil(data_end(wasm) / PAGE_BYTES)
+        self.min_pages = max(2, memory[0].limits.min, needed)
+
+
+def data_end(wasm: bytes) -> int:
+    """The end of the module's furthest active data segment placed at a constant
+    offset (0 if none): the linear memory must reach it before the module can start.
+    Reads the binary's sections (WebAssembly core §5.5); a module wasmtime accepted."""
+
+    def uleb(at: int) -> tuple[int, int]:
+        value = shift = 0
+        while True:
+            byte = wasm[at]
+            at += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                return value, at
+
+    def sleb(at: int) -> tuple[int, int]:
+        value = shift = 0
+        while True:
+            byte = wasm[at]
+            at += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                if byte & 0x40:
+                    value -= 1 << shift
+                return value, at
+
+    end, at = 0, 8  # after the magic and version
+    while at < len(wasm):
+        section = wasm[at]
+        size, body = uleb(at + 1)
+        at = body + size
+        if section != 11:  # the data section
+            continue
+        count, cursor = uleb(body)
+        for _ in range(count):
+            flags, cursor = uleb(cursor)
+            if flags == 1:  # passive: copied by memory.init, not at start
+                length, cursor = uleb(cursor)
+                cursor += length
+                continue
+            if flags == 2:
+                _memory, cursor = uleb(cursor)
+            opcode = wasm[cursor]
+            offset, cursor = sleb(cursor + 1)
+            while wasm[cursor] != 0x0B:  # the end of the offset expression
+                cursor += 1
+            length, cursor = uleb(cursor + 1)
+            cursor += length
+            if opcode == 0x41:  # i32.const
+                end = max(end, offset + length)
+    return end
 
 
 class WasmInstance:

@@ -14,7 +14,7 @@ from mcp.shared.exceptions import MCPError
 from starlette.requests import Request
 
 from gateway import telemetry
-from gateway.errors import GatewayError, PolicyUnavailable, UnknownTarget, UpstreamRejected
+from gateway.errors import GatewayError, RetryLater, UnknownTarget, UpstreamRejected
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import client_info, principal_of
 from gateway.surfaces.mcp_results import to_call_tool_result
@@ -131,9 +131,10 @@ def raise_unless_result(outcome: Outcome, name: str) -> None:
         # directly; the call's outcome is audited as an error.
         rejected = outcome.error
         raise MCPError(code=rejected.rpc_code, message=rejected.rpc_message, data=rejected.rpc_data)
-    if isinstance(outcome.error, UnknownTarget | PolicyUnavailable):
+    if isinstance(outcome.error, UnknownTarget | RetryLater):
         # Not a tool result: an unknown tool is invalid params; an overloaded gateway
-        # decided nothing, and the client should retry, not read a denial.
+        # decided nothing and a limited call was not run: the client should retry
+        # (data.retry_after_s), not read a denial.
         raise MCPError(
             code=outcome.error.jsonrpc_code,
             message=outcome.error.message,

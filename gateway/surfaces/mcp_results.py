@@ -19,7 +19,7 @@ from mcp.shared.exceptions import MCPError
 from gateway.errors import (
     REFUSED,
     GatewayError,
-    PolicyUnavailable,
+    RetryLater,
     UnknownTarget,
     UpstreamRejected,
 )
@@ -94,7 +94,12 @@ def refusal(outcome: Outcome, *, asked: str, is_uri: bool) -> MCPError:
         data["uri"] = asked  # the specification's resource-not-found names the URI
     if isinstance(error, UpstreamRejected):
         return MCPError(code=error.rpc_code, message=error.rpc_message, data=data)
-    if isinstance(error, PolicyUnavailable | UnknownTarget):
+    if isinstance(error, RetryLater):
+        # Overloaded, limited: when to retry, where a client looks for it.
+        return MCPError(
+            code=error.jsonrpc_code, message=error.message, data={**data, **error.details}
+        )
+    if isinstance(error, UnknownTarget):
         return MCPError(code=error.jsonrpc_code, message=error.message, data=data)
     if isinstance(error, GatewayError):
         # Refusals (policy, pinning, approvals) and bad input keep their codes; the

@@ -115,8 +115,17 @@ def build_openapi(public_url: str) -> dict[str, Any]:
                             "CallResponse", "Tool quarantined: its definition changed (not run)"
                         ),
                         "413": error,
+                        "429": _json(
+                            "CallResponse",
+                            "A limit policy set on the call is reached (rate_limited; see "
+                            "Retry-After): not forwarded",
+                        ),
                         "502": _json("CallResponse", "Upstream unreachable or failed"),
-                        "503": _json("CallResponse", "Audit log unavailable: not forwarded"),
+                        "503": _json(
+                            "CallResponse",
+                            "Audit log, policy engine or the counters of the call's limits "
+                            "unavailable (see Retry-After): not forwarded",
+                        ),
                         "504": _json("CallResponse", "Upstream timed out"),
                     },
                 }

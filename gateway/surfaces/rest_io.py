@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from gateway.errors import BadRequest, GatewayError, PolicyUnavailable
+from gateway.errors import BadRequest, GatewayError, RetryLater
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -30,7 +30,7 @@ def error_response(error: GatewayError, request_id: str | None) -> JSONResponse:
 
 def retry_headers(error: Any) -> dict[str, str]:
     """``Retry-After`` for an error that says when to try again (RFC 9110 §10.2.3)."""
-    if isinstance(error, PolicyUnavailable):
+    if isinstance(error, RetryLater):
         return {"Retry-After": str(error.retry_after_s)}
     return {}
 

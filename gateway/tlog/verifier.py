@@ -17,7 +17,9 @@ order, and returns a `VerificationReport` listing the faults found, each a typed
   auditor's ``trusted`` one) larger than the log;
 - call trace (`CallTraceError`): every ``call.outcome`` has a ``call.decision`` of
   its ref that allowed it, and one naming an ``approval_id`` has an approving
-  ``approval.decision`` of that id;
+  ``approval.decision`` of that id; an allowed call is finished by its
+  ``call.outcome`` or by a ``call.limited`` (refused by a limit, not forwarded), and
+  is otherwise reported as outcome unknown;
 - witnesses (`WitnessQuorumError`), when the auditor names some: the trusted
   checkpoint, or else the largest valid one, carries valid cosignatures
   (C2SP tlog-cosignature) of at least ``min_cosignatures`` of them.
@@ -57,7 +59,7 @@ from gateway.tlog.source import LogSource
 TRUSTED_LABEL = "trusted checkpoint"
 # Only these kinds' payloads are parsed (for the call-trace rules); the rest stream
 # through as bytes.
-_TRACE_KINDS = frozenset({"call.decision", "call.outcome", "approval.decision"})
+_TRACE_KINDS = frozenset({"call.decision", "call.outcome", "call.limited", "approval.decision"})
 
 
 @dataclass
@@ -123,6 +125,7 @@ class _Trace:
     outcomes: list[tuple[int, str, str | None]] = field(default_factory=list)
     # Decisions that allowed a call without approval: ref -> seq of the decision.
     outright: dict[str, int] = field(default_factory=dict)
+    limited: set[str] = field(default_factory=set)  # refs refused by a limit
 
     def add(self, seq: int, kind: str, ref: str, payload_jcs: bytes | None) -> None:
         payload = _payload(payload_jcs)
@@ -144,12 +147,16 @@ class _Trace:
         elif kind == "approval.decision":
             if payload is None or payload.get("status") == "approved":
                 self.approved.add(ref)
+        elif kind == "call.limited":
+            # Allowed, then refused by a limit before it was forwarded: its outcome is
+            # known (it did not run), like a call.outcome's.
+            self.limited.add(ref)
         else:  # call.outcome
             approval = payload.get("approval_id") if payload is not None else None
             self.outcomes.append((seq, ref, approval if isinstance(approval, str) else None))
 
     def outcome_unknown(self) -> list[OutcomeUnknown]:
-        finished = {ref for _, ref, _ in self.outcomes}
+        finished = {ref for _, ref, _ in self.outcomes} | self.limited
         return [
             OutcomeUnknown(seq, ref) for ref, seq in self.outright.items() if ref not in finished
         ]

@@ -129,7 +129,7 @@ _allow(rule) := {
 	"allow": true,
 	"require_approval": false,
 	"reasons": [concat(" ", ["allowed by", rule])],
-	"obligations": {"redact": redactions, "approvers": []},
+	"obligations": _allow_obligations,
 	"rule": rule,
 }
 
@@ -138,12 +138,23 @@ _approval(what, gates, rule) := {
 	"allow": true,
 	"require_approval": true,
 	"reasons": [concat("", [what, " needs approval by ", concat(", ", approvers)])],
-	"obligations": {"redact": redactions, "approvers": approvers, "approval_ttl_s": ttl},
+	"obligations": _approval_obligations(approvers, ttl),
 	"rule": rule,
 } if {
 	approvers := sort({a | some gate in gates; some a in gate.approvers})
 	ttl := least({gate.ttl_s | some gate in gates})
 }
+
+# With "limits" (limits.rego) only when some apply, so a policy without limits returns
+# the decisions it always did. Spelt out rather than merged with object.union, which
+# OPA's WebAssembly leaves to the host.
+_allow_obligations := {"redact": redactions, "approvers": [], "limits": call_limits} if {
+	count(call_limits) > 0
+} else := {"redact": redactions, "approvers": []}
+
+_approval_obligations(approvers, ttl) := {"redact": redactions, "approvers": approvers, "approval_ttl_s": ttl, "limits": call_limits} if {
+	count(call_limits) > 0
+} else := {"redact": redactions, "approvers": approvers, "approval_ttl_s": ttl}
 
 _deny(reasons, rule) := {
 	"allow": false,

@@ -46,3 +46,6 @@ workflow_channels := object.get(_data_settings, "workflow_channels", {})
 
 # Redaction (redaction.rego): argument names, compared in ASCII lower case.
 secret_argument_names := object.get(_data_settings, "secret_argument_names", ["api_key", "authorization", "password", "secret", "token"])
+
+# Limits (limits.rego): calls per window and concurrent calls; none by default.
+limits := object.get(_data_settings, "limits", [])

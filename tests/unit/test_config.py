@@ -410,3 +410,22 @@ def test_empty_file_is_not_a_mapping(tmp_path: Path) -> None:
     path = write(tmp_path / "gateway.yaml", "")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(path)
+
+
+def test_the_concurrency_lease_must_outlast_an_approval_hold() -> None:
+    # A held call keeps its concurrency slot; a lease shorter than the hold would let
+    # the slot stop counting while the call may still run.
+    config = parse_config({"identity": IDENTITY})
+    assert config.limits.concurrency_lease_s == 900.0
+    with pytest.raises(
+        ConfigError, match=r"concurrency_lease_s \(20\) must be longer than approvals.hold_s \(20\)"
+    ):
+        parse_config(
+            {
+                "identity": IDENTITY,
+                "limits": {"concurrency_lease_s": 20},
+                "approvals": {"hold_s": 20},
+            }
+        )
+    ok = parse_config({"identity": IDENTITY, "limits": {"concurrency_lease_s": 21}})
+    assert ok.limits.concurrency_lease_s == 21

@@ -33,7 +33,7 @@ LAYERS: list[set[str]] = [
     {"identity"},
     {"audit"},
     {"policy"},
-    {"upstreams", "approvals"},
+    {"upstreams", "approvals", "limits"},
     {"pipeline", "pipeline_tracing", "lists", "relays"},
     {"executor"},
     {"workflows"},

@@ -20,9 +20,11 @@ from gateway.config import ApprovalsConfig, ExecutorConfig, McpHttpUpstream
 from gateway.executor.deps import ExecutorDeps
 from gateway.executor.service import Executor
 from gateway.executor.store import RunStore
+from gateway.limits import Limiter, LimitStore
 from gateway.pipeline import Pipeline
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.store import create_engine, migrate
+from gateway.store.shared_clock import SharedClock
 from gateway.types import Principal
 from gateway.upstreams.catalog import Binding, Catalog
 from gateway.upstreams.credentials import CredentialProvider
@@ -142,7 +144,10 @@ async def executor_parts(
                 http=http,
             )
             await approvals.start()
-            pipeline = Pipeline(catalog=catalog, decider=decider, audit=audit, approvals=approvals)
+            limiter = Limiter(LimitStore(database), SharedClock(database), lease_s=60)
+            pipeline = Pipeline(
+                catalog=catalog, decider=decider, audit=audit, approvals=approvals, limiter=limiter
+            )
             deps = ExecutorDeps(
                 store=RunStore(database),
                 pipeline=pipeline,

@@ -15,12 +15,14 @@ from gateway.approvals.disabled import DisabledApprovals
 from gateway.audit import AuditLog, read_entries
 from gateway.config import HttpUpstream
 from gateway.errors import AuditUnavailable, PolicyUnavailable, UpstreamResultRefused
+from gateway.limits import Limiter, LimitStore
 from gateway.pipeline import Pipeline
 from gateway.policy.decider import Decider, DecisionQueue
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.engine import FAIL_CLOSED_RULE
 from gateway.recording import WITHHELD
 from gateway.store import create_engine, migrate
+from gateway.store.shared_clock import SharedClock
 from gateway.types import UNAVAILABLE_RULE, Operation, OutcomeStatus, Principal
 from gateway.upstreams.catalog import Binding, Catalog
 from gateway.upstreams.credentials import CredentialProvider
@@ -88,6 +90,7 @@ async def parts(
             decider=decider_for(policy, 2),
             audit=audit,
             approvals=DisabledApprovals(),
+            limiter=Limiter(LimitStore(database), SharedClock(database), lease_s=60),
         )
         yield pipeline, audit, database
         await catalog.close()

@@ -119,3 +119,72 @@ def test_error_code_is_stable() -> None:
         parse({"allow": "true"})
     assert caught.value.code == "policy_result_malformed"
     assert caught.value.http_status == 503
+
+
+def test_limits_are_parsed_and_their_scope_ordered() -> None:
+    decision = parse(
+        {
+            "allow": True,
+            "obligations": {
+                "limits": [
+                    {
+                        "name": "a",
+                        "scope": {"tool": "t", "principal": "p"},
+                        "calls": 5,
+                        "window_s": 60,
+                    },
+                    {"name": "b", "scope": {}, "concurrent": 2},
+                    {"name": "c", "calls": 1, "window_s": 1, "concurrent": 1},
+                ]
+            },
+        }
+    )
+    a, b, c = decision.obligations.limits
+    assert list(a.scope) == ["principal", "tool"] and (a.calls, a.window_s) == (5, 60)
+    assert a.concurrent is None and b.concurrent == 2 and b.calls is None
+    assert c.scope == {} and (c.calls, c.window_s, c.concurrent) == (1, 1, 1)
+    assert decision.to_dict()["obligations"]["limits"][1] == {
+        "name": "b",
+        "scope": {},
+        "concurrent": 2,
+    }
+    assert "limits" not in parse({"allow": True}).to_dict()["obligations"]
+
+
+@pytest.mark.parametrize(
+    ("limit", "problem"),
+    [
+        ({"name": "a", "calls": 5}, "calls and window_s go together"),
+        ({"name": "a", "window_s": 5}, "calls and window_s go together"),
+        ({"name": "a"}, "needs calls with window_s, or concurrent"),
+        ({"name": "a", "concurrent": 0}, "greater than 0"),
+        ({"name": "a", "concurrent": 1.5}, "valid integer"),
+        ({"name": "a", "concurrent": True}, "valid integer"),
+        ({"name": "a", "calls": 1, "window_s": 32 * 86400}, "less than or equal"),
+        ({"name": "", "concurrent": 1}, "at least 1 character"),
+        ({"name": "a", "concurrent": 1, "scope": {"region": None}}, "valid string"),
+        ({"name": "a", "concurrent": 1, "window": 60}, "Extra inputs"),
+        ({"name": "a", "concurrent": 1, "scope": {"p": "x" * 513}}, "too long"),
+    ],
+)
+def test_a_malformed_limit_is_a_malformed_decision(limit: dict[str, Any], problem: str) -> None:
+    # A limit that cannot be counted as written is never ignored: fail closed.
+    with pytest.raises(MalformedDecision, match=problem):
+        parse({"allow": True, "obligations": {"limits": [limit]}})
+
+
+def test_one_name_and_scope_twice_is_malformed() -> None:
+    limits = [
+        {"name": "a", "scope": {"p": "x"}, "concurrent": 1},
+        {"name": "a", "scope": {"p": "x"}, "calls": 2, "window_s": 60},
+    ]
+    with pytest.raises(MalformedDecision, match="limit 'a' is named twice"):
+        parse({"allow": True, "obligations": {"limits": limits}})
+    limits[1]["scope"] = {"p": "y"}  # another scope: another counter
+    assert len(parse({"allow": True, "obligations": {"limits": limits}}).obligations.limits) == 2
+
+
+def test_too_many_limits_are_malformed() -> None:
+    limits = [{"name": f"l{i}", "concurrent": 1} for i in range(17)]
+    with pytest.raises(MalformedDecision, match="at most 16"):
+        parse({"allow": True, "obligations": {"limits": limits}})

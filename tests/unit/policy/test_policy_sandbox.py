@@ -7,11 +7,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import wasmtime
 
 from gateway.errors import PolicyLoadError, PolicyUnavailable
+from gateway.policy import wasm
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.engine import FAIL_CLOSED_RULE, decide
-from gateway.policy.wasm import Limits, MissingBuiltins, PolicyOutOfMemory, PolicyTimeout
+from gateway.policy.wasm import (
+    Limits,
+    MissingBuiltins,
+    PolicyOutOfMemory,
+    PolicyTimeout,
+    WasmModule,
+    data_end,
+)
 from tests.support.hostile_policy import HOSTILE
 
 MIB = 1 << 20
@@ -102,3 +111,28 @@ def test_data_larger_than_the_memory_cap_is_refused_at_load(tmp_path: Path) -> N
     with pytest.raises(PolicyLoadError, match="does not fit the memory cap of 2 MiB"):
         EmbeddedEngine(tmp_path, limits=Limits(timeout_s=30, memory_bytes=2 * MIB))
     assert EmbeddedEngine(tmp_path, limits=Limits(timeout_s=30, memory_bytes=64 * MIB))
+
+
+def test_memory_is_sized_by_the_data_segments_not_the_declared_minimum() -> None:
+    # opa build declares 2 pages of memory whatever its data; once the shipped
+    # policy's constants passed 128 KiB, instantiating a memory of the declared size
+    # trapped. A module that declares 1 page and places data in its third:
+    binary = wasmtime.wat2wasm(
+        '(module (import "env" "memory" (memory 1))'
+        ' (data (i32.const 16) "head") (data (i32.const 131070) "0123456789"))'
+    )
+    assert data_end(bytes(binary)) == 131080
+    module = WasmModule(bytes(binary))
+    assert module.min_pages == 3
+    engine = wasm._EPOCH.engine  # the one engine every policy module is compiled by
+    for pages, fits in ((2, False), (module.min_pages, True)):
+        store = wasmtime.Store(engine)
+        store.set_epoch_deadline(1 << 40)
+        linker = wasmtime.Linker(engine)
+        memory = wasmtime.Memory(store, wasmtime.MemoryType(wasmtime.Limits(pages, 16)))
+        linker.define(store, "env", "memory", memory)
+        if fits:
+            linker.instantiate(store, module.module)
+        else:
+            with pytest.raises(wasmtime.Trap, match="out of bounds"):
+                linker.instantiate(store, module.module)
