@@ -28,3 +28,9 @@ def monotonic() -> float:
     """The process's high-resolution monotonic clock (`time.perf_counter`: fine enough
     for millisecond budgets on every platform)."""
     return time.perf_counter()
+
+
+def thread_cpu() -> float:
+    """The CPU time the calling thread has used: how long an evaluation actually ran,
+    as opposed to how long it waited for a core on a busy machine."""
+    return time.thread_time()

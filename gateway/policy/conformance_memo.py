@@ -8,7 +8,7 @@ that again for a verdict it already has.
 A verdict depends on the policy (modules, data and config data: its revision), every
 case, the engine, and the code that evaluates and compares decisions. The key hashes
 all of them: the source of the whole `gateway` package, the version of every
-installed distribution (wasmtime, rfc8785, pydantic, …), Python's version and the
+installed distribution (wasmtime, pydantic, SQLAlchemy, …), Python's version and the
 platform. Any change at all runs the cases again. Only passes are kept: a failing run
 is run, and reported, every time. Only the embedded engine's verdicts are kept; an
 OPA sidecar can be upgraded behind the gateway's back. Where the gateway's source is

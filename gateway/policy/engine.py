@@ -4,11 +4,12 @@ Engines may raise or return garbage; `decide` is the boundary where every failur
 becomes one of two answers, so callers never handle engine errors themselves:
 
 - the engine answered, but not with a valid decision (an evaluation error, an
-  undefined or malformed result, the memory cap): a deny that says why;
-- the engine gave no answer (unreachable, or none within the deadline, `NoDecision`):
-  `PolicyUnavailable`, answered 503 with ``Retry-After`` — on a starved machine a
-  sound policy overruns its deadline too, and load must never read as a denial
-  (ADR 0032).
+  undefined or malformed result, the memory cap, an embedded evaluation that computed
+  for its whole deadline): a deny that says why;
+- the engine gave no answer (unreachable, none within the deadline, or starved of CPU
+  until it: `NoDecision`): `PolicyUnavailable`, answered 503 with ``Retry-After`` — on
+  a starved machine a sound policy overruns its deadline too, and load must never
+  read as a denial (ADR 0032).
 
 Either way nothing is forwarded (fail closed).
 """

@@ -11,7 +11,10 @@ Why the sandbox holds (docs/decisions/0013):
   interruption; a daemon thread advances the epoch every `EPOCH_TICK_S`, and each
   evaluation arms a deadline of whole ticks. A runaway evaluation traps at the
   deadline wherever it is (wasmtime checks the epoch in every loop and function
-  entry), and no host code runs inside an evaluation.
+  entry), and no host code runs inside an evaluation. The deadline is wall time, so
+  a starved evaluation reaches it too: one that had less than `SPENT_SHARE` of it on
+  the CPU is `PolicyStarved` (no answer: unavailable), one that used it is
+  `PolicyTimeout` (the policy's own cost: a deny; ADR 0032).
 - **Memory.** An instance's memory is created with a maximum page count; OPA's
   allocator aborts when ``memory.grow`` fails, which traps.
 - **No host built-ins.** A module that needs a built-in from the host is refused at
@@ -37,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import wasmtime
 
+from gateway.clock import Clock, thread_cpu
 from gateway.errors import NoDecision, PolicyError, PolicyLoadError
 
 if TYPE_CHECKING:
@@ -46,6 +50,9 @@ PAGE_BYTES = 64 * 1024
 EPOCH_TICK_S = 0.005
 # An instance whose memory grew past this is dropped after its evaluation.
 RECYCLE_BYTES = 64 << 20
+# An evaluation interrupted at its deadline after at least this share of it on the CPU
+# ran that long: the policy's own cost. With less, it mostly waited for a core.
+SPENT_SHARE = 0.5
 # A deadline that never fires: set while loading data, outside any evaluation.
 _NO_DEADLINE = 1 << 40
 _ABI_MAJOR = 1
@@ -55,10 +62,17 @@ _libc.strnlen.restype = ctypes.c_size_t
 _libc.strnlen.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
 
 
-class PolicyTimeout(NoDecision):
-    """An evaluation ran past its deadline and was interrupted."""
+class PolicyTimeout(PolicyError):
+    """An evaluation computed for its whole deadline and was interrupted: a deny."""
 
     code = "policy_timeout"
+
+
+class PolicyStarved(NoDecision):
+    """An evaluation reached its deadline mostly waiting for the CPU and was
+    interrupted: no answer, so unavailable rather than denied."""
+
+    code = "policy_starved"
 
 
 class PolicyOutOfMemory(PolicyError):
@@ -112,10 +126,12 @@ def deadline_ticks(seconds: float) -> int:
 
 @dataclass(frozen=True)
 class Limits:
-    """What one evaluation may use: wall time and linear memory."""
+    """What one evaluation may use: wall time and linear memory. ``cpu_clock`` tells
+    how much of that time it ran (`SPENT_SHARE`); a test holds it still."""
 
     timeout_s: float
     memory_bytes: int
+    cpu_clock: Clock = thread_cpu
 
     @property
     def max_pages(self) -> int:
@@ -298,6 +314,7 @@ class WasmInstance:
         """
         store = self._store
         self._aborted = None
+        cpu_started = self.limits.cpu_clock()
         try:
             store.set_epoch_deadline(self._ticks)
             self._heap_set(store, self._base)
@@ -309,7 +326,7 @@ class WasmInstance:
             )
             text = self._string_at(result)
         except (wasmtime.Trap, _Aborted) as exc:
-            raise self._classify(exc) from None
+            raise self._classify(exc, self.limits.cpu_clock() - cpu_started) from None
         except (wasmtime.WasmtimeError, IndexError, ValueError) as exc:
             # A write past the memory cap (an input larger than the cap allows).
             raise PolicyOutOfMemory(
@@ -327,11 +344,18 @@ class WasmInstance:
     def memory_bytes(self) -> int:
         return int(self._memory.data_len(self._store))
 
-    def _classify(self, exc: wasmtime.Trap | _Aborted) -> PolicyError:
+    def _classify(self, exc: wasmtime.Trap | _Aborted, cpu_s: float) -> PolicyError:
         if isinstance(exc, wasmtime.Trap) and exc.trap_code == wasmtime.TrapCode.INTERRUPT:
+            deadline_ms = self.limits.timeout_s * 1000
+            if cpu_s < self.limits.timeout_s * SPENT_SHARE:
+                return PolicyStarved(
+                    f"policy evaluation reached its deadline of {deadline_ms:.0f} ms "
+                    f"after only {cpu_s * 1000:.0f} ms on the CPU (the machine is busy) "
+                    "and was interrupted"
+                )
             return PolicyTimeout(
-                f"policy evaluation ran past its deadline of "
-                f"{self.limits.timeout_s * 1000:.0f} ms and was interrupted"
+                f"policy evaluation ran past its deadline of {deadline_ms:.0f} ms "
+                "and was interrupted"
             )
         aborted = self._aborted or ""
         if "out of memory" in aborted or "malloc" in aborted:

@@ -48,20 +48,22 @@ def test_hostile_policies_are_refused_cleanly_and_the_gateway_keeps_serving(
 
         # Which limit stops each first depends on the machine (OPA's Wasm allocates as
         # it iterates); tests/unit/policy/test_policy_sandbox.py pins each limit alone.
-        # The deadline gave no answer: 503, retry later (ADR 0032); the memory cap is
-        # the policy's own doing: a deny that says so. Neither is forwarded.
+        # A limit reached while computing is the policy's own doing: a deny that says
+        # so. Only an evaluation starved of CPU until its deadline (a busy machine) gave
+        # no answer: 503, retry (ADR 0032). Neither is forwarded.
         for kind, text in [("spin", ""), ("alloc", "x" * MIB)]:
             refused = call(gateway, kind, text)
             if refused.status_code == 503:
                 assert refused.headers["Retry-After"] == "1", refused.headers
                 error = refused.json()["error"]
                 assert error["code"] == "policy_unavailable", error
-                assert "300 ms" in error["message"], error
+                assert "deadline of 300 ms after only" in error["message"], error
             else:
                 assert refused.status_code == 403, refused.text
                 decision = refused.json()["decision"]
                 assert decision["rule"] == "gateway.fail_closed", decision
-                assert "memory cap of 64 MiB" in decision["reasons"][0], decision
+                reason = decision["reasons"][0]
+                assert "300 ms" in reason or "memory cap of 64 MiB" in reason, reason
 
         fine = call(gateway, "fine", "still serving")
         assert fine.status_code == 200, fine.text

@@ -17,10 +17,12 @@ from gateway.policy.wasm import (
     Limits,
     MissingBuiltins,
     PolicyOutOfMemory,
+    PolicyStarved,
     PolicyTimeout,
     WasmModule,
     data_end,
 )
+from tests.support.clock import FakeClock, SteppingClock
 from tests.support.hostile_policy import HOSTILE
 
 MIB = 1 << 20
@@ -43,10 +45,23 @@ def test_a_catastrophic_regex_over_a_megabyte_is_decided_in_linear_time(tmp_path
     assert ask(target, "regex", "a" * MIB) == "regex"
 
 
+# The CPU time an evaluation reports, whatever the machine's speed: all of its deadline
+# (it computed all along), or none (it waited for a core all along).
+RAN = SteppingClock(1.0)
+STARVED = FakeClock()
+
+
 def test_a_runaway_evaluation_is_interrupted_at_its_deadline(tmp_path: Path) -> None:
     # Memory to spare: only the deadline can stop it.
-    target = engine(tmp_path, Limits(timeout_s=0.05, memory_bytes=2048 * MIB))
+    target = engine(tmp_path, Limits(timeout_s=0.05, memory_bytes=2048 * MIB, cpu_clock=RAN))
     with pytest.raises(PolicyTimeout, match="ran past its deadline of 50 ms"):
+        ask(target, "spin")
+    assert ask(target, "fine") == "fine"
+
+
+def test_an_evaluation_starved_of_cpu_until_its_deadline_gave_no_answer(tmp_path: Path) -> None:
+    target = engine(tmp_path, Limits(timeout_s=0.05, memory_bytes=2048 * MIB, cpu_clock=STARVED))
+    with pytest.raises(PolicyStarved, match="deadline of 50 ms after only 0 ms on the CPU"):
         ask(target, "spin")
     assert ask(target, "fine") == "fine"
 
@@ -73,19 +88,22 @@ def test_an_instance_that_failed_is_never_reused(tmp_path: Path) -> None:
 @pytest.mark.anyio
 async def test_hostile_evaluations_fail_closed_saying_why(tmp_path: Path) -> None:
     # Each limit alone: the deadline with memory to spare, the cap with time to spare.
-    slow = engine(tmp_path, Limits(timeout_s=0.05, memory_bytes=2048 * MIB))
+    slow = engine(tmp_path, Limits(timeout_s=0.05, memory_bytes=2048 * MIB, cpu_clock=RAN))
     greedy = engine(tmp_path, Limits(timeout_s=30, memory_bytes=64 * MIB))
-    # A deadline overrun gave no answer: unavailable (a starved machine looks the same).
-    with pytest.raises(PolicyUnavailable, match="deadline") as refused:
-        await decide(slow, {"arguments": {"kind": "spin"}}, timeout_s=30)
-    assert refused.value.retry_after_s == 1
-    # The memory cap is the policy's own doing: a deny that says so.
+    # The deadline spent computing and the memory cap are the policy's own doing:
+    # denies that say so.
+    timed_out = await decide(slow, {"arguments": {"kind": "spin"}}, timeout_s=30)
     arguments = {"kind": "alloc", "text": "x" * MIB}
     out_of_memory = await decide(greedy, {"arguments": arguments}, timeout_s=30)
-    assert out_of_memory.allow is False
-    assert out_of_memory.rule == FAIL_CLOSED_RULE
-    assert "memory cap" in out_of_memory.reasons[0]
-    assert "fail closed" in out_of_memory.reasons[0]
+    for decision, why in [(timed_out, "deadline"), (out_of_memory, "memory cap")]:
+        assert decision.allow is False
+        assert decision.rule == FAIL_CLOSED_RULE
+        assert why in decision.reasons[0] and "fail closed" in decision.reasons[0]
+    # The deadline spent waiting for a core gave no answer: unavailable, not denied.
+    starved = engine(tmp_path, Limits(timeout_s=0.05, memory_bytes=2048 * MIB, cpu_clock=STARVED))
+    with pytest.raises(PolicyUnavailable, match="on the CPU") as refused:
+        await decide(starved, {"arguments": {"kind": "spin"}}, timeout_s=30)
+    assert refused.value.retry_after_s == 1
     assert (await decide(slow, {"arguments": {"kind": "fine"}}, timeout_s=30)).allow
     assert (await decide(greedy, {"arguments": {"kind": "fine"}}, timeout_s=30)).allow
 
