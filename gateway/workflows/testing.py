@@ -12,7 +12,7 @@ from gateway.policy import build_input
 from gateway.types import Principal
 from gateway.workflows.manifest import Manifest
 from gateway.workflows.scenario import Scenario, mismatches, parse_scenario
-from gateway.workflows.simulate import simulate
+from gateway.workflows.simulate import by_step, simulate
 
 if TYPE_CHECKING:
     from gateway.workflows.service import Workflows
@@ -86,4 +86,4 @@ async def _outcome(
         )
         return await workflows.decide_input(policy_input)
 
-    return await simulate(plan, scenario.inputs, scenario.results, decide)
+    return await simulate(plan, scenario.inputs, by_step(scenario.results), decide)
