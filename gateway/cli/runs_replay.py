@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,24 +81,21 @@ def _usage(message: str) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     import asyncio
 
-    from gateway.errors import GatewayError, PolicyLoadError
+    from gateway.errors import PolicyLoadError
     from gateway.store import create_engine
-    from gateway.workflows.recorded_run import load_recorded_run
+    from gateway.workflows.errors import WorkflowError
+    from gateway.workflows.recorded_run import RecordingNotUsable, load_recorded_run
 
     config = config_from(args)
     database = create_engine(config.storage.url)
     try:
         recorded = load_recorded_run(database, args.id)
         plan, workflow = _candidate(database, recorded, args.workflow)
-        engine, timeout_s = _engine(config, args.policy)
+        report = asyncio.run(_replay(database, config, recorded, plan, workflow, args.policy))
     except PolicyLoadError as exc:
-        database.dispose()
         return _usage(f"candidate policy: {exc.message}")
-    except GatewayError as exc:
-        database.dispose()
+    except (RecordingNotUsable, WorkflowError) as exc:
         return _usage(exc.message)
-    try:
-        report = asyncio.run(_replay(database, config, recorded, plan, workflow, engine, timeout_s))
     finally:
         database.dispose()
     failed = bool(report["unverified"]) or _fails(report, args.fail_on)
@@ -136,18 +134,32 @@ def _candidate(database: Any, recorded: Any, ref: str | None) -> tuple[Any, Any]
     return published.manifest.to_plan(), published.manifest.to_ref(channel=channel).to_policy()
 
 
-def _engine(config: Config, policy: Path | None) -> tuple[Any, float]:
-    """The candidate policy's engine (the config's data and limits), else the gateway's
-    own (the config's policy, compiled here, or its OPA server)."""
+def candidate_engine(
+    config: Config, policy: Path | None
+) -> tuple[Callable[[dict[str, Any]], Awaitable[Any]], Callable[[], Awaitable[None]]]:
+    """How to decide, fail closed, and how to close the engine after: with the policy
+    folder ``policy`` (compiled here, with the config's data and limits), else the
+    gateway's own (the config's policy, compiled here, or its OPA server). Raises
+    `PolicyLoadError` for a policy that does not compile."""
     from gateway.app import build_policy_engine
     from gateway.config import EmbeddedPolicyConfig
     from gateway.policy.embedded import folder_engine
+    from gateway.policy.engine import decide
 
     settings = config.policy
     if policy is None:
-        return build_policy_engine(config), settings.timeout_ms / 1000
-    embedded = settings if isinstance(settings, EmbeddedPolicyConfig) else EmbeddedPolicyConfig()
-    return folder_engine(embedded, policy), embedded.timeout_ms / 1000
+        engine: Any = build_policy_engine(config)
+        timeout_s = settings.timeout_ms / 1000
+    else:
+        embedded = (
+            settings if isinstance(settings, EmbeddedPolicyConfig) else EmbeddedPolicyConfig()
+        )
+        engine, timeout_s = folder_engine(embedded, policy), embedded.timeout_ms / 1000
+
+    async def decide_input(policy_input: dict[str, Any]) -> Any:
+        return await decide(engine, policy_input, timeout_s=timeout_s)
+
+    return decide_input, engine.close
 
 
 async def _replay(
@@ -156,28 +168,24 @@ async def _replay(
     recorded: Any,
     plan: Any,
     workflow: Any,
-    engine: Any,
-    timeout_s: float,
+    policy: Path | None,
 ) -> dict[str, Any]:
     from gateway.logs import new_request_id
-    from gateway.policy.engine import decide
     from gateway.workflows.pinned_tools import pinned_tools
     from gateway.workflows.replay import replay_run
 
-    async def decide_input(policy_input: dict[str, Any]) -> Any:
-        return await decide(engine, policy_input, timeout_s=timeout_s)
-
+    decide, close = candidate_engine(config, policy)
     try:
         return await replay_run(
             recorded,
             plan,
             workflow,
-            decide_input,
+            decide,
             pinned_tools(database, config.upstreams),
             request_id=new_request_id(),
         )
     finally:
-        await engine.close()
+        await close()
 
 
 def _print_text(report: dict[str, Any], fail_on: str | None, failed: bool) -> None:
@@ -193,7 +201,7 @@ def _print_text(report: dict[str, Any], fail_on: str | None, failed: bool) -> No
     print(f"recorded   {label(recorded)}: {_outcome(recorded)}")
     print(f"replayed   {label(replayed)}: {_outcome(replayed)}")
     for step_id, found in report["recordings"].items():
-        if found != "verified":
+        if step_id in report["unverified"]:
             print(f"recording  {step_id}: {found}")
     differences = report["differences"]
     if not differences:
