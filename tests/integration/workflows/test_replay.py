@@ -7,14 +7,18 @@ the fix; an erased result is never used or captured."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from gateway.audit import AuditRecord
+from gateway.cli import main
 from gateway.config import McpHttpUpstream
 from gateway.erasure_scope import erase, scope_of_request
 from gateway.executor.plan import parse_plan
@@ -25,6 +29,7 @@ from gateway.workflows.errors import ScenariosFailed
 from gateway.workflows.pinned_tools import pinned_tools
 from gateway.workflows.recorded_run import Found, RecordingNotUsable, load_recorded_run
 from gateway.workflows.replay import replay_run
+from gateway.workflows.scenario import parse_scenario
 from tests.integration.executor.harness import GRANTS
 from tests.integration.workflows.harness import AUTHOR, WorkflowParts, workflow_parts
 from tests.support.processes import McpUpstreamServer, write_policy
@@ -321,3 +326,78 @@ async def test_an_unfinished_or_unknown_run_is_not_replayed(wf: WorkflowParts) -
     run_id = await wf.parts.submit(gate)
     with pytest.raises(RecordingNotUsable, match="once it has finished"):
         load_recorded_run(wf.parts.database, run_id)
+
+
+# --- the command line: `gateway runs replay|capture --config FILE` ----------------------
+
+
+async def _cli(args: list[str]) -> int:
+    # The commands run their own event loop, as from a shell.
+    return await anyio.to_thread.run_sync(main, args)
+
+
+def _config(wf: WorkflowParts, tmp_path: Path, database_url: str, upstream_url: str) -> Path:
+    """A config naming the harness's database, policy and upstream (never contacted)."""
+    path = tmp_path / "gateway.yaml"
+    config = {
+        "identity": {"issuers": [{"issuer": "https://issuer.test", "jwks_url": "http://x.test"}]},
+        "storage": {"url": database_url},
+        "policy": {"path": str(tmp_path / "policy"), "watch": False},
+        "upstreams": [{"name": "up", "url": upstream_url}],
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+async def test_the_commands_exit_as_policy_replay_does(
+    wf: WorkflowParts,
+    upstream: McpUpstreamServer,
+    tmp_path: Path,
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run_id = await _run(wf, PLAN, {"who": "ada"})
+    config = str(_config(wf, tmp_path, database_url, upstream.url))
+    calls = len(upstream.calls())
+
+    assert (
+        await _cli(["runs", "replay", run_id, "--config", config, "--fail-on", "difference"]) == 0
+    )
+    assert "no differences" in capsys.readouterr().out
+    grants = copy.deepcopy(GRANTS)
+    for grant in grants:
+        if grant["tool"] == "up__echo":
+            grant["approval"] = {"approvers": ["role:approver"]}
+    candidate = str(write_policy(tmp_path / "candidate", grants))
+    replay = ["runs", "replay", run_id, "--config", config, "--policy", candidate, "--json"]
+    assert await _cli(replay) == 0  # differences, but no --fail-on
+    document = json.loads(capsys.readouterr().out)
+    assert set(document["differences"]["steps"]["changed"]) == {"hello", "shout"}
+    assert await _cli([*replay, "--fail-on", "difference"]) == 1
+    assert json.loads(capsys.readouterr().out)["failed"] is True
+    assert await _cli([*replay, "--fail-on", "failure"]) == 0
+    capsys.readouterr()
+
+    out = tmp_path / "workflow"
+    assert await _cli(["runs", "capture", run_id, "--config", config, "--out", str(out)]) == 0
+    text = (out / "scenarios" / f"{run_id}.yaml").read_text()
+    assert text.startswith(f"# Captured from run {run_id}")
+    assert "outside the" in text and "erasure scope" in text
+    scenario = parse_scenario("captured", yaml.safe_load(text))
+    assert scenario.results["shout"].output == {"result": "ada!"}
+    # Never overwritten.
+    assert await _cli(["runs", "capture", run_id, "--config", config, "--out", str(out)]) == 2
+
+    with wf.parts.database.begin() as conn:
+        conn.execute(
+            run_steps.update()
+            .where(run_steps.c.run_id == run_id, run_steps.c.step_id == "shout")
+            .values(output={"result": "forged"})
+        )
+    capsys.readouterr()
+    assert await _cli(["runs", "replay", run_id, "--config", config]) == 1
+    assert "recording not verified: shout" in capsys.readouterr().out
+    assert await _cli(["runs", "replay", "run_nope", "--config", config]) == 2
+    assert "no run 'run_nope'" in capsys.readouterr().err
+    assert await _cli(["runs", "replay", run_id, "--config", config, "--workflow", "nope@1"]) == 2
+    assert len(upstream.calls()) == calls
