@@ -218,7 +218,7 @@ def _check(
             structured_content=row.result.get("structured_content"),
             is_error=bool(row.result.get("is_error")),
         )
-    except (KeyError, TypeError):
+    except (KeyError, TypeError, AttributeError):  # hashed, yet not a result: damaged
         return found(Found.NOT_VERIFIED, "the step's result is not a tool result")
     called = Outcome(request_id, recorded.tool or "", OutcomeStatus.OK, None, result=result)
     status, error = classify(called)

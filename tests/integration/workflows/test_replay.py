@@ -20,7 +20,7 @@ import yaml
 from gateway.audit import AuditRecord
 from gateway.cli import main
 from gateway.config import McpHttpUpstream
-from gateway.erasure_scope import erase, scope_of_request
+from gateway.erasure_scope import erase, scope_of_request, scope_of_run
 from gateway.executor.plan import parse_plan
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.store.tables import run_steps, step_attempts
@@ -243,6 +243,11 @@ async def test_an_erased_call_has_no_recording_and_is_never_captured(wf: Workflo
     assert "shout" not in scenario["results"]
     assert "no result for shout (erased)" in scenario["description"]
     assert "ada!" not in repr(scenario)
+
+    # The whole run erased: nothing of it is replayed or captured.
+    erase(wf.parts.database, "test.gateway/audit", scope_of_run(wf.parts.database, run_id), "x")
+    with pytest.raises(RecordingNotUsable, match="was erased"):
+        load_recorded_run(wf.parts.database, run_id)
 
 
 def _workflow(wf: WorkflowParts, version: str, *, fixed: bool) -> dict[str, Any]:

@@ -75,7 +75,8 @@ async def test_a_branch_taken_renders_from_recorded_outputs() -> None:
 
 
 async def test_a_branch_not_taken_skips_its_dependents() -> None:
-    outcome = await simulate(PLAN, {"q": "hi"}, by_step({"look": rec(output={"size": 1})}), Policy())
+    recorded = by_step({"look": rec(output={"size": 1})})
+    outcome = await simulate(PLAN, {"q": "hi"}, recorded, Policy())
     assert outcome["status"] == "succeeded"
     assert outcome["steps"]["big"]["status"] == "skipped"
     assert outcome["steps"]["after"]["status"] == "skipped"
@@ -91,5 +92,6 @@ async def test_denials_recorded_errors_and_missing_recordings_fail_the_run() -> 
     broke = await simulate(PLAN, {"q": "hi"}, by_step({"look": rec(error=error)}), Policy())
     assert broke["status"] == "failed" and broke["error"]["step"] == "look"
     # As in the runner: a `when` over an output without the field is false.
-    odd = await simulate(PLAN, {"q": "hi"}, by_step({"look": rec(output="not an object")}), Policy())
+    not_an_object = by_step({"look": rec(output="not an object")})
+    odd = await simulate(PLAN, {"q": "hi"}, not_an_object, Policy())
     assert odd["steps"]["big"]["status"] == "skipped"
