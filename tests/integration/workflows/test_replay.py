@@ -21,15 +21,18 @@ from gateway.audit import AuditRecord
 from gateway.cli import main
 from gateway.config import McpHttpUpstream
 from gateway.erasure_scope import erase, scope_of_request, scope_of_run
+from gateway.errors import UnknownTool
 from gateway.executor.plan import parse_plan
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.store.tables import run_steps, step_attempts
 from gateway.workflows.capture import capture_scenario
 from gateway.workflows.errors import ScenariosFailed
+from gateway.workflows.manifest import parse_manifest
 from gateway.workflows.pinned_tools import pinned_tools
 from gateway.workflows.recorded_run import Found, RecordingNotUsable, load_recorded_run
 from gateway.workflows.replay import replay_run
 from gateway.workflows.scenario import parse_scenario
+from gateway.workflows.testing import check_plan, run_scenarios_with
 from tests.integration.executor.harness import GRANTS
 from tests.integration.workflows.harness import AUTHOR, WorkflowParts, workflow_parts
 from tests.support.processes import McpUpstreamServer, write_policy
@@ -406,3 +409,39 @@ async def test_the_commands_exit_as_policy_replay_does(
     assert "no run 'run_nope'" in capsys.readouterr().err
     assert await _cli(["runs", "replay", run_id, "--config", config, "--workflow", "nope@1"]) == 2
     assert len(upstream.calls()) == calls
+
+
+async def test_scenarios_decided_here_with_a_candidate_policy_and_the_pinned_tools(
+    wf: WorkflowParts, upstream: McpUpstreamServer, tmp_path: Path
+) -> None:
+    """`gateway workflows test --policy DIR`: the same scenarios, decided off the
+    gateway by a candidate policy, with the tools as pinned in the database."""
+    scenario = {
+        "inputs": {"who": "ada"},
+        "results": {"hello": {"output": {"result": "ada"}}},
+        "expect": {"status": "succeeded", "steps": {"hello": "succeeded", "check": "skipped"}},
+    }
+    manifest = parse_manifest({**_workflow(wf, "2.0.0", fixed=True), "scenarios": {"s": scenario}})
+    configured = [McpHttpUpstream.model_validate({"name": "up", "url": upstream.url})]
+    tools = pinned_tools(wf.parts.database, configured)
+    plan = check_plan(manifest, tools, max_steps=100)
+    resources = tools.resources(plan.tools())
+    assert resources["up__echo"]["definition_hash"] == wf.pins("up__echo")["up__echo"]
+    calls = len(upstream.calls())
+
+    same = EmbeddedEngine(write_policy(tmp_path / "same", GRANTS))
+    passed = await run_scenarios_with(
+        manifest, plan, resources, same.evaluate, AUTHOR, request_id="t"
+    )
+    assert passed[0]["passed"], passed[0]["mismatches"]
+
+    without_echo = [g for g in GRANTS if g["tool"] != "up__echo"]
+    candidate = EmbeddedEngine(write_policy(tmp_path / "candidate", without_echo))
+    failed = await run_scenarios_with(
+        manifest, plan, resources, candidate.evaluate, AUTHOR, request_id="t"
+    )
+    assert not failed[0]["passed"]
+    assert len(upstream.calls()) == calls
+    # A tool the database has no approved definition of is unknown here.
+    with pytest.raises(UnknownTool):
+        pinned_tools(wf.parts.database, []).resolve("up__echo")
