@@ -18,13 +18,16 @@ import sqlalchemy as sa
 import yaml
 
 from gateway.audit import AuditRecord
+from gateway.audit.batch import WRITER_LOCK_KEY
+from gateway.canonical import jcs, sha256_hex
 from gateway.cli import main
 from gateway.config import McpHttpUpstream
 from gateway.erasure_scope import erase, scope_of_request, scope_of_run
 from gateway.errors import UnknownTool
 from gateway.executor.plan import parse_plan
 from gateway.policy.embedded import EmbeddedEngine
-from gateway.store.tables import run_steps, step_attempts
+from gateway.store import exclusive_transaction
+from gateway.store.tables import audit_entries, audit_payloads, run_steps, step_attempts
 from gateway.workflows.capture import capture_scenario
 from gateway.workflows.errors import ScenariosFailed
 from gateway.workflows.manifest import parse_manifest
@@ -183,7 +186,7 @@ async def test_a_workflow_edit_is_reported_as_that_edit_and_its_divergence(
 
 async def test_a_tampered_recording_is_not_verified(wf: WorkflowParts) -> None:
     run_id = await _run(wf, PLAN, {"who": "ada"})
-    with wf.parts.database.begin() as conn:
+    with exclusive_transaction(wf.parts.database, WRITER_LOCK_KEY) as conn:
         row = conn.execute(
             sa.select(run_steps.c.result).where(
                 run_steps.c.run_id == run_id, run_steps.c.step_id == "hello"
@@ -209,9 +212,58 @@ async def test_a_tampered_recording_is_not_verified(wf: WorkflowParts) -> None:
         capture_scenario(load_recorded_run(wf.parts.database, run_id))
 
 
+async def test_a_result_forged_with_its_audit_payload_is_not_verified(wf: WorkflowParts) -> None:
+    """Someone with write access forges the step's result and the call.outcome payload's
+    result_sha256 to match it (the payload row replaced: it cannot be updated): the
+    leaf's commitment still names the original payload."""
+    run_id = await _run(wf, PLAN, {"who": "ada"})
+    forged_result = {
+        "content": [{"type": "text", "text": "eve"}],
+        "structured_content": {"result": "eve"},
+        "is_error": False,
+    }
+    # Under the audit writer's lock, as a forger racing nobody would.
+    with exclusive_transaction(wf.parts.database, WRITER_LOCK_KEY) as conn:
+        request_id = conn.scalar(
+            sa.select(step_attempts.c.request_id).where(
+                step_attempts.c.run_id == run_id, step_attempts.c.step_id == "hello"
+            )
+        )
+        seq = conn.scalar(
+            sa.select(audit_entries.c.seq).where(
+                audit_entries.c.ref == request_id, audit_entries.c.kind == "call.outcome"
+            )
+        )
+        original = conn.execute(sa.select(audit_payloads).where(audit_payloads.c.seq == seq)).one()
+        payload = json.loads(original.payload)
+        payload["result_sha256"] = sha256_hex(forged_result)
+        conn.execute(audit_payloads.delete().where(audit_payloads.c.seq == seq))
+        conn.execute(
+            audit_payloads.insert().values(
+                seq=seq,
+                salt=original.salt,
+                payload=jcs(payload).decode(),
+                subject=original.subject,
+                tool=original.tool,
+            )
+        )
+        conn.execute(
+            run_steps.update()
+            .where(run_steps.c.run_id == run_id, run_steps.c.step_id == "hello")
+            .values(result=forged_result, output={"result": "eve"})
+        )
+
+    recorded = load_recorded_run(wf.parts.database, run_id)
+    assert recorded.steps["hello"].found is Found.NOT_VERIFIED
+    assert recorded.steps["hello"].why == f"audit entry #{seq} does not match its leaf's commitment"
+    report = await _replay(wf, run_id)
+    assert report["unverified"] == ["hello"]
+    assert report["steps"]["hello"]["error"]["code"] == "recording_not_verified"
+
+
 async def test_an_output_changed_alone_is_not_verified(wf: WorkflowParts) -> None:
     run_id = await _run(wf, PLAN, {"who": "ada"})
-    with wf.parts.database.begin() as conn:
+    with exclusive_transaction(wf.parts.database, WRITER_LOCK_KEY) as conn:
         conn.execute(
             run_steps.update()
             .where(run_steps.c.run_id == run_id, run_steps.c.step_id == "shout")
@@ -396,7 +448,7 @@ async def test_the_commands_exit_as_policy_replay_does(
     # Never overwritten.
     assert await _cli(["runs", "capture", run_id, "--config", config, "--out", str(out)]) == 2
 
-    with wf.parts.database.begin() as conn:
+    with exclusive_transaction(wf.parts.database, WRITER_LOCK_KEY) as conn:
         conn.execute(
             run_steps.update()
             .where(run_steps.c.run_id == run_id, run_steps.c.step_id == "shout")
