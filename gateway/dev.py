@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import gateway
 from gateway.config import Config, parse_config
 from gateway.dev_state import DEFAULT_DEV_DIR
 from gateway.errors import ConfigError
@@ -95,6 +96,9 @@ def dev_setup(
                         "GATEWAY_DEMO_SANDBOX": str(sandbox),
                         # `gateway demo rug-pull` leaves its marker here.
                         "GATEWAY_DEMO_STATE": str(demo_state_dir(data_dir)),
+                        # The demo server is the code of this gateway, also when that is
+                        # a checkout on PYTHONPATH (a stdio child does not inherit it).
+                        "PYTHONPATH": str(Path(gateway.__file__).resolve().parent.parent),
                     },
                     # The demo server is ours: its annotations can set risk tiers.
                     "trust_annotations": True,

@@ -6,7 +6,8 @@ entries (``call.attempt``, ``call.decision`` with the recorded policy input, whi
 also what `gateway policy replay` replays, ``call.outcome``), the approval it asked for
 (its audit entries; the approvals row's displayed arguments, reasons and the recorded
 outcome that retries replay), the request that finally executed an approved call, and
-for a step of a run the run's step row and attempts; a call held for approval and
+for a step of a run the run's step row (its output and the tool's whole result
+document, kept for `gateway runs replay`) and attempts; a call held for approval and
 answered as an MCP task, the run that executes it (its inputs) and, for a task
 answered at once, the result the task keeps. A run adds its own entries
 (``run.*``, ``step.*``: plan and inputs) and the run row. `scope_of_request` and
@@ -229,7 +230,14 @@ def _erase_rows(conn: Connection, scope: ErasureScope) -> dict[str, int]:
     changed["run_steps"] = conn.execute(
         run_steps.update()
         .where(step_filter)
-        .values(arguments=None, output=None, error=None, decision=None, compensation_error=None)
+        .values(
+            arguments=None,
+            output=None,
+            result=None,  # the tool's result document, kept for replay (0029)
+            error=None,
+            decision=None,
+            compensation_error=None,
+        )
     ).rowcount
     changed["step_attempts"] = conn.execute(
         step_attempts.update()

@@ -1,6 +1,7 @@
-"""`gateway runs submit|show|list|cancel|watch|diff` and `gateway schedules add|list|remove`.
+"""`gateway runs submit|show|list|cancel|watch|diff|replay|capture`, `gateway schedules …`.
 
-Clients of the running gateway's REST API (never the database directly): a plan
+Clients of the running gateway's REST API (never the database directly; ``replay``
+and ``capture``, in `gateway.cli.runs_replay`, read the database offline): a plan
 submitted here is authenticated, decided by policy (``plan/submit``) and audited like
 one an agent submits. The JWT comes from ``--token`` or ``$GATEWAY_TOKEN``.
 """
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gateway.cli import runs_replay
 from gateway.cli.remote import add_remote_options, request
 from gateway.errors import GatewayError
 
@@ -116,6 +118,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     diff.add_argument("b", help="run id (run_…)")
     diff.add_argument("--json", action="store_true", help="the differences as JSON")
     diff.set_defaults(handler=cmd_diff)
+    runs_replay.register(sub)  # replay and capture: offline, from the database
 
     schedules = commands.add_parser("schedules", help="plans fired on a cron schedule")
     ssub = schedules.add_subparsers(dest="schedules_command", required=True, metavar="COMMAND")

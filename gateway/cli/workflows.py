@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gateway.cli.common import add_config_option, config_from
 from gateway.cli.remote import add_remote_options, request
 from gateway.errors import GatewayError
 
@@ -54,6 +55,21 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_remote_options(test, token_help="your JWT")
     test.add_argument("directory", type=Path, help="the directory holding workflow.yaml")
     test.add_argument("--json", action="store_true", help="the API's JSON")
+    test.add_argument(
+        "--policy",
+        type=Path,
+        help="decide with this policy folder instead, here: with the config's policy data "
+        "and the tools as pinned in its database (needs --config; no gateway is asked)",
+    )
+    add_config_option(test)
+    test.add_argument(
+        "--sub",
+        default="user:workflows-test",
+        help="with --policy: who runs a scenario that names no subject",
+    )
+    test.add_argument(
+        "--role", action="append", default=[], help="with --policy: a role of --sub (repeat)"
+    )
     test.set_defaults(handler=cmd_test)
 
     pin = sub.add_parser(
@@ -134,7 +150,10 @@ def cmd_test(args: argparse.Namespace) -> int:
     from gateway.workflows.manifest import read_directory
 
     document = read_directory(args.directory)
-    answer = request(args, "POST", "/v1/workflows/test", body={"manifest": document})
+    if args.policy is not None:
+        answer = _test_here(args, document)
+    else:
+        answer = request(args, "POST", "/v1/workflows/test", body={"manifest": document})
     if args.json:
         print(json.dumps(answer, indent=2))
         return 0 if answer["passed"] else 1
@@ -145,6 +164,41 @@ def cmd_test(args: argparse.Namespace) -> int:
     if not answer["scenarios"]:
         print("no scenarios")
     return 0 if answer["passed"] else 1
+
+
+def _test_here(args: argparse.Namespace, document: dict[str, Any]) -> dict[str, Any]:
+    """`gateway.workflows.testing` on this machine, with the candidate policy: the same
+    answer as ``POST /v1/workflows/test``."""
+    import asyncio
+
+    from gateway.cli.runs_replay import candidate_engine
+    from gateway.store import create_engine
+    from gateway.types import Principal
+    from gateway.workflows.manifest import parse_manifest
+    from gateway.workflows.pinned_tools import pinned_tools
+    from gateway.workflows.testing import check_plan, run_scenarios_with
+
+    config = config_from(args)
+    manifest = parse_manifest(document)
+    database = create_engine(config.storage.url)
+    try:
+        tools = pinned_tools(database, config.upstreams)
+    finally:
+        database.dispose()
+    plan = check_plan(manifest, tools, max_steps=config.executor.max_steps)
+    tester = Principal(sub=args.sub, iss="urn:gateway:workflows-test", roles=tuple(args.role))
+
+    async def run() -> list[dict[str, Any]]:
+        decide, close = candidate_engine(config, args.policy)
+        try:
+            return await run_scenarios_with(
+                manifest, plan, tools.resources(plan.tools()), decide, tester, request_id="test"
+            )
+        finally:
+            await close()
+
+    results = asyncio.run(run())
+    return {"passed": all(r["passed"] for r in results), "scenarios": results}
 
 
 def _plan_tools(document: dict[str, Any]) -> list[str]:

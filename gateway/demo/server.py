@@ -1,7 +1,9 @@
 """Demo MCP server: what ``make run`` shows behind the gateway.
 
 - tools ``echo``, ``read_file``, ``delete_records`` (destructive: held for approval by
-  the default policy) and ``ask_confirmation`` (asks the user through elicitation);
+  the default policy), ``ask_confirmation`` (asks the user through elicitation) and
+  ``order_status``, which fails on an order the demo does not have, always the same
+  way (docs/workflows.md shows a run failing on it, captured and fixed);
 - a resource ``demo://readme`` and a resource template ``file:///{path}`` (the files of
   the sandbox folder);
 - a prompt ``review`` whose ``language`` argument completes (``completion/complete``),
@@ -146,6 +148,22 @@ def delete_records(
     deleted = existing.intersection(ids)
     existing.difference_update(deleted)
     return {"deleted": len(deleted), "remaining": len(existing)}
+
+
+ORDER_IDS = range(1, 501)
+_ORDER_STATES = ("received", "packed", "shipped", "delivered")
+
+
+@server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
+def order_status(
+    order: Annotated[int, Field(description="Order id (the demo has orders 1 to 500)")],
+) -> dict[str, object]:
+    """Says where a demo order is. An order id the demo does not have is an error."""
+    # Deterministic on purpose, and independent of delete_records: the same id always
+    # gives the same answer, so a failing run can be replayed and tested offline.
+    if order not in ORDER_IDS:
+        raise ToolError(f"no order {order}: the demo has orders 1 to 500")
+    return {"order": order, "status": _ORDER_STATES[order % len(_ORDER_STATES)]}
 
 
 # --- resources, prompts, completions --------------------------------------------------

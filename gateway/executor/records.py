@@ -284,12 +284,7 @@ def run_view(store: RunStore, row: Any) -> dict[str, Any]:
     tools = {step["id"]: step.get("tool") for step in row.plan["steps"]}
     steps = []
     for step in sorted(store.step_rows(row.id), key=lambda s: order.get(s.step_id, 0)):
-        pointers = [
-            p.removeprefix("/output") for p in step.redact or [] if p.startswith("/output/")
-        ]
-        output = step.output
-        if output is not None and pointers:
-            output = redact({"o": output}, ["/o" + p for p in pointers])["o"]
+        output = shown_output(step.output, step.redact)
         steps.append(
             {
                 "id": step.step_id,
@@ -325,6 +320,15 @@ def run_view(store: RunStore, row: Any) -> dict[str, Any]:
         "plan": row.plan,
         "steps": steps,
     }
+
+
+def shown_output(output: Any, pointers: list[str] | None) -> Any:
+    """A step's output as its readers may see it: redacted by the decision's pointers
+    that name ``/output/…``."""
+    named = [p.removeprefix("/output") for p in pointers or [] if p.startswith("/output/")]
+    if output is None or not named:
+        return output
+    return redact({"o": output}, ["/o" + p for p in named])["o"]
 
 
 def shown_inputs(row: Any) -> Any:

@@ -93,7 +93,10 @@ async def run_tool_step(run: RunView, step: ToolStep) -> Transition:
     shown = shown_arguments(outcome, arguments)
     decision = outcome.decision.to_dict() if outcome and outcome.decision else None
     pointers = list(outcome.decision.obligations.redact) if outcome and outcome.decision else []
-    common = {"arguments": shown, "decision": decision, "redact": pointers}
+    # The result document as the pipeline hashed it for call.outcome's result_sha256,
+    # kept so that `gateway runs replay` can prove what the tool returned (0029).
+    result = outcome.result.to_dict() if outcome is not None and outcome.result else None
+    common = {"arguments": shown, "decision": decision, "redact": pointers, "result": result}
     ended = AttemptEnd("step", attempt, status, error)
     if status == "ok":
         assert outcome is not None and outcome.result is not None

@@ -294,6 +294,10 @@ run_steps = Table(
     Column("finished_at", Double, nullable=True),
     Column("compensation", Text, nullable=True),  # null, succeeded or failed
     Column("compensation_error", JSON, nullable=True),
+    # The tool result document the last attempt's call returned (what its call.outcome's
+    # result_sha256 hashes), kept for `gateway runs replay`; erased with the step
+    # (docs/decisions/0029).
+    Column("result", JSON, nullable=True),
     PrimaryKeyConstraint("run_id", "step_id"),
     CheckConstraint(f"status IN {STEP_STATUSES}", name="status"),
 )

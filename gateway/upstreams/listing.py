@@ -93,7 +93,7 @@ def build_listing(
             labels=labels,
         )
         try:
-            validator = _validator_for(definition.input_schema)
+            validator = validator_for(definition.input_schema)
         except SchemaError as exc:
             log.warning(
                 "tool %s has an invalid input schema, not offered: %s",
@@ -137,7 +137,7 @@ def build_listing(
     return listing, seen
 
 
-def _validator_for(schema: dict[str, Any]) -> Validator:
+def validator_for(schema: dict[str, Any]) -> Validator:
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     cls.check_schema(schema)
     return cls(schema)

@@ -63,15 +63,7 @@ class CatalogEntry:
 
     def validate(self, arguments: dict[str, Any]) -> None:
         """Raises `InvalidArguments` naming the first offending field."""
-        error = jsonschema.exceptions.best_match(self.validator.iter_errors(arguments))
-        if error is None:
-            return
-        where = "/".join(str(p) for p in error.absolute_path) or "(arguments)"
-        raise InvalidArguments(
-            f"arguments do not match the input schema of {self.definition.name}: "
-            f"{where}: {error.message}",
-            details={"path": list(error.absolute_path), "validator": error.validator},
-        )
+        check_arguments(self.definition.name, self.validator, arguments)
 
     async def forward(self, operation: Operation, headers: dict[str, str]) -> ToolResult:
         result = await self.upstream.call_tool(
@@ -314,3 +306,16 @@ def _check_string_map(value: Any, what: str) -> None:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
         raise InvalidArguments(f"{what} must map names to strings")
+
+
+def check_arguments(tool: str, validator: Validator, arguments: dict[str, Any]) -> None:
+    """Raises `InvalidArguments` naming the first field of ``arguments`` that does not
+    match ``tool``'s input schema (``validator``)."""
+    error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+    if error is None:
+        return
+    where = "/".join(str(p) for p in error.absolute_path) or "(arguments)"
+    raise InvalidArguments(
+        f"arguments do not match the input schema of {tool}: {where}: {error.message}",
+        details={"path": list(error.absolute_path), "validator": error.validator},
+    )

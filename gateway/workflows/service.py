@@ -20,26 +20,23 @@ import anyio
 
 from gateway.audit import AuditLog, AuditRecord
 from gateway.errors import GatewayError
-from gateway.executor.plan import Plan, problem
+from gateway.executor.plan import Plan
 from gateway.executor.service import Executor
-from gateway.executor.validation import validate_plan
-from gateway.executor.workflow_ref import WorkflowRef, check_drift
+from gateway.executor.workflow_ref import WorkflowRef
 from gateway.policy import build_input
 from gateway.policy.decider import Decider
 from gateway.types import GATEWAY_ENGINE, ClientInfo, Decision, Principal, Transport, deny
 from gateway.workflows.diff import diff_manifests
 from gateway.workflows.errors import (
     ScenariosFailed,
-    WorkflowInvalid,
     WorkflowNotFound,
     WorkflowRefused,
     WorkflowVersionConflict,
 )
 from gateway.workflows.manifest import CHANNEL_PATTERN, VERSION_PATTERN, Manifest, parse_manifest
 from gateway.workflows.promotion import Promotions
-from gateway.workflows.scenario import parse_scenario
 from gateway.workflows.store import Published, WorkflowStore
-from gateway.workflows.testing import run_scenarios
+from gateway.workflows.testing import check_plan, run_scenarios
 
 
 class Workflows:
@@ -128,20 +125,7 @@ class Workflows:
     def check_publishable(self, manifest: Manifest) -> Plan:
         """The version's plan, valid against the catalog, every tool it calls pinned at
         the catalog's current definition; raises otherwise."""
-        for name, scenario in manifest.scenarios.items():
-            parse_scenario(name, scenario)
-        plan = manifest.to_plan()
-        validate_plan(plan, self.catalog, max_steps=self.executor.deps.config.max_steps)
-        unpinned = sorted(plan.tools() - manifest.tools.keys())
-        if unpinned:
-            raise WorkflowInvalid(
-                [
-                    problem(None, f"tools.{name}", "the plan calls it: pin its definition hash")
-                    for name in unpinned
-                ]
-            )
-        check_drift(manifest.to_ref(), self.catalog)
-        return plan
+        return check_plan(manifest, self.catalog, max_steps=self.executor.deps.config.max_steps)
 
     async def _record_refusal(
         self, principal: Principal, document: Any, refusal: GatewayError

@@ -11,7 +11,7 @@ runner, with the same expression code.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.errors import GatewayError
 from gateway.executor.expressions import condition_holds, render
@@ -20,18 +20,40 @@ from gateway.executor.plan import ApprovalStep, Plan, SleepStep, ToolStep, order
 # Decides one step's call: (tool, rendered arguments, step id) -> the decision.
 DecideCall = Callable[[str, dict[str, Any], str], Awaitable[Any]]
 
+
+class Recording(Protocol):
+    """What a tool step's call returned: ``output``, or ``error`` (a dict with ``code``
+    and ``message``; a recording that cannot be used is an error too)."""
+
+    @property
+    def output(self) -> Any: ...
+
+    @property
+    def error(self) -> Mapping[str, Any] | None: ...
+
+
+# The recording of one step's call: (step id, tool, rendered arguments, the decision) ->
+# the recording, or None when there is none.
+LookUp = Callable[[str, str, dict[str, Any], Any], Recording | None]
+
+
+def by_step(results: Mapping[str, Recording]) -> LookUp:
+    """Recordings by step id alone (a scenario's ``results``)."""
+    return lambda step_id, _tool, _arguments, _decision: results.get(step_id)
+
+
 DONE = ("succeeded", "skipped")
 
 
 async def simulate(
     plan: Plan,
     inputs: dict[str, Any],
-    results: Mapping[str, Any],
+    results: LookUp,
     decide: DecideCall,
 ) -> dict[str, Any]:
     """``{"status": "succeeded" | "failed", "error", "steps": {id: {status, arguments,
-    decision, approval_needed, output, error}}}``. ``results`` maps a tool step's id to
-    its recording (``output`` or ``error``)."""
+    decision, approval_needed, output, error}}}``. ``results`` finds a tool step's
+    recording (`by_step` for a scenario's)."""
     steps: dict[str, dict[str, Any]] = {}
     context: dict[str, Any] = {"inputs": inputs, "steps": {}}
     failure: dict[str, Any] | None = None
@@ -70,7 +92,7 @@ async def simulate(
 
 
 async def _run_step(
-    step: Any, context: dict[str, Any], results: Mapping[str, Any], decide: DecideCall
+    step: Any, context: dict[str, Any], results: LookUp, decide: DecideCall
 ) -> dict[str, Any]:
     if isinstance(step, SleepStep):
         return {"status": "succeeded", "output": None}
@@ -88,7 +110,7 @@ async def _run_step(
     if not decision.allow:
         reasons = "; ".join(decision.reasons) or "denied by policy"
         return {**state, "status": "failed", "error": {"code": "denied", "message": reasons}}
-    recorded = results.get(step.id)
+    recorded = results(step.id, step.tool, arguments, decision)
     if recorded is None:
         error = {"code": "no_recording", "message": "diverged, no recording of this call"}
         return {**state, "status": "failed", "error": error}

@@ -111,6 +111,7 @@ def test_make_run_starts_a_working_dev_gateway_from_a_clean_clone(clone: Path) -
             "demo__read_file",
             "demo__delete_records",
             "demo__ask_confirmation",
+            "demo__order_status",
         }
         # A second `make run` on the busy port fails at once, printing no tokens and
         # writing nothing (the audit log is as long as before).

@@ -18,7 +18,7 @@ from gateway.audit.export import database_source
 from gateway.erasure_scope import erase, scope_of_request, scope_of_run
 from gateway.executor.held_calls import hold_as_run
 from gateway.executor.records import new_run_id
-from gateway.store.tables import metadata
+from gateway.store.tables import metadata, run_steps
 from gateway.tlog.verifier import verify_log
 from gateway.types import Operation, OutcomeStatus
 from tests.integration.executor.harness import AGENT, APPROVER, Parts, executor_parts
@@ -58,6 +58,17 @@ async def settled(parts: Parts) -> None:
     # Outcomes and run events are queued, not awaited; the queue is the chain's order,
     # so once an entry appended now is in, everything queued before it is too.
     await parts.audit.append(AuditRecord("test.barrier", "barrier", {}))
+
+
+def step_results(parts: Parts, run_id: str) -> list:
+    with parts.database.connect() as conn:
+        return list(
+            conn.scalars(
+                sa.select(run_steps.c.result)
+                .where(run_steps.c.run_id == run_id)
+                .order_by(run_steps.c.step_id)
+            )
+        )
 
 
 def call(tool: str, arguments: dict, request_id: str) -> Operation:
@@ -122,10 +133,13 @@ async def test_erasing_a_run_removes_its_plan_values_inputs_steps_and_calls(part
     await settled(parts)
     holding = tables_holding(parts, secret)
     assert {"runs", "run_steps", "audit_payloads"} <= set(holding)
+    # The tool's result document, kept for replay (docs/decisions/0029), is a copy too.
+    assert secret in repr(step_results(parts, run_id))
 
     report = erase(parts.database, ORIGIN, scope_of_run(parts.database, run_id), "ticket DSR-2")
     assert report.rows["runs"] == 1 and report.rows["run_steps"] == 2
     assert tables_holding(parts, secret) == []
+    assert step_results(parts, run_id) == [None, None]
     assert verify_log(database_source(parts.database)).ok
     view = await parts.executor.get(run_id, None)
     assert view["status"] == "succeeded" and view["inputs"] == "[erased]"

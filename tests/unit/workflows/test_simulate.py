@@ -10,7 +10,7 @@ import pytest
 from gateway.executor.plan import parse_plan
 from gateway.types import Decision, Obligations
 from gateway.workflows.scenario import Recorded
-from gateway.workflows.simulate import simulate
+from gateway.workflows.simulate import by_step, simulate
 
 pytestmark = pytest.mark.anyio
 
@@ -66,7 +66,7 @@ async def test_a_branch_taken_renders_from_recorded_outputs() -> None:
         "big": rec(output={}),
         "after": rec(output={}),
     }
-    outcome = await simulate(PLAN, {"q": "hi"}, results, policy)
+    outcome = await simulate(PLAN, {"q": "hi"}, by_step(results), policy)
     assert outcome["status"] == "succeeded"
     assert policy.asked[0] == ("up__echo", {"text": "hi"}, "look")
     assert outcome["steps"]["big"]["arguments"] == {"key": "k"}
@@ -75,21 +75,23 @@ async def test_a_branch_taken_renders_from_recorded_outputs() -> None:
 
 
 async def test_a_branch_not_taken_skips_its_dependents() -> None:
-    outcome = await simulate(PLAN, {"q": "hi"}, {"look": rec(output={"size": 1})}, Policy())
+    recorded = by_step({"look": rec(output={"size": 1})})
+    outcome = await simulate(PLAN, {"q": "hi"}, recorded, Policy())
     assert outcome["status"] == "succeeded"
     assert outcome["steps"]["big"]["status"] == "skipped"
     assert outcome["steps"]["after"]["status"] == "skipped"
 
 
 async def test_denials_recorded_errors_and_missing_recordings_fail_the_run() -> None:
-    denied = await simulate(PLAN, {"q": "hi"}, {}, Policy(denied="up__echo"))
+    denied = await simulate(PLAN, {"q": "hi"}, by_step({}), Policy(denied="up__echo"))
     assert denied["error"]["cause"]["code"] == "denied"
     assert {s["status"] for k, s in denied["steps"].items() if k != "look"} == {"not_run"}
-    missing = await simulate(PLAN, {"q": "hi"}, {}, Policy())
+    missing = await simulate(PLAN, {"q": "hi"}, by_step({}), Policy())
     assert missing["steps"]["look"]["error"]["code"] == "no_recording"
     error = {"code": "tool_error", "message": "down"}
-    broke = await simulate(PLAN, {"q": "hi"}, {"look": rec(error=error)}, Policy())
+    broke = await simulate(PLAN, {"q": "hi"}, by_step({"look": rec(error=error)}), Policy())
     assert broke["status"] == "failed" and broke["error"]["step"] == "look"
     # As in the runner: a `when` over an output without the field is false.
-    odd = await simulate(PLAN, {"q": "hi"}, {"look": rec(output="not an object")}, Policy())
+    not_an_object = by_step({"look": rec(output="not an object")})
+    odd = await simulate(PLAN, {"q": "hi"}, not_an_object, Policy())
     assert odd["steps"]["big"]["status"] == "skipped"
