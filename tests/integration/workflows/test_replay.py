@@ -409,7 +409,7 @@ def _config(wf: WorkflowParts, tmp_path: Path, database_url: str, upstream_url: 
     return path
 
 
-async def test_the_commands_exit_as_policy_replay_does(
+async def test_runs_replay_exits_as_policy_replay_does(
     wf: WorkflowParts,
     upstream: McpUpstreamServer,
     tmp_path: Path,
@@ -436,7 +436,18 @@ async def test_the_commands_exit_as_policy_replay_does(
     assert await _cli([*replay, "--fail-on", "difference"]) == 1
     assert json.loads(capsys.readouterr().out)["failed"] is True
     assert await _cli([*replay, "--fail-on", "failure"]) == 0
-    capsys.readouterr()
+    assert len(upstream.calls()) == calls
+
+
+async def test_runs_capture_writes_a_scenario_once(
+    wf: WorkflowParts,
+    upstream: McpUpstreamServer,
+    tmp_path: Path,
+    database_url: str,
+) -> None:
+    run_id = await _run(wf, PLAN, {"who": "ada"})
+    config = str(_config(wf, tmp_path, database_url, upstream.url))
+    calls = len(upstream.calls())
 
     out = tmp_path / "workflow"
     assert await _cli(["runs", "capture", run_id, "--config", config, "--out", str(out)]) == 0
@@ -447,6 +458,19 @@ async def test_the_commands_exit_as_policy_replay_does(
     assert scenario.results["shout"].output == {"result": "ada!"}
     # Never overwritten.
     assert await _cli(["runs", "capture", run_id, "--config", config, "--out", str(out)]) == 2
+    assert len(upstream.calls()) == calls
+
+
+async def test_runs_replay_refuses_a_forged_recording_and_says_what_is_unknown(
+    wf: WorkflowParts,
+    upstream: McpUpstreamServer,
+    tmp_path: Path,
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run_id = await _run(wf, PLAN, {"who": "ada"})
+    config = str(_config(wf, tmp_path, database_url, upstream.url))
+    calls = len(upstream.calls())
 
     with exclusive_transaction(wf.parts.database, WRITER_LOCK_KEY) as conn:
         conn.execute(
