@@ -36,19 +36,19 @@ import mcp_types as types
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp_types import CallToolResult
 
 from gateway.config import McpHttpUpstream, McpStdioUpstream
 from gateway.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
 from gateway.telemetry import TRACEPARENT
 from gateway.types import ClientInput, LogSink, ProgressCallback, ToolResult
-from gateway.upstreams import mcp_offerings, mcp_requests
+from gateway.upstreams import mcp_capabilities, mcp_offerings, mcp_requests
 from gateway.upstreams.base import Reconnected, ResourceUpdated, UpstreamStatus
 from gateway.upstreams.definitions import UpstreamTool
 from gateway.upstreams.mcp_changes import ChangeWatcher
 from gateway.upstreams.mcp_definitions import UpstreamOfferings
 from gateway.upstreams.mcp_lean_call import LeanToolCaller, NeedsSdk, is_sessionless
 from gateway.upstreams.mcp_requests import describe as _describe
+from gateway.upstreams.mcp_upstream_tasks import UpstreamTasks, task_support, to_result
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,9 @@ class McpUpstream:
             LeanToolCaller(config.name, config.url, headers={**config.headers, **static_headers})
             if isinstance(config, McpHttpUpstream)
             else None
+        )
+        self.tasks = UpstreamTasks(
+            config.name, self._connected, lambda: self._client, self._request
         )
 
     @property
@@ -176,6 +179,7 @@ class McpUpstream:
             task_status.started()
 
     async def _serve(self, client: Client, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        mcp_capabilities.declare_per_request(client.session)
         self._client = client
         self._last_error = None
         self._broken = anyio.Event()
@@ -229,6 +233,7 @@ class McpUpstream:
         )
         if self._lean is not None:
             self._lean.learn(tools)
+        self.tasks.learn(tools)
         return tools
 
     async def call_tool(
@@ -258,7 +263,7 @@ class McpUpstream:
                 client_input=client_input,
             )
             if lean is not None:
-                return _to_result(lean)
+                return to_result(lean)
         client = await self._connected()
         meta = mcp_requests.with_log_level(client, meta, log)
 
@@ -277,10 +282,10 @@ class McpUpstream:
         async def complete() -> Any:
             return await mcp_requests.until_complete(self.name, name, await send(), send)
 
-        result = await self._request(
+        result = await self._for_caller(
             name, complete, headers=headers, log=log, timeout_s=timeout_s, client_input=client_input
         )
-        return _to_result(result)
+        return to_result(result)
 
     async def _send_lean(
         self,
@@ -389,7 +394,7 @@ class McpUpstream:
         async def complete() -> Any:
             return await mcp_requests.until_complete(self.name, uri, await send(), send)
 
-        result = await self._request(
+        result = await self._for_caller(
             uri, complete, headers=headers, log=log, timeout_s=timeout_s, client_input=client_input
         )
         return mcp_offerings.read_document(self.name, result)
@@ -433,7 +438,7 @@ class McpUpstream:
         async def complete() -> Any:
             return await mcp_requests.until_complete(self.name, name, await send(), send)
 
-        result = await self._request(
+        result = await self._for_caller(
             name, complete, headers=headers, log=log, timeout_s=timeout_s, client_input=client_input
         )
         return mcp_offerings.prompt_document(self.name, result)
@@ -521,6 +526,9 @@ class McpUpstream:
         )
         return mcp_offerings.completion_document(result)
 
+    async def _for_caller(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._request(*args, caller=True, **kwargs)
+
     async def _request(
         self,
         what: str,
@@ -530,18 +538,22 @@ class McpUpstream:
         log: LogSink | None,
         timeout_s: float,
         client_input: ClientInput | None = None,
+        caller: bool = False,
     ) -> _T:
-        return await mcp_requests.run(
-            self.name,
-            what,
-            send,
-            headers=headers,
-            log_sink=log,
-            timeout_s=timeout_s,
-            mark_broken=self._mark_broken,
-            client_input=client_input,
-            in_flight=self._in_flight,
-        )
+        """``caller``: a request on behalf of the caller, which declares the caller's
+        capabilities at 2026-07-28 (`mcp_capabilities`), not the connection's."""
+        with mcp_capabilities.declaring(mcp_capabilities.of(client_input) if caller else None):
+            return await mcp_requests.run(
+                self.name,
+                what,
+                send,
+                headers=headers,
+                log_sink=log,
+                timeout_s=timeout_s,
+                mark_broken=self._mark_broken,
+                client_input=client_input,
+                in_flight=self._in_flight,
+            )
 
 
 def _dump_answers(responses: dict[str, Any]) -> dict[str, Any]:
@@ -563,19 +575,5 @@ def _to_upstream_tool(tool: Any) -> UpstreamTool:
         output_schema=tool.output_schema,
         annotations=annotations or None,
         title=tool.title,
-    )
-
-
-def _to_result(result: CallToolResult) -> ToolResult:
-    # Rebuilt from content / structuredContent / isError only: the upstream's `_meta`
-    # (result-level and per content item) is not forwarded (architecture.md §7).
-    content = []
-    for item in result.content:
-        data = item.model_dump(by_alias=True, exclude_none=True, mode="json")
-        data.pop("_meta", None)
-        content.append(data)
-    return ToolResult(
-        content=content,
-        structured_content=result.structured_content,
-        is_error=bool(result.is_error),
+        task_support=task_support(tool),
     )
