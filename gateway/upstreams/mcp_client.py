@@ -41,7 +41,7 @@ from gateway.config import McpHttpUpstream, McpStdioUpstream
 from gateway.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
 from gateway.telemetry import TRACEPARENT
 from gateway.types import ClientInput, LogSink, ProgressCallback, ToolResult
-from gateway.upstreams import mcp_capabilities, mcp_offerings, mcp_requests
+from gateway.upstreams import mcp_capabilities, mcp_offerings, mcp_own_session, mcp_requests
 from gateway.upstreams.base import Reconnected, ResourceUpdated, UpstreamStatus
 from gateway.upstreams.definitions import UpstreamTool
 from gateway.upstreams.mcp_changes import ChangeWatcher
@@ -141,7 +141,8 @@ class McpUpstream:
             )
             transport = streamable_http_client(config.url, http_client=http)
         # cache=None: the gateway diffs fresh tool lists; a cached list would hide changes.
-        elicit, sample, roots = mcp_requests.relay_input(self.name, self._in_flight)
+        stdio = isinstance(config, McpStdioUpstream)
+        elicit, sample, roots = mcp_requests.relay_input(self.name, self._in_flight, stdio=stdio)
         return Client(
             transport,
             cache=None,
@@ -267,8 +268,8 @@ class McpUpstream:
         client = await self._connected()
         meta = mcp_requests.with_log_level(client, meta, log)
 
-        def send(responses: Any = None, state: str | None = None) -> Any:
-            return client.session.call_tool(
+        def send(on: Client, responses: Any = None, state: str | None = None) -> Any:
+            return on.session.call_tool(
                 name,
                 arguments,
                 read_timeout_seconds=timeout_s,
@@ -279,11 +280,14 @@ class McpUpstream:
                 allow_input_required=True,
             )
 
-        async def complete() -> Any:
-            return await mcp_requests.until_complete(self.name, name, await send(), send)
-
         result = await self._for_caller(
-            name, complete, headers=headers, log=log, timeout_s=timeout_s, client_input=client_input
+            name,
+            client,
+            send,
+            headers=headers,
+            log=log,
+            timeout_s=timeout_s,
+            client_input=client_input,
         )
         return to_result(result)
 
@@ -382,8 +386,8 @@ class McpUpstream:
         client = await self._connected()
         meta = mcp_requests.with_log_level(client, traced, log)
 
-        def send(responses: Any = None, state: str | None = None) -> Any:
-            return client.session.read_resource(
+        def send(on: Client, responses: Any = None, state: str | None = None) -> Any:
+            return on.session.read_resource(
                 uri,
                 input_responses=responses,
                 request_state=state,
@@ -391,11 +395,14 @@ class McpUpstream:
                 allow_input_required=True,
             )
 
-        async def complete() -> Any:
-            return await mcp_requests.until_complete(self.name, uri, await send(), send)
-
         result = await self._for_caller(
-            uri, complete, headers=headers, log=log, timeout_s=timeout_s, client_input=client_input
+            uri,
+            client,
+            send,
+            headers=headers,
+            log=log,
+            timeout_s=timeout_s,
+            client_input=client_input,
         )
         return mcp_offerings.read_document(self.name, result)
 
@@ -425,8 +432,8 @@ class McpUpstream:
         client = await self._connected()
         meta = mcp_requests.with_log_level(client, traced, log)
 
-        def send(responses: Any = None, state: str | None = None) -> Any:
-            return client.session.get_prompt(
+        def send(on: Client, responses: Any = None, state: str | None = None) -> Any:
+            return on.session.get_prompt(
                 name,
                 arguments,
                 input_responses=responses,
@@ -435,11 +442,14 @@ class McpUpstream:
                 allow_input_required=True,
             )
 
-        async def complete() -> Any:
-            return await mcp_requests.until_complete(self.name, name, await send(), send)
-
         result = await self._for_caller(
-            name, complete, headers=headers, log=log, timeout_s=timeout_s, client_input=client_input
+            name,
+            client,
+            send,
+            headers=headers,
+            log=log,
+            timeout_s=timeout_s,
+            client_input=client_input,
         )
         return mcp_offerings.prompt_document(self.name, result)
 
@@ -526,8 +536,25 @@ class McpUpstream:
         )
         return mcp_offerings.completion_document(result)
 
-    async def _for_caller(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._request(*args, caller=True, **kwargs)
+    async def _for_caller(
+        self, what: str, client: Client, send: Callable[..., Any], **kwargs: Any
+    ) -> Any:
+        """A request on behalf of a caller through the SDK, every round of it: on the
+        shared connection, or on a session of its own (`mcp_own_session`)."""
+
+        async def on(session: Client) -> Any:
+            def again(responses: Any = None, state: str | None = None) -> Any:
+                return send(session, responses, state)
+
+            return await mcp_requests.until_complete(self.name, what, await again(), again)
+
+        async def complete() -> Any:
+            stdio = isinstance(self._config, McpStdioUpstream)
+            if mcp_own_session.wanted(client, kwargs.get("client_input"), stdio=stdio):
+                return await mcp_own_session.run(self.name, self._make_client, on)
+            return await on(client)
+
+        return await self._request(what, complete, caller=True, **kwargs)
 
     async def _request(
         self,

@@ -228,8 +228,16 @@ class InFlight:
         return next(iter(self._inputs.values()))
 
 
-def relay_input(upstream: str, in_flight: InFlight) -> tuple[Any, Any, Any]:
-    """The elicitation, sampling and roots callbacks of ``upstream``'s connection."""
+STDIO_ROOTS = (
+    "the agent gateway does not relay roots over a shared stdio connection of the "
+    "2025-11-25 era: an upstream that keeps them per session would serve one client's "
+    "roots to another's calls (docs/mcp.md, Requests for client input)"
+)
+
+
+def relay_input(upstream: str, in_flight: InFlight, *, stdio: bool) -> tuple[Any, Any, Any]:
+    """The elicitation, sampling and roots callbacks of ``upstream``'s connection.
+    Over stdio roots are refused (`gateway.upstreams.mcp_own_session` says why)."""
 
     async def elicit(context: Any, params: Any) -> Any:
         return await _relay_one(upstream, in_flight, "elicitation/create", _dump(params))
@@ -238,6 +246,9 @@ def relay_input(upstream: str, in_flight: InFlight) -> tuple[Any, Any, Any]:
         return await _relay_one(upstream, in_flight, "sampling/createMessage", _dump(params))
 
     async def roots(context: Any) -> Any:
+        if stdio:
+            log.info("upstream %s asked roots/list over stdio: refused", upstream)
+            return types.ErrorData(code=types.INVALID_REQUEST, message=STDIO_ROOTS)
         return await _relay_one(upstream, in_flight, "roots/list", {})
 
     return elicit, sample, roots

@@ -29,7 +29,7 @@ def _client_input(asked: list[str], name: str) -> ClientInput:
 async def test_a_request_without_a_caller_goes_to_the_one_in_flight() -> None:
     asked: list[str] = []
     in_flight = InFlight()
-    _, _, roots = relay_input("up", in_flight)
+    _, _, roots = relay_input("up", in_flight, stdio=False)
     refused = await roots(None)
     assert isinstance(refused, types.ErrorData) and "outside any request" in refused.message
     first = in_flight.enter(_client_input(asked, "alice"))
@@ -47,5 +47,17 @@ async def test_a_request_without_a_caller_goes_to_the_one_in_flight() -> None:
 async def test_a_listing_in_flight_is_no_caller() -> None:
     in_flight = InFlight()
     in_flight.enter(None)  # the catalog re-reading the lists
-    _, _, roots = relay_input("up", in_flight)
+    _, _, roots = relay_input("up", in_flight, stdio=False)
     assert isinstance(await roots(None), types.ErrorData)
+
+
+async def test_roots_are_never_relayed_over_a_shared_stdio_connection() -> None:
+    """An upstream that keeps roots per session would serve them to every later caller
+    of the one stdio connection (`mcp_own_session`): refused, the client never asked."""
+    asked: list[str] = []
+    in_flight = InFlight()
+    in_flight.enter(_client_input(asked, "alice"))
+    _, _, roots = relay_input("up", in_flight, stdio=True)
+    refused = await roots(None)
+    assert isinstance(refused, types.ErrorData) and "stdio" in refused.message
+    assert asked == []
