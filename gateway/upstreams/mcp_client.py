@@ -46,9 +46,9 @@ from gateway.upstreams.base import Reconnected, ResourceUpdated, UpstreamStatus
 from gateway.upstreams.definitions import UpstreamTool
 from gateway.upstreams.mcp_changes import ChangeWatcher
 from gateway.upstreams.mcp_definitions import UpstreamOfferings
-from gateway.upstreams.mcp_lean_call import LeanToolCaller, NeedsSdk, is_sessionless
+from gateway.upstreams.mcp_lean_call import LeanToolCaller, NeedsSdk, dump_answers, is_sessionless
 from gateway.upstreams.mcp_requests import describe as _describe
-from gateway.upstreams.mcp_upstream_tasks import UpstreamTasks, task_support, to_result
+from gateway.upstreams.mcp_upstream_tasks import UpstreamTasks, to_result
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class McpUpstream:
     ) -> None:
         self.name = config.name
         self._config = config
+        self._stdio = isinstance(config, McpStdioUpstream)
         self._static_headers = static_headers
         self._stdio_env = stdio_env or {}
         self._connect_timeout_s = connect_timeout_s
@@ -90,9 +91,7 @@ class McpUpstream:
             if isinstance(config, McpHttpUpstream)
             else None
         )
-        self.tasks = UpstreamTasks(
-            config.name, self._connected, lambda: self._client, self._request
-        )
+        self.tasks = UpstreamTasks(self.name, self._connected, lambda: self._client, self._request)
 
     @property
     def status(self) -> UpstreamStatus:
@@ -141,8 +140,9 @@ class McpUpstream:
             )
             transport = streamable_http_client(config.url, http_client=http)
         # cache=None: the gateway diffs fresh tool lists; a cached list would hide changes.
-        stdio = isinstance(config, McpStdioUpstream)
-        elicit, sample, roots = mcp_requests.relay_input(self.name, self._in_flight, stdio=stdio)
+        elicit, sample, roots = mcp_requests.relay_input(
+            self.name, self._in_flight, stdio=self._stdio
+        )
         return Client(
             transport,
             cache=None,
@@ -223,7 +223,7 @@ class McpUpstream:
             cursor: str | None = None
             for _ in range(mcp_offerings.MAX_PAGES):
                 page = await client.list_tools(cursor=cursor, cache_mode="bypass")
-                tools += [_to_upstream_tool(tool) for tool in page.tools]
+                tools += [mcp_offerings.upstream_tool(tool) for tool in page.tools]
                 cursor = page.next_cursor
                 if not cursor:
                     break
@@ -325,7 +325,7 @@ class McpUpstream:
                     headers=headers,
                     meta=meta,
                     capabilities=capabilities,
-                    input_responses=None if responses is None else _dump_answers(responses),
+                    input_responses=None if responses is None else dump_answers(responses),
                     request_state=state,
                 )
             except NeedsSdk as exc:
@@ -539,8 +539,7 @@ class McpUpstream:
     async def _for_caller(
         self, what: str, client: Client, send: Callable[..., Any], **kwargs: Any
     ) -> Any:
-        """A request on behalf of a caller through the SDK, every round of it: on the
-        shared connection, or on a session of its own (`mcp_own_session`)."""
+        """A caller's request, every round, on the shared session or its own (`mcp_own_session`)."""
 
         async def on(session: Client) -> Any:
             def again(responses: Any = None, state: str | None = None) -> Any:
@@ -549,8 +548,7 @@ class McpUpstream:
             return await mcp_requests.until_complete(self.name, what, await again(), again)
 
         async def complete() -> Any:
-            stdio = isinstance(self._config, McpStdioUpstream)
-            if mcp_own_session.wanted(client, kwargs.get("client_input"), stdio=stdio):
+            if mcp_own_session.wanted(client, kwargs.get("client_input"), stdio=self._stdio):
                 return await mcp_own_session.run(self.name, self._make_client, on)
             return await on(client)
 
@@ -581,26 +579,3 @@ class McpUpstream:
                 client_input=client_input,
                 in_flight=self._in_flight,
             )
-
-
-def _dump_answers(responses: dict[str, Any]) -> dict[str, Any]:
-    """Input responses (the SDK's models) as the wire spells them."""
-    return {
-        key: value.model_dump(by_alias=True, mode="json", exclude_none=True)
-        for key, value in responses.items()
-    }
-
-
-def _to_upstream_tool(tool: Any) -> UpstreamTool:
-    annotations = (
-        tool.annotations.model_dump(by_alias=True, exclude_none=True) if tool.annotations else None
-    )
-    return UpstreamTool(
-        name=tool.name,
-        description=tool.description,
-        input_schema=tool.input_schema,
-        output_schema=tool.output_schema,
-        annotations=annotations or None,
-        title=tool.title,
-        task_support=task_support(tool),
-    )

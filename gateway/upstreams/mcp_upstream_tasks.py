@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import mcp_types as types
 from mcp import Client
 from mcp_types import CallToolResult
 from pydantic import ValidationError
@@ -220,10 +219,3 @@ def to_result(result: CallToolResult) -> ToolResult:
         structured_content=result.structured_content,
         is_error=bool(result.is_error),
     )
-
-
-def task_support(tool: types.Tool) -> str | None:
-    """A listed tool's ``execution.taskSupport`` (2025-11-25), if any."""
-    execution = tool.execution
-    support = execution.task_support if execution is not None else None
-    return support if support in ("optional", "required") else None
