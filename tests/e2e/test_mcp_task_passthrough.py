@@ -236,6 +236,9 @@ async def test_legacy_client_gets_the_upstreams_task_and_its_result_once(
     for method in ("tasks/get", "tasks/result", "tasks/cancel"):
         refused = await legacy_other.request(method, {"taskId": task["taskId"]})
         assert refused["error"]["code"] == -32602, refused
+    # The upstream's own id is no id of the gateway's: nobody reaches a task through it.
+    unknown = await legacy.request("tasks/get", {"taskId": upstream_id})
+    assert unknown["error"]["code"] == -32602
     assert len(upstream.calls()) == before
     assert {e.payload["reason"] for e in _audit(gateway, "task.refused", task["taskId"])} == {
         "not_owner"
@@ -323,6 +326,32 @@ async def test_cancel_reaches_the_upstream_only_from_the_owner(
     cancelled = await owner.request("tasks/get", {"taskId": task_id})
     assert cancelled["result"]["status"] == "cancelled"
     assert _audit(gateway, "task.cancelled", task_id)
+
+
+@pytest.mark.parametrize("name", UPSTREAMS)
+async def test_a_legacy_client_cancels_and_reads_the_cancellation(
+    gateway: GatewayServer, upstreams: dict[str, TasksUpstream], legacy: LegacyClient, name: str
+):
+    created = await legacy.request(
+        "tools/call",
+        {
+            "name": f"{name}__research",
+            "arguments": {"topic": f"lc-{name}", "hold": True},
+            "task": {},
+        },
+    )
+    task_id = created["result"]["task"]["taskId"]
+    cancelled = await legacy.request("tasks/cancel", {"taskId": task_id})
+    assert cancelled["result"]["status"] == "cancelled", cancelled
+    again = await legacy.request("tasks/cancel", {"taskId": task_id})
+    assert again["error"]["code"] == -32602  # 2025-11-25: it already ended
+    result = await legacy.request("tasks/result", {"taskId": task_id})
+    assert result["result"]["isError"] is True
+    request_id = result["result"]["_meta"]["io.agentgateway/decision"]["request_id"]
+    outcomes = await _outcomes(gateway, request_id)
+    assert [o.payload["status"] for o in outcomes] == ["error"]
+    assert outcomes[0].payload["task_status"] == "cancelled"
+    _verified(gateway)
 
 
 async def test_a_denied_task_call_never_reaches_the_upstream(
