@@ -35,7 +35,6 @@ import httpx2
 import mcp_types as types
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
-from mcp.client.streamable_http import streamable_http_client
 
 from gateway.config import McpHttpUpstream, McpStdioUpstream
 from gateway.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
@@ -138,7 +137,7 @@ class McpUpstream:
                 event_hooks={"request": [mcp_requests.apply_call_headers]},
                 follow_redirects=False,
             )
-            transport = streamable_http_client(config.url, http_client=http)
+            transport = mcp_own_session.http_transport(config.url, http)
         # cache=None: the gateway diffs fresh tool lists; a cached list would hide changes.
         elicit, sample, roots = mcp_requests.relay_input(
             self.name, self._in_flight, stdio=self._stdio

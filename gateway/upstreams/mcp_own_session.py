@@ -24,10 +24,13 @@ The cost is a handshake per such request (docs/mcp.md, "Requests for client inpu
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
+import httpx2
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from gateway.errors import GatewayError, UpstreamUnavailable
@@ -69,3 +72,12 @@ async def run(
         raise UpstreamUnavailable(
             f"upstream {upstream}: a session of its own failed: {describe(exc)}"
         ) from None
+
+
+@contextlib.asynccontextmanager
+async def http_transport(url: str, http: httpx2.AsyncClient) -> AsyncIterator[Any]:
+    """The SDK's Streamable HTTP transport on ``http``, which is closed with it: the SDK
+    leaves a client it was given open, and a session per request must not leave a
+    connection pool behind."""
+    async with http, streamable_http_client(url, http_client=http) as streams:
+        yield streams
