@@ -40,7 +40,7 @@ from gateway.config import McpHttpUpstream, McpStdioUpstream
 from gateway.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
 from gateway.telemetry import TRACEPARENT
 from gateway.types import ClientInput, LogSink, ProgressCallback, ToolResult
-from gateway.upstreams import mcp_capabilities, mcp_offerings, mcp_own_session, mcp_requests
+from gateway.upstreams import mcp_capabilities, mcp_offerings, mcp_requests
 from gateway.upstreams.base import Reconnected, ResourceUpdated, UpstreamStatus
 from gateway.upstreams.definitions import UpstreamTool
 from gateway.upstreams.mcp_changes import ChangeWatcher
@@ -69,7 +69,6 @@ class McpUpstream:
     ) -> None:
         self.name = config.name
         self._config = config
-        self._stdio = isinstance(config, McpStdioUpstream)
         self._static_headers = static_headers
         self._stdio_env = stdio_env or {}
         self._connect_timeout_s = connect_timeout_s
@@ -137,11 +136,9 @@ class McpUpstream:
                 event_hooks={"request": [mcp_requests.apply_call_headers]},
                 follow_redirects=False,
             )
-            transport = mcp_own_session.http_transport(config.url, http)
+            transport = mcp_requests.http_transport(config.url, http)
         # cache=None: the gateway diffs fresh tool lists; a cached list would hide changes.
-        elicit, sample, roots = mcp_requests.relay_input(
-            self.name, self._in_flight, stdio=self._stdio
-        )
+        elicit, sample, roots = mcp_requests.relay_input(self.name, self._in_flight)
         return Client(
             transport,
             cache=None,
@@ -538,7 +535,7 @@ class McpUpstream:
     async def _for_caller(
         self, what: str, client: Client, send: Callable[..., Any], **kwargs: Any
     ) -> Any:
-        """A caller's request, every round, on the shared session or its own (`mcp_own_session`)."""
+        """A request on behalf of a caller through the SDK, every round of it."""
 
         async def on(session: Client) -> Any:
             def again(responses: Any = None, state: str | None = None) -> Any:
@@ -546,12 +543,7 @@ class McpUpstream:
 
             return await mcp_requests.until_complete(self.name, what, await again(), again)
 
-        async def complete() -> Any:
-            if mcp_own_session.wanted(client, kwargs.get("client_input"), stdio=self._stdio):
-                return await mcp_own_session.run(self.name, self._make_client, on)
-            return await on(client)
-
-        return await self._request(what, complete, caller=True, **kwargs)
+        return await self._request(what, lambda: on(client), caller=True, **kwargs)
 
     async def _request(
         self,
