@@ -1,10 +1,11 @@
 """Upstreams' own tasks passed through the gateway (docs/decisions/0030), end to end:
 a real gateway process in front of two processes of our tasks-serving test upstream
 (`tests.support.tasks_upstream`), one speaking 2026-07-28 and the tasks extension, one
-2025-11-25 and the experimental tasks; clients of both eras (the MCP SDK's own 2025
-session, requests sent raw on it because the SDK has no tasks client; raw 2026-07-28
-requests). Each case proves what reached the upstream from its call log, and that
-the audit log holds the call's entries once and verifies."""
+2025-11-25 and the experimental tasks; clients of both eras: the MCP SDK's own 2025
+session (tasks requests sent raw on it: the SDK has no tasks client), raw 2026-07-28
+requests, and the SDK's 2026 client resolving the task through its extension API.
+Each case proves what reached the upstream from its call log, and that the audit log
+holds the call's entries once and verifies."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import anyio
 import httpx
+import mcp_types as types
 import pytest
+from mcp.client.extension import ClaimContext, ClientExtension, ResultClaim
 
 from gateway.audit import read_entries
 from gateway.audit.export import database_source
@@ -269,6 +273,69 @@ async def test_legacy_client_gets_the_upstreams_task_and_its_result_once(
 
 
 # --- 2026-07-28 clients ---------------------------------------------------------------
+
+
+class _CreatedTask(types.Result):
+    result_type: Literal["task"] = "task"
+    task_id: str
+    status: str
+
+
+class _PolledTask(types.Result):
+    task_id: str
+    status: str
+    result: dict[str, Any] | None = None
+
+
+async def _resolve(task: _CreatedTask, ctx: ClaimContext) -> types.CallToolResult:
+    """Polls the gateway's task until it completed (bounded: the test's own timeout)."""
+    request = types.GetTaskRequest(params=types.GetTaskRequestParams(task_id=task.task_id))
+    while True:
+        polled = await ctx.session.send_request(request, _PolledTask)
+        if polled.status == "completed":
+            return types.CallToolResult.model_validate(polled.result, by_name=False)
+        assert polled.status == "working", polled
+        await anyio.sleep(0.1)
+
+
+class _TasksExtension(ClientExtension):
+    """The tasks extension as an SDK client declares and resolves it (mcp 2.3 has the
+    extension API, not this extension): the claim of ``resultType: "task"``."""
+
+    identifier = TASKS
+
+    def claims(self) -> list[ResultClaim[Any]]:
+        return [ResultClaim(result_type="task", model=_CreatedTask, resolve=_resolve)]
+
+
+@pytest.mark.parametrize("name", UPSTREAMS)
+async def test_the_sdk_client_resolves_the_upstreams_task_through_the_gateway(
+    gateway: GatewayServer, upstreams: dict[str, TasksUpstream], name: str
+):
+    """A real MCP SDK client at 2026-07-28 with the tasks extension: ``call_tool``
+    declares it, gets the gateway's task, polls it and returns the upstream's result."""
+    upstream = upstreams[name]
+    topic = f"sdk-{name}"
+    results: list[types.CallToolResult] = []
+    token = gateway.token("agent:owner")
+    async with connect(gateway.mcp_url, token, MODERN, extensions=[_TasksExtension()]) as client:
+        async with anyio.create_task_group() as calls:
+
+            async def call() -> None:
+                results.append(
+                    await client.call_tool(f"{name}__research", {"topic": topic, "hold": True})
+                )
+
+            calls.start_soon(call)
+            await eventually_async(
+                lambda: [c for c in upstream.calls("task.created") if c["topic"] == topic],
+                "the upstream's task",
+            )
+            upstream.release()
+    assert _text(results[0].model_dump(by_alias=True)) == f"findings on {topic}"
+    upstream_id = next(c["taskId"] for c in upstream.calls("task.created") if c["topic"] == topic)
+    # The SDK client's polls reached the upstream's task, through the gateway's id.
+    assert [c for c in upstream.calls("tasks/get") if c["taskId"] == upstream_id]
 
 
 @pytest.mark.parametrize("name", UPSTREAMS)
