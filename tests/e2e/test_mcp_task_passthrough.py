@@ -51,6 +51,7 @@ GRANTS = [
     {"role": "agent", "tool": "new__research"},
     {"role": "agent", "tool": "old__research"},
     {"role": "agent", "tool": "new__echo"},
+    {"role": "agent", "tool": "new__deploy", "approval": {"approvers": ["role:approver"]}},
 ]
 UPSTREAMS = ("new", "old")  # 2026-07-28, 2025-11-25
 
@@ -452,3 +453,18 @@ async def test_a_call_the_upstream_answers_at_once_is_answered_as_usual(
     assert TASKS in capabilities["extensions"]
     request_id = answered["result"]["_meta"]["io.agentgateway/decision"]["request_id"]
     assert len(await _outcomes(gateway, request_id)) == 1
+
+
+async def test_a_call_held_for_approval_is_the_gateways_task_not_the_upstreams(
+    gateway: GatewayServer, upstreams: dict[str, TasksUpstream]
+):
+    """Policy holds it: the gateway's own held task (decision 0021), the upstream not
+    called until approved, and then by the executor as a plain call."""
+    owner = ModernClient(gateway, gateway.token("agent:owner"))
+    before = len(upstreams["new"].calls())
+    held = await owner.request("tools/call", {"name": "new__deploy", "arguments": {"topic": "x"}})
+    assert held["result"]["resultType"] == "task", held
+    assert held["result"]["_meta"]["io.agentgateway/decision"]["approval_id"]
+    assert len(upstreams["new"].calls()) == before
+    created = _audit(gateway, "task.created", held["result"]["taskId"])
+    assert created[0].payload["kind"] == "held"

@@ -119,6 +119,12 @@ RESEARCH = types.Tool(
     },
     execution=types.ToolExecution(task_support="optional"),
 )
+DEPLOY = types.Tool(
+    name="deploy",
+    description="Pretends to deploy (a task when asked; the tests' policy holds it for approval).",
+    input_schema={"type": "object", "properties": {"topic": {"type": "string"}}},
+    execution=types.ToolExecution(task_support="optional"),
+)
 ECHO = types.Tool(
     name="echo",
     description="Returns the text (never a task).",
@@ -127,7 +133,7 @@ ECHO = types.Tool(
 
 
 async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
-    return types.ListToolsResult(tools=[RESEARCH, ECHO])
+    return types.ListToolsResult(tools=[RESEARCH, DEPLOY, ECHO])
 
 
 async def call_tool(ctx: ServerRequestContext[Any, Any], params: Any) -> Any:
@@ -136,6 +142,8 @@ async def call_tool(ctx: ServerRequestContext[Any, Any], params: Any) -> Any:
     _record("tools/call", {"tool": params.name, "arguments": arguments}, meta)
     if params.name == "echo":
         return types.CallToolResult(content=[types.TextContent(text=str(arguments.get("text")))])
+    if params.name == "deploy":
+        return types.CallToolResult(content=[types.TextContent(text="deployed")])
     if params.name != "research":
         raise MCPError(code=types.INVALID_PARAMS, message=f"no tool {params.name}")
     extensions = (meta.get(CAPABILITIES_META) or {}).get("extensions") or {}
