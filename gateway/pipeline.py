@@ -79,6 +79,7 @@ from gateway.types import (
     Outcome,
     OutcomeStatus,
     ToolResult,
+    UpstreamTask,
     deny,
 )
 from gateway.upstreams.catalog import Catalog, Target
@@ -257,6 +258,9 @@ class Pipeline:
                         f"{call.method} was not executed"
                     ),
                 )
+            # A held call runs as a plain call once approved: its outcome is recorded on
+            # the approval, so it is never an upstream's task (docs/decisions/0030).
+            call = replace(call, task=None)
             return await pass_gate(
                 self.approvals,
                 call,
@@ -337,11 +341,36 @@ class Pipeline:
         if call.trace is not None:  # traced: the upstream joins the trace, under this call
             headers = telemetry.propagate(headers)
         error: GatewayError | None = None
-        result: ToolResult | McpResult | None = None
+        answer: ToolResult | McpResult | UpstreamTask | None = None
         try:
-            result = await target.forward(call, headers)
+            answer = await target.forward(call, headers)
         except (UpstreamError, ClientInputRefused) as exc:
             error = exc
+        elapsed = time.perf_counter() - started
+        upstream_series(target.config.name).observe(elapsed)
+        if isinstance(answer, UpstreamTask):
+            # The upstream runs the call as its task: the outcome is recorded when the
+            # task's result is first fetched (`record_task_outcome`), never here.
+            return Outcome(call.request_id, call.target, OutcomeStatus.OK, decision, result=answer)
+        result, error, outcome_payload = self._checked(call, target, answer, error, elapsed)
+        if approval_id is not None:
+            outcome_payload["approval_id"] = approval_id
+        self._submit_outcome(call, outcome_payload)
+
+        if error is not None:
+            return Outcome(call.request_id, call.target, OutcomeStatus.ERROR, decision, error=error)
+        return Outcome(call.request_id, call.target, OutcomeStatus.OK, decision, result=result)
+
+    def _checked(
+        self,
+        call: Operation,
+        target: Target | None,
+        result: ToolResult | McpResult | None,
+        error: GatewayError | None,
+        elapsed: float | None,
+    ) -> tuple[ToolResult | McpResult | None, GatewayError | None, dict[str, Any]]:
+        """The result as it may be passed on (I-JSON, else refused) and its outcome
+        record."""
         document = None if result is None else result.to_dict()
         if document is not None:
             try:
@@ -355,26 +384,38 @@ class Pipeline:
                     f"{problem.reason}; the {call.method} ran, but its result is not passed on",
                     details={"pointer": problem.pointer, "reason": problem.reason},
                 )
-        elapsed = time.perf_counter() - started
-        upstream_series(target.config.name).observe(elapsed)
-
-        outcome_payload: dict[str, Any] = {
+        payload: dict[str, Any] = {
             "request_id": call.request_id,
             "status": "ok" if error is None else "error",
-            "duration_ms": round(elapsed * 1000, 3),
         }
+        if elapsed is not None:
+            payload["duration_ms"] = round(elapsed * 1000, 3)
         if result is not None:
-            outcome_payload.update(target.outcome_fields(result))
-            outcome_payload["result_sha256"] = sha256_hex(document)
+            if target is not None:
+                payload.update(target.outcome_fields(result))
+            elif isinstance(result, ToolResult):
+                payload["is_error"] = result.is_error
+            payload["result_sha256"] = sha256_hex(document)
         if error is not None:
-            outcome_payload["error"] = error.to_dict()
-        if approval_id is not None:
-            outcome_payload["approval_id"] = approval_id
-        self._submit_outcome(call, outcome_payload)
+            payload["error"] = error.to_dict()
+        return result, error, payload
 
-        if error is not None:
-            return Outcome(call.request_id, call.target, OutcomeStatus.ERROR, decision, error=error)
-        return Outcome(call.request_id, call.target, OutcomeStatus.OK, decision, result=result)
+    def record_task_outcome(
+        self,
+        call: Operation,
+        result: ToolResult | None,
+        error: GatewayError | None,
+        *,
+        record: bool,
+        fields: dict[str, Any],
+    ) -> tuple[ToolResult | McpResult | None, GatewayError | None]:
+        """The result of a call an upstream ran as its task (docs/decisions/0030), as it
+        may be passed on; its ``call.outcome`` is queued when ``record`` (the caller
+        won the task's one recording: the first fetch of its result)."""
+        checked, error, payload = self._checked(call, None, result, error, None)
+        if record:
+            self._submit_outcome(call, {**payload, **fields})
+        return checked, error
 
     def _submit_outcome(self, call: Operation, payload: dict[str, Any]) -> None:
         # Queued, not awaited: the call has happened, so waiting for this commit would

@@ -229,6 +229,13 @@ class ClientInput:
 
 
 @dataclass(frozen=True)
+class TaskRequest:
+    """Run a ``tools/call`` as the upstream's task, kept ``ttl_ms`` (None: its default)."""
+
+    ttl_ms: int | None = None
+
+
+@dataclass(frozen=True)
 class Operation:
     """One request that reaches an upstream, from any surface.
 
@@ -263,6 +270,9 @@ class Operation:
     # when it came with the request rather than in the current task; None otherwise,
     # and always while tracing is off.
     trace: Any = None
+    # A ``tools/call`` the caller wants run as the upstream's own task (MCP tasks,
+    # passed through: docs/decisions/0030); None: a plain call.
+    task: TaskRequest | None = None
 
 
 @dataclass(frozen=True)
@@ -398,6 +408,28 @@ class McpResult:
         return self.document
 
 
+@dataclass(frozen=True)
+class UpstreamTask:
+    """An upstream's answer to a task-augmented ``tools/call``: the task it created,
+    in either era's fields, normalized. The call's result comes later (`tasks/*`),
+    and so does its ``call.outcome`` (docs/decisions/0030)."""
+
+    upstream: str
+    task_id: str
+    status: str
+    message: str | None = None
+    ttl_ms: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "upstream": self.upstream,
+            "task_id": self.task_id,
+            "status": self.status,
+            "message": self.message,
+            "ttl_ms": self.ttl_ms,
+        }
+
+
 class OutcomeStatus(enum.StrEnum):
     OK = "ok"  # forwarded; the upstream answered (its result may itself be an error)
     DENIED = "denied"  # refused by policy or a gateway check; not forwarded
@@ -411,7 +443,7 @@ class Outcome:
     target: str  # the operation's target (a gateway tool name for tools/call)
     status: OutcomeStatus
     decision: Decision | None
-    result: ToolResult | McpResult | None = None
+    result: ToolResult | McpResult | UpstreamTask | None = None
     error: Any = None  # a GatewayError when status is DENIED, PENDING_APPROVAL or ERROR
     approval_id: str | None = None
     # Set when this is the recorded outcome of an approved call that already ran for

@@ -394,9 +394,10 @@ workflow_channel_history = Table(
 # --- MCP tasks (gateway/surfaces/mcp_task_store.py) ------------------------------------
 # One row per task the gateway gave an MCP client: a tool call held for approval (its
 # approval and the one-step run that executes it once approved), or a task-augmented
-# call answered at once (its result kept until the task expires). Bound to the
-# identity that created it: nobody else reads it.
-TASK_KINDS = ("held", "result")
+# call answered at once (its result kept until the task expires), or an upstream's own
+# task a task-augmented call became (docs/decisions/0030). Bound to the identity that
+# created it: nobody else reads it.
+TASK_KINDS = ("held", "result", "upstream")
 
 mcp_tasks = Table(
     "mcp_tasks",
@@ -413,6 +414,10 @@ mcp_tasks = Table(
     Column("run_id", Text, nullable=True),
     # An answered call's tool result, as the client would have got it.
     Column("result", JSON, nullable=True),
+    # kind upstream: the upstream's task id (the upstream is the tool's), and when the
+    # call's outcome was recorded (once: at the first fetch of its result).
+    Column("upstream_task_id", Text, nullable=True),
+    Column("outcome_at", Double, nullable=True),
     Column("created_at", Double, nullable=False),
     Column("ttl_ms", BigInteger, nullable=False),
     Column("expires_at", Double, nullable=False),

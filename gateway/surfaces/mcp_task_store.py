@@ -21,7 +21,7 @@ from gateway.store import dialect_of
 from gateway.store.tables import mcp_tasks
 from gateway.types import Identity
 
-TaskKind = Literal["held", "result"]
+TaskKind = Literal["held", "result", "upstream"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,9 @@ class TaskRow:
     created_at: float
     ttl_ms: int
     expires_at: float
+    # kind upstream: the upstream's own task, and when the call's outcome was recorded.
+    upstream_task_id: str | None = None
+    outcome_at: float | None = None
 
 
 def new_task_id() -> str:
@@ -64,6 +67,7 @@ class TaskStore:
         approval_id: str | None = None,
         run_id: str | None = None,
         result: dict[str, Any] | None = None,
+        upstream_task_id: str | None = None,
     ) -> TaskRow:
         """Writes the task, on disk before this returns; deletes expired ones first."""
         with self.dialect.write_transaction(self.engine) as conn:
@@ -79,6 +83,7 @@ class TaskStore:
                     approval_id=approval_id,
                     run_id=run_id,
                     result=result,
+                    upstream_task_id=upstream_task_id,
                     created_at=self.now,
                     ttl_ms=ttl_ms,
                     expires_at=self.now + ttl_ms / 1000.0,
@@ -86,6 +91,17 @@ class TaskStore:
             )
             row = conn.execute(sa.select(mcp_tasks).where(mcp_tasks.c.id == task_id)).one()
         return _task(row)
+
+    def claim_outcome(self, task_id: str) -> bool:
+        """Whether this caller records the call's outcome of an upstream task: true for
+        exactly one caller, whichever process asks (a compare-and-swap on the row)."""
+        with self.dialect.write_transaction(self.engine) as conn:
+            claimed = conn.execute(
+                sa.update(mcp_tasks)
+                .where(mcp_tasks.c.id == task_id, mcp_tasks.c.outcome_at.is_(None))
+                .values(outcome_at=self.now)
+            )
+        return bool(claimed.rowcount == 1)
 
     def find(self, task_id: str) -> TaskRow | None:
         """The unexpired task with this id, whoever owns it (for the audit of a refusal)."""
@@ -138,4 +154,6 @@ def _task(row: Any) -> TaskRow:
         created_at=float(row.created_at),
         ttl_ms=int(row.ttl_ms),
         expires_at=float(row.expires_at),
+        upstream_task_id=row.upstream_task_id,
+        outcome_at=None if row.outcome_at is None else float(row.outcome_at),
     )

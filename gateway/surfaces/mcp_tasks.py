@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -48,6 +49,7 @@ from gateway.executor.errors import RunFinished
 from gateway.executor.service import Executor
 from gateway.pipeline import Pipeline
 from gateway.surfaces.mcp_calls import caller_of, raise_unless_result, run, tools_call_operation
+from gateway.surfaces.mcp_passthrough import Passthrough
 from gateway.surfaces.mcp_results import META_KEY, outcome_meta, to_call_tool_result
 from gateway.surfaces.mcp_task_results import (
     TaskState,
@@ -59,7 +61,7 @@ from gateway.surfaces.mcp_task_results import (
 )
 from gateway.surfaces.mcp_task_store import TaskRow, TaskStore, new_task_id
 from gateway.surfaces.mcp_views import View
-from gateway.types import Operation, Outcome, OutcomeStatus, Principal
+from gateway.types import Operation, Outcome, OutcomeStatus, Principal, TaskRequest, UpstreamTask
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,8 @@ class McpTasks:
         self.result_wait_s = result_wait_s
         # Tools the gateway offers itself on /mcp (never held, so never a task).
         self.declines: Callable[[str], bool] = lambda name: False
+        # Upstreams' own tasks (docs/decisions/0030).
+        self.passthrough = Passthrough(pipeline, store, audit)
 
     # --- tools/call as a task ---------------------------------------------------------
 
@@ -132,20 +136,23 @@ class McpTasks:
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
         request = _request(ctx)
         operation = tools_call_operation(request, params, progress=None, hold_s=0)
+        ttl = getattr(params.task, "ttl", None)
+        if self.passthrough.accepts(operation.target):  # the upstream's own task
+            operation = replace(operation, task=TaskRequest(ttl))
         outcome = await run(self.pipeline, operation)
         raise_unless_result(outcome, params.name)
         view = View.of(request)
-        if outcome.status is OutcomeStatus.PENDING_APPROVAL and outcome.approval_id:
+        if isinstance(outcome.result, UpstreamTask):
+            row, state = await self.passthrough.created(operation, outcome.result, view, ttl)
+        elif outcome.status is OutcomeStatus.PENDING_APPROVAL and outcome.approval_id:
             row, state = await self._hold(operation, outcome, view)
         else:
             result = to_call_tool_result(outcome, view)
             if modern:
                 return result  # nothing to wait for: the result itself
-            ttl = getattr(params.task, "ttl", None) or RESULT_TTL_MS
             wire = result.model_dump(by_alias=True, mode="json", exclude_none=True)
-            row = await self._create(
-                operation, view, kind="result", ttl_ms=min(int(ttl), MAX_RESULT_TTL_MS), result=wire
-            )
+            ttl_ms = min(int(ttl or RESULT_TTL_MS), MAX_RESULT_TTL_MS)
+            row = await self._create(operation, view, kind="result", ttl_ms=ttl_ms, result=wire)
             state = answered_state(wire)
         meta = {META_KEY: {**outcome_meta(outcome), **self._links(row)}}
         return {**task_envelope(row, state, modern), "_meta": meta}
@@ -231,8 +238,8 @@ class McpTasks:
         self, ctx: ServerRequestContext[Any, Any], params: types.GetTaskRequestParams
     ) -> dict[str, Any]:
         row = await self._owned(ctx, params.task_id, "tasks/get")
-        state = await self._state(row)
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+        state = await self._state(row, caller_of(_request(ctx)), with_result=modern)
         fields = task_envelope(row, state, modern, wrap=False)
         if modern and state.status == "completed" and state.result is not None:
             fields["result"] = state.result
@@ -251,7 +258,8 @@ class McpTasks:
         _legacy_only(ctx, "tasks/result")
         row = await self._owned(ctx, params.task_id, "tasks/result")
         deadline = time.monotonic() + self.result_wait_s
-        state = await self._state(row)
+        principal = caller_of(_request(ctx))
+        state = await self._state(row, principal, with_result=True)
         while state.status == "working":
             if time.monotonic() >= deadline:
                 raise MCPError(
@@ -261,7 +269,7 @@ class McpTasks:
                     data={"taskId": row.id, "status": state.status, "retry_after_s": 2},
                 )
             await anyio.sleep(_RESULT_POLL_S)
-            state = await self._state(row)
+            state = await self._state(row, principal, with_result=True)
         if state.result is not None:  # what ran, or the refusal the call was answered
             result = dict(state.result)
         else:
@@ -279,7 +287,9 @@ class McpTasks:
         rows = await anyio.to_thread.run_sync(
             lambda: self.store.list(principal.identity, after=after, limit=LIST_PAGE)
         )
-        tasks = [task_envelope(row, await self._state(row), False, wrap=False) for row in rows]
+        tasks = [
+            task_envelope(row, await self._state(row, principal), False, wrap=False) for row in rows
+        ]
         page: dict[str, Any] = {"tasks": tasks}
         if len(rows) == LIST_PAGE:
             page["nextCursor"] = f"{rows[-1].created_at!r}/{rows[-1].id}"
@@ -291,8 +301,12 @@ class McpTasks:
         row = await self._owned(ctx, params.task_id, "tasks/cancel")
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
         principal = caller_of(_request(ctx))
-        state = await self._state(row)
-        if state.status == "working" and row.run_id is not None:
+        state = await self._state(row, principal)
+        if state.status == "working" and row.kind == "upstream":
+            await self.passthrough.cancel(row, principal)
+            self._audit_cancel(row, principal)
+            state = await self._state(row, principal)
+        elif state.status == "working" and row.run_id is not None:
             try:
                 await held_calls.cancel_held(self.executor, row.run_id, principal)
             except RunFinished:
@@ -329,9 +343,14 @@ class McpTasks:
             data={"taskId": task_id},
         )
 
-    async def _state(self, row: TaskRow) -> TaskState:
+    async def _state(
+        self, row: TaskRow, principal: Principal | None = None, *, with_result: bool = False
+    ) -> TaskState:
         if row.kind == "result":
             return answered_state(row.result)
+        if row.kind == "upstream":
+            assert principal is not None  # the owner, who asks
+            return await self.passthrough.state(row, principal, with_result=with_result)
         assert row.run_id is not None and row.approval_id is not None
         try:
             held = await held_calls.held_state(self.executor, row.run_id, row.approval_id)

@@ -15,13 +15,16 @@ Responsibilities, one module each:
   until approved, alone or with all of its upstream's.
 - `base`, `mcp_client` (with `mcp_requests`, `mcp_offerings`, `mcp_changes`,
   `mcp_lean_call`), `http_api`: the clients for MCP servers (Streamable HTTP, stdio)
-  and plain HTTP APIs.
+  and plain HTTP APIs; `mcp_capabilities`: what a 2026-07-28 upstream is told, per
+  request, the caller can be asked; `mcp_upstream_tasks`: an upstream's own tasks
+  (task-augmented calls and ``tasks/*``, both eras).
 - `credentials`: what each upstream receives instead of the agent's token.
 
 Invariants: the agent's token never reaches an upstream (architecture.md §9.3); a
 quarantined definition is neither listed nor used; an upstream's `_meta` is never
 passed on; a resource is routed by its gateway URI's prefix, never guessed; what an
 upstream sends or asks during a request reaches only the client that made it (a
-request naming no caller goes to the one request in flight, else is refused); stdio commands
-come from the admin's config only.
+request naming no caller goes to the one request in flight, else is refused; roots are
+never answered on a shared handshake-era connection); stdio commands come from the
+admin's config only.
 """

@@ -26,6 +26,9 @@ class UpstreamTool:
     output_schema: dict[str, Any] | None = None
     annotations: dict[str, Any] | None = None
     title: str | None = None
+    # 2025-11-25 ``execution.taskSupport`` (``optional``/``required``): not pinned, it
+    # says how the tool may be called, not what it does (docs/decisions/0030).
+    task_support: str | None = None
 
 
 def definition_document(tool: UpstreamTool) -> dict[str, Any]:

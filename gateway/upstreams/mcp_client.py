@@ -35,20 +35,19 @@ import httpx2
 import mcp_types as types
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
-from mcp.client.streamable_http import streamable_http_client
-from mcp_types import CallToolResult
 
 from gateway.config import McpHttpUpstream, McpStdioUpstream
 from gateway.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
 from gateway.telemetry import TRACEPARENT
 from gateway.types import ClientInput, LogSink, ProgressCallback, ToolResult
-from gateway.upstreams import mcp_offerings, mcp_requests
+from gateway.upstreams import mcp_capabilities, mcp_offerings, mcp_requests
 from gateway.upstreams.base import Reconnected, ResourceUpdated, UpstreamStatus
 from gateway.upstreams.definitions import UpstreamTool
 from gateway.upstreams.mcp_changes import ChangeWatcher
 from gateway.upstreams.mcp_definitions import UpstreamOfferings
-from gateway.upstreams.mcp_lean_call import LeanToolCaller, NeedsSdk, is_sessionless
+from gateway.upstreams.mcp_lean_call import LeanToolCaller, NeedsSdk, dump_answers, is_sessionless
 from gateway.upstreams.mcp_requests import describe as _describe
+from gateway.upstreams.mcp_upstream_tasks import UpstreamTasks, to_result
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +89,7 @@ class McpUpstream:
             if isinstance(config, McpHttpUpstream)
             else None
         )
+        self.tasks = UpstreamTasks(self.name, self._connected, lambda: self._client, self._request)
 
     @property
     def status(self) -> UpstreamStatus:
@@ -136,7 +136,7 @@ class McpUpstream:
                 event_hooks={"request": [mcp_requests.apply_call_headers]},
                 follow_redirects=False,
             )
-            transport = streamable_http_client(config.url, http_client=http)
+            transport = mcp_requests.http_transport(config.url, http)
         # cache=None: the gateway diffs fresh tool lists; a cached list would hide changes.
         elicit, sample, roots = mcp_requests.relay_input(self.name, self._in_flight)
         return Client(
@@ -176,6 +176,7 @@ class McpUpstream:
             task_status.started()
 
     async def _serve(self, client: Client, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        mcp_capabilities.declare_per_request(client.session)
         self._client = client
         self._last_error = None
         self._broken = anyio.Event()
@@ -218,7 +219,7 @@ class McpUpstream:
             cursor: str | None = None
             for _ in range(mcp_offerings.MAX_PAGES):
                 page = await client.list_tools(cursor=cursor, cache_mode="bypass")
-                tools += [_to_upstream_tool(tool) for tool in page.tools]
+                tools += [mcp_offerings.upstream_tool(tool) for tool in page.tools]
                 cursor = page.next_cursor
                 if not cursor:
                     break
@@ -229,6 +230,7 @@ class McpUpstream:
         )
         if self._lean is not None:
             self._lean.learn(tools)
+        self.tasks.learn(tools)
         return tools
 
     async def call_tool(
@@ -258,12 +260,12 @@ class McpUpstream:
                 client_input=client_input,
             )
             if lean is not None:
-                return _to_result(lean)
+                return to_result(lean)
         client = await self._connected()
         meta = mcp_requests.with_log_level(client, meta, log)
 
-        def send(responses: Any = None, state: str | None = None) -> Any:
-            return client.session.call_tool(
+        def send(on: Client, responses: Any = None, state: str | None = None) -> Any:
+            return on.session.call_tool(
                 name,
                 arguments,
                 read_timeout_seconds=timeout_s,
@@ -274,13 +276,16 @@ class McpUpstream:
                 allow_input_required=True,
             )
 
-        async def complete() -> Any:
-            return await mcp_requests.until_complete(self.name, name, await send(), send)
-
-        result = await self._request(
-            name, complete, headers=headers, log=log, timeout_s=timeout_s, client_input=client_input
+        result = await self._for_caller(
+            name,
+            client,
+            send,
+            headers=headers,
+            log=log,
+            timeout_s=timeout_s,
+            client_input=client_input,
         )
-        return _to_result(result)
+        return to_result(result)
 
     async def _send_lean(
         self,
@@ -316,7 +321,7 @@ class McpUpstream:
                     headers=headers,
                     meta=meta,
                     capabilities=capabilities,
-                    input_responses=None if responses is None else _dump_answers(responses),
+                    input_responses=None if responses is None else dump_answers(responses),
                     request_state=state,
                 )
             except NeedsSdk as exc:
@@ -377,8 +382,8 @@ class McpUpstream:
         client = await self._connected()
         meta = mcp_requests.with_log_level(client, traced, log)
 
-        def send(responses: Any = None, state: str | None = None) -> Any:
-            return client.session.read_resource(
+        def send(on: Client, responses: Any = None, state: str | None = None) -> Any:
+            return on.session.read_resource(
                 uri,
                 input_responses=responses,
                 request_state=state,
@@ -386,11 +391,14 @@ class McpUpstream:
                 allow_input_required=True,
             )
 
-        async def complete() -> Any:
-            return await mcp_requests.until_complete(self.name, uri, await send(), send)
-
-        result = await self._request(
-            uri, complete, headers=headers, log=log, timeout_s=timeout_s, client_input=client_input
+        result = await self._for_caller(
+            uri,
+            client,
+            send,
+            headers=headers,
+            log=log,
+            timeout_s=timeout_s,
+            client_input=client_input,
         )
         return mcp_offerings.read_document(self.name, result)
 
@@ -420,8 +428,8 @@ class McpUpstream:
         client = await self._connected()
         meta = mcp_requests.with_log_level(client, traced, log)
 
-        def send(responses: Any = None, state: str | None = None) -> Any:
-            return client.session.get_prompt(
+        def send(on: Client, responses: Any = None, state: str | None = None) -> Any:
+            return on.session.get_prompt(
                 name,
                 arguments,
                 input_responses=responses,
@@ -430,11 +438,14 @@ class McpUpstream:
                 allow_input_required=True,
             )
 
-        async def complete() -> Any:
-            return await mcp_requests.until_complete(self.name, name, await send(), send)
-
-        result = await self._request(
-            name, complete, headers=headers, log=log, timeout_s=timeout_s, client_input=client_input
+        result = await self._for_caller(
+            name,
+            client,
+            send,
+            headers=headers,
+            log=log,
+            timeout_s=timeout_s,
+            client_input=client_input,
         )
         return mcp_offerings.prompt_document(self.name, result)
 
@@ -521,6 +532,19 @@ class McpUpstream:
         )
         return mcp_offerings.completion_document(result)
 
+    async def _for_caller(
+        self, what: str, client: Client, send: Callable[..., Any], **kwargs: Any
+    ) -> Any:
+        """A request on behalf of a caller through the SDK, every round of it."""
+
+        async def on(session: Client) -> Any:
+            def again(responses: Any = None, state: str | None = None) -> Any:
+                return send(session, responses, state)
+
+            return await mcp_requests.until_complete(self.name, what, await again(), again)
+
+        return await self._request(what, lambda: on(client), caller=True, **kwargs)
+
     async def _request(
         self,
         what: str,
@@ -530,52 +554,19 @@ class McpUpstream:
         log: LogSink | None,
         timeout_s: float,
         client_input: ClientInput | None = None,
+        caller: bool = False,
     ) -> _T:
-        return await mcp_requests.run(
-            self.name,
-            what,
-            send,
-            headers=headers,
-            log_sink=log,
-            timeout_s=timeout_s,
-            mark_broken=self._mark_broken,
-            client_input=client_input,
-            in_flight=self._in_flight,
-        )
-
-
-def _dump_answers(responses: dict[str, Any]) -> dict[str, Any]:
-    """Input responses (the SDK's models) as the wire spells them."""
-    return {
-        key: value.model_dump(by_alias=True, mode="json", exclude_none=True)
-        for key, value in responses.items()
-    }
-
-
-def _to_upstream_tool(tool: Any) -> UpstreamTool:
-    annotations = (
-        tool.annotations.model_dump(by_alias=True, exclude_none=True) if tool.annotations else None
-    )
-    return UpstreamTool(
-        name=tool.name,
-        description=tool.description,
-        input_schema=tool.input_schema,
-        output_schema=tool.output_schema,
-        annotations=annotations or None,
-        title=tool.title,
-    )
-
-
-def _to_result(result: CallToolResult) -> ToolResult:
-    # Rebuilt from content / structuredContent / isError only: the upstream's `_meta`
-    # (result-level and per content item) is not forwarded (architecture.md §7).
-    content = []
-    for item in result.content:
-        data = item.model_dump(by_alias=True, exclude_none=True, mode="json")
-        data.pop("_meta", None)
-        content.append(data)
-    return ToolResult(
-        content=content,
-        structured_content=result.structured_content,
-        is_error=bool(result.is_error),
-    )
+        """``caller``: a request on behalf of the caller, which declares the caller's
+        capabilities at 2026-07-28 (`mcp_capabilities`), not the connection's."""
+        with mcp_capabilities.declaring(mcp_capabilities.of(client_input) if caller else None):
+            return await mcp_requests.run(
+                self.name,
+                what,
+                send,
+                headers=headers,
+                log_sink=log,
+                timeout_s=timeout_s,
+                mark_broken=self._mark_broken,
+                client_input=client_input,
+                in_flight=self._in_flight,
+            )

@@ -265,6 +265,14 @@ class LeanToolCaller:
         return message
 
 
+def dump_answers(responses: dict[str, Any]) -> dict[str, Any]:
+    """Input responses (the SDK's models) as the wire spells them."""
+    return {
+        key: value.model_dump(by_alias=True, mode="json", exclude_none=True)
+        for key, value in responses.items()
+    }
+
+
 def _event_stream_messages(body: bytes) -> list[dict[str, Any]]:
     """The JSON objects carried by the ``data`` fields of a complete event stream."""
     messages: list[dict[str, Any]] = []

@@ -14,9 +14,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import mcp_types as types
 from mcp import Client
 from mcp_types import GetPromptResult, ReadResourceResult
 
+from gateway.upstreams.definitions import UpstreamTool
 from gateway.upstreams.mcp_definitions import (
     UpstreamOfferings,
     UpstreamPrompt,
@@ -157,3 +159,21 @@ def content_size(document: dict[str, Any]) -> int:
             blob = item["blob"].rstrip("=")
             size += len(blob) * 3 // 4
     return size
+
+
+def upstream_tool(tool: types.Tool) -> UpstreamTool:
+    """A listed tool as the catalog keeps it; at 2025-11-25 with its
+    ``execution.taskSupport`` (`mcp_upstream_tasks`)."""
+    annotations = (
+        tool.annotations.model_dump(by_alias=True, exclude_none=True) if tool.annotations else None
+    )
+    support = tool.execution.task_support if tool.execution is not None else None
+    return UpstreamTool(
+        name=tool.name,
+        description=tool.description,
+        input_schema=tool.input_schema,
+        output_schema=tool.output_schema,
+        annotations=annotations or None,
+        title=tool.title,
+        task_support=support if support in ("optional", "required") else None,
+    )

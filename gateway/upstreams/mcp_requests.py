@@ -11,21 +11,24 @@ logged here, never sent to someone else's client.
 
 What an upstream asks of the client (elicitation, sampling, roots) finds its caller
 the same way, on a third context variable holding the operation's `ClientInput`: as a
-server-to-client request on the call's stream (2025-11-25), or as a multi-round-trip
-``input_required`` result (2026-07-28, `until_complete`).
+server-to-client request on the call's stream (2025-11-25; roots excepted, refused on
+the shared connection: `relay_input`), or as a multi-round-trip ``input_required``
+result (2026-07-28, `until_complete`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
 import httpx2
 import mcp_types as types
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, LOG_LEVEL_META_KEY, REQUEST_TIMEOUT
 
@@ -161,6 +164,14 @@ async def _check_url_elicitations(
         )
 
 
+@contextlib.asynccontextmanager
+async def http_transport(url: str, http: httpx2.AsyncClient) -> AsyncIterator[Any]:
+    """The SDK's Streamable HTTP transport on ``http``, which is closed with it (the SDK
+    leaves a client it was given open: each reconnect left a connection pool behind)."""
+    async with http, streamable_http_client(url, http_client=http) as streams:
+        yield streams
+
+
 def with_trace(meta: dict[str, Any] | None, headers: dict[str, str]) -> dict[str, Any]:
     """``meta`` plus the trace context the pipeline put in ``headers`` of a traced call
     (`gateway.telemetry`; callers test for ``traceparent`` first): an MCP request
@@ -228,8 +239,26 @@ class InFlight:
         return next(iter(self._inputs.values()))
 
 
+SHARED_ROOTS = (
+    "the agent gateway does not answer roots/list on its shared connection to an "
+    "upstream of the 2025-11-25 era: an upstream that keeps roots per session would "
+    "serve one client's roots to another's calls (docs/mcp.md, Requests for client "
+    "input); at 2026-07-28 roots are asked per request and relayed"
+)
+
+
 def relay_input(upstream: str, in_flight: InFlight) -> tuple[Any, Any, Any]:
-    """The elicitation, sampling and roots callbacks of ``upstream``'s connection."""
+    """The elicitation, sampling and roots callbacks of ``upstream``'s connection.
+
+    Roots are refused, always. These callbacks serve only requests sent by the
+    upstream on the connection (the 2025-11-25 era; at 2026-07-28 requests for input
+    come in ``input_required`` results, `until_complete`, and are relayed). The
+    connection is one upstream session shared by every caller, and a server of that
+    era may keep a session's roots (server-everything asks once per session and keeps
+    the answer): relaying one caller's roots there would make them what the upstream
+    believes of every later caller's. Elicitation and sampling are answers to one
+    request, not state of the session, and are relayed.
+    """
 
     async def elicit(context: Any, params: Any) -> Any:
         return await _relay_one(upstream, in_flight, "elicitation/create", _dump(params))
@@ -238,7 +267,8 @@ def relay_input(upstream: str, in_flight: InFlight) -> tuple[Any, Any, Any]:
         return await _relay_one(upstream, in_flight, "sampling/createMessage", _dump(params))
 
     async def roots(context: Any) -> Any:
-        return await _relay_one(upstream, in_flight, "roots/list", {})
+        log.info("upstream %s asked roots/list on its shared connection: refused", upstream)
+        return types.ErrorData(code=types.INVALID_REQUEST, message=SHARED_ROOTS)
 
     return elicit, sample, roots
 

@@ -30,7 +30,14 @@ from jsonschema.protocols import Validator
 from gateway.config import HttpUpstream, McpHttpUpstream, McpStdioUpstream
 from gateway.errors import InvalidArguments
 from gateway.offerings import PromptDefinition, ResourceDefinition, TemplateDefinition
-from gateway.types import CallMethod, McpResult, Operation, ToolDefinition, ToolResult
+from gateway.types import (
+    CallMethod,
+    McpResult,
+    Operation,
+    ToolDefinition,
+    ToolResult,
+    UpstreamTask,
+)
 from gateway.upstreams.base import OfferingsClient, UpstreamClient
 from gateway.upstreams.credentials import CredentialProvider
 from gateway.upstreams.mcp_offerings import content_size, namespaced_content
@@ -65,7 +72,21 @@ class CatalogEntry:
         """Raises `InvalidArguments` naming the first offending field."""
         check_arguments(self.definition.name, self.validator, arguments)
 
-    async def forward(self, operation: Operation, headers: dict[str, str]) -> ToolResult:
+    async def forward(
+        self, operation: Operation, headers: dict[str, str]
+    ) -> ToolResult | UpstreamTask:
+        if operation.task is not None:  # the upstream's own task, if it serves them
+            tasks = getattr(self.upstream, "tasks", None)
+            if tasks is not None and tasks.serves(self.definition.upstream_tool):
+                return await tasks.call(
+                    self.definition.upstream_tool,
+                    operation.arguments,
+                    task=operation.task,
+                    meta=None,
+                    headers=headers,
+                    timeout_s=self.config.timeout_s,
+                    client_input=operation.client_input,
+                )
         result = await self.upstream.call_tool(
             self.definition.upstream_tool,
             operation.arguments,
@@ -76,6 +97,10 @@ class CatalogEntry:
             timeout_s=self.config.timeout_s,
             client_input=operation.client_input,
         )
+        return self.namespaced(result)
+
+    def namespaced(self, result: ToolResult) -> ToolResult:
+        """Resources a result names, in the gateway's URIs (decision 0016)."""
         if not any(item.get("type") in ("resource", "resource_link") for item in result.content):
             return result
         server = self.definition.server

@@ -1,6 +1,7 @@
 """Which caller an upstream's request for client input goes to (`mcp_requests`): the
 caller whose request it arrived on, else the one request in flight, else nobody — a
-request is never guessed between two callers."""
+request is never guessed between two callers; and roots, never anyone, on a shared
+connection."""
 
 from __future__ import annotations
 
@@ -14,31 +15,35 @@ from gateway.upstreams.mcp_requests import InFlight, relay_input
 
 pytestmark = pytest.mark.anyio
 
+FORM = types.ElicitRequestFormParams(
+    message="who?", requested_schema={"type": "object", "properties": {"who": {"type": "string"}}}
+)
+
 
 def _client_input(asked: list[str], name: str) -> ClientInput:
     async def ask(upstream: str, requests: dict[str, InputRequest]) -> dict[str, Any]:
         asked.append(name)
-        return {key: {"roots": [{"uri": f"file:///{name}"}]} for key in requests}
+        return {key: {"action": "accept", "content": {"who": name}} for key in requests}
 
     async def check(upstream: str, request: InputRequest) -> None:
         return None
 
-    return ClientInput(ask, {"roots": {}}, check)
+    return ClientInput(ask, {"elicitation": {"form": {}}}, check)
 
 
 async def test_a_request_without_a_caller_goes_to_the_one_in_flight() -> None:
     asked: list[str] = []
     in_flight = InFlight()
-    _, _, roots = relay_input("up", in_flight)
-    refused = await roots(None)
+    elicit, _, _ = relay_input("up", in_flight)
+    refused = await elicit(None, FORM)
     assert isinstance(refused, types.ErrorData) and "outside any request" in refused.message
     first = in_flight.enter(_client_input(asked, "alice"))
-    answer = await roots(None)
-    assert isinstance(answer, types.ListRootsResult) and asked == ["alice"]
+    answer = await elicit(None, FORM)
+    assert isinstance(answer, types.ElicitResult) and asked == ["alice"]
     second = in_flight.enter(_client_input(asked, "bob"))
-    assert isinstance(await roots(None), types.ErrorData)  # two callers: nobody is guessed
+    assert isinstance(await elicit(None, FORM), types.ErrorData)  # nobody is guessed
     in_flight.leave(first)
-    await roots(None)
+    await elicit(None, FORM)
     assert asked == ["alice", "bob"]
     in_flight.leave(second)
     assert in_flight.sole() is None
@@ -47,5 +52,18 @@ async def test_a_request_without_a_caller_goes_to_the_one_in_flight() -> None:
 async def test_a_listing_in_flight_is_no_caller() -> None:
     in_flight = InFlight()
     in_flight.enter(None)  # the catalog re-reading the lists
+    elicit, _, _ = relay_input("up", in_flight)
+    assert isinstance(await elicit(None, FORM), types.ErrorData)
+
+
+async def test_roots_are_never_relayed_on_a_shared_connection() -> None:
+    """An upstream that keeps roots per session would serve one caller's roots to every
+    later caller of the shared connection: refused, even to the caller in flight, who
+    is never asked."""
+    asked: list[str] = []
+    in_flight = InFlight()
+    in_flight.enter(_client_input(asked, "alice"))
     _, _, roots = relay_input("up", in_flight)
-    assert isinstance(await roots(None), types.ErrorData)
+    refused = await roots(None)
+    assert isinstance(refused, types.ErrorData) and "shared connection" in refused.message
+    assert asked == []

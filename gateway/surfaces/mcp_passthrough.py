@@ -1,0 +1,200 @@
+"""Upstreams' own tasks, passed through to the MCP client that asked for a task
+(docs/decisions/0030; docs/mcp.md, "Tasks").
+
+A task-augmented ``tools/call`` (2025-11-25 ``params.task``; 2026-07-28 a request
+declaring the tasks extension) of a tool whose upstream runs tools as tasks
+(`gateway.upstreams.mcp_upstream_tasks`) goes through the one pipeline like any call —
+policy decides it, attempt and decision are durable before the upstream sees it —
+and is forwarded as a task-augmented call. When the upstream answers with a task, the
+gateway gives the client a task of its own, a row of kind ``upstream`` in
+``mcp_tasks`` naming the upstream's task id and bound to the caller's identity like
+every task (`mcp_tasks` refuses anyone else, -32602, audited ``task.refused``).
+Its ``tasks/*`` are forwarded to the tool's upstream with the upstream's own
+credentials for the caller; the client's era and the upstream's need not match (the
+state is normalized, then written in the client's era).
+
+The call's ``call.outcome`` is written when its result is first fetched (2025-11-25
+``tasks/result``, 2026-07-28 a ``tasks/get`` of an ended task), by whichever request
+wins the row's compare-and-swap (`TaskStore.claim_outcome`): exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import mcp_types as types
+from mcp.shared.exceptions import MCPError
+
+from gateway.audit import AuditLog, AuditRecord
+from gateway.errors import AuditUnavailable, GatewayError, UpstreamError, UpstreamRejected
+from gateway.pipeline import Pipeline
+from gateway.surfaces.mcp_results import to_call_tool_result
+from gateway.surfaces.mcp_task_results import TaskState
+from gateway.surfaces.mcp_task_store import TaskRow, TaskStore, new_task_id
+from gateway.surfaces.mcp_views import View
+from gateway.types import Operation, Outcome, OutcomeStatus, Principal, UpstreamTask
+from gateway.upstreams.mcp_upstream_tasks import TaskView, UpstreamTasks
+from gateway.upstreams.targets import CatalogEntry
+
+log = logging.getLogger(__name__)
+
+# Kept this long when neither the client nor the upstream said.
+DEFAULT_TTL_MS = 3_600_000
+MAX_TTL_MS = 86_400_000
+# How long a task request waits for its upstream (a tasks/* request is quick).
+TIMEOUT_S = 30.0
+
+
+class Passthrough:
+    def __init__(self, pipeline: Pipeline, store: TaskStore, audit: AuditLog) -> None:
+        self.pipeline = pipeline
+        self.store = store
+        self.audit = audit
+
+    def accepts(self, tool: str) -> bool:
+        """Whether a task-augmented call of the gateway tool ``tool`` is passed through
+        (its upstream runs it as a task); else the gateway answers it (`mcp_tasks`)."""
+        entry = self._entry(tool)
+        return entry is not None and _tasks(entry).serves(entry.definition.upstream_tool)
+
+    async def created(
+        self, operation: Operation, task: UpstreamTask, view: View, ttl_ms: int | None
+    ) -> tuple[TaskRow, TaskState]:
+        """The gateway's task for the upstream's, durable (and audited) before the
+        client hears its id."""
+        task_id = new_task_id()
+        ttl = min(task.ttl_ms or ttl_ms or DEFAULT_TTL_MS, MAX_TTL_MS)
+        payload = {
+            "task_id": task_id,
+            "kind": "upstream",
+            "request_id": operation.request_id,
+            "principal": operation.principal.to_audit(),
+            "tool": operation.target,
+            "upstream": task.upstream,
+            "upstream_task_id": task.task_id,
+        }
+        record = AuditRecord(
+            "task.created", task_id, payload, operation.principal.sub, operation.target
+        )
+        try:
+            await self.audit.append(record)
+            row = await anyio.to_thread.run_sync(
+                lambda: self.store.insert(
+                    task_id=task_id,
+                    kind="upstream",
+                    owner=operation.principal.identity,
+                    request_id=operation.request_id,
+                    tool=operation.target,
+                    endpoint=view.upstream,
+                    ttl_ms=ttl,
+                    upstream_task_id=task.task_id,
+                )
+            )
+        except AuditUnavailable as exc:
+            raise MCPError(code=types.INTERNAL_ERROR, message=exc.message) from None
+        except Exception as exc:  # the store: the upstream's task runs on, unreachable
+            log.error("task of %s not stored: %s", operation.request_id, exc)
+            raise MCPError(
+                code=types.INTERNAL_ERROR,
+                message=f"the task store is unavailable (request {operation.request_id}); "
+                f"upstream {task.upstream} runs the call as its task {task.task_id}",
+            ) from None
+        return row, TaskState(_status(task.status), task.message or f"{task.upstream} works on it")
+
+    async def state(self, row: TaskRow, principal: Principal, *, with_result: bool) -> TaskState:
+        """The upstream task's state; with its result once it ended if ``with_result``
+        (then the call's outcome is recorded, once)."""
+        entry = self._entry(row.tool)
+        if entry is None:
+            message = f"{row.tool} is no longer offered (its definition changed or was removed)"
+            return TaskState("failed", message, error={"code": "unknown_tool", "message": message})
+        assert row.upstream_task_id is not None
+        headers = entry.credentials.headers_for(principal)
+        try:
+            view = await _tasks(entry).get(
+                row.upstream_task_id, headers=headers, timeout_s=TIMEOUT_S, with_result=with_result
+            )
+        except UpstreamRejected as exc:  # e.g. the upstream forgot it (its TTL): it ended
+            return await self._ended(row, principal, TaskView("failed", exc.message), entry, exc)
+        except UpstreamError as exc:
+            raise _unavailable(row, exc) from None
+        if not with_result or not view.ended:
+            return TaskState(_status(view.status), view.message or view.status)
+        return await self._ended(row, principal, view, entry, None)
+
+    async def cancel(self, row: TaskRow, principal: Principal) -> None:
+        entry = self._entry(row.tool)
+        if entry is None or row.upstream_task_id is None:
+            return
+        headers = entry.credentials.headers_for(principal)
+        try:
+            await _tasks(entry).cancel(row.upstream_task_id, headers=headers, timeout_s=TIMEOUT_S)
+        except UpstreamRejected:
+            pass  # it ended meanwhile: the state says how
+        except UpstreamError as exc:
+            raise _unavailable(row, exc) from None
+
+    async def _ended(
+        self,
+        row: TaskRow,
+        principal: Principal,
+        view: TaskView,
+        entry: CatalogEntry,
+        failure: GatewayError | None,
+    ) -> TaskState:
+        """An ended task: its result as the client gets it, the outcome recorded once."""
+        call = Operation(principal, "tools/call", row.tool, {}, "mcp", row.request_id)
+        result = entry.namespaced(view.result) if view.result is not None else None
+        error = failure
+        if result is None and error is None:
+            code = (view.error or {}).get("code")
+            text = (view.error or {}).get("message") or view.message or view.status
+            error = UpstreamRejected(
+                f"upstream task {row.upstream_task_id} {view.status}: {text}",
+                rpc_code=code if isinstance(code, int) else types.INTERNAL_ERROR,
+                rpc_message=str(text),
+            )
+        record = await anyio.to_thread.run_sync(lambda: self.store.claim_outcome(row.id))
+        fields = {"task_id": row.id, "upstream_task_id": row.upstream_task_id}
+        checked, error = self.pipeline.record_task_outcome(
+            call, result, error, record=record, fields={**fields, "task_status": view.status}
+        )
+        status = OutcomeStatus.OK if error is None else OutcomeStatus.ERROR
+        outcome = Outcome(row.request_id, row.tool, status, None, result=checked, error=error)
+        wire = to_call_tool_result(outcome, View(row.endpoint)).model_dump(
+            by_alias=True, mode="json", exclude_none=True
+        )
+        message = view.message or view.status
+        if error is None:
+            return TaskState(_status(view.status), message, result=wire)
+        reason = {"code": getattr(error, "code", "upstream_error"), "message": error.message}
+        return TaskState(_status(view.status), message, result=wire, error=reason)
+
+    def _entry(self, tool: str) -> CatalogEntry | None:
+        try:
+            entry = self.pipeline.catalog.resolve(tool)
+        except GatewayError:
+            return None
+        return entry if isinstance(getattr(entry.upstream, "tasks", None), UpstreamTasks) else None
+
+
+def _tasks(entry: CatalogEntry) -> UpstreamTasks:
+    tasks = getattr(entry.upstream, "tasks", None)
+    assert isinstance(tasks, UpstreamTasks)
+    return tasks
+
+
+def _status(status: str) -> Any:
+    # An upstream waiting for input is working, as the client sees it: the gateway does
+    # not relay an upstream task's requests for input (docs/mcp.md, "Tasks").
+    return "working" if status == "input_required" else status
+
+
+def _unavailable(row: TaskRow, exc: UpstreamError) -> MCPError:
+    return MCPError(
+        code=-32000,
+        message=f"the upstream of task {row.id} cannot be reached: {exc.message}; retry",
+        data={"taskId": row.id, "retry_after_s": 2},
+    )
