@@ -142,6 +142,7 @@ class CallLoad:
         self.answers: list[Answer] = []
         self._numbers = itertools.count()
         self._lock = threading.Lock()
+        self._stopped = threading.Event()
         # Each replica has its own audience (its URL), as behind no load balancer.
         self._tokens = [g.token(sub="agent:load") for g in gateways]
         self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
@@ -150,6 +151,10 @@ class CallLoad:
         for thread in self._threads:
             thread.start()
         return self
+
+    def stop(self) -> None:
+        """No more calls begin (those under way finish); then `wait`."""
+        self._stopped.set()
 
     def wait(self, timeout_s: float) -> list[Answer]:
         for thread in self._threads:
@@ -164,7 +169,7 @@ class CallLoad:
 
     def _client(self) -> None:
         with httpx.Client(timeout=120) as client:
-            while (number := next(self._numbers)) < self.total:
+            while (number := next(self._numbers)) < self.total and not self._stopped.is_set():
                 replica = number % len(self.gateways)
                 text = f"{self.marker}-{number}"
                 try:
