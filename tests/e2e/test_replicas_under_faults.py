@@ -17,9 +17,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
+from mcp.shared.exceptions import MCPError
 
+from gateway.surfaces.mcp import META_KEY
+from tests.e2e.mcp_client import connect
 from tests.support.pg_cluster import PostgresCluster
 from tests.support.processes import GatewayServer, McpUpstreamServer, write_policy
 from tests.support.replicas import Answer, CallLoad, Deployment, audit_facts
@@ -126,6 +130,7 @@ def test_postgres_restarted_mid_load(
     for gateway in gateways:
         assert httpx.get(f"{gateway.url}/readyz", timeout=30).status_code == 503
     more_runs = [submit_run_or_refused(gateways[0], f"{marker}-late-{i}") for i in range(2)]
+    mcp_answer = anyio.run(mcp_call, gateways[1], f"{marker}-mcp")
     cluster.start()
     answers = load.wait(TIMEOUT_S * 5)
 
@@ -144,6 +149,9 @@ def test_postgres_restarted_mid_load(
     answers_after = echo_load(gateways, f"{marker}-after", AFTER_OUTAGE)
     assert all(ok(a) for a in answers_after), [a for a in answers_after if not ok(a)][:3]
     assert replicas.alive() == pids, "a process died or was restarted"
+
+    # MCP: the tool result says the log was unavailable (docs/mcp.md), not an internal error.
+    assert mcp_answer == "result isError=True code=audit_unavailable", mcp_answer
 
     statuses = {a.status for a in answers}
     assert statuses <= {200, 503}, [a for a in answers if a.status not in (200, 503)][:3]
@@ -191,6 +199,17 @@ def test_postgres_restarted_mid_load(
         timeout=TIMEOUT_S * 2,
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+async def mcp_call(gateway: GatewayServer, text: str) -> str:
+    """An MCP tools/call while the database is down: what the client gets."""
+    async with connect(gateway.mcp_url, gateway.token(sub="agent:load"), "2026-07-28") as client:
+        try:
+            result = await client.call_tool("up__echo", {"text": text})
+        except MCPError as exc:
+            return f"error {exc.error.code}: {exc.error.message}"
+    details = (result.meta or {}).get(META_KEY, {})
+    return f"result isError={result.is_error} code={details.get('error', {}).get('code')}"
 
 
 def submit_run_or_refused(gateway: GatewayServer, label: str) -> str | None:
