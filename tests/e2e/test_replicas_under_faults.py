@@ -35,7 +35,7 @@ CLIENTS = 4
 BEFORE_OUTAGE = 300  # calls in the load that spans the outage
 AFTER_OUTAGE = 60  # calls once the database is back, through both replicas
 REFUSED_WHILE_DOWN = 8  # 503s seen before the database comes back
-RUNS = 4
+RUNS = 2  # one per worker process (each runs one loop): both mid-step in the outage
 EXECUTOR = {"workers": 1, "poll_s": 0.1, "lease_s": 3}
 
 
@@ -74,12 +74,20 @@ def deployment(
         cluster.start()
 
 
-def submit_run(gateway: GatewayServer, label: str) -> str:
+def submit_run(gateway: GatewayServer, label: str, group: str) -> str:
+    """A run whose first step waits (in the upstream) until the test releases ``group``."""
+    gate = {"group": group, "count": RUNS + 1}
     plan = {
         "name": "under-faults",
         "steps": [
-            {"id": "first", "tool": "up__effect", "arguments": {"label": label}},
-            {"id": "then", "tool": "up__echo", "arguments": {"text": f"then-{label}"}},
+            {"id": "gate", "tool": "up__rendezvous", "arguments": gate},
+            {"id": "first", "tool": "up__effect", "arguments": {"label": label}, "needs": ["gate"]},
+            {
+                "id": "then",
+                "tool": "up__echo",
+                "arguments": {"text": f"then-{label}"},
+                "needs": ["first"],
+            },
         ],
     }
     submitted = httpx.post(
@@ -110,7 +118,13 @@ def test_postgres_restarted_mid_load(
     gateways = replicas.gateways
     pids = replicas.alive()
     marker = f"pg-restart-{uuid.uuid4().hex[:6]}"
-    runs = [submit_run(gateways[i % 2], f"{marker}-run-{i}") for i in range(RUNS)]
+    group = f"{marker}-gate"
+    runs = [submit_run(gateways[i % 2], f"{marker}-run-{i}", group) for i in range(RUNS)]
+    eventually(
+        lambda: sum(1 for c in upstream.calls() if c["arguments"].get("group") == group) >= RUNS,
+        "both workers mid-step",
+        detail=replicas.logs,
+    )
 
     load = CallLoad(
         gateways, tool="up__echo", total=BEFORE_OUTAGE, clients=CLIENTS, marker=marker
@@ -159,6 +173,15 @@ def test_postgres_restarted_mid_load(
     assert len(refused) >= REFUSED_WHILE_DOWN, len(refused)
     assert all(json.loads(a.body)["error"]["code"] for a in refused)
 
+    # The runs held through the outage go on (their leases lapsed meanwhile: a worker
+    # whose fencing token is stale writes nothing; the step is repeated with its key).
+    released = httpx.post(
+        f"{gateways[0].url}/v1/tools/up__rendezvous/call",
+        json={"arguments": {"group": group, "count": RUNS + 1}},
+        headers=gateways[0].headers(sub="agent:load"),
+        timeout=TIMEOUT_S,
+    )
+    assert released.status_code == 200, released.text
     runs += [r for r in more_runs if r]
     for run_id in runs:
         eventually(
