@@ -4,8 +4,10 @@ is restarted (a crash: `pg_ctl stop -m immediate`).
 
 While the database is down calls are refused with 503, none is forwarded without its
 attempt and decision in the log; afterwards the log is one chain that verifies, with
-no entry lost or duplicated, and the same processes serve again. The cluster is the
-test's own (tests/support/pg_cluster.py): the suite's shared server is never touched.
+no entry lost or duplicated (outcomes of calls forwarded just before the crash
+included), and the same processes serve again. Runs held by both workers mid-step
+through the outage finish afterwards, each effect once. The cluster is the test's own
+(tests/support/pg_cluster.py): the suite's shared server is never touched.
 """
 
 from __future__ import annotations
