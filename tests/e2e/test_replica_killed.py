@@ -6,7 +6,8 @@ are held (leased) by both when one is killed mid-step: the survivor takes the de
 one's runs after their lease, repeats the interrupted step with the same idempotency
 key (so its effect happens once), and finishes them. Approvals live in the database:
 one requested through the dead replica, and one whose caller was waiting in it, are
-decided and run through the survivor, each exactly once.
+decided and run through the survivor, each exactly once; so is an MCP task the dead
+replica accepted, whose result the survivor then serves.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.surfaces.mcp import META_KEY
 from tests.support.pg_cluster import rows
 from tests.support.processes import GatewayServer, McpUpstreamServer, write_policy
 from tests.support.replicas import Deployment, audit_facts
@@ -28,6 +30,8 @@ from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.postgres]
 
+MODERN = "2026-07-28"
+TASKS = "io.modelcontextprotocol/tasks"
 LOOPS = 2  # executor loops per replica
 RUNS = 2 * LOOPS  # one per loop: every loop holds a run when the kill comes
 GRANTS = [
@@ -130,6 +134,15 @@ def test_a_replica_killed_with_runs_and_approvals_is_carried_on_by_the_other(
         except httpx.HTTPError as exc:
             waiting.append(exc)
 
+    # ... and an MCP task (a client that takes tasks) accepted by it.
+    task = mcp_request(
+        doomed,
+        "tools/call",
+        {"name": "up__write", "arguments": {"key": f"{marker}-task", "value": "v"}},
+    )["result"]
+    assert task["resultType"] == "task" and task["status"] == "working", task
+    task_approval = task["_meta"][META_KEY]["approval_id"]
+
     holder = threading.Thread(target=wait_in_doomed, daemon=True)
     holder.start()
     held_id = eventually(lambda: pending_approval(survivor, f"{marker}-held"), "the held call")
@@ -206,6 +219,18 @@ def test_a_replica_killed_with_runs_and_approvals_is_carried_on_by_the_other(
             assert retried.status_code == 200, retried.text
         assert sum(1 for c in upstream.calls() if c["arguments"].get("key") == key) == 1
 
+    # The task accepted by the dead replica: approved and run once through the survivor,
+    # its result read there.
+    approve(survivor, task_approval)
+
+    def task_done() -> dict[str, Any] | None:
+        state = mcp_request(survivor, "tasks/get", {"taskId": task["taskId"]})["result"]
+        return state if state["status"] == "completed" else None
+
+    done = eventually(task_done, "the task completed", detail=replicas.logs)
+    assert done["result"]["content"][0]["text"] == f"wrote {marker}-task"
+    assert sum(1 for c in upstream.calls() if c["arguments"].get("key") == f"{marker}-task") == 1
+
     effects = [
         json.loads(line)
         for line in Path(str(upstream.call_log) + ".effects.jsonl").read_text().splitlines()
@@ -216,6 +241,31 @@ def test_a_replica_killed_with_runs_and_approvals_is_carried_on_by_the_other(
     facts = audit_facts(pg_database_url)
     assert not facts.faults, facts.faults
     assert not facts.duplicated(), facts.duplicated()[:5]
+
+
+def mcp_request(gateway: GatewayServer, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """A 2026-07-28 request declaring the tasks extension (as tests/e2e/test_mcp_tasks.py)."""
+    envelope = {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {"extensions": {TASKS: {}}},
+        "io.modelcontextprotocol/clientInfo": {"name": "kill-test", "version": "1"},
+    }
+    response = httpx.post(
+        gateway.mcp_url,
+        json={"jsonrpc": "2.0", "id": 1, "method": method, "params": {**params, "_meta": envelope}},
+        headers={
+            **gateway.headers(sub="agent:kill"),
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": MODERN,
+            "Mcp-Method": method,
+            "Mcp-Name": str(params.get("name", params.get("taskId", ""))),
+        },
+        timeout=60,
+    )
+    if response.headers["content-type"].startswith("text/event-stream"):
+        data = [line[5:] for line in response.text.splitlines() if line.startswith("data:")]
+        return dict(json.loads(data[-1]))
+    return dict(response.json())
 
 
 def lease_owner(url: str, run_id: str) -> str | None:
