@@ -50,7 +50,7 @@ from gateway.policy.opa import OpaEngine
 from gateway.policy.origins import build_embedded_engine
 from gateway.policy.reload import build_reloader
 from gateway.relays import Relays
-from gateway.store import create_engine, migrate
+from gateway.store import UNREACHABLE, create_engine, migrate
 from gateway.store.shared_clock import SharedClock
 from gateway.surfaces import audit_api
 from gateway.surfaces.approvals_api import ApprovalsApi
@@ -60,6 +60,7 @@ from gateway.surfaces.auth import (
     METADATA_PATH,
     AuthenticationMiddleware,
     Authenticator,
+    database_unreachable,
     error_handler,
 )
 from gateway.surfaces.console import Console
@@ -399,7 +400,10 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
     app = Starlette(
         routes=merge_methods(routes),
         middleware=middleware,
-        exception_handlers={GatewayError: error_handler(parts.authenticator)},
+        exception_handlers={
+            GatewayError: error_handler(parts.authenticator),
+            **dict.fromkeys(UNREACHABLE, database_unreachable),
+        },
         lifespan=lifespan,
     )
     app.state.components = parts

@@ -348,6 +348,14 @@ class LimitsUnavailable(RetryLater):
     http_status = 503
 
 
+class DatabaseUnavailable(StorageError):
+    """The database could not be reached (down, restarting, connection cut) while a
+    request read or wrote it: nothing was decided, so 503, never a 500 or a denial.
+    The same request may succeed once the database is back."""
+
+    code = "database_unavailable"
+
+
 class AuditUnavailable(StorageError):
     """The audit record could not be made durable; the call is not forwarded."""
 

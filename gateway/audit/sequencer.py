@@ -12,7 +12,13 @@ unwritten, so the chain order is still the order of the calls.
 
 What nobody waits for (`submit`: a call's outcome, a run's events) lingers for up to
 `LINGER_S` and is written in the transaction of the next append, in front of it, so
-that it costs no commit (an fsync) of its own (docs/decisions/0026).
+that it costs no commit (an fsync) of its own (docs/decisions/0026). If that
+transaction fails with nothing appended (the database is down), it is kept and tried
+again, every `RETRY_S` or with the next append, until it commits: a database restart
+loses no outcome of a call that was forwarded before it. Only a failure during COMMIT,
+when the records may already be in the log, gives them up (a retry could append them
+twice), as does a process that dies or stops while the database is still away; the
+verifier reports such calls as having an unknown outcome.
 
 No chain state is kept in memory. Because the head is read under the lock inside the
 transaction that extends it, several processes (each with its own writer thread)
@@ -58,11 +64,17 @@ CATCH_UP_WAIT_S = 0.002
 # later than before an outcome becomes durable; a commit of its own costs an fsync.
 LINGER_S = 0.010
 
+# How often submitted records whose transaction failed with nothing appended are tried
+# again on their own (they also ride in any append's transaction before then), and how
+# many records are kept for that at most: beyond it, the oldest are given up (logged).
+RETRY_S = 1.0
+MAX_KEPT = 10_000
+
 
 class _Request:
     """One append call: its records land contiguously, in one transaction."""
 
-    __slots__ = ("future", "loop", "records", "sync_future")
+    __slots__ = ("future", "kept", "loop", "records", "sync_future")
 
     def __init__(
         self,
@@ -71,11 +83,15 @@ class _Request:
         loop: asyncio.AbstractEventLoop | None = None,
         future: asyncio.Future[list[int]] | None = None,
         sync_future: concurrent.futures.Future[list[int]] | None = None,
+        kept: bool = False,
     ) -> None:
         self.records = records
         self.loop = loop
         self.future = future
         self.sync_future = sync_future
+        # Submitted (nobody waits): kept for another try when its transaction fails
+        # with nothing appended, instead of failing.
+        self.kept = kept
 
 
 _STOP = object()  # queued by close(): everything queued before it is still written
@@ -192,7 +208,7 @@ class AuditLog:
         with self._lock:
             if not self._accepting:
                 raise self._not_running()
-            self._lingering.append(_Request(prepared, loop=loop, future=future))
+            self._lingering.append(_Request(prepared, loop=loop, future=future, kept=True))
             if self._linger_timer is None:
                 self._linger_timer = (loop, loop.call_later(LINGER_S, self._stop_lingering))
         return future
@@ -263,7 +279,8 @@ class AuditLog:
                 return None
             except Exception as exc:
                 error = self._commit_failed(sum(len(g) for g in groups), exc)
-                _resolve_elsewhere(lingering, None, error)
+                given_up = self._keep_for_retry(lingering, exc)
+                _resolve_elsewhere(given_up, None, error)
                 raise error() from exc
             _resolve_elsewhere(lingering, results, None)
             return results[-1]
@@ -373,7 +390,8 @@ class AuditLog:
         except Exception as exc:
             count = sum(len(r.records) for r in batch)
             self._done(batch)
-            caught_up = self._settle(batch, None, self._commit_failed(count, exc))
+            error = self._commit_failed(count, exc)
+            caught_up = self._settle(self._keep_for_retry(batch, exc), None, error)
         else:
             self._done(batch)
             caught_up = self._settle(batch, results, None)
@@ -385,6 +403,38 @@ class AuditLog:
         deadline = time.monotonic() + CATCH_UP_WAIT_S
         for event in caught_up:
             event.wait(max(0.0, deadline - time.monotonic()))
+
+    def _keep_for_retry(self, batch: Sequence[_Request], exc: BaseException) -> list[_Request]:
+        """After ``batch`` failed with ``exc``: puts its submitted requests back in front
+        of what lingers, to be tried again (module docstring), unless the commit's fate
+        is unknown or the log is closing. Returns the requests that fail now."""
+        if isinstance(exc, CommitUnknown):
+            return list(batch)
+        retry = [r for r in batch if r.kept and r.loop is not None]
+        fail = [r for r in batch if not (r.kept and r.loop is not None)]
+        with self._lock:
+            if not self._accepting:
+                return list(batch)
+            self._lingering[:0] = retry
+            kept = sum(len(r.records) for r in self._lingering)
+            while kept > MAX_KEPT and len(self._lingering) > 1:
+                oldest = self._lingering.pop(0)
+                kept -= len(oldest.records)
+                fail.append(oldest)
+            if retry and self._linger_timer is None:
+                loop = retry[0].loop
+                assert loop is not None
+                try:
+                    loop.call_soon_threadsafe(self._arm_retry, loop)
+                except RuntimeError:  # that loop is closed: nobody can write these
+                    pass
+        return fail
+
+    def _arm_retry(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On ``loop``: queues what lingers after `RETRY_S`, unless a timer already will."""
+        with self._lock:
+            if self._linger_timer is None and self._lingering and self._accepting:
+                self._linger_timer = (loop, loop.call_later(RETRY_S, self._stop_lingering))
 
     def _done(self, batch: Sequence[_Request]) -> None:
         """``batch`` is written (or failed): an inline append need not wait for it."""

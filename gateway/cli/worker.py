@@ -8,6 +8,7 @@ catalog and audit log. Any number of worker processes may share one database.
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 
 from gateway.cli.common import add_config_option, config_from
@@ -46,6 +47,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         async with running(components):
             executor = build_executor(components)
             async with executor.running(count):
+                # Said once the loops run: what an orchestrator or a test waits for.
+                logging.getLogger("gateway.worker").info("worker ready: %d loops", count)
                 # SIGTERM and SIGINT stop the loops; a run cut off mid-step is taken
                 # over by another worker after its lease, with the same keys.
                 with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

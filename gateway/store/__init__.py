@@ -37,10 +37,18 @@ from gateway.store.db import (
     migrate,
     normalize_url,
 )
-from gateway.store.dialect import CommitUnknown, Dialect, KeptConnection, WriterBusy
+from gateway.store.dialect import (
+    UNREACHABLE,
+    CommitUnknown,
+    Dialect,
+    KeptConnection,
+    WriterBusy,
+    describe_error,
+)
 from gateway.store.tables import audit_entries, audit_payloads, metadata
 
 __all__ = [
+    "UNREACHABLE",
     "CommitUnknown",
     "Dialect",
     "KeptConnection",
@@ -48,6 +56,7 @@ __all__ = [
     "audit_entries",
     "audit_payloads",
     "create_engine",
+    "describe_error",
     "dialect_of",
     "exclusive_transaction",
     "metadata",

@@ -4,6 +4,7 @@ entry points, each handing what differs between the databases to the engine's
 
 from __future__ import annotations
 
+import logging
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,8 @@ from gateway.store.dialect_sqlite import SqliteDialect
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
+
+logger = logging.getLogger(__name__)
 
 # The advisory lock that serializes schema migrations of several processes starting at
 # once (ASCII "agwmigr_").
@@ -100,8 +103,22 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     At the newest revision this only reads ``alembic_version``: a role without DDL
     privileges (the PostgreSQL app role of deploy/postgres/roles.sql) may call it. Such
     a role on an older schema gets a `ConfigError` naming the fix, not a bare
-    "permission denied"."""
-    if revision == "head" and schema_revision(engine) == SCHEMA_HEAD:
+    "permission denied".
+
+    A database at a revision newer than this code knows (``gateway db migrate`` of the
+    next release ran during a rolling upgrade) is left as it is: migrations only add
+    within a release (docs/operations.md, Upgrades), so this code still runs on it,
+    and a process of the previous release restarted mid-rollout must start."""
+    current = schema_revision(engine) if revision == "head" else None
+    if current == SCHEMA_HEAD:
+        return
+    if current is not None and is_newer_schema(current):
+        logger.warning(
+            "the database's schema %s is newer than this release's (%s): serving on it "
+            "without migrating (a rolling upgrade in progress?)",
+            current,
+            SCHEMA_HEAD,
+        )
         return
     from alembic import command
 
@@ -118,6 +135,11 @@ def migrate(engine: Engine, revision: str = "head") -> None:
             f"({str(exc.orig).splitlines()[0]}): run `gateway db migrate` with the owner "
             "role's storage URL (docs/audit.md, PostgreSQL roles), then start again"
         ) from exc
+
+
+def is_newer_schema(revision: str) -> bool:
+    """Whether ``revision`` comes after `SCHEMA_HEAD` (revisions are numbered)."""
+    return revision.isdigit() and SCHEMA_HEAD.isdigit() and int(revision) > int(SCHEMA_HEAD)
 
 
 def schema_revision(engine: Engine) -> str | None:

@@ -240,6 +240,12 @@ def on_connect(engine: Engine, *statements: str, commit: bool = False) -> Engine
     return engine
 
 
+# The driver errors that mean "the database cannot be reached now" (refused, shutting
+# down, connection cut mid-query), as opposed to a bug or a constraint: a request that
+# meets one is answered `DatabaseUnavailable` (503), not 500.
+UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError)
+
+
 def describe_error(exc: BaseException) -> str:
     """The driver's own message, first line only."""
     # SQLAlchemy's text would add the SQL and its parameters, i.e. audit payloads, to

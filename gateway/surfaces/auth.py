@@ -10,6 +10,7 @@ discover where to get a token; a 403 names the missing scope (RFC 6750 §3.1).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,13 +21,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.errors import (
     AuthenticationError,
     AuthorizationHeaderInvalid,
+    DatabaseUnavailable,
     GatewayError,
     InsufficientScope,
 )
 from gateway.identity import TokenVerifier
+from gateway.store import describe_error
 from gateway.surfaces.middleware import request_id_of
 from gateway.surfaces.rest_io import error_response
 from gateway.types import ClientInfo, Principal
+
+log = logging.getLogger(__name__)
 
 PRINCIPAL_STATE_KEY = "principal"
 METADATA_PATH = "/.well-known/oauth-protected-resource"
@@ -179,3 +184,15 @@ def error_handler(
         return error_response(error, request_id_of(request))
 
     return answer
+
+
+async def database_unreachable(request: Request, error: Exception) -> Response:
+    """A driver error meaning the database cannot be reached (`gateway.store.UNREACHABLE`)
+    that a handler did not turn into its own error: 503 `database_unavailable`, as
+    every unavailability is, never a 500 (the database may be restarting)."""
+    cause = describe_error(error)
+    log.warning("%s %s: database unavailable (%s)", request.method, request.url.path, cause)
+    unavailable = DatabaseUnavailable(
+        f"the database is unavailable ({cause}); nothing was done, try again later"
+    )
+    return error_response(unavailable, request_id_of(request))

@@ -194,11 +194,14 @@ def upstream_grants(upstream: str, role: str = "agent") -> list[dict[str, Any]]:
     ]
 
 
-def write_policy(directory: Path, grants: list[dict[str, Any]], **settings: Any) -> Path:
-    """The shipped policy modules with test-specific grants (tests excluded)."""
+def write_policy(
+    directory: Path, grants: list[dict[str, Any]], *, policies: Path = POLICIES, **settings: Any
+) -> Path:
+    """The shipped policy modules (of ``policies``: another release's, say) with
+    test-specific grants (tests excluded)."""
     target = directory / "policy"
     shutil.copytree(
-        POLICIES / "gateway", target / "gateway", ignore=shutil.ignore_patterns("*_test.rego")
+        policies / "gateway", target / "gateway", ignore=shutil.ignore_patterns("*_test.rego")
     )
     data = {
         "max_chain_length": 4,

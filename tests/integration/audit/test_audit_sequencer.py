@@ -197,6 +197,56 @@ async def test_append_sync_uses_the_running_writer_from_other_threads(
     assert len(read_entries(engine)) == 120
 
 
+async def test_a_submitted_record_whose_commit_failed_is_kept_until_it_commits(
+    log: AuditLog, engine: Engine
+) -> None:
+    """An outcome submitted while the database refuses every commit is not dropped: it
+    rides again (in front) with the next append once commits succeed, exactly once."""
+    await log.append(record(0))
+    sabotage_commits(engine)
+    submitted = log.submit(record(1, kind="call.outcome"))
+    with pytest.raises(AuditUnavailable, match="none of them was appended"):
+        await log.append(record(2))  # the outcome rode in this failed batch, or alone
+    assert not submitted.done()  # kept, not failed
+    repair_commits(engine)
+    assert await log.append(record(3)) == [2]
+    assert await submitted == [1]
+    assert [(e.kind, e.ref) for e in read_entries(engine)] == [
+        ("call.attempt", "req-0"),
+        ("call.outcome", "req-1"),
+        ("call.attempt", "req-3"),
+    ]
+    verify_chain(read_entries(engine), ORIGIN)
+
+
+async def test_a_kept_record_is_written_alone_when_no_append_comes(
+    log: AuditLog, engine: Engine
+) -> None:
+    sabotage_commits(engine)
+    submitted = log.submit(record(1, kind="call.outcome"))
+    with pytest.raises(AuditUnavailable):
+        await log.append(record(2))
+    repair_commits(engine)
+    assert await asyncio.wait_for(submitted, 60) == [0]  # its retry timer, no append
+    assert [e.ref for e in read_entries(engine)] == ["req-1"]
+
+
+async def test_a_kept_record_is_given_up_on_close_if_the_database_is_still_away(
+    engine: Engine,
+) -> None:
+    audit = AuditLog(engine, ORIGIN)
+    await audit.start()
+    sabotage_commits(engine)
+    submitted = audit.submit(record(1, kind="call.outcome"))
+    with pytest.raises(AuditUnavailable):
+        await audit.append(record(2))
+    await audit.close()
+    with pytest.raises(AuditUnavailable):
+        await submitted
+    repair_commits(engine)
+    assert read_entries(engine) == []
+
+
 def test_append_sync_without_a_writer_thread(engine: Engine) -> None:
     audit = AuditLog(engine, ORIGIN)
     assert audit.append_sync(record(1), record(2)) == [0, 1]

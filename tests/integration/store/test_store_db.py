@@ -130,6 +130,24 @@ def test_a_database_behind_head_or_without_a_schema_is_migrated(tmp_path: Path) 
         engine.dispose()
 
 
+def test_a_database_newer_than_this_release_is_served_as_it_is(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next release migrated during a rolling upgrade: a process of this release
+    (restarted mid-rollout) starts on it without asking Alembic, which does not know
+    the newer revision."""
+
+    def refuse(*_args: object) -> None:
+        raise AssertionError("Alembic was asked to upgrade a newer database")
+
+    newer = f"{int(SCHEMA_HEAD) + 1:04d}"
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = :v"), {"v": newer})
+    monkeypatch.setattr(command, "upgrade", refuse)
+    migrate(engine)
+    assert schema_revision(engine) == newer
+
+
 def test_downgrade_is_refused(engine: Engine) -> None:
     config = alembic_config()
     with engine.begin() as conn:
