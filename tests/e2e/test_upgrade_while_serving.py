@@ -49,12 +49,17 @@ CLIENTS = 3
 def previous_release(into: Path) -> Path:
     """The tree of `PREVIOUS_RELEASE`, extracted into ``into``. Fails (never skips)
     when the tag is missing: an untested upgrade path is a failure."""
-    found = subprocess.run(
-        ["git", "rev-parse", "--verify", "--quiet", f"{PREVIOUS_RELEASE}^{{commit}}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+    found = _resolve(PREVIOUS_RELEASE)
+    if found.returncode != 0:
+        # A clone made without tags (`--no-tags`, `--depth 1`): the tag is asked of the
+        # clone's origin once, as `git fetch --tags` would.
+        subprocess.run(
+            ["git", "fetch", "--quiet", "--no-tags", "origin", "tag", PREVIOUS_RELEASE],
+            cwd=REPO,
+            capture_output=True,
+            timeout=120,
+        )
+        found = _resolve(PREVIOUS_RELEASE)
     if found.returncode != 0:
         pytest.fail(
             f"the previous release's tag {PREVIOUS_RELEASE!r} is not in this clone "
@@ -71,6 +76,15 @@ def previous_release(into: Path) -> Path:
     with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
         tar.extractall(into, filter="data")
     return into
+
+
+def _resolve(tag: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{tag}^{{commit}}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
 
 
 @pytest.fixture
