@@ -1,7 +1,8 @@
 """A schema upgrade while the previous release serves (docs/operations.md, Upgrades).
 
-The previous release's code is taken from its git tag (`PREVIOUS_RELEASE`, the one
-place it is named; docs/operations.md#releases says when it moves) with `git archive`,
+The previous release's code is taken from its commit (`PREVIOUS_RELEASE` and
+`PREVIOUS_RELEASE_COMMIT`, the one place it is named; docs/operations.md#releases says
+when it moves) with `git archive`,
 and its `gateway serve` runs from that tree with this checkout's virtualenv, on a fresh
 PostgreSQL database it migrates to the schema it knows. While it serves a steady load,
 this checkout's `gateway db migrate` brings the database to the newest schema; the
@@ -38,9 +39,13 @@ from tests.support.waiting import TIMEOUT_S, eventually
 
 pytestmark = [pytest.mark.postgres]
 
-# The release before this code: the tag its upgrade is tested from. Moved to the newest
-# release tag when a release is made (docs/operations.md, Releases).
+# The release before this code: its tag, and the commit the tag names. The upgrade is
+# tested from that commit, which every full clone of main holds, so the test does not
+# depend on how a clone fetched tags; where the tag is present it must name that
+# commit (a moved tag fails). Both move to the newest release when one is made
+# (docs/operations.md, Releases).
 PREVIOUS_RELEASE = "v0.2.0"
+PREVIOUS_RELEASE_COMMIT = "0d629bd1f92b907972bc90e6cb02a96946d3e1c2"
 GRANTS = [{"role": "agent", "tool": "up__*"}]
 CALLS = 240
 CLIENTS = 3
@@ -48,27 +53,24 @@ CLIENTS = 3
 
 def previous_release(into: Path) -> Path:
     """The tree of `PREVIOUS_RELEASE`, extracted into ``into``. Fails (never skips)
-    when the tag is missing: an untested upgrade path is a failure."""
-    found = _resolve(PREVIOUS_RELEASE)
-    if found.returncode != 0:
-        # A clone made without tags (`--no-tags`, `--depth 1`): the tag is asked of the
-        # clone's origin once, as `git fetch --tags` would.
-        subprocess.run(
-            ["git", "fetch", "--quiet", "--no-tags", "origin", "tag", PREVIOUS_RELEASE],
-            cwd=REPO,
-            capture_output=True,
-            timeout=120,
-        )
-        found = _resolve(PREVIOUS_RELEASE)
-    if found.returncode != 0:
+    when its commit cannot be had: an untested upgrade path is a failure."""
+    if _git("cat-file", "-e", f"{PREVIOUS_RELEASE_COMMIT}^{{commit}}").returncode != 0:
+        # A shallow clone: the release is asked of the clone's origin once.
+        _git("fetch", "--quiet", "--no-tags", "origin", "tag", PREVIOUS_RELEASE)
+    if _git("cat-file", "-e", f"{PREVIOUS_RELEASE_COMMIT}^{{commit}}").returncode != 0:
         pytest.fail(
-            f"the previous release's tag {PREVIOUS_RELEASE!r} is not in this clone "
-            f"({REPO}): fetch tags (`git fetch --tags`), or, if it was never made, make it "
-            f"as docs/operations.md (Releases) says: `git tag -a {PREVIOUS_RELEASE} <commit> "
-            f"-m 'Release {PREVIOUS_RELEASE}'`. The upgrade from it cannot be tested without it."
+            f"the previous release {PREVIOUS_RELEASE} ({PREVIOUS_RELEASE_COMMIT}) is not in "
+            f"this clone ({REPO}) nor fetched from its origin: clone with history "
+            "(`git fetch --unshallow --tags`). The upgrade from it cannot be tested without it."
+        )
+    tagged = _git("rev-parse", "--verify", "--quiet", f"{PREVIOUS_RELEASE}^{{commit}}")
+    if tagged.returncode == 0 and tagged.stdout.strip() != PREVIOUS_RELEASE_COMMIT:
+        pytest.fail(
+            f"tag {PREVIOUS_RELEASE} names {tagged.stdout.strip()}, not the release's "
+            f"commit {PREVIOUS_RELEASE_COMMIT}: a release tag never moves"
         )
     archive = subprocess.run(
-        ["git", "archive", "--format=tar", found.stdout.strip()],
+        ["git", "archive", "--format=tar", PREVIOUS_RELEASE_COMMIT],
         cwd=REPO,
         capture_output=True,
         check=True,
@@ -78,13 +80,8 @@ def previous_release(into: Path) -> Path:
     return into
 
 
-def _resolve(tag: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", "rev-parse", "--verify", "--quiet", f"{tag}^{{commit}}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+def _git(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture
