@@ -69,6 +69,15 @@ def conformance_gateway(workdir: Path, grants: list[dict[str, Any]]) -> Iterator
         upstream.process.stop()
 
 
+@pytest.fixture
+def upstream(tmp_path: Path) -> Iterator[McpUpstreamServer]:
+    """A test upstream (tests/support/upstream_mcp) of the test's own; a module that
+    means something else by `upstream` defines its own."""
+    server = McpUpstreamServer.start(tmp_path)
+    yield server
+    server.process.stop()
+
+
 @pytest.fixture(scope="module")
 def mcp_upstream(workdir: Path) -> Iterator[McpUpstreamServer]:
     server = McpUpstreamServer.start(workdir)

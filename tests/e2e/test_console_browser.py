@@ -32,13 +32,6 @@ APPROVAL_GRANT = {
 
 
 @pytest.fixture
-def upstream(tmp_path: Path) -> Iterator[McpUpstreamServer]:
-    server = McpUpstreamServer.start(tmp_path)
-    yield server
-    server.process.stop()
-
-
-@pytest.fixture
 def gateway(tmp_path: Path, upstream: McpUpstreamServer) -> Iterator[GatewayServer]:
     server = GatewayServer.configure(
         tmp_path / "gateway",

@@ -42,13 +42,6 @@ GRANTS = [
 
 
 @pytest.fixture
-def upstream(tmp_path: Path) -> Iterator[McpUpstreamServer]:
-    server = McpUpstreamServer.start(tmp_path)
-    yield server
-    server.process.stop()
-
-
-@pytest.fixture
 def replicas(
     tmp_path: Path, upstream: McpUpstreamServer, pg_database_url: str
 ) -> Iterator[Deployment]:

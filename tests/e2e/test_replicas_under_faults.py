@@ -50,13 +50,6 @@ def cluster() -> Iterator[PostgresCluster]:
 
 
 @pytest.fixture
-def upstream(tmp_path: Path) -> Iterator[McpUpstreamServer]:
-    server = McpUpstreamServer.start(tmp_path)
-    yield server
-    server.process.stop()
-
-
-@pytest.fixture
 def deployment(
     tmp_path: Path, cluster: PostgresCluster, upstream: McpUpstreamServer
 ) -> Iterator[tuple[Deployment, str]]:

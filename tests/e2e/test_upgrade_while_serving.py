@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tarfile
 import uuid
-from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 
@@ -82,13 +81,6 @@ def previous_release(into: Path) -> Path:
 
 def _git(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
-
-
-@pytest.fixture
-def upstream(tmp_path: Path) -> Iterator[McpUpstreamServer]:
-    server = McpUpstreamServer.start(tmp_path)
-    yield server
-    server.process.stop()
 
 
 @pytest.fixture
