@@ -28,7 +28,7 @@ from gateway.surfaces.mcp import META_KEY
 from tests.e2e.mcp_client import connect
 from tests.support.pg_cluster import PostgresCluster
 from tests.support.processes import GatewayServer, McpUpstreamServer, write_policy
-from tests.support.replicas import Answer, CallLoad, Deployment, audit_facts
+from tests.support.replicas import Answer, CallLoad, Deployment, settled_audit_facts
 from tests.support.waiting import TIMEOUT_S, eventually
 
 pytestmark = [pytest.mark.postgres]
@@ -186,7 +186,7 @@ def test_postgres_restarted_mid_load(
         )
         assert run_status(gateways[1], run_id) == "succeeded"
 
-    facts = audit_facts(url)
+    facts = settled_audit_facts(url)
     assert not facts.faults, facts.faults
     assert not facts.duplicated(), facts.duplicated()[:5]
     forwarded = {

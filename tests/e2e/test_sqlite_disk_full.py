@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from gateway.store import create_engine
 from tests.e2e.conftest import GRANTS
 from tests.support.processes import GatewayServer, McpUpstreamServer, write_policy
-from tests.support.replicas import Answer, CallLoad, audit_facts
+from tests.support.replicas import Answer, CallLoad, settled_audit_facts
 from tests.support.small_disk import fill, small_tmpfs
 from tests.support.waiting import TIMEOUT_S, eventually
 
@@ -103,7 +103,7 @@ def test_a_full_disk_refuses_calls_and_corrupts_nothing(
         for c in mcp_upstream.calls()
         if c["tool"] == "echo" and c["arguments"]["text"].startswith(marker)
     }
-    facts = audit_facts(url)
+    facts = settled_audit_facts(url)
     assert not facts.faults, facts.faults
     assert not facts.duplicated(), facts.duplicated()[:5]
     # Outcomes of calls forwarded just before the disk filled were kept, and written

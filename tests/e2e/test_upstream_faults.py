@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.fault_proxy import FaultProxy, Mode, fault_proxy
 from tests.support.processes import GatewayServer, McpUpstreamServer, write_policy
-from tests.support.replicas import audit_facts
+from tests.support.replicas import settled_audit_facts
 from tests.support.waiting import TIMEOUT_S, eventually
 
 BAD_TIMEOUT_S = 3  # the faulty upstream's timeout_s: how long a hanging call is held
@@ -143,7 +143,7 @@ def test_a_hanging_then_dropping_upstream_holds_up_nothing_else(
         detail=gateway.log,
     )
 
-    facts = audit_facts(gateway.config["storage"]["url"])
+    facts = settled_audit_facts(gateway.config["storage"]["url"])
     assert not facts.faults, facts.faults
     assert not facts.duplicated(), facts.duplicated()[:5]
     assert not facts.outcome_unknown, facts.outcome_unknown[:5]

@@ -226,3 +226,15 @@ def audit_facts(storage_url: str) -> AuditFacts:
     return AuditFacts(
         [f.message for f in report.faults], unknown, size, entries, refs_by_text, allowed
     )
+
+
+def settled_audit_facts(storage_url: str) -> AuditFacts:
+    """`audit_facts` once every forwarded call's outcome is in the log: an outcome rides
+    with the next append, or its own commit within ``LINGER_S`` (ADR 0026), so the
+    last call's may still be on its way when its caller has the answer."""
+
+    def settled() -> AuditFacts | None:
+        facts = audit_facts(storage_url)
+        return None if facts.outcome_unknown else facts
+
+    return eventually(settled, "every forwarded call's outcome in the audit log")
