@@ -10,6 +10,7 @@ turn a failure into success.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 # JSON-RPC 2.0 codes used by the MCP surface.
@@ -360,3 +361,18 @@ class AuditUnavailable(StorageError):
     """The audit record could not be made durable; the call is not forwarded."""
 
     code = "audit_unavailable"
+
+
+def sole_error(group: BaseExceptionGroup) -> BaseException:
+    """The one error inside (nested) task-group exception groups, cancellations left
+    aside; the group itself when it holds several errors or none. So that an error
+    raised through task groups reads as itself where only one thing went wrong."""
+    errors: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        elif not isinstance(exc, asyncio.CancelledError):  # the gateway runs on asyncio
+            errors.append(exc)
+    return errors[0] if len(errors) == 1 else group
