@@ -33,7 +33,7 @@ from gateway.config import (
     McpStdioUpstream,
     OpaPolicyConfig,
 )
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import ConfigError, GatewayError, sole_error
 from gateway.executor.deps import ExecutorDeps
 from gateway.executor.mcp_tools import WorkflowTools
 from gateway.executor.service import Executor
@@ -421,35 +421,44 @@ async def running(parts: Components) -> AsyncIterator[None]:
     """
     await parts.audit.start()
     await parts.checkpointer.start()
+    reloader = None
     try:
-        # Before anything serves: a policy failing its conformance cases (under
-        # `enforce`) stops the start here, and the load is in the audit log first.
-        await start_policy(
-            parts.config.policy,
-            parts.policy,
-            parts.audit,
-            memo=ConformanceMemo(
-                parts.config.policy.conformance.memo_directory(parts.config.data_dir)
-            ),
-        )
-        reloader = build_reloader(parts.policy, parts.audit, parts.config.policy)
         async with anyio.create_task_group() as tasks:
-            if reloader is not None:
-                await reloader.start(tasks)
-            await parts.catalog.start(tasks, refresh_interval_s=parts.config.catalog_refresh_s)
-            await parts.approvals.start()  # the expiry sweeper (needs the audit log)
-            log.info(
-                "gateway ready: %d tools from %d upstreams",
-                len(parts.catalog.tools()),
-                len(parts.config.upstreams),
-            )
             try:
+                # Before anything serves: a policy failing its conformance cases (under
+                # `enforce`) stops the start here, and the load is in the audit log
+                # first. The upstreams connect meanwhile: on a restart these are the
+                # two long waits (bench/start_time.py), and neither needs the other.
+                async with anyio.create_task_group() as starting:
+                    starting.start_soon(parts.catalog.connect, tasks)
+                    await start_policy(
+                        parts.config.policy,
+                        parts.policy,
+                        parts.audit,
+                        memo=ConformanceMemo(
+                            parts.config.policy.conformance.memo_directory(parts.config.data_dir)
+                        ),
+                    )
+                reloader = build_reloader(parts.policy, parts.audit, parts.config.policy)
+                if reloader is not None:
+                    await reloader.start(tasks)
+                await parts.catalog.start(tasks, refresh_interval_s=parts.config.catalog_refresh_s)
+                await parts.approvals.start()  # the expiry sweeper (needs the audit log)
+                log.info(
+                    "gateway ready: %d tools from %d upstreams",
+                    len(parts.catalog.tools()),
+                    len(parts.config.upstreams),
+                )
                 yield
             finally:
                 if reloader is not None:
                     reloader.stop()
                 await parts.catalog.close()
                 tasks.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # A refused policy (or any one error) reads as itself, as it did before the
+        # start ran in task groups: uvicorn prints it as the reason the start failed.
+        raise sole_error(group) from None
     finally:
         with anyio.CancelScope(shield=True):
             await parts.approvals.close()  # release holds before the audit log closes

@@ -10,6 +10,7 @@ turn a failure into success.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 # JSON-RPC 2.0 codes used by the MCP surface.
@@ -348,15 +349,50 @@ class LimitsUnavailable(RetryLater):
     http_status = 503
 
 
-class DatabaseUnavailable(StorageError):
+# How long a client is asked to wait when the database or the audit log is
+# unavailable: a restart of the database, or a failover, takes seconds.
+STORAGE_RETRY_AFTER_S = 2
+
+
+class StorageUnavailable(StorageError, RetryLater):
+    """The database or the audit log could not be used now: nothing was decided or
+    forwarded, so 503 with ``Retry-After`` (MCP: -32000 with ``retry_after_s``),
+    never a 500 or a denial. The same request may succeed later."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: int = STORAGE_RETRY_AFTER_S,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, retry_after_s=retry_after_s, details=details)
+
+
+class DatabaseUnavailable(StorageUnavailable):
     """The database could not be reached (down, restarting, connection cut) while a
-    request read or wrote it: nothing was decided, so 503, never a 500 or a denial.
-    The same request may succeed once the database is back."""
+    request read or wrote it."""
 
     code = "database_unavailable"
 
 
-class AuditUnavailable(StorageError):
-    """The audit record could not be made durable; the call is not forwarded."""
+class AuditUnavailable(StorageUnavailable):
+    """The audit record could not be made durable (the database is down, its disk is
+    full, the log is shutting down); the call is not forwarded."""
 
     code = "audit_unavailable"
+
+
+def sole_error(group: BaseExceptionGroup) -> BaseException:
+    """The one error inside (nested) task-group exception groups, cancellations left
+    aside; the group itself when it holds several errors or none. So that an error
+    raised through task groups reads as itself where only one thing went wrong."""
+    errors: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        elif not isinstance(exc, asyncio.CancelledError):  # the gateway runs on asyncio
+            errors.append(exc)
+    return errors[0] if len(errors) == 1 else group

@@ -80,10 +80,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         except KeyboardInterrupt:
             return 130
+        except Exception as error:
+            unavailable = _database_unavailable(error)
+            if unavailable is None:
+                raise
+            print(f"gateway: error: {unavailable.message}", file=sys.stderr)
+            return 1
         sys.stdout.flush()  # here, where a closed pipe can still be caught
         return code
     except BrokenPipeError:
         return _reader_went_away()
+
+
+def _database_unavailable(error: Exception) -> GatewayError | None:
+    """A database that cannot be reached (a process started while it is away, a
+    command run against it) as the one-line error it is, not a driver traceback."""
+    if "sqlalchemy" not in sys.modules:
+        return None  # nothing touched a database; and --help stays free of the import
+    from gateway.store import UNREACHABLE, unavailable
+
+    return unavailable(error) if isinstance(error, UNREACHABLE) else None
 
 
 def _reader_went_away() -> int:

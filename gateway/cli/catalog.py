@@ -36,6 +36,7 @@ def cmd_tools(args: argparse.Namespace) -> int:
         await components.audit.start()
         try:
             async with anyio.create_task_group() as tasks:
+                await components.catalog.connect(tasks)
                 await components.catalog.start(tasks, refresh_interval_s=0)
                 tools = components.catalog.tools()
                 status = components.catalog.upstream_status()

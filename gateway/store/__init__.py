@@ -44,6 +44,7 @@ from gateway.store.dialect import (
     KeptConnection,
     WriterBusy,
     describe_error,
+    unavailable,
 )
 from gateway.store.tables import audit_entries, audit_payloads, metadata
 
@@ -62,4 +63,5 @@ __all__ = [
     "metadata",
     "migrate",
     "normalize_url",
+    "unavailable",
 ]

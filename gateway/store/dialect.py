@@ -39,6 +39,8 @@ from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import PoolProxiedConnection
 
+from gateway.errors import DatabaseUnavailable
+
 T = TypeVar("T")
 
 
@@ -253,3 +255,10 @@ def describe_error(exc: BaseException) -> str:
     cause = getattr(exc, "orig", None) or exc
     lines = str(cause).strip().splitlines()
     return f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__
+
+
+def unavailable(exc: BaseException) -> DatabaseUnavailable:
+    """A driver error of `UNREACHABLE` as the error a client is answered with."""
+    return DatabaseUnavailable(
+        f"the database is unavailable ({describe_error(exc)}); nothing was done, try again later"
+    )

@@ -21,12 +21,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.errors import (
     AuthenticationError,
     AuthorizationHeaderInvalid,
-    DatabaseUnavailable,
     GatewayError,
     InsufficientScope,
 )
 from gateway.identity import TokenVerifier
-from gateway.store import describe_error
+from gateway.store import describe_error, unavailable
 from gateway.surfaces.middleware import request_id_of
 from gateway.surfaces.rest_io import error_response
 from gateway.types import ClientInfo, Principal
@@ -190,9 +189,7 @@ async def database_unreachable(request: Request, error: Exception) -> Response:
     """A driver error meaning the database cannot be reached (`gateway.store.UNREACHABLE`)
     that a handler did not turn into its own error: 503 `database_unavailable`, as
     every unavailability is, never a 500 (the database may be restarting)."""
-    cause = describe_error(error)
-    log.warning("%s %s: database unavailable (%s)", request.method, request.url.path, cause)
-    unavailable = DatabaseUnavailable(
-        f"the database is unavailable ({cause}); nothing was done, try again later"
+    log.warning(
+        "%s %s: database unavailable (%s)", request.method, request.url.path, describe_error(error)
     )
-    return error_response(unavailable, request_id_of(request))
+    return error_response(unavailable(error), request_id_of(request))

@@ -11,9 +11,11 @@ not have) is relayed with its code and message.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import mcp_types as types
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
 from gateway.errors import (
@@ -23,8 +25,11 @@ from gateway.errors import (
     UnknownTarget,
     UpstreamRejected,
 )
+from gateway.store import UNREACHABLE, describe_error, unavailable
 from gateway.surfaces.mcp_views import View
 from gateway.types import McpResult, Outcome, OutcomeStatus
+
+log = logging.getLogger(__name__)
 
 # The one vendor key under `_meta` where the gateway puts its decision (stable: clients
 # parse it). Documented in docs/mcp.md.
@@ -95,7 +100,8 @@ def refusal(outcome: Outcome, *, asked: str, is_uri: bool) -> MCPError:
     if isinstance(error, UpstreamRejected):
         return MCPError(code=error.rpc_code, message=error.rpc_message, data=data)
     if isinstance(error, RetryLater):
-        # Overloaded, limited: when to retry, where a client looks for it.
+        # Overloaded, limited, the database or audit log unavailable: when to retry,
+        # where a client looks for it.
         return MCPError(
             code=error.jsonrpc_code, message=error.message, data={**data, **error.details}
         )
@@ -103,8 +109,28 @@ def refusal(outcome: Outcome, *, asked: str, is_uri: bool) -> MCPError:
         return MCPError(code=error.jsonrpc_code, message=error.message, data=data)
     if isinstance(error, GatewayError):
         # Refusals (policy, pinning, approvals) and bad input keep their codes; the
-        # rest (upstream down, audit log unavailable) is an internal error.
+        # rest (an upstream down or failing) is an internal error.
         refused = error.jsonrpc_code in (types.INVALID_PARAMS, REFUSED)
         code = error.jsonrpc_code if refused else types.INTERNAL_ERROR
         return MCPError(code=code, message=error.message, data=data)
     return MCPError(code=types.INTERNAL_ERROR, message="the request failed", data=data)
+
+
+async def unavailability_as_retry(
+    ctx: ServerRequestContext[Any, Any], call_next: CallNext
+) -> HandlerResult:
+    """Server middleware: a request of any method that found the database, the audit
+    log or the policy engine unavailable is answered JSON-RPC -32000 with
+    ``retry_after_s`` (what REST answers 503 + ``Retry-After``), never -32603: nothing
+    was decided, and the same request may succeed later."""
+    try:
+        return await call_next(ctx)
+    except RetryLater as error:
+        raise _retry(error) from None
+    except UNREACHABLE as error:
+        log.warning("%s: database unavailable (%s)", ctx.method, describe_error(error))
+        raise _retry(unavailable(error)) from None
+
+
+def _retry(error: RetryLater) -> MCPError:
+    return MCPError(code=error.jsonrpc_code, message=error.message, data=error.details)

@@ -39,7 +39,7 @@ from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import client_info
 from gateway.surfaces.mcp_calls import LocalTools, answer_tools_call, caller_of, run
 from gateway.surfaces.mcp_relay import Asking, InputRelay, Prepare
-from gateway.surfaces.mcp_results import mcp_result
+from gateway.surfaces.mcp_results import mcp_result, unavailability_as_retry
 from gateway.surfaces.mcp_sessions import SESSION_STATE_KEY, SessionBook
 from gateway.surfaces.mcp_subscriptions import Subscriptions
 from gateway.surfaces.mcp_tasks import TASKS_EXTENSION, McpTasks
@@ -121,6 +121,7 @@ def build_mcp_server(
         get_tool_input_schema=lambda name: tool_input_schema(pipeline, name),
         list_changed=sessions,
     )
+    server.middleware.append(unavailability_as_retry)  # outside every handler below
     # Registered directly: the constructor's parameter warns that logging is deprecated
     # at 2026-07-28, which the SDK already enforces (-32601 at that revision).
     server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, handlers.set_level)

@@ -94,11 +94,21 @@ class Catalog:
             except Exception:  # a listener's failure must not stop the others
                 log.exception("update listener failed for %s of upstream %s", uri, upstream)
 
+    async def connect(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Makes the first connection attempt to every upstream, all at once (each
+        upstream's start is mostly waiting for its process or its handshake); returns
+        when every attempt has ended, connected or not. The connections live in
+        ``task_group``. `start` follows."""
+        async with anyio.create_task_group() as attempts:
+            for binding in self._bindings.values():
+                attempts.start_soon(
+                    binding.client.start, task_group, self.refresh, self._resource_updated
+                )
+
     async def start(
         self, task_group: anyio.abc.TaskGroup, *, refresh_interval_s: float = 60.0
     ) -> None:
-        for binding in self._bindings.values():
-            await binding.client.start(task_group, self.refresh, self._resource_updated)
+        """Reads every connected upstream's lists, then keeps them fresh."""
         await self.refresh()
         if refresh_interval_s > 0:
             task_group.start_soon(self._refresh_periodically, refresh_interval_s)

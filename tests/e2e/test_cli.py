@@ -129,3 +129,26 @@ def test_graceful_shutdown_drains_the_audit_log_and_logs_json(tmp_path: Path, mc
     assert len(calls) == 20
     assert {c["request_id"] for c in calls} == {r.json()["request_id"] for r in responses}
     assert all(c["status"] == "ok" and c["sub"] == "agent:test" for c in calls)
+
+
+def test_a_database_that_cannot_be_reached_is_one_line_not_a_traceback(
+    gateway: GatewayServer, tmp_path: Path
+) -> None:
+    """A process started while its database is away exits 1 with the driver's reason
+    (its supervisor restarts it, docs/operations.md, Faults); so does a command."""
+    config = yaml.safe_load(gateway.config_path.read_text())
+    # Port 1 on loopback: nothing listens there, the connection is refused at once.
+    away = "postgresql+psycopg://gateway:secret@127.0.0.1:1/gateway"
+    config["storage"] = {"url": away}
+    config_path = tmp_path / "gateway.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    for args in (
+        ("serve", "--config", str(config_path), "--port", "0"),
+        ("audit", "verify", "--db", away),
+    ):
+        result = gateway_cli(*args)
+        assert result.returncode == 1, (args, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr, result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("gateway: error: the database is unavailable ("), last
+        assert "Connection refused" in last and "secret" not in result.stderr

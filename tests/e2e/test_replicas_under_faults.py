@@ -24,6 +24,7 @@ import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from gateway.errors import STORAGE_RETRY_AFTER_S
 from gateway.surfaces.mcp import META_KEY
 from tests.e2e.mcp_client import connect
 from tests.support.pg_cluster import PostgresCluster
@@ -159,8 +160,8 @@ def test_postgres_restarted_mid_load(
     assert all(ok(a) for a in answers_after), [a for a in answers_after if not ok(a)][:3]
     assert replicas.alive() == pids, "a process died or was restarted"
 
-    # MCP: the tool result says the log was unavailable (docs/mcp.md), not an internal error.
-    assert mcp_answer == "result isError=True code=audit_unavailable", mcp_answer
+    # MCP: retry later (docs/mcp.md), neither a tool result nor an internal error.
+    assert mcp_answer == f"error -32000 retry_after_s={STORAGE_RETRY_AFTER_S}", mcp_answer
 
     statuses = {a.status for a in answers}
     assert statuses <= {200, 503}, [a for a in answers if a.status not in (200, 503)][:3]
@@ -225,7 +226,8 @@ async def mcp_call(gateway: GatewayServer, text: str) -> str:
         try:
             result = await client.call_tool("up__echo", {"text": text})
         except MCPError as exc:
-            return f"error {exc.error.code}: {exc.error.message}"
+            data = exc.error.data if isinstance(exc.error.data, dict) else {}
+            return f"error {exc.error.code} retry_after_s={data.get('retry_after_s')}"
     details = (result.meta or {}).get(META_KEY, {})
     return f"result isError={result.is_error} code={details.get('error', {}).get('code')}"
 

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from gateway.errors import STORAGE_RETRY_AFTER_S
 from gateway.store import UNREACHABLE
 from gateway.surfaces.auth import database_unreachable
 
@@ -41,6 +42,7 @@ def test_an_unreachable_database_is_503(error: Exception) -> None:
     with TestClient(failing(error), raise_server_exceptions=False) as client:
         response = client.post("/x")
     assert response.status_code == 503
+    assert response.headers["Retry-After"] == str(STORAGE_RETRY_AFTER_S)
     body = json.loads(response.text)["error"]
     assert body["code"] == "database_unavailable"
     assert "Connection refused" in body["message"] or "closed" in body["message"]

@@ -76,7 +76,7 @@ def test_a_read_that_succeeded_carries_the_decision_under_meta() -> None:
         (DefinitionQuarantined("changed"), REFUSED),
         (UpstreamRejected("r", rpc_code=-32002, rpc_message="gone"), -32002),
         (UpstreamTimeout("slow"), -32603),
-        (AuditUnavailable("down"), -32603),
+        (AuditUnavailable("down"), -32000),  # unavailable: retry later, never internal
         (PolicyUnavailable("busy", retry_after_s=1), -32000),
     ],
 )
