@@ -127,10 +127,10 @@ class Subscriptions:
         mine = self._sessions.setdefault(session.id, _SessionSubscriptions())
         if asked in mine.by_uri:
             return types.EmptyResult()  # already subscribed: nothing more to decide
-        session = ctx.session
+        sdk_session = ctx.session
 
         async def tell(uri: str) -> None:
-            await session.send_resource_updated(uri)
+            await sdk_session.send_resource_updated(uri)
 
         subscriber = await self._subscribe(ctx, asked, tell, session)
         mine.by_uri[asked] = subscriber
