@@ -83,6 +83,7 @@ from gateway.upstreams.base import UpstreamClient
 from gateway.upstreams.catalog import Binding, Catalog
 from gateway.upstreams.credentials import CredentialProvider
 from gateway.upstreams.http_api import HttpApiUpstream
+from gateway.upstreams.mcp_caller_sessions import SessionSlots
 from gateway.upstreams.mcp_client import McpUpstream
 from gateway.upstreams.pinning import PinGuard, configured_pins
 from gateway.upstreams.pins import PinStore
@@ -135,8 +136,10 @@ def build_components(config: Config) -> Components:
         load_or_create_signing_key(config.identity.signing_key_file), issuer=config.public_url
     )
     pins = PinGuard(PinStore(database), audit, configured=configured_pins(config))
+    # Upstream sessions held for calling sessions, bounded over every upstream (0034).
+    slots = SessionSlots(config.mcp.sessions.max_upstream_sessions)
     catalog = Catalog(
-        [_binding(u, config, minter) for u in config.upstreams],
+        [_binding(u, config, minter, slots) for u in config.upstreams],
         pins=pins,
         pin_sync_interval_s=config.pinning.sync_interval_s,
     )
@@ -289,6 +292,7 @@ def _binding(
     upstream: McpHttpUpstream | McpStdioUpstream | HttpUpstream,
     config: Config,
     minter: UpstreamTokenMinter,
+    slots: SessionSlots,
 ) -> Binding:
     default_audience = (
         upstream.base_url
@@ -312,6 +316,7 @@ def _binding(
             static_headers=credentials.static_headers(),
             stdio_env=credentials.stdio_env(),
             connect_timeout_s=connect_timeout_s,
+            slots=slots,
         )
     return Binding(client=client, config=upstream, credentials=credentials)
 

@@ -495,6 +495,11 @@ class McpSessionsConfig(Model):
     # A session without a request in flight (an open GET stream counts) for this long
     # is closed; its id then answers 404 and the client opens a new one.
     idle_timeout_s: float = Field(900.0, gt=0)
+    # Upstream sessions held for calling sessions, per process over every upstream: a
+    # session's requests to a 2025-11-25 upstream go on an upstream session of its own
+    # (a process per session for a stdio upstream; docs/decisions/0034). Beyond it such
+    # a request fails with upstream_sessions_exhausted until a session ends.
+    max_upstream_sessions: int = Field(100, ge=1)
 
 
 class McpInputConfig(Model):

@@ -269,6 +269,15 @@ class UpstreamUnavailable(UpstreamError):
     code = "upstream_unavailable"
 
 
+class UpstreamSessionsExhausted(UpstreamUnavailable):
+    """A calling session needs an upstream session of its own (docs/decisions/0034) and
+    this process already holds ``mcp.sessions.max_upstream_sessions`` of them: the
+    request is not forwarded (never on the shared connection instead)."""
+
+    code = "upstream_sessions_exhausted"
+    http_status = 503
+
+
 class UpstreamTimeout(UpstreamError):
     code = "upstream_timeout"
     http_status = 504

@@ -77,6 +77,20 @@ WITNESS_COSIGNED_SIZE = Gauge(
     registry=REGISTRY,
 )
 
+UPSTREAM_SESSIONS = Gauge(
+    "gateway_upstream_sessions",
+    "Upstream sessions held for calling sessions (a 2025-11-25 session's own, per "
+    "upstream; docs/decisions/0034), opening ones included.",
+    ["upstream"],
+    registry=REGISTRY,
+)
+UPSTREAM_SESSIONS_REFUSED = Counter(
+    "gateway_upstream_sessions_refused_total",
+    "Requests refused because mcp.sessions.max_upstream_sessions upstream sessions were "
+    "held (upstream_sessions_exhausted).",
+    registry=REGISTRY,
+)
+
 
 # The labelled series of the per-call metrics, looked up once per label values:
 # `labels()` validates and locks on every call, and every call records two of them.

@@ -229,6 +229,18 @@ class ClientInput:
 
 
 @dataclass(frozen=True)
+class CallerSession:
+    """The calling client's session at the gateway (a 2025-11-25 ``Mcp-Session-Id``).
+    An upstream of that era is reached, for this client, on an upstream session of its
+    own, opened with ``capabilities`` in its handshake (docs/decisions/0034): what the
+    client declared at its ``initialize`` that the gateway relays (MCP spelling:
+    ``elicitation``, ``sampling``, ``roots``)."""
+
+    id: str
+    capabilities: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class TaskRequest:
     """Run a ``tools/call`` as the upstream's task, kept ``ttl_ms`` (None: its default)."""
 
@@ -263,6 +275,9 @@ class Operation:
     log: LogSink | None = None
     # How the upstream's requests for client input reach the caller (None: refused).
     client_input: ClientInput | None = None
+    # The caller's session at the gateway, whose own upstream sessions this operation
+    # uses (2025-11-25 upstreams); None: sessionless, the shared connection.
+    session: CallerSession | None = None
     # The longest the caller will wait for a human decision (REST ``Prefer: wait=N``);
     # None: the configured hold. Never lengthens the configured hold.
     hold_s: float | None = None

@@ -81,6 +81,12 @@ class McpEndpoint:
         self._upstreams = frozenset(pipeline.catalog.upstreams())
         # A catalog refresh that changed an upstream's lists tells the sessions.
         pipeline.catalog.on_change(self.book.lists_changed)
+        catalog = pipeline.catalog
+
+        async def close_upstream_sessions(session_id: str) -> None:
+            catalog.end_session(session_id)  # its upstream sessions of its own (0034)
+
+        self.book.on_end(close_upstream_sessions)
 
         async def answer(
             request: Request, params: types.CallToolRequestParams

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import mcp_types as types
@@ -38,7 +39,7 @@ from gateway.lists import Offered
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import client_info
 from gateway.surfaces.mcp_calls import LocalTools, answer_tools_call, caller_of, run
-from gateway.surfaces.mcp_relay import Asking, InputRelay, Prepare
+from gateway.surfaces.mcp_relay import Asking, InputRelay, Prepare, relayable
 from gateway.surfaces.mcp_results import mcp_result, unavailability_as_retry
 from gateway.surfaces.mcp_sessions import SESSION_STATE_KEY, SessionBook
 from gateway.surfaces.mcp_subscriptions import Subscriptions
@@ -48,6 +49,7 @@ from gateway.surfaces.middleware import request_id_of
 from gateway.surfaces.tracing import trace_of
 from gateway.types import (
     LOG_LEVELS,
+    CallerSession,
     CallMethod,
     LogSink,
     Operation,
@@ -133,7 +135,7 @@ def build_mcp_server(
         server.add_request_handler(
             "resources/subscribe",
             types.SubscribeRequestParams,
-            lambda ctx, params: subscriptions.subscribe(ctx, params, _session_id(ctx)),
+            lambda ctx, params: subscriptions.subscribe(ctx, params, handlers.session(ctx)),
         )
         server.add_request_handler(
             "resources/unsubscribe",
@@ -220,6 +222,7 @@ class _Handlers:
         wants_progress = meta.get("progressToken", meta.get("progress_token")) is not None
         _, _, view = self._caller(ctx)
         asking = self._asking(ctx, "tools/call", view.name_in(params.name), params)
+        session = self.session(ctx)
         return await self.relay.run(
             asking,
             lambda prepare: answer_tools_call(
@@ -229,7 +232,7 @@ class _Handlers:
                 params,
                 progress=progress if wants_progress else None,
                 log=self._log_sink(ctx),
-                prepare=prepare,
+                prepare=lambda operation: replace(prepare(operation), session=session),
             ),
         )
 
@@ -372,6 +375,7 @@ class _Handlers:
             client=client_info(request),
             log=self._log_sink(ctx),
             trace=trace_of(request, ctx.meta) if telemetry.ON else None,
+            session=self.session(ctx),
         )
         if prepare is not None:  # how the upstream's requests for client input reach it
             operation = prepare(operation)
@@ -401,6 +405,14 @@ class _Handlers:
             request_state=params.request_state,
             input_responses=params.input_responses,
         )
+
+    def session(self, ctx: ServerRequestContext[Any, Any]) -> CallerSession | None:
+        """The caller's session at the gateway, when this request is of one: a
+        2025-11-25 upstream is reached on an upstream session of its own
+        (docs/decisions/0034)."""
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return None
+        return self.book.caller(_session_id(ctx), relayable(ctx.session.client_capabilities))
 
     def _log_sink(self, ctx: ServerRequestContext[Any, Any]) -> LogSink | None:
         """Where this request's upstream log messages go, if the client asked for any."""

@@ -17,7 +17,10 @@ What the gateway keeps per session (`LiveSession`), in this process only: its ow
 its ``logging/setLevel``, and the SDK's session object once a request of it reached a
 handler (to send it ``notifications/*/list_changed`` on its standalone stream). It is
 forgotten when the session ends: a DELETE, a 404 for its id, or as long without a
-request in flight as the SDK's idle timeout. Sessions do not move between processes:
+request in flight as the SDK's idle timeout (the SDK tells the book when it discards
+a session, `_EndingSessionManager`). Its end closes what the gateway holds for it
+elsewhere (`SessionBook.on_end`): its subscriptions, and the upstream sessions of its
+own (`CallerSession`, docs/decisions/0034). Sessions do not move between processes:
 with several replicas, requests of one session must reach the replica that opened it.
 """
 
@@ -41,7 +44,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.config import McpSessionsConfig
-from gateway.types import Identity, Principal
+from gateway.types import CallerSession, Identity, Principal
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,14 @@ class SessionBook:
 
     def get(self, session_id: str | None) -> LiveSession | None:
         return self._live.get(session_id) if session_id else None
+
+    def caller(self, session_id: str | None, capabilities: dict[str, Any]) -> CallerSession | None:
+        """The `CallerSession` of a request of a live session (its upstream sessions of
+        its own declare ``capabilities``: what the client declared that the gateway
+        relays), None for a sessionless request."""
+        if session_id is None or session_id not in self._live:
+            return None
+        return CallerSession(session_id, capabilities)
 
     def opened(self, session_id: str, live: LiveSession) -> None:
         self._forget_idle()
@@ -157,7 +168,8 @@ class Sessions:
             max_request_body_size=max_body_bytes,
         )
         self.stateful = (
-            StreamableHTTPSessionManager(
+            _EndingSessionManager(
+                book,
                 app=server,
                 stateless=False,
                 json_response=False,
@@ -234,6 +246,21 @@ class Sessions:
             if opened is not None and status is not None and status < 400:
                 live = LiveSession(principal.identity, path, upstream, idle_since=time.monotonic())
                 self._book.opened(opened, live)
+
+
+class _EndingSessionManager(StreamableHTTPSessionManager):
+    """The SDK's stateful manager, telling the book when it discards a session however
+    it ended (a DELETE, its idle timeout, a crash), so what the gateway holds for the
+    session is released at once, not at the next ``initialize``."""
+
+    def __init__(self, book: SessionBook, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._book = book
+
+    async def _discard_session(self, session_id: str, transport: Any) -> None:
+        # The SDK's one place every session ends (mcp 2.3, a private method).
+        self._book.ended(session_id)
+        await super()._discard_session(session_id, transport)
 
 
 def _owner(identity: Identity, path: str) -> AuthenticatedUser:

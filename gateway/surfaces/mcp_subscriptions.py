@@ -12,6 +12,10 @@ stream as a frame of that stream. A listen stream also carries the list changes 
 asked for (``Catalog.on_change``, after the catalog re-read that upstream's lists), of
 the upstreams its endpoint serves.
 
+A 2025-11-25 session reaching an upstream of that era subscribes on its own upstream
+session (docs/decisions/0034), and that session's updates reach it alone; updates on
+the shared connection reach every subscriber of the URI.
+
 Subscriptions end with their session (2025-11-25) or stream (2026-07-28); the last
 subscriber of an upstream URI unsubscribes the upstream. Like sessions, they live in
 the process that holds the session or stream.
@@ -55,7 +59,7 @@ from gateway.surfaces.mcp_sessions import SessionBook
 from gateway.surfaces.mcp_views import View
 from gateway.surfaces.middleware import request_id_of
 from gateway.surfaces.tracing import trace_of
-from gateway.types import Operation, OutcomeStatus
+from gateway.types import CallerSession, Operation, OutcomeStatus
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,7 @@ class _Subscriber:
     upstream_uri: str
     asked_uri: str  # as the client named it (its endpoint's names)
     tell: Callable[[str], Awaitable[None]]
+    session: CallerSession | None = None  # the 2025-11-25 session it was made in
 
 
 @dataclass(eq=False)
@@ -110,25 +115,24 @@ class Subscriptions:
         self,
         ctx: ServerRequestContext[Any, Any],
         params: types.SubscribeRequestParams,
-        session_id: str | None,
+        session: CallerSession | None,
     ) -> types.EmptyResult:
-        live = self._book.get(session_id)
-        if live is None or session_id is None:
+        if session is None:
             raise MCPError(
                 code=types.INVALID_REQUEST,
                 message="resources/subscribe needs a session: initialize first and send "
                 "its Mcp-Session-Id (updates arrive on the session's GET stream)",
             )
         asked = str(params.uri)
-        mine = self._sessions.setdefault(session_id, _SessionSubscriptions())
+        mine = self._sessions.setdefault(session.id, _SessionSubscriptions())
         if asked in mine.by_uri:
             return types.EmptyResult()  # already subscribed: nothing more to decide
-        session = ctx.session
+        sdk_session = ctx.session
 
         async def tell(uri: str) -> None:
-            await session.send_resource_updated(uri)
+            await sdk_session.send_resource_updated(uri)
 
-        subscriber = await self._subscribe(ctx, asked, tell)
+        subscriber = await self._subscribe(ctx, asked, tell, session)
         mine.by_uri[asked] = subscriber
         return types.EmptyResult()
 
@@ -228,6 +232,7 @@ class Subscriptions:
         ctx: ServerRequestContext[Any, Any],
         asked: str,
         tell: Callable[[str], Awaitable[None]],
+        session: CallerSession | None = None,
     ) -> _Subscriber:
         """Decides and makes one subscription (the pipeline); raises `MCPError` when it
         is refused, as a read of the URI would be."""
@@ -242,13 +247,14 @@ class Subscriptions:
             request_id=request_id_of(request),
             client=client_info(request),
             trace=trace_of(request, ctx.meta) if telemetry.ON else None,
+            session=session,
         )
         outcome = await run(self._pipeline, operation)
         if outcome.status is not OutcomeStatus.OK:
             raise refusal(outcome, asked=asked, is_uri=True)
         target = self._pipeline.catalog.resolve_target("resources/subscribe", operation.target)
         assert hasattr(target, "upstream_uri")
-        subscriber = _Subscriber(target.config.name, target.upstream_uri, asked, tell)
+        subscriber = _Subscriber(target.config.name, target.upstream_uri, asked, tell, session)
         self._subscribers.setdefault((subscriber.upstream, subscriber.upstream_uri), set()).add(
             subscriber
         )
@@ -262,10 +268,17 @@ class Subscriptions:
             self._subscribers.pop(key, None)
         client = self._pipeline.catalog.offerings_client(subscriber.upstream)
         if client is not None:
-            await client.unsubscribe_resource(subscriber.upstream_uri)
+            await client.unsubscribe_resource(subscriber.upstream_uri, session=subscriber.session)
 
-    async def _updated(self, upstream: str, upstream_uri: str) -> None:
+    async def _updated(self, upstream: str, upstream_uri: str, session: str | None) -> None:
+        """An update on the shared connection (``session`` None) reaches every
+        subscriber of the URI; one on a session's own upstream session, that session's
+        alone."""
         for subscriber in list(self._subscribers.get((upstream, upstream_uri), ())):
+            if session is not None and (
+                subscriber.session is None or subscriber.session.id != session
+            ):
+                continue
             try:
                 await subscriber.tell(subscriber.asked_uri)
             except Exception:  # a closed session: it is forgotten when it ends

@@ -17,7 +17,8 @@ Responsibilities, one module each:
   `mcp_lean_call`), `http_api`: the clients for MCP servers (Streamable HTTP, stdio)
   and plain HTTP APIs; `mcp_capabilities`: what a 2026-07-28 upstream is told, per
   request, the caller can be asked; `mcp_upstream_tasks`: an upstream's own tasks
-  (task-augmented calls and ``tasks/*``, both eras).
+  (task-augmented calls and ``tasks/*``, both eras); `mcp_caller_sessions`: a calling
+  session's own upstream session at each 2025-11-25 upstream it reaches, bounded.
 - `credentials`: what each upstream receives instead of the agent's token.
 
 Invariants: the agent's token never reaches an upstream (architecture.md §9.3); a
@@ -25,6 +26,7 @@ quarantined definition is neither listed nor used; an upstream's `_meta` is neve
 passed on; a resource is routed by its gateway URI's prefix, never guessed; what an
 upstream sends or asks during a request reaches only the client that made it (a
 request naming no caller goes to the one request in flight, else is refused; roots are
-never answered on a shared handshake-era connection); stdio commands come from the
+never answered on a shared handshake-era connection, and what a calling session's own
+upstream session asks or sends is that session's alone); stdio commands come from the
 admin's config only.
 """

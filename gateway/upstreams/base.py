@@ -10,13 +10,15 @@ from typing import Any, Protocol, runtime_checkable
 import anyio.abc
 import mcp_types as types
 
-from gateway.types import ClientInput, LogSink, ProgressCallback, ToolResult
+from gateway.types import CallerSession, ClientInput, LogSink, ProgressCallback, ToolResult
 from gateway.upstreams.definitions import UpstreamTool
 from gateway.upstreams.mcp_definitions import UpstreamOfferings
 
 Reconnected = Callable[[str], Awaitable[None]]
-# Called with (upstream, the upstream's URI) when a subscribed resource was updated.
-ResourceUpdated = Callable[[str, str], Awaitable[None]]
+# Called with (upstream, the upstream's URI, the calling session whose own upstream
+# session it came on, or None for the shared connection) when a subscribed resource
+# was updated.
+ResourceUpdated = Callable[[str, str, str | None], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,12 @@ class UpstreamClient(Protocol):
         log: LogSink | None,
         timeout_s: float,
         client_input: ClientInput | None = None,
+        session: CallerSession | None = None,
     ) -> ToolResult:
-        """Runs one call. Raises `UpstreamError` subclasses for transport failures; a
-        tool that ran and failed is a `ToolResult` with ``is_error``."""
+        """Runs one call (``session``: the caller's session at the gateway, whose own
+        upstream session an MCP upstream of the 2025-11-25 era uses; docs/decisions/0034).
+        Raises `UpstreamError` subclasses for transport failures; a tool that ran and
+        failed is a `ToolResult` with ``is_error``."""
         ...
 
 
@@ -83,6 +88,7 @@ class OfferingsClient(Protocol):
         log: LogSink | None,
         timeout_s: float,
         client_input: ClientInput | None = None,
+        session: CallerSession | None = None,
     ) -> dict[str, Any]: ...
 
     async def get_prompt(
@@ -94,16 +100,22 @@ class OfferingsClient(Protocol):
         log: LogSink | None,
         timeout_s: float,
         client_input: ClientInput | None = None,
+        session: CallerSession | None = None,
     ) -> dict[str, Any]: ...
 
     async def subscribe_resource(
-        self, uri: str, *, headers: dict[str, str], timeout_s: float
+        self,
+        uri: str,
+        *,
+        headers: dict[str, str],
+        timeout_s: float,
+        session: CallerSession | None = None,
     ) -> None:
         """One more subscriber of ``uri`` (the upstream's); the upstream is asked on the
         first. Its updates go to the catalog's `ResourceUpdated` listeners."""
         ...
 
-    async def unsubscribe_resource(self, uri: str) -> None:
+    async def unsubscribe_resource(self, uri: str, *, session: CallerSession | None = None) -> None:
         """One subscriber fewer; the upstream is told after the last."""
         ...
 
@@ -115,4 +127,5 @@ class OfferingsClient(Protocol):
         *,
         headers: dict[str, str],
         timeout_s: float,
+        session: CallerSession | None = None,
     ) -> dict[str, Any]: ...

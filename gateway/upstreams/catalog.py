@@ -83,14 +83,15 @@ class Catalog:
         self._listeners.append(listener)
 
     def on_resource_updated(self, listener: ResourceUpdated) -> None:
-        """``listener(upstream, upstream URI)`` on every update of a subscribed resource
-        (`OfferingsClient.subscribe_resource`)."""
+        """``listener(upstream, upstream URI, calling session)`` on every update of a
+        subscribed resource (`OfferingsClient.subscribe_resource`); the session is the
+        one whose own upstream session it came on, None for the shared connection."""
         self._update_listeners.append(listener)
 
-    async def _resource_updated(self, upstream: str, uri: str) -> None:
+    async def _resource_updated(self, upstream: str, uri: str, session: str | None) -> None:
         for listener in self._update_listeners:
             try:
-                await listener(upstream, uri)
+                await listener(upstream, uri, session)
             except Exception:  # a listener's failure must not stop the others
                 log.exception("update listener failed for %s of upstream %s", uri, upstream)
 
@@ -218,6 +219,14 @@ class Catalog:
 
     def upstreams(self) -> list[str]:
         return list(self._bindings)
+
+    def end_session(self, session_id: str) -> None:
+        """A calling session ended: every upstream closes the upstream session it held
+        for it, if any (`mcp_caller_sessions`, docs/decisions/0034)."""
+        for binding in self._bindings.values():
+            end = getattr(binding.client, "end_session", None)
+            if end is not None:
+                end(session_id)
 
     # --- resolving what an operation acts on ------------------------------------------
 

@@ -17,7 +17,7 @@ import httpx
 
 from gateway.config import HttpTool, HttpUpstream
 from gateway.errors import InvalidArguments, UpstreamTimeout, UpstreamUnavailable
-from gateway.types import ClientInput, LogSink, ProgressCallback, ToolResult
+from gateway.types import CallerSession, ClientInput, LogSink, ProgressCallback, ToolResult
 from gateway.upstreams.base import Reconnected, ResourceUpdated, UpstreamStatus
 from gateway.upstreams.definitions import UpstreamTool
 from gateway.upstreams.mcp_definitions import UpstreamOfferings
@@ -81,6 +81,7 @@ class HttpApiUpstream:
         log: LogSink | None,
         timeout_s: float,
         client_input: ClientInput | None = None,  # an HTTP API never asks the client anything
+        session: CallerSession | None = None,  # nor keeps sessions
     ) -> ToolResult:
         tool = self._tools[name]
         path, rest = _fill_path(tool, arguments)

@@ -69,7 +69,7 @@ class ChangeWatcher:
         if self._updated is None or uri not in self._uris:
             return  # not asked for (or no longer): nobody to tell
         try:
-            await self._updated(self.name, uri)
+            await self._updated(self.name, uri, None)  # the shared connection
         except Exception:  # one subscriber's failure must not stop the stream
             log.exception("resource update of upstream %s not passed on", self.name)
 

@@ -21,12 +21,20 @@ the calling client through the operation's `InputAsk`, in both eras
 (`mcp_requests`): a 2025-11-25 request reaches the connection's callbacks, a
 2026-07-28 ``input_required`` result is driven to completion by
 `mcp_requests.until_complete`.
+
+A client with a session at the gateway (`gateway.types.CallerSession`) reaches a
+2025-11-25 upstream on an upstream session of its own (`mcp_caller_sessions`,
+docs/decisions/0034): its calls, reads, prompts, completions and subscriptions go
+there, and that session's requests for client input (roots too) are its own. Lists,
+sessionless callers and 2026-07-28 upstreams (sessionless themselves) use the shared
+connection.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
@@ -39,10 +47,11 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from gateway.config import McpHttpUpstream, McpStdioUpstream
 from gateway.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
 from gateway.telemetry import TRACEPARENT
-from gateway.types import ClientInput, LogSink, ProgressCallback, ToolResult
+from gateway.types import CallerSession, ClientInput, LogSink, ProgressCallback, ToolResult
 from gateway.upstreams import mcp_capabilities, mcp_offerings, mcp_requests
 from gateway.upstreams.base import Reconnected, ResourceUpdated, UpstreamStatus
 from gateway.upstreams.definitions import UpstreamTool
+from gateway.upstreams.mcp_caller_sessions import CallerConnection, CallerSessions, SessionSlots
 from gateway.upstreams.mcp_changes import ChangeWatcher
 from gateway.upstreams.mcp_definitions import UpstreamOfferings
 from gateway.upstreams.mcp_lean_call import LeanToolCaller, NeedsSdk, dump_answers, is_sessionless
@@ -56,6 +65,18 @@ IDEMPOTENCY_META_KEY = "io.agentgateway/idempotency-key"
 
 _MAX_BACKOFF_S = 30.0
 _T = TypeVar("_T")
+# Upstream sessions for calling sessions when the app gives no shared bound (tests).
+_DEFAULT_SLOTS = 100
+
+
+@dataclass(frozen=True)
+class _Route:
+    """The connection a request goes on: the shared one, or a calling session's own."""
+
+    client: Client
+    in_flight: mcp_requests.InFlight
+    mark_broken: Callable[[BaseException], None]
+    own: CallerConnection | None = None
 
 
 class McpUpstream:
@@ -66,6 +87,7 @@ class McpUpstream:
         static_headers: dict[str, str],
         stdio_env: dict[str, str] | None = None,
         connect_timeout_s: float,
+        slots: SessionSlots | None = None,
     ) -> None:
         self.name = config.name
         self._config = config
@@ -73,6 +95,7 @@ class McpUpstream:
         self._stdio_env = stdio_env or {}
         self._connect_timeout_s = connect_timeout_s
         self._on_reconnect: Reconnected | None = None
+        self._on_updated: ResourceUpdated | None = None
         self._client: Client | None = None
         self._broken = anyio.Event()
         self._last_error: str | None = "not connected yet"
@@ -80,6 +103,8 @@ class McpUpstream:
         self._changes = ChangeWatcher(config.name)
         # Subscribers per upstream resource URI (the upstream is subscribed once).
         self._subscribed: dict[str, int] = {}
+        # (calling session, upstream URI) subscribed on that session's own upstream session.
+        self._made_own: set[tuple[str, str]] = set()
         # Requests in flight, to attribute an upstream's request that names no caller.
         self._in_flight = mcp_requests.InFlight()
         self._started = False
@@ -90,6 +115,12 @@ class McpUpstream:
             else None
         )
         self.tasks = UpstreamTasks(self.name, self._connected, lambda: self._client, self._request)
+        self.callers = CallerSessions(
+            self.name,
+            self._caller_client,
+            slots or SessionSlots(_DEFAULT_SLOTS),
+            open_timeout_s=config.timeout_s,
+        )
 
     @property
     def status(self) -> UpstreamStatus:
@@ -105,10 +136,13 @@ class McpUpstream:
         ``on_reconnect`` is also how a list-changed notification asks for a refresh;
         ``on_updated`` hears of updates to the resources subscribed to."""
         self._on_reconnect = on_reconnect
+        self._on_updated = on_updated
         self._changes.start(task_group, on_reconnect, on_updated)
+        self.callers.start(task_group)
         await task_group.start(self._supervise)
 
     async def close(self) -> None:
+        self.callers.close_all()
         if self._scope is not None:
             self._scope.cancel()
         if self._lean is not None:
@@ -117,6 +151,64 @@ class McpUpstream:
     # --- connection supervision ------------------------------------------------------
 
     def _make_client(self) -> Client:
+        """The shared connection: it declares everything the gateway can relay."""
+        elicit, sample, roots = mcp_requests.relay_input(self.name, self._in_flight)
+        return self._client_of(
+            self._transport(),
+            message_handler=self._changes.on_message,
+            elicit=elicit,
+            sample=sample,
+            roots=roots,
+        )
+
+    def _caller_client(self, own: CallerConnection, capabilities: dict[str, Any]) -> Client:
+        """A calling session's own upstream session (`mcp_caller_sessions`): the
+        handshake declares what the caller declared that the gateway relays, and roots
+        are relayed on it (they are this client's)."""
+        elicit, sample, roots = mcp_requests.relay_input(self.name, own.in_flight, shared=False)
+
+        async def on_message(message: Any) -> None:
+            if isinstance(message, types.ResourceUpdatedNotification):
+                uri = str(message.params.uri)
+                if uri in own.subscribed and self._on_updated is not None:
+                    await self._on_updated(self.name, uri, own.session_id)
+            else:  # a list change: the catalog re-reads the (shared) lists
+                await self._changes.on_message(message)
+
+        return self._client_of(
+            self._transport(),
+            message_handler=on_message,
+            elicit=elicit if "elicitation" in capabilities else None,
+            sample=sample if "sampling" in capabilities else None,
+            roots=roots if "roots" in capabilities else None,
+            mode="legacy",
+        )
+
+    def _client_of(
+        self,
+        transport: Any,
+        *,
+        message_handler: Callable[[Any], Awaitable[None]],
+        elicit: Any,
+        sample: Any,
+        roots: Any,
+        mode: str = "auto",
+    ) -> Client:
+        # cache=None: the gateway diffs fresh tool lists; a cached list would hide changes.
+        # A callback left out is a capability not declared.
+        return Client(
+            transport,
+            cache=None,
+            read_timeout_seconds=self._config.timeout_s,
+            logging_callback=mcp_requests.relay_log(self.name),
+            message_handler=message_handler,
+            elicitation_callback=elicit,
+            sampling_callback=sample,
+            list_roots_callback=roots,
+            mode=mode,
+        )
+
+    def _transport(self) -> Any:
         config = self._config
         if isinstance(config, McpStdioUpstream):
             params = StdioServerParameters(
@@ -137,18 +229,7 @@ class McpUpstream:
                 follow_redirects=False,
             )
             transport = mcp_requests.http_transport(config.url, http)
-        # cache=None: the gateway diffs fresh tool lists; a cached list would hide changes.
-        elicit, sample, roots = mcp_requests.relay_input(self.name, self._in_flight)
-        return Client(
-            transport,
-            cache=None,
-            read_timeout_seconds=config.timeout_s,
-            logging_callback=mcp_requests.relay_log(self.name),
-            message_handler=self._changes.on_message,
-            elicitation_callback=elicit,
-            sampling_callback=sample,
-            list_roots_callback=roots,
-        )
+        return transport
 
     async def _supervise(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         backoff = 0.25
@@ -187,7 +268,8 @@ class McpUpstream:
             if self._subscribed and not is_sessionless(client.protocol_version):
                 for uri in list(self._subscribed):  # a new session: subscribe again
                     try:
-                        await self._subscribe_upstream(client, uri, {}, self._config.timeout_s)
+                        shared = _Route(client, self._in_flight, self._mark_broken)
+                        await self._subscribe_upstream(shared, uri, {}, self._config.timeout_s)
                     except UpstreamError as exc:
                         log.warning("upstream %s: %s not subscribed again: %s", self.name, uri, exc)
         self._report_started(task_status)
@@ -208,6 +290,21 @@ class McpUpstream:
     def _mark_broken(self, exc: BaseException) -> None:
         self._last_error = _describe(exc)
         self._broken.set()
+
+    async def _route(self, session: CallerSession | None) -> _Route:
+        """Where a request on behalf of a caller goes: a calling session's own upstream
+        session when the upstream speaks 2025-11-25 (opened at its first request),
+        else the shared connection."""
+        client = await self._connected()
+        if session is None or is_sessionless(client.protocol_version):
+            return _Route(client, self._in_flight, self._mark_broken)
+        own = await self.callers.connection(session)
+        assert own.client is not None
+        return _Route(own.client, own.in_flight, own.mark_broken, own)
+
+    def end_session(self, session_id: str) -> None:
+        """The calling session ended: its upstream session (if any) is closed."""
+        self.callers.end(session_id)
 
     # --- operations --------------------------------------------------------------------
 
@@ -244,6 +341,7 @@ class McpUpstream:
         log: LogSink | None,
         timeout_s: float,
         client_input: ClientInput | None = None,
+        session: CallerSession | None = None,
     ) -> ToolResult:
         meta = {IDEMPOTENCY_META_KEY: idempotency_key} if idempotency_key else None
         if TRACEPARENT in headers:  # a traced call (gateway.telemetry)
@@ -261,8 +359,8 @@ class McpUpstream:
             )
             if lean is not None:
                 return to_result(lean)
-        client = await self._connected()
-        meta = mcp_requests.with_log_level(client, meta, log)
+        route = await self._route(session)
+        meta = mcp_requests.with_log_level(route.client, meta, log)
 
         def send(on: Client, responses: Any = None, state: str | None = None) -> Any:
             return on.session.call_tool(
@@ -278,7 +376,7 @@ class McpUpstream:
 
         result = await self._for_caller(
             name,
-            client,
+            route,
             send,
             headers=headers,
             log=log,
@@ -365,6 +463,7 @@ class McpUpstream:
         log: LogSink | None,
         timeout_s: float,
         client_input: ClientInput | None = None,
+        session: CallerSession | None = None,
     ) -> dict[str, Any]:
         traced = mcp_requests.with_trace(None, headers) if TRACEPARENT in headers else None
         lean = await self._send_lean(
@@ -379,8 +478,8 @@ class McpUpstream:
         )
         if lean is not None:
             return mcp_offerings.read_document(self.name, lean)
-        client = await self._connected()
-        meta = mcp_requests.with_log_level(client, traced, log)
+        route = await self._route(session)
+        meta = mcp_requests.with_log_level(route.client, traced, log)
 
         def send(on: Client, responses: Any = None, state: str | None = None) -> Any:
             return on.session.read_resource(
@@ -393,7 +492,7 @@ class McpUpstream:
 
         result = await self._for_caller(
             uri,
-            client,
+            route,
             send,
             headers=headers,
             log=log,
@@ -411,6 +510,7 @@ class McpUpstream:
         log: LogSink | None,
         timeout_s: float,
         client_input: ClientInput | None = None,
+        session: CallerSession | None = None,
     ) -> dict[str, Any]:
         traced = mcp_requests.with_trace(None, headers) if TRACEPARENT in headers else None
         lean = await self._send_lean(
@@ -425,8 +525,8 @@ class McpUpstream:
         )
         if lean is not None:
             return mcp_offerings.prompt_document(self.name, lean)
-        client = await self._connected()
-        meta = mcp_requests.with_log_level(client, traced, log)
+        route = await self._route(session)
+        meta = mcp_requests.with_log_level(route.client, traced, log)
 
         def send(on: Client, responses: Any = None, state: str | None = None) -> Any:
             return on.session.get_prompt(
@@ -440,7 +540,7 @@ class McpUpstream:
 
         result = await self._for_caller(
             name,
-            client,
+            route,
             send,
             headers=headers,
             log=log,
@@ -450,9 +550,15 @@ class McpUpstream:
         return mcp_offerings.prompt_document(self.name, result)
 
     async def subscribe_resource(
-        self, uri: str, *, headers: dict[str, str], timeout_s: float
+        self,
+        uri: str,
+        *,
+        headers: dict[str, str],
+        timeout_s: float,
+        session: CallerSession | None = None,
     ) -> None:
-        client = await self._connected()
+        route = await self._route(session)
+        client = route.client
         capabilities = client.server_capabilities.resources
         if capabilities is None or not capabilities.subscribe:
             raise UpstreamRejected(
@@ -460,6 +566,12 @@ class McpUpstream:
                 rpc_code=types.METHOD_NOT_FOUND,
                 rpc_message=f"upstream {self.name} does not offer resource subscriptions",
             )
+        if route.own is not None:  # the calling session's own upstream session
+            if uri not in route.own.subscribed:
+                await self._subscribe_upstream(route, uri, headers, timeout_s)
+                route.own.subscribed.add(uri)
+            self._made_own.add((route.own.session_id, uri))
+            return
         count = self._subscribed.get(uri, 0)
         self._subscribed[uri] = count + 1
         if count:
@@ -468,27 +580,38 @@ class McpUpstream:
             if is_sessionless(client.protocol_version):
                 self._changes.watch(frozenset(self._subscribed))
             else:
-                await self._subscribe_upstream(client, uri, headers, timeout_s)
+                await self._subscribe_upstream(route, uri, headers, timeout_s)
                 self._changes.watch(frozenset(self._subscribed))
         except BaseException:
             await self.unsubscribe_resource(uri)
             raise
 
     async def _subscribe_upstream(
-        self, client: Client, uri: str, headers: dict[str, str], timeout_s: float
+        self, route: _Route, uri: str, headers: dict[str, str], timeout_s: float
     ) -> None:
         await self._request(
             f"a subscription to {uri}",
-            lambda: client.session.send_request(
+            lambda: route.client.session.send_request(
                 types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri)),
                 types.EmptyResult,
             ),
             headers=headers,
             log=None,
             timeout_s=timeout_s,
+            route=route,
         )
 
-    async def unsubscribe_resource(self, uri: str) -> None:
+    async def unsubscribe_resource(self, uri: str, *, session: CallerSession | None = None) -> None:
+        if session is not None and (session.id, uri) in self._made_own:
+            # Made on the calling session's own upstream session (which may be closed).
+            self._made_own.discard((session.id, uri))
+            own = self.callers.existing(session.id)
+            if own is not None and own.client is not None and uri in own.subscribed:
+                own.subscribed.discard(uri)
+                await self._unsubscribe_upstream(
+                    _Route(own.client, own.in_flight, own.mark_broken, own), uri
+                )
+            return
         count = self._subscribed.get(uri, 0)
         if count > 1:
             self._subscribed[uri] = count - 1
@@ -498,16 +621,20 @@ class McpUpstream:
         client = self._client
         if client is None or is_sessionless(client.protocol_version):
             return
+        await self._unsubscribe_upstream(_Route(client, self._in_flight, self._mark_broken), uri)
+
+    async def _unsubscribe_upstream(self, route: _Route, uri: str) -> None:
         try:
             await self._request(
                 f"the end of a subscription to {uri}",
-                lambda: client.session.send_request(
+                lambda: route.client.session.send_request(
                     types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=uri)),
                     types.EmptyResult,
                 ),
                 headers={},
                 log=None,
                 timeout_s=self._config.timeout_s,
+                route=route,
             )
         except UpstreamError as exc:  # it sends an update too many, which nobody gets
             log.info("upstream %s: %s not unsubscribed: %s", self.name, uri, exc.message)
@@ -520,20 +647,22 @@ class McpUpstream:
         *,
         headers: dict[str, str],
         timeout_s: float,
+        session: CallerSession | None = None,
     ) -> dict[str, Any]:
-        client = await self._connected()
+        route = await self._route(session)
         what = ref.name if isinstance(ref, types.PromptReference) else ref.uri
         result = await self._request(
             f"a completion of {what}",
-            lambda: client.complete(ref, argument, context_arguments),
+            lambda: route.client.complete(ref, argument, context_arguments),
             headers=headers,
             log=None,
             timeout_s=timeout_s,
+            route=route,
         )
         return mcp_offerings.completion_document(result)
 
     async def _for_caller(
-        self, what: str, client: Client, send: Callable[..., Any], **kwargs: Any
+        self, what: str, route: _Route, send: Callable[..., Any], **kwargs: Any
     ) -> Any:
         """A request on behalf of a caller through the SDK, every round of it."""
 
@@ -543,7 +672,9 @@ class McpUpstream:
 
             return await mcp_requests.until_complete(self.name, what, await again(), again)
 
-        return await self._request(what, lambda: on(client), caller=True, **kwargs)
+        return await self._request(
+            what, lambda: on(route.client), caller=True, route=route, **kwargs
+        )
 
     async def _request(
         self,
@@ -555,9 +686,13 @@ class McpUpstream:
         timeout_s: float,
         client_input: ClientInput | None = None,
         caller: bool = False,
+        route: _Route | None = None,
     ) -> _T:
         """``caller``: a request on behalf of the caller, which declares the caller's
-        capabilities at 2026-07-28 (`mcp_capabilities`), not the connection's."""
+        capabilities at 2026-07-28 (`mcp_capabilities`), not the connection's.
+        ``route``: the connection it goes on (None: the shared one)."""
+        in_flight = route.in_flight if route is not None else self._in_flight
+        mark_broken = route.mark_broken if route is not None else self._mark_broken
         with mcp_capabilities.declaring(mcp_capabilities.of(client_input) if caller else None):
             return await mcp_requests.run(
                 self.name,
@@ -566,7 +701,7 @@ class McpUpstream:
                 headers=headers,
                 log_sink=log,
                 timeout_s=timeout_s,
-                mark_broken=self._mark_broken,
+                mark_broken=mark_broken,
                 client_input=client_input,
-                in_flight=self._in_flight,
+                in_flight=in_flight,
             )

@@ -11,9 +11,9 @@ logged here, never sent to someone else's client.
 
 What an upstream asks of the client (elicitation, sampling, roots) finds its caller
 the same way, on a third context variable holding the operation's `ClientInput`: as a
-server-to-client request on the call's stream (2025-11-25; roots excepted, refused on
-the shared connection: `relay_input`), or as a multi-round-trip ``input_required``
-result (2026-07-28, `until_complete`).
+server-to-client request on the call's stream (2025-11-25; roots excepted on the
+shared connection, relayed only on a calling session's own: `relay_input`), or as a
+multi-round-trip ``input_required`` result (2026-07-28, `until_complete`).
 """
 
 from __future__ import annotations
@@ -243,21 +243,23 @@ SHARED_ROOTS = (
     "the agent gateway does not answer roots/list on its shared connection to an "
     "upstream of the 2025-11-25 era: an upstream that keeps roots per session would "
     "serve one client's roots to another's calls (docs/mcp.md, Requests for client "
-    "input); at 2026-07-28 roots are asked per request and relayed"
+    "input); a client with a session at the gateway is given an upstream session of its "
+    "own, where its roots are relayed; at 2026-07-28 roots are asked per request"
 )
 
 
-def relay_input(upstream: str, in_flight: InFlight) -> tuple[Any, Any, Any]:
-    """The elicitation, sampling and roots callbacks of ``upstream``'s connection.
+def relay_input(upstream: str, in_flight: InFlight, *, shared: bool = True) -> tuple[Any, Any, Any]:
+    """The elicitation, sampling and roots callbacks of one connection to ``upstream``.
 
-    Roots are refused, always. These callbacks serve only requests sent by the
-    upstream on the connection (the 2025-11-25 era; at 2026-07-28 requests for input
-    come in ``input_required`` results, `until_complete`, and are relayed). The
-    connection is one upstream session shared by every caller, and a server of that
-    era may keep a session's roots (server-everything asks once per session and keeps
-    the answer): relaying one caller's roots there would make them what the upstream
-    believes of every later caller's. Elicitation and sampling are answers to one
-    request, not state of the session, and are relayed.
+    These callbacks serve only requests sent by the upstream on the connection (the
+    2025-11-25 era; at 2026-07-28 requests for input come in ``input_required``
+    results, `until_complete`, and are relayed). Elicitation and sampling are answers
+    to one request, not state of the session, and are relayed. Roots are refused on
+    the ``shared`` connection, always: it is one upstream session for every caller,
+    and a server of that era may keep a session's roots (server-everything asks once
+    per session and keeps the answer), so relaying one caller's roots there would make
+    them what the upstream believes of every later caller's. On a calling session's
+    own upstream session (`mcp_caller_sessions`) they are that client's, and relayed.
     """
 
     async def elicit(context: Any, params: Any) -> Any:
@@ -267,6 +269,8 @@ def relay_input(upstream: str, in_flight: InFlight) -> tuple[Any, Any, Any]:
         return await _relay_one(upstream, in_flight, "sampling/createMessage", _dump(params))
 
     async def roots(context: Any) -> Any:
+        if not shared:
+            return await _relay_one(upstream, in_flight, "roots/list", {})
         log.info("upstream %s asked roots/list on its shared connection: refused", upstream)
         return types.ErrorData(code=types.INVALID_REQUEST, message=SHARED_ROOTS)
 

@@ -96,6 +96,7 @@ class CatalogEntry:
             log=operation.log,
             timeout_s=self.config.timeout_s,
             client_input=operation.client_input,
+            session=operation.session,
         )
         return self.namespaced(result)
 
@@ -157,6 +158,7 @@ class PromptTarget(_McpTarget):
             log=operation.log,
             timeout_s=self.config.timeout_s,
             client_input=operation.client_input,
+            session=operation.session,
         )
         return McpResult(self.method, document)
 
@@ -211,6 +213,7 @@ class ReadTarget(_McpTarget):
             log=operation.log,
             timeout_s=self.config.timeout_s,
             client_input=operation.client_input,
+            session=operation.session,
         )
         return McpResult(self.method, document)
 
@@ -284,6 +287,7 @@ class CompletionTarget(_McpTarget):
             context,
             headers=headers,
             timeout_s=self.config.timeout_s,
+            session=operation.session,
         )
         return McpResult(self.method, document)
 
@@ -315,7 +319,10 @@ class SubscribeTarget(ReadTarget):
 
     async def forward(self, operation: Operation, headers: dict[str, str]) -> McpResult:
         await self.upstream.subscribe_resource(
-            self.upstream_uri, headers=headers, timeout_s=self.config.timeout_s
+            self.upstream_uri,
+            headers=headers,
+            timeout_s=self.config.timeout_s,
+            session=operation.session,
         )
         return McpResult(self.method, {})
 

@@ -1,0 +1,192 @@
+"""Upstream sessions of their own for calling sessions (docs/decisions/0034).
+
+A 2025-11-25 upstream keeps state per session: the client's capabilities (fixed at
+its ``initialize``), its roots (server-everything asks once per session and keeps the
+answer), its resource subscriptions, whatever a tool toggles for "this client". The
+gateway's connection to an upstream is one such session shared by every caller, so
+none of that can belong to one client there (roots are refused on it:
+`mcp_requests.relay_input`). A client with a session at the gateway
+(``Mcp-Session-Id``: `gateway.types.CallerSession`) is therefore given an upstream
+session of its own on each 2025-11-25 upstream it reaches: opened at its first
+request routed there, with the caller's capabilities in the handshake, and closed
+when the calling session ends (a DELETE, its idle expiry, the gateway's shutdown).
+Whatever that upstream session asks (roots included) can only be that client's.
+
+Each upstream session is entered in a task of its own on the app's task group (the
+SDK's `Client` must be entered and left in one task, and a transport failure cancels
+that task), and held there until it is closed. Bounded by `SessionSlots`: at most
+``mcp.sessions.max_upstream_sessions`` per process over every upstream; beyond it the
+request fails with `UpstreamSessionsExhausted` — never sent on the shared connection
+instead, whose state is not the caller's. A broken one is dropped; the next request
+opens another (the upstream lost that session's state; the gateway replays none).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.abc
+from mcp import Client
+
+from gateway.errors import UpstreamSessionsExhausted, UpstreamUnavailable
+from gateway.metrics import UPSTREAM_SESSIONS, UPSTREAM_SESSIONS_REFUSED
+from gateway.types import CallerSession
+from gateway.upstreams.mcp_requests import InFlight, describe
+
+log = logging.getLogger(__name__)
+
+
+class SessionSlots:
+    """How many upstream sessions this process holds for calling sessions, over every
+    upstream, and the most it may (one instance shared by every MCP upstream)."""
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self.held = 0
+
+    def take(self, upstream: str) -> None:
+        if self.held >= self.maximum:
+            UPSTREAM_SESSIONS_REFUSED.inc()
+            raise UpstreamSessionsExhausted(
+                f"upstream {upstream} is reached on an upstream session per calling "
+                f"session, and this gateway process already holds {self.maximum} of them "
+                "(mcp.sessions.max_upstream_sessions): retry once a session has ended, or "
+                "end idle sessions (DELETE)",
+                details={"max_upstream_sessions": self.maximum},
+            )
+        self.held += 1
+
+    def give_back(self) -> None:
+        self.held -= 1
+
+
+@dataclass(eq=False)
+class CallerConnection:
+    """One calling session's upstream session, while it lives."""
+
+    session_id: str
+    client: Client | None = None
+    # Requests in flight on it (all of this one client), for a request of the upstream
+    # that names none (stdio, its standalone stream): `mcp_requests.InFlight`.
+    in_flight: InFlight = field(default_factory=InFlight)
+    # The upstream URIs subscribed to on it (its updates are this client's alone).
+    subscribed: set[str] = field(default_factory=set)
+    ready: anyio.Event = field(default_factory=anyio.Event)
+    closing: anyio.Event = field(default_factory=anyio.Event)
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    error: str | None = None
+
+    def mark_broken(self, exc: BaseException) -> None:
+        """A transport failure: closed, and the next request opens another."""
+        self.error = describe(exc)
+        self.closing.set()
+
+
+# Builds the SDK client of a calling session's upstream session: (the connection, the
+# capabilities the caller declared that the gateway relays).
+MakeClient = Callable[[CallerConnection, dict[str, Any]], Client]
+
+
+class CallerSessions:
+    """The upstream sessions of one MCP upstream, one per calling session."""
+
+    def __init__(
+        self, upstream: str, make_client: MakeClient, slots: SessionSlots, *, open_timeout_s: float
+    ) -> None:
+        self._upstream = upstream
+        self._make_client = make_client
+        self._slots = slots
+        self._open_timeout_s = open_timeout_s
+        self._open: dict[str, CallerConnection] = {}
+        self._tasks: anyio.abc.TaskGroup | None = None
+        # Counters, for operators and tests: sessions opened, and closed again.
+        self.opened = 0
+        self.closed = 0
+
+    def start(self, task_group: anyio.abc.TaskGroup) -> None:
+        self._tasks = task_group
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def existing(self, session_id: str) -> CallerConnection | None:
+        """The calling session's upstream session if one is open (never opens one)."""
+        connection = self._open.get(session_id)
+        return connection if connection is not None and not connection.closing.is_set() else None
+
+    async def connection(self, session: CallerSession) -> CallerConnection:
+        """The calling session's upstream session, opened at its first request. Raises
+        `UpstreamSessionsExhausted` at the cap, `UpstreamUnavailable` when it cannot be
+        opened."""
+        connection = self.existing(session.id)
+        if connection is None:
+            connection = self._open_new(session)
+        with anyio.move_on_after(self._open_timeout_s):
+            await connection.ready.wait()
+        if not connection.ready.is_set():
+            connection.scope.cancel()
+            raise UpstreamUnavailable(
+                f"upstream {self._upstream}: no session for this client could be opened "
+                f"within {self._open_timeout_s:g} s"
+            )
+        if connection.client is None:
+            raise UpstreamUnavailable(
+                f"upstream {self._upstream}: no session for this client could be opened "
+                f"({connection.error or 'closed'})"
+            )
+        return connection
+
+    def _open_new(self, session: CallerSession) -> CallerConnection:
+        if self._tasks is None:
+            raise UpstreamUnavailable(f"upstream {self._upstream} is not started")
+        self._slots.take(self._upstream)
+        connection = CallerConnection(session.id)
+        self._open[session.id] = connection
+        UPSTREAM_SESSIONS.labels(self._upstream).inc()
+        self._tasks.start_soon(self._hold, connection, dict(session.capabilities))
+        return connection
+
+    async def _hold(self, connection: CallerConnection, capabilities: dict[str, Any]) -> None:
+        """Enters the upstream session, keeps it until it is closed, and leaves it (the
+        SDK ends a stdio upstream's process, and a Streamable HTTP session by DELETE)."""
+        try:
+            with connection.scope:
+                async with self._make_client(connection, capabilities) as client:
+                    connection.client = client
+                    self.opened += 1
+                    connection.ready.set()
+                    log.info(
+                        "upstream %s: a session of its own opened for a calling session "
+                        "(protocol %s)",
+                        self._upstream,
+                        client.protocol_version,
+                    )
+                    await connection.closing.wait()
+        except Exception as exc:
+            connection.error = describe(exc)
+            log.info("upstream %s: a calling session's session ended: %s", self._upstream, exc)
+        finally:
+            if connection.client is not None:
+                self.closed += 1
+            connection.client = None
+            connection.closing.set()
+            connection.ready.set()
+            if self._open.get(connection.session_id) is connection:
+                del self._open[connection.session_id]
+            self._slots.give_back()
+            UPSTREAM_SESSIONS.labels(self._upstream).dec()
+
+    def end(self, session_id: str) -> None:
+        """The calling session ended: its upstream session is closed."""
+        connection = self._open.pop(session_id, None)
+        if connection is not None:
+            connection.closing.set()
+
+    def close_all(self) -> None:
+        for connection in list(self._open.values()):
+            connection.closing.set()
+        self._open.clear()

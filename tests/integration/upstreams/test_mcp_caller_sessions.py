@@ -1,0 +1,111 @@
+"""`CallerSessions`: a calling session's own upstream session, opened once at first
+need, closed when the session ends or the connection breaks, bounded over every
+upstream by one `SessionSlots` (docs/decisions/0034).
+
+The upstream is the test upstream server (tests/support/upstream_mcp.py), reached by
+the SDK's real client in the 2025-11-25 handshake era: in process, and over stdio as
+a process that fails to start."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from gateway.errors import UpstreamSessionsExhausted, UpstreamUnavailable
+from gateway.types import CallerSession
+from gateway.upstreams.mcp_caller_sessions import CallerConnection, CallerSessions, SessionSlots
+from tests.support.upstream_mcp import server
+from tests.support.waiting import eventually_async
+
+pytestmark = pytest.mark.anyio
+
+
+class _Made:
+    """The capabilities each upstream session was opened with."""
+
+    def __init__(self) -> None:
+        self.capabilities: list[dict[str, Any]] = []
+
+    def __call__(self, connection: CallerConnection, capabilities: dict[str, Any]) -> Client:
+        self.capabilities.append(capabilities)
+        return Client(server, mode="legacy", cache=None)
+
+
+@asynccontextmanager
+async def _pool(slots: SessionSlots, made: Any, name: str = "up") -> AsyncIterator[CallerSessions]:
+    async with anyio.create_task_group() as tasks:
+        sessions = CallerSessions(name, made, slots, open_timeout_s=30)
+        sessions.start(tasks)
+        try:
+            yield sessions
+        finally:
+            sessions.close_all()
+
+
+async def test_one_upstream_session_per_calling_session_opened_once_and_closed_at_its_end():
+    slots, made = SessionSlots(5), _Made()
+    async with _pool(slots, made) as sessions:
+        alice = await sessions.connection(CallerSession("a", {"roots": {}}))
+        assert alice.client is not None
+        assert (await alice.client.call_tool("echo", {"text": "hi"})).content
+        again = await sessions.connection(CallerSession("a", {"roots": {}}))
+        assert again is alice  # the session's one upstream session, not another
+        bob = await sessions.connection(CallerSession("b", {}))
+        assert bob is not alice
+        assert made.capabilities == [{"roots": {}}, {}]  # each opened with its own
+        assert slots.held == 2 and sessions.opened == 2
+        sessions.end("a")
+        await eventually_async(lambda: slots.held == 1, "alice's upstream session closed")
+        assert sessions.closed == 1 and sessions.existing("a") is None
+        assert sessions.existing("b") is bob
+        sessions.end("a")  # ending twice, or a session that never had one: nothing
+        sessions.end("never")
+        assert slots.held == 1
+
+
+async def test_the_cap_refuses_cleanly_across_upstreams_and_frees_at_an_end():
+    slots, made = SessionSlots(1), _Made()
+    async with _pool(slots, made, "one") as first:
+        async with _pool(slots, made, "two") as second:
+            await first.connection(CallerSession("a", {}))
+            with pytest.raises(UpstreamSessionsExhausted) as refused:
+                await second.connection(CallerSession("b", {}))
+            assert refused.value.code == "upstream_sessions_exhausted"
+            assert "max_upstream_sessions" in refused.value.message
+            assert slots.held == 1 and len(second) == 0  # nothing half-open left
+            first.end("a")
+            await eventually_async(lambda: slots.held == 0, "the first session's closed")
+            assert (await second.connection(CallerSession("b", {}))).client is not None
+
+
+async def test_a_broken_upstream_session_is_dropped_and_the_next_request_opens_another():
+    slots, made = SessionSlots(5), _Made()
+    async with _pool(slots, made) as sessions:
+        broken = await sessions.connection(CallerSession("a", {}))
+        broken.mark_broken(RuntimeError("the transport failed"))
+        await eventually_async(lambda: slots.held == 0, "the broken one closed")
+        fresh = await sessions.connection(CallerSession("a", {}))
+        assert fresh is not broken and fresh.client is not None
+        assert sessions.opened == 2
+
+
+async def test_an_upstream_session_that_cannot_open_is_unavailable_and_frees_its_slot():
+    slots = SessionSlots(5)
+
+    def exits_at_once(connection: CallerConnection, capabilities: dict[str, Any]) -> Client:
+        params = StdioServerParameters(command=sys.executable, args=["-c", "pass"])
+        return Client(stdio_client(params), mode="legacy", cache=None)
+
+    async with _pool(slots, exits_at_once) as sessions:
+        with pytest.raises(UpstreamUnavailable) as failed:
+            await sessions.connection(CallerSession("a", {}))
+        assert "no session for this client could be opened" in failed.value.message
+        await eventually_async(lambda: slots.held == 0, "its slot given back")
+        assert sessions.existing("a") is None
