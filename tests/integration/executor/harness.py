@@ -133,6 +133,7 @@ async def executor_parts(
     settings = ExecutorConfig.model_validate({"lease_s": 60, "poll_s": 0.05, **config})
     try:
         async with anyio.create_task_group() as tasks:
+            await catalog.connect(tasks)
             await catalog.start(tasks, refresh_interval_s=0)
             http = httpx.AsyncClient()
             approvals = ApprovalService(

@@ -84,6 +84,7 @@ async def parts(
     pins = PinGuard(PinStore(database), audit, configured={})
     catalog = Catalog(_bindings(api), pins=pins, pin_sync_interval_s=0)
     async with anyio.create_task_group() as tasks:
+        await catalog.connect(tasks)
         await catalog.start(tasks, refresh_interval_s=0)
         pipeline = Pipeline(
             catalog=catalog,
