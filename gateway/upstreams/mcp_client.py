@@ -103,6 +103,10 @@ class McpUpstream:
         """The calling session ended: its upstream session (if any) is closed."""
         self.connection.end_session(session_id)
 
+    async def session_log_level(self, session_id: str, level: str) -> None:
+        """The calling session set its log level: passed on to its upstream session."""
+        await self.connection.session_log_level(session_id, level)
+
     # --- operations --------------------------------------------------------------------
 
     async def list_tools(self) -> list[UpstreamTool]:

@@ -38,7 +38,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from gateway.config import McpHttpUpstream, McpStdioUpstream
-from gateway.errors import UpstreamUnavailable
+from gateway.errors import UpstreamError, UpstreamUnavailable
 from gateway.types import CallerSession, ClientInput, LogSink
 from gateway.upstreams import mcp_capabilities, mcp_requests
 from gateway.upstreams.base import Reconnected, ResourceUpdated, UpstreamStatus
@@ -166,6 +166,7 @@ class McpConnection:
             sample=sample if "sampling" in capabilities else None,
             roots=roots if "roots" in capabilities else None,
             mode="legacy",
+            logs=mcp_requests.relay_log(self.name, own.logs),
         )
 
     def _client_of(
@@ -177,6 +178,7 @@ class McpConnection:
         sample: Any,
         roots: Any,
         mode: str = "auto",
+        logs: Callable[[types.LoggingMessageNotificationParams], Awaitable[None]] | None = None,
     ) -> Client:
         # cache=None: the gateway diffs fresh tool lists; a cached list would hide changes.
         # A callback left out is a capability not declared.
@@ -184,7 +186,7 @@ class McpConnection:
             transport,
             cache=None,
             read_timeout_seconds=self.config.timeout_s,
-            logging_callback=mcp_requests.relay_log(self.name),
+            logging_callback=logs or mcp_requests.relay_log(self.name),
             message_handler=message_handler,
             elicitation_callback=elicit,
             sampling_callback=sample,
@@ -285,9 +287,39 @@ class McpConnection:
         client = await self.connected()
         if session is None or is_sessionless(client.protocol_version):
             return self.shared(client)
+        opening = self.callers.existing(session.id) is None
         own = await self.callers.connection(session)
         assert own.client is not None
-        return Route(own.client, own.in_flight, own.mark_broken, own)
+        route = Route(own.client, own.in_flight, own.mark_broken, own)
+        if opening:  # a level the session set before it had this upstream session
+            sink = session.logs()
+            if sink is not None:
+                await self.set_log_level(route, sink.level)
+        return route
+
+    async def set_log_level(self, route: Route, level: str) -> None:
+        """``logging/setLevel`` of a calling session, passed on to its own upstream
+        session (when the upstream logs at all); a failure is logged, not the caller's."""
+        client = route.client
+        if client.server_capabilities.logging is None:
+            return
+        try:
+            await self.request(
+                "logging/setLevel",
+                lambda: client.set_logging_level(level),  # type: ignore[arg-type]
+                headers={},
+                log=None,
+                timeout_s=self.config.timeout_s,
+                route=route,
+            )
+        except UpstreamError as exc:
+            log.info("upstream %s: log level not set: %s", self.name, exc.message)
+
+    async def session_log_level(self, session_id: str, level: str) -> None:
+        """A calling session set its log level: its upstream session here (if any) too."""
+        own = self.callers.existing(session_id)
+        if own is not None and own.client is not None:
+            await self.set_log_level(Route(own.client, own.in_flight, own.mark_broken, own), level)
 
     def end_session(self, session_id: str) -> None:
         """The calling session ended: its upstream session (if any) is closed."""
