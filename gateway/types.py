@@ -234,10 +234,13 @@ class CallerSession:
     An upstream of that era is reached, for this client, on an upstream session of its
     own, opened with ``capabilities`` in its handshake (docs/decisions/0034): what the
     client declared at its ``initialize`` that the gateway relays (MCP spelling:
-    ``elicitation``, ``sampling``, ``roots``)."""
+    ``elicitation``, ``sampling``, ``roots``). ``logs``: where log messages that
+    upstream session sends outside any request go (the session's own stream), at the
+    level the session set now; None while it asked for none."""
 
     id: str
     capabilities: dict[str, Any]
+    logs: Callable[[], LogSink | None] = field(default=lambda: None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ Everything that reaches an upstream (``tools/call``, ``resources/read``,
 ``prompts/get``, ``completion/complete``) goes through `Pipeline.call`; every list
 (``tools/list``, ``prompts/list``, ``resources/list``, ``resources/templates/list``)
 through the pipeline's one policy filter. ``logging/setLevel`` is the gateway's own:
-it sets the level at which upstream log messages are relayed to this session.
+it sets the level at which upstream log messages are relayed to this session, and is
+passed on to the session's own upstream sessions (docs/decisions/0034), whose log
+messages sent outside any request reach the session's own stream.
 
 Upstream log messages reach the client that made the request they belong to, and
 only one that asked: at 2026-07-28 by the request's own log-level ``_meta``, at
@@ -326,9 +328,12 @@ class _Handlers:
     async def set_level(
         self, ctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams
     ) -> types.EmptyResult:
-        live = self.book.attach(_session_id(ctx), ctx.session)
-        if live is not None:
+        session_id = _session_id(ctx)
+        live = self.book.attach(session_id, ctx.session)
+        if live is not None and session_id is not None:
             live.log_level = params.level
+            # Its upstream sessions of its own log at that level too (decision 0034).
+            await self.pipeline.catalog.session_log_level(session_id, params.level)
         # Sessionless, the level cannot outlive this request: accepted, and no upstream
         # log message is relayed (docs/mcp.md, "Logging").
         return types.EmptyResult()

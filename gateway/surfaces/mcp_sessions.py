@@ -44,7 +44,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.config import McpSessionsConfig
-from gateway.types import CallerSession, Identity, Principal
+from gateway.types import LOG_LEVELS, CallerSession, Identity, LogSink, Principal
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,23 @@ class LiveSession:
     log_level: str | None = None
     in_flight: int = 0
     idle_since: float = 0.0
+
+
+def _standalone_logs(live: LiveSession) -> Callable[[], LogSink | None]:
+    """The session's own stream for log messages its upstream sessions send outside any
+    request, at the level it set (`logging/setLevel`) when one arrives."""
+
+    def now() -> LogSink | None:
+        server_session, level = live.session, live.log_level
+        if server_session is None or level not in LOG_LEVELS:
+            return None
+
+        async def send(level: str, data: Any, logger: str | None) -> None:
+            await server_session.send_log_message(level, data, logger)  # type: ignore[arg-type]
+
+        return LogSink(str(level), send)
+
+    return now
 
 
 class SessionBook:
@@ -100,7 +117,9 @@ class SessionBook:
         relays), None for a sessionless request."""
         if session_id is None or session_id not in self._live:
             return None
-        return CallerSession(session_id, capabilities)
+        return CallerSession(
+            session_id, capabilities, logs=_standalone_logs(self._live[session_id])
+        )
 
     def opened(self, session_id: str, live: LiveSession) -> None:
         self._forget_idle()

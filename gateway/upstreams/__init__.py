@@ -15,10 +15,13 @@ Responsibilities, one module each:
   until approved, alone or with all of its upstream's.
 - `base`, `mcp_client` (with `mcp_requests`, `mcp_offerings`, `mcp_changes`,
   `mcp_lean_call`), `http_api`: the clients for MCP servers (Streamable HTTP, stdio)
-  and plain HTTP APIs; `mcp_capabilities`: what a 2026-07-28 upstream is told, per
-  request, the caller can be asked; `mcp_upstream_tasks`: an upstream's own tasks
-  (task-augmented calls and ``tasks/*``, both eras); `mcp_caller_sessions`: a calling
-  session's own upstream session at each 2025-11-25 upstream it reaches, bounded.
+  and plain HTTP APIs; `mcp_connection`: an MCP server's supervised connection and the
+  route each request takes; `mcp_subscriptions`: resource subscriptions at an MCP
+  server, shared or a calling session's own; `mcp_capabilities`: what a 2026-07-28
+  upstream is told, per request, the caller can be asked; `mcp_upstream_tasks`: an
+  upstream's own tasks (task-augmented calls and ``tasks/*``, both eras);
+  `mcp_caller_sessions`: a calling session's own upstream session at each 2025-11-25
+  upstream it reaches, bounded.
 - `credentials`: what each upstream receives instead of the agent's token.
 
 Invariants: the agent's token never reaches an upstream (architecture.md §9.3); a

@@ -228,6 +228,14 @@ class Catalog:
             if end is not None:
                 end(session_id)
 
+    async def session_log_level(self, session_id: str, level: str) -> None:
+        """A calling session set its log level (``logging/setLevel``): every upstream
+        session of its own hears it (docs/decisions/0034)."""
+        for binding in self._bindings.values():
+            set_level = getattr(binding.client, "session_log_level", None)
+            if set_level is not None:
+                await set_level(session_id, level)
+
     # --- resolving what an operation acts on ------------------------------------------
 
     def resolve(self, name: str) -> CatalogEntry:

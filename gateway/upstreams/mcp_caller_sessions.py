@@ -34,7 +34,7 @@ from mcp import Client
 
 from gateway.errors import UpstreamSessionsExhausted, UpstreamUnavailable
 from gateway.metrics import UPSTREAM_SESSIONS, UPSTREAM_SESSIONS_REFUSED
-from gateway.types import CallerSession
+from gateway.types import CallerSession, LogSink
 from gateway.upstreams.mcp_requests import InFlight, describe
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,9 @@ class CallerConnection:
     """One calling session's upstream session, while it lives."""
 
     session_id: str
+    # The calling session's own stream for what its upstream session logs outside any
+    # request (`CallerSession.logs`).
+    logs: Callable[[], LogSink | None] = lambda: None
     client: Client | None = None
     # Requests in flight on it (all of this one client), for a request of the upstream
     # that names none (stdio, its standalone stream): `mcp_requests.InFlight`.
@@ -144,7 +147,7 @@ class CallerSessions:
         if self._tasks is None:
             raise UpstreamUnavailable(f"upstream {self._upstream} is not started")
         self._slots.take(self._upstream)
-        connection = CallerConnection(session.id)
+        connection = CallerConnection(session.id, logs=session.logs)
         self._open[session.id] = connection
         UPSTREAM_SESSIONS.labels(self._upstream).inc()
         self._tasks.start_soon(self._hold, connection, dict(session.capabilities))

@@ -67,11 +67,17 @@ async def apply_call_headers(request: httpx2.Request) -> None:
         request.headers[name] = value
 
 
-def relay_log(upstream: str) -> Callable[[types.LoggingMessageNotificationParams], Awaitable[None]]:
-    """The logging callback of ``upstream``'s connection."""
+def relay_log(
+    upstream: str, outside: Callable[[], LogSink | None] | None = None
+) -> Callable[[types.LoggingMessageNotificationParams], Awaitable[None]]:
+    """The logging callback of ``upstream``'s connection. ``outside``: where a message
+    sent outside any request goes, on a calling session's own upstream session (that
+    session's stream); the shared connection has none: such a message is only logged."""
 
     async def relay(params: types.LoggingMessageNotificationParams) -> None:
         sink = _LOG_SINK.get()
+        if sink is None and outside is not None:
+            sink = outside()
         if sink is None:
             log.debug("upstream %s logged (%s) outside any request", upstream, params.level)
             return

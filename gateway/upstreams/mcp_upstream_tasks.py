@@ -56,7 +56,7 @@ class TaskView:
 
 
 class UpstreamTasks:
-    """The tasks of one upstream connection: ``request`` is its `McpUpstream._request`
+    """The tasks of one upstream connection: ``request`` is its `McpConnection.request`
     (headers, deadline, errors), ``connected`` its live client."""
 
     def __init__(

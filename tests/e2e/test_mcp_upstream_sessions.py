@@ -204,6 +204,41 @@ async def test_the_upstream_session_ends_with_the_calling_session(
         eventually(lambda: stdio_children(gateway) == shared, "its process ended")
 
 
+def _logs_into(seen: list[str]) -> Any:
+    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+        seen.append(params.level)
+
+    return on_log
+
+
+@pytest.mark.parametrize("upstream", UPSTREAMS)
+async def test_what_a_sessions_upstream_session_logs_reaches_that_session_alone(
+    gateway: GatewayServer, upstream: str
+) -> None:
+    """server-everything logs outside any request (``toggle-simulated-logging``): on a
+    session's own upstream session those messages are that session's, at the level it
+    set (passed on to the upstream session too), and never another session's."""
+    frank_saw: list[str] = []
+    grace_saw: list[str] = []
+    token = gateway.token
+    async with (
+        connect(
+            gateway.mcp_url, token("agent:frank"), "legacy", logging_callback=_logs_into(frank_saw)
+        ) as frank,
+        connect(
+            gateway.mcp_url, token("agent:grace"), "legacy", logging_callback=_logs_into(grace_saw)
+        ) as grace,
+    ):
+        await grace.set_logging_level("debug")  # grace asks for every message too
+        assert not (await grace.call_tool(f"{upstream}__echo", {"message": "hi"})).is_error
+        await frank.set_logging_level("debug")  # before its upstream session exists
+        if "Stopped" in _text(await frank.call_tool(f"{upstream}__toggle-simulated-logging", {})):
+            await frank.call_tool(f"{upstream}__toggle-simulated-logging", {})
+        await eventually_async(lambda: len(frank_saw) >= 2, "frank's upstream session's logs")
+        await grace.list_tools()  # a round trip on grace's session after frank's messages
+        assert grace_saw == []
+
+
 async def test_sessionless_calls_use_the_shared_connection(gateway: GatewayServer) -> None:
     await eventually_async(lambda: held(gateway, "ev") == 0, "no upstream session held")
     async with connect(gateway.mcp_url, gateway.token("agent:erin"), "2026-07-28") as erin:

@@ -1,0 +1,135 @@
+"""Resource subscriptions at one upstream MCP server, on behalf of the gateway's clients.
+
+On the shared connection a URI is subscribed once, however many clients subscribed to
+it (a count per URI), and unsubscribed when the last of them ends; a sessionless
+(2026-07-28) upstream is not subscribed at all but watched (`mcp_changes`). A new
+upstream session after a reconnect is subscribed again to every URI still wanted.
+
+A calling session with an upstream session of its own (`mcp_caller_sessions`,
+docs/decisions/0034) subscribes there, and its updates reach that session alone
+(`McpConnection`); such a subscription ends with it or with that upstream session.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import mcp_types as types
+
+from gateway.errors import UpstreamError, UpstreamRejected
+from gateway.types import CallerSession
+from gateway.upstreams.mcp_connection import McpConnection, Route
+from gateway.upstreams.mcp_lean_call import is_sessionless
+
+log = logging.getLogger(__name__)
+
+
+class Subscriptions:
+    def __init__(self, connection: McpConnection) -> None:
+        self._connection = connection
+        self.name = connection.name
+        # Subscribers per upstream resource URI (the upstream is subscribed once).
+        self._subscribed: dict[str, int] = {}
+        # (calling session, upstream URI) subscribed on that session's own upstream session.
+        self._made_own: set[tuple[str, str]] = set()
+
+    async def again(self, shared: Route) -> None:
+        """A new upstream session of the shared connection: subscribe it again."""
+        if not self._subscribed or is_sessionless(shared.client.protocol_version):
+            return
+        for uri in list(self._subscribed):
+            try:
+                await self._subscribe_upstream(shared, uri, {}, self._connection.config.timeout_s)
+            except UpstreamError as exc:
+                log.warning("upstream %s: %s not subscribed again: %s", self.name, uri, exc)
+
+    async def subscribe(
+        self,
+        uri: str,
+        *,
+        headers: dict[str, str],
+        timeout_s: float,
+        session: CallerSession | None = None,
+    ) -> None:
+        route = await self._connection.route(session)
+        client = route.client
+        capabilities = client.server_capabilities.resources
+        if capabilities is None or not capabilities.subscribe:
+            raise UpstreamRejected(
+                f"upstream {self.name} does not offer resource subscriptions",
+                rpc_code=types.METHOD_NOT_FOUND,
+                rpc_message=f"upstream {self.name} does not offer resource subscriptions",
+            )
+        if route.own is not None:  # the calling session's own upstream session
+            if uri not in route.own.subscribed:
+                await self._subscribe_upstream(route, uri, headers, timeout_s)
+                route.own.subscribed.add(uri)
+            self._made_own.add((route.own.session_id, uri))
+            return
+        count = self._subscribed.get(uri, 0)
+        self._subscribed[uri] = count + 1
+        if count:
+            return  # already subscribed for another client
+        changes = self._connection.changes
+        try:
+            if is_sessionless(client.protocol_version):
+                changes.watch(frozenset(self._subscribed))
+            else:
+                await self._subscribe_upstream(route, uri, headers, timeout_s)
+                changes.watch(frozenset(self._subscribed))
+        except BaseException:
+            await self.unsubscribe(uri)
+            raise
+
+    async def unsubscribe(self, uri: str, *, session: CallerSession | None = None) -> None:
+        if session is not None and (session.id, uri) in self._made_own:
+            # Made on the calling session's own upstream session (which may be closed).
+            self._made_own.discard((session.id, uri))
+            own = self._connection.callers.existing(session.id)
+            if own is not None and own.client is not None and uri in own.subscribed:
+                own.subscribed.discard(uri)
+                await self._unsubscribe_upstream(
+                    Route(own.client, own.in_flight, own.mark_broken, own), uri
+                )
+            return
+        count = self._subscribed.get(uri, 0)
+        if count > 1:
+            self._subscribed[uri] = count - 1
+            return
+        self._subscribed.pop(uri, None)
+        self._connection.changes.watch(frozenset(self._subscribed))
+        client = self._connection.client
+        if client is None or is_sessionless(client.protocol_version):
+            return
+        await self._unsubscribe_upstream(self._connection.shared(client), uri)
+
+    async def _subscribe_upstream(
+        self, route: Route, uri: str, headers: dict[str, str], timeout_s: float
+    ) -> None:
+        await self._connection.request(
+            f"a subscription to {uri}",
+            lambda: route.client.session.send_request(
+                types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri)),
+                types.EmptyResult,
+            ),
+            headers=headers,
+            log=None,
+            timeout_s=timeout_s,
+            route=route,
+        )
+
+    async def _unsubscribe_upstream(self, route: Route, uri: str) -> None:
+        try:
+            await self._connection.request(
+                f"the end of a subscription to {uri}",
+                lambda: route.client.session.send_request(
+                    types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=uri)),
+                    types.EmptyResult,
+                ),
+                headers={},
+                log=None,
+                timeout_s=self._connection.config.timeout_s,
+                route=route,
+            )
+        except UpstreamError as exc:  # it sends an update too many, which nobody gets
+            log.info("upstream %s: %s not unsubscribed: %s", self.name, uri, exc.message)
