@@ -6,7 +6,9 @@ Each surface is a thin adapter: read the caller the middleware authenticated
 the pipeline, render the `Outcome`. The MCP surface is `mcp` (routing between the
 direct path, the stateless and the stateful transport), `mcp_server` (the handlers of
 every MCP method), `mcp_calls` (an operation into the pipeline, the gateway's own
-tools), `mcp_views` (the names of `/mcp` and `/mcp/{upstream}`),
+tools), `mcp_views` (the names of `/mcp` and `/mcp/{upstream}`), `mcp_lists` (the
+list results, from entries built once per definition by `wire_forms`, which REST's
+``GET /v1/tools`` uses too),
 `mcp_results` (outcomes as MCP answers), `mcp_sessions` (sessions bound to their
 owner), `mcp_relay` with `mcp_relay_state` (an upstream's requests for client input
 put to the calling client; the sealed single-use ``requestState`` of 2026-07-28),

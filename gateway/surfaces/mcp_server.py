@@ -19,9 +19,7 @@ none: the specification lets a server choose, and choosing none keeps the fast p
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -36,11 +34,12 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
 
 from gateway import telemetry
-from gateway.errors import GatewayError, PolicyUnavailable
+from gateway.errors import GatewayError
 from gateway.lists import Offered
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import client_info
 from gateway.surfaces.mcp_calls import LocalTools, answer_tools_call, caller_of, run
+from gateway.surfaces.mcp_lists import McpLists
 from gateway.surfaces.mcp_relay import Asking, InputRelay, Prepare, relayable
 from gateway.surfaces.mcp_results import mcp_result, unavailability_as_retry
 from gateway.surfaces.mcp_sessions import SESSION_STATE_KEY, SessionBook
@@ -57,7 +56,6 @@ from gateway.types import (
     Operation,
     Outcome,
     Principal,
-    ToolDefinition,
 )
 from gateway.version import __version__
 
@@ -103,7 +101,7 @@ def build_mcp_server(
     sessions: bool,
     tasks: McpTasks | None = None,
 ) -> Server[Any]:
-    handlers = _Handlers(pipeline, local_tools, book, relay, tasks)
+    handlers = _Handlers(pipeline, local_tools, book, relay, tasks, McpLists(pipeline.catalog))
     server = _GatewayServer(
         "agent-tool-gateway",
         version=__version__,
@@ -112,12 +110,8 @@ def build_mcp_server(
         "policy and audited; a refused tool call returns isError with the reason.",
         # Lists differ per principal and change with pins: never shared, never fresh.
         cache_hints={method: CacheHint(ttl_ms=0, scope="private") for method in CACHEABLE_METHODS},
-        on_list_tools=handlers.list_tools,
         on_call_tool=handlers.call_tool,
-        on_list_resources=handlers.list_resources,
-        on_list_resource_templates=handlers.list_resource_templates,
         on_read_resource=handlers.read_resource,
-        on_list_prompts=handlers.list_prompts,
         on_get_prompt=handlers.get_prompt,
         on_completion=handlers.complete,
         # The schema of a 2026-era call's tool, for the SDK's check of its Mcp-Param-*
@@ -126,6 +120,15 @@ def build_mcp_server(
         list_changed=sessions,
     )
     server.middleware.append(unavailability_as_retry)  # outside every handler below
+    # The lists answer a result dict of entries built once (`mcp_lists`), which the
+    # constructor's parameters are not typed for (the runner takes either).
+    for method, list_handler in (
+        ("tools/list", handlers.list_tools),
+        ("resources/list", handlers.list_resources),
+        ("resources/templates/list", handlers.list_resource_templates),
+        ("prompts/list", handlers.list_prompts),
+    ):
+        server.add_request_handler(method, types.PaginatedRequestParams, list_handler)
     # Registered directly: the constructor's parameter warns that logging is deprecated
     # at 2026-07-28, which the SDK already enforces (-32601 at that revision).
     server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, handlers.set_level)
@@ -173,8 +176,10 @@ class _Handlers:
         book: SessionBook,
         relay: InputRelay,
         tasks: McpTasks | None,
+        lists: McpLists,
     ) -> None:
         self.pipeline = pipeline
+        self.lists = lists
         self.local_tools = local_tools
         self.book = book
         self.relay = relay
@@ -184,27 +189,23 @@ class _Handlers:
 
     async def list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListToolsResult:
+    ) -> dict[str, Any]:
         request, principal, view = self._caller(ctx)
         request_id = request_id_of(request)
-        async with _overload_as_error():
-            tools = await self.pipeline.lists.tools(
-                principal,
-                transport="mcp",
-                request_id=request_id,
-                client=client_info(request),
-                upstream=view.upstream,
-            )
-            if self.local_tools is not None and view.aggregated:
-                tools += await self.local_tools.visible(
-                    principal, request_id=request_id, client=client_info(request)
-                )
-        tasks = self.tasks is not None
-        return types.ListToolsResult(
-            tools=[
-                _to_mcp_tool(t, view, task_support=tasks and t.server != "workflow") for t in tools
-            ]
+        # An engine that gives no answer is -32000 with a retry hint
+        # (`unavailability_as_retry`), never an empty list.
+        tools = await self.pipeline.lists.tools(
+            principal,
+            transport="mcp",
+            request_id=request_id,
+            client=client_info(request),
+            upstream=view.upstream,
         )
+        if self.local_tools is not None and view.aggregated:
+            tools += await self.local_tools.visible(
+                principal, request_id=request_id, client=client_info(request)
+            )
+        return self.lists.tools(tools, view, ctx.protocol_version, tasks=self.tasks is not None)
 
     async def call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
@@ -252,17 +253,15 @@ class _Handlers:
 
     async def list_resources(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListResourcesResult:
+    ) -> dict[str, Any]:
         view, resources = await self._list(ctx, "resources")
-        listing = [r.to_listing(view.uri_out(r.uri)) for r in resources]
-        return types.ListResourcesResult.model_validate({"resources": listing})
+        return self.lists.resources(resources, view, ctx.protocol_version)
 
     async def list_resource_templates(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListResourceTemplatesResult:
+    ) -> dict[str, Any]:
         view, templates = await self._list(ctx, "resource_templates")
-        listing = [t.to_listing(view.uri_out(t.uri_template)) for t in templates]
-        return types.ListResourceTemplatesResult.model_validate({"resourceTemplates": listing})
+        return self.lists.templates(templates, view, ctx.protocol_version)
 
     async def read_resource(
         self, ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
@@ -283,10 +282,9 @@ class _Handlers:
 
     async def list_prompts(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListPromptsResult:
+    ) -> dict[str, Any]:
         view, prompts = await self._list(ctx, "prompts")
-        listing = [p.to_listing(view.name_out(p.name, p.upstream_name)) for p in prompts]
-        return types.ListPromptsResult.model_validate({"prompts": listing})
+        return self.lists.prompts(prompts, view, ctx.protocol_version)
 
     async def get_prompt(
         self, ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams
@@ -343,15 +341,14 @@ class _Handlers:
     async def _list(self, ctx: ServerRequestContext[Any, Any], kind: Offered) -> tuple[View, Any]:
         """The view and what of ``kind`` the caller may see on it."""
         request, principal, view = self._caller(ctx)
-        async with _overload_as_error():
-            listed = await self.pipeline.lists.offered(
-                kind,  # type: ignore[call-overload]
-                principal,
-                transport="mcp",
-                request_id=request_id_of(request),
-                client=client_info(request),
-                upstream=view.upstream,
-            )
+        listed = await self.pipeline.lists.offered(
+            kind,  # type: ignore[call-overload]
+            principal,
+            transport="mcp",
+            request_id=request_id_of(request),
+            client=client_info(request),
+            upstream=view.upstream,
+        )
         return view, listed
 
     def _caller(self, ctx: ServerRequestContext[Any, Any]) -> tuple[Request, Principal, View]:
@@ -452,33 +449,6 @@ def tool_input_schema(pipeline: Pipeline, name: str) -> dict[str, Any] | None:
         pass
     own = [tool for tool in pipeline.catalog.tools() if tool.upstream_tool == name]
     return own[0].input_schema if len(own) == 1 else None
-
-
-@contextlib.asynccontextmanager
-async def _overload_as_error() -> AsyncIterator[None]:
-    """An overloaded policy engine while listing: JSON-RPC -32000 with retry_after_s."""
-    try:
-        yield
-    except PolicyUnavailable as overloaded:
-        raise MCPError(
-            code=overloaded.jsonrpc_code, message=overloaded.message, data=overloaded.details
-        ) from None
-
-
-def _to_mcp_tool(tool: ToolDefinition, view: View, *, task_support: bool = False) -> types.Tool:
-    return types.Tool.model_validate(
-        {
-            "name": view.name_out(tool.name, tool.upstream_tool),
-            "title": tool.title,
-            "description": tool.description,
-            "inputSchema": tool.input_schema,
-            "outputSchema": tool.output_schema,
-            "annotations": tool.annotations or None,
-            # 2025-11-25: any call may be held for approval, so any may be a task
-            # (the 2026 sieve drops the field; there the server decides).
-            "execution": {"taskSupport": "optional"} if task_support else None,
-        }
-    )
 
 
 def _meta(meta: Any) -> dict[str, Any]:

@@ -74,6 +74,19 @@ async def listed(gateway: GatewayServer, era: str) -> set[str]:
         return {t.name for t in (await client.list_tools()).tools}
 
 
+async def echo_descriptions(gateway: GatewayServer) -> list[str | None]:
+    """up__echo's description as each era's tools/list and REST's GET /v1/tools show it."""
+    shown = []
+    for era in ERAS:
+        async with connect(gateway.mcp_url, gateway.token(), era) as client:
+            tools = (await client.list_tools()).tools
+        shown.append(next(t.description for t in tools if t.name == "up__echo"))
+    async with httpx.AsyncClient(timeout=10) as http:
+        rest = await http.get(f"{gateway.url}/v1/tools", headers=gateway.headers())
+    shown.append(next(t["description"] for t in rest.json()["tools"] if t["name"] == "up__echo"))
+    return shown
+
+
 async def call_echo(gateway: GatewayServer, era: str, text: str) -> Any:
     async with connect(gateway.mcp_url, gateway.token(), era) as client:
         return await client.call_tool("up__echo", {"text": text})
@@ -92,6 +105,8 @@ async def test_rug_pull_is_quarantined_until_reapproved(
 ) -> None:
     for era in ERAS:
         assert not (await call_echo(gateway, era, f"before-{era}")).is_error
+    # Listed (each list's entry built) before the change.
+    assert await echo_descriptions(gateway) == ["Returns the text."] * 3
     [first] = pin_entries(database, "tool.pinned")
     assert first["source"] == "first_seen" and first["approved_by"] is None
     original = first["definition_hash"]
@@ -154,6 +169,9 @@ async def test_rug_pull_is_quarantined_until_reapproved(
 
     for era in ERAS:
         assert "up__echo" in await listed(gateway, era)
+    # Every list shows the approved definition, none the entry built before.
+    assert await echo_descriptions(gateway) == [RUG_PULL] * 3
+    for era in ERAS:
         result = await call_echo(gateway, era, f"after-{era}")
         assert not result.is_error and result.content[0].text == f"after-{era}"
     approval = pin_entries(database, "tool.pinned")[-1]
