@@ -5,6 +5,10 @@ one-line error before a key, a database row or an audit entry is written, and no
 tokens are printed for a gateway that will not run. Dev mode prints its banner (and
 records its URL for the other commands, gateway.dev_state) only once the server
 listens, so whatever it says to paste works when it is shown.
+
+With ``--processes N`` (``server.processes``) above 1 the port is N SO_REUSEPORT
+sockets and `gateway.cli.supervisor` runs a whole gateway on each (docs/decisions/
+0035); with 1, this process serves, as it always did.
 """
 
 from __future__ import annotations
@@ -121,6 +125,34 @@ def bind(host: str, port: int) -> socket.socket:
         ) from None
 
 
+def bind_processes(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` sockets bound to host:port with SO_REUSEPORT, one per server process:
+    the kernel spreads new connections over them (a hash of the client's address and
+    port), where processes accepting from one shared socket do not (docs/decisions/
+    0035). PortInUse as `bind` says it when anything else holds the port: the group is
+    bound only after a plain `bind` found the port free, so another gateway's group (or
+    any other listener) is refused, never joined."""
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise GatewayError("--processes above 1 needs SO_REUSEPORT (Linux, BSD, macOS)")
+    probe = bind(host, port)
+    family, kind, proto = probe.family, probe.type, probe.proto
+    address = probe.getsockname()  # the port chosen, for port 0
+    probe.close()
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise PortInUse(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sockets
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.config import load_config
     from gateway.logs import configure_logging
@@ -134,8 +166,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, json_format=not args.dev or args.json_logs)
     if args.dev:
         host, port = args.host or DEFAULT_HOST, args.port or DEFAULT_PORT
-        sock = bind(host, port)  # before dev mode writes its keys and database
-        return _serve_dev(args, sock, host, port)
+        # Before dev mode writes its keys and database.
+        sockets = (
+            bind_processes(host, port, args.processes)
+            if (args.processes or 1) > 1
+            else [bind(host, port)]
+        )
+        return _serve_dev(args, sockets, host, port)
     config = load_config(args.config)
     overrides = {
         k: v
@@ -144,9 +181,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     }
     if overrides:
         config = _with_server(config, overrides)
-    sock = bind(config.server.host, config.server.port)
-    if config.server.processes > 1:
-        return _supervise(args, config, sock, on_ready=None)
+    server = config.server
+    if server.processes > 1:
+        sockets = bind_processes(server.host, server.port, server.processes)
+        return _supervise(args, config, sockets, on_ready=None)
+    sock = bind(server.host, server.port)
     from gateway import telemetry
     from gateway.app import build_app
 
@@ -165,7 +204,7 @@ def _with_server(config: Config, overrides: dict[str, object]) -> Config:
     return config
 
 
-def _serve_dev(args: argparse.Namespace, sock: socket.socket, host: str, port: int) -> int:
+def _serve_dev(args: argparse.Namespace, sockets: list[socket.socket], host: str, port: int) -> int:
     from gateway.app import build_app
     from gateway.dev import banner, dev_setup
     from gateway.dev_state import record_dev_server
@@ -181,7 +220,8 @@ def _serve_dev(args: argparse.Namespace, sock: socket.socket, host: str, port: i
         print(banner(setup), flush=True)
 
     if config.server.processes > 1:
-        return _supervise(args, config, sock, on_ready=on_listening)
+        return _supervise(args, config, sockets, on_ready=on_listening)
+    [sock] = sockets
     listening = _listening(sock, 1)
 
     def both() -> None:
@@ -194,7 +234,7 @@ def _serve_dev(args: argparse.Namespace, sock: socket.socket, host: str, port: i
 def _supervise(
     args: argparse.Namespace,
     config: Config,
-    sock: socket.socket,
+    sockets: list[socket.socket],
     *,
     on_ready: Callable[[], None] | None,
 ) -> int:
@@ -203,14 +243,12 @@ def _supervise(
     from gateway.cli.supervisor import Supervisor
 
     json_logs = not args.dev or args.json_logs
-    count = config.server.processes
     supervisor = Supervisor(
         lambda index: ProcessSpec(config, index, args.log_level, json_logs),
-        sock,
-        count,
+        sockets,
         drain_s=DRAIN_S,
     )
-    listening = _listening(sock, count)
+    listening = _listening(sockets[0], len(sockets))
 
     def ready(pids: list[int]) -> None:
         listening()

@@ -1,11 +1,13 @@
-"""`gateway serve --processes N`: N whole gateways sharing one listening socket.
+"""`gateway serve --processes N`: N whole gateways sharing one port.
 
-The supervisor (this process) binds the port, then starts each server process with
-the *spawn* method: a fresh interpreter that inherits the bound socket and a pipe,
-and nothing else, so no database connection, thread or client socket of the
-supervisor can leak into a child; each child builds its own components
-(`gateway.cli.serve_process`). Children accept from the one socket: a connection
-waits in its queue until some process takes it, also while one is being replaced
+The supervisor (this process) binds one SO_REUSEPORT socket per process
+(`gateway.cli.serve.bind_processes`), then starts each server process with the
+*spawn* method: a fresh interpreter that inherits its socket and a pipe, and nothing
+else, so no database connection, thread or client socket of the supervisor can leak
+into a child; each child builds its own components (`gateway.cli.serve_process`). The
+kernel spreads new connections over the sockets. The supervisor keeps every socket
+open, and a replacement process gets its predecessor's: connections the kernel sent
+to a process that died wait in that socket's queue for the next one, never reset
 (docs/decisions/0035).
 
 - Start: the first process alone, then the others together, once it is ready: it
@@ -63,19 +65,18 @@ class _Child:
 
 
 class Supervisor:
-    """Runs ``count`` server processes on ``sock`` until a signal stops them."""
+    """Runs one server process per socket of ``sockets`` until a signal stops them."""
 
     def __init__(
         self,
         spec: Callable[[int], ProcessSpec],
-        sock: socket.socket,
-        count: int,
+        sockets: list[socket.socket],
         *,
         drain_s: float,
     ) -> None:
         self._spec = spec
-        self._sock = sock
-        self._count = count
+        self._sockets = sockets
+        self._count = len(sockets)
         self._drain_s = drain_s
         self._context = multiprocessing.get_context("spawn")
         self._children: dict[int, _Child] = {}
@@ -119,7 +120,7 @@ class Supervisor:
         ours, theirs = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=serve_process,
-            args=(self._spec(index), self._sock, theirs),
+            args=(self._spec(index), self._sockets[index], theirs),
             name=f"gateway-{index}",
         )
         process.start()

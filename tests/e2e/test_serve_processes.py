@@ -44,6 +44,8 @@ GRANTS = [
 CONCURRENT_CALLS = 60
 KILL_CALLS = 80
 CLIENTS = 4
+# A process starts in seconds, but in a minute or more on a loaded 2-core machine.
+START_S = TIMEOUT_S * 5
 UNKNOWN_REF = re.compile(r"ref='([^']+)'")  # of the verifier's OutcomeUnknown
 READY = re.compile(r"gateway process \d+ \(pid \d+\) ready")
 
@@ -83,6 +85,7 @@ def gateway(
     eventually(
         lambda: f"({PROCESSES} processes)" in server.log(),
         "every server process ready",
+        timeout_s=START_S,
         detail=server.log,
     )
     yield server
@@ -248,13 +251,17 @@ def test_a_process_killed_under_load_is_replaced_and_no_call_is_lost_or_doubled(
     ).start()
     eventually(lambda: load.count(lambda a: a.status == 200) >= KILL_CALLS // 4, "calls answered")
     os.kill(victim, signal.SIGKILL)
-    answers = load.wait(TIMEOUT_S * 2)
+    # A call whose connection the kernel hashed to the killed process's socket waits
+    # in its queue for the replacement (docs/decisions/0035).
+    answers = load.wait(START_S + TIMEOUT_S)
 
     def replaced_() -> set[int] | None:
         now = pids_now(gateway)
         return now if len(now) == PROCESSES and victim not in now else None
 
-    replaced = eventually(replaced_, "a new process for the killed one", detail=gateway.log)
+    replaced = eventually(
+        replaced_, "a new process for the killed one", timeout_s=START_S, detail=gateway.log
+    )
     eventually(lambda: len(READY.findall(gateway.log())) >= PROCESSES + 1, "the new process ready")
     assert "starting another" in gateway.log()
     # Both serve again.
@@ -269,15 +276,16 @@ def test_a_process_killed_under_load_is_replaced_and_no_call_is_lost_or_doubled(
     cut = {a.text for a in answers if a.status is None}
     assert len(cut) <= CLIENTS  # at most the calls in flight in the killed process
 
-    def settled_but_cut() -> AuditFacts | None:
+    def settled_but_killed() -> tuple[AuditFacts, set[str]] | None:
+        """The facts once every outcome the log lacks is of a call the killed process
+        had: one cut (no answer), or one it answered in its last milliseconds, whose
+        outcome was still on its way to the log (not awaited: docs/decisions/0026)."""
         facts = audit_facts(storage_url)
-        # A call cut mid-way may have left its attempt and decision without an outcome:
-        # the log says so, for those calls only.
-        cut_refs = {r for t in cut for r in facts.refs_by_text.get(t, [])}
         unknown = {m.group(1) for u in facts.outcome_unknown if (m := UNKNOWN_REF.search(u))}
-        return facts if unknown <= cut_refs else None
+        cut_refs = {r for t in cut for r in facts.refs_by_text.get(t, [])}
+        return (facts, unknown) if len(unknown - cut_refs) <= CLIENTS else None
 
-    facts = eventually(settled_but_cut, "every answered call's outcome in the log")
+    facts, unknown = eventually(settled_but_killed, "every outcome in the log but the killed")
     assert not facts.faults, facts.faults
     assert not facts.duplicated(), facts.duplicated()[:5]
     forwarded = [c["arguments"]["text"] for c in upstream.calls() if c["tool"] == "echo"]
@@ -286,8 +294,11 @@ def test_a_process_killed_under_load_is_replaced_and_no_call_is_lost_or_doubled(
         assert len(refs) <= 1, (answer.text, refs)
         assert forwarded.count(answer.text) <= 1, answer.text
         if answer.status == 200:
+            # Not lost: its attempt and decision are in the log, and its outcome too
+            # unless the log says it does not know it.
             assert len(refs) == 1, ("answered but not audited", answer)
-            assert facts.entries[("call.outcome", refs[0])] == 1, ("outcome lost", answer)
+            outcomes = facts.entries[("call.outcome", refs[0])]
+            assert outcomes == 1 or (outcomes == 0 and refs[0] in unknown), answer
     verify_offline(storage_url)
 
 
