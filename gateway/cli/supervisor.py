@@ -58,6 +58,7 @@ class _Child:
     process: BaseProcess
     conn: Connection  # the supervisor's end of the pipe the child says "ready" on
     pid: int | None = None  # set once ready
+    reported: bool = False  # its exit was the serve's error (ProcessFailed)
 
     @property
     def ready(self) -> bool:
@@ -164,6 +165,7 @@ class Supervisor:
         if self._signals:
             return  # stopping anyway: _stop reports
         if not child.ready:
+            child.reported = True
             raise ProcessFailed(
                 f"gateway process {child.index} exited with {_status(code)} before it was "
                 "ready (its error is above); stopping the other processes"
@@ -179,17 +181,18 @@ class Supervisor:
     def _stop(self) -> int:
         """SIGTERM to every process, then their exit within drain_s (SIGKILL after).
         0 when each stopped as asked."""
-        for child in self._children.values():
+        stopping = [c for c in self._children.values() if not c.reported]
+        for child in stopping:
             _signal(child.process, signal.SIGTERM)
         forwarded = len(self._signals)  # the one that stops them, if any
         deadline = time.monotonic() + self._drain_s
         clean = True
-        for child in self._children.values():
+        for child in stopping:
             while child.process.is_alive() and time.monotonic() < deadline:
                 child.process.join(min(0.2, max(0.0, deadline - time.monotonic())))
                 # A further signal (a second Ctrl-C) goes on to the processes.
                 for sig in self._signals[forwarded:]:
-                    for other in self._children.values():
+                    for other in stopping:
                         _signal(other.process, sig)
                 forwarded = len(self._signals)
             if child.process.is_alive():

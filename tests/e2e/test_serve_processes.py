@@ -226,7 +226,14 @@ def test_an_approval_granted_through_one_process_releases_a_call_held_in_the_oth
 
     approval_id = eventually(pending, "the held call's approval, seen through the other")
     assert approver.pid() == approver_pid != holder_pid
-    decided = approver.client.post(f"/v1/approvals/{approval_id}/approve", headers=bob)
+
+    def approved() -> httpx.Response | None:
+        # Listed as soon as it exists, decidable once its request is in the audit log
+        # ("not ready yet; try again").
+        decided = approver.client.post(f"/v1/approvals/{approval_id}/approve", headers=bob)
+        return None if "not ready yet" in decided.text else decided
+
+    decided = eventually(approved, "the approval decided, once its request is audited")
     assert decided.status_code == 200, decided.text
     assert approver.pid() == approver_pid
 
