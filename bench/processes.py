@@ -32,11 +32,13 @@ from bench import load
 from bench.clients import raw_caller
 from bench.common import machine, write_result
 from bench.methods import METHODS, Method
+from bench.proc_cpu import cpu_seconds
 from bench.targets import GRANTS, TOKEN_TTL_S, Target, gateway_rename
 from tests.support.processes import GatewayServer, McpUpstreamServer, write_policy
 from tests.support.waiting import eventually
 
 CONNECTIONS = 16
+IDLE_S = 10.0
 
 
 def start(gateway: GatewayServer, processes: int) -> GatewayServer:
@@ -64,12 +66,27 @@ def spread_of_connections(gateway: GatewayServer, connections: int) -> list[int]
     return sorted((pids.count(p) for p in set(pids)), reverse=True)
 
 
+async def idle_cpu_ms_per_s(pids: dict[str, int], seconds: float = IDLE_S) -> dict[str, float]:
+    """CPU each gateway tree uses with no call at all (its pollers: executor loops,
+    checkpointer, pin sync, approvals sweeper), ms per second, over ``seconds``."""
+    before = cpu_seconds(list(pids.values()))
+    await anyio.sleep(seconds)
+    after = cpu_seconds(list(pids.values()))
+    return {
+        name: round((after[pid] - before[pid]) * 1000 / seconds, 2) for name, pid in pids.items()
+    }
+
+
 async def measure(
     targets: list[Target], upstream: McpUpstreamServer, method: Method, rounds: int
 ) -> dict[str, dict[str, list[float]]]:
     pids = [upstream.process.popen.pid] + [t.middle["gateway"] for t in targets]
     await load.wait_quiet(pids)
     figures: dict[str, dict[str, list[float]]] = {t.name: {} for t in targets}
+    idle = await idle_cpu_ms_per_s({t.name: t.middle["gateway"] for t in targets})
+    for name, value in idle.items():
+        figures[name]["idle_cpu_ms_per_s"] = [value]
+    print(f"idle CPU, ms per second: {idle}", flush=True)
     direct = Target("direct", upstream.url, targets[0].token, lambda n: n)
     for index in range(rounds):
         shift = index % len(targets)
@@ -134,14 +151,15 @@ def report(
         "not targeted.**",
         "",
         "| processes | calls/s c=16 | × direct | CPU per call c=16 | p50 c=1 | "
-        f"{CONNECTIONS} connections per process | load avg (1 min) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        f"{CONNECTIONS} connections per process | idle CPU | load avg (1 min) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, mine in figures.items():
         lines.append(
             f"| {name} | {_spread(mine['calls_per_s'], 0)} | {_spread(mine['share'])} | "
             f"{_spread(mine['cpu_ms'])} ms | {_spread(mine['p50_ms'], 2)} ms | "
-            f"{' + '.join(map(str, spreads[name]))} | {_spread(mine['load_1m'], 1)} |"
+            f"{' + '.join(map(str, spreads[name]))} | "
+            f"{mine['idle_cpu_ms_per_s'][0]} ms/s | {_spread(mine['load_1m'], 1)} |"
         )
     lines.append("")
     for name in names[1:]:
