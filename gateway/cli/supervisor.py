@@ -97,9 +97,9 @@ class Supervisor:
             try:
                 self._start(0)
                 self._until_ready(wakeup_read)
-                for index in range(1, self._count):
-                    self._start(index)
                 if not self._signals:
+                    for index in range(1, self._count):
+                        self._start(index)
                     self._until_ready(wakeup_read)
                 if not self._signals:
                     on_ready([c.pid for c in self._children.values() if c.pid is not None])
