@@ -182,6 +182,12 @@ class Supervisor:
         """SIGTERM to every process, then their exit within drain_s (SIGKILL after).
         0 when each stopped as asked."""
         stopping = [c for c in self._children.values() if not c.reported]
+        if self._signals:
+            log.info(
+                "%s: stopping %d gateway processes",
+                signal.Signals(self._signals[0]).name,
+                len(stopping),
+            )
         for child in stopping:
             _signal(child.process, signal.SIGTERM)
         forwarded = len(self._signals)  # the one that stops them, if any
@@ -211,6 +217,8 @@ class Supervisor:
                     _status(child.process.exitcode),
                 )
         self._children.clear()
+        if stopping:
+            log.info("gateway processes stopped")
         return 0 if clean else 1
 
 
