@@ -63,9 +63,10 @@ def machine(repo: Path | None = None) -> dict[str, Any]:
     }
 
 
-def write_result(name: str, result: dict[str, Any], markdown: str) -> Path:
+def write_result(name: str, result: dict[str, Any], markdown: str, *, suffix: str = "") -> Path:
+    """Writes results/<name>-<date>[-<suffix>].{json,md}; returns the markdown's path."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%d")
+    stamp = datetime.now(UTC).strftime("%Y%m%d") + (f"-{suffix}" if suffix else "")
     (RESULTS / f"{name}-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
     path = RESULTS / f"{name}-{stamp}.md"
     path.write_text(markdown)

@@ -337,7 +337,7 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
         parts.pipeline,
         public_url=config.public_url,
         max_body_bytes=config.limits.max_body_bytes,
-        sessions=config.mcp.sessions,
+        sessions=config.mcp_sessions,
         relay=_input_relay(parts),
         local_tools=WorkflowTools(executor, workflows),
         tasks=tasks,

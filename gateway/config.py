@@ -45,6 +45,10 @@ class ServerConfig(Model):
     port: int = Field(8080, ge=0, le=65535)
     # The URL agents use to reach the gateway; also the default token audience.
     public_url: str | None = None
+    # Server processes sharing the port, each a whole gateway on the one database
+    # (docs/operations.md, "Capacity"; docs/decisions/0035). Not the executor's
+    # `executor.workers`, which are loops inside each process.
+    processes: int = Field(1, ge=1, le=64)
 
 
 class IssuerConfig(Model):
@@ -609,6 +613,37 @@ class Config(Model):
                 "keeps its concurrency slot"
             )
         return self
+
+    @model_validator(mode="after")
+    def _sessions_stay_in_one_process(self) -> Config:
+        self.check_processes()
+        return self
+
+    def check_processes(self) -> None:
+        """Raises ValueError when sessions are asked for explicitly with several server
+        processes. A session is live state of the process that opened it, and the
+        kernel hands each connection to any of the processes sharing the port, so a
+        session's next request would mostly find no session (docs/decisions/0035).
+        Unasked, sessions are off then (`mcp_sessions`)."""
+        processes = self.server.processes
+        if processes > 1 and self.mcp.sessions.enabled:
+            if "enabled" in self.mcp.sessions.model_fields_set:
+                raise ValueError(
+                    f"mcp.sessions.enabled: true needs server.processes: 1 (it is "
+                    f"{processes}): a session lives in the process that opened it, and "
+                    "processes sharing a port cannot route a request to it; run replicas "
+                    "behind a load balancer with session affinity instead "
+                    "(docs/operations.md, Capacity)"
+                )
+
+    @property
+    def mcp_sessions(self) -> McpSessionsConfig:
+        """The sessions this gateway opens: `mcp.sessions`, off by default with several
+        server processes (`check_processes`)."""
+        sessions = self.mcp.sessions
+        if self.server.processes > 1 and "enabled" not in sessions.model_fields_set:
+            return sessions.model_copy(update={"enabled": False})
+        return sessions
 
     @field_validator("upstreams")
     @classmethod

@@ -5,6 +5,10 @@ one-line error before a key, a database row or an audit entry is written, and no
 tokens are printed for a gateway that will not run. Dev mode prints its banner (and
 records its URL for the other commands, gateway.dev_state) only once the server
 listens, so whatever it says to paste works when it is shown.
+
+With ``--processes N`` (``server.processes``) above 1 the port is N SO_REUSEPORT
+sockets and `gateway.cli.supervisor` runs a whole gateway on each (docs/decisions/
+0035); with 1, this process serves, as it always did.
 """
 
 from __future__ import annotations
@@ -17,15 +21,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.errors import GatewayError
+from gateway.cli.serve_process import STARTUP_FAILURE, run_server
+from gateway.errors import ConfigError, GatewayError
 
 if TYPE_CHECKING:
-    from starlette.types import ASGIApp
-
+    from gateway.config import Config
     from gateway.policy import PolicyEngine
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
+MAX_PROCESSES = 64  # as server.processes allows
+# How long the processes of `--processes N` have to drain on SIGTERM before they are
+# killed: uvicorn's graceful shutdown (10 s) and the audit log's last appends.
+DRAIN_S = 30.0
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -49,6 +57,16 @@ def register(commands: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help=f"TCP port to listen on (dev default: {DEFAULT_PORT})",
+    )
+    serve.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="server processes sharing the port, each a whole gateway on the one "
+        "database (default: server.processes, else 1; about one per CPU core the "
+        "gateway has to itself: docs/operations.md, Capacity). Not the executor's "
+        "workers (executor.workers, loops inside each process)",
     )
     serve.add_argument(
         "--policy", type=Path, default=None, help="policy folder (dev mode; default ./policies)"
@@ -107,6 +125,34 @@ def bind(host: str, port: int) -> socket.socket:
         ) from None
 
 
+def bind_processes(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` sockets bound to host:port with SO_REUSEPORT, one per server process:
+    the kernel spreads new connections over them (a hash of the client's address and
+    port), where processes accepting from one shared socket do not (docs/decisions/
+    0035). PortInUse as `bind` says it when anything else holds the port: the group is
+    bound only after a plain `bind` found the port free, so another gateway's group (or
+    any other listener) is refused, never joined."""
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise GatewayError("--processes above 1 needs SO_REUSEPORT (Linux, BSD, macOS)")
+    probe = bind(host, port)
+    family, kind, proto = probe.family, probe.type, probe.proto
+    address = probe.getsockname()  # the port chosen, for port 0
+    probe.close()
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise PortInUse(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sockets
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.config import load_config
     from gateway.logs import configure_logging
@@ -115,63 +161,112 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise GatewayError("--dev and --config exclude each other: dev mode needs no config file")
     if not args.dev and not args.config:
         raise GatewayError("give --config FILE, or --dev for a gateway with built-in defaults")
+    if args.processes is not None and not 1 <= args.processes <= MAX_PROCESSES:
+        raise GatewayError(f"--processes must be between 1 and {MAX_PROCESSES}")
     configure_logging(args.log_level, json_format=not args.dev or args.json_logs)
     if args.dev:
         host, port = args.host or DEFAULT_HOST, args.port or DEFAULT_PORT
-        sock = bind(host, port)  # before dev mode writes its keys and database
-        return _serve_dev(args, sock, host, port)
+        # Before dev mode writes its keys and database.
+        sockets = (
+            bind_processes(host, port, args.processes)
+            if (args.processes or 1) > 1
+            else [bind(host, port)]
+        )
+        return _serve_dev(args, sockets, host, port)
     config = load_config(args.config)
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (("host", args.host), ("port", args.port), ("processes", args.processes))
+        if v is not None
+    }
     if overrides:
-        config = config.model_copy(update={"server": config.server.model_copy(update=overrides)})
-    sock = bind(config.server.host, config.server.port)
+        config = _with_server(config, overrides)
+    server = config.server
+    if server.processes > 1:
+        sockets = bind_processes(server.host, server.port, server.processes)
+        return _supervise(args, config, sockets, on_ready=None)
+    sock = bind(server.host, server.port)
     from gateway import telemetry
     from gateway.app import build_app
 
     with telemetry.tracing(config.tracing):  # before the app: it decides the middleware
-        _run(build_app(config), sock, on_listening=None)
-    return 0
+        started = run_server(build_app(config), sock, on_listening=_listening(sock, 1))
+    return 0 if started else STARTUP_FAILURE
 
 
-def _serve_dev(args: argparse.Namespace, sock: socket.socket, host: str, port: int) -> int:
+def _with_server(config: Config, overrides: dict[str, object]) -> Config:
+    """``config`` with server settings of the command line, checked as the file's are."""
+    config = config.model_copy(update={"server": config.server.model_copy(update=overrides)})
+    try:
+        config.check_processes()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return config
+
+
+def _serve_dev(args: argparse.Namespace, sockets: list[socket.socket], host: str, port: int) -> int:
     from gateway.app import build_app
     from gateway.dev import banner, dev_setup
     from gateway.dev_state import record_dev_server
 
     setup = dev_setup(host=host, port=port, policy_path=args.policy)
+    config = setup.config
+    if args.processes is not None:
+        # Each process has its own demo upstream (a stdio child of its own).
+        config = _with_server(config, {"processes": args.processes})
 
     def on_listening() -> None:
-        record_dev_server(setup.config.data_dir, setup.config.public_url)
+        record_dev_server(config.data_dir, config.public_url)
         print(banner(setup), flush=True)
 
-    _run(build_app(setup.config), sock, on_listening=on_listening)
-    return 0
+    if config.server.processes > 1:
+        return _supervise(args, config, sockets, on_ready=on_listening)
+    [sock] = sockets
+    listening = _listening(sock, 1)
+
+    def both() -> None:
+        listening()
+        on_listening()
+
+    return 0 if run_server(build_app(config), sock, on_listening=both) else STARTUP_FAILURE
 
 
-def _run(app: ASGIApp, sock: socket.socket, *, on_listening: Callable[[], None] | None) -> None:
+def _supervise(
+    args: argparse.Namespace,
+    config: Config,
+    sockets: list[socket.socket],
+    *,
+    on_ready: Callable[[], None] | None,
+) -> int:
+    """Serves with config.server.processes processes (gateway.cli.supervisor)."""
+    from gateway.cli.serve_process import ProcessSpec
+    from gateway.cli.supervisor import Supervisor
+
+    json_logs = not args.dev or args.json_logs
+    supervisor = Supervisor(
+        lambda index: ProcessSpec(config, index, args.log_level, json_logs),
+        sockets,
+        drain_s=DRAIN_S,
+    )
+    listening = _listening(sockets[0], len(sockets))
+
+    def ready(pids: list[int]) -> None:
+        listening()
+        if on_ready is not None:
+            on_ready()
+
+    return supervisor.run(ready)
+
+
+def _listening(sock: socket.socket, processes: int) -> Callable[[], None]:
     import logging
-
-    import uvicorn
 
     log = logging.getLogger("gateway.serve")
     host, port = sock.getsockname()[:2]
-
-    class Server(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            if self.started and not self.should_exit:
-                # uvicorn logs no address for sockets it is handed: say it here.
-                log.info("listening on http://%s:%s", host, port)
-                if on_listening is not None:
-                    on_listening()
-
-    config = uvicorn.Config(
-        app,
-        log_config=None,
-        timeout_graceful_shutdown=10,
-        server_header=False,
-    )
-    Server(config).run(sockets=[sock])
+    # uvicorn logs no address for sockets it is handed: say it here.
+    if processes == 1:
+        return lambda: log.info("listening on http://%s:%s", host, port)
+    return lambda: log.info("listening on http://%s:%s (%d processes)", host, port, processes)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -27,7 +28,9 @@ class Health:
 
     async def readyz(self, request: Request) -> Response:
         """Ready when policy and database work. Upstreams are reported, not required:
-        one broken upstream must not take every other tool out of service."""
+        one broken upstream must not take every other tool out of service. What it
+        says is of the process that answered: ``process`` names it (its pid), one of
+        several under `gateway serve --processes N` (docs/operations.md, Capacity)."""
         checks: dict[str, dict[str, object]] = {}
         try:
             with anyio.fail_after(2):
@@ -51,7 +54,12 @@ class Health:
         }
         ready = all(bool(c["ok"]) for c in checks.values())
         return JSONResponse(
-            {"status": "ready" if ready else "not_ready", "checks": checks, "upstreams": upstreams},
+            {
+                "status": "ready" if ready else "not_ready",
+                "checks": checks,
+                "upstreams": upstreams,
+                "process": {"pid": os.getpid()},
+            },
             status_code=200 if ready else 503,
         )
 

@@ -1,0 +1,105 @@
+"""One server process: a whole gateway serving on a socket it was handed.
+
+`run_server` is how `gateway serve` runs uvicorn, in its own process (one process)
+or in each process the supervisor starts (`serve_process`, the target of a *spawn*
+child: it builds every component itself, after the start, so nothing holding a
+connection, a thread or a socket comes from the supervisor; docs/decisions/0035).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
+
+from gateway.errors import GatewayError
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from gateway.config import Config
+
+log = logging.getLogger("gateway.serve")
+
+# uvicorn's exit status for an app whose start failed (uvicorn.config.STARTUP_FAILURE).
+STARTUP_FAILURE = 3
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """What a server process needs, sent to it by pickling (the spawn method)."""
+
+    config: Config
+    index: int
+    log_level: str
+    json_logs: bool
+
+
+def run_server(
+    app: ASGIApp, sock: socket.socket, *, on_listening: Callable[[], None] | None
+) -> bool:
+    """Serves ``app`` on ``sock`` until a signal stops it; False when the app's start
+    failed (its lifespan raised: the error is logged)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started and not self.should_exit and on_listening is not None:
+                on_listening()
+
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+        server_header=False,
+    )
+    server = Server(config)
+    server.run(sockets=[sock])
+    return server.started
+
+
+def serve_process(spec: ProcessSpec, sock: socket.socket, ready: Connection) -> None:
+    """The body of server process ``spec.index``: says its pid on ``ready`` once it
+    listens; exits non-zero when it cannot start."""
+    _stop_with_supervisor()
+    from gateway import telemetry
+    from gateway.app import build_app
+    from gateway.logs import configure_logging
+
+    configure_logging(spec.log_level, json_format=spec.json_logs)
+
+    def listening() -> None:
+        ready.send(os.getpid())
+        ready.close()
+
+    try:
+        with telemetry.tracing(spec.config.tracing):  # before the app: it decides middleware
+            started = run_server(build_app(spec.config), sock, on_listening=listening)
+    except GatewayError as error:
+        print(f"gateway: error: {error.message}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    if not started:
+        sys.exit(STARTUP_FAILURE)
+
+
+def _stop_with_supervisor() -> None:
+    """Asks the kernel to send this process SIGTERM when the supervisor dies (Linux), so
+    a supervisor killed with SIGKILL leaves no server holding the port."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        log.warning("cannot ask to be stopped with the supervisor (prctl)")
+    if os.getppid() == 1:  # the supervisor died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -1,0 +1,236 @@
+"""`gateway serve --processes N`: N whole gateways sharing one port.
+
+The supervisor (this process) binds one SO_REUSEPORT socket per process
+(`gateway.cli.serve.bind_processes`), then starts each server process with the
+*spawn* method: a fresh interpreter that inherits its socket and a pipe, and nothing
+else, so no database connection, thread or client socket of the supervisor can leak
+into a child; each child builds its own components (`gateway.cli.serve_process`). The
+kernel spreads new connections over the sockets. The supervisor keeps every socket
+open, and a replacement process gets its predecessor's: connections the kernel sent
+to a process that died wait in that socket's queue for the next one, never reset
+(docs/decisions/0035).
+
+- Start: the first process alone, then the others together, once it is ready: it
+  migrates the database and creates missing keys for everyone, and an error at start
+  (a policy refused, a database unreachable) is reported once, by it. A process that
+  exits before it is ready stops the whole serve with a non-zero exit: what failed
+  once would fail again, and a restart loop would hide it.
+- Running: a process that exits (a crash, `kill -9`) is replaced by a new one, which
+  must itself become ready or the serve stops as above.
+- Stopping (SIGTERM, SIGINT): every process gets SIGTERM and drains as a single
+  gateway does (uvicorn's graceful shutdown, then the audit log's queue); one still
+  running after ``drain_s`` is killed. A second signal is passed on (a second Ctrl-C
+  forces uvicorn's exit).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+
+from gateway.cli.serve_process import ProcessSpec, serve_process
+from gateway.errors import GatewayError
+
+log = logging.getLogger("gateway.serve")
+
+# Exit statuses of a process stopped as asked: uvicorn re-raises the signal that
+# stopped it once it has shut down.
+_STOPPED = {0, -signal.SIGTERM, -signal.SIGINT}
+
+
+class ProcessFailed(GatewayError):
+    """A server process exited before it was ready: the serve stops."""
+
+    code = "process_failed"
+
+
+@dataclass
+class _Child:
+    index: int
+    process: BaseProcess
+    conn: Connection  # the supervisor's end of the pipe the child says "ready" on
+    pid: int | None = None  # set once ready
+    reported: bool = False  # its exit was the serve's error (ProcessFailed)
+
+    @property
+    def ready(self) -> bool:
+        return self.pid is not None
+
+
+class Supervisor:
+    """Runs one server process per socket of ``sockets`` until a signal stops them."""
+
+    def __init__(
+        self,
+        spec: Callable[[int], ProcessSpec],
+        sockets: list[socket.socket],
+        *,
+        drain_s: float,
+    ) -> None:
+        self._spec = spec
+        self._sockets = sockets
+        self._count = len(sockets)
+        self._drain_s = drain_s
+        self._context = multiprocessing.get_context("spawn")
+        self._children: dict[int, _Child] = {}
+        self._signals: list[int] = []
+
+    def run(self, on_ready: Callable[[list[int]], None]) -> int:
+        """Serves until SIGTERM or SIGINT; 0 once every process stopped cleanly.
+        Raises ProcessFailed when a process cannot start (the others stopped first)."""
+        wakeup_read, wakeup_write = os.pipe()
+        os.set_blocking(wakeup_write, False)
+        previous_wakeup = signal.set_wakeup_fd(wakeup_write)
+        previous = {
+            sig: signal.signal(sig, lambda signum, _frame: self._signals.append(signum))
+            for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            try:
+                self._start(0)
+                self._until_ready(wakeup_read)
+                if not self._signals:
+                    for index in range(1, self._count):
+                        self._start(index)
+                    self._until_ready(wakeup_read)
+                if not self._signals:
+                    on_ready([c.pid for c in self._children.values() if c.pid is not None])
+                    self._supervise(wakeup_read)
+            except ProcessFailed:
+                self._stop()
+                raise
+            return self._stop()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            signal.set_wakeup_fd(previous_wakeup)
+            os.close(wakeup_read)
+            os.close(wakeup_write)
+
+    # --- the children -----------------------------------------------------------------
+
+    def _start(self, index: int) -> None:
+        ours, theirs = self._context.Pipe(duplex=False)
+        process = self._context.Process(
+            target=serve_process,
+            args=(self._spec(index), self._sockets[index], theirs),
+            name=f"gateway-{index}",
+        )
+        process.start()
+        theirs.close()  # the child's end: its exit then reads as EOF here
+        self._children[index] = _Child(index, process, ours)
+
+    def _until_ready(self, wakeup: int) -> None:
+        """Waits until every child is ready or a stop signal came; raises ProcessFailed
+        for a child that exited first."""
+        while not self._signals and not all(c.ready for c in self._children.values()):
+            self._wait_once(wakeup)
+
+    def _supervise(self, wakeup: int) -> None:
+        while not self._signals:
+            self._wait_once(wakeup)
+
+    def _wait_once(self, wakeup: int) -> None:
+        children = list(self._children.values())
+        waiting = [c.conn for c in children if not c.ready]
+        ready = wait([wakeup, *waiting, *(c.process.sentinel for c in children)])
+        if wakeup in ready:
+            os.read(wakeup, 512)  # the signal handler already recorded which
+        for child in children:
+            if not child.ready and child.conn in ready:
+                self._read_ready(child)
+            if child.process.sentinel in ready or not child.process.is_alive():
+                self._exited(child)
+
+    def _read_ready(self, child: _Child) -> None:
+        try:
+            pid = child.conn.recv()
+        except EOFError:
+            return  # it exited before it was ready: its sentinel says so
+        child.pid = int(pid)
+        log.info("gateway process %d (pid %d) ready", child.index, child.pid)
+
+    def _exited(self, child: _Child) -> None:
+        child.process.join()
+        code = child.process.exitcode
+        child.conn.close()
+        if self._signals:
+            return  # stopping anyway: _stop reports
+        if not child.ready:
+            child.reported = True
+            raise ProcessFailed(
+                f"gateway process {child.index} exited with {_status(code)} before it was "
+                "ready (its error is above); stopping the other processes"
+            )
+        log.warning(
+            "gateway process %d (pid %s) exited with %s; starting another",
+            child.index,
+            child.pid,
+            _status(code),
+        )
+        self._start(child.index)
+
+    def _stop(self) -> int:
+        """SIGTERM to every process, then their exit within drain_s (SIGKILL after).
+        0 when each stopped as asked."""
+        stopping = [c for c in self._children.values() if not c.reported]
+        if self._signals:
+            log.info(
+                "%s: stopping %d gateway processes",
+                signal.Signals(self._signals[0]).name,
+                len(stopping),
+            )
+        for child in stopping:
+            _signal(child.process, signal.SIGTERM)
+        forwarded = len(self._signals)  # the one that stops them, if any
+        deadline = time.monotonic() + self._drain_s
+        clean = True
+        for child in stopping:
+            while child.process.is_alive() and time.monotonic() < deadline:
+                child.process.join(min(0.2, max(0.0, deadline - time.monotonic())))
+                # A further signal (a second Ctrl-C) goes on to the processes.
+                for sig in self._signals[forwarded:]:
+                    for other in stopping:
+                        _signal(other.process, sig)
+                forwarded = len(self._signals)
+            if child.process.is_alive():
+                log.error(
+                    "gateway process %d did not stop within %g s; killing it",
+                    child.index,
+                    self._drain_s,
+                )
+                child.process.kill()
+                child.process.join()
+            if child.process.exitcode not in _STOPPED:
+                clean = False
+                log.error(
+                    "gateway process %d stopped with %s",
+                    child.index,
+                    _status(child.process.exitcode),
+                )
+        self._children.clear()
+        if stopping:
+            log.info("gateway processes stopped")
+        return 0 if clean else 1
+
+
+def _signal(process: BaseProcess, sig: int) -> None:
+    if process.pid is not None and process.is_alive():
+        try:
+            os.kill(process.pid, sig)
+        except ProcessLookupError:
+            pass  # exited meanwhile
+
+
+def _status(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"exit code {code}"
