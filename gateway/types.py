@@ -236,11 +236,14 @@ class CallerSession:
     client declared at its ``initialize`` that the gateway relays (MCP spelling:
     ``elicitation``, ``sampling``, ``roots``). ``logs``: where log messages that
     upstream session sends outside any request go (the session's own stream), at the
-    level the session set now; None while it asked for none."""
+    level the session set now; None while it asked for none. ``alive``: whether the
+    session still is (a request in flight can outlive its session's end, and must not
+    open an upstream session that nothing would close)."""
 
     id: str
     capabilities: dict[str, Any]
     logs: Callable[[], LogSink | None] = field(default=lambda: None, compare=False)
+    alive: Callable[[], bool] = field(default=lambda: True, compare=False)
 
 
 @dataclass(frozen=True)

@@ -97,9 +97,13 @@ def _database_unavailable(error: Exception) -> GatewayError | None:
     command run against it) as the one-line error it is, not a driver traceback."""
     if "sqlalchemy" not in sys.modules:
         return None  # nothing touched a database; and --help stays free of the import
-    from gateway.store import UNREACHABLE, unavailable
+    from gateway.errors import DatabaseUnavailable
+    from gateway.store import UNREACHABLE, describe_error
 
-    return unavailable(error) if isinstance(error, UNREACHABLE) else None
+    if not isinstance(error, UNREACHABLE):
+        return None
+    # For the operator at the terminal: the driver's reason (a client never sees it).
+    return DatabaseUnavailable(f"the database is unavailable ({describe_error(error)})")
 
 
 def _reader_went_away() -> int:

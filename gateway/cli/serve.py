@@ -244,7 +244,7 @@ def _supervise(
 
     json_logs = not args.dev or args.json_logs
     supervisor = Supervisor(
-        lambda index: ProcessSpec(config, index, args.log_level, json_logs),
+        lambda index: ProcessSpec(config, index, args.log_level, json_logs, os.getpid()),
         sockets,
         drain_s=DRAIN_S,
     )

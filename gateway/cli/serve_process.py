@@ -41,6 +41,9 @@ class ProcessSpec:
     index: int
     log_level: str
     json_logs: bool
+    # The supervisor's pid: in a container it is PID 1, so "my parent is PID 1" cannot
+    # mean "the supervisor died".
+    supervisor_pid: int
 
 
 def run_server(
@@ -70,7 +73,7 @@ def run_server(
 def serve_process(spec: ProcessSpec, sock: socket.socket, ready: Connection) -> None:
     """The body of server process ``spec.index``: says its pid on ``ready`` once it
     listens; exits non-zero when it cannot start."""
-    _stop_with_supervisor()
+    _stop_with_supervisor(spec.supervisor_pid)
     from gateway import telemetry
     from gateway.app import build_app
     from gateway.logs import configure_logging
@@ -91,7 +94,7 @@ def serve_process(spec: ProcessSpec, sock: socket.socket, ready: Connection) -> 
         sys.exit(STARTUP_FAILURE)
 
 
-def _stop_with_supervisor() -> None:
+def _stop_with_supervisor(supervisor_pid: int) -> None:
     """Asks the kernel to send this process SIGTERM when the supervisor dies (Linux), so
     a supervisor killed with SIGKILL leaves no server holding the port."""
     if not sys.platform.startswith("linux"):
@@ -101,5 +104,5 @@ def _stop_with_supervisor() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
         log.warning("cannot ask to be stopped with the supervisor (prctl)")
-    if os.getppid() == 1:  # the supervisor died before the request took effect
+    if os.getppid() != supervisor_pid:  # it died before the request took effect
         os.kill(os.getpid(), signal.SIGTERM)

@@ -257,8 +257,8 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__
 
 
-def unavailable(exc: BaseException) -> DatabaseUnavailable:
-    """A driver error of `UNREACHABLE` as the error a client is answered with."""
-    return DatabaseUnavailable(
-        f"the database is unavailable ({describe_error(exc)}); nothing was done, try again later"
-    )
+def unavailable() -> DatabaseUnavailable:
+    """A driver error of `UNREACHABLE` as the error a client is answered with. The
+    driver's reason is for the gateway's log only: it can name the database's host,
+    port and user."""
+    return DatabaseUnavailable("the database is unavailable; nothing was done, try again later")

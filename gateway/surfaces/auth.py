@@ -192,4 +192,4 @@ async def database_unreachable(request: Request, error: Exception) -> Response:
     log.warning(
         "%s %s: database unavailable (%s)", request.method, request.url.path, describe_error(error)
     )
-    return error_response(unavailable(error), request_id_of(request))
+    return error_response(unavailable(), request_id_of(request))

@@ -129,7 +129,7 @@ async def unavailability_as_retry(
         raise _retry(error) from None
     except UNREACHABLE as error:
         log.warning("%s: database unavailable (%s)", ctx.method, describe_error(error))
-        raise _retry(unavailable(error)) from None
+        raise _retry(unavailable()) from None
 
 
 def _retry(error: RetryLater) -> MCPError:

@@ -118,7 +118,10 @@ class SessionBook:
         if session_id is None or session_id not in self._live:
             return None
         return CallerSession(
-            session_id, capabilities, logs=_standalone_logs(self._live[session_id])
+            session_id,
+            capabilities,
+            logs=_standalone_logs(self._live[session_id]),
+            alive=lambda: session_id in self._live,
         )
 
     def opened(self, session_id: str, live: LiveSession) -> None:

@@ -127,9 +127,15 @@ class CallerSessions:
         opened."""
         connection = self.existing(session.id)
         if connection is None:
+            if not session.alive():
+                raise UpstreamUnavailable(self._ended_message())
             connection = self._open_new(session)
         with anyio.move_on_after(self._open_timeout_s):
             await connection.ready.wait()
+        if not session.alive():
+            # It ended while this request waited: nothing else would close this one.
+            self.end(session.id)
+            raise UpstreamUnavailable(self._ended_message())
         if not connection.ready.is_set():
             connection.scope.cancel()
             raise UpstreamUnavailable(
@@ -143,14 +149,21 @@ class CallerSessions:
             )
         return connection
 
+    def _ended_message(self) -> str:
+        return f"upstream {self._upstream}: the calling session has ended"
+
     def _open_new(self, session: CallerSession) -> CallerConnection:
         if self._tasks is None:
             raise UpstreamUnavailable(f"upstream {self._upstream} is not started")
         self._slots.take(self._upstream)
         connection = CallerConnection(session.id, logs=session.logs)
+        try:
+            self._tasks.start_soon(self._hold, connection, dict(session.capabilities))
+        except RuntimeError:  # the task group is closing: the gateway is stopping
+            self._slots.give_back()
+            raise UpstreamUnavailable(f"upstream {self._upstream} is stopping") from None
         self._open[session.id] = connection
         UPSTREAM_SESSIONS.labels(self._upstream).inc()
-        self._tasks.start_soon(self._hold, connection, dict(session.capabilities))
         return connection
 
     async def _hold(self, connection: CallerConnection, capabilities: dict[str, Any]) -> None:

@@ -3,7 +3,10 @@ the sockets `gateway serve --processes N` binds."""
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -68,3 +71,23 @@ def test_a_port_held_by_another_group_is_refused_not_joined() -> None:
     finally:
         for s in first:
             s.close()
+
+
+def _stops_itself(supervisor_pid: str) -> int:
+    """The exit status of a process that checks its supervisor is ``supervisor_pid``."""
+    code = (
+        "import os, sys\n"
+        "from gateway.cli.serve_process import _stop_with_supervisor\n"
+        f"_stop_with_supervisor({supervisor_pid})\n"
+        "sys.exit(0)\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], timeout=60, check=False).returncode
+
+
+def test_a_server_process_stops_itself_only_when_its_supervisor_is_gone() -> None:
+    # Its parent is the supervisor: it serves, also where the supervisor is PID 1 (a
+    # container whose entrypoint is `gateway`), which the kernel reports the same way
+    # as "reparented to init after the supervisor died".
+    assert _stops_itself("os.getppid()") == 0
+    # Its parent is not the supervisor it was started by: that one died first.
+    assert _stops_itself("os.getppid() + 1") == -signal.SIGTERM

@@ -109,3 +109,25 @@ async def test_an_upstream_session_that_cannot_open_is_unavailable_and_frees_its
         assert "no session for this client could be opened" in failed.value.message
         await eventually_async(lambda: slots.held == 0, "its slot given back")
         assert sessions.existing("a") is None
+
+
+async def test_a_session_that_has_ended_opens_no_upstream_session():
+    slots, made = SessionSlots(5), _Made()
+    async with _pool(slots, made) as sessions:
+        with pytest.raises(UpstreamUnavailable, match="the calling session has ended"):
+            await sessions.connection(CallerSession("a", {}, alive=lambda: False))
+        assert made.capabilities == [] and slots.held == 0 and len(sessions) == 0
+
+
+async def test_a_session_that_ends_while_its_upstream_session_opens_leaves_none_behind():
+    """A request in flight when its session ended (DELETE, idle expiry) must not leave
+    an upstream session that nothing would close: it is closed, its slot given back."""
+    slots, made = SessionSlots(5), _Made()
+    answers = iter([True])  # alive when the request starts; ended once it has opened
+
+    async with _pool(slots, made) as sessions:
+        with pytest.raises(UpstreamUnavailable, match="the calling session has ended"):
+            await sessions.connection(CallerSession("a", {}, alive=lambda: next(answers, False)))
+        assert sessions.opened == 1  # it did open meanwhile
+        await eventually_async(lambda: slots.held == 0, "the late upstream session closed")
+        assert sessions.existing("a") is None and sessions.closed == 1

@@ -61,9 +61,10 @@ def test_unavailable_is_retry_later_for_any_method(error: Exception, retry_after
     assert "SELECT" not in answer.message  # never the statement (it may hold payloads)
 
 
-def test_a_database_down_names_the_drivers_reason() -> None:
+def test_a_database_down_says_so_without_the_drivers_reason() -> None:
     answer = error_of(DOWN)
-    assert "database is unavailable" in answer.message and "Connection refused" in answer.message
+    assert answer.message.startswith("the database is unavailable")
+    assert "refused" not in answer.message  # the driver's words are for the log only
 
 
 def test_other_errors_are_not_turned_into_retries() -> None:
