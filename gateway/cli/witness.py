@@ -81,7 +81,8 @@ def cmd_witness_keygen(args: argparse.Namespace) -> int:
 def cmd_witness_serve(args: argparse.Namespace) -> int:
     import logging
 
-    from gateway.cli.serve import _run, bind
+    from gateway.cli.serve import bind
+    from gateway.cli.serve_process import STARTUP_FAILURE, run_server
     from gateway.errors import ConfigError
     from gateway.logs import configure_logging
     from gateway.tlog.keys import VerifierKey
@@ -98,8 +99,12 @@ def cmd_witness_serve(args: argparse.Namespace) -> int:
     sock = bind(args.host, args.port)
     state = WitnessState(args.state)
     logs = logs_from_keys(keys)
-    logging.getLogger("gateway.witness").info(
-        "witness %s following %s", signer.verifier.encode(), ", ".join(sorted(logs))
+    log = logging.getLogger("gateway.witness")
+    log.info("witness %s following %s", signer.verifier.encode(), ", ".join(sorted(logs)))
+    host, port = sock.getsockname()[:2]
+    started = run_server(
+        build_witness_app(WitnessConfig(signer, state, logs)),
+        sock,
+        on_listening=lambda: log.info("listening on http://%s:%s", host, port),
     )
-    _run(build_witness_app(WitnessConfig(signer, state, logs)), sock, on_listening=None)
-    return 0
+    return 0 if started else STARTUP_FAILURE
