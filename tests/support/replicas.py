@@ -9,6 +9,7 @@ while `CallLoad` runs, then checks the answers and the log with `audit_facts`.
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 import threading
 from collections import Counter
@@ -99,6 +100,13 @@ class Deployment:
         processes = [*self.workers, *(g.process for g in self.gateways if g.process)]
         return [p.popen.pid for p in processes if p.popen.poll() is None]
 
+    def refused_after_unknown_commit(self) -> set[str]:
+        """Calls a replica did not forward because the COMMIT of their attempt and
+        decision was cut off by the database's crash (`CommitUnknown`): the database may
+        have kept both, and then the log shows the call allowed and no outcome, for a
+        call that never ran (docs/operations.md, Faults)."""
+        return {ref for g in self.gateways for ref in _UNKNOWN_COMMIT.findall(g.log())}
+
     def logs(self) -> str:
         parts = [f"--- {g.directory.name}\n{g.log()[-4000:]}" for g in self.gateways]
         parts += [f"--- worker {i}\n{w.log()[-4000:]}" for i, w in enumerate(self.workers)]
@@ -185,6 +193,12 @@ class CallLoad:
                     self.answers.append(answer)
 
 
+# The pipeline's line for such a call (gateway/pipeline.py, the sequencer's message).
+_UNKNOWN_COMMIT = re.compile(
+    r"call (\S+) not forwarded: audit log unavailable: [^\n]*may or may not be in the log"
+)
+
+
 @dataclass
 class AuditFacts:
     """What the log holds: the verifier's faults, every (kind, ref) with how many
@@ -192,6 +206,7 @@ class AuditFacts:
 
     faults: list[str]
     outcome_unknown: list[str]
+    unknown_refs: set[str]
     size: int
     entries: Counter[tuple[str, str]]
     refs_by_text: dict[str, list[str]]
@@ -224,17 +239,24 @@ def audit_facts(storage_url: str) -> AuditFacts:
         engine.dispose()
     unknown = [str(u) for u in report.outcome_unknown]
     return AuditFacts(
-        [f.message for f in report.faults], unknown, size, entries, refs_by_text, allowed
+        [f.message for f in report.faults],
+        unknown,
+        {u.ref for u in report.outcome_unknown},
+        size,
+        entries,
+        refs_by_text,
+        allowed,
     )
 
 
-def settled_audit_facts(storage_url: str) -> AuditFacts:
+def settled_audit_facts(storage_url: str, never_ran: Callable[[], set[str]] = set) -> AuditFacts:
     """`audit_facts` once every forwarded call's outcome is in the log: an outcome rides
     with the next append, or its own commit within ``LINGER_S`` (ADR 0026), so the
-    last call's may still be on its way when its caller has the answer."""
+    last call's may still be on its way when its caller has the answer. ``never_ran``:
+    calls known not to have been forwarded, whose outcome no one will write."""
 
     def settled() -> AuditFacts | None:
         facts = audit_facts(storage_url)
-        return None if facts.outcome_unknown else facts
+        return None if facts.unknown_refs - never_ran() else facts
 
     return eventually(settled, "every forwarded call's outcome in the audit log")
