@@ -3,10 +3,12 @@
 At 2025-11-25 an upstream says so with ``notifications/*/list_changed`` on its
 standalone stream (the SDK client hands them to `on_message`); at 2026-07-28 only on a
 ``subscriptions/listen`` stream, which `listen` keeps open while the connection lives
-(re-opened with backoff after a drop). Either way the catalog's refresh runs at most
-once at a time per upstream: a burst of notifications makes one more refresh, not
-one each. The periodic refresh (``catalog_refresh_s``) stays the backstop for an
-upstream that never says.
+(re-opened with backoff after a drop). A subscription there counts as made only once
+the upstream has acknowledged a listen stream that carries it (`honoured`), so that no
+update between the client's subscribe and the stream's re-opening is lost. Either way
+the catalog's refresh runs at most once at a time per upstream: a burst of
+notifications makes one more refresh, not one each. The periodic refresh
+(``catalog_refresh_s``) stays the backstop for an upstream that never says.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from mcp.client.subscriptions import ListenNotSupportedError, SubscriptionLost
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourceUpdated as SdkResourceUpdated
 
+from gateway.errors import UpstreamTimeout, UpstreamUnavailable
 from gateway.upstreams.base import Reconnected, ResourceUpdated
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,12 @@ class ChangeWatcher:
         # change (2026-07-28: a listen stream's subscriptions are fixed when it opens).
         self._uris: frozenset[str] = frozenset()
         self._stream: anyio.CancelScope | None = None
+        # Each change of `_uris` is a generation; `honoured` waits until a stream of
+        # that generation (or a later one) is open, or one has failed to open.
+        self._generation = 0
+        self._open_generation = -1
+        self._failure: tuple[int, str] | None = None
+        self._progress = anyio.Event()
 
     def start(
         self,
@@ -73,13 +82,42 @@ class ChangeWatcher:
         except Exception:  # one subscriber's failure must not stop the stream
             log.exception("resource update of upstream %s not passed on", self.name)
 
-    def watch(self, uris: frozenset[str]) -> None:
-        """The URIs subscribed to now; a 2026-07-28 listen stream re-opens with them."""
+    def watch(self, uris: frozenset[str]) -> int:
+        """The URIs subscribed to now; a 2026-07-28 listen stream re-opens with them.
+        Returns the generation to pass to `honoured`."""
         if uris == self._uris:
-            return
+            return self._generation
         self._uris = uris
+        self._generation += 1
         if self._stream is not None:
             self._stream.cancel()
+        return self._generation
+
+    async def honoured(self, generation: int, timeout_s: float) -> None:
+        """Waits until the upstream has acknowledged a listen stream carrying the URIs
+        of `generation` (or of a later one). `UpstreamUnavailable` if opening it failed,
+        `UpstreamTimeout` if the upstream did not answer in `timeout_s`."""
+        with anyio.move_on_after(timeout_s):
+            while self._open_generation < generation:
+                failure = self._failure
+                if failure is not None and failure[0] >= generation:
+                    raise UpstreamUnavailable(
+                        f"upstream {self.name} did not accept the subscription: {failure[1]}"
+                    )
+                progress = self._progress
+                await progress.wait()
+            return
+        raise UpstreamTimeout(
+            f"upstream {self.name} did not acknowledge the subscription in {timeout_s:g} s"
+        )
+
+    def _report(self, *, opened: int | None = None, failed: tuple[int, str] | None = None) -> None:
+        if opened is not None:
+            self._open_generation = max(self._open_generation, opened)
+        if failed is not None:
+            self._failure = failed
+        self._progress.set()
+        self._progress = anyio.Event()
 
     def changed(self) -> None:
         if self._tasks is None or self._refresh is None:
@@ -117,8 +155,9 @@ class ChangeWatcher:
         }
         backoff = 1.0
         while True:
-            uris = self._uris
+            uris, generation = self._uris, self._generation
             if not any(wanted.values()) and not uris:
+                self._report(opened=generation)  # nothing to listen for is honoured
                 await self._until_watched()
                 continue
             with anyio.CancelScope() as stream:
@@ -127,6 +166,7 @@ class ChangeWatcher:
                     async with client.listen(
                         **wanted, resource_subscriptions=sorted(uris)
                     ) as subscription:
+                        self._report(opened=generation)
                         backoff = 1.0
                         async for event in subscription:
                             if isinstance(event, SdkResourceUpdated):
@@ -135,6 +175,7 @@ class ChangeWatcher:
                                 self.changed()
                 except (ListenNotSupportedError, MCPError, SubscriptionLost, TimeoutError) as exc:
                     log.info("upstream %s: change stream ended: %s", self.name, exc)
+                    self._report(failed=(generation, str(exc)))
                 finally:
                     self._stream = None
             if stream.cancelled_caught:

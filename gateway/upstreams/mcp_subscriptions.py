@@ -68,12 +68,16 @@ class Subscriptions:
             return
         count = self._subscribed.get(uri, 0)
         self._subscribed[uri] = count + 1
-        if count:
+        sessionless = is_sessionless(client.protocol_version)
+        if count and not sessionless:
             return  # already subscribed for another client
         changes = self._connection.changes
         try:
-            if is_sessionless(client.protocol_version):
-                changes.watch(frozenset(self._subscribed))
+            if sessionless:
+                # Made once the upstream's listen stream carries it (for another
+                # client's subscription too, which may still be on its way), so no
+                # update after the client was told "subscribed" is missed.
+                await changes.honoured(changes.watch(frozenset(self._subscribed)), timeout_s)
             else:
                 await self._subscribe_upstream(route, uri, headers, timeout_s)
                 changes.watch(frozenset(self._subscribed))
