@@ -11,6 +11,7 @@ shows nothing; an engine that is overloaded or gives no answer is `PolicyUnavail
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal, Protocol, TypeVar, overload
 
 from gateway.offerings import PromptDefinition, ResourceDefinition, TemplateDefinition
@@ -53,11 +54,15 @@ class Lists:
         request_id: str,
         client: ClientInfo | None = None,
         upstream: str | None = None,
+        local: Sequence[ToolDefinition] = (),
     ) -> list[ToolDefinition]:
         """The tools this principal may see: one ``data.gateway.visible`` decision for
         the whole catalog (gateway.policy.listing), cached per subject, policy and
-        catalog; per tool (`_visible`) for a policy written before that rule existed."""
+        catalog; per tool (`_visible`) for a policy written before that rule existed.
+        ``local`` are tools the gateway offers itself, listed after the catalog's and
+        decided in the same decision."""
         tools = [t for t in self.catalog.tools() if upstream is None or t.server == upstream]
+        tools += local
         try:
             return await self._tools.visible(self.decider, principal, tools)
         except ListUnsupported:

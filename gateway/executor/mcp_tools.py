@@ -10,12 +10,12 @@ with ``isError`` and the error's stable code, like a denied call.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from gateway.canonical import sha256_hex
 from gateway.errors import GatewayError
 from gateway.executor.service import Executor
-from gateway.policy import build_input
 from gateway.types import ClientInfo, Principal, ToolDefinition, ToolResult
 
 SERVER = "workflow"
@@ -103,26 +103,11 @@ class WorkflowTools:
         self._executor = executor
         self._workflows = workflows
 
-    async def visible(
-        self, principal: Principal, *, request_id: str, client: ClientInfo | None = None
-    ) -> list[ToolDefinition]:
-        """Listed like any tool: where policy allows ``tools/list`` for it (a grant for
-        ``workflow__submit_plan`` or ``workflow__*``)."""
-        deps = self._executor.deps
-        shown = []
-        for tool in DEFINITIONS:
-            policy_input = build_input(
-                principal=principal,
-                action="tools/list",
-                request_id=request_id,
-                transport="mcp",
-                tool=tool,
-                client=client,
-            )
-            decision = await deps.decider.decide(policy_input)
-            if decision.allow:
-                shown.append(tool)
-        return shown
+    @property
+    def definitions(self) -> Sequence[ToolDefinition]:
+        """Listed like any tool, in the same one list decision as the catalog's (a grant
+        for ``workflow__submit_plan`` or ``workflow__*`` under ``tools/list``)."""
+        return DEFINITIONS
 
     def handles(self, name: str) -> bool:
         return any(d.name == name for d in DEFINITIONS)

@@ -6,7 +6,7 @@ and the gateway's own tools that `/mcp` lists beside the upstreams'.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import mcp_types as types
@@ -40,10 +40,10 @@ class LocalTools(Protocol):
     the upstream tools on `/mcp`, called with the authenticated principal, never
     forwarded."""
 
-    async def visible(
-        self, principal: Principal, *, request_id: str, client: ClientInfo | None = None
-    ) -> list[ToolDefinition]:
-        """The local tools this principal may see (policy, ``tools/list``)."""
+    @property
+    def definitions(self) -> Sequence[ToolDefinition]:
+        """Every local tool; policy decides which are listed (``tools/list``), in the
+        same decision as the catalog's tools."""
         ...
 
     def handles(self, name: str) -> bool: ...

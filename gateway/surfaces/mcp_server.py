@@ -194,17 +194,17 @@ class _Handlers:
         request_id = request_id_of(request)
         # An engine that gives no answer is -32000 with a retry hint
         # (`unavailability_as_retry`), never an empty list.
+        local = (
+            self.local_tools.definitions if self.local_tools is not None and view.aggregated else ()
+        )
         tools = await self.pipeline.lists.tools(
             principal,
             transport="mcp",
             request_id=request_id,
             client=client_info(request),
             upstream=view.upstream,
+            local=local,
         )
-        if self.local_tools is not None and view.aggregated:
-            tools += await self.local_tools.visible(
-                principal, request_id=request_id, client=client_info(request)
-            )
         return self.lists.tools(tools, view, ctx.protocol_version, tasks=self.tasks is not None)
 
     async def call_tool(

@@ -26,6 +26,7 @@ from starlette.requests import Request
 
 from gateway.config import McpHttpUpstream, NoCredentials
 from gateway.errors import DefinitionQuarantined
+from gateway.executor.mcp_tools import DEFINITIONS as WORKFLOW_TOOLS
 from gateway.lists import Lists
 from gateway.offerings import DefinitionKind
 from gateway.surfaces.auth import PRINCIPAL_STATE_KEY
@@ -316,6 +317,24 @@ async def test_entries_are_built_once_per_definition(gateway: Gateway) -> None:
     other = gateway.mcp.tools(gateway.catalog.tools()[:1], View("many"), "2026-07-28", tasks=True)
     assert other["tools"][0] is not first["tools"][0]
     assert other["tools"][0].name == "t0000"
+
+
+async def test_the_gateways_own_tools_are_in_the_same_one_decision(gateway: Gateway) -> None:
+    """``workflow__*`` are listed beside the catalog's tools on `/mcp` and decided in the
+    same ``data.gateway.visible`` decision (they were asked one by one before)."""
+    asking: dict[str, Any] = {"transport": "mcp", "request_id": "r"}
+    before = gateway.engine.asked
+    tools = await gateway.lists.tools(EVEN, **asking, local=WORKFLOW_TOOLS)
+    assert gateway.engine.asked == before + 1  # ByRole.evaluate refuses per-item asks
+    names = [t.name for t in tools]
+    assert names[-len(WORKFLOW_TOOLS) :] == [t.name for t in WORKFLOW_TOOLS]
+    assert names[0] == "many__t0000"
+    gateway.engine.hidden = {"workflow__submit_plan"}
+    gateway.engine.revision = "rev-2"  # a changed policy: the cached answer is not used
+    again = [t.name for t in await gateway.lists.tools(EVEN, **asking, local=WORKFLOW_TOOLS)]
+    assert "workflow__submit_plan" not in again
+    assert "workflow__get_run" in again
+    assert await gateway.lists.tools(NONE, **asking, local=WORKFLOW_TOOLS) == []
 
 
 # --- what changes the entries ---------------------------------------------------------
