@@ -392,6 +392,12 @@ class AuditUnavailable(StorageUnavailable):
     code = "audit_unavailable"
 
 
+class AuditCommitUnknown(AuditUnavailable):
+    """The connection broke during the COMMIT of the records: the database may or may
+    not have kept them, and they are not tried again (that could append them twice).
+    For the client the same as `AuditUnavailable`: nothing was forwarded."""
+
+
 def sole_error(group: BaseExceptionGroup) -> BaseException:
     """The one error inside (nested) task-group exception groups, cancellations left
     aside; the group itself when it holds several errors or none. So that an error

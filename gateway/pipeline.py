@@ -52,6 +52,7 @@ from gateway.audit import AuditLog, AuditRecord
 from gateway.canonical import MAX_NESTING, NotIJson, arguments_hash, check_document, sha256_hex
 from gateway.errors import (
     ApprovalRequired,
+    AuditCommitUnknown,
     AuditUnavailable,
     CallDenied,
     CallLimited,
@@ -324,6 +325,12 @@ class Pipeline:
             log.error(
                 "audit append failed; call %s not forwarded: %s", call.request_id, exc.message
             )
+            if isinstance(exc, AuditCommitUnknown):
+                # The log may hold the attempt and its allowing decision after all: say
+                # that the call never ran, once the log can be written again (kept and
+                # retried like every outcome), rather than leave its outcome unknown.
+                outcome = {"request_id": call.request_id, "status": "error", "forwarded": False}
+                self._submit_outcome(call, {**outcome, "error": exc.to_dict()})
             return Outcome(call.request_id, call.target, OutcomeStatus.ERROR, decision, error=exc)
         AUDIT_APPEND_SECONDS.observe(time.perf_counter() - appending)
         return None

@@ -43,7 +43,7 @@ from gateway.audit.appender import Appender, CommitUnknown, WriterBusy
 from gateway.audit.batch import PreparedRecord, check_log, prepare_record, write_batch
 from gateway.audit.records import AuditRecord
 from gateway.clock import Clock, monotonic
-from gateway.errors import AuditUnavailable, ConfigError
+from gateway.errors import AuditCommitUnknown, AuditUnavailable, ConfigError
 from gateway.inline_budget import InlineBudget
 from gateway.store import dialect_of
 from gateway.store.dialect import describe_error
@@ -499,6 +499,8 @@ class AuditLog:
         )
         logger.error(message)
         details = {"entries": count, "database": self._database, "cause": cause}
+        if isinstance(exc, CommitUnknown):
+            return lambda: AuditCommitUnknown(message, details=details)
         return lambda: AuditUnavailable(message, details=details)
 
     def _not_running(self) -> AuditUnavailable:

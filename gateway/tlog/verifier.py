@@ -19,7 +19,9 @@ order, and returns a `VerificationReport` listing the faults found, each a typed
   its ref that allowed it, and one naming an ``approval_id`` has an approving
   ``approval.decision`` of that id; an allowed call is finished by its
   ``call.outcome`` or by a ``call.limited`` (refused by a limit, not forwarded), and
-  is otherwise reported as outcome unknown;
+  is otherwise reported as outcome unknown. An outcome that says
+  ``"forwarded": false`` (written when the COMMIT of the call's attempt and decision
+  was cut off) finishes its call like a ``call.limited`` and needs no decision;
 - witnesses (`WitnessQuorumError`), when the auditor names some: the trusted
   checkpoint, or else the largest valid one, carries valid cosignatures
   (C2SP tlog-cosignature) of at least ``min_cosignatures`` of them.
@@ -125,7 +127,8 @@ class _Trace:
     outcomes: list[tuple[int, str, str | None]] = field(default_factory=list)
     # Decisions that allowed a call without approval: ref -> seq of the decision.
     outright: dict[str, int] = field(default_factory=dict)
-    limited: set[str] = field(default_factory=set)  # refs refused by a limit
+    # Refs known not to have run: refused by a limit, or an outcome "not forwarded".
+    limited: set[str] = field(default_factory=set)
 
     def add(self, seq: int, kind: str, ref: str, payload_jcs: bytes | None) -> None:
         payload = _payload(payload_jcs)
@@ -150,6 +153,11 @@ class _Trace:
         elif kind == "call.limited":
             # Allowed, then refused by a limit before it was forwarded: its outcome is
             # known (it did not run), like a call.outcome's.
+            self.limited.add(ref)
+        elif payload is not None and payload.get("forwarded") is False:
+            # A call.outcome saying the call was not forwarded (the COMMIT of its attempt
+            # and decision was cut off, so the database may not have kept them): known
+            # not to have run, like a call.limited, and it needs no decision to stand.
             self.limited.add(ref)
         else:  # call.outcome
             approval = payload.get("approval_id") if payload is not None else None

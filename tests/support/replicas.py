@@ -103,8 +103,8 @@ class Deployment:
     def refused_after_unknown_commit(self) -> set[str]:
         """Calls a replica did not forward because the COMMIT of their attempt and
         decision was cut off by the database's crash (`CommitUnknown`): the database may
-        have kept both, and then the log shows the call allowed and no outcome, for a
-        call that never ran (docs/operations.md, Faults)."""
+        have kept both, so the gateway logs a "not forwarded" outcome for each once the
+        database is back (docs/operations.md, Faults)."""
         return {ref for g in self.gateways for ref in _UNKNOWN_COMMIT.findall(g.log())}
 
     def logs(self) -> str:
@@ -211,6 +211,7 @@ class AuditFacts:
     entries: Counter[tuple[str, str]]
     refs_by_text: dict[str, list[str]]
     allowed: set[str]
+    not_forwarded: set[str]  # refs whose outcome says the call was never forwarded
 
     def duplicated(self) -> list[tuple[str, str]]:
         return [key for key, n in self.entries.items() if n > 1 and key[0] in CALL_KINDS]
@@ -223,6 +224,7 @@ def audit_facts(storage_url: str) -> AuditFacts:
         entries: Counter[tuple[str, str]] = Counter()
         refs_by_text: dict[str, list[str]] = {}
         allowed: set[str] = set()
+        not_forwarded: set[str] = set()
         size = 0
         for entry in iter_entries(engine):
             size += 1
@@ -235,6 +237,8 @@ def audit_facts(storage_url: str) -> AuditFacts:
                     refs_by_text.setdefault(text, []).append(entry.ref)
             elif entry.kind == "call.decision" and entry.payload["decision"]["allow"]:
                 allowed.add(entry.ref)
+            elif entry.kind == "call.outcome" and entry.payload.get("forwarded") is False:
+                not_forwarded.add(entry.ref)
     finally:
         engine.dispose()
     unknown = [str(u) for u in report.outcome_unknown]
@@ -246,17 +250,17 @@ def audit_facts(storage_url: str) -> AuditFacts:
         entries,
         refs_by_text,
         allowed,
+        not_forwarded,
     )
 
 
-def settled_audit_facts(storage_url: str, never_ran: Callable[[], set[str]] = set) -> AuditFacts:
-    """`audit_facts` once every forwarded call's outcome is in the log: an outcome rides
+def settled_audit_facts(storage_url: str) -> AuditFacts:
+    """`audit_facts` once every allowed call's outcome is in the log: an outcome rides
     with the next append, or its own commit within ``LINGER_S`` (ADR 0026), so the
-    last call's may still be on its way when its caller has the answer. ``never_ran``:
-    calls known not to have been forwarded, whose outcome no one will write."""
+    last call's may still be on its way when its caller has the answer."""
 
     def settled() -> AuditFacts | None:
         facts = audit_facts(storage_url)
-        return None if facts.unknown_refs - never_ran() else facts
+        return None if facts.unknown_refs else facts
 
     return eventually(settled, "every forwarded call's outcome in the audit log")

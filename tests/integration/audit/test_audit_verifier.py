@@ -251,6 +251,30 @@ async def test_an_allowed_call_without_outcome_is_reported_as_outcome_unknown(
     assert "outcome unknown: call lost was allowed (entry 13)" in capsys.readouterr().out
 
 
+async def test_an_outcome_saying_not_forwarded_finishes_its_call_with_or_without_entries(
+    exported: Exported, engine: Engine
+) -> None:
+    # What the gateway writes after a COMMIT of an attempt and decision was cut off
+    # (`AuditCommitUnknown`): the database kept them ("kept"), or it did not ("dropped").
+    # Either way the call is known not to have run; it is no fault and not unknown. An
+    # outcome without a decision that does not say so is still a fault (above).
+    not_forwarded = {"status": "error", "forwarded": False}
+    log = AuditLog(engine, ORIGIN)
+    await log.start()
+    try:
+        await log.append(
+            AuditRecord("call.attempt", "kept", {"request_id": "kept"}),
+            AuditRecord("call.decision", "kept", {"decision": {"allow": True}}),
+            AuditRecord("call.outcome", "kept", {"request_id": "kept", **not_forwarded}),
+            AuditRecord("call.outcome", "dropped", {"request_id": "dropped", **not_forwarded}),
+        )
+    finally:
+        await log.close()
+    report = verify_log(database_source(engine))
+    assert report.ok and not report.faults
+    assert report.outcome_unknown == []
+
+
 async def test_prove_and_verify_receipt(exported: Exported, tmp_path: Path) -> None:
     receipt = tmp_path / "receipt"
     receipt.write_text(receipt_for_entry(exported.engine, 5))

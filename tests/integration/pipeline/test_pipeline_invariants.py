@@ -12,9 +12,15 @@ import pytest
 from sqlalchemy import Engine
 
 from gateway.approvals.disabled import DisabledApprovals
-from gateway.audit import AuditLog, read_entries
+from gateway.audit import AuditLog, AuditRecord, read_entries
+from gateway.audit.export import database_source
 from gateway.config import HttpUpstream
-from gateway.errors import AuditUnavailable, PolicyUnavailable, UpstreamResultRefused
+from gateway.errors import (
+    AuditCommitUnknown,
+    AuditUnavailable,
+    PolicyUnavailable,
+    UpstreamResultRefused,
+)
 from gateway.limits import Limiter, LimitStore
 from gateway.pipeline import Pipeline
 from gateway.policy.decider import Decider, DecisionQueue
@@ -23,6 +29,7 @@ from gateway.policy.engine import FAIL_CLOSED_RULE
 from gateway.recording import WITHHELD
 from gateway.store import create_engine, migrate
 from gateway.store.shared_clock import SharedClock
+from gateway.tlog.verifier import verify_log
 from gateway.types import UNAVAILABLE_RULE, Operation, OutcomeStatus, Principal
 from gateway.upstreams.catalog import Binding, Catalog
 from gateway.upstreams.credentials import CredentialProvider
@@ -127,6 +134,65 @@ async def test_no_forward_without_a_durable_audit_record(parts, api: HttpApiServ
     assert isinstance(outcome.error, AuditUnavailable)
     assert outcome.decision is not None and outcome.decision.allow  # policy said yes...
     assert len(api.calls()) == before  # ...and still nothing was forwarded
+
+
+class CommitCutOff(AuditLog):
+    """A test double of a database crash during COMMIT: the first call's attempt and
+    decision are committed, and then their caller is told the commit's fate is unknown
+    (`AuditCommitUnknown`)."""
+
+    cut = False
+
+    async def append(self, *records: AuditRecord) -> list[int]:
+        if self.cut or records[0].kind != "call.attempt":
+            return await super().append(*records)
+        self.cut = True
+        await super().append(*records)
+        raise AuditCommitUnknown("audit log unavailable: the connection broke during COMMIT")
+
+
+async def test_a_call_whose_commit_was_cut_off_is_logged_as_not_forwarded(
+    tmp_path: Path, api: HttpApiServer
+) -> None:
+    """The database kept the attempt and the allowing decision although the gateway
+    could not know it: the call is not forwarded, and the log says so (an outcome,
+    written with the next commit), instead of an allowed call with an unknown outcome."""
+    database = create_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
+    migrate(database)
+    audit = CommitCutOff(database, "test/audit")
+    await audit.start()
+    policy = EmbeddedEngine(write_policy(tmp_path, [{"role": "agent", "tool": "api__*"}]))
+    pins = PinGuard(PinStore(database), audit, configured={})
+    catalog = Catalog(_bindings(api), pins=pins, pin_sync_interval_s=0)
+    before = len(api.calls())
+    async with anyio.create_task_group() as tasks:
+        await catalog.connect(tasks)
+        await catalog.start(tasks, refresh_interval_s=0)
+        pipeline = Pipeline(
+            catalog=catalog,
+            decider=decider_for(policy, 2),
+            audit=audit,
+            approvals=DisabledApprovals(),
+            limiter=Limiter(LimitStore(database), SharedClock(database), lease_s=60),
+        )
+        call = _call({"name": "cut off"})
+        outcome = await pipeline.call(call)
+        assert outcome.status is OutcomeStatus.ERROR
+        assert isinstance(outcome.error, AuditCommitUnknown)
+        assert len(api.calls()) == before  # not forwarded
+        await pipeline.call(_call({"name": "next"}))  # the kept outcome rides with it
+        await catalog.close()
+        tasks.cancel_scope.cancel()
+    await audit.close()
+    entries = [e for e in read_entries(database) if e.ref == call.request_id]
+    assert [e.kind for e in entries] == ["call.attempt", "call.decision", "call.outcome"]
+    logged = entries[2].payload
+    assert logged is not None
+    assert logged["forwarded"] is False and logged["status"] == "error"
+    assert logged["error"]["code"] == "audit_unavailable"
+    report = verify_log(database_source(database))
+    assert not report.faults and not report.outcome_unknown
+    database.dispose()
 
 
 async def test_policy_failure_denies_and_withholds_arguments(
