@@ -123,6 +123,35 @@ class Pipeline:
         finally:
             REQUEST_ID.reset(context)
 
+    async def redecide(self, call: Operation) -> bool:
+        """Decides again a standing permission ``call`` was granted (a resource
+        subscription) after the policy changed: True if it still holds. A denial is
+        recorded (attempt + decision) like any refused call, and nothing is forwarded;
+        an allowance changes nothing and is not recorded. A target gone from the
+        catalog, or a decision that needs approval, does not hold. Raises
+        `PolicyUnavailable` or `AuditUnavailable` when nothing could be decided or
+        recorded (the caller keeps the permission and asks again later)."""
+        try:
+            target = self.catalog.resolve_target(call.method, call.target)
+        except GatewayError:
+            return False
+        policy_input = build_input(
+            principal=call.principal,
+            action=call.method,
+            request_id=call.request_id,
+            transport=call.transport,
+            resource=target.policy_resource(),
+            arguments=call.arguments,
+            client=call.client,
+        )
+        decision = await self.decider.decide(policy_input)
+        if decision.permits_now:
+            return True
+        failure = await self._record_decision(call, target, decision, policy_input)
+        if failure is not None and failure.error is not None:
+            raise failure.error
+        return False
+
     def _finish(self, call: Operation, outcome: Outcome, started: float) -> Outcome:
         calls_series(call.transport, outcome.status.value).inc()
         log.info(

@@ -16,16 +16,17 @@ A 2025-11-25 session reaching an upstream of that era subscribes on its own upst
 session (docs/decisions/0034), and that session's updates reach it alone; updates on
 the shared connection reach every subscriber of the URI.
 
-Subscriptions end with their session (2025-11-25) or stream (2026-07-28); the last
-subscriber of an upstream URI unsubscribes the upstream. Like sessions, they live in
-the process that holds the session or stream.
+Subscriptions end with their session (2025-11-25) or stream (2026-07-28), or when
+the policy, decided again at the first update after it changed, now refuses them
+(`Pipeline.redecide`); the last subscriber of an upstream URI unsubscribes the
+upstream. Like sessions, they live in the process that holds the session or stream.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
@@ -51,6 +52,8 @@ from mcp_types import (
 from starlette.requests import Request
 
 from gateway import telemetry
+from gateway.errors import RetryLater
+from gateway.logs import new_request_id
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import client_info
 from gateway.surfaces.mcp_calls import caller_of, run
@@ -81,7 +84,10 @@ class _Subscriber:
     upstream_uri: str
     asked_uri: str  # as the client named it (its endpoint's names)
     tell: Callable[[str], Awaitable[None]]
+    operation: Operation  # the subscription as decided, to decide again
+    revision: str | None  # the policy revision that allowed it
     session: CallerSession | None = None  # the 2025-11-25 session it was made in
+    ended: bool = False
 
 
 @dataclass(eq=False)
@@ -254,13 +260,24 @@ class Subscriptions:
             raise refusal(outcome, asked=asked, is_uri=True)
         target = self._pipeline.catalog.resolve_target("resources/subscribe", operation.target)
         assert hasattr(target, "upstream_uri")
-        subscriber = _Subscriber(target.config.name, target.upstream_uri, asked, tell, session)
+        subscriber = _Subscriber(
+            target.config.name,
+            target.upstream_uri,
+            asked,
+            tell,
+            operation,
+            outcome.decision.revision if outcome.decision is not None else None,
+            session,
+        )
         self._subscribers.setdefault((subscriber.upstream, subscriber.upstream_uri), set()).add(
             subscriber
         )
         return subscriber
 
     async def _release(self, subscriber: _Subscriber) -> None:
+        if subscriber.ended:
+            return  # ended by a policy change before its session or stream
+        subscriber.ended = True
         key = (subscriber.upstream, subscriber.upstream_uri)
         subscribers = self._subscribers.get(key, set())
         subscribers.discard(subscriber)
@@ -279,10 +296,41 @@ class Subscriptions:
                 subscriber.session is None or subscriber.session.id != session
             ):
                 continue
+            if not await self._still_allowed(subscriber):
+                continue
             try:
                 await subscriber.tell(subscriber.asked_uri)
             except Exception:  # a closed session: it is forgotten when it ends
                 log.debug("resource update not sent to a subscriber", exc_info=True)
+
+    async def _still_allowed(self, subscriber: _Subscriber) -> bool:
+        """Whether the policy as it is now still allows the subscription: asked again
+        once per subscription after each policy change, at its next update. One it now
+        refuses ends there (recorded by the pipeline), and the client hears no more of
+        that URI; an engine or log that cannot answer withholds this update only."""
+        revision = self._pipeline.decider.revision
+        if subscriber.revision == revision:
+            return True
+        again = replace(subscriber.operation, request_id=new_request_id())
+        try:
+            allowed = await self._pipeline.redecide(again)
+        except RetryLater as exc:
+            log.warning("resource update withheld: %s", exc.message)
+            return False
+        if allowed:
+            subscriber.revision = revision
+            return True
+        log.info(
+            "subscription to %s ended: the policy now refuses it (%s)",
+            subscriber.asked_uri,
+            again.request_id,
+        )
+        if subscriber.session is not None:
+            mine = self._sessions.get(subscriber.session.id)
+            if mine is not None and mine.by_uri.get(subscriber.asked_uri) is subscriber:
+                del mine.by_uri[subscriber.asked_uri]
+        await self._release(subscriber)
+        return False
 
     async def _lists_changed(self, upstream: str, lists: frozenset[str]) -> None:
         for listener in list(self._listeners):

@@ -5,12 +5,14 @@ decided like a read of the URI and audited (docs/mcp.md, "Subscriptions")."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
@@ -19,10 +21,11 @@ from sqlalchemy import Engine
 
 from gateway.audit import read_entries
 from gateway.errors import REFUSED
+from gateway.store import create_engine
 from tests.e2e.conftest import conformance_gateway
 from tests.e2e.mcp_client import connect
 from tests.support.processes import GatewayServer
-from tests.support.waiting import TIMEOUT_S
+from tests.support.waiting import TIMEOUT_S, eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -111,3 +114,62 @@ async def test_a_listen_stream_gets_updates_and_list_changes(
                         break
     assert ResourceUpdated(uri=WATCHED) in events
     assert any(isinstance(e, PromptsListChanged) for e in events)
+
+
+async def test_a_subscription_the_changed_policy_refuses_ends_at_its_next_update(
+    tmp_path: Path,
+) -> None:
+    """A live subscription is decided again after a policy change, at its next update:
+    refused now, it ends there (the refusal audited) and no update reaches the client."""
+    with conformance_gateway(tmp_path, GRANTS) as server:
+        engine = create_engine(server.config["storage"]["url"])
+        try:
+            async with connect(server.mcp_url, server.token(), "2026-07-28") as client:
+                async with client.listen(
+                    prompts_list_changed=True, resource_subscriptions=[WATCHED]
+                ) as stream:
+                    with anyio.fail_after(TIMEOUT_S):
+                        await client.call_tool("conf__test_trigger_resource_update", {})
+                        async for event in stream:
+                            if isinstance(event, ResourceUpdated):
+                                break  # subscribed, and updates arrive
+                    before = _revision(server)
+                    _grant(tmp_path / "policy-data" / "policy", GRANTS[:2])  # WATCHED no more
+                    eventually(lambda: _revision(server) != before, "the policy reloaded")
+                    await client.call_tool("conf__test_trigger_resource_update", {})
+                    eventually(lambda: _refused_again(engine), "the subscription refused")
+                    # A list change after it on the same stream: nothing came between.
+                    await client.call_tool("conf__test_trigger_prompt_change", {})
+                    events: list[Any] = []
+                    with anyio.fail_after(TIMEOUT_S):
+                        async for event in stream:
+                            events.append(event)
+                            if isinstance(event, PromptsListChanged):
+                                break
+                    assert not any(isinstance(e, ResourceUpdated) for e in events), events
+        finally:
+            engine.dispose()
+
+
+def _grant(policy: Path, grants: list[dict[str, Any]]) -> None:
+    data = json.loads((policy / "data.json").read_text())
+    data["gateway_data"]["grants"] = grants
+    (policy / "data.json").write_text(json.dumps(data))
+
+
+def _revision(server: GatewayServer) -> str:
+    ready = httpx.get(f"{server.url}/readyz", timeout=TIMEOUT_S).json()
+    return str(ready["checks"]["policy"]["revision"])
+
+
+def _refused_again(engine: Engine) -> bool:
+    decisions = {
+        e.ref: e.payload["decision"]["allow"]
+        for e in read_entries(engine)
+        if e.kind == "call.decision" and e.payload
+    }
+    return any(
+        e.payload["tool"] == WATCHED and decisions.get(e.ref) is False
+        for e in read_entries(engine)
+        if e.kind == "call.attempt" and e.payload and e.payload["method"] == "resources/subscribe"
+    )
