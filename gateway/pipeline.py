@@ -135,15 +135,7 @@ class Pipeline:
             target = self.catalog.resolve_target(call.method, call.target)
         except GatewayError:
             return False
-        policy_input = build_input(
-            principal=call.principal,
-            action=call.method,
-            request_id=call.request_id,
-            transport=call.transport,
-            resource=target.policy_resource(),
-            arguments=call.arguments,
-            client=call.client,
-        )
+        policy_input = _policy_input(call, target)
         decision = await self.decider.decide(policy_input)
         if decision.permits_now:
             return True
@@ -189,17 +181,7 @@ class Pipeline:
             )
             return recorded or _refused(call, decision, exc)
 
-        policy_input = build_input(
-            principal=call.principal,
-            action=call.method,
-            request_id=call.request_id,
-            transport=call.transport,
-            resource=target.policy_resource(),
-            arguments=call.arguments,
-            client=call.client,
-            run_id=call.run_id,
-            step_id=call.step_id,
-        )
+        policy_input = _policy_input(call, target)
         try:
             decision = await self.decider.decide(policy_input)
         except PolicyUnavailable as overloaded:
@@ -475,6 +457,20 @@ def _outcome_logged(request_id: str) -> Callable[[asyncio.Future[list[int]]], No
             log.error("outcome of %s not recorded: %s", request_id, error)
 
     return check
+
+
+def _policy_input(call: Operation, target: Target) -> dict[str, Any]:
+    return build_input(
+        principal=call.principal,
+        action=call.method,
+        request_id=call.request_id,
+        transport=call.transport,
+        resource=target.policy_resource(),
+        arguments=call.arguments,
+        client=call.client,
+        run_id=call.run_id,
+        step_id=call.step_id,
+    )
 
 
 def _arguments_problem(arguments: dict[str, Any]) -> InvalidArguments | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -79,13 +80,13 @@ def _bindings(api: HttpApiServer) -> list[Binding]:
     return [Binding(client=client, config=config, credentials=credentials)]
 
 
-@pytest.fixture
-async def parts(
-    tmp_path: Path, api: HttpApiServer
+@asynccontextmanager
+async def assembled(
+    tmp_path: Path, api: HttpApiServer, audit_log: type[AuditLog] = AuditLog
 ) -> AsyncIterator[tuple[Pipeline, AuditLog, Engine]]:
     database = create_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
     migrate(database)
-    audit = AuditLog(database, "test/audit")
+    audit = audit_log(database, "test/audit")
     await audit.start()
     policy = EmbeddedEngine(write_policy(tmp_path, [{"role": "agent", "tool": "api__*"}]))
     pins = PinGuard(PinStore(database), audit, configured={})
@@ -105,6 +106,14 @@ async def parts(
         tasks.cancel_scope.cancel()
     await audit.close()
     database.dispose()
+
+
+@pytest.fixture
+async def parts(
+    tmp_path: Path, api: HttpApiServer
+) -> AsyncIterator[tuple[Pipeline, AuditLog, Engine]]:
+    async with assembled(tmp_path, api) as parts:
+        yield parts
 
 
 def _call(arguments: dict, tool: str = "api__create") -> Operation:
@@ -157,42 +166,23 @@ async def test_a_call_whose_commit_was_cut_off_is_logged_as_not_forwarded(
     """The database kept the attempt and the allowing decision although the gateway
     could not know it: the call is not forwarded, and the log says so (an outcome,
     written with the next commit), instead of an allowed call with an unknown outcome."""
-    database = create_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
-    migrate(database)
-    audit = CommitCutOff(database, "test/audit")
-    await audit.start()
-    policy = EmbeddedEngine(write_policy(tmp_path, [{"role": "agent", "tool": "api__*"}]))
-    pins = PinGuard(PinStore(database), audit, configured={})
-    catalog = Catalog(_bindings(api), pins=pins, pin_sync_interval_s=0)
     before = len(api.calls())
-    async with anyio.create_task_group() as tasks:
-        await catalog.connect(tasks)
-        await catalog.start(tasks, refresh_interval_s=0)
-        pipeline = Pipeline(
-            catalog=catalog,
-            decider=decider_for(policy, 2),
-            audit=audit,
-            approvals=DisabledApprovals(),
-            limiter=Limiter(LimitStore(database), SharedClock(database), lease_s=60),
-        )
+    async with assembled(tmp_path, api, CommitCutOff) as (pipeline, audit, database):
         call = _call({"name": "cut off"})
         outcome = await pipeline.call(call)
         assert outcome.status is OutcomeStatus.ERROR
         assert isinstance(outcome.error, AuditCommitUnknown)
         assert len(api.calls()) == before  # not forwarded
         await pipeline.call(_call({"name": "next"}))  # the kept outcome rides with it
-        await catalog.close()
-        tasks.cancel_scope.cancel()
-    await audit.close()
-    entries = [e for e in read_entries(database) if e.ref == call.request_id]
-    assert [e.kind for e in entries] == ["call.attempt", "call.decision", "call.outcome"]
-    logged = entries[2].payload
-    assert logged is not None
-    assert logged["forwarded"] is False and logged["status"] == "error"
-    assert logged["error"]["code"] == "audit_unavailable"
-    report = verify_log(database_source(database))
-    assert not report.faults and not report.outcome_unknown
-    database.dispose()
+        await audit.close()  # and whatever still lingers is written
+        entries = [e for e in read_entries(database) if e.ref == call.request_id]
+        assert [e.kind for e in entries] == ["call.attempt", "call.decision", "call.outcome"]
+        logged = entries[2].payload
+        assert logged is not None
+        assert logged["forwarded"] is False and logged["status"] == "error"
+        assert logged["error"]["code"] == "audit_unavailable"
+        report = verify_log(database_source(database))
+        assert not report.faults and not report.outcome_unknown
 
 
 async def test_policy_failure_denies_and_withholds_arguments(
