@@ -37,10 +37,8 @@ What a principal may see of the catalog (``tools/list``, ``prompts/list``,
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -49,7 +47,13 @@ import anyio
 from gateway import telemetry
 from gateway.approvals.gate import Approvals, pass_gate
 from gateway.audit import AuditLog, AuditRecord
-from gateway.canonical import MAX_NESTING, NotIJson, arguments_hash, check_document, sha256_hex
+from gateway.call_records import (
+    attempt_and_decision,
+    checked_result,
+    not_forwarded,
+    submit_outcome,
+)
+from gateway.canonical import NotIJson, check_document
 from gateway.errors import (
     ApprovalRequired,
     AuditCommitUnknown,
@@ -62,7 +66,6 @@ from gateway.errors import (
     LimitsUnavailable,
     PolicyUnavailable,
     UpstreamError,
-    UpstreamResultRefused,
 )
 from gateway.limits import Limiter
 from gateway.lists import Lists
@@ -70,7 +73,6 @@ from gateway.logs import REQUEST_ID
 from gateway.metrics import AUDIT_APPEND_SECONDS, calls_series, upstream_series
 from gateway.policy import build_input
 from gateway.policy.decider import Decider
-from gateway.recording import recordable, recordable_arguments
 from gateway.types import (
     GATEWAY_ENGINE,
     UNAVAILABLE_RULE,
@@ -86,11 +88,6 @@ from gateway.types import (
 from gateway.upstreams.catalog import Catalog, Target
 
 log = logging.getLogger(__name__)
-
-
-# A result may nest deeper than arguments (the upstream wraps what it was given), but
-# not without bound: every reader of it recurses per level.
-MAX_RESULT_NESTING = 2 * MAX_NESTING
 
 
 class Pipeline:
@@ -297,41 +294,10 @@ class Pipeline:
         """Appends attempt + decision in one durable transaction; an `Outcome` on failure.
         What of the arguments is recorded is `gateway.recording`'s to say; arguments
         that are not ``hashable`` (refused as not I-JSON) are recorded without a hash."""
-        attempt = {
-            "request_id": call.request_id,
-            "transport": call.transport,
-            "principal": call.principal.to_audit(),
-            "method": call.method,
-            # The target's gateway name: a tool, a prompt, a resource URI, or what a
-            # completion completes (the key predates the other methods).
-            "tool": call.target,
-            "definition_hash": target.definition_hash if target else None,
-            "arguments": recordable_arguments(call.arguments, decision),
-            "arguments_sha256": arguments_hash(call.arguments) if hashable else None,
-            "redacted": list(decision.obligations.redact),
-            "client": call.client.to_dict(),
-            "run_id": call.run_id,
-            "step_id": call.step_id,
-        }
-        if call.trace is not None:  # traced (gateway.pipeline_tracing): name the trace
-            trace_id = telemetry.sampled_trace_id()
-            if trace_id is not None:
-                attempt["trace_id"] = trace_id
-        decided = {
-            "request_id": call.request_id,
-            "decision": decision.to_dict(),
-            "input": None if policy_input is None else recordable(policy_input, decision),
-        }
+        records = attempt_and_decision(call, target, decision, policy_input, hashable=hashable)
         appending = time.perf_counter()
         try:
-            await self.audit.append(
-                AuditRecord(
-                    "call.attempt", call.request_id, attempt, call.principal.sub, call.target
-                ),
-                AuditRecord(
-                    "call.decision", call.request_id, decided, call.principal.sub, call.target
-                ),
-            )
+            await self.audit.append(*records)
         except AuditUnavailable as exc:
             log.error(
                 "audit append failed; call %s not forwarded: %s", call.request_id, exc.message
@@ -340,8 +306,7 @@ class Pipeline:
                 # The log may hold the attempt and its allowing decision after all: say
                 # that the call never ran, once the log can be written again (kept and
                 # retried like every outcome), rather than leave its outcome unknown.
-                outcome = {"request_id": call.request_id, "status": "error", "forwarded": False}
-                self._submit_outcome(call, {**outcome, "error": exc.to_dict()})
+                self._submit_outcome(call, not_forwarded(call, exc))
             return Outcome(call.request_id, call.target, OutcomeStatus.ERROR, decision, error=exc)
         AUDIT_APPEND_SECONDS.observe(time.perf_counter() - appending)
         return None
@@ -370,7 +335,7 @@ class Pipeline:
             # The upstream runs the call as its task: the outcome is recorded when the
             # task's result is first fetched (`record_task_outcome`), never here.
             return Outcome(call.request_id, call.target, OutcomeStatus.OK, decision, result=answer)
-        result, error, outcome_payload = self._checked(call, target, answer, error, elapsed)
+        result, error, outcome_payload = checked_result(call, target, answer, error, elapsed)
         if approval_id is not None:
             outcome_payload["approval_id"] = approval_id
         self._submit_outcome(call, outcome_payload)
@@ -378,45 +343,6 @@ class Pipeline:
         if error is not None:
             return Outcome(call.request_id, call.target, OutcomeStatus.ERROR, decision, error=error)
         return Outcome(call.request_id, call.target, OutcomeStatus.OK, decision, result=result)
-
-    def _checked(
-        self,
-        call: Operation,
-        target: Target | None,
-        result: ToolResult | McpResult | None,
-        error: GatewayError | None,
-        elapsed: float | None,
-    ) -> tuple[ToolResult | McpResult | None, GatewayError | None, dict[str, Any]]:
-        """The result as it may be passed on (I-JSON, else refused) and its outcome
-        record."""
-        document = None if result is None else result.to_dict()
-        if document is not None:
-            try:
-                check_document(document, max_depth=MAX_RESULT_NESTING)
-            except NotIJson as problem:
-                # It happened; its result is not hashed, audited or passed on: the log
-                # could not record what the agent was given.
-                result, document = None, None
-                error = UpstreamResultRefused(
-                    f"the result of {call.target} is refused at {problem.pointer or '/'}: "
-                    f"{problem.reason}; the {call.method} ran, but its result is not passed on",
-                    details={"pointer": problem.pointer, "reason": problem.reason},
-                )
-        payload: dict[str, Any] = {
-            "request_id": call.request_id,
-            "status": "ok" if error is None else "error",
-        }
-        if elapsed is not None:
-            payload["duration_ms"] = round(elapsed * 1000, 3)
-        if result is not None:
-            if target is not None:
-                payload.update(target.outcome_fields(result))
-            elif isinstance(result, ToolResult):
-                payload["is_error"] = result.is_error
-            payload["result_sha256"] = sha256_hex(document)
-        if error is not None:
-            payload["error"] = error.to_dict()
-        return result, error, payload
 
     def record_task_outcome(
         self,
@@ -430,33 +356,13 @@ class Pipeline:
         """The result of a call an upstream ran as its task (docs/decisions/0030), as it
         may be passed on; its ``call.outcome`` is queued when ``record`` (the caller
         won the task's one recording: the first fetch of its result)."""
-        checked, error, payload = self._checked(call, None, result, error, None)
+        checked, error, payload = checked_result(call, None, result, error, None)
         if record:
             self._submit_outcome(call, {**payload, **fields})
         return checked, error
 
     def _submit_outcome(self, call: Operation, payload: dict[str, Any]) -> None:
-        # Queued, not awaited: the call has happened, so waiting for this commit would
-        # change nothing in the log, only delay the answer (docs/decisions/0005). A
-        # failure is logged; the verifier sees an allowing decision without an outcome.
-        record = AuditRecord(
-            "call.outcome", call.request_id, payload, call.principal.sub, call.target
-        )
-        try:
-            self.audit.submit(record).add_done_callback(_outcome_logged(call.request_id))
-        except AuditUnavailable as exc:
-            log.error("outcome of %s not recorded: %s", call.request_id, exc.message)
-
-
-def _outcome_logged(request_id: str) -> Callable[[asyncio.Future[list[int]]], None]:
-    def check(future: asyncio.Future[list[int]]) -> None:
-        if future.cancelled():
-            return
-        error = future.exception()
-        if error is not None:
-            log.error("outcome of %s not recorded: %s", request_id, error)
-
-    return check
+        submit_outcome(self.audit, call, payload)
 
 
 def _policy_input(call: Operation, target: Target) -> dict[str, Any]:

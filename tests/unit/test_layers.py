@@ -34,7 +34,7 @@ LAYERS: list[set[str]] = [
     {"audit"},
     {"policy"},
     {"upstreams", "approvals", "limits"},
-    {"pipeline", "pipeline_tracing", "lists", "relays"},
+    {"pipeline", "pipeline_tracing", "call_records", "lists", "relays"},
     {"executor"},
     {"workflows"},
     {"surfaces"},
