@@ -69,6 +69,8 @@ class CallerConnection:
     """One calling session's upstream session, while it lives."""
 
     session_id: str
+    # What the caller declared that the gateway relays (its handshake declares these).
+    capabilities: dict[str, Any] = field(default_factory=dict)
     # The calling session's own stream for what its upstream session logs outside any
     # request (`CallerSession.logs`).
     logs: Callable[[], LogSink | None] = lambda: None
@@ -156,7 +158,9 @@ class CallerSessions:
         if self._tasks is None:
             raise UpstreamUnavailable(f"upstream {self._upstream} is not started")
         self._slots.take(self._upstream)
-        connection = CallerConnection(session.id, logs=session.logs)
+        connection = CallerConnection(
+            session.id, capabilities=dict(session.capabilities), logs=session.logs
+        )
         try:
             self._tasks.start_soon(self._hold, connection, dict(session.capabilities))
         except RuntimeError:  # the task group is closing: the gateway is stopping

@@ -321,6 +321,19 @@ class McpConnection:
         if own is not None and own.client is not None:
             await self.set_log_level(Route(own.client, own.in_flight, own.mark_broken, own), level)
 
+    async def session_roots_changed(self, session_id: str) -> None:
+        """The calling session's client said its roots changed: its upstream session
+        here (if any, and if it declared roots) is told, so the upstream asks again; a
+        failure is logged, not the caller's (a notification has no answer)."""
+        own = self.callers.existing(session_id)
+        if own is None or own.client is None or "roots" not in own.capabilities:
+            return
+        try:
+            with anyio.fail_after(self.config.timeout_s):
+                await own.client.session.send_notification(types.RootsListChangedNotification())
+        except Exception as exc:
+            log.info("upstream %s: roots change not passed on: %s", self.name, _describe(exc))
+
     def end_session(self, session_id: str) -> None:
         """The calling session ended: its upstream session (if any) is closed."""
         self.callers.end(session_id)
