@@ -62,6 +62,8 @@ from gateway.version import __version__
 
 log = logging.getLogger(__name__)
 
+_ROOTS_CHANGED = "notifications/roots/list_changed"
+
 
 class _GatewayServer(Server[Any]):
     """The SDK's server, announcing list-changed notifications at 2025-11-25 when there
@@ -351,14 +353,40 @@ class _Handlers:
         self, ctx: ServerRequestContext[Any, Any], params: types.NotificationParams
     ) -> None:
         """``notifications/roots/list_changed`` of a session: its own upstream sessions
-        are told, so an upstream that keeps its roots asks again (they were asked of
-        this client, under policy, and will be again). Sessionless, there is nothing
-        that could keep roots: ignored. A notification carries no data: not decided."""
+        are told, so an upstream that keeps its roots asks again. It asks outside any
+        request, so on the session's own stream, decided and audited like every
+        ``roots/list`` (`InputRelay.standalone`). Sessionless, nothing could keep
+        roots: ignored."""
         if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
             return
         session_id = _session_id(ctx)
-        if self.book.get(session_id) is not None and session_id is not None:
-            await self.pipeline.catalog.session_roots_changed(session_id)
+        if session_id is None or self.book.get(session_id) is None:
+            return
+        request, principal, view = self._caller(ctx)
+        asking = Asking(
+            principal=principal,
+            endpoint=request.url.path,
+            method=_ROOTS_CHANGED,
+            target=view.upstream or "*",
+            arguments={},
+            modern=False,
+            capabilities=ctx.session.client_capabilities,
+            request_id=request_id_of(request),
+            session=ctx.session,
+        )
+        # What policy sees as what led to the upstream's roots/list (for_method).
+        led_by = Operation(
+            principal=principal,
+            method=_ROOTS_CHANGED,  # type: ignore[arg-type]  # a notification, not a call
+            target=asking.target,
+            arguments={},
+            transport="mcp",
+            request_id=asking.request_id,
+            client=client_info(request),
+        )
+        await self.pipeline.catalog.session_roots_changed(
+            session_id, self.relay.standalone(asking, led_by), view.upstream
+        )
 
     # --- shared -------------------------------------------------------------------------
 

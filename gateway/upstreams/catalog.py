@@ -37,19 +37,17 @@ from gateway.offerings import (
     ResourceDefinition,
     TemplateDefinition,
 )
-from gateway.types import CallMethod, ToolDefinition
+from gateway.types import CallMethod, ClientInput, ToolDefinition
 from gateway.upstreams.base import OfferingsClient, ResourceUpdated
 from gateway.upstreams.listing import Binding, Listing, ListName, build_listing, matches
+from gateway.upstreams.log_level_target import LogLevelTarget, NoCredentials, Scope
 from gateway.upstreams.naming import split_gateway_uri
 from gateway.upstreams.pinning import Seen
 from gateway.upstreams.targets import (
     CatalogEntry,
     CompletionTarget,
-    LogLevelTarget,
-    NoCredentials,
     PromptTarget,
     ReadTarget,
-    Scope,
     SubscribeTarget,
     Target,
 )
@@ -246,13 +244,18 @@ class Catalog:
         alone, when named) hears it, all at once (docs/decisions/0034)."""
         await self._each_session_upstream("session_log_level", upstream, session_id, level)
 
-    async def session_roots_changed(self, session_id: str) -> None:
+    async def session_roots_changed(
+        self, session_id: str, client_input: ClientInput, upstream: str | None = None
+    ) -> None:
         """A calling session's client said its roots changed
         (``notifications/roots/list_changed``): its own upstream sessions are told, so
-        an upstream that keeps the roots asks again (docs/decisions/0034)."""
-        await self._each_session_upstream("session_roots_changed", None, session_id)
+        an upstream that keeps the roots asks again — through ``client_input``, the
+        session's own stream, under policy (docs/decisions/0034)."""
+        await self._each_session_upstream(
+            "session_roots_changed", upstream, session_id, client_input
+        )
 
-    async def _each_session_upstream(self, what: str, upstream: str | None, *args: str) -> None:
+    async def _each_session_upstream(self, what: str, upstream: str | None, *args: Any) -> None:
         # Concurrently: one slow upstream must not hold the others' (and the caller's
         # answer) behind it. Each client logs its own failure and never raises.
         async with anyio.create_task_group() as telling:
