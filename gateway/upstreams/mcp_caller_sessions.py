@@ -86,8 +86,7 @@ class SessionSlots:
         if not idle:
             return False
         _, connection, pool = min(idle, key=lambda found: found[0])
-        pool.evict(connection)
-        self.give_back(connection)  # its slot is this request's at once
+        pool.evict(connection)  # its slot given back at once: this request's
         self.evicted += 1
         UPSTREAM_SESSIONS_EVICTED.inc()
         return True
@@ -224,7 +223,7 @@ class CallerSessions:
         try:
             self._tasks.start_soon(self._hold, connection, dict(session.capabilities))
         except RuntimeError:  # the task group is closing: the gateway is stopping
-            self._slots.give_back(connection)
+            self._slots.give_back(connection)  # (the gauge was not raised yet)
             raise UpstreamUnavailable(f"upstream {self._upstream} is stopping") from None
         self._open[session.id] = connection
         UPSTREAM_SESSIONS.labels(self._upstream).inc()
@@ -257,8 +256,7 @@ class CallerSessions:
             connection.ready.set()
             if self._open.get(connection.session_id) is connection:
                 del self._open[connection.session_id]
-            self._slots.give_back(connection)
-            UPSTREAM_SESSIONS.labels(self._upstream).dec()
+            self._release(connection)
 
     def idle(self) -> Iterator[CallerConnection]:
         """Its upstream sessions that may be closed to make room (`SessionSlots`)."""
@@ -271,11 +269,19 @@ class CallerSessions:
             del self._open[connection.session_id]
         connection.error = "closed to make room for another (max_upstream_sessions)"
         connection.closing.set()
+        self._release(connection)
         log.info(
             "upstream %s: an idle calling session's session closed to make room "
             "(mcp.sessions.max_upstream_sessions)",
             self._upstream,
         )
+
+    def _release(self, connection: CallerConnection) -> None:
+        """Its slot, and its place in the gauge, given back once (when it is closed, or
+        as soon as it is evicted: still closing, it no longer counts)."""
+        if connection.holds_slot:
+            UPSTREAM_SESSIONS.labels(self._upstream).dec()
+            self._slots.give_back(connection)
 
     def end(self, session_id: str) -> None:
         """The calling session ended: its upstream session is closed."""
