@@ -90,6 +90,12 @@ UPSTREAM_SESSIONS_REFUSED = Counter(
     "held (upstream_sessions_exhausted).",
     registry=REGISTRY,
 )
+UPSTREAM_SESSIONS_EVICTED = Counter(
+    "gateway_upstream_sessions_evicted_total",
+    "Idle upstream sessions of calling sessions closed to make room for another at "
+    "mcp.sessions.max_upstream_sessions (the least recently used first).",
+    registry=REGISTRY,
+)
 
 
 # The labelled series of the per-call metrics, looked up once per label values:

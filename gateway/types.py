@@ -30,7 +30,12 @@ Risk = Literal["low", "medium", "high"]
 
 # The MCP methods that reach an upstream, each through the one pipeline (architecture.md §2).
 CallMethod = Literal[
-    "tools/call", "resources/read", "resources/subscribe", "prompts/get", "completion/complete"
+    "tools/call",
+    "resources/read",
+    "resources/subscribe",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
 ]
 
 # Called with (progress, total, message) while a call waits or runs.
@@ -263,7 +268,9 @@ class Operation:
     ``completion/complete`` the prompt or the resource template (its gateway URI
     template) whose argument is completed. ``arguments`` are the tool's or the
     prompt's arguments, nothing for a read, and for a completion
-    ``{"argument": {"name", "value"}, "context": {"arguments": {…}}}``.
+    ``{"argument": {"name", "value"}, "context": {"arguments": {…}}}``. For
+    ``logging/setLevel`` the target is the endpoint's upstream (``/mcp/{upstream}``) or
+    ``*`` (``/mcp``: every upstream), the arguments ``{"level": …}``.
     """
 
     principal: Principal

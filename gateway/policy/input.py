@@ -26,6 +26,7 @@ Action = Literal[
     "prompts/list",
     "prompts/get",
     "completion/complete",
+    "logging/setLevel",
     "plan/submit",
     "approval/decide",
     "elicitation/create",

@@ -49,7 +49,7 @@ from gateway.surfaces.auth import principal_of
 from gateway.surfaces.mcp_relay_state import StateSeal, UsedStates
 from gateway.surfaces.mcp_views import View
 from gateway.surfaces.middleware import request_id_of
-from gateway.types import InputRequest, Operation, Principal
+from gateway.types import ClientInput, InputRequest, Operation, Principal
 
 log = logging.getLogger(__name__)
 
@@ -294,6 +294,16 @@ class InputRelay:
 
         task.add_done_callback(finished)
         return await self._next(asking, conversation)
+
+    def standalone(self, asking: Asking, operation: Operation) -> ClientInput:
+        """How an upstream session of ``asking``'s calling session (2025-11-25) asks that
+        client outside any of its requests: on the session's standalone stream, each
+        request decided by policy and audited as any other (``operation`` says what
+        the client did that led to it)."""
+        channel = _SessionChannel(asking, self._timeout_s)
+        client_input = self.relays.with_channel(operation, channel).client_input
+        assert client_input is not None
+        return client_input
 
     def _prepare(self, channel: ClientChannel) -> Prepare:
         return lambda operation: self.relays.with_channel(operation, channel)

@@ -41,7 +41,7 @@ from gateway.surfaces.auth import client_info
 from gateway.surfaces.mcp_calls import LocalTools, answer_tools_call, caller_of, run
 from gateway.surfaces.mcp_lists import McpLists
 from gateway.surfaces.mcp_relay import Asking, InputRelay, Prepare, relayable
-from gateway.surfaces.mcp_results import mcp_result, unavailability_as_retry
+from gateway.surfaces.mcp_results import mcp_result, refusal, unavailability_as_retry
 from gateway.surfaces.mcp_sessions import SESSION_STATE_KEY, SessionBook
 from gateway.surfaces.mcp_subscriptions import Subscriptions
 from gateway.surfaces.mcp_tasks import TASKS_EXTENSION, McpTasks
@@ -55,11 +55,14 @@ from gateway.types import (
     LogSink,
     Operation,
     Outcome,
+    OutcomeStatus,
     Principal,
 )
 from gateway.version import __version__
 
 log = logging.getLogger(__name__)
+
+_ROOTS_CHANGED = "notifications/roots/list_changed"
 
 
 class _GatewayServer(Server[Any]):
@@ -132,6 +135,9 @@ def build_mcp_server(
     # Registered directly: the constructor's parameter warns that logging is deprecated
     # at 2026-07-28, which the SDK already enforces (-32601 at that revision).
     server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, handlers.set_level)
+    server.add_notification_handler(
+        "notifications/roots/list_changed", types.NotificationParams, handlers.roots_changed
+    )
     # Subscriptions (`mcp_subscriptions`): 2025-11-25 in a session, 2026-07-28 by listening.
     server.add_request_handler(
         "subscriptions/listen", types.SubscriptionsListenRequestParams, subscriptions.listen
@@ -326,15 +332,61 @@ class _Handlers:
     async def set_level(
         self, ctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams
     ) -> types.EmptyResult:
-        session_id = _session_id(ctx)
-        live = self.book.attach(session_id, ctx.session)
-        if live is not None and session_id is not None:
-            live.log_level = params.level
-            # Its upstream sessions of its own log at that level too (decision 0034).
-            await self.pipeline.catalog.session_log_level(session_id, params.level)
+        """Decided and audited like every method that reaches upstreams (the pipeline:
+        `LogLevelTarget`), which passes it on to the session's own upstream sessions
+        (docs/decisions/0034); a refused one changes nothing."""
+        _, _, view = self._caller(ctx)
+        level = str(params.level)
+        outcome = await self._operate(
+            ctx, "logging/setLevel", view.upstream or "*", {"level": level}
+        )
+        if outcome.status is not OutcomeStatus.OK:
+            raise refusal(outcome, asked=level, is_uri=False)
+        live = self.book.attach(_session_id(ctx), ctx.session)
+        if live is not None:
+            live.log_level = level
         # Sessionless, the level cannot outlive this request: accepted, and no upstream
         # log message is relayed (docs/mcp.md, "Logging").
         return types.EmptyResult()
+
+    async def roots_changed(
+        self, ctx: ServerRequestContext[Any, Any], params: types.NotificationParams
+    ) -> None:
+        """``notifications/roots/list_changed`` of a session: its own upstream sessions
+        are told, so an upstream that keeps its roots asks again. It asks outside any
+        request, so on the session's own stream, decided and audited like every
+        ``roots/list`` (`InputRelay.standalone`). Sessionless, nothing could keep
+        roots: ignored."""
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return
+        session_id = _session_id(ctx)
+        if session_id is None or self.book.get(session_id) is None:
+            return
+        request, principal, view = self._caller(ctx)
+        asking = Asking(
+            principal=principal,
+            endpoint=request.url.path,
+            method=_ROOTS_CHANGED,
+            target=view.upstream or "*",
+            arguments={},
+            modern=False,
+            capabilities=ctx.session.client_capabilities,
+            request_id=request_id_of(request),
+            session=ctx.session,
+        )
+        # What policy sees as what led to the upstream's roots/list (for_method).
+        led_by = Operation(
+            principal=principal,
+            method=_ROOTS_CHANGED,  # type: ignore[arg-type]  # a notification, not a call
+            target=asking.target,
+            arguments={},
+            transport="mcp",
+            request_id=asking.request_id,
+            client=client_info(request),
+        )
+        await self.pipeline.catalog.session_roots_changed(
+            session_id, self.relay.standalone(asking, led_by), view.upstream
+        )
 
     # --- shared -------------------------------------------------------------------------
 

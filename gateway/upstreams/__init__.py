@@ -8,7 +8,8 @@ Responsibilities, one module each:
   into a target; `listing`: one upstream's offerings in the gateway's terms.
 - `naming`: ``<upstream>__<name>`` and ``gateway:<upstream>/<URI>``.
 - `targets`: per MCP method, how a resolved target checks its arguments, what policy
-  sees of it, how it is forwarded and what its outcome record adds.
+  sees of it, how it is forwarded and what its outcome record adds;
+  `log_level_target`: that of ``logging/setLevel``.
 - `definitions`, `mcp_definitions`: definitions and their hashes (what pinning
   compares) of tools, and of prompts, resources and templates.
 - `pinning`, `pins`, `pin_review`: pinned definitions; a changed one is quarantined

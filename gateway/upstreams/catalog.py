@@ -23,16 +23,24 @@ from typing import Any, Protocol
 import anyio
 import anyio.abc
 
-from gateway.errors import StorageError, UnknownPrompt, UnknownResource, UnknownTool, UpstreamError
+from gateway.errors import (
+    StorageError,
+    UnknownPrompt,
+    UnknownResource,
+    UnknownTarget,
+    UnknownTool,
+    UpstreamError,
+)
 from gateway.offerings import (
     DefinitionKind,
     PromptDefinition,
     ResourceDefinition,
     TemplateDefinition,
 )
-from gateway.types import CallMethod, ToolDefinition
+from gateway.types import CallMethod, ClientInput, ToolDefinition
 from gateway.upstreams.base import OfferingsClient, ResourceUpdated
 from gateway.upstreams.listing import Binding, Listing, ListName, build_listing, matches
+from gateway.upstreams.log_level_target import LogLevelTarget, NoCredentials, Scope
 from gateway.upstreams.naming import split_gateway_uri
 from gateway.upstreams.pinning import Seen
 from gateway.upstreams.targets import (
@@ -228,13 +236,33 @@ class Catalog:
             if end is not None:
                 end(session_id)
 
-    async def session_log_level(self, session_id: str, level: str) -> None:
-        """A calling session set its log level (``logging/setLevel``): every upstream
-        session of its own hears it (docs/decisions/0034)."""
-        for binding in self._bindings.values():
-            set_level = getattr(binding.client, "session_log_level", None)
-            if set_level is not None:
-                await set_level(session_id, level)
+    async def session_log_level(
+        self, session_id: str, level: str, upstream: str | None = None
+    ) -> None:
+        """A calling session set its log level (``logging/setLevel``, decided by the
+        pipeline: `LogLevelTarget`): each upstream session of its own (of ``upstream``
+        alone, when named) hears it, all at once (docs/decisions/0034)."""
+        await self._each_session_upstream("session_log_level", upstream, session_id, level)
+
+    async def session_roots_changed(
+        self, session_id: str, client_input: ClientInput, upstream: str | None = None
+    ) -> None:
+        """A calling session's client said its roots changed
+        (``notifications/roots/list_changed``): its own upstream sessions are told, so
+        an upstream that keeps the roots asks again — through ``client_input``, the
+        session's own stream, under policy (docs/decisions/0034)."""
+        await self._each_session_upstream(
+            "session_roots_changed", upstream, session_id, client_input
+        )
+
+    async def _each_session_upstream(self, what: str, upstream: str | None, *args: Any) -> None:
+        # Concurrently: one slow upstream must not hold the others' (and the caller's
+        # answer) behind it. Each client logs its own failure and never raises.
+        async with anyio.create_task_group() as telling:
+            for name, binding in self._bindings.items():
+                tell = getattr(binding.client, what, None)
+                if tell is not None and upstream in (None, name):
+                    telling.start_soon(tell, *args)
 
     # --- resolving what an operation acts on ------------------------------------------
 
@@ -258,7 +286,16 @@ class Catalog:
             return self._read_target(target)
         if method == "resources/subscribe":
             return SubscribeTarget.of(self._read_target(target))
+        if method == "logging/setLevel":
+            return self._log_level_target(target)
         return self._completion_target(target)
+
+    def _log_level_target(self, target: str) -> LogLevelTarget:
+        """``*``: every upstream (``/mcp``); else the upstream the endpoint serves."""
+        if target != "*" and target not in self._bindings:
+            raise UnknownTarget(f"no upstream {target!r}", details={"upstream": target})
+        server = None if target == "*" else target
+        return LogLevelTarget(server, self.session_log_level, Scope(target), NoCredentials())
 
     def offerings_client(self, upstream: str) -> OfferingsClient | None:
         """The MCP upstream ``upstream``'s client, None for an HTTP API or an unknown one."""

@@ -15,16 +15,22 @@ Whatever that upstream session asks (roots included) can only be that client's.
 Each upstream session is entered in a task of its own on the app's task group (the
 SDK's `Client` must be entered and left in one task, and a transport failure cancels
 that task), and held there until it is closed. Bounded by `SessionSlots`: at most
-``mcp.sessions.max_upstream_sessions`` per process over every upstream; beyond it the
-request fails with `UpstreamSessionsExhausted` — never sent on the shared connection
-instead, whose state is not the caller's. A broken one is dropped; the next request
-opens another (the upstream lost that session's state; the gateway replays none).
+``mcp.sessions.max_upstream_sessions`` per process over every upstream. At the cap the
+least recently used *idle* one (open, no request in flight or being routed to it, no
+subscription on it) of any calling session and upstream is closed to make room; only
+when none is idle does the request fail with `UpstreamSessionsExhausted` — never sent
+on the shared connection instead, whose state is not the caller's. A broken or evicted
+one is dropped; the next request of its calling session opens another (the upstream
+lost that session's state: its roots are asked again, its level is set again, its
+subscriptions are made again by `mcp_subscriptions`; whatever a tool switched on is
+gone).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,34 +39,64 @@ import anyio.abc
 from mcp import Client
 
 from gateway.errors import UpstreamSessionsExhausted, UpstreamUnavailable
-from gateway.metrics import UPSTREAM_SESSIONS, UPSTREAM_SESSIONS_REFUSED
+from gateway.metrics import (
+    UPSTREAM_SESSIONS,
+    UPSTREAM_SESSIONS_EVICTED,
+    UPSTREAM_SESSIONS_REFUSED,
+)
 from gateway.types import CallerSession, LogSink
 from gateway.upstreams.mcp_requests import InFlight, describe
 
 log = logging.getLogger(__name__)
 
 
+# Orders uses of upstream sessions (least recently used first) without a clock.
+_uses = itertools.count()
+
+
 class SessionSlots:
     """How many upstream sessions this process holds for calling sessions, over every
-    upstream, and the most it may (one instance shared by every MCP upstream)."""
+    upstream, and the most it may (one instance shared by every MCP upstream). At the
+    cap it makes room by closing the least recently used idle one of any upstream."""
 
     def __init__(self, maximum: int) -> None:
         self.maximum = maximum
         self.held = 0
+        self.evicted = 0
+        self._pools: list[CallerSessions] = []
+
+    def serve(self, pool: CallerSessions) -> None:
+        """``pool``'s idle upstream sessions may be closed to make room for others."""
+        self._pools.append(pool)
 
     def take(self, upstream: str) -> None:
-        if self.held >= self.maximum:
+        if self.held >= self.maximum and not self._evict_one():
             UPSTREAM_SESSIONS_REFUSED.inc()
             raise UpstreamSessionsExhausted(
                 f"upstream {upstream} is reached on an upstream session per calling "
-                f"session, and this gateway process already holds {self.maximum} of them "
-                "(mcp.sessions.max_upstream_sessions): retry once a session has ended, or "
-                "end idle sessions (DELETE)",
+                f"session, and this gateway process already holds {self.maximum} of them, "
+                "none idle (mcp.sessions.max_upstream_sessions): retry once a request "
+                "has ended, or end sessions (DELETE)",
                 details={"max_upstream_sessions": self.maximum},
             )
         self.held += 1
 
-    def give_back(self) -> None:
+    def _evict_one(self) -> bool:
+        idle = [(c.last_used, c, pool) for pool in self._pools for c in pool.idle()]
+        if not idle:
+            return False
+        _, connection, pool = min(idle, key=lambda found: found[0])
+        pool.evict(connection)  # its slot given back at once: this request's
+        self.evicted += 1
+        UPSTREAM_SESSIONS_EVICTED.inc()
+        return True
+
+    def give_back(self, connection: CallerConnection | None = None) -> None:
+        """Frees the slot ``connection`` holds (once), or one never given a connection."""
+        if connection is not None:
+            if not connection.holds_slot:
+                return
+            connection.holds_slot = False
         self.held -= 1
 
 
@@ -69,6 +105,8 @@ class CallerConnection:
     """One calling session's upstream session, while it lives."""
 
     session_id: str
+    # What the caller declared that the gateway relays (its handshake declares these).
+    capabilities: dict[str, Any] = field(default_factory=dict)
     # The calling session's own stream for what its upstream session logs outside any
     # request (`CallerSession.logs`).
     logs: Callable[[], LogSink | None] = lambda: None
@@ -82,6 +120,22 @@ class CallerConnection:
     closing: anyio.Event = field(default_factory=anyio.Event)
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     error: str | None = None
+    # Requests being routed to it (waiting for it to open): not idle meanwhile.
+    routing: int = 0
+    last_used: int = field(default_factory=lambda: next(_uses))
+    holds_slot: bool = True
+
+    @property
+    def idle(self) -> bool:
+        """Open, and nothing of its calling session's would notice its closing but
+        the upstream's own state (which a broken one loses alike)."""
+        return (
+            self.client is not None
+            and not self.closing.is_set()
+            and self.routing == 0
+            and not self.in_flight.busy
+            and not self.subscribed
+        )
 
     def mark_broken(self, exc: BaseException) -> None:
         """A transport failure: closed, and the next request opens another."""
@@ -106,6 +160,7 @@ class CallerSessions:
         self._open_timeout_s = open_timeout_s
         self._open: dict[str, CallerConnection] = {}
         self._tasks: anyio.abc.TaskGroup | None = None
+        slots.serve(self)
         # Counters, for operators and tests: sessions opened, and closed again.
         self.opened = 0
         self.closed = 0
@@ -130,8 +185,14 @@ class CallerSessions:
             if not session.alive():
                 raise UpstreamUnavailable(self._ended_message())
             connection = self._open_new(session)
-        with anyio.move_on_after(self._open_timeout_s):
-            await connection.ready.wait()
+        connection.last_used = next(_uses)
+        connection.routing += 1
+        try:
+            with anyio.move_on_after(self._open_timeout_s):
+                await connection.ready.wait()
+        finally:
+            # The caller sends on it without yielding first (in flight from then on).
+            connection.routing -= 1
         if not session.alive():
             # It ended while this request waited: nothing else would close this one.
             self.end(session.id)
@@ -156,11 +217,13 @@ class CallerSessions:
         if self._tasks is None:
             raise UpstreamUnavailable(f"upstream {self._upstream} is not started")
         self._slots.take(self._upstream)
-        connection = CallerConnection(session.id, logs=session.logs)
+        connection = CallerConnection(
+            session.id, capabilities=dict(session.capabilities), logs=session.logs
+        )
         try:
             self._tasks.start_soon(self._hold, connection, dict(session.capabilities))
         except RuntimeError:  # the task group is closing: the gateway is stopping
-            self._slots.give_back()
+            self._slots.give_back(connection)  # (the gauge was not raised yet)
             raise UpstreamUnavailable(f"upstream {self._upstream} is stopping") from None
         self._open[session.id] = connection
         UPSTREAM_SESSIONS.labels(self._upstream).inc()
@@ -193,8 +256,32 @@ class CallerSessions:
             connection.ready.set()
             if self._open.get(connection.session_id) is connection:
                 del self._open[connection.session_id]
-            self._slots.give_back()
+            self._release(connection)
+
+    def idle(self) -> Iterator[CallerConnection]:
+        """Its upstream sessions that may be closed to make room (`SessionSlots`)."""
+        return (c for c in self._open.values() if c.idle)
+
+    def evict(self, connection: CallerConnection) -> None:
+        """Closes an idle upstream session to make room; its calling session's next
+        request here opens another."""
+        if self._open.get(connection.session_id) is connection:
+            del self._open[connection.session_id]
+        connection.error = "closed to make room for another (max_upstream_sessions)"
+        connection.closing.set()
+        self._release(connection)
+        log.info(
+            "upstream %s: an idle calling session's session closed to make room "
+            "(mcp.sessions.max_upstream_sessions)",
+            self._upstream,
+        )
+
+    def _release(self, connection: CallerConnection) -> None:
+        """Its slot, and its place in the gauge, given back once (when it is closed, or
+        as soon as it is evicted: still closing, it no longer counts)."""
+        if connection.holds_slot:
             UPSTREAM_SESSIONS.labels(self._upstream).dec()
+            self._slots.give_back(connection)
 
     def end(self, session_id: str) -> None:
         """The calling session ended: its upstream session is closed."""

@@ -107,6 +107,10 @@ class McpUpstream:
         """The calling session set its log level: passed on to its upstream session."""
         await self.connection.session_log_level(session_id, level)
 
+    async def session_roots_changed(self, session_id: str, client_input: ClientInput) -> None:
+        """The calling session's roots changed: its upstream session is told."""
+        await self.connection.session_roots_changed(session_id, client_input)
+
     # --- operations --------------------------------------------------------------------
 
     async def list_tools(self) -> list[UpstreamTool]:

@@ -65,7 +65,8 @@ class Route:
     own: CallerConnection | None = None
 
 
-# Told of each new upstream session of the shared connection after a reconnect.
+# Told of each new upstream session: the shared connection's after a reconnect, and a
+# calling session's own when it opens.
 Resubscribe = Callable[[Route], Awaitable[None]]
 
 
@@ -291,10 +292,14 @@ class McpConnection:
         own = await self.callers.connection(session)
         assert own.client is not None
         route = Route(own.client, own.in_flight, own.mark_broken, own)
-        if opening:  # a level the session set before it had this upstream session
+        if opening:
+            # What the session set up before it had this upstream session, or on the
+            # last one (broken): its level, and its subscriptions here.
             sink = session.logs()
             if sink is not None:
                 await self.set_log_level(route, sink.level)
+            if self._resubscribe is not None:
+                await self._resubscribe(route)
         return route
 
     async def set_log_level(self, route: Route, level: str) -> None:
@@ -320,6 +325,22 @@ class McpConnection:
         own = self.callers.existing(session_id)
         if own is not None and own.client is not None:
             await self.set_log_level(Route(own.client, own.in_flight, own.mark_broken, own), level)
+
+    async def session_roots_changed(self, session_id: str, client_input: ClientInput) -> None:
+        """The calling session's client said its roots changed: its upstream session
+        here (if any, and if it declared roots) is told, so the upstream asks again —
+        outside any request, so through ``client_input`` (the session's own stream,
+        under policy) while none of its requests is in flight. A failure is logged,
+        not the caller's (a notification has no answer)."""
+        own = self.callers.existing(session_id)
+        if own is None or own.client is None or "roots" not in own.capabilities:
+            return
+        own.in_flight.standalone = client_input
+        try:
+            with anyio.fail_after(self.config.timeout_s):
+                await own.client.session.send_notification(types.RootsListChangedNotification())
+        except Exception as exc:
+            log.info("upstream %s: roots change not passed on: %s", self.name, _describe(exc))
 
     def end_session(self, session_id: str) -> None:
         """The calling session ended: its upstream session (if any) is closed."""

@@ -230,6 +230,10 @@ class InFlight:
     def __init__(self) -> None:
         self._inputs: dict[int, ClientInput | None] = {}
         self._next = 0
+        # A calling session's own upstream session only: how to ask that client when
+        # none of its requests is in flight (its standalone stream), set once the
+        # client said its roots changed (the upstream then asks for them again).
+        self.standalone: ClientInput | None = None
 
     def enter(self, client_input: ClientInput | None) -> int:
         self._next += 1
@@ -239,7 +243,14 @@ class InFlight:
     def leave(self, token: int) -> None:
         self._inputs.pop(token, None)
 
+    @property
+    def busy(self) -> bool:
+        """Whether any request is in flight."""
+        return bool(self._inputs)
+
     def sole(self) -> ClientInput | None:
+        if not self._inputs:
+            return self.standalone
         if len(self._inputs) != 1:
             return None
         return next(iter(self._inputs.values()))

@@ -7,7 +7,9 @@ upstream session after a reconnect is subscribed again to every URI still wanted
 
 A calling session with an upstream session of its own (`mcp_caller_sessions`,
 docs/decisions/0034) subscribes there, and its updates reach that session alone
-(`McpConnection`); such a subscription ends with it or with that upstream session.
+(`McpConnection`); such a subscription ends with the calling session, or when it
+unsubscribes. When its upstream session broke, the next one opened for it is
+subscribed again, before its first request, to every URI it still holds.
 """
 
 from __future__ import annotations
@@ -33,15 +35,25 @@ class Subscriptions:
         # (calling session, upstream URI) subscribed on that session's own upstream session.
         self._made_own: set[tuple[str, str]] = set()
 
-    async def again(self, shared: Route) -> None:
-        """A new upstream session of the shared connection: subscribe it again."""
-        if not self._subscribed or is_sessionless(shared.client.protocol_version):
+    async def again(self, route: Route) -> None:
+        """A new upstream session: subscribe it again to what is still wanted on it —
+        after a reconnect of the shared connection, every URI subscribed there; for a
+        calling session's own, the URIs that session still holds (its last one broke)."""
+        if route.own is not None:
+            own = route.own
+            wanted = sorted(uri for sid, uri in self._made_own if sid == own.session_id)
+        elif is_sessionless(route.client.protocol_version):
             return
-        for uri in list(self._subscribed):
+        else:
+            own, wanted = None, list(self._subscribed)
+        for uri in wanted:
             try:
-                await self._subscribe_upstream(shared, uri, {}, self._connection.config.timeout_s)
+                await self._subscribe_upstream(route, uri, {}, self._connection.config.timeout_s)
             except UpstreamError as exc:
                 log.warning("upstream %s: %s not subscribed again: %s", self.name, uri, exc)
+                continue
+            if own is not None:
+                own.subscribed.add(uri)
 
     async def subscribe(
         self,

@@ -15,7 +15,9 @@ never becomes a target (the catalog raises).
 - `ReadTarget`: a resource URI (``resources/read``), no arguments; the listed resource
   or the template the URI matches, when there is one, says what it is;
 - `SubscribeTarget`: the same URI subscribed to (``resources/subscribe``);
-- `CompletionTarget`: the prompt or template whose argument is completed.
+- `CompletionTarget`: the prompt or template whose argument is completed;
+- `LogLevelTarget` (`log_level_target`): the log level a calling session sets
+  (``logging/setLevel``), passed on to its own upstream sessions (docs/decisions/0034).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from gateway.types import (
 )
 from gateway.upstreams.base import OfferingsClient, UpstreamClient
 from gateway.upstreams.credentials import CredentialProvider
+from gateway.upstreams.log_level_target import LogLevelTarget
 from gateway.upstreams.mcp_offerings import content_size, namespaced_content
 
 UpstreamConfig = McpHttpUpstream | McpStdioUpstream | HttpUpstream
@@ -330,7 +333,9 @@ class SubscribeTarget(ReadTarget):
         return {"uri": self.uri, "upstream_uri": self.upstream_uri}
 
 
-Target = CatalogEntry | PromptTarget | ReadTarget | SubscribeTarget | CompletionTarget
+Target = (
+    CatalogEntry | PromptTarget | ReadTarget | SubscribeTarget | CompletionTarget | LogLevelTarget
+)
 
 
 def _check_string_map(value: Any, what: str) -> None:

@@ -47,5 +47,8 @@ workflow_channels := object.get(_data_settings, "workflow_channels", {})
 # Redaction (redaction.rego): argument names, compared in ASCII lower case.
 secret_argument_names := object.get(_data_settings, "secret_argument_names", ["api_key", "authorization", "password", "secret", "token"])
 
+# Logging (logging.rego): the lowest level a session may ask for.
+min_log_level := object.get(_data_settings, "min_log_level", "debug")
+
 # Limits (limits.rego): calls per window and concurrent calls; none by default.
 limits := object.get(_data_settings, "limits", [])

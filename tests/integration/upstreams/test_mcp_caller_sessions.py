@@ -70,19 +70,46 @@ async def test_one_upstream_session_per_calling_session_opened_once_and_closed_a
         assert slots.held == 1
 
 
-async def test_the_cap_refuses_cleanly_across_upstreams_and_frees_at_an_end():
+async def test_the_cap_refuses_cleanly_when_none_is_idle_and_frees_at_an_end():
     slots, made = SessionSlots(1), _Made()
     async with _pool(slots, made, "one") as first:
         async with _pool(slots, made, "two") as second:
-            await first.connection(CallerSession("a", {}))
+            busy = await first.connection(CallerSession("a", {}))
+            flight = busy.in_flight.enter(None)  # a request of "a" in flight on it
             with pytest.raises(UpstreamSessionsExhausted) as refused:
                 await second.connection(CallerSession("b", {}))
             assert refused.value.code == "upstream_sessions_exhausted"
             assert "max_upstream_sessions" in refused.value.message
             assert slots.held == 1 and len(second) == 0  # nothing half-open left
+            busy.in_flight.leave(flight)
+            busy.subscribed.add("test://static")  # a subscription keeps it too
+            with pytest.raises(UpstreamSessionsExhausted):
+                await second.connection(CallerSession("b", {}))
             first.end("a")
             await eventually_async(lambda: slots.held == 0, "the first session's closed")
             assert (await second.connection(CallerSession("b", {}))).client is not None
+            assert slots.evicted == 0
+
+
+async def test_at_the_cap_the_least_recently_used_idle_one_of_any_upstream_makes_room():
+    slots, made = SessionSlots(2), _Made()
+    async with _pool(slots, made, "one") as first:
+        async with _pool(slots, made, "two") as second:
+            a = await first.connection(CallerSession("a", {}))
+            b = await second.connection(CallerSession("b", {}))
+            assert await first.connection(CallerSession("a", {})) is a  # a used since b
+            c = await first.connection(CallerSession("c", {}))  # b's, on "two", goes
+            assert c.client is not None and slots.evicted == 1
+            assert second.existing("b") is None and b.closing.is_set()
+            assert slots.held == 2  # its slot passed on at once, never over the cap
+            await eventually_async(lambda: second.closed == 1, "b's upstream session closed")
+            assert slots.held == 2  # closing it did not give its slot back twice
+            # b's next request opens a fresh one, making room by closing a's (now the
+            # least recently used).
+            fresh = await second.connection(CallerSession("b", {}))
+            assert fresh is not b and fresh.client is not None
+            assert first.existing("a") is None and first.existing("c") is c
+            assert slots.evicted == 2 and slots.held == 2
 
 
 async def test_a_broken_upstream_session_is_dropped_and_the_next_request_opens_another():
