@@ -29,6 +29,7 @@ from mcp.client._transport import TransportStreams
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from gateway.config import McpStdioUpstream
+from gateway.errors import sole_error
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +132,16 @@ async def started_ahead(
     upstreams: list[tuple[str, StdioServerParameters]],
 ) -> AsyncIterator[StdioStarts]:
     """`StdioStarts` with ``upstreams`` (name, parameters) started; every one of them is
-    ended when the block is left (after their connections, on a normal stop)."""
+    ended when the block is left (after their connections, on a normal stop). An error
+    in the block reads as itself, not as the task group's."""
     starts = StdioStarts()
-    async with anyio.create_task_group() as holding:
-        try:
-            for name, params in upstreams:
-                await starts.start_ahead(holding, name, params)
-            yield starts
-        finally:
-            starts.release()
+    try:
+        async with anyio.create_task_group() as holding:
+            try:
+                for name, params in upstreams:
+                    await starts.start_ahead(holding, name, params)
+                yield starts
+            finally:
+                starts.release()
+    except BaseExceptionGroup as group:
+        raise sole_error(group) from None
