@@ -85,6 +85,7 @@ class StdioStarts:
             async with stdio_client(params) as streams:
                 held = _Held(params, streams)
                 self._held[name] = held
+                log.debug("upstream %s: process started ahead", name)
                 task_status.started()
                 await held.released.wait()
             # Leaving stdio_client ended the process, as for any stdio upstream.
