@@ -85,6 +85,7 @@ from gateway.upstreams.credentials import CredentialProvider
 from gateway.upstreams.http_api import HttpApiUpstream
 from gateway.upstreams.mcp_caller_sessions import SessionSlots
 from gateway.upstreams.mcp_client import McpUpstream
+from gateway.upstreams.mcp_stdio import StdioStarts
 from gateway.upstreams.pinning import PinGuard, configured_pins
 from gateway.upstreams.pins import PinStore
 from gateway.workflows.service import Workflows
@@ -116,7 +117,8 @@ class Components:
     checkpointer: Checkpointer
 
 
-def build_components(config: Config) -> Components:
+def build_components(config: Config, stdio: StdioStarts | None = None) -> Components:
+    """``stdio``: stdio upstream processes started ahead (`gateway.upstreams.mcp_stdio`)."""
     database = create_engine(config.storage.url)
     migrate(database)
     audit = AuditLog(database, config.audit.origin)
@@ -138,8 +140,9 @@ def build_components(config: Config) -> Components:
     pins = PinGuard(PinStore(database), audit, configured=configured_pins(config))
     # Upstream sessions held for calling sessions, bounded over every upstream (0034).
     slots = SessionSlots(config.mcp.sessions.max_upstream_sessions)
+    starts = stdio or StdioStarts()  # none ahead: each started by its first connection
     catalog = Catalog(
-        [_binding(u, config, minter, slots) for u in config.upstreams],
+        [_binding(u, config, minter, slots, starts) for u in config.upstreams],
         pins=pins,
         pin_sync_interval_s=config.pinning.sync_interval_s,
     )
@@ -293,6 +296,7 @@ def _binding(
     config: Config,
     minter: UpstreamTokenMinter,
     slots: SessionSlots,
+    stdio: StdioStarts,
 ) -> Binding:
     default_audience = (
         upstream.base_url
@@ -317,6 +321,7 @@ def _binding(
             stdio_env=credentials.stdio_env(),
             connect_timeout_s=connect_timeout_s,
             slots=slots,
+            stdio=stdio,
         )
     return Binding(client=client, config=upstream, credentials=credentials)
 

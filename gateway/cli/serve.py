@@ -17,14 +17,17 @@ import argparse
 import os
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.cli.serve_process import STARTUP_FAILURE, run_server
+from gateway.cli.serve_process import STARTUP_FAILURE, AppStart, built, run_server
 from gateway.errors import ConfigError, GatewayError
 
 if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
     from gateway.config import Config
     from gateway.policy import PolicyEngine
 
@@ -190,7 +193,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.app import build_app
 
     with telemetry.tracing(config.tracing):  # before the app: it decides the middleware
-        started = run_server(build_app(config), sock, on_listening=_listening(sock, 1))
+        started = run_server(
+            built(lambda: build_app(config)), sock, on_listening=_listening(sock, 1)
+        )
     return 0 if started else STARTUP_FAILURE
 
 
@@ -205,7 +210,6 @@ def _with_server(config: Config, overrides: dict[str, object]) -> Config:
 
 
 def _serve_dev(args: argparse.Namespace, sockets: list[socket.socket], host: str, port: int) -> int:
-    from gateway.app import build_app
     from gateway.dev import banner, dev_setup
     from gateway.dev_state import record_dev_server
 
@@ -228,7 +232,34 @@ def _serve_dev(args: argparse.Namespace, sockets: list[socket.socket], host: str
         listening()
         on_listening()
 
-    return 0 if run_server(build_app(config), sock, on_listening=both) else STARTUP_FAILURE
+    return 0 if run_server(_dev_app(config), sock, on_listening=both) else STARTUP_FAILURE
+
+
+def _dev_app(config: Config) -> AppStart:
+    """The dev gateway's app, with its demo upstream's process started first: that
+    process imports its MCP SDK while this one imports and builds the gateway, where
+    it used to start only after both (a restart's longest wait; docs/decisions/0037).
+    The connection takes the process as it would have started it, and the process
+    ends as any stdio upstream's does (gateway.upstreams.mcp_stdio)."""
+
+    @asynccontextmanager
+    async def start() -> AsyncIterator[ASGIApp]:
+        from gateway.config import McpStdioUpstream
+        from gateway.upstreams.mcp_stdio import started_ahead, stdio_parameters
+
+        # Without credentials: a static secret would add to the environment
+        # (CredentialProvider.stdio_env), read only when the app is built.
+        ahead = [
+            (u.name, stdio_parameters(u, {}))
+            for u in config.upstreams
+            if isinstance(u, McpStdioUpstream) and u.credentials.mode == "none"
+        ]
+        async with started_ahead(ahead) as starts:
+            from gateway.app import build_app, build_components
+
+            yield build_app(config, build_components(config, starts))
+
+    return start
 
 
 def _supervise(

@@ -14,7 +14,8 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
@@ -46,21 +47,44 @@ class ProcessSpec:
     supervisor_pid: int
 
 
+# Builds the app, inside the server's event loop, and is left once the server stopped:
+# whatever the build starts ahead (dev mode's demo upstream, gateway.upstreams.mcp_stdio)
+# lives in the loop that serves, and ends with the serve.
+AppStart = Callable[[], AbstractAsyncContextManager["ASGIApp"]]
+
+
+def built(build: Callable[[], ASGIApp]) -> AppStart:
+    """An `AppStart` that builds the app and starts nothing ahead."""
+
+    @asynccontextmanager
+    async def start() -> AsyncIterator[ASGIApp]:
+        yield build()
+
+    return start
+
+
 def run_server(
-    app: ASGIApp, sock: socket.socket, *, on_listening: Callable[[], None] | None
+    start: AppStart, sock: socket.socket, *, on_listening: Callable[[], None] | None
 ) -> bool:
-    """Serves ``app`` on ``sock`` until a signal stops it; False when the app's start
-    failed (its lifespan raised: the error is logged)."""
+    """Serves the app ``start`` builds on ``sock`` until a signal stops it; False when
+    the app's start failed (its lifespan raised: the error is logged)."""
     import uvicorn
 
     class Server(uvicorn.Server):
+        async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+            # Before uvicorn takes the signals and loads the app, as when the app was
+            # built before the loop ran.
+            async with start() as app:
+                self.config.app = app
+                await super().serve(sockets)
+
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
             if self.started and not self.should_exit and on_listening is not None:
                 on_listening()
 
     config = uvicorn.Config(
-        app,
+        _not_built,  # replaced in `serve`, before uvicorn loads it
         log_config=None,
         timeout_graceful_shutdown=10,
         server_header=False,
@@ -68,6 +92,10 @@ def run_server(
     server = Server(config)
     server.run(sockets=[sock])
     return server.started
+
+
+async def _not_built(scope: object, receive: object, send: object) -> None:
+    raise RuntimeError("the app is built when the server runs")
 
 
 def serve_process(spec: ProcessSpec, sock: socket.socket, ready: Connection) -> None:
@@ -86,7 +114,9 @@ def serve_process(spec: ProcessSpec, sock: socket.socket, ready: Connection) -> 
 
     try:
         with telemetry.tracing(spec.config.tracing):  # before the app: it decides middleware
-            started = run_server(build_app(spec.config), sock, on_listening=listening)
+            started = run_server(
+                built(lambda: build_app(spec.config)), sock, on_listening=listening
+            )
     except GatewayError as error:
         print(f"gateway: error: {error.message}", file=sys.stderr, flush=True)
         sys.exit(1)

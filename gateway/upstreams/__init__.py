@@ -22,7 +22,9 @@ Responsibilities, one module each:
   upstream is told, per request, the caller can be asked; `mcp_upstream_tasks`: an
   upstream's own tasks (task-augmented calls and ``tasks/*``, both eras);
   `mcp_caller_sessions`: a calling session's own upstream session at each 2025-11-25
-  upstream it reaches, bounded.
+  upstream it reaches, bounded; `mcp_stdio`: where a stdio upstream's process comes
+  from (the SDK's `stdio_client`, for dev mode's demo started ahead of the gateway's
+  own build, docs/decisions/0037).
 - `credentials`: what each upstream receives instead of the agent's token.
 
 Invariants: the agent's token never reaches an upstream (architecture.md §9.3); a

@@ -40,6 +40,7 @@ from gateway.upstreams.mcp_caller_sessions import SessionSlots
 from gateway.upstreams.mcp_connection import McpConnection, Route
 from gateway.upstreams.mcp_definitions import UpstreamOfferings
 from gateway.upstreams.mcp_lean_call import LeanToolCaller, NeedsSdk, dump_answers, is_sessionless
+from gateway.upstreams.mcp_stdio import StdioStarts
 from gateway.upstreams.mcp_subscriptions import Subscriptions
 from gateway.upstreams.mcp_upstream_tasks import UpstreamTasks, to_result
 
@@ -56,6 +57,7 @@ class McpUpstream:
         stdio_env: dict[str, str] | None = None,
         connect_timeout_s: float,
         slots: SessionSlots | None = None,
+        stdio: StdioStarts | None = None,
     ) -> None:
         self.name = config.name
         self._config = config
@@ -65,6 +67,7 @@ class McpUpstream:
             stdio_env=stdio_env,
             connect_timeout_s=connect_timeout_s,
             slots=slots,
+            stdio=stdio,
         )
         self._subscriptions = Subscriptions(self.connection)
         self._lean = (

@@ -35,7 +35,6 @@ import anyio.abc
 import httpx2
 import mcp_types as types
 from mcp import Client
-from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from gateway.config import McpHttpUpstream, McpStdioUpstream
 from gateway.errors import UpstreamError, UpstreamUnavailable
@@ -46,6 +45,7 @@ from gateway.upstreams.mcp_caller_sessions import CallerConnection, CallerSessio
 from gateway.upstreams.mcp_changes import ChangeWatcher
 from gateway.upstreams.mcp_lean_call import is_sessionless
 from gateway.upstreams.mcp_requests import describe as _describe
+from gateway.upstreams.mcp_stdio import StdioStarts, stdio_parameters
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,11 @@ class McpConnection:
         stdio_env: dict[str, str] | None = None,
         connect_timeout_s: float,
         slots: SessionSlots | None = None,
+        stdio: StdioStarts | None = None,
     ) -> None:
         self.name = config.name
+        # Where a stdio upstream's process comes from (one started ahead, or a new one).
+        self._stdio = stdio or StdioStarts()
         self.config = config
         self._static_headers = static_headers
         self._stdio_env = stdio_env or {}
@@ -139,7 +142,7 @@ class McpConnection:
         """The shared connection: it declares everything the gateway can relay."""
         elicit, sample, roots = mcp_requests.relay_input(self.name, self._in_flight)
         return self._client_of(
-            self._transport(),
+            self._transport(shared=True),
             message_handler=self.changes.on_message,
             elicit=elicit,
             sample=sample,
@@ -161,7 +164,7 @@ class McpConnection:
                 await self.changes.on_message(message)
 
         return self._client_of(
-            self._transport(),
+            self._transport(shared=False),
             message_handler=on_message,
             elicit=elicit if "elicitation" in capabilities else None,
             sample=sample if "sampling" in capabilities else None,
@@ -195,16 +198,13 @@ class McpConnection:
             mode=mode,
         )
 
-    def _transport(self) -> Any:
+    def _transport(self, *, shared: bool) -> Any:
+        """``shared``: for the shared connection, which may take a process started ahead."""
         config = self.config
         if isinstance(config, McpStdioUpstream):
-            params = StdioServerParameters(
-                command=config.command[0],
-                args=config.command[1:],
-                env={**config.env, **self._stdio_env} or None,
-                cwd=config.cwd,
+            transport = self._stdio.transport(
+                stdio_parameters(config, self._stdio_env), ahead_of=self.name if shared else None
             )
-            transport = stdio_client(params)
         else:
             http = httpx2.AsyncClient(
                 headers={**config.headers, **self._static_headers},

@@ -319,3 +319,21 @@ class GatewayServer:
 
     def log(self) -> str:
         return self.process.log() if self.process else ""
+
+
+def processes_with_env(name: str, value: str) -> set[int]:
+    """The pids of live processes whose environment sets ``name`` to ``value`` (Linux:
+    /proc): how a test finds the children a process started, a stdio upstream's for
+    one, also after that process died. A zombie's environment reads empty."""
+    wanted = f"{name}={value}".encode()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if wanted in environ.split(b"\0"):
+            found.add(int(entry.name))
+    return found
