@@ -95,7 +95,8 @@ class Supervisor:
         self._children: dict[int, _Child] = {}
         self._due: dict[int, float] = {}  # slot -> when its replacement starts (backoff)
         self._signals: list[int] = []
-        self._serving = False  # every process was ready once: exits are replaced now
+        # Every process was ready once: a replacement that cannot start is retried now.
+        self._serving = False
         self._metrics = Path()
 
     def run(self, on_ready: Callable[[list[int]], None]) -> int:
@@ -206,8 +207,8 @@ class Supervisor:
             process_ended(self._metrics, child.process.pid)
         if self._signals:
             return  # stopping anyway: _stop reports
-        if not self._serving:
-            # At the serve's start: what failed once would fail again.
+        if not self._serving and not child.ready:
+            # A first start: what failed once would fail again.
             child.reported = True
             raise ProcessFailed(
                 f"gateway process {child.index} exited with {_status(code)} before it was "

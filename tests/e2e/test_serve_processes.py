@@ -233,7 +233,12 @@ def test_a_process_killed_under_load_is_replaced_and_no_call_is_lost_or_doubled(
     replaced = eventually(
         replaced_, "a new process for the killed one", timeout_s=START_S, detail=gateway.log
     )
-    eventually(lambda: len(READY.findall(gateway.log())) >= PROCESSES + 1, "the new process ready")
+    eventually(
+        lambda: len(READY.findall(gateway.log())) >= PROCESSES + 1,
+        "the new process ready",
+        timeout_s=START_S,
+        detail=gateway.log,
+    )
     assert "starting another" in gateway.log()
     # Both serve again.
     pinned = pinned_to_each(gateway)
