@@ -2,14 +2,29 @@
 
 Kept in the gateway's own registry rather than the process-global default, so
 /metrics shows the gateway's metrics and nothing a library registered.
+
+Under `gateway serve --processes N` the supervisor gives its server processes a
+directory in ``PROMETHEUS_MULTIPROC_DIR`` before they import prometheus_client, which
+then keeps every value in a file per process there (its multiprocess mode), and
+`exposition` adds up the files of every process: a scrape reaching any process sees
+the whole serve (docs/decisions/0035). Counters and histograms add up, the files of
+dead processes included (a total does not drop when a process is replaced); each gauge
+says how (``multiprocess_mode``). Without the variable, as with one process, values
+live in memory and a scrape shows this process.
 """
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+# Read by prometheus_client when it is imported: set before, or not at all.
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_MULTIPROCESS_DIR = os.environ.get(MULTIPROCESS_ENV)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -31,6 +46,7 @@ DECISIONS_WAITING = Gauge(
     "gateway_policy_decisions_waiting",
     "Decisions waiting for an evaluation slot (policy.queue).",
     registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
 POLICY_UNAVAILABLE = Counter(
     "gateway_policy_unavailable_total",
@@ -75,6 +91,7 @@ WITNESS_COSIGNED_SIZE = Gauge(
     "The largest tree size each witness is known to have cosigned.",
     ["witness"],
     registry=REGISTRY,
+    multiprocess_mode="max",  # still cosigned after the process that saw it died
 )
 
 UPSTREAM_SESSIONS = Gauge(
@@ -83,6 +100,7 @@ UPSTREAM_SESSIONS = Gauge(
     "upstream; docs/decisions/0034), opening ones included.",
     ["upstream"],
     registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
 UPSTREAM_SESSIONS_REFUSED = Counter(
     "gateway_upstream_sessions_refused_total",
@@ -110,3 +128,15 @@ def calls_series(transport: str, status: str) -> Any:
 def upstream_series(upstream: str) -> Any:
     """`UPSTREAM_SECONDS` of one upstream."""
     return UPSTREAM_SECONDS.labels(upstream)
+
+
+def exposition() -> bytes:
+    """What /metrics answers: this process's metrics, or under `--processes N` (a
+    multiprocess directory) the sum over every server process of the serve."""
+    if _MULTIPROCESS_DIR is None:
+        return generate_latest(REGISTRY)
+    # A registry per scrape, as prometheus_client's multiprocess mode wants: the
+    # collector reads the files of every process, live or dead, each time.
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=_MULTIPROCESS_DIR)
+    return generate_latest(registry)

@@ -270,14 +270,17 @@ def _supervise(
     on_ready: Callable[[], None] | None,
 ) -> int:
     """Serves with config.server.processes processes (gateway.cli.supervisor)."""
+    from gateway.cli.restarts import Restarts
     from gateway.cli.serve_process import ProcessSpec
     from gateway.cli.supervisor import Supervisor
+    from gateway.clock import monotonic
 
     json_logs = not args.dev or args.json_logs
     supervisor = Supervisor(
         lambda index: ProcessSpec(config, index, args.log_level, json_logs, os.getpid()),
         sockets,
         drain_s=DRAIN_S,
+        restarts=Restarts(config.server.restarts, monotonic),
     )
     listening = _listening(sockets[0], len(sockets))
 

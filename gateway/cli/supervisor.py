@@ -15,8 +15,17 @@ to a process that died wait in that socket's queue for the next one, never reset
   (a policy refused, a database unreachable) is reported once, by it. A process that
   exits before it is ready stops the whole serve with a non-zero exit: what failed
   once would fail again, and a restart loop would hide it.
-- Running: a process that exits (a crash, `kill -9`) is replaced by a new one, which
-  must itself become ready or the serve stops as above.
+- Running: a process that exits (a crash, `kill -9`) is replaced by a new one. A
+  replacement that exits before it is ready (it cannot start now) counts as an exit
+  of its slot too and is retried with backoff, while the other processes keep
+  serving; a slot that exits more often than `server.restarts` allows stops the serve
+  with `CrashLoop` (gateway.cli.restarts).
+- Orphans: the supervisor is the child subreaper of its processes' children, and
+  waits for those a dead process left (its stdio upstreams, which end at their
+  stdin's end-of-file): none stays a zombie, also where the supervisor is PID 1
+  (gateway.cli.orphans).
+- Metrics: the processes keep their values in one directory of this serve, so a
+  scrape of any of them reports the whole serve (gateway.cli.serve_metrics).
 - Stopping (SIGTERM, SIGINT): every process gets SIGTERM and drains as a single
   gateway does (uvicorn's graceful shutdown, then the audit log's queue); one still
   running after ``drain_s`` is killed. A second signal is passed on (a second Ctrl-C
@@ -33,23 +42,23 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
+from gateway.cli import orphans
+from gateway.cli.restarts import ProcessFailed, Restarts
+from gateway.cli.serve_metrics import process_ended, shared_metrics
 from gateway.cli.serve_process import ProcessSpec, serve_process
-from gateway.errors import GatewayError
+
+__all__ = ["ProcessFailed", "Supervisor"]
 
 log = logging.getLogger("gateway.serve")
 
 # Exit statuses of a process stopped as asked: uvicorn re-raises the signal that
 # stopped it once it has shut down.
 _STOPPED = {0, -signal.SIGTERM, -signal.SIGINT}
-
-
-class ProcessFailed(GatewayError):
-    """A server process exited before it was ready: the serve stops."""
-
-    code = "process_failed"
 
 
 @dataclass
@@ -74,18 +83,27 @@ class Supervisor:
         sockets: list[socket.socket],
         *,
         drain_s: float,
+        restarts: Restarts,
     ) -> None:
         self._spec = spec
         self._sockets = sockets
         self._count = len(sockets)
         self._drain_s = drain_s
+        self._restarts = restarts
+        self._clock = restarts.clock
         self._context = multiprocessing.get_context("spawn")
         self._children: dict[int, _Child] = {}
+        self._due: dict[int, float] = {}  # slot -> when its replacement starts (backoff)
         self._signals: list[int] = []
+        # Every process was ready once: a replacement that cannot start is retried now.
+        self._serving = False
+        self._metrics = Path()
 
     def run(self, on_ready: Callable[[list[int]], None]) -> int:
         """Serves until SIGTERM or SIGINT; 0 once every process stopped cleanly.
-        Raises ProcessFailed when a process cannot start (the others stopped first)."""
+        Raises ProcessFailed when a process cannot start (the others stopped first),
+        CrashLoop when a slot exits more often than `server.restarts` allows."""
+        orphans.become_subreaper()
         wakeup_read, wakeup_write = os.pipe()
         os.set_blocking(wakeup_write, False)
         previous_wakeup = signal.set_wakeup_fd(wakeup_write)
@@ -93,27 +111,33 @@ class Supervisor:
             sig: signal.signal(sig, lambda signum, _frame: self._signals.append(signum))
             for sig in (signal.SIGTERM, signal.SIGINT)
         }
+        # A handler only so that a child's end (an orphan's too) wakes the wait below
+        # through the wakeup fd; the loop then reaps.
+        previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, lambda _s, _f: None)
         try:
-            try:
-                self._start(0)
-                self._until_ready(wakeup_read)
-                if not self._signals:
-                    for index in range(1, self._count):
-                        self._start(index)
+            with shared_metrics() as self._metrics:
+                try:
+                    self._start(0)
                     self._until_ready(wakeup_read)
-                if not self._signals:
-                    on_ready([c.pid for c in self._children.values() if c.pid is not None])
-                    self._supervise(wakeup_read)
-            except ProcessFailed:
-                self._stop()
-                raise
-            return self._stop()
+                    if not self._signals:
+                        for index in range(1, self._count):
+                            self._start(index)
+                        self._until_ready(wakeup_read)
+                    if not self._signals:
+                        self._serving = True
+                        on_ready([c.pid for c in self._children.values() if c.pid is not None])
+                        self._supervise(wakeup_read)
+                except ProcessFailed:
+                    self._stop()
+                    raise
+                return self._stop()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             signal.set_wakeup_fd(previous_wakeup)
             os.close(wakeup_read)
             os.close(wakeup_write)
+            orphans.reap(self._own())
 
     # --- the children -----------------------------------------------------------------
 
@@ -141,7 +165,10 @@ class Supervisor:
     def _wait_once(self, wakeup: int) -> None:
         children = list(self._children.values())
         waiting = [c.conn for c in children if not c.ready]
-        ready = wait([wakeup, *waiting, *(c.process.sentinel for c in children)])
+        timeout = None
+        if self._due:
+            timeout = max(0.0, min(self._due.values()) - self._clock())
+        ready = wait([wakeup, *waiting, *(c.process.sentinel for c in children)], timeout)
         if wakeup in ready:
             os.read(wakeup, 512)  # the signal handler already recorded which
         for child in children:
@@ -149,6 +176,20 @@ class Supervisor:
                 self._read_ready(child)
             if child.process.sentinel in ready or not child.process.is_alive():
                 self._exited(child)
+        orphans.reap(self._own())
+        if self._signals:
+            return
+        now = self._clock()
+        for index, due in sorted(self._due.items()):
+            if due <= now:
+                del self._due[index]
+                self._start(index)
+
+    def _own(self) -> set[int]:
+        """The children multiprocessing waits for: never reaped as orphans."""
+        own = {c.process.pid for c in self._children.values() if c.process.pid is not None}
+        tracker = getattr(resource_tracker._resource_tracker, "_pid", None)
+        return own | ({tracker} if tracker is not None else set())
 
     def _read_ready(self, child: _Child) -> None:
         try:
@@ -162,21 +203,35 @@ class Supervisor:
         child.process.join()
         code = child.process.exitcode
         child.conn.close()
+        if child.process.pid is not None:
+            process_ended(self._metrics, child.process.pid)
         if self._signals:
             return  # stopping anyway: _stop reports
-        if not child.ready:
+        if not self._serving and not child.ready:
+            # A first start: what failed once would fail again.
             child.reported = True
             raise ProcessFailed(
                 f"gateway process {child.index} exited with {_status(code)} before it was "
                 "ready (its error is above); stopping the other processes"
             )
+        del self._children[child.index]
+        try:
+            delay = self._restarts.exited(child.index, _status(code))
+        except ProcessFailed:
+            log.error("gateway process %d keeps exiting: crash loop", child.index)
+            raise
         log.warning(
-            "gateway process %d (pid %s) exited with %s; starting another",
+            "gateway process %d (pid %s) exited with %s%s; starting another %s",
             child.index,
-            child.pid,
+            child.process.pid,
             _status(code),
+            "" if child.ready else " before it was ready (its error is above)",
+            f"in {delay:g} s; the others keep serving" if delay else "now",
         )
-        self._start(child.index)
+        if delay:
+            self._due[child.index] = self._clock() + delay
+        else:
+            self._start(child.index)
 
     def _stop(self) -> int:
         """SIGTERM to every process, then their exit within drain_s (SIGKILL after).

@@ -14,6 +14,23 @@ from pydantic import (
 from gateway.config.base import Model
 
 
+class RestartsConfig(Model):
+    """How a server process of `server.processes` above 1 is replaced once the serve
+    runs (docs/operations.md, "Processes on one host"; docs/decisions/0035)."""
+
+    # A slot's process that exits (a crash, `kill -9`, a replacement that fails to
+    # start) is replaced at most this many times within `window_s`; one more exit and
+    # the serve stops, non-zero, naming the slot and the exits seen: a process that
+    # keeps dying needs a person, not a loop that hides it. 0: never replace.
+    limit: int = Field(5, ge=0, le=1000)
+    window_s: float = Field(300.0, gt=0)
+    # The first replacement starts at once; each further one within the window waits
+    # twice as long as the one before, from `backoff_s` up to `backoff_max_s`, while
+    # the other processes keep serving.
+    backoff_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(30.0, ge=0)
+
+
 class ServerConfig(Model):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -23,6 +40,7 @@ class ServerConfig(Model):
     # (docs/operations.md, "Capacity"; docs/decisions/0035). Not the executor's
     # `executor.workers`, which are loops inside each process.
     processes: int = Field(1, ge=1, le=64)
+    restarts: RestartsConfig = RestartsConfig()
 
 
 class StorageConfig(Model):

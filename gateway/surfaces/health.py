@@ -6,11 +6,11 @@ import os
 from collections.abc import Awaitable, Callable
 
 import anyio
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.metrics import REGISTRY
+from gateway.metrics import exposition
 from gateway.policy import PolicyEngine
 from gateway.upstreams.catalog import Catalog
 
@@ -64,4 +64,6 @@ class Health:
         )
 
     async def metrics(self, request: Request) -> Response:
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        """This process's metrics; under `gateway serve --processes N` the whole serve's
+        (gateway.metrics)."""
+        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

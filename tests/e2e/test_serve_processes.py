@@ -9,8 +9,8 @@ no answered call is lost or audited twice; SIGTERM drains both and the superviso
 exits 0. A process that cannot start stops the whole serve instead.
 
 Which process serves a request is the kernel's choice: a test reaches a given
-process by keeping one connection open to it (`Pinned`), and checks by ``/readyz``'s
-``process.pid`` which one that is.
+process by keeping one connection open to it (tests.support.serve_processes). A scrape
+of ``/metrics`` on either process counts the calls of both.
 """
 
 from __future__ import annotations
@@ -24,18 +24,19 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.processes import GatewayServer, McpUpstreamServer, free_port, spawn, write_policy
 from tests.support.replicas import AuditFacts, CallLoad, audit_facts
+from tests.support.serve_processes import HOLD_S, Pinned, pids_now
+from tests.support.serve_processes import pinned_to_each as pinned_to
 from tests.support.waiting import TIMEOUT_S, eventually
 
 PROCESSES = 2
-HOLD_S = 120  # far longer than a test takes to decide
 GRANTS = [
     {"role": "agent", "tool": "up__echo"},
     {"role": "agent", "tool": "up__write", "approval": {"approvers": ["role:approver"]}},
@@ -93,72 +94,8 @@ def gateway(
         server.stop()
 
 
-class Pinned:
-    """One kept-alive connection to the gateway, so to the one process that accepted
-    it: `pid` says which."""
-
-    def __init__(self, gateway: GatewayServer) -> None:
-        self.gateway = gateway
-        self.client = httpx.Client(
-            base_url=gateway.url,
-            timeout=HOLD_S + 30,
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-        )
-
-    def pid(self) -> int:
-        response = self.client.get("/readyz")
-        assert response.status_code == 200, response.text
-        return int(response.json()["process"]["pid"])
-
-    def call(self, tool: str, arguments: dict[str, Any], **token: Any) -> httpx.Response:
-        """A call on this connection, checking it stayed on this connection's process
-        (a connection idle past uvicorn's keep-alive is closed, and a new one may reach
-        the other process)."""
-        before = self.pid()
-        response = self.client.post(
-            f"/v1/tools/{tool}/call",
-            json={"arguments": arguments},
-            headers=self.gateway.headers(**(token or {"sub": "agent:processes"})),
-        )
-        assert self.pid() == before, "the connection moved to another process"
-        return response
-
-    def close(self) -> None:
-        self.client.close()
-
-
 def pinned_to_each(gateway: GatewayServer) -> dict[int, Pinned]:
-    """A `Pinned` connection to each server process, by pid (new connections until
-    each process accepted one; bounded)."""
-    found: dict[int, Pinned] = {}
-    for _ in range(50):
-        pinned = Pinned(gateway)
-        pid = pinned.pid()
-        if pid in found:
-            pinned.close()
-        else:
-            found[pid] = pinned
-        if len(found) == PROCESSES:
-            return found
-    raise AssertionError(f"50 connections reached only the processes {sorted(found)}")
-
-
-def pids_now(gateway: GatewayServer) -> set[int]:
-    """The pids of the server processes: the supervisor's spawned children (not its
-    multiprocessing resource tracker)."""
-    assert gateway.process is not None
-    supervisor = str(gateway.process.popen.pid)
-    pids = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            command = (stat.parent / "cmdline").read_bytes()
-        except OSError:
-            continue  # exited meanwhile
-        # After the name: state, then the parent's pid. A zombie has no command line.
-        if fields[1] == supervisor and fields[0] != "Z" and b"spawn_main" in command:
-            pids.add(int(stat.parent.name))
-    return pids
+    return pinned_to(gateway, PROCESSES)
 
 
 def verify_offline(storage_url: str) -> None:
@@ -246,6 +183,33 @@ def test_an_approval_granted_through_one_process_releases_a_call_held_in_the_oth
     approver.close()
 
 
+def calls_counted(pinned: Pinned) -> float:
+    """gateway_calls_total over every label, as a scrape through ``pinned`` reports it."""
+    response = pinned.client.get("/metrics")
+    assert response.status_code == 200, response.text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if sample.name == "gateway_calls_total"
+    )
+
+
+def test_a_scrape_of_either_process_counts_the_calls_of_both(gateway: GatewayServer) -> None:
+    pinned = pinned_to_each(gateway)
+    before = {pid: calls_counted(connection) for pid, connection in pinned.items()}
+    assert len(set(before.values())) == 1, before  # the same totals, whichever answers
+    for n, (pid, connection) in enumerate(pinned.items()):
+        for _ in range(n + 2):  # 2 calls through one process, 3 through the other
+            answer = connection.call("up__echo", {"text": f"metrics-{pid}"})
+            assert answer.status_code == 200, answer.text
+    total = sum(n + 2 for n in range(PROCESSES))
+    for pid, connection in pinned.items():
+        assert connection.pid() == pid
+        assert calls_counted(connection) == before[pid] + total, pid
+        connection.close()
+
+
 def test_a_process_killed_under_load_is_replaced_and_no_call_is_lost_or_doubled(
     gateway: GatewayServer, storage_url: str, upstream: McpUpstreamServer
 ) -> None:
@@ -269,7 +233,12 @@ def test_a_process_killed_under_load_is_replaced_and_no_call_is_lost_or_doubled(
     replaced = eventually(
         replaced_, "a new process for the killed one", timeout_s=START_S, detail=gateway.log
     )
-    eventually(lambda: len(READY.findall(gateway.log())) >= PROCESSES + 1, "the new process ready")
+    eventually(
+        lambda: len(READY.findall(gateway.log())) >= PROCESSES + 1,
+        "the new process ready",
+        timeout_s=START_S,
+        detail=gateway.log,
+    )
     assert "starting another" in gateway.log()
     # Both serve again.
     pinned = pinned_to_each(gateway)
