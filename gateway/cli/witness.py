@@ -82,7 +82,7 @@ def cmd_witness_serve(args: argparse.Namespace) -> int:
     import logging
 
     from gateway.cli.serve import bind
-    from gateway.cli.serve_process import STARTUP_FAILURE, run_server
+    from gateway.cli.serve_process import STARTUP_FAILURE, built, run_server
     from gateway.errors import ConfigError
     from gateway.logs import configure_logging
     from gateway.tlog.keys import VerifierKey
@@ -103,7 +103,7 @@ def cmd_witness_serve(args: argparse.Namespace) -> int:
     log.info("witness %s following %s", signer.verifier.encode(), ", ".join(sorted(logs)))
     host, port = sock.getsockname()[:2]
     started = run_server(
-        build_witness_app(WitnessConfig(signer, state, logs)),
+        built(lambda: build_witness_app(WitnessConfig(signer, state, logs))),
         sock,
         on_listening=lambda: log.info("listening on http://%s:%s", host, port),
     )
