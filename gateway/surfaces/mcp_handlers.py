@@ -21,7 +21,6 @@ from typing import Any
 
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
-from mcp.shared.exceptions import MCPError
 from mcp_types import LOG_LEVEL_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
@@ -31,6 +30,7 @@ from gateway.lists import Offered
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import client_info
 from gateway.surfaces.mcp_calls import LocalTools, answer_tools_call, caller_of, run
+from gateway.surfaces.mcp_context import http_request, meta_dict
 from gateway.surfaces.mcp_lists import McpLists
 from gateway.surfaces.mcp_relay import Asking, InputRelay, Prepare, relayable
 from gateway.surfaces.mcp_results import mcp_result, refusal
@@ -109,7 +109,7 @@ class Handlers:
             return await self.tasks.call_tool(ctx, params)  # type: ignore[return-value]
         # Relay progress only when the client asked for it: a progress token makes the
         # upstream answer as an event stream, which costs a round of latency.
-        meta = _meta(params.meta)
+        meta = meta_dict(params.meta)
         wants_progress = meta.get("progressToken", meta.get("progress_token")) is not None
         _, _, view = self._caller(ctx)
         asking = self._asking(ctx, "tools/call", view.name_in(params.name), params)
@@ -119,7 +119,7 @@ class Handlers:
             lambda prepare: answer_tools_call(
                 self.pipeline,
                 self.local_tools,
-                _request(ctx),
+                http_request(ctx),
                 params,
                 progress=progress if wants_progress else None,
                 log=self._log_sink(ctx),
@@ -133,7 +133,7 @@ class Handlers:
         """A tool the gateway offers itself (never held, never a task)."""
         return (
             self.local_tools is not None
-            and View.of(_request(ctx)).aggregated
+            and View.of(http_request(ctx)).aggregated
             and self.local_tools.handles(params.name)
         )
 
@@ -286,7 +286,7 @@ class Handlers:
         return view, listed
 
     def _caller(self, ctx: ServerRequestContext[Any, Any]) -> tuple[Request, Principal, View]:
-        request = _request(ctx)
+        request = http_request(ctx)
         # A session's handler requests give the gateway its SDK object, to send it list
         # changes later.
         self.book.attach(session_id_of(ctx), ctx.session)
@@ -353,7 +353,7 @@ class Handlers:
     def _log_sink(self, ctx: ServerRequestContext[Any, Any]) -> LogSink | None:
         """Where this request's upstream log messages go, if the client asked for any."""
         if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
-            level = _meta(ctx.meta).get(LOG_LEVEL_META_KEY)
+            level = meta_dict(ctx.meta).get(LOG_LEVEL_META_KEY)
         else:
             live = self.book.attach(session_id_of(ctx), ctx.session)
             level = live.log_level if live is not None else None
@@ -371,22 +371,6 @@ class Handlers:
         return LogSink(str(level), send)
 
 
-def _meta(meta: Any) -> dict[str, Any]:
-    if meta is None:
-        return {}
-    if isinstance(meta, dict):
-        return meta
-    dumped: dict[str, Any] = meta.model_dump(by_alias=True)
-    return dumped
-
-
 def session_id_of(ctx: ServerRequestContext[Any, Any]) -> str | None:
     """The session of a request the stateful transport served (`mcp_sessions`)."""
-    return getattr(_request(ctx).state, SESSION_STATE_KEY, None)
-
-
-def _request(ctx: ServerRequestContext[Any, Any]) -> Request:
-    request = ctx.request
-    if not isinstance(request, Request):  # only reachable if mounted on a non-HTTP transport
-        raise MCPError(code=types.INTERNAL_ERROR, message="the gateway serves MCP over HTTP only")
-    return request
+    return getattr(http_request(ctx).state, SESSION_STATE_KEY, None)

@@ -49,7 +49,6 @@ from mcp_types import (
     SubscriptionsListenRequestParams,
     SubscriptionsListenResult,
 )
-from starlette.requests import Request
 
 from gateway import telemetry
 from gateway.errors import RetryLater
@@ -57,6 +56,7 @@ from gateway.logs import new_request_id
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import client_info
 from gateway.surfaces.mcp_calls import caller_of, run
+from gateway.surfaces.mcp_context import http_request
 from gateway.surfaces.mcp_results import refusal
 from gateway.surfaces.mcp_sessions import SessionBook
 from gateway.surfaces.mcp_views import View
@@ -167,7 +167,7 @@ class Subscriptions:
         subscription_id = ctx.request_id
         if subscription_id is None:
             raise MCPError(types.INVALID_REQUEST, "subscriptions/listen requires a request id")
-        request = _request(ctx)
+        request = http_request(ctx)
         view = View.of(request)
         wanted = params.notifications
         meta: dict[str, Any] = {SUBSCRIPTION_ID_META_KEY: subscription_id}
@@ -242,7 +242,7 @@ class Subscriptions:
     ) -> _Subscriber:
         """Decides and makes one subscription (the pipeline); raises `MCPError` when it
         is refused, as a read of the URI would be."""
-        request = _request(ctx)
+        request = http_request(ctx)
         view = View.of(request)
         operation = Operation(
             principal=caller_of(request),
@@ -338,10 +338,3 @@ class Subscriptions:
                 continue
             for name in sorted(lists & listener.lists):
                 listener.deliver(_LIST_EVENTS[name])
-
-
-def _request(ctx: ServerRequestContext[Any, Any]) -> Request:
-    request = ctx.request
-    if not isinstance(request, Request):
-        raise MCPError(code=types.INTERNAL_ERROR, message="the gateway serves MCP over HTTP only")
-    return request

@@ -39,7 +39,6 @@ import sqlalchemy as sa
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from starlette.requests import Request
 
 from gateway.approvals.errors import ApprovalsDisabled
 from gateway.audit import AuditLog, AuditRecord
@@ -49,6 +48,7 @@ from gateway.executor.errors import RunFinished
 from gateway.executor.service import Executor
 from gateway.pipeline import Pipeline
 from gateway.surfaces.mcp_calls import caller_of, raise_unless_result, run, tools_call_operation
+from gateway.surfaces.mcp_context import http_request, meta_dict
 from gateway.surfaces.mcp_passthrough import Passthrough
 from gateway.surfaces.mcp_results import META_KEY, outcome_meta, to_call_tool_result
 from gateway.surfaces.mcp_task_results import (
@@ -108,7 +108,7 @@ class McpTasks:
 
     def wants_task(self, ctx: ServerRequestContext[Any, Any], params: Any) -> bool:
         if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
-            return declares_tasks(_as_dict(ctx.meta))
+            return declares_tasks(meta_dict(ctx.meta))
         return getattr(params, "task", None) is not None
 
     async def middleware(
@@ -125,7 +125,7 @@ class McpTasks:
         ):
             return await call_next(ctx)
         typed = types.CallToolRequestParams.model_validate(params, by_name=False)
-        if View.of(_request(ctx)).aggregated and self.declines(typed.name):
+        if View.of(http_request(ctx)).aggregated and self.declines(typed.name):
             return await call_next(ctx)
         return await self.call_tool(ctx, typed)
 
@@ -134,7 +134,7 @@ class McpTasks:
     ) -> dict[str, Any] | types.CallToolResult:
         """Runs the call without holding it; a held call becomes a task."""
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
-        request = _request(ctx)
+        request = http_request(ctx)
         operation = tools_call_operation(request, params, progress=None, hold_s=0)
         ttl = getattr(params.task, "ttl", None)
         if self.passthrough.accepts(operation.target):  # the upstream's own task
@@ -239,7 +239,7 @@ class McpTasks:
     ) -> dict[str, Any]:
         row = await self._owned(ctx, params.task_id, "tasks/get")
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
-        state = await self._state(row, caller_of(_request(ctx)), with_result=modern)
+        state = await self._state(row, caller_of(http_request(ctx)), with_result=modern)
         fields = task_envelope(row, state, modern, wrap=False)
         if modern and state.status == "completed" and state.result is not None:
             fields["result"] = state.result
@@ -258,7 +258,7 @@ class McpTasks:
         _legacy_only(ctx, "tasks/result")
         row = await self._owned(ctx, params.task_id, "tasks/result")
         deadline = time.monotonic() + self.result_wait_s
-        principal = caller_of(_request(ctx))
+        principal = caller_of(http_request(ctx))
         state = await self._state(row, principal, with_result=True)
         while state.status == "working":
             if time.monotonic() >= deadline:
@@ -282,7 +282,7 @@ class McpTasks:
     ) -> dict[str, Any]:
         """2025-11-25: the caller's own tasks, oldest first, a page at a time."""
         _legacy_only(ctx, "tasks/list")
-        principal = caller_of(_request(ctx))
+        principal = caller_of(http_request(ctx))
         after = _cursor(getattr(params, "cursor", None) if params is not None else None)
         rows = await anyio.to_thread.run_sync(
             lambda: self.store.list(principal.identity, after=after, limit=LIST_PAGE)
@@ -300,7 +300,7 @@ class McpTasks:
     ) -> dict[str, Any]:
         row = await self._owned(ctx, params.task_id, "tasks/cancel")
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
-        principal = caller_of(_request(ctx))
+        principal = caller_of(http_request(ctx))
         state = await self._state(row, principal)
         if state.status == "working" and row.kind == "upstream":
             await self.passthrough.cancel(row, principal)
@@ -331,7 +331,7 @@ class McpTasks:
         self, ctx: ServerRequestContext[Any, Any], task_id: str, method: str
     ) -> TaskRow:
         """The caller's task, or -32602 as if it did not exist (audited)."""
-        principal = caller_of(_request(ctx))
+        principal = caller_of(http_request(ctx))
         row = await anyio.to_thread.run_sync(lambda: self.store.find(task_id))
         if row is not None and row.owner == principal.identity.key:
             return row
@@ -440,19 +440,3 @@ def _cursor(cursor: str | None) -> tuple[float, str] | None:
         return float(created), task_id
     except ValueError:
         raise MCPError(code=types.INVALID_PARAMS, message="invalid cursor") from None
-
-
-def _as_dict(meta: Any) -> dict[str, Any]:
-    if meta is None:
-        return {}
-    if isinstance(meta, dict):
-        return meta
-    dumped: dict[str, Any] = meta.model_dump(by_alias=True)
-    return dumped
-
-
-def _request(ctx: ServerRequestContext[Any, Any]) -> Request:
-    request = ctx.request
-    if not isinstance(request, Request):
-        raise MCPError(code=types.INTERNAL_ERROR, message="the gateway serves MCP over HTTP only")
-    return request
