@@ -25,7 +25,8 @@ to a process that died wait in that socket's queue for the next one, never reset
   stdin's end-of-file): none stays a zombie, also where the supervisor is PID 1
   (gateway.cli.orphans).
 - Metrics: the processes keep their values in one directory of this serve, so a
-  scrape of any of them reports the whole serve (gateway.cli.serve_metrics).
+  scrape of any of them reports the whole serve; the directories earlier serves left
+  (a supervisor killed with `kill -9`) are removed at start (gateway.cli.serve_metrics).
 - Stopping (SIGTERM, SIGINT): every process gets SIGTERM and drains as a single
   gateway does (uvicorn's graceful shutdown, then the audit log's queue); one still
   running after ``drain_s`` is killed. A second signal is passed on (a second Ctrl-C
