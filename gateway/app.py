@@ -7,6 +7,7 @@ order, so what runs in front of what can be read in one place.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -353,10 +354,11 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
     health = Health(
         policy=parts.policy, database_check=_database_check(parts.database), catalog=parts.catalog
     )
-    openapi = build_openapi(config.public_url)
+    # Built by its first request, not at start: no call waits for it (docs/performance.md).
+    openapi = functools.cache(lambda: build_openapi(config.public_url))
 
     async def openapi_json(request: Request) -> Response:
-        return JSONResponse(openapi)
+        return JSONResponse(openapi())
 
     async def resource_metadata(request: Request) -> Response:
         return JSONResponse(parts.authenticator.metadata())

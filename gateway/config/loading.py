@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import (
     Field,
     ValidationError,
@@ -186,6 +185,8 @@ def load_config(path: str | Path, *, unset: list[str] | None = None) -> Config:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    import yaml  # lazily: serving reads no YAML (start time, docs/performance.md)
+
     try:
         data = yaml.safe_load(_expand_env(text, unset))
     except yaml.YAMLError as exc:

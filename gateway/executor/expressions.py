@@ -17,13 +17,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from typing import Any
-
-import jmespath
-import jmespath.exceptions
-from jmespath.parser import ParsedResult
+from typing import TYPE_CHECKING, Any
 
 from gateway.executor.errors import ExpressionError
+
+if TYPE_CHECKING:
+    from jmespath.parser import ParsedResult
 
 TEMPLATE = re.compile(r"\$\{\{\s*(.*?)\s*\}\}", re.DOTALL)
 
@@ -34,6 +33,8 @@ WHOLE_CONTEXT = ("@",)
 
 def compile_expression(text: str) -> ParsedResult:
     """Parses one expression; raises `ExpressionError` with the parser's message."""
+    import jmespath  # lazily: only runs need it, not the start (docs/performance.md)
+
     try:
         return jmespath.compile(text)
     except jmespath.exceptions.JMESPathError as exc:
@@ -116,6 +117,8 @@ def _walk(node: dict[str, Any], found: list[tuple[str, ...]]) -> None:
 
 
 def evaluate(text: str, context: dict[str, Any]) -> Any:
+    import jmespath  # lazily: only runs need it, not the start (docs/performance.md)
+
     try:
         return jmespath.search(text, context)
     except jmespath.exceptions.JMESPathError as exc:

@@ -18,7 +18,6 @@ import json
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -186,6 +185,8 @@ def parse_plan(data: Any) -> Plan:
 
 def load_plan_text(text: str) -> Plan:
     """A plan from JSON or YAML text (YAML 1.1 is a superset of JSON for this use)."""
+    import yaml  # lazily: serving reads no YAML (start time, docs/performance.md)
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -23,8 +23,6 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from gateway.errors import PolicyLoadError
 
 MAX_BUNDLE_BYTES = 64 << 20  # compressed
@@ -154,6 +152,18 @@ def _wasm(files: dict[str, bytes], manifest: dict[str, Any], origin: str) -> byt
     return files[path]
 
 
+def _parse_data(name: str, content: bytes) -> Any:
+    """One data document; raises ValueError (YAML's errors too) when it is unreadable."""
+    if name == "data.json":
+        return json.loads(content)
+    import yaml  # lazily: serving reads no YAML (start time, docs/performance.md)
+
+    try:
+        return yaml.safe_load(content)
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _data(files: dict[str, bytes], origin: str) -> dict[str, Any]:
     """Every data document, mounted at its folder and merged as OPA merges them."""
     merged: dict[str, Any] = {}
@@ -162,10 +172,8 @@ def _data(files: dict[str, bytes], origin: str) -> dict[str, Any]:
         if name not in DATA_FILES:
             continue
         try:
-            document = (
-                json.loads(files[path]) if name == "data.json" else yaml.safe_load(files[path])
-            )
-        except (ValueError, yaml.YAMLError) as exc:
+            document = _parse_data(name, files[path])
+        except ValueError as exc:
             raise BundleInvalid(f"bundle {origin}: {path} is not valid {name[5:]}: {exc}") from None
         for part in reversed([p for p in folder.split("/") if p]):
             document = {part: document}

@@ -24,7 +24,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.canonical import MAX_NESTING, NotIJson, check_document, sha256_hex
@@ -165,6 +164,8 @@ def read_directory(directory: Path) -> dict[str, Any]:
 
 
 def _load_yaml(path: Path) -> Any:
+    import yaml  # lazily: serving reads no YAML (start time, docs/performance.md)
+
     try:
         return yaml.safe_load(path.read_text())
     except OSError as exc:
