@@ -136,7 +136,10 @@ def start(repo: Path, folder: Path, cache: Path) -> dict[str, Any]:
     try:
         ready = wait_ready(f"http://127.0.0.1:{port}/readyz", process, started, log_path)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:  # it exited (its error is the one raised above)
+            pass
         process.wait(60)
     return {
         "ready_s": round(ready, 2),
@@ -198,7 +201,10 @@ def clone_and_make_run(repo: Path, work: Path) -> dict[str, Any]:
     try:
         ready = wait_ready(f"http://127.0.0.1:{port}/readyz", process, started, log_path)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:  # it exited (its error is the one raised above)
+            pass
         process.wait(60)
     return {"ready_s": round(ready, 2), "load_before": round(load_before, 2)}
 
