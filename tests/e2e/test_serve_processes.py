@@ -28,11 +28,17 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.processes import GatewayServer, McpUpstreamServer, free_port, spawn, write_policy
 from tests.support.replicas import AuditFacts, CallLoad, audit_facts
-from tests.support.serve_processes import HOLD_S, Pinned, pids_now
+from tests.support.serve_processes import (
+    HOLD_S,
+    START_S,
+    Pinned,
+    calls_counted,
+    pids_now,
+    serve_all,
+)
 from tests.support.serve_processes import pinned_to_each as pinned_to
 from tests.support.waiting import TIMEOUT_S, eventually
 
@@ -46,7 +52,6 @@ CONCURRENT_CALLS = 60
 KILL_CALLS = 80
 CLIENTS = 4
 # A process starts in seconds, but in a minute or more on a loaded 2-core machine.
-START_S = TIMEOUT_S * 5
 UNKNOWN_REF = re.compile(r"ref='([^']+)'")  # of the verifier's OutcomeUnknown
 READY = re.compile(r"gateway process \d+ \(pid \d+\) ready")
 
@@ -80,15 +85,8 @@ def gateway(
         policy=write_policy(directory, GRANTS),
         storage_url=storage_url,
     )
-    server.config["server"]["processes"] = PROCESSES
     server.config["approvals"] = {"hold_s": HOLD_S, "sweep_interval_s": 1}
-    server.start()
-    eventually(
-        lambda: f"({PROCESSES} processes)" in server.log(),
-        "every server process ready",
-        timeout_s=START_S,
-        detail=server.log,
-    )
+    serve_all(server, PROCESSES)
     yield server
     if server.process and server.process.popen.poll() is None:
         server.stop()
@@ -181,18 +179,6 @@ def test_an_approval_granted_through_one_process_releases_a_call_held_in_the_oth
     assert sum(1 for c in upstream.calls() if c["arguments"].get("key") == key) == 1
     holder.close()
     approver.close()
-
-
-def calls_counted(pinned: Pinned) -> float:
-    """gateway_calls_total over every label, as a scrape through ``pinned`` reports it."""
-    response = pinned.client.get("/metrics")
-    assert response.status_code == 200, response.text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-        if sample.name == "gateway_calls_total"
-    )
 
 
 def test_a_scrape_of_either_process_counts_the_calls_of_both(gateway: GatewayServer) -> None:

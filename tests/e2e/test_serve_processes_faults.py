@@ -20,14 +20,19 @@ from pathlib import Path
 import pytest
 
 from tests.support.processes import GatewayServer, write_policy
-from tests.support.serve_processes import children, pids_now, pinned_to_each, ready_slots
+from tests.support.serve_processes import (
+    START_S,
+    children,
+    pids_now,
+    pinned_to_each,
+    ready_slots,
+    serve_all,
+)
 from tests.support.waiting import TIMEOUT_S, eventually
 
 PROCESSES = 2
 LIMIT = 3  # replacements of one slot: a margin for the failed starts of the retry test
 GRANTS = [{"role": "agent", "tool": "local__echo"}]
-# A process starts in seconds, but in a minute or more on a loaded 2-core machine.
-START_S = TIMEOUT_S * 5
 BROKEN = "package gateway.broken\n\nthis is not rego {\n"
 
 
@@ -51,7 +56,6 @@ def gateway(reports: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         ],
         policy=write_policy(directory, GRANTS),
     )
-    server.config["server"]["processes"] = PROCESSES
     server.config["server"]["restarts"] = {
         "limit": LIMIT,
         "window_s": 3600,
@@ -59,13 +63,7 @@ def gateway(reports: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "backoff_max_s": 4,
     }
     server.config["policy"]["watch"] = False  # a broken file is seen at start only
-    server.start()
-    eventually(
-        lambda: f"({PROCESSES} processes)" in server.log(),
-        "every server process ready",
-        timeout_s=START_S,
-        detail=server.log,
-    )
+    serve_all(server, PROCESSES)
     yield server
     if server.process and server.process.popen.poll() is None:
         server.stop()

@@ -12,17 +12,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.cli.serve_metrics import PREFIX
 from tests.support.processes import GatewayServer, McpUpstreamServer, write_policy
-from tests.support.serve_processes import Pinned, pids_now, pinned_to_each
+from tests.support.serve_processes import (
+    calls_counted,
+    pids_now,
+    pinned_to_each,
+    serve_all,
+)
 from tests.support.waiting import TIMEOUT_S, eventually
 
 PROCESSES = 2
 GRANTS = [{"role": "agent", "tool": "up__echo"}]
-# A process starts in seconds, but in a minute or more on a loaded 2-core machine.
-START_S = TIMEOUT_S * 5
 
 
 @pytest.fixture
@@ -41,30 +43,12 @@ def serve(tmp_path: Path, name: str, upstream: McpUpstreamServer) -> GatewayServ
         policy=write_policy(tmp_path / name, GRANTS),
         env={"TMPDIR": str(tmp_path / "tmp")},
     )
-    server.config["server"]["processes"] = PROCESSES
-    server.start()
-    eventually(
-        lambda: f"({PROCESSES} processes)" in server.log(),
-        "every server process ready",
-        timeout_s=START_S,
-        detail=server.log,
-    )
+    serve_all(server, PROCESSES)
     return server
 
 
 def metrics_dirs(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / "tmp").glob(PREFIX + "*"))
-
-
-def calls_counted(pinned: Pinned) -> float:
-    response = pinned.client.get("/metrics")
-    assert response.status_code == 200, response.text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-        if sample.name == "gateway_calls_total"
-    )
 
 
 def test_the_next_serve_removes_the_directory_a_killed_supervisor_left(

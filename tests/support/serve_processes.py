@@ -14,10 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.processes import GatewayServer
+from tests.support.waiting import TIMEOUT_S, eventually
 
 HOLD_S = 120  # far longer than a test takes to decide
+# A whole gateway process's start on a loaded 2-core machine (imports, migrations,
+# the policy's conformance check) takes far longer than one request.
+START_S = TIMEOUT_S * 5
 READY = re.compile(r"gateway process (\d+) \(pid (\d+)\) ready")
 
 
@@ -101,3 +106,29 @@ def pids_now(gateway: GatewayServer) -> set[int]:
 def ready_slots(log: str) -> dict[int, int]:
     """The pid each slot's process had when it was last reported ready."""
     return {int(slot): int(pid) for slot, pid in READY.findall(log)}
+
+
+def serve_all(server: GatewayServer, processes: int) -> GatewayServer:
+    """Starts ``server`` with ``processes`` server processes and waits until every one
+    is ready (the supervisor says so once)."""
+    server.config["server"]["processes"] = processes
+    server.start()
+    eventually(
+        lambda: f"({processes} processes)" in server.log(),
+        "every server process ready",
+        timeout_s=START_S,
+        detail=server.log,
+    )
+    return server
+
+
+def calls_counted(pinned: Pinned) -> float:
+    """gateway_calls_total over every label, as a scrape through ``pinned`` reports it."""
+    response = pinned.client.get("/metrics")
+    assert response.status_code == 200, response.text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if sample.name == "gateway_calls_total"
+    )
