@@ -32,7 +32,7 @@ import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 
 from gateway.audit import read_entries
 from tests.e2e.mcp_client import connect
@@ -73,13 +73,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]
     server.start()
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def database(gateway: GatewayServer) -> Iterator[Engine]:
-    engine = create_engine(gateway.config["storage"]["url"])
-    yield engine
-    engine.dispose()
 
 
 def _log(gateway: GatewayServer) -> list[dict[str, Any]]:
