@@ -154,7 +154,10 @@ async def test_a_subscription_the_changed_policy_refuses_ends_at_its_next_update
 def _grant(policy: Path, grants: list[dict[str, Any]]) -> None:
     data = json.loads((policy / "data.json").read_text())
     data["gateway_data"]["grants"] = grants
-    (policy / "data.json").write_text(json.dumps(data))
+    # Whole or not at all: the gateway's watcher may read the file mid-write, reject
+    # the half, and see no later change within the same mtime tick.
+    (policy / "data.json.new").write_text(json.dumps(data))
+    (policy / "data.json.new").replace(policy / "data.json")
 
 
 def _revision(server: GatewayServer) -> str:
