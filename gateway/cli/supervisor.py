@@ -22,8 +22,9 @@ to a process that died wait in that socket's queue for the next one, never reset
   with `CrashLoop` (gateway.cli.restarts).
 - Orphans: the supervisor is the child subreaper of its processes' children, and
   waits for those a dead process left (its stdio upstreams, which end at their
-  stdin's end-of-file): none stays a zombie, also where the supervisor is PID 1
-  (gateway.cli.orphans).
+  stdin's end-of-file): none stays a zombie, also where the supervisor is PID 1. One
+  that keeps running gets SIGTERM, then SIGKILL, each after a grace; the serve stops
+  only once none is left (gateway.cli.orphans).
 - Metrics: the processes keep their values in one directory of this serve, so a
   scrape of any of them reports the whole serve; the directories earlier serves left
   (a supervisor killed with `kill -9`) are removed at start (gateway.cli.serve_metrics).
@@ -99,6 +100,8 @@ class Supervisor:
         # Every process was ready once: a replacement that cannot start is retried now.
         self._serving = False
         self._metrics = Path()
+        self._orphans = orphans.Orphans(self._clock)
+        self._orphans_due: float | None = None  # when an orphan is next signalled
 
     def run(self, on_ready: Callable[[list[int]], None]) -> int:
         """Serves until SIGTERM or SIGINT; 0 once every process stopped cleanly.
@@ -130,15 +133,17 @@ class Supervisor:
                         self._supervise(wakeup_read)
                 except ProcessFailed:
                     self._stop()
+                    self._end_orphans(wakeup_read)
                     raise
-                return self._stop()
+                code = self._stop()
+                self._end_orphans(wakeup_read)
+                return code
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             signal.set_wakeup_fd(previous_wakeup)
             os.close(wakeup_read)
             os.close(wakeup_write)
-            orphans.reap(self._own())
 
     # --- the children -----------------------------------------------------------------
 
@@ -166,9 +171,8 @@ class Supervisor:
     def _wait_once(self, wakeup: int) -> None:
         children = list(self._children.values())
         waiting = [c.conn for c in children if not c.ready]
-        timeout = None
-        if self._due:
-            timeout = max(0.0, min(self._due.values()) - self._clock())
+        due = [*self._due.values(), *([self._orphans_due] if self._orphans_due else [])]
+        timeout = max(0.0, min(due) - self._clock()) if due else None
         ready = wait([wakeup, *waiting, *(c.process.sentinel for c in children)], timeout)
         if wakeup in ready:
             os.read(wakeup, 512)  # the signal handler already recorded which
@@ -177,7 +181,7 @@ class Supervisor:
                 self._read_ready(child)
             if child.process.sentinel in ready or not child.process.is_alive():
                 self._exited(child)
-        orphans.reap(self._own())
+        self._look_after_orphans()
         if self._signals:
             return
         now = self._clock()
@@ -186,8 +190,26 @@ class Supervisor:
                 del self._due[index]
                 self._start(index)
 
+    def _look_after_orphans(self) -> None:
+        next_s = self._orphans.look_after(self._own())
+        self._orphans_due = None if next_s is None else self._clock() + next_s
+
+    def _end_orphans(self, wakeup: int) -> None:
+        """Once the processes stopped: waits until no orphan is left, signalling those
+        that outstay their grace. Bounded: a process SIGKILL does not end within a
+        further grace is stuck in the kernel, and is left to whoever adopts it next."""
+        self._look_after_orphans()
+        give_up = self._clock() + 3 * orphans.GRACE_S
+        while self._orphans.running and self._clock() < give_up:
+            until = min(self._orphans_due or give_up, give_up)
+            if wakeup in wait([wakeup], max(0.0, until - self._clock())):
+                os.read(wakeup, 512)
+            self._look_after_orphans()
+        if self._orphans.running:
+            log.error("orphaned processes did not end after SIGKILL: %s", self._orphans.pids)
+
     def _own(self) -> set[int]:
-        """The children multiprocessing waits for: never reaped as orphans."""
+        """The children multiprocessing waits for: never taken as orphans."""
         own = {c.process.pid for c in self._children.values() if c.process.pid is not None}
         tracker = getattr(resource_tracker._resource_tracker, "_pid", None)
         return own | ({tracker} if tracker is not None else set())

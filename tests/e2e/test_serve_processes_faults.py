@@ -1,6 +1,7 @@
 """`gateway serve --processes 2` when its processes keep failing (docs/decisions/0035,
-"Amended"): the stdio upstream a killed process leaves behind is adopted and reaped by
-the supervisor; a replacement that cannot start is retried with backoff while the
+"Amended"): the stdio upstreams a killed process leaves behind are adopted by the
+supervisor, which reaps the one that ends at its input's end and ends the one that
+does not; a replacement that cannot start is retried with backoff while the
 other process keeps serving; a slot killed more often than `server.restarts` allows
 stops the serve, non-zero, naming the slot and the signals seen.
 
@@ -52,7 +53,12 @@ def gateway(reports: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                 "name": "local",
                 "transport": "stdio",
                 "command": [*command, str(directory / "stdio.calls.jsonl")],
-            }
+            },
+            {
+                "name": "stubborn",
+                "transport": "stdio",
+                "command": [*command, str(directory / "stubborn.calls.jsonl"), "--stubborn"],
+            },
         ],
         policy=write_policy(directory, GRANTS),
     )
@@ -91,23 +97,37 @@ def test_a_killed_process_leaves_no_orphan_and_no_zombie(
 ) -> None:
     victim = ready_slots(gateway.log())[0]
 
-    def its_upstream() -> int | None:
-        found = [p for p, (_, cmd) in children(victim).items() if b"orphan_upstream" in cmd]
-        return found[0] if found else None
+    def its_upstreams() -> dict[str, int] | None:
+        found = {
+            ("stubborn" if b"--stubborn" in cmd else "polite"): pid
+            for pid, (_, cmd) in children(victim).items()
+            if b"orphan_upstream" in cmd
+        }
+        return found if len(found) == 2 else None
 
-    upstream = eventually(its_upstream, "the killed process's stdio upstream", detail=gateway.log)
+    upstreams = eventually(
+        its_upstreams, "the killed process's stdio upstreams", detail=gateway.log
+    )
     os.kill(victim, signal.SIGKILL)
 
-    # Its stdin ended with the process: it reports its new parent, and exits.
-    report = reports / str(upstream)
-    eventually(report.exists, "the orphaned upstream's new parent", detail=gateway.log)
-    assert int(report.read_text()) == supervisor(gateway)  # the subreaper, not PID 1
-    eventually(
-        lambda: not Path(f"/proc/{upstream}").exists(),
-        "the orphan reaped (no zombie left)",
-        detail=lambda: f"{children(supervisor(gateway))}\n{gateway.log()}",
-    )
-    assert "reaped 1 orphaned process" in gateway.log()
+    # Its stdin ended with the process: each reports its new parent; the polite one
+    # exits, the stubborn one ignores SIGTERM and is ended by SIGKILL.
+    for upstream in upstreams.values():
+        report = reports / str(upstream)
+        eventually(report.exists, "an orphaned upstream's new parent", detail=gateway.log)
+        assert int(report.read_text()) == supervisor(gateway)  # the subreaper, not PID 1
+        gone = Path(f"/proc/{upstream}")
+        eventually(
+            lambda gone=gone: not gone.exists(),
+            "the orphan ended and reaped (no zombie left)",
+            detail=lambda: f"{children(supervisor(gateway))}\n{gateway.log()}",
+        )
+    stubborn = upstreams["stubborn"]
+    assert (reports / f"{stubborn}.sigterm").exists()  # asked first
+    log = gateway.log()
+    assert f"orphaned process {stubborn} outlived its input" in log
+    assert "sending SIGKILL" in log, log[-3000:]
+    assert "reaped 1 orphaned process" in log or "reaped 2 orphaned process" in log
 
     ready_again(gateway, 0, victim)
     assert not [p for p, (state, _) in children(supervisor(gateway)).items() if state == "Z"]
