@@ -98,8 +98,7 @@ class Orphans:
                 orphan.sent = signal.SIGKILL if orphan.sent else signal.SIGTERM
                 orphan.since = now
                 log.warning(
-                    "orphaned process %d outlived its input (its server process died); "
-                    "sending %s",
+                    "orphaned process %d outlived its input (its server process died); sending %s",
                     orphan.pid,
                     orphan.sent.name,
                 )

@@ -20,7 +20,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gateway.cli.serve_process import STARTUP_FAILURE, AppStart, built, run_server
 from gateway.errors import ConfigError, GatewayError
@@ -138,22 +138,32 @@ def bind_processes(host: str, port: int, count: int) -> list[socket.socket]:
     if not hasattr(socket, "SO_REUSEPORT"):
         raise GatewayError("--processes above 1 needs SO_REUSEPORT (Linux, BSD, macOS)")
     probe = bind(host, port)
-    family, kind, proto = probe.family, probe.type, probe.proto
     address = probe.getsockname()  # the port chosen, for port 0
-    probe.close()
+    probe.close()  # closed: its kind and family still read
     sockets: list[socket.socket] = []
     try:
         for _ in range(count):
-            sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind(address)
+            sockets.append(rebind(probe, address))
     except OSError as exc:
         for sock in sockets:
             sock.close()
         raise PortInUse(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     return sockets
+
+
+def rebind(like: socket.socket, address: Any = None) -> socket.socket:
+    """A new SO_REUSEPORT socket of ``like``'s kind bound to its address (or
+    ``address``), not yet listening: the kernel sends it no connection before its
+    server process listens. OSError when the port cannot be joined."""
+    sock = socket.socket(like.family, like.type, like.proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address if address is not None else like.getsockname())
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

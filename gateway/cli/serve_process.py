@@ -102,6 +102,7 @@ def serve_process(spec: ProcessSpec, sock: socket.socket, ready: Connection) -> 
     """The body of server process ``spec.index``: says its pid on ``ready`` once it
     listens; exits non-zero when it cannot start."""
     _stop_with_supervisor(spec.supervisor_pid)
+    _keep_files_from_children()
     from gateway import telemetry
     from gateway.app import build_app
     from gateway.logs import configure_logging
@@ -122,6 +123,23 @@ def serve_process(spec: ProcessSpec, sock: socket.socket, ready: Connection) -> 
         sys.exit(1)
     if not started:
         sys.exit(STARTUP_FAILURE)
+
+
+def _keep_files_from_children() -> None:
+    """Makes every file this process was started with, past stdin, stdout and stderr,
+    close at the exec of a process it starts. The spawn method hands its socket, its
+    pipe to the supervisor and multiprocessing's own pipes down as inheritable files,
+    and a process started through uvloop (the stdio upstreams) keeps every inheritable
+    file it was not told to close: an upstream would hold the gateway's listening
+    socket, able to accept the gateway's own clients and their tokens, and keep it in
+    the port's group after this process died."""
+    for name in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else ():
+        fd = int(name)
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass  # the directory's own descriptor, closed by now
 
 
 def _stop_with_supervisor(supervisor_pid: int) -> None:

@@ -5,10 +5,11 @@ The supervisor (this process) binds one SO_REUSEPORT socket per process
 *spawn* method: a fresh interpreter that inherits its socket and a pipe, and nothing
 else, so no database connection, thread or client socket of the supervisor can leak
 into a child; each child builds its own components (`gateway.cli.serve_process`). The
-kernel spreads new connections over the sockets. The supervisor keeps every socket
-open, and a replacement process gets its predecessor's: connections the kernel sent
-to a process that died wait in that socket's queue for the next one, never reset
-(docs/decisions/0035).
+kernel spreads new connections over the listening sockets. While another process
+serves, a dead process's socket leaves the port at once and its replacement gets a
+fresh one, which receives nothing until it listens, so no new connection waits for a
+replacement; with none serving, the socket is kept and its connections wait for the
+next process rather than be refused (docs/decisions/0035, point 5).
 
 - Start: the first process alone, then the others together, once it is ready: it
   migrates the database and creates missing keys for everyone, and an error at start
@@ -51,6 +52,7 @@ from pathlib import Path
 
 from gateway.cli import orphans
 from gateway.cli.restarts import ProcessFailed, Restarts
+from gateway.cli.serve import rebind
 from gateway.cli.serve_metrics import process_ended, shared_metrics
 from gateway.cli.serve_process import ProcessSpec, serve_process
 
@@ -238,6 +240,7 @@ class Supervisor:
                 "ready (its error is above); stopping the other processes"
             )
         del self._children[child.index]
+        self._release_socket(child.index)
         try:
             delay = self._restarts.exited(child.index, _status(code))
         except ProcessFailed:
@@ -255,6 +258,25 @@ class Supervisor:
             self._due[child.index] = self._clock() + delay
         else:
             self._start(child.index)
+
+    def _release_socket(self, index: int) -> None:
+        """Takes a dead process's socket out of the port while another process serves:
+        the kernel then sends every new connection to the living, instead of hashing
+        some to a socket no process accepts from until the replacement is up (seconds;
+        longer in backoff). Its queue, the connections it had not yet accepted, is
+        reset, or moved to another socket where the host allows it
+        (`net.ipv4.tcp_migrate_req`). The replacement gets a fresh socket, which
+        receives nothing until it listens. With no other process serving, the socket
+        is kept: its connections wait for the replacement rather than be refused."""
+        if not any(c.ready for c in self._children.values()):
+            return
+        dead = self._sockets[index]
+        try:
+            self._sockets[index] = rebind(dead)
+        except OSError as exc:
+            log.warning("cannot bind a fresh socket for gateway process %d: %s", index, exc)
+            return  # kept: its connections wait for the replacement
+        dead.close()
 
     def _stop(self) -> int:
         """SIGTERM to every process, then their exit within drain_s (SIGKILL after).

@@ -18,20 +18,26 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.processes import GatewayServer, write_policy
 from tests.support.serve_processes import (
     START_S,
     children,
+    listening_sockets,
     pids_now,
     pinned_to_each,
     ready_slots,
     serve_all,
+    socket_inodes,
 )
 from tests.support.waiting import TIMEOUT_S, eventually
 
 PROCESSES = 2
+# New connections while one slot has no process: the kernel hashes each by its port,
+# so with the dead socket still in the group about half of these would wait in it.
+FRESH = 16
 LIMIT = 3  # replacements of one slot: a margin for the failed starts of the retry test
 GRANTS = [{"role": "agent", "tool": "local__echo"}]
 BROKEN = "package gateway.broken\n\nthis is not rego {\n"
@@ -108,6 +114,12 @@ def test_a_killed_process_leaves_no_orphan_and_no_zombie(
     upstreams = eventually(
         its_upstreams, "the killed process's stdio upstreams", detail=gateway.log
     )
+    # None holds the gateway's listening socket: it could accept the gateway's own
+    # clients, and would keep a dead process's socket in the port's group.
+    listening = listening_sockets(int(gateway.url.rsplit(":", 1)[1]))
+    assert listening and socket_inodes(victim) & listening
+    for upstream in upstreams.values():
+        assert not socket_inodes(upstream) & listening
     os.kill(victim, signal.SIGKILL)
 
     # Its stdin ended with the process: each reports its new parent; the polite one
@@ -149,10 +161,12 @@ def test_a_replacement_that_cannot_start_is_retried_while_the_other_serves(
             timeout_s=START_S,
             detail=gateway.log,
         )
-        # The serve goes on: the healthy process answers meanwhile.
+        # The serve goes on: the healthy process answers meanwhile, on the connections
+        # it had and on every new one (none is sent to the dead process's socket).
         answer = pinned.call("local__echo", {"text": "still serving"})
         assert answer.status_code == 200, answer.text
         assert pinned.pid() == healthy
+        assert {fresh_connection_pid(gateway) for _ in range(FRESH)} == {healthy}
     finally:
         broken.unlink()
     ready_again(gateway, 1, victim)
@@ -163,6 +177,14 @@ def test_a_replacement_that_cannot_start_is_retried_while_the_other_serves(
     answer = pinned.call("local__echo", {"text": "both again"})
     assert answer.status_code == 200, answer.text
     pinned.close()
+
+
+def fresh_connection_pid(gateway: GatewayServer) -> int:
+    """The pid of the process that answers ``/readyz`` on a new connection."""
+    with httpx.Client(base_url=gateway.url, timeout=TIMEOUT_S) as client:
+        response = client.get("/readyz")
+    assert response.status_code == 200, response.text
+    return int(response.json()["process"]["pid"])
 
 
 def test_a_slot_that_keeps_crashing_stops_the_serve(gateway: GatewayServer) -> None:

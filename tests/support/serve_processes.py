@@ -92,6 +92,31 @@ def children(parent: int) -> dict[int, tuple[str, bytes]]:
     return found
 
 
+def listening_sockets(port: int) -> set[str]:
+    """The inodes of the sockets listening on ``port`` (Linux: /proc/net/tcp{,6})."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            # local address (hex ip:port), remote address, state (0A: listening), …
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                found.add(fields[9])
+    return found
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets process ``pid`` holds open."""
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = fd.readlink().name
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            found.add(target[len("socket:[") : -1])
+    return found
+
+
 def pids_now(gateway: GatewayServer) -> set[int]:
     """The pids of the server processes: the supervisor's spawned children (not its
     multiprocessing resource tracker, nor an orphan it adopted)."""
