@@ -83,6 +83,10 @@ class Decider:
     def revision(self) -> str | None:
         return self.engine.revision
 
+    @property
+    def revision_follows_policy(self) -> bool:
+        return self.engine.revision_follows_policy
+
     async def decide(self, policy_input: dict[str, Any]) -> Decision:
         """The decision, or a deny that says why it is one (fail closed). Raises
         PolicyUnavailable when no decision could be had: it could not start in time,

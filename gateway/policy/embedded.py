@@ -259,6 +259,10 @@ class EmbeddedEngine:
         return self._compiled.revision
 
     @property
+    def revision_follows_policy(self) -> bool:
+        return True  # a digest of the policy and its data, or of the bundle's content
+
+    @property
     def compiled(self) -> CompiledPolicy:
         return self._compiled
 

@@ -45,6 +45,13 @@ class PolicyEngine(Protocol):
         """The policy revision in force (bundle revision or content hash)."""
         ...
 
+    @property
+    def revision_follows_policy(self) -> bool:
+        """Whether `revision` changes whenever the policy or its data does. Where it
+        does not (an OPA server without bundles), nothing may be kept per revision:
+        a list is asked every time, a live subscription is decided at every update."""
+        ...
+
     async def evaluate(self, policy_input: dict[str, Any]) -> Decision:
         """Returns a parsed decision; raises `PolicyError` on any failure."""
         ...

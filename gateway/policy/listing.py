@@ -142,14 +142,16 @@ class VisibleItems(Generic[_Item]):
         failure shows nothing."""
         catalog = self._digest(listed)
         key = (subject_digest(principal), decider.revision or "", catalog)
-        names = self._cache.get(key)
+        # A revision that does not follow the policy's changes keys nothing.
+        names = self._cache.get(key) if decider.revision_follows_policy else None
         if names is None:
             items = [item.to_policy_resource() for item in listed]
             names, revision = await self._ask(decider, principal, items)
             if names is None:
                 return []
-            # Keyed by the revision that answered: a reload meanwhile makes a new key.
-            self._remember((key[0], revision or "", catalog), names)
+            if decider.revision_follows_policy:
+                # Keyed by the revision that answered: a reload meanwhile, a new key.
+                self._remember((key[0], revision or "", catalog), names)
         else:
             self._cache.move_to_end(key)
         return [item for item in listed if self._name_of(item) in names]

@@ -17,7 +17,9 @@ Revision (what `revision` and each decision report):
 - OPA serving one bundle: that bundle's manifest revision (``opa build --revision``);
 - several bundles: ``name=revision`` pairs sorted by name, comma-separated;
 - no bundle (plain files, or modules pushed through the REST API): OPA knows no
-  revision, so the engine reports ``opa:<url>``, which says where decisions came from.
+  revision, so the engine reports ``opa:<url>``, which says where decisions came from,
+  and not when the policy changed (`revision_follows_policy` is False): nothing is
+  kept per revision then (docs/policies.md, "Lists").
 
 Failures never return: a connection error, a timeout, a non-200 answer, an undefined
 ``data.gateway.decision`` or a malformed result raise a `PolicyError` subclass whose
@@ -100,6 +102,12 @@ class OpaEngine:
     def revision(self) -> str:
         """The bundle revision(s) OPA last reported, else ``opa:<url>``."""
         return self._revision or f"opa:{self.url}"
+
+    @property
+    def revision_follows_policy(self) -> bool:
+        """Only a bundle's revision does: modules and data pushed through OPA's REST
+        API, or files it watches, change under one ``opa:<url>``."""
+        return self._revision is not None
 
     async def evaluate(self, policy_input: dict[str, Any]) -> Decision:
         try:

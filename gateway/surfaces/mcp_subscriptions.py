@@ -305,11 +305,13 @@ class Subscriptions:
 
     async def _still_allowed(self, subscriber: _Subscriber) -> bool:
         """Whether the policy as it is now still allows the subscription: asked again
-        once per subscription after each policy change, at its next update. One it now
+        once per subscription after each policy change, at its next update (at every
+        update where the engine's revision does not follow the policy's changes). One it now
         refuses ends there (recorded by the pipeline), and the client hears no more of
         that URI; an engine or log that cannot answer withholds this update only."""
-        revision = self._pipeline.decider.revision
-        if subscriber.revision == revision:
+        decider = self._pipeline.decider
+        revision = decider.revision
+        if decider.revision_follows_policy and subscriber.revision == revision:
             return True
         again = replace(subscriber.operation, request_id=new_request_id())
         try:

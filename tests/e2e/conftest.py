@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Engine
 
 from gateway.store import create_engine
+from tests.support.opa import OpaServer
 from tests.support.peers import ConformanceUpstream
 from tests.support.processes import (
     GatewayServer,
@@ -53,20 +54,33 @@ def database(gateway: GatewayServer) -> Iterator[Engine]:
 
 
 @contextmanager
-def conformance_gateway(workdir: Path, grants: list[dict[str, Any]]) -> Iterator[GatewayServer]:
+def conformance_gateway(
+    workdir: Path, grants: list[dict[str, Any]], *, sidecar: bool = False
+) -> Iterator[GatewayServer]:
     """A gateway in front of our conformance upstream (tests/support/conformance_upstream.py,
-    named ``conf``), which asks for client input and serves subscriptions, with ``grants``."""
+    named ``conf``), which asks for client input and serves subscriptions, with ``grants``;
+    with ``sidecar``, decided by an OPA server on those files (no bundle: no revision),
+    whose address is the gateway's ``config["policy"]["url"]``."""
     upstream = ConformanceUpstream.start(workdir)
+    policy = write_policy(workdir / "policy-data", grants)
+    opa = OpaServer([policy], workdir / "opa.log").start() if sidecar else None
     server = GatewayServer.configure(
         workdir / "gateway",
         upstreams=[{"name": "conf", "url": upstream.url, "timeout_s": 20}],
-        policy=write_policy(workdir / "policy-data", grants),
+        policy=None if opa else policy,
+        policy_config=(
+            {"engine": "opa", "url": opa.url, "timeout_ms": 2000, "path": str(policy)}
+            if opa
+            else None
+        ),
     ).start()
     try:
         yield server
     finally:
         server.stop()
         upstream.process.stop()
+        if opa:
+            opa.stop()
 
 
 @pytest.fixture

@@ -116,13 +116,16 @@ async def test_a_listen_stream_gets_updates_and_list_changes(
     assert any(isinstance(e, PromptsListChanged) for e in events)
 
 
+@pytest.mark.parametrize("engine", ["embedded", "opa"])
 async def test_a_subscription_the_changed_policy_refuses_ends_at_its_next_update(
-    tmp_path: Path,
+    tmp_path: Path, engine: str
 ) -> None:
     """A live subscription is decided again after a policy change, at its next update:
-    refused now, it ends there (the refusal audited) and no update reaches the client."""
-    with conformance_gateway(tmp_path, GRANTS) as server:
-        engine = create_engine(server.config["storage"]["url"])
+    refused now, it ends there (the refusal audited) and no update reaches the client.
+    On an OPA server without bundles, whose revision says nothing of a change, at
+    every update."""
+    with conformance_gateway(tmp_path, GRANTS, sidecar=engine == "opa") as server:
+        engine_db = create_engine(server.config["storage"]["url"])
         try:
             async with connect(server.mcp_url, server.token(), "2026-07-28") as client:
                 async with client.listen(
@@ -133,11 +136,17 @@ async def test_a_subscription_the_changed_policy_refuses_ends_at_its_next_update
                         async for event in stream:
                             if isinstance(event, ResourceUpdated):
                                 break  # subscribed, and updates arrive
-                    before = _revision(server)
-                    _grant(tmp_path / "policy-data" / "policy", GRANTS[:2])  # WATCHED no more
-                    eventually(lambda: _revision(server) != before, "the policy reloaded")
+                    if engine == "opa":
+                        # Pushed to OPA itself: the gateway's revision stays opa:<url>.
+                        before = _revision(server)
+                        _push_grants_to_opa(server, GRANTS[:2])
+                        assert _revision(server) == before
+                    else:
+                        before = _revision(server)
+                        _grant(tmp_path / "policy-data" / "policy", GRANTS[:2])  # WATCHED no more
+                        eventually(lambda: _revision(server) != before, "the policy reloaded")
                     await client.call_tool("conf__test_trigger_resource_update", {})
-                    eventually(lambda: _refused_again(engine), "the subscription refused")
+                    eventually(lambda: _refused_again(engine_db), "the subscription refused")
                     # A list change after it on the same stream: nothing came between.
                     await client.call_tool("conf__test_trigger_prompt_change", {})
                     events: list[Any] = []
@@ -148,7 +157,7 @@ async def test_a_subscription_the_changed_policy_refuses_ends_at_its_next_update
                                 break
                     assert not any(isinstance(e, ResourceUpdated) for e in events), events
         finally:
-            engine.dispose()
+            engine_db.dispose()
 
 
 def _grant(policy: Path, grants: list[dict[str, Any]]) -> None:
@@ -158,6 +167,12 @@ def _grant(policy: Path, grants: list[dict[str, Any]]) -> None:
     # the half, and see no later change within the same mtime tick.
     (policy / "data.json.new").write_text(json.dumps(data))
     (policy / "data.json.new").replace(policy / "data.json")
+
+
+def _push_grants_to_opa(server: GatewayServer, grants: list[dict[str, Any]]) -> None:
+    url = f"{server.config['policy']['url']}/v1/data/gateway_data/grants"
+    pushed = httpx.put(url, json=grants, timeout=TIMEOUT_S)
+    assert pushed.status_code == 204, pushed.text
 
 
 def _revision(server: GatewayServer) -> str:

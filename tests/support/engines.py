@@ -17,6 +17,7 @@ class GatedEngine:
 
     name = "gated"
     revision = "rev-1"
+    revision_follows_policy = True
 
     def __init__(self) -> None:
         self.release = anyio.Event()

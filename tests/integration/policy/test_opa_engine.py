@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 from gateway.cli import main as gateway_cli
@@ -198,6 +199,31 @@ async def test_a_list_is_one_decision_on_both_engines(
         await engine.close()
 
 
+async def test_without_bundles_a_list_is_asked_again_after_a_change_pushed_to_opa(
+    workdir: Path, policy_dir: Path
+) -> None:
+    """OPA serving plain files reports no revision: a change pushed through its REST
+    API leaves ``opa:<url>`` as it was, so no list answer may be kept under it."""
+    server = OpaServer([policy_dir], workdir / "opa-pushed.log").start()
+    engine = OpaEngine(opa_config(server.url))
+    lists = VisibleTools()
+    principal = Principal(sub="agent:test", iss="dev", roles=("agent",))
+    catalog = [tool("demo__echo"), tool("demo__read_file")]
+    try:
+        assert await engine.ready()
+        assert not engine.revision_follows_policy
+        shown = await lists.visible(decider_for(engine), principal, catalog)
+        assert [t.name for t in shown] == ["demo__echo", "demo__read_file"]
+        async with httpx.AsyncClient() as client:
+            pushed = await client.put(f"{server.url}/v1/data/gateway_data/grants", json=[])
+        assert pushed.status_code == 204, pushed.text
+        assert await lists.visible(decider_for(engine), principal, catalog) == []
+        assert engine.revision == f"opa:{server.url}"  # unchanged, as OPA knows none
+    finally:
+        await engine.close()
+        server.stop()
+
+
 async def test_decision_ids_match_opa_decision_log_and_differ(opa: OpaServer) -> None:
     engine = OpaEngine(opa_config(opa.url))
     try:
@@ -229,6 +255,7 @@ async def test_bundle_revision_is_recorded(workdir: Path, policy_dir: Path) -> N
         assert engine.revision == f"opa:{server.url}"  # nothing asked yet
         assert await engine.ready()
         assert engine.revision == "rev-42"  # read once at the first readiness check
+        assert engine.revision_follows_policy
         decision = await engine.evaluate(CASES["allow"])
         assert decision.revision == "rev-42" and decision.allow
 
@@ -237,6 +264,7 @@ async def test_bundle_revision_is_recorded(workdir: Path, policy_dir: Path) -> N
         server = OpaServer([policy_dir], workdir / "opa-bundle.log", port=server.port).start()
         decision = await engine.evaluate(CASES["allow"])
         assert decision.revision == engine.revision == f"opa:{server.url}"
+        assert not engine.revision_follows_policy
     finally:
         await engine.close()
         server.stop()

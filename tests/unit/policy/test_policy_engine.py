@@ -32,6 +32,8 @@ class FakeEngine:
     def revision(self) -> str | None:
         return self._revision
 
+    revision_follows_policy = True
+
     async def evaluate(self, policy_input: dict[str, Any]) -> Decision:
         self.seen.append(policy_input)
         return await self._behaviour(policy_input)

@@ -23,9 +23,10 @@ class RecordingEngine:
 
     name = "double"
 
-    def __init__(self, answer: Any, revision: str = "rev-1") -> None:
+    def __init__(self, answer: Any, revision: str = "rev-1", *, follows: bool = True) -> None:
         self.answer = answer
         self.revision = revision
+        self.revision_follows_policy = follows
         self.asked: list[dict[str, Any]] = []
 
     async def evaluate(self, policy_input: dict[str, Any]) -> Decision:
@@ -91,6 +92,18 @@ async def test_the_answer_is_cached_per_subject_revision_and_catalog() -> None:
     assert len(engine.asked) == 4  # another policy
     await lists.visible(decider, ALICE, CATALOG)
     assert len(engine.asked) == 4
+
+
+async def test_nothing_is_cached_under_a_revision_that_does_not_follow_the_policy() -> None:
+    """An OPA server without bundles reports one ``opa:<url>`` whatever it serves: a
+    policy pushed to it meanwhile must be asked, not a cached answer shown."""
+    engine = RecordingEngine({"visible": ["a__one"]}, "opa:http://opa", follows=False)
+    lists = VisibleTools()
+    decider = decider_for(engine)
+    assert [t.name for t in await lists.visible(decider, ALICE, CATALOG)] == ["a__one"]
+    engine.answer = {"visible": ["a__two"]}  # the policy changed; the revision did not
+    assert [t.name for t in await lists.visible(decider, ALICE, CATALOG)] == ["a__two"]
+    assert len(engine.asked) == 2
 
 
 @pytest.mark.parametrize(

@@ -125,6 +125,8 @@ class ByRole:
 
     name = "double"
 
+    revision_follows_policy = True
+
     def __init__(self) -> None:
         self.revision = "rev-1"
         self.hidden: set[str] = set()  # what a changed policy hides from everyone
