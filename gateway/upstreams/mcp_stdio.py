@@ -22,14 +22,19 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
-from mcp.client._transport import TransportStreams
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from gateway.config import McpStdioUpstream
 from gateway.errors import sole_error
+
+if TYPE_CHECKING:
+    # The SDK's name for what `stdio_client` yields; private, so for types only: a
+    # rename there can break a type check here, never the import of this module.
+    from mcp.client._transport import TransportStreams
 
 log = logging.getLogger(__name__)
 
