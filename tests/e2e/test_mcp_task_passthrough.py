@@ -72,6 +72,10 @@ class TasksUpstream:
     def release(self) -> None:
         httpx.post(f"http://127.0.0.1:{self.port}/release", timeout=30).raise_for_status()
 
+    def gate(self, gets: int) -> None:
+        url = f"http://127.0.0.1:{self.port}/gate?gets={gets}"
+        httpx.post(url, timeout=30).raise_for_status()
+
     @classmethod
     def start(cls, directory: Path, *, legacy: bool) -> TasksUpstream:
         port = free_port()
@@ -203,6 +207,36 @@ def _text(result: dict[str, Any]) -> str:
 
 
 # --- 2025-11-25 clients ---------------------------------------------------------------
+
+
+async def test_tasks_list_asks_the_upstream_about_a_pages_tasks_together(
+    gateway: GatewayServer, upstreams: dict[str, TasksUpstream]
+) -> None:
+    upstream = upstreams["old"]
+    async with connect(gateway.mcp_url, gateway.token("agent:lister"), "legacy") as client:
+        lister = LegacyClient(client)
+        created = [
+            await lister.request(
+                "tools/call",
+                {
+                    "name": "old__research",
+                    "arguments": {"topic": f"listed-{i}", "hold": True},
+                    "task": {"ttl": 60000},
+                },
+            )
+            for i in range(3)
+        ]
+        ids = {c["result"]["task"]["taskId"] for c in created}
+        await anyio.to_thread.run_sync(upstream.gate, 3)
+        try:
+            listed = await lister.request("tasks/list", {})
+        finally:
+            await anyio.to_thread.run_sync(upstream.gate, 0)
+    assert {t["taskId"] for t in listed["result"]["tasks"]} == ids
+    assert all(t["status"] == "working" for t in listed["result"]["tasks"])
+    # The three tasks/get were at the upstream at once (one at a time: never two).
+    assert max(c["count"] for c in upstream.calls("tasks/get.in_flight")) == 3
+    await anyio.to_thread.run_sync(upstream.release)
 
 
 @pytest.mark.parametrize("name", UPSTREAMS)

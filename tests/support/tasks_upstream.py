@@ -12,7 +12,8 @@ experimental tasks: ``tasks`` in its capabilities, ``research`` listed with
 ``{"task": …}``, and ``tasks/get``, ``tasks/result``, ``tasks/list``, ``tasks/cancel``.
 
 A task of ``research`` with ``hold: true`` stays ``working`` until the test posts to
-``/release`` (or it is cancelled); without, it is completed when created. Every
+``/release`` (or it is cancelled); without, it is completed when created. After a
+post to ``/gate?gets=N``, each ``tasks/get`` waits until N are in flight at once. Every
 request that reaches the server (tool calls and ``tasks/*``, with the ``_meta`` it
 carried) is appended to CALL_LOG, one JSON line each, so a test proves what reached
 the upstream and what did not.
@@ -44,6 +45,8 @@ RELATED_TASK_META = "io.modelcontextprotocol/related-task"
 CALL_LOG = Path("/dev/null")
 _TASKS: dict[str, dict[str, Any]] = {}
 _DONE: dict[str, anyio.Event] = {}
+_GATE: dict[str, Any] = {"want": 0, "in_flight": 0, "open": None}
+GATE_WAIT_S = 30.0  # far longer than answering a page takes; only a bound
 
 
 def _now() -> str:
@@ -175,7 +178,23 @@ async def legacy_task_call(
 
 async def get_task(ctx: ServerRequestContext[Any, Any], params: Any) -> dict[str, Any]:
     _record("tasks/get", {"taskId": params.task_id}, _meta(ctx))
+    if _GATE["want"]:
+        await _gated()
     return _fields(_task(params.task_id), _modern(ctx))
+
+
+async def _gated() -> None:
+    """Holds a ``tasks/get`` until ``want`` of them are in flight at once, recording how
+    many were; bounded, so a client asking one at a time is only slowed."""
+    _GATE["in_flight"] += 1
+    _record("tasks/get.in_flight", {"count": _GATE["in_flight"]}, {})
+    if _GATE["in_flight"] >= _GATE["want"]:
+        _GATE["open"].set()
+    try:
+        with anyio.move_on_after(GATE_WAIT_S):
+            await _GATE["open"].wait()
+    finally:
+        _GATE["in_flight"] -= 1
 
 
 async def task_result(ctx: ServerRequestContext[Any, Any], params: Any) -> dict[str, Any]:
@@ -199,6 +218,13 @@ async def cancel_task(ctx: ServerRequestContext[Any, Any], params: Any) -> dict[
         task.update(status="cancelled", statusMessage="cancelled", lastUpdatedAt=_now())
         _DONE[params.task_id].set()
     return {} if _modern(ctx) else _fields(task, False)
+
+
+async def gate(request: Request) -> JSONResponse:
+    """Test hook: ``?gets=N`` holds each ``tasks/get`` until N are in flight (0: none
+    held), so a test sees whether a client asks them together."""
+    _GATE.update(want=int(request.query_params["gets"]), in_flight=0, open=anyio.Event())
+    return JSONResponse({"gets": _GATE["want"]})
 
 
 async def release(request: Request) -> JSONResponse:
@@ -233,7 +259,11 @@ def build(legacy: bool) -> Any:
     else:
         server.extensions[TASKS_EXTENSION] = {}
     app = server.streamable_http_app(
-        stateless_http=True, custom_starlette_routes=[Route("/release", release, methods=["POST"])]
+        stateless_http=True,
+        custom_starlette_routes=[
+            Route("/release", release, methods=["POST"]),
+            Route("/gate", gate, methods=["POST"]),
+        ],
     )
     return _refusing_discover(app) if legacy else app
 
