@@ -244,14 +244,19 @@ class Sessions:
         if live is not None:
             live.in_flight += 1
         status: int | None = None
-        opened: str | None = None
 
         async def watch(message: Message) -> None:
-            nonlocal status, opened
+            nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                if session_id is None:
-                    opened = _response_header(message, MCP_SESSION_ID_HEADER)
+                opened = _response_header(message, MCP_SESSION_ID_HEADER)
+                if session_id is None and opened is not None and status < 400:
+                    # Known before the client can read its id: its next request may
+                    # come before this one's handler has returned.
+                    opening = LiveSession(
+                        principal.identity, path, upstream, idle_since=time.monotonic()
+                    )
+                    self._book.opened(opened, opening)
             await send(message)
 
         try:
@@ -265,9 +270,6 @@ class Sessions:
             )
             if live is not None and session_id is not None and ended:
                 self._book.ended(session_id)
-            if opened is not None and status is not None and status < 400:
-                live = LiveSession(principal.identity, path, upstream, idle_since=time.monotonic())
-                self._book.opened(opened, live)
 
 
 class _EndingSessionManager(StreamableHTTPSessionManager):
