@@ -40,9 +40,8 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from gateway.approvals.errors import ApprovalsDisabled
 from gateway.audit import AuditLog, AuditRecord
-from gateway.errors import REFUSED, AuditUnavailable, GatewayError
+from gateway.errors import REFUSED, AuditUnavailable
 from gateway.executor import held_calls, records
 from gateway.executor.errors import RunFinished
 from gateway.executor.service import Executor
@@ -55,10 +54,10 @@ from gateway.surfaces.mcp_task_results import (
     TaskState,
     answered_state,
     failed_result,
-    recorded_result,
     refusal_meta,
     task_envelope,
 )
+from gateway.surfaces.mcp_task_states import TaskStates
 from gateway.surfaces.mcp_task_store import TaskRow, TaskStore, new_task_id
 from gateway.surfaces.mcp_views import View
 from gateway.types import Operation, Outcome, OutcomeStatus, Principal, TaskRequest, UpstreamTask
@@ -72,9 +71,6 @@ RELATED_TASK_META = "io.modelcontextprotocol/related-task"
 RESULT_TTL_MS = 3_600_000
 MAX_RESULT_TTL_MS = 86_400_000
 LIST_PAGE = 50
-# Upstream tasks asked about at once for a page of `tasks/list`: a bound on what one
-# list asks of the upstreams together.
-STATES_AT_ONCE = 8
 _RESULT_POLL_S = 0.5
 
 
@@ -106,6 +102,7 @@ class McpTasks:
         self.declines: Callable[[str], bool] = lambda name: False
         # Upstreams' own tasks (docs/decisions/0030).
         self.passthrough = Passthrough(pipeline, store, audit)
+        self.states = TaskStates(self.passthrough, executor, self.public_url)
 
     # --- tools/call as a task ---------------------------------------------------------
 
@@ -157,7 +154,7 @@ class McpTasks:
             ttl_ms = min(int(ttl or RESULT_TTL_MS), MAX_RESULT_TTL_MS)
             row = await self._create(operation, view, kind="result", ttl_ms=ttl_ms, result=wire)
             state = answered_state(wire)
-        meta = {META_KEY: {**outcome_meta(outcome), **self._links(row)}}
+        meta = {META_KEY: {**outcome_meta(outcome), **self.states.links(row)}}
         return {**task_envelope(row, state, modern), "_meta": meta}
 
     async def _hold(
@@ -202,7 +199,7 @@ class McpTasks:
                 message=f"the run store is unavailable (request {operation.request_id}); "
                 f"approval {approval.id} still holds the call: retry it once approved",
             ) from None
-        state = await self._state(row)
+        state = await self.states.of(row)
         return row, state
 
     async def _create(
@@ -242,7 +239,7 @@ class McpTasks:
     ) -> dict[str, Any]:
         row = await self._owned(ctx, params.task_id, "tasks/get")
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
-        state = await self._state(row, caller_of(http_request(ctx)), with_result=modern)
+        state = await self.states.of(row, caller_of(http_request(ctx)), with_result=modern)
         fields = task_envelope(row, state, modern, wrap=False)
         if modern and state.status == "completed" and state.result is not None:
             fields["result"] = state.result
@@ -250,7 +247,7 @@ class McpTasks:
             fields["error"] = {
                 "code": REFUSED,
                 "message": state.message,
-                "data": {META_KEY: refusal_meta(row, state, self._links(row))},
+                "data": {META_KEY: refusal_meta(row, state, self.states.links(row))},
             }
         return fields
 
@@ -262,7 +259,7 @@ class McpTasks:
         row = await self._owned(ctx, params.task_id, "tasks/result")
         deadline = time.monotonic() + self.result_wait_s
         principal = caller_of(http_request(ctx))
-        state = await self._state(row, principal, with_result=True)
+        state = await self.states.of(row, principal, with_result=True)
         while state.status == "working":
             if time.monotonic() >= deadline:
                 raise MCPError(
@@ -272,11 +269,11 @@ class McpTasks:
                     data={"taskId": row.id, "status": state.status, "retry_after_s": 2},
                 )
             await anyio.sleep(_RESULT_POLL_S)
-            state = await self._state(row, principal, with_result=True)
+            state = await self.states.of(row, principal, with_result=True)
         if state.result is not None:  # what ran, or the refusal the call was answered
             result = dict(state.result)
         else:
-            result = failed_result(row, state, refusal_meta(row, state, self._links(row)))
+            result = failed_result(row, state, refusal_meta(row, state, self.states.links(row)))
         result["_meta"] = {**result.get("_meta", {}), RELATED_TASK_META: {"taskId": row.id}}
         return result
 
@@ -290,7 +287,7 @@ class McpTasks:
         rows = await anyio.to_thread.run_sync(
             lambda: self.store.list(principal.identity, after=after, limit=LIST_PAGE)
         )
-        states = await self._states(rows, principal)
+        states = await self.states.of_page(rows, principal)
         tasks = [
             task_envelope(row, state, False, wrap=False)
             for row, state in zip(rows, states, strict=True)
@@ -306,11 +303,11 @@ class McpTasks:
         row = await self._owned(ctx, params.task_id, "tasks/cancel")
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
         principal = caller_of(http_request(ctx))
-        state = await self._state(row, principal)
+        state = await self.states.of(row, principal)
         if state.status == "working" and row.kind == "upstream":
             await self.passthrough.cancel(row, principal)
             self._audit_cancel(row, principal)
-            state = await self._state(row, principal)
+            state = await self.states.of(row, principal)
         elif state.status == "working" and row.run_id is not None:
             try:
                 await held_calls.cancel_held(self.executor, row.run_id, principal)
@@ -318,7 +315,7 @@ class McpTasks:
                 pass  # it ended meanwhile: the state below says how
             else:
                 self._audit_cancel(row, principal)
-            state = await self._state(row)
+            state = await self.states.of(row)
         elif not modern:
             # 2025-11-25: cancelling a task that already ended is invalid params.
             raise MCPError(
@@ -347,65 +344,6 @@ class McpTasks:
             message=f"no task {task_id!r}",
             data={"taskId": task_id},
         )
-
-    async def _states(self, rows: list[TaskRow], principal: Principal) -> list[TaskState]:
-        """The state of each of ``rows``, in their order. An upstream task's is a
-        ``tasks/get`` at its upstream: asked together, at most `STATES_AT_ONCE` at a
-        time, so a page costs about the slowest answer, not the sum. The first error in
-        the rows' order is raised, once every question was answered."""
-        states: list[TaskState | None] = [None] * len(rows)
-        errors: dict[int, Exception] = {}
-        limiter = anyio.CapacityLimiter(STATES_AT_ONCE)
-
-        async def one(index: int, row: TaskRow) -> None:
-            async with limiter:
-                try:
-                    states[index] = await self._state(row, principal)
-                except Exception as exc:  # raised below, in order, as the loop would have
-                    errors[index] = exc
-
-        async with anyio.create_task_group() as group:
-            for index, row in enumerate(rows):
-                group.start_soon(one, index, row)
-        if errors:
-            raise errors[min(errors)]
-        return [state for state in states if state is not None]
-
-    async def _state(
-        self, row: TaskRow, principal: Principal | None = None, *, with_result: bool = False
-    ) -> TaskState:
-        if row.kind == "result":
-            return answered_state(row.result)
-        if row.kind == "upstream":
-            assert principal is not None  # the owner, who asks
-            return await self.passthrough.state(row, principal, with_result=with_result)
-        assert row.run_id is not None and row.approval_id is not None
-        try:
-            held = await held_calls.held_state(self.executor, row.run_id, row.approval_id)
-        except (ApprovalsDisabled, GatewayError) as exc:
-            return TaskState("failed", f"the held call cannot be followed: {exc.message}")
-        view = View(row.endpoint)
-        result = recorded_result(row, held, view) if held.recorded is not None else None
-        message = held.message
-        if held.status == "working":
-            message = f"{message}; decide at {self._links(row)['console_url']}"
-        return TaskState(
-            held.status,
-            message,
-            result=result,
-            error=held.error,
-            approval_id=held.approval.id,
-            updated_at=held.approval.decided_at,
-        )
-
-    def _links(self, row: TaskRow) -> dict[str, Any]:
-        if row.approval_id is None:
-            return {"task_id": row.id}
-        return {
-            "task_id": row.id,
-            "approval_id": row.approval_id,
-            "console_url": f"{self.public_url}/console#/approvals/{row.approval_id}",
-        }
 
     async def _audit_created(
         self,
