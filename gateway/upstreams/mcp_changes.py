@@ -5,7 +5,11 @@ standalone stream (the SDK client hands them to `on_message`); at 2026-07-28 onl
 ``subscriptions/listen`` stream, which `listen` keeps open while the connection lives
 (re-opened with backoff after a drop). A subscription there counts as made only once
 the upstream has acknowledged a listen stream that carries it (`honoured`), so that no
-update between the client's subscribe and the stream's re-opening is lost. Either way
+update between the client's subscribe and the stream's re-opening is lost. A listen
+stream's subscriptions are fixed when it opens, so a change of them opens a new stream
+*before* the old one is closed: the old one keeps carrying list changes and the other
+subscriptions' updates until the upstream has acknowledged the new one (an update both
+carry meanwhile may be passed on twice: "it changed" said twice, never lost). Either way
 the catalog's refresh runs at most once at a time per upstream: a burst of
 notifications makes one more refresh, not one each. The periodic refresh
 (``catalog_refresh_s``) stays the backstop for an upstream that never says.
@@ -46,10 +50,11 @@ class ChangeWatcher:
         self._pending = False
         self._again = False
         self._updated: ResourceUpdated | None = None
-        # The upstream URIs subscribed to, and the listen stream to re-open when they
-        # change (2026-07-28: a listen stream's subscriptions are fixed when it opens).
+        # The upstream URIs subscribed to; the listen streams open, by generation (at
+        # most two for long: the newest, and the one it replaces until acknowledged).
         self._uris: frozenset[str] = frozenset()
-        self._stream: anyio.CancelScope | None = None
+        self._streams: dict[int, anyio.CancelScope] = {}
+        self._listening: tuple[anyio.abc.TaskGroup, Client, dict[str, bool]] | None = None
         # Each change of `_uris` is a generation; `honoured` waits until a stream of
         # that generation (or a later one) is open, or one has failed to open.
         self._generation = 0
@@ -68,7 +73,11 @@ class ChangeWatcher:
         self._updated = updated
 
     async def on_message(self, message: Any) -> None:
-        """The SDK client's message handler: a list change or a resource update."""
+        """The SDK client's message handler: a list change or a resource update. Not
+        while listen streams run (2026-07-28): the SDK hands what a stream carries to
+        the stream *and* to this handler, and the stream passes it on already."""
+        if self._listening is not None:
+            return
         if isinstance(message, _LIST_CHANGED):
             self.changed()
         elif isinstance(message, _UPDATED):
@@ -89,8 +98,8 @@ class ChangeWatcher:
             return self._generation
         self._uris = uris
         self._generation += 1
-        if self._stream is not None:
-            self._stream.cancel()
+        if self._listening is not None:
+            self._open(self._generation, uris)
         return self._generation
 
     async def honoured(self, generation: int, timeout_s: float) -> None:
@@ -142,7 +151,7 @@ class ChangeWatcher:
     async def listen(self, client: Client) -> None:
         """Keeps a ``subscriptions/listen`` stream open on a 2026-07-28 connection for
         the lists the upstream says can change and the resources subscribed to
-        (re-opened when those change). Runs until cancelled."""
+        (a new one opened when those change). Runs until cancelled."""
         capabilities = client.server_capabilities
         wanted = {
             "tools_list_changed": bool(capabilities.tools and capabilities.tools.list_changed),
@@ -153,20 +162,40 @@ class ChangeWatcher:
                 capabilities.resources and capabilities.resources.list_changed
             ),
         }
+        try:
+            async with anyio.create_task_group() as streams:
+                self._listening = (streams, client, wanted)
+                self._open(self._generation, self._uris)
+                await anyio.sleep_forever()
+        finally:
+            self._listening = None
+            self._streams.clear()
+
+    def _open(self, generation: int, uris: frozenset[str]) -> None:
+        assert self._listening is not None
+        streams = self._listening[0]
+        scope = anyio.CancelScope()
+        self._streams[generation] = scope
+        streams.start_soon(self._stream, generation, uris, scope)
+
+    async def _stream(
+        self, generation: int, uris: frozenset[str], scope: anyio.CancelScope
+    ) -> None:
+        """The stream of one generation: open until a newer one is acknowledged;
+        re-opened with backoff after a drop while it is the newest."""
+        assert self._listening is not None
+        _, client, wanted = self._listening
         backoff = 1.0
-        while True:
-            uris, generation = self._uris, self._generation
-            if not any(wanted.values()) and not uris:
-                self._report(opened=generation)  # nothing to listen for is honoured
-                await self._until_watched()
-                continue
-            with anyio.CancelScope() as stream:
-                self._stream = stream
+        with scope:
+            while True:
+                if not any(wanted.values()) and not uris:
+                    self._acknowledged(generation)  # nothing to listen for is honoured
+                    await anyio.sleep_forever()
                 try:
                     async with client.listen(
                         **wanted, resource_subscriptions=sorted(uris)
                     ) as subscription:
-                        self._report(opened=generation)
+                        self._acknowledged(generation)
                         backoff = 1.0
                         async for event in subscription:
                             if isinstance(event, SdkResourceUpdated):
@@ -176,18 +205,15 @@ class ChangeWatcher:
                 except (ListenNotSupportedError, MCPError, SubscriptionLost, TimeoutError) as exc:
                     log.info("upstream %s: change stream ended: %s", self.name, exc)
                     self._report(failed=(generation, str(exc)))
-                finally:
-                    self._stream = None
-            if stream.cancelled_caught:
-                continue  # the subscriptions changed: re-open at once
-            await anyio.sleep(backoff)
-            backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                if generation != self._generation:
+                    break  # a newer stream is there, or on its way
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+        if self._streams.get(generation) is scope:
+            del self._streams[generation]
 
-    async def _until_watched(self) -> None:
-        """Waits, without a stream, until a resource is subscribed to."""
-        with anyio.CancelScope() as idle:
-            self._stream = idle
-            try:
-                await anyio.sleep_forever()
-            finally:
-                self._stream = None
+    def _acknowledged(self, generation: int) -> None:
+        """The upstream acknowledged ``generation``'s stream: the older ones go."""
+        self._report(opened=generation)
+        for older in [g for g in self._streams if g < generation]:
+            self._streams.pop(older).cancel()
