@@ -331,14 +331,19 @@ async def test_a_listing_is_keyed_by_what_its_result_depends_on(gateway: Gateway
         return gateway.mcp.tools(listed, view, version, tasks=tasks).key
 
     assert key(tools) == key(list(tools))
-    assert len({
-        key(tools),
-        key(tools[:-1]),
-        key(tools[::-1]),
-        key(tools, View("many")),
-        key(tools, version="2025-11-25"),
-        key(tools, tasks=False),
-    }) == 6
+    assert (
+        len(
+            {
+                key(tools),
+                key(tools[:-1]),
+                key(tools[::-1]),
+                key(tools, View("many")),
+                key(tools, version="2025-11-25"),
+                key(tools, tasks=False),
+            }
+        )
+        == 6
+    )
     # A re-read of the upstream makes new definitions: a new key, though equal in value.
     await gateway.catalog.refresh()
     assert gateway.catalog.tools()[0] is not tools[0]
