@@ -180,6 +180,10 @@ class DirectLists:
         # definitions its key names by id, so no other object can take their ids.
         self._written: OrderedDict[tuple[Any, ...], tuple[Listing, bytes]] = OrderedDict()
 
+    def __len__(self) -> int:
+        """How many results are kept (at most `KEPT_LISTS`)."""
+        return len(self._written)
+
     @staticmethod
     def may_take(request: Request) -> bool:
         """A cheap first look, before the body is read: a sessionless list."""
