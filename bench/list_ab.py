@@ -14,8 +14,9 @@ rotated from round to round, one client at a time (c=1) lists:
 
 Reported per path: the gateway process's CPU per list (``bench.proc_cpu``: what a
 busy machine distorts least) and the p50, and per round the ratio of every tree's CPU
-per list to the first tree's. ``--profile SECONDS`` instead lists on the first tree's
-`/mcp` for that long and prints the gateway's pid first, for ``py-spy record``.
+per list to the first tree's. ``--profile SECONDS`` instead lists on the first tree
+for that long (``--path``, `/mcp` by default) and prints the gateway's pid first, for
+``py-spy record``.
 
     .venv/bin/python -m bench.list_ab TREE_A,TREE_B [--tools 1000] [--rounds 5]
 """
@@ -151,9 +152,16 @@ def _spread(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
 
 
-async def profile(gateway: GatewayServer, pid: int, seconds: float) -> None:
+async def profile(gateway: GatewayServer, pid: int, seconds: float, path: str) -> None:
     http = KeepAliveClient(gateway.url, max_connections=1, max_response_bytes=1 << 26)
-    lister = mcp_lister(http, gateway.token(sub="agent:bench", ttl_s=TOKEN_TTL_S))
+    token = gateway.token(sub="agent:bench", ttl_s=TOKEN_TTL_S)
+    if path == "mcp":
+        lister = mcp_lister(http, token)
+    elif path == "rest":
+        lister = rest_lister(http, [token])
+    else:  # a new subject each time, as many as a long run needs
+        subjects = [gateway.token(sub=f"agent:p-{i}", ttl_s=TOKEN_TTL_S) for i in range(2000)]
+        lister = rest_lister(http, subjects)
     await load.warm(lister, 3)
     print(f"profile: gateway pid {pid}, listing for {seconds} s", flush=True)
     run = await load.run(
@@ -171,6 +179,7 @@ def main() -> None:
     parser.add_argument("--lists", type=int, default=40, help="per path, tree and round")
     parser.add_argument("--seconds", type=float, default=8, help="per path, tree and round")
     parser.add_argument("--profile", type=float, default=0, help="seconds: list for py-spy")
+    parser.add_argument("--path", default="mcp", choices=PATHS, help="what --profile lists")
     args = parser.parse_args()
     trees = [Path(t).resolve() for t in args.trees.split(",")]
     directory = Path(tempfile.mkdtemp(prefix="bench-list-ab-"))
@@ -196,7 +205,8 @@ def main() -> None:
         began = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime())
         if args.profile:
             _, gateway, pid = gateways[0]
-            anyio.run(profile, gateway, pid, args.profile, backend_options={"use_uvloop": True})
+            options = {"use_uvloop": True}
+            anyio.run(profile, gateway, pid, args.profile, args.path, backend_options=options)
             return
         result = anyio.run(measure, gateways, args, backend_options={"use_uvloop": True})
         print(f"\n{began}, {args.tools} tools, {args.rounds} rounds, c=1\n")
