@@ -78,7 +78,7 @@ def server(tools: list[ToolDefinition], way: str) -> Server[Any]:
                     for t in tools
                 ]
             )
-        return lists.tools(tools, View(), ctx.protocol_version, tasks=False)
+        return lists.tools(tools, View(), ctx.protocol_version, tasks=False).result
 
     hints = {method: CacheHint(ttl_ms=0, scope="private") for method in CACHEABLE_METHODS}
     app: Server[Any] = Server("bench", cache_hints=hints)

@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 ListAction = Literal["tools/list", "prompts/list", "resources/list"]
 # Answers kept: one per (subject, policy revision, catalog) seen recently.
 CACHE_ENTRIES = 256
+# Catalog digests kept: one per list of definitions seen recently (views, kinds).
+DIGESTS_KEPT = 8
 
 
 class ListUnsupported(PolicyError):
@@ -133,6 +135,8 @@ class VisibleItems(Generic[_Item]):
         self._name_of = name_of
         self._digest = digest
         self._cache: OrderedDict[tuple[str, str, str], frozenset[str]] = OrderedDict()
+        # ids of the items listed, in order -> (the items, their digest).
+        self._digests: OrderedDict[tuple[int, ...], tuple[tuple[_Item, ...], str]] = OrderedDict()
 
     async def visible(
         self, decider: Decider, principal: Principal, listed: Sequence[_Item]
@@ -140,7 +144,7 @@ class VisibleItems(Generic[_Item]):
         """The items of ``listed`` the policy shows ``principal``, in their order.
         Raises `ListUnsupported` for a policy without ``gateway/visible``; any other
         failure shows nothing."""
-        catalog = self._digest(listed)
+        catalog = self._catalog_digest(listed)
         key = (subject_digest(principal), decider.revision or "", catalog)
         # A revision that does not follow the policy's changes keys nothing.
         names = self._cache.get(key) if decider.revision_follows_policy else None
@@ -155,6 +159,22 @@ class VisibleItems(Generic[_Item]):
         else:
             self._cache.move_to_end(key)
         return [item for item in listed if self._name_of(item) in names]
+
+    def _catalog_digest(self, listed: Sequence[_Item]) -> str:
+        """The digest of ``listed``, computed once per list of the same objects. An
+        item is immutable and the catalog makes a new object for a changed one (as
+        `gateway.surfaces.wire_forms` relies on too), so the ids of the objects, in
+        order, name their digest while the objects are held here."""
+        ids = tuple(map(id, listed))
+        kept = self._digests.get(ids)
+        if kept is None:
+            kept = (tuple(listed), self._digest(listed))
+            self._digests[ids] = kept
+            while len(self._digests) > DIGESTS_KEPT:
+                self._digests.popitem(last=False)
+        else:
+            self._digests.move_to_end(ids)
+        return kept[1]
 
     async def _ask(
         self, decider: Decider, principal: Principal, items: list[dict[str, Any]]

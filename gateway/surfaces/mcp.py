@@ -5,7 +5,8 @@ Streamable HTTP, both protocol eras on each endpoint, and for each request the
 cheapest way that serves it:
 
 - a sessionless 2026-07-28 ``tools/call`` (no progress, no logs): the direct path
-  (`mcp_direct`, docs/decisions/0010);
+  (`mcp_direct`, docs/decisions/0010); a sessionless 2026-07-28 list likewise, its
+  result written once per what is listed (docs/decisions/0038);
 - any other 2026-07-28 request, and 2025-11-25 requests without a session: the SDK's
   stateless transport;
 - a 2025-11-25 ``initialize`` (sessions on), and every request carrying the session
@@ -35,7 +36,7 @@ from gateway.config import McpSessionsConfig
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import principal_of
 from gateway.surfaces.mcp_calls import LocalTools, answer_tools_call
-from gateway.surfaces.mcp_direct import DirectToolsCall
+from gateway.surfaces.mcp_direct import DirectLists, DirectToolsCall
 from gateway.surfaces.mcp_relay import InputRelay, direct_asking
 from gateway.surfaces.mcp_results import META_KEY, outcome_meta, to_call_tool_result
 from gateway.surfaces.mcp_server import build_mcp_server, tool_input_schema
@@ -99,9 +100,11 @@ class McpEndpoint:
                 ),
             )
 
+        checks = TransportSecurityMiddleware(security)
+        self._lists = DirectLists(self.server, checks, answer=self.server.listing)
         self._direct = DirectToolsCall(
             self.server,
-            TransportSecurityMiddleware(security),
+            checks,
             answer=answer,
             declines=local_tools.handles if local_tools is not None else lambda name: False,
             input_schema=lambda request, name: tool_input_schema(
@@ -143,9 +146,12 @@ class McpEndpoint:
             message = "Content-Type must be application/json for MCP messages"
             await _error(415, "unsupported_media_type", message)(scope, receive, send)
             return
-        if self._direct.may_take(request):
+        direct = self._direct if self._direct.may_take(request) else None
+        if direct is None and self._lists.may_take(request):
+            direct = self._lists
+        if direct is not None:
             body = await request.body()
-            if await self._direct.answer(request, body, send):
+            if await direct.answer(request, body, send):
                 return
             receive = replay_body(body, receive)
         elif sessions and session_id is None:

@@ -26,12 +26,11 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
 
 from gateway import telemetry
-from gateway.lists import Offered
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import client_info
 from gateway.surfaces.mcp_calls import LocalTools, answer_tools_call, caller_of, run
 from gateway.surfaces.mcp_context import http_request, meta_dict
-from gateway.surfaces.mcp_lists import McpLists
+from gateway.surfaces.mcp_lists import Listing, ListMethod, McpLists
 from gateway.surfaces.mcp_relay import Asking, InputRelay, Prepare, relayable
 from gateway.surfaces.mcp_results import mcp_result, refusal
 from gateway.surfaces.mcp_sessions import SESSION_STATE_KEY, SessionBook
@@ -75,25 +74,42 @@ class Handlers:
 
     # --- tools ------------------------------------------------------------------------
 
-    async def list_tools(
+    async def list_items(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> dict[str, Any]:
-        request, principal, view = self._caller(ctx)
-        request_id = request_id_of(request)
-        # An engine that gives no answer is -32000 with a retry hint
-        # (`unavailability_as_retry`), never an empty list.
-        local = (
-            self.local_tools.definitions if self.local_tools is not None and view.aggregated else ()
-        )
-        tools = await self.pipeline.lists.tools(
-            principal,
-            transport="mcp",
-            request_id=request_id,
-            client=client_info(request),
-            upstream=view.upstream,
-            local=local,
-        )
-        return self.lists.tools(tools, view, ctx.protocol_version, tasks=self.tasks is not None)
+        """``tools/list``, ``prompts/list``, ``resources/list`` and
+        ``resources/templates/list`` through the SDK's transport."""
+        request, _, _ = self._caller(ctx)
+        method: ListMethod = ctx.method  # type: ignore[assignment]  # registered for these
+        return (await self.listing(request, method, ctx.protocol_version)).result
+
+    async def listing(self, request: Request, method: ListMethod, version: str) -> Listing:
+        """What the caller of ``request`` may see of a list ``method``, as the result
+        at protocol revision ``version``: the one translation both the SDK's transport
+        (`list_items`) and the direct path (`mcp_direct`) answer with. An engine that
+        gives no answer raises (-32000 with a retry hint, `unavailability_as_retry`),
+        never an empty list."""
+        principal, view = caller_of(request), View.of(request)
+        asking: dict[str, Any] = {
+            "transport": "mcp",
+            "request_id": request_id_of(request),
+            "client": client_info(request),
+            "upstream": view.upstream,
+        }
+        lists = self.pipeline.lists
+        if method == "tools/list":
+            own = self.local_tools
+            local = own.definitions if own is not None and view.aggregated else ()
+            tools = await lists.tools(principal, local=local, **asking)
+            return self.lists.tools(tools, view, version, tasks=self.tasks is not None)
+        if method == "prompts/list":
+            prompts = await lists.offered("prompts", principal, **asking)
+            return self.lists.prompts(prompts, view, version)
+        if method == "resources/list":
+            resources = await lists.offered("resources", principal, **asking)
+            return self.lists.resources(resources, view, version)
+        templates = await lists.offered("resource_templates", principal, **asking)
+        return self.lists.templates(templates, view, version)
 
     async def call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
@@ -139,18 +155,6 @@ class Handlers:
 
     # --- resources --------------------------------------------------------------------
 
-    async def list_resources(
-        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
-    ) -> dict[str, Any]:
-        view, resources = await self._list(ctx, "resources")
-        return self.lists.resources(resources, view, ctx.protocol_version)
-
-    async def list_resource_templates(
-        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
-    ) -> dict[str, Any]:
-        view, templates = await self._list(ctx, "resource_templates")
-        return self.lists.templates(templates, view, ctx.protocol_version)
-
     async def read_resource(
         self, ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult | types.InputRequiredResult:
@@ -167,12 +171,6 @@ class Handlers:
         return await self.relay.run(self._asking(ctx, "resources/read", target, params), read)
 
     # --- prompts ----------------------------------------------------------------------
-
-    async def list_prompts(
-        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
-    ) -> dict[str, Any]:
-        view, prompts = await self._list(ctx, "prompts")
-        return self.lists.prompts(prompts, view, ctx.protocol_version)
 
     async def get_prompt(
         self, ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams
@@ -271,19 +269,6 @@ class Handlers:
         )
 
     # --- shared -------------------------------------------------------------------------
-
-    async def _list(self, ctx: ServerRequestContext[Any, Any], kind: Offered) -> tuple[View, Any]:
-        """The view and what of ``kind`` the caller may see on it."""
-        request, principal, view = self._caller(ctx)
-        listed = await self.pipeline.lists.offered(
-            kind,  # type: ignore[call-overload]
-            principal,
-            transport="mcp",
-            request_id=request_id_of(request),
-            client=client_info(request),
-            upstream=view.upstream,
-        )
-        return view, listed
 
     def _caller(self, ctx: ServerRequestContext[Any, Any]) -> tuple[Request, Principal, View]:
         request = http_request(ctx)

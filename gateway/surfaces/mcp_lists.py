@@ -14,6 +14,11 @@ takes as it is). The runner still puts it through its serializer for the revisio
 which takes an entry already of that revision's model as validated, and writes it: the
 one MCP wire path is unchanged, only the rebuilding of what did not change is gone.
 
+A list is a `Listing`: that result dict, and a key naming everything its wire form
+depends on (the method, view, revision, task support, and the very definition
+objects listed), under which the direct path (`mcp_direct`) keeps the result as it
+wrote it (docs/decisions/0038).
+
 Only what `gateway.lists` let the principal see is looked up here; nothing here
 decides what is shown. No pagination: a list is answered whole, as before.
 """
@@ -22,8 +27,9 @@ from __future__ import annotations
 
 import functools
 import typing
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import mcp_types as types
 from mcp_types.methods import SERVER_RESULTS
@@ -35,7 +41,11 @@ from gateway.surfaces.wire_forms import WireForms
 from gateway.types import ToolDefinition
 from gateway.upstreams.catalog import Catalog
 
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
 ListMethod = Literal["tools/list", "prompts/list", "resources/list", "resources/templates/list"]
+LIST_METHODS: tuple[ListMethod, ...] = typing.get_args(ListMethod)
 
 # Each list's field of entries (the python name in the SDK's result models) and the
 # SDK's own model of one entry, as every handler built it before.
@@ -48,6 +58,23 @@ _FIELD: dict[ListMethod, tuple[str, str, type[BaseModel]]] = {
 }
 # The system of the gateway's own tools (`workflow__*`): never tasks.
 _LOCAL_SERVER = "workflow"
+
+
+@dataclass(frozen=True, eq=False)
+class Listing:
+    """A list's result (what the SDK's runner takes from a handler), and ``key``: the
+    method, view, protocol revision, variant and the ids of the definitions listed, in
+    order. Two listings with equal keys have the same result. ``listed`` holds the
+    definitions, so their ids cannot be reused while a key naming them is kept."""
+
+    result: dict[str, Any]
+    key: tuple[Any, ...]
+    listed: tuple[Any, ...]
+
+
+# A list's result for the caller of a request, at a protocol revision
+# (`gateway.surfaces.mcp_handlers.Handlers.listing`).
+ListAnswer = Callable[["Request", ListMethod, str], Awaitable[Listing]]
 
 
 class UnexpectedResultModel(TypeError):
@@ -97,7 +124,7 @@ class McpLists:
 
     def tools(
         self, tools: Sequence[ToolDefinition], view: View, version: str, *, tasks: bool
-    ) -> dict[str, Any]:
+    ) -> Listing:
         """The ``tools/list`` result of ``tools`` (those the principal may see).
         ``tasks``: calls may be tasks (2025-11-25 ``execution.taskSupport``), except
         the gateway's own tools."""
@@ -107,9 +134,7 @@ class McpLists:
 
         return self._result("tools/list", tools, view, version, wire, self._catalog.tools, tasks)
 
-    def prompts(
-        self, prompts: Sequence[PromptDefinition], view: View, version: str
-    ) -> dict[str, Any]:
+    def prompts(self, prompts: Sequence[PromptDefinition], view: View, version: str) -> Listing:
         def wire(prompt: PromptDefinition) -> dict[str, Any]:
             return prompt.to_listing(view.name_out(prompt.name, prompt.upstream_name))
 
@@ -119,7 +144,7 @@ class McpLists:
 
     def resources(
         self, resources: Sequence[ResourceDefinition], view: View, version: str
-    ) -> dict[str, Any]:
+    ) -> Listing:
         def wire(resource: ResourceDefinition) -> dict[str, Any]:
             return resource.to_listing(view.uri_out(resource.uri))
 
@@ -129,7 +154,7 @@ class McpLists:
 
     def templates(
         self, templates: Sequence[TemplateDefinition], view: View, version: str
-    ) -> dict[str, Any]:
+    ) -> Listing:
         def wire(template: TemplateDefinition) -> dict[str, Any]:
             return template.to_listing(view.uri_out(template.uri_template))
 
@@ -151,7 +176,7 @@ class McpLists:
         wire: Callable[[Any], dict[str, Any]],
         current: Callable[[], Iterable[Any]],
         *variant: Any,
-    ) -> dict[str, Any]:
+    ) -> Listing:
         model = entry_model(method, version)
         key = (method, view, model, *variant)
         forms = self._forms.get(key)
@@ -170,4 +195,6 @@ class McpLists:
         _, field, _ = _FIELD[method]
         # "complete": what the SDK's result models default to (the 2026 revision
         # requires it; the earlier ones drop it).
-        return {field: forms.of(listed), "resultType": "complete"}
+        result = {field: forms.of(listed), "resultType": "complete"}
+        held = tuple(listed)
+        return Listing(result, (method, view, version, *variant, *map(id, held)), held)

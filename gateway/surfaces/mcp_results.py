@@ -125,11 +125,20 @@ async def unavailability_as_retry(
     was decided, and the same request may succeed later."""
     try:
         return await call_next(ctx)
-    except RetryLater as error:
-        raise _retry(error) from None
-    except UNREACHABLE as error:
-        log.warning("%s: database unavailable (%s)", ctx.method, describe_error(error))
-        raise _retry(unavailable()) from None
+    except (RetryLater, *UNREACHABLE) as error:
+        raise as_retry(error, ctx.method) from None
+
+
+def as_retry(error: Exception, method: str) -> Exception:
+    """The error a request of ``method`` answers for ``error``: -32000 with a retry
+    hint for unavailability (`unavailability_as_retry`, and the direct path's
+    `mcp_direct`), ``error`` itself otherwise."""
+    if isinstance(error, RetryLater):
+        return _retry(error)
+    if isinstance(error, UNREACHABLE):
+        log.warning("%s: database unavailable (%s)", method, describe_error(error))
+        return _retry(unavailable())
+    return error
 
 
 def _retry(error: RetryLater) -> MCPError:

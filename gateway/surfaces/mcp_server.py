@@ -21,7 +21,7 @@ from gateway.errors import GatewayError
 from gateway.pipeline import Pipeline
 from gateway.surfaces.mcp_calls import LocalTools
 from gateway.surfaces.mcp_handlers import Handlers, session_id_of
-from gateway.surfaces.mcp_lists import McpLists
+from gateway.surfaces.mcp_lists import LIST_METHODS, ListAnswer, McpLists
 from gateway.surfaces.mcp_relay import InputRelay
 from gateway.surfaces.mcp_results import unavailability_as_retry
 from gateway.surfaces.mcp_sessions import SessionBook
@@ -37,9 +37,12 @@ class _GatewayServer(Server[Any]):
     are sessions to send them on (the HTTP transports ask for the initialization
     options without any, which would say the lists never change)."""
 
-    def __init__(self, *args: Any, list_changed: bool, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, list_changed: bool, listing: ListAnswer, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._list_changed = list_changed
+        # A list's result for a request, at a revision (`Handlers.listing`): what the
+        # list handlers answer, and the direct path (`mcp_direct`).
+        self.listing = listing
         # 2025-11-25 tasks (`mcp_tasks`): announced at initialize when served.
         self.tasks_capability: types.ServerTasksCapability | None = None
 
@@ -70,7 +73,7 @@ def build_mcp_server(
     *,
     sessions: bool,
     tasks: McpTasks | None = None,
-) -> Server[Any]:
+) -> _GatewayServer:
     handlers = Handlers(pipeline, local_tools, book, relay, tasks, McpLists(pipeline.catalog))
     server = _GatewayServer(
         "agent-tool-gateway",
@@ -88,17 +91,13 @@ def build_mcp_server(
         # headers (without it the SDK would run tools/list before each call).
         get_tool_input_schema=lambda name: tool_input_schema(pipeline, name),
         list_changed=sessions,
+        listing=handlers.listing,
     )
     server.middleware.append(unavailability_as_retry)  # outside every handler below
     # The lists answer a result dict of entries built once (`mcp_lists`), which the
     # constructor's parameters are not typed for (the runner takes either).
-    for method, list_handler in (
-        ("tools/list", handlers.list_tools),
-        ("resources/list", handlers.list_resources),
-        ("resources/templates/list", handlers.list_resource_templates),
-        ("prompts/list", handlers.list_prompts),
-    ):
-        server.add_request_handler(method, types.PaginatedRequestParams, list_handler)
+    for method in LIST_METHODS:
+        server.add_request_handler(method, types.PaginatedRequestParams, handlers.list_items)
     # Registered directly: the constructor's parameter warns that logging is deprecated
     # at 2026-07-28, which the SDK already enforces (-32601 at that revision).
     server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, handlers.set_level)

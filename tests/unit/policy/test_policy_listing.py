@@ -106,6 +106,27 @@ async def test_nothing_is_cached_under_a_revision_that_does_not_follow_the_polic
     assert len(engine.asked) == 2
 
 
+async def test_the_catalog_revision_is_of_the_definitions_not_of_the_objects() -> None:
+    """The catalog digest is kept per list of objects (their ids), but names what
+    they say: a re-read catalog of equal definitions (new objects) is the same
+    revision, a changed one another, however many lists were seen between."""
+    engine = RecordingEngine({"visible": ["a__one"]})
+    lists = VisibleTools()
+    decider = decider_for(engine)
+    await lists.visible(decider, ALICE, CATALOG)
+    reread = [tool(t.name, t.risk) for t in CATALOG]
+    assert reread[0] is not CATALOG[0]
+    await lists.visible(decider, ALICE, reread)
+    assert len(engine.asked) == 1
+    for index in range(12):  # more lists than digests kept
+        await lists.visible(decider, ALICE, [tool(f"c__t{index}")])
+    assert len(engine.asked) == 13
+    await lists.visible(decider, ALICE, [*CATALOG[:2], tool("b__three", risk="high")])
+    assert len(engine.asked) == 14
+    await lists.visible(decider, ALICE, CATALOG)
+    assert len(engine.asked) == 14
+
+
 @pytest.mark.parametrize(
     "answer",
     [

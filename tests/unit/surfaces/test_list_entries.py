@@ -190,17 +190,17 @@ class Gateway:
         asking: dict[str, Any] = {"transport": "mcp", "request_id": "r", "upstream": view.upstream}
         if method == "tools/list":
             tools = await self.lists.tools(who, **asking)
-            result = self.mcp.tools(tools, view, version, tasks=True)
+            result = self.mcp.tools(tools, view, version, tasks=True).result
         elif method == "prompts/list":
             result = self.mcp.prompts(
                 await self.lists.offered("prompts", who, **asking), view, version
-            )
+            ).result
         elif method == "resources/list":
             listed = await self.lists.offered("resources", who, **asking)
-            result = self.mcp.resources(listed, view, version)
+            result = self.mcp.resources(listed, view, version).result
         else:
             listed = await self.lists.offered("resource_templates", who, **asking)
-            result = self.mcp.templates(listed, view, version)
+            result = self.mcp.templates(listed, view, version).result
         return serialize_server_result(method, version, {**HINT, **result})
 
     async def mcp_names(self, who: Principal, version: str) -> list[str]:
@@ -312,13 +312,44 @@ async def test_three_principals_see_their_own_subsets_in_every_era_and_on_rest()
 
 
 async def test_entries_are_built_once_per_definition(gateway: Gateway) -> None:
-    first = gateway.mcp.tools(gateway.catalog.tools(), View(), "2026-07-28", tasks=True)
-    again = gateway.mcp.tools(gateway.catalog.tools()[:10], View(), "2026-07-28", tasks=True)
+    tools = gateway.catalog.tools()
+    first = gateway.mcp.tools(tools, View(), "2026-07-28", tasks=True).result
+    again = gateway.mcp.tools(tools[:10], View(), "2026-07-28", tasks=True).result
     assert all(a is b for a, b in zip(again["tools"], first["tools"], strict=False))
     # Another view or revision is another entry.
-    other = gateway.mcp.tools(gateway.catalog.tools()[:1], View("many"), "2026-07-28", tasks=True)
+    other = gateway.mcp.tools(tools[:1], View("many"), "2026-07-28", tasks=True).result
     assert other["tools"][0] is not first["tools"][0]
     assert other["tools"][0].name == "t0000"
+
+
+async def test_a_listing_is_keyed_by_what_its_result_depends_on(gateway: Gateway) -> None:
+    """The direct path keeps a list's written result under `Listing.key`
+    (docs/decisions/0038): equal keys only for the same definitions in the same order,
+    view, revision and task support."""
+    tools = gateway.catalog.tools()
+
+    def key(listed: list[ToolDefinition], view: View = AGGREGATED, **how: Any) -> Any:
+        version, tasks = how.get("version", "2026-07-28"), how.get("tasks", True)
+        return gateway.mcp.tools(listed, view, version, tasks=tasks).key
+
+    assert key(tools) == key(list(tools))
+    assert (
+        len(
+            {
+                key(tools),
+                key(tools[:-1]),
+                key(tools[::-1]),
+                key(tools, View("many")),
+                key(tools, version="2025-11-25"),
+                key(tools, tasks=False),
+            }
+        )
+        == 6
+    )
+    # A re-read of the upstream makes new definitions: a new key, though equal in value.
+    await gateway.catalog.refresh()
+    assert gateway.catalog.tools()[0] is not tools[0]
+    assert key(gateway.catalog.tools()) != key(tools)
 
 
 async def test_the_gateways_own_tools_are_in_the_same_one_decision(gateway: Gateway) -> None:
