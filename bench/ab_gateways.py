@@ -56,7 +56,7 @@ def start(gateway: GatewayServer, tree: Path) -> GatewayServer:
 
 
 async def measure(
-    targets: list[Target], upstream: McpUpstreamServer, method: Method, rounds: int
+    targets: list[Target], upstream: McpUpstreamServer, method: Method, rounds: int, seconds: float
 ) -> None:
     pids = [upstream.process.popen.pid] + [t.middle["gateway"] for t in targets]
     await load.wait_quiet(pids)
@@ -84,8 +84,8 @@ async def measure(
                 busy_run = await load.run(
                     c,
                     concurrency=16,
-                    max_calls=2000,
-                    max_seconds=6,
+                    max_calls=int(seconds * 400),
+                    max_seconds=seconds,
                     measure={"gateway": target.middle["gateway"]},
                 )
                 busy = busy_run.summary()
@@ -132,6 +132,12 @@ def main() -> None:
     parser.add_argument("trees", help="comma-separated checkout folders")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--method", default="tools/call", choices=sorted(METHODS))
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=6,
+        help="length of each c=16 run (longer on a loaded machine: more calls per figure)",
+    )
     args = parser.parse_args()
     trees = [Path(t).resolve() for t in args.trees.split(",")]
     directory = Path(tempfile.mkdtemp(prefix="bench-ab-"))
@@ -158,6 +164,7 @@ def main() -> None:
             upstream,
             METHODS[args.method],
             args.rounds,
+            args.seconds,
             backend_options={"use_uvloop": True},
         )
     finally:
