@@ -56,7 +56,12 @@ def start(gateway: GatewayServer, tree: Path) -> GatewayServer:
 
 
 async def measure(
-    targets: list[Target], upstream: McpUpstreamServer, method: Method, rounds: int, seconds: float
+    targets: list[Target],
+    upstream: McpUpstreamServer,
+    method: Method,
+    rounds: int,
+    seconds: float,
+    rate: float | None,
 ) -> None:
     pids = [upstream.process.popen.pid] + [t.middle["gateway"] for t in targets]
     await load.wait_quiet(pids)
@@ -87,6 +92,7 @@ async def measure(
                     max_calls=int(seconds * 400),
                     max_seconds=seconds,
                     measure={"gateway": target.middle["gateway"]},
+                    rate=rate,
                 )
                 busy = busy_run.summary()
             async with raw_caller(target.url, target.token, method, target, connections=1) as c:
@@ -138,6 +144,12 @@ def main() -> None:
         default=6,
         help="length of each c=16 run (longer on a loaded machine: more calls per figure)",
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="calls a second of each c=16 run (paced, at most 16 in flight): every gateway "
+        "does the same work per second, so their CPU per call compares on a loaded machine",
+    )
     args = parser.parse_args()
     trees = [Path(t).resolve() for t in args.trees.split(",")]
     directory = Path(tempfile.mkdtemp(prefix="bench-ab-"))
@@ -165,6 +177,7 @@ def main() -> None:
             METHODS[args.method],
             args.rounds,
             args.seconds,
+            args.rate,
             backend_options={"use_uvloop": True},
         )
     finally:
