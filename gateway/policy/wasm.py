@@ -54,6 +54,10 @@ RECYCLE_BYTES = 64 << 20
 # An evaluation interrupted at its deadline after at least this share of it on the CPU
 # ran that long: the policy's own cost. With less, it mostly waited for a core.
 SPENT_SHARE = 0.5
+# Ticks with no evaluation after which the epoch thread parks (0.1 s): long enough
+# that a gateway serving calls never parks it between two (a wake-up per evaluation
+# cost more than the ticks it saved), short enough that an idle one soon does.
+PARK_AFTER_TICKS = 20
 # A deadline that never fires: set while loading data, outside any evaluation.
 _NO_DEADLINE = 1 << 40
 _ABI_MAJOR = 1
@@ -97,13 +101,13 @@ class MissingBuiltins(PolicyLoadError):
 class _Epoch:
     """The process-wide engine and the thread that advances its epoch.
 
-    The thread ticks only while evaluations run: it parks once a whole tick passed
-    with none running and none begun, and the next evaluation wakes it. Ticking
-    without pause cost an idle gateway ≈ 8 ms of CPU per second (200 wake-ups, each
-    taking the GIL from whatever ran; docs/decisions/0039). An evaluation's deadline
-    counts ticks from its own start, so a parked thread delays no deadline: the first
-    tick after a wake-up comes a whole `EPOCH_TICK_S` later, as `deadline_ticks`
-    already allows for a tick just after arming.
+    The thread ticks only while evaluations come: it parks once `PARK_AFTER_TICKS`
+    ticks passed with none running and none begun, and the next evaluation wakes it.
+    Ticking without pause cost an idle gateway ≈ 5–8 ms of CPU a second (200 wake-ups,
+    each taking the GIL from whatever ran; docs/decisions/0039). An evaluation's
+    deadline counts ticks from its own start, so a parked thread delays no deadline:
+    the first tick after a wake-up comes a whole `EPOCH_TICK_S` later, as
+    `deadline_ticks` already allows for a tick just after arming.
     """
 
     def __init__(self) -> None:
@@ -139,15 +143,19 @@ class _Epoch:
             self._running -= 1
 
     def _tick(self) -> None:
+        idle_ticks = 0
         while True:
             with self._lock:
-                # Parks only after a tick with nothing running and nothing begun: a
-                # steady stream of short evaluations keeps it ticking, with no wake-up
-                # per evaluation.
-                while not self._running and not self._began:
-                    self._parked = True
-                    self._wake.wait()
+                idle_ticks = 0 if self._running or self._began else idle_ticks + 1
                 self._began = False
+                # Parks only after `PARK_AFTER_TICKS` ticks with nothing running and
+                # nothing begun: under a steady stream of calls it ticks as before,
+                # with no wake-up per evaluation; an idle process parks it.
+                if idle_ticks >= PARK_AFTER_TICKS:
+                    self._parked = True
+                    while self._parked:  # `begin` clears it
+                        self._wake.wait()
+                    idle_ticks = 0
             time.sleep(EPOCH_TICK_S)
             self.engine.increment_epoch()
 
