@@ -7,7 +7,10 @@ for every tree in an order rotated from round to round: the direct call at c=16 
 round's baseline), the gateway at c=16 (calls/s and its CPU per call) and at c=1
 (p50). It prints each round, the medians with their spread, and the per-round ratio of
 every tree's CPU per call to the first tree's: on a shared machine the paired ratio is
-the figure to read (docs/decisions/0026 decided the fast paths on it).
+the figure to read (docs/decisions/0026 decided the fast paths on it). Each gateway's
+idle CPU rate is read while the direct call runs (the gateway idle), and the CPU per
+call is also given less that rate: on a loaded machine the calls/s swing, and the idle
+pollers' share of a call with them.
 
     .venv/bin/python -m bench.ab_gateways TREE_A,TREE_B[,...] [--rounds 4]
         [--method tools/call]
@@ -53,7 +56,12 @@ def start(gateway: GatewayServer, tree: Path) -> GatewayServer:
 
 
 async def measure(
-    targets: list[Target], upstream: McpUpstreamServer, method: Method, rounds: int
+    targets: list[Target],
+    upstream: McpUpstreamServer,
+    method: Method,
+    rounds: int,
+    seconds: float,
+    rate: float | None,
 ) -> None:
     pids = [upstream.process.popen.pid] + [t.middle["gateway"] for t in targets]
     await load.wait_quiet(pids)
@@ -64,42 +72,61 @@ async def measure(
         for target in targets[shift:] + targets[:shift]:
             async with raw_caller(direct.url, direct.token, method, direct, connections=16) as c:
                 await load.warm(c, 10)
-                baseline = (
-                    await load.run(c, concurrency=16, max_calls=1500, max_seconds=3)
-                ).summary()
+                # The gateway sits idle meanwhile: its CPU over this run is its idle
+                # rate (pollers: the executor's claims, the checkpointer), taken off
+                # its busy CPU below.
+                direct_run = await load.run(
+                    c,
+                    concurrency=16,
+                    max_calls=1500,
+                    max_seconds=3,
+                    measure={"gateway": target.middle["gateway"]},
+                )
+                baseline = direct_run.summary()
+                idle_per_s = direct_run.cpu_s["gateway"] / direct_run.elapsed_s
             async with raw_caller(target.url, target.token, method, target, connections=16) as c:
                 await load.warm(c, 20)
-                busy = (
-                    await load.run(
-                        c,
-                        concurrency=16,
-                        max_calls=2000,
-                        max_seconds=6,
-                        measure={"gateway": target.middle["gateway"]},
-                    )
-                ).summary()
+                busy_run = await load.run(
+                    c,
+                    concurrency=16,
+                    max_calls=int(seconds * 400),
+                    max_seconds=seconds,
+                    measure={"gateway": target.middle["gateway"]},
+                    rate=rate,
+                )
+                busy = busy_run.summary()
             async with raw_caller(target.url, target.token, method, target, connections=1) as c:
                 await load.warm(c, 10)
                 alone = (await load.run(c, concurrency=1, max_calls=400, max_seconds=4)).summary()
             mine = figures[target.name]
             mine.setdefault("cpu", []).append(busy["cpu_ms_per_call"]["gateway"])
+            # On a loaded machine the calls/s, and with it the idle CPU's share of a
+            # call, swing from round to round: the CPU per call less the idle rate is
+            # the steadier figure of the work a call costs.
+            net_s = busy_run.cpu_s["gateway"] - idle_per_s * busy_run.elapsed_s
+            mine.setdefault("net", []).append(net_s * 1000 / max(1, busy_run.completed))
+            mine.setdefault("idle", []).append(idle_per_s * 1000)
             mine.setdefault("share", []).append(busy["ok_per_s"] / baseline["ok_per_s"])
             mine.setdefault("p50", []).append(alone["ok_p50_ms"])
             print(
-                f"round {index} {target.name}: CPU per call {mine['cpu'][-1]:.3f} ms, "
+                f"round {index} {target.name}: CPU per call {mine['cpu'][-1]:.3f} ms "
+                f"(less idle {mine['net'][-1]:.3f}; idle {mine['idle'][-1]:.1f} ms/s), "
                 f"c=16 {busy['ok_per_s']} calls/s ({mine['share'][-1]:.3f}× direct), "
                 f"p50 c=1 {alone['ok_p50_ms']:.2f} ms, answers {busy['kinds']}",
                 flush=True,
             )
     for name, mine in figures.items():
         print(
-            f"{name}: CPU per call {_spread(mine['cpu'])} ms, calls/s c=16 "
+            f"{name}: CPU per call {_spread(mine['cpu'])} ms (less idle "
+            f"{_spread(mine['net'])}; idle {_spread(mine['idle'])} ms/s), calls/s c=16 "
             f"{_spread(mine['share'])}× direct, p50 c=1 {_spread(mine['p50'])} ms"
         )
-    first = figures[targets[0].name]["cpu"]
-    for target in targets[1:]:
-        paired = [round(b / a, 3) for a, b in zip(first, figures[target.name]["cpu"], strict=True)]
-        print(f"{target.name} / {targets[0].name}, CPU per call, per round: {paired}")
+    for figure, label in (("cpu", "CPU per call"), ("net", "CPU per call less idle")):
+        first = figures[targets[0].name][figure]
+        for target in targets[1:]:
+            mine = figures[target.name][figure]
+            paired = [round(b / a, 3) for a, b in zip(first, mine, strict=True)]
+            print(f"{target.name} / {targets[0].name}, {label}, per round: {paired}")
 
 
 def _spread(values: list[float]) -> str:
@@ -111,6 +138,18 @@ def main() -> None:
     parser.add_argument("trees", help="comma-separated checkout folders")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--method", default="tools/call", choices=sorted(METHODS))
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=6,
+        help="length of each c=16 run (longer on a loaded machine: more calls per figure)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="calls a second of each c=16 run (paced, at most 16 in flight): every gateway "
+        "does the same work per second, so their CPU per call compares on a loaded machine",
+    )
     args = parser.parse_args()
     trees = [Path(t).resolve() for t in args.trees.split(",")]
     directory = Path(tempfile.mkdtemp(prefix="bench-ab-"))
@@ -137,6 +176,8 @@ def main() -> None:
             upstream,
             METHODS[args.method],
             args.rounds,
+            args.seconds,
+            args.rate,
             backend_options={"use_uvloop": True},
         )
     finally:

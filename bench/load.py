@@ -87,15 +87,28 @@ async def run(
     grace_s: float = 20.0,
     call_timeout_s: float = 30.0,
     measure: dict[str, int] | None = None,
+    rate: float | None = None,
 ) -> RunResult:
-    """Runs the load; ``measure`` names the process trees (name → pid) whose CPU to read."""
+    """Runs the load; ``measure`` names the process trees (name → pid) whose CPU to read.
+    With ``rate``, calls start on a fixed schedule of ``rate`` a second (still at most
+    ``concurrency`` in flight): gateways compared at one rate do the same work per
+    second, whatever the machine's load lets each reach on its own."""
     result = RunResult(concurrency)
     pids = measure or {}
     deadline = time.perf_counter() + max_seconds
+    first = time.perf_counter()
 
     async def worker() -> None:
         while result.started < max_calls and time.perf_counter() < deadline:
-            result.started += 1
+            if rate is not None:
+                due = first + result.started / rate
+                result.started += 1
+                await anyio.sleep(max(0.0, due - time.perf_counter()))
+                if time.perf_counter() >= deadline:
+                    result.started -= 1
+                    return
+            else:
+                result.started += 1
             began = time.perf_counter()
             with anyio.move_on_after(call_timeout_s) as scope:
                 kind = await caller()

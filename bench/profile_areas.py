@@ -224,3 +224,33 @@ async def profile_target(
         else {},
         "top_leaves": [{"frame": f, "samples": n} for f, n in top_leaves(raw)],
     }
+
+
+def main() -> None:
+    """The profile alone (without the comparison's rounds): one gateway of this checkout."""
+    import argparse
+    import json
+    import tempfile
+
+    from bench.methods import METHODS
+    from bench.targets import lab
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--method", default="tools/call", choices=sorted(METHODS))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, lab(Path(tmp), ("direct", "gateway")) as lab_:
+        gateway = next(t for t in lab_.targets if t.name == "gateway")
+        report = anyio.run(
+            profile_target,
+            gateway,
+            METHODS[args.method],
+            args.seconds,
+            Path(tmp),
+            backend_options={"use_uvloop": True},
+        )
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -8,13 +8,13 @@ takes the input as JSON text and returns the result set as NUL-terminated JSON.
 
 Why the sandbox holds (docs/decisions/0013):
 - **Time.** Every module is compiled by one process-wide engine with epoch
-  interruption; a daemon thread advances the epoch every `EPOCH_TICK_S`, and each
-  evaluation arms a deadline of whole ticks. A runaway evaluation traps at the
-  deadline wherever it is (wasmtime checks the epoch in every loop and function
-  entry), and no host code runs inside an evaluation. The deadline is wall time, so
-  a starved evaluation reaches it too: one that had less than `SPENT_SHARE` of it on
-  the CPU is `PolicyStarved` (no answer: unavailable), one that used it is
-  `PolicyTimeout` (the policy's own cost: a deny; ADR 0032).
+  interruption; a daemon thread advances the epoch every `EPOCH_TICK_S` while
+  evaluations run, and each evaluation arms a deadline of whole ticks. A runaway
+  evaluation traps at the deadline wherever it is (wasmtime checks the epoch in every
+  loop and function entry), and no host code runs inside an evaluation. The deadline
+  is wall time, so a starved evaluation reaches it too: one that had less than
+  `SPENT_SHARE` of it on the CPU is `PolicyStarved` (no answer: unavailable), one that
+  used it is `PolicyTimeout` (the policy's own cost: a deny; ADR 0032).
 - **Memory.** An instance's memory is created with a maximum page count; OPA's
   allocator aborts when ``memory.grow`` fails, which traps.
 - **No host built-ins.** A module that needs a built-in from the host is refused at
@@ -35,6 +35,7 @@ import ctypes
 import json
 import math
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,10 @@ RECYCLE_BYTES = 64 << 20
 # An evaluation interrupted at its deadline after at least this share of it on the CPU
 # ran that long: the policy's own cost. With less, it mostly waited for a core.
 SPENT_SHARE = 0.5
+# Ticks with no evaluation after which the epoch thread parks (0.1 s): long enough
+# that a gateway serving calls never parks it between two (a wake-up per evaluation
+# cost more than the ticks it saved), short enough that an idle one soon does.
+PARK_AFTER_TICKS = 20
 # A deadline that never fires: set while loading data, outside any evaluation.
 _NO_DEADLINE = 1 << 40
 _ABI_MAJOR = 1
@@ -94,14 +99,29 @@ class MissingBuiltins(PolicyLoadError):
 
 
 class _Epoch:
-    """The process-wide engine and the thread that advances its epoch."""
+    """The process-wide engine and the thread that advances its epoch.
+
+    The thread ticks only while evaluations come: it parks once `PARK_AFTER_TICKS`
+    ticks passed with none running and none begun, and the next evaluation wakes it.
+    Ticking without pause cost an idle gateway ≈ 5–8 ms of CPU a second (200 wake-ups,
+    each taking the GIL from whatever ran; docs/decisions/0039). An evaluation's
+    deadline counts ticks from its own start, so a parked thread delays no deadline:
+    the first tick after a wake-up comes a whole `EPOCH_TICK_S` later, as
+    `deadline_ticks` already allows for a tick just after arming.
+    """
 
     def __init__(self) -> None:
         config = wasmtime.Config()
         config.epoch_interruption = True
         self.engine = wasmtime.Engine(config)
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
+        # Guarded by _lock: evaluations running now, whether one began since the last
+        # tick, whether the thread waits for one.
+        self._running = 0
+        self._began = False
+        self._parked = False
 
     def ensure_ticking(self) -> None:
         with self._lock:
@@ -109,9 +129,34 @@ class _Epoch:
                 self._thread = threading.Thread(target=self._tick, name="policy-epoch", daemon=True)
                 self._thread.start()
 
+    def begin(self) -> None:
+        """An evaluation starts: the epoch must advance until it ends (`end`)."""
+        with self._lock:
+            self._running += 1
+            self._began = True
+            if self._parked:
+                self._parked = False
+                self._wake.notify()
+
+    def end(self) -> None:
+        with self._lock:
+            self._running -= 1
+
     def _tick(self) -> None:
-        stop = threading.Event()  # never set: the daemon thread ends with the process
-        while not stop.wait(EPOCH_TICK_S):
+        idle_ticks = 0
+        while True:
+            with self._lock:
+                idle_ticks = 0 if self._running or self._began else idle_ticks + 1
+                self._began = False
+                # Parks only after `PARK_AFTER_TICKS` ticks with nothing running and
+                # nothing begun: under a steady stream of calls it ticks as before,
+                # with no wake-up per evaluation; an idle process parks it.
+                if idle_ticks >= PARK_AFTER_TICKS:
+                    self._parked = True
+                    while self._parked:  # `begin` clears it
+                        self._wake.wait()
+                    idle_ticks = 0
+            time.sleep(EPOCH_TICK_S)
             self.engine.increment_epoch()
 
 
@@ -315,6 +360,7 @@ class WasmInstance:
         store = self._store
         self._aborted = None
         cpu_started = self.limits.cpu_clock()
+        _EPOCH.begin()
         try:
             store.set_epoch_deadline(self._ticks)
             self._heap_set(store, self._base)
@@ -335,6 +381,7 @@ class WasmInstance:
             ) from None
         finally:
             store.set_epoch_deadline(_NO_DEADLINE)
+            _EPOCH.end()
         try:
             return json.loads(text)
         except ValueError:

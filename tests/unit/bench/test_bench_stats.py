@@ -1,16 +1,18 @@
 """The bench's arithmetic and parsing: ratios, spreads, rotation, /proc stat lines, and
-how a reply is counted. No timing here: timings live in bench/ only."""
+how a reply is counted, the order of a paced run. No timing here: timings live in
+bench/ only."""
 
 from __future__ import annotations
 
 import json
 import os
 
+import anyio
 import pytest
 
 from bench import proc_cpu
-from bench.clients import classify, is_policy_denial
-from bench.load import RunResult
+from bench.clients import OK, classify, is_policy_denial
+from bench.load import RunResult, run
 from bench.stats import fmt_spread, per_call_ms, percentile, ratio, rotated, spread
 
 
@@ -145,3 +147,19 @@ def test_run_summary_counts_shares_and_denials():
     assert summary["ok_per_s"] == 1.0
     assert summary["cpu_ms_per_call"] == {"gateway": 2.0, "client": 1.0}
     assert summary["ok_p99_ms"] == 30.0
+
+
+def test_a_paced_run_starts_every_call_once_and_in_schedule_order():
+    # bench.load.run(rate=...): calls start on a fixed schedule, at most `concurrency`
+    # in flight; bounded by max_calls (the time bound is generous: nothing waits on it).
+    order: list[int] = []
+
+    async def caller() -> str:
+        order.append(len(order))
+        return OK
+
+    result = anyio.run(
+        lambda: run(caller, concurrency=4, max_calls=12, max_seconds=60, rate=1000.0)
+    )
+    assert result.started == result.completed == result.ok == 12
+    assert order == list(range(12))

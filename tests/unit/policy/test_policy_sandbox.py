@@ -24,6 +24,7 @@ from gateway.policy.wasm import (
 )
 from tests.support.clock import FakeClock, SteppingClock
 from tests.support.hostile_policy import HOSTILE
+from tests.support.waiting import eventually
 
 MIB = 1 << 20
 
@@ -56,6 +57,22 @@ def test_a_runaway_evaluation_is_interrupted_at_its_deadline(tmp_path: Path) -> 
     target = engine(tmp_path, Limits(timeout_s=0.05, memory_bytes=2048 * MIB, cpu_clock=RAN))
     with pytest.raises(PolicyTimeout, match="ran past its deadline of 50 ms"):
         ask(target, "spin")
+    assert ask(target, "fine") == "fine"
+
+
+def test_the_epoch_thread_parks_when_idle_and_a_deadline_still_fires_after(
+    tmp_path: Path,
+) -> None:
+    # The epoch advances only while evaluations run (an idle gateway spent ≈ 8 ms of
+    # CPU per second ticking): once idle, the thread parks; the next evaluation wakes
+    # it, and a runaway one is still interrupted at its deadline.
+    target = engine(tmp_path, Limits(timeout_s=0.05, memory_bytes=2048 * MIB, cpu_clock=RAN))
+    assert ask(target, "fine") == "fine"
+    eventually(lambda: wasm._EPOCH._parked, "the epoch thread parked once idle")
+    with pytest.raises(PolicyTimeout, match="ran past its deadline of 50 ms"):
+        ask(target, "spin")
+    eventually(lambda: wasm._EPOCH._parked, "the epoch thread parked again")
+    assert wasm._EPOCH._running == 0
     assert ask(target, "fine") == "fine"
 
 
