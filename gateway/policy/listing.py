@@ -147,13 +147,14 @@ class VisibleItems(Generic[_Item]):
         catalog = self._catalog_digest(listed)
         key = (subject_digest(principal), decider.revision or "", catalog)
         # A revision that does not follow the policy's changes keys nothing.
-        names = self._cache.get(key) if decider.revision_follows_policy else None
+        cacheable = decider.revision_follows_policy
+        names = self._cache.get(key) if cacheable else None
         if names is None:
             items = [item.to_policy_resource() for item in listed]
             names, revision = await self._ask(decider, principal, items)
             if names is None:
                 return []
-            if decider.revision_follows_policy:
+            if cacheable:
                 # Keyed by the revision that answered: a reload meanwhile, a new key.
                 self._remember((key[0], revision or "", catalog), names)
         else:
