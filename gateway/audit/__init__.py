@@ -43,6 +43,9 @@ Invariants:
   caller gets `gateway.errors.AuditUnavailable` and none of its records exists, so
   nothing is forwarded on the strength of an audit record that is not there (§9.2).
 - The records of one append call are contiguous and commit together.
+- No record is appended twice: one kept for another try after its COMMIT was cut off
+  (`gateway.errors.AuditCommitUnknown`) is appended only if the log does not hold it
+  where that COMMIT put it (docs/decisions/0040).
 - Payloads are committed to by salted hashes, so erasing one (payload and salt) keeps
   the chain verifiable.
 - Checkpoint sizes only grow, and each new checkpoint is proved consistent with the

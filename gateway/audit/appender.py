@@ -47,13 +47,18 @@ class Appender:
         a write on an event loop must not wait for the pool."""
         self._kept.dbapi()
 
-    def write(self, groups: Sequence[Sequence[PreparedRecord]]) -> list[list[int]]:
+    def write(
+        self,
+        groups: Sequence[Sequence[PreparedRecord]],
+        earlier: Sequence[Sequence[int] | None] = (),
+    ) -> list[list[int]]:
         """Appends every group, each contiguously and in order, in one transaction;
         returns each group's seqs. On failure nothing of the batch exists and the
         driver's exception (or `WriterBusy`) propagates; `CommitUnknown` when the
-        connection broke during COMMIT."""
+        connection broke during COMMIT, its ``result`` each group's seqs in that
+        transaction. ``earlier``: see `append_rows`."""
         return self._kept.transaction(
-            WRITER_LOCK_KEY, append_rows, self._dialect, self._origin, groups
+            WRITER_LOCK_KEY, append_rows, self._dialect, self._origin, groups, earlier
         )
 
     def close(self) -> None:

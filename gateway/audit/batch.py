@@ -111,15 +111,21 @@ def append_rows(
     dialect: Dialect,
     origin: str,
     groups: Sequence[Sequence[PreparedRecord]],
+    earlier: Sequence[Sequence[int] | None] = (),
 ) -> list[list[int]]:
     """The chain extension itself, on a DB-API connection of ``dialect`` in a
     transaction that holds the writer lock: reads the head, builds the leaves, inserts
     entries and payloads. Returns each group's seqs. Every writer
-    (`gateway.audit.appender`, erasures, the CLI) appends through here."""
+    (`gateway.audit.appender`, erasures, the CLI) appends through here.
+
+    ``earlier[i]``, where given, are the seqs group ``i`` was given by a transaction
+    whose COMMIT was cut off (`CommitUnknown`): if the log holds the group there, it is
+    not appended again and those seqs are its result."""
     statements = _statements(dialect.mark)
     cursor = dbapi_connection.cursor()
     try:
-        # Read under the lock, in this transaction: the head cannot move until commit.
+        # Read under the lock, in this transaction: the head cannot move until commit,
+        # and a cut-off transaction that held the lock has ended one way or the other.
         cursor.execute(statements.head)
         head = cursor.fetchone()
         seq = 0 if head is None else head[0] + 1
@@ -130,7 +136,11 @@ def append_rows(
         entry_rows: list[tuple[Any, ...]] = []
         payload_rows: list[tuple[Any, ...]] = []
         results: list[list[int]] = []
-        for group in groups:
+        for index, group in enumerate(groups):
+            placed = earlier[index] if index < len(earlier) else None
+            if placed and _in_log(cursor, statements, group, placed):
+                results.append(list(placed))
+                continue
             seqs = []
             for record in group:
                 leaf = build_leaf(
@@ -163,9 +173,37 @@ def append_rows(
     return results
 
 
+def _in_log(
+    cursor: Any, statements: _Statements, group: Sequence[PreparedRecord], seqs: Sequence[int]
+) -> bool:
+    """Whether the log holds ``group`` at ``seqs``. A leaf commits to its record's
+    payload with a salt drawn for that record alone, so a leaf there with the same
+    commitment is that record, not another one like it."""
+    if len(seqs) != len(group):
+        return False
+    cursor.execute(statements.leaves, (seqs[0], seqs[-1]))
+    leaves = {row[0]: bytes(row[1]) for row in cursor.fetchall()}
+    for seq, record in zip(seqs, group, strict=True):
+        leaf = leaves.get(seq)
+        if leaf is None:
+            return False
+        try:
+            parsed = parse_leaf(leaf)
+        except LeafFormatError:
+            return False
+        if (parsed.commitment, parsed.kind, parsed.ref) != (
+            record.commitment,
+            record.kind,
+            record.ref,
+        ):
+            return False
+    return True
+
+
 @dataclass(frozen=True)
 class _Statements:
     head: str
+    leaves: str
     insert_entry: str
     insert_payload: str
 
@@ -179,6 +217,7 @@ def _statements(mark: str) -> _Statements:
     entries, payloads = audit_entries.name, audit_payloads.name
     return _Statements(
         head=f"SELECT seq, leaf_hash, ts FROM {entries} ORDER BY seq DESC LIMIT 1",
+        leaves=f"SELECT seq, leaf FROM {entries} WHERE seq BETWEEN {mark} AND {mark}",
         insert_entry=(
             f"INSERT INTO {entries} (seq, ts, kind, ref, leaf, leaf_hash) "
             f"VALUES ({', '.join([mark] * 6)})"

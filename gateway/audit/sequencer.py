@@ -15,10 +15,13 @@ What nobody waits for (`submit`: a call's outcome, a run's events) lingers for u
 that it costs no commit (an fsync) of its own (docs/decisions/0026). If that
 transaction fails with nothing appended (the database is down), it is kept and tried
 again, every `RETRY_S` or with the next append, until it commits: a database restart
-loses no outcome of a call that was forwarded before it. Only a failure during COMMIT,
-when the records may already be in the log, gives them up (a retry could append them
-twice), as does a process that dies or stops while the database is still away; the
-verifier reports such calls as having an unknown outcome.
+loses no outcome of a call that was forwarded before it. A failure during COMMIT, when
+the records may already be in the log, keeps them too, with the seqs that transaction
+gave them: the transaction that tries them again first looks there (under the writer
+lock, so the cut-off one has ended either way) and appends only what the log does not
+hold, so nothing is written twice (docs/decisions/0040). Only a process that dies or
+stops while the database is still away gives them up; the verifier reports such calls
+as having an unknown outcome.
 
 No chain state is kept in memory. Because the head is read under the lock inside the
 transaction that extends it, several processes (each with its own writer thread)
@@ -74,7 +77,7 @@ MAX_KEPT = 10_000
 class _Request:
     """One append call: its records land contiguously, in one transaction."""
 
-    __slots__ = ("future", "kept", "loop", "records", "sync_future")
+    __slots__ = ("future", "kept", "loop", "placed", "records", "sync_future")
 
     def __init__(
         self,
@@ -92,6 +95,9 @@ class _Request:
         # Submitted (nobody waits): kept for another try when its transaction fails
         # with nothing appended, instead of failing.
         self.kept = kept
+        # The seqs a transaction whose COMMIT was cut off gave these records: where the
+        # next try looks before appending them (`append_rows`).
+        self.placed: list[int] | None = None
 
 
 _STOP = object()  # queued by close(): everything queued before it is still written
@@ -272,7 +278,7 @@ class AuditLog:
                 lingering = self._take_lingering_locked()
             groups = [*(r.records for r in lingering), prepared]
             try:
-                results = self._budget.timed(inline.write, groups)
+                results = self._budget.timed(inline.write, groups, [r.placed for r in lingering])
             except WriterBusy:
                 with self._lock:  # nothing written: they linger again, still first
                     self._lingering[:0] = lingering
@@ -386,7 +392,9 @@ class AuditLog:
         # was slow once must not keep appends off the loop for good, and a loaded log
         # keeps them off. The commit alone is timed, not the waking of its callers.
         try:
-            results = self._budget.timed(appender.write, [r.records for r in batch])
+            results = self._budget.timed(
+                appender.write, [r.records for r in batch], [r.placed for r in batch]
+            )
         except Exception as exc:
             count = sum(len(r.records) for r in batch)
             self._done(batch)
@@ -406,10 +414,14 @@ class AuditLog:
 
     def _keep_for_retry(self, batch: Sequence[_Request], exc: BaseException) -> list[_Request]:
         """After ``batch`` failed with ``exc``: puts its submitted requests back in front
-        of what lingers, to be tried again (module docstring), unless the commit's fate
-        is unknown or the log is closing. Returns the requests that fail now."""
+        of what lingers, to be tried again (module docstring), unless the log is
+        closing. Returns the requests that fail now."""
         if isinstance(exc, CommitUnknown):
-            return list(batch)
+            placed = exc.result
+            if not isinstance(placed, list) or len(placed) < len(batch):
+                return list(batch)  # nowhere to look first: a retry could write twice
+            for request, seqs in zip(batch, placed, strict=False):
+                request.placed = seqs
         retry = [r for r in batch if r.kept and r.loop is not None]
         fail = [r for r in batch if not (r.kept and r.loop is not None)]
         with self._lock:

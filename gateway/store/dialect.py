@@ -51,7 +51,14 @@ class WriterBusy(Exception):
 
 class CommitUnknown(Exception):
     """The connection broke while COMMIT was under way: the transaction may or may not
-    have committed. Never retried (that could write it twice)."""
+    have committed. Never retried blindly (that could write it twice).
+
+    ``result`` is what the transaction's work returned before its COMMIT: where that
+    work put things, so that a later transaction can look whether they are there."""
+
+    def __init__(self, message: str, *, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class Dialect(ABC):
@@ -130,7 +137,7 @@ class Dialect(ABC):
         the writer lock ``lock_key``; commits and returns its result. On failure
         nothing of it exists and the driver's exception propagates, or `WriterBusy`
         (``kept.never_wait`` and another writer holds the database), or
-        `CommitUnknown`."""
+        `CommitUnknown` (carrying the work's result)."""
 
     @abstractmethod
     def rollback_driver(self, dbapi_connection: Any) -> None:

@@ -102,11 +102,12 @@ class PostgresDialect(Dialect):
         for attempt in (1, 2):
             dbapi = kept.dbapi()
             committing = False
+            done: Any = None  # the work's result, for CommitUnknown
             try:
                 with dbapi.cursor() as cursor:
                     cursor.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key,))
                 result = work(dbapi, *args)
-                committing = True
+                done, committing = result, True
                 dbapi.commit()
                 return result
             except Exception as exc:
@@ -114,7 +115,7 @@ class PostgresDialect(Dialect):
                 if attempt == 1 and broken and not committing:
                     continue
                 if broken and committing:
-                    raise CommitUnknown(describe_error(exc)) from exc
+                    raise CommitUnknown(describe_error(exc), result=done) from exc
                 raise
         raise AssertionError("unreachable")
 

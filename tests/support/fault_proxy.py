@@ -1,6 +1,8 @@
 """A TCP proxy in front of an upstream that a test turns faulty: it passes bytes both
 ways, or hangs (accepts, reads, never answers), or drops (accepts, reads the request,
-closes the connection without a byte of answer).
+closes the connection without a byte of answer). Passing, it can also cut one
+connection at the moment its peer has done what was asked and answers
+(`cut_reply_after`): the client cannot know that it was done.
 
 Runs on its own event loop in a thread of the test process. Changing the mode cuts
 every connection open at that moment, as a network fault would: a client's kept-alive
@@ -32,6 +34,8 @@ class FaultProxy:
         self.accepted = {mode: 0 for mode in Mode}  # connections taken in each mode
         self._loop = asyncio.new_event_loop()
         self._open: set[asyncio.StreamWriter] = set()
+        self._cut_marker: bytes | None = None
+        self.cuts = 0  # connections cut by `cut_reply_after`
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
@@ -50,6 +54,12 @@ class FaultProxy:
         for writer in list(self._open):
             writer.transport.abort()
         self._open.clear()
+
+    def cut_reply_after(self, marker: bytes) -> None:
+        """The next time a client sends bytes holding ``marker`` (whole, in one read),
+        they reach the upstream, and its answer does not come back: the connection is
+        cut when the answer arrives. Once."""
+        self._loop.call_soon_threadsafe(setattr, self, "_cut_marker", marker)
 
     def _count_open(self, mode: Mode) -> int:
         return sum(1 for w in list(self._open) if getattr(w, "fault_mode", None) is mode)
@@ -86,23 +96,44 @@ class FaultProxy:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         self._open.add(up_writer)
 
-        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        cutting = False  # the upstream's next answer is not passed on
+
+        async def pump(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, *, upward: bool
+        ) -> None:
+            nonlocal cutting
             try:
                 while data := await source.read(65536):
+                    if not upward and cutting:
+                        self.cuts += 1
+                        return
+                    if upward and self._cut_marker is not None and self._cut_marker in data:
+                        self._cut_marker, cutting = None, True
                     sink.write(data)
                     await sink.drain()
             finally:
                 sink.transport.abort()
 
         try:
-            await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+            await asyncio.gather(
+                pump(reader, up_writer, upward=True), pump(up_reader, writer, upward=False)
+            )
         finally:
             self._open.discard(up_writer)
             up_writer.transport.abort()
 
     def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._shut(), self._loop).result(TIMEOUT_S)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(TIMEOUT_S)
+
+    async def _shut(self) -> None:
+        """Cuts every connection and ends their tasks, so none is left pending."""
+        await self._switch(self.mode)
+        tasks = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @contextmanager

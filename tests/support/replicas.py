@@ -107,13 +107,6 @@ class Deployment:
         database is back (docs/operations.md, Faults)."""
         return {ref for g in self.gateways for ref in _UNKNOWN_COMMIT.findall(g.log())}
 
-    def outcomes_cut_off(self) -> set[str]:
-        """Calls whose outcome was in a COMMIT the database's crash cut off: it may or
-        may not be in the log, and is not written again (a retry could append it
-        twice), so the verifier reports such a call as "outcome unknown"
-        (gateway/audit/sequencer.py, the module docstring)."""
-        return {ref for g in self.gateways for ref in _OUTCOME_CUT_OFF.findall(g.log())}
-
     def logs(self) -> str:
         parts = [f"--- {g.directory.name}\n{g.log()[-4000:]}" for g in self.gateways]
         parts += [f"--- worker {i}\n{w.log()[-4000:]}" for i, w in enumerate(self.workers)]
@@ -204,9 +197,6 @@ class CallLoad:
 _UNKNOWN_COMMIT = re.compile(
     r"call (\S+) not forwarded: audit log unavailable: [^\n]*may or may not be in the log"
 )
-_OUTCOME_CUT_OFF = re.compile(
-    r"outcome of (\S+) not recorded: audit log unavailable: [^\n]*may or may not be in the log"
-)
 
 
 @dataclass
@@ -264,14 +254,14 @@ def audit_facts(storage_url: str) -> AuditFacts:
     )
 
 
-def settled_audit_facts(storage_url: str, *, may_lack: Callable[[], set[str]] = set) -> AuditFacts:
+def settled_audit_facts(storage_url: str) -> AuditFacts:
     """`audit_facts` once every allowed call's outcome is in the log: an outcome rides
     with the next append, or its own commit within ``LINGER_S`` (ADR 0026), so the
-    last call's may still be on its way when its caller has the answer. Only the calls
-    ``may_lack`` names (outcomes in a COMMIT a crash cut off) may stay without one."""
+    last call's may still be on its way when its caller has the answer; one whose
+    transaction a database crash cut off is written once the database is back."""
 
     def settled() -> AuditFacts | None:
         facts = audit_facts(storage_url)
-        return None if facts.unknown_refs - may_lack() else facts
+        return None if facts.unknown_refs else facts
 
     return eventually(settled, "every forwarded call's outcome in the audit log")

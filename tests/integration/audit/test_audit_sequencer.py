@@ -23,13 +23,14 @@ from gateway.audit import (
     verify_chain,
 )
 from gateway.errors import AuditUnavailable, ConfigError
-from gateway.store import create_engine
+from gateway.store import create_engine, migrate
 from tests.support.audit_faults import (
     kill_connections_at_commit,
     repair_commits,
     sabotage_commits,
     stop_killing_connections,
 )
+from tests.support.fault_proxy import fault_proxy
 
 pytestmark = pytest.mark.anyio
 
@@ -394,4 +395,75 @@ async def test_a_connection_lost_during_commit_is_never_retried(
     entries = read_entries(engine)
     assert [e.payload["i"] for e in entries if e.payload] in ([0, 2], [0, 1, 2])
     assert seq == len(entries) - 1
+    verify_chain(entries, ORIGIN)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_submitted_record_in_a_commit_the_database_did_not_keep_is_written_later(
+    log: AuditLog, engine: Engine
+) -> None:
+    """The connection dies during COMMIT and the database rolls the transaction back:
+    the outcome that rode in it is kept, looked for where that transaction put it (not
+    there), and appended once the database commits again."""
+    await log.append(record(0))
+    kill_connections_at_commit(engine)
+    submitted = log.submit(record(1, kind="call.outcome"))
+    with pytest.raises(AuditUnavailable, match="may or may not be in the log"):
+        await log.append(record(2))  # the outcome rides in front, in the same batch
+    assert not submitted.done()  # kept, not given up
+    stop_killing_connections(engine)
+    assert await log.append(record(3)) == [2]
+    assert await submitted == [1]
+    entries = read_entries(engine)
+    assert [(e.kind, e.ref) for e in entries] == [
+        ("call.attempt", "req-0"),
+        ("call.outcome", "req-1"),
+        ("call.attempt", "req-3"),
+    ]
+    verify_chain(entries, ORIGIN)
+
+
+@pytest.mark.postgres
+async def test_a_submitted_record_in_a_commit_whose_answer_was_lost_is_not_written_twice(
+    pg_database_url: str,
+) -> None:
+    """The database commits, and its answer never reaches the gateway (the connection
+    is cut at that moment, as by a crash or a network fault): the kept outcome is found
+    where that transaction put it, so it is in the log once, with those seqs."""
+    reset = create_engine(pg_database_url)
+    with reset.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+    migrate(reset)
+    reset.dispose()
+    port = sa.make_url(pg_database_url).port
+    assert port is not None
+    with fault_proxy(port) as proxy:
+        # In clear, so the proxy can see the COMMIT go by.
+        url = sa.make_url(pg_database_url).set(port=proxy.port)
+        url = url.update_query_dict({"sslmode": "disable"})
+        engine = create_engine(url.render_as_string(hide_password=False))
+        audit = AuditLog(engine, ORIGIN)
+        await audit.start()
+        try:
+            await audit.append(record(0))
+            proxy.cut_reply_after(b"COMMIT\x00")
+            submitted = audit.submit(record(1, kind="call.outcome"))
+            with pytest.raises(AuditUnavailable, match="may or may not be in the log"):
+                await audit.append(record(2))  # committed, but nobody heard so
+            assert proxy.cuts == 1
+            assert not submitted.done()
+            assert await audit.append(record(3)) == [3]  # after the cut-off two
+            assert await submitted == [1]
+        finally:
+            await audit.close()
+        entries = read_entries(engine)
+        engine.dispose()
+    assert [(e.kind, e.ref) for e in entries] == [
+        ("call.attempt", "req-0"),
+        ("call.outcome", "req-1"),
+        ("call.attempt", "req-2"),
+        ("call.attempt", "req-3"),
+    ]
     verify_chain(entries, ORIGIN)
