@@ -12,6 +12,8 @@ Responsibilities, one module each:
 - `sequencer`: `AuditLog`, the only writer: group commit, one writer thread per
   process (an idle SQLite log commits on the caller's loop), acknowledgement only
   after commit.
+- `waiters`: what a caller of the sequencer waits on (one append's records and its
+  future) and how those futures are resolved on their own event loops.
 - `batch`: what a batch becomes: prepared records, then under the writer lock the
   chain head, leaves and inserts (`append_rows`, the one implementation).
 - `appender`: the writer's kept driver connection and its transaction per batch

@@ -37,7 +37,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Engine
@@ -45,6 +45,13 @@ from sqlalchemy import Engine
 from gateway.audit.appender import Appender, CommitUnknown, WriterBusy
 from gateway.audit.batch import PreparedRecord, check_log, prepare_record, write_batch
 from gateway.audit.records import AuditRecord
+from gateway.audit.waiters import (
+    ErrorFactory,
+    Request,
+    is_running,
+    resolve_elsewhere,
+    settle_futures,
+)
 from gateway.clock import Clock, monotonic
 from gateway.errors import AuditCommitUnknown, AuditUnavailable, ConfigError
 from gateway.inline_budget import InlineBudget
@@ -74,35 +81,7 @@ RETRY_S = 1.0
 MAX_KEPT = 10_000
 
 
-class _Request:
-    """One append call: its records land contiguously, in one transaction."""
-
-    __slots__ = ("future", "kept", "loop", "placed", "records", "sync_future")
-
-    def __init__(
-        self,
-        records: tuple[PreparedRecord, ...],
-        *,
-        loop: asyncio.AbstractEventLoop | None = None,
-        future: asyncio.Future[list[int]] | None = None,
-        sync_future: concurrent.futures.Future[list[int]] | None = None,
-        kept: bool = False,
-    ) -> None:
-        self.records = records
-        self.loop = loop
-        self.future = future
-        self.sync_future = sync_future
-        # Submitted (nobody waits): kept for another try when its transaction fails
-        # with nothing appended, instead of failing.
-        self.kept = kept
-        # The seqs a transaction whose COMMIT was cut off gave these records: where the
-        # next try looks before appending them (`append_rows`).
-        self.placed: list[int] | None = None
-
-
 _STOP = object()  # queued by close(): everything queued before it is still written
-
-ErrorFactory = Callable[[], AuditUnavailable]
 
 
 class AuditLog:
@@ -141,7 +120,7 @@ class AuditLog:
         self._accepting = False
         self._thread: threading.Thread | None = None
         self._failure: str | None = None
-        self._in_flight: Sequence[_Request] = ()
+        self._in_flight: Sequence[Request] = ()
         self._checked = False  # check_log passed: the database holds this log (or none)
         # Requests queued and not yet settled; an inline append waits for none of them
         # (chain order is queue order). Guarded by _lock.
@@ -153,7 +132,7 @@ class AuditLog:
         # Submitted requests waiting for the next append's transaction (not queued yet,
         # not in _pending); the timer that queues them alone after LINGER_S. Guarded by
         # _lock. They always enter the chain before anything appended after them.
-        self._lingering: list[_Request] = []
+        self._lingering: list[Request] = []
         self._linger_timer: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle] | None = None
 
     @property
@@ -214,7 +193,7 @@ class AuditLog:
         with self._lock:
             if not self._accepting:
                 raise self._not_running()
-            self._lingering.append(_Request(prepared, loop=loop, future=future, kept=True))
+            self._lingering.append(Request(prepared, loop=loop, future=future, kept=True))
             if self._linger_timer is None:
                 self._linger_timer = (loop, loop.call_later(LINGER_S, self._stop_lingering))
         return future
@@ -233,13 +212,13 @@ class AuditLog:
         self._pending += len(self._lingering)
         self._take_lingering_locked()
 
-    def _take_lingering_locked(self) -> list[_Request]:
+    def _take_lingering_locked(self) -> list[Request]:
         """Takes every lingering request (for an append to write first), and stops the
         timer when on its loop (elsewhere it fires and finds nothing, or the newer
         ones: early, which is harmless). Requires ``_lock``."""
         taken, self._lingering = self._lingering, []
         timer = self._linger_timer
-        if timer is not None and _is_running(timer[0]):
+        if timer is not None and is_running(timer[0]):
             timer[1].cancel()  # a loop's timers are its own thread's to cancel
             self._linger_timer = None
         return taken
@@ -256,7 +235,7 @@ class AuditLog:
                 raise self._not_running()
             # What lingers goes first, into the same batch: the writer drains both.
             self._queue_lingering_locked()
-            self._queue.put(_Request(prepared, loop=loop, future=future))
+            self._queue.put(Request(prepared, loop=loop, future=future))
             self._pending += 1
         return future
 
@@ -286,9 +265,9 @@ class AuditLog:
             except Exception as exc:
                 error = self._commit_failed(sum(len(g) for g in groups), exc)
                 given_up = self._keep_for_retry(lingering, exc)
-                _resolve_elsewhere(given_up, None, error)
+                resolve_elsewhere(given_up, None, error)
                 raise error() from exc
-            _resolve_elsewhere(lingering, results, None)
+            resolve_elsewhere(lingering, results, None)
             return results[-1]
         finally:
             self._inline_lock.release()
@@ -306,7 +285,7 @@ class AuditLog:
             if self._accepting:
                 future = concurrent.futures.Future()
                 self._queue_lingering_locked()
-                self._queue.put(_Request(prepared, sync_future=future))
+                self._queue.put(Request(prepared, sync_future=future))
                 self._pending += 1
         if future is not None:
             return future.result()
@@ -359,7 +338,7 @@ class AuditLog:
             appender.close()
 
     def _drain_until_stop(self, appender: Appender) -> None:
-        carry: _Request | None = None
+        carry: Request | None = None
         while True:
             first = carry if carry is not None else self._queue.get()
             carry = None
@@ -387,7 +366,7 @@ class AuditLog:
             if stop:
                 return
 
-    def _commit_batch(self, appender: Appender, batch: Sequence[_Request]) -> None:
+    def _commit_batch(self, appender: Appender, batch: Sequence[Request]) -> None:
         # The writer's commits count in the inline budget too: an inline commit that
         # was slow once must not keep appends off the loop for good, and a loaded log
         # keeps them off. The commit alone is timed, not the waking of its callers.
@@ -412,7 +391,7 @@ class AuditLog:
         for event in caught_up:
             event.wait(max(0.0, deadline - time.monotonic()))
 
-    def _keep_for_retry(self, batch: Sequence[_Request], exc: BaseException) -> list[_Request]:
+    def _keep_for_retry(self, batch: Sequence[Request], exc: BaseException) -> list[Request]:
         """After ``batch`` failed with ``exc``: puts its submitted requests back in front
         of what lingers, to be tried again (module docstring), unless the log is
         closing. Returns the requests that fail now."""
@@ -448,14 +427,14 @@ class AuditLog:
             if self._linger_timer is None and self._lingering and self._accepting:
                 self._linger_timer = (loop, loop.call_later(RETRY_S, self._stop_lingering))
 
-    def _done(self, batch: Sequence[_Request]) -> None:
+    def _done(self, batch: Sequence[Request]) -> None:
         """``batch`` is written (or failed): an inline append need not wait for it."""
         with self._lock:
             self._pending -= len(batch)
 
     def _settle(
         self,
-        batch: Sequence[_Request],
+        batch: Sequence[Request],
         results: list[list[int]] | None,
         error: ErrorFactory | None,
     ) -> list[threading.Event]:
@@ -478,7 +457,7 @@ class AuditLog:
         for loop, items in by_loop.items():
             event = threading.Event()
             try:
-                loop.call_soon_threadsafe(_settle_futures, items, error, event)
+                loop.call_soon_threadsafe(settle_futures, items, error, event)
             except RuntimeError:
                 continue  # that loop is closed: nobody waits for these any more
             caught_up.append(event)
@@ -520,49 +499,3 @@ class AuditLog:
             "the audit log is not running (start() was not awaited, or close() was)"
         )
         return AuditUnavailable(f"audit log unavailable: {reason}; nothing was appended")
-
-
-def _is_running(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether ``loop`` is the event loop of the calling thread."""
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
-
-
-def _resolve_elsewhere(
-    requests: Sequence[_Request], results: list[list[int]] | None, error: ErrorFactory | None
-) -> None:
-    """Resolves the lingering requests an inline append wrote first (``results`` holds
-    theirs first): on the calling loop at once, on another loop through that loop."""
-    running = asyncio.get_running_loop()
-    for index, request in enumerate(requests):
-        loop, future = request.loop, request.future
-        if loop is None or future is None:
-            continue
-        items = [(future, None if results is None else results[index])]
-        if loop is running:
-            _settle_futures(items, error, None)
-            continue
-        try:
-            loop.call_soon_threadsafe(_settle_futures, items, error, None)
-        except RuntimeError:
-            continue  # that loop is closed: nobody waits for this any more
-
-
-def _settle_futures(
-    items: list[tuple[asyncio.Future[list[int]], Any]],
-    error: ErrorFactory | None,
-    caught_up: threading.Event | None,
-) -> None:
-    for future, value in items:
-        if future.done():
-            continue  # its caller was cancelled
-        if error is not None:
-            future.set_exception(error())
-        else:
-            future.set_result(value)
-    # Queued behind the wake-ups of the tasks just resolved: when it runs, each of them
-    # has run up to its next await, i.e. has queued its next append if it has one.
-    if caught_up is not None:
-        asyncio.get_running_loop().call_soon(caught_up.set)
