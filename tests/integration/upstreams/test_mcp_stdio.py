@@ -51,6 +51,18 @@ def _running(marker: str) -> set[int]:
     return processes_with_env(MARKER, marker)
 
 
+async def _started(marker: str, count: int = 1) -> set[int]:
+    """The upstream processes, once ``count`` of them show ``marker``: a process shows
+    its environment only once it has executed its program, which a loaded machine may
+    delay past the moment its spawn returned."""
+
+    def seen() -> set[int] | None:
+        running = _running(marker)
+        return running if len(running) == count else None
+
+    return await eventually_async(seen, f"{count} upstream process(es) running")
+
+
 async def _none_left(marker: str) -> None:
     await eventually_async(lambda: not _running(marker), "every upstream process ended")
 
@@ -75,7 +87,7 @@ async def _connected(config: McpStdioUpstream, stdio: StdioStarts) -> AsyncItera
 async def test_the_connection_takes_the_process_started_for_it(tmp_path: Path) -> None:
     config, marker = _upstream(tmp_path)
     async with started_ahead([("demo", stdio_parameters(config, {}))]) as starts:
-        (ahead,) = _running(marker)
+        (ahead,) = await _started(marker)
         async with _connected(config, starts) as connection:
             assert connection.status.connected, connection.status.detail
             client = await connection.connected()
@@ -90,7 +102,7 @@ async def test_the_connection_takes_the_process_started_for_it(tmp_path: Path) -
 async def test_a_process_no_connection_took_is_ended_with_the_block(tmp_path: Path) -> None:
     config, marker = _upstream(tmp_path)
     async with started_ahead([("demo", stdio_parameters(config, {}))]):
-        assert len(_running(marker)) == 1
+        await _started(marker)
     await _none_left(marker)
 
 
@@ -98,7 +110,7 @@ async def test_a_start_that_fails_after_it_leaves_no_process(tmp_path: Path) -> 
     config, marker = _upstream(tmp_path)
     with pytest.raises(RuntimeError, match="the build failed"):
         async with started_ahead([("demo", stdio_parameters(config, {}))]):
-            assert len(_running(marker)) == 1
+            await _started(marker)
             raise RuntimeError("the build failed")
     await _none_left(marker)
 
@@ -106,7 +118,7 @@ async def test_a_start_that_fails_after_it_leaves_no_process(tmp_path: Path) -> 
 async def test_a_reconnect_starts_a_new_process(tmp_path: Path) -> None:
     config, marker = _upstream(tmp_path)
     async with started_ahead([("demo", stdio_parameters(config, {}))]) as starts:
-        (ahead,) = _running(marker)
+        (ahead,) = await _started(marker)
         async with _connected(config, starts) as connection:
             client = await connection.connected()
             os.kill(ahead, signal.SIGKILL)
@@ -128,7 +140,7 @@ async def test_a_process_started_with_other_parameters_is_not_taken(tmp_path: Pa
     config, marker = _upstream(tmp_path)
     other = stdio_parameters(config, {"GATEWAY_UPSTREAM_CREDENTIAL": "not what it gets"})
     async with started_ahead([("demo", other)]) as starts:
-        (ahead,) = _running(marker)
+        (ahead,) = await _started(marker)
         async with _connected(config, starts) as connection:
             assert connection.status.connected, connection.status.detail
             await eventually_async(lambda: ahead not in _running(marker), "the other one ended")
@@ -140,9 +152,9 @@ async def test_a_calling_sessions_own_connection_never_takes_it(tmp_path: Path) 
     config, marker = _upstream(tmp_path)
     params = stdio_parameters(config, {})
     async with started_ahead([("demo", params)]) as starts:
-        (ahead,) = _running(marker)
+        (ahead,) = await _started(marker)
         async with starts.transport(params, ahead_of=None):
-            assert len(_running(marker)) == 2  # a process of its own
+            await _started(marker, 2)  # a process of its own
         async with starts.transport(params, ahead_of="demo"):
             assert _running(marker) == {ahead}
     await _none_left(marker)
