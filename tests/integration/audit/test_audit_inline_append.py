@@ -41,8 +41,8 @@ def writers(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     names: list[str] = []
     real_write = Appender.write
 
-    def write(self: Appender, groups: Any) -> list[list[int]]:
-        result = real_write(self, groups)
+    def write(self: Appender, groups: Any, earlier: Any = ()) -> list[list[int]]:
+        result = real_write(self, groups, earlier)
         names.append(threading.current_thread().name)
         return result
 
@@ -89,10 +89,10 @@ async def test_a_burst_of_appends_is_group_committed_by_the_writer_thread(
     release = threading.Event()
     real_write = Appender.write
 
-    def held(self: Appender, groups: Any) -> list[list[int]]:
+    def held(self: Appender, groups: Any, earlier: Any = ()) -> list[list[int]]:
         if threading.current_thread().name == "audit-writer":
             release.wait(60)
-        return real_write(self, groups)
+        return real_write(self, groups, earlier)
 
     monkeypatch.setattr(Appender, "write", held)
     burst = asyncio.gather(*(log.append(record(i)) for i in range(40)))
@@ -119,10 +119,10 @@ async def test_an_append_never_overtakes_one_queued_before_it(
     release = threading.Event()
     real_write = Appender.write
 
-    def held(self: Appender, groups: Any) -> list[list[int]]:
+    def held(self: Appender, groups: Any, earlier: Any = ()) -> list[list[int]]:
         if threading.current_thread().name == "audit-writer":
             release.wait(10)
-        return real_write(self, groups)
+        return real_write(self, groups, earlier)
 
     monkeypatch.setattr(Appender, "write", held)
     quiet(clock)
@@ -205,9 +205,9 @@ async def test_an_inline_append_never_waits_for_another_process(
     gave_up: list[str] = []  # the threads whose write found the database busy
     real_write = Appender.write
 
-    def write(self: Appender, groups: Any) -> list[list[int]]:
+    def write(self: Appender, groups: Any, earlier: Any = ()) -> list[list[int]]:
         try:
-            return real_write(self, groups)
+            return real_write(self, groups, earlier)
         except WriterBusy:
             gave_up.append(threading.current_thread().name)
             raise
@@ -249,11 +249,11 @@ async def test_a_slow_commit_moves_appends_to_the_writer_thread_until_commits_ar
     real_write = Appender.write
     slow = [True]
 
-    def first_one_slow(self: Appender, groups: Any) -> list[list[int]]:
+    def first_one_slow(self: Appender, groups: Any, earlier: Any = ()) -> list[list[int]]:
         if slow and threading.current_thread().name != "audit-writer":
             slow.clear()
             clock.advance(0.05)  # a disk that stalled once: 25 times the budget
-        return real_write(self, groups)
+        return real_write(self, groups, earlier)
 
     monkeypatch.setattr(Appender, "write", first_one_slow)
     for i in range(30):
@@ -281,10 +281,10 @@ async def test_close_returns_every_connection_even_after_the_writer_died(
     await audit.append(record(0))  # inline: the never-waiting connection is in use
     real_write = Appender.write
 
-    def dies_in_the_writer(self: Appender, groups: Any) -> list[list[int]]:
+    def dies_in_the_writer(self: Appender, groups: Any, earlier: Any = ()) -> list[list[int]]:
         if threading.current_thread().name == "audit-writer":
             raise _WriterBug("simulated bug")
-        return real_write(self, groups)
+        return real_write(self, groups, earlier)
 
     monkeypatch.setattr(Appender, "write", dies_in_the_writer)
     with pytest.raises(AuditUnavailable, match="internal error"):
