@@ -10,7 +10,10 @@ CPU time, unlike wall-clock time, does not move with the machine's load; the loa
 average is printed beside each figure all the same.
 
     .venv/bin/python -m bench.idle TREE_A,TREE_B [--rounds 3] [--seconds 30]
-        [--databases sqlite,postgresql]
+        [--databases sqlite,postgresql] [--set executor.workers=0 ...]
+
+``--set KEY=VALUE`` (a dotted configuration key, a YAML value) changes the
+configuration of every gateway, e.g. to switch one poller off and read its share.
 
 Nothing is written to bench/results: copy what matters.
 """
@@ -71,7 +74,19 @@ def _thread_ticks(pid: int) -> dict[int, int]:
     return ticks
 
 
-def idle_rate(tree: Path, kind: str, upstream_url: str, policy: Path, seconds: float) -> dict:
+def _override(config: dict, settings: list[str]) -> None:
+    for setting in settings:
+        key, _, value = setting.partition("=")
+        *parents, leaf = key.split(".")
+        section = config
+        for parent in parents:
+            section = section.setdefault(parent, {})
+        section[leaf] = yaml.safe_load(value)
+
+
+def idle_rate(
+    tree: Path, kind: str, upstream_url: str, policy: Path, seconds: float, settings: list[str]
+) -> dict:
     """ms of CPU a second of one idle gateway: the process, its event loop thread, the rest."""
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
@@ -82,6 +97,7 @@ def idle_rate(tree: Path, kind: str, upstream_url: str, policy: Path, seconds: f
             policy=policy,
             storage_url=url,
         )
+        _override(gateway.config, settings)
         gateway.config_path.write_text(yaml.safe_dump(gateway.config))
         gateway.process = spawn(
             [sys.executable, "-m", "gateway", "serve", "--config", str(gateway.config_path)],
@@ -112,6 +128,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     trees = [Path(t).resolve() for t in args.trees.split(",")]
     kinds = args.databases.split(",")
@@ -125,7 +142,7 @@ def main() -> None:
                 shift = index % len(trees)
                 for tree in trees[shift:] + trees[:shift]:
                     for kind in kinds:
-                        figure = idle_rate(tree, kind, upstream.url, policy, args.seconds)
+                        figure = idle_rate(tree, kind, upstream.url, policy, args.seconds, args.set)
                         load = proc_cpu.load_average()
                         figures.setdefault((str(tree), kind), []).append(figure)
                         print(

@@ -38,7 +38,8 @@ async def test_a_commit_through_another_connection_wakes_the_subscribers(engine:
         for round_ in range(3):
             await anyio.to_thread.run_sync(_announced_write, engine)
             await eventually_async(
-                lambda: len(woken) >= seen + 2, f"the subscribers woken by commit {round_}"
+                lambda seen=seen: len(woken) >= seen + 2,
+                f"the subscribers woken by commit {round_}",
             )
             seen = len(woken)
         tasks.cancel_scope.cancel()
