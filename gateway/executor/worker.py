@@ -12,8 +12,9 @@ share one database. An idle worker sleeps until there may be something to do
   lease running out, a schedule due);
 - at the latest ``idle_poll_s`` after its last look (an announcement lost).
 
-Between two looks it pauses at least ``poll_s``; at most that often it also fires due
-schedules.
+A timer found due but not yet claimable (another worker's run at that moment) is
+looked at again after ``poll_s``; on SQLite the feed wakes it at most that often.
+At most every ``poll_s`` it also fires due schedules.
 """
 
 from __future__ import annotations
