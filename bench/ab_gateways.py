@@ -107,12 +107,13 @@ async def measure(
             mine.setdefault("net", []).append(net_s * 1000 / max(1, busy_run.completed))
             mine.setdefault("idle", []).append(idle_per_s * 1000)
             mine.setdefault("share", []).append(busy["ok_per_s"] / baseline["ok_per_s"])
-            mine.setdefault("p50", []).append(alone["ok_p50_ms"])
+            # A machine so loaded that no call of the c=1 run succeeded has no p50.
+            mine.setdefault("p50", []).append(alone.get("ok_p50_ms", float("nan")))
             print(
                 f"round {index} {target.name}: CPU per call {mine['cpu'][-1]:.3f} ms "
                 f"(less idle {mine['net'][-1]:.3f}; idle {mine['idle'][-1]:.1f} ms/s), "
                 f"c=16 {busy['ok_per_s']} calls/s ({mine['share'][-1]:.3f}× direct), "
-                f"p50 c=1 {alone['ok_p50_ms']:.2f} ms, answers {busy['kinds']}",
+                f"p50 c=1 {mine['p50'][-1]:.2f} ms, answers {busy['kinds']}",
                 flush=True,
             )
     for name, mine in figures.items():

@@ -133,6 +133,7 @@ def build_components(config: Config, stdio: StdioStarts | None = None) -> Compon
         sinks=[DirectorySink(config.audit.checkpoint_directory(config.data_dir))],
         witnessing=build_witnessing(config, database),
     )
+    checkpointer.follow(audit)  # idle, it sleeps until this process appends (0042)
     policy = build_policy_engine(config)
     decider = build_decider(config, policy)
     minter = UpstreamTokenMinter(

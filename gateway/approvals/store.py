@@ -284,6 +284,9 @@ class ApprovalStore:
             )
             if conn.execute(statement, {"now": now}).rowcount != 1:
                 return None
+            # A decided approval may release a run waiting for it: idle executor
+            # workers of every process look (docs/decisions/0042).
+            self._dialect.announce(conn)
             row = conn.execute(sa.select(table).where(table.c.id == approval_id)).one()
             return _approval(row)
 

@@ -19,6 +19,13 @@ Invariants:
   than its latest checkpoint (truncated) is reported on every step, never re-signed.
 - Appends never wait for a checkpoint (PostgreSQL: separate lock; SQLite: the tree
   rows are computed before the short write transaction).
+
+When it looks: every `POLL_INTERVAL_S` while something is owed (entries not covered,
+a witness lacking the latest checkpoint). With nothing owed, a checkpointer that
+`follow`s its process's log sleeps until that log commits an append, or at the latest
+``every_seconds`` (entries of another process that died before its own checkpointer
+covered them); one that follows none looks every `POLL_INTERVAL_S` regardless
+(docs/decisions/0042).
 """
 
 from __future__ import annotations
@@ -26,10 +33,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Select, select
 
@@ -49,6 +57,9 @@ from gateway.tlog.keys import format_keys
 from gateway.tlog.leaf import format_ts
 from gateway.tlog.note import check_key_name
 from gateway.tlog.verify_proof import verify_consistency
+
+if TYPE_CHECKING:
+    from gateway.audit.sequencer import AuditLog
 
 logger = logging.getLogger("gateway.audit")
 
@@ -144,10 +155,31 @@ class Checkpointer:
         self._last_size = 0
         self._clock = clock  # for every_seconds (gateway.clock)
         self._last_time = clock()
+        # `follow`: appends committed since the loop last read the head (set from any
+        # thread), and the loop to wake while it sleeps with nothing owed.
+        self._follows = False
+        self._appended = threading.Event()
+        self._sleeping: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
 
     @property
     def tree(self) -> TreeStore:
         return self._tree
+
+    def follow(self, log: AuditLog) -> None:
+        """Sleeps, with nothing owed, until ``log`` (this process's) commits an append,
+        instead of looking at the head every `POLL_INTERVAL_S` (module docstring)."""
+        log.on_commit(self._log_appended)
+        self._follows = True
+
+    def _log_appended(self) -> None:
+        # From the committing thread. Wakes the loop only when it sleeps: one cross-
+        # thread call per sleep, not one per commit.
+        self._appended.set()
+        loop, self._sleeping = self._sleeping, None
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody sleeps
+                loop.call_soon_threadsafe(self._wake.set)
 
     async def start(self) -> None:
         """Registers the signing keys, publishes the latest checkpoint and the keys to
@@ -243,10 +275,17 @@ class Checkpointer:
 
     async def _run(self) -> None:
         poll = min(self._every_seconds, POLL_INTERVAL_S)
+        owed = True  # until the first look says otherwise
         while not await self._stopped_within(poll):
+            if not owed and await self._slept_until_appended():
+                return
             try:
+                self._appended.clear()  # appends committed after this: look again
                 head = await asyncio.to_thread(chain_head, self._engine)
                 pending = (0 if head is None else head.size) - self._last_size
+                owed = pending > 0 or (
+                    self._witnessing is not None and self._witnessing.lacking(self._last_size)
+                )
                 waited = self._clock() - self._last_time
                 if pending >= self._every_entries or (
                     pending > 0 and waited >= self._every_seconds
@@ -257,7 +296,31 @@ class Checkpointer:
                     self._witness_in_background(await self._checkpoint_and_publish())
             except Exception:
                 logger.exception("audit checkpoint failed; retrying")
+                owed = True
                 await self._stopped_within(RETRY_DELAY_S)
+
+    async def _slept_until_appended(self) -> bool:
+        """With nothing owed: waits for an append of the followed log, at most
+        ``every_seconds``; returns whether the checkpointer was stopped meanwhile.
+        Never sleeps for a checkpointer that follows no log."""
+        if not self._follows:
+            return False
+        self._sleeping = asyncio.get_running_loop()
+        self._wake.clear()
+        if self._appended.is_set():  # committed before it could be told to wake us
+            self._sleeping = None
+            return False
+        stop = asyncio.ensure_future(self._stopping.wait())
+        wake = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait(
+                {stop, wake}, timeout=self._every_seconds, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            self._sleeping = None
+            stop.cancel()
+            wake.cancel()
+        return self._stopping.is_set()
 
     async def _stopped_within(self, seconds: float) -> bool:
         try:

@@ -37,7 +37,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Engine
@@ -134,10 +134,22 @@ class AuditLog:
         # _lock. They always enter the chain before anything appended after them.
         self._lingering: list[Request] = []
         self._linger_timer: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle] | None = None
+        # Called after every commit of appends, from the committing thread.
+        self._commit_listeners: list[Callable[[], None]] = []
 
     @property
     def origin(self) -> str:
         return self._origin
+
+    def on_commit(self, listener: Callable[[], None]) -> None:
+        """Calls ``listener`` after each commit of appends of this log (entries in the
+        database), from whichever thread committed (the writer thread, an event
+        loop's): it must be quick and thread-safe. The checkpointer's wake-up."""
+        self._commit_listeners.append(listener)
+
+    def _committed(self) -> None:
+        for listener in self._commit_listeners:
+            listener()
 
     async def start(self) -> None:
         """Checks the database (reachable, migrated, same origin), then starts the
@@ -267,6 +279,7 @@ class AuditLog:
                 given_up = self._keep_for_retry(lingering, exc)
                 resolve_elsewhere(given_up, None, error)
                 raise error() from exc
+            self._committed()
             resolve_elsewhere(lingering, results, None)
             return results[-1]
         finally:
@@ -293,9 +306,11 @@ class AuditLog:
             check_log(self._engine, self._origin)
             self._checked = True
         try:
-            return write_batch(self._engine, self._origin, [prepared])[0]
+            written = write_batch(self._engine, self._origin, [prepared])[0]
         except Exception as exc:
             raise self._commit_failed(len(prepared), exc)() from exc
+        self._committed()
+        return written
 
     async def close(self) -> None:
         """Stops accepting appends, writes everything already queued, stops the thread,
@@ -381,6 +396,7 @@ class AuditLog:
             caught_up = self._settle(self._keep_for_retry(batch, exc), None, error)
         else:
             self._done(batch)
+            self._committed()
             caught_up = self._settle(batch, results, None)
         # Group commit only works if the next batch collects every caller this one just
         # woke. Without this wait the writer grabs the first one or two re-appends and

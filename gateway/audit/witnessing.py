@@ -128,6 +128,11 @@ class Witnessing:
             for p in self._progress.values()
         )
 
+    def lacking(self, size: int) -> bool:
+        """Whether some witness lacks a cosignature of ``size`` (asked now or after its
+        back-off): the checkpointer keeps looking until none does."""
+        return any(p.stored < size and p.cosigned <= size for p in self._progress.values())
+
     async def witness(self, size: int, note: str, tree: TreeStore) -> int:
         """Asks every witness that has not cosigned the checkpoint of ``size`` (and is
         not backing off) for its cosignature; returns how many were stored. Never

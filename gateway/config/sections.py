@@ -144,8 +144,17 @@ class ExecutorConfig(Model):
     workers: int = Field(1, ge=0, le=64)
     # A worker renews its lease every lease_s / 3; another takes over after lease_s.
     lease_s: float = Field(10.0, ge=0.5, le=3600)
-    # How often an idle worker looks for runnable runs and due schedules.
+    # The shortest pause of an idle worker between looks for runnable runs and due
+    # schedules; on SQLite also how often each process looks whether another
+    # connection changed the database (a run submitted through another process).
+    # An idle worker otherwise sleeps until a run is submitted or an approval
+    # decided (in this process, or announced by another: docs/decisions/0042), or
+    # until the database's next timer (a run's wake-up, a lease running out, a
+    # schedule due).
     poll_s: float = Field(0.2, gt=0, le=60)
+    # The longest an idle worker sleeps without looking anyway: the bound on how late
+    # work is seen whose announcement was lost (a dropped connection).
+    idle_poll_s: float = Field(5.0, gt=0, le=3600)
     # Steps of one run executing at once (independent branches).
     max_parallel_steps: int = Field(4, ge=1, le=64)
     # Quotas enforced by the engine, not by the agent; a plan may ask for less.

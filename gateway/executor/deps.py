@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 
 
 class Doorbell:
-    """Wakes this process's idle workers when a run is submitted here, so it starts at
-    once rather than at their next poll (workers in other processes still poll)."""
+    """Wakes this process's idle workers: a run submitted here, or the database changed
+    through another connection (`gateway.store.changes.ChangeFeed` rings it)."""
 
     def __init__(self) -> None:
         # Made on first use: an anyio event needs the running event loop.

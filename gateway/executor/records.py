@@ -126,6 +126,7 @@ def insert_run(
         }
     try:
         with store.write(durable=True) as conn:
+            store.dialect.announce(conn)  # idle workers of other processes look at once
             conn.execute(
                 sa.insert(runs).values(
                     id=run_id,

@@ -109,6 +109,7 @@ class Schedules:
                 ).first()
                 if taken:
                     raise BadRequest(f"a schedule named {name!r} exists already")
+                self.store.dialect.announce(conn)  # idle workers take its first occurrence
                 conn.execute(
                     sa.insert(schedules).values(
                         id=schedule_id,

@@ -27,6 +27,7 @@ again with the same idempotency key, which the tool uses to apply its effect onc
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -40,7 +41,7 @@ from gateway.clock import Clock, monotonic
 from gateway.executor.step_state import StepStatus
 from gateway.inline_budget import InlineBudget
 from gateway.store import dialect_of
-from gateway.store.tables import approvals, run_steps, runs, step_attempts
+from gateway.store.tables import approvals, run_steps, runs, schedules, step_attempts
 
 T = TypeVar("T")
 
@@ -205,6 +206,36 @@ class RunStore:
         with self.write() as conn:
             row = conn.execute(statement).first()
         return Claim(row.id, int(row.fencing_token), worker) if row else None
+
+    def next_due_in(self) -> float:
+        """Seconds until the earliest timer that can make a run claimable without
+        anyone writing (database clock): a waiting run's ``wake_at``, a lease running
+        out (its worker died), a schedule's next occurrence or its firing lease
+        running out. ``inf`` when there is none; at most 0 when one is due already.
+        Work someone writes (a run submitted, an approval decided) is announced
+        instead (`gateway.store.dialect.Dialect.announce`)."""
+        now = self.now
+        lease, wake = runs.c.lease_expires_at, runs.c.wake_at
+        run_due = sa.case(
+            (lease.is_(None), sa.func.coalesce(wake, now)),
+            (sa.or_(wake.is_(None), lease > wake), lease),
+            else_=wake,
+        )
+        fire, fire_lease = schedules.c.next_fire_at, schedules.c.lease_expires_at
+        schedule_due = sa.case(
+            (sa.and_(fire_lease.is_not(None), fire_lease > fire), fire_lease), else_=fire
+        )
+        query = sa.select(
+            sa.select(sa.func.min(run_due)).where(runs.c.status.in_(ACTIVE)).scalar_subquery(),
+            sa.select(sa.func.min(schedule_due))
+            .where(schedules.c.enabled.is_(True))
+            .scalar_subquery(),
+            now,
+        )
+        with self.engine.connect() as conn:
+            run_at, schedule_at, clock = conn.execute(query).one()
+        due = [float(t) for t in (run_at, schedule_at) if t is not None]
+        return min(due) - float(clock) if due else math.inf
 
     def renew(self, claim: Claim, lease_s: float) -> bool | None:
         """Extends the lease; ``None`` when it was lost, else whether cancel was asked."""

@@ -18,6 +18,9 @@ The hooks, by concern:
   in-process queue of writers (`process_writer`), the same lock on a kept driver
   connection (`kept_transaction`, docs/decisions/0012), and recognising a database
   another writer holds (`is_busy`);
+- changes: telling watchers in every process that the database changed through
+  another connection (`announce`, `changes`), so idle loops wake when there is
+  something to do instead of polling for it (docs/decisions/0042);
 - SQL: the driver's parameter marker (`mark`), the database clock as an expression
   (`now`) and as a value (`clock`), a bulk insert (`insert_rows`), and whether a write
   of several parts is sent as one statement (`one_statement_writes`).
@@ -29,7 +32,7 @@ The hooks keep the hand-written SQL of the measured hot paths (docs/decisions/00
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
@@ -151,6 +154,23 @@ class Dialect(ABC):
     @abstractmethod
     def is_busy(self, exc: BaseException) -> bool:
         """Whether ``exc`` says another writer holds the database (nothing written)."""
+
+    # --- changes made through other connections ---------------------------------------
+
+    @abstractmethod
+    def announce(self, conn: Connection) -> None:
+        """Inside a write transaction that makes work for idle loops elsewhere (a run
+        submitted, an approval changed, a schedule added): tells `changes` watchers,
+        in every process, at its commit. Nothing where watchers see every commit
+        for themselves."""
+
+    @abstractmethod
+    def changes(self, engine: Engine, interval_s: float) -> AsyncGenerator[None, None]:
+        """Yields once at once, then whenever ``engine``'s database may have been
+        changed through another connection (any process). A hint, never a promise:
+        it may yield for nothing, and a change made while it was not watching (it
+        raised, and is started again) is not yielded; the loops it wakes keep a
+        slow poll of their own. ``interval_s``: how often it looks, where it looks."""
 
     # --- SQL ------------------------------------------------------------------------
 

@@ -10,11 +10,14 @@
   several parts is sent as one statement, so it costs one round trip.
 - The shared clock is the server's: ``now()`` (the transaction's start) for leases and
   timers, ``clock_timestamp()`` where the moment itself matters.
+- Changes made through other connections: writers that make work for idle loops
+  elsewhere ``NOTIFY`` `CHANGES_CHANNEL` in their transaction (`announce`), delivered
+  at the commit to every process ``LISTEN``ing on a connection of its own (`changes`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
@@ -32,6 +35,13 @@ from gateway.store.dialect import (
 )
 
 T = TypeVar("T")
+
+# The channel of `announce` and `changes`; the payload is empty (a hint to look).
+CHANGES_CHANNEL = "gateway_changes"
+# A listening connection that heard nothing for this long is asked a `SELECT 1`, so a
+# connection the network dropped silently fails (and is made again) instead of
+# listening to nothing until the fallback polls notice work.
+LISTEN_CHECK_S = 60.0
 
 _NOW = sa.literal_column("CAST(EXTRACT(EPOCH FROM now()) AS DOUBLE PRECISION)", type_=sa.Double())
 
@@ -127,6 +137,25 @@ class PostgresDialect(Dialect):
 
     def is_busy(self, exc: BaseException) -> bool:
         return False  # a writer waits for the lock; it is never refused as busy
+
+    # --- changes made through other connections ---------------------------------------
+
+    def announce(self, conn: Connection) -> None:
+        conn.execute(sa.text(f"SELECT pg_notify('{CHANGES_CHANNEL}', '')"))
+
+    async def changes(self, engine: Engine, interval_s: float) -> AsyncGenerator[None, None]:
+        # psycopg's own asynchronous connection: it waits on the event loop for the
+        # socket, no thread held. The pool's connections are never used for LISTEN.
+        import psycopg  # here: a SQLite deployment never loads it (start-up time)
+
+        conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+            await conn.execute(f"LISTEN {CHANGES_CHANNEL}")
+            yield  # listening now: whatever was announced before, the caller looks once
+            while True:
+                async for _ in conn.notifies(timeout=LISTEN_CHECK_S):
+                    yield
+                await conn.execute("SELECT 1")
 
     # --- SQL ------------------------------------------------------------------------
 

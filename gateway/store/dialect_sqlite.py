@@ -14,18 +14,22 @@
   connections that never wait (busy timeout 0).
 - The clock every process shares is the host's: a SQLite file is only ever used by
   processes on one host.
+- Changes made through other connections (`changes`): ``PRAGMA data_version`` on a
+  connection of its own moves whenever another connection, of any process, commits;
+  reading it looks at the WAL index in shared memory, no transaction and no write.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import URL
@@ -187,6 +191,40 @@ class SqliteDialect(Dialect):
         if code is not None:
             return bool(code & 0xFF == sqlite3.SQLITE_BUSY)
         return isinstance(cause, sqlite3.OperationalError) and "database is locked" in str(cause)
+
+    # --- changes made through other connections ---------------------------------------
+
+    def announce(self, conn: Connection) -> None:
+        """Nothing: `changes` sees every commit for itself."""
+
+    async def changes(self, engine: Engine, interval_s: float) -> AsyncGenerator[None, None]:
+        name = engine.url.database or ""
+        if _in_memory(name):  # one connection, this process's: nobody else changes it
+            yield
+            await anyio.sleep_forever()
+        # Read on the event loop's thread: a look at the WAL index in shared memory
+        # (microseconds; a thread hop would cost more than the look). Busy timeout 0:
+        # it never waits; a locked file counts as changed, the cautious side.
+        watcher = sqlite3.connect(
+            name,
+            timeout=0,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=name.startswith("file:"),
+        )
+        try:
+            seen: int | None = None
+            while True:
+                try:
+                    version = watcher.execute("PRAGMA data_version").fetchone()[0]
+                except sqlite3.OperationalError:
+                    version = None
+                if version is None or version != seen:
+                    seen = version
+                    yield
+                await anyio.sleep(interval_s)
+        finally:
+            watcher.close()
 
     # --- SQL ------------------------------------------------------------------------
 

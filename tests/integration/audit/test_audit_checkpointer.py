@@ -157,6 +157,43 @@ async def test_checkpoint_after_t_seconds(
         await checkpointer.close()
 
 
+async def test_a_following_checkpointer_sleeps_until_its_log_appends(
+    engine: Engine, log: AuditLog, looks: list[int | None]
+) -> None:
+    """With nothing owed, a checkpointer that follows its log reads the head no more
+    (its fallback here is an hour); an append through the log wakes it, and the
+    checkpoints come as they did (docs/decisions/0042)."""
+    clock = FakeClock()
+    checkpointer = Checkpointer(
+        engine,
+        ORIGIN,
+        [SigningKey.generate(ORIGIN)],
+        every_entries=3,
+        every_seconds=3600,
+        clock=clock,
+    )
+    checkpointer.follow(log)
+    await checkpointer.start()
+    try:
+        for size in (3, 6, 9):
+            # Asleep: its last look found the empty log, or everything covered.
+            await eventually_async(lambda: checkpointer._sleeping is not None, "asleep")
+            seen = len(looks)
+            await append(log, 3)
+            assert (await wait_for_size(engine, size)).size == size
+            assert len(looks) > seen
+        # Owed nothing, asleep again; entries short of every_entries are owed: it
+        # looks again (every 0.1 s) until the hour on its clock has passed.
+        await eventually_async(lambda: checkpointer._sleeping is not None, "asleep again")
+        await append(log, 1)
+        await looked_twice_more(looks)
+        assert looks[-1] == 10 and latest_checkpoint(engine).size == 9  # type: ignore[union-attr]
+        clock.advance(3600)
+        assert (await wait_for_size(engine, 10)).size == 10
+    finally:
+        await checkpointer.close()
+
+
 async def test_nothing_to_sign_and_never_backwards(
     engine: Engine, log: AuditLog, tmp_path: Path
 ) -> None:
