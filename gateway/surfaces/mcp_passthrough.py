@@ -147,7 +147,9 @@ class Passthrough:
             for _ in range(mcp_requests.MAX_INPUT_ROUNDS):
                 if view.input_requests is None or client_input is None or self.input is None:
                     break
-                answers = await self.input.ask_now(tasks.name, view.input_requests, client_input)
+                answers = await self.input.ask_now(
+                    row.id, tasks.name, view.input_requests, client_input
+                )
                 await tasks.update(
                     row.upstream_task_id, answers, headers=headers, timeout_s=TIMEOUT_S
                 )

@@ -24,7 +24,7 @@ process (like a waiting 2026-07-28 request, docs/decisions/0019), bounded.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import mcp_types as types
@@ -36,6 +36,7 @@ from gateway.surfaces.mcp_relay import declares, relayable
 from gateway.types import INPUT_METHODS, ClientInput, InputRequest, Operation
 from gateway.upstreams import mcp_requests
 
+RELATED_TASK_META = "io.modelcontextprotocol/related-task"
 # Tasks whose offered requests (or refusal) one process remembers at once.
 MAX_REMEMBERED = 1000
 
@@ -70,9 +71,9 @@ class Offered:
     wire: dict[str, Any]
 
 
-def requests_of(input_requests: dict[str, Any]) -> dict[str, InputRequest]:
-    """An upstream's ``inputRequests`` as the relay reads them; a request of a method
-    the gateway does not relay is refused like an undeclared one."""
+def requests_of(input_requests: dict[str, Any], task_id: str) -> dict[str, InputRequest]:
+    """An upstream's ``inputRequests`` as the relay reads them, for the gateway's task
+    ``task_id``; a request of a method the gateway does not relay is refused."""
     requests: dict[str, InputRequest] = {}
     for key, raw in input_requests.items():
         method = raw.get("method") if isinstance(raw, dict) else None
@@ -81,8 +82,29 @@ def requests_of(input_requests: dict[str, Any]) -> dict[str, InputRequest]:
             raise ClientInputRefused(
                 f"the upstream asked for input the gateway does not relay: {method!r}"
             )
-        requests[str(key)] = InputRequest(method, params if isinstance(params, dict) else {})
+        request = InputRequest(method, params if isinstance(params, dict) else {})
+        requests[str(key)] = related(request, task_id)
     return requests
+
+
+def related(request: InputRequest, task_id: str) -> InputRequest:
+    """``request`` naming the gateway's task it is for (``_meta`` related-task), never
+    the upstream's own task id, which does not leave the gateway (docs/decisions/0030)."""
+    meta = request.params.get("_meta")
+    meta = {**meta} if isinstance(meta, dict) else {}
+    meta[RELATED_TASK_META] = {"taskId": task_id}
+    return InputRequest(request.method, {**request.params, "_meta": meta})
+
+
+def for_task(client_input: ClientInput, task_id: str) -> ClientInput:
+    """``client_input`` whose requests name the gateway's task ``task_id`` (a
+    2025-11-25 upstream tags those it sends on a ``tasks/result`` stream with its own)."""
+
+    async def ask(upstream: str, requests: dict[str, InputRequest]) -> dict[str, Any]:
+        mapped = {key: related(request, task_id) for key, request in requests.items()}
+        return await client_input.ask(upstream, mapped)
+
+    return replace(client_input, ask=ask)
 
 
 class TaskInput:
@@ -92,12 +114,16 @@ class TaskInput:
         self._refused: OrderedDict[str, str] = OrderedDict()
 
     async def ask_now(
-        self, upstream: str, input_requests: dict[str, Any], client_input: ClientInput
+        self,
+        task_id: str,
+        upstream: str,
+        input_requests: dict[str, Any],
+        client_input: ClientInput,
     ) -> dict[str, Any]:
         """A 2025-11-25 owner asked, on its ``tasks/result`` stream, what a 2026-07-28
         upstream's task waits for: the answers, checked, in wire form for
         ``tasks/update``. Raises `ClientInputRefused`."""
-        requests = requests_of(input_requests)
+        requests = requests_of(input_requests, task_id)
         answers = await client_input.ask(upstream, requests)
         return _wire(mcp_requests.typed_answers(requests, answers))
 
@@ -115,7 +141,7 @@ class TaskInput:
         offered = self._offered.get(task_id)
         if offered is not None and offered.digest == digest:
             return offered.wire
-        requests = requests_of(input_requests)
+        requests = requests_of(input_requests, task_id)
         relayed = await self.relays.decide(operation, upstream, requests, channel)
         wire = {
             key: {"method": request.method, "params": request.params}

@@ -52,7 +52,7 @@ from gateway.surfaces.mcp_context import http_request, meta_dict
 from gateway.surfaces.mcp_passthrough import Passthrough
 from gateway.surfaces.mcp_relay import Asking, InputRelay, capabilities_of
 from gateway.surfaces.mcp_results import META_KEY, outcome_meta, to_call_tool_result
-from gateway.surfaces.mcp_task_input import PolledChannel
+from gateway.surfaces.mcp_task_input import PolledChannel, for_task
 from gateway.surfaces.mcp_task_results import (
     TaskState,
     answered_state,
@@ -357,7 +357,7 @@ class McpTasks:
             related_request_id=ctx.request_id,
         )
         call = Operation(principal, "tools/call", row.tool, {}, "mcp", row.request_id)
-        return self.relay.for_task(asking, call)
+        return for_task(self.relay.for_task(asking, call), row.id)
 
     async def list(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None

@@ -270,7 +270,7 @@ async def _ask_on_stream(ctx: ServerRequestContext[Any, Any], task: dict[str, An
     with the task it is for; the status notifications as it moves."""
     related = {RELATED_TASK_META: {"taskId": task["taskId"]}}
     metadata = ServerMessageMetadata(related_request_id=ctx.request_id)
-    await _notify_status(ctx, task, metadata)
+    await _notify_status(ctx, task)
     request = types.ElicitRequest(
         params=types.ElicitRequestFormParams.model_validate(
             {**_question(task), "_meta": related}, by_name=False
@@ -284,15 +284,13 @@ async def _ask_on_stream(ctx: ServerRequestContext[Any, Any], task: dict[str, An
         _answered(task, None, error.error.message)
     else:
         _answered(task, answer.model_dump(by_alias=True, exclude_none=True, mode="json"), None)
-    await _notify_status(ctx, task, metadata)
+    await _notify_status(ctx, task)
 
 
-async def _notify_status(
-    ctx: ServerRequestContext[Any, Any], task: dict[str, Any], metadata: ServerMessageMetadata
-) -> None:
+async def _notify_status(ctx: ServerRequestContext[Any, Any], task: dict[str, Any]) -> None:
     params = types.TaskStatusNotificationParams.model_validate(_fields(task, False), by_name=False)
     notification = types.TaskStatusNotification(params=params)
-    await ctx.session.send_notification(notification, metadata=metadata)  # type: ignore[arg-type]
+    await ctx.session.send_notification(notification, related_request_id=ctx.request_id)  # type: ignore[arg-type]
 
 
 class UpdateTaskParams(types.RequestParams):
