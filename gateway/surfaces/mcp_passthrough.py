@@ -20,6 +20,7 @@ wins the row's compare-and-swap (`TaskStore.claim_outcome`): exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any, cast
 
@@ -43,6 +44,7 @@ from gateway.surfaces.mcp_task_store import TaskRow, TaskStore, new_task_id
 from gateway.surfaces.mcp_views import View
 from gateway.types import ClientInput, Operation, Outcome, OutcomeStatus, Principal, UpstreamTask
 from gateway.upstreams import mcp_requests
+from gateway.upstreams.mcp_task_status import OnStatus
 from gateway.upstreams.mcp_upstream_tasks import TaskView, UpstreamTasks
 from gateway.upstreams.targets import CatalogEntry
 
@@ -122,6 +124,7 @@ class Passthrough:
         with_result: bool,
         client_input: ClientInput | None = None,
         polled: PolledChannel | None = None,
+        on_status: OnStatus | None = None,
     ) -> TaskState:
         """The upstream task's state; with its result once it ended if ``with_result``
         (then the call's outcome is recorded, once). What a task waiting for input
@@ -136,29 +139,14 @@ class Passthrough:
         tasks = _tasks(entry)
         headers = entry.credentials.headers_for(principal)
         call = _call_of(row, principal)
+        watching = (
+            tasks.statuses.watching(row.upstream_task_id, on_status)
+            if on_status is not None
+            else contextlib.nullcontext()
+        )
         try:
-            view = await tasks.get(
-                row.upstream_task_id,
-                headers=headers,
-                timeout_s=TIMEOUT_S,
-                with_result=with_result,
-                client_input=client_input,
-            )
-            for _ in range(mcp_requests.MAX_INPUT_ROUNDS):
-                if view.input_requests is None or client_input is None or self.input is None:
-                    break
-                answers = await self.input.ask_now(
-                    row.id, tasks.name, view.input_requests, client_input
-                )
-                await tasks.update(
-                    row.upstream_task_id, answers, headers=headers, timeout_s=TIMEOUT_S
-                )
-                view = await tasks.get(
-                    row.upstream_task_id,
-                    headers=headers,
-                    timeout_s=TIMEOUT_S,
-                    with_result=with_result,
-                )
+            with watching:
+                view = await self._view(row, tasks, headers, with_result, client_input)
             if view.input_requests is not None and polled is not None and self.input is not None:
                 wire = await self.input.offer(row.id, call, tasks.name, view.input_requests, polled)
                 message = view.message or "waiting for input"
@@ -176,6 +164,39 @@ class Passthrough:
         if not with_result or not view.ended:
             return TaskState(_status(view.status), view.message or view.status)
         return await self._ended(row, principal, view, entry, None)
+
+    async def _view(
+        self,
+        row: TaskRow,
+        tasks: UpstreamTasks,
+        headers: dict[str, str],
+        with_result: bool,
+        client_input: ClientInput | None,
+    ) -> TaskView:
+        """The upstream task's state, what it waits for asked of a 2025-11-25 owner's
+        ``tasks/result`` (``client_input``) until it waits no more."""
+        assert row.upstream_task_id is not None
+        view = await tasks.get(
+            row.upstream_task_id,
+            headers=headers,
+            timeout_s=TIMEOUT_S,
+            with_result=with_result,
+            client_input=client_input,
+        )
+        for _ in range(mcp_requests.MAX_INPUT_ROUNDS):
+            if view.input_requests is None or client_input is None or self.input is None:
+                break
+            answers = await self.input.ask_now(
+                row.id, tasks.name, view.input_requests, client_input
+            )
+            await tasks.update(row.upstream_task_id, answers, headers=headers, timeout_s=TIMEOUT_S)
+            view = await tasks.get(
+                row.upstream_task_id,
+                headers=headers,
+                timeout_s=TIMEOUT_S,
+                with_result=with_result,
+            )
+        return view
 
     async def update(self, row: TaskRow, principal: Principal, responses: dict[str, Any]) -> None:
         """A 2026-07-28 owner's answers (``tasks/update``) to what its task's upstream

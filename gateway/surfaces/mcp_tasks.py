@@ -72,6 +72,8 @@ from gateway.types import (
     TaskRequest,
     UpstreamTask,
 )
+from gateway.upstreams.mcp_task_status import OnStatus
+from gateway.upstreams.mcp_upstream_tasks import STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +293,11 @@ class McpTasks:
         principal = caller_of(http_request(ctx))
         # What an upstream task waits for is asked on this request's stream (0041).
         client_input = self._task_input(ctx, row, principal)
-        state = await self.states.of(row, principal, with_result=True, client_input=client_input)
+        # The upstream's status notifications of the task, on this request's stream.
+        on_status = self._status_relay(ctx, row) if row.kind == "upstream" else None
+        state = await self.states.of(
+            row, principal, with_result=True, client_input=client_input, on_status=on_status
+        )
         while state.status in ("working", "input_required"):
             if time.monotonic() >= deadline:
                 raise MCPError(
@@ -302,7 +308,7 @@ class McpTasks:
                 )
             await anyio.sleep(_RESULT_POLL_S)
             state = await self.states.of(
-                row, principal, with_result=True, client_input=client_input
+                row, principal, with_result=True, client_input=client_input, on_status=on_status
             )
         if state.result is not None:  # what ran, or the refusal the call was answered
             result = dict(state.result)
@@ -334,6 +340,31 @@ class McpTasks:
                 code=refused.rpc_code, message=refused.message, data={"taskId": row.id}
             ) from None
         return {}
+
+    def _status_relay(self, ctx: ServerRequestContext[Any, Any], row: TaskRow) -> OnStatus:
+        """How an upstream's ``notifications/tasks/status`` of ``row``'s task reaches its
+        owner while its ``tasks/result`` is in flight: on that request's stream, as the
+        gateway's task (its id, never the upstream's; 0041)."""
+
+        async def relay(params: dict[str, Any]) -> None:
+            status = params.get("status")
+            if status not in STATUSES:
+                return
+            message = params.get("statusMessage")
+            state = TaskState(status, message if isinstance(message, str) else status)
+            updated = params.get("lastUpdatedAt")
+            if isinstance(updated, str):
+                state = replace(state, updated_at=updated)
+            fields = task_envelope(row, state, False, wrap=False)
+            notification = types.TaskStatusNotification(
+                params=types.TaskStatusNotificationParams.model_validate(fields, by_name=False)
+            )
+            await ctx.session.send_notification(
+                notification,  # type: ignore[arg-type]
+                related_request_id=ctx.request_id,
+            )
+
+        return relay
 
     def _task_input(
         self, ctx: ServerRequestContext[Any, Any], row: TaskRow, principal: Principal

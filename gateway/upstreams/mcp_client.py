@@ -77,7 +77,11 @@ class McpUpstream:
         )
         connection = self.connection
         self.tasks = UpstreamTasks(
-            self.name, connection.connected, lambda: connection.client, connection.request
+            self.name,
+            connection.connected,
+            lambda: connection.client,
+            connection.request,
+            connection.task_statuses,
         )
 
     @property

@@ -33,6 +33,7 @@ from gateway.types import ClientInput, TaskRequest, ToolResult, UpstreamTask
 from gateway.upstreams import mcp_capabilities, mcp_requests
 from gateway.upstreams.definitions import UpstreamTool
 from gateway.upstreams.mcp_lean_call import is_sessionless
+from gateway.upstreams.mcp_task_status import TaskStatuses
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 STATUSES = TERMINAL | {"working", "input_required"}
@@ -67,8 +68,11 @@ class UpstreamTasks:
         connected: Callable[[], Awaitable[Client]],
         current: Callable[[], Client | None],
         request: Request,
+        statuses: TaskStatuses | None = None,
     ) -> None:
         self.name = name
+        # Its ``notifications/tasks/status``, to whoever watches a task now.
+        self.statuses = statuses or TaskStatuses(name)
         self._connected = connected
         self._current = current
         self._request = request
