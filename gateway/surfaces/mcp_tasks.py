@@ -50,9 +50,9 @@ from gateway.pipeline import Pipeline
 from gateway.surfaces.mcp_calls import caller_of, raise_unless_result, run, tools_call_operation
 from gateway.surfaces.mcp_context import http_request, meta_dict
 from gateway.surfaces.mcp_passthrough import Passthrough
-from gateway.surfaces.mcp_relay import Asking, InputRelay, capabilities_of
+from gateway.surfaces.mcp_relay import InputRelay, capabilities_of
 from gateway.surfaces.mcp_results import META_KEY, outcome_meta, to_call_tool_result
-from gateway.surfaces.mcp_task_input import PolledChannel, for_task
+from gateway.surfaces.mcp_task_input import PolledChannel, owner_input, status_relay
 from gateway.surfaces.mcp_task_results import (
     TaskState,
     answered_state,
@@ -64,7 +64,6 @@ from gateway.surfaces.mcp_task_states import TaskStates
 from gateway.surfaces.mcp_task_store import TaskRow, TaskStore, new_task_id
 from gateway.surfaces.mcp_views import View
 from gateway.types import (
-    ClientInput,
     Operation,
     Outcome,
     OutcomeStatus,
@@ -72,8 +71,6 @@ from gateway.types import (
     TaskRequest,
     UpstreamTask,
 )
-from gateway.upstreams.mcp_task_status import OnStatus
-from gateway.upstreams.mcp_upstream_tasks import STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -292,9 +289,11 @@ class McpTasks:
         deadline = time.monotonic() + self.result_wait_s
         principal = caller_of(http_request(ctx))
         # What an upstream task waits for is asked on this request's stream (0041).
-        client_input = self._task_input(ctx, row, principal)
+        client_input = None
+        if row.kind == "upstream" and self.relay is not None:
+            client_input = owner_input(self.relay, ctx, row, principal, self.in_session(ctx))
         # The upstream's status notifications of the task, on this request's stream.
-        on_status = self._status_relay(ctx, row) if row.kind == "upstream" else None
+        on_status = status_relay(ctx, row) if row.kind == "upstream" else None
         state = await self.states.of(
             row, principal, with_result=True, client_input=client_input, on_status=on_status
         )
@@ -340,55 +339,6 @@ class McpTasks:
                 code=refused.rpc_code, message=refused.message, data={"taskId": row.id}
             ) from None
         return {}
-
-    def _status_relay(self, ctx: ServerRequestContext[Any, Any], row: TaskRow) -> OnStatus:
-        """How an upstream's ``notifications/tasks/status`` of ``row``'s task reaches its
-        owner while its ``tasks/result`` is in flight: on that request's stream, as the
-        gateway's task (its id, never the upstream's; 0041)."""
-
-        async def relay(params: dict[str, Any]) -> None:
-            status = params.get("status")
-            if status not in STATUSES:
-                return
-            message = params.get("statusMessage")
-            state = TaskState(status, message if isinstance(message, str) else status)
-            updated = params.get("lastUpdatedAt")
-            if isinstance(updated, str):
-                state = replace(state, updated_at=updated)
-            fields = task_envelope(row, state, False, wrap=False)
-            notification = types.TaskStatusNotification(
-                params=types.TaskStatusNotificationParams.model_validate(fields, by_name=False)
-            )
-            await ctx.session.send_notification(
-                notification,  # type: ignore[arg-type]
-                related_request_id=ctx.request_id,
-            )
-
-        return relay
-
-    def _task_input(
-        self, ctx: ServerRequestContext[Any, Any], row: TaskRow, principal: Principal
-    ) -> ClientInput | None:
-        """How a 2025-11-25 owner's ``tasks/result`` asks it what its upstream task waits
-        for: on this request's stream in a session, else refused (audited)."""
-        if row.kind != "upstream" or self.relay is None:
-            return None
-        request = http_request(ctx)
-        session = ctx.session if self.in_session(ctx) else None
-        asking = Asking(
-            principal=principal,
-            endpoint=request.url.path,
-            method="tasks/result",
-            target=row.tool,
-            arguments={},
-            modern=False,
-            capabilities=ctx.session.client_capabilities,
-            request_id=row.request_id,
-            session=session,
-            related_request_id=ctx.request_id,
-        )
-        call = Operation(principal, "tools/call", row.tool, {}, "mcp", row.request_id)
-        return for_task(self.relay.for_task(asking, call), row.id)
 
     async def list(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
