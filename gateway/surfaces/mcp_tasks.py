@@ -63,14 +63,7 @@ from gateway.surfaces.mcp_task_results import (
 from gateway.surfaces.mcp_task_states import TaskStates
 from gateway.surfaces.mcp_task_store import TaskRow, TaskStore, new_task_id
 from gateway.surfaces.mcp_views import View
-from gateway.types import (
-    Operation,
-    Outcome,
-    OutcomeStatus,
-    Principal,
-    TaskRequest,
-    UpstreamTask,
-)
+from gateway.types import Operation, Outcome, OutcomeStatus, Principal, TaskRequest, UpstreamTask
 
 log = logging.getLogger(__name__)
 
