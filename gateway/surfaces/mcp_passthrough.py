@@ -16,6 +16,11 @@ state is normalized, then written in the client's era).
 The call's ``call.outcome`` is written when its result is first fetched (2025-11-25
 ``tasks/result``, 2026-07-28 a ``tasks/get`` of an ended task), by whichever request
 wins the row's compare-and-swap (`TaskStore.claim_outcome`): exactly once.
+
+A task waiting for its client's input shows ``input_required``; what it waits for is
+relayed to its owner under policy (`mcp_task_input`, docs/decisions/0041): asked on a
+2025-11-25 owner's ``tasks/result`` stream, shown to a 2026-07-28 owner in
+``inputRequests`` and answered with its ``tasks/update``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,11 @@ Every request runs inside the connection's `mcp_requests.run`, with the call's
 credential headers and deadline, its failures mapped as every other's.
 
 What comes back is normalized (`TaskView`) whatever the era: the surface renders it in
-its client's era, which need not be the upstream's.
+its client's era, which need not be the upstream's. A task waiting for input
+(docs/decisions/0041): at 2025-11-25 its requests come on a ``tasks/result`` stream,
+relayed through the caller's `ClientInput` like any request's; at 2026-07-28 they are
+the ``inputRequests`` of its ``tasks/get``, answered with `update` (``tasks/update``).
+Its ``notifications/tasks/status`` go to whoever watches the task (`TaskStatuses`).
 """
 
 from __future__ import annotations
