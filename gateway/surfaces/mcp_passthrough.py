@@ -25,7 +25,6 @@ relayed to its owner under policy (`mcp_task_input`, docs/decisions/0041): asked
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Any, cast
 
@@ -49,7 +48,6 @@ from gateway.surfaces.mcp_task_store import TaskRow, TaskStore, new_task_id
 from gateway.surfaces.mcp_views import View
 from gateway.types import ClientInput, Operation, Outcome, OutcomeStatus, Principal, UpstreamTask
 from gateway.upstreams import mcp_requests
-from gateway.upstreams.mcp_task_status import OnStatus
 from gateway.upstreams.mcp_upstream_tasks import TaskView, UpstreamTasks
 from gateway.upstreams.targets import CatalogEntry
 
@@ -129,7 +127,6 @@ class Passthrough:
         with_result: bool,
         client_input: ClientInput | None = None,
         polled: PolledChannel | None = None,
-        on_status: OnStatus | None = None,
     ) -> TaskState:
         """The upstream task's state; with its result once it ended if ``with_result``
         (then the call's outcome is recorded, once). What a task waiting for input
@@ -144,14 +141,8 @@ class Passthrough:
         tasks = _tasks(entry)
         headers = entry.credentials.headers_for(principal)
         call = _call_of(row, principal)
-        watching = (
-            tasks.statuses.watching(row.upstream_task_id, on_status)
-            if on_status is not None
-            else contextlib.nullcontext()
-        )
         try:
-            with watching:
-                view = await self._view(row, tasks, headers, with_result, client_input)
+            view = await self._view(row, tasks, headers, with_result, client_input)
             if view.input_requests is not None and polled is not None and self.input is not None:
                 wire = await self.input.offer(row.id, call, tasks.name, view.input_requests, polled)
                 message = view.message or "waiting for input"

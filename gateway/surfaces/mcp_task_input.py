@@ -10,8 +10,6 @@ the task's call. How the owner is asked depends on its era:
   2025-11-25 upstream sends its requests there itself (`UpstreamTasks.get`); those of
   a 2026-07-28 upstream's ``inputRequests`` are asked there by `ask_now`, and the
   answers sent with ``tasks/update``.
-- its ``notifications/tasks/status`` reach a 2025-11-25 owner on the stream of its
-  ``tasks/result`` (`status_relay`), as the gateway's task.
 - **2026-07-28**: the upstream's ``inputRequests`` are decided when its ``tasks/get``
   first shows them (`offer`) and shown to the owner in the gateway's ``tasks/get``;
   its ``tasks/update`` brings the answers (`answers`), recorded and passed on.
@@ -37,12 +35,9 @@ from gateway.errors import ClientInputRefused
 from gateway.relays import Relays
 from gateway.surfaces.mcp_context import http_request
 from gateway.surfaces.mcp_relay import Asking, InputRelay, declares, relayable
-from gateway.surfaces.mcp_task_results import TaskState, task_envelope
 from gateway.surfaces.mcp_task_store import TaskRow
 from gateway.types import INPUT_METHODS, ClientInput, InputRequest, Operation, Principal
 from gateway.upstreams import mcp_requests
-from gateway.upstreams.mcp_task_status import OnStatus
-from gateway.upstreams.mcp_upstream_tasks import STATUSES
 
 RELATED_TASK_META = "io.modelcontextprotocol/related-task"
 # Tasks whose offered requests (or refusal) one process remembers at once.
@@ -203,32 +198,6 @@ def _remember(store: OrderedDict[str, Any], key: str, value: Any) -> None:
     store.move_to_end(key)
     while len(store) > MAX_REMEMBERED:
         store.popitem(last=False)
-
-
-def status_relay(ctx: ServerRequestContext[Any, Any], row: TaskRow) -> OnStatus:
-    """How an upstream's ``notifications/tasks/status`` of ``row``'s task reaches its
-    2025-11-25 owner while its ``tasks/result`` (``ctx``) is in flight: on that
-    request's stream, as the gateway's task (its id, never the upstream's)."""
-
-    async def relay(params: dict[str, Any]) -> None:
-        status = params.get("status")
-        if status not in STATUSES:
-            return
-        message = params.get("statusMessage")
-        state = TaskState(status, message if isinstance(message, str) else status)
-        updated = params.get("lastUpdatedAt")
-        if isinstance(updated, str):
-            state = replace(state, updated_at=updated)
-        fields = task_envelope(row, state, False, wrap=False)
-        notification = types.TaskStatusNotification(
-            params=types.TaskStatusNotificationParams.model_validate(fields, by_name=False)
-        )
-        await ctx.session.send_notification(
-            notification,  # type: ignore[arg-type]
-            related_request_id=ctx.request_id,
-        )
-
-    return relay
 
 
 def owner_input(

@@ -26,7 +26,6 @@ from gateway.surfaces.mcp_task_results import TaskState, answered_state, recorde
 from gateway.surfaces.mcp_task_store import TaskRow
 from gateway.surfaces.mcp_views import View
 from gateway.types import ClientInput, Principal
-from gateway.upstreams.mcp_task_status import OnStatus
 
 # Upstream tasks asked about at once for a page of `tasks/list`: a bound on what one
 # list asks of the upstreams together.
@@ -70,7 +69,6 @@ class TaskStates:
         with_result: bool = False,
         client_input: ClientInput | None = None,
         polled: PolledChannel | None = None,
-        on_status: OnStatus | None = None,
     ) -> TaskState:
         """The task's state now; an upstream task's with its result once it ended if
         ``with_result`` (asked by its owner, ``principal``, who is asked what it waits
@@ -85,7 +83,6 @@ class TaskStates:
                 with_result=with_result,
                 client_input=client_input,
                 polled=polled,
-                on_status=on_status,
             )
         assert row.run_id is not None and row.approval_id is not None
         try:

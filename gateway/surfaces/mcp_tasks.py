@@ -52,7 +52,7 @@ from gateway.surfaces.mcp_context import http_request, meta_dict
 from gateway.surfaces.mcp_passthrough import Passthrough
 from gateway.surfaces.mcp_relay import InputRelay, capabilities_of
 from gateway.surfaces.mcp_results import META_KEY, outcome_meta, to_call_tool_result
-from gateway.surfaces.mcp_task_input import PolledChannel, owner_input, status_relay
+from gateway.surfaces.mcp_task_input import PolledChannel, owner_input
 from gateway.surfaces.mcp_task_results import (
     TaskState,
     answered_state,
@@ -285,11 +285,7 @@ class McpTasks:
         client_input = None
         if row.kind == "upstream" and self.relay is not None:
             client_input = owner_input(self.relay, ctx, row, principal, self.in_session(ctx))
-        # The upstream's status notifications of the task, on this request's stream.
-        on_status = status_relay(ctx, row) if row.kind == "upstream" else None
-        state = await self.states.of(
-            row, principal, with_result=True, client_input=client_input, on_status=on_status
-        )
+        state = await self.states.of(row, principal, with_result=True, client_input=client_input)
         while state.status in ("working", "input_required"):
             if time.monotonic() >= deadline:
                 raise MCPError(
@@ -300,7 +296,7 @@ class McpTasks:
                 )
             await anyio.sleep(_RESULT_POLL_S)
             state = await self.states.of(
-                row, principal, with_result=True, client_input=client_input, on_status=on_status
+                row, principal, with_result=True, client_input=client_input
             )
         if state.result is not None:  # what ran, or the refusal the call was answered
             result = dict(state.result)

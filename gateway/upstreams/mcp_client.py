@@ -77,11 +77,7 @@ class McpUpstream:
         )
         connection = self.connection
         self.tasks = UpstreamTasks(
-            self.name,
-            connection.connected,
-            lambda: connection.client,
-            connection.request,
-            connection.task_statuses,
+            self.name, connection.connected, lambda: connection.client, connection.request
         )
 
     @property

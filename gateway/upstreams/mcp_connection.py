@@ -35,7 +35,6 @@ import anyio.abc
 import httpx2
 import mcp_types as types
 from mcp import Client
-from mcp.client.extension import ClientExtension
 
 from gateway.config import McpHttpUpstream, McpStdioUpstream
 from gateway.errors import UpstreamError, UpstreamUnavailable
@@ -47,7 +46,6 @@ from gateway.upstreams.mcp_changes import ChangeWatcher
 from gateway.upstreams.mcp_lean_call import is_sessionless
 from gateway.upstreams.mcp_requests import describe as _describe
 from gateway.upstreams.mcp_stdio import StdioStarts, stdio_parameters
-from gateway.upstreams.mcp_task_status import TaskStatuses
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +98,6 @@ class McpConnection:
         self.changes = ChangeWatcher(config.name)
         # Requests in flight, to attribute an upstream's request that names no caller.
         self._in_flight = mcp_requests.InFlight()
-        # Status notifications of its tasks (docs/decisions/0041).
-        self.task_statuses = TaskStatuses(self.name)
         self._started = False
         self.connections = 0
         self.callers = CallerSessions(
@@ -151,7 +147,6 @@ class McpConnection:
             elicit=elicit,
             sample=sample,
             roots=roots,
-            extensions=[self.task_statuses.extension()],
         )
 
     def _caller_client(self, own: CallerConnection, capabilities: dict[str, Any]) -> Client:
@@ -188,7 +183,6 @@ class McpConnection:
         roots: Any,
         mode: str = "auto",
         logs: Callable[[types.LoggingMessageNotificationParams], Awaitable[None]] | None = None,
-        extensions: list[ClientExtension] | None = None,
     ) -> Client:
         # cache=None: the gateway diffs fresh tool lists; a cached list would hide changes.
         # A callback left out is a capability not declared.
@@ -202,7 +196,6 @@ class McpConnection:
             sampling_callback=sample,
             list_roots_callback=roots,
             mode=mode,
-            extensions=extensions,
         )
 
     def _transport(self, *, shared: bool) -> Any:

@@ -18,7 +18,6 @@ its client's era, which need not be the upstream's. A task waiting for input
 (docs/decisions/0041): at 2025-11-25 its requests come on a ``tasks/result`` stream,
 relayed through the caller's `ClientInput` like any request's; at 2026-07-28 they are
 the ``inputRequests`` of its ``tasks/get``, answered with `update` (``tasks/update``).
-Its ``notifications/tasks/status`` go to whoever watches the task (`TaskStatuses`).
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ from gateway.types import ClientInput, TaskRequest, ToolResult, UpstreamTask
 from gateway.upstreams import mcp_capabilities, mcp_requests
 from gateway.upstreams.definitions import UpstreamTool
 from gateway.upstreams.mcp_lean_call import is_sessionless
-from gateway.upstreams.mcp_task_status import TaskStatuses
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 STATUSES = TERMINAL | {"working", "input_required"}
@@ -72,11 +70,8 @@ class UpstreamTasks:
         connected: Callable[[], Awaitable[Client]],
         current: Callable[[], Client | None],
         request: Request,
-        statuses: TaskStatuses | None = None,
     ) -> None:
         self.name = name
-        # Its ``notifications/tasks/status``, to whoever watches a task now.
-        self.statuses = statuses or TaskStatuses(name)
         self._connected = connected
         self._current = current
         self._request = request

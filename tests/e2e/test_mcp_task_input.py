@@ -17,7 +17,6 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
-from mcp.client.extension import ClientExtension, NotificationBinding
 
 from gateway.audit import read_entries
 from gateway.store import create_engine
@@ -216,72 +215,6 @@ async def test_a_request_policy_refuses_reaches_the_upstream_as_a_refusal_never_
     assert [d["decision"]["allow"] for d in decisions] == [False]
     assert decisions[0]["decision"]["rule"] == "no_client_input_grant"
     _verified(gateway)
-
-
-class _StatusObserver(ClientExtension):
-    """A client observing ``notifications/tasks/status`` (the SDK's core tables leave it
-    to an extension's binding)."""
-
-    identifier = "io.modelcontextprotocol/tasks"
-
-    def __init__(self) -> None:
-        self.seen: list[types.TaskStatusNotificationParams] = []
-
-    def notifications(self) -> list[NotificationBinding[Any]]:
-        async def seen(params: types.TaskStatusNotificationParams) -> None:
-            self.seen.append(params)
-
-        return [
-            NotificationBinding(
-                method="notifications/tasks/status",
-                params_type=types.TaskStatusNotificationParams,
-                handler=seen,
-            )
-        ]
-
-
-async def test_the_upstreams_status_notifications_reach_the_owner_as_the_gateways_task(
-    gateway: GatewayServer, upstreams: dict[str, TasksUpstream]
-) -> None:
-    """While its tasks/result is in flight, the owner gets the upstream's status
-    notifications of the task, under the gateway's id (never the upstream's); another
-    session of another principal watching at the same time gets none."""
-    upstream = upstreams["old"]
-    topic = "status-old"
-    observer, bystander = _StatusObserver(), _StatusObserver()
-    answered = anyio.Event()
-
-    async def elicit(context: Any, params: Any) -> types.ElicitResult:
-        await eventually_async(lambda: observer.seen, "the input_required notification")
-        answered.set()
-        return types.ElicitResult(action="accept", content={"note": "seen"})
-
-    owner_token, other_token = gateway.token("agent:owner"), gateway.token("agent:other")
-    async with (
-        connect(
-            gateway.mcp_url,
-            owner_token,
-            "legacy",
-            elicitation_callback=elicit,
-            extensions=[observer],
-        ) as client,
-        connect(gateway.mcp_url, other_token, "legacy", extensions=[bystander]) as other,
-    ):
-        owner = LegacyClient(client)
-        created = await owner.request(
-            "tools/call", {"name": "old__ask", "arguments": {"topic": topic}, "task": {}}
-        )
-        task_id = created["result"]["task"]["taskId"]
-        result = await owner.request("tasks/result", {"taskId": task_id})
-        await LegacyClient(other).request("tasks/list", {})
-    assert answered.is_set()
-    assert _text(result["result"]) == f"confirmed {topic}: seen"
-    upstream_id = _upstream_task(upstream, topic)
-    assert observer.seen[0].task_id == task_id
-    assert observer.seen[0].status == "input_required"
-    assert all(seen.task_id == task_id for seen in observer.seen)
-    assert upstream_id not in str([seen.model_dump() for seen in observer.seen])
-    assert bystander.seen == []
 
 
 async def test_a_client_that_did_not_declare_elicitation_is_never_asked(
