@@ -90,21 +90,47 @@ class Relays:
 
     def governed(self, operation: Operation, channel: ClientChannel) -> InputAsk:
         async def ask(upstream: str, requests: dict[str, InputRequest]) -> dict[str, Any]:
-            relayed = {
-                key: await self._decide(operation, upstream, key, request, channel)
-                for key, request in requests.items()
-            }
+            relayed = await self.decide(operation, upstream, requests, channel)
             try:
                 answers = await channel.ask(upstream, requests)
             except ClientInputRefused as refused:
-                for key, relay_id in relayed.items():
-                    self._answered(operation, relay_id, requests[key], None, refused)
+                self.record_answers(operation, relayed, requests, {}, refused)
                 raise
-            for key, relay_id in relayed.items():
-                self._answered(operation, relay_id, requests[key], answers.get(key), None)
+            self.record_answers(operation, relayed, requests, answers, None)
             return answers
 
         return ask
+
+    async def decide(
+        self,
+        operation: Operation,
+        upstream: str,
+        requests: dict[str, InputRequest],
+        channel: ClientChannel,
+    ) -> dict[str, str]:
+        """Steps 1-3 for a round of requests: each decided and its decision durable;
+        their relay ids by key. Raises `ClientInputRefused` at the first refused one
+        (those after it are not decided: the round is not asked). For a client whose
+        answers come with a later request of its own (an upstream task's
+        ``inputRequests`` at 2026-07-28), `record_answers` follows when they do."""
+        return {
+            key: await self._decide(operation, upstream, key, request, channel)
+            for key, request in requests.items()
+        }
+
+    def record_answers(
+        self,
+        operation: Operation,
+        relayed: dict[str, str],
+        requests: dict[str, InputRequest],
+        answers: dict[str, Any],
+        error: ClientInputRefused | None,
+    ) -> None:
+        """Step 4: what the client answered to each decided request (by hash), or the
+        error it answered with."""
+        for key, relay_id in relayed.items():
+            answer = None if error is not None else answers.get(key)
+            self._answered(operation, relay_id, requests[key], answer, error)
 
     async def _decide(
         self,

@@ -16,25 +16,38 @@ state is normalized, then written in the client's era).
 The call's ``call.outcome`` is written when its result is first fetched (2025-11-25
 ``tasks/result``, 2026-07-28 a ``tasks/get`` of an ended task), by whichever request
 wins the row's compare-and-swap (`TaskStore.claim_outcome`): exactly once.
+
+A task waiting for its client's input shows ``input_required``; what it waits for is
+relayed to its owner under policy (`mcp_task_input`, docs/decisions/0041): asked on a
+2025-11-25 owner's ``tasks/result`` stream, shown to a 2026-07-28 owner in
+``inputRequests`` and answered with its ``tasks/update``.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
 from gateway.audit import AuditLog, AuditRecord
-from gateway.errors import AuditUnavailable, GatewayError, UpstreamError, UpstreamRejected
+from gateway.errors import (
+    AuditUnavailable,
+    ClientInputRefused,
+    GatewayError,
+    UpstreamError,
+    UpstreamRejected,
+)
 from gateway.pipeline import Pipeline
 from gateway.surfaces.mcp_results import to_call_tool_result
-from gateway.surfaces.mcp_task_results import TaskState
+from gateway.surfaces.mcp_task_input import PolledChannel, TaskInput
+from gateway.surfaces.mcp_task_results import Status, TaskState
 from gateway.surfaces.mcp_task_store import TaskRow, TaskStore, new_task_id
 from gateway.surfaces.mcp_views import View
-from gateway.types import Operation, Outcome, OutcomeStatus, Principal, UpstreamTask
+from gateway.types import ClientInput, Operation, Outcome, OutcomeStatus, Principal, UpstreamTask
+from gateway.upstreams import mcp_requests
 from gateway.upstreams.mcp_upstream_tasks import TaskView, UpstreamTasks
 from gateway.upstreams.targets import CatalogEntry
 
@@ -52,6 +65,9 @@ class Passthrough:
         self.pipeline = pipeline
         self.store = store
         self.audit = audit
+        # How what an upstream task waits for reaches its owner (set where the MCP
+        # server is built, which holds the relay; None: nothing is relayed).
+        self.input: TaskInput | None = None
 
     def accepts(self, tool: str) -> bool:
         """Whether a task-augmented call of the gateway tool ``tool`` is passed through
@@ -103,25 +119,119 @@ class Passthrough:
             ) from None
         return row, TaskState(_status(task.status), task.message or f"{task.upstream} works on it")
 
-    async def state(self, row: TaskRow, principal: Principal, *, with_result: bool) -> TaskState:
+    async def state(
+        self,
+        row: TaskRow,
+        principal: Principal,
+        *,
+        with_result: bool,
+        client_input: ClientInput | None = None,
+        polled: PolledChannel | None = None,
+    ) -> TaskState:
         """The upstream task's state; with its result once it ended if ``with_result``
-        (then the call's outcome is recorded, once)."""
+        (then the call's outcome is recorded, once). What a task waiting for input
+        waits for is relayed to its owner (docs/decisions/0041): ``client_input`` for a
+        2025-11-25 owner's ``tasks/result`` (asked on its stream), ``polled`` for a
+        2026-07-28 owner's ``tasks/get`` (shown in ``inputRequests``)."""
         entry = self._entry(row.tool)
         if entry is None:
             message = f"{row.tool} is no longer offered (its definition changed or was removed)"
             return TaskState("failed", message, error={"code": "unknown_tool", "message": message})
         assert row.upstream_task_id is not None
+        tasks = _tasks(entry)
         headers = entry.credentials.headers_for(principal)
+        call = _call_of(row, principal)
         try:
-            view = await _tasks(entry).get(
-                row.upstream_task_id, headers=headers, timeout_s=TIMEOUT_S, with_result=with_result
-            )
+            view = await self._view(row, tasks, headers, with_result, client_input)
+            if view.input_requests is not None and polled is not None and self.input is not None:
+                wire = await self.input.offer(row.id, call, tasks.name, view.input_requests, polled)
+                message = view.message or "waiting for input"
+                return TaskState("input_required", message, input_requests=wire)
+        except ClientInputRefused as refused:
+            return await self._refused(row, principal, entry, refused)
         except UpstreamRejected as exc:  # e.g. the upstream forgot it (its TTL): it ended
             return await self._ended(row, principal, TaskView("failed", exc.message), entry, exc)
         except UpstreamError as exc:
             raise _unavailable(row, exc) from None
+        refusal = self.input.refusal(row.id) if self.input is not None else None
+        if refusal is not None and view.status == "cancelled":  # cancelled by the gateway
+            error = {"code": "client_input_refused", "message": refusal}
+            view = TaskView("failed", refusal, error=error)
         if not with_result or not view.ended:
             return TaskState(_status(view.status), view.message or view.status)
+        return await self._ended(row, principal, view, entry, None)
+
+    async def _view(
+        self,
+        row: TaskRow,
+        tasks: UpstreamTasks,
+        headers: dict[str, str],
+        with_result: bool,
+        client_input: ClientInput | None,
+    ) -> TaskView:
+        """The upstream task's state, what it waits for asked of a 2025-11-25 owner's
+        ``tasks/result`` (``client_input``) until it waits no more."""
+        assert row.upstream_task_id is not None
+        view = await tasks.get(
+            row.upstream_task_id,
+            headers=headers,
+            timeout_s=TIMEOUT_S,
+            with_result=with_result,
+            client_input=client_input,
+        )
+        for _ in range(mcp_requests.MAX_INPUT_ROUNDS):
+            if view.input_requests is None or client_input is None or self.input is None:
+                break
+            answers = await self.input.ask_now(
+                row.id, tasks.name, view.input_requests, client_input
+            )
+            await tasks.update(row.upstream_task_id, answers, headers=headers, timeout_s=TIMEOUT_S)
+            view = await tasks.get(
+                row.upstream_task_id,
+                headers=headers,
+                timeout_s=TIMEOUT_S,
+                with_result=with_result,
+            )
+        return view
+
+    async def update(self, row: TaskRow, principal: Principal, responses: dict[str, Any]) -> None:
+        """A 2026-07-28 owner's answers (``tasks/update``) to what its task's upstream
+        asked, recorded and passed on. Raises `ClientInputRefused` when nothing waits
+        for them here."""
+        entry = self._entry(row.tool)
+        if entry is None or row.upstream_task_id is None or self.input is None:
+            raise ClientInputRefused(
+                f"task {row.id} waits for no input", rpc_code=types.INVALID_PARAMS
+            )
+        answers = self.input.answers(row.id, _call_of(row, principal), responses)
+        headers = entry.credentials.headers_for(principal)
+        try:
+            await _tasks(entry).update(
+                row.upstream_task_id, answers, headers=headers, timeout_s=TIMEOUT_S
+            )
+        except UpstreamError as exc:
+            raise _unavailable(row, exc) from None
+
+    async def _refused(
+        self, row: TaskRow, principal: Principal, entry: CatalogEntry, refused: ClientInputRefused
+    ) -> TaskState:
+        """A 2026-07-28 upstream's request refused: it has no error answer to receive
+        (``tasks/update`` carries results), so its task is cancelled, and the gateway's
+        task fails saying why (a 2025-11-25 upstream got the refusal as the error
+        answering its request, `mcp_requests.relay_input`, and ends its task itself)."""
+        if self.input is not None:
+            self.input.refuse(row.id, refused.message)
+        assert row.upstream_task_id is not None
+        try:
+            await _tasks(entry).cancel(
+                row.upstream_task_id,
+                headers=entry.credentials.headers_for(principal),
+                timeout_s=TIMEOUT_S,
+            )
+        except UpstreamError as exc:  # it still waits, for an answer that never comes
+            log.warning("task %s at %s not cancelled: %s", row.id, _tasks(entry).name, exc.message)
+        error = {"code": "client_input_refused", "message": refused.message}
+        view = TaskView("failed", refused.message, error=error)
         return await self._ended(row, principal, view, entry, None)
 
     async def cancel(self, row: TaskRow, principal: Principal) -> None:
@@ -145,7 +255,7 @@ class Passthrough:
         failure: GatewayError | None,
     ) -> TaskState:
         """An ended task: its result as the client gets it, the outcome recorded once."""
-        call = Operation(principal, "tools/call", row.tool, {}, "mcp", row.request_id)
+        call = _call_of(row, principal)
         result = entry.namespaced(view.result) if view.result is not None else None
         error = failure
         if result is None and error is None:
@@ -186,10 +296,15 @@ def _tasks(entry: CatalogEntry) -> UpstreamTasks:
     return tasks
 
 
-def _status(status: str) -> Any:
-    # An upstream waiting for input is working, as the client sees it: the gateway does
-    # not relay an upstream task's requests for input (docs/mcp.md, "Tasks").
-    return "working" if status == "input_required" else status
+def _status(status: str) -> Status:
+    # The upstream's statuses are the gateway's (`UpstreamTasks.get` checks them);
+    # ``input_required`` too: what it waits for is relayed (docs/decisions/0041).
+    return cast(Status, status)
+
+
+def _call_of(row: TaskRow, principal: Principal) -> Operation:
+    """The task's call, as its outcome and its relayed requests are recorded under."""
+    return Operation(principal, "tools/call", row.tool, {}, "mcp", row.request_id)
 
 
 def _unavailable(row: TaskRow, exc: UpstreamError) -> MCPError:

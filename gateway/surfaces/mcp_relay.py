@@ -305,6 +305,22 @@ class InputRelay:
         assert client_input is not None
         return client_input
 
+    def for_task(self, asking: Asking, operation: Operation) -> ClientInput:
+        """How the owner of an upstream's task is asked what the task waits for, while
+        its 2025-11-25 ``tasks/result`` is in flight: on that request's stream in a
+        session, else not at all (each request refused, audited). ``operation`` is the
+        task's call: its requests are decided and recorded under its request id."""
+        channel: ClientChannel
+        if asking.session is None:
+            channel = _Unreachable(
+                "a 2025-11-25 client can be asked only in a session (Mcp-Session-Id)"
+            )
+        else:
+            channel = _SessionChannel(asking, self._timeout_s)
+        client_input = self.relays.with_channel(operation, channel).client_input
+        assert client_input is not None
+        return client_input
+
     def _prepare(self, channel: ClientChannel) -> Prepare:
         return lambda operation: self.relays.with_channel(operation, channel)
 

@@ -26,7 +26,8 @@ from gateway.surfaces.mcp_relay import InputRelay
 from gateway.surfaces.mcp_results import unavailability_as_retry
 from gateway.surfaces.mcp_sessions import SessionBook
 from gateway.surfaces.mcp_subscriptions import Subscriptions
-from gateway.surfaces.mcp_tasks import TASKS_EXTENSION, McpTasks
+from gateway.surfaces.mcp_task_input import TaskInput
+from gateway.surfaces.mcp_tasks import TASKS_EXTENSION, McpTasks, UpdateTaskParams
 from gateway.version import __version__
 
 log = logging.getLogger(__name__)
@@ -122,13 +123,17 @@ def build_mcp_server(
     if tasks is not None:
         if local_tools is not None:
             tasks.declines = local_tools.handles
+        tasks.relay = relay
+        tasks.passthrough.input = TaskInput(relay.relays)
+        tasks.in_session = lambda ctx: book.get(session_id_of(ctx)) is not None
         serve_tasks(server, tasks)
     return server
 
 
 def serve_tasks(server: _GatewayServer, tasks: McpTasks) -> None:
     """Tasks in both eras (`mcp_tasks`): the 2025 capability, the 2026 extension, the
-    ``tasks/*`` methods, and the 2025 task-augmented ``tools/call``."""
+    ``tasks/*`` methods (``tasks/update``: answers to what an upstream's task waits
+    for, 0041), and the 2025 task-augmented ``tools/call``."""
     server.tasks_capability = types.ServerTasksCapability.model_validate(
         {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
     )
@@ -138,6 +143,7 @@ def serve_tasks(server: _GatewayServer, tasks: McpTasks) -> None:
     server.add_request_handler("tasks/result", types.GetTaskPayloadRequestParams, tasks.result)
     server.add_request_handler("tasks/list", types.PaginatedRequestParams, tasks.list)
     server.add_request_handler("tasks/cancel", types.CancelTaskRequestParams, tasks.cancel)
+    server.add_request_handler("tasks/update", UpdateTaskParams, tasks.update)
 
 
 def tool_input_schema(pipeline: Pipeline, name: str) -> dict[str, Any] | None:

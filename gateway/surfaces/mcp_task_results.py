@@ -24,7 +24,7 @@ from gateway.types import Outcome, OutcomeStatus, ToolResult
 
 POLL_INTERVAL_MS = 2000
 
-Status = Literal["working", "completed", "failed", "cancelled"]
+Status = Literal["working", "input_required", "completed", "failed", "cancelled"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,10 @@ class TaskState:
     error: dict[str, Any] | None = None
     approval_id: str | None = None
     updated_at: str | None = None
+    # An upstream task waiting for its client (``input_required``), at 2026-07-28: the
+    # requests the gateway decided to relay, in MCP wire form, under the upstream's keys
+    # (docs/decisions/0041).
+    input_requests: dict[str, Any] | None = None
 
 
 def answered_state(result: dict[str, Any] | None) -> TaskState:

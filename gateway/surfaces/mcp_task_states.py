@@ -21,10 +21,11 @@ from gateway.errors import GatewayError
 from gateway.executor import held_calls
 from gateway.executor.service import Executor
 from gateway.surfaces.mcp_passthrough import Passthrough
+from gateway.surfaces.mcp_task_input import PolledChannel
 from gateway.surfaces.mcp_task_results import TaskState, answered_state, recorded_result
 from gateway.surfaces.mcp_task_store import TaskRow
 from gateway.surfaces.mcp_views import View
-from gateway.types import Principal
+from gateway.types import ClientInput, Principal
 
 # Upstream tasks asked about at once for a page of `tasks/list`: a bound on what one
 # list asks of the upstreams together.
@@ -61,15 +62,28 @@ class TaskStates:
         return [state for state in states if state is not None]
 
     async def of(
-        self, row: TaskRow, principal: Principal | None = None, *, with_result: bool = False
+        self,
+        row: TaskRow,
+        principal: Principal | None = None,
+        *,
+        with_result: bool = False,
+        client_input: ClientInput | None = None,
+        polled: PolledChannel | None = None,
     ) -> TaskState:
         """The task's state now; an upstream task's with its result once it ended if
-        ``with_result`` (asked by its owner, ``principal``)."""
+        ``with_result`` (asked by its owner, ``principal``, who is asked what it waits
+        for through ``client_input`` or ``polled``: `Passthrough.state`)."""
         if row.kind == "result":
             return answered_state(row.result)
         if row.kind == "upstream":
             assert principal is not None  # the owner, who asks
-            return await self.passthrough.state(row, principal, with_result=with_result)
+            return await self.passthrough.state(
+                row,
+                principal,
+                with_result=with_result,
+                client_input=client_input,
+                polled=polled,
+            )
         assert row.run_id is not None and row.approval_id is not None
         try:
             held = await held_calls.held_state(self.executor, row.run_id, row.approval_id)

@@ -39,9 +39,10 @@ import sqlalchemy as sa
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import Field
 
 from gateway.audit import AuditLog, AuditRecord
-from gateway.errors import REFUSED, AuditUnavailable
+from gateway.errors import REFUSED, AuditUnavailable, ClientInputRefused
 from gateway.executor import held_calls, records
 from gateway.executor.errors import RunFinished
 from gateway.executor.service import Executor
@@ -49,7 +50,9 @@ from gateway.pipeline import Pipeline
 from gateway.surfaces.mcp_calls import caller_of, raise_unless_result, run, tools_call_operation
 from gateway.surfaces.mcp_context import http_request, meta_dict
 from gateway.surfaces.mcp_passthrough import Passthrough
+from gateway.surfaces.mcp_relay import InputRelay, capabilities_of
 from gateway.surfaces.mcp_results import META_KEY, outcome_meta, to_call_tool_result
+from gateway.surfaces.mcp_task_input import PolledChannel, owner_input
 from gateway.surfaces.mcp_task_results import (
     TaskState,
     answered_state,
@@ -102,6 +105,11 @@ class McpTasks:
         self.declines: Callable[[str], bool] = lambda name: False
         # Upstreams' own tasks (docs/decisions/0030).
         self.passthrough = Passthrough(pipeline, store, audit)
+        # The relay of requests for client input, and whether a request is of a session
+        # (set where the MCP server is built, `serve_tasks`): what an upstream task
+        # waits for reaches its owner through them (docs/decisions/0041).
+        self.relay: InputRelay | None = None
+        self.in_session: Callable[[ServerRequestContext[Any, Any]], bool] = lambda ctx: False
         self.states = TaskStates(self.passthrough, executor, self.public_url)
 
     # --- tools/call as a task ---------------------------------------------------------
@@ -239,8 +247,22 @@ class McpTasks:
     ) -> dict[str, Any]:
         row = await self._owned(ctx, params.task_id, "tasks/get")
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
-        state = await self.states.of(row, caller_of(http_request(ctx)), with_result=modern)
+        # A 2026-07-28 owner is shown what its upstream task waits for, as far as what it
+        # declared on this request lets it be asked (docs/decisions/0041).
+        polled = PolledChannel(capabilities_of(ctx.meta)) if modern else None
+        principal = caller_of(http_request(ctx))
+        state = await self.states.of(row, principal, with_result=modern, polled=polled)
+        if modern and state.status == "input_required" and state.input_requests is None:
+            # A 2025-11-25 upstream sends what it waits for on a tasks/result stream, which
+            # a 2026-07-28 client has no way to hold: it sees the task working.
+            message = (
+                f"{state.message} (the upstream waits for input, which the gateway relays "
+                "to 2025-11-25 clients only)"
+            )
+            state = replace(state, status="working", message=message)
         fields = task_envelope(row, state, modern, wrap=False)
+        if state.input_requests is not None and modern:
+            fields["inputRequests"] = state.input_requests
         if modern and state.status == "completed" and state.result is not None:
             fields["result"] = state.result
         elif modern and state.status in ("failed", "cancelled"):
@@ -259,8 +281,12 @@ class McpTasks:
         row = await self._owned(ctx, params.task_id, "tasks/result")
         deadline = time.monotonic() + self.result_wait_s
         principal = caller_of(http_request(ctx))
-        state = await self.states.of(row, principal, with_result=True)
-        while state.status == "working":
+        # What an upstream task waits for is asked on this request's stream (0041).
+        client_input = None
+        if row.kind == "upstream" and self.relay is not None:
+            client_input = owner_input(self.relay, ctx, row, principal, self.in_session(ctx))
+        state = await self.states.of(row, principal, with_result=True, client_input=client_input)
+        while state.status in ("working", "input_required"):
             if time.monotonic() >= deadline:
                 raise MCPError(
                     code=-32000,
@@ -269,13 +295,39 @@ class McpTasks:
                     data={"taskId": row.id, "status": state.status, "retry_after_s": 2},
                 )
             await anyio.sleep(_RESULT_POLL_S)
-            state = await self.states.of(row, principal, with_result=True)
+            state = await self.states.of(
+                row, principal, with_result=True, client_input=client_input
+            )
         if state.result is not None:  # what ran, or the refusal the call was answered
             result = dict(state.result)
         else:
             result = failed_result(row, state, refusal_meta(row, state, self.states.links(row)))
         result["_meta"] = {**result.get("_meta", {}), RELATED_TASK_META: {"taskId": row.id}}
         return result
+
+    async def update(
+        self, ctx: ServerRequestContext[Any, Any], params: UpdateTaskParams
+    ) -> dict[str, Any]:
+        """2026-07-28 ``tasks/update``: the owner's answers to what its upstream task
+        waits for (shown by ``tasks/get``), recorded and passed on (0041)."""
+        if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            raise MCPError(
+                code=types.METHOD_NOT_FOUND, message="Method not found", data="tasks/update"
+            )
+        row = await self._owned(ctx, params.task_id, "tasks/update")
+        if row.kind != "upstream":
+            raise MCPError(
+                code=types.INVALID_PARAMS,
+                message=f"task {row.id} waits for no input",
+                data={"taskId": row.id},
+            )
+        try:
+            await self.passthrough.update(row, caller_of(http_request(ctx)), params.input_responses)
+        except ClientInputRefused as refused:
+            raise MCPError(
+                code=refused.rpc_code, message=refused.message, data={"taskId": row.id}
+            ) from None
+        return {}
 
     async def list(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
@@ -390,6 +442,13 @@ class McpTasks:
             )
         except AuditUnavailable as exc:
             log.error("cancel of %s not recorded: %s", row.id, exc.message)
+
+
+class UpdateTaskParams(types.RequestParams):
+    """``tasks/update`` of the 2026-07-28 tasks extension (the SDK has no type for it)."""
+
+    task_id: str = Field(alias="taskId")
+    input_responses: dict[str, Any] = Field(alias="inputResponses")
 
 
 def _legacy_only(ctx: ServerRequestContext[Any, Any], method: str) -> None:

@@ -339,14 +339,14 @@ async def until_complete(
                 key: InputRequest(request.method, _dump(request.params))
                 for key, request in result.input_requests.items()
             }
-            answers = _typed_answers(requests, await client_input.ask(upstream, requests))
+            answers = typed_answers(requests, await client_input.ask(upstream, requests))
         result = await retry(answers, result.request_state)
     raise UpstreamError(
         f"upstream {upstream} still asked for input after {MAX_INPUT_ROUNDS} rounds of {what}"
     )
 
 
-def _typed_answers(
+def typed_answers(
     requests: dict[str, InputRequest], answers: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
     """The client's answers as the SDK sends them, each checked against what was asked

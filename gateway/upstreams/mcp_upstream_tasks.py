@@ -14,7 +14,10 @@ Every request runs inside the connection's `mcp_requests.run`, with the call's
 credential headers and deadline, its failures mapped as every other's.
 
 What comes back is normalized (`TaskView`) whatever the era: the surface renders it in
-its client's era, which need not be the upstream's.
+its client's era, which need not be the upstream's. A task waiting for input
+(docs/decisions/0041): at 2025-11-25 its requests come on a ``tasks/result`` stream,
+relayed through the caller's `ClientInput` like any request's; at 2026-07-28 they are
+the ``inputRequests`` of its ``tasks/get``, answered with `update` (``tasks/update``).
 """
 
 from __future__ import annotations
@@ -43,12 +46,14 @@ Request = Callable[..., Awaitable[Any]]
 @dataclass(frozen=True)
 class TaskView:
     """An upstream task's state as it reported it; ``result`` once completed (and
-    asked for), ``error`` (code, message) once failed without one."""
+    asked for), ``error`` (code, message) once failed without one; ``input_requests``
+    (wire form, the upstream's keys) while it waits for input at 2026-07-28."""
 
     status: str
     message: str | None
     result: ToolResult | None = None
     error: dict[str, Any] | None = None
+    input_requests: dict[str, Any] | None = None
 
     @property
     def ended(self) -> bool:
@@ -128,18 +133,36 @@ class UpstreamTasks:
         return self._tool_result(tool, raw)
 
     async def get(
-        self, task_id: str, *, headers: dict[str, str], timeout_s: float, with_result: bool
+        self,
+        task_id: str,
+        *,
+        headers: dict[str, str],
+        timeout_s: float,
+        with_result: bool,
+        client_input: ClientInput | None = None,
     ) -> TaskView:
         """The task's state; with its result once it ended, if ``with_result`` (at
         2025-11-25 that is a ``tasks/result``, which answers at once for a task that
-        ended; at 2026-07-28 ``tasks/get`` inlines it)."""
+        ended; at 2026-07-28 ``tasks/get`` inlines it).
+
+        ``client_input``: how its owner is asked what the task waits for. At
+        2025-11-25 a task in ``input_required`` sends its requests on the stream of a
+        ``tasks/result``: with a ``client_input`` one is sent at once, its requests
+        relayed through it (`mcp_requests.relay_input`) until the task ended. At
+        2026-07-28 the requests are in ``inputRequests``, answered with `update`."""
         client = await self._connected()
         raw = await self._send(client, "tasks/get", task_id, headers, timeout_s)
         status = raw.get("status")
         if status not in STATUSES:
             raise UpstreamError(f"upstream {self.name} reported task {task_id} as {status!r}")
         message = raw.get("statusMessage") if isinstance(raw.get("statusMessage"), str) else None
+        asked = raw.get("inputRequests")
+        if status == "input_required" and isinstance(asked, dict):
+            return TaskView(status, message, input_requests=asked)
         view = TaskView(status, message)
+        sessionless = is_sessionless(client.protocol_version)
+        if status == "input_required" and not sessionless and client_input is not None:
+            return await self._result_with_input(client, task_id, headers, timeout_s, client_input)
         if not with_result or status not in TERMINAL:
             return view
         if is_sessionless(client.protocol_version):
@@ -156,12 +179,61 @@ class UpstreamTasks:
             return TaskView(status, message, error={"code": exc.rpc_code, "message": exc.message})
         return TaskView(status, message, result=self._tool_result(task_id, payload))
 
+    async def _result_with_input(
+        self,
+        client: Client,
+        task_id: str,
+        headers: dict[str, str],
+        timeout_s: float,
+        client_input: ClientInput,
+    ) -> TaskView:
+        """2025-11-25: the ``tasks/result`` of a task waiting for input, its requests
+        relayed to the owner as it sends them; then the state it ended in."""
+        try:
+            payload = await self._send(
+                client, "tasks/result", task_id, headers, timeout_s, client_input=client_input
+            )
+        except UpstreamRejected as exc:  # it failed (a refused answer, say)
+            view = await self.get(task_id, headers=headers, timeout_s=timeout_s, with_result=False)
+            error = {"code": exc.rpc_code, "message": exc.message}
+            return TaskView(view.status if view.ended else "failed", view.message, error=error)
+        view = await self.get(task_id, headers=headers, timeout_s=timeout_s, with_result=False)
+        result = self._tool_result(task_id, payload)
+        return TaskView(view.status if view.ended else "completed", view.message, result=result)
+
+    async def update(
+        self,
+        task_id: str,
+        answers: dict[str, Any],
+        *,
+        headers: dict[str, str],
+        timeout_s: float,
+    ) -> None:
+        """2026-07-28 ``tasks/update``: the client's answers to the task's
+        ``inputRequests``, under the keys it asked them."""
+        client = await self._connected()
+        params = {"taskId": task_id, "inputResponses": answers}
+        await self._request(
+            f"tasks/update of its task {task_id}",
+            lambda: _raw(client, "tasks/update", params, timeout_s),
+            headers=headers,
+            log=None,
+            timeout_s=timeout_s,
+        )
+
     async def cancel(self, task_id: str, *, headers: dict[str, str], timeout_s: float) -> None:
         client = await self._connected()
         await self._send(client, "tasks/cancel", task_id, headers, timeout_s)
 
     async def _send(
-        self, client: Client, method: str, task_id: str, headers: dict[str, str], timeout_s: float
+        self,
+        client: Client,
+        method: str,
+        task_id: str,
+        headers: dict[str, str],
+        timeout_s: float,
+        *,
+        client_input: ClientInput | None = None,
     ) -> dict[str, Any]:
         return await self._request(
             f"{method} of its task {task_id}",
@@ -169,6 +241,7 @@ class UpstreamTasks:
             headers=headers,
             log=None,
             timeout_s=timeout_s,
+            client_input=client_input,
         )
 
     def _task(self, tool: str, fields: Any) -> UpstreamTask:

@@ -122,18 +122,22 @@ def gateway(workdir: Path, upstreams: dict[str, TasksUpstream]) -> Iterator[Gate
 
 
 class ModernClient:
-    """2026-07-28 raw requests, each declaring the tasks extension."""
+    """2026-07-28 raw requests, each declaring the tasks extension (``envelope``: the
+    ``_meta`` each carries)."""
 
-    def __init__(self, gateway: GatewayServer, token: str) -> None:
+    def __init__(
+        self, gateway: GatewayServer, token: str, envelope: dict[str, Any] | None = None
+    ) -> None:
         self.gateway = gateway
         self.token = token
+        self.envelope = envelope or ENVELOPE
 
     async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         body = {
             "jsonrpc": "2.0",
             "id": 1,
             "method": method,
-            "params": {**params, "_meta": ENVELOPE},
+            "params": {**params, "_meta": self.envelope},
         }
         headers = {
             "Authorization": f"Bearer {self.token}",

@@ -12,7 +12,16 @@ experimental tasks: ``tasks`` in its capabilities, ``research`` listed with
 ``{"task": …}``, and ``tasks/get``, ``tasks/result``, ``tasks/list``, ``tasks/cancel``.
 
 A task of ``research`` with ``hold: true`` stays ``working`` until the test posts to
-``/release`` (or it is cancelled); without, it is completed when created. After a
+``/release`` (or it is cancelled); without, it is completed when created.
+
+A task of ``ask`` waits for its client's input from the start (``input_required``),
+as each era has it: legacy, ``tasks/result`` sends an ``elicitation/create`` on its
+own stream (``related-task`` in its ``_meta``; so this mode keeps sessions) and
+``notifications/tasks/status`` as the task moves; modern, ``tasks/get`` carries the
+request in ``inputRequests`` and ``tasks/update`` brings the answer. An accepted
+answer completes the task (``confirmed <topic>: <content>``), a declined one too
+(``declined <topic>``); an error in place of an answer fails it. Every answer or
+refusal is in the call log (``task.answered``). After a
 post to ``/gate?gets=N``, each ``tasks/get`` waits until N are in flight at once. Every
 request that reaches the server (tool calls and ``tasks/*``, with the ``_meta`` it
 carried) is appended to CALL_LOG, one JSON line each, so a test proves what reached
@@ -34,7 +43,9 @@ import uvicorn
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
+from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -63,17 +74,18 @@ def _record(method: str, detail: dict[str, Any], meta: dict[str, Any]) -> None:
         log.write(json.dumps({"method": method, **detail, "meta": meta}) + "\n")
 
 
-def _result(topic: str) -> dict[str, Any]:
-    return {"content": [{"type": "text", "text": f"findings on {topic}"}], "isError": False}
+def _result(topic: str, answer: str | None = None) -> dict[str, Any]:
+    text = answer if answer is not None else f"findings on {topic}"
+    return {"content": [{"type": "text", "text": text}], "isError": False}
 
 
-def _create(topic: str, hold: bool, ttl: int | None) -> dict[str, Any]:
+def _create(topic: str, hold: bool, ttl: int | None, *, asks: bool = False) -> dict[str, Any]:
     task_id = "up-" + secrets.token_hex(8)
     now = _now()
     task = {
         "taskId": task_id,
-        "status": "working" if hold else "completed",
-        "statusMessage": f"researching {topic}",
+        "status": "input_required" if asks else ("working" if hold else "completed"),
+        "statusMessage": f"confirm {topic}?" if asks else f"researching {topic}",
         "createdAt": now,
         "lastUpdatedAt": now,
         "ttl": ttl or 600_000,
@@ -82,9 +94,39 @@ def _create(topic: str, hold: bool, ttl: int | None) -> dict[str, Any]:
     _TASKS[task_id] = task
     _record("task.created", {"taskId": task_id, "topic": topic}, {})
     _DONE[task_id] = anyio.Event()
-    if not hold:
+    if not hold and not asks:
         _DONE[task_id].set()
+    if asks:
+        task["answer"] = None
     return task
+
+
+def _question(task: dict[str, Any]) -> dict[str, Any]:
+    """What an ``ask`` task asks its client (an elicitation in form mode)."""
+    return {
+        "mode": "form",
+        "message": f"Confirm research on {task['topic']}?",
+        "requestedSchema": {
+            "type": "object",
+            "properties": {"note": {"type": "string"}},
+            "required": ["note"],
+        },
+    }
+
+
+def _answered(task: dict[str, Any], answer: dict[str, Any] | None, error: str | None) -> None:
+    """An ``ask`` task given its client's answer (or a refusal in its place) ends."""
+    _record("task.answered", {"taskId": task["taskId"], "answer": answer, "error": error}, {})
+    if error is not None:
+        task.update(status="failed", statusMessage=f"no answer: {error}", lastUpdatedAt=_now())
+    elif (answer or {}).get("action") == "accept":
+        note = (answer.get("content") or {}).get("note")
+        task.update(status="completed", statusMessage="confirmed", lastUpdatedAt=_now())
+        task["answer"] = f"confirmed {task['topic']}: {note}"
+    else:
+        task.update(status="completed", statusMessage="declined", lastUpdatedAt=_now())
+        task["answer"] = f"declined {task['topic']}"
+    _DONE[task["taskId"]].set()
 
 
 def _fields(task: dict[str, Any], modern: bool) -> dict[str, Any]:
@@ -94,9 +136,12 @@ def _fields(task: dict[str, Any], modern: bool) -> dict[str, Any]:
     if modern:
         fields = {**common, "ttlMs": task["ttl"], "pollIntervalMs": 100}
         if task["status"] == "completed":
-            fields["result"] = _result(task["topic"])
+            fields["result"] = _result(task["topic"], task.get("answer"))
         elif task["status"] == "failed":
-            fields["error"] = {"code": -32603, "message": "research failed"}
+            fields["error"] = {"code": -32603, "message": task["statusMessage"]}
+        elif task["status"] == "input_required":
+            question = {"method": "elicitation/create", "params": _question(task)}
+            fields["inputRequests"] = {"confirm": question}
         return fields
     return {**common, "ttl": task["ttl"], "pollInterval": 100}
 
@@ -128,6 +173,12 @@ DEPLOY = types.Tool(
     input_schema={"type": "object", "properties": {"topic": {"type": "string"}}},
     execution=types.ToolExecution(task_support="optional"),
 )
+ASK = types.Tool(
+    name="ask",
+    description="Researches a topic once the user confirms it (a task that asks for input).",
+    input_schema={"type": "object", "properties": {"topic": {"type": "string"}}},
+    execution=types.ToolExecution(task_support="optional"),
+)
 ECHO = types.Tool(
     name="echo",
     description="Returns the text (never a task).",
@@ -136,7 +187,7 @@ ECHO = types.Tool(
 
 
 async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
-    return types.ListToolsResult(tools=[RESEARCH, DEPLOY, ECHO])
+    return types.ListToolsResult(tools=[RESEARCH, DEPLOY, ECHO, ASK])
 
 
 async def call_tool(ctx: ServerRequestContext[Any, Any], params: Any) -> Any:
@@ -147,11 +198,12 @@ async def call_tool(ctx: ServerRequestContext[Any, Any], params: Any) -> Any:
         return types.CallToolResult(content=[types.TextContent(text=str(arguments.get("text")))])
     if params.name == "deploy":
         return types.CallToolResult(content=[types.TextContent(text="deployed")])
-    if params.name != "research":
+    if params.name not in ("research", "ask"):
         raise MCPError(code=types.INVALID_PARAMS, message=f"no tool {params.name}")
     extensions = (meta.get(CAPABILITIES_META) or {}).get("extensions") or {}
     if _modern(ctx) and TASKS_EXTENSION in extensions:
-        task = _create(arguments["topic"], bool(arguments.get("hold")), None)
+        asks = params.name == "ask"
+        task = _create(arguments["topic"], bool(arguments.get("hold")), None, asks=asks)
         return {"resultType": "task", **_fields(task, True)}
     return _result(arguments["topic"])
 
@@ -164,15 +216,17 @@ async def legacy_task_call(
     params = ctx.params
     if ctx.method != "tools/call" or _modern(ctx) or not isinstance(params, dict):
         return await call_next(ctx)
-    if params.get("task") is None or params.get("name") != "research":
+    if params.get("task") is None or params.get("name") not in ("research", "ask"):
         return await call_next(ctx)
     arguments = params.get("arguments") or {}
     _record(
         "tools/call",
-        {"tool": "research", "arguments": arguments, "task": params["task"]},
+        {"tool": params["name"], "arguments": arguments, "task": params["task"]},
         _meta(ctx),
     )
-    task = _create(arguments["topic"], bool(arguments.get("hold")), params["task"].get("ttl"))
+    hold = bool(arguments.get("hold"))
+    ttl = params["task"].get("ttl")
+    task = _create(arguments["topic"], hold, ttl, asks=params["name"] == "ask")
     return {"task": _fields(task, False)}
 
 
@@ -200,10 +254,64 @@ async def _gated() -> None:
 async def task_result(ctx: ServerRequestContext[Any, Any], params: Any) -> dict[str, Any]:
     _record("tasks/result", {"taskId": params.task_id}, _meta(ctx))
     task = _task(params.task_id)
+    if task["status"] == "input_required":
+        await _ask_on_stream(ctx, task)
     await _DONE[params.task_id].wait()
     if task["status"] == "cancelled":
         raise MCPError(code=types.INVALID_PARAMS, message=f"task {params.task_id} was cancelled")
-    return {**_result(task["topic"]), "_meta": {RELATED_TASK_META: {"taskId": task["taskId"]}}}
+    if task["status"] == "failed":
+        raise MCPError(code=types.INTERNAL_ERROR, message=task["statusMessage"])
+    related = {RELATED_TASK_META: {"taskId": task["taskId"]}}
+    return {**_result(task["topic"], task.get("answer")), "_meta": related}
+
+
+async def _ask_on_stream(ctx: ServerRequestContext[Any, Any], task: dict[str, Any]) -> None:
+    """2025-11-25: the task's request for input, on the ``tasks/result`` stream, tagged
+    with the task it is for; the status notifications as it moves."""
+    related = {RELATED_TASK_META: {"taskId": task["taskId"]}}
+    metadata = ServerMessageMetadata(related_request_id=ctx.request_id)
+    await _notify_status(ctx, task)
+    request = types.ElicitRequest(
+        params=types.ElicitRequestFormParams.model_validate(
+            {**_question(task), "_meta": related}, by_name=False
+        )
+    )
+    try:
+        answer = await ctx.session.send_request(
+            request, types.ElicitResult, request_read_timeout_seconds=30, metadata=metadata
+        )
+    except MCPError as error:
+        _answered(task, None, error.error.message)
+    else:
+        _answered(task, answer.model_dump(by_alias=True, exclude_none=True, mode="json"), None)
+    await _notify_status(ctx, task)
+
+
+async def _notify_status(ctx: ServerRequestContext[Any, Any], task: dict[str, Any]) -> None:
+    params = types.TaskStatusNotificationParams.model_validate(_fields(task, False), by_name=False)
+    notification = types.TaskStatusNotification(params=params)
+    await ctx.session.send_notification(notification, related_request_id=ctx.request_id)  # type: ignore[arg-type]
+
+
+class UpdateTaskParams(types.RequestParams):
+    """``tasks/update`` of the 2026-07-28 tasks extension."""
+
+    task_id: str = Field(alias="taskId")
+    input_responses: dict[str, Any] = Field(alias="inputResponses")
+
+
+async def update_task(
+    ctx: ServerRequestContext[Any, Any], params: UpdateTaskParams
+) -> dict[str, Any]:
+    _record(
+        "tasks/update",
+        {"taskId": params.task_id, "inputResponses": params.input_responses},
+        _meta(ctx),
+    )
+    task = _task(params.task_id)
+    if task["status"] == "input_required" and "confirm" in params.input_responses:
+        _answered(task, params.input_responses["confirm"], None)
+    return {}
 
 
 async def list_tasks(ctx: ServerRequestContext[Any, Any], params: Any) -> dict[str, Any]:
@@ -214,7 +322,7 @@ async def list_tasks(ctx: ServerRequestContext[Any, Any], params: Any) -> dict[s
 async def cancel_task(ctx: ServerRequestContext[Any, Any], params: Any) -> dict[str, Any]:
     _record("tasks/cancel", {"taskId": params.task_id}, _meta(ctx))
     task = _task(params.task_id)
-    if task["status"] == "working":
+    if task["status"] in ("working", "input_required"):
         task.update(status="cancelled", statusMessage="cancelled", lastUpdatedAt=_now())
         _DONE[params.task_id].set()
     return {} if _modern(ctx) else _fields(task, False)
@@ -258,8 +366,11 @@ def build(legacy: bool) -> Any:
         server.create_initialization_options = with_tasks  # type: ignore[method-assign]
     else:
         server.extensions[TASKS_EXTENSION] = {}
+        server.add_request_handler("tasks/update", UpdateTaskParams, update_task)
     app = server.streamable_http_app(
-        stateless_http=True,
+        # Legacy keeps sessions: an ``ask`` task's request on the tasks/result stream
+        # needs its answer to come back to the same server session.
+        stateless_http=not legacy,
         custom_starlette_routes=[
             Route("/release", release, methods=["POST"]),
             Route("/gate", gate, methods=["POST"]),
