@@ -31,8 +31,10 @@ from tests.e2e.test_mcp_task_passthrough import (
     _audit,
     _outcomes,
     _verified,
+    started_upstreams,
+    tasks_gateway,
 )
-from tests.support.processes import GatewayServer, write_policy
+from tests.support.processes import GatewayServer
 from tests.support.waiting import eventually_async
 
 pytestmark = pytest.mark.anyio
@@ -63,29 +65,14 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def upstreams(workdir: Path) -> Iterator[dict[str, TasksUpstream]]:
-    started = {
-        "new": TasksUpstream.start(workdir, legacy=False),
-        "old": TasksUpstream.start(workdir, legacy=True),
-    }
-    yield started
-    for upstream in started.values():
-        upstream.process.stop()
+    with started_upstreams(workdir) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
 def gateway(workdir: Path, upstreams: dict[str, TasksUpstream]) -> Iterator[GatewayServer]:
-    server = GatewayServer.configure(
-        workdir / "gateway",
-        upstreams=[
-            {"name": name, "url": upstream.url, "timeout_s": 10}
-            for name, upstream in upstreams.items()
-        ],
-        policy=write_policy(workdir, GRANTS),
-    )
-    server.config["approvals"] = {"hold_s": 5, "sweep_interval_s": 0.5}
-    server.start()
-    yield server
-    server.stop()
+    with tasks_gateway(workdir, upstreams, GRANTS) as server:
+        yield server
 
 
 def askable(gateway: GatewayServer, token: str, *, elicitation: bool = True) -> ModernClient:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -94,31 +95,51 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("passthrough")
 
 
-@pytest.fixture(scope="module")
-def upstreams(workdir: Path) -> Iterator[dict[str, TasksUpstream]]:
+@contextmanager
+def started_upstreams(workdir: Path) -> Iterator[dict[str, TasksUpstream]]:
+    """A 2026-07-28 tasks upstream ("new") and a 2025-11-25 one ("old")."""
     started = {
         "new": TasksUpstream.start(workdir, legacy=False),
         "old": TasksUpstream.start(workdir, legacy=True),
     }
-    yield started
-    for upstream in started.values():
-        upstream.process.stop()
+    try:
+        yield started
+    finally:
+        for upstream in started.values():
+            upstream.process.stop()
 
 
-@pytest.fixture(scope="module")
-def gateway(workdir: Path, upstreams: dict[str, TasksUpstream]) -> Iterator[GatewayServer]:
+@contextmanager
+def tasks_gateway(
+    workdir: Path, upstreams: dict[str, TasksUpstream], grants: list[dict[str, Any]]
+) -> Iterator[GatewayServer]:
+    """A gateway in front of ``upstreams`` with a policy granting ``grants``."""
     server = GatewayServer.configure(
         workdir / "gateway",
         upstreams=[
             {"name": name, "url": upstream.url, "timeout_s": 10}
             for name, upstream in upstreams.items()
         ],
-        policy=write_policy(workdir, GRANTS),
+        policy=write_policy(workdir, grants),
     )
     server.config["approvals"] = {"hold_s": 5, "sweep_interval_s": 0.5}
     server.start()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def upstreams(workdir: Path) -> Iterator[dict[str, TasksUpstream]]:
+    with started_upstreams(workdir) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def gateway(workdir: Path, upstreams: dict[str, TasksUpstream]) -> Iterator[GatewayServer]:
+    with tasks_gateway(workdir, upstreams, GRANTS) as server:
+        yield server
 
 
 class ModernClient:
