@@ -11,6 +11,7 @@ import os
 import platform
 import statistics
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,3 +72,30 @@ def write_result(name: str, result: dict[str, Any], markdown: str, *, suffix: st
     path = RESULTS / f"{name}-{stamp}.md"
     path.write_text(markdown)
     return path
+
+
+def bench_database(kind: str, directory: Path, prefix: str) -> tuple[str, Callable[[], None]]:
+    """A database URL for one benchmark and what drops it afterwards: a SQLite file in
+    ``directory``, or a new PostgreSQL database (named ``prefix`` + random) on the
+    test setup's server."""
+    if kind == "sqlite":
+        return f"sqlite:///{directory / 'gateway.db'}", lambda: None
+    # Imported here: SQLite-only benchmarks need neither the server nor the test setup.
+    import secrets
+
+    import sqlalchemy as sa
+
+    from gateway.store import create_engine
+    from tests.conftest import PG_ADMIN_URL
+
+    admin = create_engine(PG_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
+    name = f"{prefix}{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+    return sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False), drop

@@ -36,12 +36,11 @@ import anyio
 import sqlalchemy as sa
 import yaml
 
-from bench.common import machine, write_result
+from bench.common import bench_database, machine, write_result
 from gateway.executor.records import executor_principal
 from gateway.store import create_engine
 from gateway.store.tables import runs
 from gateway.types import Operation
-from tests.conftest import PG_ADMIN_URL
 from tests.integration.executor.harness import AGENT, Parts, executor_parts
 from tests.support.processes import GatewayServer, McpUpstreamServer, spawn, write_policy
 
@@ -218,26 +217,10 @@ def _fresh(path: Path) -> Path:
     return path
 
 
-def _database(kind: str, directory: Path) -> tuple[str, Any]:
-    if kind == "sqlite":
-        return f"sqlite:///{directory / 'bench.db'}", None
-    admin = create_engine(PG_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"gw_bench_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-    return sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False), drop
-
-
 def measure(kind: str, args: argparse.Namespace, upstream: McpUpstreamServer) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        url, drop = _database(kind, directory)
+        url, drop = bench_database(kind, directory, "gw_bench_")
         try:
 
             async def in_process() -> dict[str, Any]:
@@ -265,8 +248,7 @@ def measure(kind: str, args: argparse.Namespace, upstream: McpUpstreamServer) ->
             )
             return result
         finally:
-            if drop:
-                drop()
+            drop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,21 +22,17 @@ Nothing is written to bench/results: copy what matters.
 from __future__ import annotations
 
 import argparse
-import secrets
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import sqlalchemy as sa
 import yaml
 
 from bench import proc_cpu
+from bench.common import bench_database
 from bench.targets import GRANTS
-from gateway.store import create_engine
-from tests.conftest import PG_ADMIN_URL
 from tests.support.processes import (
     GatewayServer,
     McpUpstreamServer,
@@ -46,22 +42,6 @@ from tests.support.processes import (
 )
 
 SETTLE_S = 5.0  # after /readyz: the first checkpoint, the policy's first look, etc.
-
-
-def _database(kind: str, directory: Path) -> tuple[str, Callable[[], None]]:
-    if kind == "sqlite":
-        return f"sqlite:///{directory / 'gateway.db'}", lambda: None
-    admin = create_engine(PG_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"gw_idle_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-    return sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False), drop
 
 
 def _on_cpu_ns(pid: int) -> int:
@@ -107,7 +87,7 @@ def idle_rate(
     """ms of CPU a second of one idle gateway: the process, its event loop thread, the rest."""
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        url, drop = _database(kind, directory)
+        url, drop = bench_database(kind, directory, "gw_idle_")
         gateway = GatewayServer.configure(
             directory / "gateway",
             upstreams=[{"name": "up", "url": upstream_url}],
