@@ -16,7 +16,10 @@ worker thread, so the event loop keeps serving calls meanwhile.
 
 Watching a folder or a bundle file is polling (no new dependency): every
 ``watch_interval_s`` the watched files (and the conformance folder's) are fingerprinted
-by path, size, mtime and content hash. A change is acted on only once the fingerprint
+by path, inode, size, mtime and ctime, without reading them: the kernel sets a file's
+ctime on every write and no program can set it back, so a changed file always changes
+its fingerprint (reading and hashing every file each second cost an idle gateway
+more than the rest of its polling). A change is acted on only once the fingerprint
 has stayed the same for one interval, so an editor's half-written save is not
 loaded; and a fingerprint that was rejected is not retried until the files change
 again, so a broken save is reported once, not every second. A bundle server is polled
@@ -34,6 +37,7 @@ import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from typing import Literal
 
 import anyio
@@ -283,30 +287,33 @@ class PolicyReloader:
 
 
 def fingerprint(folders: Sequence[Path]) -> str | None:
-    """Hash of the watched files' paths, sizes, mtimes and contents; None while a file
-    vanishes between listing and reading (a save in progress)."""
+    """Hash of the watched files' paths, inodes, sizes, mtimes and ctimes (never their
+    contents: see the module's docstring); None while a file vanishes between listing
+    and looking at it (a save in progress)."""
     digest = hashlib.sha256()
     for folder in folders:
         digest.update(b"folder\0" + str(folder).encode() + b"\0")
         if folder.is_file():
             files: list[Path] = [folder]
         elif folder.is_dir():
-            files = sorted(
-                p for p in folder.rglob("*") if p.suffix in WATCHED_SUFFIXES and p.is_file()
-            )
+            files = sorted(p for p in folder.rglob("*") if p.suffix in WATCHED_SUFFIXES)
         else:
             continue
         for file in files:
             try:
                 stat = file.stat()
-                content = hashlib.sha256(file.read_bytes()).digest()
             except FileNotFoundError:
                 return None
             except OSError as exc:
                 # Stable, so the reload it leads to runs once and reports the problem.
                 digest.update(f"{file}\0unreadable\0{exc.errno}\0".encode())
                 continue
-            digest.update(f"{file}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode() + content)
+            if not S_ISREG(stat.st_mode):
+                continue
+            digest.update(
+                f"{file}\0{stat.st_ino}\0{stat.st_size}\0{stat.st_mtime_ns}\0"
+                f"{stat.st_ctime_ns}\0".encode()
+            )
     return digest.hexdigest()
 
 

@@ -4,6 +4,7 @@ SQLite, real files changing under the watcher."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,6 +235,22 @@ def test_fingerprint_sees_content_changes_and_ignores_other_files(tmp_path: Path
     (policy / "notes.txt").write_text("editor backup")
     assert fingerprint([policy]) == first
     write_fixture_data(policy, [WHOAMI])
+    assert fingerprint([policy]) != first
+
+
+def test_fingerprint_sees_a_file_replaced_with_its_size_and_mtime_kept(tmp_path: Path) -> None:
+    # It never reads contents: a save that keeps the size and puts the mtime back (an
+    # editor's atomic rename, `cp -p`, rsync -a) still changes the inode or the ctime.
+    policy = write_fixture_policy(tmp_path / "policy", [ECHO])
+    data = policy / "data.json"
+    before = data.stat()
+    first = fingerprint([policy])
+    replacement = tmp_path / "data.json.new"
+    replacement.write_bytes(data.read_bytes().replace(b"demo__echo", b"demo__ECHO"))
+    os.utime(replacement, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(replacement, data)
+    assert data.stat().st_size == before.st_size
+    assert data.stat().st_mtime_ns == before.st_mtime_ns
     assert fingerprint([policy]) != first
 
 
