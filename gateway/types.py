@@ -257,7 +257,7 @@ class CallerSession:
     alive: Callable[[], bool] = field(default=lambda: True, compare=False)
     # No session whose end closes its upstream sessions: they close when idle.
     for_principal: bool = False
-    outside: ClientInput | None = field(default=None, compare=False)
+    outside: Callable[[], ClientInput] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,6 @@ under the relay's one rule (`gateway.relays`: decided by the gateway, recorded a
 
 from __future__ import annotations
 
-import json
-
 import mcp_types as types
 
 from gateway.relays import Relays
@@ -71,17 +69,18 @@ class PrincipalCallers:
         target: str,
         request_id: str,
     ) -> CallerSession:
-        declared = [name for name in _RELAYED if getattr(capabilities, name, None) is not None]
-        parties = [principal.identity.key] + [
-            actor.identity(principal.iss).key for actor in principal.act_chain
-        ]
-        # JSON: no subject or path can make two different callers' keys equal.
-        key = "principal:" + json.dumps([parties, endpoint, declared], separators=(",", ":"))
+        declared = tuple(name for name in _RELAYED if getattr(capabilities, name, None) is not None)
+        # The token's issuer and subject as written, and its actors (each its subject
+        # and issuer): never coarser than the identity (two spellings of one subject
+        # only cost a second upstream session). A repr: no subject or path can make two
+        # callers' keys equal.
+        who = (principal.iss, principal.sub, principal.act_chain, endpoint, declared)
+        key = "principal:" + repr(who)
         return CallerSession(
             key,
             {name: {} for name in declared},
             for_principal=True,
-            outside=self._outside(principal, method, target, request_id),
+            outside=lambda: self._outside(principal, method, target, request_id),
         )
 
     def _outside(

@@ -303,7 +303,7 @@ class McpConnection:
         if session.for_principal:
             # What the upstream asks there while none of the principal's requests is in
             # flight: refused, and audited under this, its latest request.
-            own.in_flight.standalone = session.outside
+            own.in_flight.standalone = session.outside() if session.outside else None
         if opening:
             # What the session set up before it had this upstream session, or on the
             # last one (broken): its level, and its subscriptions here.
