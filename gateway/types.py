@@ -248,8 +248,9 @@ class CallerSession:
     while it asked for none, and always for a principal (its one request in flight
     there gets them instead). ``alive``: whether the session still is (a request in
     flight can outlive its session's end, and must not open an upstream session that
-    nothing would close). ``outside``: for a principal, how a request of the upstream
-    outside any of its requests is answered (refused, and audited, by the relay)."""
+    nothing would close). ``outside``: for a principal, builds how a request of the
+    upstream outside any of its requests is answered (refused, and recorded, by the
+    relay); called only when a 2025-11-25 upstream is reached."""
 
     id: str
     capabilities: dict[str, Any]
