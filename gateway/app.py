@@ -140,8 +140,11 @@ def build_components(config: Config, stdio: StdioStarts | None = None) -> Compon
         load_or_create_signing_key(config.identity.signing_key_file), issuer=config.public_url
     )
     pins = PinGuard(PinStore(database), audit, configured=configured_pins(config))
-    # Upstream sessions held for calling sessions, bounded over every upstream (0034).
-    slots = SessionSlots(config.mcp.sessions.max_upstream_sessions)
+    # Upstream sessions held for callers, bounded over every upstream (0034, 0043).
+    slots = SessionSlots(
+        config.mcp.sessions.max_upstream_sessions,
+        principal_idle_s=config.mcp.sessions.principal_idle_timeout_s,
+    )
     starts = stdio or StdioStarts()  # none ahead: each started by its first connection
     catalog = Catalog(
         [_binding(u, config, minter, slots, starts) for u in config.upstreams],

@@ -235,20 +235,30 @@ class ClientInput:
 
 @dataclass(frozen=True)
 class CallerSession:
-    """The calling client's session at the gateway (a 2025-11-25 ``Mcp-Session-Id``).
-    An upstream of that era is reached, for this client, on an upstream session of its
-    own, opened with ``capabilities`` in its handshake (docs/decisions/0034): what the
-    client declared at its ``initialize`` that the gateway relays (MCP spelling:
-    ``elicitation``, ``sampling``, ``roots``). ``logs``: where log messages that
-    upstream session sends outside any request go (the session's own stream), at the
-    level the session set now; None while it asked for none. ``alive``: whether the
-    session still is (a request in flight can outlive its session's end, and must not
-    open an upstream session that nothing would close)."""
+    """Who a request to a 2025-11-25 upstream is made for, when the upstream must see
+    that caller alone: the calling client's session at the gateway (a 2025-11-25
+    ``Mcp-Session-Id``, docs/decisions/0034), or, for a sessionless 2026-07-28 request,
+    its principal (``for_principal``, docs/decisions/0043). Such an upstream is reached,
+    for that caller, on an upstream session of its own, opened with ``capabilities``
+    in its handshake: what the client declared (at its ``initialize``, or in the
+    request) that the gateway relays (MCP spelling: ``elicitation``, ``sampling``,
+    ``roots``). ``id`` names the caller (requests with the same id share the upstream
+    session). ``logs``: where log messages that upstream session sends outside any
+    request go (the session's own stream), at the level the session set now; None
+    while it asked for none, and always for a principal (its one request in flight
+    there gets them instead). ``alive``: whether the session still is (a request in
+    flight can outlive its session's end, and must not open an upstream session that
+    nothing would close). ``outside``: for a principal, builds how a request of the
+    upstream outside any of its requests is answered (refused, and recorded, by the
+    relay); called only when a 2025-11-25 upstream is reached."""
 
     id: str
     capabilities: dict[str, Any]
     logs: Callable[[], LogSink | None] = field(default=lambda: None, compare=False)
     alive: Callable[[], bool] = field(default=lambda: True, compare=False)
+    # No session whose end closes its upstream sessions: they close when idle.
+    for_principal: bool = False
+    outside: Callable[[], ClientInput] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -109,11 +109,18 @@ class McpSessionsConfig(Model):
     # A session without a request in flight (an open GET stream counts) for this long
     # is closed; its id then answers 404 and the client opens a new one.
     idle_timeout_s: float = Field(900.0, gt=0)
-    # Upstream sessions held for calling sessions, per process over every upstream: a
-    # session's requests to a 2025-11-25 upstream go on an upstream session of its own
-    # (a process per session for a stdio upstream; docs/decisions/0034). Beyond it such
-    # a request fails with upstream_sessions_exhausted until a session ends.
+    # Upstream sessions held for callers, per process over every upstream: a session's
+    # requests to a 2025-11-25 upstream go on an upstream session of its own, and a
+    # sessionless 2026-07-28 request's on one held for its principal (a process each
+    # for a stdio upstream; docs/decisions/0034, 0043). At the cap the least recently
+    # used idle one makes room; with none idle such a request fails with
+    # upstream_sessions_exhausted.
     max_upstream_sessions: int = Field(100, ge=1)
+    # An upstream session held for a principal (docs/decisions/0043) is closed after
+    # this long without a request in flight on it or a subscription (no session ends
+    # it); the principal's next request there opens another, which has lost the
+    # upstream's state (roots are asked again, what a tool switched on is off).
+    principal_idle_timeout_s: float = Field(300.0, gt=0)
 
 
 class McpInputConfig(Model):

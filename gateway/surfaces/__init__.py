@@ -10,8 +10,10 @@ tools), `mcp_views` (the names of `/mcp` and `/mcp/{upstream}`), `mcp_lists` (th
 list results, from entries built once per definition by `wire_forms`, which REST's
 ``GET /v1/tools`` uses too),
 `mcp_results` (outcomes as MCP answers), `mcp_sessions` (sessions bound to their
-owner), `mcp_relay` with `mcp_relay_state` (an upstream's requests for client input
-put to the calling client; the sealed single-use ``requestState`` of 2026-07-28),
+owner), `mcp_principals` (whom a 2025-11-25 upstream sees a sessionless request
+from: its principal's upstream session), `mcp_relay` with `mcp_relay_state` (an
+upstream's requests for client input put to the calling client; the sealed single-use
+``requestState`` of 2026-07-28),
 `mcp_subscriptions` (resource subscriptions and list changes), `mcp_tasks` with
 `mcp_task_store`, `mcp_task_results` and `mcp_passthrough` (MCP tasks: approval holds
 as tasks, and upstreams' own tasks passed through, each bound to its creator) and

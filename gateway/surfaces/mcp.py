@@ -37,6 +37,7 @@ from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import principal_of
 from gateway.surfaces.mcp_calls import LocalTools, answer_tools_call
 from gateway.surfaces.mcp_direct import DirectLists, DirectToolsCall
+from gateway.surfaces.mcp_principals import PrincipalCallers
 from gateway.surfaces.mcp_relay import InputRelay, direct_asking
 from gateway.surfaces.mcp_results import META_KEY, outcome_meta, to_call_tool_result
 from gateway.surfaces.mcp_server import build_mcp_server, tool_input_schema
@@ -66,7 +67,9 @@ class McpEndpoint:
     ) -> None:
         security = _transport_security(public_url)
         self.book = SessionBook(sessions.idle_timeout_s)
-        self.subscriptions = Subscriptions(pipeline, self.book)
+        # Whom a 2025-11-25 upstream sees a sessionless 2026-07-28 request from (0043).
+        principals = PrincipalCallers(relay.relays)
+        self.subscriptions = Subscriptions(pipeline, self.book, principals)
         self.server = build_mcp_server(
             pipeline,
             local_tools,
@@ -74,6 +77,7 @@ class McpEndpoint:
             relay,
             self.subscriptions,
             sessions=sessions.enabled,
+            principals=principals,
             tasks=tasks,
         )
         self.sessions = Sessions(
@@ -93,10 +97,24 @@ class McpEndpoint:
             request: Request, params: types.CallToolRequestParams
         ) -> types.CallToolResult | types.InputRequiredResult:
             asking = direct_asking(request, params)
+            session = principals.caller(
+                asking.principal,
+                asking.endpoint,
+                asking.capabilities,
+                method="tools/call",
+                target=asking.target,
+                request_id=asking.request_id,
+            )
             return await relay.run(
                 asking,
                 lambda prepare: answer_tools_call(
-                    pipeline, local_tools, request, params, progress=None, prepare=prepare
+                    pipeline,
+                    local_tools,
+                    request,
+                    params,
+                    progress=None,
+                    prepare=prepare,
+                    session=session,
                 ),
             )
 

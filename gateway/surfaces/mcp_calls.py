@@ -22,6 +22,7 @@ from gateway.surfaces.mcp_views import View
 from gateway.surfaces.middleware import request_id_of
 from gateway.surfaces.tracing import trace_of
 from gateway.types import (
+    CallerSession,
     ClientInfo,
     LogSink,
     Operation,
@@ -68,10 +69,12 @@ async def answer_tools_call(
     progress: ProgressCallback | None,
     log: LogSink | None = None,
     prepare: Callable[[Operation], Operation] | None = None,
+    session: CallerSession | None = None,
 ) -> types.CallToolResult:
     """The one translation of an MCP ``tools/call`` into the pipeline and back, shared by
     the SDK's transport and the direct path (`mcp_direct`). Raises `MCPError` for what
-    is a JSON-RPC error rather than a tool result (an unknown tool, a gateway bug)."""
+    is a JSON-RPC error rather than a tool result (an unknown tool, a gateway bug).
+    ``session``: whom a 2025-11-25 upstream sees the call from (`Operation.session`)."""
     principal = caller_of(request)
     request_id = request_id_of(request)
     view = View.of(request)
@@ -90,7 +93,7 @@ async def answer_tools_call(
                 "isError": local.is_error,
             }
         )
-    operation = tools_call_operation(request, params, progress=progress, log=log)
+    operation = tools_call_operation(request, params, progress=progress, log=log, session=session)
     if prepare is not None:  # how the upstream's requests for client input reach it
         operation = prepare(operation)
     outcome = await run(pipeline, operation)
@@ -105,6 +108,7 @@ def tools_call_operation(
     progress: ProgressCallback | None,
     log: LogSink | None = None,
     hold_s: float | None = None,
+    session: CallerSession | None = None,
 ) -> Operation:
     """The `Operation` of an MCP ``tools/call`` (``hold_s``: the caller's own limit on
     an approval hold; 0 for a call answered as a task, `mcp_tasks`)."""
@@ -119,6 +123,7 @@ def tools_call_operation(
         progress=progress,
         log=log,
         hold_s=hold_s,
+        session=session,
         trace=trace_of(request, params.meta) if telemetry.ON else None,
     )
 

@@ -11,12 +11,15 @@ Upstream log messages reach the client that made the request they belong to, and
 only one that asked: at 2026-07-28 by the request's own log-level ``_meta``, at
 2025-11-25 by ``logging/setLevel`` in its session (a sessionless 2025 client gets
 none: the specification lets a server choose, and choosing none keeps the fast path).
+
+A request of a session (2025-11-25) reaches an upstream of that era on the session's
+own upstream session (docs/decisions/0034); a 2026-07-28 request, sessionless, on the
+one held for its principal (`mcp_principals`, docs/decisions/0043).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import Any
 
 import mcp_types as types
@@ -31,6 +34,7 @@ from gateway.surfaces.auth import client_info
 from gateway.surfaces.mcp_calls import LocalTools, answer_tools_call, caller_of, run
 from gateway.surfaces.mcp_context import http_request, meta_dict
 from gateway.surfaces.mcp_lists import Listing, ListMethod, McpLists
+from gateway.surfaces.mcp_principals import PrincipalCallers
 from gateway.surfaces.mcp_relay import Asking, InputRelay, Prepare, relayable
 from gateway.surfaces.mcp_results import mcp_result, refusal
 from gateway.surfaces.mcp_sessions import SESSION_STATE_KEY, SessionBook
@@ -64,8 +68,10 @@ class Handlers:
         relay: InputRelay,
         tasks: McpTasks | None,
         lists: McpLists,
+        principals: PrincipalCallers,
     ) -> None:
         self.pipeline = pipeline
+        self.principals = principals
         self.lists = lists
         self.local_tools = local_tools
         self.book = book
@@ -128,8 +134,9 @@ class Handlers:
         meta = meta_dict(params.meta)
         wants_progress = meta.get("progressToken", meta.get("progress_token")) is not None
         _, _, view = self._caller(ctx)
-        asking = self._asking(ctx, "tools/call", view.name_in(params.name), params)
-        session = self.session(ctx)
+        target = view.name_in(params.name)
+        asking = self._asking(ctx, "tools/call", target, params)
+        session = self.session(ctx, "tools/call", target)
         return await self.relay.run(
             asking,
             lambda prepare: answer_tools_call(
@@ -139,7 +146,8 @@ class Handlers:
                 params,
                 progress=progress if wants_progress else None,
                 log=self._log_sink(ctx),
-                prepare=lambda operation: replace(prepare(operation), session=session),
+                prepare=prepare,
+                session=session,
             ),
         )
 
@@ -296,7 +304,7 @@ class Handlers:
             client=client_info(request),
             log=self._log_sink(ctx),
             trace=trace_of(request, ctx.meta) if telemetry.ON else None,
-            session=self.session(ctx),
+            session=self.session(ctx, method, target),
         )
         if prepare is not None:  # how the upstream's requests for client input reach it
             operation = prepare(operation)
@@ -327,12 +335,25 @@ class Handlers:
             input_responses=params.input_responses,
         )
 
-    def session(self, ctx: ServerRequestContext[Any, Any]) -> CallerSession | None:
-        """The caller's session at the gateway, when this request is of one: a
-        2025-11-25 upstream is reached on an upstream session of its own
-        (docs/decisions/0034)."""
+    def session(
+        self, ctx: ServerRequestContext[Any, Any], method: str = "", target: str = ""
+    ) -> CallerSession | None:
+        """Whom a 2025-11-25 upstream sees this request from, on an upstream session of
+        that caller's own: the caller's session at the gateway when the request is of
+        one (docs/decisions/0034); for a 2026-07-28 request, sessionless, its
+        principal (docs/decisions/0043; ``method`` and ``target``: what that upstream
+        session's requests outside any request are attributed to). None: the shared
+        connection (a sessionless 2025-11-25 request)."""
         if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
-            return None
+            request = http_request(ctx)
+            return self.principals.caller(
+                caller_of(request),
+                request.url.path,
+                ctx.session.client_capabilities,
+                method=method,
+                target=target,
+                request_id=request_id_of(request),
+            )
         return self.book.caller(session_id_of(ctx), relayable(ctx.session.client_capabilities))
 
     def _log_sink(self, ctx: ServerRequestContext[Any, Any]) -> LogSink | None:

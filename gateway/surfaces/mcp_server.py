@@ -22,6 +22,7 @@ from gateway.pipeline import Pipeline
 from gateway.surfaces.mcp_calls import LocalTools
 from gateway.surfaces.mcp_handlers import Handlers, session_id_of
 from gateway.surfaces.mcp_lists import LIST_METHODS, ListAnswer, McpLists
+from gateway.surfaces.mcp_principals import PrincipalCallers
 from gateway.surfaces.mcp_relay import InputRelay
 from gateway.surfaces.mcp_results import unavailability_as_retry
 from gateway.surfaces.mcp_sessions import SessionBook
@@ -73,9 +74,12 @@ def build_mcp_server(
     subscriptions: Subscriptions,
     *,
     sessions: bool,
+    principals: PrincipalCallers,
     tasks: McpTasks | None = None,
 ) -> _GatewayServer:
-    handlers = Handlers(pipeline, local_tools, book, relay, tasks, McpLists(pipeline.catalog))
+    handlers = Handlers(
+        pipeline, local_tools, book, relay, tasks, McpLists(pipeline.catalog), principals
+    )
     server = _GatewayServer(
         "agent-tool-gateway",
         version=__version__,

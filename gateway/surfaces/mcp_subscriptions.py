@@ -13,8 +13,10 @@ asked for (``Catalog.on_change``, after the catalog re-read that upstream's list
 the upstreams its endpoint serves.
 
 A 2025-11-25 session reaching an upstream of that era subscribes on its own upstream
-session (docs/decisions/0034), and that session's updates reach it alone; updates on
-the shared connection reach every subscriber of the URI.
+session (docs/decisions/0034), and a 2026-07-28 listen stream on the one held for its
+principal (docs/decisions/0043: where that principal's tool calls switch the
+upstream's updates on); such an upstream session's updates reach its own subscribers
+alone. Updates on the shared connection reach every subscriber of the URI.
 
 Subscriptions end with their session (2025-11-25) or stream (2026-07-28), or when
 the policy, decided again at the first update after it changed, now refuses them
@@ -57,6 +59,7 @@ from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import client_info
 from gateway.surfaces.mcp_calls import caller_of, run
 from gateway.surfaces.mcp_context import http_request
+from gateway.surfaces.mcp_principals import PrincipalCallers
 from gateway.surfaces.mcp_results import refusal
 from gateway.surfaces.mcp_sessions import SessionBook
 from gateway.surfaces.mcp_views import View
@@ -86,7 +89,8 @@ class _Subscriber:
     tell: Callable[[str], Awaitable[None]]
     operation: Operation  # the subscription as decided, to decide again
     revision: str | None  # the policy revision that allowed it
-    session: CallerSession | None = None  # the 2025-11-25 session it was made in
+    # Whom it was made for: a 2025-11-25 session, or a listen stream's principal (0043).
+    session: CallerSession | None = None
     ended: bool = False
 
 
@@ -105,9 +109,10 @@ class _SessionSubscriptions:
 
 
 class Subscriptions:
-    def __init__(self, pipeline: Pipeline, book: SessionBook) -> None:
+    def __init__(self, pipeline: Pipeline, book: SessionBook, principals: PrincipalCallers) -> None:
         self._pipeline = pipeline
         self._book = book
+        self._principals = principals
         self._subscribers: dict[tuple[str, str], set[_Subscriber]] = {}
         self._sessions: dict[str, _SessionSubscriptions] = {}
         self._listeners: set[_Listener] = set()
@@ -123,7 +128,7 @@ class Subscriptions:
         params: types.SubscribeRequestParams,
         session: CallerSession | None,
     ) -> types.EmptyResult:
-        if session is None:
+        if session is None or session.for_principal:
             raise MCPError(
                 code=types.INVALID_REQUEST,
                 message="resources/subscribe needs a session: initialize first and send "
@@ -196,8 +201,17 @@ class Subscriptions:
         listener = _Listener(view.upstream, lists, deliver)
         try:
             for uri in wanted.resource_subscriptions or ():
+                target = view.uri_in(uri)
+                principal = self._principals.caller(
+                    caller_of(request),
+                    request.url.path,
+                    ctx.session.client_capabilities,
+                    method="resources/subscribe",
+                    target=target,
+                    request_id=request_id_of(request),
+                )
                 try:
-                    subscribed.append(await self._subscribe(ctx, uri, tell))
+                    subscribed.append(await self._subscribe(ctx, uri, tell, principal))
                 except MCPError as refused:
                     log.info(
                         "listen stream %r: %s not subscribed: %s", subscription_id, uri, refused

@@ -21,8 +21,9 @@ Responsibilities, one module each:
   server, shared or a calling session's own; `mcp_capabilities`: what a 2026-07-28
   upstream is told, per request, the caller can be asked; `mcp_upstream_tasks`: an
   upstream's own tasks (task-augmented calls and ``tasks/*``, both eras);
-  `mcp_caller_sessions`: a calling session's own upstream session at each 2025-11-25
-  upstream it reaches, bounded; `mcp_stdio`: where a stdio upstream's process comes
+  `mcp_caller_sessions`: a caller's own upstream session at each 2025-11-25 upstream
+  it reaches (a calling session's, or a sessionless request's principal's, closed
+  once idle), bounded; `mcp_stdio`: where a stdio upstream's process comes
   from (the SDK's `stdio_client`, for dev mode's demo started ahead of the gateway's
   own build, docs/decisions/0037).
 - `credentials`: what each upstream receives instead of the agent's token.

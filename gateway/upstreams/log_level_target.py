@@ -66,7 +66,9 @@ class LogLevelTarget:
             )
 
     async def forward(self, operation: Operation, headers: dict[str, str]) -> McpResult:
-        if operation.session is not None:
+        # A principal's upstream sessions are told no level: at 2026-07-28 each request
+        # asks for its own (docs/decisions/0043).
+        if operation.session is not None and not operation.session.for_principal:
             await self.set_level(operation.session.id, operation.arguments["level"], self.server)
         return McpResult(self.method, {})
 

@@ -1,4 +1,5 @@
-"""Upstream sessions of their own for calling sessions (docs/decisions/0034).
+"""Upstream sessions of their own for calling sessions (docs/decisions/0034) and for
+the principals of sessionless requests (docs/decisions/0043).
 
 A 2025-11-25 upstream keeps state per session: the client's capabilities (fixed at
 its ``initialize``), its roots (server-everything asks once per session and keeps the
@@ -11,6 +12,14 @@ session of its own on each 2025-11-25 upstream it reaches: opened at its first
 request routed there, with the caller's capabilities in the handshake, and closed
 when the calling session ends (a DELETE, its idle expiry, the gateway's shutdown).
 Whatever that upstream session asks (roots included) can only be that client's.
+
+A sessionless 2026-07-28 request has no calling session: it is given the upstream
+session held for its principal (`CallerSession.for_principal`: its identity and
+delegation chain, the endpoint, and the relayable capabilities it declared). Nothing
+ends such a caller, so that upstream session is closed once it has been idle (no
+request in flight or being routed to it, no subscription on it) for
+`SessionSlots.principal_idle_s`, by a loop that sleeps until the next one is due and
+is woken when one becomes idle.
 
 Each upstream session is entered in a task of its own on the app's task group (the
 SDK's `Client` must be entered and left in one task, and a transport failure cancels
@@ -30,6 +39,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,12 +66,22 @@ _uses = itertools.count()
 
 
 class SessionSlots:
-    """How many upstream sessions this process holds for calling sessions, over every
-    upstream, and the most it may (one instance shared by every MCP upstream). At the
-    cap it makes room by closing the least recently used idle one of any upstream."""
+    """How many upstream sessions this process holds for callers, over every upstream,
+    and the most it may (one instance shared by every MCP upstream). At the cap it
+    makes room by closing the least recently used idle one of any upstream. Also how
+    long one held for a principal is kept while idle (``principal_idle_s``, on
+    ``clock``: seconds, injected by tests)."""
 
-    def __init__(self, maximum: int) -> None:
+    def __init__(
+        self,
+        maximum: int,
+        *,
+        principal_idle_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.maximum = maximum
+        self.principal_idle_s = principal_idle_s
+        self.clock = clock
         self.held = 0
         self.evicted = 0
         self._pools: list[CallerSessions] = []
@@ -102,9 +123,14 @@ class SessionSlots:
 
 @dataclass(eq=False)
 class CallerConnection:
-    """One calling session's upstream session, while it lives."""
+    """One caller's upstream session (a calling session's, or a principal's), while it
+    lives."""
 
     session_id: str
+    # Held for a principal: closed once idle for `SessionSlots.principal_idle_s`.
+    for_principal: bool = False
+    # When it was last left idle (`SessionSlots.clock`).
+    idle_since: float = 0.0
     # What the caller declared that the gateway relays (its handshake declares these).
     capabilities: dict[str, Any] = field(default_factory=dict)
     # The calling session's own stream for what its upstream session logs outside any
@@ -149,7 +175,8 @@ MakeClient = Callable[[CallerConnection, dict[str, Any]], Client]
 
 
 class CallerSessions:
-    """The upstream sessions of one MCP upstream, one per calling session."""
+    """The upstream sessions of one MCP upstream, one per caller (a calling session, or
+    a principal)."""
 
     def __init__(
         self, upstream: str, make_client: MakeClient, slots: SessionSlots, *, open_timeout_s: float
@@ -160,6 +187,10 @@ class CallerSessions:
         self._open_timeout_s = open_timeout_s
         self._open: dict[str, CallerConnection] = {}
         self._tasks: anyio.abc.TaskGroup | None = None
+        # The loop closing principals' idle upstream sessions: woken when one becomes
+        # idle, ended by `close_all`.
+        self._wake = anyio.Event()
+        self._expiry = anyio.CancelScope()
         slots.serve(self)
         # Counters, for operators and tests: sessions opened, and closed again.
         self.opened = 0
@@ -167,6 +198,7 @@ class CallerSessions:
 
     def start(self, task_group: anyio.abc.TaskGroup) -> None:
         self._tasks = task_group
+        task_group.start_soon(self._expire_idle)
 
     def __len__(self) -> int:
         return len(self._open)
@@ -218,8 +250,13 @@ class CallerSessions:
             raise UpstreamUnavailable(f"upstream {self._upstream} is not started")
         self._slots.take(self._upstream)
         connection = CallerConnection(
-            session.id, capabilities=dict(session.capabilities), logs=session.logs
+            session.id,
+            for_principal=session.for_principal,
+            capabilities=dict(session.capabilities),
+            logs=session.logs,
         )
+        if session.for_principal:
+            connection.in_flight.on_idle = lambda: self._left_idle(connection)
         try:
             self._tasks.start_soon(self._hold, connection, dict(session.capabilities))
         except RuntimeError:  # the task group is closing: the gateway is stopping
@@ -238,10 +275,12 @@ class CallerSessions:
                     connection.client = client
                     self.opened += 1
                     connection.ready.set()
+                    if connection.for_principal:
+                        self._left_idle(connection)
                     log.info(
-                        "upstream %s: a session of its own opened for a calling session "
-                        "(protocol %s)",
+                        "upstream %s: a session of its own opened for a %s (protocol %s)",
                         self._upstream,
+                        "principal" if connection.for_principal else "calling session",
                         client.protocol_version,
                     )
                     await connection.closing.wait()
@@ -263,18 +302,56 @@ class CallerSessions:
         return (c for c in self._open.values() if c.idle)
 
     def evict(self, connection: CallerConnection) -> None:
-        """Closes an idle upstream session to make room; its calling session's next
-        request here opens another."""
-        if self._open.get(connection.session_id) is connection:
-            del self._open[connection.session_id]
-        connection.error = "closed to make room for another (max_upstream_sessions)"
-        connection.closing.set()
-        self._release(connection)
+        """Closes an idle upstream session to make room; its caller's next request here
+        opens another."""
+        self._drop(connection, "closed to make room for another (max_upstream_sessions)")
         log.info(
-            "upstream %s: an idle calling session's session closed to make room "
+            "upstream %s: an idle caller's session closed to make room "
             "(mcp.sessions.max_upstream_sessions)",
             self._upstream,
         )
+
+    def expire_idle(self) -> float | None:
+        """Closes the upstream sessions held for principals that have been idle for
+        `SessionSlots.principal_idle_s`; returns the seconds until the next idle one is
+        due (None: none is idle)."""
+        now, keep = self._slots.clock(), self._slots.principal_idle_s
+        due: float | None = None
+        for connection in list(self._open.values()):
+            if not connection.for_principal or not connection.idle:
+                continue
+            left = connection.idle_since + keep - now
+            if left > 0:
+                due = left if due is None else min(due, left)
+                continue
+            self._drop(connection, f"closed after {keep:g} s idle (principal_idle_timeout_s)")
+            log.info(
+                "upstream %s: a principal's session closed after %g s idle", self._upstream, keep
+            )
+        return due
+
+    def _left_idle(self, connection: CallerConnection) -> None:
+        """A principal's upstream session has nothing in flight any more: its idle time
+        starts now, and the expiry loop looks again."""
+        connection.idle_since = self._slots.clock()
+        self._wake.set()
+
+    async def _expire_idle(self) -> None:
+        """Sleeps until the next principal's upstream session is due to close, or until
+        one becomes idle (nothing to look at while none is: no polling)."""
+        with self._expiry:
+            while True:
+                self._wake = anyio.Event()
+                due = self.expire_idle()
+                with anyio.move_on_after(math.inf if due is None else due):
+                    await self._wake.wait()
+
+    def _drop(self, connection: CallerConnection, why: str) -> None:
+        if self._open.get(connection.session_id) is connection:
+            del self._open[connection.session_id]
+        connection.error = why
+        connection.closing.set()
+        self._release(connection)
 
     def _release(self, connection: CallerConnection) -> None:
         """Its slot, and its place in the gauge, given back once (when it is closed, or
@@ -290,6 +367,7 @@ class CallerSessions:
             connection.closing.set()
 
     def close_all(self) -> None:
+        self._expiry.cancel()
         for connection in list(self._open.values()):
             connection.closing.set()
         self._open.clear()

@@ -18,9 +18,12 @@ roots) are relayed to the calling client through the operation's `InputAsk`
 
 A client with a session at the gateway (`gateway.types.CallerSession`) reaches a
 2025-11-25 upstream on an upstream session of its own (`mcp_caller_sessions`,
-docs/decisions/0034): `route` sends its requests there, and that session's requests
-for client input (roots too) and its resource updates are its own. Lists, sessionless
-callers and 2026-07-28 upstreams (sessionless themselves) use the shared connection.
+docs/decisions/0034), and a sessionless 2026-07-28 request on the one held for its
+principal (docs/decisions/0043): `route` sends its requests there, and that upstream
+session's requests for client input (roots too), log messages and resource updates
+are that caller's. Lists, the executor's and REST calls, tasks, sessionless
+2025-11-25 requests and 2026-07-28 upstreams (sessionless themselves) use the shared
+connection.
 """
 
 from __future__ import annotations
@@ -150,10 +153,15 @@ class McpConnection:
         )
 
     def _caller_client(self, own: CallerConnection, capabilities: dict[str, Any]) -> Client:
-        """A calling session's own upstream session (`mcp_caller_sessions`): the
-        handshake declares what the caller declared that the gateway relays, and roots
-        are relayed on it (they are this client's)."""
+        """A caller's own upstream session (`mcp_caller_sessions`): the handshake
+        declares what the caller declared that the gateway relays, and roots are
+        relayed on it (they are this caller's). A log message it sends outside any
+        request goes to the calling session's own stream, or else (a principal's,
+        or a session that set no level) to the one request in flight on it."""
         elicit, sample, roots = mcp_requests.relay_input(self.name, own.in_flight, shared=False)
+
+        def outside_logs() -> LogSink | None:
+            return own.logs() or own.in_flight.sole_log()
 
         async def on_message(message: Any) -> None:
             if isinstance(message, types.ResourceUpdatedNotification):
@@ -170,7 +178,7 @@ class McpConnection:
             sample=sample if "sampling" in capabilities else None,
             roots=roots if "roots" in capabilities else None,
             mode="legacy",
-            logs=mcp_requests.relay_log(self.name, own.logs),
+            logs=mcp_requests.relay_log(self.name, outside_logs),
         )
 
     def _client_of(
@@ -282,9 +290,9 @@ class McpConnection:
         return Route(client, self._in_flight, self._mark_broken)
 
     async def route(self, session: CallerSession | None) -> Route:
-        """Where a request on behalf of a caller goes: a calling session's own upstream
-        session when the upstream speaks 2025-11-25 (opened at its first request),
-        else the shared connection."""
+        """Where a request on behalf of a caller goes: the caller's own upstream session
+        (a calling session's, or its principal's) when the upstream speaks 2025-11-25
+        (opened at its first request), else the shared connection."""
         client = await self.connected()
         if session is None or is_sessionless(client.protocol_version):
             return self.shared(client)
@@ -292,6 +300,10 @@ class McpConnection:
         own = await self.callers.connection(session)
         assert own.client is not None
         route = Route(own.client, own.in_flight, own.mark_broken, own)
+        if session.for_principal:
+            # What the upstream asks there while none of the principal's requests is in
+            # flight: refused, and audited under this, its latest request.
+            own.in_flight.standalone = session.outside() if session.outside else None
         if opening:
             # What the session set up before it had this upstream session, or on the
             # last one (broken): its level, and its subscriptions here.

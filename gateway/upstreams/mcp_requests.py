@@ -108,7 +108,7 @@ async def run(
     header_token = _CALL_HEADERS.set(headers)
     sink_token = _LOG_SINK.set(log_sink)
     ask_token = _ASK.set(client_input)
-    flight = in_flight.enter(client_input) if in_flight is not None else None
+    flight = in_flight.enter(client_input, log_sink) if in_flight is not None else None
     try:
         with anyio.fail_after(timeout_s):
             return await send()
@@ -220,40 +220,54 @@ NO_CALLER = (
 
 
 class InFlight:
-    """The requests in flight on one upstream connection, with their `ClientInput`s.
+    """The requests in flight on one upstream connection, with their `ClientInput`s
+    and log sinks.
 
-    Over stdio (and on the standalone stream) a request of the upstream carries no
-    caller: the SDK runs the callback outside any caller's context. It is attributed
-    to the one request in flight when there is exactly one, and refused otherwise:
-    never guessed between two callers."""
+    Over stdio (and on the standalone stream) a request or log message of the upstream
+    carries no caller: the SDK runs the callback outside any caller's context. It is
+    attributed to the one request in flight when there is exactly one, and refused
+    (a log message: not relayed) otherwise: never guessed between two callers."""
 
     def __init__(self) -> None:
-        self._inputs: dict[int, ClientInput | None] = {}
+        self._flights: dict[int, tuple[ClientInput | None, LogSink | None]] = {}
         self._next = 0
-        # A calling session's own upstream session only: how to ask that client when
-        # none of its requests is in flight (its standalone stream), set once the
-        # client said its roots changed (the upstream then asks for them again).
+        # An upstream session held for one caller only (`mcp_caller_sessions`): how the
+        # upstream's requests are answered while none of that caller's is in flight.
+        # A calling session's: its standalone stream, set once the client said its
+        # roots changed (the upstream then asks for them again). A principal's: a
+        # refusal under the relay's rule (decided by the gateway, audited).
         self.standalone: ClientInput | None = None
+        # Told when the last request in flight has left (an idle upstream session
+        # held for a principal is closed after a while: `mcp_caller_sessions`).
+        self.on_idle: Callable[[], None] | None = None
 
-    def enter(self, client_input: ClientInput | None) -> int:
+    def enter(self, client_input: ClientInput | None, log_sink: LogSink | None = None) -> int:
         self._next += 1
-        self._inputs[self._next] = client_input
+        self._flights[self._next] = (client_input, log_sink)
         return self._next
 
     def leave(self, token: int) -> None:
-        self._inputs.pop(token, None)
+        if self._flights.pop(token, None) is not None and not self._flights and self.on_idle:
+            self.on_idle()
 
     @property
     def busy(self) -> bool:
         """Whether any request is in flight."""
-        return bool(self._inputs)
+        return bool(self._flights)
 
     def sole(self) -> ClientInput | None:
-        if not self._inputs:
+        if not self._flights:
             return self.standalone
-        if len(self._inputs) != 1:
+        if len(self._flights) != 1:
             return None
-        return next(iter(self._inputs.values()))
+        return next(iter(self._flights.values()))[0]
+
+    def sole_log(self) -> LogSink | None:
+        """The log sink of the one request in flight (its level, its stream), if there
+        is exactly one; None otherwise."""
+        if len(self._flights) != 1:
+            return None
+        return next(iter(self._flights.values()))[1]
 
 
 SHARED_ROOTS = (

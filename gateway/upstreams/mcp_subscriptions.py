@@ -5,11 +5,13 @@ it (a count per URI), and unsubscribed when the last of them ends; a sessionless
 (2026-07-28) upstream is not subscribed at all but watched (`mcp_changes`). A new
 upstream session after a reconnect is subscribed again to every URI still wanted.
 
-A calling session with an upstream session of its own (`mcp_caller_sessions`,
-docs/decisions/0034) subscribes there, and its updates reach that session alone
-(`McpConnection`); such a subscription ends with the calling session, or when it
-unsubscribes. When its upstream session broke, the next one opened for it is
-subscribed again, before its first request, to every URI it still holds.
+A caller with an upstream session of its own (`mcp_caller_sessions`: a calling
+session, docs/decisions/0034, or a sessionless request's principal, 0043) subscribes
+there, and its updates reach that caller alone (`McpConnection`); such a subscription
+ends with the calling session or listen stream, or when it unsubscribes (a principal's
+listen streams may hold the same URI: it is unsubscribed when the last one ends).
+When its upstream session broke, the next one opened for it is subscribed again,
+before its first request, to every URI it still holds.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ class Subscriptions:
         self.name = connection.name
         # Subscribers per upstream resource URI (the upstream is subscribed once).
         self._subscribed: dict[str, int] = {}
-        # (calling session, upstream URI) subscribed on that session's own upstream session.
-        self._made_own: set[tuple[str, str]] = set()
+        # (caller, upstream URI) subscribed on that caller's own upstream session, with
+        # how many of its subscriptions hold it.
+        self._made_own: dict[tuple[str, str], int] = {}
 
     async def again(self, route: Route) -> None:
         """A new upstream session: subscribe it again to what is still wanted on it —
@@ -76,7 +79,8 @@ class Subscriptions:
             if uri not in route.own.subscribed:
                 await self._subscribe_upstream(route, uri, headers, timeout_s)
                 route.own.subscribed.add(uri)
-            self._made_own.add((route.own.session_id, uri))
+            held = (route.own.session_id, uri)
+            self._made_own[held] = self._made_own.get(held, 0) + 1
             return
         count = self._subscribed.get(uri, 0)
         self._subscribed[uri] = count + 1
@@ -99,8 +103,12 @@ class Subscriptions:
 
     async def unsubscribe(self, uri: str, *, session: CallerSession | None = None) -> None:
         if session is not None and (session.id, uri) in self._made_own:
-            # Made on the calling session's own upstream session (which may be closed).
-            self._made_own.discard((session.id, uri))
+            # Made on the caller's own upstream session (which may be closed).
+            held = (session.id, uri)
+            if self._made_own[held] > 1:
+                self._made_own[held] -= 1  # another of its subscriptions holds it
+                return
+            del self._made_own[held]
             own = self._connection.callers.existing(session.id)
             if own is not None and own.client is not None and uri in own.subscribed:
                 own.subscribed.discard(uri)

@@ -86,8 +86,13 @@ def check(case: str, seen: dict[str, Any], prefix: str) -> None:
     elif case == "roots":
         # server-everything asks once per upstream session and keeps the answer; each
         # 2025-11-25 client has an upstream session of its own (decision 0034), so each
-        # is asked, and the roots it lists are that client's, through the gateway.
-        assert seen["asked"] >= 1 and "gateway-test" in seen["result"]
+        # is asked, and the roots it lists are that client's, through the gateway. A
+        # 2026-07-28 client is given the upstream session of its principal (decision
+        # 0043), which this principal's client of an earlier case (a batch runs every
+        # case as one principal) may have been asked on already: the roots it lists are
+        # still only ever this principal's, answered by its client through the gateway.
+        assert "gateway-test" in seen["result"]
+        assert seen["asked"] >= 1 or seen["era"] == "2026-07-28"
     else:
         assert case == "subscribe" and seen["subscribed"]
 

@@ -1,19 +1,22 @@
-"""Roots one client answered are never served to another's calls
-(gateway.upstreams.mcp_requests.relay_input, gateway.upstreams.mcp_caller_sessions).
+"""Roots one client answered are never served to another principal's calls, nor, in
+a session, to another session's (gateway.upstreams.mcp_requests.relay_input,
+gateway.upstreams.mcp_caller_sessions).
 
 Two upstreams behind one gateway. ``ev`` is server-everything over Streamable HTTP: it
 speaks 2025-11-25 only, asks a session's client for its roots once and keeps the
 answer for that session (its ``get-roots-list`` reports them). ``conf`` is our
 conformance upstream at 2026-07-28, which asks for roots per request
-(``input_required``). Several clients — two principals, and two sessions of one
+(``input_required``). Several clients — two principals, and two clients of one
 principal — each answering different roots, call both in turn, twice each, in both
-client eras: nobody ever sees roots another client answered. From ``conf`` each sees
-its own. From ``ev``: a 2025-11-25 client (a session at the gateway) reaches it on an
-upstream session of its own and sees its own roots (docs/decisions/0034); a
-2026-07-28 client is sessionless, reaches it on the gateway's shared connection, where
-the gateway refuses roots, and sees none (it is never asked by ``ev``). Without the
-refusal on the shared connection, or with upstream sessions shared between calling
-sessions, the first client's roots would show in the others' answers.
+client eras. From ``conf`` each sees its own. From ``ev``: a 2025-11-25 client (a
+session at the gateway) reaches it on an upstream session of its own and sees its own
+roots (docs/decisions/0034); a 2026-07-28 client is sessionless and reaches it on the
+upstream session held for its principal (docs/decisions/0043), so it sees the roots
+its principal's first client answered there — its own, or, for the second client of
+one principal, the first's (what two clients acting as one principal share) — and
+never another principal's. Without the refusal of roots on the shared connection, or
+with upstream sessions shared between principals, the first client's roots would show
+in everyone's answers.
 """
 
 from __future__ import annotations
@@ -72,21 +75,26 @@ async def test_no_client_ever_sees_roots_another_answered(gateway: GatewayServer
     callers = [
         ("agent:alice", f"alice-{era}"),
         ("agent:bob", f"bob-{era}"),
-        ("agent:alice", f"alice-other-session-{era}"),
+        ("agent:alice", f"alice-other-client-{era}"),
     ]
+    # What ev reports to each: its own roots in a session; at 2026-07-28, the roots of
+    # the first client of its principal (the upstream session is the principal's).
+    first_of = {sub: root for sub, root in reversed(callers)}
     for _ in range(2):
         for sub, root in callers:
             seen = await _listed(gateway, sub, root, era)
             everything, conformance = seen["texts"].values()
             assert f"file:///work/{root}" in conformance, conformance  # asked per request
-            if era == "legacy":  # its own upstream session, which asked it
-                assert f"file:///work/{root}" in everything, everything
-            else:  # the shared connection: roots refused there, nobody's kept
-                assert "file:///work/" not in everything, everything
+            kept = root if era == "legacy" else first_of[sub]
+            assert f"file:///work/{kept}" in everything, everything
             others = [other for _, other in callers if other != root]
-            for text in (everything, conformance):
-                assert not any(f"file:///work/{other}" in text for other in others), text
-            # Only ever asked for its own: by the 2026-07-28 upstream per request, and
-            # in a session by its own upstream session of server-everything.
+            assert not any(f"file:///work/{other}" in conformance for other in others)
+            assert not any(f"file:///work/{o}" in everything for o in others if o != kept)
+            # Another principal's roots: never, from either upstream.
+            foreign = [other for who, other in callers if who != sub]
+            assert not any(f"file:///work/{other}" in everything for other in foreign)
+            # Only ever asked for its own: by the 2026-07-28 upstream per request, and by
+            # its own upstream session of server-everything (a session's: each new one;
+            # its principal's: once, the first client's first call).
             assert seen["asked"] and set(seen["asked"]) == {root}
             assert len(seen["asked"]) >= (2 if era == "legacy" else 1)

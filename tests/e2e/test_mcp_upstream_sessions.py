@@ -7,8 +7,8 @@ A 2025-11-25 client with a session at the gateway reaches such an upstream on an
 upstream session of its own: its roots are asked of it alone (under policy, audited),
 two sessions never see each other's, the upstream session (and its process) goes
 when the calling session ends or expires, their number is capped (an idle one makes
-room),
-and sessionless calls keep using the shared connection.
+room), and a sessionless (2026-07-28) call reaches it on the upstream session held for its
+principal, closed once idle (docs/decisions/0043).
 """
 
 from __future__ import annotations
@@ -240,12 +240,29 @@ async def test_what_a_sessions_upstream_session_logs_reaches_that_session_alone(
         assert grace_saw == []
 
 
-async def test_sessionless_calls_use_the_shared_connection(gateway: GatewayServer) -> None:
+async def test_a_sessionless_call_uses_its_principals_upstream_session(
+    gateway: GatewayServer,
+) -> None:
+    """A 2026-07-28 request has no session: it reaches a 2025-11-25 upstream on the
+    upstream session held for its principal (docs/decisions/0043), which its next
+    request finds again; a REST call is no MCP client's, and uses the shared
+    connection."""
     await eventually_async(lambda: held(gateway, "ev") == 0, "no upstream session held")
     async with connect(gateway.mcp_url, gateway.token("agent:erin"), "2026-07-28") as erin:
         result = await erin.call_tool("ev__echo", {"message": "sessionless"})
-    assert not result.is_error and "sessionless" in _text(result)
-    assert held(gateway, "ev") == 0  # no upstream session was opened for it
+        assert not result.is_error and "sessionless" in _text(result)
+        assert held(gateway, "ev") == 1  # erin's principal's
+    async with connect(gateway.mcp_url, gateway.token("agent:erin"), "2026-07-28") as again:
+        assert not (await again.call_tool("ev__echo", {"message": "again"})).is_error
+    assert held(gateway, "ev") == 1  # the same principal's, kept
+    async with httpx.AsyncClient(timeout=30) as http:
+        rest = await http.post(
+            f"{gateway.url}/v1/tools/ev__echo/call",
+            json={"arguments": {"message": "rest"}},
+            headers=gateway.headers(sub="agent:erin"),
+        )
+    assert rest.status_code == 200 and "rest" in rest.text
+    assert held(gateway, "ev") == 1  # no upstream session opened for it
 
 
 @pytest.fixture(scope="module")
@@ -269,6 +286,7 @@ def idling(
         tmp_path_factory.mktemp("idling"),
         [{"name": "ev", "url": everything.url, "timeout_s": 20}],
         idle_timeout_s=2,
+        principal_idle_timeout_s=2,
     )
     yield server
     server.stop()
@@ -333,3 +351,15 @@ async def test_an_idle_session_loses_its_upstream_session(idling: GatewayServer)
             idling.mcp_url, json={"jsonrpc": "2.0", "id": 3, "method": "ping"}, headers=session
         )
         assert gone.status_code == 404
+
+
+async def test_an_idle_principals_upstream_session_is_closed(idling: GatewayServer) -> None:
+    """No session ends a principal's upstream session: it is closed once idle for
+    mcp.sessions.principal_idle_timeout_s, and the next request opens another."""
+    await eventually_async(lambda: held(idling, "ev") == 0, "no upstream session held")
+    async with connect(idling.mcp_url, idling.token("agent:ivan"), "2026-07-28") as ivan:
+        assert not (await ivan.call_tool("ev__echo", {"message": "idle"})).is_error
+        assert held(idling, "ev") == 1
+        await eventually_async(lambda: held(idling, "ev") == 0, "the idle one closed")
+        assert not (await ivan.call_tool("ev__echo", {"message": "again"})).is_error
+        assert held(idling, "ev") == 1

@@ -68,8 +68,9 @@ async function runCase(testCase) {
     return found.name;
   }
 
-  async function call(suffix, args = {}, options = undefined) {
-    const result = await client.callTool({ name: await tool(suffix), arguments: args }, options);
+  async function call(suffix, args = {}, meta = undefined) {
+    const params = { name: await tool(suffix), arguments: args, ...(meta && { _meta: meta }) };
+    const result = await client.callTool(params);
     if (result.isError) throw new Error(`${suffix} failed: ${text(result)}`);
     return text(result);
   }
@@ -140,14 +141,15 @@ async function runCase(testCase) {
         const params = await message;
         return { level: params.level, data: params.data };
       }
-      // 2026-07-28: no logging/setLevel; a request asks for logs with a logLevel, and
+      // 2026-07-28: no logging/setLevel; a request asks for logs with a logLevel in its
+      // _meta (this SDK has no option for it; its envelope keeps the keys given), and
       // they come on that request's own stream, before its result. One more round trip
       // after the call, and every message of the call has been handled: no waiting.
       const logs = [];
       client.setNotificationHandler('notifications/message', (n) => logs.push(n.params));
-      const options = { logLevel: 'debug' };
-      if ((await call('toggle-simulated-logging', {}, options)).includes('Stopped')) {
-        await call('toggle-simulated-logging', {}, options);
+      const meta = { 'io.modelcontextprotocol/logLevel': 'debug' };
+      if ((await call('toggle-simulated-logging', {}, meta)).includes('Stopped')) {
+        await call('toggle-simulated-logging', {}, meta);
       }
       await client.listTools();
       if (!logs.length) throw new Error('no notifications/message on the call stream');

@@ -1,7 +1,8 @@
 """Which caller an upstream's request for client input goes to (`mcp_requests`): the
 caller whose request it arrived on, else the one request in flight, else nobody — a
 request is never guessed between two callers; and roots, never anyone, on a shared
-connection."""
+connection; and a log message outside any request, to the one request in flight on
+an upstream session held for one caller."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from typing import Any
 import mcp_types as types
 import pytest
 
-from gateway.types import ClientInput, InputRequest
-from gateway.upstreams.mcp_requests import InFlight, relay_input
+from gateway.types import ClientInput, InputRequest, LogSink
+from gateway.upstreams.mcp_requests import InFlight, relay_input, relay_log
 
 pytestmark = pytest.mark.anyio
 
@@ -67,3 +68,42 @@ async def test_roots_are_never_relayed_on_a_shared_connection() -> None:
     refused = await roots(None)
     assert isinstance(refused, types.ErrorData) and "shared connection" in refused.message
     assert asked == []
+
+
+async def test_a_log_message_without_a_caller_goes_to_the_one_in_flight_at_its_level() -> None:
+    """On an upstream session held for one caller (`mcp_caller_sessions`), a log message
+    outside any request goes to the one request in flight there, filtered at the level
+    that request asked for; with none or several, to nobody."""
+    sent: list[tuple[str, str]] = []
+
+    def sink(name: str, level: str) -> LogSink:
+        async def send(level: str, data: Any, logger: str | None) -> None:
+            sent.append((name, str(data)))
+
+        return LogSink(level, send)
+
+    in_flight = InFlight()
+    relay = relay_log("up", in_flight.sole_log)
+    message = types.LoggingMessageNotificationParams(level="info", data="hello")
+    await relay(message)  # nobody in flight
+    first = in_flight.enter(None, sink("alice", "info"))
+    await relay(message)
+    await relay(types.LoggingMessageNotificationParams(level="debug", data="quiet"))
+    second = in_flight.enter(None, sink("bob", "debug"))
+    await relay(message)  # two in flight: nobody is guessed
+    in_flight.leave(first)
+    await relay(message)
+    in_flight.leave(second)
+    assert sent == [("alice", "hello"), ("bob", "hello")]
+
+
+def test_the_last_request_leaving_tells_that_it_is_idle() -> None:
+    idle: list[bool] = []
+    in_flight = InFlight()
+    in_flight.on_idle = lambda: idle.append(True)
+    first, second = in_flight.enter(None), in_flight.enter(None)
+    in_flight.leave(first)
+    assert idle == [] and in_flight.busy
+    in_flight.leave(second)
+    in_flight.leave(second)  # leaving twice tells once
+    assert idle == [True] and not in_flight.busy
