@@ -3,9 +3,9 @@
 Each tree (a checkout or `git archive` of a commit, with a `.venv` the repository's
 own) serves `gateway serve` with the test configuration (bench/targets.py: embedded
 engine, durable SQLite audit) in front of one shared upstream. Each round measures,
-for every tree in an order rotated from round to round: the direct call at c=16 (the
-round's baseline), the gateway at c=16 (calls/s and its CPU per call) and at c=1
-(p50). It prints each round, the medians with their spread, and the per-round ratio of
+for every tree in an order rotated from round to round: the direct call at c=16 and
+at c=1 (the turn's baseline), the gateway at c=16 (calls/s and its CPU per call) and
+at c=1 (p50). It prints each round, the medians with their spread, and the per-round ratio of
 every tree's CPU per call to the first tree's: on a shared machine the paired ratio is
 the figure to read (docs/decisions/0026 decided the fast paths on it). Each gateway's
 idle CPU rate is read while the direct call runs (the gateway idle), and the CPU per
@@ -16,12 +16,14 @@ pollers' share of a call with them.
         [--method tools/call]
 
 A variant is a tree with one change, e.g. the direct path switched off in
-gateway/surfaces/mcp.py. Nothing is written to bench/results: copy what matters.
+gateway/surfaces/mcp.py (bench/ablation.py makes such trees and runs `serve` over
+them). Nothing is written to bench/results: copy what matters.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -34,7 +36,7 @@ import yaml
 from bench import load
 from bench.clients import raw_caller
 from bench.methods import METHODS, Method
-from bench.targets import GRANTS, TOKEN_TTL_S, Target, gateway_rename
+from bench.targets import GRANTS, TOKEN_TTL_S, Target, gateway_rename, start_proxy
 from tests.support.processes import (
     GatewayServer,
     McpUpstreamServer,
@@ -62,7 +64,11 @@ async def measure(
     rounds: int,
     seconds: float,
     rate: float | None,
-) -> None:
+) -> dict[str, dict[str, list[float]]]:
+    """Every target's figures by name, one value per round: ``cpu``, ``net`` (less
+    idle), ``idle`` (ms/s), ``calls_s`` and ``share`` (× direct) at c=16, ``p50`` and
+    ``p50_x`` (× direct) at c=1, the turn's ``direct_calls_s``, ``direct_p50`` and
+    1-minute ``load`` average."""
     pids = [upstream.process.popen.pid] + [t.middle["gateway"] for t in targets]
     await load.wait_quiet(pids)
     figures: dict[str, dict[str, list[float]]] = {t.name: {} for t in targets}
@@ -70,6 +76,7 @@ async def measure(
     for index in range(rounds):
         shift = index % len(targets)
         for target in targets[shift:] + targets[:shift]:
+            load_1m = os.getloadavg()[0]
             async with raw_caller(direct.url, direct.token, method, direct, connections=16) as c:
                 await load.warm(c, 10)
                 # The gateway sits idle meanwhile: its CPU over this run is its idle
@@ -84,6 +91,11 @@ async def measure(
                 )
                 baseline = direct_run.summary()
                 idle_per_s = direct_run.cpu_s["gateway"] / direct_run.elapsed_s
+            async with raw_caller(direct.url, direct.token, method, direct, connections=1) as c:
+                await load.warm(c, 10)
+                direct_alone = (
+                    await load.run(c, concurrency=1, max_calls=400, max_seconds=4)
+                ).summary()
             async with raw_caller(target.url, target.token, method, target, connections=16) as c:
                 await load.warm(c, 20)
                 busy_run = await load.run(
@@ -106,21 +118,28 @@ async def measure(
             net_s = busy_run.cpu_s["gateway"] - idle_per_s * busy_run.elapsed_s
             mine.setdefault("net", []).append(net_s * 1000 / max(1, busy_run.completed))
             mine.setdefault("idle", []).append(idle_per_s * 1000)
+            mine.setdefault("calls_s", []).append(busy["ok_per_s"])
+            mine.setdefault("direct_calls_s", []).append(baseline["ok_per_s"])
             mine.setdefault("share", []).append(busy["ok_per_s"] / baseline["ok_per_s"])
             # A machine so loaded that no call of the c=1 run succeeded has no p50.
             mine.setdefault("p50", []).append(alone.get("ok_p50_ms", float("nan")))
+            mine.setdefault("direct_p50", []).append(direct_alone.get("ok_p50_ms", float("nan")))
+            mine.setdefault("p50_x", []).append(mine["p50"][-1] / mine["direct_p50"][-1])
+            mine.setdefault("load", []).append(load_1m)
             print(
                 f"round {index} {target.name}: CPU per call {mine['cpu'][-1]:.3f} ms "
                 f"(less idle {mine['net'][-1]:.3f}; idle {mine['idle'][-1]:.1f} ms/s), "
                 f"c=16 {busy['ok_per_s']} calls/s ({mine['share'][-1]:.3f}× direct), "
-                f"p50 c=1 {mine['p50'][-1]:.2f} ms, answers {busy['kinds']}",
+                f"p50 c=1 {mine['p50'][-1]:.2f} ms ({mine['p50_x'][-1]:.2f}× direct), "
+                f"load {load_1m:.2f}, answers {busy['kinds']}",
                 flush=True,
             )
     for name, mine in figures.items():
         print(
             f"{name}: CPU per call {_spread(mine['cpu'])} ms (less idle "
             f"{_spread(mine['net'])}; idle {_spread(mine['idle'])} ms/s), calls/s c=16 "
-            f"{_spread(mine['share'])}× direct, p50 c=1 {_spread(mine['p50'])} ms"
+            f"{_spread(mine['share'])}× direct, p50 c=1 {_spread(mine['p50'])} ms "
+            f"({_spread(mine['p50_x'])}× direct)"
         )
     for figure, label in (("cpu", "CPU per call"), ("net", "CPU per call less idle")):
         first = figures[targets[0].name][figure]
@@ -128,6 +147,7 @@ async def measure(
             mine = figures[target.name][figure]
             paired = [round(b / a, 3) for a, b in zip(first, mine, strict=True)]
             print(f"{target.name} / {targets[0].name}, {label}, per round: {paired}")
+    return figures
 
 
 def _spread(values: list[float]) -> str:
@@ -153,11 +173,26 @@ def main() -> None:
     )
     args = parser.parse_args()
     trees = [Path(t).resolve() for t in args.trees.split(",")]
+    serve(trees, METHODS[args.method], args.rounds, args.seconds, args.rate)
+
+
+def serve(
+    trees: list[Path],
+    method: Method,
+    rounds: int,
+    seconds: float,
+    rate: float | None,
+    *,
+    bare_proxy: bool = False,
+) -> dict[str, dict[str, list[float]]]:
+    """Serves a gateway of each tree on one upstream and measures them (`measure`);
+    ``bare_proxy``: bench/bare_proxy.py as one more target, named ``bare_proxy``."""
     directory = Path(tempfile.mkdtemp(prefix="bench-ab-"))
     upstream = McpUpstreamServer.start(directory)
     policy = write_policy(directory, GRANTS)
     gateways: list[GatewayServer] = []
     targets: list[Target] = []
+    proxy = None
     try:
         for index, tree in enumerate(trees):
             gateway = GatewayServer.configure(
@@ -171,17 +206,25 @@ def main() -> None:
             token = gateway.token(sub="agent:bench", ttl_s=TOKEN_TTL_S)
             middle: dict[str, Any] = {"gateway": gateway.process.popen.pid}
             targets.append(Target(name, gateway.mcp_url, token, gateway_rename, middle))
-        anyio.run(
+        if bare_proxy:
+            # Counted as "gateway" in `measure`: the middle process of its path.
+            proxy, url = start_proxy(directory, upstream.url)
+            token = targets[0].token if targets else "bench"
+            pid = {"gateway": proxy.popen.pid}
+            targets.append(Target("bare_proxy", url, token, lambda n: n, pid))
+        return anyio.run(
             measure,
             targets,
             upstream,
-            METHODS[args.method],
-            args.rounds,
-            args.seconds,
-            args.rate,
+            method,
+            rounds,
+            seconds,
+            rate,
             backend_options={"use_uvloop": True},
         )
     finally:
+        if proxy is not None:
+            proxy.stop()
         for gateway in gateways:
             gateway.stop()
         upstream.process.stop()
