@@ -188,9 +188,12 @@ class CallerSessions:
         self._open: dict[str, CallerConnection] = {}
         self._tasks: anyio.abc.TaskGroup | None = None
         # The loop closing principals' idle upstream sessions: woken when one becomes
-        # idle, ended by `close_all`.
+        # idle, ended by `close_all`. Its cancel scope is made in the loop itself: this
+        # object is also built outside any event loop (`gateway tools`), where anyio
+        # cannot make one.
         self._wake = anyio.Event()
-        self._expiry = anyio.CancelScope()
+        self._expiry: anyio.CancelScope | None = None
+        self._closed = False
         slots.serve(self)
         # Counters, for operators and tests: sessions opened, and closed again.
         self.opened = 0
@@ -339,6 +342,9 @@ class CallerSessions:
     async def _expire_idle(self) -> None:
         """Sleeps until the next principal's upstream session is due to close, or until
         one becomes idle (nothing to look at while none is: no polling)."""
+        if self._closed:
+            return
+        self._expiry = anyio.CancelScope()
         with self._expiry:
             while True:
                 self._wake = anyio.Event()
@@ -367,7 +373,9 @@ class CallerSessions:
             connection.closing.set()
 
     def close_all(self) -> None:
-        self._expiry.cancel()
+        self._closed = True
+        if self._expiry is not None:
+            self._expiry.cancel()
         for connection in list(self._open.values()):
             connection.closing.set()
         self._open.clear()
