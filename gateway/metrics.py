@@ -96,9 +96,11 @@ WITNESS_COSIGNED_SIZE = Gauge(
 
 UPSTREAM_SESSIONS = Gauge(
     "gateway_upstream_sessions",
-    "Upstream sessions held for calling sessions (a 2025-11-25 session's own, per "
-    "upstream; docs/decisions/0034), opening ones included.",
-    ["upstream"],
+    "Upstream sessions held for callers, opening ones included, by upstream and by whom "
+    "they are held for: a 2025-11-25 calling session (held_for=session, "
+    "docs/decisions/0034) or the principal of sessionless 2026-07-28 requests "
+    "(held_for=principal, docs/decisions/0043).",
+    ["upstream", "held_for"],
     registry=REGISTRY,
     multiprocess_mode="livesum",
 )

@@ -163,6 +163,11 @@ class CallerConnection:
             and not self.subscribed
         )
 
+    @property
+    def held_for(self) -> str:
+        """Whom it is held for, as `/metrics` labels it."""
+        return "principal" if self.for_principal else "session"
+
     def mark_broken(self, exc: BaseException) -> None:
         """A transport failure: closed, and the next request opens another."""
         self.error = describe(exc)
@@ -266,7 +271,7 @@ class CallerSessions:
             self._slots.give_back(connection)  # (the gauge was not raised yet)
             raise UpstreamUnavailable(f"upstream {self._upstream} is stopping") from None
         self._open[session.id] = connection
-        UPSTREAM_SESSIONS.labels(self._upstream).inc()
+        UPSTREAM_SESSIONS.labels(self._upstream, connection.held_for).inc()
         return connection
 
     async def _hold(self, connection: CallerConnection, capabilities: dict[str, Any]) -> None:
@@ -363,7 +368,7 @@ class CallerSessions:
         """Its slot, and its place in the gauge, given back once (when it is closed, or
         as soon as it is evicted: still closing, it no longer counts)."""
         if connection.holds_slot:
-            UPSTREAM_SESSIONS.labels(self._upstream).dec()
+            UPSTREAM_SESSIONS.labels(self._upstream, connection.held_for).dec()
             self._slots.give_back(connection)
 
     def end(self, session_id: str) -> None:

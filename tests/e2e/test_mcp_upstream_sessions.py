@@ -106,11 +106,16 @@ async def _session(
         yield client
 
 
-def held(gateway: GatewayServer, upstream: str) -> float:
-    """``gateway_upstream_sessions`` of ``upstream`` on the gateway's /metrics."""
+def held(gateway: GatewayServer, upstream: str, held_for: str | None = None) -> float:
+    """``gateway_upstream_sessions`` of ``upstream`` on the gateway's /metrics: held for
+    ``held_for`` (``session`` or ``principal``), or for anyone."""
     text = httpx.get(gateway.url + "/metrics", timeout=10).text
-    found = re.search(rf'^gateway_upstream_sessions{{upstream="{upstream}"}} (\S+)$', text, re.M)
-    return float(found.group(1)) if found else 0.0
+    total = 0.0
+    for labels, value in re.findall(r"^gateway_upstream_sessions\{(.*)\} (\S+)$", text, re.M):
+        named = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if named["upstream"] == upstream and held_for in (None, named["held_for"]):
+            total += float(value)
+    return total
 
 
 def stdio_children(gateway: GatewayServer) -> int:
@@ -196,7 +201,7 @@ async def test_the_upstream_session_ends_with_the_calling_session(
     asked: list[str] = []
     async with _session(gateway, "agent:dave", "dave", asked) as dave:
         assert not (await dave.call_tool(f"{upstream}__echo", {"message": "hi"})).is_error
-        assert held(gateway, upstream) == 1
+        assert held(gateway, upstream, "session") == 1
         if upstream == "evs":
             assert stdio_children(gateway) == shared + 1  # a process of its own
     # The client's exit DELETEs its session: the upstream session is closed with it.
@@ -251,7 +256,8 @@ async def test_a_sessionless_call_uses_its_principals_upstream_session(
     async with connect(gateway.mcp_url, gateway.token("agent:erin"), "2026-07-28") as erin:
         result = await erin.call_tool("ev__echo", {"message": "sessionless"})
         assert not result.is_error and "sessionless" in _text(result)
-        assert held(gateway, "ev") == 1  # erin's principal's
+        assert held(gateway, "ev", "principal") == 1  # erin's principal's
+        assert held(gateway, "ev", "session") == 0
     async with connect(gateway.mcp_url, gateway.token("agent:erin"), "2026-07-28") as again:
         assert not (await again.call_tool("ev__echo", {"message": "again"})).is_error
     assert held(gateway, "ev") == 1  # the same principal's, kept
