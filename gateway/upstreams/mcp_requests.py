@@ -370,6 +370,11 @@ def typed_answers(
         if key not in answers:
             continue  # the upstream asks again for what is missing
         answer = answers[key]
+        if not isinstance(answer, dict):  # a client's JSON: anything may come
+            raise ClientInputRefused(
+                f"the client's answer to {request.method} ({key!r}) is not an object",
+                rpc_code=types.INVALID_PARAMS,
+            )
         kind: type[types.Result] = _RESULT_TYPES[request.method]
         if request.method == "sampling/createMessage" and isinstance(answer.get("content"), list):
             kind = types.CreateMessageResultWithTools
