@@ -153,12 +153,10 @@ class Passthrough:
                 message = view.message or "waiting for input"
                 return TaskState("input_required", message, input_requests=wire)
             if polled is not None and view.input_requests is None and not view.ended:
-                held = await self._held(row, call, tasks, headers, view, polled)
-                if held is not None:
+                held = await self._held(row, call, tasks, headers, view, polled, with_result)
+                if isinstance(held, TaskState):
                     return held
-                if view.status == "input_required" and not self._holds(row):
-                    # Its stream ended meanwhile (the task moved on): read it again.
-                    view = await self._view(row, tasks, headers, with_result, client_input)
+                view = held or view
         except ClientInputRefused as refused:
             return await self._refused(row, principal, entry, refused)
         except UpstreamRejected as exc:  # e.g. the upstream forgot it (its TTL): it ended
@@ -214,11 +212,13 @@ class Passthrough:
         headers: dict[str, str],
         view: TaskView,
         polled: PolledChannel,
-    ) -> TaskState | None:
+        with_result: bool,
+    ) -> TaskState | TaskView | None:
         """A 2025-11-25 upstream's task, for a 2026-07-28 owner: what it waits for,
         collected on a ``tasks/result`` the gateway holds (started here when the task
-        waits), shown in ``inputRequests``. None: nothing to show (read on)."""
-        if self.streams is None:
+        waits), shown in ``inputRequests``. A `TaskView`: that stream ended meanwhile
+        (the task moved on), and this is the task read again. None: nothing to show."""
+        if self.streams is None or not tasks.asks_on_result_stream():
             return None
         waiting = view.status == "input_required"
         upstream_task_id = row.upstream_task_id
@@ -244,13 +244,15 @@ class Passthrough:
         if shown:
             message = view.message or "waiting for input"
             return TaskState("input_required", message, input_requests=shown)
-        if waiting and self._holds(row):
-            message = (
-                f"{view.message or 'waiting for input'} (the gateway waits for the upstream's "
-                "requests: poll again)"
-            )
-            return TaskState("working", message)
-        return None
+        if not waiting:
+            return None
+        if not self._holds(row):
+            return await self._view(row, tasks, headers, with_result, None)
+        message = (
+            f"{view.message or 'waiting for input'} (the gateway waits for the upstream's "
+            "requests: poll again)"
+        )
+        return TaskState("working", message)
 
     def _holds(self, row: TaskRow) -> bool:
         return self.streams is not None and self.streams.holds(row.id)
