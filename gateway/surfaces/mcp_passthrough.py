@@ -46,7 +46,7 @@ from gateway.surfaces.mcp_results import to_call_tool_result
 from gateway.surfaces.mcp_task_input import PolledChannel, TaskInput
 from gateway.surfaces.mcp_task_results import Status, TaskState
 from gateway.surfaces.mcp_task_store import TaskRow, TaskStore, new_task_id
-from gateway.surfaces.mcp_task_streams import SHOW_WAIT_S, TaskStreams
+from gateway.surfaces.mcp_task_streams import SHOW_WAIT_S, NoRoom, TaskStreams
 from gateway.surfaces.mcp_views import View
 from gateway.types import ClientInput, Operation, Outcome, OutcomeStatus, Principal, UpstreamTask
 from gateway.upstreams import mcp_requests
@@ -234,12 +234,12 @@ class Passthrough:
                 client_input=client_input,
             )
 
-        if waiting and self.streams.start(row.id, call, polled, fetch) is None:
-            message = (
-                f"{view.message or 'waiting for input'} (the gateway holds the requests of "
-                f"{self.streams.max_streams} tasks already: poll again)"
-            )
-            return TaskState("working", message)
+        if waiting:
+            try:
+                self.streams.start(row.id, call, polled, fetch, upstream=tasks.name)
+            except NoRoom as full:
+                message = f"{view.message or 'waiting for input'} ({full}: poll again)"
+                return TaskState("working", message)
         shown = await self.streams.shown(row.id, within=SHOW_WAIT_S if waiting else 0)
         if shown:
             message = view.message or "waiting for input"

@@ -18,7 +18,10 @@ answer (``relay.answer``) as for any relayed request, and the upstream gets it a
 response to its request. A refused request never waits here: the upstream gets the
 refusal as the error answering its request, and the owner never sees it.
 
-Bounded: one stream per task, at most `MAX_STREAMS` in a process. A request waits at
+Bounded: one stream per task, at most `MAX_STREAMS` in a process, `MAX_PER_UPSTREAM`
+at one upstream (each holds one of its connection's HTTP connections, which every other
+call there needs) and `MAX_PER_OWNER` for one owner (no principal takes every stream of
+an upstream); past a bound the task is shown ``working``, to poll again. A request waits at
 most ``mcp.input.timeout_s`` for its answer (then the upstream gets an error saying
 so), and a stream with nothing waiting for as long is ended (a later ``tasks/get``
 that finds the task waiting again starts another). It ends, too, when its
@@ -59,6 +62,12 @@ log = logging.getLogger(__name__)
 
 # Streams one process holds at once: as many tasks as it remembers what it showed.
 MAX_STREAMS = MAX_REMEMBERED
+# Per upstream: each stream holds one of the shared connection's HTTP connections
+# (httpx keeps at most 100), which its other calls need; a third at most is held here.
+MAX_PER_UPSTREAM = 32
+# Per owner (its identity): one principal's waiting tasks cannot take every stream of
+# an upstream from the others'.
+MAX_PER_OWNER = 8
 # How long a `tasks/get` that finds the task waiting, with nothing of it held yet,
 # waits for the upstream's first request (it is sent as soon as the stream opens);
 # only a bound: past it the task is shown working, and the next poll shows it.
@@ -89,6 +98,10 @@ class _Waiting:
         self.done.set()
 
 
+class NoRoom(Exception):
+    """No stream can be held for a task now (a bound is reached); says which."""
+
+
 class HeldStream:
     """The background ``tasks/result`` of one task, and what waits on it. A
     `ClientChannel` for the relay: what the owner declared (``polled``) decides what
@@ -99,11 +112,15 @@ class HeldStream:
         task_id: str,
         polled: PolledChannel,
         *,
+        upstream: str,
+        owner: str,
         timeout_s: float,
         clock: Clock,
         on_end: Callable[[HeldStream], None],
     ) -> None:
         self.task_id = task_id
+        self.upstream = upstream
+        self.owner = owner  # the owner's `Identity.key`
         self._polled = polled
         self._timeout_s = timeout_s
         self._clock = clock
@@ -298,11 +315,15 @@ class TaskStreams:
         timeout_s: float,
         clock: Clock = time.monotonic,
         max_streams: int = MAX_STREAMS,
+        max_per_upstream: int = MAX_PER_UPSTREAM,
+        max_per_owner: int = MAX_PER_OWNER,
     ) -> None:
         self.relays = relays
         self.timeout_s = timeout_s
         self.clock = clock
         self.max_streams = max_streams
+        self.max_per_upstream = max_per_upstream
+        self.max_per_owner = max_per_owner
         self._streams: dict[str, HeldStream] = {}
 
     def holds(self, task_id: str) -> bool:
@@ -312,19 +333,25 @@ class TaskStreams:
         return len(self._streams)
 
     def start(
-        self, task_id: str, call: Operation, polled: PolledChannel, fetch: Fetch
-    ) -> HeldStream | None:
+        self, task_id: str, call: Operation, polled: PolledChannel, fetch: Fetch, *, upstream: str
+    ) -> HeldStream:
         """The stream of ``task_id``: the one held, or one started now (``fetch`` sends
-        the ``tasks/result``), whose requests are decided and recorded under ``call``,
-        the task's call, against what ``polled`` declared. None when `max_streams` are
-        held."""
+        the ``tasks/result`` to ``upstream``), whose requests are decided and recorded
+        under ``call``, the task's call, against what ``polled`` declared. Raises
+        `NoRoom` when a bound is reached."""
         stream = self._streams.get(task_id)
         if stream is not None:
             return stream
-        if len(self._streams) >= self.max_streams:
-            return None
+        owner = call.principal.identity.key
+        self._check_room(upstream, owner)
         stream = HeldStream(
-            task_id, polled, timeout_s=self.timeout_s, clock=self.clock, on_end=self._ended
+            task_id,
+            polled,
+            upstream=upstream,
+            owner=owner,
+            timeout_s=self.timeout_s,
+            clock=self.clock,
+            on_end=self._ended,
         )
         client_input = self.relays.with_channel(call, stream).client_input
         assert client_input is not None
@@ -335,6 +362,21 @@ class TaskStreams:
         # Not a task of the request that started it: the stream outlives that request.
         stream.task = asyncio.create_task(stream.run(lambda: fetch(asked)))
         return stream
+
+    def _check_room(self, upstream: str, owner: str) -> None:
+        held = self._streams.values()
+        if len(self._streams) >= self.max_streams:
+            raise NoRoom(f"the gateway holds the requests of {self.max_streams} tasks already")
+        if sum(s.upstream == upstream for s in held) >= self.max_per_upstream:
+            raise NoRoom(
+                f"the gateway holds the requests of {self.max_per_upstream} tasks at "
+                f"upstream {upstream} already"
+            )
+        if sum(s.owner == owner for s in held) >= self.max_per_owner:
+            raise NoRoom(
+                f"the gateway holds the requests of {self.max_per_owner} of this caller's "
+                "tasks already"
+            )
 
     async def shown(self, task_id: str, *, within: float) -> dict[str, Any]:
         """What the stream of ``task_id`` holds for its owner (wire form, the gateway's

@@ -27,7 +27,7 @@ from gateway.policy.embedded import EmbeddedEngine
 from gateway.relays import Relays
 from gateway.store import create_engine, migrate
 from gateway.surfaces.mcp_task_input import PolledChannel
-from gateway.surfaces.mcp_task_streams import TaskStreams
+from gateway.surfaces.mcp_task_streams import NoRoom, TaskStreams
 from gateway.types import ClientInput, InputRequest, Operation, Principal
 from tests.support.clock import FakeClock
 from tests.support.deciding import decider_for
@@ -120,9 +120,7 @@ def _call() -> Operation:
 
 
 def _held(task_id: str, streams: TaskStreams, upstream: Upstream) -> Any:
-    stream = streams.start(task_id, _call(), PolledChannel(DECLARED), upstream.fetch)
-    assert stream is not None
-    return stream
+    return streams.start(task_id, _call(), PolledChannel(DECLARED), upstream.fetch, upstream="old")
 
 
 async def _ended(stream: Any) -> None:
@@ -245,9 +243,13 @@ async def test_one_stream_a_task_a_bounded_number_and_a_stop_answers_what_waits(
     first = Upstream(asks=[FORM])
     stream = _held("tsk_1", streams, first)
     again = Upstream()
-    assert streams.start("tsk_1", _call(), PolledChannel(DECLARED), again.fetch) is stream
+    assert (
+        streams.start("tsk_1", _call(), PolledChannel(DECLARED), again.fetch, upstream="old")
+        is stream
+    )
     other = _held("tsk_2", streams, Upstream())
-    assert streams.start("tsk_3", _call(), PolledChannel(DECLARED), Upstream().fetch) is None
+    with pytest.raises(NoRoom, match="2 tasks already"):
+        _held("tsk_3", streams, Upstream())
     assert len(streams) == 2
     await streams.shown("tsk_1", within=BOUND_S)
 
@@ -263,3 +265,45 @@ async def test_one_stream_a_task_a_bounded_number_and_a_stop_answers_what_waits(
         streams.answer("tsk_1", {})
     [answered] = await setup.recorded("relay.answer")
     assert answered["status"] == "error"
+
+
+async def test_an_upstream_and_an_owner_hold_a_bounded_share_of_the_streams(
+    setup: Setup,
+) -> None:
+    """Each stream holds one of its upstream connection's HTTP connections: one
+    upstream gets a bounded number, and one owner a bounded share of those."""
+    streams = TaskStreams(
+        setup.streams.relays,
+        timeout_s=TIMEOUT_S,
+        clock=setup.clock,
+        max_per_upstream=3,
+        max_per_owner=2,
+    )
+    other = Principal(sub="agent:y", iss="test", roles=("agent",))
+
+    def start(task_id: str, principal: Principal, upstream: str) -> Any:
+        call = Operation(principal, "tools/call", f"{upstream}__ask", {}, "mcp", "req_" + task_id)
+        return streams.start(
+            task_id, call, PolledChannel(DECLARED), Upstream().fetch, upstream=upstream
+        )
+
+    held = [start("t1", AGENT, "old"), start("t2", AGENT, "old")]
+    with pytest.raises(NoRoom, match="2 of this caller's tasks"):
+        start("t3", AGENT, "old")
+    # The same person under another spelling of its subject is the same owner.
+    spelled = Principal(sub="AGENT:x", iss="test", roles=("agent",))
+    with pytest.raises(NoRoom, match="of this caller's tasks"):
+        start("t3", spelled, "old")
+    held.append(start("t4", other, "old"))
+    with pytest.raises(NoRoom, match="3 tasks at upstream old"):
+        start("t5", Principal(sub="agent:z", iss="test", roles=("agent",)), "old")
+    held.append(start("t6", Principal(sub="agent:z", iss="test", roles=("agent",)), "new"))
+    assert len(streams) == 4
+
+    held[0].stop("the task was cancelled")  # a stream ended makes room again
+    await _ended(held[0])
+    held.append(start("t7", AGENT, "old"))
+    for stream in held[1:]:
+        stream.stop("the test ended")
+        await _ended(stream)
+    assert len(streams) == 0
