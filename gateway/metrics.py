@@ -117,6 +117,14 @@ UPSTREAM_SESSIONS_EVICTED = Counter(
     registry=REGISTRY,
 )
 
+TASK_INPUT_STREAMS = Gauge(
+    "gateway_task_input_streams",
+    "Background tasks/result streams held at 2025-11-25 upstreams, collecting what their "
+    "tasks wait for to show it to 2026-07-28 owners (docs/decisions/0044).",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+
 
 # The labelled series of the per-call metrics, looked up once per label values:
 # `labels()` validates and locks on every call, and every call records two of them.

@@ -20,7 +20,8 @@ wins the row's compare-and-swap (`TaskStore.claim_outcome`): exactly once.
 A task waiting for its client's input shows ``input_required``; what it waits for is
 relayed to its owner under policy (`mcp_task_input`, docs/decisions/0041): asked on a
 2025-11-25 owner's ``tasks/result`` stream, shown to a 2026-07-28 owner in
-``inputRequests`` and answered with its ``tasks/update``.
+``inputRequests`` and answered with its ``tasks/update`` — a 2025-11-25 upstream's
+collected for it on a ``tasks/result`` the gateway holds (`mcp_task_streams`, 0044).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from gateway.surfaces.mcp_results import to_call_tool_result
 from gateway.surfaces.mcp_task_input import PolledChannel, TaskInput
 from gateway.surfaces.mcp_task_results import Status, TaskState
 from gateway.surfaces.mcp_task_store import TaskRow, TaskStore, new_task_id
+from gateway.surfaces.mcp_task_streams import SHOW_WAIT_S, NoRoom, TaskStreams
 from gateway.surfaces.mcp_views import View
 from gateway.types import ClientInput, Operation, Outcome, OutcomeStatus, Principal, UpstreamTask
 from gateway.upstreams import mcp_requests
@@ -68,6 +70,9 @@ class Passthrough:
         # How what an upstream task waits for reaches its owner (set where the MCP
         # server is built, which holds the relay; None: nothing is relayed).
         self.input: TaskInput | None = None
+        # What a 2025-11-25 upstream's task waits for, collected for a 2026-07-28 owner
+        # on a background tasks/result (set with ``input``; docs/decisions/0044).
+        self.streams: TaskStreams | None = None
 
     def accepts(self, tool: str) -> bool:
         """Whether a task-augmented call of the gateway tool ``tool`` is passed through
@@ -147,6 +152,11 @@ class Passthrough:
                 wire = await self.input.offer(row.id, call, tasks.name, view.input_requests, polled)
                 message = view.message or "waiting for input"
                 return TaskState("input_required", message, input_requests=wire)
+            if polled is not None and view.input_requests is None and not view.ended:
+                held = await self._held(row, call, tasks, headers, view, polled, with_result)
+                if isinstance(held, TaskState):
+                    return held
+                view = held or view
         except ClientInputRefused as refused:
             return await self._refused(row, principal, entry, refused)
         except UpstreamRejected as exc:  # e.g. the upstream forgot it (its TTL): it ended
@@ -194,10 +204,67 @@ class Passthrough:
             )
         return view
 
+    async def _held(
+        self,
+        row: TaskRow,
+        call: Operation,
+        tasks: UpstreamTasks,
+        headers: dict[str, str],
+        view: TaskView,
+        polled: PolledChannel,
+        with_result: bool,
+    ) -> TaskState | TaskView | None:
+        """A 2025-11-25 upstream's task, for a 2026-07-28 owner: what it waits for,
+        collected on a ``tasks/result`` the gateway holds (started here when the task
+        waits), shown in ``inputRequests``. A `TaskView`: that stream ended meanwhile
+        (the task moved on), and this is the task read again. None: nothing to show."""
+        if self.streams is None or not tasks.asks_on_result_stream():
+            return None
+        waiting = view.status == "input_required"
+        upstream_task_id = row.upstream_task_id
+        assert upstream_task_id is not None
+
+        async def fetch(client_input: ClientInput) -> TaskView:
+            # Held until the task ends (or the stream is stopped), at most its TTL.
+            return await tasks.get(
+                upstream_task_id,
+                headers=headers,
+                timeout_s=row.ttl_ms / 1000,
+                with_result=False,
+                client_input=client_input,
+            )
+
+        if waiting:
+            try:
+                self.streams.start(row.id, call, polled, fetch, upstream=tasks.name)
+            except NoRoom as full:
+                message = f"{view.message or 'waiting for input'} ({full}: poll again)"
+                return TaskState("working", message)
+        shown = await self.streams.shown(row.id, within=SHOW_WAIT_S if waiting else 0)
+        if shown:
+            message = view.message or "waiting for input"
+            return TaskState("input_required", message, input_requests=shown)
+        if not waiting:
+            return None
+        if not self._holds(row):
+            return await self._view(row, tasks, headers, with_result, None)
+        message = (
+            f"{view.message or 'waiting for input'} (the gateway waits for the upstream's "
+            "requests: poll again)"
+        )
+        return TaskState("working", message)
+
+    def _holds(self, row: TaskRow) -> bool:
+        return self.streams is not None and self.streams.holds(row.id)
+
     async def update(self, row: TaskRow, principal: Principal, responses: dict[str, Any]) -> None:
         """A 2026-07-28 owner's answers (``tasks/update``) to what its task's upstream
-        asked, recorded and passed on. Raises `ClientInputRefused` when nothing waits
-        for them here."""
+        asked, recorded and passed on: to a 2025-11-25 upstream as the responses on the
+        ``tasks/result`` the gateway holds, to a 2026-07-28 one with its own
+        ``tasks/update``. Raises `ClientInputRefused` when nothing waits for them here."""
+        if self.streams is not None and self.streams.holds(row.id):
+            self.streams.answer(row.id, responses)  # recorded by the relay, as answered
+            return
         entry = self._entry(row.tool)
         if entry is None or row.upstream_task_id is None or self.input is None:
             raise ClientInputRefused(
@@ -245,6 +312,10 @@ class Passthrough:
             pass  # it ended meanwhile: the state says how
         except UpstreamError as exc:
             raise _unavailable(row, exc) from None
+        finally:
+            # Whatever it waited for will not be answered: the held tasks/result ends.
+            if self.streams is not None:
+                self.streams.stop(row.id, "the task was cancelled")
 
     async def _ended(
         self,
@@ -255,6 +326,8 @@ class Passthrough:
         failure: GatewayError | None,
     ) -> TaskState:
         """An ended task: its result as the client gets it, the outcome recorded once."""
+        if self.streams is not None:  # nothing of an ended task is held any more
+            self.streams.stop(row.id, f"the task is {view.status}")
         call = _call_of(row, principal)
         result = entry.namespaced(view.result) if view.result is not None else None
         error = failure

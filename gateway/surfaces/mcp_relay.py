@@ -321,6 +321,11 @@ class InputRelay:
         assert client_input is not None
         return client_input
 
+    @property
+    def timeout_s(self) -> float:
+        """How long a client is waited for with its answers (``mcp.input.timeout_s``)."""
+        return self._timeout_s
+
     def _prepare(self, channel: ClientChannel) -> Prepare:
         return lambda operation: self.relays.with_channel(operation, channel)
 

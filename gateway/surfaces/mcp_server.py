@@ -28,6 +28,7 @@ from gateway.surfaces.mcp_results import unavailability_as_retry
 from gateway.surfaces.mcp_sessions import SessionBook
 from gateway.surfaces.mcp_subscriptions import Subscriptions
 from gateway.surfaces.mcp_task_input import TaskInput
+from gateway.surfaces.mcp_task_streams import TaskStreams
 from gateway.surfaces.mcp_tasks import TASKS_EXTENSION, McpTasks, UpdateTaskParams
 from gateway.version import __version__
 
@@ -129,6 +130,7 @@ def build_mcp_server(
             tasks.declines = local_tools.handles
         tasks.relay = relay
         tasks.passthrough.input = TaskInput(relay.relays)
+        tasks.passthrough.streams = TaskStreams(relay.relays, timeout_s=relay.timeout_s)
         tasks.in_session = lambda ctx: book.get(session_id_of(ctx)) is not None
         serve_tasks(server, tasks)
     return server

@@ -128,7 +128,7 @@ class TaskInput:
         ``tasks/update``. Raises `ClientInputRefused`."""
         requests = requests_of(input_requests, task_id)
         answers = await client_input.ask(upstream, requests)
-        return _wire(mcp_requests.typed_answers(requests, answers))
+        return wire_answers(mcp_requests.typed_answers(requests, answers))
 
     async def offer(
         self,
@@ -173,7 +173,7 @@ class TaskInput:
         except ClientInputRefused as refused:
             self.relays.record_answers(operation, offered.relayed, offered.requests, {}, refused)
             raise
-        wire = _wire(typed)
+        wire = wire_answers(typed)
         self.relays.record_answers(operation, offered.relayed, offered.requests, wire, None)
         return wire
 
@@ -186,7 +186,8 @@ class TaskInput:
         return self._refused.get(task_id)
 
 
-def _wire(typed: dict[str, Any]) -> dict[str, Any]:
+def wire_answers(typed: dict[str, Any]) -> dict[str, Any]:
+    """Checked answers (`mcp_requests.typed_answers`) as they are sent and recorded."""
     return {
         key: value.model_dump(by_alias=True, mode="json", exclude_none=True)
         for key, value in typed.items()

@@ -253,12 +253,10 @@ class McpTasks:
         principal = caller_of(http_request(ctx))
         state = await self.states.of(row, principal, with_result=modern, polled=polled)
         if modern and state.status == "input_required" and state.input_requests is None:
-            # A 2025-11-25 upstream sends what it waits for on a tasks/result stream, which
-            # a 2026-07-28 client has no way to hold: it sees the task working.
-            message = (
-                f"{state.message} (the upstream waits for input, which the gateway relays "
-                "to 2025-11-25 clients only)"
-            )
+            # Nothing of what it waits for is held here to show (a 2025-11-25 upstream's
+            # requests are collected on a tasks/result the gateway holds, 0044): a
+            # 2026-07-28 client would have nothing to answer, so it sees the task working.
+            message = f"{state.message} (nothing of what it waits for to show yet: poll again)"
             state = replace(state, status="working", message=message)
         fields = task_envelope(row, state, modern, wrap=False)
         if state.input_requests is not None and modern:
@@ -356,7 +354,7 @@ class McpTasks:
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
         principal = caller_of(http_request(ctx))
         state = await self.states.of(row, principal)
-        if state.status == "working" and row.kind == "upstream":
+        if state.status in ("working", "input_required") and row.kind == "upstream":
             await self.passthrough.cancel(row, principal)
             self._audit_cancel(row, principal)
             state = await self.states.of(row, principal)

@@ -218,7 +218,8 @@ class McpConnection:
                 headers={**config.headers, **self._static_headers},
                 # The per-call limit is enforced above (fail_after, read_timeout_seconds).
                 # A transport read timeout would instead tear down the whole connection,
-                # failing every other call on it, so it is kept well above that limit.
+                # failing every other call on it, so it is kept well above that limit
+                # (and above a longer call's own: `mcp_requests.apply_call_headers`).
                 timeout=httpx2.Timeout(config.timeout_s * 2 + 30, connect=self._connect_timeout_s),
                 event_hooks={"request": [mcp_requests.apply_call_headers]},
                 follow_redirects=False,

@@ -56,15 +56,31 @@ _LOG_SINK: contextvars.ContextVar[LogSink | None] = contextvars.ContextVar(
 _ASK: contextvars.ContextVar[ClientInput | None] = contextvars.ContextVar(
     "gateway_upstream_input_ask", default=None
 )
+# The deadline of the call being sent (`run`): its response stream may stay silent that
+# long (a held tasks/result waits for a person's answer) without the transport's read
+# timing out, which would end the whole connection, every other call on it included.
+_CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "gateway_upstream_call_deadline", default=None
+)
+# A call's transport read timeout is at least its deadline plus this: the deadline,
+# which fails that call alone (`UpstreamTimeout`), always comes first.
+READ_MARGIN_S = 30.0
 # Rounds of input an upstream may ask for in one request (the SDK's default too).
 MAX_INPUT_ROUNDS = 10
 _T = TypeVar("_T")
 
 
 async def apply_call_headers(request: httpx2.Request) -> None:
-    """The httpx request hook of every upstream connection."""
+    """The httpx request hook of every upstream connection: the call's headers, and a
+    read timeout that outlasts the call's deadline."""
     for name, value in (_CALL_HEADERS.get() or {}).items():
         request.headers[name] = value
+    deadline = _CALL_DEADLINE.get()
+    timeout = request.extensions.get("timeout")
+    if deadline is not None and isinstance(timeout, dict):
+        read = timeout.get("read")
+        if read is not None and read < deadline + READ_MARGIN_S:
+            request.extensions["timeout"] = {**timeout, "read": deadline + READ_MARGIN_S}
 
 
 def relay_log(
@@ -108,6 +124,7 @@ async def run(
     header_token = _CALL_HEADERS.set(headers)
     sink_token = _LOG_SINK.set(log_sink)
     ask_token = _ASK.set(client_input)
+    deadline_token = _CALL_DEADLINE.set(timeout_s)
     flight = in_flight.enter(client_input, log_sink) if in_flight is not None else None
     try:
         with anyio.fail_after(timeout_s):
@@ -144,6 +161,7 @@ async def run(
     finally:
         if flight is not None and in_flight is not None:
             in_flight.leave(flight)
+        _CALL_DEADLINE.reset(deadline_token)
         _ASK.reset(ask_token)
         _LOG_SINK.reset(sink_token)
         _CALL_HEADERS.reset(header_token)
@@ -370,6 +388,11 @@ def typed_answers(
         if key not in answers:
             continue  # the upstream asks again for what is missing
         answer = answers[key]
+        if not isinstance(answer, dict):  # a client's JSON: anything may come
+            raise ClientInputRefused(
+                f"the client's answer to {request.method} ({key!r}) is not an object",
+                rpc_code=types.INVALID_PARAMS,
+            )
         kind: type[types.Result] = _RESULT_TYPES[request.method]
         if request.method == "sampling/createMessage" and isinstance(answer.get("content"), list):
             kind = types.CreateMessageResultWithTools

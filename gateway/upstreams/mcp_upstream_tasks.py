@@ -93,6 +93,12 @@ class UpstreamTasks:
         calls = requests.tools.call if requests is not None and requests.tools else None
         return calls is not None and self._support.get(tool) in ("optional", "required")
 
+    def asks_on_result_stream(self) -> bool:
+        """Whether this upstream sends what a task waits for on a ``tasks/result``
+        stream (2025-11-25), not in ``inputRequests`` (2026-07-28)."""
+        client = self._current()
+        return client is not None and not is_sessionless(client.protocol_version)
+
     async def call(
         self,
         tool: str,

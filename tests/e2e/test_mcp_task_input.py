@@ -23,7 +23,6 @@ from gateway.store import create_engine
 from tests.e2e.mcp_client import connect
 from tests.e2e.test_mcp_task_passthrough import (
     ENVELOPE,
-    MODERN,
     UPSTREAMS,
     LegacyClient,
     ModernClient,
@@ -309,19 +308,3 @@ async def test_a_modern_client_policy_or_capability_refuses_is_never_shown_the_r
     assert again["result"]["status"] == "failed"
     assert len(await _outcomes(gateway, request_id)) == 1
     _verified(gateway)
-
-
-async def test_a_modern_client_sees_a_legacy_upstreams_waiting_task_as_working(
-    gateway: GatewayServer, upstreams: dict[str, TasksUpstream]
-) -> None:
-    """A 2025-11-25 upstream sends what its task waits for on a tasks/result stream,
-    which a 2026-07-28 client cannot hold open: the task is shown working, saying so
-    (docs/mcp.md, "What does not pass yet")."""
-    owner = askable(gateway, gateway.token("agent:owner"))
-    created = await owner.request(
-        "tools/call", {"name": "old__ask", "arguments": {"topic": "modern-on-old"}}
-    )
-    got = await owner.request("tasks/get", {"taskId": created["result"]["taskId"]})
-    assert got["result"]["status"] == "working", got
-    assert "2025-11-25 clients only" in got["result"]["statusMessage"]
-    assert MODERN  # the era these raw requests speak

@@ -117,6 +117,8 @@ def _question(task: dict[str, Any]) -> dict[str, Any]:
 def _answered(task: dict[str, Any], answer: dict[str, Any] | None, error: str | None) -> None:
     """An ``ask`` task given its client's answer (or a refusal in its place) ends."""
     _record("task.answered", {"taskId": task["taskId"], "answer": answer, "error": error}, {})
+    if task["status"] == "cancelled":
+        return  # cancelled while it waited: an answer (or its error) changes nothing
     if error is not None:
         task.update(status="failed", statusMessage=f"no answer: {error}", lastUpdatedAt=_now())
     elif (answer or {}).get("action") == "accept":
