@@ -32,6 +32,10 @@ from tests.support.processes import GatewayServer, McpUpstreamServer, Process, s
 from tests.support.waiting import eventually_async
 
 RUNS = 24
+# Of them, runs whose steps take long enough that a worker holding one is still holding
+# it when the test has stopped it, however loaded the machine (the pause's target).
+SLOW_RUNS = 2
+SLOW_DELAY_S = 3.0
 LEASE_S = 1.5
 # Bounds for a machine under heavy load, not durations: the chaos loop ends as soon as
 # it has done what it came for (or every run finished), the calm as soon as every run
@@ -111,7 +115,10 @@ async def test_runs_survive_killed_and_paused_workers(
     rng = random.Random(int(os.environ.get("CRASH_SEED", "7")))
     config = _worker_config(tmp_path / "workers", database_url, upstream)
     async with executor_parts(database_url, tmp_path, upstream.url, workers=0) as parts:
-        run_ids = [await parts.submit(_plan(delay_s=0.4)) for _ in range(RUNS)]
+        slow_ids = [await parts.submit(_plan(delay_s=SLOW_DELAY_S)) for _ in range(SLOW_RUNS)]
+        run_ids = slow_ids + [
+            await parts.submit(_plan(delay_s=0.4)) for _ in range(RUNS - SLOW_RUNS)
+        ]
 
     workers = [_spawn_worker(config, tmp_path, n) for n in range(3)]
     spawned = len(workers)
@@ -130,12 +137,20 @@ async def test_runs_survive_killed_and_paused_workers(
             # Two kills first, then the pause, then more kills while runs remain.
             if not paused and holders and kills >= 2:
                 # Stop a worker that holds a run, past its lease, then let it go on:
-                # it must notice it lost the run and write nothing more.
-                victim = next((w for w in live if w.popen.pid in holders), None)
+                # it must notice it lost the run and write nothing more. A slow run's
+                # holder first: a quick run may end between reading the leases and
+                # the stop.
+                holding = [w for w in live if w.popen.pid in holders]
+                slow = [w for w in holding if holders[w.popen.pid] in slow_ids]
+                victim = (slow or holding or [None])[0]
                 if victim is not None:
                     run_id = holders[victim.popen.pid]
                     token = _token(engine, run_id)
                     os.kill(victim.popen.pid, signal.SIGSTOP)
+                    if _leaseholders(database_url).get(victim.popen.pid) != run_id:
+                        # It let the run go before it stopped: nothing to take over.
+                        os.kill(victim.popen.pid, signal.SIGCONT)
+                        continue
                     try:
                         # Its lease runs out (it cannot renew) and another worker takes
                         # the run over.
