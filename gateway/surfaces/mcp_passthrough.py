@@ -262,7 +262,7 @@ class Passthrough:
         asked, recorded and passed on: to a 2025-11-25 upstream as the responses on the
         ``tasks/result`` the gateway holds, to a 2026-07-28 one with its own
         ``tasks/update``. Raises `ClientInputRefused` when nothing waits for them here."""
-        if self.streams is not None and self.streams.holds(row.id):
+        if self.streams is not None and self._holds(row):
             self.streams.answer(row.id, responses)  # recorded by the relay, as answered
             return
         entry = self._entry(row.tool)
