@@ -411,7 +411,10 @@ def build_app(config: Config, components: Components | None = None) -> Starlette
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # Workers start after the components they call through, and stop before them.
         async with running(parts), executor.running(), mcp.sessions.run():
-            yield
+            try:
+                yield
+            finally:
+                await tasks.close()
 
     app = Starlette(
         routes=merge_methods(routes),

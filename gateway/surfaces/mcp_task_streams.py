@@ -403,6 +403,17 @@ class TaskStreams:
         if stream is not None:
             stream.stop(reason)
 
+    async def close(self) -> None:
+        """Stops every stream and waits until each has ended: on shutdown, before the
+        upstream connections they hold a request on close, and before the audit log
+        that records their requests' answers does."""
+        streams = list(self._streams.values())
+        for stream in streams:
+            stream.stop("the gateway is stopping")
+        ending = [s.task for s in streams if s.task is not None]
+        if ending:
+            await asyncio.gather(*ending, return_exceptions=True)
+
     def expire(self) -> None:
         """Acts on what is due in every stream now (each stream's own loop does so on
         time; a test moving the `Clock` calls this)."""

@@ -114,6 +114,11 @@ class McpTasks:
 
     # --- tools/call as a task ---------------------------------------------------------
 
+    async def close(self) -> None:
+        """Stops what this process holds for tasks (`TaskStreams.close`)."""
+        if self.passthrough.streams is not None:
+            await self.passthrough.streams.close()
+
     def wants_task(self, ctx: ServerRequestContext[Any, Any], params: Any) -> bool:
         if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
             return declares_tasks(meta_dict(ctx.meta))
@@ -139,7 +144,7 @@ class McpTasks:
 
     async def call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
-    ) -> dict[str, Any] | types.CallToolResult:
+    ) -> dict[str, Any]:
         """Runs the call without holding it; a held call becomes a task."""
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
         request = http_request(ctx)
@@ -155,10 +160,9 @@ class McpTasks:
         elif outcome.status is OutcomeStatus.PENDING_APPROVAL and outcome.approval_id:
             row, state = await self._hold(operation, outcome, view)
         else:
-            result = to_call_tool_result(outcome, view)
+            wire = to_call_tool_result(outcome, view)
             if modern:
-                return result  # nothing to wait for: the result itself
-            wire = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+                return wire  # nothing to wait for: the result itself
             ttl_ms = min(int(ttl or RESULT_TTL_MS), MAX_RESULT_TTL_MS)
             row = await self._create(operation, view, kind="result", ttl_ms=ttl_ms, result=wire)
             state = answered_state(wire)

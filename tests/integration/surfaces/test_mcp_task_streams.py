@@ -307,3 +307,18 @@ async def test_an_upstream_and_an_owner_hold_a_bounded_share_of_the_streams(
         stream.stop("the test ended")
         await _ended(stream)
     assert len(streams) == 0
+
+
+async def test_closing_ends_every_stream_and_answers_what_waits(setup: Setup) -> None:
+    # On shutdown (app.py's lifespan): nothing held outlives the connections it uses.
+    streams = setup.streams
+    waiting, idle = Upstream(asks=[FORM]), Upstream()
+    held = [_held("tsk_1", streams, waiting), _held("tsk_2", streams, idle)]
+    assert await streams.shown("tsk_1", within=BOUND_S)
+    with anyio.fail_after(BOUND_S):
+        await streams.close()
+    assert all(s.task is not None and s.task.done() for s in held)
+    assert len(streams) == 0 and waiting.cancelled and idle.cancelled
+    [refused] = waiting.answers
+    assert isinstance(refused, ClientInputRefused) and "the gateway is stopping" in refused.message
+    assert [s.ended for s in held] == ["the gateway is stopping"] * 2
