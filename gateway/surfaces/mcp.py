@@ -95,7 +95,7 @@ class McpEndpoint:
 
         async def answer(
             request: Request, params: types.CallToolRequestParams
-        ) -> types.CallToolResult | types.InputRequiredResult:
+        ) -> dict[str, Any] | types.InputRequiredResult:
             asking = direct_asking(request, params)
             session = principals.caller(
                 asking.principal,

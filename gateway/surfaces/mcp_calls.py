@@ -70,7 +70,7 @@ async def answer_tools_call(
     log: LogSink | None = None,
     prepare: Callable[[Operation], Operation] | None = None,
     session: CallerSession | None = None,
-) -> types.CallToolResult:
+) -> dict[str, Any]:
     """The one translation of an MCP ``tools/call`` into the pipeline and back, shared by
     the SDK's transport and the direct path (`mcp_direct`). Raises `MCPError` for what
     is a JSON-RPC error rather than a tool result (an unknown tool, a gateway bug).
@@ -86,13 +86,14 @@ async def answer_tools_call(
             request_id=request_id,
             client=client_info(request),
         )
-        return types.CallToolResult.model_validate(
-            {
-                "content": local.content,
-                "structuredContent": local.structured_content,
-                "isError": local.is_error,
-            }
-        )
+        wire: dict[str, Any] = {
+            "content": local.content,
+            "isError": local.is_error,
+            "resultType": "complete",
+        }
+        if local.structured_content is not None:
+            wire["structuredContent"] = local.structured_content
+        return wire
     operation = tools_call_operation(request, params, progress=progress, log=log, session=session)
     if prepare is not None:  # how the upstream's requests for client input reach it
         operation = prepare(operation)

@@ -73,7 +73,7 @@ KEPT_LISTS = 32
 
 Answer = Callable[
     [Request, types.CallToolRequestParams],
-    Awaitable[types.CallToolResult | types.InputRequiredResult],
+    Awaitable[dict[str, Any] | types.InputRequiredResult],
 ]
 
 
@@ -159,9 +159,11 @@ class DirectToolsCall:
         return validate_mcp_param_headers(schema, arguments, request.headers)
 
     def _serialize(
-        self, version: str, result: types.CallToolResult | types.InputRequiredResult
+        self, version: str, result: dict[str, Any] | types.InputRequiredResult
     ) -> dict[str, Any]:
         """The result on the wire, shaped as the SDK's server runner shapes it."""
+        if isinstance(result, dict):
+            return _wire_result(self._server, "tools/call", version, result)
         dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
         return _wire_result(self._server, "tools/call", version, dumped)
 

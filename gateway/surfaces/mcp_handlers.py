@@ -119,7 +119,7 @@ class Handlers:
 
     async def call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult | types.InputRequiredResult:
+    ) -> dict[str, Any] | types.InputRequiredResult:
         async def progress(done: float, total: float | None, message: str | None) -> None:
             await ctx.session.report_progress(done, total, message)
 
@@ -128,7 +128,7 @@ class Handlers:
             and self.tasks.wants_task(ctx, params)
             and not self._local(ctx, params)
         ):
-            return await self.tasks.call_tool(ctx, params)  # type: ignore[return-value]
+            return await self.tasks.call_tool(ctx, params)
         # Relay progress only when the client asked for it: a progress token makes the
         # upstream answer as an event stream, which costs a round of latency.
         meta = meta_dict(params.meta)

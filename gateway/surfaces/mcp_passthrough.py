@@ -346,9 +346,7 @@ class Passthrough:
         )
         status = OutcomeStatus.OK if error is None else OutcomeStatus.ERROR
         outcome = Outcome(row.request_id, row.tool, status, None, result=checked, error=error)
-        wire = to_call_tool_result(outcome, View(row.endpoint)).model_dump(
-            by_alias=True, mode="json", exclude_none=True
-        )
+        wire = to_call_tool_result(outcome, View(row.endpoint))
         message = view.message or view.status
         if error is None:
             return TaskState(_status(view.status), message, result=wire)

@@ -27,7 +27,7 @@ from gateway.errors import (
 )
 from gateway.store import UNREACHABLE, describe_error, unavailable
 from gateway.surfaces.mcp_views import View
-from gateway.types import McpResult, Outcome, OutcomeStatus
+from gateway.types import McpResult, Outcome, OutcomeStatus, ToolResult
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +52,25 @@ def outcome_meta(outcome: Outcome) -> dict[str, Any]:
     return meta
 
 
-def to_call_tool_result(outcome: Outcome, view: View | None = None) -> types.CallToolResult:
+def to_call_tool_result(outcome: Outcome, view: View | None = None) -> dict[str, Any]:
+    """The outcome as a ``CallToolResult`` in wire form (JSON names, no nulls): what
+    the SDK's server runner takes from a handler and checks against the revision's
+    result schema on the way out, on either path (`mcp_direct` does the same). A dict,
+    not the model: building and dumping the model again cost as much as that check,
+    for content the upstream's answer was already validated into (`to_result`)."""
     view = view or View()
     meta = {META_KEY: outcome_meta(outcome)}
-    if outcome.status is OutcomeStatus.OK and outcome.result is not None:
-        result = outcome.result.to_dict()
-        return types.CallToolResult.model_validate(
-            {
-                "content": [view.content_out(item) for item in result["content"]],
-                "structuredContent": result["structured_content"],
-                "isError": result["is_error"],
-                "_meta": meta,
-            }
-        )
+    if outcome.status is OutcomeStatus.OK and isinstance(outcome.result, ToolResult):
+        result = outcome.result
+        wire: dict[str, Any] = {
+            "content": [view.content_out(item) for item in result.content],
+            "isError": result.is_error,
+            "resultType": "complete",
+            "_meta": meta,
+        }
+        if result.structured_content is not None:
+            wire["structuredContent"] = result.structured_content
+        return wire
     error = outcome.error
     message = error.message if isinstance(error, GatewayError) else "the call failed"
     if outcome.status is OutcomeStatus.PENDING_APPROVAL:
@@ -73,7 +79,12 @@ def to_call_tool_result(outcome: Outcome, view: View | None = None) -> types.Cal
     else:
         verb = "was not executed" if outcome.status is OutcomeStatus.DENIED else "failed"
         text = f"The call to {outcome.target} {verb}: {message}"
-    return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True, _meta=meta)
+    return {
+        "content": [{"type": "text", "text": text}],
+        "isError": True,
+        "resultType": "complete",
+        "_meta": meta,
+    }
 
 
 def mcp_result(outcome: Outcome, view: View, *, asked: str, is_uri: bool = False) -> dict[str, Any]:

@@ -78,9 +78,7 @@ def recorded_result(row: TaskRow, held: HeldState, view: View) -> dict[str, Any]
         # The request that executed it (this task's run, or a retry of the same call).
         replay_of=recorded.get("request_id"),
     )
-    return to_call_tool_result(outcome, view).model_dump(
-        by_alias=True, mode="json", exclude_none=True
-    )
+    return to_call_tool_result(outcome, view)
 
 
 def failed_result(row: TaskRow, state: TaskState, meta: dict[str, Any]) -> dict[str, Any]:

@@ -32,11 +32,12 @@ class Stub:
 
     async def __call__(
         self, request: Request, params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
+    ) -> dict[str, Any]:
         self.calls.append(params)
         if self.error is not None:
             raise self.error
-        return types.CallToolResult(content=[types.TextContent(text=f"ran {params.name}")])
+        text = f"ran {params.name}"
+        return {"content": [{"type": "text", "text": text}], "resultType": "complete"}
 
 
 def _path(stub: Stub) -> DirectToolsCall:

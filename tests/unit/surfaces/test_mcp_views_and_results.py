@@ -3,8 +3,10 @@ completion's outcome becomes an MCP answer (pure: no server)."""
 
 from __future__ import annotations
 
+import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
+from mcp_types import methods as spec_methods
 
 from gateway.errors import (
     REFUSED,
@@ -17,9 +19,9 @@ from gateway.errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
-from gateway.surfaces.mcp_results import META_KEY, mcp_result, refusal
+from gateway.surfaces.mcp_results import META_KEY, mcp_result, refusal, to_call_tool_result
 from gateway.surfaces.mcp_views import View
-from gateway.types import McpResult, Outcome, OutcomeStatus
+from gateway.types import McpResult, Outcome, OutcomeStatus, ToolResult
 
 ONE = View("docs")
 
@@ -90,3 +92,37 @@ def test_every_refusal_is_a_json_rpc_error_naming_the_uri(error: object, code: i
 def test_a_prompts_refusal_names_no_uri() -> None:
     refused = refusal(outcome(OutcomeStatus.DENIED, CallDenied("no")), asked="review", is_uri=False)
     assert "uri" not in refused.error.data
+
+
+LINK = {"type": "resource_link", "uri": "gateway:docs/a://c", "name": "c"}
+
+
+@pytest.mark.parametrize(
+    ("status", "result", "error"),
+    [
+        (OutcomeStatus.OK, ToolResult([{"type": "text", "text": "hi"}]), None),
+        (OutcomeStatus.OK, ToolResult([LINK], {"n": 1}, is_error=True), None),
+        (OutcomeStatus.DENIED, None, CallDenied("no grant")),
+        (OutcomeStatus.PENDING_APPROVAL, None, None),
+        (OutcomeStatus.ERROR, None, UpstreamTimeout("too slow")),
+    ],
+)
+def test_a_tool_result_is_built_in_the_wire_form_the_model_would_dump(
+    status: OutcomeStatus, result: ToolResult | None, error: object
+) -> None:
+    # Built as a dict, for speed: it must be exactly what building the model and
+    # dumping it gave, and what every revision's result schema accepts as it is.
+    wire = to_call_tool_result(outcome(status, error, result), ONE)
+    model = types.CallToolResult.model_validate(wire, by_name=False)
+    assert model.model_dump(by_alias=True, mode="json", exclude_none=True) == wire
+    assert spec_methods.serialize_server_result("tools/call", "2026-07-28", wire) == wire
+    older = spec_methods.serialize_server_result("tools/call", "2025-11-25", wire)
+    assert older == {k: v for k, v in wire.items() if k != "resultType"}
+    assert wire["_meta"][META_KEY]["status"] == status.value
+    if result is not None:
+        assert wire["isError"] is result.is_error
+        assert wire.get("structuredContent") == result.structured_content
+        if result.content[0] is LINK:
+            assert wire["content"][0]["uri"] == "a://c"  # in the view's own form
+    else:
+        assert wire["isError"] is True
