@@ -63,7 +63,9 @@ class DecisionQueue:
                 self._waiting -= 1
                 DECISIONS_WAITING.dec()
         else:
-            await self._slots.acquire()
+            # A free slot is taken without a turn of the event loop (`acquire` would
+            # yield once even then): nothing runs between the check and the taking.
+            self._slots.acquire_nowait()
         try:
             yield
         finally:

@@ -3,7 +3,7 @@
 A policy compiled by ``opa build -t wasm`` is a Wasm module that imports its linear
 memory (``env.memory``), an abort hook (``env.opa_abort``) and the built-ins it leaves
 to the host (``env.opa_builtin0``…``4``), and exports the evaluator: ``opa_malloc``,
-``opa_json_parse``, ``opa_heap_ptr_get``/``set`` and ``opa_eval`` (ABI 1.2+), which
+``opa_json_parse``, ``opa_heap_ptr_get`` and ``opa_eval`` (ABI 1.2+), which
 takes the input as JSON text and returns the result set as NUL-terminated JSON.
 
 Why the sandbox holds (docs/decisions/0013):
@@ -307,7 +307,6 @@ class WasmInstance:
             self._malloc = exports["opa_malloc"]
             self._json_parse = exports["opa_json_parse"]
             self._heap_get = exports["opa_heap_ptr_get"]
-            self._heap_set = exports["opa_heap_ptr_set"]
             self._eval = exports["opa_eval"]
             self._json_dump = exports["opa_json_dump"]
             major = exports["opa_wasm_abi_version"].value(self._store)  # type: ignore[union-attr]
@@ -363,10 +362,16 @@ class WasmInstance:
         _EPOCH.begin()
         try:
             store.set_epoch_deadline(self._ticks)
-            self._heap_set(store, self._base)
-            address = self._malloc(store, len(input_json))
+            # The input goes where the heap begins, and the heap after it: `opa_eval`
+            # sets the heap pointer from its argument and parses the input itself, so
+            # one call into the module does it all (as OPA's own SDKs do). Each call
+            # costs the host more than a small policy's evaluation.
+            address = self._base
+            heap = address + len(input_json)
+            short = heap - self._memory.data_len(store)
+            if short > 0:
+                self._memory.grow(store, -(-short // PAGE_BYTES))  # past the cap: raises
             self._memory.write(store, input_json, address)
-            heap = self._heap_get(store)
             result = self._eval(
                 store, 0, entrypoint, self._data_addr, address, len(input_json), heap, 0
             )

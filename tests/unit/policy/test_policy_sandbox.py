@@ -90,6 +90,18 @@ def test_allocating_until_the_cap_is_stopped(tmp_path: Path) -> None:
     assert ask(target, "fine") == "fine"
 
 
+def test_an_input_larger_than_the_memory_cap_is_refused_before_the_policy_runs(
+    tmp_path: Path,
+) -> None:
+    # The input is written where the heap begins, growing the memory to hold it: past
+    # the cap, the growth fails, and that is a clean deny like any allocation past it.
+    target = engine(tmp_path, Limits(timeout_s=30, memory_bytes=8 * MIB))
+    with pytest.raises(PolicyOutOfMemory, match="memory cap of 8 MiB"):
+        ask(target, "fine", "x" * (9 * MIB))
+    assert ask(target, "fine", "x" * MIB) == "fine"  # grown, within the cap
+    assert ask(target, "fine") == "fine"
+
+
 def test_an_instance_that_failed_is_never_reused(tmp_path: Path) -> None:
     target = engine(tmp_path, Limits(timeout_s=30, memory_bytes=64 * MIB))
     idle = target.compiled._idle
