@@ -229,6 +229,7 @@ class EmbeddedEngine:
     """Evaluates the compiled policy in force; `swap` replaces it atomically."""
 
     name = "embedded"
+    evaluates_inline = True  # on the calling thread, bounded by the sandbox's deadline
 
     def __init__(
         self,

@@ -88,6 +88,7 @@ class OpaEngine:
     """Evaluates ``data.gateway.decision`` on an OPA server; see the module docstring."""
 
     name = "opa"
+    evaluates_inline = False
 
     def __init__(self, config: OpaPolicyConfig, *, max_connections: int = 32) -> None:
         self.url = config.url.rstrip("/")

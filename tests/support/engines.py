@@ -16,6 +16,7 @@ class GatedEngine:
     """Answers "allow" once `release` is set; counts evaluations that started."""
 
     name = "gated"
+    evaluates_inline = False
     revision = "rev-1"
     revision_follows_policy = True
 

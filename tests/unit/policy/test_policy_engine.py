@@ -23,7 +23,10 @@ class FakeEngine:
 
     name = "fake"
 
-    def __init__(self, behaviour: Any, revision: str | None = "rev-7") -> None:
+    def __init__(
+        self, behaviour: Any, revision: str | None = "rev-7", *, inline: bool = False
+    ) -> None:
+        self.evaluates_inline = inline
         self._behaviour = behaviour
         self._revision = revision
         self.seen: list[dict[str, Any]] = []
@@ -130,15 +133,19 @@ async def test_an_engine_that_gives_no_answer_is_unavailable_with_its_reason() -
         await decide(FakeEngine(unreachable), INPUT, timeout_s=1)
 
 
-async def test_an_allow_that_arrives_after_the_deadline_is_refused_as_unavailable() -> None:
+@pytest.mark.parametrize("inline", [False, True], ids=["scoped", "declared-inline"])
+async def test_an_allow_that_arrives_after_the_deadline_is_refused_as_unavailable(
+    inline: bool,
+) -> None:
     clock = FakeClock()
 
     async def blocks_without_yielding(_: dict[str, Any]) -> Decision:
         clock.advance(0.1)  # an inline evaluation, which the deadline cannot interrupt
         return await valid(_)
 
+    engine = FakeEngine(blocks_without_yielding, inline=inline)
     with pytest.raises(PolicyUnavailable, match="did not answer within 20 ms"):
-        await decide(FakeEngine(blocks_without_yielding), INPUT, timeout_s=0.02, clock=clock)
+        await decide(engine, INPUT, timeout_s=0.02, clock=clock)
 
 
 async def test_an_allow_within_the_deadline_stands() -> None:

@@ -22,6 +22,7 @@ class RecordingEngine:
     """Answers every list with ``answer`` (or raises it), counting the questions."""
 
     name = "double"
+    evaluates_inline = False
 
     def __init__(self, answer: Any, revision: str = "rev-1", *, follows: bool = True) -> None:
         self.answer = answer

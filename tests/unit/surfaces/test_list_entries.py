@@ -124,6 +124,7 @@ class ByRole:
     ``answer`` says after a policy change (a new revision)."""
 
     name = "double"
+    evaluates_inline = False
 
     revision_follows_policy = True
 
