@@ -1,4 +1,5 @@
-"""OPA's WebAssembly ABI on wasmtime: a compiled policy module and its sandboxed instances.
+"""OPA's WebAssembly ABI on wasmtime: the sandboxed instances of a compiled policy
+module (`gateway.policy.wasm_module`).
 
 A policy compiled by ``opa build -t wasm`` is a Wasm module that imports its linear
 memory (``env.memory``), an abort hook (``env.opa_abort``) and the built-ins it leaves
@@ -8,7 +9,7 @@ takes the input as JSON text and returns the result set as NUL-terminated JSON.
 
 Why the sandbox holds (docs/decisions/0013):
 - **Time.** Every module is compiled by one process-wide engine with epoch
-  interruption; a daemon thread advances the epoch every `EPOCH_TICK_S` while
+  interruption (`wasm_module.EPOCH`); a daemon thread advances the epoch every tick while
   evaluations run, and each evaluation arms a deadline of whole ticks. A runaway
   evaluation traps at the deadline wherever it is (wasmtime checks the epoch in every
   loop and function entry), and no host code runs inside an evaluation. The deadline
@@ -33,11 +34,8 @@ from __future__ import annotations
 
 import ctypes
 import json
-import math
-import threading
-import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import wasmtime
 from wasmtime import _ffi
@@ -45,21 +43,25 @@ from wasmtime._func import enter_wasm
 
 from gateway.clock import Clock, thread_cpu
 from gateway.errors import NoDecision, PolicyError, PolicyLoadError
+from gateway.policy.wasm_module import EPOCH, PAGE_BYTES, WasmModule, deadline_ticks
 
-if TYPE_CHECKING:
-    from gateway.policy.module_cache import ModuleCache
+__all__ = [
+    "RECYCLE_BYTES",
+    "Limits",
+    "MissingBuiltins",
+    "PolicyOutOfMemory",
+    "PolicyStarved",
+    "PolicyTimeout",
+    "PolicyTrap",
+    "WasmInstance",
+    "WasmModule",
+]
 
-PAGE_BYTES = 64 * 1024
-EPOCH_TICK_S = 0.005
 # An instance whose memory grew past this is dropped after its evaluation.
 RECYCLE_BYTES = 64 << 20
 # An evaluation interrupted at its deadline after at least this share of it on the CPU
 # ran that long: the policy's own cost. With less, it mostly waited for a core.
 SPENT_SHARE = 0.5
-# Ticks with no evaluation after which the epoch thread parks (0.1 s): long enough
-# that a gateway serving calls never parks it between two (a wake-up per evaluation
-# cost more than the ticks it saved), short enough that an idle one soon does.
-PARK_AFTER_TICKS = 20
 # A deadline that never fires: set while loading data, outside any evaluation.
 _NO_DEADLINE = 1 << 40
 _ABI_MAJOR = 1
@@ -100,77 +102,6 @@ class MissingBuiltins(PolicyLoadError):
     code = "policy_builtins_unsupported"
 
 
-class _Epoch:
-    """The process-wide engine and the thread that advances its epoch.
-
-    The thread ticks only while evaluations come: it parks once `PARK_AFTER_TICKS`
-    ticks passed with none running and none begun, and the next evaluation wakes it.
-    Ticking without pause cost an idle gateway ≈ 5–8 ms of CPU a second (200 wake-ups,
-    each taking the GIL from whatever ran; docs/decisions/0039). An evaluation's
-    deadline counts ticks from its own start, so a parked thread delays no deadline:
-    the first tick after a wake-up comes a whole `EPOCH_TICK_S` later, as
-    `deadline_ticks` already allows for a tick just after arming.
-    """
-
-    def __init__(self) -> None:
-        config = wasmtime.Config()
-        config.epoch_interruption = True
-        self.engine = wasmtime.Engine(config)
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._thread: threading.Thread | None = None
-        # Guarded by _lock: evaluations running now, whether one began since the last
-        # tick, whether the thread waits for one.
-        self._running = 0
-        self._began = False
-        self._parked = False
-
-    def ensure_ticking(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._tick, name="policy-epoch", daemon=True)
-                self._thread.start()
-
-    def begin(self) -> None:
-        """An evaluation starts: the epoch must advance until it ends (`end`)."""
-        with self._lock:
-            self._running += 1
-            self._began = True
-            if self._parked:
-                self._parked = False
-                self._wake.notify()
-
-    def end(self) -> None:
-        with self._lock:
-            self._running -= 1
-
-    def _tick(self) -> None:
-        idle_ticks = 0
-        while True:
-            with self._lock:
-                idle_ticks = 0 if self._running or self._began else idle_ticks + 1
-                self._began = False
-                # Parks only after `PARK_AFTER_TICKS` ticks with nothing running and
-                # nothing begun: under a steady stream of calls it ticks as before,
-                # with no wake-up per evaluation; an idle process parks it.
-                if idle_ticks >= PARK_AFTER_TICKS:
-                    self._parked = True
-                    while self._parked:  # `begin` clears it
-                        self._wake.wait()
-                    idle_ticks = 0
-            time.sleep(EPOCH_TICK_S)
-            self.engine.increment_epoch()
-
-
-_EPOCH = _Epoch()
-
-
-def deadline_ticks(seconds: float) -> int:
-    """Whole ticks covering ``seconds``, plus one: a deadline armed just before a tick
-    must not fire early."""
-    return max(1, math.ceil(seconds / EPOCH_TICK_S)) + 1
-
-
 @dataclass(frozen=True)
 class Limits:
     """What one evaluation may use: wall time and linear memory. ``cpu_clock`` tells
@@ -185,100 +116,18 @@ class Limits:
         return max(2, self.memory_bytes // PAGE_BYTES)
 
 
-class WasmModule:
-    """A compiled policy: validated once, instantiated many times. With a ``cache``,
-    compiled once per module and wasmtime version (gateway.policy.module_cache)."""
-
-    def __init__(self, wasm: bytes, cache: ModuleCache | None = None) -> None:
-        try:
-            if cache is None:
-                self.module = wasmtime.Module(_EPOCH.engine, wasm)
-            else:
-                self.module = cache.compile(_EPOCH.engine, wasm)
-        except wasmtime.WasmtimeError as exc:
-            raise PolicyLoadError(f"policy.wasm is not a valid WebAssembly module: {exc}") from None
-        memory = [
-            i.type
-            for i in self.module.imports
-            if (i.module, i.name) == ("env", "memory") and isinstance(i.type, wasmtime.MemoryType)
-        ]
-        if not memory:
-            raise PolicyLoadError(
-                "policy.wasm does not import env.memory: not an OPA policy module"
-            )
-        # The pages the module needs before it runs (its data segments live there).
-        # Not only what it declares: opa build declares 2 pages whatever its data, so
-        # a policy whose constants pass 128 KiB would trap as it is instantiated.
-        needed = math.ceil(data_end(wasm) / PAGE_BYTES)
-        self.min_pages = max(2, memory[0].limits.min, needed)
-
-
-def data_end(wasm: bytes) -> int:
-    """The end of the module's furthest active data segment placed at a constant
-    offset (0 if none): the linear memory must reach it before the module can start.
-    Reads the binary's sections (WebAssembly core §5.5); a module wasmtime accepted."""
-
-    def uleb(at: int) -> tuple[int, int]:
-        value = shift = 0
-        while True:
-            byte = wasm[at]
-            at += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                return value, at
-
-    def sleb(at: int) -> tuple[int, int]:
-        value = shift = 0
-        while True:
-            byte = wasm[at]
-            at += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                if byte & 0x40:
-                    value -= 1 << shift
-                return value, at
-
-    end, at = 0, 8  # after the magic and version
-    while at < len(wasm):
-        section = wasm[at]
-        size, body = uleb(at + 1)
-        at = body + size
-        if section != 11:  # the data section
-            continue
-        count, cursor = uleb(body)
-        for _ in range(count):
-            flags, cursor = uleb(cursor)
-            if flags == 1:  # passive: copied by memory.init, not at start
-                length, cursor = uleb(cursor)
-                cursor += length
-                continue
-            if flags == 2:
-                _memory, cursor = uleb(cursor)
-            opcode = wasm[cursor]
-            offset, cursor = sleb(cursor + 1)
-            while wasm[cursor] != 0x0B:  # the end of the offset expression
-                cursor += 1
-            length, cursor = uleb(cursor + 1)
-            cursor += length
-            if opcode == 0x41:  # i32.const
-                end = max(end, offset + length)
-    return end
-
-
 class WasmInstance:
     """One sandbox: a store, its memory, the instantiated module and the data in it."""
 
     def __init__(self, module: WasmModule, data: bytes, limits: Limits) -> None:
-        _EPOCH.ensure_ticking()
+        EPOCH.ensure_ticking()
         self.limits = limits
         self._ticks = deadline_ticks(limits.timeout_s)
-        self._store = wasmtime.Store(_EPOCH.engine)
+        self._store = wasmtime.Store(EPOCH.engine)
         self._store.set_epoch_deadline(_NO_DEADLINE)
         self._store.set_limits(memory_size=limits.max_pages * PAGE_BYTES)
         self._aborted: str | None = None
-        engine = _EPOCH.engine
+        engine = EPOCH.engine
         i32 = wasmtime.ValType.i32()
         linker = wasmtime.Linker(engine)
         try:
@@ -362,7 +211,7 @@ class WasmInstance:
         store = self._store
         self._aborted = None
         cpu_started = self.limits.cpu_clock()
-        _EPOCH.begin()
+        EPOCH.begin()
         try:
             store.set_epoch_deadline(self._ticks)
             # The input goes where the heap begins, and the heap after it: `opa_eval`
@@ -390,7 +239,7 @@ class WasmInstance:
         finally:
             # The deadline stays armed: nothing runs in this store until the next
             # evaluation arms its own.
-            _EPOCH.end()
+            EPOCH.end()
         try:
             return json.loads(text)
         except ValueError:

@@ -10,7 +10,7 @@ import pytest
 import wasmtime
 
 from gateway.errors import PolicyLoadError, PolicyUnavailable
-from gateway.policy import wasm
+from gateway.policy import wasm_module
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.engine import FAIL_CLOSED_RULE, decide
 from gateway.policy.wasm import (
@@ -20,8 +20,8 @@ from gateway.policy.wasm import (
     PolicyStarved,
     PolicyTimeout,
     WasmModule,
-    data_end,
 )
+from gateway.policy.wasm_module import data_end
 from tests.support.clock import FakeClock, SteppingClock
 from tests.support.hostile_policy import HOSTILE
 from tests.support.waiting import eventually
@@ -68,11 +68,11 @@ def test_the_epoch_thread_parks_when_idle_and_a_deadline_still_fires_after(
     # it, and a runaway one is still interrupted at its deadline.
     target = engine(tmp_path, Limits(timeout_s=0.05, memory_bytes=2048 * MIB, cpu_clock=RAN))
     assert ask(target, "fine") == "fine"
-    eventually(lambda: wasm._EPOCH._parked, "the epoch thread parked once idle")
+    eventually(lambda: wasm_module.EPOCH._parked, "the epoch thread parked once idle")
     with pytest.raises(PolicyTimeout, match="ran past its deadline of 50 ms"):
         ask(target, "spin")
-    eventually(lambda: wasm._EPOCH._parked, "the epoch thread parked again")
-    assert wasm._EPOCH._running == 0
+    eventually(lambda: wasm_module.EPOCH._parked, "the epoch thread parked again")
+    assert wasm_module.EPOCH._running == 0
     assert ask(target, "fine") == "fine"
 
 
@@ -171,7 +171,7 @@ def test_memory_is_sized_by_the_data_segments_not_the_declared_minimum() -> None
     assert data_end(bytes(binary)) == 131080
     module = WasmModule(bytes(binary))
     assert module.min_pages == 3
-    engine = wasm._EPOCH.engine  # the one engine every policy module is compiled by
+    engine = wasm_module.EPOCH.engine  # the one engine every policy module is compiled by
     for pages, fits in ((2, False), (module.min_pages, True)):
         store = wasmtime.Store(engine)
         store.set_epoch_deadline(1 << 40)
