@@ -132,7 +132,8 @@ def data_end(wasm: bytes) -> int:
     offset (0 if none): the linear memory must reach it before the module can start.
     Reads the binary's sections (WebAssembly core §5.5); a module wasmtime accepted."""
 
-    def uleb(at: int) -> tuple[int, int]:
+    def leb(at: int, *, signed: bool = False) -> tuple[int, int]:
+        """The LEB128 number at ``at`` and the offset after it."""
         value = shift = 0
         while True:
             byte = wasm[at]
@@ -140,19 +141,15 @@ def data_end(wasm: bytes) -> int:
             value |= (byte & 0x7F) << shift
             shift += 7
             if not byte & 0x80:
-                return value, at
-
-    def sleb(at: int) -> tuple[int, int]:
-        value = shift = 0
-        while True:
-            byte = wasm[at]
-            at += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                if byte & 0x40:
+                if signed and byte & 0x40:
                     value -= 1 << shift
                 return value, at
+
+    def uleb(at: int) -> tuple[int, int]:
+        return leb(at)
+
+    def sleb(at: int) -> tuple[int, int]:
+        return leb(at, signed=True)
 
     end, at = 0, 8  # after the magic and version
     while at < len(wasm):
