@@ -65,9 +65,13 @@ def machine(repo: Path | None = None) -> dict[str, Any]:
 
 
 def write_result(name: str, result: dict[str, Any], markdown: str, *, suffix: str = "") -> Path:
-    """Writes results/<name>-<date>[-<suffix>].{json,md}; returns the markdown's path."""
+    """Writes results/<name>-<date>[-<suffix>][-<n>].{json,md}; returns the markdown's
+    path. A result already there is never overwritten: a second run of the day is -2."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%d") + (f"-{suffix}" if suffix else "")
+    base = datetime.now(UTC).strftime("%Y%m%d") + (f"-{suffix}" if suffix else "")
+    stamp, n = base, 2
+    while any((RESULTS / f"{name}-{stamp}.{ext}").exists() for ext in ("json", "md")):
+        stamp, n = f"{base}-{n}", n + 1
     (RESULTS / f"{name}-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
     path = RESULTS / f"{name}-{stamp}.md"
     path.write_text(markdown)
