@@ -17,7 +17,7 @@ from gateway import telemetry
 from gateway.errors import GatewayError, RetryLater, UnknownTarget, UpstreamRejected
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import client_info, principal_of
-from gateway.surfaces.mcp_results import to_call_tool_result
+from gateway.surfaces.mcp_results import to_call_tool_result, tool_result_wire
 from gateway.surfaces.mcp_views import View
 from gateway.surfaces.middleware import request_id_of
 from gateway.surfaces.tracing import trace_of
@@ -86,14 +86,7 @@ async def answer_tools_call(
             request_id=request_id,
             client=client_info(request),
         )
-        wire: dict[str, Any] = {
-            "content": local.content,
-            "isError": local.is_error,
-            "resultType": "complete",
-        }
-        if local.structured_content is not None:
-            wire["structuredContent"] = local.structured_content
-        return wire
+        return tool_result_wire(local, View())  # the gateway's own: nothing to rename
     operation = tools_call_operation(request, params, progress=progress, log=log, session=session)
     if prepare is not None:  # how the upstream's requests for client input reach it
         operation = prepare(operation)

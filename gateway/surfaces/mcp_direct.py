@@ -162,10 +162,9 @@ class DirectToolsCall:
         self, version: str, result: dict[str, Any] | types.InputRequiredResult
     ) -> dict[str, Any]:
         """The result on the wire, shaped as the SDK's server runner shapes it."""
-        if isinstance(result, dict):
-            return _wire_result(self._server, "tools/call", version, result)
-        dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
-        return _wire_result(self._server, "tools/call", version, dumped)
+        if not isinstance(result, dict):  # an input_required result
+            result = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        return _wire_result(self._server, "tools/call", version, result)
 
 
 class DirectLists:

@@ -58,19 +58,9 @@ def to_call_tool_result(outcome: Outcome, view: View | None = None) -> dict[str,
     result schema on the way out, on either path (`mcp_direct` does the same). A dict,
     not the model: building and dumping the model again cost as much as that check,
     for content the upstream's answer was already validated into (`to_result`)."""
-    view = view or View()
     meta = {META_KEY: outcome_meta(outcome)}
     if outcome.status is OutcomeStatus.OK and isinstance(outcome.result, ToolResult):
-        result = outcome.result
-        wire: dict[str, Any] = {
-            "content": [view.content_out(item) for item in result.content],
-            "isError": result.is_error,
-            "resultType": "complete",
-            "_meta": meta,
-        }
-        if result.structured_content is not None:
-            wire["structuredContent"] = result.structured_content
-        return wire
+        return tool_result_wire(outcome.result, view or View(), meta)
     error = outcome.error
     message = error.message if isinstance(error, GatewayError) else "the call failed"
     if outcome.status is OutcomeStatus.PENDING_APPROVAL:
@@ -79,6 +69,27 @@ def to_call_tool_result(outcome: Outcome, view: View | None = None) -> dict[str,
     else:
         verb = "was not executed" if outcome.status is OutcomeStatus.DENIED else "failed"
         text = f"The call to {outcome.target} {verb}: {message}"
+    return refused_tool_result(text, meta)
+
+
+def tool_result_wire(
+    result: ToolResult, view: View, meta: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A tool result in wire form, its resource URIs in ``view``'s names."""
+    wire: dict[str, Any] = {
+        "content": [view.content_out(item) for item in result.content],
+        "isError": result.is_error,
+        "resultType": "complete",
+    }
+    if result.structured_content is not None:
+        wire["structuredContent"] = result.structured_content
+    if meta is not None:
+        wire["_meta"] = meta
+    return wire
+
+
+def refused_tool_result(text: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """A call that did not run (or failed), as the tool result that says why."""
     return {
         "content": [{"type": "text", "text": text}],
         "isError": True,

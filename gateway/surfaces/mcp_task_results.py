@@ -12,11 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import mcp_types as types
-
 from gateway.approvals.errors import ReplayedError
 from gateway.executor.held_calls import HeldState
-from gateway.surfaces.mcp_results import META_KEY, to_call_tool_result
+from gateway.surfaces.mcp_results import META_KEY, refused_tool_result, to_call_tool_result
 from gateway.surfaces.mcp_task_store import TaskRow
 from gateway.surfaces.mcp_views import View
 from gateway.timestamps import format_epoch
@@ -84,10 +82,7 @@ def recorded_result(row: TaskRow, held: HeldState, view: View) -> dict[str, Any]
 def failed_result(row: TaskRow, state: TaskState, meta: dict[str, Any]) -> dict[str, Any]:
     """A task that ended without running the call, as the refused call's tool result."""
     text = f"The call to {row.tool} was not executed: {state.message}"
-    result = types.CallToolResult(
-        content=[types.TextContent(text=text)], is_error=True, _meta={META_KEY: meta}
-    )
-    return result.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return refused_tool_result(text, {META_KEY: meta})
 
 
 def task_envelope(
