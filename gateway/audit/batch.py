@@ -166,8 +166,8 @@ def append_rows(
                 seqs.append(seq)
                 seq += 1
             results.append(seqs)
-        cursor.executemany(statements.insert_entry, entry_rows)
-        cursor.executemany(statements.insert_payload, payload_rows)
+        _insert(cursor, statements.insert_entry, entry_rows)
+        _insert(cursor, statements.insert_payload, payload_rows)
     finally:
         cursor.close()
     return results
@@ -200,12 +200,44 @@ def _in_log(
     return True
 
 
+# At most this many rows per INSERT statement: a batch's rows of each table go in as
+# one multi-row statement (several for a batch of more). Not `executemany`: the driver
+# steps it row by row, and the sqlite3 module releases and takes back the GIL around
+# every step. In the writer thread, beside an event loop that wants the GIL all the
+# time, each take-back waited for the loop to let go (docs/decisions/0046).
+ROWS_PER_INSERT = 64
+
+
+def _insert(cursor: Any, statement: _Insert, rows: Sequence[tuple[Any, ...]]) -> None:
+    for start in range(0, len(rows), ROWS_PER_INSERT):
+        chunk = rows[start : start + ROWS_PER_INSERT]
+        cursor.execute(statement.rows(len(chunk)), [value for row in chunk for value in row])
+
+
+@dataclass(frozen=True)
+class _Insert:
+    """``INSERT INTO table (columns) VALUES (marks), (marks), …`` for any row count."""
+
+    head: str  # up to and including VALUES
+    row: str  # one row's marks, in parentheses
+
+    def rows(self, count: int) -> str:
+        return _rows_statement(self, count)
+
+
+@cache
+def _rows_statement(insert: _Insert, count: int) -> str:
+    # Built once per row count: at most ROWS_PER_INSERT texts per table, so the
+    # driver's statement cache keeps them prepared.
+    return insert.head + ", ".join([insert.row] * count)
+
+
 @dataclass(frozen=True)
 class _Statements:
     head: str
     leaves: str
-    insert_entry: str
-    insert_payload: str
+    insert_entry: _Insert
+    insert_payload: _Insert
 
 
 @cache
@@ -218,13 +250,13 @@ def _statements(mark: str) -> _Statements:
     return _Statements(
         head=f"SELECT seq, leaf_hash, ts FROM {entries} ORDER BY seq DESC LIMIT 1",
         leaves=f"SELECT seq, leaf FROM {entries} WHERE seq BETWEEN {mark} AND {mark}",
-        insert_entry=(
-            f"INSERT INTO {entries} (seq, ts, kind, ref, leaf, leaf_hash) "
-            f"VALUES ({', '.join([mark] * 6)})"
+        insert_entry=_Insert(
+            f"INSERT INTO {entries} (seq, ts, kind, ref, leaf, leaf_hash) VALUES ",
+            f"({', '.join([mark] * 6)})",
         ),
-        insert_payload=(
-            f"INSERT INTO {payloads} (seq, salt, payload, subject, tool) "
-            f"VALUES ({', '.join([mark] * 5)})"
+        insert_payload=_Insert(
+            f"INSERT INTO {payloads} (seq, salt, payload, subject, tool) VALUES ",
+            f"({', '.join([mark] * 5)})",
         ),
     )
 

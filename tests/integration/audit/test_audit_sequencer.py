@@ -22,6 +22,7 @@ from gateway.audit import (
     tail,
     verify_chain,
 )
+from gateway.audit.batch import ROWS_PER_INSERT
 from gateway.errors import AuditUnavailable, ConfigError
 from gateway.store import create_engine, migrate
 from tests.support.audit_faults import (
@@ -105,6 +106,29 @@ async def test_entries_round_trip(log: AuditLog, engine: Engine) -> None:
     assert first.ts.endswith("Z") and first.ts <= second.ts
     head = chain_head(engine)
     assert head is not None and (head.size, head.leaf_hash) == (2, second.leaf_hash)
+
+
+async def test_a_batch_of_more_rows_than_one_statement_takes_is_appended_whole(
+    engine: Engine,
+) -> None:
+    # The writer inserts a batch's rows in multi-row statements of at most
+    # ROWS_PER_INSERT rows: one group spanning several, and ones of odd sizes after it.
+    sizes = [2 * ROWS_PER_INSERT + 3, 1, ROWS_PER_INSERT, 5]
+    audit = AuditLog(engine, ORIGIN, max_batch=sum(sizes))
+    await audit.start()
+    try:
+        groups = [[record(1000 * j + i) for i in range(n)] for j, n in enumerate(sizes)]
+        seqs = await asyncio.gather(*(audit.append(*group) for group in groups))
+    finally:
+        await audit.close()
+    entries = read_entries(engine)
+    assert [e.seq for e in entries] == list(range(sum(sizes)))
+    by_seq = {e.seq: e for e in entries}
+    for group, placed in zip(groups, seqs, strict=True):
+        assert placed == list(range(placed[0], placed[0] + len(group)))
+        assert [by_seq[s].payload for s in placed] == [r.payload for r in group]
+        assert [by_seq[s].ref for s in placed] == [r.ref for r in group]
+    verify_chain(iter_entries(engine), ORIGIN)
 
 
 async def test_failed_commit_appends_nothing_and_the_chain_continues(
