@@ -227,8 +227,9 @@ class _Insert:
 
 @cache
 def _rows_statement(insert: _Insert, count: int) -> str:
-    # Built once per row count: at most ROWS_PER_INSERT texts per table, so the
-    # driver's statement cache keeps them prepared.
+    # Built once per row count, at most ROWS_PER_INSERT texts per table; the sizes a
+    # few calls' records make are the ones that recur, and stay in the driver's
+    # statement cache.
     return insert.head + ", ".join([insert.row] * count)
 
 
