@@ -211,7 +211,8 @@ ROWS_PER_INSERT = 64
 def _insert(cursor: Any, statement: _Insert, rows: Sequence[tuple[Any, ...]]) -> None:
     for start in range(0, len(rows), ROWS_PER_INSERT):
         chunk = rows[start : start + ROWS_PER_INSERT]
-        cursor.execute(statement.rows(len(chunk)), [value for row in chunk for value in row])
+        sql = _rows_statement(statement, len(chunk))
+        cursor.execute(sql, [value for row in chunk for value in row])
 
 
 @dataclass(frozen=True)
@@ -220,9 +221,6 @@ class _Insert:
 
     head: str  # up to and including VALUES
     row: str  # one row's marks, in parentheses
-
-    def rows(self, count: int) -> str:
-        return _rows_statement(self, count)
 
 
 @cache
