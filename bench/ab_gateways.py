@@ -1,7 +1,7 @@
 """Gateways of several checkouts on one upstream, in rotated rounds: a before/after.
 
-Each tree (a checkout or `git archive` of a commit, with a `.venv` the repository's
-own) serves `gateway serve` with the test configuration (bench/targets.py: embedded
+Each tree (a checkout or `git archive` of a commit, with a `.venv`: the repository's
+own, or another interpreter's with the same lock synced into it) serves `gateway serve` with the test configuration (bench/targets.py: embedded
 engine, durable SQLite audit) in front of one shared upstream. Each round measures,
 for every tree in an order rotated from round to round: the direct call at c=16 and
 at c=1 (the turn's baseline), the gateway at c=16 (calls/s and its CPU per call) and
@@ -46,10 +46,17 @@ from tests.support.processes import (
 )
 
 
+def interpreter(tree: Path) -> str:
+    """The Python a tree's gateway runs on: its own ``.venv``'s when it has one (to
+    compare interpreters or dependency versions), else this benchmark's."""
+    own = tree / ".venv" / "bin" / "python"
+    return str(own) if own.exists() else sys.executable
+
+
 def start(gateway: GatewayServer, tree: Path) -> GatewayServer:
     gateway.config_path.write_text(yaml.safe_dump(gateway.config))
     gateway.process = spawn(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(gateway.config_path)],
+        [interpreter(tree), "-m", "gateway", "serve", "--config", str(gateway.config_path)],
         gateway.directory / "gateway.log",
         cwd=tree,  # the tree's own `gateway` package
     )
