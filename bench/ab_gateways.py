@@ -1,13 +1,14 @@
 """Gateways of several checkouts on one upstream, in rotated rounds: a before/after.
 
 Each tree (a checkout or `git archive` of a commit, with a `.venv`: the repository's
-own, or another interpreter's with the same lock synced into it) serves `gateway
-serve` with the test configuration (bench/targets.py: embedded engine, durable SQLite
-audit) in front of one shared upstream. Each round measures,
-for every tree in an order rotated from round to round: the direct call at c=16 and
-at c=1 (the turn's baseline), the gateway at c=16 (calls/s and its CPU per call) and
-at c=1 (p50). It prints each round, the medians with their spread, and the per-round ratio of
-every tree's CPU per call to the first tree's: on a shared machine the paired ratio is
+own, or another interpreter's with the same lock synced into it, which the tree's
+gateway runs on) serves `gateway serve` with the test configuration
+(bench/targets.py: embedded engine, durable SQLite audit) in front of one shared
+upstream. Each round measures, for every tree in an order rotated from round to
+round: the direct call at c=16 and at c=1 (the turn's baseline), the gateway at c=16
+(calls/s and its CPU per call) and at c=1 (p50). It prints each round, the medians
+with their spread, and the per-round ratio of every tree's CPU per call to the first
+tree's: on a shared machine the paired ratio is
 the figure to read (docs/decisions/0026 decided the fast paths on it). Each gateway's
 idle CPU rate is read while the direct call runs (the gateway idle), and the CPU per
 call is also given less that rate: on a loaded machine the calls/s swing, and the idle
