@@ -180,9 +180,23 @@ def main() -> None:
         help="calls a second of each c=16 run (paced, at most 16 in flight): every gateway "
         "does the same work per second, so their CPU per call compares on a loaded machine",
     )
+    parser.add_argument(
+        "--floors",
+        action="store_true",
+        help="also measure the bare proxy, and the bare proxy committing each body durably "
+        "before it forwards: the least a hop, and a hop keeping DESIGN §9, cost here",
+    )
     args = parser.parse_args()
     trees = [Path(t).resolve() for t in args.trees.split(",")]
-    serve(trees, METHODS[args.method], args.rounds, args.seconds, args.rate)
+    serve(
+        trees,
+        METHODS[args.method],
+        args.rounds,
+        args.seconds,
+        args.rate,
+        bare_proxy=args.floors,
+        durable_proxy=args.floors,
+    )
 
 
 def serve(
@@ -193,15 +207,18 @@ def serve(
     rate: float | None,
     *,
     bare_proxy: bool = False,
+    durable_proxy: bool = False,
 ) -> dict[str, dict[str, list[float]]]:
     """Serves a gateway of each tree on one upstream and measures them (`measure`);
-    ``bare_proxy``: bench/bare_proxy.py as one more target, named ``bare_proxy``."""
+    ``bare_proxy``: bench/bare_proxy.py as one more target, named ``bare_proxy``;
+    ``durable_proxy``: the same proxy committing each body durably first
+    (``--commit-to``), named ``durable_proxy``."""
     directory = Path(tempfile.mkdtemp(prefix="bench-ab-"))
     upstream = McpUpstreamServer.start(directory)
     policy = write_policy(directory, GRANTS)
     gateways: list[GatewayServer] = []
     targets: list[Target] = []
-    proxy = None
+    proxies = []
     try:
         for index, tree in enumerate(trees):
             gateway = GatewayServer.configure(
@@ -215,12 +232,17 @@ def serve(
             token = gateway.token(sub="agent:bench", ttl_s=TOKEN_TTL_S)
             middle: dict[str, Any] = {"gateway": gateway.process.popen.pid}
             targets.append(Target(name, gateway.mcp_url, token, gateway_rename, middle))
-        if bare_proxy:
-            # Counted as "gateway" in `measure`: the middle process of its path.
-            proxy, url = start_proxy(directory, upstream.url)
-            token = targets[0].token if targets else "bench"
-            pid = {"gateway": proxy.popen.pid}
-            targets.append(Target("bare_proxy", url, token, lambda n: n, pid))
+        token = targets[0].token if targets else "bench"
+        for name, wanted, commit_to in (
+            ("bare_proxy", bare_proxy, None),
+            ("durable_proxy", durable_proxy, directory / "durable-proxy.db"),
+        ):
+            if wanted:
+                proxy, url = start_proxy(directory, upstream.url, commit_to)
+                proxies.append(proxy)
+                # Counted as "gateway" in `measure`: the middle process of its path.
+                pid = {"gateway": proxy.popen.pid}
+                targets.append(Target(name, url, token, lambda n: n, pid))
         return anyio.run(
             measure,
             targets,
@@ -232,7 +254,7 @@ def serve(
             backend_options={"use_uvloop": True},
         )
     finally:
-        if proxy is not None:
+        for proxy in proxies:
             proxy.stop()
         for gateway in gateways:
             gateway.stop()

@@ -7,12 +7,23 @@ keep-alive client): it passes each POST body and its MCP headers to the upstream
 the answer back, unread. Measured beside the gateway, it separates what any Python
 hop costs on the machine from what the gateway adds on top.
 
-    .venv/bin/python -m bench.bare_proxy --port 8090 --upstream http://127.0.0.1:8091/mcp
+With ``--commit-to FILE`` it also does the one thing the gateway may not skip before
+it forwards (DESIGN §9: the attempt and the decision durable first): each body is
+written twice (standing for the two records) to an SQLite file in the gateway's mode
+(WAL, ``synchronous=FULL``) and committed on the event loop before the request goes
+on, as the gateway commits at c=1. Nothing is parsed or decided. What that proxy
+costs over the direct call at c=1 is the least a gateway keeping §9 in SQLite costs here
+(at c=16 it is no floor: it commits each call alone, where the gateway groups them).
+
+    .venv/bin/python -m bench.bare_proxy --port 8090 --upstream http://127.0.0.1:8091/mcp \
+        [--commit-to /tmp/floor.db]
 """
 
 from __future__ import annotations
 
 import argparse
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -23,8 +34,18 @@ from gateway.http_client import KeepAliveClient
 _FORWARDED = (b"accept", b"content-type", b"mcp-protocol-version", b"mcp-method", b"mcp-name")
 
 
-def proxy_app(upstream_url: str) -> Any:
+def durable_log(path: Path) -> sqlite3.Connection:
+    """An SQLite file in the gateway's durable mode, with one table of bodies."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute("CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, body BLOB)")
+    return connection
+
+
+def proxy_app(upstream_url: str, commit_to: Path | None = None) -> Any:
     client = KeepAliveClient(upstream_url)
+    log = durable_log(commit_to) if commit_to is not None else None
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -40,6 +61,10 @@ def proxy_app(upstream_url: str) -> Any:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
+        if log is not None:
+            log.execute("BEGIN IMMEDIATE")
+            log.executemany("INSERT INTO records (body) VALUES (?)", [(bytes(body),)] * 2)
+            log.execute("COMMIT")
         headers = {
             name.decode(): value.decode()
             for name, value in scope["headers"]
@@ -65,9 +90,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True)
+    parser.add_argument(
+        "--commit-to", type=Path, help="an SQLite file each body is committed to first"
+    )
     args = parser.parse_args()
     uvicorn.run(
-        proxy_app(args.upstream),
+        proxy_app(args.upstream, args.commit_to),
         host="127.0.0.1",
         port=args.port,
         loop="uvloop",

@@ -74,11 +74,16 @@ class Lab:
         return self.upstream.process.popen.pid
 
 
-def start_proxy(directory: Path, upstream_url: str) -> tuple[Process, str]:
+def start_proxy(
+    directory: Path, upstream_url: str, commit_to: Path | None = None
+) -> tuple[Process, str]:
+    """bench/bare_proxy.py; with ``commit_to``, committing each body there first."""
     port = free_port()
+    durable = ["--commit-to", str(commit_to)] if commit_to is not None else []
+    command = [sys.executable, "-m", "bench.bare_proxy", "--port", str(port)]
     process = spawn(
-        [sys.executable, "-m", "bench.bare_proxy", "--port", str(port), "--upstream", upstream_url],
-        directory / "bare-proxy.log",
+        [*command, "--upstream", upstream_url, *durable],
+        directory / f"bare-proxy-{port}.log",
     )
     wait_for_port(port, process)
     return process, f"http://127.0.0.1:{port}/mcp"
