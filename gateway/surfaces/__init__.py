@@ -15,9 +15,9 @@ from: its principal's upstream session), `mcp_relay` with `mcp_relay_state` (an
 upstream's requests for client input put to the calling client; the sealed single-use
 ``requestState`` of 2026-07-28),
 `mcp_subscriptions` (resource subscriptions and list changes), `mcp_tasks` with
-`mcp_task_store`, `mcp_task_results` and `mcp_passthrough` (MCP tasks: approval holds
-as tasks, and upstreams' own tasks passed through, each bound to its creator) and
-`mcp_direct` (the lean sessionless ``tools/call``). A rule that exists in
+`mcp_task_creation`, `mcp_task_store`, `mcp_task_results` and `mcp_passthrough` (MCP
+tasks: approval holds as tasks, and upstreams' own tasks passed through, each bound to
+its creator) and `mcp_direct` (the lean sessionless ``tools/call``). A rule that exists in
 one surface and not another is a bug, so no surface makes a security decision of its
 own.
 

@@ -17,12 +17,13 @@ Both eras:
   ``tasks/result`` and ``tasks/list`` do not exist there (-32601).
 
 A held call's task stands on the approval and on a one-step run the executor executes
-once the approval is decided (`gateway.executor.held_calls`): exactly once, whichever
-process runs it, after any restart. A task is visible only to the identity that
-created it; anyone else is told it does not exist (-32602), and the refusal is
-audited (``task.refused``). ``task.created`` and ``task.cancelled`` are audited too;
-the call's own entries (attempt, decision, approval, the execution's outcome) are
-the pipeline's and the approvals engine's, as for any held call.
+once the approval is decided (`gateway.executor.held_calls`; created by
+`mcp_task_creation`): exactly once, whichever process runs it, after any restart. A
+task is visible only to the identity that created it; anyone else is told it does not
+exist (-32602), and the refusal is audited (``task.refused``). ``task.created`` and
+``task.cancelled`` are audited too; the call's own entries (attempt, decision,
+approval, the execution's outcome) are the pipeline's and the approvals engine's, as
+for any held call.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from typing import Any
 
 import anyio
 import mcp_types as types
-import sqlalchemy as sa
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -43,7 +43,7 @@ from pydantic import Field
 
 from gateway.audit import AuditLog, AuditRecord
 from gateway.errors import REFUSED, AuditUnavailable, ClientInputRefused
-from gateway.executor import held_calls, records
+from gateway.executor import held_calls
 from gateway.executor.errors import RunFinished
 from gateway.executor.service import Executor
 from gateway.pipeline import Pipeline
@@ -52,18 +52,18 @@ from gateway.surfaces.mcp_context import http_request, meta_dict
 from gateway.surfaces.mcp_passthrough import Passthrough
 from gateway.surfaces.mcp_relay import InputRelay, capabilities_of
 from gateway.surfaces.mcp_results import META_KEY, outcome_meta, to_call_tool_result
+from gateway.surfaces.mcp_task_creation import TaskCreation
 from gateway.surfaces.mcp_task_input import PolledChannel, owner_input
 from gateway.surfaces.mcp_task_results import (
-    TaskState,
     answered_state,
     failed_result,
     refusal_meta,
     task_envelope,
 )
 from gateway.surfaces.mcp_task_states import TaskStates
-from gateway.surfaces.mcp_task_store import TaskRow, TaskStore, new_task_id
+from gateway.surfaces.mcp_task_store import TaskRow, TaskStore
 from gateway.surfaces.mcp_views import View
-from gateway.types import Operation, Outcome, OutcomeStatus, Principal, TaskRequest, UpstreamTask
+from gateway.types import OutcomeStatus, Principal, TaskRequest, UpstreamTask
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,8 @@ class McpTasks:
         self.relay: InputRelay | None = None
         self.in_session: Callable[[ServerRequestContext[Any, Any]], bool] = lambda ctx: False
         self.states = TaskStates(self.passthrough, executor, self.public_url)
+        # The gateway's own tasks: a held call's, a call answered at once.
+        self.creation = TaskCreation(executor, store, audit, self.states)
 
     # --- tools/call as a task ---------------------------------------------------------
 
@@ -158,91 +160,18 @@ class McpTasks:
         if isinstance(outcome.result, UpstreamTask):
             row, state = await self.passthrough.created(operation, outcome.result, view, ttl)
         elif outcome.status is OutcomeStatus.PENDING_APPROVAL and outcome.approval_id:
-            row, state = await self._hold(operation, outcome, view)
+            row, state = await self.creation.hold(operation, outcome, view)
         else:
             wire = to_call_tool_result(outcome, view)
             if modern:
                 return wire  # nothing to wait for: the result itself
             ttl_ms = min(int(ttl or RESULT_TTL_MS), MAX_RESULT_TTL_MS)
-            row = await self._create(operation, view, kind="result", ttl_ms=ttl_ms, result=wire)
+            row = await self.creation.create(
+                operation, view, kind="result", ttl_ms=ttl_ms, result=wire
+            )
             state = answered_state(wire)
         meta = {META_KEY: {**outcome_meta(outcome), **self.states.links(row)}}
         return {**task_envelope(row, state, modern), "_meta": meta}
-
-    async def _hold(
-        self, operation: Operation, outcome: Outcome, view: View
-    ) -> tuple[TaskRow, TaskState]:
-        approvals = self.executor.deps.approvals
-        assert outcome.approval_id is not None and outcome.decision is not None
-        approval = await approvals.get_fresh(outcome.approval_id)
-        run_id = records.new_run_id()
-        ttl_s = held_calls.ttl_s(approval, outcome.decision, self.executor)
-        task_id = new_task_id()
-        try:
-            # Before the run exists, like a run's submission: the log names the task
-            # and its run before anything can execute it.
-            await self._audit_created(
-                operation, task_id, "held", approval_id=approval.id, run_id=run_id
-            )
-            await held_calls.hold_as_run(
-                self.executor,
-                operation,
-                outcome.decision,
-                approval,
-                definition_hash=approval.definition_hash or "",
-                task_id=task_id,
-                run_id=run_id,
-            )
-            row = await self._insert(
-                operation,
-                view,
-                task_id=task_id,
-                kind="held",
-                ttl_ms=int(ttl_s * 1000),
-                approval_id=approval.id,
-                run_id=run_id,
-            )
-        except AuditUnavailable as exc:
-            raise MCPError(code=types.INTERNAL_ERROR, message=exc.message) from None
-        except sa.exc.SQLAlchemyError as exc:
-            log.error("run of held call %s not stored: %s", operation.request_id, exc)
-            raise MCPError(
-                code=types.INTERNAL_ERROR,
-                message=f"the run store is unavailable (request {operation.request_id}); "
-                f"approval {approval.id} still holds the call: retry it once approved",
-            ) from None
-        state = await self.states.of(row)
-        return row, state
-
-    async def _create(
-        self, operation: Operation, view: View, *, kind: str, ttl_ms: int, result: dict[str, Any]
-    ) -> TaskRow:
-        task_id = new_task_id()
-        try:
-            await self._audit_created(operation, task_id, kind)
-        except AuditUnavailable as exc:
-            raise MCPError(code=types.INTERNAL_ERROR, message=exc.message) from None
-        return await self._insert(
-            operation, view, task_id=task_id, kind=kind, ttl_ms=ttl_ms, result=result
-        )
-
-    async def _insert(self, operation: Operation, view: View, **values: Any) -> TaskRow:
-        try:
-            return await anyio.to_thread.run_sync(
-                lambda: self.store.insert(
-                    owner=operation.principal.identity,
-                    request_id=operation.request_id,
-                    tool=operation.target,
-                    endpoint=view.upstream,
-                    **values,
-                )
-            )
-        except sa.exc.SQLAlchemyError as exc:
-            log.error("task of %s not stored: %s", operation.request_id, exc)
-            raise MCPError(
-                code=types.INTERNAL_ERROR,
-                message=f"the task store is unavailable (request {operation.request_id})",
-            ) from None
 
     # --- tasks/* ----------------------------------------------------------------------
 
@@ -398,29 +327,6 @@ class McpTasks:
             message=f"no task {task_id!r}",
             data={"taskId": task_id},
         )
-
-    async def _audit_created(
-        self,
-        operation: Operation,
-        task_id: str,
-        kind: str,
-        *,
-        approval_id: str | None = None,
-        run_id: str | None = None,
-    ) -> None:
-        payload = {
-            "task_id": task_id,
-            "kind": kind,
-            "request_id": operation.request_id,
-            "principal": operation.principal.to_audit(),
-            "tool": operation.target,
-            "approval_id": approval_id,
-            "run_id": run_id,
-        }
-        record = AuditRecord(
-            "task.created", task_id, payload, operation.principal.sub, operation.target
-        )
-        await self.audit.append(record)
 
     async def _audit_refused(
         self, principal: Principal, task_id: str, method: str, reason: str
