@@ -45,7 +45,13 @@ from gateway.pipeline import Pipeline
 from gateway.surfaces.mcp_results import to_call_tool_result
 from gateway.surfaces.mcp_task_input import PolledChannel, TaskInput
 from gateway.surfaces.mcp_task_results import Status, TaskState
-from gateway.surfaces.mcp_task_store import TaskRow, TaskStore, new_task_id
+from gateway.surfaces.mcp_task_store import (
+    DEFAULT_TTL_MS,
+    MAX_TTL_MS,
+    TaskRow,
+    TaskStore,
+    new_task_id,
+)
 from gateway.surfaces.mcp_task_streams import SHOW_WAIT_S, NoRoom, TaskStreams
 from gateway.surfaces.mcp_views import View
 from gateway.types import ClientInput, Operation, Outcome, OutcomeStatus, Principal, UpstreamTask
@@ -55,9 +61,6 @@ from gateway.upstreams.targets import CatalogEntry
 
 log = logging.getLogger(__name__)
 
-# Kept this long when neither the client nor the upstream said.
-DEFAULT_TTL_MS = 3_600_000
-MAX_TTL_MS = 86_400_000
 # How long a task request waits for its upstream (a tasks/* request is quick).
 TIMEOUT_S = 30.0
 

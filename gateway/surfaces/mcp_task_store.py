@@ -23,6 +23,11 @@ from gateway.types import Identity
 
 TaskKind = Literal["held", "result", "upstream"]
 
+# How long a task is kept when neither the client nor (for an upstream's task) the
+# upstream said, and the longest it is kept whatever they said.
+DEFAULT_TTL_MS = 3_600_000
+MAX_TTL_MS = 86_400_000
+
 
 @dataclass(frozen=True)
 class TaskRow:

@@ -53,7 +53,7 @@ from gateway.surfaces.mcp_passthrough import Passthrough
 from gateway.surfaces.mcp_relay import InputRelay, capabilities_of
 from gateway.surfaces.mcp_results import META_KEY, outcome_meta, to_call_tool_result
 from gateway.surfaces.mcp_task_creation import TaskCreation
-from gateway.surfaces.mcp_task_input import PolledChannel, owner_input
+from gateway.surfaces.mcp_task_input import RELATED_TASK_META, PolledChannel, owner_input
 from gateway.surfaces.mcp_task_results import (
     answered_state,
     failed_result,
@@ -61,7 +61,7 @@ from gateway.surfaces.mcp_task_results import (
     task_envelope,
 )
 from gateway.surfaces.mcp_task_states import TaskStates
-from gateway.surfaces.mcp_task_store import TaskRow, TaskStore
+from gateway.surfaces.mcp_task_store import DEFAULT_TTL_MS, MAX_TTL_MS, TaskRow, TaskStore
 from gateway.surfaces.mcp_views import View
 from gateway.types import OutcomeStatus, Principal, TaskRequest, UpstreamTask
 
@@ -69,10 +69,6 @@ log = logging.getLogger(__name__)
 
 TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
 CLIENT_CAPABILITIES_META = "io.modelcontextprotocol/clientCapabilities"
-RELATED_TASK_META = "io.modelcontextprotocol/related-task"
-# A task-augmented 2025 call answered at once keeps its result this long by default.
-RESULT_TTL_MS = 3_600_000
-MAX_RESULT_TTL_MS = 86_400_000
 LIST_PAGE = 50
 _RESULT_POLL_S = 0.5
 
@@ -165,7 +161,7 @@ class McpTasks:
             wire = to_call_tool_result(outcome, view)
             if modern:
                 return wire  # nothing to wait for: the result itself
-            ttl_ms = min(int(ttl or RESULT_TTL_MS), MAX_RESULT_TTL_MS)
+            ttl_ms = min(int(ttl or DEFAULT_TTL_MS), MAX_TTL_MS)
             row = await self.creation.create(
                 operation, view, kind="result", ttl_ms=ttl_ms, result=wire
             )
