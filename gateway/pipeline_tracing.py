@@ -1,4 +1,4 @@
-"""The call path with spans: `TracedPipeline`, which `app.py` builds instead of
+"""The call path with spans: `TracedPipeline`, which `components.py` builds instead of
 `Pipeline` while tracing is on (gateway/telemetry.py).
 
 A subclass rather than spans inside `Pipeline`: off, the call path must not pay for

@@ -24,7 +24,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def cmd_tools(args: argparse.Namespace) -> int:
     import anyio
 
-    from gateway.app import build_components
+    from gateway.components import build_components
 
     config = config_from(args)
     components = build_components(config)

@@ -141,7 +141,7 @@ def candidate_engine(
     folder ``policy`` (compiled here, with the config's data and limits), else the
     gateway's own (the config's policy, compiled here, or its OPA server). Raises
     `PolicyLoadError` for a policy that does not compile."""
-    from gateway.app import build_policy_engine
+    from gateway.components import build_policy_engine
     from gateway.config import EmbeddedPolicyConfig
     from gateway.policy.embedded import folder_engine
     from gateway.policy.engine import decide

@@ -265,7 +265,8 @@ def _dev_app(config: Config) -> AppStart:
             if isinstance(u, McpStdioUpstream) and u.credentials.mode == "none"
         ]
         async with started_ahead(ahead) as starts:
-            from gateway.app import build_app, build_components
+            from gateway.app import build_app
+            from gateway.components import build_components
 
             yield build_app(config, build_components(config, starts))
 
@@ -314,7 +315,7 @@ def _listening(sock: socket.socket, processes: int) -> Callable[[], None]:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from gateway.app import build_policy_engine, witness_endpoints
+    from gateway.components import build_policy_engine, witness_endpoints
     from gateway.config import load_config
 
     # Secrets are often not in the environment where a config is checked: say which

@@ -36,7 +36,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import anyio
 
     from gateway import telemetry
-    from gateway.app import Components, build_components, build_executor, running
+    from gateway.app import running
+    from gateway.components import Components, build_components, build_executor
     from gateway.logs import configure_logging
 
     configure_logging(args.log_level, json_format=True)

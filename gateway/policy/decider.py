@@ -113,7 +113,7 @@ class Decider:
 
 class TracedDecider(Decider):
     """A `Decider` whose every decision is a span naming the engine, rule, revision and
-    whether it allowed; `app.py` builds it instead while tracing is on
+    whether it allowed; `components.py` builds it instead while tracing is on
     (gateway/telemetry.py), so that off, deciding costs nothing more."""
 
     async def decide(self, policy_input: dict[str, Any]) -> Decision:

@@ -69,7 +69,7 @@ class TracingMiddleware:
 
 class TracedAuthenticator(Authenticator):
     """An `Authenticator` whose every check is a span (naming the principal, or the
-    refusal); `app.py` builds it instead while tracing is on."""
+    refusal); `components.py` builds it instead while tracing is on."""
 
     async def authenticate(self, request: Request) -> Principal:
         with telemetry.span("gateway.authenticate") as span:

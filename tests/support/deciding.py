@@ -1,5 +1,5 @@
 """A `Decider` for tests that build the gateway's parts themselves: the engine behind
-the same deadline and queue a gateway's config gives it (gateway.app.build_decider)."""
+the same deadline and queue a gateway's config gives it (gateway.components.build_decider)."""
 
 from __future__ import annotations
 

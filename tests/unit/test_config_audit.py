@@ -92,7 +92,7 @@ def test_invalid_witnesses_are_refused(witnesses: list[dict[str, object]], where
 
 
 def test_a_plain_note_key_is_not_a_witness_key() -> None:
-    from gateway.app import witness_endpoints
+    from gateway.components import witness_endpoints
 
     plain = "example.com/audit-log+2d4b2424+Af5f2Vjtx3JsQP3lfge8fLw8Xfz0yJE/PpE8mjRjPKyo"
     config = parse_config(

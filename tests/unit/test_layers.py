@@ -38,7 +38,17 @@ LAYERS: list[set[str]] = [
     {"executor"},
     {"workflows"},
     {"surfaces"},
-    {"app", "cli", "dev", "dev_state", "demo", "erasure_scope", "__main__", "__init__"},
+    {
+        "app",
+        "components",
+        "cli",
+        "dev",
+        "dev_state",
+        "demo",
+        "erasure_scope",
+        "__main__",
+        "__init__",
+    },
 ]
 
 
