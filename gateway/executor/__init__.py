@@ -10,7 +10,10 @@ One concept per module:
   carried by the next one.
 - `records`: creating, reading, listing and cancelling runs; run views.
 - `runner` / `steps` / `gates`: executing one claimed run; tool calls, retries,
-  compensation, sleeps, approval gates and steps waiting for an approval.
+  compensation, sleeps, approval gates and steps waiting for an approval. The runner's
+  `RunExecution` builds on `driver` (`RunDriver`: which steps start, are skipped or
+  wait, and when to look again) and `run_state` (`RunState`: what the run holds, and
+  `apply`, the one place a step's state changes).
 - `step_state`: `StepStatus`, a step's (frozen) state and the `Transition`s the step
   logic returns; `run_view`: what the step logic sees of its run (`RunView`).
 - `worker`: the claim-execute loops of `gateway serve` and `gateway worker`.
@@ -29,7 +32,7 @@ Invariants:
   never started again; every attempt of a step carries the same idempotency key.
 - Lease and timer arithmetic uses the database clock.
 - Only the runner changes a step's state: the step logic returns what happened
-  (`Transition`) and `RunExecution.apply` writes, mirrors and audits it.
+  (`Transition`) and `RunState.apply` writes, mirrors and audits it.
 """
 
 from gateway.executor.errors import (

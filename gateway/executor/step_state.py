@@ -3,7 +3,7 @@
 The runner (`gateway.executor.runner.RunExecution`) keeps one `StepState` per step and
 is the only code that changes it: the step logic (`steps`, `gates`) looks at a state,
 does the step's work (calls, approvals), and returns a `Transition` saying what
-happened to the step; the runner applies it (`RunExecution.apply`): writes it, fenced,
+happened to the step; the runner applies it (`RunState.apply`): writes it, fenced,
 now or carried by the run's next write; mirrors it in the state; fails the run if the
 step failed; queues its audit event. A state is frozen, so a step's logic that tried
 to change one would fail at once rather than drift from what the database holds.

@@ -2,7 +2,7 @@
 the compensation that undoes it when the run fails; and what a sleep step does.
 
 Each function does the step's work and returns what happened to the step, a
-`Transition`, which the runner applies (`RunExecution.apply`); it changes no state
+`Transition`, which the runner applies (`RunState.apply`); it changes no state
 itself. A tool step's attempt is recorded before the call and finished after it, by
 the transition, both fenced; a success is finished by the run's next write
 (`gateway.executor.progress`), and its ``step.completed`` event is queued the moment
