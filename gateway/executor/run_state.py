@@ -51,7 +51,6 @@ class RunState:
         self.failure: dict[str, Any] | None = None
         self._outer: anyio.CancelScope | None = None
         self._steps_scope: anyio.CancelScope | None = None
-        self._wake: Any = None
         self._deferred: list[tuple[str, dict[str, Any]]] = []
         self.writer = RunWriter(self.store, claim)
         # The fenced writes (`progress` functions), one at a time, in order.

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 
@@ -31,7 +31,6 @@ from gateway.executor.records import executor_principal, principal_from_json
 from gateway.executor.step_state import StepState, StepStatus
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class RunExecution(RunDriver):
