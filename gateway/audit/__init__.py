@@ -12,6 +12,9 @@ Responsibilities, one module each:
 - `sequencer`: `AuditLog`, the only writer: group commit, one writer thread per
   process (an idle SQLite log commits on the caller's loop), acknowledgement only
   after commit.
+- `writer_thread`: what that thread runs: the queue drained into batches of whole
+  calls, one transaction each, the callers woken (and every waiting caller failed if
+  the thread dies).
 - `waiters`: what a caller of the sequencer waits on (one append's records and its
   future) and how those futures are resolved on their own event loops.
 - `batch`: what a batch becomes: prepared records, then under the writer lock the

@@ -1,10 +1,10 @@
 """The sequencer: the one place entries are appended, by group commit.
 
 Callers put (records, future) on a queue and wait. One writer thread per process
-drains the queue into a batch, and in one transaction: takes the database-wide writer
-lock, reads the chain head from the database, builds the leaves, inserts entries and
-payloads, commits. Only then are the callers' futures resolved, one wake-up per event
-loop per batch.
+(`writer_thread`) drains the queue into a batch, and in one transaction: takes the
+database-wide writer lock, reads the chain head from the database, builds the leaves,
+inserts entries and payloads, commits. Only then are the callers' futures resolved, one
+wake-up per event loop per batch.
 
 An append to an idle SQLite log skips the queue and commits on the caller's event loop
 (`AuditLog`, docs/decisions/0012); it never runs while anything queued before it is
@@ -36,7 +36,6 @@ import logging
 import math
 import queue
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -45,13 +44,8 @@ from sqlalchemy import Engine
 from gateway.audit.appender import Appender, CommitUnknown, WriterBusy
 from gateway.audit.batch import PreparedRecord, check_log, prepare_record, write_batch
 from gateway.audit.records import AuditRecord
-from gateway.audit.waiters import (
-    ErrorFactory,
-    Request,
-    is_running,
-    resolve_elsewhere,
-    settle_futures,
-)
+from gateway.audit.waiters import ErrorFactory, Request, is_running, resolve_elsewhere
+from gateway.audit.writer_thread import STOP, WriterThread
 from gateway.clock import Clock, monotonic
 from gateway.errors import AuditCommitUnknown, AuditUnavailable, ConfigError
 from gateway.inline_budget import InlineBudget
@@ -65,10 +59,6 @@ logger = logging.getLogger("gateway.audit")
 # one by one on the event loop would serialize them behind each other's fsync.
 INLINE_QUIET_S = 0.001
 
-# Longest the writer waits, after a commit, for the callers it woke to queue their next
-# appends (see _commit_batch).
-CATCH_UP_WAIT_S = 0.002
-
 # Longest a submitted record (nobody waits for its commit) waits for the next append to
 # share its transaction before it is queued alone (docs/decisions/0026). Bounds how much
 # later than before an outcome becomes durable; a commit of its own costs an fsync.
@@ -79,9 +69,6 @@ LINGER_S = 0.010
 # many records are kept for that at most: beyond it, the oldest are given up (logged).
 RETRY_S = 1.0
 MAX_KEPT = 10_000
-
-
-_STOP = object()  # queued by close(): everything queued before it is still written
 
 
 class AuditLog:
@@ -110,7 +97,6 @@ class AuditLog:
             raise ValueError("max_batch must be at least 1")
         self._engine = engine
         self._origin = origin
-        self._max_batch = max_batch
         self._clock = clock
         self._database = engine.url.render_as_string(hide_password=True)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -120,7 +106,6 @@ class AuditLog:
         self._accepting = False
         self._thread: threading.Thread | None = None
         self._failure: str | None = None
-        self._in_flight: Sequence[Request] = ()
         self._checked = False  # check_log passed: the database holds this log (or none)
         # Requests queued and not yet settled; an inline append waits for none of them
         # (chain order is queue order). Guarded by _lock.
@@ -136,6 +121,10 @@ class AuditLog:
         self._linger_timer: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle] | None = None
         # Called after every commit of appends, from the committing thread.
         self._commit_listeners: list[Callable[[], None]] = []
+        # What the writer thread runs: it drains the queue (writer_thread).
+        self._writer = WriterThread(
+            self, engine, origin, self._queue, max_batch=max_batch, budget=self._budget
+        )
 
     @property
     def origin(self) -> str:
@@ -154,7 +143,7 @@ class AuditLog:
     async def start(self) -> None:
         """Checks the database (reachable, migrated, same origin), then starts the
         writer thread."""
-        thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        thread = threading.Thread(target=self._writer.run, name="audit-writer", daemon=True)
         with self._lock:
             if self._thread is not None:
                 raise RuntimeError("this AuditLog was already started")
@@ -321,7 +310,7 @@ class AuditLog:
             if stopping:
                 self._accepting = False
                 self._queue_lingering_locked()
-                self._queue.put(_STOP)
+                self._queue.put(STOP)
         if stopping:
             assert thread is not None
             await asyncio.to_thread(thread.join)
@@ -333,79 +322,7 @@ class AuditLog:
             if inline is not None:
                 inline.close()
 
-    # --- the writer thread -----------------------------------------------------------
-
-    def _run(self) -> None:
-        appender = Appender(self._engine, self._origin)
-        try:
-            self._drain_until_stop(appender)
-        except BaseException as exc:  # a bug here must not leave callers waiting forever
-            logger.critical("audit writer thread died", exc_info=exc)
-            with self._lock:
-                self._accepting = False
-                self._failure = f"the audit writer stopped after an internal error ({exc!r})"
-            self._settle(self._in_flight, None, self._not_running)
-            self._fail_queued()
-            with self._lock:
-                lingering = self._take_lingering_locked()
-            self._settle(lingering, None, self._not_running)
-        finally:
-            appender.close()
-
-    def _drain_until_stop(self, appender: Appender) -> None:
-        carry: Request | None = None
-        while True:
-            first = carry if carry is not None else self._queue.get()
-            carry = None
-            if first is _STOP:
-                return
-            batch = [first]
-            count = len(first.records)
-            stop = False
-            while count < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stop = True
-                    break
-                if count + len(item.records) > self._max_batch:
-                    carry = item  # whole calls only: it opens the next batch
-                    break
-                batch.append(item)
-                count += len(item.records)
-            self._in_flight = batch
-            self._commit_batch(appender, batch)
-            self._in_flight = ()
-            if stop:
-                return
-
-    def _commit_batch(self, appender: Appender, batch: Sequence[Request]) -> None:
-        # The writer's commits count in the inline budget too: an inline commit that
-        # was slow once must not keep appends off the loop for good, and a loaded log
-        # keeps them off. The commit alone is timed, not the waking of its callers.
-        try:
-            results = self._budget.timed(
-                appender.write, [r.records for r in batch], [r.placed for r in batch]
-            )
-        except Exception as exc:
-            count = sum(len(r.records) for r in batch)
-            self._done(batch)
-            error = self._commit_failed(count, exc)
-            caught_up = self._settle(self._keep_for_retry(batch, exc), None, error)
-        else:
-            self._done(batch)
-            self._committed()
-            caught_up = self._settle(batch, results, None)
-        # Group commit only works if the next batch collects every caller this one just
-        # woke. Without this wait the writer grabs the first one or two re-appends and
-        # commits them alone while the rest queue up: batches alternate tiny and large
-        # and throughput halves. Bounded, so a busy loop cannot stall the writer; real
-        # time, not self._clock: it bounds how long this thread actually blocks.
-        deadline = time.monotonic() + CATCH_UP_WAIT_S
-        for event in caught_up:
-            event.wait(max(0.0, deadline - time.monotonic()))
+    # --- after a batch (the writer thread's, or an inline append's) ------------------
 
     def _keep_for_retry(self, batch: Sequence[Request], exc: BaseException) -> list[Request]:
         """After ``batch`` failed with ``exc``: puts its submitted requests back in front
@@ -447,49 +364,6 @@ class AuditLog:
         """``batch`` is written (or failed): an inline append need not wait for it."""
         with self._lock:
             self._pending -= len(batch)
-
-    def _settle(
-        self,
-        batch: Sequence[Request],
-        results: list[list[int]] | None,
-        error: ErrorFactory | None,
-    ) -> list[threading.Event]:
-        """Resolves the batch's futures; returns one event per event loop, set once
-        that loop has run every caller woken by this batch."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[int]], Any]]]
-        by_loop = {}
-        for index, request in enumerate(batch):
-            value = None if results is None else results[index]
-            if request.sync_future is not None:
-                if request.sync_future.done():
-                    continue
-                if error is not None:
-                    request.sync_future.set_exception(error())
-                else:
-                    request.sync_future.set_result(value)  # type: ignore[arg-type]
-            elif request.loop is not None and request.future is not None:
-                by_loop.setdefault(request.loop, []).append((request.future, value))
-        caught_up = []
-        for loop, items in by_loop.items():
-            event = threading.Event()
-            try:
-                loop.call_soon_threadsafe(settle_futures, items, error, event)
-            except RuntimeError:
-                continue  # that loop is closed: nobody waits for these any more
-            caught_up.append(event)
-        return caught_up
-
-    def _fail_queued(self) -> None:
-        pending = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not _STOP:
-                pending.append(item)
-        if pending:
-            self._settle(pending, None, self._not_running)
 
     # --- errors ----------------------------------------------------------------------
 

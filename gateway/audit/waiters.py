@@ -1,6 +1,6 @@
 """What a caller of the audit log waits on: one append's records and its future, and
 how the writer thread (or an inline append) resolves those futures on the event loops
-they belong to (`gateway.audit.sequencer`).
+they belong to (`gateway.audit.writer_thread`, `gateway.audit.sequencer`).
 
 Invariant: a future is only ever resolved on its own event loop's thread, and a caller
 who stopped waiting (cancelled, or its loop closed) is skipped, never raised into.
