@@ -17,9 +17,12 @@ Responsibilities:
   SQLite, the writers of one process also queue on a lock of their own first, so a
   writer is handed the database the moment the previous commit ends instead of
   sleeping in SQLite's busy handler.
-- `migrate` brings a database to the newest schema; the schema is defined once in
-  `tables` and created only by the versioned migrations (which, frozen as they are,
-  keep their own per-database DDL).
+- `migrate` brings a database to the newest schema; the schema is defined once and
+  created only by the versioned migrations (which, frozen as they are, keep their own
+  per-database DDL). `tables` names every table and is where callers import them from;
+  each is defined in the module of its concern (`tables_audit`, `tables_approvals`,
+  `tables_pins`, `tables_mcp`, `tables_executor`, `tables_workflows`, `tables_limits`),
+  all on the one `metadata` of `tables_metadata`.
 
 Invariants kept here, in the database itself rather than in Python:
 
