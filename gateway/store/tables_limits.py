@@ -10,7 +10,7 @@ from gateway.store.tables_metadata import metadata
 # --- limits (gateway/limits/) ----------------------------------------------------------
 # Policy's limits on calls (docs/decisions/0031), shared by every replica. ``key`` is
 # the SHA-256 (hex) of a limit's name and scope, never the scope itself. Times are
-# epoch seconds on the clock every process shares (`gateway.store.clock`).
+# epoch seconds on the clock every process shares (`gateway.store.shared_clock`).
 
 # One row per limit key: the calls counted in its current fixed window, and the row a
 # concurrency limit locks while it counts its slots (the order of replicas' writes).
