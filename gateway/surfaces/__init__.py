@@ -11,9 +11,10 @@ list results, from entries built once per definition by `wire_forms`, which REST
 ``GET /v1/tools`` uses too),
 `mcp_results` (outcomes as MCP answers), `mcp_sessions` (sessions bound to their
 owner), `mcp_principals` (whom a 2025-11-25 upstream sees a sessionless request
-from: its principal's upstream session), `mcp_relay` with `mcp_relay_state` (an
-upstream's requests for client input put to the calling client; the sealed single-use
-``requestState`` of 2026-07-28),
+from: its principal's upstream session), `mcp_relay` with `mcp_relay_capabilities` and
+`mcp_relay_state` (an upstream's requests for client input put to the calling client;
+what the client declared it can be asked; the sealed single-use ``requestState`` of
+2026-07-28),
 `mcp_subscriptions` (resource subscriptions and list changes), `mcp_tasks` with
 `mcp_task_creation`, `mcp_task_store`, `mcp_task_results` and `mcp_passthrough` (MCP
 tasks: approval holds as tasks, and upstreams' own tasks passed through, each bound to

@@ -35,7 +35,8 @@ from gateway.surfaces.mcp_calls import LocalTools, answer_tools_call, caller_of,
 from gateway.surfaces.mcp_context import http_request, meta_dict
 from gateway.surfaces.mcp_lists import Listing, ListMethod, McpLists
 from gateway.surfaces.mcp_principals import PrincipalCallers
-from gateway.surfaces.mcp_relay import Asking, InputRelay, Prepare, relayable
+from gateway.surfaces.mcp_relay import Asking, InputRelay, Prepare
+from gateway.surfaces.mcp_relay_capabilities import relayable
 from gateway.surfaces.mcp_results import mcp_result, refusal
 from gateway.surfaces.mcp_sessions import SESSION_STATE_KEY, SessionBook
 from gateway.surfaces.mcp_tasks import McpTasks

@@ -2,7 +2,7 @@
 request, in each era (docs/mcp.md, "Requests for client input"; docs/decisions/0019).
 
 `gateway.relays` decides and records each request; this module is the way back to
-the client, the `ClientChannel`:
+the client, the `ClientChannel` (what it declared: `mcp_relay_capabilities`):
 
 - **2025-11-25, in a session**: a server-to-client request on the call's own stream
   (``related_request_id``), through the SDK's session; what the client answers goes
@@ -38,7 +38,6 @@ import mcp_types as types
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
-from mcp_types import CLIENT_CAPABILITIES_META_KEY
 from starlette.requests import Request
 
 from gateway.audit import AuditLog, AuditRecord
@@ -46,6 +45,12 @@ from gateway.canonical import arguments_hash
 from gateway.errors import AuditUnavailable, ClientInputRefused, RelayStateRefused
 from gateway.relays import ClientChannel, Relays
 from gateway.surfaces.auth import principal_of
+from gateway.surfaces.mcp_relay_capabilities import (
+    capabilities_of,
+    declares,
+    declares_any,
+    relayable,
+)
 from gateway.surfaces.mcp_relay_state import StateSeal, UsedStates
 from gateway.surfaces.mcp_views import View
 from gateway.surfaces.middleware import request_id_of
@@ -85,44 +90,6 @@ class Asking:
     related_request_id: types.RequestId | None = None
     request_state: str | None = None
     input_responses: dict[str, Any] | None = None
-
-
-def declares(capabilities: types.ClientCapabilities | None, request: InputRequest) -> bool:
-    """Whether the client declared what ``request`` needs (an empty ``elicitation``
-    object means form mode, as the specification reads it)."""
-    if capabilities is None:
-        return False
-    if request.method == "elicitation/create":
-        elicitation = capabilities.elicitation
-        if elicitation is None:
-            return False
-        if request.params.get("mode", "form") == "url":
-            return elicitation.url is not None
-        return elicitation.form is not None or elicitation.url is None
-    if request.method == "sampling/createMessage":
-        return capabilities.sampling is not None
-    return capabilities.roots is not None
-
-
-def relayable(capabilities: types.ClientCapabilities | None) -> dict[str, Any]:
-    """The part of ``capabilities`` the gateway relays, in MCP spelling."""
-    if capabilities is None:
-        return {}
-    dumped = capabilities.model_dump(by_alias=True, mode="json", exclude_none=True)
-    return {key: dumped[key] for key in ("elicitation", "sampling", "roots") if key in dumped}
-
-
-def capabilities_of(meta: Any) -> types.ClientCapabilities | None:
-    """The capabilities a 2026-07-28 request declares in its ``_meta`` envelope."""
-    if hasattr(meta, "model_dump"):
-        meta = meta.model_dump(by_alias=True)
-    raw = meta.get(CLIENT_CAPABILITIES_META_KEY) if isinstance(meta, dict) else None
-    if not isinstance(raw, dict):
-        return None
-    try:
-        return types.ClientCapabilities.model_validate(raw, by_name=False)
-    except ValueError:
-        return None
 
 
 class _SessionChannel:
@@ -275,7 +242,7 @@ class InputRelay:
             else:
                 channel = _SessionChannel(asking, self._timeout_s)
             return await run(self._prepare(channel))
-        if not _declares_any(asking.capabilities):
+        if not declares_any(asking.capabilities):
             # Nothing it could be asked: no background task, as before.
             return await run(self._prepare(_Unreachable()))
         if len(self._waiting) >= self._max_waiting:
@@ -426,13 +393,6 @@ def direct_asking(request: Request, params: types.CallToolRequestParams) -> Aski
         request_id=request_id_of(request),
         request_state=params.request_state,
         input_responses=params.input_responses,
-    )
-
-
-def _declares_any(capabilities: types.ClientCapabilities | None) -> bool:
-    return capabilities is not None and any(
-        part is not None
-        for part in (capabilities.elicitation, capabilities.sampling, capabilities.roots)
     )
 
 

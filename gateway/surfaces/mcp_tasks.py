@@ -50,7 +50,8 @@ from gateway.pipeline import Pipeline
 from gateway.surfaces.mcp_calls import caller_of, raise_unless_result, run, tools_call_operation
 from gateway.surfaces.mcp_context import http_request, meta_dict
 from gateway.surfaces.mcp_passthrough import Passthrough
-from gateway.surfaces.mcp_relay import InputRelay, capabilities_of
+from gateway.surfaces.mcp_relay import InputRelay
+from gateway.surfaces.mcp_relay_capabilities import capabilities_of
 from gateway.surfaces.mcp_results import META_KEY, outcome_meta, to_call_tool_result
 from gateway.surfaces.mcp_task_creation import TaskCreation
 from gateway.surfaces.mcp_task_input import RELATED_TASK_META, PolledChannel, owner_input
