@@ -23,6 +23,10 @@ Responsibilities:
   each is defined in the module of its concern (`tables_audit`, `tables_approvals`,
   `tables_pins`, `tables_mcp`, `tables_executor`, `tables_workflows`, `tables_limits`),
   all on the one `metadata` of `tables_metadata`.
+- `shared_clock`: the database's clock, which every process on one database measures
+  leases and windows on, read without a round trip between resyncs.
+- `changes`: one watch per process on the database for changes other connections
+  made, so idle loops sleep until there may be work (docs/decisions/0042).
 
 Invariants kept here, in the database itself rather than in Python:
 
