@@ -32,6 +32,8 @@ Responsibilities, one module each:
   signing key.
 - `checkpointer`, `sinks`: signing checkpoints every N entries or T seconds, storing
   and publishing them outside the database.
+- `stored_checkpoints`: the stored checkpoints (``audit_checkpoints``) read back: the
+  latest, the one of a size, the log's own note of one.
 - `witnessing`, `cosignatures`: asking the configured witnesses to cosign each new
   checkpoint (C2SP tlog-witness) and the ``audit_cosignatures`` they answered, added to
   every published copy (docs/decisions/0023).
@@ -60,12 +62,7 @@ Invariants:
 """
 
 from gateway.audit.batch import WRITER_LOCK_KEY
-from gateway.audit.checkpointer import (
-    Checkpointer,
-    StoredCheckpoint,
-    latest_checkpoint,
-    read_checkpoint,
-)
+from gateway.audit.checkpointer import Checkpointer
 from gateway.audit.keys import (
     SigningKey,
     load_signing_key,
@@ -80,6 +77,7 @@ from gateway.audit.receipt import receipt_for_entry
 from gateway.audit.records import AuditRecord, ChainHead
 from gateway.audit.sequencer import AuditLog
 from gateway.audit.sinks import CheckpointSink, DirectorySink
+from gateway.audit.stored_checkpoints import StoredCheckpoint, latest_checkpoint, read_checkpoint
 from gateway.audit.tree_store import TreeStore
 from gateway.tlog.chain import verify_chain, verify_chain_rows
 from gateway.tlog.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint, sign_checkpoint

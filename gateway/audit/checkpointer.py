@@ -35,16 +35,16 @@ import contextlib
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, Select, select
+from sqlalchemy import Engine
 
 from gateway.audit.cosignatures import cosignature_lines, cosigned_note
 from gateway.audit.keys import SigningKey, read_keys, register_key
 from gateway.audit.reader import chain_head
 from gateway.audit.sinks import CheckpointSink
+from gateway.audit.stored_checkpoints import StoredCheckpoint, latest_checkpoint, log_note
 from gateway.audit.tree_store import TREE_LOCK_KEY, TreeStore
 from gateway.audit.witnessing import Witnessing
 from gateway.clock import Clock, monotonic
@@ -70,40 +70,6 @@ POLL_INTERVAL_S = 0.1
 RETRY_DELAY_S = 1.0
 # At shutdown, how long the witnesses may take to cosign the final checkpoint.
 FINAL_WITNESSING_S = 10.0
-
-_C = audit_checkpoints.c
-
-
-@dataclass(frozen=True)
-class StoredCheckpoint:
-    """A row of ``audit_checkpoints``: the signed note and what it states. Read back
-    (`latest_checkpoint`, `read_checkpoint`), the note carries the witnesses' stored
-    cosignature lines after the log's signatures."""
-
-    size: int
-    root: bytes
-    note: str
-    ts: str
-
-
-def latest_checkpoint(conn: Engine | Connection) -> StoredCheckpoint | None:
-    """The checkpoint of the largest tree size, or None."""
-    return _one(conn, select(audit_checkpoints).order_by(_C.size.desc()).limit(1))
-
-
-def read_checkpoint(conn: Engine | Connection, size: int) -> StoredCheckpoint | None:
-    """The checkpoint of exactly ``size``, or None."""
-    return _one(conn, select(audit_checkpoints).where(_C.size == size))
-
-
-def log_note(engine: Engine, size: int) -> str:
-    """The log's own signed note of the stored checkpoint of ``size``, without the
-    witnesses' cosignatures: what witnesses are sent. Raises LookupError if none."""
-    with engine.connect() as conn:
-        note = conn.execute(select(_C.note).where(_C.size == size)).scalar()
-    if note is None:
-        raise LookupError(f"no stored checkpoint of size {size}")
-    return str(note)
 
 
 class Checkpointer:
@@ -420,14 +386,3 @@ class Checkpointer:
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and (error := task.exception()) is not None:
         logger.error("audit witnessing failed; retrying", exc_info=error)
-
-
-def _one(conn: Engine | Connection, query: Select[Any]) -> StoredCheckpoint | None:
-    if isinstance(conn, Engine):
-        with conn.connect() as own:
-            return _one(own, query)
-    row = conn.execute(query).first()
-    if row is None:
-        return None
-    note = cosigned_note(row.note, cosignature_lines(conn, row.size))
-    return StoredCheckpoint(row.size, bytes(row.root), note, row.ts)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from gateway.audit.checkpointer import StoredCheckpoint, read_checkpoint
+from gateway.audit.stored_checkpoints import StoredCheckpoint, read_checkpoint
 from gateway.audit.tree_store import TreeStore
 from gateway.errors import BadRequest
 from gateway.tlog.consistency import format_consistency_proof

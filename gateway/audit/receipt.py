@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from gateway.audit.checkpointer import latest_checkpoint, read_checkpoint
+from gateway.audit.stored_checkpoints import latest_checkpoint, read_checkpoint
 from gateway.audit.tree_store import TreeStore
 from gateway.tlog.errors import ProofUnavailable
 from gateway.tlog.merkle import NodeId

@@ -28,7 +28,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import Engine
 
-from gateway.audit.checkpointer import latest_checkpoint
 from gateway.audit.keys import (
     SigningKey,
     load_signing_key,
@@ -39,6 +38,7 @@ from gateway.audit.keys import (
 from gateway.audit.reader import chain_head
 from gateway.audit.records import AuditRecord
 from gateway.audit.sequencer import AuditLog
+from gateway.audit.stored_checkpoints import latest_checkpoint
 from gateway.errors import ConfigError
 from gateway.tlog.keys import AuditKey
 

@@ -27,10 +27,10 @@ from enum import StrEnum
 
 from sqlalchemy import Engine
 
-from gateway.audit.checkpointer import StoredCheckpoint, latest_checkpoint
 from gateway.audit.keys import read_keys
 from gateway.audit.reader import read_entries, tail
 from gateway.audit.receipt import receipt_for_entry
+from gateway.audit.stored_checkpoints import StoredCheckpoint, latest_checkpoint
 from gateway.errors import BadRequest
 from gateway.tlog.chain import ERASURE_KIND
 from gateway.tlog.entries import AuditEntry

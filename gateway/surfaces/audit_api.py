@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from gateway.audit.checkpointer import StoredCheckpoint, latest_checkpoint, read_checkpoint
 from gateway.audit.keys import read_keys
+from gateway.audit.stored_checkpoints import StoredCheckpoint, latest_checkpoint, read_checkpoint
 from gateway.errors import BadRequest, GatewayError
 from gateway.surfaces.middleware import request_id_of
 from gateway.surfaces.rest_io import error_response

@@ -26,9 +26,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.audit.checkpointer import StoredCheckpoint
 from gateway.audit.records import KIND_PATTERN
 from gateway.audit.search import CheckedEntry, SearchQuery, check_entry, leaf_time, search
+from gateway.audit.stored_checkpoints import StoredCheckpoint
 from gateway.errors import BadRequest, NotAnAuditor
 from gateway.surfaces.auth import principal_of
 from gateway.types import Principal

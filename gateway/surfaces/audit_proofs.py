@@ -21,8 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.audit.checkpointer import StoredCheckpoint
 from gateway.audit.consistency import check_range, consistency_between
+from gateway.audit.stored_checkpoints import StoredCheckpoint
 from gateway.errors import BadRequest, NotAnAuditor
 from gateway.surfaces.auth import principal_of
 

@@ -12,10 +12,10 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import Engine
 
 from gateway.audit import AuditLog, AuditRecord, Checkpointer, SigningKey
-from gateway.audit.checkpointer import latest_checkpoint, log_note, read_checkpoint
 from gateway.audit.consistency import consistency_between
 from gateway.audit.cosignatures import store_cosignature
 from gateway.audit.export import export_log
+from gateway.audit.stored_checkpoints import latest_checkpoint, log_note, read_checkpoint
 from gateway.cli import main
 from gateway.errors import BadRequest
 from gateway.store import create_engine, migrate

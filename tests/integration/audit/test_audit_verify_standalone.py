@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import Engine
 
 from gateway.audit import AuditRecord, read_entries
-from gateway.audit.checkpointer import read_checkpoint
 from gateway.audit.consistency import consistency_between
 from gateway.audit.export import export_log
 from gateway.audit.receipt import receipt_for_entry
+from gateway.audit.stored_checkpoints import read_checkpoint
 from gateway.tlog.keys import AuditKey, format_keys
 from tests.support.audit_logs import checkpointed_log
 

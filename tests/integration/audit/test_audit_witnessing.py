@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import Engine
 
 from gateway.audit import AuditLog, AuditRecord, Checkpointer, DirectorySink, SigningKey
-from gateway.audit.checkpointer import latest_checkpoint, log_note
 from gateway.audit.cosignatures import cosignature_lines
+from gateway.audit.stored_checkpoints import latest_checkpoint, log_note
 from gateway.audit.tree_store import TreeStore
 from gateway.audit.witnessing import WitnessEndpoint, Witnessing
 from gateway.metrics import REGISTRY
