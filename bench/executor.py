@@ -38,9 +38,9 @@ import yaml
 
 from bench.common import bench_database, machine, write_result
 from gateway.executor.records import executor_principal
+from gateway.operations import Operation
 from gateway.store import create_engine
 from gateway.store.tables import runs
-from gateway.types import Operation
 from tests.integration.executor.harness import AGENT, Parts, executor_parts
 from tests.support.processes import GatewayServer, McpUpstreamServer, spawn, write_policy
 

@@ -23,8 +23,9 @@ from gateway import telemetry
 from gateway.audit import AuditLog, AuditRecord
 from gateway.canonical import MAX_NESTING, NotIJson, arguments_hash, check_document, sha256_hex
 from gateway.errors import AuditUnavailable, GatewayError, UpstreamResultRefused
+from gateway.operations import Operation
 from gateway.recording import recordable, recordable_arguments
-from gateway.types import Decision, McpResult, Operation, ToolResult
+from gateway.types import Decision, McpResult, ToolResult
 from gateway.upstreams.catalog import Target
 
 log = logging.getLogger("gateway.pipeline")

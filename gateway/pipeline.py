@@ -5,7 +5,7 @@
 
 An operation is any MCP request that reaches an upstream: ``tools/call``,
 ``resources/read``, ``resources/subscribe``, ``prompts/get`` or
-``completion/complete`` (`gateway.types.Operation`); what differs per method — how
+``completion/complete`` (`gateway.operations.Operation`); what differs per method — how
 the target is resolved and its arguments checked, what policy sees, how it is
 forwarded, what the outcome record adds — is the target's
 (`gateway.upstreams.targets`), never a second path. The audit kinds are the same for
@@ -71,6 +71,7 @@ from gateway.limits import Limiter
 from gateway.lists import Lists
 from gateway.logs import REQUEST_ID
 from gateway.metrics import AUDIT_APPEND_SECONDS, calls_series, upstream_series
+from gateway.operations import Operation
 from gateway.policy import build_input
 from gateway.policy.decider import Decider
 from gateway.types import (
@@ -78,7 +79,6 @@ from gateway.types import (
     UNAVAILABLE_RULE,
     Decision,
     McpResult,
-    Operation,
     Outcome,
     OutcomeStatus,
     ToolResult,

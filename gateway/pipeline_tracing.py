@@ -24,8 +24,9 @@ from typing import Any
 
 from gateway import telemetry
 from gateway.errors import GatewayError
+from gateway.operations import Operation
 from gateway.pipeline import Pipeline
-from gateway.types import Decision, Operation, Outcome, OutcomeStatus
+from gateway.types import Decision, Outcome, OutcomeStatus
 from gateway.upstreams.catalog import Target
 
 

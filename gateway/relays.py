@@ -32,19 +32,11 @@ from urllib.parse import urlsplit
 from gateway.audit import AuditLog, AuditRecord
 from gateway.canonical import sha256_hex
 from gateway.errors import AuditUnavailable, ClientInputRefused, PolicyUnavailable
+from gateway.operations import ClientInput, InputAsk, InputRequest, Operation
 from gateway.policy import build_input
 from gateway.policy.decider import Decider
 from gateway.recording import recordable
-from gateway.types import (
-    GATEWAY_ENGINE,
-    UNAVAILABLE_RULE,
-    ClientInput,
-    Decision,
-    InputAsk,
-    InputRequest,
-    Operation,
-    deny,
-)
+from gateway.types import GATEWAY_ENGINE, UNAVAILABLE_RULE, Decision, deny
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,8 @@ from gateway.approvals.models import Approval, ApprovalStatus, ExecutionState
 from gateway.approvals.service import ApprovalService
 from gateway.canonical import arguments_hash
 from gateway.errors import ApprovalRequired, GatewayError
-from gateway.types import Decision, Operation, Outcome, OutcomeStatus, ToolDefinition, ToolResult
+from gateway.operations import Operation
+from gateway.types import Decision, Outcome, OutcomeStatus, ToolDefinition, ToolResult
 
 # What runs approvals: the engine, or its null object when they are disabled.
 Approvals = ApprovalService | DisabledApprovals

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from gateway.approvals.models import Approval, ApprovalStatus, parse_time
 from gateway.clock import Clock, monotonic
-from gateway.types import ProgressCallback
+from gateway.operations import ProgressCallback
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ from typing import Any
 from gateway.approvals.models import EXPIRY_DECIDER, Approval
 from gateway.audit import AuditRecord
 from gateway.errors import GatewayError
-from gateway.types import Decision, Operation, Principal
+from gateway.operations import Operation
+from gateway.types import Decision, Principal
 
 
 def request_record(approval: Approval, call: Operation, decision: Decision) -> AuditRecord:

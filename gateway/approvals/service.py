@@ -45,10 +45,11 @@ from gateway.canonical import arguments_hash
 from gateway.config import ApprovalsConfig
 from gateway.errors import AuditUnavailable, BadRequest, GatewayError, StorageError
 from gateway.logs import new_request_id
+from gateway.operations import Operation, ProgressCallback
 from gateway.policy import build_input
 from gateway.policy.decider import Decider
 from gateway.recording import recordable_arguments
-from gateway.types import ClientInfo, Decision, Operation, Principal, ProgressCallback
+from gateway.types import ClientInfo, Decision, Principal
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ from gateway.executor.plan import ApprovalStep, ToolStep
 from gateway.executor.run_view import RunView
 from gateway.executor.step_state import StepStatus, Transition
 from gateway.logs import new_request_id
-from gateway.types import Decision, Obligations, Operation
+from gateway.operations import Operation
+from gateway.types import Decision, Obligations
 
 GATE_TOOL = "workflow__approval_gate"
 GATE_DEFINITION_HASH = sha256_hex({"name": GATE_TOOL, "version": 1})

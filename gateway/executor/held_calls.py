@@ -34,7 +34,8 @@ from gateway.executor import records
 from gateway.executor.plan import Plan, parse_plan
 from gateway.executor.records import WaitsFor
 from gateway.executor.service import Executor
-from gateway.types import Decision, Operation
+from gateway.operations import Operation
+from gateway.types import Decision
 from gateway.version import __version__
 
 STEP_ID = "call"

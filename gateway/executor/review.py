@@ -23,7 +23,8 @@ from gateway.approvals.gate import Approvals
 from gateway.approvals.models import Approval, ApprovalStatus
 from gateway.canonical import sha256_hex
 from gateway.executor.workflow_ref import WorkflowRef
-from gateway.types import Decision, Obligations, Operation, Principal, Transport
+from gateway.operations import Operation
+from gateway.types import Decision, Obligations, Principal, Transport
 
 REVIEW_TOOL = "workflow__plan_review"
 REVIEW_DEFINITION_HASH = sha256_hex({"name": REVIEW_TOOL, "version": 1})

@@ -31,8 +31,9 @@ from gateway.executor.run_view import RunView
 from gateway.executor.step_state import AttemptEnd, StepState, StepStatus, Transition
 from gateway.executor.store import StepFinish
 from gateway.logs import new_request_id
+from gateway.operations import Operation
 from gateway.recording import recordable_arguments
-from gateway.types import Operation, Outcome, OutcomeStatus
+from gateway.types import Outcome, OutcomeStatus
 
 log = logging.getLogger(__name__)
 

@@ -15,23 +15,14 @@ from starlette.requests import Request
 
 from gateway import telemetry
 from gateway.errors import GatewayError, RetryLater, UnknownTarget, UpstreamRejected
+from gateway.operations import CallerSession, LogSink, Operation, ProgressCallback
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import client_info, principal_of
 from gateway.surfaces.mcp_results import to_call_tool_result, tool_result_wire
 from gateway.surfaces.mcp_views import View
 from gateway.surfaces.middleware import request_id_of
 from gateway.surfaces.tracing import trace_of
-from gateway.types import (
-    CallerSession,
-    ClientInfo,
-    LogSink,
-    Operation,
-    Outcome,
-    Principal,
-    ProgressCallback,
-    ToolDefinition,
-    ToolResult,
-)
+from gateway.types import ClientInfo, Outcome, Principal, ToolDefinition, ToolResult
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
 
 from gateway import telemetry
+from gateway.operations import LOG_LEVELS, CallerSession, LogSink, Operation
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import client_info
 from gateway.surfaces.mcp_calls import LocalTools, answer_tools_call, caller_of, run
@@ -43,16 +44,7 @@ from gateway.surfaces.mcp_tasks import McpTasks
 from gateway.surfaces.mcp_views import View
 from gateway.surfaces.middleware import request_id_of
 from gateway.surfaces.tracing import trace_of
-from gateway.types import (
-    LOG_LEVELS,
-    CallerSession,
-    CallMethod,
-    LogSink,
-    Operation,
-    Outcome,
-    OutcomeStatus,
-    Principal,
-)
+from gateway.types import CallMethod, Outcome, OutcomeStatus, Principal
 
 log = logging.getLogger(__name__)
 

@@ -41,6 +41,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamRejected,
 )
+from gateway.operations import ClientInput, Operation
 from gateway.pipeline import Pipeline
 from gateway.surfaces.mcp_results import to_call_tool_result
 from gateway.surfaces.mcp_task_input import PolledChannel, TaskInput
@@ -54,7 +55,7 @@ from gateway.surfaces.mcp_task_store import (
 )
 from gateway.surfaces.mcp_task_streams import SHOW_WAIT_S, NoRoom, TaskStreams
 from gateway.surfaces.mcp_views import View
-from gateway.types import ClientInput, Operation, Outcome, OutcomeStatus, Principal, UpstreamTask
+from gateway.types import Outcome, OutcomeStatus, Principal, UpstreamTask
 from gateway.upstreams import mcp_requests
 from gateway.upstreams.mcp_upstream_tasks import TaskView, UpstreamTasks
 from gateway.upstreams.targets import CatalogEntry

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import mcp_types as types
 
+from gateway.operations import CallerSession, ClientInput, InputRequest, Operation
 from gateway.relays import Relays
-from gateway.types import CallerSession, ClientInput, InputRequest, Operation, Principal
+from gateway.types import Principal
 
 # What the upstream session of a principal declares, and so what tells two apart.
 _RELAYED = ("elicitation", "roots", "sampling")

@@ -43,6 +43,7 @@ from starlette.requests import Request
 from gateway.audit import AuditLog, AuditRecord
 from gateway.canonical import arguments_hash
 from gateway.errors import AuditUnavailable, ClientInputRefused, RelayStateRefused
+from gateway.operations import ClientInput, InputRequest, Operation
 from gateway.relays import ClientChannel, Relays
 from gateway.surfaces.auth import principal_of
 from gateway.surfaces.mcp_relay_capabilities import (
@@ -54,7 +55,7 @@ from gateway.surfaces.mcp_relay_capabilities import (
 from gateway.surfaces.mcp_relay_state import StateSeal, UsedStates
 from gateway.surfaces.mcp_views import View
 from gateway.surfaces.middleware import request_id_of
-from gateway.types import ClientInput, InputRequest, Operation, Principal
+from gateway.types import Principal
 
 log = logging.getLogger(__name__)
 

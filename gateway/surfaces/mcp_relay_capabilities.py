@@ -12,7 +12,7 @@ from typing import Any
 import mcp_types as types
 from mcp_types import CLIENT_CAPABILITIES_META_KEY
 
-from gateway.types import InputRequest
+from gateway.operations import InputRequest
 
 
 def declares(capabilities: types.ClientCapabilities | None, request: InputRequest) -> bool:

@@ -44,7 +44,8 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.config import McpSessionsConfig
-from gateway.types import LOG_LEVELS, CallerSession, Identity, LogSink, Principal
+from gateway.operations import LOG_LEVELS, CallerSession, LogSink
+from gateway.types import Identity, Principal
 
 log = logging.getLogger(__name__)
 

@@ -55,6 +55,7 @@ from mcp_types import (
 from gateway import telemetry
 from gateway.errors import RetryLater
 from gateway.logs import new_request_id
+from gateway.operations import CallerSession, Operation
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import client_info
 from gateway.surfaces.mcp_calls import caller_of, run
@@ -65,7 +66,7 @@ from gateway.surfaces.mcp_sessions import SessionBook
 from gateway.surfaces.mcp_views import View
 from gateway.surfaces.middleware import request_id_of
 from gateway.surfaces.tracing import trace_of
-from gateway.types import CallerSession, Operation, OutcomeStatus
+from gateway.types import OutcomeStatus
 
 log = logging.getLogger(__name__)
 

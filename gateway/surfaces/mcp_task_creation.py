@@ -23,11 +23,12 @@ from gateway.audit import AuditLog, AuditRecord
 from gateway.errors import AuditUnavailable
 from gateway.executor import held_calls, records
 from gateway.executor.service import Executor
+from gateway.operations import Operation
 from gateway.surfaces.mcp_task_results import TaskState
 from gateway.surfaces.mcp_task_states import TaskStates
 from gateway.surfaces.mcp_task_store import TaskRow, TaskStore, new_task_id
 from gateway.surfaces.mcp_views import View
-from gateway.types import Operation, Outcome
+from gateway.types import Outcome
 
 log = logging.getLogger(__name__)
 

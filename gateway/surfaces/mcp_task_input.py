@@ -32,12 +32,13 @@ from mcp.server.context import ServerRequestContext
 
 from gateway.canonical import sha256_hex
 from gateway.errors import ClientInputRefused
+from gateway.operations import INPUT_METHODS, ClientInput, InputRequest, Operation
 from gateway.relays import Relays
 from gateway.surfaces.mcp_context import http_request
 from gateway.surfaces.mcp_relay import Asking, InputRelay
 from gateway.surfaces.mcp_relay_capabilities import declares, relayable
 from gateway.surfaces.mcp_task_store import TaskRow
-from gateway.types import INPUT_METHODS, ClientInput, InputRequest, Operation, Principal
+from gateway.types import Principal
 from gateway.upstreams import mcp_requests
 
 RELATED_TASK_META = "io.modelcontextprotocol/related-task"

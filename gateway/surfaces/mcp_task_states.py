@@ -20,12 +20,13 @@ from gateway.approvals.errors import ApprovalsDisabled
 from gateway.errors import GatewayError
 from gateway.executor import held_calls
 from gateway.executor.service import Executor
+from gateway.operations import ClientInput
 from gateway.surfaces.mcp_passthrough import Passthrough
 from gateway.surfaces.mcp_task_input import PolledChannel
 from gateway.surfaces.mcp_task_results import TaskState, answered_state, recorded_result
 from gateway.surfaces.mcp_task_store import TaskRow
 from gateway.surfaces.mcp_views import View
-from gateway.types import ClientInput, Principal
+from gateway.types import Principal
 
 # Upstream tasks asked about at once for a page of `tasks/list`: a bound on what one
 # list asks of the upstreams together.

@@ -53,9 +53,9 @@ import mcp_types as types
 from gateway.clock import Clock
 from gateway.errors import ClientInputRefused, GatewayError
 from gateway.metrics import TASK_INPUT_STREAMS
+from gateway.operations import ClientInput, InputRequest, Operation
 from gateway.relays import Relays
 from gateway.surfaces.mcp_task_input import MAX_REMEMBERED, PolledChannel, for_task, wire_answers
-from gateway.types import ClientInput, InputRequest, Operation
 from gateway.upstreams import mcp_requests
 
 log = logging.getLogger(__name__)

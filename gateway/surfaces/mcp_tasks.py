@@ -46,6 +46,7 @@ from gateway.errors import REFUSED, AuditUnavailable, ClientInputRefused
 from gateway.executor import held_calls
 from gateway.executor.errors import RunFinished
 from gateway.executor.service import Executor
+from gateway.operations import TaskRequest
 from gateway.pipeline import Pipeline
 from gateway.surfaces.mcp_calls import caller_of, raise_unless_result, run, tools_call_operation
 from gateway.surfaces.mcp_context import http_request, meta_dict
@@ -64,7 +65,7 @@ from gateway.surfaces.mcp_task_results import (
 from gateway.surfaces.mcp_task_states import TaskStates
 from gateway.surfaces.mcp_task_store import DEFAULT_TTL_MS, MAX_TTL_MS, TaskRow, TaskStore
 from gateway.surfaces.mcp_views import View
-from gateway.types import OutcomeStatus, Principal, TaskRequest, UpstreamTask
+from gateway.types import OutcomeStatus, Principal, UpstreamTask
 
 log = logging.getLogger(__name__)
 

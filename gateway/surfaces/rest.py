@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from gateway import telemetry
 from gateway.errors import BadRequest, GatewayError
+from gateway.operations import Operation
 from gateway.pipeline import Pipeline
 from gateway.surfaces.auth import client_info, principal_of
 from gateway.surfaces.mcp import outcome_meta
@@ -22,7 +23,7 @@ from gateway.surfaces.middleware import request_id_of
 from gateway.surfaces.rest_io import json_body, retry_headers
 from gateway.surfaces.tracing import trace_of
 from gateway.surfaces.wire_forms import WireForms
-from gateway.types import Operation, OutcomeStatus, ToolDefinition
+from gateway.types import OutcomeStatus, ToolDefinition
 
 
 class CallRequest(BaseModel):

@@ -10,7 +10,8 @@ from typing import Any, Protocol, runtime_checkable
 import anyio.abc
 import mcp_types as types
 
-from gateway.types import CallerSession, ClientInput, LogSink, ProgressCallback, ToolResult
+from gateway.operations import CallerSession, ClientInput, LogSink, ProgressCallback
+from gateway.types import ToolResult
 from gateway.upstreams.definitions import UpstreamTool
 from gateway.upstreams.mcp_definitions import UpstreamOfferings
 

@@ -37,7 +37,8 @@ from gateway.offerings import (
     ResourceDefinition,
     TemplateDefinition,
 )
-from gateway.types import CallMethod, ClientInput, ToolDefinition
+from gateway.operations import ClientInput
+from gateway.types import CallMethod, ToolDefinition
 from gateway.upstreams.base import OfferingsClient, ResourceUpdated
 from gateway.upstreams.listing import Binding, Listing, ListName, build_listing, matches
 from gateway.upstreams.log_level_target import LogLevelTarget, NoCredentials, Scope
@@ -277,7 +278,7 @@ class Catalog:
         return entry
 
     def resolve_target(self, method: CallMethod, target: str) -> Target:
-        """What ``target`` names for ``method`` (`gateway.types.Operation.target`)."""
+        """What ``target`` names for ``method`` (`gateway.operations.Operation.target`)."""
         if method == "tools/call":
             return self.resolve(target)
         if method == "prompts/get":

@@ -17,7 +17,8 @@ import httpx
 
 from gateway.config import HttpTool, HttpUpstream
 from gateway.errors import InvalidArguments, UpstreamTimeout, UpstreamUnavailable
-from gateway.types import CallerSession, ClientInput, LogSink, ProgressCallback, ToolResult
+from gateway.operations import CallerSession, ClientInput, LogSink, ProgressCallback
+from gateway.types import ToolResult
 from gateway.upstreams.base import Reconnected, ResourceUpdated, UpstreamStatus
 from gateway.upstreams.definitions import UpstreamTool
 from gateway.upstreams.mcp_definitions import UpstreamOfferings

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import InvalidArguments
-from gateway.types import LOG_LEVELS, CallMethod, McpResult, Operation, Principal, ToolResult
+from gateway.operations import LOG_LEVELS, Operation
+from gateway.types import CallMethod, McpResult, Principal, ToolResult
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ answer), its resource subscriptions, whatever a tool toggles for "this client". 
 gateway's connection to an upstream is one such session shared by every caller, so
 none of that can belong to one client there (roots are refused on it:
 `mcp_requests.relay_input`). A client with a session at the gateway
-(``Mcp-Session-Id``: `gateway.types.CallerSession`) is therefore given an upstream
+(``Mcp-Session-Id``: `gateway.operations.CallerSession`) is therefore given an upstream
 session of its own on each 2025-11-25 upstream it reaches: opened at its first
 request routed there, with the caller's capabilities in the handshake, and closed
 when the calling session ends (a DELETE, its idle expiry, the gateway's shutdown).
@@ -55,7 +55,7 @@ from gateway.metrics import (
     UPSTREAM_SESSIONS_EVICTED,
     UPSTREAM_SESSIONS_REFUSED,
 )
-from gateway.types import CallerSession, LogSink
+from gateway.operations import CallerSession, LogSink
 from gateway.upstreams.mcp_requests import InFlight, describe
 
 log = logging.getLogger(__name__)

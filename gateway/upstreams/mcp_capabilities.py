@@ -25,7 +25,7 @@ from typing import Any
 from mcp.client.session import ClientSession
 from mcp_types import CLIENT_CAPABILITIES_META_KEY
 
-from gateway.types import ClientInput
+from gateway.operations import ClientInput
 
 TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
 

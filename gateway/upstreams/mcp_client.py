@@ -31,8 +31,9 @@ from mcp import Client
 
 from gateway.config import McpHttpUpstream, McpStdioUpstream
 from gateway.errors import UpstreamError
+from gateway.operations import CallerSession, ClientInput, LogSink, ProgressCallback
 from gateway.telemetry import TRACEPARENT
-from gateway.types import CallerSession, ClientInput, LogSink, ProgressCallback, ToolResult
+from gateway.types import ToolResult
 from gateway.upstreams import mcp_offerings, mcp_requests
 from gateway.upstreams.base import Reconnected, ResourceUpdated, UpstreamStatus
 from gateway.upstreams.definitions import UpstreamTool

@@ -16,7 +16,7 @@ credential headers, log sink and client input ride along, and failures become
 roots) are relayed to the calling client through the operation's `InputAsk`
 (`mcp_requests.relay_input`).
 
-A client with a session at the gateway (`gateway.types.CallerSession`) reaches a
+A client with a session at the gateway (`gateway.operations.CallerSession`) reaches a
 2025-11-25 upstream on an upstream session of its own (`mcp_caller_sessions`,
 docs/decisions/0034), and a sessionless 2026-07-28 request on the one held for its
 principal (docs/decisions/0043): `route` sends its requests there, and that upstream
@@ -41,7 +41,7 @@ from mcp import Client
 
 from gateway.config import McpHttpUpstream, McpStdioUpstream
 from gateway.errors import UpstreamError, UpstreamUnavailable
-from gateway.types import CallerSession, ClientInput, LogSink
+from gateway.operations import CallerSession, ClientInput, LogSink
 from gateway.upstreams import mcp_capabilities, mcp_requests
 from gateway.upstreams.base import Reconnected, ResourceUpdated, UpstreamStatus
 from gateway.upstreams.mcp_caller_sessions import CallerConnection, CallerSessions, SessionSlots

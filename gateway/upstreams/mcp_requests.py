@@ -41,8 +41,8 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.http_client import HttpTransportError
+from gateway.operations import ClientInput, InputMethod, InputRequest, LogSink
 from gateway.telemetry import TRACEPARENT, TRACESTATE
-from gateway.types import ClientInput, InputMethod, InputRequest, LogSink
 from gateway.upstreams.mcp_lean_call import NeedsSdk, is_sessionless
 
 log = logging.getLogger(__name__)

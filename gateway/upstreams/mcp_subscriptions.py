@@ -21,7 +21,7 @@ import logging
 import mcp_types as types
 
 from gateway.errors import UpstreamError, UpstreamRejected
-from gateway.types import CallerSession
+from gateway.operations import CallerSession
 from gateway.upstreams.mcp_connection import McpConnection, Route
 from gateway.upstreams.mcp_lean_call import is_sessionless
 

@@ -31,8 +31,9 @@ from mcp_types import CallToolResult
 from pydantic import ValidationError
 
 from gateway.errors import UpstreamError, UpstreamRejected
+from gateway.operations import ClientInput, TaskRequest
 from gateway.telemetry import TRACEPARENT
-from gateway.types import ClientInput, TaskRequest, ToolResult, UpstreamTask
+from gateway.types import ToolResult, UpstreamTask
 from gateway.upstreams import mcp_capabilities, mcp_requests
 from gateway.upstreams.definitions import UpstreamTool
 from gateway.upstreams.mcp_lean_call import is_sessionless

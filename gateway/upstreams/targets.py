@@ -32,14 +32,8 @@ from jsonschema.protocols import Validator
 from gateway.config import HttpUpstream, McpHttpUpstream, McpStdioUpstream
 from gateway.errors import InvalidArguments
 from gateway.offerings import PromptDefinition, ResourceDefinition, TemplateDefinition
-from gateway.types import (
-    CallMethod,
-    McpResult,
-    Operation,
-    ToolDefinition,
-    ToolResult,
-    UpstreamTask,
-)
+from gateway.operations import Operation
+from gateway.types import CallMethod, McpResult, ToolDefinition, ToolResult, UpstreamTask
 from gateway.upstreams.base import OfferingsClient, UpstreamClient
 from gateway.upstreams.credentials import CredentialProvider
 from gateway.upstreams.log_level_target import LogLevelTarget

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.approvals.models import ApprovalStatus, ExecutionState
 from gateway.canonical import arguments_hash, sha256_hex
-from gateway.types import ClientInfo, Operation, Principal, Transport
+from gateway.operations import Operation
+from gateway.types import ClientInfo, Principal, Transport
 from gateway.workflows.errors import WorkflowRefused
 
 if TYPE_CHECKING:

@@ -19,9 +19,9 @@ import pytest
 from mcp_types import CallToolResult
 
 from gateway.audit import read_entries
+from gateway.operations import ProgressCallback
 from gateway.store import create_engine
 from gateway.surfaces.mcp import META_KEY
-from gateway.types import ProgressCallback
 from tests.e2e.mcp_client import ERAS, connect
 from tests.support.processes import REPO, GatewayServer, McpUpstreamServer, write_policy
 from tests.support.waiting import eventually_async

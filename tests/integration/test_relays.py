@@ -13,10 +13,11 @@ import pytest
 
 from gateway.audit import AuditLog, read_entries
 from gateway.errors import ClientInputRefused
+from gateway.operations import InputRequest, Operation
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.relays import Relays
 from gateway.store import create_engine, migrate
-from gateway.types import InputRequest, Operation, Principal
+from gateway.types import Principal
 from tests.support.deciding import decider_for
 from tests.support.processes import write_policy
 

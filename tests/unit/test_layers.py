@@ -12,6 +12,7 @@ GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
 LAYERS: list[set[str]] = [
     {
         "types",
+        "operations",
         "offerings",
         "errors",
         "canonical",

@@ -27,8 +27,9 @@ from gateway.approvals.holds import Signals
 from gateway.audit import AuditLog, read_entries
 from gateway.config import ApprovalsConfig
 from gateway.errors import AuditUnavailable
+from gateway.operations import Operation
 from gateway.policy.embedded import EmbeddedEngine
-from gateway.types import Actor, Decision, Obligations, Operation, Principal
+from gateway.types import Actor, Decision, Obligations, Principal
 from tests.support.approvals import lapse
 from tests.support.deciding import decider_for
 from tests.support.processes import write_policy

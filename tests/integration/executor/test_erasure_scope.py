@@ -18,9 +18,10 @@ from gateway.audit.export import database_source
 from gateway.erasure_scope import erase, scope_of_request, scope_of_run
 from gateway.executor.held_calls import hold_as_run
 from gateway.executor.records import new_run_id
+from gateway.operations import Operation
 from gateway.store.tables import metadata, run_steps
 from gateway.tlog.verifier import verify_log
-from gateway.types import Operation, OutcomeStatus
+from gateway.types import OutcomeStatus
 from tests.integration.executor.harness import AGENT, APPROVER, Parts, executor_parts
 from tests.support.processes import McpUpstreamServer
 

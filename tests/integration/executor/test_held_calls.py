@@ -17,7 +17,8 @@ from gateway.executor import records
 from gateway.executor.errors import RunFinished
 from gateway.executor.held_calls import cancel_held, held_state, hold_as_run
 from gateway.logs import new_request_id
-from gateway.types import Operation, OutcomeStatus
+from gateway.operations import Operation
+from gateway.types import OutcomeStatus
 from tests.integration.executor.harness import AGENT, APPROVER, Parts, executor_parts
 from tests.support.processes import McpUpstreamServer
 from tests.support.waiting import eventually_async

@@ -23,6 +23,7 @@ from gateway.errors import (
     UpstreamResultRefused,
 )
 from gateway.limits import Limiter, LimitStore
+from gateway.operations import Operation
 from gateway.pipeline import Pipeline
 from gateway.policy.decider import Decider, DecisionQueue
 from gateway.policy.embedded import EmbeddedEngine
@@ -31,7 +32,7 @@ from gateway.recording import WITHHELD
 from gateway.store import create_engine, migrate
 from gateway.store.shared_clock import SharedClock
 from gateway.tlog.verifier import verify_log
-from gateway.types import UNAVAILABLE_RULE, Operation, OutcomeStatus, Principal
+from gateway.types import UNAVAILABLE_RULE, OutcomeStatus, Principal
 from gateway.upstreams.catalog import Binding, Catalog
 from gateway.upstreams.credentials import CredentialProvider
 from gateway.upstreams.http_api import HttpApiUpstream

@@ -21,11 +21,12 @@ from gateway.audit import AuditLog, read_entries
 from gateway.config import HttpUpstream
 from gateway.errors import CallLimited, LimitsUnavailable
 from gateway.limits import Limiter, LimitStore
+from gateway.operations import Operation
 from gateway.pipeline import Pipeline
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.store import create_engine, migrate
 from gateway.store.tables import limit_slots
-from gateway.types import Operation, OutcomeStatus, Principal
+from gateway.types import OutcomeStatus, Principal
 from gateway.upstreams.catalog import Binding, Catalog
 from gateway.upstreams.credentials import CredentialProvider
 from gateway.upstreams.http_api import HttpApiUpstream

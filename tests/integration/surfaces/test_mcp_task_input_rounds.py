@@ -13,11 +13,12 @@ import pytest
 
 from gateway.audit import AuditLog, read_entries
 from gateway.errors import ClientInputRefused
+from gateway.operations import Operation
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.relays import Relays
 from gateway.store import create_engine, migrate
 from gateway.surfaces.mcp_task_input import PolledChannel, TaskInput
-from gateway.types import Operation, Principal
+from gateway.types import Principal
 from tests.support.deciding import decider_for
 from tests.support.processes import write_policy
 from tests.support.waiting import eventually_async

@@ -23,12 +23,13 @@ import pytest
 from gateway.audit import AuditLog, read_entries
 from gateway.errors import ClientInputRefused
 from gateway.metrics import REGISTRY
+from gateway.operations import ClientInput, InputRequest, Operation
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.relays import Relays
 from gateway.store import create_engine, migrate
 from gateway.surfaces.mcp_task_input import PolledChannel
 from gateway.surfaces.mcp_task_streams import NoRoom, TaskStreams
-from gateway.types import ClientInput, InputRequest, Operation, Principal
+from gateway.types import Principal
 from tests.support.clock import FakeClock
 from tests.support.deciding import decider_for
 from tests.support.processes import write_policy

@@ -19,7 +19,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from gateway.errors import UpstreamSessionsExhausted, UpstreamUnavailable
-from gateway.types import CallerSession
+from gateway.operations import CallerSession
 from gateway.upstreams.mcp_caller_sessions import CallerConnection, CallerSessions, SessionSlots
 from tests.support.upstream_mcp import server
 from tests.support.waiting import eventually_async

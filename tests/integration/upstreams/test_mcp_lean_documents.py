@@ -14,7 +14,7 @@ import pytest
 
 from gateway.config import McpHttpUpstream
 from gateway.errors import UpstreamError, UpstreamRejected
-from gateway.types import LogSink
+from gateway.operations import LogSink
 from gateway.upstreams.mcp_client import McpUpstream
 from gateway.upstreams.mcp_lean_call import LeanToolCaller
 from tests.support.processes import McpUpstreamServer

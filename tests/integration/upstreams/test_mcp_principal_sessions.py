@@ -25,11 +25,12 @@ import pytest
 
 from gateway.audit import AuditLog, read_entries
 from gateway.config import McpStdioUpstream
+from gateway.operations import CallerSession, ClientInput, InputRequest, Operation
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.relays import Relays
 from gateway.store import create_engine, migrate
 from gateway.surfaces.mcp_principals import NOT_IN_FLIGHT, PrincipalCallers
-from gateway.types import CallerSession, ClientInput, InputRequest, Operation, Principal
+from gateway.types import Principal
 from gateway.upstreams.mcp_caller_sessions import SessionSlots
 from gateway.upstreams.mcp_client import McpUpstream
 from tests.support.clock import FakeClock

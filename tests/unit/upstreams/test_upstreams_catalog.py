@@ -19,7 +19,8 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.offerings import DefinitionKind
-from gateway.types import LogSink, ProgressCallback, ToolResult
+from gateway.operations import LogSink, ProgressCallback
+from gateway.types import ToolResult
 from gateway.upstreams.base import Reconnected, UpstreamStatus
 from gateway.upstreams.catalog import Binding, Catalog
 from gateway.upstreams.credentials import CredentialProvider

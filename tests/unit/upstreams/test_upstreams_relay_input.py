@@ -11,7 +11,7 @@ from typing import Any
 import mcp_types as types
 import pytest
 
-from gateway.types import ClientInput, InputRequest, LogSink
+from gateway.operations import ClientInput, InputRequest, LogSink
 from gateway.upstreams.mcp_requests import InFlight, relay_input, relay_log
 
 pytestmark = pytest.mark.anyio
