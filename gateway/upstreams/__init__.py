@@ -13,7 +13,8 @@ Responsibilities, one module each:
 - `definitions`, `mcp_definitions`: definitions and their hashes (what pinning
   compares) of tools, and of prompts, resources and templates.
 - `pinning`, `pins`, `pin_review`: pinned definitions; a changed one is quarantined
-  until approved, alone or with all of its upstream's.
+  until approved, alone or with all of its upstream's; `pin_plan`: what a pin becomes
+  when a refresh sees its definition.
 - `base`, `mcp_client` (with `mcp_requests`, `mcp_offerings`, `mcp_changes`,
   `mcp_lean_call`), `http_api`: the clients for MCP servers (Streamable HTTP, stdio)
   and plain HTTP APIs; `mcp_connection`: an MCP server's supervised connection and the

@@ -43,7 +43,7 @@ from gateway.upstreams.base import OfferingsClient, ResourceUpdated
 from gateway.upstreams.listing import Binding, Listing, ListName, build_listing, matches
 from gateway.upstreams.log_level_target import LogLevelTarget, NoCredentials, Scope
 from gateway.upstreams.naming import split_gateway_uri
-from gateway.upstreams.pinning import Seen
+from gateway.upstreams.pin_plan import Seen
 from gateway.upstreams.targets import (
     CatalogEntry,
     CompletionTarget,

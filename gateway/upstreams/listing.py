@@ -30,7 +30,7 @@ from gateway.upstreams.mcp_definitions import (
     to_resource,
     to_template,
 )
-from gateway.upstreams.pinning import Seen
+from gateway.upstreams.pin_plan import Seen
 from gateway.upstreams.targets import CatalogEntry, UpstreamConfig
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ about it; contents are never pinned (reads and prompt results are audited by has
 
 The catalog hands every refreshed list to `PinGuard.check`. For each definition the
 *expected* hash is the one pinned in config (``upstreams[].pins``, tools only) if any,
-else the one approved in the pin table; then
+else the one approved in the pin table; then (`pin_plan.plan`)
 
 - nothing expected yet: the definition is pinned as first seen (``tool.pinned``, or
   ``definition.pinned`` for the other kinds: `pin_review`);
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -49,6 +49,7 @@ from gateway.offerings import DefinitionKind
 from gateway.timestamps import utc_now
 from gateway.types import Principal
 from gateway.upstreams.naming import gateway_name
+from gateway.upstreams.pin_plan import Seen, plan, repinned
 from gateway.upstreams.pin_review import (
     approval_record,
     describe,
@@ -59,103 +60,6 @@ from gateway.upstreams.pin_review import (
 from gateway.upstreams.pins import PinKey, PinRow, PinStatus, PinStore
 
 log = logging.getLogger(__name__)
-
-# `approved_by` of a pin that came from the config file rather than a person.
-CONFIG_APPROVER = "config"
-
-
-@dataclass(frozen=True)
-class Seen:
-    """A definition as the latest refresh saw it."""
-
-    kind: DefinitionKind
-    name: str  # gateway name: <upstream>__<name>, or a gateway URI (template)
-    upstream: str
-    definition_hash: str
-    document: dict[str, Any]  # what the hash covers (definitions, mcp_definitions)
-
-    @property
-    def key(self) -> PinKey:
-        return (self.kind, self.name)
-
-
-def plan(row: PinRow | None, seen: Seen, configured: str | None, now: str) -> PinRow | None:
-    """The row ``row`` should become now that ``seen`` is live (None: no change).
-
-    ``configured`` is the hash pinned in config for this tool, if any.
-    """
-    live = seen.definition_hash
-    if row is None:
-        if configured is None or configured == live:
-            return PinRow(
-                kind=seen.kind,
-                name=seen.name,
-                upstream=seen.upstream,
-                definition_hash=live,
-                definition=seen.document,
-                status=PinStatus.PINNED,
-                first_seen=now,
-                changed_at=now,
-                approved_by=CONFIG_APPROVER if configured else None,
-                approved_at=now if configured else None,
-            )
-        return PinRow(
-            kind=seen.kind,
-            name=seen.name,
-            upstream=seen.upstream,
-            definition_hash=configured,
-            definition=None,
-            status=PinStatus.QUARANTINED,
-            first_seen=now,
-            changed_at=now,
-            pending_hash=live,
-            pending_definition=seen.document,
-        )
-    # None (no change), unless the row is from before rows named their upstream
-    # (migration 0007 could not tell): then it is written once with it.
-    unchanged = None
-    if row.upstream is None:
-        row = unchanged = replace(row, upstream=seen.upstream)
-    if configured is not None and configured == live:
-        # The admin pinned the live definition in config: that is the approval.
-        if row.status is PinStatus.PINNED and row.definition_hash == live:
-            return unchanged
-        return _pinned(row, seen.document, live, approved_by=CONFIG_APPROVER, now=now)
-    expected = configured if configured is not None else row.definition_hash
-    if row.status is PinStatus.PINNED and live == expected:
-        return unchanged
-    if (
-        row.status is PinStatus.QUARANTINED
-        and row.pending_hash == live
-        and row.definition_hash == expected
-    ):
-        return unchanged  # already quarantined for exactly this change
-    known = row.definition if row.definition_hash == expected else None
-    return replace(
-        row,
-        definition_hash=expected,
-        definition=known,
-        status=PinStatus.QUARANTINED,
-        pending_hash=live,
-        pending_definition=seen.document,
-        changed_at=now,
-    )
-
-
-def _pinned(
-    row: PinRow, document: dict[str, Any] | None, digest: str, *, approved_by: str, now: str
-) -> PinRow:
-    return replace(
-        row,
-        definition_hash=digest,
-        definition=document,
-        status=PinStatus.PINNED,
-        pending_hash=None,
-        pending_definition=None,
-        approved_by=approved_by,
-        approved_at=now,
-        changed_at=now,
-    )
 
 
 class PinGuard:
@@ -328,7 +232,7 @@ class PinGuard:
             def approve_pending(current: PinRow | None) -> PinRow | None:
                 self._check_approvable(key[0], key[1], current, digest)
                 assert current is not None
-                return _pinned(
+                return repinned(
                     current, current.pending_definition, digest, approved_by=approver.sub, now=now
                 )
 

@@ -17,7 +17,8 @@ from gateway.errors import (
     UnknownTarget,
 )
 from gateway.types import Principal
-from gateway.upstreams.pinning import PinGuard, Seen
+from gateway.upstreams.pin_plan import Seen
+from gateway.upstreams.pinning import PinGuard
 from gateway.upstreams.pins import PinStatus, PinStore
 
 pytestmark = pytest.mark.anyio

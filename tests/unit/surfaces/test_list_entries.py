@@ -45,7 +45,7 @@ from gateway.upstreams.mcp_definitions import (
     UpstreamResource,
     UpstreamTemplate,
 )
-from gateway.upstreams.pinning import Seen
+from gateway.upstreams.pin_plan import Seen
 from tests.support.deciding import decider_for
 
 pytestmark = pytest.mark.anyio

@@ -31,7 +31,7 @@ from gateway.upstreams.mcp_definitions import (
     UpstreamResource,
     UpstreamTemplate,
 )
-from gateway.upstreams.pinning import Seen
+from gateway.upstreams.pin_plan import Seen
 from gateway.upstreams.targets import CompletionTarget, PromptTarget, ReadTarget
 
 pytestmark = pytest.mark.anyio

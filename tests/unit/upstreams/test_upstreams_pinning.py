@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from gateway.upstreams.pin_plan import CONFIG_APPROVER, Seen, plan
 from gateway.upstreams.pin_review import definition_diff, describe, quarantine_message
-from gateway.upstreams.pinning import CONFIG_APPROVER, Seen, plan
 from gateway.upstreams.pins import PinRow, PinStatus
 
 NOW = "2026-11-22T10:00:00.000Z"
