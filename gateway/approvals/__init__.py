@@ -6,7 +6,13 @@ Responsibilities, one module each:
 - `store`: the ``approvals`` table; every change a compare-and-swap under one lock.
 - `holds`: waiting for a decision (in-process wake-ups plus database polling).
 - `notify`: the optional webhook (JSON or Slack text) on each new request.
-- `service`: `ApprovalService`, what the pipeline, REST API, CLI and console use.
+- `records`: the audit records of requests, decisions, expiries and refused decisions.
+- `service`: `ApprovalService`, what the pipeline, REST API, CLI and console use:
+  requesting, holding, expiring and reading approvals.
+- `decisions`: `Decisions`, deciding one: who may (never a party to the request), the
+  checks in order, the audit records; `ApprovalService.decide` is the way in.
+- `gate`: the approval step of the call path (request, hold, claim or replay).
+- `disabled`: `DisabledApprovals`, the null object of ``approvals.enabled: false``.
 - `errors`: stable error codes of deciding and of held calls.
 
 Invariants (§9.4): an approval binds principal (``sub`` + ``iss``), tool and the hash

@@ -1,9 +1,11 @@
-"""`ApprovalService`: requesting, holding, deciding, expiring and reading approvals.
+"""`ApprovalService`: requesting, holding, expiring and reading approvals, and the way
+in to deciding them (`gateway.approvals.decisions`).
 
 Used by the pipeline (a call that needs approval), by the REST API and CLI, and by the
 console (list/get/decide and the `changes` feed). Every state change is a
-compare-and-swap in `ApprovalStore`; this module adds the rules about *who* may
-change what, the audit records, the wake-ups and the webhook.
+compare-and-swap in `ApprovalStore`; this module adds the audit records of requests
+and expiries, the wake-ups and the webhook; `Decisions` adds the rules about *who*
+may decide.
 
 Audit order (architecture.md §9.2): an approval is decidable only once its ``approval.request``
 entry is durable, and an approved call runs only once its ``approval.decision``
@@ -24,29 +26,16 @@ import httpx
 import sqlalchemy as sa
 
 from gateway.approvals import holds, records
-from gateway.approvals.errors import (
-    ApprovalNotFound,
-    ApprovalNotPending,
-    DecisionDeniedByPolicy,
-    ReasonRequired,
-)
-from gateway.approvals.models import (
-    CHANNELS,
-    Approval,
-    ApprovalStatus,
-    Channel,
-    ExecutionState,
-    add_seconds,
-)
+from gateway.approvals.decisions import Decisions
+from gateway.approvals.errors import ApprovalNotFound
+from gateway.approvals.models import Approval, ApprovalStatus, Channel, ExecutionState, add_seconds
 from gateway.approvals.notify import Notifier
 from gateway.approvals.store import ApprovalStore, new_approval_id
 from gateway.audit import AuditLog
 from gateway.canonical import arguments_hash
 from gateway.config import ApprovalsConfig
-from gateway.errors import AuditUnavailable, BadRequest, GatewayError, StorageError
-from gateway.logs import new_request_id
+from gateway.errors import AuditUnavailable, GatewayError, StorageError
 from gateway.operations import Operation, ProgressCallback
-from gateway.policy import build_input
 from gateway.policy.decider import Decider
 from gateway.recording import recordable_arguments
 from gateway.types import ClientInfo, Decision, Principal
@@ -54,7 +43,6 @@ from gateway.types import ClientInfo, Decision, Principal
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-MAX_REASON_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -79,8 +67,15 @@ class ApprovalService:
         self.store = ApprovalStore(database)
         self.config = config
         self._audit = audit
-        self._decider = decider
         self._signals = holds.Signals()
+        self._decisions = Decisions(
+            store=self.store,
+            audit=audit,
+            decider=decider,
+            signals=self._signals,
+            read=self.get_fresh,
+            db=self._db,
+        )
         self._notifier = (
             Notifier(
                 http, url=config.webhook_url, format=config.webhook_format, public_url=public_url
@@ -292,66 +287,17 @@ class ApprovalService:
         request_id: str | None = None,
         client: ClientInfo | None = None,
     ) -> Approval:
-        """Approves or denies a pending approval, or raises why not (docs/approvals.md).
-
-        Checks, in order: a reason for a denial; the approval exists; the approver is
-        no party to the request; the approver holds a named approver entry; it is still
-        pending; policy (``approval/decide``) allows; then the single-use swap."""
-        if channel not in CHANNELS:
-            raise BadRequest(f"channel must be one of {list(CHANNELS)}")
-        reason = (reason or "").strip() or None
-        if not approve and reason is None:
-            raise ReasonRequired("a reason is required to deny an approval")
-        if reason is not None and len(reason) > MAX_REASON_CHARS:
-            raise BadRequest(f"reason is longer than {MAX_REASON_CHARS} characters")
-        request_id = request_id or new_request_id()
-        approval = await self.get_fresh(approval_id)
-        policy: Decision | None = None
-        refusal = approval.refusal_of(approver)
-        if refusal is None:
-            if approval.status is not ApprovalStatus.PENDING:
-                raise _not_pending(approval)
-            policy_input = build_input(
-                principal=approver,
-                action="approval/decide",
-                request_id=request_id,
-                transport="rest",
-                resource=approval.to_policy_resource(),
-                client=client,
-            )
-            policy = await self._decider.decide(policy_input)
-            if not policy.allow:
-                refusal = DecisionDeniedByPolicy(
-                    "policy does not let this approver decide: "
-                    + ("; ".join(policy.reasons) or "denied")
-                )
-        if refusal is not None:
-            await self._audit_refusal(approval, approver, refusal, channel, request_id, policy)
-            raise refusal
-
-        decided = await self._db(
-            self.store.decide,
-            approval.id,
+        """Approves or denies a pending approval, or raises why not (docs/approvals.md):
+        the checks and their audit records are `Decisions.decide`'s."""
+        return await self._decisions.decide(
+            approval_id,
+            approver,
             approve=approve,
-            decided_by=approver.sub,
             reason=reason,
             channel=channel,
+            request_id=request_id,
+            client=client,
         )
-        if decided is None:  # lost the swap: decided or expired meanwhile
-            raise _not_pending(await self.get_fresh(approval.id))
-        record = records.decision_record(
-            decided, approver=approver, request_id=request_id, policy=policy
-        )
-        try:
-            [seq] = await self._audit.append(record)
-        except AuditUnavailable:
-            await self._db(self.store.undo_decision, decided.id)
-            self._signals.fire(decided.id)
-            raise
-        decided = await self._db(self.store.set_decision_seq, decided.id, seq) or decided
-        self._signals.fire(decided.id)
-        log.info("approval %s %s by %s via %s", decided.id, decided.status, approver.sub, channel)
-        return decided
 
     # --- internals ----------------------------------------------------------------------
 
@@ -383,23 +329,6 @@ class ApprovalService:
             except Exception:  # a bug must not stop expiry for the life of the process
                 log.exception("approval expiry sweep failed")
 
-    async def _audit_refusal(
-        self,
-        approval: Approval,
-        approver: Principal,
-        refusal: GatewayError,
-        channel: str,
-        request_id: str,
-        policy: Decision | None,
-    ) -> None:
-        record = records.refusal_record(
-            approval, approver, refusal, channel=channel, request_id=request_id, policy=policy
-        )
-        try:
-            await self._audit.append(record)
-        except AuditUnavailable as exc:
-            log.error("refused decision on %s not recorded: %s", approval.id, exc.message)
-
     async def _db(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Runs a blocking store call in a worker thread; database failures become
         `StorageError` (fail closed: a call is not run on an unreadable approval)."""
@@ -408,12 +337,3 @@ class ApprovalService:
         except sa.exc.SQLAlchemyError as exc:
             log.error("approval store failed: %s", exc)
             raise StorageError(f"approval store unavailable ({type(exc).__name__})") from None
-
-
-def _not_pending(approval: Approval) -> ApprovalNotPending:
-    if approval.status is ApprovalStatus.PENDING:  # its request is still being audited
-        return ApprovalNotPending(f"approval {approval.id} is not ready yet; try again")
-    if approval.status is ApprovalStatus.EXPIRED:
-        return ApprovalNotPending(f"approval {approval.id} expired at {approval.expires_at}")
-    by = f" by {approval.decided_by}" if approval.decided_by else ""
-    return ApprovalNotPending(f"approval {approval.id} is already {approval.status.value}{by}")

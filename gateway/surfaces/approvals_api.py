@@ -8,7 +8,8 @@
 
 Every route authenticates with the shared `Authenticator`. Visibility: a caller sees
 the approvals it requested and those naming an approver it holds; any other id is
-404. Who may decide, and the errors when not, are `ApprovalService.decide`'s.
+404. Who may decide, and the errors when not, are `ApprovalService.decide`'s
+(`gateway.approvals.decisions`).
 """
 
 from __future__ import annotations
