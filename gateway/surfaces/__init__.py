@@ -18,7 +18,9 @@ what the client declared it can be asked; the sealed single-use ``requestState``
 `mcp_subscriptions` (resource subscriptions and list changes), `mcp_tasks` with
 `mcp_task_creation`, `mcp_task_store`, `mcp_task_results` and `mcp_passthrough` (MCP
 tasks: approval holds as tasks, and upstreams' own tasks passed through, each bound to
-its creator) and `mcp_direct` (the lean sessionless ``tools/call``). A rule that exists in
+its creator), `mcp_task_streams` with `mcp_task_held_stream` (the ``tasks/result`` of a
+2025-11-25 upstream's task the gateway holds for a polling owner, and what waits on
+it) and `mcp_direct` (the lean sessionless ``tools/call``). A rule that exists in
 one surface and not another is a bug, so no surface makes a security decision of its
 own.
 
