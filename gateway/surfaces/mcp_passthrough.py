@@ -56,7 +56,7 @@ from gateway.surfaces.mcp_task_store import (
 from gateway.surfaces.mcp_task_streams import SHOW_WAIT_S, NoRoom, TaskStreams
 from gateway.surfaces.mcp_views import View
 from gateway.types import Outcome, OutcomeStatus, Principal, UpstreamTask
-from gateway.upstreams import mcp_requests
+from gateway.upstreams import mcp_client_input
 from gateway.upstreams.mcp_upstream_tasks import TaskView, UpstreamTasks
 from gateway.upstreams.targets import CatalogEntry
 
@@ -193,7 +193,7 @@ class Passthrough:
             with_result=with_result,
             client_input=client_input,
         )
-        for _ in range(mcp_requests.MAX_INPUT_ROUNDS):
+        for _ in range(mcp_client_input.MAX_INPUT_ROUNDS):
             if view.input_requests is None or client_input is None or self.input is None:
                 break
             answers = await self.input.ask_now(
@@ -289,7 +289,7 @@ class Passthrough:
         """A 2026-07-28 upstream's request refused: it has no error answer to receive
         (``tasks/update`` carries results), so its task is cancelled, and the gateway's
         task fails saying why (a 2025-11-25 upstream got the refusal as the error
-        answering its request, `mcp_requests.relay_input`, and ends its task itself)."""
+        answering its request, `mcp_client_input.relay_input`, and ends its task itself)."""
         if self.input is not None:
             self.input.refuse(row.id, refused.message)
         assert row.upstream_task_id is not None

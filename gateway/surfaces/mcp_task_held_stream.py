@@ -29,7 +29,7 @@ from gateway.clock import Clock
 from gateway.errors import ClientInputRefused, GatewayError
 from gateway.operations import InputRequest
 from gateway.surfaces.mcp_task_input import PolledChannel, wire_answers
-from gateway.upstreams import mcp_requests
+from gateway.upstreams import mcp_client_input
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class HeldStream:
                 "tasks/get, and answer what it shows",
                 rpc_code=types.INVALID_PARAMS,
             )
-        typed = mcp_requests.typed_answers(asked, {key: responses[key] for key in asked})
+        typed = mcp_client_input.typed_answers(asked, {key: responses[key] for key in asked})
         for key, answer in wire_answers(typed).items():
             self._waiting[key].settle(answer=answer)
 

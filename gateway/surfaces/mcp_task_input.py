@@ -39,7 +39,7 @@ from gateway.surfaces.mcp_relay import Asking, InputRelay
 from gateway.surfaces.mcp_relay_capabilities import declares, relayable
 from gateway.surfaces.mcp_task_store import TaskRow
 from gateway.types import Principal
-from gateway.upstreams import mcp_requests
+from gateway.upstreams import mcp_client_input
 
 RELATED_TASK_META = "io.modelcontextprotocol/related-task"
 # Tasks whose offered requests (or refusal) one process remembers at once.
@@ -130,7 +130,7 @@ class TaskInput:
         ``tasks/update``. Raises `ClientInputRefused`."""
         requests = requests_of(input_requests, task_id)
         answers = await client_input.ask(upstream, requests)
-        return wire_answers(mcp_requests.typed_answers(requests, answers))
+        return wire_answers(mcp_client_input.typed_answers(requests, answers))
 
     async def offer(
         self,
@@ -171,7 +171,7 @@ class TaskInput:
             )
         given = {key: value for key, value in responses.items() if key in offered.requests}
         try:
-            typed = mcp_requests.typed_answers(offered.requests, given)
+            typed = mcp_client_input.typed_answers(offered.requests, given)
         except ClientInputRefused as refused:
             self.relays.record_answers(operation, offered.relayed, offered.requests, {}, refused)
             raise
@@ -189,7 +189,7 @@ class TaskInput:
 
 
 def wire_answers(typed: dict[str, Any]) -> dict[str, Any]:
-    """Checked answers (`mcp_requests.typed_answers`) as they are sent and recorded."""
+    """Checked answers (`mcp_client_input.typed_answers`) as they are sent and recorded."""
     return {
         key: value.model_dump(by_alias=True, mode="json", exclude_none=True)
         for key, value in typed.items()

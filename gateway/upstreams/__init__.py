@@ -15,18 +15,22 @@ Responsibilities, one module each:
 - `pinning`, `pins`, `pin_review`: pinned definitions; a changed one is quarantined
   until approved, alone or with all of its upstream's; `pin_plan`: what a pin becomes
   when a refresh sees its definition.
-- `base`, `mcp_client` (with `mcp_requests`, `mcp_offerings`, `mcp_changes`,
-  `mcp_lean_call`), `http_api`: the clients for MCP servers (Streamable HTTP, stdio)
-  and plain HTTP APIs; `mcp_connection`: an MCP server's supervised connection and the
-  route each request takes; `mcp_subscriptions`: resource subscriptions at an MCP
-  server, shared or a calling session's own; `mcp_capabilities`: what a 2026-07-28
-  upstream is told, per request, the caller can be asked; `mcp_upstream_tasks`: an
-  upstream's own tasks (task-augmented calls and ``tasks/*``, both eras);
-  `mcp_caller_sessions`: a caller's own upstream session at each 2025-11-25 upstream
-  it reaches (a calling session's, or a sessionless request's principal's, closed
-  once idle), bounded; `mcp_stdio`: where a stdio upstream's process comes
-  from (the SDK's `stdio_client`, for dev mode's demo started ahead of the gateway's
-  own build, docs/decisions/0037).
+- `base`, `mcp_client` (with `mcp_offerings`, `mcp_changes`, `mcp_lean_call`),
+  `http_api`: the clients for MCP servers (Streamable HTTP, stdio) and plain HTTP
+  APIs; `mcp_connection`: an MCP server's supervised connection and the route each
+  request takes; `mcp_requests`: one request through the SDK's client, with what rides
+  along (the call's headers, deadline, log sink) and its failures as `UpstreamError`s;
+  `mcp_client_input`: what an upstream asks of the calling client (elicitation,
+  sampling, roots), relayed; `mcp_in_flight`: the requests in flight on one
+  connection, for what arrives naming no caller; `mcp_subscriptions`: resource
+  subscriptions at an MCP server, shared or a calling session's own;
+  `mcp_capabilities`: what a 2026-07-28 upstream is told, per request, the caller can
+  be asked; `mcp_upstream_tasks`: an upstream's own tasks (task-augmented calls and
+  ``tasks/*``, both eras); `mcp_caller_sessions`: a caller's own upstream session at
+  each 2025-11-25 upstream it reaches (a calling session's, or a sessionless request's
+  principal's, closed once idle), bounded; `mcp_stdio`: where a stdio upstream's
+  process comes from (the SDK's `stdio_client`, for dev mode's demo started ahead of
+  the gateway's own build, docs/decisions/0037).
 - `credentials`: what each upstream receives instead of the agent's token.
 
 Invariants: the agent's token never reaches an upstream (architecture.md §9.3); a

@@ -6,7 +6,7 @@ its ``initialize``), its roots (server-everything asks once per session and keep
 answer), its resource subscriptions, whatever a tool toggles for "this client". The
 gateway's connection to an upstream is one such session shared by every caller, so
 none of that can belong to one client there (roots are refused on it:
-`mcp_requests.relay_input`). A client with a session at the gateway
+`mcp_client_input.relay_input`). A client with a session at the gateway
 (``Mcp-Session-Id``: `gateway.operations.CallerSession`) is therefore given an upstream
 session of its own on each 2025-11-25 upstream it reaches: opened at its first
 request routed there, with the caller's capabilities in the handshake, and closed
@@ -56,7 +56,8 @@ from gateway.metrics import (
     UPSTREAM_SESSIONS_REFUSED,
 )
 from gateway.operations import CallerSession, LogSink
-from gateway.upstreams.mcp_requests import InFlight, describe
+from gateway.upstreams.mcp_in_flight import InFlight
+from gateway.upstreams.mcp_requests import describe
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ class CallerConnection:
     logs: Callable[[], LogSink | None] = lambda: None
     client: Client | None = None
     # Requests in flight on it (all of this one client), for a request of the upstream
-    # that names none (stdio, its standalone stream): `mcp_requests.InFlight`.
+    # that names none (stdio, its standalone stream): `mcp_in_flight.InFlight`.
     in_flight: InFlight = field(default_factory=InFlight)
     # The upstream URIs subscribed to on it (its updates are this client's alone).
     subscribed: set[str] = field(default_factory=set)

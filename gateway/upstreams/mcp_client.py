@@ -15,9 +15,9 @@ the SDK's do, so the relay, the deadline and the errors are the same.
 
 An upstream's requests for client input (elicitation, sampling, roots) are relayed to
 the calling client through the operation's `InputAsk`, in both eras
-(`mcp_requests`): a 2025-11-25 request reaches the connection's callbacks, a
+(`mcp_client_input`): a 2025-11-25 request reaches the connection's callbacks, a
 2026-07-28 ``input_required`` result is driven to completion by
-`mcp_requests.until_complete`.
+`mcp_client_input.until_complete`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from gateway.errors import UpstreamError
 from gateway.operations import CallerSession, ClientInput, LogSink, ProgressCallback
 from gateway.telemetry import TRACEPARENT
 from gateway.types import ToolResult
-from gateway.upstreams import mcp_offerings, mcp_requests
+from gateway.upstreams import mcp_client_input, mcp_offerings, mcp_requests
 from gateway.upstreams.base import Reconnected, ResourceUpdated, UpstreamStatus
 from gateway.upstreams.definitions import UpstreamTool
 from gateway.upstreams.mcp_caller_sessions import SessionSlots
@@ -240,7 +240,7 @@ class McpUpstream:
                 ) from None
 
         async def complete() -> Any:
-            return await mcp_requests.until_complete(self.name, what, await send(), send)
+            return await mcp_client_input.until_complete(self.name, what, await send(), send)
 
         try:
             return await self.connection.request(
@@ -404,7 +404,7 @@ class McpUpstream:
             def again(responses: Any = None, state: str | None = None) -> Any:
                 return send(session, responses, state)
 
-            return await mcp_requests.until_complete(self.name, what, await again(), again)
+            return await mcp_client_input.until_complete(self.name, what, await again(), again)
 
         return await self.connection.request(
             what, lambda: on(route.client), caller=True, route=route, **kwargs

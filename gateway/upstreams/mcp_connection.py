@@ -14,7 +14,7 @@ Every request goes through `McpConnection.request` (`mcp_requests.run`): the cal
 credential headers, log sink and client input ride along, and failures become
 `UpstreamError`s. An upstream's requests for client input (elicitation, sampling,
 roots) are relayed to the calling client through the operation's `InputAsk`
-(`mcp_requests.relay_input`).
+(`mcp_client_input.relay_input`).
 
 A client with a session at the gateway (`gateway.operations.CallerSession`) reaches a
 2025-11-25 upstream on an upstream session of its own (`mcp_caller_sessions`,
@@ -42,10 +42,11 @@ from mcp import Client
 from gateway.config import McpHttpUpstream, McpStdioUpstream
 from gateway.errors import UpstreamError, UpstreamUnavailable
 from gateway.operations import CallerSession, ClientInput, LogSink
-from gateway.upstreams import mcp_capabilities, mcp_requests
+from gateway.upstreams import mcp_capabilities, mcp_client_input, mcp_requests
 from gateway.upstreams.base import Reconnected, ResourceUpdated, UpstreamStatus
 from gateway.upstreams.mcp_caller_sessions import CallerConnection, CallerSessions, SessionSlots
 from gateway.upstreams.mcp_changes import ChangeWatcher
+from gateway.upstreams.mcp_in_flight import InFlight
 from gateway.upstreams.mcp_lean_call import is_sessionless
 from gateway.upstreams.mcp_requests import describe as _describe
 from gateway.upstreams.mcp_stdio import StdioStarts, stdio_parameters
@@ -63,7 +64,7 @@ class Route:
     """The connection a request goes on: the shared one, or a calling session's own."""
 
     client: Client
-    in_flight: mcp_requests.InFlight
+    in_flight: InFlight
     mark_broken: Callable[[BaseException], None]
     own: CallerConnection | None = None
 
@@ -100,7 +101,7 @@ class McpConnection:
         self._scope: anyio.CancelScope | None = None
         self.changes = ChangeWatcher(config.name)
         # Requests in flight, to attribute an upstream's request that names no caller.
-        self._in_flight = mcp_requests.InFlight()
+        self._in_flight = InFlight()
         self._started = False
         self.connections = 0
         self.callers = CallerSessions(
@@ -143,7 +144,7 @@ class McpConnection:
 
     def _make_client(self) -> Client:
         """The shared connection: it declares everything the gateway can relay."""
-        elicit, sample, roots = mcp_requests.relay_input(self.name, self._in_flight)
+        elicit, sample, roots = mcp_client_input.relay_input(self.name, self._in_flight)
         return self._client_of(
             self._transport(shared=True),
             message_handler=self.changes.on_message,
@@ -158,7 +159,7 @@ class McpConnection:
         relayed on it (they are this caller's). A log message it sends outside any
         request goes to the calling session's own stream, or else (a principal's,
         or a session that set no level) to the one request in flight on it."""
-        elicit, sample, roots = mcp_requests.relay_input(self.name, own.in_flight, shared=False)
+        elicit, sample, roots = mcp_client_input.relay_input(self.name, own.in_flight, shared=False)
 
         def outside_logs() -> LogSink | None:
             return own.logs() or own.in_flight.sole_log()

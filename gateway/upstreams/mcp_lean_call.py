@@ -19,7 +19,7 @@ which re-lists and retries once.
 
 This module sends one round; the caller runs every round inside
 `gateway.upstreams.mcp_requests.run` exactly as it runs the SDK's: an ``input_required``
-answer comes back as the `InputRequiredResult` it is (`mcp_requests.until_complete`
+answer comes back as the `InputRequiredResult` it is (`mcp_client_input.until_complete`
 asks the calling client and sends the request again with ``inputResponses`` and the
 upstream's ``requestState``), and a JSON-RPC error answer is raised as the SDK's
 `MCPError`, so ``run`` maps it as it maps the SDK's (a timeout, a URL elicitation

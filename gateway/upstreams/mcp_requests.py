@@ -10,10 +10,9 @@ stdio, and on the standalone stream, there is no caller: such messages are only
 logged here, never sent to someone else's client.
 
 What an upstream asks of the client (elicitation, sampling, roots) finds its caller
-the same way, on a third context variable holding the operation's `ClientInput`: as a
-server-to-client request on the call's stream (2025-11-25; roots excepted on the
-shared connection, relayed only on a calling session's own: `relay_input`), or as a
-multi-round-trip ``input_required`` result (2026-07-28, `until_complete`).
+the same way, on a third context variable (`ASK`) holding the operation's
+`ClientInput`: it is relayed by `mcp_client_input`. The requests in flight on a
+connection, for what arrives naming no caller, are `mcp_in_flight`'s.
 """
 
 from __future__ import annotations
@@ -35,14 +34,14 @@ from mcp_types import CONNECTION_CLOSED, LOG_LEVEL_META_KEY, REQUEST_TIMEOUT
 from gateway.errors import (
     ClientInputRefused,
     GatewayError,
-    UpstreamError,
     UpstreamRejected,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
 from gateway.http_client import HttpTransportError
-from gateway.operations import ClientInput, InputMethod, InputRequest, LogSink
+from gateway.operations import ClientInput, InputRequest, LogSink
 from gateway.telemetry import TRACEPARENT, TRACESTATE
+from gateway.upstreams.mcp_in_flight import InFlight
 from gateway.upstreams.mcp_lean_call import NeedsSdk, is_sessionless
 
 log = logging.getLogger(__name__)
@@ -53,7 +52,9 @@ _CALL_HEADERS: contextvars.ContextVar[dict[str, str] | None] = contextvars.Conte
 _LOG_SINK: contextvars.ContextVar[LogSink | None] = contextvars.ContextVar(
     "gateway_upstream_log_sink", default=None
 )
-_ASK: contextvars.ContextVar[ClientInput | None] = contextvars.ContextVar(
+# The operation's `ClientInput` of the call being sent (`run`): the client an upstream's
+# requests for input are relayed to (`mcp_client_input`).
+ASK: contextvars.ContextVar[ClientInput | None] = contextvars.ContextVar(
     "gateway_upstream_input_ask", default=None
 )
 # The deadline of the call being sent (`run`): its response stream may stay silent that
@@ -65,8 +66,6 @@ _CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 # A call's transport read timeout is at least its deadline plus this: the deadline,
 # which fails that call alone (`UpstreamTimeout`), always comes first.
 READ_MARGIN_S = 30.0
-# Rounds of input an upstream may ask for in one request (the SDK's default too).
-MAX_INPUT_ROUNDS = 10
 _T = TypeVar("_T")
 
 
@@ -123,7 +122,7 @@ async def run(
     transport failure marks the connection broken (the supervisor reconnects)."""
     header_token = _CALL_HEADERS.set(headers)
     sink_token = _LOG_SINK.set(log_sink)
-    ask_token = _ASK.set(client_input)
+    ask_token = ASK.set(client_input)
     deadline_token = _CALL_DEADLINE.set(timeout_s)
     flight = in_flight.enter(client_input, log_sink) if in_flight is not None else None
     try:
@@ -162,7 +161,7 @@ async def run(
         if flight is not None and in_flight is not None:
             in_flight.leave(flight)
         _CALL_DEADLINE.reset(deadline_token)
-        _ASK.reset(ask_token)
+        ASK.reset(ask_token)
         _LOG_SINK.reset(sink_token)
         _CALL_HEADERS.reset(header_token)
 
@@ -216,208 +215,6 @@ def with_log_level(
     if sink is None or not is_sessionless(client.protocol_version):
         return meta
     return {**(meta or {}), LOG_LEVEL_META_KEY: sink.level}
-
-
-# --- what an upstream asks of the client -------------------------------------------
-# Declared on every upstream connection (some servers offer their asking tools only to
-# clients that can be asked). A request arriving on the call's own stream runs in the
-# caller's context, where `run` put the operation's `ClientInput`: it is relayed to the
-# calling client under policy (`gateway.relays`). Without a caller (the standalone
-# stream, stdio) or without a way to ask it, it is refused: the upstream gets a
-# JSON-RPC error and decides what its request becomes, never a hang.
-
-_RESULT_TYPES: dict[InputMethod, type[types.Result]] = {
-    "elicitation/create": types.ElicitResult,
-    "sampling/createMessage": types.CreateMessageResult,
-    "roots/list": types.ListRootsResult,
-}
-NO_CALLER = (
-    "the agent gateway relays {what} only to the client whose request the upstream is "
-    "answering; this one arrived outside any request, or over stdio with several in flight"
-)
-
-
-class InFlight:
-    """The requests in flight on one upstream connection, with their `ClientInput`s
-    and log sinks.
-
-    Over stdio (and on the standalone stream) a request or log message of the upstream
-    carries no caller: the SDK runs the callback outside any caller's context. It is
-    attributed to the one request in flight when there is exactly one, and refused
-    (a log message: not relayed) otherwise: never guessed between two callers."""
-
-    def __init__(self) -> None:
-        self._flights: dict[int, tuple[ClientInput | None, LogSink | None]] = {}
-        self._next = 0
-        # An upstream session held for one caller only (`mcp_caller_sessions`): how the
-        # upstream's requests are answered while none of that caller's is in flight.
-        # A calling session's: its standalone stream, set once the client said its
-        # roots changed (the upstream then asks for them again). A principal's: a
-        # refusal under the relay's rule (decided by the gateway, audited).
-        self.standalone: ClientInput | None = None
-        # Told when the last request in flight has left (an idle upstream session
-        # held for a principal is closed after a while: `mcp_caller_sessions`).
-        self.on_idle: Callable[[], None] | None = None
-
-    def enter(self, client_input: ClientInput | None, log_sink: LogSink | None = None) -> int:
-        self._next += 1
-        self._flights[self._next] = (client_input, log_sink)
-        return self._next
-
-    def leave(self, token: int) -> None:
-        if self._flights.pop(token, None) is not None and not self._flights and self.on_idle:
-            self.on_idle()
-
-    @property
-    def busy(self) -> bool:
-        """Whether any request is in flight."""
-        return bool(self._flights)
-
-    def sole(self) -> ClientInput | None:
-        if not self._flights:
-            return self.standalone
-        if len(self._flights) != 1:
-            return None
-        return next(iter(self._flights.values()))[0]
-
-    def sole_log(self) -> LogSink | None:
-        """The log sink of the one request in flight (its level, its stream), if there
-        is exactly one; None otherwise."""
-        if len(self._flights) != 1:
-            return None
-        return next(iter(self._flights.values()))[1]
-
-
-SHARED_ROOTS = (
-    "the agent gateway does not answer roots/list on its shared connection to an "
-    "upstream of the 2025-11-25 era: an upstream that keeps roots per session would "
-    "serve one client's roots to another's calls (docs/mcp.md, Requests for client "
-    "input); a client with a session at the gateway is given an upstream session of its "
-    "own, where its roots are relayed; at 2026-07-28 roots are asked per request"
-)
-
-
-def relay_input(upstream: str, in_flight: InFlight, *, shared: bool = True) -> tuple[Any, Any, Any]:
-    """The elicitation, sampling and roots callbacks of one connection to ``upstream``.
-
-    These callbacks serve only requests sent by the upstream on the connection (the
-    2025-11-25 era; at 2026-07-28 requests for input come in ``input_required``
-    results, `until_complete`, and are relayed). Elicitation and sampling are answers
-    to one request, not state of the session, and are relayed. Roots are refused on
-    the ``shared`` connection, always: it is one upstream session for every caller,
-    and a server of that era may keep a session's roots (server-everything asks once
-    per session and keeps the answer), so relaying one caller's roots there would make
-    them what the upstream believes of every later caller's. On a calling session's
-    own upstream session (`mcp_caller_sessions`) they are that client's, and relayed.
-    """
-
-    async def elicit(context: Any, params: Any) -> Any:
-        return await _relay_one(upstream, in_flight, "elicitation/create", _dump(params))
-
-    async def sample(context: Any, params: Any) -> Any:
-        return await _relay_one(upstream, in_flight, "sampling/createMessage", _dump(params))
-
-    async def roots(context: Any) -> Any:
-        if not shared:
-            return await _relay_one(upstream, in_flight, "roots/list", {})
-        log.info("upstream %s asked roots/list on its shared connection: refused", upstream)
-        return types.ErrorData(code=types.INVALID_REQUEST, message=SHARED_ROOTS)
-
-    return elicit, sample, roots
-
-
-async def _relay_one(
-    upstream: str, in_flight: InFlight, method: InputMethod, params: dict[str, Any]
-) -> Any:
-    client_input = _ASK.get() or in_flight.sole()
-    if client_input is None:
-        log.info("upstream %s asked %s outside any request: refused", upstream, method)
-        return types.ErrorData(code=types.INVALID_REQUEST, message=NO_CALLER.format(what=method))
-    try:
-        answers = await client_input.ask(upstream, {"0": InputRequest(method, params)})
-        answer = _RESULT_TYPES[method].model_validate(answers["0"], by_name=False)
-    except ClientInputRefused as refused:
-        return types.ErrorData(code=refused.rpc_code, message=refused.message)
-    except Exception as exc:  # a malformed answer, a gone client: the upstream is told
-        log.info("%s of upstream %s not relayed: %s", method, upstream, describe(exc))
-        return types.ErrorData(
-            code=types.INTERNAL_ERROR, message=f"the client could not be asked ({method})"
-        )
-    if method == "sampling/createMessage" and isinstance(answers["0"].get("content"), list):
-        return types.CreateMessageResultWithTools.model_validate(answers["0"], by_name=False)
-    return answer
-
-
-async def until_complete(
-    upstream: str,
-    what: str,
-    result: Any,
-    retry: Callable[[dict[str, Any] | None, str | None], Awaitable[Any]],
-) -> Any:
-    """Drives an upstream's multi-round-trip answer (2026-07-28 ``input_required``) to
-    its final result: each round's requests are asked of the calling client (the
-    operation's `ClientInput`, under policy) and the request is sent again with the
-    answers and the upstream's own ``requestState``. The state never leaves the
-    gateway. Refused (`ClientInputRefused`) when there is no client to ask."""
-    for _ in range(MAX_INPUT_ROUNDS):
-        if not isinstance(result, types.InputRequiredResult):
-            return result
-        client_input = _ASK.get()
-        answers: dict[str, Any] | None = None
-        if result.input_requests:
-            if client_input is None:
-                raise input_required(upstream, what)
-            requests = {
-                key: InputRequest(request.method, _dump(request.params))
-                for key, request in result.input_requests.items()
-            }
-            answers = typed_answers(requests, await client_input.ask(upstream, requests))
-        result = await retry(answers, result.request_state)
-    raise UpstreamError(
-        f"upstream {upstream} still asked for input after {MAX_INPUT_ROUNDS} rounds of {what}"
-    )
-
-
-def typed_answers(
-    requests: dict[str, InputRequest], answers: dict[str, dict[str, Any]]
-) -> dict[str, Any]:
-    """The client's answers as the SDK sends them, each checked against what was asked
-    (keys the upstream did not ask are dropped)."""
-    typed: dict[str, Any] = {}
-    for key, request in requests.items():
-        if key not in answers:
-            continue  # the upstream asks again for what is missing
-        answer = answers[key]
-        if not isinstance(answer, dict):  # a client's JSON: anything may come
-            raise ClientInputRefused(
-                f"the client's answer to {request.method} ({key!r}) is not an object",
-                rpc_code=types.INVALID_PARAMS,
-            )
-        kind: type[types.Result] = _RESULT_TYPES[request.method]
-        if request.method == "sampling/createMessage" and isinstance(answer.get("content"), list):
-            kind = types.CreateMessageResultWithTools
-        try:
-            typed[key] = kind.model_validate(answer, by_name=False)
-        except ValueError:
-            raise ClientInputRefused(
-                f"the client's answer to {request.method} ({key!r}) is not a valid result",
-                rpc_code=types.INVALID_PARAMS,
-            ) from None
-    return typed
-
-
-def input_required(upstream: str, what: str) -> ClientInputRefused:
-    return ClientInputRefused(
-        f"upstream {upstream} asked the client for input to answer {what}, and there is no "
-        "client to ask here (a request without a way back to its client)"
-    )
-
-
-def _dump(params: Any) -> dict[str, Any]:
-    if params is None:
-        return {}
-    dumped: dict[str, Any] = params.model_dump(by_alias=True, mode="json", exclude_none=True)
-    return dumped
 
 
 def describe(exc: BaseException) -> str:

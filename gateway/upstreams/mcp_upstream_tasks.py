@@ -155,7 +155,7 @@ class UpstreamTasks:
         ``client_input``: how its owner is asked what the task waits for. At
         2025-11-25 a task in ``input_required`` sends its requests on the stream of a
         ``tasks/result``: with a ``client_input`` one is sent at once, its requests
-        relayed through it (`mcp_requests.relay_input`) until the task ended. At
+        relayed through it (`mcp_client_input.relay_input`) until the task ended. At
         2026-07-28 the requests are in ``inputRequests``, answered with `update`."""
         client = await self._connected()
         raw = await self._send(client, "tasks/get", task_id, headers, timeout_s)

@@ -1,5 +1,5 @@
 """Roots one client answered are never served to another principal's calls, nor, in
-a session, to another session's (gateway.upstreams.mcp_requests.relay_input,
+a session, to another session's (gateway.upstreams.mcp_client_input.relay_input,
 gateway.upstreams.mcp_caller_sessions).
 
 Two upstreams behind one gateway. ``ev`` is server-everything over Streamable HTTP: it

@@ -1,8 +1,9 @@
-"""Which caller an upstream's request for client input goes to (`mcp_requests`): the
-caller whose request it arrived on, else the one request in flight, else nobody — a
-request is never guessed between two callers; and roots, never anyone, on a shared
-connection; and a log message outside any request, to the one request in flight on
-an upstream session held for one caller."""
+"""Which caller an upstream's request for client input goes to (`mcp_client_input`,
+`mcp_in_flight`): the caller whose request it arrived on, else the one request in
+flight, else nobody — a request is never guessed between two callers; and roots, never
+anyone, on a shared connection; and a log message outside any request
+(`mcp_requests.relay_log`), to the one request in flight on an upstream session held
+for one caller."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import mcp_types as types
 import pytest
 
 from gateway.operations import ClientInput, InputRequest, LogSink
-from gateway.upstreams.mcp_requests import InFlight, relay_input, relay_log
+from gateway.upstreams.mcp_client_input import relay_input
+from gateway.upstreams.mcp_in_flight import InFlight
+from gateway.upstreams.mcp_requests import relay_log
 
 pytestmark = pytest.mark.anyio
 
