@@ -23,6 +23,11 @@ One concept per module:
 - `workflow_ref`: what a run knows of the published workflow it runs (`WorkflowRef`),
   and the check that its pinned tool definitions are still the catalog's.
 - `schedules`: plans fired on a cron schedule.
+- `held_calls`: a tool call held for approval, run by the executor once approved
+  (what an MCP task of a held call stands on); `mcp_tools`: the executor as the
+  gateway's own MCP tools (``workflow__submit_plan``, ``workflow__get_run``).
+- `deps`: what the executor's parts share (the run store, the gateway's components);
+  `errors`: its errors, each with a stable code.
 
 Invariants:
 

@@ -18,7 +18,8 @@ Between the executor (which runs plans) and the surfaces (which take requests):
   ``workflow.published``), reading, resolving ``NAME@VERSION`` / ``NAME@CHANNEL`` for
   a run (handing the executor a `gateway.executor.workflow_ref.WorkflowRef`), and
   promoting to a channel (a ``workflow/promote`` decision, possibly held for an
-  approval, audited ``workflow.promoted``).
+  approval, audited ``workflow.promoted``; `promotion`).
+- `errors`: the errors of workflows, each with a stable ``code``.
 
 Invariants:
 
