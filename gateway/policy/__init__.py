@@ -25,8 +25,10 @@ Modules:
 - `replay`: yesterday's real calls against a candidate policy.
 
 Invariants:
-- Anything but a well-formed decision object (an engine error, a timeout, an undefined
-  or malformed result) becomes a deny whose reason says what went wrong.
+- An answer that is not a well-formed decision object (an engine error, an undefined
+  or malformed result) becomes a deny whose reason says what went wrong; no answer at
+  all (the deadline passed, the engine unreachable, the queue full) is
+  `PolicyUnavailable`: answered 503, never reported as a denial, never an allow.
 - Every decision names the engine and the policy revision that produced it.
 """
 
