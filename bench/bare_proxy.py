@@ -22,30 +22,34 @@ costs over the direct call at c=1 is the least a gateway keeping §9 in SQLite c
 from __future__ import annotations
 
 import argparse
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from sqlalchemy.pool import PoolProxiedConnection
 
 from gateway.http_client import KeepAliveClient
+from gateway.store import create_engine
 
 # What the MCP client sends that the upstream needs to see.
 _FORWARDED = (b"accept", b"content-type", b"mcp-protocol-version", b"mcp-method", b"mcp-name")
 
 
-def durable_log(path: Path) -> sqlite3.Connection:
-    """An SQLite file in the gateway's durable mode, with one table of bodies."""
-    connection = sqlite3.connect(path, isolation_level=None)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=FULL")
-    connection.execute("CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, body BLOB)")
+def durable_log(path: Path) -> PoolProxiedConnection:
+    """A connection to an SQLite file made by the gateway's own engine (so in its
+    durable mode: WAL, ``synchronous=FULL``, no implicit transactions), with one table
+    of bodies. Kept checked out for the proxy's life."""
+    connection = create_engine(f"sqlite:///{path}").raw_connection()
+    connection.driver_connection.execute(
+        "CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, body BLOB)"
+    )
     return connection
 
 
 def proxy_app(upstream_url: str, commit_to: Path | None = None) -> Any:
     client = KeepAliveClient(upstream_url)
-    log = durable_log(commit_to) if commit_to is not None else None
+    kept = durable_log(commit_to) if commit_to is not None else None
+    log = kept.driver_connection if kept is not None else None
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -53,6 +57,8 @@ def proxy_app(upstream_url: str, commit_to: Path | None = None) -> Any:
             await send({"type": "lifespan.startup.complete"})
             await receive()  # shutdown
             await client.aclose()
+            if kept is not None:
+                kept.close()
             await send({"type": "lifespan.shutdown.complete"})
             return
         body = bytearray()
